@@ -1,0 +1,198 @@
+"""Everything that talks to Slack. Errors are classified so Temporal retries what can recover and
+stops at once, visibly, on what cannot."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from pydantic import BaseModel
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from powertrip import messages
+from powertrip.approvals import Authority, EventRecord, MessageKind, PostedMessage, Recipient
+from powertrip.config import PowertripConfig
+from powertrip.directory import Directory, Identity
+from powertrip.models import Routing, SecurityEvent
+
+# Errors that no retry can fix: wrong token, missing scope, unknown channel or user.
+PERMANENT_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "user_not_found",
+        "users_not_found",
+        "cannot_dm_bot",
+        "invalid_blocks",
+        "msg_too_long",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "invalid_arguments",
+        "restricted_action",
+        "team_access_not_granted",
+        "ekm_access_denied",
+    }
+)
+SLACK_PERMANENT = "SlackPermanentError"
+EMAIL_CACHE_SECONDS = 3600.0
+
+
+class PostRequest(BaseModel):
+    record: EventRecord
+    kind: MessageKind
+    to_user: str | None = None
+    waited_seconds: float = 0.0
+    thread_ts: str | None = None
+    broadcast: bool = False
+    note: str | None = None
+
+
+class UpdateRequest(BaseModel):
+    record: EventRecord
+    message: PostedMessage
+
+
+def classify(exc: SlackApiError) -> ApplicationError:
+    """Turn a Slack failure into the error Temporal should act on."""
+    status = exc.response.status_code
+    error = str(exc.response.get("error", "") if isinstance(exc.response.data, dict) else "")
+    if status == 429:
+        retry_after = float(
+            exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1))
+        )
+        return ApplicationError(
+            f"Slack rate limit; retrying after {retry_after:g}s",
+            type="SlackRateLimited",
+            next_retry_delay=timedelta(seconds=max(retry_after, 1.0)),
+        )
+    if status >= 500:
+        return ApplicationError(f"Slack unavailable (HTTP {status})", type="SlackUnavailable")
+    if error in PERMANENT_ERRORS:
+        return ApplicationError(
+            f"Slack refused: {error}", error, type=SLACK_PERMANENT, non_retryable=True
+        )
+    return ApplicationError(f"Slack error: {error or status}", type="SlackError")
+
+
+class SlackActivities:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        config: PowertripConfig,
+        security_channel: str,
+        temporal_ui_url: str | None = None,
+        namespace: str = "default",
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.directory = Directory(config)
+        self.security_channel = security_channel
+        self.temporal_ui_url = temporal_ui_url
+        self.namespace = namespace
+        self._email_cache: dict[str, tuple[float, str | None]] = {}
+
+    def _ui_link(self, event: SecurityEvent) -> str | None:
+        if not self.temporal_ui_url:
+            return None
+        base = self.temporal_ui_url.rstrip("/")
+        return f"{base}/namespaces/{self.namespace}/workflows/{event.event_id}"
+
+    async def _user_by_email(self, email: str) -> str | None:
+        cached = self._email_cache.get(email)
+        if cached and time.monotonic() - cached[0] < EMAIL_CACHE_SECONDS:
+            return cached[1]
+        try:
+            response = await self.client.users_lookupByEmail(email=email)
+            user_id: str | None = response["user"]["id"]
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("users_not_found", "user_not_found"):
+                raise classify(exc) from exc
+            user_id = None
+        self._email_cache[email] = (time.monotonic(), user_id)
+        return user_id
+
+    @activity.defn
+    async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
+        entry = self.directory.lookup(event.actor)
+        slack_user = entry.slack_user
+        note = None
+        if entry.identity is Identity.MAPPED and slack_user is None and entry.email:
+            slack_user = await self._user_by_email(entry.email)
+            if slack_user is None:
+                note = f"`{event.actor}` maps to {entry.email}, which has no Slack user."
+        if entry.identity is Identity.UNMAPPED:
+            note = f"`{event.actor}` is not mapped to a Slack user."
+        elif entry.identity in (Identity.BOT, Identity.SHARED):
+            note = (
+                f"`{event.actor}` is a {entry.identity.value} account: the security team decides."
+            )
+        authority = Authority(
+            actor_slack_user=slack_user
+            if entry.identity is Identity.MAPPED and event.actor_may_approve
+            else None,
+            approvers=event.extra_approvers,
+            security_team=self.config.security_team,
+        )
+        dm = slack_user if entry.identity is Identity.MAPPED else None
+        if event.routing is Routing.CHANNEL:
+            dm, note = None, note or "This rule always asks the security channel."
+        return Recipient(
+            identity=entry.identity
+            if slack_user or entry.identity is not Identity.MAPPED
+            else Identity.UNMAPPED,
+            slack_user=dm,
+            authority=authority,
+            note=note,
+        )
+
+    @activity.defn
+    async def post_notification(self, request: PostRequest) -> PostedMessage:
+        text, blocks = messages.notification(
+            request.record,
+            request.kind,
+            request.waited_seconds,
+            self._ui_link(request.record.event),
+            request.note,
+        )
+        channel = request.to_user or self.security_channel
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                thread_ts=request.thread_ts,
+                reply_broadcast=request.broadcast or None,
+                unfurl_links=False,
+            )
+        except SlackApiError as exc:
+            raise classify(exc) from exc
+        return PostedMessage(
+            kind=request.kind,
+            channel=response["channel"],
+            ts=response["ts"],
+            in_security_channel=request.to_user is None,
+        )
+
+    @activity.defn
+    async def update_message(self, request: UpdateRequest) -> None:
+        text, blocks = messages.decided(
+            request.record, request.message.kind, self._ui_link(request.record.event)
+        )
+        try:
+            await self.client.chat_update(
+                channel=request.message.channel, ts=request.message.ts, text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            raise classify(exc) from exc

@@ -1,0 +1,53 @@
+"""Reading webhook bodies: size-capped, form (`payload=<json>`) or JSON, with clear 4xx errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import HTTPException, Request, status
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"{what} is not valid JSON: {exc}"
+        ) from exc
+
+
+def decode_payload(request: Request, body: bytes) -> Any:
+    """JSON from either a JSON body or a form body's `payload` field."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            form = parse_qs(body.decode(), strict_parsing=bool(body))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed form body: {exc}") from exc
+        if "payload" not in form:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "form body has no `payload` field")
+        return _json(form["payload"][0], "the `payload` field")
+    if content_type in ("application/json", "application/x-ndjson", "text/plain", ""):
+        if not body.strip():
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "empty body")
+        return _json(body, "the body")
+    raise HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        f"unsupported content type {content_type!r}: send application/json or "
+        "application/x-www-form-urlencoded with a `payload` field",
+    )

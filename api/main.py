@@ -1,0 +1,52 @@
+"""The FastAPI front door: webhooks in, Slack clicks to workflows, the record out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import events, slack, webhooks
+from powertrip.config import load_config
+from powertrip.settings import Settings, load_settings
+from powertrip.temporal import connect
+
+log = logging.getLogger("powertrip.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or load_settings()
+        app.state.settings = resolved
+        app.state.config = load_config(resolved.config)
+        app.state.rules = app.state.config.rule_set()
+        app.state.temporal = await connect(resolved)
+        log.info(
+            "API ready: Temporal %s/%s, %d rules",
+            resolved.temporal_address,
+            resolved.temporal_namespace,
+            len(app.state.rules.rules),
+        )
+        yield
+
+    app = FastAPI(
+        title="Powertrip",
+        summary="Did a human who owns it say 'yes, that was me'?",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(webhooks.router)
+    app.include_router(slack.router)
+    app.include_router(events.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,126 @@
+"""The YAML config file (`POWERTRIP_CONFIG`): who is who, who may approve, and the rules."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from powertrip.durations import Duration
+from powertrip.rules import Rule, RuleSet
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message says where and why."""
+
+
+class UserEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slack: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]+$")
+    email: str | None = None
+    shared: bool = Field(default=False, description="A shared account: the security team approves.")
+
+    @model_validator(mode="after")
+    def _needs_identity(self) -> UserEntry:
+        if not (self.slack or self.email or self.shared):
+            raise ValueError("give `slack` (a user id), `email`, or `shared: true`")
+        return self
+
+
+class SourceOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ignore_unmatched: bool = Field(
+        default=False, description="Count unmatched lines but do not ask the team to review them."
+    )
+
+
+class PowertripConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    security_channel: str | None = None
+    security_team: list[str] = Field(default_factory=list)
+    users: dict[str, UserEntry] = Field(default_factory=dict)
+    bots: list[str] = Field(default_factory=list)
+    renotify_after: Duration = timedelta(minutes=15)
+    rule_packs: list[str] = Field(
+        default_factory=lambda: ["sshd"], description="Built-in rule packs to enable, by name."
+    )
+    rules: list[Rule] = Field(default_factory=list, description="Your own rules, tried first.")
+    include: list[str] = Field(
+        default_factory=list, description="More YAML files holding `rules:`, relative to this one."
+    )
+    sources: dict[str, SourceOptions] = Field(default_factory=dict)
+
+    def rule_set(self) -> RuleSet:
+        return RuleSet(self.rules, self.renotify_after)
+
+    def source_options(self, source: str) -> SourceOptions:
+        return self.sources.get(source, SourceOptions())
+
+
+def available_rule_packs() -> list[str]:
+    folder = resources.files("powertrip") / "rulepacks"
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def _pack_rules(name: str) -> list[dict[str, Any]]:
+    path = resources.files("powertrip") / "rulepacks" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown rule pack {name!r}; available: {', '.join(available_rule_packs())}"
+        )
+    return list(yaml.safe_load(path.read_text())["rules"])
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(path: Path | str | None) -> PowertripConfig:
+    """Read the config file, its includes and the enabled rule packs; validate everything."""
+    if path is None:
+        return config_from_mapping({}, Path.cwd(), "config")
+    return config_from_mapping(_read_yaml(Path(path)), Path(path).parent, str(path))
+
+
+def config_from_mapping(data: dict[str, Any], base: Path, where: str) -> PowertripConfig:
+    data = dict(data)
+    rules = list(data.get("rules") or [])
+    for include in data.get("include") or []:
+        rules.extend(_read_yaml(base / include).get("rules") or [])
+    for pack in data.get("rule_packs", ["sshd"]) or []:
+        rules.extend(_pack_rules(pack))
+    data["rules"] = rules
+    try:
+        config = PowertripConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, where)) from exc
+    ids = [rule.id for rule in config.rules]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise ConfigError(f"{where}: rule ids used twice: {', '.join(duplicated)}")
+    return config
+
+
+def _explain(exc: ValidationError, where: str) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        lines.append(f"  {where}: {error['msg']}")
+    return f"{where}: invalid config\n" + "\n".join(lines)

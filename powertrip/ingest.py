@@ -1,0 +1,116 @@
+"""From parsed records to started workflows: the one path every source and backfill takes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from enum import StrEnum
+
+from pydantic import BaseModel
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from powertrip import temporal as attributes
+from powertrip.approvals import ApprovalInput, EventRecord
+from powertrip.models import EventStatus, SecurityEvent
+from powertrip.rules import RuleSet
+from powertrip.sources import ParsedItem
+from workflows.approval import ApprovalWorkflow
+
+
+class ResultStatus(StrEnum):
+    STARTED = "started"
+    DUPLICATE = "duplicate"
+    UNMATCHED = "unmatched"
+    INVALID = "invalid"
+
+
+class ItemResult(BaseModel):
+    index: int
+    status: ResultStatus
+    event_id: str | None = None
+    rule_id: str | None = None
+    reason: str | None = None
+
+
+def summary_for(event: SecurityEvent) -> str:
+    """What the Temporal UI list shows for this workflow."""
+    where = f" on {event.host}" if event.host else ""
+    origin = f" from {event.address}" if event.address else ""
+    return f"{event.action} as {event.actor}{where}{origin}"
+
+
+async def start_approval(client: Client, event: SecurityEvent, task_queue: str) -> ResultStatus:
+    """Start the event's workflow unless one with its id ever existed (running or closed)."""
+    pairs: list[SearchAttributePair] = [
+        SearchAttributePair(attributes.STATUS, EventStatus.PENDING.value),
+        SearchAttributePair(attributes.ACTOR, event.actor),
+        SearchAttributePair(attributes.RULE, event.rule_id),
+        SearchAttributePair(attributes.SOURCE, event.source),
+        SearchAttributePair(attributes.EVENT_TIME, event.occurred_at),
+    ]
+    if event.host:
+        pairs.append(SearchAttributePair(attributes.HOST, event.host))
+    try:
+        await client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event),
+            id=event.event_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=TypedSearchAttributes(pairs),
+            memo={"record": EventRecord(event=event)},
+            static_summary=summary_for(event),
+            static_details=f"```\n{event.message}\n```" if event.message else None,
+        )
+    except WorkflowAlreadyStartedError:
+        return ResultStatus.DUPLICATE
+    return ResultStatus.STARTED
+
+
+async def process(
+    client: Client,
+    rules: RuleSet,
+    items: Sequence[ParsedItem],
+    task_queue: str,
+    concurrency: int = 64,
+) -> list[ItemResult]:
+    """Recognise each record and start its workflow; bounded concurrency, order preserved."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: ParsedItem) -> ItemResult:
+        if item.raw is None:
+            return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
+        try:
+            event = rules.recognise(item.raw)
+        except ValueError as exc:
+            return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
+        if event is None:
+            return ItemResult(
+                index=item.index,
+                status=ResultStatus.UNMATCHED,
+                reason="no rule matched the message",
+            )
+        async with gate:
+            status = await start_approval(client, event, task_queue)
+        reason = (
+            "already received (same source and provider id)"
+            if status is ResultStatus.DUPLICATE
+            else None
+        )
+        return ItemResult(
+            index=item.index,
+            status=status,
+            event_id=event.event_id,
+            rule_id=event.rule_id,
+            reason=reason,
+        )
+
+    return list(await asyncio.gather(*(one(item) for item in items)))

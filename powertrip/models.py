@@ -1,0 +1,97 @@
+"""The event model: one source of truth for the API, the workflows, the activities and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RawEvent(BaseModel):
+    """A log record as a source adapter hands it over, before any rule has looked at it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="Which adapter received it, e.g. `papertrail`.")
+    provider_id: str = Field(min_length=1, description="The provider's own id for this record.")
+    received_at: datetime | None = Field(default=None, description="When the provider saw it.")
+    host: str | None = None
+    program: str | None = None
+    message: str = ""
+    fields: dict[str, Any] = Field(
+        default_factory=dict, description="Structured fields, for JSON rules (e.g. CloudTrail)."
+    )
+
+
+class EventStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REPORTED = "reported"
+    ACKNOWLEDGED = "acknowledged"
+
+
+class Routing(StrEnum):
+    DM_ACTOR = "dm_actor"
+    CHANNEL = "channel"
+
+
+class SecurityEvent(BaseModel):
+    """A recognised event that a human must confirm."""
+
+    event_id: str = Field(description="Readable, stable id; also the workflow id.")
+    source: str
+    provider_id: str
+    rule_id: str
+    rule_title: str
+    action: str = Field(description="What happened, e.g. `ssh login (publickey)`.")
+    actor: str = Field(description="The unix or cloud user who did it.")
+    host: str | None = None
+    address: str | None = Field(default=None, description="Where it came from (remote address).")
+    occurred_at: datetime
+    message: str = Field(default="", description="The original log line.")
+    details: dict[str, str] = Field(default_factory=dict)
+    routing: Routing = Routing.DM_ACTOR
+    renotify_after_seconds: float = 15 * 60
+    actor_may_approve: bool = Field(
+        default=True, description="False when only the security team (or the listed) may approve."
+    )
+    extra_approvers: list[str] = Field(
+        default_factory=list, description="Slack user ids that may approve besides the team."
+    )
+
+
+class DecisionKind(StrEnum):
+    APPROVED = "approved"
+    REPORTED = "reported"
+    ACKNOWLEDGED = "acknowledged"
+
+
+class Decision(BaseModel):
+    kind: DecisionKind
+    by: str = Field(description="Slack user id (or operator name) who decided.")
+    at: datetime
+    via: str = Field(description="`slack`, `cli` or `api`.")
+    reason: str | None = None
+    on_behalf: bool = Field(
+        default=False, description="A security-team member decided for someone else."
+    )
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,120}$")
+
+
+def event_id_for(source: str, provider_id: str) -> str:
+    """Derive the workflow id from the source and the provider's id.
+
+    Same record, same id: that is what makes retried deliveries and overlapping backfills
+    duplicates rather than new events. Ids that are unsafe or too long are hashed so the id
+    stays readable and bounded.
+    """
+    if _SAFE_ID.match(provider_id):
+        return f"{source}-{provider_id}"
+    digest = hashlib.sha256(provider_id.encode()).hexdigest()[:32]
+    return f"{source}-h{digest}"

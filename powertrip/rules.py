@@ -1,0 +1,234 @@
+"""Rules as data: a regex (or JSON field match) that recognises a log record and a template that
+turns it into a `SecurityEvent`."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from powertrip.durations import Duration
+from powertrip.models import RawEvent, Routing, SecurityEvent, event_id_for
+
+# PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
+# Lookbehinds `(?<=` and `(?<!` must be left alone.
+_PCRE_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?![=!])([A-Za-z_][A-Za-z0-9_]*)>")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+class RuleError(ValueError):
+    """A rule that cannot work; the message names the rule."""
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern))
+
+
+class RuleMatch(BaseModel):
+    """What a rule recognises. All given conditions must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str | None = Field(default=None, description="Regex searched in the message.")
+    program: str | None = Field(default=None, description="Regex the program name must match.")
+    host: str | None = Field(default=None, description="Regex the host name must match.")
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted JSON field paths and the values they must equal (a list: any of).",
+    )
+    field_patterns: dict[str, str] = Field(
+        default_factory=dict, description="JSON field paths and regexes their values must match."
+    )
+
+
+class EventTemplate(BaseModel):
+    """How to build the event: `{group}` names a regex group, `{a.b}` a JSON field path,
+    `{host}`/`{program}`/`{message}` the record's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str
+    action: str
+    host: str | None = "{host}"
+    address: str | None = None
+    time: str | None = Field(default=None, description="Field holding the event time (ISO 8601).")
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    title: str
+    match: RuleMatch
+    event: EventTemplate
+    routing: Routing = Routing.DM_ACTOR
+    approvers: Literal["actor", "security_team"] | list[str] = Field(
+        default="actor",
+        description="`actor` (the actor or the security team), `security_team`, or Slack user "
+        "ids that may approve besides the security team.",
+    )
+    renotify_after: Duration | None = None
+    enabled: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        compiled = self._compiled()
+        groups = set(compiled["message"].groupindex) if compiled.get("message") else set()
+        builtins = {"host", "program", "message", "source", "provider_id"}
+        for name, template in self._templates():
+            for ref in _PLACEHOLDER.findall(template):
+                if self.match.message is not None and not (
+                    self.match.fields or self.match.field_patterns
+                ):
+                    if ref not in groups and ref not in builtins:
+                        raise RuleError(
+                            f"rule {self.id!r}: {name} uses {{{ref}}} but the message regex has "
+                            f"no group named {ref!r} (groups: {sorted(groups) or 'none'})"
+                        )
+        if not (self.match.message or self.match.fields or self.match.field_patterns):
+            raise RuleError(f"rule {self.id!r}: match needs a message regex or JSON fields")
+        return self
+
+    def _templates(self) -> list[tuple[str, str]]:
+        pairs = [("actor", self.event.actor), ("action", self.event.action)]
+        pairs += [
+            (k, v)
+            for k, v in (("host", self.event.host), ("address", self.event.address))
+            if v is not None
+        ]
+        pairs += [(f"details.{k}", v) for k, v in self.event.details.items()]
+        return pairs
+
+    def _compiled(self) -> dict[str, re.Pattern[str]]:
+        cached = self.__dict__.get("_patterns")
+        if cached is not None:
+            return cached
+        patterns: dict[str, re.Pattern[str]] = {}
+        sources = {
+            "message": self.match.message,
+            "program": self.match.program,
+            "host": self.match.host,
+        }
+        sources.update({f"field:{k}": v for k, v in self.match.field_patterns.items()})
+        for where, pattern in sources.items():
+            if pattern is None:
+                continue
+            try:
+                patterns[where] = compile_pattern(pattern)
+            except re.error as exc:
+                raise RuleError(f"rule {self.id!r}: {where} regex does not compile: {exc}") from exc
+        self.__dict__["_patterns"] = patterns
+        return patterns
+
+    def apply(self, raw: RawEvent) -> dict[str, str] | None:
+        """The values a match binds, or None when this rule does not recognise the record."""
+        patterns = self._compiled()
+        # A record that names no program (a bare line) is judged by its message alone.
+        if raw.program and "program" in patterns and not patterns["program"].search(raw.program):
+            return None
+        if "host" in patterns and not patterns["host"].search(raw.host or ""):
+            return None
+        values: dict[str, str] = {"source": raw.source, "provider_id": raw.provider_id}
+        for key, wanted in self.match.fields.items():
+            actual = lookup(raw.fields, key)
+            options = wanted if isinstance(wanted, list) else [wanted]
+            if actual is None or actual not in options:
+                return None
+        for key, pattern in patterns.items():
+            if key.startswith("field:"):
+                actual = lookup(raw.fields, key.removeprefix("field:"))
+                if actual is None or not pattern.search(str(actual)):
+                    return None
+        if "message" in patterns:
+            found = patterns["message"].search(raw.message)
+            if found is None:
+                return None
+            values.update({k: v for k, v in found.groupdict().items() if v is not None})
+        return values
+
+    def build(
+        self, raw: RawEvent, values: dict[str, str], default_renotify: timedelta
+    ) -> SecurityEvent:
+        def render(template: str) -> str:
+            return _PLACEHOLDER.sub(lambda m: _resolve(m.group(1), raw, values), template).strip()
+
+        occurred = raw.received_at
+        if self.event.time:
+            occurred = _parse_time(lookup(raw.fields, self.event.time)) or occurred
+        details = {k: rendered for k, v in self.event.details.items() if (rendered := render(v))}
+        actor = render(self.event.actor)
+        if not actor:
+            raise ValueError(f"rule {self.id!r} matched but produced no actor")
+        return SecurityEvent(
+            event_id=event_id_for(raw.source, raw.provider_id),
+            source=raw.source,
+            provider_id=raw.provider_id,
+            rule_id=self.id,
+            rule_title=self.title,
+            action=render(self.event.action),
+            actor=actor,
+            host=(render(self.event.host) or None) if self.event.host else None,
+            address=(render(self.event.address) or None) if self.event.address else None,
+            occurred_at=occurred or datetime.now(UTC),
+            message=raw.message,
+            details=details,
+            routing=self.routing,
+            renotify_after_seconds=(self.renotify_after or default_renotify).total_seconds(),
+            actor_may_approve=self.approvers == "actor",
+            extra_approvers=self.approvers if isinstance(self.approvers, list) else [],
+        )
+
+
+def lookup(data: Any, path: str) -> Any:
+    """`a.b.0.c` into nested dicts and lists; None where the path does not exist."""
+    current = data
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+    return current
+
+
+def _resolve(name: str, raw: RawEvent, values: dict[str, str]) -> str:
+    if name in values:
+        return values[name]
+    if name in ("host", "program", "message"):
+        return getattr(raw, name) or ""
+    found = lookup(raw.fields, name)
+    return "" if found is None else str(found)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class RuleSet:
+    """The active rules, in order: the first rule that recognises a record wins."""
+
+    def __init__(self, rules: list[Rule], default_renotify: timedelta) -> None:
+        self.rules = [rule for rule in rules if rule.enabled]
+        self.default_renotify = default_renotify
+
+    def recognise(self, raw: RawEvent) -> SecurityEvent | None:
+        for rule in self.rules:
+            values = rule.apply(raw)
+            if values is not None:
+                return rule.build(raw, values, self.default_renotify)
+        return None

@@ -1,0 +1,69 @@
+"""Process settings from `POWERTRIP_*` environment variables: the only place they are read."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FAKE_SLACK_TOKEN = "xoxb-powertrip-local-fake"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POWERTRIP_", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_api_key: SecretStr | None = None
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    task_queue: str = "powertrip"
+
+    slack_bot_token: SecretStr = SecretStr(FAKE_SLACK_TOKEN)
+    slack_signing_secret: SecretStr
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Base URL of the Slack Web API."
+    )
+    security_channel: str | None = Field(
+        default=None, description="Overrides `security_channel` in the config file."
+    )
+
+    config: Path | None = Field(default=None, description="Path to the YAML config file.")
+    webhook_token: SecretStr
+    api_token: SecretStr
+    max_body_bytes: int = Field(default=5_000_000, gt=0)
+    start_concurrency: int = Field(default=64, gt=0, description="Workflow starts in flight.")
+    temporal_ui_url: str = "http://localhost:8233"
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins method names onto base_url and needs the trailing slash.
+        return value if value.endswith("/") else value + "/"
+
+    @property
+    def uses_fake_slack(self) -> bool:
+        return self.slack_bot_token.get_secret_value() == FAKE_SLACK_TOKEN
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"POWERTRIP_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,76 @@
+"""Connecting to Temporal the same way everywhere (API, worker, CLI, tests), and Powertrip's
+search attributes."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client, TLSConfig
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from powertrip.settings import Settings
+
+STATUS = SearchAttributeKey.for_keyword("PowertripStatus")
+ACTOR = SearchAttributeKey.for_keyword("PowertripActor")
+HOST = SearchAttributeKey.for_keyword("PowertripHost")
+RULE = SearchAttributeKey.for_keyword("PowertripRule")
+SOURCE = SearchAttributeKey.for_keyword("PowertripSource")
+EVENT_TIME = SearchAttributeKey.for_datetime("PowertripEventTime")
+
+SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [STATUS, ACTOR, HOST, RULE, SOURCE, EVENT_TIME]
+
+
+async def connect(settings: Settings) -> Client:
+    tls: TLSConfig | bool = settings.temporal_tls
+    if settings.temporal_tls_cert or settings.temporal_tls_ca:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes()
+            if settings.temporal_tls_cert
+            else None,
+            client_private_key=settings.temporal_tls_key.read_bytes()
+            if settings.temporal_tls_key
+            else None,
+            server_root_ca_cert=settings.temporal_tls_ca.read_bytes()
+            if settings.temporal_tls_ca
+            else None,
+        )
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls or bool(api_key),
+        api_key=api_key,
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register Powertrip's search attributes that the namespace lacks; return those added.
+
+    Lists first: one already-registered name fails a whole add request.
+    """
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+    except RPCError as exc:
+        # The Java time-skipping server cannot list, only add; it always starts empty.
+        if exc.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in known
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

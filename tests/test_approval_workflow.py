@@ -1,0 +1,279 @@
+"""ApprovalWorkflow on the time-skipping test server, talking HTTP to the fake Slack."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.approvals import Action, EventRecord
+from powertrip.ingest import ResultStatus, start_approval
+from powertrip.models import EventStatus, SecurityEvent
+from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure, SlackMessage
+from tests.conftest import SECURITY_CHANNEL
+from tests.harness import (
+    click,
+    eventually,
+    make_event,
+    make_settings,
+    running_worker,
+    state_eventually,
+)
+from workflows.approval import ApprovalWorkflow
+
+
+def buttons(message: SlackMessage) -> list[str]:
+    return [
+        element["action_id"]
+        for block in message.blocks
+        if block["type"] == "actions"
+        for element in block["elements"]
+    ]
+
+
+def text_of(message: SlackMessage) -> str:
+    parts = [message.text]
+    for block in message.blocks:
+        if "text" in block and isinstance(block["text"], dict):
+            parts.append(block["text"]["text"])
+        for field in block.get("fields", []):
+            parts.append(field["text"])
+        for element in block.get("elements", []):
+            if isinstance(element.get("text"), str):
+                parts.append(element["text"])
+    return "\n".join(parts)
+
+
+async def start(env: WorkflowEnvironment, event: SecurityEvent, task_queue: str) -> WorkflowHandle:
+    assert await start_approval(env.client, event, task_queue) is ResultStatus.STARTED
+    return env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
+
+
+def posted_to(fake: FakeSlack, channel: str) -> list[SlackMessage]:
+    return [m for m in fake.messages.values() if m.channel == channel]
+
+
+async def test_mapped_user_gets_a_dm_with_buttons_and_approves(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(
+            time_skipping_env, make_event("alice", host="bastion"), settings.task_queue
+        )
+        dm = await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        assert len(dm) == 1
+        assert buttons(dm[0]) == ["approve", "not_me"]
+        text = text_of(dm[0])
+        for fact in ("alice", "bastion", "203.0.113.7", "papertrail", "sshd-accepted"):
+            assert fact in text
+        assert posted_to(fake_slack, SECURITY_CHANNEL) == []
+
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        record: EventRecord = await handle.result()
+
+    assert record.status is EventStatus.APPROVED
+    assert record.decision is not None and record.decision.by == "U0ALICE"
+    assert not record.decision.on_behalf
+    assert buttons(dm[0]) == []
+    assert dm[0].updates == 1
+    assert "Approved" in text_of(dm[0]) and "<@U0ALICE>" in text_of(dm[0])
+
+
+async def test_email_mapping_is_resolved_through_slack(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("bob"), settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, "D0BOB"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+        record = await handle.result()
+    assert record.decision is not None and record.decision.by == "U0BOB"
+    assert any(c["method"] == "users.lookupByEmail" for c in fake_slack.calls)
+
+
+async def test_bots_unmapped_and_unknown_email_go_to_the_security_channel(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        for actor, why in [
+            ("deploy", "bot account"),
+            ("ops", "shared account"),
+            ("zed", "not mapped"),
+            ("carol", "has no Slack user"),
+        ]:
+            fake_slack.reset()
+            handle = await start(time_skipping_env, make_event(actor), settings.task_queue)
+            channel = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
+            assert why in text_of(channel[0]), actor
+            assert not [m for m in fake_slack.messages.values() if m.channel.startswith("D")]
+            # Nobody but the security team may approve these, not even a same-named user.
+            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+            record = await handle.result()
+            assert record.decision is not None and record.decision.by == "U0SEC1", actor
+            assert record.decision.on_behalf
+
+
+async def test_reminders_go_to_the_security_channel_every_renotify_after(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    event = make_event("alice", renotify_after_seconds=15 * 60)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, event, settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await time_skipping_env.sleep(timedelta(hours=2, minutes=5))
+        record = await state_eventually(
+            handle, lambda r: sum(e.what == "reminded" for e in r.timeline) >= 8
+        )
+        reminders = posted_to(fake_slack, SECURITY_CHANNEL)
+        assert len(reminders) == 8
+        # One thread per event: the first reminder starts it, the rest reply in it.
+        root = reminders[0]
+        assert root.thread_ts is None
+        assert all(m.thread_ts == root.ts for m in reminders[1:])
+        assert "15m" in text_of(reminders[0]) and "<@U0ALICE>" in text_of(reminders[0])
+        assert "2h" in text_of(reminders[-1])
+        assert record.status is EventStatus.PENDING
+
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await handle.result()
+    # Every copy, DM and reminders, now shows the decision and no buttons.
+    assert all(buttons(m) == [] for m in fake_slack.messages.values())
+    assert all("Approved" in text_of(m) for m in fake_slack.messages.values())
+
+
+async def test_someone_else_cannot_approve(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0MALLORY"))
+        record = await state_eventually(handle, lambda r: True)
+        await time_skipping_env.sleep(timedelta(minutes=1))
+        record = await handle.query(ApprovalWorkflow.state)
+        assert record.status is EventStatus.PENDING
+        assert record.decision is None
+        assert [e.what for e in record.timeline] == ["received", "notified"]
+        # The security team may approve anyone's event; it is recorded as on behalf.
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+        record = await handle.result()
+    assert record.decision is not None
+    assert (record.decision.by, record.decision.on_behalf) == ("U0SEC1", True)
+
+
+async def test_not_me_alerts_at_once_and_waits_for_acknowledgement(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        dm = (await eventually(lambda: posted_to(fake_slack, "D0ALICE")))[0]
+        await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+        alert = (await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL)))[0]
+        assert "NOT ME" in text_of(alert) and "<@U0SEC1>" in text_of(alert)
+        assert buttons(alert) == ["acknowledge"]
+        await eventually(lambda: dm.updates == 1)
+        assert buttons(dm) == [] and "Reported as not me" in text_of(dm)
+
+        # The actor cannot take it back by approving; only the team closes it.
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0ALICE"))
+        await time_skipping_env.sleep(timedelta(minutes=16))
+        record = await state_eventually(
+            handle, lambda r: any(e.what == "reminded" for e in r.timeline)
+        )
+        assert record.status is EventStatus.REPORTED
+        reminder = posted_to(fake_slack, SECURITY_CHANNEL)[-1]
+        assert "unacknowledged" in text_of(reminder) and buttons(reminder) == ["acknowledge"]
+
+        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
+        record = await handle.result()
+    assert record.status is EventStatus.ACKNOWLEDGED
+    assert record.report is not None and record.report.by == "U0ALICE"
+    assert record.decision is not None and record.decision.by == "U0SEC1"
+    assert all(buttons(m) == [] for m in fake_slack.messages.values())
+
+
+async def test_double_click_is_harmless(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+        record = await handle.result()
+    assert record.status is EventStatus.APPROVED and record.report is None
+    assert [e.what for e in record.timeline].count("approved") == 1
+    assert posted_to(fake_slack, SECURITY_CHANNEL) == []
+
+
+async def test_slack_outage_then_recovery_loses_nothing(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    fake_slack.failures["chat.postMessage"] += [
+        InjectedFailure(method="chat.postMessage", status=503, times=2),
+        InjectedFailure(method="chat.postMessage", status=429, retry_after=3, times=1),
+    ]
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        dm = await eventually(lambda: posted_to(fake_slack, "D0ALICE"), within=30)
+        assert len(dm) == 1
+        post_calls = [c for c in fake_slack.calls if c["method"] == "chat.postMessage"]
+        assert len(post_calls) == 4
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        record = await handle.result()
+    assert record.status is EventStatus.APPROVED
+
+
+async def test_permanent_dm_failure_falls_back_to_the_security_channel(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    fake_slack.failures["chat.postMessage"].append(
+        InjectedFailure(method="chat.postMessage", error="channel_not_found")
+    )
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        channel = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
+        assert "Could not DM <@U0ALICE>" in text_of(channel[0])
+        post_calls = [c for c in fake_slack.calls if c["method"] == "chat.postMessage"]
+        assert len(post_calls) == 2  # the permanent error is not retried
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        record = await handle.result()
+    assert record.status is EventStatus.APPROVED
+
+
+async def test_invalid_auth_is_recorded_and_retried_next_cycle(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    fake_slack.failures["chat.postMessage"].append(
+        InjectedFailure(method="chat.postMessage", error="invalid_auth")
+    )
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("deploy"), settings.task_queue)
+        record = await state_eventually(
+            handle, lambda r: any(e.what == "notify_failed" for e in r.timeline)
+        )
+        failure = next(e for e in record.timeline if e.what == "notify_failed")
+        assert failure.detail is not None and "invalid_auth" in failure.detail
+        # Slack fixed: the next cycle delivers the notification and a reminder.
+        await time_skipping_env.sleep(timedelta(minutes=16))
+        record = await state_eventually(
+            handle, lambda r: any(e.what == "notified" for e in r.timeline)
+        )
+        assert posted_to(fake_slack, SECURITY_CHANNEL)
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+        assert (await handle.result()).status is EventStatus.APPROVED

@@ -1,0 +1,93 @@
+"""The Powertrip worker: `python worker.py`, configured from `POWERTRIP_*` settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import timedelta
+
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.slack import SlackActivities
+from powertrip.config import ConfigError, PowertripConfig, load_config
+from powertrip.settings import Settings, SettingsError, load_settings
+from powertrip.temporal import connect, ensure_search_attributes
+from workflows.approval import ApprovalWorkflow
+
+log = logging.getLogger("powertrip.worker")
+
+
+def security_channel(settings: Settings, config: PowertripConfig) -> str:
+    channel = settings.security_channel or config.security_channel
+    if not channel:
+        raise ConfigError(
+            "no security channel: set `security_channel` in the config "
+            "or POWERTRIP_SECURITY_CHANNEL"
+        )
+    return channel
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+
+
+def build_worker(
+    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
+) -> Worker:
+    activities = SlackActivities(
+        slack,
+        config,
+        security_channel(settings, config),
+        settings.temporal_ui_url,
+        settings.temporal_namespace,
+    )
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[ApprovalWorkflow],
+        activities=[
+            activities.resolve_recipient,
+            activities.post_notification,
+            activities.update_message,
+        ],
+        graceful_shutdown_timeout=timedelta(seconds=30),
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+        config = load_config(settings.config)
+        security_channel(settings, config)
+    except (SettingsError, ConfigError) as exc:
+        sys.exit(f"powertrip worker: {exc}")
+    client = await connect(settings)
+    added = await ensure_search_attributes(client, settings.temporal_namespace)
+    if added:
+        log.info("registered search attributes: %s", ", ".join(added))
+    slack = slack_client(settings)
+    if settings.uses_fake_slack:
+        log.warning("no Slack credentials: talking to the fake Slack at %s", settings.slack_api_url)
+    identity = await slack.auth_test()
+    log.info("Slack: connected as %s to %s", identity.get("user"), identity.get("team"))
+
+    worker = build_worker(client, settings, config, slack)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with worker:
+        log.info("worker polling task queue %r", settings.task_queue)
+        await stop.wait()
+        log.info("shutting down: letting in-flight activities finish")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
