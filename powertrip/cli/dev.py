@@ -1,0 +1,203 @@
+"""`powertrip dev`: Temporal dev server, fake Slack, worker and API in one command; Ctrl-C stops
+all of them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from powertrip.binaries import temporal_cli
+from powertrip.settings import FAKE_SLACK_TOKEN
+from powertrip.temporal import SEARCH_ATTRIBUTES
+
+app = typer.Typer(help="Run Powertrip locally.", no_args_is_help=False, invoke_without_command=True)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = Path(".powertrip")
+FAKE_SLACK_USERS = [
+    ("U0ALICE", "alice", "alice@example.com"),
+    ("U0BOB", "bob", "bob@example.com"),
+    ("U0SEC1", "sec1", "sec1@example.com"),
+    ("U0SEC2", "sec2", "sec2@example.com"),
+    ("U0MALLORY", "mallory", "mallory@example.com"),
+]
+
+
+def _local_secrets(path: Path) -> dict[str, str]:
+    """Generated once per checkout so curl examples keep working across restarts."""
+    if path.exists():
+        pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        return {k: v for k, v in pairs}
+    values = {
+        "POWERTRIP_WEBHOOK_TOKEN": secrets.token_urlsafe(18),
+        "POWERTRIP_API_TOKEN": secrets.token_urlsafe(18),
+        "POWERTRIP_SLACK_SIGNING_SECRET": secrets.token_hex(16),
+    }
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    return values
+
+
+def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not open port {port} within {within:.0f}s")
+
+
+@app.callback()
+def dev(
+    api_port: int = typer.Option(8000, help="Port of the Powertrip API."),
+    temporal_port: int = typer.Option(7233, help="Port of the Temporal dev server."),
+    ui_port: int = typer.Option(8233, help="Port of the Temporal Web UI."),
+    slack_port: int = typer.Option(8765, help="Port of the fake Slack (without Slack creds)."),
+) -> None:
+    """Run everything locally on the embedded Temporal dev server (SQLite under .powertrip/)."""
+    STATE_DIR.mkdir(exist_ok=True)
+    env = {**_local_secrets(STATE_DIR / "secrets.env"), **os.environ}
+    env.setdefault("POWERTRIP_TEMPORAL_ADDRESS", f"localhost:{temporal_port}")
+    env.setdefault("POWERTRIP_TEMPORAL_UI_URL", f"http://localhost:{ui_port}")
+    if "POWERTRIP_CONFIG" not in env:
+        config = STATE_DIR / "config.yaml"
+        if not config.exists():
+            shutil.copy(REPO_ROOT / "examples" / "config.yaml", config)
+        env["POWERTRIP_CONFIG"] = str(config)
+    fake_slack = "POWERTRIP_SLACK_BOT_TOKEN" not in env
+    if fake_slack:
+        env["POWERTRIP_SLACK_BOT_TOKEN"] = FAKE_SLACK_TOKEN
+        env["POWERTRIP_SLACK_API_URL"] = f"http://127.0.0.1:{slack_port}/api/"
+        env.setdefault("POWERTRIP_SECURITY_CHANNEL", "C0SECURITY")
+
+    python = sys.executable
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        # Own process group: Ctrl-C reaches us once, and we stop each child in order.
+        process = subprocess.Popen(args, env=env, start_new_session=True)
+        processes.append((name, process))
+        return process
+
+    def stop_all(*_: object) -> None:
+        for name, process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in reversed(processes):
+            try:
+                process.wait(timeout=35)
+            except subprocess.TimeoutExpired:
+                typer.echo(f"{name} did not stop in time; killing it", err=True)
+                process.kill()
+
+    # Started in the background, a shell leaves SIGINT ignored; Ctrl-C and SIGTERM must both stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        temporal_args = [
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(STATE_DIR / "temporal.db"),
+            "--port",
+            str(temporal_port),
+            "--ui-port",
+            str(ui_port),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--log-level",
+            "warn",
+        ]
+        for key in SEARCH_ATTRIBUTES:
+            kind = "Datetime" if key.indexed_value_type.name == "DATETIME" else "Keyword"
+            temporal_args += ["--search-attribute", f"{key.name}={kind}"]
+        server = spawn("temporal", temporal_args)
+        _wait_for_port(temporal_port, "Temporal dev server", server, 60)
+        if fake_slack:
+            channel = env["POWERTRIP_SECURITY_CHANNEL"]
+            slack = spawn(
+                "fake slack",
+                [
+                    python,
+                    "-m",
+                    "powertrip.sandbox",
+                    "--port",
+                    str(slack_port),
+                    "--token",
+                    FAKE_SLACK_TOKEN,
+                    "--channel",
+                    channel,
+                    *[arg for user in FAKE_SLACK_USERS for arg in ("--user", ",".join(user))],
+                ],
+            )
+            _wait_for_port(slack_port, "fake Slack", slack, 30)
+        spawn("worker", [python, str(REPO_ROOT / "worker.py")])
+        api = spawn(
+            "api",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+            ],
+        )
+        _wait_for_port(api_port, "API", api, 60)
+        _banner(env, api_port, ui_port, slack_port if fake_slack else None)
+        while all(p.poll() is None for _, p in processes):
+            time.sleep(0.5)
+        dead = [name for name, p in processes if p.poll() is not None]
+        typer.echo(f"{', '.join(dead)} exited; stopping the rest", err=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping Powertrip…")
+    except RuntimeError as exc:
+        typer.echo(f"powertrip dev: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        stop_all()
+
+
+def _banner(env: dict[str, str], api_port: int, ui_port: int, slack_port: int | None) -> None:
+    token = env["POWERTRIP_WEBHOOK_TOKEN"]
+    lines = [
+        "",
+        "Powertrip is running (Ctrl-C stops everything).",
+        f"  API            http://localhost:{api_port}/docs",
+        f"  Temporal UI    http://localhost:{ui_port}",
+    ]
+    if slack_port:
+        lines.append(
+            f"  Fake Slack     http://localhost:{slack_port}  (no Slack credentials given)"
+        )
+    lines += [
+        f"  Config         {env['POWERTRIP_CONFIG']}",
+        "  Secrets        .powertrip/secrets.env",
+        "",
+        "Try a login:",
+        f"  curl -s -X POST 'http://localhost:{api_port}/webhooks/papertrail?token={token}' \\",
+        "    -H 'Content-Type: application/json' \\",
+        '    -d \'{"events":[{"id":1001,"hostname":"bastion","program":"sshd",'
+        '"received_at":"2026-11-27T01:02:03Z",'
+        '"message":"Accepted publickey for alice from 203.0.113.7 port 52100 ssh2"}]}\'',
+        "",
+    ]
+    typer.echo("\n".join(lines))

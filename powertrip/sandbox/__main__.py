@@ -1,0 +1,30 @@
+"""`python -m powertrip.sandbox`: the fake Slack Web API on a local port."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--token", required=True, help="The bot token Powertrip will present.")
+    parser.add_argument("--channel", action="append", default=[], help="A channel id that exists.")
+    parser.add_argument(
+        "--user", action="append", default=[], help="A workspace member: `U123,name,email`."
+    )
+    args = parser.parse_args()
+    fake = FakeSlack(token=args.token, channels=args.channel)
+    for spec in args.user:
+        user_id, name, email = (spec.split(",") + ["", ""])[:3]
+        fake.users[user_id] = FakeUser(id=user_id, name=name or user_id, email=email or None)
+    uvicorn.run(create_fake_slack_app(fake), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
