@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeSlack(token=args.token, channels=args.channel)
     for spec in args.user:
-        user_id, name, email = (spec.split(",") + ["", ""])[:3]
+        user_id, name, email = [*spec.split(","), "", ""][:3]
         fake.users[user_id] = FakeUser(id=user_id, name=name or user_id, email=email or None)
     uvicorn.run(create_fake_slack_app(fake), host=args.host, port=args.port, log_level="warning")
 
