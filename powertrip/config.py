@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from powertrip.durations import Duration
 from powertrip.rules import Rule, RuleSet
@@ -40,6 +48,41 @@ class SourceOptions(BaseModel):
     )
 
 
+class SlackOptions(BaseModel):
+    """How Powertrip talks in Slack (issue 4): who the team is, how origins and bursts read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    security_team_group: str | None = Field(
+        default=None,
+        pattern=r"^S[A-Z0-9]+$",
+        description="A Slack user group (S…) whose members count as the security team, resolved "
+        "with usergroups.users.list, besides `security_team`.",
+    )
+    networks: dict[str, str] = Field(
+        default_factory=dict,
+        description="CIDR -> label shown next to a source address, e.g. `10.8.0.0/16: office VPN`.",
+    )
+    reverse_dns: bool = Field(
+        default=False, description="Also show the reverse-DNS name of a source address."
+    )
+    digest_after: int = Field(
+        default=5,
+        ge=1,
+        description="When more reminders than this are due together, post one digest instead.",
+    )
+
+    @field_validator("networks")
+    @classmethod
+    def _cidrs(cls, value: dict[str, str]) -> dict[str, str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"networks: {cidr!r} is not a CIDR ({exc})") from exc
+        return value
+
+
 class PowertripConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +99,7 @@ class PowertripConfig(BaseModel):
         default_factory=list, description="More YAML files holding `rules:`, relative to this one."
     )
     sources: dict[str, SourceOptions] = Field(default_factory=dict)
+    slack: SlackOptions = Field(default_factory=lambda: SlackOptions())
 
     def rule_set(self) -> RuleSet:
         return RuleSet(self.rules, self.renotify_after)
@@ -121,6 +165,6 @@ def config_from_mapping(data: dict[str, Any], base: Path, where: str) -> Powertr
 def _explain(exc: ValidationError, where: str) -> str:
     lines = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        lines.append(f"  {where}: {error['msg']}")
+        field = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        lines.append(f"  {field}: {error['msg']}")
     return f"{where}: invalid config\n" + "\n".join(lines)

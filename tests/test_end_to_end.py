@@ -1,0 +1,211 @@
+"""The whole SSH slice over HTTP on the real Temporal dev server: Papertrail webhook in, DM out
+through the fake Slack, a signed click approves, the record says so."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from powertrip.models import EventStatus
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.settings import Settings
+from tests.conftest import SIGNING_SECRET, ServedApp
+from tests.harness import eventually, make_settings, running_worker, ssh_line
+from workflows.approval import ApprovalWorkflow
+
+HOOK = {"Authorization": "Bearer hook-secret"}
+API = {"Authorization": "Bearer api-secret"}
+
+
+def papertrail_event(provider_id: int | str, user: str = "alice", host: str = "bastion") -> dict:
+    return {
+        "id": provider_id,
+        "received_at": "2026-11-27T01:02:03-08:00",
+        "source_name": host,
+        "source_ip": "10.0.0.5",
+        "hostname": host,
+        "program": "sshd",
+        "severity": "Info",
+        "facility": "Auth",
+        "message": ssh_line(user),
+    }
+
+
+def alert(*events: dict) -> dict:
+    return {
+        "events": list(events),
+        "saved_search": {"id": 42, "name": "ssh logins"},
+        "min_id": "1",
+        "max_id": "2",
+    }
+
+
+@pytest.fixture
+async def served(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    settings = make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
+    async with ServedApp(create_app(settings)) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
+            yield http, settings
+
+
+async def test_webhook_to_dm_to_signed_click_to_approved_record(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    http, settings = served
+    provider_id = uuid.uuid4().int % 10**12
+    form = urlencode({"payload": json.dumps(alert(papertrail_event(provider_id)))})
+    async with running_worker(dev_env.client, settings):
+        response = await http.post(
+            "/webhooks/papertrail?token=hook-secret",
+            content=form,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 202
+        [result] = response.json()["results"]
+        assert result["status"] == "started"
+        event_id = result["event_id"]
+        assert event_id == f"papertrail-{provider_id}"
+
+        # A retried delivery (JSON this time) is the same event: no second workflow, no second DM.
+        again = await http.post(
+            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+        )
+        assert again.json()["results"][0]["status"] == "duplicate"
+
+        dm = (
+            await eventually(
+                lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
+            )
+        )[0]
+        pending = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+        assert (pending["status"], pending["actor"], pending["host"]) == (
+            "pending",
+            "alice",
+            "bastion",
+        )
+        assert pending["decision"] is None and pending["asked"] == "<@U0ALICE>"
+
+        body, headers = signed_request(
+            SIGNING_SECRET,
+            block_action_payload(
+                "U0ALICE",
+                "approve",
+                event_id,
+                channel=dm.channel,
+                message_ts=dm.ts,
+                response_url=slack_api_url.replace("/api/", "/response/click"),
+            ),
+        )
+        click = await http.post("/slack/interactions", content=body, headers=headers)
+        assert click.status_code == 200
+
+        async def approved() -> dict | None:
+            view = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+            return view if view["status"] == EventStatus.APPROVED else None
+
+        record = await eventually(approved)
+        assert record["decision"]["by"] == "U0ALICE"
+        await eventually(lambda: dm.updates >= 1)
+        assert "Approved" in dm.text
+
+    assert len([m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]) == 1
+
+
+async def test_click_while_workers_are_down_is_not_lost(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    http, settings = served
+    provider_id = f"down-{uuid.uuid4().hex[:10]}"
+    async with running_worker(dev_env.client, settings):
+        response = await http.post(
+            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+        )
+        event_id = response.json()["results"][0]["event_id"]
+        await eventually(
+            lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
+        )
+    # No worker now. The click is accepted, answered at once, and waits in the workflow history.
+    body, headers = signed_request(
+        SIGNING_SECRET, block_action_payload("U0ALICE", "approve", event_id)
+    )
+    click = await http.post("/slack/interactions", content=body, headers=headers)
+    assert click.status_code == 200
+    assert (await http.get(f"/v1/events/{event_id}", headers=API)).json()["status"] == "pending"
+    async with running_worker(dev_env.client, settings):
+        handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
+        record = await handle.result()
+    assert record.status is EventStatus.APPROVED
+    view = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+    assert view["status"] == "approved" and view["decision"]["by"] == "U0ALICE"
+
+
+async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    http, settings = served
+    provider_id = f"wrong-{uuid.uuid4().hex[:10]}"
+    async with running_worker(dev_env.client, settings):
+        response = await http.post(
+            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+        )
+        event_id = response.json()["results"][0]["event_id"]
+        await eventually(
+            lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
+        )
+        body, headers = signed_request(
+            SIGNING_SECRET,
+            block_action_payload(
+                "U0MALLORY",
+                "approve",
+                event_id,
+                response_url=slack_api_url.replace("/api/", "/response/mallory"),
+            ),
+        )
+        click = await http.post("/slack/interactions", content=body, headers=headers)
+        assert click.status_code == 200
+        [reply] = await eventually(lambda: fake_slack.responses)
+        assert reply["response_type"] == "ephemeral" and "not allowed" in reply["text"]
+        history = [
+            e async for e in dev_env.client.get_workflow_handle(event_id).fetch_history_events()
+        ]
+        assert not any(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
+        view = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+        assert view["status"] == "pending" and view["decision"] is None
+
+
+async def test_bad_signature_and_stale_timestamp_change_nothing(
+    served: tuple[httpx.AsyncClient, Settings],
+    fake_slack: FakeSlack,
+) -> None:
+    http, _ = served
+    payload = block_action_payload("U0SEC1", "approve", "papertrail-nonexistent")
+    body, headers = signed_request("not-the-secret", payload)
+    assert (
+        await http.post("/slack/interactions", content=body, headers=headers)
+    ).status_code == 401
+    body, headers = signed_request(SIGNING_SECRET, payload, timestamp=1_000_000_000)
+    assert (
+        await http.post("/slack/interactions", content=body, headers=headers)
+    ).status_code == 401
+    assert fake_slack.responses == []

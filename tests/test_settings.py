@@ -1,0 +1,101 @@
+"""A missing or invalid setting stops start-up with a message naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from powertrip.config import ConfigError, load_config
+from powertrip.settings import SettingsError, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTRIP_")}
+    env.update(values)
+    return env
+
+
+def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("POWERTRIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("POWERTRIP_API_TOKEN", "x")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "POWERTRIP_WEBHOOK_TOKEN" in str(caught.value)
+    assert "POWERTRIP_SLACK_SIGNING_SECRET" in str(caught.value)
+    assert "POWERTRIP_API_TOKEN" not in str(caught.value)
+
+
+def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTRIP_WEBHOOK_TOKEN", "w")
+    monkeypatch.setenv("POWERTRIP_API_TOKEN", "a")
+    monkeypatch.setenv("POWERTRIP_SLACK_SIGNING_SECRET", "s")
+    monkeypatch.setenv("POWERTRIP_MAX_BODY_BYTES", "lots")
+    with pytest.raises(SettingsError, match="POWERTRIP_MAX_BODY_BYTES"):
+        load_settings()
+
+
+def test_worker_refuses_to_start_without_settings() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "worker.py")],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "POWERTRIP_WEBHOOK_TOKEN" in result.stderr
+
+
+def test_worker_refuses_a_broken_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "powertrip.yaml"
+    config.write_text("security_channel: C1\nusers:\n  alice: {slak: U1}\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "worker.py")],
+        env=clean_env(
+            POWERTRIP_WEBHOOK_TOKEN="w",
+            POWERTRIP_API_TOKEN="a",
+            POWERTRIP_SLACK_SIGNING_SECRET="s",
+            POWERTRIP_CONFIG=str(config),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "users.alice" in result.stderr and str(config) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("users: [alice]\n", "users"),
+        ("renotify_after: soon\n", "renotify_after"),
+        ("renotify_after: 0s\n", "renotify_after"),
+        ("security_team: U1\n", "security_team"),
+        ("users:\n  alice: {}\n", "users.alice"),
+        ("rule_packs: [nope]\n", "unknown rule pack 'nope'"),
+        ("security_channel: [\n", "not valid YAML"),
+    ],
+)
+def test_config_errors_say_where(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert expected in str(caught.value)
+
+
+def test_example_config_loads() -> None:
+    config = load_config(REPO / "examples" / "config.yaml")
+    assert config.security_channel == "C0SECURITY"
+    assert config.renotify_after.total_seconds() == 900
+    assert any(rule.id == "sshd-accepted" for rule in config.rules)

@@ -1,0 +1,137 @@
+"""Bad input gets a clear 4xx and starts nothing; a bad member of a good batch is reported by
+index while the others proceed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from tests.conftest import ServedApp
+from tests.harness import make_settings, ssh_line
+
+HOOK = {"Authorization": "Bearer hook-secret"}
+
+
+@pytest.fixture
+async def http(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        slack_api_url,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        max_body_bytes=20_000,
+    )
+    async with ServedApp(create_app(settings)) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+            yield client
+
+
+async def exists(env: WorkflowEnvironment, workflow_id: str) -> bool:
+    try:
+        await env.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        assert exc.status is RPCStatusCode.NOT_FOUND
+        return False
+    return True
+
+
+def good_event(provider_id: str) -> dict:
+    return {"id": provider_id, "hostname": "web1", "program": "sshd", "message": ssh_line("alice")}
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [
+        ({}, ""),
+        ({"Authorization": "Bearer wrong"}, ""),
+        ({}, "?token=wrong"),
+        ({"Authorization": "Basic aG9vay1zZWNyZXQ="}, ""),
+    ],
+)
+async def test_missing_or_wrong_token_is_401_and_starts_nothing(
+    http: httpx.AsyncClient, dev_env: WorkflowEnvironment, headers: dict, query: str
+) -> None:
+    provider_id = uuid.uuid4().hex
+    response = await http.post(
+        f"/webhooks/papertrail{query}", json={"events": [good_event(provider_id)]}, headers=headers
+    )
+    assert response.status_code == 401
+    assert not await exists(dev_env, f"papertrail-{provider_id}")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "reason"),
+    [
+        (b'{"events": [', "application/json", 400, "not valid JSON"),
+        (b"payload=%7B%22events%22%3A", "application/x-www-form-urlencoded", 400, "not valid JSON"),
+        (b"events=1", "application/x-www-form-urlencoded", 400, "no `payload` field"),
+        (b"<xml/>", "application/xml", 415, "unsupported content type"),
+        (b'{"evnts": []}', "application/json", 422, "`events` list"),
+        (b"[1, 2]", "application/json", 422, "`events` list"),
+        (b"", "application/json", 400, "empty body"),
+    ],
+)
+async def test_malformed_requests_get_a_clear_4xx(
+    http: httpx.AsyncClient, content: bytes, content_type: str, status: int, reason: str
+) -> None:
+    response = await http.post(
+        "/webhooks/papertrail", content=content, headers={**HOOK, "Content-Type": content_type}
+    )
+    assert response.status_code == status
+    assert reason in response.json()["detail"]
+
+
+async def test_body_over_the_limit_is_413_and_starts_nothing(
+    http: httpx.AsyncClient, dev_env: WorkflowEnvironment
+) -> None:
+    provider_id = uuid.uuid4().hex
+    padding = [{"id": f"pad{i}", "message": "x" * 200} for i in range(100)]
+    body = json.dumps({"events": [good_event(provider_id), *padding]}).encode()
+    assert len(body) > 20_000
+    response = await http.post(
+        "/webhooks/papertrail", content=body, headers={**HOOK, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert not await exists(dev_env, f"papertrail-{provider_id}")
+
+
+async def test_bad_members_are_reported_by_index_and_the_rest_proceed(
+    http: httpx.AsyncClient, dev_env: WorkflowEnvironment
+) -> None:
+    first, last = uuid.uuid4().hex, uuid.uuid4().hex
+    events = [
+        good_event(first),
+        {"hostname": "web1", "program": "sshd", "message": ssh_line("bob")},  # no id
+        {"id": "no-message", "hostname": "web1"},
+        {"id": ["not", "an", "id"], "message": ssh_line("bob")},
+        {"id": "typed", "message": 42},
+        "not even an object",
+        {"id": "noise", "program": "cron", "message": "(root) CMD (run-parts /etc/cron.hourly)"},
+        good_event(last),
+    ]
+    response = await http.post("/webhooks/papertrail", json={"events": events}, headers=HOOK)
+    assert response.status_code == 202
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == list(range(len(events)))
+    assert [r["status"] for r in results] == [
+        "started",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+        "unmatched",
+        "started",
+    ]
+    assert "id" in results[1]["reason"] and "message" in results[2]["reason"]
+    assert all(r["reason"] for r in results if r["status"] != "started")
+    assert await exists(dev_env, f"papertrail-{first}") and await exists(
+        dev_env, f"papertrail-{last}"
+    )
