@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,11 +88,15 @@ async def running_worker(
         yield worker
 
 
-async def eventually(probe: Callable[[], T | None], within: float = 10.0) -> T:
-    """Poll (in real time) until `probe` returns something truthy."""
+async def eventually(
+    probe: Callable[[], T | None] | Callable[[], Awaitable[T | None]], within: float = 10.0
+) -> T:
+    """Poll (in real time) until `probe` (plain or async) returns something truthy."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
         result = probe()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
