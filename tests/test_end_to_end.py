@@ -123,6 +123,12 @@ async def test_webhook_to_dm_to_signed_click_to_approved_record(
         await eventually(lambda: dm.updates >= 1)
         assert "Approved" in dm.text
 
+        # Delivered again after the event is closed: still the same event.
+        late = await http.post(
+            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+        )
+        assert late.json()["results"][0]["status"] == "duplicate"
+
     assert len([m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]) == 1
 
 
