@@ -18,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from powertrip import temporal as attributes
 from powertrip.approvals import ApprovalInput, EventRecord
+from powertrip.hosts import host_key
 from powertrip.models import EventStatus, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem
@@ -57,6 +58,7 @@ async def start_approval(client: Client, event: SecurityEvent, task_queue: str) 
     ]
     if event.host:
         pairs.append(SearchAttributePair(attributes.HOST, event.host))
+        pairs.append(SearchAttributePair(attributes.HOST_KEY, host_key(event.host)))
     try:
         await client.start_workflow(
             ApprovalWorkflow.run,

@@ -18,11 +18,21 @@ from powertrip.settings import Settings
 STATUS = SearchAttributeKey.for_keyword("PowertripStatus")
 ACTOR = SearchAttributeKey.for_keyword("PowertripActor")
 HOST = SearchAttributeKey.for_keyword("PowertripHost")
+# Keyword matching is case-sensitive: the API and CLI search this normal form (powertrip.hosts).
+HOST_KEY = SearchAttributeKey.for_keyword("PowertripHostKey")
 RULE = SearchAttributeKey.for_keyword("PowertripRule")
 SOURCE = SearchAttributeKey.for_keyword("PowertripSource")
 EVENT_TIME = SearchAttributeKey.for_datetime("PowertripEventTime")
 
-SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [STATUS, ACTOR, HOST, RULE, SOURCE, EVENT_TIME]
+SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
+    STATUS,
+    ACTOR,
+    HOST,
+    HOST_KEY,
+    RULE,
+    SOURCE,
+    EVENT_TIME,
+]
 
 
 async def connect(settings: Settings) -> Client:
