@@ -3,7 +3,6 @@ stops at once, visibly, on what cannot."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -15,8 +14,10 @@ from temporalio.exceptions import ApplicationError
 from powertrip import messages
 from powertrip.approvals import Authority, EventRecord, MessageKind, PostedMessage, Recipient
 from powertrip.config import PowertripConfig
-from powertrip.directory import Directory, Identity
+from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import Routing, SecurityEvent
+from powertrip.origins import Origins
+from powertrip.pacing import ChannelPacer
 
 # Errors that no retry can fix: wrong token, missing scope, unknown channel or user.
 PERMANENT_ERRORS = frozenset(
@@ -46,7 +47,6 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 SLACK_PERMANENT = "SlackPermanentError"
-EMAIL_CACHE_SECONDS = 3600.0
 
 
 class PostRequest(BaseModel):
@@ -62,6 +62,10 @@ class PostRequest(BaseModel):
 class UpdateRequest(BaseModel):
     record: EventRecord
     message: PostedMessage
+
+
+class DigestRequest(BaseModel):
+    lines: list[messages.DigestLine]
 
 
 def classify(exc: SlackApiError) -> ApplicationError:
@@ -94,14 +98,17 @@ class SlackActivities:
         security_channel: str,
         temporal_ui_url: str | None = None,
         namespace: str = "default",
+        channel_interval: float = 1.0,
     ) -> None:
         self.client = client
         self.config = config
         self.directory = Directory(config)
+        self.slack_directory = SlackDirectory(client, config)
+        self.origins = Origins(config.networks, config.reverse_dns)
+        self.pacer = ChannelPacer(channel_interval)
         self.security_channel = security_channel
         self.temporal_ui_url = temporal_ui_url
         self.namespace = namespace
-        self._email_cache: dict[str, tuple[float, str | None]] = {}
 
     def _ui_link(self, event: SecurityEvent) -> str | None:
         if not self.temporal_ui_url:
@@ -110,18 +117,16 @@ class SlackActivities:
         return f"{base}/namespaces/{self.namespace}/workflows/{event.event_id}"
 
     async def _user_by_email(self, email: str) -> str | None:
-        cached = self._email_cache.get(email)
-        if cached and time.monotonic() - cached[0] < EMAIL_CACHE_SECONDS:
-            return cached[1]
         try:
-            response = await self.client.users_lookupByEmail(email=email)
-            user_id: str | None = response["user"]["id"]
+            return await self.slack_directory.user_by_email(email)
         except SlackApiError as exc:
-            if exc.response.get("error") not in ("users_not_found", "user_not_found"):
-                raise classify(exc) from exc
-            user_id = None
-        self._email_cache[email] = (time.monotonic(), user_id)
-        return user_id
+            raise classify(exc) from exc
+
+    async def _security_team(self) -> list[str]:
+        try:
+            return await self.slack_directory.security_team()
+        except SlackApiError as exc:
+            raise classify(exc) from exc
 
     @activity.defn
     async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
@@ -143,7 +148,7 @@ class SlackActivities:
             if entry.identity is Identity.MAPPED and event.actor_may_approve
             else None,
             approvers=event.extra_approvers,
-            security_team=self.config.security_team,
+            security_team=await self._security_team(),
         )
         dm = slack_user if entry.identity is Identity.MAPPED else None
         if event.routing is Routing.CHANNEL:
@@ -165,17 +170,20 @@ class SlackActivities:
             request.waited_seconds,
             self._ui_link(request.record.event),
             request.note,
+            in_channel=request.to_user is None,
+            origin=await self.origins.describe(request.record.event.address),
         )
         channel = request.to_user or self.security_channel
         try:
-            response = await self.client.chat_postMessage(
-                channel=channel,
-                text=text,
-                blocks=blocks,
-                thread_ts=request.thread_ts,
-                reply_broadcast=request.broadcast or None,
-                unfurl_links=False,
-            )
+            async with self.pacer.turn(channel):
+                response = await self.client.chat_postMessage(
+                    channel=channel,
+                    text=text,
+                    blocks=blocks,
+                    thread_ts=request.thread_ts,
+                    reply_broadcast=request.broadcast or None,
+                    unfurl_links=False,
+                )
         except SlackApiError as exc:
             raise classify(exc) from exc
         return PostedMessage(
@@ -188,7 +196,10 @@ class SlackActivities:
     @activity.defn
     async def update_message(self, request: UpdateRequest) -> None:
         text, blocks = messages.decided(
-            request.record, request.message.kind, self._ui_link(request.record.event)
+            request.record,
+            request.message.kind,
+            self._ui_link(request.record.event),
+            origin=await self.origins.describe(request.record.event.address),
         )
         try:
             await self.client.chat_update(
@@ -196,3 +207,21 @@ class SlackActivities:
             )
         except SlackApiError as exc:
             raise classify(exc) from exc
+
+    @activity.defn
+    async def post_digest(self, request: DigestRequest) -> PostedMessage:
+        """One message listing many due reminders (see workflows/digest.py)."""
+        text, blocks = messages.digest(request.lines)
+        try:
+            async with self.pacer.turn(self.security_channel):
+                response = await self.client.chat_postMessage(
+                    channel=self.security_channel, text=text, blocks=blocks, unfurl_links=False
+                )
+        except SlackApiError as exc:
+            raise classify(exc) from exc
+        return PostedMessage(
+            kind=MessageKind.REMINDER,
+            channel=response["channel"],
+            ts=response["ts"],
+            in_security_channel=True,
+        )

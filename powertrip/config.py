@@ -48,11 +48,23 @@ class SourceOptions(BaseModel):
     )
 
 
-class SlackOptions(BaseModel):
-    """How Powertrip talks in Slack (issue 4): who the team is, how origins and bursts read."""
-
+class PowertripConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    security_channel: str | None = None
+    security_team: list[str] = Field(default_factory=list)
+    users: dict[str, UserEntry] = Field(default_factory=dict)
+    bots: list[str] = Field(default_factory=list)
+    renotify_after: Duration = timedelta(minutes=15)
+    rule_packs: list[str] = Field(
+        default_factory=lambda: ["sshd"], description="Built-in rule packs to enable, by name."
+    )
+    rules: list[Rule] = Field(default_factory=list, description="Your own rules, tried first.")
+    include: list[str] = Field(
+        default_factory=list, description="More YAML files holding `rules:`, relative to this one."
+    )
+    sources: dict[str, SourceOptions] = Field(default_factory=dict)
+    # Slack presentation and identity (issue 4).
     security_team_group: str | None = Field(
         default=None,
         pattern=r"^S[A-Z0-9]+$",
@@ -82,25 +94,6 @@ class SlackOptions(BaseModel):
                 raise ValueError(f"networks: {cidr!r} is not a CIDR ({exc})") from exc
         return value
 
-
-class PowertripConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    security_channel: str | None = None
-    security_team: list[str] = Field(default_factory=list)
-    users: dict[str, UserEntry] = Field(default_factory=dict)
-    bots: list[str] = Field(default_factory=list)
-    renotify_after: Duration = timedelta(minutes=15)
-    rule_packs: list[str] = Field(
-        default_factory=lambda: ["sshd"], description="Built-in rule packs to enable, by name."
-    )
-    rules: list[Rule] = Field(default_factory=list, description="Your own rules, tried first.")
-    include: list[str] = Field(
-        default_factory=list, description="More YAML files holding `rules:`, relative to this one."
-    )
-    sources: dict[str, SourceOptions] = Field(default_factory=dict)
-    slack: SlackOptions = Field(default_factory=lambda: SlackOptions())
-
     def rule_set(self) -> RuleSet:
         return RuleSet(self.rules, self.renotify_after)
 
@@ -115,13 +108,18 @@ def available_rule_packs() -> list[str]:
     )
 
 
-def _pack_rules(name: str) -> list[dict[str, Any]]:
+def rule_pack(name: str) -> dict[str, Any]:
+    """A built-in pack: `description` and `rules` (as data, validated when a config loads)."""
     path = resources.files("powertrip") / "rulepacks" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(
             f"unknown rule pack {name!r}; available: {', '.join(available_rule_packs())}"
         )
-    return list(yaml.safe_load(path.read_text())["rules"])
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def _pack_rules(name: str) -> list[dict[str, Any]]:
+    return list(rule_pack(name)["rules"])
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

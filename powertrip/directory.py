@@ -1,12 +1,26 @@
-"""Who is who: unix/cloud user names to Slack users, and which accounts are bots or shared."""
+"""Who is who: unix/cloud user names to Slack users, which accounts are bots or shared, and who
+is on the security team (user ids, or a Slack user group)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
 from powertrip.config import PowertripConfig
+
+if TYPE_CHECKING:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+T = TypeVar("T")
+
+# A found user rarely changes; a missing one may join Slack any minute.
+FOUND_TTL_SECONDS = 3600.0
+MISSING_TTL_SECONDS = 300.0
+GROUP_TTL_SECONDS = 300.0
 
 
 class Identity(StrEnum):
@@ -24,6 +38,8 @@ class DirectoryEntry(BaseModel):
 
 
 class Directory:
+    """The config file's view: explicit ids, emails to resolve, bots and shared accounts."""
+
     def __init__(self, config: PowertripConfig) -> None:
         self._config = config
         self._bots = {name.lower() for name in config.bots}
@@ -44,3 +60,71 @@ class Directory:
 
     def is_security_team(self, slack_user: str) -> bool:
         return slack_user in self._config.security_team
+
+
+class _Cached:
+    """A value with its expiry; a failed refresh keeps serving the old value."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[float, object]] = {}
+
+    async def get(
+        self, key: str, fetch: Callable[[], Awaitable[T]], ttl: Callable[[T], float]
+    ) -> T:
+        now = time.monotonic()
+        held = self._values.get(key)
+        if held is not None and now < held[0]:
+            return held[1]  # type: ignore[return-value]
+        try:
+            value = await fetch()
+        except Exception:
+            if held is not None:
+                return held[1]  # type: ignore[return-value]
+            raise
+        self._values[key] = (now + ttl(value), value)
+        return value
+
+
+class SlackDirectory:
+    """The Slack side of the directory, cached per worker process and refreshed on expiry.
+
+    Raises `SlackApiError` for Slack failures other than "no such user"; the activities classify
+    them (retry or fail fast).
+    """
+
+    def __init__(self, client: AsyncWebClient, config: PowertripConfig) -> None:
+        self.client = client
+        self.config = config
+        self._emails = _Cached()
+        self._groups = _Cached()
+
+    async def user_by_email(self, email: str) -> str | None:
+        async def fetch() -> str | None:
+            from slack_sdk.errors import SlackApiError
+
+            try:
+                response = await self.client.users_lookupByEmail(email=email)
+            except SlackApiError as exc:
+                # Slack's docs spell it both ways.
+                if exc.response.get("error") in ("users_not_found", "user_not_found"):
+                    return None
+                raise
+            return str(response["user"]["id"])
+
+        return await self._emails.get(
+            email.lower(), fetch, lambda found: FOUND_TTL_SECONDS if found else MISSING_TTL_SECONDS
+        )
+
+    async def security_team(self) -> list[str]:
+        """The configured ids plus the members of the configured user group, if any."""
+        team = list(self.config.security_team)
+        group = self.config.security_team_group
+        if group:
+
+            async def fetch() -> list[str]:
+                response = await self.client.usergroups_users_list(usergroup=group)
+                return [str(u) for u in response.get("users") or []]
+
+            members = await self._groups.get(group, fetch, lambda _: GROUP_TTL_SECONDS)
+            team += [m for m in members if m not in team]
+        return team

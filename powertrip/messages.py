@@ -1,9 +1,14 @@
-"""Block Kit for every message Powertrip posts, built with slack_sdk's block types."""
+"""Block Kit for every message Powertrip posts, built with slack_sdk's block types.
+
+Laid out for a phone: one headline saying what happened, then short two-column facts (who, host,
+from, when), then one context line (source, rule, Temporal link), then at most three buttons.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
+from pydantic import BaseModel
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -15,13 +20,30 @@ from slack_sdk.models.blocks import (
 )
 
 from powertrip.approvals import Action, EventRecord, MessageKind
-from powertrip.models import Decision, DecisionKind, SecurityEvent
+from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
+
+# Button action ids and what each asks the workflow to do. "Approve on behalf" is an approval
+# like any other: the workflow decides who may approve from its own record, never from the button.
+BUTTON_ACTIONS: dict[str, Action] = {
+    "approve": Action.APPROVE,
+    "approve_on_behalf": Action.APPROVE,
+    "not_me": Action.NOT_ME,
+    "acknowledge": Action.ACKNOWLEDGE,
+}
+
+
+def action_for(action_id: str) -> Action:
+    """The action a button asks for; ValueError for a button Powertrip never posted."""
+    try:
+        return BUTTON_ACTIONS[action_id]
+    except KeyError:
+        raise ValueError(f"unknown action {action_id!r}") from None
 
 
 def humanize(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
-        return f"{seconds}s"
+        return f"{max(seconds, 0)}s"
     minutes, _ = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
@@ -33,56 +55,96 @@ def humanize(seconds: float) -> str:
     return " ".join(p for p in parts if p)
 
 
+def ago(when: datetime, now: datetime) -> str:
+    """`12 min ago`, the fallback Slack shows if it cannot render `{ago}` itself."""
+    seconds = (now - when).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    return f"{humanize(seconds)} ago"
+
+
 def slack_date(when: datetime) -> str:
     """Slack renders this in each reader's own time zone, with a plain fallback."""
     epoch = int(when.timestamp())
-    fallback = when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    fallback = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"<!date^{epoch}^{{date_short_pretty}} {{time_secs}}|{fallback}>"
 
 
-def _facts(event: SecurityEvent) -> SectionBlock:
+def slack_ago(when: datetime, now: datetime) -> str:
+    """Kept current by Slack (`{ago}`), so a message read an hour later still says the truth."""
+    return f"<!date^{int(when.timestamp())}^{{ago}}|{ago(when, now)}>"
+
+
+def _where(event: SecurityEvent) -> str:
+    return f"`{event.host}`" if event.host else "an unknown host"
+
+
+def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBlock:
+    source = f"`{event.address}`" if event.address else "unknown"
+    if event.address and origin:
+        source += f"\n{origin}"
     fields = [
         MarkdownTextObject(text=f"*Who*\n`{event.actor}`"),
-        MarkdownTextObject(text=f"*Host*\n`{event.host or 'unknown'}`"),
-        MarkdownTextObject(text=f"*When*\n{slack_date(event.occurred_at)}"),
-        MarkdownTextObject(text=f"*From*\n`{event.address or 'unknown'}`"),
+        MarkdownTextObject(text=f"*Host*\n{_where(event)}"),
+        MarkdownTextObject(text=f"*From*\n{source}"),
+        MarkdownTextObject(
+            text=f"*When*\n{slack_date(event.occurred_at)}\n{slack_ago(event.occurred_at, now)}"
+        ),
     ]
-    return SectionBlock(fields=fields)
+    return SectionBlock(block_id="facts", fields=fields)
 
 
 def _context(event: SecurityEvent, ui_url: str | None) -> ContextBlock:
-    text = f"Source: *{event.source}* · Rule: *{event.rule_title}* (`{event.rule_id}`)"
+    text = f"Source *{event.source}* · Rule *{event.rule_title}* (`{event.rule_id}`)"
     if ui_url:
         text += f" · <{ui_url}|Open in Temporal>"
-    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+    return ContextBlock(block_id="context", elements=[MarkdownTextObject(text=text)])
 
 
-def _buttons(event: SecurityEvent, actions: list[Action]) -> ActionsBlock:
-    labels = {
-        Action.APPROVE: ("Approve — this was me", "primary", None),
-        Action.NOT_ME: (
-            "Not me",
-            "danger",
-            ConfirmObject(
-                title="Report as not you?",
-                text="The security team is alerted at once.",
-                confirm="Yes, not me",
-                deny="Cancel",
-            ),
-        ),
-        Action.ACKNOWLEDGE: ("Acknowledge incident", "primary", None),
-    }
+_NOT_ME_CONFIRM = ConfirmObject(
+    title="Report as not you?",
+    text="The security team is alerted at once and the event becomes an incident.",
+    confirm="Yes, not me",
+    deny="Cancel",
+)
+_BUTTONS: dict[str, tuple[str, str | None, ConfirmObject | None]] = {
+    "approve": ("Approve — this was me", "primary", None),
+    "approve_on_behalf": ("Approve on behalf", None, None),
+    "not_me": ("Not me", "danger", _NOT_ME_CONFIRM),
+    "acknowledge": ("Acknowledge incident", "primary", None),
+}
+
+
+def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list[str]:
+    """Which buttons a message carries.
+
+    A DM asks its owner. A channel message about an account nobody owns (bot, shared, unmapped,
+    or a rule only the team may approve) offers the security team *Approve on behalf*; a channel
+    reminder about a person's event offers both, since the person may be in the channel too.
+    """
+    if kind is MessageKind.INCIDENT or record.status is EventStatus.REPORTED:
+        return ["acknowledge"]
+    if record.status is not EventStatus.PENDING:
+        return []
+    authority = record.authority
+    actor_may = authority is not None and authority.actor_slack_user is not None
+    if not in_channel:
+        return ["approve", "not_me"]
+    if actor_may:
+        return ["approve", "approve_on_behalf", "not_me"]
+    return ["approve_on_behalf", "not_me"]
+
+
+def _buttons(event: SecurityEvent, ids: list[str]) -> ActionsBlock:
     elements = []
-    for action in actions:
-        text, style, confirm = labels[action]
-        # The value only names the event; who may decide is never read from it.
+    for action_id in ids:
+        text, style, confirm = _BUTTONS[action_id]
+        # The value is only a reference to the event; who may decide is never read from it.
         elements.append(
             ButtonElement(
-                text=text,
-                action_id=action.value,
-                value=event.event_id,
-                style=style,
-                confirm=confirm,
+                text=text, action_id=action_id, value=event.event_id, style=style, confirm=confirm
             )
         )
     return ActionsBlock(block_id="decision", elements=elements)
@@ -94,60 +156,113 @@ def notification(
     waited_seconds: float = 0.0,
     ui_url: str | None = None,
     note: str | None = None,
+    *,
+    in_channel: bool = False,
+    origin: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[str, list[Block]]:
     """The text fallback and blocks for a first notification, reminder or incident alert."""
     event = record.event
+    now = now or datetime.now(UTC)
+    what = f"*{event.action}* as `{event.actor}` on {_where(event)}"
     if kind is MessageKind.INCIDENT:
         assert record.report is not None
         team = " ".join(
             f"<@{u}>" for u in (record.authority.security_team if record.authority else [])
         )
-        headline = (
-            f":rotating_light: *Reported as NOT ME* by <@{record.report.by}>: {event.action} as "
-            f"`{event.actor}` on `{event.host or 'unknown host'}`. {team}".rstrip()
+        headline = f":rotating_light: *Reported as NOT ME* by <@{record.report.by}>\n{what}\n" + (
+            f"{team}: please investigate and acknowledge." if team else "Please investigate."
         )
-        actions = [Action.ACKNOWLEDGE]
+    elif kind is MessageKind.REMINDER and record.report is not None:
+        headline = (
+            f":rotating_light: *Incident unacknowledged after {humanize(waited_seconds)}*\n"
+            f"{what} was reported as not me by <@{record.report.by}>."
+        )
     elif kind is MessageKind.REMINDER:
         headline = (
-            f":hourglass: *Still unconfirmed after {humanize(waited_seconds)}*: {event.action} as "
-            f"`{event.actor}` on `{event.host or 'unknown host'}`. Asked: {record.asked}."
+            f":hourglass: *Still unconfirmed after {humanize(waited_seconds)}*\n{what}\n"
+            f"Asked: {record.asked}."
         )
-        actions = [Action.APPROVE, Action.NOT_ME]
-        if record.report is not None:
-            headline = (
-                f":rotating_light: *Incident unacknowledged after {humanize(waited_seconds)}*: "
-                f"{event.action} as `{event.actor}` was reported as not me by "
-                f"<@{record.report.by}>."
-            )
-            actions = [Action.ACKNOWLEDGE]
+    elif in_channel:
+        headline = f":key: *Needs a decision*\n{what}"
     else:
-        headline = (
-            f":key: *Was this you?* {event.action} as `{event.actor}` "
-            f"on `{event.host or 'unknown host'}`"
-        )
-        actions = [Action.APPROVE, Action.NOT_ME]
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=headline)), _facts(event)]
+        headline = f":key: *Was this you?*\n{what}"
+    blocks: list[Block] = [
+        SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
+        _facts(event, now, origin),
+    ]
     if note:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
-    blocks += [_context(event, ui_url), _buttons(event, actions)]
+        blocks.append(ContextBlock(block_id="note", elements=[MarkdownTextObject(text=note)]))
+    blocks.append(_context(event, ui_url))
+    ids = button_ids(record, kind, in_channel)
+    if ids:
+        blocks.append(_buttons(event, ids))
     return _plain(headline), blocks
 
 
 def decided(
-    record: EventRecord, kind: MessageKind, ui_url: str | None = None
+    record: EventRecord,
+    kind: MessageKind,
+    ui_url: str | None = None,
+    *,
+    origin: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[str, list[Block]]:
     """The same message after a decision: no buttons left, who decided and when."""
     event = record.event
-    lines = [f"{event.action} as `{event.actor}` on `{event.host or 'unknown host'}`"]
+    lines = [f"*{event.action}* as `{event.actor}` on {_where(event)}"]
     if record.report is not None:
         lines.append(_outcome(record.report))
     if record.decision is not None:
         lines.append(_outcome(record.decision))
     headline = "\n".join(lines)
     blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=headline)),
-        _facts(event),
+        SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
+        _facts(event, now or datetime.now(UTC), origin),
         _context(event, ui_url),
+    ]
+    return _plain(headline), blocks
+
+
+class DigestLine(BaseModel):
+    """One pending event in a reminder digest."""
+
+    event: SecurityEvent
+    asked: str
+    incident: bool = False
+    waited_seconds: float = 0.0
+    ui_url: str | None = None
+
+
+def digest(items: list[DigestLine], now: datetime | None = None) -> tuple[str, list[Block]]:
+    """One message for many due reminders, so a burst stays under Slack's per-channel limit and
+    the channel stays readable. Each line links to the event; the buttons stay on the event's
+    own messages."""
+    now = now or datetime.now(UTC)
+    headline = f":hourglass: *{len(items)} events still need a decision*"
+    lines = []
+    for item in items[:40]:
+        event = item.event
+        link = f"<{item.ui_url}|{event.event_id}>" if item.ui_url else f"`{event.event_id}`"
+        state = "incident, unacknowledged" if item.incident else f"asked {item.asked}"
+        lines.append(
+            f"• {event.action} as `{event.actor}` on {_where(event)} — waited "
+            f"{humanize(item.waited_seconds)}, {state} · {link}"
+        )
+    if len(items) > 40:
+        lines.append(f"…and {len(items) - 40} more.")
+    blocks: list[Block] = [
+        SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
+        SectionBlock(block_id="list", text=MarkdownTextObject(text="\n".join(lines)[:2900])),
+        ContextBlock(
+            block_id="context",
+            elements=[
+                MarkdownTextObject(
+                    text=f"Reminder digest at {slack_date(now)} · decide on each event's own "
+                    "message or DM"
+                )
+            ],
+        ),
     ]
     return _plain(headline), blocks
 
@@ -164,4 +279,4 @@ def _outcome(decision: Decision) -> str:
 
 
 def _plain(mrkdwn: str) -> str:
-    return mrkdwn.replace("*", "").replace("`", "")
+    return mrkdwn.replace("*", "").replace("`", "").replace("\n", " · ")
