@@ -15,7 +15,8 @@ from powertrip.models import RawEvent, Routing, SecurityEvent, event_id_for
 # PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
 # Lookbehinds `(?<=` and `(?<!` must be left alone.
 _PCRE_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?![=!])([A-Za-z_][A-Za-z0-9_]*)>")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+# `{name}` or, with fallbacks, `{first|second|third}`: the first that has a value wins.
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*(?:\|[A-Za-z_][A-Za-z0-9_.-]*)*)\}")
 
 
 class RuleError(ValueError):
@@ -32,6 +33,10 @@ class RuleMatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str | None = Field(default=None, description="Regex searched in the message.")
+    unless: str | None = Field(
+        default=None,
+        description="Regex that, when found in the message, vetoes the match (failures, noise).",
+    )
     program: str | None = Field(default=None, description="Regex the program name must match.")
     host: str | None = Field(default=None, description="Regex the host name must match.")
     fields: dict[str, Any] = Field(
@@ -39,7 +44,19 @@ class RuleMatch(BaseModel):
         description="Dotted JSON field paths and the values they must equal (a list: any of).",
     )
     field_patterns: dict[str, str] = Field(
-        default_factory=dict, description="JSON field paths and regexes their values must match."
+        default_factory=dict,
+        description="JSON field paths and regexes their values must match; their named groups "
+        "can be used in the event template like message groups.",
+    )
+    unless_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON field paths and regexes that veto the match when the field exists and "
+        "matches (e.g. `errorCode: '.'` for failed API calls).",
+    )
+    extract: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON field paths and regexes whose named groups are bound when they match; "
+        "never a condition (e.g. the user name inside an ARN).",
     )
 
 
@@ -83,16 +100,16 @@ class Rule(BaseModel):
         compiled = self._compiled()
         groups = set(compiled["message"].groupindex) if compiled.get("message") else set()
         builtins = {"host", "program", "message", "source", "provider_id"}
-        for name, template in self._templates():
-            for ref in _PLACEHOLDER.findall(template):
-                if self.match.message is not None and not (
-                    self.match.fields or self.match.field_patterns
-                ):
-                    if ref not in groups and ref not in builtins:
-                        raise RuleError(
-                            f"rule {self.id!r}: {name} uses {{{ref}}} but the message regex has "
-                            f"no group named {ref!r} (groups: {sorted(groups) or 'none'})"
-                        )
+        # A rule over plain lines can only use its groups; a JSON rule may name any field path.
+        if self.match.message is not None and not (self.match.fields or self.match.field_patterns):
+            for name, template in self._templates():
+                for placeholder in _PLACEHOLDER.findall(template):
+                    for ref in placeholder.split("|"):
+                        if ref not in groups and ref not in builtins:
+                            raise RuleError(
+                                f"rule {self.id!r}: {name} uses {{{ref}}} but the message regex "
+                                f"has no group named {ref!r} (groups: {sorted(groups) or 'none'})"
+                            )
         if not (self.match.message or self.match.fields or self.match.field_patterns):
             raise RuleError(f"rule {self.id!r}: match needs a message regex or JSON fields")
         return self
@@ -116,8 +133,11 @@ class Rule(BaseModel):
             "message": self.match.message,
             "program": self.match.program,
             "host": self.match.host,
+            "unless": self.match.unless,
         }
         sources.update({f"field:{k}": v for k, v in self.match.field_patterns.items()})
+        sources.update({f"unless:{k}": v for k, v in self.match.unless_fields.items()})
+        sources.update({f"extract:{k}": v for k, v in self.match.extract.items()})
         for where, pattern in sources.items():
             if pattern is None:
                 continue
@@ -130,28 +150,49 @@ class Rule(BaseModel):
 
     def apply(self, raw: RawEvent) -> dict[str, str] | None:
         """The values a match binds, or None when this rule does not recognise the record."""
+        values = self._evaluate(raw)
+        return values if isinstance(values, dict) else None
+
+    def why_not(self, raw: RawEvent) -> str | None:
+        """Why this rule does not recognise the record (for `powertrip rules test`); None if it
+        does."""
+        values = self._evaluate(raw)
+        return values if isinstance(values, str) else None
+
+    def _evaluate(self, raw: RawEvent) -> dict[str, str] | str:
         patterns = self._compiled()
         # A record that names no program (a bare line) is judged by its message alone.
         if raw.program and "program" in patterns and not patterns["program"].search(raw.program):
-            return None
+            return f"program {raw.program!r} does not match {self.match.program!r}"
         if "host" in patterns and not patterns["host"].search(raw.host or ""):
-            return None
+            return f"host {raw.host!r} does not match {self.match.host!r}"
         values: dict[str, str] = {"source": raw.source, "provider_id": raw.provider_id}
         for key, wanted in self.match.fields.items():
             actual = lookup(raw.fields, key)
             options = wanted if isinstance(wanted, list) else [wanted]
             if actual is None or actual not in options:
-                return None
+                return f"field {key} is {actual!r}, not {_options(options)}"
         for key, pattern in patterns.items():
-            if key.startswith("field:"):
-                actual = lookup(raw.fields, key.removeprefix("field:"))
-                if actual is None or not pattern.search(str(actual)):
-                    return None
+            kind, _, path = key.partition(":")
+            if not path or kind == "unless":
+                continue
+            actual = lookup(raw.fields, path)
+            found = None if actual is None else pattern.search(str(actual))
+            if found is not None:
+                values.update({k: v for k, v in found.groupdict().items() if v is not None})
+            elif kind == "field":
+                return f"field {path} ({actual!r}) does not match {pattern.pattern!r}"
         if "message" in patterns:
             found = patterns["message"].search(raw.message)
             if found is None:
-                return None
+                return "message does not match the regex"
             values.update({k: v for k, v in found.groupdict().items() if v is not None})
+        if "unless" in patterns and patterns["unless"].search(raw.message):
+            return "message matches the rule's `unless` regex"
+        for path in self.match.unless_fields:
+            actual = lookup(raw.fields, path)
+            if actual is not None and patterns[f"unless:{path}"].search(str(actual)):
+                return f"field {path} ({actual!r}) vetoes the match"
         return values
 
     def build(
@@ -200,13 +241,21 @@ def lookup(data: Any, path: str) -> Any:
     return current
 
 
-def _resolve(name: str, raw: RawEvent, values: dict[str, str]) -> str:
-    if name in values:
-        return values[name]
-    if name in ("host", "program", "message"):
-        return getattr(raw, name) or ""
-    found = lookup(raw.fields, name)
-    return "" if found is None else str(found)
+def _options(options: list[Any]) -> str:
+    return repr(options[0]) if len(options) == 1 else f"one of {options!r}"
+
+
+def _resolve(placeholder: str, raw: RawEvent, values: dict[str, str]) -> str:
+    for name in placeholder.split("|"):
+        if name in values:
+            found: Any = values[name]
+        elif name in ("host", "program", "message"):
+            found = getattr(raw, name)
+        else:
+            found = lookup(raw.fields, name)
+        if found not in (None, ""):
+            return str(found)
+    return ""
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -232,3 +281,13 @@ class RuleSet:
             if values is not None:
                 return rule.build(raw, values, self.default_renotify)
         return None
+
+    def explain(self, raw: RawEvent) -> tuple[SecurityEvent | None, dict[str, str]]:
+        """The event the first recognising rule builds, else why each rule passed on the record."""
+        reasons: dict[str, str] = {}
+        for rule in self.rules:
+            values = rule._evaluate(raw)
+            if isinstance(values, dict):
+                return rule.build(raw, values, self.default_renotify), reasons
+            reasons[rule.id] = values
+        return None, reasons
