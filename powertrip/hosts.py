@@ -8,7 +8,7 @@ from enum import StrEnum
 
 
 class HostMatch(StrEnum):
-    """How `/v1/approvals/match` and the `host` filters compare host names (always ignoring case)."""
+    """How the match endpoint and the `host` filters compare host names (always ignoring case)."""
 
     SHORT = "short"
     """`bastion` matches `bastion.corp.example.com` and `BASTION`: the first label decides."""

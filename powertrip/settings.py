@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from powertrip.hosts import HostMatch
+
 FAKE_SLACK_TOKEN = "xoxb-powertrip-local-fake"
 
 
@@ -42,6 +44,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5_000_000, gt=0)
     start_concurrency: int = Field(default=64, gt=0, description="Workflow starts in flight.")
     temporal_ui_url: str = "http://localhost:8233"
+    host_match: HostMatch = Field(
+        default=HostMatch.SHORT,
+        description="How /v1/approvals/match compares hosts: `short` (first label) or `fqdn`.",
+    )
 
     @field_validator("slack_api_url")
     @classmethod

@@ -1,0 +1,600 @@
+"""The record, read back: list, show, match and export events for the API and the CLI alike.
+
+Everything comes from Temporal visibility (the `Powertrip*` search attributes narrow the search)
+and the workflow's memo `record` (an `EventRecord`). Nothing here queries a workflow: a query on
+a closed one needs a worker to replay its history, and the memo already holds what readers need.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from pydantic import BaseModel, BeforeValidator, Field
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from powertrip import temporal as attributes
+from powertrip.approvals import Action, Click, EventRecord, TimelineEntry
+from powertrip.hosts import HostMatch, host_key, is_address, short_host
+from powertrip.models import Decision, DecisionKind, EventStatus
+from workflows.approval import ApprovalWorkflow
+
+# `@workflow.defn` without a name registers the class name as the workflow type.
+WORKFLOW_TYPE = ApprovalWorkflow.__name__
+MAX_PAGE_SIZE = 500
+MATCH_LIMIT = 100
+MAX_MATCH_WINDOW = timedelta(days=1)
+
+
+class RecordError(ValueError):
+    """A request the record cannot answer as asked; the message says why (a 4xx, not a 5xx)."""
+
+
+class PageTokenError(RecordError):
+    pass
+
+
+class Refused(RecordError):
+    """An override the workflow would ignore; refused up front with the reason."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Visibility queries
+
+
+def literal(value: str) -> str:
+    """A visibility query string literal.
+
+    The dev server (SQLite) cannot match values holding `"` or `\\` even when escaped, and no
+    host or unix user contains them: refuse rather than silently find nothing.
+    """
+    if any(c in value for c in '"\\') or any(ord(c) < 32 for c in value):
+        raise RecordError(f"{value!r} contains characters Temporal visibility cannot search for")
+    return f'"{value}"'
+
+
+def aware(at: datetime) -> datetime:
+    """Times without a zone are ambiguous between a HIDS, a log provider and Temporal: refuse."""
+    if at.tzinfo is None:
+        raise RecordError(f"{at.isoformat()} has no time zone; add Z or an offset like +02:00")
+    return at
+
+
+def time_literal(at: datetime) -> str:
+    return f'"{aware(at).astimezone(UTC).isoformat()}"'
+
+
+def host_clause(host: str, match: HostMatch) -> str:
+    """Compare against `PowertripHostKey` (lower-cased full name, see powertrip.hosts)."""
+    key = host_key(host)
+    if not key:
+        raise RecordError("host is empty")
+    name = attributes.HOST_KEY.name
+    if match is HostMatch.FQDN or is_address(key):
+        return f"{name} = {literal(key)}"
+    short = short_host(key)
+    # `bastion`, `bastion.corp.example.com`, `Bastion.other.org`: same first label, same host.
+    return f"({name} = {literal(short)} OR {name} STARTS_WITH {literal(short + '.')})"
+
+
+class EventFilter(BaseModel):
+    """Filters of `GET /v1/events` and `powertrip events list`; all optional, combined with AND."""
+
+    status: EventStatus | None = Field(default=None, description="pending, approved, ...")
+    actor: str | None = Field(default=None, description="The unix or cloud user, exactly.")
+    host: str | None = Field(
+        default=None, description="Host name, compared ignoring case (see `host_match`)."
+    )
+    host_match: HostMatch = Field(
+        default=HostMatch.SHORT, description="`short`: first label decides; `fqdn`: full name."
+    )
+    rule: str | None = Field(default=None, description="Rule id, e.g. `sshd-accepted`.")
+    source: str | None = Field(default=None, description="Source adapter, e.g. `papertrail`.")
+    since: datetime | None = Field(default=None, description="Event time at or after this.")
+    until: datetime | None = Field(default=None, description="Event time before this.")
+
+    def query(self) -> str:
+        clauses = [
+            f"WorkflowType = {literal(WORKFLOW_TYPE)}",
+            # A continued-as-new run is the same event; its successor carries memo and attributes.
+            'ExecutionStatus != "ContinuedAsNew"',
+        ]
+        exact = [
+            (attributes.STATUS.name, self.status.value if self.status else None),
+            (attributes.ACTOR.name, self.actor),
+            (attributes.RULE.name, self.rule),
+            (attributes.SOURCE.name, self.source),
+        ]
+        clauses += [f"{name} = {literal(value)}" for name, value in exact if value is not None]
+        if self.host is not None:
+            clauses.append(host_clause(self.host, self.host_match))
+        if self.since is not None:
+            clauses.append(f"{attributes.EVENT_TIME.name} >= {time_literal(self.since)}")
+        if self.until is not None:
+            clauses.append(f"{attributes.EVENT_TIME.name} < {time_literal(self.until)}")
+        if self.since and self.until and self.until <= self.since:
+            raise RecordError("`until` must be later than `since`")
+        return " AND ".join(clauses)
+
+
+# ---------------------------------------------------------------------------------------------
+# Views
+
+
+class UiLinks(BaseModel):
+    """Where to look in the Temporal Web UI."""
+
+    workflow: str = Field(description="The event's workflow (latest run): status, summary, input.")
+    history: str = Field(description="This run's event history: every Slack call and signal.")
+    same_actor: str = Field(description="Workflow list: every event of this actor.")
+    same_host: str | None = Field(description="Workflow list: every event on this host.")
+
+
+class Ui(BaseModel):
+    """Builds Temporal Web UI links (v2 routes) for one namespace."""
+
+    base_url: str
+    namespace: str
+
+    def _ns(self) -> str:
+        return f"{self.base_url.rstrip('/')}/namespaces/{quote(self.namespace, safe='')}"
+
+    def list_url(self, query: str) -> str:
+        return f"{self._ns()}/workflows?{urlencode({'query': query})}"
+
+    def links(self, record: EventRecord, run_id: str) -> UiLinks:
+        event = record.event
+        workflow = f"{self._ns()}/workflows/{quote(event.event_id, safe='')}"
+        actor = f'{attributes.ACTOR.name} = "{event.actor}"'
+        host = f'{attributes.HOST.name} = "{event.host}"' if event.host else None
+        return UiLinks(
+            workflow=workflow,
+            history=f"{workflow}/{quote(run_id, safe='')}/history",
+            same_actor=self.list_url(actor),
+            same_host=self.list_url(host) if host else None,
+        )
+
+
+class EventView(BaseModel):
+    """One event as the API and the CLI show it."""
+
+    event_id: str = Field(description="Readable, stable id; also the Temporal workflow id.")
+    status: EventStatus = Field(
+        description="pending: nobody with authority answered yet; approved; reported (*Not me*, "
+        "awaiting the security team); acknowledged (the team handled the report)."
+    )
+    actor: str = Field(description="The unix or cloud user who acted.")
+    host: str | None = Field(description="Host as the log provider named it.")
+    address: str | None = Field(description="Where the session came from (remote address).")
+    action: str = Field(description="What happened, e.g. `ssh login (publickey)`.")
+    rule_id: str = Field(description="The rule that recognised the log line.")
+    source: str = Field(description="The source adapter that received it, e.g. `papertrail`.")
+    occurred_at: datetime = Field(description="When it happened (provider time).")
+    message: str = Field(description="The original log line.")
+    asked: str | None = Field(description="Who was asked first (Slack mention or channel).")
+    decision: Decision | None = Field(description="Approval or acknowledgement; null until then.")
+    report: Decision | None = Field(description="The *Not me* report, if any.")
+    timeline: list[TimelineEntry] = Field(
+        description="received, notified, reminded (one per reminder), notify_failed, approved, "
+        "reported, acknowledged: what happened, when, by whom."
+    )
+    workflow_status: str = Field(
+        description="Temporal's view: running, completed, or failed/terminated/timed_out if the "
+        "workflow ended abnormally (then `status` is the last one recorded)."
+    )
+    received_at: datetime = Field(description="When Powertrip started the event's workflow.")
+    closed_at: datetime | None = Field(description="When the workflow finished, if it has.")
+    temporal_url: str = Field(description="The event's workflow in the Temporal Web UI.")
+    links: UiLinks
+
+
+async def _view(execution: WorkflowExecution, ui: Ui) -> EventView | None:
+    record = await execution.memo_value("record", None, type_hint=EventRecord)
+    if record is None:  # not an event workflow after all (no memo): nothing to show
+        return None
+    event = record.event
+    status = execution.status or WorkflowExecutionStatus.RUNNING
+    links = ui.links(record, execution.run_id)
+    return EventView(
+        event_id=event.event_id,
+        status=record.status,
+        actor=event.actor,
+        host=event.host,
+        address=event.address,
+        action=event.action,
+        rule_id=event.rule_id,
+        source=event.source,
+        occurred_at=event.occurred_at,
+        message=event.message,
+        asked=record.asked if record.recipient else None,
+        decision=record.decision,
+        report=record.report,
+        timeline=record.timeline,
+        workflow_status=status.name.lower(),
+        received_at=execution.start_time,
+        closed_at=execution.close_time,
+        temporal_url=links.workflow,
+        links=links,
+    )
+
+
+async def _views(executions: Iterable[WorkflowExecution], ui: Ui) -> list[EventView]:
+    views = [await _view(e, ui) for e in executions]
+    return [v for v in views if v is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# List and show
+
+
+class EventPage(BaseModel):
+    events: list[EventView] = Field(
+        description="Open events first (most recently received first), then closed ones, most "
+        "recently closed first: Temporal visibility's order, stable across pages."
+    )
+    next_page_token: str | None = Field(
+        description="Pass as `page_token` with the same filters for the next page; null: no more."
+    )
+    query: str = Field(description="The Temporal visibility query; paste it into the Web UI.")
+
+
+def _query_digest(query: str) -> bytes:
+    return hashlib.sha256(query.encode()).digest()[:6]
+
+
+def encode_page_token(query: str, token: bytes) -> str:
+    """Opaque to clients, and bound to the query it continues."""
+    return base64.urlsafe_b64encode(_query_digest(query) + token).decode().rstrip("=")
+
+
+def decode_page_token(query: str, text: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise PageTokenError("page_token is not a token this API issued") from exc
+    digest, token = raw[:6], raw[6:]
+    if digest != _query_digest(query) or not token:
+        raise PageTokenError("page_token belongs to other filters; repeat the same filters")
+    return token
+
+
+async def _page(
+    client: Client, query: str, page_size: int, token: bytes | None
+) -> tuple[Sequence[WorkflowExecution], bytes | None]:
+    """One ListWorkflowExecutions call: the raw visibility call every read here makes."""
+    executions = client.list_workflows(
+        query, page_size=min(max(page_size, 1), MAX_PAGE_SIZE), next_page_token=token
+    )
+    try:
+        await executions.fetch_next_page()
+    except RPCError as exc:
+        if token is not None and exc.status is RPCStatusCode.INVALID_ARGUMENT:
+            raise PageTokenError(f"Temporal refused the page: {exc.message}") from exc
+        raise
+    return executions.current_page or [], executions.next_page_token
+
+
+async def list_events(
+    client: Client,
+    filters: EventFilter,
+    ui: Ui,
+    page_size: int = 50,
+    page_token: str | None = None,
+) -> EventPage:
+    query = filters.query()
+    token = decode_page_token(query, page_token) if page_token else None
+    executions, next_token = await _page(client, query, page_size, token)
+    return EventPage(
+        events=await _views(executions, ui),
+        next_page_token=encode_page_token(query, next_token) if next_token else None,
+        query=query,
+    )
+
+
+async def iter_events(
+    client: Client, filters: EventFilter, ui: Ui, limit: int | None = None
+) -> AsyncIterator[EventView]:
+    """Every matching event, page after page (the CLI's list and export)."""
+    token: str | None = None
+    seen = 0
+    while True:
+        page = await list_events(client, filters, ui, MAX_PAGE_SIZE, token)
+        for view in page.events:
+            if limit is not None and seen >= limit:
+                return
+            seen += 1
+            yield view
+        token = page.next_page_token
+        if token is None:
+            return
+
+
+async def show_event(client: Client, event_id: str, ui: Ui) -> EventView | None:
+    """The event's latest run, from `describe` (memo and status; no worker needed)."""
+    try:
+        description = await client.get_workflow_handle(event_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return await _view(description, ui)
+
+
+# ---------------------------------------------------------------------------------------------
+# The HIDS question
+
+
+class Answer(StrEnum):
+    APPROVED = "approved"
+    REPORTED = "reported"
+    PENDING = "pending"
+    NOT_FOUND = "not_found"
+
+
+class MatchQuestion(BaseModel):
+    host: str = Field(description="Host name as the HIDS knows it; case is ignored.")
+    user: str = Field(description="The unix user who logged in, exactly.")
+    at: datetime = Field(description="When the HIDS saw the login.")
+    window: timedelta = Field(description="How far from `at` an event may lie.")
+    host_match: HostMatch = Field(description="`short` or `fqdn` host comparison.")
+
+    def filters(self) -> EventFilter:
+        if self.window <= timedelta(0) or self.window > MAX_MATCH_WINDOW:
+            raise RecordError("window must be more than 0 and at most 1 day")
+        return EventFilter(
+            actor=self.user,
+            host=self.host,
+            host_match=self.host_match,
+            since=self.at - self.window,
+            until=self.at + self.window + timedelta(microseconds=1),
+        )
+
+
+class MatchedEvent(BaseModel):
+    event_id: str = Field(description="The event (and Temporal workflow) id.")
+    status: EventStatus = Field(description="pending, approved, reported or acknowledged.")
+    host: str | None = Field(description="Host as the log provider named it.")
+    actor: str = Field(description="The user who logged in.")
+    action: str = Field(description="What happened, e.g. `ssh login (publickey)`.")
+    occurred_at: datetime = Field(description="When it happened.")
+    offset_seconds: float = Field(description="`occurred_at` minus the asked `at`, in seconds.")
+    approved_by: str | None = Field(description="Slack user id of the approver, if approved.")
+    approved_at: datetime | None = Field(description="When it was approved.")
+    approved_via: str | None = Field(description="`slack` or `cli` (security-team override).")
+    on_behalf: bool = Field(description="Approved by the security team for someone else.")
+    reported_by: str | None = Field(description="Who said *Not me*, if anyone.")
+    reported_at: datetime | None = Field(description="When *Not me* was said.")
+    temporal_url: str = Field(description="The event in the Temporal Web UI.")
+
+    @classmethod
+    def of(cls, view: EventView, at: datetime) -> MatchedEvent:
+        approval = (
+            view.decision if view.decision and view.decision.kind is DecisionKind.APPROVED else None
+        )
+        return cls(
+            event_id=view.event_id,
+            status=view.status,
+            host=view.host,
+            actor=view.actor,
+            action=view.action,
+            occurred_at=view.occurred_at,
+            offset_seconds=(view.occurred_at - at).total_seconds(),
+            approved_by=approval.by if approval else None,
+            approved_at=approval.at if approval else None,
+            approved_via=approval.via if approval else None,
+            on_behalf=approval.on_behalf if approval else False,
+            reported_by=view.report.by if view.report else None,
+            reported_at=view.report.at if view.report else None,
+            temporal_url=view.temporal_url,
+        )
+
+
+class MatchAnswer(BaseModel):
+    approved: bool = Field(
+        description="True only if an event in the window was approved and none was reported "
+        "as *Not me*: the HIDS may auto-approve the login."
+    )
+    answer: Answer = Field(
+        description="approved; reported (a *Not me* in the window: treat as an incident); "
+        "pending (asked, nobody answered yet); not_found (Powertrip saw no such login)."
+    )
+    host: str = Field(description="The host asked about.")
+    user: str = Field(description="The user asked about.")
+    at: datetime = Field(description="The time asked about.")
+    window_seconds: float = Field(description="The window used, in seconds either side of `at`.")
+    host_match: HostMatch = Field(description="The host comparison used.")
+    events: list[MatchedEvent] = Field(description="Matching events, nearest to `at` first.")
+    truncated: bool = Field(description=f"More than {MATCH_LIMIT} events matched; narrow it.")
+
+
+def answer_for(statuses: Sequence[EventStatus]) -> Answer:
+    # A *Not me* anywhere in the window wins: never auto-approve beside a reported login.
+    if any(s in (EventStatus.REPORTED, EventStatus.ACKNOWLEDGED) for s in statuses):
+        return Answer.REPORTED
+    if EventStatus.APPROVED in statuses:
+        return Answer.APPROVED
+    if EventStatus.PENDING in statuses:
+        return Answer.PENDING
+    return Answer.NOT_FOUND
+
+
+async def match(client: Client, question: MatchQuestion, ui: Ui) -> MatchAnswer:
+    page = await list_events(client, question.filters(), ui, page_size=MATCH_LIMIT)
+    events = sorted(
+        (MatchedEvent.of(v, question.at) for v in page.events),
+        key=lambda m: abs(m.offset_seconds),
+    )
+    answer = answer_for([m.status for m in events])
+    return MatchAnswer(
+        approved=answer is Answer.APPROVED,
+        answer=answer,
+        host=question.host,
+        user=question.user,
+        at=question.at,
+        window_seconds=question.window.total_seconds(),
+        host_match=question.host_match,
+        events=events,
+        truncated=page.next_page_token is not None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The audit trail
+
+
+class ExportFormat(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+BlankIsNone = Annotated[str | None, BeforeValidator(_blank_is_none)]
+
+
+class DecisionRow(BaseModel):
+    """One decision: who, when, how (slack or cli), why, about which event."""
+
+    event_id: str
+    decision: DecisionKind
+    by: str
+    at: datetime
+    via: str
+    reason: BlankIsNone = None
+    on_behalf: bool = False
+    actor: str
+    host: BlankIsNone = None
+    rule_id: str
+    source: str
+    occurred_at: datetime
+
+    @classmethod
+    def rows_of(cls, view: EventView) -> list[DecisionRow]:
+        decisions = sorted(
+            (d for d in (view.report, view.decision) if d is not None), key=lambda d: d.at
+        )
+        return [
+            cls(
+                event_id=view.event_id,
+                decision=d.kind,
+                by=d.by,
+                at=d.at,
+                via=d.via,
+                reason=d.reason,
+                on_behalf=d.on_behalf,
+                actor=view.actor,
+                host=view.host,
+                rule_id=view.rule_id,
+                source=view.source,
+                occurred_at=view.occurred_at,
+            )
+            for d in decisions
+        ]
+
+
+EXPORT_FIELDS = list(DecisionRow.model_fields)
+
+
+async def decisions(
+    client: Client, since: datetime, until: datetime | None, ui: Ui
+) -> list[DecisionRow]:
+    """Decisions made in [since, until), oldest first.
+
+    A decided event is either still open (reported, awaiting acknowledgement) or closed after
+    its last decision, so `open OR closed since` finds every event that can hold one.
+    """
+    if until is not None:
+        aware(until)
+    base = EventFilter().query()
+    closed = f"CloseTime >= {time_literal(since)}"
+    query = f'{base} AND (ExecutionStatus = "Running" OR {closed})'
+    rows: list[DecisionRow] = []
+    token: bytes | None = None
+    while True:
+        executions, token = await _page(client, query, MAX_PAGE_SIZE, token)
+        for view in await _views(executions, ui):
+            rows += [
+                r
+                for r in DecisionRow.rows_of(view)
+                if r.at >= since and (until is None or r.at < until)
+            ]
+        if token is None:
+            return sorted(rows, key=lambda r: (r.at, r.event_id))
+
+
+def write_rows(rows: Iterable[DecisionRow], fmt: ExportFormat, out: io.TextIOBase) -> int:
+    count = 0
+    if fmt is ExportFormat.JSONL:
+        for row in rows:
+            out.write(row.model_dump_json() + "\n")
+            count += 1
+        return count
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        data = row.model_dump(mode="json")
+        writer.writerow({k: "" if v is None else v for k, v in data.items()})
+        count += 1
+    return count
+
+
+def read_rows(text: str, fmt: ExportFormat) -> list[DecisionRow]:
+    """Parse an export back (auditors' tooling, and the round-trip test)."""
+    if fmt is ExportFormat.JSONL:
+        return [DecisionRow.model_validate(json.loads(line)) for line in text.splitlines() if line]
+    return [DecisionRow.model_validate(row) for row in csv.DictReader(io.StringIO(text))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Security-team override
+
+
+async def approve_as_security(
+    client: Client,
+    event_id: str,
+    user: str,
+    reason: str,
+    security_team: Sequence[str],
+) -> EventRecord:
+    """Deliver an approval from the CLI as the same `decide` signal a Slack click sends.
+
+    Checked against the authority the workflow published in its memo (the rules it will apply);
+    `security_team` from the config stands in while the workflow has not resolved it yet.
+    """
+    if not reason.strip():
+        raise Refused("give a --reason: an override is recorded with why it was made")
+    handle = client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise Refused(f"no event {event_id!r}") from exc
+        raise
+    record = await description.memo_value("record", type_hint=EventRecord)
+    team = record.authority.security_team if record.authority else list(security_team)
+    if user not in team:
+        raise Refused(
+            f"{user} is not in the security team ({', '.join(team) or 'nobody configured'}); "
+            "only the security team may approve from the CLI"
+        )
+    if record.status is not EventStatus.PENDING:
+        raise Refused(f"{event_id} is already {record.status.value}; nothing to approve")
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        raise Refused(f"{event_id}'s workflow is {description.status}; it cannot take decisions")
+    click = Click(
+        action=Action.APPROVE, user=user, at=datetime.now(UTC), via="cli", reason=reason.strip()
+    )
+    await handle.signal(ApprovalWorkflow.decide, click)
+    return record
