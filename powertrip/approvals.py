@@ -143,3 +143,8 @@ class ApprovalInput(BaseModel):
     carried: EventRecord | None = Field(
         default=None, description="State handed over by continue-as-new."
     )
+    stale: bool = Field(
+        default=False,
+        description="Found by a backfill long after it happened: no DM and no reminders; the "
+        "security channel hears of it once, in the backfill's digest.",
+    )

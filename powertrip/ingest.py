@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -16,6 +17,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from powertrip import observability
 from powertrip import temporal as attributes
 from powertrip.approvals import ApprovalInput, EventRecord
 from powertrip.hosts import host_key
@@ -38,6 +40,11 @@ class ItemResult(BaseModel):
     event_id: str | None = None
     rule_id: str | None = None
     reason: str | None = None
+    stale: bool = Field(
+        default=False, description="Older than the backfill's stale age: no DM, digest only."
+    )
+    # For callers that report on what they started (the backfill's stale digest); never sent.
+    event: SecurityEvent | None = Field(default=None, exclude=True)
 
 
 def summary_for(event: SecurityEvent) -> str:
@@ -47,7 +54,9 @@ def summary_for(event: SecurityEvent) -> str:
     return f"{event.action} as {event.actor}{where}{origin}"
 
 
-async def start_approval(client: Client, event: SecurityEvent, task_queue: str) -> ResultStatus:
+async def start_approval(
+    client: Client, event: SecurityEvent, task_queue: str, stale: bool = False
+) -> ResultStatus:
     """Start the event's workflow unless one with its id ever existed (running or closed)."""
     pairs: list[SearchAttributePair] = [
         SearchAttributePair(attributes.STATUS, EventStatus.PENDING.value),
@@ -62,7 +71,7 @@ async def start_approval(client: Client, event: SecurityEvent, task_queue: str) 
     try:
         await client.start_workflow(
             ApprovalWorkflow.run,
-            ApprovalInput(event=event),
+            ApprovalInput(event=event, stale=stale),
             id=event.event_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -83,8 +92,12 @@ async def process(
     items: Sequence[ParsedItem],
     task_queue: str,
     concurrency: int = 64,
+    stale_before: datetime | None = None,
 ) -> list[ItemResult]:
-    """Recognise each record and start its workflow; bounded concurrency, order preserved."""
+    """Recognise each record and start its workflow; bounded concurrency, order preserved.
+
+    Events that happened before `stale_before` (a backfill's cut-off) start without a DM.
+    """
     gate = asyncio.Semaphore(concurrency)
 
     async def one(item: ParsedItem) -> ItemResult:
@@ -100,8 +113,9 @@ async def process(
                 status=ResultStatus.UNMATCHED,
                 reason="no rule matched the message",
             )
+        stale = stale_before is not None and event.occurred_at < stale_before
         async with gate:
-            status = await start_approval(client, event, task_queue)
+            status = await start_approval(client, event, task_queue, stale)
         reason = (
             "already received (same source and provider id)"
             if status is ResultStatus.DUPLICATE
@@ -113,6 +127,10 @@ async def process(
             event_id=event.event_id,
             rule_id=event.rule_id,
             reason=reason,
+            stale=stale,
+            event=event,
         )
 
-    return list(await asyncio.gather(*(one(item) for item in items)))
+    results = list(await asyncio.gather(*(one(item) for item in items)))
+    observability.count_ingest(items, results)
+    return results

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.slack import SLACK_PERMANENT, PostRequest, SlackActivities, UpdateRequest
+    from powertrip import observability
     from powertrip import temporal as attributes
     from powertrip.approvals import (
         Action,
@@ -32,6 +33,8 @@ SLACK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 SLACK_CALL_TIMEOUT = timedelta(seconds=20)
+# Backfilled stale events (ApprovalInput.stale) skip the DM and reminders.
+STALE_PATCH = "backfill-stale-no-dm"
 
 
 @workflow.defn
@@ -64,14 +67,18 @@ class ApprovalWorkflow:
                 summary=f"who to ask about {event.actor}",
             )
             self._publish()
-        if not self._delivered(MessageKind.FIRST):
+        # `and` short-circuits: histories of events that were never stale record no marker.
+        stale = input.stale and workflow.patched(STALE_PATCH)
+        if stale:
+            self._note_stale()
+        elif not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
         next_reminder = workflow.now() + renotify
         while not self.record.finished:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self.clicks),
-                    timeout=max(next_reminder - workflow.now(), timedelta(0)),
+                    timeout=None if stale else max(next_reminder - workflow.now(), timedelta(0)),
                 )
             except TimeoutError:
                 await self._remind(renotify)
@@ -82,6 +89,18 @@ class ApprovalWorkflow:
             await self._handle_clicks(renotify)
         await self._update_messages()
         return self.record
+
+    def _note_stale(self) -> None:
+        if not any(entry.what == "stale" for entry in self.record.timeline):
+            self.record.timeline.append(
+                TimelineEntry(
+                    what="stale",
+                    at=workflow.now(),
+                    detail="found by backfill long after it happened: listed in the security "
+                    "channel's digest instead of a DM, no reminders",
+                )
+            )
+            self._publish()
 
     def _delivered(self, kind: MessageKind) -> bool:
         return any(m.kind is kind for m in self.record.messages)
@@ -184,6 +203,7 @@ class ApprovalWorkflow:
                 )
                 continue
             self.record.apply(click)
+            observability.observe_decision(self.record)
             self._publish()
             if click.action is Action.NOT_ME:
                 await self._update_messages()
