@@ -1,10 +1,18 @@
-"""Slack interactivity: verify the raw body, decide quickly, deliver the click durably."""
+"""Slack interactivity: verify the raw body, decide quickly, deliver the click durably.
+
+Slack waits 3 s for an answer and then retries (`X-Slack-Retry-Num`). The click is delivered as
+a workflow signal (durable in Temporal even with no worker running); when Temporal answers within
+`INLINE_BUDGET_SECONDS` the request waits for it, otherwise Slack gets its 200 at once and the
+delivery finishes in the background, telling the clicker through `response_url` if it fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,15 +25,41 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SettingsDep, TemporalDep
 from powertrip.approvals import Action, Click, EventRecord
+from powertrip.messages import action_for
 from powertrip.models import EventStatus
 from workflows.approval import ApprovalWorkflow
 
 router = APIRouter(prefix="/slack", tags=["slack"])
 log = logging.getLogger(__name__)
 
-# Slack gives up after 3 s; deliver inline when Temporal is quick, else finish in the background.
-INLINE_BUDGET_SECONDS = 2.0
-_background: set[asyncio.Task[None]] = set()
+INLINE_BUDGET_SECONDS = 0.25
+REPLAY_WINDOW_SECONDS = 5 * 60
+# A message is posted a moment before the workflow records it in its memo: a very quick click on
+# a brand-new message looks again before concluding the message is not the event's.
+MESSAGE_GRACE_SECONDS = 1.5
+_background: set[asyncio.Task[str]] = set()
+
+
+class _SeenClicks:
+    """Clicks already taken, so Slack's retries of one request deliver it once."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def first_time(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True
+
+    def forget(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+
+_seen = _SeenClicks()
 
 
 async def _reply(response_url: str | None, text: str) -> None:
@@ -39,17 +73,44 @@ async def _reply(response_url: str | None, text: str) -> None:
         log.warning("could not send ephemeral reply", exc_info=True)
 
 
-async def deliver(temporal: Client, event_id: str, click: Click) -> str:
-    """Check authority against the workflow's memo, then signal. Returns what happened."""
+async def _record(temporal: Client, event_id: str) -> EventRecord | None:
     handle = temporal.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
     try:
         description = await handle.describe()
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
-            await _reply(click.response_url, "Powertrip does not know this event.")
-            return "unknown"
+            return None
         raise
-    record = await description.memo_value("record", type_hint=EventRecord)
+    return await description.memo_value("record", type_hint=EventRecord)
+
+
+def _posted_by_event(record: EventRecord, message: tuple[str, str] | None) -> bool:
+    if message is None:
+        return True  # not from a message (e.g. a test harness); authority still applies
+    return any((m.channel, m.ts) == message for m in record.messages)
+
+
+async def deliver(
+    temporal: Client, event_id: str, click: Click, message: tuple[str, str] | None = None
+) -> str:
+    """Check the click against the workflow's own record, then signal. Returns what happened.
+
+    Who may decide comes from the record (the memo the workflow publishes), never from the
+    button: the button value only names the event, and the clicked message must be one that
+    event posted, so a click on event A's message can never decide event B.
+    """
+    record = await _record(temporal, event_id)
+    if record is None:
+        await _reply(click.response_url, "Powertrip does not know this event.")
+        return "unknown"
+    deadline = time.monotonic() + MESSAGE_GRACE_SECONDS
+    while not _posted_by_event(record, message) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        record = await _record(temporal, event_id) or record
+    if not _posted_by_event(record, message):
+        log.warning("click on %s from a message it never posted: %s", event_id, message)
+        await _reply(click.response_url, ":no_entry: This button does not belong to that event.")
+        return "mismatch"
     authority = record.authority
     if authority is None or not authority.may(click.action, record.status, click.user):
         awaiting_ack = click.action is Action.ACKNOWLEDGE and record.status is EventStatus.REPORTED
@@ -62,47 +123,81 @@ async def deliver(temporal: Client, event_id: str, click: Click) -> str:
             f"Only {record.asked} or the security team can.",
         )
         return "refused"
+    handle = temporal.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
     await handle.signal(ApprovalWorkflow.decide, click)
     return "delivered"
+
+
+def _verify(body: bytes, request: Request, secret: str) -> None:
+    stamp = request.headers.get("x-slack-request-timestamp", "")
+    try:
+        age = abs(time.time() - int(stamp))
+    except ValueError:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing Slack timestamp") from None
+    if age > REPLAY_WINDOW_SECONDS:
+        # A captured request replayed later must not decide anything.
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "stale Slack request timestamp")
+    if not SignatureVerifier(secret).is_valid_request(body, dict(request.headers)):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid Slack signature")
 
 
 @router.post("/interactions", summary="Slack interactivity request URL")
 async def interactions(request: Request, settings: SettingsDep, temporal: TemporalDep) -> Response:
     body = await request.body()
-    verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
-    if not verifier.is_valid_request(body, dict(request.headers)):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid Slack signature")
+    _verify(body, request, settings.slack_signing_secret.get_secret_value())
     try:
         payload: dict[str, Any] = json.loads(parse_qs(body.decode())["payload"][0])
         user = str(payload["user"]["id"])
         action = payload["actions"][0]
         click = Click(
-            action=Action(action["action_id"]),
+            action=action_for(str(action["action_id"])),
             user=user,
             at=datetime.now(UTC),
             via="slack",
             response_url=payload.get("response_url"),
         )
         event_id = str(action["value"])
+        container = payload.get("container") or {}
+        message = (
+            (str(container["channel_id"]), str(container["message_ts"]))
+            if container.get("channel_id") and container.get("message_ts")
+            else None
+        )
     except (KeyError, IndexError, ValueError, TypeError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unsupported interaction: {exc}") from exc
 
-    task = asyncio.create_task(_deliver_logged(temporal, event_id, click))
+    # Slack's retries and a replayed body carry the same action_ts: take each click once.
+    key = f"{user}|{event_id}|{action.get('action_id')}|{action.get('action_ts')}"
+    if not _seen.first_time(key):
+        log.info("repeat of click %s (retry %s)", key, request.headers.get("x-slack-retry-num"))
+        return Response(status_code=status.HTTP_200_OK)
+
+    task = asyncio.create_task(_deliver_logged(temporal, event_id, click, message))
     try:
-        await asyncio.wait_for(asyncio.shield(task), INLINE_BUDGET_SECONDS)
+        outcome = await asyncio.wait_for(asyncio.shield(task), INLINE_BUDGET_SECONDS)
     except TimeoutError:
+        # Temporal is slow: answer Slack now; the task carries on and reports failure itself.
         _background.add(task)
         task.add_done_callback(_background.discard)
-    except Exception:
-        # Say so rather than pretend: Slack shows the clicker that the click failed.
-        log.exception("click %s on %s not delivered", click.action.value, event_id)
-        await _reply(
-            click.response_url, ":warning: Powertrip could not record your click; try again."
-        )
+        return Response(status_code=status.HTTP_200_OK)
+    if outcome == "failed":
+        # Say so rather than pretend: Slack shows the clicker that the click failed, and its
+        # retry of this request may deliver it.
+        _seen.forget(key)
         return Response(status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
     return Response(status_code=status.HTTP_200_OK)
 
 
-async def _deliver_logged(temporal: Client, event_id: str, click: Click) -> None:
-    outcome = await deliver(temporal, event_id, click)
+async def _deliver_logged(
+    temporal: Client, event_id: str, click: Click, message: tuple[str, str] | None
+) -> str:
+    try:
+        outcome = await deliver(temporal, event_id, click, message)
+    except Exception:
+        log.exception("click %s on %s not delivered", click.action.value, event_id)
+        await _reply(
+            click.response_url, ":warning: Powertrip could not record your click; try again."
+        )
+        return "failed"
     log.info("click %s by %s on %s: %s", click.action.value, click.user, event_id, outcome)
+    return outcome

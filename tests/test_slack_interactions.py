@@ -1,0 +1,257 @@
+"""Slack interactivity over HTTP on the real dev server: signatures and replay window, a click can
+only decide the event whose message it was on, retries are taken once, and Slack is answered
+quickly even when Temporal is slow."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from powertrip.approvals import Action
+from powertrip.models import EventStatus
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.settings import Settings
+from tests.conftest import SIGNING_SECRET, ServedApp
+from tests.harness import click as make_click
+from tests.harness import eventually, make_settings, running_worker, ssh_line
+from tests.tcp_delay import DelayProxy
+from workflows.approval import ApprovalWorkflow
+
+HOOK = {"Authorization": "Bearer hook-secret"}
+API = {"Authorization": "Bearer api-secret"}
+
+
+@pytest.fixture
+async def served(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    settings = make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
+    async with ServedApp(create_app(settings)) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
+            yield http, settings
+
+
+async def login(http: httpx.AsyncClient, user: str = "alice") -> str:
+    event = {
+        "id": f"ix-{uuid.uuid4().hex[:12]}",
+        "received_at": "2026-11-27T01:02:03Z",
+        "hostname": "bastion",
+        "program": "sshd",
+        "message": ssh_line(user),
+    }
+    response = await http.post("/webhooks/papertrail", json={"events": [event]}, headers=HOOK)
+    [result] = response.json()["results"]
+    assert result["status"] == "started", result
+    return str(result["event_id"])
+
+
+def message_for(fake: FakeSlack, event_id: str) -> SlackMessage | None:
+    for message in fake.messages.values():
+        for block in message.blocks:
+            for element in block.get("elements", []):
+                if element.get("value") == event_id:
+                    return message
+    return None
+
+
+def click_request(
+    user: str, action_id: str, value: str, message: SlackMessage | None, reply_to: str, **kw: Any
+) -> tuple[bytes, dict[str, str]]:
+    payload = block_action_payload(
+        user,
+        action_id,
+        value,
+        channel=message.channel if message else None,
+        message_ts=message.ts if message else None,
+        response_url=reply_to,
+    )
+    return signed_request(SIGNING_SECRET, payload, **kw)
+
+
+async def signals(dev_env: WorkflowEnvironment, event_id: str) -> int:
+    history = [e async for e in dev_env.client.get_workflow_handle(event_id).fetch_history_events()]
+    return sum(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
+
+
+async def status_of(http: httpx.AsyncClient, event_id: str) -> str:
+    return str((await http.get(f"/v1/events/{event_id}", headers=API)).json()["status"])
+
+
+async def test_bad_signature_stale_or_missing_timestamp_is_refused(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    http, settings = served
+    async with running_worker(dev_env.client, settings):
+        event_id = await login(http)
+        dm = await eventually(lambda: message_for(fake_slack, event_id))
+        reply_to = slack_api_url.replace("/api/", "/response/x")
+
+        stale_body, stale = click_request(
+            "U0ALICE", "approve", event_id, dm, reply_to, timestamp=int(time.time()) - 6 * 60
+        )
+        response = await http.post("/slack/interactions", content=stale_body, headers=stale)
+        assert response.status_code == 401 and "stale" in response.json()["detail"]
+
+        body, headers = click_request("U0ALICE", "approve", event_id, dm, reply_to)
+        forged = {**headers, "X-Slack-Signature": "v0=" + "0" * 64}
+        response = await http.post("/slack/interactions", content=body, headers=forged)
+        assert response.status_code == 401 and "signature" in response.json()["detail"]
+
+        tampered = body.replace(b"U0ALICE", b"U0SEC1")
+        response = await http.post("/slack/interactions", content=tampered, headers=headers)
+        assert response.status_code == 401
+
+        no_stamp = {k: v for k, v in headers.items() if k != "X-Slack-Request-Timestamp"}
+        response = await http.post("/slack/interactions", content=body, headers=no_stamp)
+        assert response.status_code == 401
+
+        assert await signals(dev_env, event_id) == 0
+        assert await status_of(http, event_id) == "pending"
+
+
+async def test_a_click_on_event_a_can_never_decide_event_b(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    http, settings = served
+    async with running_worker(dev_env.client, settings):
+        event_a = await login(http, "alice")
+        event_b = await login(http, "alice")
+        dm_a = await eventually(lambda: message_for(fake_slack, event_a))
+        await eventually(lambda: message_for(fake_slack, event_b))
+        reply_to = slack_api_url.replace("/api/", "/response/ab")
+
+        # Alice's click on A's message, with the button value pointing at B (as a modified
+        # client or a mixed-up payload would send): B is not decided, and neither is A.
+        body, headers = click_request("U0ALICE", "approve", event_b, dm_a, reply_to)
+        assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
+        [reply] = await eventually(lambda: fake_slack.responses, within=15)
+        assert "does not belong" in reply["text"]
+        assert await signals(dev_env, event_b) == 0
+        assert (await status_of(http, event_a), await status_of(http, event_b)) == (
+            "pending",
+            "pending",
+        )
+
+        # The real button on A decides A only.
+        body, headers = click_request("U0ALICE", "approve", event_a, dm_a, reply_to)
+        assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
+        await dev_env.client.get_workflow_handle(event_a).result()
+        assert await status_of(http, event_a) == "approved"
+        assert await status_of(http, event_b) == "pending"
+        # Let B finish too, so it does not linger on the shared dev server.
+        await dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_b).signal(
+            ApprovalWorkflow.decide, make_click(Action.APPROVE, "U0SEC1")
+        )
+
+
+async def test_button_value_never_grants_authority(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    http, settings = served
+    async with running_worker(dev_env.client, settings):
+        event_id = await login(http, "alice")
+        dm = await eventually(lambda: message_for(fake_slack, event_id))
+        reply_to = slack_api_url.replace("/api/", "/response/mallory")
+        # Mallory presses "Approve on behalf" (a security-team button) on Alice's event, and a
+        # button that Powertrip never posted: both refused, nothing signalled.
+        body, headers = click_request("U0MALLORY", "approve_on_behalf", event_id, dm, reply_to)
+        assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
+        [reply] = await eventually(lambda: fake_slack.responses)
+        assert "not allowed" in reply["text"]
+        body, headers = click_request("U0SEC1", "grant_admin", event_id, dm, reply_to)
+        response = await http.post("/slack/interactions", content=body, headers=headers)
+        assert response.status_code == 400
+        assert await signals(dev_env, event_id) == 0
+        assert await status_of(http, event_id) == "pending"
+        # The security team's "Approve on behalf" is an approval on behalf.
+        body, headers = click_request("U0SEC1", "approve_on_behalf", event_id, dm, reply_to)
+        assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
+        record = await dev_env.client.get_workflow_handle_for(
+            ApprovalWorkflow.run, event_id
+        ).result()
+    assert record.status is EventStatus.APPROVED
+    assert record.decision is not None
+    assert (record.decision.by, record.decision.on_behalf) == ("U0SEC1", True)
+
+
+async def test_slack_retries_and_double_clicks_decide_once(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    http, settings = served
+    async with running_worker(dev_env.client, settings):
+        event_id = await login(http, "alice")
+        dm = await eventually(lambda: message_for(fake_slack, event_id))
+        reply_to = slack_api_url.replace("/api/", "/response/retry")
+        body, headers = click_request("U0ALICE", "approve", event_id, dm, reply_to)
+        for retry in range(3):
+            extra = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+            response = await http.post(
+                "/slack/interactions", content=body, headers={**headers, **(extra if retry else {})}
+            )
+            assert response.status_code == 200
+        assert await signals(dev_env, event_id) == 1  # the retries were taken once
+        # A real double click is two requests; the second finds the event decided.
+        body2, headers2 = click_request("U0ALICE", "approve", event_id, dm, reply_to)
+        await http.post("/slack/interactions", content=body2, headers=headers2)
+        record = await dev_env.client.get_workflow_handle_for(
+            ApprovalWorkflow.run, event_id
+        ).result()
+    assert [e.what for e in record.timeline].count("approved") == 1
+    await eventually(lambda: dm.updates >= 1)
+    assert sum(m.updates for m in fake_slack.messages.values()) == 1
+
+
+async def test_slack_is_answered_quickly_while_temporal_is_slow(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    host, port = dev_env.client.service_client.config.target_host.rsplit(":", 1)
+    fast = make_settings(slack_api_url, temporal_address=f"{host}:{port}")
+    async with DelayProxy(host, int(port), delay=1.0) as proxy:
+        slow = fast.model_copy(update={"temporal_address": proxy.address})
+        async with (
+            ServedApp(create_app(fast)) as fast_app,
+            ServedApp(create_app(slow)) as slow_app,
+            httpx.AsyncClient(timeout=10) as http,
+            running_worker(dev_env.client, fast),
+        ):
+            fast_http = httpx.AsyncClient(base_url=fast_app.url, timeout=10)
+            event_id = await login(fast_http, "alice")
+            dm = await eventually(lambda: message_for(fake_slack, event_id))
+            body, headers = click_request(
+                "U0ALICE", "approve", event_id, dm, slack_api_url.replace("/api/", "/response/s")
+            )
+            started = time.monotonic()
+            response = await http.post(
+                f"{slow_app.url}/slack/interactions", content=body, headers=headers
+            )
+            answered = time.monotonic() - started
+            assert response.status_code == 200
+            assert answered < 1.0, f"Slack waited {answered:.2f}s"
+            # The click still lands once Temporal answers.
+            record = await dev_env.client.get_workflow_handle_for(
+                ApprovalWorkflow.run, event_id
+            ).result()
+            await fast_http.aclose()
+    assert record.status is EventStatus.APPROVED
