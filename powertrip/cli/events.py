@@ -1,7 +1,272 @@
-"""`powertrip events ...`."""
+"""`powertrip events ...`: the record from a terminal, with the same `POWERTRIP_*` settings as the
+services. Tables on a terminal, JSON when piped or with `--json`."""
 
 from __future__ import annotations
 
-import typer
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
-app = typer.Typer(help="events commands", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client
+
+from powertrip.config import ConfigError, load_config
+from powertrip.durations import parse_duration
+from powertrip.hosts import HostMatch
+from powertrip.models import EventStatus
+from powertrip.records import (
+    EventFilter,
+    EventView,
+    ExportFormat,
+    RecordError,
+    Ui,
+    approve_as_security,
+    decisions,
+    iter_events,
+    show_event,
+    write_rows,
+)
+from powertrip.settings import Settings, SettingsError, load_settings
+from powertrip.temporal import connect
+
+app = typer.Typer(help="Inspect, approve and export events.", no_args_is_help=True)
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON output (the default when piped).")]
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """`2026-11-27T01:00:00Z`, `2026-11-27` (UTC), or a duration ago: `90m`, `7d`."""
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r}: give an ISO time (UTC if no zone) or 7d, 90m") from exc
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"powertrip: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _run(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
+    async def main() -> T:
+        try:
+            client = await connect(settings)
+        except RuntimeError as exc:
+            typer.echo(f"powertrip: cannot reach Temporal at {settings.temporal_address}: {exc}")
+            raise typer.Exit(1) from exc
+        return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except RecordError as exc:
+        typer.echo(f"powertrip: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _ui(settings: Settings) -> Ui:
+    return Ui(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+
+
+def _as_json(as_json: bool) -> bool:
+    return as_json or not sys.stdout.isatty()
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else ""
+
+
+def _decided(view: EventView) -> str:
+    decision = view.report if view.report and not view.decision else view.decision
+    if decision is None:
+        return ""
+    how = f" via {decision.via}" if decision.via != "slack" else ""
+    return f"{decision.kind.value} by {decision.by}{how}"
+
+
+STATUS_STYLE = {
+    EventStatus.PENDING: "yellow",
+    EventStatus.APPROVED: "green",
+    EventStatus.REPORTED: "bold red",
+    EventStatus.ACKNOWLEDGED: "magenta",
+}
+
+
+def events_table(views: Sequence[EventView]) -> Table:
+    table = Table(title=f"{len(views)} events (UTC)", title_justify="left")
+    for column in ("id", "status", "when", "actor", "host", "what", "decided"):
+        table.add_column(column, overflow="fold")
+    for v in views:
+        table.add_row(
+            v.event_id,
+            f"[{STATUS_STYLE[v.status]}]{v.status.value}[/]",
+            _when(v.occurred_at),
+            v.actor,
+            v.host or "",
+            v.action,
+            _decided(v),
+        )
+    return table
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        EventStatus | None, typer.Option(help="pending, approved, reported, ...")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Host; case ignored, short name matches FQDN.")
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="The unix or cloud user.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Rule id.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source, e.g. papertrail.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Happened at or after: ISO time or 7d, 90m.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Happened before: ISO time or a duration ago.")
+    ] = None,
+    host_match: Annotated[
+        HostMatch | None, typer.Option(help="short or fqdn (default: settings).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Events, open ones first (newest first), then closed ones (most recently closed first)."""
+    settings = _settings()
+    filters = EventFilter(
+        status=status,
+        host=host,
+        actor=actor,
+        rule=rule,
+        source=source,
+        since=parse_when(since) if since else None,
+        until=parse_when(until) if until else None,
+        host_match=host_match or settings.host_match,
+    )
+
+    async def work(client: Client) -> list[EventView]:
+        return [v async for v in iter_events(client, filters, _ui(settings), limit)]
+
+    views = _run(settings, work)
+    if _as_json(as_json):
+        _print_json([v.model_dump(mode="json") for v in views])
+    else:
+        Console().print(events_table(views))
+
+
+@app.command()
+def show(event_id: str, as_json: JsonOption = False) -> None:
+    """One event: who was asked, its decision, its timeline and where to look in Temporal."""
+    settings = _settings()
+    view = _run(settings, lambda client: show_event(client, event_id, _ui(settings)))
+    if view is None:
+        typer.echo(f"powertrip: no event {event_id!r}", err=True)
+        raise typer.Exit(1)
+    if _as_json(as_json):
+        _print_json(view.model_dump(mode="json"))
+        return
+    console = Console()
+    console.print(f"[bold]{view.event_id}[/]  [{STATUS_STYLE[view.status]}]{view.status.value}[/]")
+    facts = Table.grid(padding=(0, 2))
+    for name, value in [
+        ("what", view.action),
+        ("actor", view.actor),
+        ("host", view.host or ""),
+        ("from", view.address or ""),
+        ("when", _when(view.occurred_at) + " UTC"),
+        ("rule", f"{view.rule_id} ({view.source})"),
+        ("asked", view.asked or "nobody yet"),
+        ("decided", _decided(view) or "not yet"),
+        ("log line", view.message),
+        ("temporal", view.links.history),
+    ]:
+        facts.add_row(f"[dim]{name}[/]", value)
+    console.print(facts)
+    timeline = Table(title="timeline (UTC)", title_justify="left")
+    for column in ("when", "what", "by", "detail"):
+        timeline.add_column(column, overflow="fold")
+    for entry in view.timeline:
+        timeline.add_row(_when(entry.at), entry.what, entry.by or "", entry.detail or "")
+    console.print(timeline)
+
+
+@app.command()
+def approve(
+    event_id: str,
+    as_user: Annotated[
+        str, typer.Option("--as", help="Your Slack user id; must be security team.")
+    ],
+    reason: Annotated[str, typer.Option(help="Why you approve for someone else (recorded).")],
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the worker to record it.")
+    ] = 10.0,
+) -> None:
+    """Security-team override: approve a pending event, recorded as via=cli with the reason."""
+    settings = _settings()
+    try:
+        team = load_config(settings.config).security_team
+    except ConfigError as exc:
+        typer.echo(f"powertrip: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def work(client: Client) -> EventView | None:
+        await approve_as_security(client, event_id, as_user, reason, team)
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            view = await show_event(client, event_id, _ui(settings))
+            if (view and view.decision) or asyncio.get_running_loop().time() >= deadline:
+                return view
+            await asyncio.sleep(0.2)
+
+    view = _run(settings, work)
+    if view and view.decision:
+        typer.echo(f"{event_id}: {_decided(view)} at {_when(view.decision.at)} UTC")
+    else:
+        typer.echo(f"{event_id}: approval delivered; the worker records it when it next runs")
+
+
+@app.command()
+def export(
+    since: Annotated[str, typer.Option(help="Decisions made at or after: ISO time or 7d, 90m.")],
+    until: Annotated[str | None, typer.Option(help="Decisions made before this.")] = None,
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="jsonl or csv.")
+    ] = ExportFormat.JSONL,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
+) -> None:
+    """The audit trail: one row per decision, oldest first.
+
+    Each approved, reported or acknowledged decision with who, when, how (slack or cli), why,
+    and the event it was about.
+    """
+    settings = _settings()
+    start = parse_when(since)
+    end = parse_when(until) if until else None
+    rows = _run(settings, lambda client: decisions(client, start, end, _ui(settings)))
+    if output is None:
+        write_rows(rows, fmt, sys.stdout)
+        return
+    with output.open("w", newline="") as out:
+        count = write_rows(rows, fmt, out)
+    typer.echo(f"{count} decisions written to {output}", err=True)
