@@ -40,12 +40,31 @@ class UserEntry(BaseModel):
         return self
 
 
+class PollOptions(BaseModel):
+    """Continuous polling of a source's search API, as a Temporal Schedule (`powertrip-poll-*`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: Duration = Field(default=timedelta(minutes=1), description="Poll interval.")
+    alert_after: Duration = Field(
+        default=timedelta(minutes=15),
+        description="Tell the security channel (once) when polling has failed this long.",
+    )
+    lookback: Duration = Field(
+        default=timedelta(hours=1), description="How far back the very first poll looks."
+    )
+    query: str | None = Field(default=None, description="Provider search query, e.g. `sshd`.")
+    system_id: str | None = None
+    group_id: str | None = None
+
+
 class SourceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ignore_unmatched: bool = Field(
         default=False, description="Count unmatched lines but do not ask the team to review them."
     )
+    poll: PollOptions | None = Field(default=None, description="Poll this source's API.")
 
 
 class PowertripConfig(BaseModel):
@@ -56,6 +75,10 @@ class PowertripConfig(BaseModel):
     users: dict[str, UserEntry] = Field(default_factory=dict)
     bots: list[str] = Field(default_factory=list)
     renotify_after: Duration = timedelta(minutes=15)
+    stale_after: Duration = Field(
+        default=timedelta(days=7),
+        description="Backfilled events older than this get no DM: one security-channel digest.",
+    )
     rule_packs: list[str] = Field(
         default_factory=lambda: ["sshd"], description="Built-in rule packs to enable, by name."
     )
