@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     config: Path | None = Field(default=None, description="Path to the YAML config file.")
     webhook_token: SecretStr
     api_token: SecretStr
+    # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.
+    papertrail_api_token: SecretStr | None = None
+    papertrail_api_url: str = "https://papertrailapp.com/api/v1/"
     max_body_bytes: int = Field(default=5_000_000, gt=0)
     start_concurrency: int = Field(default=64, gt=0, description="Workflow starts in flight.")
     temporal_ui_url: str = "http://localhost:8233"
