@@ -12,11 +12,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.review import ReviewActivities
 from activities.slack import SlackActivities
 from powertrip.config import ConfigError, PowertripConfig, load_config
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
+from workflows.unrecognised import UnrecognisedEventWorkflow
 
 log = logging.getLogger("powertrip.worker")
 
@@ -50,11 +52,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ApprovalWorkflow],
+        workflows=[ApprovalWorkflow, UnrecognisedEventWorkflow],
         activities=[
             activities.resolve_recipient,
             activities.post_notification,
             activities.update_message,
+            ReviewActivities(slack, security_channel(settings, config)).post_unrecognised,
         ],
         graceful_shutdown_timeout=timedelta(seconds=30),
     )

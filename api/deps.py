@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from temporalio.client import Client
@@ -54,6 +55,30 @@ def require_webhook_token(request: Request, settings: SettingsDep) -> None:
     """Providers that cannot set headers (Papertrail) pass the secret as `?token=`."""
     given = _bearer(request) or request.query_params.get("token")
     _check(given, settings.webhook_token.get_secret_value(), "webhook token")
+
+
+def _basic_password(request: Request) -> str | None:
+    """SNS cannot set headers but sends `https://user:secret@host/...` as HTTP Basic auth."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        _, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return password or None
+
+
+def webhook_auth(source: str) -> Any:
+    """The source's own secret (`POWERTRIP_WEBHOOK_TOKEN_<SOURCE>`, else
+    `POWERTRIP_WEBHOOK_TOKEN`) as a bearer token, an HTTP Basic password or `?token=`."""
+
+    def require(request: Request, settings: SettingsDep) -> None:
+        given = _bearer(request) or _basic_password(request) or request.query_params.get("token")
+        expected = settings.webhook_token_for(source).get_secret_value()
+        _check(given, expected, f"{source} webhook token")
+
+    return Depends(require)
 
 
 def require_api_token(request: Request, settings: SettingsDep) -> None:

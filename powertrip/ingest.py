@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 
@@ -21,9 +21,10 @@ from powertrip import observability
 from powertrip import temporal as attributes
 from powertrip.approvals import ApprovalInput, EventRecord
 from powertrip.hosts import host_key
-from powertrip.models import EventStatus, SecurityEvent
+from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem
+from powertrip.unrecognised import UNMATCHED, request_review
 from workflows.approval import ApprovalWorkflow
 
 
@@ -42,6 +43,14 @@ class ItemResult(BaseModel):
     reason: str | None = None
     stale: bool = Field(
         default=False, description="Older than the backfill's stale age: no DM, digest only."
+    )
+    review: str | None = Field(
+        default=None,
+        description="Unmatched: `requested` (a review was posted to the security channel), "
+        "`already_requested` (same message shape this hour) or `ignored` (source configured so).",
+    )
+    review_id: str | None = Field(
+        default=None, description="Unmatched: the workflow id of the review for its shape."
     )
     # For callers that report on what they started (the backfill's stale digest); never sent.
     event: SecurityEvent | None = Field(default=None, exclude=True)
@@ -93,12 +102,27 @@ async def process(
     task_queue: str,
     concurrency: int = 64,
     stale_before: datetime | None = None,
+    ignore_unmatched: Collection[str] = frozenset(),
 ) -> list[ItemResult]:
     """Recognise each record and start its workflow; bounded concurrency, order preserved.
 
     Events that happened before `stale_before` (a backfill's cut-off) start without a DM.
+    Records no rule recognises are counted and, unless their source is in `ignore_unmatched`,
+    sent for review (one request per message shape per hour).
     """
     gate = asyncio.Semaphore(concurrency)
+
+    async def unmatched(index: int, raw: RawEvent) -> ItemResult:
+        UNMATCHED.record(raw.source)
+        result = ItemResult(
+            index=index, status=ResultStatus.UNMATCHED, reason="no rule matched the message"
+        )
+        if raw.source in ignore_unmatched:
+            return result.model_copy(update={"review": "ignored"})
+        async with gate:
+            review_id, new = await request_review(client, raw, task_queue)
+        review = "requested" if new else "already_requested"
+        return result.model_copy(update={"review": review, "review_id": review_id})
 
     async def one(item: ParsedItem) -> ItemResult:
         if item.raw is None:
@@ -108,11 +132,7 @@ async def process(
         except ValueError as exc:
             return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
         if event is None:
-            return ItemResult(
-                index=item.index,
-                status=ResultStatus.UNMATCHED,
-                reason="no rule matched the message",
-            )
+            return await unmatched(item.index, item.raw)
         stale = stale_before is not None and event.occurred_at < stale_before
         async with gate:
             status = await start_approval(client, event, task_queue, stale)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from powertrip.hosts import HostMatch
 
@@ -40,6 +41,17 @@ class Settings(BaseSettings):
 
     config: Path | None = Field(default=None, description="Path to the YAML config file.")
     webhook_token: SecretStr
+    # Each source may have its own secret; unset, it falls back to POWERTRIP_WEBHOOK_TOKEN.
+    webhook_token_papertrail: SecretStr | None = None
+    webhook_token_cloudwatch: SecretStr | None = None
+    webhook_token_sns: SecretStr | None = None
+    webhook_token_eventbridge: SecretStr | None = None
+    webhook_token_json: SecretStr | None = None
+    sns_topic_arns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SNS topics whose messages and subscription confirmations are accepted "
+        "(comma-separated ARNs).",
+    )
     api_token: SecretStr
     # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.
     papertrail_api_token: SecretStr | None = None
@@ -57,6 +69,17 @@ class Settings(BaseSettings):
     def _trailing_slash(cls, value: str) -> str:
         # slack_sdk joins method names onto base_url and needs the trailing slash.
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("sns_topic_arns", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [arn.strip() for arn in value.split(",") if arn.strip()]
+        return value
+
+    def webhook_token_for(self, source: str) -> SecretStr:
+        token: SecretStr | None = getattr(self, f"webhook_token_{source}", None)
+        return token or self.webhook_token
 
     @property
     def uses_fake_slack(self) -> bool:

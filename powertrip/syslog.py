@@ -13,6 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from powertrip.models import RawEvent
 
@@ -197,3 +198,38 @@ def _parse_3164_time(found: re.Match[str], year: int | None, now: datetime | Non
         if when <= now + timedelta(days=1):
             return when
     return datetime(now.year - 1, month, min(day, 28), hour, minute, second, tzinfo=UTC)
+
+
+def event_from_text(
+    text: str,
+    source: str,
+    provider_id: str,
+    *,
+    received_at: datetime | None = None,
+    host: str | None = None,
+    program: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> RawEvent:
+    """A provider's text record: its syslog framing (when it has one) gives host, program and
+    message; the provider's own time (which has a year and a zone) wins over the line's, and the
+    provider's host and program fill in what the line lacks."""
+    record = parse_syslog(text, now=received_at)
+    if record is None:
+        return RawEvent(
+            source=source,
+            provider_id=provider_id,
+            received_at=received_at,
+            host=host,
+            program=program,
+            message=text.rstrip("\r\n"),
+            fields=fields or {},
+        )
+    return RawEvent(
+        source=source,
+        provider_id=provider_id,
+        received_at=received_at or record.time,
+        host=record.host or host,
+        program=record.program or program,
+        message=record.message,
+        fields=fields or {},
+    )

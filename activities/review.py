@@ -1,0 +1,27 @@
+"""Posting review requests for unrecognised records to the security channel."""
+
+from __future__ import annotations
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio import activity
+
+from activities.slack import classify
+from powertrip.unrecognised import ReviewPosted, UnrecognisedInput, review_message
+
+
+class ReviewActivities:
+    def __init__(self, client: AsyncWebClient, security_channel: str) -> None:
+        self.client = client
+        self.security_channel = security_channel
+
+    @activity.defn
+    async def post_unrecognised(self, request: UnrecognisedInput) -> ReviewPosted:
+        text, blocks = review_message(request)
+        try:
+            response = await self.client.chat_postMessage(
+                channel=self.security_channel, text=text, blocks=blocks, unfurl_links=False
+            )
+        except SlackApiError as exc:
+            raise classify(exc) from exc
+        return ReviewPosted(channel=response["channel"], ts=response["ts"])

@@ -1,0 +1,114 @@
+"""AWS CloudWatch Logs subscription data: `{"awslogs": {"data": base64(gzip(JSON))}}`, the JSON
+being `{"messageType": "DATA_MESSAGE", "logGroup", "logStream", "logEvents": [{"id", "timestamp",
+"message"}]}`. `CONTROL_MESSAGE`s (CloudWatch checking the destination is reachable) hold no logs.
+
+Each log event's own `id` is its provider id, so the same record delivered directly and again
+through SNS, or re-sent by a retry, is one event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.syslog import event_from_text
+
+SOURCE = "cloudwatch"
+
+
+class LogEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    timestamp: int = Field(ge=0, description="Milliseconds since the epoch.")
+    message: str = Field(min_length=1)
+
+
+def decode_awslogs(payload: Any) -> dict[str, Any]:
+    """The subscription JSON inside `awslogs.data`; a `PayloadError` saying which layer broke."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("awslogs"), dict):
+        raise PayloadError('expected a JSON object {"awslogs": {"data": "<base64 gzip>"}}')
+    data = payload["awslogs"].get("data")
+    if not isinstance(data, str) or not data:
+        raise PayloadError("awslogs.data must be a non-empty base64 string")
+    try:
+        compressed = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PayloadError(f"awslogs.data is not valid base64: {exc}") from exc
+    try:
+        text = gzip.decompress(compressed)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise PayloadError(f"awslogs.data is not valid gzip: {exc}") from exc
+    try:
+        decoded = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"awslogs.data does not hold valid JSON: {exc}") from exc
+    if not isinstance(decoded, dict):
+        raise PayloadError("awslogs.data must hold a JSON object")
+    return decoded
+
+
+def parse_cloudwatch(payload: Any) -> list[ParsedItem]:
+    """The wire form (`awslogs.data`) or, as SNS relays and exports hold it, the decoded form."""
+    if isinstance(payload, dict) and "awslogs" in payload:
+        payload = decode_awslogs(payload)
+    return parse_subscription(payload)
+
+
+def parse_subscription(data: Any) -> list[ParsedItem]:
+    if not isinstance(data, dict):
+        raise PayloadError("expected a CloudWatch Logs subscription JSON object")
+    kind = data.get("messageType")
+    if kind == "CONTROL_MESSAGE":
+        return []
+    if kind != "DATA_MESSAGE":
+        raise PayloadError(
+            f"unknown messageType {kind!r}: expected DATA_MESSAGE or CONTROL_MESSAGE"
+        )
+    events = data.get("logEvents")
+    if not isinstance(events, list):
+        raise PayloadError("DATA_MESSAGE without a `logEvents` list")
+    context = {k: data.get(k) for k in ("owner", "logGroup", "logStream")}
+    items = []
+    for index, member in enumerate(events):
+        try:
+            event = LogEvent.model_validate(member)
+        except ValidationError as exc:
+            items.append(ParsedItem(index=index, error=describe_validation_error(exc)))
+            continue
+        fields: dict[str, Any] = {**context, "id": event.id}
+        # A JSON log line (CloudTrail in CloudWatch, app logs) is matched on its fields.
+        if event.message.lstrip().startswith("{"):
+            try:
+                fields.update(json.loads(event.message))
+            except json.JSONDecodeError:
+                pass
+        items.append(
+            ParsedItem(
+                index=index,
+                raw=event_from_text(
+                    event.message,
+                    SOURCE,
+                    event.id,
+                    received_at=datetime.fromtimestamp(event.timestamp / 1000, UTC),
+                    # The CloudWatch agent names the stream after the instance by default.
+                    host=context["logStream"] if isinstance(context["logStream"], str) else None,
+                    fields=fields,
+                ),
+            )
+        )
+    return items
+
+
+def encode_awslogs(data: dict[str, Any]) -> dict[str, Any]:
+    """The wire form of a subscription message (for tests, the bench and the sandbox)."""
+    packed = base64.b64encode(gzip.compress(json.dumps(data).encode())).decode()
+    return {"awslogs": {"data": packed}}
