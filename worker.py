@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
+from powertrip import observability
 from powertrip.config import ConfigError, PowertripConfig, load_config
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.temporal import connect, ensure_search_attributes
@@ -59,7 +60,9 @@ def build_worker(
             activities.update_message,
             ReviewActivities(slack, security_channel(settings, config)).post_unrecognised,
         ],
-        graceful_shutdown_timeout=timedelta(seconds=30),
+        # SIGTERM: in-flight activities get this long to finish before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
+        interceptors=[observability.EventIdInterceptor()],
     )
 
 
@@ -67,11 +70,14 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings()
+        observability.configure_logging(settings)
         config = load_config(settings.config)
         security_channel(settings, config)
     except (SettingsError, ConfigError) as exc:
         sys.exit(f"powertrip worker: {exc}")
-    client = await connect(settings)
+    client = await connect(settings, runtime=observability.temporal_runtime(settings))
+    if settings.metrics_bind:
+        log.info("metrics at http://%s/metrics", settings.metrics_bind)
     added = await ensure_search_attributes(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
@@ -90,6 +96,7 @@ async def main() -> None:
         log.info("worker polling task queue %r", settings.task_queue)
         await stop.wait()
         log.info("shutting down: letting in-flight activities finish")
+    log.info("worker stopped")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from powertrip import messages
+from powertrip import messages, observability
 from powertrip.approvals import Authority, EventRecord, MessageKind, PostedMessage, Recipient
 from powertrip.config import PowertripConfig
 from powertrip.directory import Directory, Identity, SlackDirectory
@@ -185,7 +185,9 @@ class SlackActivities:
                     unfurl_links=False,
                 )
         except SlackApiError as exc:
+            observability.count_slack_call("chat.postMessage", request.kind.value, exc)
             raise classify(exc) from exc
+        observability.count_slack_call("chat.postMessage", request.kind.value)
         return PostedMessage(
             kind=request.kind,
             channel=response["channel"],
@@ -206,7 +208,9 @@ class SlackActivities:
                 channel=request.message.channel, ts=request.message.ts, text=text, blocks=blocks
             )
         except SlackApiError as exc:
+            observability.count_slack_call("chat.update", request.message.kind.value, exc)
             raise classify(exc) from exc
+        observability.count_slack_call("chat.update", request.message.kind.value)
 
     @activity.defn
     async def post_digest(self, request: DigestRequest) -> PostedMessage:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import events, slack, webhooks
+from api.routes import events, ops, slack, webhooks
 from powertrip.config import load_config
 from powertrip.settings import Settings, load_settings
 from powertrip.temporal import connect
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(slack.router)
     app.include_router(events.router)
+    app.include_router(ops.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

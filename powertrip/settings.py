@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from powertrip.hosts import HostMatch
@@ -26,8 +26,13 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = None
     temporal_tls: bool = False
     temporal_tls_cert: Path | None = Field(default=None, description="Client certificate (mTLS).")
-    temporal_tls_key: Path | None = None
-    temporal_tls_ca: Path | None = None
+    temporal_tls_key: Path | None = Field(default=None, description="Client key (mTLS).")
+    temporal_tls_ca: Path | None = Field(
+        default=None, description="CA that signed the server certificate (self-hosted TLS)."
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, description="Expected server name if it differs from the address host."
+    )
     task_queue: str = "powertrip"
 
     slack_bot_token: SecretStr = SecretStr(FAKE_SLACK_TOKEN)
@@ -64,11 +69,33 @@ class Settings(BaseSettings):
         description="How /v1/approvals/match compares hosts: `short` (first label) or `fqdn`.",
     )
 
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    metrics_bind: str | None = Field(
+        default=None,
+        description="Worker: host:port of its Prometheus endpoint (Temporal SDK + Powertrip).",
+    )
+    graceful_shutdown_seconds: float = Field(
+        default=30.0, ge=0, description="Worker: how long in-flight activities get on SIGTERM."
+    )
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
         # slack_sdk joins method names onto base_url and needs the trailing slash.
         return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "POWERTRIP_TEMPORAL_TLS_CERT and POWERTRIP_TEMPORAL_TLS_KEY go together (mTLS)"
+            )
+        for name in ("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"POWERTRIP_{name.upper()}: no such file: {path}")
+        return self
 
     @field_validator("sns_topic_arns", mode="before")
     @classmethod
@@ -91,7 +118,9 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"POWERTRIP_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors()
+            # A check across fields (TLS files) has no location; its message names them.
+            f"POWERTRIP_{str(e['loc'][0]).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from exc
 

@@ -3,6 +3,8 @@ search attributes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -11,6 +13,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip.settings import Settings
@@ -35,27 +38,34 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
 ]
 
 
-async def connect(settings: Settings) -> Client:
-    tls: TLSConfig | bool = settings.temporal_tls
-    if settings.temporal_tls_cert or settings.temporal_tls_ca:
-        tls = TLSConfig(
-            client_cert=settings.temporal_tls_cert.read_bytes()
-            if settings.temporal_tls_cert
-            else None,
-            client_private_key=settings.temporal_tls_key.read_bytes()
-            if settings.temporal_tls_key
-            else None,
-            server_root_ca_cert=settings.temporal_tls_ca.read_bytes()
-            if settings.temporal_tls_ca
-            else None,
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS for the Temporal connection: mTLS files (Temporal Cloud or a self-hosted cluster with
+    its own CA), plain TLS with the system roots (`POWERTRIP_TEMPORAL_TLS=true`), or none. An API
+    key (Temporal Cloud) always travels over TLS."""
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path else None
+
+    if settings.temporal_tls_cert or settings.temporal_tls_ca or settings.temporal_tls_server_name:
+        return TLSConfig(
+            client_cert=read(settings.temporal_tls_cert),
+            client_private_key=read(settings.temporal_tls_key),
+            server_root_ca_cert=read(settings.temporal_tls_ca),
+            domain=settings.temporal_tls_server_name,
         )
+    return settings.temporal_tls or settings.temporal_api_key is not None
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """`runtime`: the worker passes one exporting Prometheus metrics (powertrip.observability)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
-        tls=tls or bool(api_key),
+        tls=tls_config(settings),
         api_key=api_key,
+        runtime=runtime,
     )
 
 
