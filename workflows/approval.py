@@ -33,6 +33,8 @@ SLACK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 SLACK_CALL_TIMEOUT = timedelta(seconds=20)
+# workflow.patched ids: each guards a change to the commands this workflow issues (tests/histories).
+PUBLISH_INCIDENT_MESSAGE = "publish-incident-message"
 # Backfilled stale events (ApprovalInput.stale) skip the DM and reminders.
 STALE_PATCH = "backfill-stale-no-dm"
 
@@ -215,6 +217,11 @@ class ApprovalWorkflow:
                     )
                 except ActivityError as err:
                     self._failed("incident alert", err)
+                else:
+                    # The API checks a click against the messages in the memo: the alert's
+                    # Acknowledge button must be there at once, not after the next reminder.
+                    if workflow.patched(PUBLISH_INCIDENT_MESSAGE):
+                        self._publish()
 
     async def _update_messages(self) -> None:
         """Every copy of the message shows the outcome; none keeps live buttons."""

@@ -142,6 +142,11 @@ def dev(
                     FAKE_SLACK_TOKEN,
                     "--channel",
                     channel,
+                    # The sandbox page signs its clicks and sends them to the API like Slack.
+                    "--signing-secret",
+                    env["POWERTRIP_SLACK_SIGNING_SECRET"],
+                    "--interaction-url",
+                    f"http://127.0.0.1:{api_port}/slack/interactions",
                     *[arg for user in FAKE_SLACK_USERS for arg in ("--user", ",".join(user))],
                 ],
             )
@@ -186,7 +191,8 @@ def _banner(env: dict[str, str], api_port: int, ui_port: int, slack_port: int | 
     ]
     if slack_port:
         lines.append(
-            f"  Fake Slack     http://localhost:{slack_port}  (no Slack credentials given)"
+            f"  Fake Slack     http://localhost:{slack_port}  (no Slack credentials given: "
+            "open it to see the messages and click their buttons as any user)"
         )
     lines += [
         f"  Config         {env['POWERTRIP_CONFIG']}",

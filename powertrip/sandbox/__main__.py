@@ -1,4 +1,5 @@
-"""`python -m powertrip.sandbox`: the fake Slack Web API on a local port."""
+"""`python -m powertrip.sandbox`: the fake Slack Web API on a local port, and at `/` a page showing
+its messages with buttons that click as a chosen Slack user."""
 
 from __future__ import annotations
 
@@ -18,8 +19,19 @@ def main() -> None:
     parser.add_argument(
         "--user", action="append", default=[], help="A workspace member: `U123,name,email`."
     )
+    parser.add_argument(
+        "--signing-secret", help="Signs the sandbox page's button clicks like Slack does."
+    )
+    parser.add_argument(
+        "--interaction-url", help="Powertrip's Slack interactivity URL (/slack/interactions)."
+    )
     args = parser.parse_args()
-    fake = FakeSlack(token=args.token, channels=args.channel)
+    fake = FakeSlack(
+        token=args.token,
+        channels=args.channel,
+        signing_secret=args.signing_secret,
+        interaction_url=args.interaction_url,
+    )
     for spec in args.user:
         user_id, name, email = [*spec.split(","), "", ""][:3]
         fake.users[user_id] = FakeUser(id=user_id, name=name or user_id, email=email or None)

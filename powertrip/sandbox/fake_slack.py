@@ -9,9 +9,25 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+import httpx
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+
+from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.page import PAGE
+
+# The bot scopes each Web API method needs (the manifest in slack/manifest.yml grants these).
+METHOD_SCOPES: dict[str, str] = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "conversations.open": "im:write",
+    "conversations.info": "channels:read",
+    "users.lookupByEmail": "users:read.email",
+    "users.info": "users:read",
+    "usergroups.users.list": "usergroups:read",
+}
+ALL_SCOPES = sorted(set(METHOD_SCOPES.values()))
 
 
 class InjectedFailure(BaseModel):
@@ -41,10 +57,31 @@ class SlackMessage(BaseModel):
     updates: int = 0
 
 
+class SandboxClick(BaseModel):
+    """A button pressed on the sandbox page, as the chosen Slack user."""
+
+    user: str
+    channel: str
+    ts: str
+    action_id: str
+    value: str
+
+
 class FakeSlack:
-    def __init__(self, token: str, channels: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        token: str,
+        channels: list[str] | None = None,
+        *,
+        signing_secret: str | None = None,
+        interaction_url: str | None = None,
+    ) -> None:
         self.token = token
         self.channels = set(channels or [])
+        self.signing_secret = signing_secret
+        self.interaction_url = interaction_url
+        self.scopes: list[str] = list(ALL_SCOPES)
+        self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, FakeUser] = {}
         self.messages: dict[tuple[str, str], SlackMessage] = {}
         self.calls: list[dict[str, Any]] = []
@@ -73,6 +110,18 @@ class FakeSlack:
 
     def call(self, method: str, args: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         self.calls.append({"method": method, "args": args})
+        needed = METHOD_SCOPES.get(method)
+        if needed and needed not in self.scopes:
+            return (
+                200,
+                {
+                    "ok": False,
+                    "error": "missing_scope",
+                    "needed": needed,
+                    "provided": ",".join(self.scopes),
+                },
+                {},
+            )
         queued = self.failures.get(method)
         if queued:
             failure = queued[0]
@@ -120,6 +169,12 @@ class FakeSlack:
         if user is None:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": {"id": user.id, "name": user.name, "is_bot": user.is_bot}}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = str(args.get("usergroup", ""))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
 
     def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
         users = str(args.get("users", ""))
@@ -195,6 +250,8 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
             fake.calls.append({"method": method, "args": args})
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         status, payload, headers = fake.call(method, args)
+        # Real Slack names the token's scopes on every response; start-up checks read it.
+        headers = {**headers, "x-oauth-scopes": ",".join(fake.scopes)}
         return JSONResponse(payload, status_code=status, headers=headers)
 
     @app.post("/response/{key}")
@@ -223,6 +280,40 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
     @app.get("/_fake/responses")
     async def list_responses() -> list[dict[str, Any]]:
         return fake.responses
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def sandbox_page() -> str:
+        return PAGE
+
+    @app.get("/_fake/users")
+    async def list_users() -> list[FakeUser]:
+        return list(fake.users.values())
+
+    @app.post("/_sandbox/click")
+    async def sandbox_click(click: SandboxClick, request: Request) -> dict[str, Any]:
+        """Press a button as `click.user`: a block_actions request signed like Slack signs it,
+        sent to Powertrip, with a response_url back here so ephemeral replies show on the page."""
+        if not (fake.signing_secret and fake.interaction_url):
+            raise HTTPException(409, "start the fake with --signing-secret and --interaction-url")
+        if (click.channel, click.ts) not in fake.messages:
+            raise HTTPException(404, "no such message")
+        base = str(request.base_url).rstrip("/")
+        key = f"{click.user}.{click.channel}.{click.ts}"
+        payload = block_action_payload(
+            click.user,
+            click.action_id,
+            click.value,
+            channel=click.channel,
+            message_ts=click.ts,
+            response_url=f"{base}/response/{key}",
+        )
+        body, headers = signed_request(fake.signing_secret, payload)
+        async with httpx.AsyncClient(timeout=10) as http:
+            try:
+                answer = await http.post(fake.interaction_url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                return {"ok": False, "status": None, "error": f"Powertrip unreachable: {exc}"}
+        return {"ok": answer.is_success, "status": answer.status_code}
 
     @app.post("/_fake/reset")
     async def reset() -> dict[str, Any]:
