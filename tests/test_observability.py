@@ -149,8 +149,9 @@ async def test_readyz_checks_temporal_and_namespace(
         temporal_address=dev_env.client.service_client.config.target_host,
         temporal_namespace="no-such-namespace",
     )
+    app = create_app(wrong_namespace)
     async with (
-        ServedApp(create_app(wrong_namespace)) as served,
+        ServedApp(app) as served,
         httpx.AsyncClient(base_url=served.url, timeout=10) as http,
     ):
         response = await http.get("/readyz")
@@ -159,7 +160,6 @@ async def test_readyz_checks_temporal_and_namespace(
         assert (await http.get("/healthz")).status_code == 200  # up, just not ready
 
         # Temporal goes away under a running API: not ready, and /metrics still answers.
-        app = served.server.config.app
         app.state.temporal = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
         response = await http.get("/readyz")
         assert response.status_code == 503
