@@ -1,7 +1,170 @@
-"""`powertrip rules ...`."""
+"""`powertrip rules ...`: develop rules against real lines, and see the built-in packs."""
 
 from __future__ import annotations
 
-import typer
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
-app = typer.Typer(help="rules commands", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from powertrip.config import (
+    ConfigError,
+    PowertripConfig,
+    available_rule_packs,
+    config_from_mapping,
+    load_config,
+    rule_pack,
+)
+from powertrip.models import RawEvent, SecurityEvent
+from powertrip.settings import SettingsError, load_settings
+from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
+from powertrip.sources.generic import parse_generic
+from powertrip.syslog import event_from_text
+
+app = typer.Typer(help="Develop rules and see the built-in packs.", no_args_is_help=True)
+console = Console(highlight=False, soft_wrap=True)
+
+
+def _config(config: Path | None, packs: list[str]) -> PowertripConfig:
+    """`--pack` alone, else `--config`, else the services' config (POWERTRIP_CONFIG), else the
+    default packs: the same loading, validation and errors as the services."""
+    try:
+        if packs:
+            return config_from_mapping({"rule_packs": packs}, Path.cwd(), "--pack")
+        if config is None:
+            try:
+                config = load_settings().config
+            except SettingsError:
+                config = None  # no service settings here: the default packs
+        return load_config(config)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+
+
+def _record(line: str, number: int, source: str, host: str | None, program: str | None) -> Any:
+    """A raw event from one input line (JSON object, EventBridge event, syslog or bare message),
+    or the reason it cannot be one."""
+    provider_id = f"line-{number}"
+    if line.lstrip().startswith("{"):
+        try:
+            payload = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return f"not valid JSON: {exc}"
+        [item] = (parse_eventbridge if is_eventbridge_event(payload) else parse_generic)(payload)
+        return item.raw or item.error
+    return event_from_text(line, source, provider_id, host=host, program=program)
+
+
+def _describe(event: SecurityEvent) -> str:
+    parts = [f"actor={event.actor}", f"action={event.action!r}"]
+    parts += [f"{k}={v}" for k, v in (("host", event.host), ("address", event.address)) if v]
+    parts += [f"{k}={v!r}" for k, v in event.details.items()]
+    return " ".join(parts)
+
+
+@app.command("test")
+def test(
+    file: Annotated[str, typer.Argument(help="Log lines to try (a file, or - for stdin).")],
+    expect: Annotated[
+        bool,
+        typer.Option(
+            "--expect", help="Every line must match a rule; exit 1 naming those that do not."
+        ),
+    ] = False,
+    rule: Annotated[
+        str | None, typer.Option(help="With --expect: the rule id each line must match.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")] = None,
+    pack: Annotated[
+        list[str] | None, typer.Option(help="Test only these built-in packs (repeatable).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Host for lines without syslog framing.")] = None,
+    program: Annotated[
+        str | None, typer.Option(help="Program for lines without syslog framing, e.g. sshd.")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source name the events get.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON result a line.")] = False,
+) -> None:
+    """For each line: which rule matched and the event it builds, or why nothing matched.
+
+    Lines may be syslog (RFC 3164/3339/5424), bare messages (give --program), JSON events or
+    EventBridge events. Blank lines and lines starting with # are skipped.
+    """
+    rules = _config(config, pack or []).rule_set()
+    text = sys.stdin.read() if file == "-" else _read(file)
+    failures = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        raw = _record(line, number, source, host, program)
+        event: SecurityEvent | None = None
+        reasons: dict[str, str] = {}
+        error: str | None = None
+        if isinstance(raw, RawEvent):
+            try:
+                event, reasons = rules.explain(raw)
+            except ValueError as exc:
+                error = str(exc)
+        else:
+            error = raw
+        wrong_rule = event is not None and rule is not None and event.rule_id != rule
+        if expect and (event is None or wrong_rule):
+            failures.append(number)
+        if as_json:
+            console.print_json(
+                json.dumps(
+                    {
+                        "line": number,
+                        "rule": event.rule_id if event else None,
+                        "event": event.model_dump(mode="json") if event else None,
+                        "why_not": reasons if event is None else None,
+                        "error": error,
+                    }
+                ),
+                indent=None,
+            )
+        elif event is not None:
+            mark = "[red]✗[/red]" if wrong_rule else "[green]✓[/green]"
+            console.print(
+                f"{mark} line {number}: [bold]{event.rule_id}[/bold] → {escape(_describe(event))}"
+            )
+        else:
+            why = error or "; ".join(f"{rid}: {reason}" for rid, reason in reasons.items())
+            console.print(
+                f"{'[red]✗[/red]' if expect else '·'} line {number}: no rule matched"
+                f" - {escape(why or 'no rules enabled')}"
+            )
+    if failures:
+        wanted = f"rule {rule}" if rule else "a rule"
+        console.print(
+            f"[red]{len(failures)} line(s) expected to match {wanted} did not:[/red] "
+            + ", ".join(str(n) for n in failures)
+        )
+        raise typer.Exit(1)
+
+
+def _read(file: str) -> str:
+    try:
+        return Path(file).read_text()
+    except OSError as exc:
+        console.print(f"[red]cannot read {escape(file)}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@app.command("packs")
+def packs(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")] = None,
+) -> None:
+    """The built-in rule packs, their rules, and which are enabled (config `rule_packs:`)."""
+    enabled = set(_config(config, []).rule_packs)
+    for name in available_rule_packs():
+        pack = rule_pack(name)
+        state = "[green]enabled[/green]" if name in enabled else "[dim]available[/dim]"
+        console.print(f"[bold]{name}[/bold] ({state}): {escape(pack.get('description', ''))}")
+        for rule in pack["rules"]:
+            console.print(f"    {rule['id']}: {escape(rule['title'])}")
