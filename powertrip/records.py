@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TextIO
 from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, BeforeValidator, Field
@@ -195,7 +195,7 @@ class EventView(BaseModel):
     received_at: datetime = Field(description="When Powertrip started the event's workflow.")
     closed_at: datetime | None = Field(description="When the workflow finished, if it has.")
     temporal_url: str = Field(description="The event's workflow in the Temporal Web UI.")
-    links: UiLinks
+    links: UiLinks = Field(description="Where to investigate it in the Temporal Web UI.")
 
 
 async def _view(execution: WorkflowExecution, ui: Ui) -> EventView | None:
@@ -401,12 +401,13 @@ class MatchedEvent(BaseModel):
 
 class MatchAnswer(BaseModel):
     approved: bool = Field(
-        description="True only if an event in the window was approved and none was reported "
-        "as *Not me*: the HIDS may auto-approve the login."
+        description="True only if the event nearest to `at` was approved and none in the window "
+        "was reported *Not me*: the HIDS may auto-approve the login."
     )
     answer: Answer = Field(
         description="approved; reported (a *Not me* in the window: treat as an incident); "
-        "pending (asked, nobody answered yet); not_found (Powertrip saw no such login)."
+        "pending (the nearest event is not decided yet); not_found (Powertrip saw no such "
+        "login in the window)."
     )
     host: str = Field(description="The host asked about.")
     user: str = Field(description="The user asked about.")
@@ -417,24 +418,24 @@ class MatchAnswer(BaseModel):
     truncated: bool = Field(description=f"More than {MATCH_LIMIT} events matched; narrow it.")
 
 
-def answer_for(statuses: Sequence[EventStatus]) -> Answer:
-    # A *Not me* anywhere in the window wins: never auto-approve beside a reported login.
-    if any(s in (EventStatus.REPORTED, EventStatus.ACKNOWLEDGED) for s in statuses):
+def answer_for(events: Sequence[MatchedEvent]) -> Answer:
+    """The answer is the status of the event nearest to `at` (events are sorted so), except that
+    a *Not me* anywhere in the window wins: never auto-approve beside a reported login."""
+    if any(e.status in (EventStatus.REPORTED, EventStatus.ACKNOWLEDGED) for e in events):
         return Answer.REPORTED
-    if EventStatus.APPROVED in statuses:
-        return Answer.APPROVED
-    if EventStatus.PENDING in statuses:
-        return Answer.PENDING
-    return Answer.NOT_FOUND
+    if not events:
+        return Answer.NOT_FOUND
+    return Answer.APPROVED if events[0].status is EventStatus.APPROVED else Answer.PENDING
 
 
 async def match(client: Client, question: MatchQuestion, ui: Ui) -> MatchAnswer:
     page = await list_events(client, question.filters(), ui, page_size=MATCH_LIMIT)
+    # Nearest first; on a tie the undecided one first, so a tie never reads as approved.
     events = sorted(
         (MatchedEvent.of(v, question.at) for v in page.events),
-        key=lambda m: abs(m.offset_seconds),
+        key=lambda m: (abs(m.offset_seconds), m.status is EventStatus.APPROVED),
     )
-    answer = answer_for([m.status for m in events])
+    answer = answer_for(events)
     return MatchAnswer(
         approved=answer is Answer.APPROVED,
         answer=answer,
@@ -534,7 +535,7 @@ async def decisions(
             return sorted(rows, key=lambda r: (r.at, r.event_id))
 
 
-def write_rows(rows: Iterable[DecisionRow], fmt: ExportFormat, out: io.TextIOBase) -> int:
+def write_rows(rows: Iterable[DecisionRow], fmt: ExportFormat, out: TextIO) -> int:
     count = 0
     if fmt is ExportFormat.JSONL:
         for row in rows:

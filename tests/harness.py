@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
@@ -88,6 +88,10 @@ async def running_worker(
         yield worker
 
 
+@overload
+async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = 10.0) -> T: ...
+@overload
+async def eventually(probe: Callable[[], T | None], within: float = 10.0) -> T: ...
 async def eventually(
     probe: Callable[[], T | None] | Callable[[], Awaitable[T | None]], within: float = 10.0
 ) -> T:

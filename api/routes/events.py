@@ -110,7 +110,7 @@ async def get_events(
     except PageTokenError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     except RecordError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc
 
 
 @router.get(
@@ -149,8 +149,10 @@ async def match_approval(
         Query(description="`short` (first label) or `fqdn`; default `POWERTRIP_HOST_MATCH`."),
     ] = None,
 ) -> MatchAnswer:
-    """Always 200 with an answer: `approved` is true only when a matching event was approved and
-    none in the window was reported *Not me*. Nothing found is `answer: not_found`."""
+    """Always 200 with an answer. `events` are every event of this user on this host within the
+    window, nearest to `at` first; `answer` is the nearest one's status, except that a *Not me*
+    anywhere in the window makes it `reported`. `approved` is true only for `answer: approved`.
+    Nothing found is `answer: not_found`, not an error."""
     try:
         question = MatchQuestion(
             host=host,
@@ -161,4 +163,4 @@ async def match_approval(
         )
         return await match(temporal, question, _ui(settings))
     except (RecordError, ValueError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc

@@ -4,12 +4,14 @@ services. Tables on a terminal, JSON when piped or with `--json`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -37,6 +39,7 @@ from powertrip.temporal import connect
 
 app = typer.Typer(help="Inspect, approve and export events.", no_args_is_help=True)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON output (the default when piped).")]
 
@@ -62,10 +65,44 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _exit_hard_after_temporal(command: Callable[P, None]) -> Callable[P, None]:
+    """Leave without interpreter teardown once a Temporal client existed in this process.
+
+    The SDK's Rust threads can outlive the event loop and abort a short-lived process at exit
+    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), turning a success into
+    exit code 134. Only for a real process: in-process runners (tests) replace sys.stdout.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        code: int | str | None = 0
+        try:
+            command(*args, **kwargs)
+        except (typer.Exit, SystemExit) as exc:
+            code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+            if not _connected or sys.stdout is not sys.__stdout__:
+                raise
+        if _connected and sys.stdout is sys.__stdout__:
+            _flush_and_exit(code if isinstance(code, int) else 1)
+
+    return wrapper
+
+
+_connected = False
+
+
+def _flush_and_exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _run(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
     async def main() -> T:
+        global _connected
         try:
             client = await connect(settings)
+            _connected = True
         except RuntimeError as exc:
             typer.echo(f"powertrip: cannot reach Temporal at {settings.temporal_address}: {exc}")
             raise typer.Exit(1) from exc
@@ -128,6 +165,7 @@ def events_table(views: Sequence[EventView]) -> Table:
 
 
 @app.command("list")
+@_exit_hard_after_temporal
 def list_(
     status: Annotated[
         EventStatus | None, typer.Option(help="pending, approved, reported, ...")
@@ -174,6 +212,7 @@ def list_(
 
 
 @app.command()
+@_exit_hard_after_temporal
 def show(event_id: str, as_json: JsonOption = False) -> None:
     """One event: who was asked, its decision, its timeline and where to look in Temporal."""
     settings = _settings()
@@ -210,6 +249,7 @@ def show(event_id: str, as_json: JsonOption = False) -> None:
 
 
 @app.command()
+@_exit_hard_after_temporal
 def approve(
     event_id: str,
     as_user: Annotated[
@@ -245,6 +285,7 @@ def approve(
 
 
 @app.command()
+@_exit_hard_after_temporal
 def export(
     since: Annotated[str, typer.Option(help="Decisions made at or after: ISO time or 7d, 90m.")],
     until: Annotated[str | None, typer.Option(help="Decisions made before this.")] = None,

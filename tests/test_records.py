@@ -1,0 +1,517 @@
+"""The record on the real dev server: `/v1/events` filters and pages, `/v1/approvals/match` for the
+HIDS, the CLI, and the audit export, over a mix of pending, approved and reported events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from powertrip.approvals import Action
+from powertrip.cli.events import events_table
+from powertrip.ingest import ResultStatus, start_approval
+from powertrip.models import EventStatus, SecurityEvent
+from powertrip.records import (
+    EventFilter,
+    ExportFormat,
+    Ui,
+    decisions,
+    list_events,
+    read_rows,
+    show_event,
+    write_rows,
+)
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.settings import Settings
+from tests.conftest import SLACK_TOKEN, ServedApp
+from tests.harness import CONFIG_YAML, click, eventually, make_config, make_event, make_settings
+from worker import build_worker
+from workflows.approval import ApprovalWorkflow
+
+API = {"Authorization": "Bearer api-secret"}
+T0 = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
+POWERTRIP = Path(sys.executable).parent / "powertrip"
+
+
+@dataclass
+class World:
+    """Events seeded once for this module; names carry a suffix no other test uses."""
+
+    tag: str
+    settings: Settings
+    config_path: Path
+    http: httpx.AsyncClient
+    ids: dict[str, str]
+
+    def name(self, base: str) -> str:
+        return f"{base}-{self.tag}"
+
+
+SEED: list[tuple[str, str, str, timedelta, EventStatus]] = [
+    # key, actor, host, offset from T0, final status
+    ("a_bastion", "a", "Bastion", timedelta(0), EventStatus.APPROVED),
+    ("b_bastion", "b", "bastion", timedelta(seconds=60), EventStatus.PENDING),
+    ("a_db", "a", "db.corp.example.com", timedelta(seconds=30), EventStatus.REPORTED),
+    ("a_bastion_old", "a", "bastion", -timedelta(hours=2), EventStatus.APPROVED),
+    ("c_web", "c", "web.corp.example.com", timedelta(0), EventStatus.APPROVED),
+    ("c_web_sudo", "c", "WEB.corp.example.com", timedelta(seconds=5), EventStatus.PENDING),
+]
+
+
+def seeded_event(tag: str, actor: str, host: str, offset: timedelta) -> SecurityEvent:
+    # The host keeps its case and domain: `Bastion` stays `Bastion-<tag>`.
+    first, _, domain = host.partition(".")
+    full = f"{first}-{tag}" + (f".{domain}" if domain else "")
+    return make_event(f"{actor}-{tag}", host=full, occurred_at=T0 + offset)
+
+
+@pytest.fixture(scope="module")
+async def world(
+    dev_env: WorkflowEnvironment,
+    fake_slack_server: tuple[FakeSlack, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[World]:
+    tag = uuid.uuid4().hex[:6]
+    config_path = tmp_path_factory.mktemp("records") / "config.yaml"
+    config_path.write_text(CONFIG_YAML)
+    settings = make_settings(
+        fake_slack_server[1] + "/api/",
+        temporal_address=dev_env.client.service_client.config.target_host,
+    )
+    client = dev_env.client
+    ids: dict[str, str] = {}
+    events = {}
+    for key, actor, host, offset, _ in SEED:
+        event = seeded_event(tag, actor, host, offset)
+        if key == "c_web_sudo":
+            event = event.model_copy(update={"rule_id": f"sudo-{tag}", "source": "syslog"})
+        events[key] = event
+        ids[key] = event.event_id
+    slack = AsyncWebClient(token=SLACK_TOKEN, base_url=settings.slack_api_url)
+    async with build_worker(client, settings, make_config(), slack):
+        results = await asyncio.gather(
+            *(start_approval(client, e, settings.task_queue) for e in events.values())
+        )
+        assert set(results) == {ResultStatus.STARTED}
+        ui = Ui(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+        for key, *_, final in SEED:
+            handle = client.get_workflow_handle_for(ApprovalWorkflow.run, ids[key])
+            if final is EventStatus.APPROVED:
+                await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+            elif final is EventStatus.REPORTED:
+                await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0SEC1"))
+
+        async def settled() -> bool | None:
+            views = [await show_event(client, ids[key], ui) for key, *_ in SEED]
+            return all(
+                v is not None and v.status is final and (v.timeline[-1].what != "received")
+                for v, (*_, final) in zip(views, SEED, strict=True)
+            )
+
+        await eventually(settled, within=30)
+        for key, *_, final in SEED:
+            if final is EventStatus.APPROVED:
+                await client.get_workflow_handle(ids[key]).result()
+
+    # Visibility is eventually consistent: wait until every seeded event is listed as settled.
+    async def listed() -> bool | None:
+        page = await list_events(client, EventFilter(since=T0 - timedelta(hours=3)), ui, 500)
+        ours = {v.event_id: v.status for v in page.events if v.event_id in ids.values()}
+        return ours == {ids[key]: final for key, *_, final in SEED}
+
+    await eventually(listed, within=30)
+    async with ServedApp(create_app(settings)) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
+            yield World(tag=tag, settings=settings, config_path=config_path, http=http, ids=ids)
+
+
+async def get(world: World, path: str, **params: Any) -> dict[str, Any]:
+    response = await world.http.get(path, params=params, headers=API)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def ids_of(world: World, **params: Any) -> set[str]:
+    body = await get(world, "/v1/events", page_size=500, **params)
+    return {e["event_id"] for e in body["events"]}
+
+
+# -- auth -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/events", "/v1/events/x", "/v1/approvals/match?host=h&user=u&at=2026-11-20T10:00Z"]
+)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "x"}])
+async def test_reads_need_the_api_token(world: World, path: str, headers: dict[str, str]) -> None:
+    response = await world.http.get(path, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "API token" in response.json()["detail"]
+
+
+# -- the HIDS question ------------------------------------------------------------------------
+
+
+async def match(world: World, host: str, user: str, at: datetime, **extra: Any) -> dict[str, Any]:
+    return await get(world, "/v1/approvals/match", host=host, user=user, at=at.isoformat(), **extra)
+
+
+async def test_match_answers_approved_with_approver_and_time(world: World) -> None:
+    answer = await match(world, world.name("bastion"), world.name("a"), T0 + timedelta(seconds=20))
+    assert answer["approved"] is True and answer["answer"] == "approved"
+    [event] = answer["events"]  # b's login on the same host and a's older one are not a's now
+    assert event["event_id"] == world.ids["a_bastion"]
+    assert event["approved_by"] == "U0SEC1" and event["on_behalf"] is True
+    assert event["approved_via"] == "slack" and event["approved_at"] is not None
+    assert event["offset_seconds"] == -20.0
+    assert event["temporal_url"].endswith(f"/workflows/{world.ids['a_bastion']}")
+
+
+async def test_two_users_on_one_host_are_told_apart(world: World) -> None:
+    answer = await match(world, world.name("bastion"), world.name("b"), T0 + timedelta(seconds=20))
+    assert answer["approved"] is False and answer["answer"] == "pending"
+    assert [e["event_id"] for e in answer["events"]] == [world.ids["b_bastion"]]
+    assert answer["events"][0]["approved_by"] is None
+
+
+async def test_one_user_on_two_hosts_gets_each_hosts_answer(world: World) -> None:
+    at = T0 + timedelta(seconds=15)
+    db = await match(world, world.name("db") + ".corp.example.com", world.name("a"), at)
+    assert (db["approved"], db["answer"]) == (False, "reported")
+    [event] = db["events"]
+    assert event["event_id"] == world.ids["a_db"] and event["reported_by"] == "U0SEC1"
+    bastion = await match(world, world.name("bastion"), world.name("a"), at)
+    assert [e["event_id"] for e in bastion["events"]] == [world.ids["a_bastion"]]
+
+
+async def test_host_ignores_case_and_short_matches_fqdn_unless_fqdn_is_asked(
+    world: World,
+) -> None:
+    user, at = world.name("c"), T0
+    web_fqdn = world.name("web") + ".corp.example.com"
+    for host in (world.name("WEB"), web_fqdn.upper(), web_fqdn + "."):
+        answer = await match(world, host, user, at)
+        assert {e["event_id"] for e in answer["events"]} == {
+            world.ids["c_web"],
+            world.ids["c_web_sudo"],
+        }, host
+        # Both are shown, nearest first; the nearest one (approved) answers.
+        assert [e["event_id"] for e in answer["events"]] == [
+            world.ids["c_web"],
+            world.ids["c_web_sudo"],
+        ]
+        assert (answer["approved"], answer["answer"]) == (True, "approved")
+    # Asked about the second login (5 s later), the pending one is nearest: not approved yet.
+    second = await match(world, world.name("web"), user, at + timedelta(seconds=4))
+    assert (second["approved"], second["answer"]) == (False, "pending")
+    assert (await match(world, world.name("web"), user, at, host_match="fqdn"))["events"] == []
+    exact = await match(world, web_fqdn.upper(), user, at, host_match="fqdn")
+    assert len(exact["events"]) == 2
+    other_domain = await match(world, world.name("web") + ".other.org", user, at, host_match="fqdn")
+    assert other_domain["answer"] == "not_found"
+
+
+async def test_nothing_found_is_an_answer_not_an_error(world: World) -> None:
+    later = await match(world, world.name("bastion"), world.name("a"), T0 + timedelta(hours=1))
+    assert later == {
+        "approved": False,
+        "answer": "not_found",
+        "host": world.name("bastion"),
+        "user": world.name("a"),
+        "at": "2026-11-20T11:00:00Z",
+        "window_seconds": 300.0,
+        "host_match": "short",
+        "events": [],
+        "truncated": False,
+    }
+    # A wider window reaches the older, approved login.
+    wide = await match(
+        world, world.name("bastion"), world.name("a"), T0 - timedelta(hours=2), window="90s"
+    )
+    assert [e["event_id"] for e in wide["events"]] == [world.ids["a_bastion_old"]]
+    assert (await match(world, "nohost", "nobody", T0))["answer"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"at": "2026-11-20T10:00:00"}, "time zone"),
+        ({"at": "yesterday"}, "datetime"),
+        ({"window": "soon"}, "not a duration"),
+        ({"window": "3d"}, "at most 1 day"),
+        ({"user": 'ro"ot'}, "cannot search"),
+    ],
+)
+async def test_bad_match_questions_are_422_with_a_reason(
+    world: World, params: dict[str, str], reason: str
+) -> None:
+    query = {"host": "bastion", "user": "root", "at": "2026-11-20T10:00:00Z", **params}
+    response = await world.http.get("/v1/approvals/match", params=query, headers=API)
+    assert response.status_code == 422
+    assert reason in response.text
+
+
+# -- listing ----------------------------------------------------------------------------------
+
+
+async def test_list_filters_combine(world: World) -> None:
+    w, ids = world, world.ids
+    assert await ids_of(w, actor=w.name("a")) == {
+        ids["a_bastion"],
+        ids["a_db"],
+        ids["a_bastion_old"],
+    }
+    assert await ids_of(w, host=w.name("bastion")) == {
+        ids["a_bastion"],
+        ids["b_bastion"],
+        ids["a_bastion_old"],
+    }
+    assert await ids_of(w, host=w.name("bastion"), status="pending") == {ids["b_bastion"]}
+    assert await ids_of(w, actor=w.name("a"), status="reported") == {ids["a_db"]}
+    assert await ids_of(w, actor=w.name("a"), since=(T0 - timedelta(minutes=1)).isoformat()) == {
+        ids["a_bastion"],
+        ids["a_db"],
+    }
+    assert await ids_of(w, actor=w.name("a"), until=T0.isoformat()) == {ids["a_bastion_old"]}
+    assert await ids_of(w, rule=f"sudo-{w.tag}") == {ids["c_web_sudo"]}
+    assert await ids_of(w, actor=w.name("c"), source="papertrail") == {ids["c_web"]}
+    assert await ids_of(w, actor=w.name("nobody")) == set()
+
+
+async def test_list_shows_the_record_and_open_events_first(world: World) -> None:
+    body = await get(world, "/v1/events", host=world.name("bastion"))
+    events = body["events"]
+    assert events[0]["status"] == "pending"  # open before closed
+    approved = next(e for e in events if e["event_id"] == world.ids["a_bastion"])
+    assert approved["decision"]["by"] == "U0SEC1" and approved["workflow_status"] == "completed"
+    assert approved["host"] == world.name("Bastion")
+    assert 'PowertripHostKey = "bastion-' in body["query"]
+
+
+async def test_pages_cover_every_event_once(world: World) -> None:
+    seen: list[str] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"host": world.name("bastion"), "page_size": 1}
+        if token:
+            params["page_token"] = token
+        body = await get(world, "/v1/events", **params)
+        pages += 1
+        seen += [e["event_id"] for e in body["events"]]
+        token = body["next_page_token"]
+        if token is None:
+            break
+    assert sorted(seen) == sorted(
+        [world.ids["a_bastion"], world.ids["b_bastion"], world.ids["a_bastion_old"]]
+    )
+    assert pages >= 3
+
+    first = await get(world, "/v1/events", host=world.name("bastion"), page_size=1)
+    other_filters = await world.http.get(
+        "/v1/events",
+        params={"actor": world.name("a"), "page_token": first["next_page_token"]},
+        headers=API,
+    )
+    assert other_filters.status_code == 400 and "other filters" in other_filters.text
+    garbage = await world.http.get("/v1/events", params={"page_token": "%%%"}, headers=API)
+    assert garbage.status_code == 400
+
+
+async def test_show_has_timeline_and_temporal_links(world: World) -> None:
+    view = await get(world, f"/v1/events/{world.ids['a_db']}")
+    assert view["status"] == "reported" and view["report"]["by"] == "U0SEC1"
+    whats = [entry["what"] for entry in view["timeline"]]
+    assert whats[:3] == ["received", "notified", "reported"]
+    links = view["links"]
+    assert (
+        links["workflow"]
+        == f"http://localhost:8233/namespaces/default/workflows/{view['event_id']}"
+    )
+    assert links["history"].startswith(links["workflow"] + "/") and links["history"].endswith(
+        "/history"
+    )
+    assert "query=PowertripActor" in links["same_actor"]
+    missing = await world.http.get("/v1/events/papertrail-nope", headers=API)
+    assert missing.status_code == 404 and "papertrail-nope" in missing.text
+
+
+async def test_openapi_documents_every_field_and_error(world: World) -> None:
+    spec = (await world.http.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    for model in ("EventView", "EventPage", "MatchAnswer", "MatchedEvent", "UiLinks"):
+        undocumented = [
+            name for name, prop in schemas[model]["properties"].items() if "description" not in prop
+        ]
+        assert undocumented == [], model
+    paths = spec["paths"]
+    assert {"200", "401", "422", "400"} <= set(paths["/v1/events"]["get"]["responses"])
+    assert {"200", "401", "422"} <= set(paths["/v1/approvals/match"]["get"]["responses"])
+    assert {"200", "401", "404"} <= set(paths["/v1/events/{event_id}"]["get"]["responses"])
+    params = paths["/v1/approvals/match"]["get"]["parameters"]
+    assert all(p.get("description") for p in params)
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+async def test_export_round_trips_one_row_per_decision(
+    world: World, dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    ui = Ui(base_url="http://ui", namespace="default")
+    rows = [
+        r
+        for r in await decisions(dev_env.client, datetime.now(UTC) - timedelta(hours=1), None, ui)
+        if r.event_id in world.ids.values()
+    ]
+    by_event = {r.event_id: r for r in rows}
+    assert len(rows) == 4 == len(by_event)  # three approvals and one report
+    report = by_event[world.ids["a_db"]]
+    assert (report.decision.value, report.by, report.via) == ("reported", "U0SEC1", "slack")
+    assert report.actor == world.name("a") and report.host == world.name("db") + ".corp.example.com"
+    for fmt in ExportFormat:
+        path = tmp_path / f"audit.{fmt.value}"
+        with path.open("w", newline="") as out:
+            assert write_rows(rows, fmt, out) == 4
+        assert read_rows(path.read_text(), fmt) == rows
+    assert await decisions(dev_env.client, datetime.now(UTC) + timedelta(minutes=1), None, ui) == []
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+async def cli(world: World, *args: str) -> tuple[int, str, str]:
+    """Run `powertrip ...` as a user would, stdout piped (so JSON), with the services' settings."""
+    s = world.settings
+    env = {
+        **os.environ,
+        "POWERTRIP_TEMPORAL_ADDRESS": s.temporal_address,
+        "POWERTRIP_API_TOKEN": "api-secret",
+        "POWERTRIP_WEBHOOK_TOKEN": "hook-secret",
+        "POWERTRIP_SLACK_SIGNING_SECRET": "unused",
+        "POWERTRIP_TASK_QUEUE": s.task_queue,
+        "POWERTRIP_CONFIG": str(world.config_path),
+        "COLUMNS": "200",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(POWERTRIP),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_cli_list_and_show_print_json_when_piped(world: World) -> None:
+    code, out, err = await cli(world, "events", "list", "--host", world.name("BASTION"))
+    assert code == 0, err
+    listed = json.loads(out)
+    assert {e["event_id"] for e in listed} == {
+        world.ids["a_bastion"],
+        world.ids["b_bastion"],
+        world.ids["a_bastion_old"],
+    }
+    code, out, _ = await cli(
+        world, "events", "list", "--status", "pending", "--actor", world.name("b")
+    )
+    assert [e["event_id"] for e in json.loads(out)] == [world.ids["b_bastion"]]
+
+    code, out, _ = await cli(world, "events", "show", world.ids["a_bastion"])
+    assert code == 0 and json.loads(out)["decision"]["by"] == "U0SEC1"
+    code, _, err = await cli(world, "events", "show", "papertrail-missing")
+    assert code == 1 and "no event 'papertrail-missing'" in err
+
+
+async def test_cli_approve_is_a_security_team_override_recorded_as_such(
+    world: World, dev_env: WorkflowEnvironment, fake_slack: FakeSlack
+) -> None:
+    event = seeded_event(world.tag, "d", "bastion", timedelta(minutes=3))
+    settings = world.settings
+    slack = AsyncWebClient(token=SLACK_TOKEN, base_url=settings.slack_api_url)
+    async with build_worker(dev_env.client, settings, make_config(), slack):
+        started = await start_approval(dev_env.client, event, settings.task_queue)
+        assert started is ResultStatus.STARTED
+        handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
+        ui = Ui(base_url="u", namespace="default")
+
+        async def asked() -> bool | None:
+            view = await show_event(dev_env.client, event.event_id, ui)
+            return view is not None and view.asked is not None
+
+        await eventually(asked)
+
+        code, out, err = await cli(
+            world, "events", "approve", event.event_id, "--as", "U0MALLORY", "--reason", "trust me"
+        )
+        assert code == 1 and "U0MALLORY is not in the security team" in err
+        history = [e async for e in handle.fetch_history_events()]
+        assert not any(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
+
+        code, out, err = await cli(
+            world,
+            "events",
+            "approve",
+            event.event_id,
+            "--as",
+            "U0SEC1",
+            "--reason",
+            "on call, confirmed by phone",
+        )
+        assert code == 0, err
+        assert "approved by U0SEC1 via cli" in out
+        record = await handle.result()
+    assert record.decision is not None
+    assert (record.decision.via, record.decision.reason, record.decision.on_behalf) == (
+        "cli",
+        "on call, confirmed by phone",
+        True,
+    )
+    code, _, err = await cli(
+        world, "events", "approve", event.event_id, "--as", "U0SEC1", "--reason", "again"
+    )
+    assert code == 1 and "already approved" in err
+
+    # The audit export shows the override: who, how, why.
+    since = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    code, out, err = await cli(world, "events", "export", "--since", since, "--format", "csv")
+    assert code == 0, err
+    [row] = [r for r in read_rows(out, ExportFormat.CSV) if r.event_id == event.event_id]
+    assert (row.by, row.via, row.reason, row.on_behalf) == (
+        "U0SEC1",
+        "cli",
+        "on call, confirmed by phone",
+        True,
+    )
+    code, out_jsonl, _ = await cli(world, "events", "export", "--since", since)
+    assert read_rows(out_jsonl, ExportFormat.JSONL) == read_rows(out, ExportFormat.CSV)
+
+
+async def test_cli_table_for_a_terminal_names_the_decision(
+    world: World, dev_env: WorkflowEnvironment
+) -> None:
+    page = await list_events(
+        dev_env.client, EventFilter(actor=world.name("a")), Ui(base_url="u", namespace="d")
+    )
+    console = Console(record=True, width=220)
+    console.print(events_table(page.events))
+    text = console.export_text()
+    for fact in (world.ids["a_db"], "reported by U0SEC1", "approved by U0SEC1", world.name("db")):
+        assert fact in text
