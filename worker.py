@@ -12,13 +12,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.poll import PollActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
 from powertrip import observability
 from powertrip.config import ConfigError, PowertripConfig, load_config
+from powertrip.polling import ensure_poll_schedules
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
+from workflows.poll import PollWorkflow, StaleDigestWorkflow
 from workflows.unrecognised import UnrecognisedEventWorkflow
 
 log = logging.getLogger("powertrip.worker")
@@ -50,14 +53,25 @@ def build_worker(
         settings.temporal_ui_url,
         settings.temporal_namespace,
     )
+    polling = PollActivities.from_settings(
+        client, settings, config, slack, security_channel(settings, config)
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ApprovalWorkflow, UnrecognisedEventWorkflow],
+        workflows=[
+            ApprovalWorkflow,
+            UnrecognisedEventWorkflow,
+            PollWorkflow,
+            StaleDigestWorkflow,
+        ],
         activities=[
             activities.resolve_recipient,
             activities.post_notification,
             activities.update_message,
+            polling.poll_papertrail,
+            polling.post_poll_alert,
+            polling.post_stale_digest,
             ReviewActivities(slack, security_channel(settings, config)).post_unrecognised,
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.
@@ -81,6 +95,9 @@ async def main() -> None:
     added = await ensure_search_attributes(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
+    # Polling schedules from the config's `sources.<name>.poll` (cursor and pause state kept).
+    for schedule in await ensure_poll_schedules(client, config, settings.task_queue):
+        log.info("polling schedule %s is in place", schedule)
     slack = slack_client(settings)
     if settings.uses_fake_slack:
         log.warning("no Slack credentials: talking to the fake Slack at %s", settings.slack_api_url)

@@ -1,0 +1,447 @@
+"""Backfill: what the webhooks missed, read from a log file, a saved export or a provider's API,
+and run through the same rules and the same idempotent workflow starts as a webhook delivery
+(`ingest.process`), so anything already received is a duplicate and nothing starts twice.
+
+Inputs, detected from the first non-blank line unless a format is given:
+- syslog text (RFC 3164/3339/5424 lines; `powertrip.syslog`), one event per line;
+- Papertrail archives (tab-separated, id first) and papertrail-cli `--json` output;
+- NDJSON: one JSON value per line, each an event or a saved delivery/export (below);
+- a JSON document: a Papertrail webhook payload or search API answer (`{"events": [...]}`), a
+  CloudWatch Logs export (`aws logs filter-log-events`, subscription data) or a list of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from powertrip.ingest import ItemResult, ResultStatus, process
+from powertrip.models import SecurityEvent
+from powertrip.rules import RuleSet
+from powertrip.sources import ParsedItem
+from powertrip.sources.papertrail import parse_papertrail
+from powertrip.sources.papertrail_api import PapertrailSearch, Window, newer
+from powertrip.syslog import parse_syslog_line
+
+DRY_RUN = "dry run: would start"
+CHUNK = 5_000  # records recognised and started together
+IN_FLIGHT = 2  # chunks being started at once, so reading the next never idles Temporal
+SYSLOG_SOURCE = "syslog"
+# Papertrail archive columns (tab-separated, no header).
+_TSV_FIELDS = (
+    "id",
+    "generated_at",
+    "received_at",
+    "source_id",
+    "source_name",
+    "source_ip",
+    "facility",
+    "severity",
+    "program",
+    "message",
+)
+
+
+class InputFormat(StrEnum):
+    AUTO = "auto"
+    SYSLOG = "syslog"
+    NDJSON = "ndjson"
+    JSON = "json"
+    PAPERTRAIL_TSV = "papertrail-tsv"
+
+
+@dataclass(frozen=True)
+class Located:
+    """A parsed record and where it came from, for messages a person can act on."""
+
+    item: ParsedItem
+    line: int | None = None
+    member: int | None = None  # position inside a JSON document holding many events
+
+    @property
+    def where(self) -> str:
+        parts = []
+        if self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.member is not None:
+            parts.append(f"event {self.member}")
+        return ", ".join(parts) or "record"
+
+
+class Problem(BaseModel):
+    where: str
+    reason: str
+
+
+class StaleEvent(BaseModel):
+    """What the security channel's digest says about one stale event."""
+
+    event_id: str
+    summary: str
+    occurred_at: datetime
+
+    @classmethod
+    def of(cls, event: SecurityEvent) -> StaleEvent:
+        where = f" on {event.host}" if event.host else ""
+        origin = f" from {event.address}" if event.address else ""
+        return cls(
+            event_id=event.event_id,
+            summary=f"{event.action} by {event.actor}{where}{origin}",
+            occurred_at=event.occurred_at,
+        )
+
+
+class Report(BaseModel):
+    """What a backfill (or one poll) did."""
+
+    read: int = 0
+    matched: int = 0
+    started: int = 0
+    already_known: int = 0
+    unmatched: int = 0
+    invalid: int = 0
+    stale: int = Field(default=0, description="Started without a DM: older than the cut-off.")
+    invalid_records: list[Problem] = Field(default_factory=list)
+    would_start: list[str] = Field(default_factory=list, description="Dry run: event ids.")
+    stale_events: list[StaleEvent] = Field(default_factory=list)
+
+    def add(self, located: Located, result: ItemResult) -> None:
+        status = result.status
+        if status is ResultStatus.INVALID:
+            self.invalid += 1
+            self.invalid_records.append(
+                Problem(where=located.where, reason=result.reason or "invalid")
+            )
+            return
+        if status is ResultStatus.UNMATCHED:
+            self.unmatched += 1
+            return
+        self.matched += 1
+        if status is ResultStatus.DUPLICATE:
+            self.already_known += 1
+        elif status is ResultStatus.STARTED:
+            self.started += 1
+            if result.reason == DRY_RUN and result.event_id:
+                self.would_start.append(result.event_id)
+            if result.stale and result.event is not None:
+                self.stale += 1
+                self.stale_events.append(StaleEvent.of(result.event))
+
+    def merge(self, other: Report) -> None:
+        for name in ("read", "matched", "started", "already_known", "unmatched", "invalid"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.stale += other.stale
+        self.invalid_records += other.invalid_records
+        self.would_start += other.would_start
+        self.stale_events += other.stale_events
+
+
+# Reading --------------------------------------------------------------------------------------
+
+
+def detect_format(first_line: str) -> InputFormat:
+    text = first_line.strip()
+    if text.startswith(("{", "[")):
+        try:
+            json.loads(text)
+        except ValueError:
+            return InputFormat.JSON  # a document spread over many lines
+        return InputFormat.NDJSON
+    fields = text.split("\t")
+    if len(fields) >= len(_TSV_FIELDS) and fields[0].isdigit():
+        return InputFormat.PAPERTRAIL_TSV
+    return InputFormat.SYSLOG
+
+
+def records(
+    lines: Iterable[str],
+    fmt: InputFormat = InputFormat.AUTO,
+    source: str = SYSLOG_SOURCE,
+    year: int | None = None,
+    now: datetime | None = None,
+) -> Iterator[Located]:
+    """Every record in the input with its line number (1-based); blank lines are skipped."""
+    numbered: Iterator[tuple[int, str]] = enumerate(lines, start=1)
+    if fmt is InputFormat.AUTO:
+        for number, line in numbered:
+            if line.strip():
+                fmt = detect_format(line)
+                numbered = _chain([(number, line)], numbered)
+                break
+        else:
+            return
+    if fmt is InputFormat.JSON:
+        text = "".join(line for _, line in numbered)
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            yield Located(ParsedItem(index=0, error=f"not a JSON document: {exc}"), line=1)
+            return
+        yield from _from_json(document, line=None, source=source)
+        return
+    for number, line in numbered:
+        if not line.strip():
+            continue
+        if fmt is InputFormat.SYSLOG:
+            raw = parse_syslog_line(line, source, year=year, now=now)
+            error = None if raw else "no syslog framing (expected `Mon DD HH:MM:SS host prog: msg`)"
+            yield Located(ParsedItem(index=0, raw=raw, error=error), line=number)
+        elif fmt is InputFormat.PAPERTRAIL_TSV:
+            yield from _from_tsv(line, number)
+        else:
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                yield Located(ParsedItem(index=0, error=f"not JSON: {exc}"), line=number)
+                continue
+            yield from _from_json(value, line=number, source=source)
+
+
+def _chain(
+    first: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
+) -> Iterator[tuple[int, str]]:
+    yield from first
+    yield from rest
+
+
+def _from_tsv(line: str, number: int) -> Iterator[Located]:
+    values = line.rstrip("\r\n").split("\t", len(_TSV_FIELDS) - 1)
+    if len(values) < len(_TSV_FIELDS):
+        error = f"expected {len(_TSV_FIELDS)} tab-separated Papertrail archive columns"
+        yield Located(ParsedItem(index=0, error=error), line=number)
+        return
+    event = dict(zip(_TSV_FIELDS, values, strict=True))
+    event["hostname"] = event["source_name"]
+    for item in parse_papertrail({"events": [event]}):
+        yield Located(item, line=number)
+
+
+def _is_papertrail_event(value: dict[str, Any]) -> bool:
+    return "id" in value and bool(
+        {"source_name", "display_received_at", "generated_at", "source_id"} & value.keys()
+    )
+
+
+def _from_json(value: Any, line: int | None, source: str) -> Iterator[Located]:
+    """One JSON value: an event, a list of events, or a saved delivery/export holding many."""
+    if isinstance(value, list):
+        for member, element in enumerate(value):
+            for located in _from_json(element, line, source):
+                yield Located(located.item, line=line, member=member)
+        return
+    if not isinstance(value, dict):
+        yield Located(ParsedItem(index=0, error="expected a JSON object"), line=line)
+        return
+    if isinstance(value.get("events"), list):
+        for member, item in enumerate(parse_papertrail(value)):
+            yield Located(item, line=line, member=member)
+        return
+    if _is_papertrail_event(value):
+        for item in parse_papertrail({"events": [value]}):
+            yield Located(item, line=line)
+        return
+    reason = (
+        "not a recognised event: expected a Papertrail event (`id`, `message`, `source_name`) "
+        "or export (`events`)"
+    )
+    yield Located(ParsedItem(index=0, error=reason), line=line)
+
+
+def chunked(located: Iterable[Located], size: int = CHUNK) -> Iterator[list[Located]]:
+    chunk: list[Located] = []
+    for record in located:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def aiter_chunks(chunks: Iterable[list[Located]]) -> AsyncIterator[list[Located]]:
+    for chunk in chunks:
+        yield chunk
+        await asyncio.sleep(0)  # let in-flight starts make progress between chunks
+
+
+async def papertrail_chunks(
+    search: PapertrailSearch,
+    window: Window,
+    newest: list[str | None],
+    continuations: list[tuple[str | None, str | None]] | None = None,
+) -> AsyncIterator[list[Located]]:
+    """Pages of the Papertrail search API as chunks.
+
+    `newest[0]` ends as the newest id seen; `continuations[i]` is, once chunk i is done, where
+    to continue (`max_id`) and the newest id so far: what a resumed poll needs.
+    """
+    async for batch in search.pages(window):
+        newest[0] = newer(newest[0], batch.newest_id)
+        if continuations is not None:
+            continuations.append((batch.next_max_id, newest[0]))
+        yield [Located(item, member=item.index) for item in batch.items]
+
+
+# Running --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Backfill:
+    """Runs chunks of records through `ingest.process` (or, dry, only through the rules)."""
+
+    client: Client
+    rules: RuleSet
+    task_queue: str
+    concurrency: int = 64
+    stale_before: datetime | None = None
+    dry_run: bool = False
+    on_chunk: Callable[[Report, int], Awaitable[None] | None] | None = None
+    report: Report = field(default_factory=Report)
+
+    async def run(self, chunks: AsyncIterable[list[Located]]) -> Report:
+        pending: list[asyncio.Task[Report]] = []
+        done = 0
+
+        async def finish_oldest() -> None:
+            # In order, so "chunk i is done" means every chunk before it is done too.
+            nonlocal done
+            part = await pending.pop(0)
+            self.report.merge(part)
+            if self.on_chunk is not None:
+                outcome = self.on_chunk(part, done)
+                if outcome is not None:
+                    await outcome
+            done += 1
+
+        try:
+            async for chunk in chunks:
+                pending.append(asyncio.create_task(self._chunk(chunk)))
+                while len(pending) >= IN_FLIGHT:
+                    await finish_oldest()
+            while pending:
+                await finish_oldest()
+        finally:
+            for task in pending:
+                task.cancel()
+        return self.report
+
+    async def _chunk(self, chunk: list[Located]) -> Report:
+        items = [
+            ParsedItem(index=i, raw=r.item.raw, error=r.item.error) for i, r in enumerate(chunk)
+        ]
+        if self.dry_run:
+            results = await self._classify(items)
+        else:
+            results = await process(
+                self.client,
+                self.rules,
+                items,
+                self.task_queue,
+                self.concurrency,
+                stale_before=self.stale_before,
+            )
+        part = Report(read=len(chunk))
+        for result in results:
+            part.add(chunk[result.index], result)
+        return part
+
+    async def _classify(self, items: list[ParsedItem]) -> list[ItemResult]:
+        """Dry run: what `process` would answer, asking Temporal which ids already exist."""
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: ParsedItem) -> ItemResult:
+            if item.raw is None:
+                return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
+            try:
+                event = self.rules.recognise(item.raw)
+            except ValueError as exc:
+                return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
+            if event is None:
+                return ItemResult(index=item.index, status=ResultStatus.UNMATCHED)
+            async with gate:
+                known = await _exists(self.client, event.event_id)
+            stale = self.stale_before is not None and event.occurred_at < self.stale_before
+            return ItemResult(
+                index=item.index,
+                status=ResultStatus.DUPLICATE if known else ResultStatus.STARTED,
+                reason=None if known else DRY_RUN,
+                event_id=event.event_id,
+                rule_id=event.rule_id,
+                stale=stale,
+                event=event,
+            )
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+async def _exists(client: Client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+# The stale digest -----------------------------------------------------------------------------
+
+DIGEST_LISTED = 200  # events named in the digest; the rest are counted
+
+
+class StaleDigest(BaseModel):
+    """One security-channel message about stale events a backfill or poll started."""
+
+    found_by: str = Field(description="e.g. `backfill of auth.log` or `papertrail poll`.")
+    stale_after_seconds: float
+    total: int
+    events: list[StaleEvent]
+
+
+def digest_id(events: list[StaleEvent]) -> str:
+    """Same stale events, same digest: a retried run cannot post it twice."""
+    ids = "\n".join(sorted(e.event_id for e in events))
+    return "powertrip-stale-digest-" + hashlib.sha256(ids.encode()).hexdigest()[:24]
+
+
+async def announce_stale(
+    client: Client, report: Report, found_by: str, stale_after: timedelta, task_queue: str
+) -> str | None:
+    """Start the digest workflow for the stale events this run started; its id, or None."""
+    if not report.stale_events:
+        return None
+    from workflows.poll import StaleDigestWorkflow
+
+    events = sorted(report.stale_events, key=lambda e: e.occurred_at)
+    workflow_id = digest_id(events)
+    digest = StaleDigest(
+        found_by=found_by,
+        stale_after_seconds=stale_after.total_seconds(),
+        total=len(events),
+        events=events[:DIGEST_LISTED],
+    )
+    try:
+        await client.start_workflow(
+            StaleDigestWorkflow.run,
+            digest,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"stale digest: {len(events)} events found by {found_by}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    return workflow_id
