@@ -63,12 +63,23 @@ def summary_for(event: SecurityEvent) -> str:
     return f"{event.action} as {event.actor}{where}{origin}"
 
 
-async def start_approval(
-    client: Client, event: SecurityEvent, task_queue: str, stale: bool = False
-) -> ResultStatus:
-    """Start the event's workflow unless one with its id ever existed (running or closed)."""
+def details_for(event: SecurityEvent) -> str:
+    """The Temporal UI's details pane: the facts an investigator checks first, then the line."""
+    facts = [
+        f"**{event.rule_title}** (`{event.rule_id}`) from `{event.source}`",
+        f"at {event.occurred_at.isoformat()}, provider id `{event.provider_id}`",
+    ]
+    if event.message:
+        facts.append(f"```\n{event.message}\n```")
+    return "\n\n".join(facts)
+
+
+def search_attributes_for(
+    event: SecurityEvent, status: EventStatus = EventStatus.PENDING
+) -> TypedSearchAttributes:
+    """What Temporal visibility (API, CLI, Web UI) filters events by."""
     pairs: list[SearchAttributePair] = [
-        SearchAttributePair(attributes.STATUS, EventStatus.PENDING.value),
+        SearchAttributePair(attributes.STATUS, status.value),
         SearchAttributePair(attributes.ACTOR, event.actor),
         SearchAttributePair(attributes.RULE, event.rule_id),
         SearchAttributePair(attributes.SOURCE, event.source),
@@ -77,6 +88,13 @@ async def start_approval(
     if event.host:
         pairs.append(SearchAttributePair(attributes.HOST, event.host))
         pairs.append(SearchAttributePair(attributes.HOST_KEY, host_key(event.host)))
+    return TypedSearchAttributes(pairs)
+
+
+async def start_approval(
+    client: Client, event: SecurityEvent, task_queue: str, stale: bool = False
+) -> ResultStatus:
+    """Start the event's workflow unless one with its id ever existed (running or closed)."""
     try:
         await client.start_workflow(
             ApprovalWorkflow.run,
@@ -85,10 +103,10 @@ async def start_approval(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes(pairs),
+            search_attributes=search_attributes_for(event),
             memo={"record": EventRecord(event=event)},
             static_summary=summary_for(event),
-            static_details=f"```\n{event.message}\n```" if event.message else None,
+            static_details=details_for(event),
         )
     except WorkflowAlreadyStartedError:
         return ResultStatus.DUPLICATE

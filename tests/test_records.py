@@ -515,3 +515,51 @@ async def test_cli_table_for_a_terminal_names_the_decision(
     text = console.export_text()
     for fact in (world.ids["a_db"], "reported by U0SEC1", "approved by U0SEC1", world.name("db")):
         assert fact in text
+
+
+# -- investigation in the Temporal UI ---------------------------------------------------------
+
+
+async def test_temporal_ui_list_and_history_say_what_each_event_and_call_is(
+    world: World, dev_env: WorkflowEnvironment
+) -> None:
+    client = dev_env.client
+    description = await client.get_workflow_handle(world.ids["a_bastion"]).describe()
+    summary = await description.static_summary()
+    assert summary == (
+        f"ssh login (publickey) as {world.name('a')} on {world.name('Bastion')} from 203.0.113.7"
+    )
+    details = await description.static_details() or ""
+    for fact in ("sshd-accepted", "papertrail", "Accepted publickey for", T0.isoformat()):
+        assert fact in details
+    summaries = [
+        client.data_converter.payload_converter.from_payload(e.user_metadata.summary, str)
+        async for e in client.get_workflow_handle(world.ids["a_bastion"]).fetch_history_events()
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert summaries[0] == f"who to ask about {world.name('a')}"
+    assert "ask the security channel" in summaries
+    assert "mark first message approved" in summaries
+
+
+async def test_the_readme_queries_work_in_temporal_visibility(
+    world: World, dev_env: WorkflowEnvironment
+) -> None:
+    async def ids(query: str) -> set[str]:
+        return {w.id async for w in dev_env.client.list_workflows(query)}
+
+    bastion = world.name("bastion")
+    assert await ids(f'PowertripStatus="pending" AND PowertripHost="{bastion}"') == {
+        world.ids["b_bastion"]
+    }
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    stuck = await ids(
+        f'ExecutionStatus="Running" AND PowertripStatus IN ("pending", "reported") '
+        f'AND PowertripEventTime < "{hour_ago}"'
+    )
+    assert {world.ids["b_bastion"], world.ids["a_db"]} <= stuck
+    assert world.ids["a_bastion"] not in stuck
+    week = await ids(
+        f'PowertripActor="{world.name("a")}" AND PowertripEventTime >= "2026-11-16T00:00:00Z"'
+    )
+    assert week == {world.ids["a_bastion"], world.ids["a_db"], world.ids["a_bastion_old"]}
