@@ -172,7 +172,8 @@ def records(
     year: int | None = None,
     now: datetime | None = None,
 ) -> Iterator[Located]:
-    """Every record in the input with its line number (1-based); blank lines are skipped."""
+    """Every record in the input with its line number (1-based). Blank lines, and `#` comment
+    lines in syslog text, are not records."""
     numbered: Iterator[tuple[int, str]] = enumerate(lines, start=1)
     if fmt is InputFormat.AUTO:
         for number, line in numbered:
@@ -195,6 +196,8 @@ def records(
         if not line.strip():
             continue
         if fmt is InputFormat.SYSLOG:
+            if line.startswith("#"):
+                continue  # an annotated log (comments), never a syslog record
             raw = parse_syslog_line(line, source, year=year, now=now)
             error = None if raw else "no syslog framing (expected `Mon DD HH:MM:SS host prog: msg`)"
             yield Located(ParsedItem(index=0, raw=raw, error=error), line=number)

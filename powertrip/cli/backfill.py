@@ -1,10 +1,260 @@
-"""`powertrip backfill`."""
+"""`powertrip backfill FILE|-` and `powertrip backfill --source papertrail --since ... --until ...`:
+process what the webhooks missed, through the same rules and idempotent workflow ids."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from powertrip.backfill import (
+    SYSLOG_SOURCE,
+    Backfill,
+    InputFormat,
+    Located,
+    Report,
+    aiter_chunks,
+    announce_stale,
+    chunked,
+    papertrail_chunks,
+    records,
+)
+from powertrip.config import ConfigError, PowertripConfig, load_config
+from powertrip.durations import parse_duration
+from powertrip.settings import Settings, SettingsError, load_settings
+from powertrip.sources.papertrail_api import PapertrailApiError, PapertrailSearch, Window
+from powertrip.temporal import connect
+
+SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
+err = Console(stderr=True)
+out = Console()
 
 
-def backfill() -> None:
-    """Process what the webhooks missed (not built yet)."""
-    raise typer.Exit(2)
+def parse_when(value: str | None, now: datetime) -> datetime | None:
+    """ISO 8601 (`2026-11-20`, `2026-11-20T10:00:00Z`) or a duration ago (`2h`, `7d`)."""
+    if value is None:
+        return None
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r}: use ISO 8601 or a duration ago like 2h") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class _Counted:
+    """Lines of a binary stream, counting the bytes read (for the progress bar)."""
+
+    def __init__(self, stream: BinaryIO, label: str, size: float | None = None) -> None:
+        self.stream = stream
+        self.label = label
+        self.size = size
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self.stream:
+            self.bytes += len(raw)
+            yield raw.decode("utf-8", errors="replace")
+
+
+def backfill(
+    file: str | None = typer.Argument(
+        None, metavar="FILE|-", help="Syslog text, NDJSON, or a saved Papertrail/CloudWatch export."
+    ),
+    source: str | None = typer.Option(
+        None,
+        help="With FILE: the source syslog lines are attributed to (default `syslog`). "
+        "Without FILE: the provider API to read (`papertrail`).",
+    ),
+    since: str | None = typer.Option(None, help="API backfill: from (ISO 8601, or `2h` ago)."),
+    until: str | None = typer.Option(None, help="API backfill: until (default: now)."),
+    query: str | None = typer.Option(None, help="API backfill: provider search query."),
+    fmt: Annotated[
+        InputFormat, typer.Option("--format", help="Input format (auto: from the first line).")
+    ] = InputFormat.AUTO,
+    year: int | None = typer.Option(None, help="Year of RFC 3164 timestamps (they have none)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would start; start nothing."),
+    stale_after: str | None = typer.Option(
+        None, help="Older events get no DM, only one digest (default: config `stale_after`, 7d)."
+    ),
+    concurrency: int | None = typer.Option(None, help="Workflow starts in flight."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Process what the webhooks missed; anything already received is a duplicate."""
+    if file is None and source is None:
+        raise typer.BadParameter("give a FILE (or - for stdin), or --source papertrail")
+    if file is None and source != "papertrail":
+        raise typer.BadParameter(f"--source {source}: only `papertrail` has a search API here")
+    try:
+        settings = load_settings()
+        config = load_config(settings.config)
+    except (SettingsError, ConfigError) as exc:
+        err.print(f"[red]powertrip backfill:[/] {exc}")
+        raise typer.Exit(2) from exc
+    now = datetime.now(UTC)
+    stale_age = parse_duration(stale_after) if stale_after else config.stale_after
+    stream: _Counted | None = None
+    if file == "-":
+        stream = _Counted(sys.stdin.buffer, "stdin")
+    elif file is not None:
+        path = Path(file)
+        if not path.is_file():
+            err.print(f"[red]powertrip backfill:[/] no such file: {file}")
+            raise typer.Exit(2)
+        stream = _Counted(path.open("rb"), path.name, float(path.stat().st_size))
+    report = asyncio.run(
+        _run(
+            settings,
+            config,
+            stream=stream,
+            source=source,
+            window=(parse_when(since, now), parse_when(until, now)),
+            query=query,
+            fmt=fmt,
+            year=year,
+            dry_run=dry_run,
+            stale_age=stale_age,
+            concurrency=concurrency or settings.start_concurrency,
+            now=now,
+        )
+    )
+    if as_json:
+        out.print_json(report.model_dump_json(exclude={"stale_events"}))
+    else:
+        print_summary(report, dry_run)
+    if report.invalid:
+        raise typer.Exit(1)
+
+
+async def _run(
+    settings: Settings,
+    config: PowertripConfig,
+    *,
+    stream: _Counted | None,
+    source: str | None,
+    window: tuple[datetime | None, datetime | None],
+    query: str | None,
+    fmt: InputFormat,
+    year: int | None,
+    dry_run: bool,
+    stale_age: timedelta,
+    concurrency: int,
+    now: datetime,
+) -> Report:
+    client = await connect(settings)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[records]} records"),
+        TextColumn("{task.fields[rate]}/s"),
+        TextColumn("started {task.fields[started]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=False,
+    )
+    began = time.monotonic()
+    search: PapertrailSearch | None = None
+    total: float | None = None
+
+    if stream is not None:
+        label, total = stream.label, stream.size
+        chunks: AsyncIterator[list[Located]] = aiter_chunks(
+            chunked(records(stream, fmt, source or SYSLOG_SOURCE, year=year, now=now))
+        )
+        found_by = f"backfill of {label}"
+    else:
+        since, until = window
+        if since is None:
+            raise typer.BadParameter("--source papertrail needs --since")
+        token = settings.papertrail_api_token
+        if token is None:
+            err.print("[red]powertrip backfill:[/] set POWERTRIP_PAPERTRAIL_API_TOKEN")
+            raise typer.Exit(2)
+        search = PapertrailSearch(token.get_secret_value(), settings.papertrail_api_url)
+        newest: list[str | None] = [None]
+        chunks = papertrail_chunks(
+            search, Window(query=query, min_time=since, max_time=until or now), newest
+        )
+        label = "papertrail"
+        found_by = f"Papertrail backfill from {since:%Y-%m-%d %H:%M}"
+
+    task = progress.add_task(label, total=total, records=0, rate="0", started=0)
+
+    def advance(part: Report, _ordinal: int) -> None:
+        done = runner.report
+        elapsed = max(time.monotonic() - began, 1e-6)
+        progress.update(
+            task,
+            completed=stream.bytes if stream else done.read,
+            records=done.read,
+            rate=f"{done.read / elapsed:,.0f}",
+            started=done.started,
+        )
+
+    runner = Backfill(
+        client,
+        config.rule_set(),
+        settings.task_queue,
+        concurrency,
+        stale_before=now - stale_age,
+        dry_run=dry_run,
+        on_chunk=advance,
+    )
+    with progress:
+        try:
+            report = await runner.run(chunks)
+        except PapertrailApiError as exc:
+            err.print(f"[red]powertrip backfill:[/] {exc}")
+            raise typer.Exit(1) from exc
+        finally:
+            if stream is not None and stream.stream is not sys.stdin.buffer:
+                stream.stream.close()
+            if search is not None:
+                await search.aclose()
+    if not dry_run:
+        await announce_stale(client, report, found_by, stale_age, settings.task_queue)
+    return report
+
+
+def print_summary(report: Report, dry_run: bool) -> None:
+    table = Table(title="Backfill (dry run)" if dry_run else "Backfill", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = [
+        ("read", report.read),
+        ("matched", report.matched),
+        ("would start" if dry_run else "started", report.started),
+        ("already known", report.already_known),
+        ("unmatched", report.unmatched),
+        ("invalid", report.invalid),
+    ]
+    if report.stale:
+        rows.append(("stale (digest only, no DM)", report.stale))
+    for name, value in rows:
+        table.add_row(name, f"{value:,}")
+    out.print(table)
+    if dry_run and report.would_start:
+        out.print("[bold]Would start:[/]")
+        for event_id in report.would_start[:SHOWN]:
+            out.print(f"  {event_id}")
+        if len(report.would_start) > SHOWN:
+            out.print(f"  ... and {len(report.would_start) - SHOWN} more")
+    if report.invalid_records:
+        out.print("[bold red]Invalid:[/]")
+        for problem in report.invalid_records[:SHOWN]:
+            out.print(f"  {problem.where}: {problem.reason}", markup=False, highlight=False)
+        if len(report.invalid_records) > SHOWN:
+            out.print(f"  ... and {len(report.invalid_records) - SHOWN} more (use --json)")
