@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from datetime import timedelta
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     changes = asyncio.run(setup(settings, timedelta(days=args.retention_days), args.wait))
     for change in changes or [f"namespace {settings.temporal_namespace}: nothing to do"]:
         log.info("%s", change)
+    # A short-lived Temporal client process can abort while the interpreter finalizes, after
+    # its work is done (temporalio/sdk-python#300): a job runner would report a failed setup.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
