@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import temporal_cli, temporal_test_server
+from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes
 
@@ -22,6 +23,7 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SECURITY_CHANNEL = "C0SECURITY"
 SLACK_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
+PAPERTRAIL_TOKEN = "pt-token"
 
 
 def free_port() -> int:
@@ -111,3 +113,25 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     async with env:
         yield env
+
+
+@pytest.fixture(scope="session")
+async def fake_papertrail_server() -> AsyncIterator[tuple[FakePapertrail, str]]:
+    fake = FakePapertrail(token=PAPERTRAIL_TOKEN)
+    async with ServedApp(create_fake_papertrail_app(fake)) as served:
+        yield fake, served.url + "/api/v1/"
+
+
+@pytest.fixture
+def fake_papertrail(
+    fake_papertrail_server: tuple[FakePapertrail, str],
+) -> Iterator[FakePapertrail]:
+    fake, _ = fake_papertrail_server
+    fake.reset()
+    fake.scan_budget = 1_000_000
+    yield fake
+
+
+@pytest.fixture
+def papertrail_url(fake_papertrail_server: tuple[FakePapertrail, str]) -> str:
+    return fake_papertrail_server[1]
