@@ -58,7 +58,7 @@ def decode_awslogs(payload: Any) -> dict[str, Any]:
 
 def parse_cloudwatch(payload: Any) -> list[ParsedItem]:
     """The wire form (`awslogs.data`) or, as SNS relays and exports hold it, the decoded form."""
-    if isinstance(payload, dict) and "awslogs" in payload:
+    if not (isinstance(payload, dict) and "messageType" in payload):
         payload = decode_awslogs(payload)
     return parse_subscription(payload)
 

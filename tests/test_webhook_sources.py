@@ -1,0 +1,439 @@
+"""Every source over HTTP against the real dev server: CloudWatch, SNS (signatures checked with a
+locally generated key and certificate, no network), EventBridge, generic JSON/NDJSON; bad input
+answered with a reason, bad batch members reported by index while the rest proceed, and
+unrecognised records reviewed in the security channel once per shape per hour."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from powertrip.config import config_from_mapping
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.settings import Settings
+from powertrip.sources.cloudwatch import encode_awslogs
+from powertrip.sources.sns import SnsMessage, SnsVerifier, string_to_sign
+from powertrip.unrecognised import UNMATCHED
+from tests.conftest import SECURITY_CHANNEL, ServedApp
+from tests.harness import CONFIG_YAML, eventually, make_settings, running_worker
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:powertrip-logs"
+CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
+SUBSCRIBE_URL = (
+    "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn="
+    + TOPIC
+    + "&Token=abc"
+)
+EXTRA = """
+rule_packs: [sshd, sudo, cloudtrail, custom-example]
+sources:
+  eventbridge: {ignore_unmatched: true}
+"""
+
+
+@dataclass
+class FakeAws:
+    """Serves the signing certificate and subscription confirmations; records every fetch."""
+
+    key: rsa.RSAPrivateKey
+    pem: bytes
+    fetched: list[str] = field(default_factory=list)
+
+    async def get(self, url: str) -> bytes:
+        self.fetched.append(url)
+        return self.pem if url.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
+
+    def sign(self, message: dict[str, Any]) -> dict[str, Any]:
+        unsigned = {**message, "Signature": "x"}
+        digest = hashes.SHA1() if message["SignatureVersion"] == "1" else hashes.SHA256()
+        data = string_to_sign(SnsMessage.model_validate(unsigned))
+        signature = self.key.sign(data, padding.PKCS1v15(), digest)
+        return {**message, "Signature": base64.b64encode(signature).decode()}
+
+
+def make_fake_aws() -> FakeAws:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return FakeAws(key=key, pem=cert.public_bytes(serialization.Encoding.PEM))
+
+
+@dataclass
+class Served:
+    http: httpx.AsyncClient
+    settings: Settings
+    aws: FakeAws
+
+
+@pytest.fixture
+async def served(
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+) -> AsyncIterator[Served]:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG_YAML + EXTRA)
+    settings = make_settings(
+        slack_api_url,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        config=config,
+        sns_topic_arns=[TOPIC],
+        webhook_token_sns="sns-secret",
+        webhook_token_json="json-secret",
+    )
+    aws = make_fake_aws()
+    app = create_app(settings)
+    app.state.sns_verifier = SnsVerifier(http_get=aws.get)
+    async with (
+        ServedApp(app) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=20) as http,
+    ):
+        yield Served(http, settings, aws)
+
+
+def bearer(token: str = "hook-secret") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def subscription(*events: dict[str, Any], stream: str = "i-0abc") -> dict[str, Any]:
+    return {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": "/var/log/secure",
+        "logStream": stream,
+        "subscriptionFilters": ["powertrip"],
+        "logEvents": list(events),
+    }
+
+
+def log_event(message: str, event_id: str | None = None) -> dict[str, Any]:
+    return {"id": event_id or unique(), "timestamp": 1795741323000, "message": message}
+
+
+def notification(message: str, version: str = "1", topic: str = TOPIC) -> dict[str, Any]:
+    return {
+        "Type": "Notification",
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": topic,
+        "Subject": "logs",
+        "Message": message,
+        "Timestamp": "2026-11-27T01:02:03.000Z",
+        "SignatureVersion": version,
+        "SigningCertURL": CERT_URL,
+        "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe",
+    }
+
+
+async def post_sns(served: Served, message: dict[str, Any]) -> httpx.Response:
+    return await served.http.post(
+        "/webhooks/sns?token=sns-secret",
+        content=json.dumps(message),
+        headers={
+            "Content-Type": "text/plain; charset=UTF-8",
+            "x-amz-sns-message-type": message["Type"],
+        },
+    )
+
+
+async def test_cloudwatch_batch_started_unmatched_invalid_by_index_then_duplicate(
+    served: Served,
+) -> None:
+    user = f"u{unique()}"
+    good = log_event(
+        f"Nov 27 01:02:03 ip-10-0-0-5 sshd[4242]: Accepted publickey for {user} from "
+        "2001:db8::5 port 50000 ssh2: ED25519 SHA256:k"
+    )
+    noise = log_event("Nov 27 01:02:04 ip-10-0-0-5 systemd[1]: Started Session 7 of user x.")
+    broken = {"timestamp": 1795741323000, "message": "no id"}
+    body = encode_awslogs(subscription(good, noise, broken))
+    response = await served.http.post("/webhooks/cloudwatch", json=body, headers=bearer())
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["started", "unmatched", "invalid"]
+    assert results[0]["event_id"] == f"cloudwatch-{good['id']}"
+    assert results[1]["review"] in ("requested", "already_requested")
+    assert results[2]["index"] == 2 and "id" in results[2]["reason"]
+    assert response.json()["summary"] == {"started": 1, "unmatched": 1, "invalid": 1}
+
+    handle = served.http
+    again = await handle.post("/webhooks/cloudwatch", json=body, headers=bearer())
+    assert again.json()["results"][0]["status"] == "duplicate"
+
+
+async def test_cloudwatch_control_message_and_broken_payloads(served: Served) -> None:
+    control = encode_awslogs({"messageType": "CONTROL_MESSAGE", "logEvents": []})
+    response = await served.http.post("/webhooks/cloudwatch", json=control, headers=bearer())
+    assert response.status_code == 202 and response.json()["results"] == []
+
+    cases = {
+        "base64": {"awslogs": {"data": "not base64!!"}},
+        "gzip": {"awslogs": {"data": base64.b64encode(b"plain, not gzip").decode()}},
+        "awslogs": {"logs": []},
+    }
+    for reason, body in cases.items():
+        response = await served.http.post("/webhooks/cloudwatch", json=body, headers=bearer())
+        assert response.status_code == 400, reason
+        assert reason in response.json()["detail"]
+    unknown = encode_awslogs({"messageType": "SURPRISE"})
+    response = await served.http.post("/webhooks/cloudwatch", json=unknown, headers=bearer())
+    assert response.status_code == 400 and "SURPRISE" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_sns_signed_cloudwatch_notification_is_the_same_event_as_direct(
+    served: Served, version: str
+) -> None:
+    event = log_event(
+        f"Nov 27 01:02:03 web-1 sudo: u{unique()} : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/id"
+    )
+    message = served.aws.sign(
+        notification(json.dumps(encode_awslogs(subscription(event))), version)
+    )
+    response = await post_sns(served, message)
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert (result["status"], result["event_id"]) == ("started", f"cloudwatch-{event['id']}")
+    # The same log event delivered directly: one event, not two.
+    direct = await served.http.post(
+        "/webhooks/cloudwatch", json=encode_awslogs(subscription(event)), headers=bearer()
+    )
+    assert direct.json()["results"][0]["status"] == "duplicate"
+    assert served.aws.fetched.count(CERT_URL) == 1  # fetched once, then cached
+
+
+async def test_sns_rejects_bad_signature_wrong_topic_foreign_cert_and_unknown_type(
+    served: Served,
+) -> None:
+    signed = served.aws.sign(notification("Nov 27 01:02:03 h sshd[1]: hello"))
+    tampered = {**signed, "Message": "Nov 27 01:02:03 h sshd[1]: Accepted password for x"}
+    response = await post_sns(served, tampered)
+    assert response.status_code == 403 and "signature" in response.json()["detail"]
+
+    other_topic = served.aws.sign(notification("x", topic="arn:aws:sns:eu-west-1:666:evil"))
+    response = await post_sns(served, other_topic)
+    assert response.status_code == 403 and "not configured" in response.json()["detail"]
+
+    served.aws.fetched.clear()
+    for url in (
+        "https://sns.eu-west-1.amazonaws.com.evil.example/cert.pem",
+        "http://sns.eu-west-1.amazonaws.com/cert.pem",
+        "https://evil.example/sns.eu-west-1.amazonaws.com/cert.pem",
+    ):
+        forged = served.aws.sign({**notification("x"), "SigningCertURL": url})
+        response = await post_sns(served, forged)
+        assert response.status_code == 403 and "SigningCertURL" in response.json()["detail"]
+    assert served.aws.fetched == []  # refused before any fetch
+
+    unknown = {**notification("x"), "Type": "Surprise"}
+    response = await post_sns(served, unknown)
+    assert response.status_code == 400 and "Surprise" in response.json()["detail"]
+
+    no_token = await served.http.post("/webhooks/sns", content=json.dumps(signed))
+    assert no_token.status_code == 401
+    global_token = await served.http.post(
+        "/webhooks/sns", content=json.dumps(signed), headers=bearer("hook-secret")
+    )
+    assert global_token.status_code == 401  # the SNS endpoint has its own secret
+    basic = base64.b64encode(b"sns:sns-secret").decode()
+    response = await served.http.post(
+        "/webhooks/sns", content=json.dumps(signed), headers={"Authorization": f"Basic {basic}"}
+    )
+    assert response.status_code == 200
+
+
+async def test_sns_subscription_confirmed_only_for_configured_topics(served: Served) -> None:
+    def confirmation(topic: str, url: str = SUBSCRIBE_URL) -> dict[str, Any]:
+        return served.aws.sign(
+            {
+                **notification("You have chosen to subscribe", topic=topic),
+                "Type": "SubscriptionConfirmation",
+                "Token": "abc",
+                "SubscribeURL": url,
+            }
+        )
+
+    served.aws.fetched.clear()
+    response = await post_sns(served, confirmation("arn:aws:sns:eu-west-1:666:evil"))
+    assert response.status_code == 403
+    assert SUBSCRIBE_URL not in served.aws.fetched
+
+    response = await post_sns(served, confirmation(TOPIC, "https://evil.example/confirm"))
+    assert response.status_code == 403 and "SubscribeURL" in response.json()["detail"]
+    assert "https://evil.example/confirm" not in served.aws.fetched
+
+    response = await post_sns(served, confirmation(TOPIC))
+    assert response.status_code == 200
+    assert response.json()["confirmed"] is True
+    assert SUBSCRIBE_URL in served.aws.fetched
+
+
+def cloudtrail_login(event_id: str, user: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "AWS Console Sign In via CloudTrail",
+        "source": "aws.signin",
+        "account": "123456789012",
+        "time": "2026-11-27T01:02:04Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "IAMUser",
+                "arn": f"arn:aws:iam::123456789012:user/{user}",
+                "accountId": "123456789012",
+                "userName": user,
+            },
+            "eventTime": "2026-11-27T01:02:03Z",
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "198.51.100.20",
+            "responseElements": {"ConsoleLogin": "Success"},
+            "additionalEventData": {"MFAUsed": "Yes"},
+            "eventID": event_id,
+            "eventType": "AwsConsoleSignIn",
+            "recipientAccountId": "123456789012",
+        },
+    }
+
+
+async def test_eventbridge_cloudtrail_keyed_by_event_id_and_ignored_unmatched(
+    served: Served,
+) -> None:
+    event_id = str(uuid.uuid4())
+    login = cloudtrail_login(event_id, f"u{unique()}")
+    response = await served.http.post("/webhooks/eventbridge", json=login, headers=bearer())
+    assert response.status_code == 202, response.text
+    [result] = response.json()["results"]
+    assert (result["status"], result["event_id"], result["rule_id"]) == (
+        "started",
+        f"eventbridge-{event_id}",
+        "cloudtrail-console-login",
+    )
+    # A redelivery with a new envelope id is still the same CloudTrail event.
+    redelivered = {**login, "id": str(uuid.uuid4())}
+    batch = [redelivered, {"detail-type": "x", "source": "aws.s3"}]
+    response = await served.http.post("/webhooks/eventbridge", json=batch, headers=bearer())
+    results = response.json()["results"]
+    assert results[0]["status"] == "duplicate"
+    assert results[1]["status"] == "invalid" and "detail" in results[1]["reason"]
+
+    before = UNMATCHED.counts().get("eventbridge", 0)
+    listing = cloudtrail_login(str(uuid.uuid4()), "x")
+    listing["detail"]["eventName"] = "ListBuckets"
+    response = await served.http.post("/webhooks/eventbridge", json=listing, headers=bearer())
+    [result] = response.json()["results"]
+    # This config ignores unmatched EventBridge records: counted, not sent for review.
+    assert (result["status"], result["review"]) == ("unmatched", "ignored")
+    assert UNMATCHED.counts()["eventbridge"] == before + 1
+
+
+async def test_json_and_ndjson_with_their_own_secret(served: Served) -> None:
+    user = f"u{unique()}"
+    line = {"host": "db-1", "program": "breakglass", "message": f"BREAKGLASS user={user}"}
+    response = await served.http.post("/webhooks/json", json=line, headers=bearer())
+    assert response.status_code == 401  # the JSON endpoint has its own secret
+    response = await served.http.post("/webhooks/json", json=line, headers=bearer("json-secret"))
+    assert response.status_code == 202, response.text
+    [result] = response.json()["results"]
+    assert (result["status"], result["rule_id"]) == ("started", "custom-break-glass")
+    again = await served.http.post("/webhooks/json", json=line, headers=bearer("json-secret"))
+    assert again.json()["results"][0]["status"] == "duplicate"  # no id: the content is the id
+
+    ssh = f"Accepted password for {user} from 192.0.2.10 port 2 ssh2"
+    ndjson = "\n".join(
+        [
+            json.dumps({"id": unique(), "event": "vpn.login", "user": user, "ip": "192.0.2.9"}),
+            "{not json",
+            "",
+            json.dumps(
+                {
+                    "id": unique(),
+                    "message": f"Nov 27 01:02:03 web-2 sshd[9]: {ssh}",
+                }
+            ),
+            json.dumps(["not", "an", "object"]),
+        ]
+    )
+    response = await served.http.post(
+        "/webhooks/json",
+        content=ndjson,
+        headers={**bearer("json-secret"), "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 202, response.text
+    by_index = {r["index"]: r for r in response.json()["results"]}
+    assert sorted(by_index) == [0, 1, 3, 4]
+    assert by_index[0]["rule_id"] == "custom-vpn-login"
+    assert by_index[1]["status"] == "invalid" and "line 2" in by_index[1]["reason"]
+    assert by_index[3]["rule_id"] == "sshd-accepted" and by_index[3]["status"] == "started"
+    assert by_index[4]["status"] == "invalid"
+
+
+async def test_unmatched_lines_reviewed_once_per_shape_per_hour(
+    served: Served, dev_env: WorkflowEnvironment, fake_slack: FakeSlack
+) -> None:
+    marker = f"zz{uuid.uuid4().hex[:8]}"  # a shape no other test sends
+
+    def odd(n: int) -> dict[str, Any]:
+        return log_event(f"Nov 27 01:02:0{n} db-{n} pgaudit[{n}]: {marker} role granted to x{n}")
+
+    config = config_from_mapping(
+        {**yaml.safe_load(CONFIG_YAML), "rule_packs": ["sshd"]}, Path.cwd(), "t"
+    )
+    async with running_worker(dev_env.client, served.settings, config):
+        body = encode_awslogs(subscription(odd(1), odd(2), odd(3)))
+        response = await served.http.post("/webhooks/cloudwatch", json=body, headers=bearer())
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == ["unmatched"] * 3
+        assert sorted(r["review"] for r in results) == [
+            "already_requested",
+            "already_requested",
+            "requested",
+        ]
+        assert len({r["review_id"] for r in results}) == 1
+
+        def reviews() -> list[Any]:
+            return [
+                m
+                for m in fake_slack.messages.values()
+                if m.channel == SECURITY_CHANNEL and marker in json.dumps(m.blocks)
+            ]
+
+        [review] = await eventually(reviews, within=20)
+        assert "Unrecognised cloudwatch record" in review.text
+        assert "pgaudit" in json.dumps(review.blocks)
+        later = await served.http.post(
+            "/webhooks/cloudwatch", json=encode_awslogs(subscription(odd(4))), headers=bearer()
+        )
+        assert later.json()["results"][0]["review"] == "already_requested"
+    assert len(reviews()) == 1
