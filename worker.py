@@ -8,6 +8,7 @@ import signal
 import sys
 from datetime import timedelta
 
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -19,8 +20,10 @@ from powertrip import observability
 from powertrip.config import ConfigError, PowertripConfig, load_config
 from powertrip.polling import ensure_poll_schedules
 from powertrip.settings import Settings, SettingsError, load_settings
+from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
+from workflows.digest import ReminderDigestWorkflow, ensure_digest_workflow
 from workflows.poll import PollWorkflow, StaleDigestWorkflow
 from workflows.unrecognised import UnrecognisedEventWorkflow
 
@@ -38,8 +41,12 @@ def security_channel(settings: Settings, config: PowertripConfig) -> str:
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
+    # A 429 waits Slack's Retry-After once in the activity; after that Temporal's retry takes
+    # over (activities/slack.py classifies it with next_retry_delay = Retry-After).
     return AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
     )
 
 
@@ -64,11 +71,13 @@ def build_worker(
             UnrecognisedEventWorkflow,
             PollWorkflow,
             StaleDigestWorkflow,
+            ReminderDigestWorkflow,
         ],
         activities=[
             activities.resolve_recipient,
             activities.post_notification,
             activities.update_message,
+            activities.post_digest,
             polling.poll_papertrail,
             polling.post_poll_alert,
             polling.post_stale_digest,
@@ -98,11 +107,16 @@ async def main() -> None:
     # Polling schedules from the config's `sources.<name>.poll` (cursor and pause state kept).
     for schedule in await ensure_poll_schedules(client, config, settings.task_queue):
         log.info("polling schedule %s is in place", schedule)
+    # Bursts of due reminders are posted as one digest (workflows/digest.py).
+    await ensure_digest_workflow(client, settings.task_queue, config.digest_after)
     slack = slack_client(settings)
     if settings.uses_fake_slack:
         log.warning("no Slack credentials: talking to the fake Slack at %s", settings.slack_api_url)
-    identity = await slack.auth_test()
-    log.info("Slack: connected as %s to %s", identity.get("user"), identity.get("team"))
+    try:
+        identity = await check_slack(slack, config, security_channel(settings, config))
+    except SlackSetupError as exc:
+        sys.exit(f"powertrip worker: {exc}")
+    log.info("Slack: connected as %s to %s", identity.user, identity.team)
 
     worker = build_worker(client, settings, config, slack)
     stop = asyncio.Event()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.slack import SLACK_PERMANENT, PostRequest, SlackActivities, UpdateRequest
@@ -23,7 +23,15 @@ with workflow.unsafe.imports_passed_through():
         PostedMessage,
         TimelineEntry,
     )
+    from powertrip.messages import DigestLine
     from powertrip.models import EventStatus
+    from workflows.digest import (
+        SLOT_TIMEOUT,
+        DueReminder,
+        ReminderDigestWorkflow,
+        ReminderSlot,
+        digest_workflow_id,
+    )
 
 # Slack may be down for hours: keep retrying, but give up each attempt round at the next reminder
 # so the workflow can record the failure and try again in the following cycle.
@@ -35,6 +43,7 @@ SLACK_RETRY = RetryPolicy(
 SLACK_CALL_TIMEOUT = timedelta(seconds=20)
 # workflow.patched ids: each guards a change to the commands this workflow issues (tests/histories).
 PUBLISH_INCIDENT_MESSAGE = "publish-incident-message"
+REMINDER_DIGEST = "reminder-digest"
 # Backfilled stale events (ApprovalInput.stale) skip the DM and reminders.
 STALE_PATCH = "backfill-stale-no-dm"
 
@@ -45,11 +54,17 @@ class ApprovalWorkflow:
     def __init__(self, input: ApprovalInput) -> None:
         self.record = input.carried or EventRecord(event=input.event)
         self.clicks: list[Click] = []
+        self.slot: ReminderSlot | None = None
 
     @workflow.signal
     def decide(self, click: Click) -> None:
         """Durable even with no worker running: the click waits in history."""
         self.clicks.append(click)
+
+    @workflow.signal
+    def reminder_slot(self, slot: ReminderSlot) -> None:
+        """The digest workflow's answer: post your own reminder, or you are in the digest."""
+        self.slot = slot
 
     @workflow.query
     def state(self) -> EventRecord:
@@ -173,6 +188,16 @@ class ApprovalWorkflow:
         # channel sees it once, the rest stay in the thread.
         root = next((m for m in self.record.messages if m.in_security_channel), None)
         reminders = sum(1 for m in self.record.messages if m.kind is MessageKind.REMINDER)
+        if workflow.patched(REMINDER_DIGEST) and await self._in_digest():
+            self.record.timeline.append(
+                TimelineEntry(
+                    what="reminded",
+                    at=workflow.now(),
+                    detail=f"in the digest, waited {int(self._waited())}s",
+                )
+            )
+            self._publish()
+            return
         request = PostRequest(
             record=self.record,
             kind=MessageKind.REMINDER,
@@ -193,6 +218,35 @@ class ApprovalWorkflow:
             )
         )
         self._publish()
+
+    async def _in_digest(self) -> bool:
+        """Ask the task queue's digest workflow whether this reminder goes into a digest."""
+        cycle = workflow.now().isoformat()
+        self.slot = None
+        due = DueReminder(
+            event_id=workflow.info().workflow_id,
+            cycle=cycle,
+            line=DigestLine(
+                event=self.record.event,
+                asked=self.record.asked,
+                incident=self.record.report is not None,
+                waited_seconds=self._waited(),
+            ),
+        )
+        digest = workflow.get_external_workflow_handle(
+            digest_workflow_id(workflow.info().task_queue)
+        )
+        try:
+            await digest.signal(ReminderDigestWorkflow.due, due)
+        except FailureError:
+            return False  # no digest workflow running: remind on our own
+        try:
+            await workflow.wait_condition(
+                lambda: self.slot is not None and self.slot.cycle == cycle, timeout=SLOT_TIMEOUT
+            )
+        except TimeoutError:
+            return False
+        return self.slot is not None and self.slot.in_digest
 
     async def _handle_clicks(self, renotify: timedelta) -> None:
         authority = self.record.authority

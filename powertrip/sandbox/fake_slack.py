@@ -16,18 +16,18 @@ from pydantic import BaseModel, Field
 
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.sandbox.page import PAGE
+from powertrip.slack_checks import SCOPES
 
 # The bot scopes each Web API method needs (the manifest in slack/manifest.yml grants these).
 METHOD_SCOPES: dict[str, str] = {
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
-    "conversations.open": "im:write",
     "conversations.info": "channels:read",
     "users.lookupByEmail": "users:read.email",
     "users.info": "users:read",
     "usergroups.users.list": "usergroups:read",
 }
-ALL_SCOPES = sorted(set(METHOD_SCOPES.values()))
+ALL_SCOPES = sorted(SCOPES)
 
 
 class InjectedFailure(BaseModel):

@@ -1,0 +1,274 @@
+"""What people see in Slack and who may act: message content, reminder threads and digests, the
+security team from a user group, cached directory lookups, start-up checks and the manifest."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip import messages
+from powertrip.approvals import Action, Authority, EventRecord, MessageKind, Recipient
+from powertrip.directory import Identity
+from powertrip.models import EventStatus
+from powertrip.origins import Origins
+from powertrip.pacing import ChannelPacer
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.slack_checks import SCOPES, SlackSetupError, check_slack
+from tests.conftest import SECURITY_CHANNEL, SLACK_TOKEN
+from tests.harness import (
+    click,
+    eventually,
+    make_config,
+    make_event,
+    make_settings,
+    running_worker,
+    state_eventually,
+)
+from tests.test_approval_workflow import buttons, posted_to, start, text_of
+from workflows.approval import ApprovalWorkflow
+from workflows.digest import ensure_digest_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def record_for(actor: str, slack_user: str | None, **event: Any) -> EventRecord:
+    identity = Identity.MAPPED if slack_user else Identity.BOT
+    return EventRecord(
+        event=make_event(actor, **event),
+        recipient=Recipient(
+            identity=identity,
+            slack_user=slack_user,
+            authority=Authority(actor_slack_user=slack_user, security_team=["U0SEC1"]),
+        ),
+    )
+
+
+def block_text(blocks: list) -> str:
+    return text_of(SlackMessage(channel="X", ts="1", blocks=[b.to_dict() for b in blocks]))
+
+
+def test_dm_reads_at_a_glance_with_origin_label_and_relative_time() -> None:
+    record = record_for("alice", "U0ALICE", address="10.8.3.4")
+    origins = Origins({"10.0.0.0/8": "corporate", "10.8.0.0/16": "office VPN"})
+    now = record.event.occurred_at + timedelta(minutes=12)
+    text, blocks = messages.notification(
+        record,
+        MessageKind.FIRST,
+        ui_url="http://ui/namespaces/default/workflows/x",
+        origin=origins.label("10.8.3.4"),
+        now=now,
+    )
+    shown = block_text(blocks)
+    assert "Was this you?" in text
+    for fact in ("alice", "bastion", "10.8.3.4", "office VPN", "12 min ago", "papertrail"):
+        assert fact in shown, fact
+    assert "<http://ui/namespaces/default/workflows/x|Open in Temporal>" in shown
+    actions = next(b.to_dict() for b in blocks if b.type == "actions")["elements"]
+    assert [(a["action_id"], a["text"]["text"], a.get("style")) for a in actions] == [
+        ("approve", "Approve — this was me", "primary"),
+        ("not_me", "Not me", "danger"),
+    ]
+    assert actions[1]["confirm"]["confirm"]["text"] == "Yes, not me"
+    # The button value is only a reference to the event.
+    assert {a["value"] for a in actions} == {record.event.event_id}
+
+
+def test_channel_messages_offer_approve_on_behalf() -> None:
+    bot = record_for("deploy", None)
+    _, blocks = messages.notification(bot, MessageKind.FIRST, in_channel=True)
+    assert buttons(SlackMessage(channel="C", ts="1", blocks=[b.to_dict() for b in blocks])) == [
+        "approve_on_behalf",
+        "not_me",
+    ]
+    person = record_for("alice", "U0ALICE")
+    _, blocks = messages.notification(person, MessageKind.REMINDER, 900, in_channel=True)
+    message = SlackMessage(channel="C", ts="1", blocks=[b.to_dict() for b in blocks])
+    assert buttons(message) == ["approve", "approve_on_behalf", "not_me"]
+    assert "Still unconfirmed after 15m" in text_of(message)
+    assert "Asked: <@U0ALICE>" in text_of(message)
+    assert messages.action_for("approve_on_behalf") is Action.APPROVE
+    with pytest.raises(ValueError):
+        messages.action_for("make_me_admin")
+
+
+async def test_origins_label_most_specific_network_and_reverse_dns_only_when_enabled() -> None:
+    origins = Origins({"10.0.0.0/8": "corporate", "10.8.0.0/16": "office VPN", "::1/128": "me"})
+    assert origins.label("10.8.1.1") == "office VPN"
+    assert origins.label("10.9.1.1") == "corporate"
+    assert origins.label("::1") == "me"
+    assert origins.label("203.0.113.7") is None and origins.label("not-an-ip") is None
+    assert await origins.describe("127.0.0.1") is None  # reverse DNS is off by default
+    resolving = Origins({}, reverse_dns=True)
+    assert await resolving.describe("127.0.0.1") == "localhost"  # from /etc/hosts, offline
+
+
+async def test_pacer_spaces_posts_per_channel_not_across_channels() -> None:
+    pacer = ChannelPacer(0.2)
+    started = time.monotonic()
+    for _ in range(3):
+        async with pacer.turn("C1"):
+            pass
+    async with pacer.turn("C2"):
+        pass
+    elapsed = time.monotonic() - started
+    assert 0.4 <= elapsed < 0.6
+
+
+async def test_bot_event_reminders_thread_under_the_channel_post_first_one_broadcast(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("deploy"), settings.task_queue)
+        [root] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
+        assert buttons(root) == ["approve_on_behalf", "not_me"]
+        assert "bot account" in text_of(root)
+        await time_skipping_env.sleep(timedelta(minutes=46))
+        await state_eventually(handle, lambda r: sum(e.what == "reminded" for e in r.timeline) == 3)
+        reminders = [m for m in posted_to(fake_slack, SECURITY_CHANNEL) if m.ts != root.ts]
+        assert len(reminders) == 3
+        assert all(m.thread_ts == root.ts for m in reminders)
+        assert [m.reply_broadcast for m in reminders] == [True, False, False]
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+        await handle.result()
+    assert all(buttons(m) == [] for m in fake_slack.messages.values())
+
+
+async def test_many_due_reminders_become_one_digest(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    config = make_config(digest_after=2)
+    async with running_worker(time_skipping_env.client, settings, config):
+        await ensure_digest_workflow(time_skipping_env.client, settings.task_queue, 2)
+        events = [make_event("alice") for _ in range(4)]
+        handles = [await start(time_skipping_env, e, settings.task_queue) for e in events]
+        await eventually(lambda: len(posted_to(fake_slack, "D0ALICE")) == 4)
+        await time_skipping_env.sleep(timedelta(minutes=15, seconds=30))
+        for handle in handles:
+            await state_eventually(handle, lambda r: any(e.what == "reminded" for e in r.timeline))
+        channel = posted_to(fake_slack, SECURITY_CHANNEL)
+        assert len(channel) == 1, [text_of(m) for m in channel]
+        digest = text_of(channel[0])
+        assert "4 events still need a decision" in digest
+        assert all(e.event_id in digest for e in events)
+        assert buttons(channel[0]) == []
+        record = await handles[0].query(ApprovalWorkflow.state)
+        assert "in the digest" in (record.timeline[-1].detail or "")
+
+        # Three decided; the one left is reminded on its own, in its own message.
+        for handle in handles[1:]:
+            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+            await handle.result()
+        await time_skipping_env.sleep(timedelta(minutes=15))
+        await state_eventually(
+            handles[0], lambda r: sum(e.what == "reminded" for e in r.timeline) == 2
+        )
+        channel = posted_to(fake_slack, SECURITY_CHANNEL)
+        assert len(channel) == 2
+        assert buttons(channel[1]) == ["approve", "approve_on_behalf", "not_me"]
+        await handles[0].signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await handles[0].result()
+
+
+async def test_security_team_from_a_slack_user_group_and_cached_email_lookups(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    fake_slack.usergroups["S0SECTEAM"] = ["U0BOB"]
+    settings = make_settings(slack_api_url)
+    config = make_config(security_team=[], security_team_group="S0SECTEAM")
+    async with running_worker(time_skipping_env.client, settings, config):
+        # Bob is in the group: he may approve a bot's login on behalf; Mallory may not.
+        handle = await start(time_skipping_env, make_event("deploy"), settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+        record = await handle.result()
+        assert record.decision is not None and record.decision.by == "U0BOB"
+        assert record.authority is not None and record.authority.security_team == ["U0BOB"]
+
+        # Two of bob's own logins: one users.lookupByEmail, the second answered from the cache.
+        for _ in range(2):
+            handle = await start(time_skipping_env, make_event("bob"), settings.task_queue)
+            await state_eventually(handle, lambda r: r.recipient is not None)
+            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+            await handle.result()
+    lookups = [c for c in fake_slack.calls if c["method"] == "users.lookupByEmail"]
+    assert len(lookups) == 1
+    group_calls = [c for c in fake_slack.calls if c["method"] == "usergroups.users.list"]
+    assert len(group_calls) == 1
+
+
+async def test_not_me_incident_mentions_team_and_is_renotified_until_acknowledged(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    config = make_config(security_team=["U0SEC1", "U0SEC2"])
+    async with running_worker(time_skipping_env.client, settings, config):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+        [alert] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
+        assert "<@U0SEC1> <@U0SEC2>" in text_of(alert)
+        # The alert is in the memo at once, so the API accepts its Acknowledge button.
+        record = await state_eventually(handle, lambda r: len(r.messages) == 2)
+        assert record.messages[-1].ts == alert.ts
+        await time_skipping_env.sleep(timedelta(minutes=31))
+        record = await state_eventually(
+            handle, lambda r: sum(e.what == "reminded" for e in r.timeline) == 2
+        )
+        assert record.status is EventStatus.REPORTED
+        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC2"))
+        record = await handle.result()
+    assert record.status is EventStatus.ACKNOWLEDGED
+    assert [e.what for e in record.timeline][-1] == "acknowledged"
+    assert record.decision is not None and record.decision.by == "U0SEC2"
+
+
+async def test_startup_checks_name_what_to_fix(fake_slack: FakeSlack, slack_api_url: str) -> None:
+    config = make_config()
+    slack = AsyncWebClient(token=SLACK_TOKEN, base_url=slack_api_url)
+    identity = await check_slack(slack, config, SECURITY_CHANNEL)
+    assert identity.team == "Powertrip Fake" and "chat:write" in (identity.scopes or [])
+
+    with pytest.raises(SlackSetupError, match="bot token"):
+        await check_slack(
+            AsyncWebClient(token="xoxb-wrong", base_url=slack_api_url), config, SECURITY_CHANNEL
+        )
+    with pytest.raises(SlackSetupError, match=r"C0NOPE.*invite"):
+        await check_slack(slack, config, "C0NOPE")
+    try:
+        fake_slack.scopes = [s for s in SCOPES if s != "users:read.email"]
+        with pytest.raises(SlackSetupError, match=r"lacks scopes users:read\.email"):
+            await check_slack(slack, config, SECURITY_CHANNEL)
+        fake_slack.scopes = [s for s in SCOPES if s != "channels:read"]
+        with pytest.raises(SlackSetupError, match="lacks scope channels:read"):
+            await check_slack(slack, config, SECURITY_CHANNEL)
+    finally:
+        fake_slack.scopes = sorted(SCOPES)
+
+
+def test_manifest_grants_exactly_the_scopes_used_and_points_at_interactions() -> None:
+    manifest = yaml.safe_load((REPO / "slack" / "manifest.yml").read_text())
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == set(SCOPES)
+    interactivity = manifest["settings"]["interactivity"]
+    assert interactivity["is_enabled"] is True
+    assert interactivity["request_url"].endswith("/slack/interactions")
+
+
+def test_digest_lists_each_event_with_wait_and_link() -> None:
+    record = record_for("deploy", None)
+    line = messages.DigestLine(
+        event=record.event, asked="the security channel", waited_seconds=3600, ui_url="http://u/x"
+    )
+    text, blocks = messages.digest([line, line], now=datetime.now(UTC))
+    shown = block_text(blocks)
+    assert "2 events still need a decision" in text
+    assert "waited 1h" in shown and "<http://u/x|" in shown
