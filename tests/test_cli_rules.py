@@ -1,0 +1,94 @@
+"""`powertrip rules test` and `powertrip rules packs`, as a user developing a rule runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from powertrip.cli import app
+from tests.conftest import CORPUS
+
+runner = CliRunner()
+
+
+def test_rules_test_prints_rule_and_event_or_why_not() -> None:
+    result = runner.invoke(
+        app,
+        ["rules", "test", "--pack", "sshd", "--pack", "sudo", str(CORPUS / "beats" / "test.log")],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "line 1: sshd-accepted" in lines[0] and "actor=vagrant" in lines[0]
+    assert "address=10.0.2.2" in lines[0] and "host=localhost" in lines[0]
+    assert "line 4: no rule matched" in lines[3]
+    assert "sshd-accepted: message does not match the regex" in lines[3]
+    assert "sudo-command: program 'sshd' does not match" in lines[3]
+    assert "line 5: sudo-command" in lines[4] and "command='/bin/ls'" in lines[4]
+
+
+def test_expect_fails_naming_the_lines_that_do_not_match() -> None:
+    text = (
+        "# my sshd lines\n"
+        "Accepted password for bob from 2001:db8::1 port 22 ssh2\n"
+        "\n"
+        "Failed password for bob from 2001:db8::1 port 22 ssh2\n"
+    )
+    result = runner.invoke(app, ["rules", "test", "-", "--program", "sshd", "--expect"], input=text)
+    assert result.exit_code == 1
+    assert "1 line(s) expected to match a rule did not: 4" in result.output
+    passing = runner.invoke(
+        app,
+        ["rules", "test", "-", "--program", "sshd", "--expect", "--rule", "sshd-accepted"],
+        input=text.splitlines()[1],
+    )
+    assert passing.exit_code == 0, passing.output
+    wrong_rule = runner.invoke(
+        app,
+        ["rules", "test", "-", "--program", "sshd", "--expect", "--rule", "sudo-command"],
+        input=text.splitlines()[1],
+    )
+    assert wrong_rule.exit_code == 1
+
+
+def test_rules_test_with_a_config_json_events_and_json_output(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "rule_packs: [custom-example]\nrules:\n"
+        "  - id: deploy\n    title: Deploy\n"
+        "    match: {message: 'deployed by (?<who>\\w+)'}\n"
+        "    event: {actor: '{who}', action: deploy}\n"
+    )
+    lines = tmp_path / "lines.txt"
+    lines.write_text(
+        "release 42 deployed by carol\n"
+        + json.dumps({"event": "vpn.login", "user": "bob", "ip": "192.0.2.1"})
+        + "\n"
+    )
+    result = runner.invoke(app, ["rules", "test", "--config", str(config), "--json", str(lines)])
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads(line) for line in result.output.splitlines())
+    assert (first["rule"], first["event"]["actor"]) == ("deploy", "carol")
+    assert (second["rule"], second["event"]["address"]) == ("custom-vpn-login", "192.0.2.1")
+
+
+def test_broken_config_is_reported_with_the_rule_id(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "rules:\n  - id: broken\n    title: t\n    match: {message: '(?<x>'}\n"
+        "    event: {actor: '{x}', action: a}\n"
+    )
+    result = runner.invoke(app, ["rules", "test", "--config", str(config), "-"], input="x\n")
+    assert result.exit_code == 2
+    assert "broken" in result.output and "does not compile" in result.output
+
+
+def test_rules_packs_lists_every_pack_and_what_is_enabled(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("rule_packs: [sshd, cloudtrail]\n")
+    result = runner.invoke(app, ["rules", "packs", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "sshd (enabled)" in result.output and "cloudtrail (enabled)" in result.output
+    assert "sudo (available)" in result.output
+    assert "cloudtrail-assume-admin-role" in result.output
