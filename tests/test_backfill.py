@@ -1,0 +1,321 @@
+"""`powertrip backfill` on the real dev server: the same ids as webhook deliveries (overlaps are
+duplicates), an interrupted run resumed starts only the rest, malformed lines are reported by line
+number, and stale events get one security-channel digest instead of DMs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from powertrip.backfill import Backfill, Report, aiter_chunks, announce_stale, chunked, records
+from powertrip.models import EventStatus
+from powertrip.sandbox.fake_papertrail import FakePapertrail
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.settings import Settings
+from tests.conftest import PAPERTRAIL_TOKEN, SECURITY_CHANNEL, ServedApp
+from tests.harness import CONFIG_YAML, eventually, make_config, make_settings, running_worker
+from workflows.approval import ApprovalWorkflow
+
+POWERTRIP = Path(sys.executable).parent / "powertrip"
+
+
+def syslog(user: str, host: str, port: int, when: datetime | None = None) -> str:
+    stamp = (when or datetime.now(UTC)).strftime("%b %d %H:%M:%S")
+    return (
+        f"{stamp} {host} sshd[{port}]: Accepted publickey for {user} from 203.0.113.7 "
+        f"port {port} ssh2: ED25519 SHA256:abc"
+    )
+
+
+def noise(host: str, n: int) -> str:
+    stamp = datetime.now(UTC).strftime("%b %d %H:%M:%S")
+    return f"{stamp} {host} sshd[{n}]: Connection closed by 198.51.100.{n % 250} port {n} [preauth]"
+
+
+def papertrail_event(provider_id: int, user: str, host: str) -> dict[str, Any]:
+    return {
+        "id": str(provider_id),
+        "received_at": datetime.now(UTC).isoformat(),
+        "generated_at": datetime.now(UTC).isoformat(),
+        "source_name": host,
+        "hostname": host,
+        "program": "sshd",
+        "message": f"Accepted publickey for {user} from 203.0.113.7 port 50000 ssh2",
+    }
+
+
+def cli(
+    settings: Settings, config: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "POWERTRIP_TEMPORAL_ADDRESS": settings.temporal_address,
+        "POWERTRIP_TASK_QUEUE": settings.task_queue,
+        "POWERTRIP_SLACK_SIGNING_SECRET": "x",
+        "POWERTRIP_WEBHOOK_TOKEN": "hook-secret",
+        "POWERTRIP_API_TOKEN": "api-secret",
+        "POWERTRIP_CONFIG": str(config),
+        **(extra_env or {}),
+    }
+    return subprocess.run(
+        [str(POWERTRIP), "backfill", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.stdout.strip(), result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+@pytest.fixture
+def settings(dev_env: WorkflowEnvironment, slack_api_url: str) -> Settings:
+    return make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "powertrip.yaml"
+    path.write_text(CONFIG_YAML)
+    return path
+
+
+async def run_async(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    # The CLI is a real process; keep the session's event loop (and its servers) running.
+    return await asyncio.to_thread(cli, *args, **kwargs)
+
+
+async def test_malformed_lines_are_reported_with_their_line_numbers(
+    settings: Settings, config_file: Path, tmp_path: Path
+) -> None:
+    host = f"web-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "\n".join(
+            [
+                syslog("alice", host, 50001),
+                noise(host, 7),
+                "this is not a syslog line",
+                "",
+                syslog("bob", host, 50002),
+                "<<< garbage >>>",
+            ]
+        )
+        + "\n"
+    )
+    first = await run_async(settings, config_file, str(log), "--json")
+    assert first.returncode == 1, first.stderr  # invalid input is not a silent success
+    report = summary(first)
+    assert {k: report[k] for k in ("read", "matched", "started", "unmatched", "invalid")} == {
+        "read": 5,
+        "matched": 2,
+        "started": 2,
+        "unmatched": 1,
+        "invalid": 2,
+    }
+    assert [p["where"] for p in report["invalid_records"]] == ["line 3", "line 6"]
+
+    again = await run_async(settings, config_file, str(log))
+    assert again.returncode == 1
+    text = again.stdout
+    assert "already known" in text and "line 3: no syslog framing" in text
+    assert "line 6: no syslog framing" in text
+    started_row = next(line for line in text.splitlines() if "started" in line)
+    assert started_row.split()[-2] == "0"
+
+
+async def test_interrupted_backfill_resumed_starts_only_the_rest(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    host = f"db-{uuid.uuid4().hex[:6]}"
+    lines = []
+    for n in range(200):
+        lines.append(syslog(f"user{n % 7}", host, 40000 + n))
+        lines.append(noise(host, n))
+    rules = make_config().rule_set()
+
+    class Interrupted(Exception):
+        pass
+
+    def crash_after_two(part: Report, ordinal: int) -> None:
+        if ordinal == 1:
+            raise Interrupted
+
+    first = Backfill(dev_env.client, rules, settings.task_queue, on_chunk=crash_after_two)
+    with pytest.raises(Interrupted):
+        await first.run(aiter_chunks(chunked(records(lines), size=50)))
+    assert 0 < first.report.started < 200
+
+    second = Backfill(dev_env.client, rules, settings.task_queue)
+    report = await second.run(aiter_chunks(chunked(records(lines), size=50)))
+    assert report.read == 400 and report.matched == 200 and report.unmatched == 200
+    # What the first run started (counted or caught mid-flight) is known; nothing twice.
+    assert report.already_known >= first.report.started
+    assert report.started + report.already_known == 200
+    ids = {e for e in await _event_ids(dev_env.client, rules, lines)}
+    assert len(ids) == 200
+    for event_id in list(ids)[:20]:
+        await dev_env.client.get_workflow_handle(event_id).describe()
+
+
+async def _event_ids(client: Client, rules: Any, lines: list[str]) -> list[str]:
+    ids = []
+    for located in records(lines):
+        assert located.item.raw is not None
+        event = rules.recognise(located.item.raw)
+        if event:
+            ids.append(event.event_id)
+    return ids
+
+
+async def test_backfill_overlapping_webhook_deliveries_creates_nothing_twice(
+    dev_env: WorkflowEnvironment, settings: Settings, config_file: Path, tmp_path: Path
+) -> None:
+    host = f"bastion-{uuid.uuid4().hex[:6]}"
+    base = uuid.uuid4().int % 10**15
+    delivered = [papertrail_event(base + i, "alice", host) for i in range(3)]
+    missed = [papertrail_event(base + 10 + i, "bob", host) for i in range(2)]
+    async with ServedApp(create_app(settings)) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
+            response = await http.post(
+                "/webhooks/papertrail",
+                json={"events": delivered},
+                headers={"Authorization": "Bearer hook-secret"},
+            )
+    assert response.status_code == 202
+    assert [r["status"] for r in response.json()["results"]] == ["started"] * 3
+
+    # A saved search API answer covering the webhook's period and the missed events after it.
+    export = tmp_path / "papertrail-search.json"
+    export.write_text(
+        json.dumps({"events": delivered + missed, "reached_beginning": True}, indent=2)
+    )
+
+    dry = summary(await run_async(settings, config_file, str(export), "--dry-run", "--json"))
+    assert (dry["started"], dry["already_known"]) == (2, 3)
+    assert dry["would_start"] == [f"papertrail-{e['id']}" for e in missed]
+    for event in missed:  # a dry run starts nothing
+        with pytest.raises(Exception, match="not found"):
+            await dev_env.client.get_workflow_handle(f"papertrail-{event['id']}").describe()
+
+    real = summary(await run_async(settings, config_file, str(export), "--json"))
+    assert (real["read"], real["started"], real["already_known"]) == (5, 2, 3)
+    # One workflow per Papertrail id, whichever path saw it first.
+    for event in delivered + missed:
+        handle = dev_env.client.get_workflow_handle(f"papertrail-{event['id']}")
+        assert (await handle.describe()).id == f"papertrail-{event['id']}"
+
+    # papertrail-cli --json / NDJSON of the same events: all duplicates now.
+    ndjson = tmp_path / "papertrail.ndjson"
+    ndjson.write_text("".join(json.dumps(e) + "\n" for e in delivered + missed))
+    again = summary(await run_async(settings, config_file, str(ndjson), "--json"))
+    assert (again["started"], again["already_known"]) == (0, 5)
+
+
+async def test_papertrail_api_backfill_between_since_and_until(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    config_file: Path,
+    fake_papertrail: FakePapertrail,
+    papertrail_url: str,
+) -> None:
+    host = f"api-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    fake_papertrail.add(
+        f"Accepted publickey for alice from 203.0.113.7 port 1 ssh2 ({host})",
+        hostname=host,
+        received_at=now - timedelta(days=3),
+    )
+    inside = [
+        fake_papertrail.add(
+            f"Accepted publickey for bob from 203.0.113.7 port {i} ssh2",
+            hostname=host,
+            received_at=now - timedelta(minutes=30 + i),
+        )
+        for i in range(4)
+    ]
+    for i in range(20):
+        fake_papertrail.add(f"session closed {i}", received_at=now - timedelta(minutes=40))
+    env = {
+        "POWERTRIP_PAPERTRAIL_API_TOKEN": PAPERTRAIL_TOKEN,
+        "POWERTRIP_PAPERTRAIL_API_URL": papertrail_url,
+    }
+    args = ("--source", "papertrail", "--since", "2h", "--until", now.isoformat(), "--json")
+    first = summary(await run_async(settings, config_file, *args, extra_env=env))
+    assert (first["read"], first["matched"], first["started"]) == (24, 4, 4)
+    assert all(r["tail"] == "false" for r in fake_papertrail.requests)
+    for event in inside:
+        await dev_env.client.get_workflow_handle(f"papertrail-{event.id}").describe()
+    second = summary(await run_async(settings, config_file, *args, extra_env=env))
+    assert (second["started"], second["already_known"]) == (0, 4)
+
+
+async def test_stale_events_get_one_channel_digest_and_no_dm(
+    dev_env: WorkflowEnvironment, settings: Settings, fake_slack: FakeSlack
+) -> None:
+    host = f"old-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    lines = [
+        syslog("alice", host, 61001, now - timedelta(days=10)),
+        syslog("alice", host, 61002, now - timedelta(days=9)),
+        syslog("alice", host, 61003, now - timedelta(minutes=5)),
+    ]
+    rules = make_config().rule_set()
+    async with running_worker(dev_env.client, settings):
+        backfill = Backfill(
+            dev_env.client, rules, settings.task_queue, stale_before=now - timedelta(days=7)
+        )
+        report = await backfill.run(aiter_chunks(chunked(records(lines, now=now))))
+        assert (report.started, report.stale) == (3, 2)
+        digest_id = await announce_stale(
+            dev_env.client, report, "backfill of auth.log", timedelta(days=7), settings.task_queue
+        )
+        assert digest_id is not None
+        await dev_env.client.get_workflow_handle(digest_id).result()
+        # Announcing the same events again (a retried run) posts nothing more.
+        assert (
+            await announce_stale(
+                dev_env.client,
+                report,
+                "backfill of auth.log",
+                timedelta(days=7),
+                settings.task_queue,
+            )
+            == digest_id
+        )
+
+        dms = await eventually(
+            lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
+        )
+        channel = [m for m in fake_slack.messages.values() if m.channel == SECURITY_CHANNEL]
+        stale_ids = [e.event_id for e in report.stale_events]
+        for event_id in stale_ids:
+            record = await dev_env.client.get_workflow_handle(event_id).query(
+                ApprovalWorkflow.state
+            )
+            assert record.status is EventStatus.PENDING
+            assert [t.what for t in record.timeline][-1] == "stale"
+    [fresh] = set(await _event_ids(dev_env.client, rules, lines)) - set(stale_ids)
+    assert len(dms) == 1 and fresh in json.dumps(dms[0].blocks)
+    assert len(channel) == 1
+    digest = json.dumps(channel[0].blocks)
+    assert "2 stale events" in digest and all(i in digest for i in stale_ids)
