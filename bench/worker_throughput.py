@@ -1,0 +1,208 @@
+"""How many events per second does one Powertrip worker carry through their whole life? Each event:
+start, look up who to ask, DM them (fake Slack over HTTP), the click, mark the message decided.
+The baseline, in the same run on the same server and worker settings, is Temporal's floor here:
+workflows that run one no-op activity and finish.
+
+    .venv/bin/python bench/worker_throughput.py [--events 300] [--rounds 2]
+
+Local dev server with a SQLite file in WAL mode (as `powertrip dev` runs it), one worker with
+default options, the fake Slack served by uvicorn in this process. Printed: events/s for the
+notify phase (start -> DM posted) and for the full lifecycle, and their ratio to the baseline.
+The README's "Scaling" section quotes these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from powertrip.approvals import Action, Click  # noqa: E402
+from powertrip.binaries import temporal_cli  # noqa: E402
+from powertrip.config import config_from_mapping  # noqa: E402
+from powertrip.ingest import ResultStatus, start_approval  # noqa: E402
+from powertrip.models import RawEvent  # noqa: E402
+from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app  # noqa: E402
+from powertrip.settings import Settings  # noqa: E402
+from powertrip.temporal import SEARCH_ATTRIBUTES  # noqa: E402
+from worker import build_worker, slack_client  # noqa: E402
+from workflows.approval import ApprovalWorkflow  # noqa: E402
+
+USERS = 200
+TOKEN = "xoxb-bench"
+CHANNEL = "C0SECURITY"
+START_CONCURRENCY = 64
+
+
+@activity.defn
+async def noop(n: int) -> int:
+    return n
+
+
+@workflow.defn(sandboxed=False)
+class Baseline:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        return await workflow.execute_activity(
+            noop, n, start_to_close_timeout=timedelta(seconds=30)
+        )
+
+
+async def gather_bounded(coros: list[Any], limit: int = START_CONCURRENCY) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(coro: Any) -> Any:
+        async with gate:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def baseline(client: Client, count: int) -> float:
+    task_queue = f"base-{uuid.uuid4().hex[:6]}"
+    async with Worker(client, task_queue=task_queue, workflows=[Baseline], activities=[noop]):
+        began = time.perf_counter()
+        handles = await gather_bounded(
+            [
+                client.start_workflow(
+                    Baseline.run, n, id=f"base-{uuid.uuid4().hex}", task_queue=task_queue
+                )
+                for n in range(count)
+            ]
+        )
+        await gather_bounded([h.result() for h in handles], 256)
+        return count / (time.perf_counter() - began)
+
+
+async def approvals(
+    client: Client, fake: FakeSlack, slack_url: str, count: int
+) -> tuple[float, float]:
+    """(events/s from start to DM, events/s from start to decided and updated)."""
+    config = config_from_mapping(
+        {
+            "security_channel": CHANNEL,
+            "security_team": ["U0SEC1"],
+            "users": {f"user{n:03d}": {"slack": f"U{n:05d}"} for n in range(USERS)},
+        },
+        ROOT,
+        "bench config",
+    )
+    rules = config.rule_set()
+    settings = Settings(
+        temporal_address=client.service_client.config.target_host,
+        task_queue=f"bench-{uuid.uuid4().hex[:6]}",
+        slack_bot_token=TOKEN,
+        slack_api_url=slack_url,
+        slack_signing_secret="bench",
+        webhook_token="bench",
+        api_token="bench",
+    )
+    run = uuid.uuid4().hex[:8]
+    events = []
+    for n in range(count):
+        raw = RawEvent(
+            source="papertrail",
+            provider_id=f"{run}-{n}",
+            received_at=datetime.now(UTC),
+            host=f"bastion-{n % 20}",
+            program="sshd",
+            message=f"Accepted publickey for user{n % USERS:03d} from 203.0.113.9 port 5{n} ssh2",
+        )
+        event = rules.recognise(raw)
+        assert event is not None
+        events.append(event)
+    fake.reset()
+    async with build_worker(client, settings, config, slack_client(settings)):
+        began = time.perf_counter()
+        statuses = await gather_bounded(
+            [start_approval(client, e, settings.task_queue) for e in events]
+        )
+        assert all(s is ResultStatus.STARTED for s in statuses)
+        # The fake Slack records messages; it has no event to wait on.
+        while sum(m.channel.startswith("D") for m in list(fake.messages.values())) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        notified = time.perf_counter() - began
+        handles = [client.get_workflow_handle_for(ApprovalWorkflow.run, e.event_id) for e in events]
+        await gather_bounded(
+            [
+                h.signal(
+                    ApprovalWorkflow.decide,
+                    Click(action=Action.APPROVE, user=f"U{n % USERS:05d}", at=datetime.now(UTC)),
+                )
+                for n, h in enumerate(handles)
+            ]
+        )
+        await gather_bounded([h.result() for h in handles], 256)
+        finished = time.perf_counter() - began
+    return count / notified, count / finished
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    fake = FakeSlack(token=TOKEN, channels=[CHANNEL])
+    for n in range(USERS):
+        fake.users[f"U{n:05d}"] = FakeUser(id=f"U{n:05d}", name=f"user{n:03d}")
+    fake.users["U0SEC1"] = FakeUser(id="U0SEC1", name="sec1")
+    slack = uvicorn.Server(
+        uvicorn.Config(create_fake_slack_app(fake), host="127.0.0.1", port=0, log_level="warning")
+    )
+    serving = asyncio.create_task(slack.serve())
+    while not slack.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
+        await asyncio.sleep(0.01)
+    slack_url = f"http://127.0.0.1:{slack.servers[0].sockets[0].getsockname()[1]}/api/"
+    with tempfile.TemporaryDirectory() as folder:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(temporal_cli()),
+            dev_server_database_filename=str(Path(folder) / "bench.db"),
+            search_attributes=SEARCH_ATTRIBUTES,
+            data_converter=pydantic_data_converter,
+            dev_server_extra_args=[
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
+            ],
+        )
+        async with env:
+            await baseline(env.client, 50)  # warm up
+            base: list[float] = []
+            notify: list[float] = []
+            full: list[float] = []
+            for _ in range(args.rounds):
+                # Interleaved, so a growing database weighs on both sides alike.
+                base.append(await baseline(env.client, args.events))
+                to_dm, to_done = await approvals(env.client, fake, slack_url, args.events)
+                notify.append(to_dm)
+                full.append(to_done)
+    slack.should_exit = True
+    await serving
+    b = statistics.median(base)
+    dm, done = statistics.median(notify), statistics.median(full)
+    print(f"one worker, {args.events} events x {args.rounds} rounds (medians), dev server + WAL")
+    print(f"  baseline: 1-activity workflows       {b:7.1f} /s")
+    print(f"  events:   start -> DM posted          {dm:7.1f} /s   ratio {dm / b:.2f}")
+    print(f"  events:   start -> approved, updated  {done:7.1f} /s   ratio {done / b:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
