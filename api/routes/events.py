@@ -6,11 +6,14 @@ with no worker running and for events long finished (until the namespace retenti
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ApiAuth, SettingsDep, TemporalDep
 from powertrip.durations import parse_duration
@@ -51,6 +54,27 @@ BAD_INPUT: dict[int | str, dict[str, Any]] = {
 }
 
 
+@contextmanager
+def _temporal_errors() -> Iterator[None]:
+    """Temporal throttles visibility per namespace (`frontend.namespaceRPS.visibility`): tell the
+    caller to retry rather than fail with a 500."""
+    try:
+        yield
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"Temporal visibility is rate limited: {exc.message}; retry shortly",
+                headers={"Retry-After": "1"},
+            ) from exc
+        raise
+
+
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "Temporal throttled the lookup; retry after a second."}
+}
+
+
 def _ui(settings: Settings) -> Ui:
     return Ui(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
 
@@ -62,6 +86,7 @@ def _ui(settings: Settings) -> Ui:
     responses={
         **AUTH_ERROR,
         **BAD_INPUT,
+        **UNAVAILABLE,
         400: {"model": Problem, "description": "`page_token` is not one issued for these filters."},
     },
 )
@@ -106,7 +131,8 @@ async def get_events(
             since=since,
             until=until,
         )
-        return await list_events(temporal, filters, _ui(settings), page_size, page_token)
+        with _temporal_errors():
+            return await list_events(temporal, filters, _ui(settings), page_size, page_token)
     except PageTokenError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     except RecordError as exc:
@@ -117,11 +143,16 @@ async def get_events(
     "/events/{event_id}",
     response_model=EventView,
     summary="One event: its decision, timeline and Temporal UI links",
-    responses={**AUTH_ERROR, 404: {"model": Problem, "description": "No such event."}},
+    responses={
+        **AUTH_ERROR,
+        **UNAVAILABLE,
+        404: {"model": Problem, "description": "No such event."},
+    },
 )
 async def get_event(event_id: str, temporal: TemporalDep, settings: SettingsDep) -> EventView:
     """Readable while the event is pending and after it is decided (from the workflow's memo)."""
-    view = await show_event(temporal, event_id, _ui(settings))
+    with _temporal_errors():
+        view = await show_event(temporal, event_id, _ui(settings))
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r}")
     return view
@@ -131,7 +162,7 @@ async def get_event(event_id: str, temporal: TemporalDep, settings: SettingsDep)
     "/approvals/match",
     response_model=MatchAnswer,
     summary="HIDS: was this user's login on this host around this time approved?",
-    responses={**AUTH_ERROR, **BAD_INPUT},
+    responses={**AUTH_ERROR, **BAD_INPUT, **UNAVAILABLE},
 )
 async def match_approval(
     temporal: TemporalDep,
@@ -148,7 +179,7 @@ async def match_approval(
         HostMatch | None,
         Query(description="`short` (first label) or `fqdn`; default `POWERTRIP_HOST_MATCH`."),
     ] = None,
-) -> MatchAnswer:
+) -> Response:
     """Always 200 with an answer. `events` are every event of this user on this host within the
     window, nearest to `at` first; `answer` is the nearest one's status, except that a *Not me*
     anywhere in the window makes it `reported`. `approved` is true only for `answer: approved`.
@@ -161,6 +192,10 @@ async def match_approval(
             window=parse_duration(window),
             host_match=host_match or settings.host_match,
         )
-        return await match(temporal, question, _ui(settings))
+        with _temporal_errors():
+            answer = await match(temporal, question, _ui(settings))
     except (RecordError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from exc
+    # Already a validated MatchAnswer: skip FastAPI's second validation pass (the HIDS's hot
+    # path; `response_model` still documents it).
+    return Response(answer.model_dump_json(), media_type="application/json")
