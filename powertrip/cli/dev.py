@@ -92,7 +92,7 @@ def dev(
         return process
 
     def stop_all(*_: object) -> None:
-        for _, process in reversed(processes):
+        for _name, process in reversed(processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for name, process in reversed(processes):
