@@ -236,7 +236,10 @@ def test_commands_run_modules_that_exist() -> None:
     for name in POWERTRIP:
         command = SERVICES[name]["command"]
         assert command[:2] == ["python", "-m"], name
-        assert importlib.util.find_spec(command[2]) is not None, f"{name}: no module {command[2]}"
+        spec = importlib.util.find_spec(command[2])
+        assert spec is not None, f"{name}: no module {command[2]}"
+        if spec.submodule_search_locations:  # a package runs its __main__
+            assert importlib.util.find_spec(f"{command[2]}.__main__"), f"{name}: no __main__"
     schema = SERVICES["temporal-schema"]["command"][0]
     assert schema == "/scripts/temporal-schema.sh"
     assert (REPO / "deploy" / "temporal-schema.sh").read_text().startswith("#!/bin/sh")
