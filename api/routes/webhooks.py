@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
-from temporalio.client import Client
 
 from api.body import decode_payload, read_capped
 from api.deps import ConfigDep, RulesDep, SettingsDep, TemporalDep, webhook_auth
-from powertrip.config import PowertripConfig
 from powertrip.ingest import ItemResult, process
-from powertrip.rules import RuleSet
-from powertrip.settings import Settings
 from powertrip.sources import ParsedItem, PayloadError
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import parse_eventbridge
@@ -53,30 +50,60 @@ class SnsResponse(WebhookResponse):
     confirmed: bool = False
 
 
-def _ignored_sources(config: PowertripConfig) -> frozenset[str]:
-    return frozenset(name for name, options in config.sources.items() if options.ignore_unmatched)
+class Ingest:
+    """One webhook request's path: capped body, the source's parser, then the shared ingest."""
+
+    def __init__(
+        self,
+        request: Request,
+        settings: SettingsDep,
+        config: ConfigDep,
+        rules: RulesDep,
+        temporal: TemporalDep,
+    ) -> None:
+        self.request = request
+        self.settings = settings
+        self.config = config
+        self.rules = rules
+        self.temporal = temporal
+
+    async def body(self) -> bytes:
+        return await read_capped(self.request, self.settings.max_body_bytes)
+
+    async def parse(
+        self,
+        parser: Callable[[Any], list[ParsedItem]],
+        invalid_status: int = status.HTTP_400_BAD_REQUEST,
+    ) -> list[ParsedItem]:
+        payload = decode_payload(self.request, await self.body())
+        return parsed_or_4xx(lambda: parser(payload), invalid_status)
+
+    async def run(self, items: list[ParsedItem]) -> WebhookResponse:
+        ignored = frozenset(
+            name for name, options in self.config.sources.items() if options.ignore_unmatched
+        )
+        results = await process(
+            self.temporal,
+            self.rules,
+            items,
+            self.settings.task_queue,
+            self.settings.start_concurrency,
+            ignore_unmatched=ignored,
+        )
+        return WebhookResponse(
+            results=results, summary=dict(Counter(r.status.value for r in results))
+        )
 
 
-async def _ingest(
-    items: list[ParsedItem],
-    settings: Settings,
-    config: PowertripConfig,
-    rules: RuleSet,
-    temporal: Client,
-) -> WebhookResponse:
-    results = await process(
-        temporal,
-        rules,
-        items,
-        settings.task_queue,
-        settings.start_concurrency,
-        ignore_unmatched=_ignored_sources(config),
-    )
-    return WebhookResponse(results=results, summary=dict(Counter(r.status.value for r in results)))
+IngestDep = Annotated[Ingest, Depends(Ingest)]
+T = TypeVar("T")
 
 
-def _bad_request(exc: PayloadError) -> HTTPException:
-    return HTTPException(status.HTTP_400_BAD_REQUEST, str(exc))
+def parsed_or_4xx(parse: Callable[[], T], invalid_status: int = 400) -> T:
+    try:
+        return parse()
+    except PayloadError as exc:
+        raise HTTPException(invalid_status, str(exc)) from exc
 
 
 @router.post(
@@ -87,21 +114,11 @@ def _bad_request(exc: PayloadError) -> HTTPException:
     dependencies=[webhook_auth("papertrail")],
     responses={**ERRORS, 422: {"description": "Not a Papertrail search alert"}},
 )
-async def papertrail(
-    request: Request,
-    settings: SettingsDep,
-    config: ConfigDep,
-    rules: RulesDep,
-    temporal: TemporalDep,
-) -> WebhookResponse:
+async def papertrail(ingest: IngestDep) -> WebhookResponse:
     """Papertrail posts `payload=<json>` form-encoded; a plain JSON body of the same shape works
     too. Each event gets its own result: started, duplicate, unmatched or invalid."""
-    body = await read_capped(request, settings.max_body_bytes)
-    try:
-        items = parse_papertrail(decode_payload(request, body))
-    except PayloadError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    return await _ingest(items, settings, config, rules, temporal)
+    items = await ingest.parse(parse_papertrail, status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return await ingest.run(items)
 
 
 @router.post(
@@ -112,22 +129,11 @@ async def papertrail(
     dependencies=[webhook_auth("cloudwatch")],
     responses=ERRORS,
 )
-async def cloudwatch(
-    request: Request,
-    settings: SettingsDep,
-    config: ConfigDep,
-    rules: RulesDep,
-    temporal: TemporalDep,
-) -> WebhookResponse:
+async def cloudwatch(ingest: IngestDep) -> WebhookResponse:
     """`{"awslogs": {"data": base64(gzip(JSON))}}` (what a subscription delivers, e.g. through a
     forwarding Lambda or Firehose HTTP endpoint). Log event ids key the events;
     `CONTROL_MESSAGE`s are answered with no results."""
-    body = await read_capped(request, settings.max_body_bytes)
-    try:
-        items = parse_cloudwatch(decode_payload(request, body))
-    except PayloadError as exc:
-        raise _bad_request(exc) from exc
-    return await _ingest(items, settings, config, rules, temporal)
+    return await ingest.run(await ingest.parse(parse_cloudwatch))
 
 
 def get_sns_verifier(request: Request) -> SnsVerifier:
@@ -148,26 +154,18 @@ def get_sns_verifier(request: Request) -> SnsVerifier:
         403: {"description": "Topic not configured, bad signing certificate URL or signature"},
     },
 )
-async def sns(
-    request: Request,
-    settings: SettingsDep,
-    config: ConfigDep,
-    rules: RulesDep,
-    temporal: TemporalDep,
-) -> SnsResponse:
+async def sns(ingest: IngestDep) -> SnsResponse:
     """Every message's signature is verified; a `SubscriptionConfirmation` is confirmed only for
     a topic in `POWERTRIP_SNS_TOPIC_ARNS`. Notifications may carry CloudWatch Logs subscription
     data, EventBridge events or a plain (syslog) line."""
-    body = await read_capped(request, settings.max_body_bytes)
-    try:
-        message = parse_sns_message(
-            decode_payload(request, body), request.headers.get("x-amz-sns-message-type")
-        )
-    except PayloadError as exc:
-        raise _bad_request(exc) from exc
+    request = ingest.request
+    payload = decode_payload(request, await ingest.body())
+    message = parsed_or_4xx(
+        lambda: parse_sns_message(payload, request.headers.get("x-amz-sns-message-type"))
+    )
     verifier = get_sns_verifier(request)
     try:
-        await verifier.verify(message, settings.sns_topic_arns)
+        await verifier.verify(message, ingest.settings.sns_topic_arns)
     except SnsRejected as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     reply = SnsResponse(type=message.Type, topic=message.TopicArn, results=[])
@@ -181,11 +179,7 @@ async def sns(
         return reply.model_copy(update={"confirmed": True})
     if message.Type == "UnsubscribeConfirmation":
         return reply  # acknowledged; we never resubscribe on our own
-    try:
-        items = parse_notification(message)
-    except PayloadError as exc:
-        raise _bad_request(exc) from exc
-    ingested = await _ingest(items, settings, config, rules, temporal)
+    ingested = await ingest.run(parsed_or_4xx(lambda: parse_notification(message)))
     return reply.model_copy(update={"results": ingested.results, "summary": ingested.summary})
 
 
@@ -197,20 +191,9 @@ async def sns(
     dependencies=[webhook_auth("eventbridge")],
     responses=ERRORS,
 )
-async def eventbridge(
-    request: Request,
-    settings: SettingsDep,
-    config: ConfigDep,
-    rules: RulesDep,
-    temporal: TemporalDep,
-) -> WebhookResponse:
+async def eventbridge(ingest: IngestDep) -> WebhookResponse:
     """One EventBridge event or a list; CloudTrail events are keyed by `detail.eventID`."""
-    body = await read_capped(request, settings.max_body_bytes)
-    try:
-        items = parse_eventbridge(decode_payload(request, body))
-    except PayloadError as exc:
-        raise _bad_request(exc) from exc
-    return await _ingest(items, settings, config, rules, temporal)
+    return await ingest.run(await ingest.parse(parse_eventbridge))
 
 
 @router.post(
@@ -221,27 +204,19 @@ async def eventbridge(
     dependencies=[webhook_auth("json")],
     responses=ERRORS,
 )
-async def generic_json(
-    request: Request,
-    settings: SettingsDep,
-    config: ConfigDep,
-    rules: RulesDep,
-    temporal: TemporalDep,
-) -> WebhookResponse:
+async def generic_json(ingest: IngestDep) -> WebhookResponse:
     """A JSON object, a list, `{"events": [...]}` or NDJSON (one object a line), each
     `{"id", "time", "host", "program", "message", ...fields}`. For example:
     `curl -H "Authorization: Bearer $TOKEN" -d '{"host":"db-1","program":"breakglass",
     "message":"BREAKGLASS user=alice"}' https://powertrip.example.com/webhooks/json`."""
-    body = await read_capped(request, settings.max_body_bytes)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if content_type in NDJSON_TYPES or _looks_like_ndjson(body):
-            items = parse_ndjson(body)
-        else:
-            items = parse_generic(decode_payload(request, body))
-    except PayloadError as exc:
-        raise _bad_request(exc) from exc
-    return await _ingest(items, settings, config, rules, temporal)
+    body = await ingest.body()
+    content_type = ingest.request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in NDJSON_TYPES or _looks_like_ndjson(body):
+        items = parsed_or_4xx(lambda: parse_ndjson(body))
+    else:
+        payload = decode_payload(ingest.request, body)
+        items = parsed_or_4xx(lambda: parse_generic(payload))
+    return await ingest.run(items)
 
 
 def _looks_like_ndjson(body: bytes) -> bool:
