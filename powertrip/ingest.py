@@ -24,7 +24,7 @@ from powertrip.hosts import host_key
 from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem
-from powertrip.unrecognised import UNMATCHED, request_review
+from powertrip.unrecognised import UNMATCHED, message_shape, request_review
 from workflows.approval import ApprovalWorkflow
 
 
@@ -129,6 +129,13 @@ async def process(
     sent for review (one request per message shape per hour).
     """
     gate = asyncio.Semaphore(concurrency)
+    # One review request per shape per batch: a backfill chunk of noise lines shares a handful
+    # of shapes, and asking Temporal once per line would make reviews the bottleneck.
+    reviews: dict[tuple[str, str], asyncio.Task[tuple[str, bool]]] = {}
+
+    async def ask_review(raw: RawEvent) -> tuple[str, bool]:
+        async with gate:
+            return await request_review(client, raw, task_queue)
 
     async def unmatched(index: int, raw: RawEvent) -> ItemResult:
         UNMATCHED.record(raw.source)
@@ -137,9 +144,12 @@ async def process(
         )
         if raw.source in ignore_unmatched:
             return result.model_copy(update={"review": "ignored"})
-        async with gate:
-            review_id, new = await request_review(client, raw, task_queue)
-        review = "requested" if new else "already_requested"
+        key = (raw.source, message_shape(raw))
+        first = key not in reviews
+        if first:
+            reviews[key] = asyncio.create_task(ask_review(raw))
+        review_id, new = await reviews[key]
+        review = "requested" if new and first else "already_requested"
         return result.model_copy(update={"review": review, "review_id": review_id})
 
     async def one(item: ParsedItem) -> ItemResult:
