@@ -46,6 +46,7 @@ class PollActivities:
         temporal_ui_url: str | None = None,
         namespace: str = "default",
         concurrency: int = 64,
+        ignore_unmatched: frozenset[str] = frozenset(),
     ) -> None:
         self.client = client
         self.rules = rules
@@ -56,6 +57,7 @@ class PollActivities:
         self.temporal_ui_url = temporal_ui_url
         self.namespace = namespace
         self.concurrency = concurrency
+        self.ignore_unmatched = ignore_unmatched
 
     @classmethod
     def from_settings(
@@ -82,6 +84,7 @@ class PollActivities:
             settings.temporal_ui_url,
             settings.temporal_namespace,
             settings.start_concurrency,
+            frozenset(name for name, options in config.sources.items() if options.ignore_unmatched),
         )
 
     @activity.defn
@@ -123,6 +126,7 @@ class PollActivities:
             self.task_queue,
             self.concurrency,
             stale_before=now - timedelta(seconds=options.stale_after_seconds),
+            ignore_unmatched=self.ignore_unmatched,
             on_chunk=done,
         )
         try:

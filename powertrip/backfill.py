@@ -30,7 +30,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from powertrip.ingest import ItemResult, ResultStatus, process
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
-from powertrip.sources import ParsedItem
+from powertrip.sources import ParsedItem, PayloadError
+from powertrip.sources.cloudwatch import parse_cloudwatch, parse_subscription
+from powertrip.sources.generic import parse_generic
 from powertrip.sources.papertrail import parse_papertrail
 from powertrip.sources.papertrail_api import PapertrailSearch, Window, newer
 from powertrip.syslog import parse_syslog_line
@@ -231,10 +233,44 @@ def _from_tsv(line: str, number: int) -> Iterator[Located]:
         yield Located(item, line=number)
 
 
+_PAPERTRAIL_KEYS = frozenset(
+    {"source_name", "display_received_at", "generated_at", "source_id", "hostname", "received_at"}
+)
+
+
 def _is_papertrail_event(value: dict[str, Any]) -> bool:
-    return "id" in value and bool(
-        {"source_name", "display_received_at", "generated_at", "source_id"} & value.keys()
+    return "id" in value and bool(_PAPERTRAIL_KEYS & value.keys())
+
+
+def _is_cloudwatch_export_event(value: dict[str, Any]) -> bool:
+    """A member of `aws logs filter-log-events` output."""
+    return "eventId" in value and "timestamp" in value
+
+
+def _cloudwatch_export(value: dict[str, Any]) -> list[ParsedItem]:
+    """An exported event is the same event a subscription delivers: `eventId` is `logEvents[].id`,
+    so a backfill from an export and the webhook share workflow ids."""
+    return parse_subscription(
+        {
+            "messageType": "DATA_MESSAGE",
+            "logGroup": value.get("logGroupName"),
+            "logStream": value.get("logStreamName"),
+            "logEvents": [
+                {
+                    "id": value["eventId"],
+                    "timestamp": value["timestamp"],
+                    "message": value.get("message"),
+                }
+            ],
+        }
     )
+
+
+def _parsed(parse: Callable[[Any], list[ParsedItem]], value: Any) -> list[ParsedItem]:
+    try:
+        return parse(value)
+    except PayloadError as exc:
+        return [ParsedItem(index=0, error=str(exc))]
 
 
 def _from_json(value: Any, line: int | None, source: str) -> Iterator[Located]:
@@ -247,19 +283,24 @@ def _from_json(value: Any, line: int | None, source: str) -> Iterator[Located]:
     if not isinstance(value, dict):
         yield Located(ParsedItem(index=0, error="expected a JSON object"), line=line)
         return
-    if isinstance(value.get("events"), list):
-        for member, item in enumerate(parse_papertrail(value)):
-            yield Located(item, line=line, member=member)
+    if "awslogs" in value or "messageType" in value:
+        for item in _parsed(parse_cloudwatch, value):
+            yield Located(item, line=line, member=item.index)
         return
-    if _is_papertrail_event(value):
-        for item in parse_papertrail({"events": [value]}):
-            yield Located(item, line=line)
+    events = value.get("events")
+    if isinstance(events, list):
+        for member, element in enumerate(events):
+            for located in _from_json(element, line, source):
+                yield Located(located.item, line=line, member=member)
         return
-    reason = (
-        "not a recognised event: expected a Papertrail event (`id`, `message`, `source_name`) "
-        "or export (`events`)"
-    )
-    yield Located(ParsedItem(index=0, error=reason), line=line)
+    if _is_cloudwatch_export_event(value):
+        items = _parsed(_cloudwatch_export, value)
+    elif _is_papertrail_event(value):
+        items = _parsed(parse_papertrail, {"events": [value]})
+    else:
+        items = _parsed(parse_generic, value)
+    for item in items:
+        yield Located(item, line=line)
 
 
 def chunked(located: Iterable[Located], size: int = CHUNK) -> Iterator[list[Located]]:
@@ -310,6 +351,7 @@ class Backfill:
     concurrency: int = 64
     stale_before: datetime | None = None
     dry_run: bool = False
+    ignore_unmatched: frozenset[str] = frozenset()  # sources whose unmatched lines need no review
     on_chunk: Callable[[Report, int], Awaitable[None] | None] | None = None
     report: Report = field(default_factory=Report)
 
@@ -354,6 +396,7 @@ class Backfill:
                 self.task_queue,
                 self.concurrency,
                 stale_before=self.stale_before,
+                ignore_unmatched=self.ignore_unmatched,
             )
         part = Report(read=len(chunk))
         for result in results:

@@ -25,6 +25,7 @@ from powertrip.models import EventStatus
 from powertrip.sandbox.fake_papertrail import FakePapertrail
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
+from powertrip.sources.cloudwatch import encode_awslogs
 from tests.conftest import PAPERTRAIL_TOKEN, SECURITY_CHANNEL, ServedApp
 from tests.harness import CONFIG_YAML, eventually, make_config, make_settings, running_worker
 from workflows.approval import ApprovalWorkflow
@@ -319,3 +320,58 @@ async def test_stale_events_get_one_channel_digest_and_no_dm(
     assert len(channel) == 1
     digest = json.dumps(channel[0].blocks)
     assert "2 stale events" in digest and all(i in digest for i in stale_ids)
+
+
+async def test_cloudwatch_export_overlapping_subscription_deliveries(
+    dev_env: WorkflowEnvironment, settings: Settings, config_file: Path, tmp_path: Path
+) -> None:
+    stream = f"i-{uuid.uuid4().hex[:12]}"
+    base = uuid.uuid4().int % 10**20
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+
+    def log_event(n: int) -> dict[str, Any]:
+        stamp = datetime.now(UTC).strftime("%b %d %H:%M:%S")
+        message = (
+            f"{stamp} {stream} sshd[{n}]: Accepted publickey for alice from 203.0.113.7 "
+            f"port {50000 + n} ssh2"
+        )
+        return {"id": str(base + n), "timestamp": now_ms, "message": message}
+
+    delivered = [log_event(n) for n in range(2)]
+    subscription = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": "/var/log/secure",
+        "logStream": stream,
+        "subscriptionFilters": ["powertrip"],
+        "logEvents": delivered,
+    }
+    async with ServedApp(create_app(settings)) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
+            response = await http.post(
+                "/webhooks/cloudwatch",
+                json=encode_awslogs(subscription),
+                headers={"Authorization": "Bearer hook-secret"},
+            )
+    assert response.status_code == 202, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["started"] * 2
+
+    # `aws logs filter-log-events` output for the same stream, including one more event.
+    export = {
+        "events": [
+            {
+                "logStreamName": stream,
+                "timestamp": e["timestamp"],
+                "message": e["message"],
+                "ingestionTime": e["timestamp"] + 5,
+                "eventId": e["id"],
+            }
+            for e in [*delivered, log_event(2)]
+        ],
+        "searchedLogStreams": [{"logStreamName": stream, "searchedCompletely": True}],
+    }
+    path = tmp_path / "filter-log-events.json"
+    path.write_text(json.dumps(export, indent=2))
+    report = summary(await run_async(settings, config_file, str(path), "--json"))
+    assert (report["read"], report["started"], report["already_known"]) == (3, 1, 2)
+    await dev_env.client.get_workflow_handle(f"cloudwatch-{base + 2}").describe()

@@ -211,6 +211,9 @@ async def _run(
         concurrency,
         stale_before=now - stale_age,
         dry_run=dry_run,
+        ignore_unmatched=frozenset(
+            name for name, options in config.sources.items() if options.ignore_unmatched
+        ),
         on_chunk=advance,
     )
     with progress:
