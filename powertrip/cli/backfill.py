@@ -4,6 +4,7 @@ process what the webhooks missed, through the same rules and idempotent workflow
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -134,8 +135,15 @@ def backfill(
         out.print_json(report.model_dump_json(exclude={"stale_events"}))
     else:
         print_summary(report, dry_run)
-    if report.invalid:
-        raise typer.Exit(1)
+    code = 1 if report.invalid else 0
+    if sys.stdout is sys.__stdout__:
+        # The Temporal SDK's threads can abort a short-lived process during interpreter teardown
+        # (temporalio/sdk-python#300), turning success into exit code 134: leave directly.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
 
 
 async def _run(
