@@ -136,7 +136,7 @@ def backfill(
     else:
         print_summary(report, dry_run)
     code = 1 if report.invalid else 0
-    if sys.stdout is sys.__stdout__:
+    if sys.stdout is not None and sys.stdout is sys.__stdout__:
         # The Temporal SDK's threads can abort a short-lived process during interpreter teardown
         # (temporalio/sdk-python#300), turning success into exit code 134: leave directly.
         sys.stdout.flush()
