@@ -139,8 +139,9 @@ def backfill(
     if sys.stdout is not None and sys.stdout is sys.__stdout__:
         # The Temporal SDK's threads can abort a short-lived process during interpreter teardown
         # (temporalio/sdk-python#300), turning success into exit code 134: leave directly.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
         os._exit(code)
     if code:
         raise typer.Exit(code)
