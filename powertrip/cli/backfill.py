@@ -139,9 +139,8 @@ def backfill(
     if sys.stdout is not None and sys.stdout is sys.__stdout__:
         # The Temporal SDK's threads can abort a short-lived process during interpreter teardown
         # (temporalio/sdk-python#300), turning success into exit code 134: leave directly.
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
+        for console in (out, err):
+            console.file.flush()
         os._exit(code)
     if code:
         raise typer.Exit(code)
