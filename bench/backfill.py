@@ -17,23 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from powertrip.backfill import Backfill, aiter_chunks, chunked, records  # noqa: E402
-from powertrip.binaries import temporal_cli  # noqa: E402
 from powertrip.config import load_config  # noqa: E402
+from powertrip.devserver import dev_server_on_disk  # noqa: E402
 from powertrip.ingest import start_approval  # noqa: E402
-from powertrip.temporal import SEARCH_ATTRIBUTES  # noqa: E402
 
 CONCURRENCY = 64
 NOISE = [
@@ -118,25 +115,12 @@ async def main() -> None:
     print(f"rules alone:     {args.lines:,} lines in {parse_s:6.2f}s = {parse_rate:9,.0f} lines/s")
     print(f"                 ({matched:,} logins recognised; target >= 50,000 lines/s)")
 
-    with tempfile.TemporaryDirectory() as folder:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_cli()),
-            dev_server_database_filename=str(Path(folder) / "bench.db"),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_extra_args=[
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-            ],
+    async with dev_server_on_disk() as env:
+        direct_s, direct_n = await direct_starts(
+            env, make_lines(f"d{uuid.uuid4().hex[:6]}", args.lines, args.logins)
         )
-        async with env:
-            direct_s, direct_n = await direct_starts(
-                env, make_lines(f"d{uuid.uuid4().hex[:6]}", args.lines, args.logins)
-            )
-            lines = make_lines(f"b{uuid.uuid4().hex[:6]}", args.lines, args.logins)
-            backfill_s, started = await whole_backfill(env, lines)
+        lines = make_lines(f"b{uuid.uuid4().hex[:6]}", args.lines, args.logins)
+        backfill_s, started = await whole_backfill(env, lines)
     direct_rate = direct_n / direct_s
     line_rate = args.lines / backfill_s
     start_rate = started / backfill_s

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,20 +25,18 @@ from typing import Any
 
 import httpx
 import uvicorn
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.main import create_app  # noqa: E402
-from powertrip.binaries import temporal_cli  # noqa: E402
 from powertrip.config import load_config  # noqa: E402
+from powertrip.devserver import dev_server_on_disk  # noqa: E402
 from powertrip.ingest import start_approval  # noqa: E402
 from powertrip.models import RawEvent  # noqa: E402
 from powertrip.settings import Settings  # noqa: E402
 from powertrip.sources.cloudwatch import encode_awslogs  # noqa: E402
-from powertrip.temporal import SEARCH_ATTRIBUTES  # noqa: E402
 
 TOKEN = "bench-hook-token"
 
@@ -127,21 +124,8 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_cli()),
-            dev_server_database_filename=str(Path(folder) / "bench.db"),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_extra_args=[
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-            ],
-        )
-        async with env:
-            await run(env, args.events, args.rounds)
+    async with dev_server_on_disk() as env:
+        await run(env, args.events, args.rounds)
 
 
 async def run(env: WorkflowEnvironment, count: int, rounds: int) -> None:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -27,21 +26,18 @@ from typing import Any
 import uvicorn
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from powertrip.approvals import Action, Click  # noqa: E402
-from powertrip.binaries import temporal_cli  # noqa: E402
 from powertrip.config import config_from_mapping  # noqa: E402
+from powertrip.devserver import dev_server_on_disk  # noqa: E402
 from powertrip.ingest import ResultStatus, start_approval  # noqa: E402
 from powertrip.models import RawEvent  # noqa: E402
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app  # noqa: E402
 from powertrip.settings import Settings  # noqa: E402
-from powertrip.temporal import SEARCH_ATTRIBUTES  # noqa: E402
 from worker import build_worker, slack_client  # noqa: E402
 from workflows.approval import ApprovalWorkflow  # noqa: E402
 
@@ -170,30 +166,17 @@ async def main() -> None:
     while not slack.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
         await asyncio.sleep(0.01)
     slack_url = f"http://127.0.0.1:{slack.servers[0].sockets[0].getsockname()[1]}/api/"
-    with tempfile.TemporaryDirectory() as folder:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_cli()),
-            dev_server_database_filename=str(Path(folder) / "bench.db"),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_extra_args=[
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-            ],
-        )
-        async with env:
-            await baseline(env.client, 50)  # warm up
-            base: list[float] = []
-            notify: list[float] = []
-            full: list[float] = []
-            for _ in range(args.rounds):
-                # Interleaved, so a growing database weighs on both sides alike.
-                base.append(await baseline(env.client, args.events))
-                to_dm, to_done = await approvals(env.client, fake, slack_url, args.events)
-                notify.append(to_dm)
-                full.append(to_done)
+    async with dev_server_on_disk() as env:
+        await baseline(env.client, 50)  # warm up
+        base: list[float] = []
+        notify: list[float] = []
+        full: list[float] = []
+        for _ in range(args.rounds):
+            # Interleaved, so a growing database weighs on both sides alike.
+            base.append(await baseline(env.client, args.events))
+            to_dm, to_done = await approvals(env.client, fake, slack_url, args.events)
+            notify.append(to_dm)
+            full.append(to_done)
     slack.should_exit = True
     await serving
     b = statistics.median(base)

@@ -14,10 +14,11 @@ import uvicorn
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.binaries import temporal_cli, temporal_test_server
+from powertrip.binaries import temporal_test_server
+from powertrip.devserver import start_dev_server
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
-from powertrip.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes
+from powertrip.temporal import ensure_search_attributes
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SECURITY_CHANNEL = "C0SECURITY"
@@ -99,19 +100,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    path = temporal_cli()
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=path,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
-    )
-    async with env:
+    async with await start_dev_server() as env:
         yield env
 
 

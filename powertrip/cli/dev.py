@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from powertrip.binaries import temporal_cli
+from powertrip.devserver import SQLITE_WAL_ARGS
 from powertrip.settings import FAKE_SLACK_TOKEN
 from powertrip.temporal import SEARCH_ATTRIBUTES
 
@@ -116,10 +117,7 @@ def dev(
             str(temporal_port),
             "--ui-port",
             str(ui_port),
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
+            *SQLITE_WAL_ARGS,
             "--log-level",
             "warn",
         ]
