@@ -24,7 +24,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,8 +33,6 @@ import aiohttp
 from temporalio import workflow
 from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
     from powertrip.approvals import Authority, EventRecord, Recipient, TimelineEntry
-    from powertrip.binaries import temporal_cli
+    from powertrip.devserver import dev_server_on_disk
     from powertrip.directory import Identity
     from powertrip.hosts import HostMatch
     from powertrip.ingest import search_attributes_for, summary_for
     from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
     from powertrip.records import MATCH_LIMIT, MatchQuestion
-    from powertrip.temporal import SEARCH_ATTRIBUTES
     from workflows.approval import ApprovalWorkflow
 
 WORKFLOW_TYPE = ApprovalWorkflow.__name__
@@ -277,46 +273,32 @@ async def main() -> None:
     parser.add_argument("--api-port", type=int, default=18765)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="powertrip-bench-") as tmp:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli(),
-            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_extra_args=[
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-                # The dev server allows 10 visibility calls/s per namespace by default; the
-                # bench (like a busy HIDS) asks faster. See README "Namespace retention".
-                "--dynamic-config-value",
-                "frontend.namespaceRPS.visibility=10000",
-            ],
+    # The dev server allows 10 visibility calls/s per namespace by default; the bench (like a
+    # busy HIDS) asks faster. See README "Namespace retention".
+    visibility_rps = ("--dynamic-config-value", "frontend.namespaceRPS.visibility=10000")
+    async with dev_server_on_disk(visibility_rps) as env:
+        client = env.client
+        events = await seed(client, args.completed, args.pending)
+        api = start_api(
+            {
+                "POWERTRIP_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+                "POWERTRIP_API_TOKEN": API_TOKEN,
+                "POWERTRIP_WEBHOOK_TOKEN": "unused",
+                "POWERTRIP_SLACK_SIGNING_SECRET": "unused",
+            },
+            args.api_port,
         )
-        async with env:
-            client = env.client
-            events = await seed(client, args.completed, args.pending)
-            api = start_api(
-                {
-                    "POWERTRIP_TEMPORAL_ADDRESS": client.service_client.config.target_host,
-                    "POWERTRIP_API_TOKEN": API_TOKEN,
-                    "POWERTRIP_WEBHOOK_TOKEN": "unused",
-                    "POWERTRIP_SLACK_SIGNING_SECRET": "unused",
-                },
-                args.api_port,
-            )
-            try:
-                # aiohttp: the lighter client, so the numbers are about the API, not httpx.
-                async with aiohttp.ClientSession(
-                    base_url=f"http://127.0.0.1:{args.api_port}",
-                    headers={"Authorization": f"Bearer {API_TOKEN}"},
-                ) as http:
-                    await wait_for_api(http, api)
-                    await measure(client, http, questions(events, args.requests))
-            finally:
-                api.terminate()
-                api.wait(timeout=30)
+        try:
+            # aiohttp: the lighter client, so the numbers are about the API, not httpx.
+            async with aiohttp.ClientSession(
+                base_url=f"http://127.0.0.1:{args.api_port}",
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
+            ) as http:
+                await wait_for_api(http, api)
+                await measure(client, http, questions(events, args.requests))
+        finally:
+            api.terminate()
+            api.wait(timeout=30)
 
 
 if __name__ == "__main__":
