@@ -9,7 +9,7 @@ import sys
 import uvicorn
 
 from powertrip.observability import configure_logging
-from powertrip.settings import SettingsError, load_settings
+from powertrip.settings import API_SECRETS, SettingsError, load_settings
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         settings = load_settings()
+        settings.require(*API_SECRETS, who="API")
     except SettingsError as exc:
         sys.exit(f"powertrip api: {exc}")
     configure_logging(settings)

@@ -51,12 +51,6 @@ def _check(given: str | None, expected: str, what: str) -> None:
         )
 
 
-def require_webhook_token(request: Request, settings: SettingsDep) -> None:
-    """Providers that cannot set headers (Papertrail) pass the secret as `?token=`."""
-    given = _bearer(request) or request.query_params.get("token")
-    _check(given, settings.webhook_token.get_secret_value(), "webhook token")
-
-
 def _basic_password(request: Request) -> str | None:
     """SNS cannot set headers but sends `https://user:secret@host/...` as HTTP Basic auth."""
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
@@ -75,15 +69,14 @@ def webhook_auth(source: str) -> Any:
 
     def require(request: Request, settings: SettingsDep) -> None:
         given = _bearer(request) or _basic_password(request) or request.query_params.get("token")
-        expected = settings.webhook_token_for(source).get_secret_value()
+        expected = settings.webhook_token_for(source)
         _check(given, expected, f"{source} webhook token")
 
     return Depends(require)
 
 
 def require_api_token(request: Request, settings: SettingsDep) -> None:
-    _check(_bearer(request), settings.api_token.get_secret_value(), "API token")
+    _check(_bearer(request), settings.secret("api_token"), "API token")
 
 
-WebhookAuth = Depends(require_webhook_token)
 ApiAuth = Depends(require_api_token)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.routes import events, ops, slack, webhooks
 from powertrip.config import load_config
-from powertrip.settings import Settings, load_settings
+from powertrip.settings import API_SECRETS, Settings, load_settings
 from powertrip.temporal import connect
 
 log = logging.getLogger("powertrip.api")
@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings()
+        resolved.require(*API_SECRETS, who="API")
         app.state.settings = resolved
         app.state.config = load_config(resolved.config)
         app.state.rules = app.state.config.rule_set()

@@ -18,6 +18,9 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
+API_SECRETS = ("webhook_token", "api_token", "slack_signing_secret")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POWERTRIP_", extra="ignore")
 
@@ -36,7 +39,9 @@ class Settings(BaseSettings):
     task_queue: str = "powertrip"
 
     slack_bot_token: SecretStr = SecretStr(FAKE_SLACK_TOKEN)
-    slack_signing_secret: SecretStr
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="API: verifies Slack's interaction requests."
+    )
     slack_api_url: str = Field(
         default="https://slack.com/api/", description="Base URL of the Slack Web API."
     )
@@ -45,7 +50,9 @@ class Settings(BaseSettings):
     )
 
     config: Path | None = Field(default=None, description="Path to the YAML config file.")
-    webhook_token: SecretStr
+    webhook_token: SecretStr | None = Field(
+        default=None, description="API: the shared secret of every webhook without its own."
+    )
     # Each source may have its own secret; unset, it falls back to POWERTRIP_WEBHOOK_TOKEN.
     webhook_token_papertrail: SecretStr | None = None
     webhook_token_cloudwatch: SecretStr | None = None
@@ -57,7 +64,7 @@ class Settings(BaseSettings):
         description="SNS topics whose messages and subscription confirmations are accepted "
         "(comma-separated ARNs).",
     )
-    api_token: SecretStr
+    api_token: SecretStr | None = Field(default=None, description="API: bearer token for /v1.")
     # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.
     papertrail_api_token: SecretStr | None = None
     papertrail_api_url: str = "https://papertrailapp.com/api/v1/"
@@ -104,9 +111,22 @@ class Settings(BaseSettings):
             return [arn.strip() for arn in value.split(",") if arn.strip()]
         return value
 
-    def webhook_token_for(self, source: str) -> SecretStr:
-        token: SecretStr | None = getattr(self, f"webhook_token_{source}", None)
-        return token or self.webhook_token
+    def require(self, *names: str, who: str) -> None:
+        """Secrets only one service uses are checked by that service at start-up, so the CLI
+        and the worker do not need the API's."""
+        missing = [f"POWERTRIP_{name.upper()}" for name in names if getattr(self, name) is None]
+        if missing:
+            raise SettingsError(f"missing settings for the {who}: {', '.join(missing)}")
+
+    def secret(self, name: str) -> str:
+        value: SecretStr | None = getattr(self, name)
+        if value is None:
+            raise SettingsError(f"missing setting: POWERTRIP_{name.upper()}")
+        return value.get_secret_value()
+
+    def webhook_token_for(self, source: str) -> str:
+        own: SecretStr | None = getattr(self, f"webhook_token_{source}", None)
+        return own.get_secret_value() if own else self.secret("webhook_token")
 
     @property
     def uses_fake_slack(self) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from powertrip.config import ConfigError, load_config
-from powertrip.settings import SettingsError, load_settings
+from powertrip.settings import API_SECRETS, SettingsError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,15 +21,30 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
-def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_api_secrets_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in [k for k in os.environ if k.startswith("POWERTRIP_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("POWERTRIP_API_TOKEN", "x")
+    settings = load_settings()  # the CLI and the worker need none of the API's secrets
     with pytest.raises(SettingsError) as caught:
-        load_settings()
+        settings.require(*API_SECRETS, who="API")
     assert "POWERTRIP_WEBHOOK_TOKEN" in str(caught.value)
     assert "POWERTRIP_SLACK_SIGNING_SECRET" in str(caught.value)
     assert "POWERTRIP_API_TOKEN" not in str(caught.value)
+
+
+def test_api_refuses_to_start_without_its_secrets() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "api", "--port", "0"],
+        env=clean_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "POWERTRIP_WEBHOOK_TOKEN" in result.stderr and "POWERTRIP_API_TOKEN" in result.stderr
 
 
 def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +56,7 @@ def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-def test_worker_refuses_to_start_without_settings() -> None:
+def test_worker_refuses_to_start_without_a_security_channel() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "worker.py")],
         env=clean_env(),
@@ -51,7 +66,7 @@ def test_worker_refuses_to_start_without_settings() -> None:
         check=False,
     )
     assert result.returncode != 0
-    assert "POWERTRIP_WEBHOOK_TOKEN" in result.stderr
+    assert "POWERTRIP_SECURITY_CHANNEL" in result.stderr
 
 
 def test_worker_refuses_a_broken_config_file(tmp_path: Path) -> None:

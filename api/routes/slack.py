@@ -144,7 +144,7 @@ def _verify(body: bytes, request: Request, secret: str) -> None:
 @router.post("/interactions", summary="Slack interactivity request URL")
 async def interactions(request: Request, settings: SettingsDep, temporal: TemporalDep) -> Response:
     body = await request.body()
-    _verify(body, request, settings.slack_signing_secret.get_secret_value())
+    _verify(body, request, settings.secret("slack_signing_secret"))
     try:
         payload: dict[str, Any] = json.loads(parse_qs(body.decode())["payload"][0])
         user = str(payload["user"]["id"])
