@@ -78,6 +78,7 @@ def build_worker(
             activities.post_notification,
             activities.update_message,
             activities.post_digest,
+            polling.poll_source,
             polling.poll_papertrail,
             polling.post_poll_alert,
             polling.post_stale_digest,

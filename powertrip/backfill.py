@@ -31,10 +31,10 @@ from powertrip.ingest import ItemResult, ResultStatus, process
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem, PayloadError
-from powertrip.sources.cloudwatch import parse_cloudwatch, parse_subscription
+from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
 from powertrip.sources.generic import parse_generic
+from powertrip.sources.log_search import LogSearch
 from powertrip.sources.papertrail import parse_papertrail
-from powertrip.sources.papertrail_api import PapertrailSearch, Window, newer
 from powertrip.syslog import parse_syslog_line
 
 DRY_RUN = "dry run: would start"
@@ -247,25 +247,6 @@ def _is_cloudwatch_export_event(value: dict[str, Any]) -> bool:
     return "eventId" in value and "timestamp" in value
 
 
-def _cloudwatch_export(value: dict[str, Any]) -> list[ParsedItem]:
-    """An exported event is the same event a subscription delivers: `eventId` is `logEvents[].id`,
-    so a backfill from an export and the webhook share workflow ids."""
-    return parse_subscription(
-        {
-            "messageType": "DATA_MESSAGE",
-            "logGroup": value.get("logGroupName"),
-            "logStream": value.get("logStreamName"),
-            "logEvents": [
-                {
-                    "id": value["eventId"],
-                    "timestamp": value["timestamp"],
-                    "message": value.get("message"),
-                }
-            ],
-        }
-    )
-
-
 def _parsed(parse: Callable[[Any], list[ParsedItem]], value: Any) -> list[ParsedItem]:
     try:
         return parse(value)
@@ -294,7 +275,7 @@ def _from_json(value: Any, line: int | None, source: str) -> Iterator[Located]:
                 yield Located(located.item, line=line, member=member)
         return
     if _is_cloudwatch_export_event(value):
-        items = _parsed(_cloudwatch_export, value)
+        items = _parsed(parse_filtered_events, [value])
     elif _is_papertrail_event(value):
         items = _parsed(parse_papertrail, {"events": [value]})
     else:
@@ -320,22 +301,24 @@ async def aiter_chunks(chunks: Iterable[list[Located]]) -> AsyncIterator[list[Lo
         await asyncio.sleep(0)  # let in-flight starts make progress between chunks
 
 
-async def papertrail_chunks(
-    search: PapertrailSearch,
-    window: Window,
-    newest: list[str | None],
-    continuations: list[tuple[str | None, str | None]] | None = None,
+async def search_chunks(
+    search: LogSearch,
+    *,
+    cursor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    resume: str | None = None,
+    positions: list[tuple[str | None, str | None]] | None = None,
 ) -> AsyncIterator[list[Located]]:
-    """Pages of the Papertrail search API as chunks.
+    """Pages of a source's log search API (`LogSearch.fetch`) as chunks.
 
-    `newest[0]` ends as the newest id seen; `continuations[i]` is, once chunk i is done, where
-    to continue (`max_id`) and the newest id so far: what a resumed poll needs.
+    `positions[i]` is, once chunk i is done, the page's `(cursor, resume)`: what a poll hands
+    over when the window is done, and where a retried poll continues.
     """
-    async for batch in search.pages(window):
-        newest[0] = newer(newest[0], batch.newest_id)
-        if continuations is not None:
-            continuations.append((batch.next_max_id, newest[0]))
-        yield [Located(item, member=item.index) for item in batch.items]
+    async for page in search.fetch(cursor=cursor, since=since, until=until, resume=resume):
+        if positions is not None:
+            positions.append((page.cursor, page.resume))
+        yield [Located(item, member=item.index) for item in page.items]
 
 
 # Running --------------------------------------------------------------------------------------

@@ -40,10 +40,26 @@ class UserEntry(BaseModel):
         return self
 
 
-class PollOptions(BaseModel):
-    """Continuous polling of a source's search API, as a Temporal Schedule (`powertrip-poll-*`)."""
+class SearchScope(BaseModel):
+    """What to read from a source's log search API (polling and `powertrip backfill --source`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    query: str | None = Field(
+        default=None,
+        description="Provider search query: Papertrail search syntax (`sshd OR sudo`) or a "
+        'CloudWatch Logs filter pattern (`"Accepted"`).',
+    )
+    system_id: str | None = Field(default=None, description="Papertrail: one system.")
+    group_id: str | None = Field(default=None, description="Papertrail: one group.")
+    log_group: str | None = Field(default=None, description="CloudWatch: the log group (required).")
+    log_stream_prefix: str | None = Field(
+        default=None, description="CloudWatch: only streams whose name starts with this."
+    )
+
+
+class PollOptions(SearchScope):
+    """Continuous polling of a source's search API, as a Temporal Schedule (`powertrip-poll-*`)."""
 
     every: Duration = Field(default=timedelta(minutes=1), description="Poll interval.")
     alert_after: Duration = Field(
@@ -53,9 +69,6 @@ class PollOptions(BaseModel):
     lookback: Duration = Field(
         default=timedelta(hours=1), description="How far back the very first poll looks."
     )
-    query: str | None = Field(default=None, description="Provider search query, e.g. `sshd`.")
-    system_id: str | None = None
-    group_id: str | None = None
 
 
 class SourceOptions(BaseModel):

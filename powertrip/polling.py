@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import (
     Client,
     Schedule,
@@ -29,10 +29,10 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from powertrip.config import ConfigError, PollOptions, PowertripConfig
+from powertrip.config import ConfigError, PollOptions, PowertripConfig, SearchScope
+from powertrip.sources.log_search import scope_problem
 
 SCHEDULE_PREFIX = "powertrip-poll-"
-POLLABLE = ("papertrail",)
 
 
 class PollState(BaseModel):
@@ -46,13 +46,14 @@ class PollState(BaseModel):
     started_total: int = 0
 
 
-class PollInput(BaseModel):
-    """What the schedule passes every run: the source and its options."""
+class PollInput(SearchScope):
+    """What the schedule passes every run: the source and its options (what to search from
+    `SearchScope`)."""
+
+    # Schedules hold this as JSON: tolerate fields a newer or older version wrote.
+    model_config = ConfigDict(extra="ignore")
 
     source: str
-    query: str | None = None
-    system_id: str | None = None
-    group_id: str | None = None
     every_seconds: float = 60.0
     alert_after_seconds: float = 15 * 60.0
     lookback_seconds: float = 3600.0
@@ -93,9 +94,7 @@ def schedule_id(source: str) -> str:
 def poll_input(source: str, options: PollOptions, config: PowertripConfig) -> PollInput:
     return PollInput(
         source=source,
-        query=options.query,
-        system_id=options.system_id,
-        group_id=options.group_id,
+        **{name: getattr(options, name) for name in SearchScope.model_fields},
         every_seconds=options.every.total_seconds(),
         alert_after_seconds=options.alert_after.total_seconds(),
         lookback_seconds=options.lookback.total_seconds(),
@@ -134,10 +133,9 @@ async def ensure_poll_schedules(
     for source, options in sorted(config.sources.items()):
         if options.poll is None:
             continue
-        if source not in POLLABLE:
-            raise ConfigError(
-                f"sources.{source}.poll: polling is available for {', '.join(POLLABLE)} only"
-            )
+        problem = scope_problem(source, options.poll)
+        if problem:
+            raise ConfigError(f"sources.{source}.poll: {problem}")
         schedule = build_schedule(source, options.poll, config, task_queue)
         try:
             await client.create_schedule(schedule_id(source), schedule)

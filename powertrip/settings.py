@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.
     papertrail_api_token: SecretStr | None = None
     papertrail_api_url: str = "https://papertrailapp.com/api/v1/"
+    # CloudWatch Logs polling and backfill take credentials and region from the standard AWS
+    # environment (boto3's default chain: AWS_PROFILE, AWS_ACCESS_KEY_ID, instance roles, ...).
+    aws_endpoint_url: str | None = Field(
+        default=None, description="CloudWatch Logs API endpoint; unset: AWS's own for the region."
+    )
     max_body_bytes: int = Field(default=5_000_000, gt=0)
     start_concurrency: int = Field(default=64, gt=0, description="Workflow starts in flight.")
     temporal_ui_url: str = "http://localhost:8233"

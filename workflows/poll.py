@@ -1,9 +1,10 @@
 """Polling a source on a Temporal Schedule, and the security channel's stale-event digest.
 
-`PollWorkflow` is one poll: it takes the cursor from the previous run's result (the schedule's
-last completion result; see `powertrip.polling`), fetches and starts everything newer, and
-returns the new cursor. A source that stays down is retried every run, and the security channel
-hears of it once after `alert_after`, and once more when it recovers.
+`PollWorkflow` is one poll of one source: it takes the cursor from the previous run's result (the
+schedule's last completion result; see `powertrip.polling`), fetches and starts everything newer
+through the source's `LogSearch` (`powertrip.sources.log_search`), and returns the new cursor. A
+source that stays down is retried every run, and the security channel hears of it once after
+`alert_after`, and once more when it recovers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.backfill import StaleDigest
     from powertrip.polling import PollAlert, PollInput, PollOutcome, PollRequest, PollState
 
+POLL_ANY_SOURCE = "poll-any-source"
 POLL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -39,15 +41,22 @@ class PollWorkflow:
         # One poll may take up to an interval (at least 5 minutes) including retries; after that
         # the run records the failure and the next scheduled run tries again from the cursor.
         budget = max(timedelta(seconds=input.every_seconds), timedelta(minutes=5))
+        # Polls recorded before polling was per source called `poll_papertrail` (still
+        # registered as an alias); every new poll calls `poll_source` for any source.
+        fetch = (
+            PollActivities.poll_source
+            if workflow.patched(POLL_ANY_SOURCE)
+            else PollActivities.poll_papertrail
+        )
         try:
             outcome: PollOutcome = await workflow.execute_activity_method(
-                PollActivities.poll_papertrail,
+                fetch,
                 PollRequest(input=input, cursor=state.cursor),
                 start_to_close_timeout=budget,
                 schedule_to_close_timeout=budget,
                 heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=POLL_RETRY,
-                summary=f"fetch {input.source} events after id {state.cursor or '(start)'}",
+                summary=f"fetch {input.source} events after {_position(input.source, state)}",
             )
         except ActivityError as err:
             return await self._failed(input, state, err)
@@ -112,6 +121,12 @@ class PollWorkflow:
             retry_policy=SLACK_RETRY,
             summary=summary,
         )
+
+
+def _position(source: str, state: PollState) -> str:
+    if state.cursor is None:
+        return "(start)"
+    return f"id {state.cursor}" if source == "papertrail" else f"cursor {state.cursor}"
 
 
 @workflow.defn

@@ -1,5 +1,6 @@
-"""`powertrip backfill FILE|-` and `powertrip backfill --source papertrail --since ... --until ...`:
-process what the webhooks missed, through the same rules and idempotent workflow ids."""
+"""`powertrip backfill FILE|-` and `powertrip backfill --source papertrail|cloudwatch --since ...
+--until ...`: process what the webhooks missed, through the same rules and idempotent workflow ids.
+The API form reads the same `LogSearch` as polling."""
 
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ from powertrip.backfill import (
     aiter_chunks,
     announce_stale,
     chunked,
-    papertrail_chunks,
     records,
+    search_chunks,
 )
-from powertrip.config import ConfigError, PowertripConfig, load_config
+from powertrip.config import ConfigError, PowertripConfig, SearchScope, load_config
 from powertrip.durations import parse_duration
 from powertrip.settings import Settings, SettingsError, load_settings
-from powertrip.sources.papertrail_api import PapertrailApiError, PapertrailSearch, Window
+from powertrip.sources.log_search import POLLABLE, LogSearch, SearchError, open_search
 from powertrip.temporal import connect
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
@@ -77,11 +78,19 @@ def backfill(
     source: str | None = typer.Option(
         None,
         help="With FILE: the source syslog lines are attributed to (default `syslog`). "
-        "Without FILE: the provider API to read (`papertrail`).",
+        "Without FILE: the provider API to read (`papertrail` or `cloudwatch`).",
     ),
     since: str | None = typer.Option(None, help="API backfill: from (ISO 8601, or `2h` ago)."),
     until: str | None = typer.Option(None, help="API backfill: until (default: now)."),
-    query: str | None = typer.Option(None, help="API backfill: provider search query."),
+    query: str | None = typer.Option(
+        None, help="API backfill: Papertrail search query or CloudWatch filter pattern."
+    ),
+    log_group: str | None = typer.Option(
+        None, help="CloudWatch: log group (default: config `sources.cloudwatch.poll.log_group`)."
+    ),
+    log_stream_prefix: str | None = typer.Option(
+        None, help="CloudWatch: only streams whose name starts with this."
+    ),
     fmt: Annotated[
         InputFormat, typer.Option("--format", help="Input format (auto: from the first line).")
     ] = InputFormat.AUTO,
@@ -95,9 +104,11 @@ def backfill(
 ) -> None:
     """Process what the webhooks missed; anything already received is a duplicate."""
     if file is None and source is None:
-        raise typer.BadParameter("give a FILE (or - for stdin), or --source papertrail")
-    if file is None and source != "papertrail":
-        raise typer.BadParameter(f"--source {source}: only `papertrail` has a search API here")
+        raise typer.BadParameter("give a FILE (or - for stdin), or --source papertrail|cloudwatch")
+    if file is None and source not in POLLABLE:
+        raise typer.BadParameter(
+            f"--source {source}: only {' and '.join(POLLABLE)} have a search API here"
+        )
     try:
         settings = load_settings()
         config = load_config(settings.config)
@@ -122,7 +133,7 @@ def backfill(
             stream=stream,
             source=source,
             window=(parse_when(since, now), parse_when(until, now)),
-            query=query,
+            scope=_scope(config, source, query, log_group, log_stream_prefix),
             fmt=fmt,
             year=year,
             dry_run=dry_run,
@@ -153,7 +164,7 @@ async def _run(
     stream: _Counted | None,
     source: str | None,
     window: tuple[datetime | None, datetime | None],
-    query: str | None,
+    scope: SearchScope,
     fmt: InputFormat,
     year: int | None,
     dry_run: bool,
@@ -174,7 +185,7 @@ async def _run(
         transient=False,
     )
     began = time.monotonic()
-    search: PapertrailSearch | None = None
+    search: LogSearch | None = None
     total: float | None = None
 
     if stream is not None:
@@ -186,18 +197,16 @@ async def _run(
     else:
         since, until = window
         if since is None:
-            raise typer.BadParameter("--source papertrail needs --since")
-        token = settings.papertrail_api_token
-        if token is None:
-            err.print("[red]powertrip backfill:[/] set POWERTRIP_PAPERTRAIL_API_TOKEN")
-            raise typer.Exit(2)
-        search = PapertrailSearch(token.get_secret_value(), settings.papertrail_api_url)
-        newest: list[str | None] = [None]
-        chunks = papertrail_chunks(
-            search, Window(query=query, min_time=since, max_time=until or now), newest
-        )
-        label = "papertrail"
-        found_by = f"Papertrail backfill from {since:%Y-%m-%d %H:%M}"
+            raise typer.BadParameter(f"--source {source} needs --since")
+        assert source is not None
+        try:
+            search = open_search(source, settings, scope)
+        except SearchError as exc:
+            err.print(f"[red]powertrip backfill:[/] {exc}")
+            raise typer.Exit(2) from exc
+        chunks = search_chunks(search, since=since, until=until or now)
+        label = source
+        found_by = f"{source} backfill from {since:%Y-%m-%d %H:%M}"
 
     task = progress.add_task(label, total=total, records=0, rate="0", started=0)
 
@@ -227,7 +236,7 @@ async def _run(
     with progress:
         try:
             report = await runner.run(chunks)
-        except PapertrailApiError as exc:
+        except SearchError as exc:
             err.print(f"[red]powertrip backfill:[/] {exc}")
             raise typer.Exit(1) from exc
         finally:
@@ -238,6 +247,25 @@ async def _run(
     if not dry_run:
         await announce_stale(client, report, found_by, stale_age, settings.task_queue)
     return report
+
+
+def _scope(
+    config: PowertripConfig,
+    source: str | None,
+    query: str | None,
+    log_group: str | None,
+    log_stream_prefix: str | None,
+) -> SearchScope:
+    """The flags, falling back to the source's `poll:` options in the config."""
+    options = config.sources.get(source or "")
+    configured = options.poll if options and options.poll else SearchScope()
+    return SearchScope(
+        query=query or configured.query,
+        system_id=configured.system_id,
+        group_id=configured.group_id,
+        log_group=log_group or configured.log_group,
+        log_stream_prefix=log_stream_prefix or configured.log_stream_prefix,
+    )
 
 
 def print_summary(report: Report, dry_run: bool) -> None:

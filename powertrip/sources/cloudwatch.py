@@ -108,6 +108,33 @@ def parse_subscription(data: Any) -> list[ParsedItem]:
     return items
 
 
+def parse_filtered_events(events: list[Any], log_group: str | None = None) -> list[ParsedItem]:
+    """Events as `FilterLogEvents` answers them (the API, `aws logs filter-log-events` exports):
+    `eventId` is the subscription's `logEvents[].id`, so a polled or backfilled event and the
+    same event delivered by the subscription share one workflow id."""
+    items = []
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            items.append(ParsedItem(index=index, error="expected a JSON object"))
+            continue
+        [item] = parse_subscription(
+            {
+                "messageType": "DATA_MESSAGE",
+                "logGroup": event.get("logGroupName", log_group),
+                "logStream": event.get("logStreamName"),
+                "logEvents": [
+                    {
+                        "id": event.get("eventId"),
+                        "timestamp": event.get("timestamp"),
+                        "message": event.get("message"),
+                    }
+                ],
+            }
+        )
+        items.append(ParsedItem(index=index, raw=item.raw, error=item.error))
+    return items
+
+
 def encode_awslogs(data: dict[str, Any]) -> dict[str, Any]:
     """The wire form of a subscription message (for tests, the bench and the sandbox)."""
     packed = base64.b64encode(gzip.compress(json.dumps(data).encode())).decode()

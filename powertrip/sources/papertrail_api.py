@@ -22,20 +22,17 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from powertrip.config import SearchScope
 from powertrip.sources import ParsedItem
+from powertrip.sources.log_search import LogPage, SearchError
 from powertrip.sources.papertrail import parse_papertrail
 
 MAX_LIMIT = 10_000
 DEFAULT_URL = "https://papertrailapp.com/api/v1/"
 
 
-class PapertrailApiError(RuntimeError):
+class PapertrailApiError(SearchError):
     """The API refused or failed; `retryable` says whether trying again can help."""
-
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 class SearchPage(BaseModel):
@@ -61,6 +58,13 @@ class Window(BaseModel):
     max_id: str | None = Field(default=None, description="Only events older than this id.")
     min_time: datetime | None = None
     max_time: datetime | None = None
+
+
+class _Resume(BaseModel):
+    """Where a retried poll continues its window: below `max_id`, with the newest id so far."""
+
+    max_id: str
+    newest: str | None
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,12 @@ class PapertrailSearch:
         limit: int = MAX_LIMIT,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        scope: SearchScope | None = None,
     ) -> None:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
         self.limit = limit
+        self.scope = scope or SearchScope()
         self._http = httpx.AsyncClient(
             base_url=base_url if base_url.endswith("/") else base_url + "/",
             headers={"X-Papertrail-Token": token, "Accept": "application/json"},
@@ -189,3 +195,34 @@ class PapertrailSearch:
             if next_max_id is None:
                 return
             max_id = next_max_id
+
+    async def fetch(
+        self,
+        *,
+        cursor: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        resume: str | None = None,
+    ) -> AsyncIterator[LogPage]:
+        """`LogSearch`: the events newer than the id `cursor` (without one, from `since`) up to
+        `until`, newest page first. The cursor moves to the newest id seen."""
+        progress = _Resume.model_validate_json(resume) if resume else None
+        newest = progress.newest if progress else cursor
+        window = Window(
+            query=self.scope.query,
+            system_id=self.scope.system_id,
+            group_id=self.scope.group_id,
+            min_id=cursor,
+            max_id=progress.max_id if progress else None,
+            min_time=None if cursor else since,
+            max_time=until,
+        )
+        async for batch in self.pages(window):
+            newest = newer(newest, batch.newest_id)
+            yield LogPage(
+                items=batch.items,
+                cursor=newest,
+                resume=None
+                if batch.next_max_id is None
+                else _Resume(max_id=batch.next_max_id, newest=newest).model_dump_json(),
+            )
