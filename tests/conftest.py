@@ -86,8 +86,10 @@ def slack_api_url(fake_slack_server: tuple[FakeSlack, str]) -> str:
     return fake_slack_server[1] + "/api/"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test (it starts in ~0.1 s): a workflow one test leaves
+    running would otherwise hold time still for every test after it."""
     path = temporal_test_server()
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=path, data_converter=pydantic_data_converter
