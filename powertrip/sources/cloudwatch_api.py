@@ -14,6 +14,7 @@ cursor, is after the cursor's time window: backfill covers that.)
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,12 @@ RETRYABLE_CODES = frozenset(
         "InternalFailure",
     }
 )
+
+
+# One client per endpoint for the process: boto3 clients are thread-safe, and building one (about
+# 60 ms of service-model loading) for every poll attempt would dominate a quick poll.
+_clients: dict[str | None, CloudWatchLogsClient] = {}
+_clients_lock = threading.Lock()
 
 
 class CloudWatchCursor(BaseModel):
@@ -103,12 +110,9 @@ class CloudWatchSearch:
         self.log_group = scope.log_group
         self.endpoint_url = endpoint_url
         self.limit = limit
-        self._client: CloudWatchLogsClient | None = None
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await asyncio.to_thread(self._client.close)
-            self._client = None
+        """Nothing to release: the client is shared by every search of the process."""
 
     async def fetch(
         self,
@@ -162,18 +166,21 @@ class CloudWatchSearch:
     # In a worker thread ---------------------------------------------------------------------
 
     def _logs(self) -> CloudWatchLogsClient:
-        if self._client is None:
-            try:
-                # A session per search: boto3's default session is not thread-safe.
-                self._client = boto3.session.Session().client(
-                    "logs", endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
-                )
-            except NoRegionError as exc:
-                raise SearchError(
-                    "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION / a profile's region)",
-                    retryable=False,
-                ) from exc
-        return self._client
+        with _clients_lock:
+            client = _clients.get(self.endpoint_url)
+            if client is None:
+                try:
+                    # Its own session: boto3's default session is not thread-safe.
+                    client = boto3.session.Session().client(
+                        "logs", endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
+                    )
+                except NoRegionError as exc:
+                    raise SearchError(
+                        "no AWS region: set AWS_DEFAULT_REGION (or a profile's region)",
+                        retryable=False,
+                    ) from exc
+                _clients[self.endpoint_url] = client
+            return client
 
     def _filter(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         where = f"CloudWatch Logs ({self.log_group})"
