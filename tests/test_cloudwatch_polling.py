@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import httpx
@@ -29,15 +29,15 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from powertrip.config import SearchScope
-from powertrip.polling import PollInput, PollOutcome
+from powertrip.config import ConfigError, SearchScope
+from powertrip.polling import PollInput, PollOutcome, ensure_poll_schedules
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
 from powertrip.sources.cloudwatch_api import CloudWatchCursor, CloudWatchSearch
 from powertrip.sources.log_search import SearchError
 from tests.conftest import ServedApp, free_port
-from tests.harness import CONFIG_YAML, eventually, make_settings, running_worker
+from tests.harness import CONFIG_YAML, eventually, make_config, make_settings, running_worker
 from tests.test_backfill import run_async, summary
 from tests.test_polling import channel_texts, stop
 from workflows.poll import PollWorkflow
@@ -382,3 +382,13 @@ async def test_api_down_alerts_the_security_channel_once_then_says_it_recovered(
             restored.stop()
     assert len([t for t in texts if "Polling cloudwatch has failed" in t]) == 1
     assert len([t for t in texts if "Polling cloudwatch works again" in t]) == 1
+
+
+async def test_a_cloudwatch_poll_without_a_log_group_fails_configuration() -> None:
+    config = make_config(sources={"cloudwatch": {"poll": {"every": "1m"}}})
+    # The check comes before any schedule call: no server needed.
+    with pytest.raises(ConfigError, match=r"sources\.cloudwatch\.poll: .*log group"):
+        await ensure_poll_schedules(cast(Client, None), config, "tq")
+    unknown = make_config(sources={"json": {"poll": {"every": "1m"}}})
+    with pytest.raises(ConfigError, match="json has no log search API"):
+        await ensure_poll_schedules(cast(Client, None), unknown, "tq")
