@@ -3,14 +3,10 @@ Slack Web API over loopback HTTP."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
 
+import httpx
 import pytest
-import uvicorn
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -18,45 +14,28 @@ from powertrip.binaries import temporal_test_server
 from powertrip.devserver import start_dev_server
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.settings import Settings
 from powertrip.temporal import ensure_search_attributes
+from tests.harness import api_client, make_settings
+from tests.servers import (
+    CORPUS,
+    PAPERTRAIL_TOKEN,
+    SECURITY_CHANNEL,
+    SIGNING_SECRET,
+    SLACK_TOKEN,
+    ServedApp,
+    free_port,
+)
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-SECURITY_CHANNEL = "C0SECURITY"
-SLACK_TOKEN = "xoxb-test-token"
-SIGNING_SECRET = "test-signing-secret"
-PAPERTRAIL_TOKEN = "pt-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServedApp:
-    """An ASGI app served by uvicorn on a loopback port inside the test event loop."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> ServedApp:
-        self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        if self._task:
-            await self._task
+__all__ = [
+    "CORPUS",
+    "PAPERTRAIL_TOKEN",
+    "SECURITY_CHANNEL",
+    "SIGNING_SECRET",
+    "SLACK_TOKEN",
+    "ServedApp",
+    "free_port",
+]
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +83,18 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     async with await start_dev_server() as env:
         yield env
+
+
+@pytest.fixture
+async def served(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    """The real API against the dev server and the fake Slack, with the harness's tokens."""
+    settings = make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
+    async with api_client(settings) as http:
+        yield http, settings
 
 
 @pytest.fixture(scope="session")

@@ -11,20 +11,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import httpx
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from api.main import create_app
 from powertrip.approvals import Action, Click, EventRecord
 from powertrip.config import PowertripConfig, config_from_mapping
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.settings import Settings
-from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN
+from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
 T = TypeVar("T")
+
+# The webhook and API tokens make_settings() configures.
+WEBHOOK_HEADERS = {"Authorization": "Bearer hook-secret"}
+API_HEADERS = {"Authorization": "Bearer api-secret"}
 
 CONFIG_YAML = f"""
 security_channel: {SECURITY_CHANNEL}
@@ -76,6 +82,14 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
     )
     values.update(overrides)
     return Settings(**values)
+
+
+@asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real API (api.main.create_app) on a loopback port, and an HTTP client for it."""
+    async with ServedApp(create_app(settings)) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
+            yield http
 
 
 @asynccontextmanager

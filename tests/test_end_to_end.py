@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
-from tests.conftest import SIGNING_SECRET, ServedApp
-from tests.harness import eventually, make_settings, running_worker, ssh_line
+from tests.conftest import SIGNING_SECRET
+from tests.harness import (
+    API_HEADERS,
+    WEBHOOK_HEADERS,
+    eventually,
+    running_worker,
+    ssh_line,
+)
 from workflows.approval import ApprovalWorkflow
-
-HOOK = {"Authorization": "Bearer hook-secret"}
-API = {"Authorization": "Bearer api-secret"}
 
 
 def papertrail_event(provider_id: int | str, user: str = "alice", host: str = "bastion") -> dict:
@@ -48,18 +48,6 @@ def alert(*events: dict) -> dict:
     }
 
 
-@pytest.fixture
-async def served(
-    dev_env: WorkflowEnvironment, slack_api_url: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
-    settings = make_settings(
-        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
-    )
-    async with ServedApp(create_app(settings)) as app:
-        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
-            yield http, settings
-
-
 async def test_webhook_to_dm_to_signed_click_to_approved_record(
     served: tuple[httpx.AsyncClient, Settings],
     dev_env: WorkflowEnvironment,
@@ -83,7 +71,9 @@ async def test_webhook_to_dm_to_signed_click_to_approved_record(
 
         # A retried delivery (JSON this time) is the same event: no second workflow, no second DM.
         again = await http.post(
-            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+            "/webhooks/papertrail",
+            json=alert(papertrail_event(provider_id)),
+            headers=WEBHOOK_HEADERS,
         )
         assert again.json()["results"][0]["status"] == "duplicate"
 
@@ -92,7 +82,7 @@ async def test_webhook_to_dm_to_signed_click_to_approved_record(
                 lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
             )
         )[0]
-        pending = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+        pending = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
         assert (pending["status"], pending["actor"], pending["host"]) == (
             "pending",
             "alice",
@@ -115,7 +105,7 @@ async def test_webhook_to_dm_to_signed_click_to_approved_record(
         assert click.status_code == 200
 
         async def approved() -> dict | None:
-            view = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+            view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
             return view if view["status"] == EventStatus.APPROVED else None
 
         record = await eventually(approved)
@@ -125,7 +115,9 @@ async def test_webhook_to_dm_to_signed_click_to_approved_record(
 
         # Delivered again after the event is closed: still the same event.
         late = await http.post(
-            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+            "/webhooks/papertrail",
+            json=alert(papertrail_event(provider_id)),
+            headers=WEBHOOK_HEADERS,
         )
         assert late.json()["results"][0]["status"] == "duplicate"
 
@@ -142,7 +134,9 @@ async def test_click_while_workers_are_down_is_not_lost(
     provider_id = f"down-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
         response = await http.post(
-            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+            "/webhooks/papertrail",
+            json=alert(papertrail_event(provider_id)),
+            headers=WEBHOOK_HEADERS,
         )
         event_id = response.json()["results"][0]["event_id"]
         await eventually(
@@ -154,12 +148,14 @@ async def test_click_while_workers_are_down_is_not_lost(
     )
     click = await http.post("/slack/interactions", content=body, headers=headers)
     assert click.status_code == 200
-    assert (await http.get(f"/v1/events/{event_id}", headers=API)).json()["status"] == "pending"
+    assert (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()[
+        "status"
+    ] == "pending"
     async with running_worker(dev_env.client, settings):
         handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
         record = await handle.result()
     assert record.status is EventStatus.APPROVED
-    view = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+    view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
     assert view["status"] == "approved" and view["decision"]["by"] == "U0ALICE"
 
 
@@ -173,7 +169,9 @@ async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
     provider_id = f"wrong-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
         response = await http.post(
-            "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=HOOK
+            "/webhooks/papertrail",
+            json=alert(papertrail_event(provider_id)),
+            headers=WEBHOOK_HEADERS,
         )
         event_id = response.json()["results"][0]["event_id"]
         await eventually(
@@ -196,7 +194,7 @@ async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
             e async for e in dev_env.client.get_workflow_handle(event_id).fetch_history_events()
         ]
         assert not any(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
-        view = (await http.get(f"/v1/events/{event_id}", headers=API)).json()
+        view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
         assert view["status"] == "pending" and view["decision"] is None
 
 

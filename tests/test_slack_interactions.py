@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
@@ -20,25 +18,17 @@ from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
 from tests.conftest import SIGNING_SECRET, ServedApp
+from tests.harness import (
+    API_HEADERS,
+    WEBHOOK_HEADERS,
+    eventually,
+    make_settings,
+    running_worker,
+    ssh_line,
+)
 from tests.harness import click as make_click
-from tests.harness import eventually, make_settings, running_worker, ssh_line
 from tests.tcp_delay import DelayProxy
 from workflows.approval import ApprovalWorkflow
-
-HOOK = {"Authorization": "Bearer hook-secret"}
-API = {"Authorization": "Bearer api-secret"}
-
-
-@pytest.fixture
-async def served(
-    dev_env: WorkflowEnvironment, slack_api_url: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
-    settings = make_settings(
-        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
-    )
-    async with ServedApp(create_app(settings)) as app:
-        async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
-            yield http, settings
 
 
 async def login(http: httpx.AsyncClient, user: str = "alice") -> str:
@@ -49,7 +39,9 @@ async def login(http: httpx.AsyncClient, user: str = "alice") -> str:
         "program": "sshd",
         "message": ssh_line(user),
     }
-    response = await http.post("/webhooks/papertrail", json={"events": [event]}, headers=HOOK)
+    response = await http.post(
+        "/webhooks/papertrail", json={"events": [event]}, headers=WEBHOOK_HEADERS
+    )
     [result] = response.json()["results"]
     assert result["status"] == "started", result
     return str(result["event_id"])
@@ -84,7 +76,7 @@ async def signals(dev_env: WorkflowEnvironment, event_id: str) -> int:
 
 
 async def status_of(http: httpx.AsyncClient, event_id: str) -> str:
-    return str((await http.get(f"/v1/events/{event_id}", headers=API)).json()["status"])
+    return str((await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()["status"])
 
 
 async def test_bad_signature_stale_or_missing_timestamp_is_refused(

@@ -12,11 +12,7 @@ import pytest
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
-from tests.conftest import ServedApp
-from tests.harness import make_settings, ssh_line
-
-HOOK = {"Authorization": "Bearer hook-secret"}
+from tests.harness import WEBHOOK_HEADERS, api_client, make_settings, ssh_line
 
 
 @pytest.fixture
@@ -28,9 +24,8 @@ async def http(
         temporal_address=dev_env.client.service_client.config.target_host,
         max_body_bytes=20_000,
     )
-    async with ServedApp(create_app(settings)) as app:
-        async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
-            yield client
+    async with api_client(settings) as client:
+        yield client
 
 
 async def exists(env: WorkflowEnvironment, workflow_id: str) -> bool:
@@ -82,7 +77,9 @@ async def test_malformed_requests_get_a_clear_4xx(
     http: httpx.AsyncClient, content: bytes, content_type: str, status: int, reason: str
 ) -> None:
     response = await http.post(
-        "/webhooks/papertrail", content=content, headers={**HOOK, "Content-Type": content_type}
+        "/webhooks/papertrail",
+        content=content,
+        headers={**WEBHOOK_HEADERS, "Content-Type": content_type},
     )
     assert response.status_code == status
     assert reason in response.json()["detail"]
@@ -96,7 +93,9 @@ async def test_body_over_the_limit_is_413_and_starts_nothing(
     body = json.dumps({"events": [good_event(provider_id), *padding]}).encode()
     assert len(body) > 20_000
     response = await http.post(
-        "/webhooks/papertrail", content=body, headers={**HOOK, "Content-Type": "application/json"}
+        "/webhooks/papertrail",
+        content=body,
+        headers={**WEBHOOK_HEADERS, "Content-Type": "application/json"},
     )
     assert response.status_code == 413
     assert not await exists(dev_env, f"papertrail-{provider_id}")
@@ -116,7 +115,9 @@ async def test_bad_members_are_reported_by_index_and_the_rest_proceed(
         {"id": "noise", "program": "cron", "message": "(root) CMD (run-parts /etc/cron.hourly)"},
         good_event(last),
     ]
-    response = await http.post("/webhooks/papertrail", json={"events": events}, headers=HOOK)
+    response = await http.post(
+        "/webhooks/papertrail", json={"events": events}, headers=WEBHOOK_HEADERS
+    )
     assert response.status_code == 202
     results = response.json()["results"]
     assert [r["index"] for r in results] == list(range(len(events)))

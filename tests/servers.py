@@ -1,0 +1,48 @@
+"""Constants and the loopback ASGI server shared by conftest, the harness and the benches."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+SECURITY_CHANNEL = "C0SECURITY"
+SLACK_TOKEN = "xoxb-test-token"
+SIGNING_SECRET = "test-signing-secret"
+PAPERTRAIL_TOKEN = "pt-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on a loopback port inside the test event loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ServedApp:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self._task:
+            await self._task
