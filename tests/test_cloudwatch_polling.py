@@ -176,27 +176,13 @@ async def test_search_errors_say_whether_retrying_helps(aws: Any, moto_url: str)
 # Backfill over a webhook delivery -----------------------------------------------------------
 
 
-@pytest.fixture
-def settings(dev_env: WorkflowEnvironment, slack_api_url: str) -> Settings:
-    return make_settings(
-        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
-    )
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "powertrip.yaml"
-    path.write_text(CONFIG_YAML)
-    return path
-
-
 async def test_backfill_window_overlapping_a_subscription_delivery_starts_each_event_once(
-    dev_env: WorkflowEnvironment,
-    settings: Settings,
-    config_file: Path,
-    aws: Any,
-    moto_url: str,
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path, aws: Any, moto_url: str
 ) -> None:
+    target = dev_env.client.service_client.config.target_host
+    settings = make_settings(slack_api_url, temporal_address=target)
+    config_file = tmp_path / "powertrip.yaml"
+    config_file.write_text(CONFIG_YAML)
     group = LogGroup(aws)
     stream = f"i-{uuid.uuid4().hex[:12]}"
     now = datetime.now(UTC)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -94,13 +94,20 @@ async def record(out_dir: Path = HERE) -> list[Path]:
                     assert status is ResultStatus.STARTED
                     handle = env.client.get_workflow_handle(event.event_id)
                     await scenario(env, handle, fake)
-                    await handle.result()
-                    history = await handle.fetch_history()
-                    path = out_dir / f"{name}.json"
-                    # Pretty-printed so a diff shows what a re-recording changed.
-                    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-                    written.append(path)
+                    written.append(await save(handle, out_dir / f"{name}.json"))
     return written
+
+
+async def save(handle: WorkflowHandle, path: Path) -> Path:
+    """Wait for the workflow to finish and write its history to `path`."""
+    await handle.result()
+    return write_history(await handle.fetch_history(), path)
+
+
+def write_history(history: WorkflowHistory, path: Path) -> Path:
+    # Pretty-printed so a diff shows what a re-recording changed.
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    return path
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ replays them. Re-record only when a version of PollWorkflow is retired.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from powertrip.sandbox.fake_slack import FakeSlack, create_fake_slack_app
 from powertrip.temporal import ensure_search_attributes
 from tests.conftest import PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
 from tests.harness import make_settings, running_worker
+from tests.histories.record import save
 from workflows.poll import PollWorkflow
 
 HERE = Path(__file__).resolve().parent / "poll"
@@ -72,11 +72,7 @@ async def record(out_dir: Path = HERE) -> list[Path]:
                         id=f"history-{name}",
                         task_queue=settings.task_queue,
                     )
-                    await handle.result()
-                    history = await handle.fetch_history()
-                    path = out_dir / f"{name}.json"
-                    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-                    written.append(path)
+                    written.append(await save(handle, out_dir / f"{name}.json"))
     return written
 
 
