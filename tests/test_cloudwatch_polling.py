@@ -36,8 +36,8 @@ from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
 from powertrip.sources.cloudwatch_api import CloudWatchCursor, CloudWatchSearch
 from powertrip.sources.log_search import SearchError
-from tests.conftest import ServedApp, free_port
 from tests.harness import CONFIG_YAML, eventually, make_config, make_settings, running_worker
+from tests.servers import ServedApp, free_port
 from tests.test_backfill import run_async, summary
 from tests.test_polling import channel_texts, stop
 from workflows.poll import PollWorkflow
