@@ -19,6 +19,7 @@ from activities.slack import SlackActivities
 from powertrip import observability
 from powertrip.config import ConfigError, PowertripConfig, load_config
 from powertrip.polling import ensure_poll_schedules
+from powertrip.process import exit_now
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
@@ -133,3 +134,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_now(0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import time
 from datetime import timedelta
@@ -25,6 +24,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip.observability import configure_logging
+from powertrip.process import exit_now
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.temporal import connect, ensure_search_attributes
 
@@ -116,12 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     changes = asyncio.run(setup(settings, timedelta(days=args.retention_days), args.wait))
     for change in changes or [f"namespace {settings.temporal_namespace}: nothing to do"]:
         log.info("%s", change)
-    # A short-lived Temporal client process can abort while the interpreter finalizes, after
-    # its work is done (temporalio/sdk-python#300): a job runner would report a failed setup.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_now(0)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ The API form reads the same `LogSearch` as polling."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +31,7 @@ from powertrip.backfill import (
 )
 from powertrip.config import ConfigError, PowertripConfig, SearchScope, load_config
 from powertrip.durations import parse_duration
+from powertrip.process import exit_now
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.sources.log_search import POLLABLE, LogSearch, SearchError, open_search
 from powertrip.temporal import connect
@@ -148,11 +148,9 @@ def backfill(
         print_summary(report, dry_run)
     code = 1 if report.invalid else 0
     if sys.stdout is not None and sys.stdout is sys.__stdout__:
-        # The Temporal SDK's threads can abort a short-lived process during interpreter teardown
-        # (temporalio/sdk-python#300), turning success into exit code 134: leave directly.
         for console in (out, err):
             console.file.flush()
-        os._exit(code)
+        exit_now(code)  # in-process runners (tests) replace sys.stdout and get typer.Exit
     if code:
         raise typer.Exit(code)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from powertrip.config import ConfigError, load_config
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
 from powertrip.models import EventStatus
+from powertrip.process import exit_now
 from powertrip.records import (
     EventFilter,
     EventView,
@@ -66,12 +66,8 @@ def _settings() -> Settings:
 
 
 def _exit_hard_after_temporal(command: Callable[P, None]) -> Callable[P, None]:
-    """Leave without interpreter teardown once a Temporal client existed in this process.
-
-    The SDK's Rust threads can outlive the event loop and abort a short-lived process at exit
-    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), turning a success into
-    exit code 134. Only for a real process: in-process runners (tests) replace sys.stdout.
-    """
+    """Leave through `exit_now` once a Temporal client existed in this process. Only for a
+    real process: in-process runners (tests) replace sys.stdout."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -83,18 +79,12 @@ def _exit_hard_after_temporal(command: Callable[P, None]) -> Callable[P, None]:
             if not _connected or sys.stdout is not sys.__stdout__:
                 raise
         if _connected and sys.stdout is sys.__stdout__:
-            _flush_and_exit(code if isinstance(code, int) else 1)
+            exit_now(code if isinstance(code, int) else 1)
 
     return wrapper
 
 
 _connected = False
-
-
-def _flush_and_exit(code: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def _run(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
