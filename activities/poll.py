@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.slack import classify
 from powertrip.backfill import Backfill, Report, StaleDigest, announce_stale, search_chunks
 from powertrip.config import PowertripConfig, SearchScope
+from powertrip.messages import code, escape
 from powertrip.polling import PollAlert, PollOutcome, PollRequest
 from powertrip.rules import RuleSet
 from powertrip.settings import Settings
@@ -214,9 +215,10 @@ def poll_alert_message(alert: PollAlert) -> tuple[str, list]:
     else:
         text = f":warning: Polling {alert.source} has failed since {since} ({lasted})."
         detail = (
-            f"Last error: `{alert.error}`. Powertrip keeps retrying and will say so here once it "
+            f"Last error: {code(alert.error or 'unknown')}. Powertrip keeps retrying and will say "
+            "so here once it "
             "recovers; events are picked up from the last processed one"
-            + (f" (cursor `{alert.cursor}`)" if alert.cursor else "")
+            + (f" (cursor {code(alert.cursor)})" if alert.cursor else "")
             + ", so none are skipped. Webhooks are not affected."
         )
     blocks = [
@@ -242,7 +244,7 @@ def stale_digest_message(
         if ui_url:
             link = f"{ui_url.rstrip('/')}/namespaces/{namespace}/workflows/{event.event_id}"
             name = f"<{link}|{event.event_id}>"
-        lines.append(f"• {when} {event.summary} ({name})")
+        lines.append(f"• {when} {escape(event.summary)} ({name})")
     if digest.total > len(digest.events):
         lines.append(f"…and {digest.total - len(digest.events)} more.")
     blocks: list = [

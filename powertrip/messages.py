@@ -77,16 +77,33 @@ def slack_ago(when: datetime, now: datetime) -> str:
     return f"<!date^{int(when.timestamp())}^{{ago}}|{ago(when, now)}>"
 
 
+def escape(text: str) -> str:
+    """Text from logs (user names, commands, PTR records) must never become a mention, a
+    channel ping or a link: Slack reads `<...>` as control sequences, so escape as Slack asks."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(text: str, limit: int = 300) -> str:
+    """Inline code that the text cannot break out of."""
+    clipped = text if len(text) <= limit else text[: limit - 1] + "…"
+    safe = escape(clipped).replace("`", "'")
+    return f"`{safe}`"
+
+
 def _where(event: SecurityEvent) -> str:
-    return f"`{event.host}`" if event.host else "an unknown host"
+    return code(event.host) if event.host else "an unknown host"
+
+
+def _what(event: SecurityEvent) -> str:
+    return f"*{escape(event.action)}* as {code(event.actor)} on {_where(event)}"
 
 
 def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBlock:
-    source = f"`{event.address}`" if event.address else "unknown"
+    source = code(event.address) if event.address else "unknown"
     if event.address and origin:
-        source += f"\n{origin}"
+        source += f"\n{escape(origin)}"
     fields = [
-        MarkdownTextObject(text=f"*Who*\n`{event.actor}`"),
+        MarkdownTextObject(text=f"*Who*\n{code(event.actor)}"),
         MarkdownTextObject(text=f"*Host*\n{_where(event)}"),
         MarkdownTextObject(text=f"*From*\n{source}"),
         MarkdownTextObject(
@@ -96,8 +113,24 @@ def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBl
     return SectionBlock(block_id="facts", fields=fields)
 
 
+def _details(event: SecurityEvent) -> SectionBlock | None:
+    """What the rule extracted beyond who/where/from: the sudo command, the key fingerprint."""
+    if not event.details:
+        return None
+    lines = [
+        f"*{escape(name.capitalize())}*: {code(value)}" for name, value in event.details.items()
+    ]
+    # One line on a phone when the values are short (ssh key details); a long one (a sudo
+    # command) gets lines of its own.
+    joiner = " · " if sum(len(v) for v in event.details.values()) <= 80 else "\n"
+    return SectionBlock(block_id="details", text=MarkdownTextObject(text=joiner.join(lines)))
+
+
 def _context(event: SecurityEvent, ui_url: str | None) -> ContextBlock:
-    text = f"Source *{event.source}* · Rule *{event.rule_title}* (`{event.rule_id}`)"
+    text = (
+        f"Source *{escape(event.source)}* · Rule *{escape(event.rule_title)}* "
+        f"({code(event.rule_id)})"
+    )
     if ui_url:
         text += f" · <{ui_url}|Open in Temporal>"
     return ContextBlock(block_id="context", elements=[MarkdownTextObject(text=text)])
@@ -164,7 +197,7 @@ def notification(
     """The text fallback and blocks for a first notification, reminder or incident alert."""
     event = record.event
     now = now or datetime.now(UTC)
-    what = f"*{event.action}* as `{event.actor}` on {_where(event)}"
+    what = _what(event)
     if kind is MessageKind.INCIDENT:
         assert record.report is not None
         team = " ".join(
@@ -191,6 +224,8 @@ def notification(
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
         _facts(event, now, origin),
     ]
+    if details := _details(event):
+        blocks.append(details)
     if note:
         blocks.append(ContextBlock(block_id="note", elements=[MarkdownTextObject(text=note)]))
     blocks.append(_context(event, ui_url))
@@ -210,7 +245,7 @@ def decided(
 ) -> tuple[str, list[Block]]:
     """The same message after a decision: no buttons left, who decided and when."""
     event = record.event
-    lines = [f"*{event.action}* as `{event.actor}` on {_where(event)}"]
+    lines = [_what(event)]
     if record.report is not None:
         lines.append(_outcome(record.report))
     if record.decision is not None:
@@ -219,6 +254,7 @@ def decided(
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
         _facts(event, now or datetime.now(UTC), origin),
+        *([details] if (details := _details(event)) else []),
         _context(event, ui_url),
     ]
     return _plain(headline), blocks
@@ -246,7 +282,7 @@ def digest(items: list[DigestLine], now: datetime | None = None) -> tuple[str, l
         link = f"<{item.ui_url}|{event.event_id}>" if item.ui_url else f"`{event.event_id}`"
         state = "incident, unacknowledged" if item.incident else f"asked {item.asked}"
         lines.append(
-            f"• {event.action} as `{event.actor}` on {_where(event)} — waited "
+            f"• {escape(event.action)} as {code(event.actor)} on {_where(event)} — waited "
             f"{humanize(item.waited_seconds)}, {state} · {link}"
         )
     if len(items) > 40:
@@ -274,7 +310,7 @@ def _outcome(decision: Decision) -> str:
         DecisionKind.ACKNOWLEDGED: (":shield:", "Incident acknowledged"),
     }[decision.kind]
     behalf = " on behalf" if decision.on_behalf else ""
-    reason = f" — {decision.reason}" if decision.reason else ""
+    reason = f" — {escape(decision.reason)}" if decision.reason else ""
     return f"{icon} *{verb}{behalf}* by <@{decision.by}> at {slack_date(decision.at)}{reason}"
 
 

@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from powertrip.messages import code, escape
 from powertrip.models import RawEvent
 
 SAMPLE_CHARS = 2000
@@ -123,8 +124,8 @@ def review_message(request: UnrecognisedInput) -> tuple[str, list[Block]]:
     where = " ".join(
         part
         for part in (
-            f"host `{sample.host}`" if sample.host else "",
-            f"program `{sample.program}`" if sample.program else "",
+            f"host {code(sample.host)}" if sample.host else "",
+            f"program {code(sample.program)}" if sample.program else "",
         )
         if part
     )
@@ -143,7 +144,7 @@ def review_message(request: UnrecognisedInput) -> tuple[str, list[Block]]:
         ContextBlock(
             elements=[
                 MarkdownTextObject(
-                    text=f"Shape `{_fence_safe(request.shape)[:300]}` - one request per shape "
+                    text=f"Shape {code(request.shape)} - one request per shape "
                     f"per hour (from {request.hour:%Y-%m-%d %H:00} UTC). Add a rule "
                     "(`powertrip rules test` helps) or set `ignore_unmatched` for the source."
                 )
@@ -154,4 +155,5 @@ def review_message(request: UnrecognisedInput) -> tuple[str, list[Block]]:
 
 
 def _fence_safe(text: str) -> str:
-    return text.replace("```", "'''")
+    """A log line inside a code block: it can neither close the fence nor ping anyone."""
+    return escape(text).replace("```", "'''")

@@ -39,6 +39,8 @@ PAGE = """<!doctype html>
   button.btn.primary { background:var(--green); border-color:var(--green); color:#fff; }
   button.btn.danger { background:#fff; border-color:var(--red); color:var(--red); }
   button.btn:disabled { opacity:.5; cursor:wait; }
+  pre { font:12px/1.4 Menlo, Consolas, monospace; background:#f6f6f6; border:1px solid #ddd;
+        border-radius:4px; padding:6px 8px; white-space:pre-wrap; margin:4px 0; }
   code { font:12px/1.4 Menlo, Consolas, monospace; background:#f6f6f6; border:1px solid #ddd;
          border-radius:3px; padding:0 3px; color:#c01343; }
   .mention { background:#e8f5fa; color:#1264a3; border-radius:3px; padding:0 2px; }
@@ -99,21 +101,32 @@ function token(inner) {
   const [url, label] = inner.split("|");
   return `<a href="${esc(url)}" target="_blank" rel="noopener">${esc(label || url)}</a>`;
 }
+// Slack escapes &, < and > in text as entities; <...> is a control sequence (mention, link).
+function unslack(s) {
+  return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
 function mrkdwn(text) {
   let html = "", last = 0;
   const re = /<([^<>]+)>/g;
   let m;
   while ((m = re.exec(text))) {
-    html += esc(text.slice(last, m.index)) + token(m[1]);
+    html += esc(unslack(text.slice(last, m.index))) + token(m[1]);
     last = re.lastIndex;
   }
-  html += esc(text.slice(last));
+  html += esc(unslack(text.slice(last)));
+  // Code blocks first, kept apart so nothing inside them is formatted.
+  const blocks = [];
+  html = html.replace(/```\\n?([\\s\\S]*?)```/g, (all, body) => {
+    blocks.push(body);
+    return "\\u0000" + (blocks.length - 1) + "\\u0000";
+  });
   return html
     .replace(/`([^`\\n]+)`/g, "<code>$1</code>")
     .replace(/\\*([^*\\n]+)\\*/g, "<b>$1</b>")
     .replace(/(^|\\s)_([^_\\n]+)_/g, "$1<i>$2</i>")
     .replace(/:([a-z0-9_+-]+):/g, (all, name) => EMOJI[name] || all)
-    .replace(/\\n/g, "<br>");
+    .replace(/\\n/g, "<br>")
+    .replace(/\\u0000(\\d+)\\u0000/g, (all, i) => "<pre>" + blocks[Number(i)] + "</pre>");
 }
 function text(obj) {
   if (!obj) return "";
