@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.routes import events, ops, slack, webhooks
+from powertrip import observability
 from powertrip.config import load_config
 from powertrip.settings import API_SECRETS, Settings, load_settings
 from powertrip.temporal import connect
@@ -17,6 +18,8 @@ log = logging.getLogger("powertrip.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    observability.redact_access_logs()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings()

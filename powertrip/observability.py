@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -222,6 +223,28 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         event_id = event_id_of(record)
         return f"{text} [event {event_id}]" if event_id and event_id not in text else text
+
+
+_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|api_key)=)[^&\s]*", re.IGNORECASE)
+
+
+class RedactQuerySecrets(logging.Filter):
+    """Providers that cannot set headers (Papertrail) put the webhook secret in `?token=`;
+    access logs must not keep it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def redact_access_logs() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuerySecrets) for f in access.filters):
+        access.addFilter(RedactQuerySecrets())
 
 
 def configure_logging(settings: Settings) -> None:

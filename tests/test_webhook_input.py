@@ -4,6 +4,7 @@ index while the others proceed."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -136,3 +137,21 @@ async def test_bad_members_are_reported_by_index_and_the_rest_proceed(
     assert await exists(dev_env, f"papertrail-{first}") and await exists(
         dev_env, f"papertrail-{last}"
     )
+
+
+async def test_the_query_token_never_reaches_the_access_log(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    access = logging.getLogger("uvicorn.access")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        # The line uvicorn writes for every request, through the logger the app has set up.
+        access.info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5555",
+            "POST",
+            "/webhooks/papertrail?token=hook-secret&x=1",
+            "1.1",
+            202,
+        )
+    assert "hook-secret" not in caplog.text
+    assert "/webhooks/papertrail?token=[redacted]&x=1" in caplog.text

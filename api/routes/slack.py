@@ -23,6 +23,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.body import read_capped
 from api.deps import SettingsDep, TemporalDep
 from powertrip.approvals import Action, Click, EventRecord
 from powertrip.messages import action_for
@@ -143,7 +144,7 @@ def _verify(body: bytes, request: Request, secret: str) -> None:
 
 @router.post("/interactions", summary="Slack interactivity request URL")
 async def interactions(request: Request, settings: SettingsDep, temporal: TemporalDep) -> Response:
-    body = await request.body()
+    body = await read_capped(request, settings.max_body_bytes)
     _verify(body, request, settings.secret("slack_signing_secret"))
     try:
         payload: dict[str, Any] = json.loads(parse_qs(body.decode())["payload"][0])
