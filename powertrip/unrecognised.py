@@ -36,7 +36,10 @@ _VARIABLE = [
     (re.compile(r"\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,7}\b"), "<addr>"),  # IPv6
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "<addr>"),
     (re.compile(r"\"[^\"]*\"|'[^']*'"), "<str>"),
-    (re.compile(r"\S*\d\S*"), "<n>"),  # anything with a digit: ids, ports, pids, times, keys
+    # Anything with a digit: ids, ports, pids, times, keys. Only tried where a token starts:
+    # from every position inside a long digit-free token `\S*` rescanned the rest (quadratic on
+    # a hostile line, in the API's event loop); the matches are the same whole tokens.
+    (re.compile(r"(?<!\S)\S*\d\S*"), "<n>"),
 ]
 
 

@@ -1,0 +1,135 @@
+"""Ingest edge cases a production sender hits: hostile or huge lines, compressed payloads that
+expand without bound, JSON nested deeper than the parser recurses, times without a zone, and the
+documented Papertrail archive format."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+import tracemalloc
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.backfill import records
+from powertrip.models import RawEvent
+from powertrip.sources import PayloadError
+from powertrip.sources.cloudwatch import parse_cloudwatch
+from powertrip.unrecognised import message_shape
+from tests.harness import WEBHOOK_HEADERS, api_client, make_settings, ssh_line
+
+
+@pytest.fixture
+async def http(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
+    async with api_client(settings) as client:
+        yield client
+
+
+def test_shape_of_a_long_unrecognised_line_takes_linear_time() -> None:
+    # Every unmatched line is shaped in the API's event loop; a 60 kB line without digits took
+    # ~15 s (quadratic masking), a 1 MB one over an hour.
+    for text in ("a" * 60_000, "z:" * 30_000):
+        raw = RawEvent(source="json", provider_id="x", message=text)
+        began = time.perf_counter()
+        shape = message_shape(raw)
+        assert time.perf_counter() - began < 0.5
+        assert shape.startswith("-: " + text[:10])
+    # Masking itself is unchanged: tokens with a digit, addresses, quoted values.
+    raw = RawEvent(
+        source="json",
+        provider_id="x",
+        program="app",
+        message='user "bob" id=42 from 10.0.0.1 took 3ms',
+    )
+    assert message_shape(raw) == "app: user <str> <n> from <addr> took <n>"
+
+
+def test_cloudwatch_payload_that_expands_beyond_reason_is_refused_without_expanding_it() -> None:
+    # 256 MB of zeros gzips to ~250 kB, well under the body cap; the 5 MB cap lets through
+    # one that expands to 5 GB. Decompressing it whole takes that much memory per request.
+    bomb = gzip.compress(b"\0" * (256 * 1024 * 1024), compresslevel=9)
+    payload = {"awslogs": {"data": base64.b64encode(bomb).decode()}}
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadError, match="larger than"):
+            parse_cloudwatch(payload)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024
+
+
+def test_papertrail_archive_lines_in_the_documented_format_are_read() -> None:
+    # The archive format from Papertrail's help page: `2011-02-10 00:19:36 -0800` stamps.
+    line = (
+        "50342052\t2011-02-10 00:19:36 -0800\t2011-02-10 00:19:37 -0800\t42424\tmysystem\t"
+        "208.122.34.202\tAuth\tInfo\tsshd\t" + ssh_line("alice") + "\n"
+    )
+    [located] = records([line])
+    assert located.item.error is None
+    raw = located.item.raw
+    assert raw is not None and raw.provider_id == "50342052" and raw.host == "mysystem"
+    assert raw.received_at is not None
+    assert raw.received_at.isoformat() == "2011-02-10T00:19:37-08:00"
+
+
+@pytest.mark.parametrize("path", ["/webhooks/json", "/webhooks/papertrail"])
+async def test_json_nested_deeper_than_the_parser_goes_is_a_400(
+    http: httpx.AsyncClient, path: str
+) -> None:
+    body = b'{"events": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    response = await http.post(
+        path, content=body, headers={**WEBHOOK_HEADERS, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "nested" in response.json()["detail"]
+
+
+async def test_generic_time_without_a_zone_is_utc_and_the_batch_proceeds(
+    http: httpx.AsyncClient, dev_env: WorkflowEnvironment
+) -> None:
+    framed, bare = uuid.uuid4().hex, uuid.uuid4().hex
+    events = [
+        {
+            "id": framed,
+            "time": "2024-05-01T10:00:00",
+            "message": "May  1 10:00:00 web1 sshd[42]: " + ssh_line("alice"),
+        },
+        {"id": bare, "time": "2024-05-01T11:00:00", "program": "sshd", "message": ssh_line("bob")},
+    ]
+    response = await http.post("/webhooks/json", json={"events": events}, headers=WEBHOOK_HEADERS)
+    assert response.status_code == 202, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["started", "started"]
+    for provider_id, hour in ((framed, 10), (bare, 11)):
+        handle = dev_env.client.get_workflow_handle(f"json-{provider_id}")
+        description = await handle.describe()
+        memo = await description.memo_value("record")
+        assert memo["event"]["occurred_at"] == f"2024-05-01T{hour}:00:00Z"
+
+
+async def test_an_oversized_field_fails_its_own_record_not_the_batch(
+    http: httpx.AsyncClient, dev_env: WorkflowEnvironment
+) -> None:
+    good, huge = uuid.uuid4().hex, uuid.uuid4().hex
+    events = [
+        {"id": huge, "hostname": "h" * 5000, "program": "sshd", "message": ssh_line("alice")},
+        {"id": good, "hostname": "web1", "program": "sshd", "message": ssh_line("alice")},
+    ]
+    response = await http.post(
+        "/webhooks/papertrail", json={"events": events}, headers=WEBHOOK_HEADERS
+    )
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert results[1]["status"] == "started"
+    assert results[0]["status"] == "invalid" and results[0]["reason"]
+    json.dumps(results)
