@@ -22,6 +22,9 @@ from powertrip.sources import ParsedItem, PayloadError, describe_validation_erro
 from powertrip.syslog import event_from_text
 
 SOURCE = "cloudwatch"
+# CloudWatch caps a PutLogEvents batch at 1 MiB of messages; a subscription message holds at most
+# that plus JSON framing and escaping. Far above it, nothing real is lost.
+MAX_DECOMPRESSED = 16 * 1024 * 1024
 
 
 class LogEvent(BaseModel):
@@ -43,10 +46,7 @@ def decode_awslogs(payload: Any) -> dict[str, Any]:
         compressed = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PayloadError(f"awslogs.data is not valid base64: {exc}") from exc
-    try:
-        text = gzip.decompress(compressed)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise PayloadError(f"awslogs.data is not valid gzip: {exc}") from exc
+    text = _gunzip(compressed)
     try:
         decoded = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -54,6 +54,27 @@ def decode_awslogs(payload: Any) -> dict[str, Any]:
     if not isinstance(decoded, dict):
         raise PayloadError("awslogs.data must hold a JSON object")
     return decoded
+
+
+def _gunzip(compressed: bytes) -> bytes:
+    """Decompress at most `MAX_DECOMPRESSED` bytes: the body cap bounds the compressed size only,
+    and zeros gzip about 1000:1 (a 5 MB body could expand to 5 GB)."""
+    parts: list[bytes] = []
+    size, rest = 0, compressed
+    try:
+        while rest:  # gzip allows several members one after another
+            inflater = zlib.decompressobj(wbits=31)  # gzip framing
+            part = inflater.decompress(rest, MAX_DECOMPRESSED - size + 1)
+            size += len(part)
+            if size > MAX_DECOMPRESSED:
+                raise PayloadError(f"awslogs.data expands to larger than {MAX_DECOMPRESSED} bytes")
+            if not inflater.eof:
+                raise PayloadError("awslogs.data is not valid gzip: truncated stream")
+            parts.append(part)
+            rest = inflater.unused_data
+    except zlib.error as exc:
+        raise PayloadError(f"awslogs.data is not valid gzip: {exc}") from exc
+    return b"".join(parts)
 
 
 def parse_cloudwatch(payload: Any) -> list[ParsedItem]:
