@@ -29,6 +29,8 @@ def _json(text: str | bytes, what: str) -> Any:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, f"{what} is not valid JSON: {exc}"
         ) from exc
+    except RecursionError as exc:  # `[[[[...` well under the size cap
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{what} is nested too deeply") from exc
 
 
 def decode_payload(request: Request, body: bytes) -> Any:

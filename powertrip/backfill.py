@@ -158,7 +158,7 @@ def detect_format(first_line: str) -> InputFormat:
     if text.startswith(("{", "[")):
         try:
             json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return InputFormat.JSON  # a document spread over many lines
         return InputFormat.NDJSON
     fields = text.split("\t")
@@ -189,7 +189,7 @@ def records(
         text = "".join(line for _, line in numbered)
         try:
             document = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             yield Located(ParsedItem(index=0, error=f"not a JSON document: {exc}"), line=1)
             return
         yield from _from_json(document, line=None, source=source)
@@ -208,7 +208,7 @@ def records(
         else:
             try:
                 value = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 yield Located(ParsedItem(index=0, error=f"not JSON: {exc}"), line=number)
                 continue
             yield from _from_json(value, line=number, source=source)

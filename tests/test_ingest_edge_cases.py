@@ -16,10 +16,11 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.backfill import records
+from powertrip.backfill import InputFormat, records
 from powertrip.models import RawEvent
 from powertrip.sources import PayloadError
-from powertrip.sources.cloudwatch import parse_cloudwatch
+from powertrip.sources.cloudwatch import parse_cloudwatch, parse_subscription
+from powertrip.sources.generic import parse_ndjson
 from powertrip.unrecognised import message_shape
 from tests.harness import WEBHOOK_HEADERS, api_client, make_settings, ssh_line
 
@@ -93,6 +94,22 @@ async def test_json_nested_deeper_than_the_parser_goes_is_a_400(
     )
     assert response.status_code == 400
     assert "nested" in response.json()["detail"]
+
+
+def test_a_deeply_nested_record_fails_alone_in_ndjson_cloudwatch_and_backfill() -> None:
+    deep = '{"a": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    good = json.dumps({"id": "ok", "program": "sshd", "message": ssh_line("alice")})
+    items = parse_ndjson(f"{deep}\n{good}\n".encode())
+    assert items[0].error is not None and "nested" in items[0].error
+    assert items[1].raw is not None
+    # A CloudWatch log line that looks like JSON but nests too deeply is matched as text.
+    [item] = parse_subscription(
+        {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "timestamp": 0, "message": deep}]}
+    )
+    assert item.raw is not None and item.raw.message == deep
+    located = list(records([deep + "\n", good + "\n"], InputFormat.NDJSON))
+    assert located[0].item.error and located[0].line == 1
+    assert located[1].item.raw is not None
 
 
 async def test_generic_time_without_a_zone_is_utc_and_the_batch_proceeds(

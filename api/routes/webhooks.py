@@ -226,5 +226,5 @@ def _looks_like_ndjson(body: bytes) -> bool:
         return False
     try:
         return isinstance(json.loads(lines[0]), dict)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False

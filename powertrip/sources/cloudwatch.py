@@ -51,6 +51,8 @@ def decode_awslogs(payload: Any) -> dict[str, Any]:
         decoded = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(f"awslogs.data does not hold valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("awslogs.data holds JSON nested too deeply") from exc
     if not isinstance(decoded, dict):
         raise PayloadError("awslogs.data must hold a JSON object")
     return decoded
@@ -110,7 +112,7 @@ def parse_subscription(data: Any) -> list[ParsedItem]:
         if event.message.lstrip().startswith("{"):
             try:
                 fields.update(json.loads(event.message))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # matched as text then
                 pass
         items.append(
             ParsedItem(

@@ -48,6 +48,9 @@ def parse_ndjson(body: bytes) -> list[ParsedItem]:
         except json.JSONDecodeError as exc:
             items.append(ParsedItem(index=index, error=f"line {index + 1}: not JSON: {exc}"))
             continue
+        except RecursionError:
+            items.append(ParsedItem(index=index, error=f"line {index + 1}: nested too deeply"))
+            continue
         items.append(_one(index, member))
     if not items:
         raise PayloadError("no events in the body")

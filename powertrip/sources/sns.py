@@ -174,7 +174,7 @@ def parse_notification(message: SnsMessage) -> list[ParsedItem]:
     if message.Message.lstrip().startswith(("{", "[")):
         try:
             body = json.loads(message.Message)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             body = None
     if isinstance(body, dict) and ("awslogs" in body or "logEvents" in body):
         return parse_cloudwatch(body)
