@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class RawEvent(BaseModel):
@@ -25,6 +25,13 @@ class RawEvent(BaseModel):
     fields: dict[str, Any] = Field(
         default_factory=dict, description="Structured fields, for JSON rules (e.g. CloudTrail)."
     )
+
+    @field_validator("received_at")
+    @classmethod
+    def _utc_when_no_zone(cls, value: datetime | None) -> datetime | None:
+        # A sender's time without a zone is taken as UTC (as syslog stamps are): a naive time
+        # cannot be compared with the backfill's cut-off or stored as a search attribute.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
 class EventStatus(StrEnum):

@@ -213,6 +213,8 @@ def event_from_text(
     """A provider's text record: its syslog framing (when it has one) gives host, program and
     message; the provider's own time (which has a year and a zone) wins over the line's, and the
     provider's host and program fill in what the line lacks."""
+    if received_at is not None and received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)  # as `RawEvent` takes it
     record = parse_syslog(text, now=received_at)
     if record is None:
         return RawEvent(
