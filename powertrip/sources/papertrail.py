@@ -3,6 +3,8 @@ as the `payload` form field Papertrail posts or as a plain JSON body."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -11,6 +13,7 @@ from powertrip.models import RawEvent
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
 
 SOURCE = "papertrail"
+_ARCHIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}$")
 
 
 class PapertrailEvent(BaseModel):
@@ -22,6 +25,15 @@ class PapertrailEvent(BaseModel):
     source_name: str | None = None
     program: str | None = None
     message: str = Field(min_length=1)
+
+    @field_validator("received_at")
+    @classmethod
+    def _archive_time(cls, value: str | None) -> str | None:
+        # Papertrail's archives (TSV) stamp `2011-02-10 00:19:36 -0800`, which ISO 8601 parsers
+        # refuse; the webhook and search API send ISO 8601 already.
+        if value is not None and _ARCHIVE_TIME.match(value):
+            return datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z").isoformat()
+        return value
 
     @field_validator("id")
     @classmethod
