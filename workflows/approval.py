@@ -46,6 +46,8 @@ PUBLISH_INCIDENT_MESSAGE = "publish-incident-message"
 REMINDER_DIGEST = "reminder-digest"
 # Backfilled stale events (ApprovalInput.stale) skip the DM and reminders.
 STALE_PATCH = "backfill-stale-no-dm"
+# A *Not me* waiting behind an approval (clicks queued while workers were down) is taken first.
+NOT_ME_FIRST = "not-me-before-queued-approval"
 
 
 @workflow.defn
@@ -252,7 +254,7 @@ class ApprovalWorkflow:
         authority = self.record.authority
         assert authority is not None
         while self.clicks:
-            click = self.clicks.pop(0)
+            click = self.clicks.pop(self._next_click())
             if not authority.may(click.action, self.record.status, click.user):
                 workflow.logger.info(
                     "ignored %s by %s while %s", click.action, click.user, self.record.status
@@ -276,6 +278,12 @@ class ApprovalWorkflow:
                     # Acknowledge button must be there at once, not after the next reminder.
                     if workflow.patched(PUBLISH_INCIDENT_MESSAGE):
                         self._publish()
+
+    def _next_click(self) -> int:
+        """The owner saying *Not me* outweighs an approval queued just before it (e.g. the team
+        approving on their behalf): the report must never be lost to the order of arrival."""
+        not_me = next((i for i, c in enumerate(self.clicks) if c.action is Action.NOT_ME), 0)
+        return not_me if not_me and workflow.patched(NOT_ME_FIRST) else 0
 
     async def _update_messages(self) -> None:
         """Every copy of the message shows the outcome; none keeps live buttons."""

@@ -1,0 +1,57 @@
+"""Who may decide, and which decision counts, when clicks queue up or the config changes under a
+pending event (time-skipping server, fake Slack over HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.approvals import Action, EventRecord
+from powertrip.models import EventStatus
+from powertrip.sandbox.fake_slack import FakeSlack
+from tests.harness import (
+    click,
+    eventually,
+    make_event,
+    make_settings,
+    running_worker,
+)
+from tests.test_approval_workflow import posted_to, start
+from workflows.approval import ApprovalWorkflow
+
+
+async def memo_eventually(
+    handle: WorkflowHandle[Any, Any], check: Callable[[EventRecord], bool], within: float = 20.0
+) -> EventRecord:
+    """The record readers see (the memo): no query, so no worker or sticky queue involved."""
+
+    async def probe() -> EventRecord | None:
+        record = await (await handle.describe()).memo_value("record", type_hint=EventRecord)
+        return record if check(record) else None
+
+    return await eventually(probe, within)
+
+
+async def test_not_me_queued_behind_an_approval_on_behalf_still_raises_the_incident(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Clicks are durable while the workers are down; when they come back, the owner's *Not me*
+    must not be swallowed by a security-team approval that happened to be queued first."""
+    settings = make_settings(slack_api_url)
+    client = time_skipping_env.client
+    handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+    # No worker yet: both clicks wait in the workflow's history.
+    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+    await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+    async with running_worker(client, settings):
+        record = await memo_eventually(handle, lambda r: r.status is not EventStatus.PENDING)
+        assert record.status is EventStatus.REPORTED
+        assert record.report is not None and record.report.by == "U0ALICE"
+        assert record.decision is None
+        assert posted_to(fake_slack, "D0ALICE")
+        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
+        final: EventRecord = await handle.result()
+    assert final.status is EventStatus.ACKNOWLEDGED
