@@ -16,6 +16,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip import observability
 from powertrip import temporal as attributes
@@ -162,8 +163,22 @@ async def process(
         if event is None:
             return await unmatched(item.index, item.raw)
         stale = stale_before is not None and event.occurred_at < stale_before
-        async with gate:
-            status = await start_approval(client, event, task_queue, stale)
+        try:
+            async with gate:
+                status = await start_approval(client, event, task_queue, stale)
+        except RPCError as exc:
+            # Temporal refuses this record alone (e.g. a host or actor over the search attribute
+            # size limit): report it, and let the rest of the batch start. Anything else (Temporal
+            # unavailable) still fails the request so the sender retries.
+            if exc.status is not RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            return ItemResult(
+                index=item.index,
+                status=ResultStatus.INVALID,
+                event_id=event.event_id,
+                rule_id=event.rule_id,
+                reason=f"Temporal refused the event: {exc.message}",
+            )
         reason = (
             "already received (same source and provider id)"
             if status is ResultStatus.DUPLICATE
