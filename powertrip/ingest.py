@@ -81,15 +81,22 @@ def search_attributes_for(
     """What Temporal visibility (API, CLI, Web UI) filters events by."""
     pairs: list[SearchAttributePair] = [
         SearchAttributePair(attributes.STATUS, status.value),
-        SearchAttributePair(attributes.ACTOR, event.actor),
+        SearchAttributePair(attributes.ACTOR, _keyword(event.actor)),
         SearchAttributePair(attributes.RULE, event.rule_id),
         SearchAttributePair(attributes.SOURCE, event.source),
         SearchAttributePair(attributes.EVENT_TIME, event.occurred_at),
     ]
     if event.host:
-        pairs.append(SearchAttributePair(attributes.HOST, event.host))
-        pairs.append(SearchAttributePair(attributes.HOST_KEY, host_key(event.host)))
+        pairs.append(SearchAttributePair(attributes.HOST, _keyword(event.host)))
+        pairs.append(SearchAttributePair(attributes.HOST_KEY, _keyword(host_key(event.host))))
     return TypedSearchAttributes(pairs)
+
+
+def _keyword(value: str, limit: int = 1024) -> str:
+    """Temporal refuses a keyword over 2 KiB, which would refuse the event itself: a crafted
+    5,000-character host must still be asked about. The full value stays in the memo."""
+    encoded = value.encode()
+    return value if len(encoded) <= limit else encoded[:limit].decode(errors="ignore") + "…"
 
 
 async def start_approval(

@@ -21,8 +21,16 @@ from powertrip.models import RawEvent
 from powertrip.sources import PayloadError
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_subscription
 from powertrip.sources.generic import parse_ndjson
+from powertrip.temporal import HOST
 from powertrip.unrecognised import message_shape
-from tests.harness import WEBHOOK_HEADERS, api_client, make_settings, ssh_line
+from tests.harness import (
+    API_HEADERS,
+    WEBHOOK_HEADERS,
+    api_client,
+    make_config,
+    make_settings,
+    ssh_line,
+)
 
 
 @pytest.fixture
@@ -147,6 +155,22 @@ async def test_an_oversized_field_fails_its_own_record_not_the_batch(
     )
     assert response.status_code == 202, response.text
     results = response.json()["results"]
-    assert results[1]["status"] == "started"
-    assert results[0]["status"] == "invalid" and results[0]["reason"]
-    json.dumps(results)
+    # Refusing it would let a crafted host dodge approval: it is started, with its searchable
+    # host clipped to what Temporal accepts and the full value kept in the record.
+    assert [r["status"] for r in results] == ["started", "started"]
+    view = await http.get(f"/v1/events/{results[0]['event_id']}", headers=API_HEADERS)
+    assert view.json()["host"] == "h" * 5000
+    description = await dev_env.client.get_workflow_handle(results[0]["event_id"]).describe()
+    searchable = description.typed_search_attributes.get(HOST)
+    assert searchable is not None and searchable.startswith("h" * 1000) and len(searchable) < 2048
+
+
+def test_a_huge_line_is_not_matched_in_quadratic_time_but_left_for_review() -> None:
+    rules = make_config().rule_set()
+    hostile = "Accepted x for u" + " from a port 1: k f ID " * 4000 + " X"
+    raw = RawEvent(source="json", provider_id="big", program="sshd", message=hostile)
+    started = time.perf_counter()
+    event, reasons = rules.explain(raw)
+    assert time.perf_counter() - started < 0.5
+    assert event is None
+    assert "rules read at most" in reasons["sshd-accepted"]
