@@ -76,6 +76,7 @@ def build_worker(
         ],
         activities=[
             activities.resolve_recipient,
+            activities.current_security_team,
             activities.post_notification,
             activities.update_message,
             activities.post_digest,

@@ -163,6 +163,11 @@ class SlackActivities:
         )
 
     @activity.defn
+    async def current_security_team(self) -> list[str]:
+        """The security team as the config (and user group) say now, not when the event began."""
+        return await self._security_team()
+
+    @activity.defn
     async def post_notification(self, request: PostRequest) -> PostedMessage:
         text, blocks = messages.notification(
             request.record,

@@ -15,6 +15,7 @@ from powertrip.sandbox.fake_slack import FakeSlack
 from tests.harness import (
     click,
     eventually,
+    make_config,
     make_event,
     make_settings,
     running_worker,
@@ -55,3 +56,31 @@ async def test_not_me_queued_behind_an_approval_on_behalf_still_raises_the_incid
         await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
         final: EventRecord = await handle.result()
     assert final.status is EventStatus.ACKNOWLEDGED
+
+
+async def test_member_removed_from_the_security_team_can_no_longer_decide(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """The team is resolved when the event starts; someone taken off it later (the config
+    changed, the worker restarted) must not approve events that were already pending."""
+    settings = make_settings(slack_api_url)
+    client = dev_env.client
+    before = make_config(security_team=["U0SEC1", "U0MALLORY"])
+    after = make_config(security_team=["U0SEC1"])
+    async with running_worker(client, settings, before):
+        handle = await start(dev_env, make_event("alice"), settings.task_queue)
+        await memo_eventually(handle, lambda r: any(m.kind == "first" for m in r.messages))
+    async with running_worker(client, settings, after):
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
+        record = await memo_eventually(
+            handle,
+            lambda r: (
+                r.status is not EventStatus.PENDING
+                or (r.authority is not None and "U0MALLORY" not in r.authority.security_team)
+            ),
+        )
+        assert record.status is EventStatus.PENDING
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        final: EventRecord = await handle.result()
+    assert final.status is EventStatus.APPROVED
+    assert final.decision is not None and final.decision.by == "U0ALICE"

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.approvals import (
         Action,
         ApprovalInput,
+        Authority,
         Click,
         EventRecord,
         MessageKind,
@@ -48,6 +49,8 @@ REMINDER_DIGEST = "reminder-digest"
 STALE_PATCH = "backfill-stale-no-dm"
 # A *Not me* waiting behind an approval (clicks queued while workers were down) is taken first.
 NOT_ME_FIRST = "not-me-before-queued-approval"
+# A click allowed only as a security-team member is checked against the team as it is now.
+RECHECK_TEAM = "recheck-security-team"
 
 
 @workflow.defn
@@ -255,7 +258,9 @@ class ApprovalWorkflow:
         assert authority is not None
         while self.clicks:
             click = self.clicks.pop(self._next_click())
-            if not authority.may(click.action, self.record.status, click.user):
+            if not authority.may(
+                click.action, self.record.status, click.user
+            ) or not await self._still_on_team(authority, click):
                 workflow.logger.info(
                     "ignored %s by %s while %s", click.action, click.user, self.record.status
                 )
@@ -278,6 +283,31 @@ class ApprovalWorkflow:
                     # Acknowledge button must be there at once, not after the next reminder.
                     if workflow.patched(PUBLISH_INCIDENT_MESSAGE):
                         self._publish()
+
+    async def _still_on_team(self, authority: Authority, click: Click) -> bool:
+        """The team was resolved when the event began; someone removed from it since (config
+        changed, user group edited) must not decide events that were pending then."""
+        without_team = authority.model_copy(update={"security_team": []})
+        if without_team.may(click.action, self.record.status, click.user):
+            return True  # the owner or a listed approver: the team does not matter
+        if not workflow.patched(RECHECK_TEAM):
+            return True
+        try:
+            team = await workflow.execute_activity_method(
+                SlackActivities.current_security_team,
+                start_to_close_timeout=SLACK_CALL_TIMEOUT,
+                schedule_to_close_timeout=timedelta(minutes=2),
+                retry_policy=SLACK_RETRY,
+                summary="who is on the security team now",
+            )
+        except ActivityError as err:
+            # Slack's user group unreachable: keep the team known at the start.
+            self._failed("security team check", err)
+            return True
+        if team != authority.security_team:
+            authority.security_team = team
+            self._publish()  # the API refuses the removed member's next click at once
+        return click.user in team
 
     def _next_click(self) -> int:
         """The owner saying *Not me* outweighs an approval queued just before it (e.g. the team
