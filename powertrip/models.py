@@ -25,6 +25,15 @@ class RawEvent(BaseModel):
     fields: dict[str, Any] = Field(
         default_factory=dict, description="Structured fields, for JSON rules (e.g. CloudTrail)."
     )
+    id_namespace: str | None = Field(
+        default=None,
+        description="Whose id `provider_id` is when it is not the source's own: `cloudtrail` "
+        "for CloudTrail's eventID, whichever route delivered it.",
+    )
+
+    @property
+    def event_id(self) -> str:
+        return event_id_for(self.id_namespace or self.source, self.provider_id)
 
     @field_validator("received_at")
     @classmethod

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.durations import Duration
-from powertrip.models import RawEvent, Routing, SecurityEvent, event_id_for
+from powertrip.models import RawEvent, Routing, SecurityEvent
 
 # PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
 # Lookbehinds `(?<=` and `(?<!` must be left alone.
@@ -221,7 +221,7 @@ class Rule(BaseModel):
         if not actor:
             raise ValueError(f"rule {self.id!r} matched but produced no actor")
         return SecurityEvent(
-            event_id=event_id_for(raw.source, raw.provider_id),
+            event_id=raw.event_id,
             source=raw.source,
             provider_id=raw.provider_id,
             rule_id=self.id,

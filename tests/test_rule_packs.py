@@ -235,7 +235,7 @@ def test_cloudtrail_console_login_by_assumed_role_session(rules: RuleSet) -> Non
         "aws:123456789012",
         "198.51.100.20",
     )
-    assert event.event_id == "eventbridge-3f7a2c1e-0000-4000-8000-000000000001"
+    assert event.event_id == "cloudtrail-3f7a2c1e-0000-4000-8000-000000000001"
     assert event.occurred_at == datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC)
     assert event.details["role"] == "AWSReservedSSO_Admin_abc"
     assert event.details["MFA used"] == "Yes"

@@ -337,9 +337,25 @@ async def test_eventbridge_cloudtrail_keyed_by_event_id_and_ignored_unmatched(
     [result] = response.json()["results"]
     assert (result["status"], result["event_id"], result["rule_id"]) == (
         "started",
-        f"eventbridge-{event_id}",
+        f"cloudtrail-{event_id}",
         "cloudtrail-console-login",
     )
+    # The same API call, also shipped by the trail to CloudWatch Logs: still one event.
+    via_logs = encode_awslogs(
+        {
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": "aws-cloudtrail-logs",
+            "logStream": "123456789012_CloudTrail_us-east-1",
+            "subscriptionFilters": ["all"],
+            "logEvents": [
+                {"id": "3" * 56, "timestamp": 1795741323000, "message": json.dumps(login["detail"])}
+            ],
+        }
+    )
+    response = await served.http.post("/webhooks/cloudwatch", json=via_logs, headers=bearer())
+    [result] = response.json()["results"]
+    assert (result["status"], result["event_id"]) == ("duplicate", f"cloudtrail-{event_id}")
     # A redelivery with a new envelope id is still the same CloudTrail event.
     redelivered = {**login, "id": str(uuid.uuid4())}
     batch = [redelivered, {"detail-type": "x", "source": "aws.s3"}]

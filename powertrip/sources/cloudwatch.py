@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
 from powertrip.syslog import event_from_text
 
 SOURCE = "cloudwatch"
@@ -108,12 +109,23 @@ def parse_subscription(data: Any) -> list[ParsedItem]:
             items.append(ParsedItem(index=index, error=describe_validation_error(exc)))
             continue
         fields: dict[str, Any] = {**context, "id": event.id}
+        received_at = datetime.fromtimestamp(event.timestamp / 1000, UTC)
         # A JSON log line (CloudTrail in CloudWatch, app logs) is matched on its fields.
         if event.message.lstrip().startswith("{"):
             try:
-                fields.update(json.loads(event.message))
+                record = json.loads(event.message)
             except (json.JSONDecodeError, RecursionError):  # matched as text then
-                pass
+                record = None
+            if is_cloudtrail_record(record):
+                try:
+                    raw = cloudtrail_raw(record, SOURCE, received_at=received_at)
+                except ValidationError as exc:
+                    items.append(ParsedItem(index=index, error=describe_validation_error(exc)))
+                    continue
+                items.append(ParsedItem(index=index, raw=raw))
+                continue
+            if isinstance(record, dict):
+                fields.update(record)
         items.append(
             ParsedItem(
                 index=index,
@@ -121,7 +133,7 @@ def parse_subscription(data: Any) -> list[ParsedItem]:
                     event.message,
                     SOURCE,
                     event.id,
-                    received_at=datetime.fromtimestamp(event.timestamp / 1000, UTC),
+                    received_at=received_at,
                     # The CloudWatch agent names the stream after the instance by default.
                     host=context["logStream"] if isinstance(context["logStream"], str) else None,
                     fields=fields,

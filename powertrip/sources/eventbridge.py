@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from powertrip.models import RawEvent
 from powertrip.rules import lookup
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
 
 SOURCE = "eventbridge"
 
@@ -49,9 +50,15 @@ def _one(index: int, member: dict[str, Any]) -> ParsedItem:
     except ValidationError as exc:
         return ParsedItem(index=index, error=describe_validation_error(exc))
     detail = event.detail
-    provider_id = detail.get("eventID") or event.id
+    if is_cloudtrail_record(detail):
+        try:
+            raw = cloudtrail_raw(detail, SOURCE, received_at=event.time, account=event.account)
+        except ValidationError as exc:
+            return ParsedItem(index=index, error=describe_validation_error(exc))
+        return ParsedItem(index=index, raw=raw)
+    provider_id = event.id
     if not isinstance(provider_id, str) or not provider_id:
-        return ParsedItem(index=index, error="detail.eventID (or the event's id) is missing")
+        return ParsedItem(index=index, error="the event's id (or detail.eventID) is missing")
     user = lookup(detail, "userIdentity.arn") or lookup(detail, "userIdentity.userName")
     try:
         raw = RawEvent(
