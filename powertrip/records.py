@@ -451,11 +451,50 @@ def answer_for(events: Sequence[MatchedEvent]) -> Answer:
     return Answer.APPROVED if events[0].status is EventStatus.APPROVED else Answer.PENDING
 
 
+async def _beyond_the_page(
+    client: Client, question: MatchQuestion, first_page: Sequence[EventRecord]
+) -> list[EventRecord]:
+    """More events matched than one page holds, in visibility's order (not nearness): the page
+    may lack a *Not me* or an undecided event nearer than its nearest approval. Two narrow
+    lookups find any event that would change the answer."""
+    status = attributes.STATUS.name
+    reported = (
+        f"{question.filters().query()} AND "
+        f"{status} IN ({literal(EventStatus.REPORTED)}, {literal(EventStatus.ACKNOWLEDGED)})"
+    )
+    queries = [reported]
+    nearest = min(
+        (abs((r.event.occurred_at - question.at).total_seconds()) for r in first_page),
+        default=None,
+    )
+    if nearest is not None:
+        near = EventFilter(
+            actor=question.user,
+            host=question.host,
+            host_match=question.host_match,
+            since=question.at - timedelta(seconds=nearest),
+            until=question.at + timedelta(seconds=nearest, microseconds=1),
+        )
+        queries.append(f"{near.query()} AND {status} != {literal(EventStatus.APPROVED)}")
+    found = []
+    for query in queries:
+        executions, _ = await _page(client, query, 1, token=None)
+        found += [r for r in [await _record(client, info) for info in executions] if r]
+    return found
+
+
 async def match(client: Client, question: MatchQuestion, ui: Ui) -> MatchAnswer:
     executions, next_token = await _page(
         client, question.filters().query(), MATCH_LIMIT, token=None
     )
     records = [await _record(client, info) for info in executions]
+    if next_token is not None:
+        page = [r for r in records if r is not None]
+        seen = {r.event.event_id for r in page}
+        for extra in await _beyond_the_page(client, question, page):
+            if extra.event.event_id not in seen:
+                seen.add(extra.event.event_id)
+                records.append(extra)
     # Nearest first; on a tie the undecided one first, so a tie never reads as approved.
     events = sorted(
         (MatchedEvent.of(r, question.at, ui) for r in records if r is not None),
