@@ -136,12 +136,16 @@ class SlackActivities:
         if entry.identity is Identity.MAPPED and slack_user is None and entry.email:
             slack_user = await self._user_by_email(entry.email)
             if slack_user is None:
-                note = f"`{event.actor}` maps to {entry.email}, which has no Slack user."
+                note = (
+                    f"{messages.code(event.actor)} maps to {messages.escape(entry.email)}, "
+                    "which has no Slack user."
+                )
         if entry.identity is Identity.UNMAPPED:
-            note = f"`{event.actor}` is not mapped to a Slack user."
+            note = f"{messages.code(event.actor)} is not mapped to a Slack user."
         elif entry.identity in (Identity.BOT, Identity.SHARED):
             note = (
-                f"`{event.actor}` is a {entry.identity.value} account: the security team decides."
+                f"{messages.code(event.actor)} is a {entry.identity.value} account: "
+                "the security team decides."
             )
         authority = Authority(
             actor_slack_user=slack_user
@@ -153,6 +157,13 @@ class SlackActivities:
         dm = slack_user if entry.identity is Identity.MAPPED else None
         if event.routing is Routing.CHANNEL:
             dm, note = None, note or "This rule always asks the security channel."
+        elif dm and not event.actor_may_approve:
+            # A DM whose buttons the owner may not press helps nobody: ask those who may.
+            dm = None
+            note = note or (
+                f"This rule needs approval by {_who_approves(event)}, not by "
+                f"{messages.code(event.actor)} (<@{slack_user}>)."
+            )
         return Recipient(
             identity=entry.identity
             if slack_user or entry.identity is not Identity.MAPPED
@@ -234,3 +245,8 @@ class SlackActivities:
             ts=response["ts"],
             in_security_channel=True,
         )
+
+
+def _who_approves(event: SecurityEvent) -> str:
+    listed = " ".join(f"<@{user}>" for user in event.extra_approvers)
+    return f"{listed} or the security team" if listed else "the security team"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from temporalio.client import WorkflowHandle
@@ -9,12 +10,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.approvals import Action, EventRecord
 from powertrip.ingest import ResultStatus, start_approval
-from powertrip.models import EventStatus, SecurityEvent
+from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure, SlackMessage
 from tests.conftest import SECURITY_CHANNEL
 from tests.harness import (
     click,
     eventually,
+    make_config,
     make_event,
     make_settings,
     running_worker,
@@ -277,3 +279,35 @@ async def test_invalid_auth_is_recorded_and_retried_next_cycle(
         assert posted_to(fake_slack, SECURITY_CHANNEL)
         await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
         assert (await handle.result()).status is EventStatus.APPROVED
+
+
+async def test_a_rule_the_owner_may_not_approve_asks_its_approvers_not_the_owner(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    config = make_config(
+        rules=[
+            {
+                "id": "prod-deploy",
+                "title": "Production deploy",
+                "match": {"message": r"^DEPLOY by (?<user>\S+)$"},
+                "event": {"actor": "{user}", "action": "production deploy"},
+                "approvers": ["U0BOB"],
+            }
+        ]
+    )
+    raw = RawEvent(
+        source="json", provider_id=uuid.uuid4().hex, host="ci", message="DEPLOY by alice"
+    )
+    event = config.rule_set().recognise(raw)
+    assert event is not None and not event.actor_may_approve
+    async with running_worker(time_skipping_env.client, settings, config):
+        handle = await start(time_skipping_env, event, settings.task_queue)
+        [asked] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
+        # No DM with buttons Alice could not use; the channel message says who decides.
+        assert not [m for m in fake_slack.messages.values() if m.channel.startswith("D")]
+        assert "<@U0BOB>" in text_of(asked) and "not by" in text_of(asked)
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+        record = await handle.result()
+    assert record.decision is not None and record.decision.by == "U0BOB"
