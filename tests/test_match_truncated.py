@@ -15,7 +15,9 @@ from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
 from powertrip.records import MATCH_LIMIT, WORKFLOW_TYPE, Answer, MatchQuestion, Ui, match
 from tests.harness import eventually, make_event
 
-T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+# In the past, like real decisions: the session's dev server is shared with the audit-export
+# tests, which read decisions by time.
+T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 IDLE_QUEUE = "nobody-polls-match-truncated"
 
 
