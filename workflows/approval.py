@@ -293,7 +293,9 @@ class ApprovalWorkflow:
         if not workflow.patched(RECHECK_TEAM):
             return True
         try:
-            team = await workflow.execute_activity_method(
+            # Annotated: left to inference, mypy (2.4) loses ApprovalWorkflow's own type in
+            # every module that imports it.
+            team: list[str] = await workflow.execute_activity_method(
                 SlackActivities.current_security_team,
                 start_to_close_timeout=SLACK_CALL_TIMEOUT,
                 schedule_to_close_timeout=timedelta(minutes=2),
