@@ -48,6 +48,16 @@ def alert(*events: dict) -> dict:
     }
 
 
+async def login_asked(http: httpx.AsyncClient, fake_slack: FakeSlack, provider_id: str) -> str:
+    """Deliver alice's login by webhook; return its event id once her DM is there."""
+    response = await http.post(
+        "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=WEBHOOK_HEADERS
+    )
+    event_id: str = response.json()["results"][0]["event_id"]
+    await eventually(lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"])
+    return event_id
+
+
 async def test_webhook_to_dm_to_signed_click_to_approved_record(
     served: tuple[httpx.AsyncClient, Settings],
     dev_env: WorkflowEnvironment,
@@ -133,15 +143,7 @@ async def test_click_while_workers_are_down_is_not_lost(
     http, settings = served
     provider_id = f"down-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
-        response = await http.post(
-            "/webhooks/papertrail",
-            json=alert(papertrail_event(provider_id)),
-            headers=WEBHOOK_HEADERS,
-        )
-        event_id = response.json()["results"][0]["event_id"]
-        await eventually(
-            lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
-        )
+        event_id = await login_asked(http, fake_slack, provider_id)
     # No worker now. The click is accepted, answered at once, and waits in the workflow history.
     body, headers = signed_request(
         SIGNING_SECRET, block_action_payload("U0ALICE", "approve", event_id)
@@ -168,15 +170,7 @@ async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
     http, settings = served
     provider_id = f"wrong-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
-        response = await http.post(
-            "/webhooks/papertrail",
-            json=alert(papertrail_event(provider_id)),
-            headers=WEBHOOK_HEADERS,
-        )
-        event_id = response.json()["results"][0]["event_id"]
-        await eventually(
-            lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
-        )
+        event_id = await login_asked(http, fake_slack, provider_id)
         body, headers = signed_request(
             SIGNING_SECRET,
             block_action_payload(
