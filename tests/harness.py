@@ -21,6 +21,7 @@ from api.main import create_app
 from powertrip.approvals import Action, Click, EventRecord
 from powertrip.config import PowertripConfig, config_from_mapping
 from powertrip.models import RawEvent, SecurityEvent
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.settings import Settings
 from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
@@ -53,6 +54,59 @@ def make_config(**overrides: Any) -> PowertripConfig:
 
 def ssh_line(user: str, address: str = "203.0.113.7", port: int = 52100) -> str:
     return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
+
+
+def papertrail_event(
+    provider_id: int | str, user: str = "alice", host: str = "bastion", address: str = "203.0.113.7"
+) -> dict[str, Any]:
+    """One event of a Papertrail search alert, as Papertrail sends it."""
+    return {
+        "id": provider_id,
+        "received_at": "2026-11-27T01:02:03-08:00",
+        "source_name": host,
+        "source_ip": "10.0.0.5",
+        "hostname": host,
+        "program": "sshd",
+        "severity": "Info",
+        "facility": "Auth",
+        "message": ssh_line(user, address=address),
+    }
+
+
+def alert(*events: dict[str, Any]) -> dict[str, Any]:
+    """A Papertrail search-alert payload carrying `events`."""
+    return {
+        "events": list(events),
+        "saved_search": {"id": 42, "name": "ssh logins"},
+        "min_id": "1",
+        "max_id": "2",
+    }
+
+
+async def deliver_login(
+    http: httpx.AsyncClient,
+    user: str = "alice",
+    *,
+    provider_id: str | None = None,
+    address: str = "203.0.113.7",
+) -> str:
+    """Post a login through the Papertrail webhook; return the id of the event it started."""
+    event = papertrail_event(provider_id or uuid.uuid4().hex[:16], user, address=address)
+    response = await http.post("/webhooks/papertrail", json=alert(event), headers=WEBHOOK_HEADERS)
+    [result] = response.json()["results"]
+    assert result["status"] == "started", result
+    return str(result["event_id"])
+
+
+def message_for(fake: FakeSlack, event_id: str, channel: str | None = None) -> SlackMessage | None:
+    """The message whose buttons name this event (optionally in one channel)."""
+    for message in fake.messages.values():
+        if channel and message.channel != channel:
+            continue
+        for block in message.blocks:
+            if any(e.get("value") == event_id for e in block.get("elements", [])):
+                return message
+    return None
 
 
 def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> SecurityEvent:

@@ -18,44 +18,14 @@ from tests.conftest import SIGNING_SECRET
 from tests.harness import (
     API_HEADERS,
     WEBHOOK_HEADERS,
+    alert,
+    deliver_login,
     eventually,
+    message_for,
+    papertrail_event,
     running_worker,
-    ssh_line,
 )
 from workflows.approval import ApprovalWorkflow
-
-
-def papertrail_event(provider_id: int | str, user: str = "alice", host: str = "bastion") -> dict:
-    return {
-        "id": provider_id,
-        "received_at": "2026-11-27T01:02:03-08:00",
-        "source_name": host,
-        "source_ip": "10.0.0.5",
-        "hostname": host,
-        "program": "sshd",
-        "severity": "Info",
-        "facility": "Auth",
-        "message": ssh_line(user),
-    }
-
-
-def alert(*events: dict) -> dict:
-    return {
-        "events": list(events),
-        "saved_search": {"id": 42, "name": "ssh logins"},
-        "min_id": "1",
-        "max_id": "2",
-    }
-
-
-async def login_asked(http: httpx.AsyncClient, fake_slack: FakeSlack, provider_id: str) -> str:
-    """Deliver alice's login by webhook; return its event id once her DM is there."""
-    response = await http.post(
-        "/webhooks/papertrail", json=alert(papertrail_event(provider_id)), headers=WEBHOOK_HEADERS
-    )
-    event_id: str = response.json()["results"][0]["event_id"]
-    await eventually(lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"])
-    return event_id
 
 
 async def test_webhook_to_dm_to_signed_click_to_approved_record(
@@ -143,7 +113,8 @@ async def test_click_while_workers_are_down_is_not_lost(
     http, settings = served
     provider_id = f"down-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
-        event_id = await login_asked(http, fake_slack, provider_id)
+        event_id = await deliver_login(http, provider_id=provider_id)
+        await eventually(lambda: message_for(fake_slack, event_id))
     # No worker now. The click is accepted, answered at once, and waits in the workflow history.
     body, headers = signed_request(
         SIGNING_SECRET, block_action_payload("U0ALICE", "approve", event_id)
@@ -170,7 +141,8 @@ async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
     http, settings = served
     provider_id = f"wrong-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
-        event_id = await login_asked(http, fake_slack, provider_id)
+        event_id = await deliver_login(http, provider_id=provider_id)
+        await eventually(lambda: message_for(fake_slack, event_id))
         body, headers = signed_request(
             SIGNING_SECRET,
             block_action_payload(

@@ -4,7 +4,6 @@ refused on the page, and *Not me* (confirm dialog) raises an incident the team a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,9 +13,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from powertrip.models import EventStatus
-from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.sandbox.fake_slack import FakeSlack
 from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, ServedApp
-from tests.harness import eventually, make_settings, running_worker, ssh_line
+from tests.harness import (
+    deliver_login,
+    eventually,
+    make_settings,
+    message_for,
+    running_worker,
+)
 from workflows.approval import ApprovalWorkflow
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,16 +53,6 @@ async def browser() -> AsyncIterator[object]:
         await browser.close()
 
 
-def message_for(fake: FakeSlack, event_id: str, channel: str | None = None) -> SlackMessage | None:
-    for message in fake.messages.values():
-        if channel and message.channel != channel:
-            continue
-        for block in message.blocks:
-            if any(e.get("value") == event_id for e in block.get("elements", [])):
-                return message
-    return None
-
-
 async def test_sandbox_page_approve_refuse_and_not_me_in_chromium(
     browser: object,
     dev_env: WorkflowEnvironment,
@@ -84,22 +79,8 @@ async def test_sandbox_page_approve_refuse_and_not_me_in_chromium(
             await page.goto(fake_url)
             await expect(page.get_by_test_id("status")).to_contain_text("users")
 
-            ids = []
-            for n in range(2):
-                event = {
-                    "id": f"sandbox-{uuid.uuid4().hex[:10]}-{n}",
-                    "received_at": "2026-11-27T01:02:03Z",
-                    "hostname": "bastion",
-                    "program": "sshd",
-                    "message": ssh_line("alice", address=f"203.0.113.{7 + n}"),
-                }
-                response = await http.post(
-                    "/webhooks/papertrail",
-                    json={"events": [event]},
-                    headers={"Authorization": "Bearer hook-secret"},
-                )
-                ids.append(response.json()["results"][0]["event_id"])
-            first, second = ids
+            first = await deliver_login(http, address="203.0.113.7")
+            second = await deliver_login(http, address="203.0.113.8")
             dm_a = await eventually(lambda: message_for(fake_slack, first))
             dm_b = await eventually(lambda: message_for(fake_slack, second))
 

@@ -5,7 +5,6 @@ quickly even when Temporal is slow."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import httpx
@@ -20,40 +19,15 @@ from powertrip.settings import Settings
 from tests.conftest import SIGNING_SECRET, ServedApp
 from tests.harness import (
     API_HEADERS,
-    WEBHOOK_HEADERS,
+    deliver_login,
     eventually,
     make_settings,
+    message_for,
     running_worker,
-    ssh_line,
 )
 from tests.harness import click as make_click
 from tests.tcp_delay import DelayProxy
 from workflows.approval import ApprovalWorkflow
-
-
-async def login(http: httpx.AsyncClient, user: str = "alice") -> str:
-    event = {
-        "id": f"ix-{uuid.uuid4().hex[:12]}",
-        "received_at": "2026-11-27T01:02:03Z",
-        "hostname": "bastion",
-        "program": "sshd",
-        "message": ssh_line(user),
-    }
-    response = await http.post(
-        "/webhooks/papertrail", json={"events": [event]}, headers=WEBHOOK_HEADERS
-    )
-    [result] = response.json()["results"]
-    assert result["status"] == "started", result
-    return str(result["event_id"])
-
-
-def message_for(fake: FakeSlack, event_id: str) -> SlackMessage | None:
-    for message in fake.messages.values():
-        for block in message.blocks:
-            for element in block.get("elements", []):
-                if element.get("value") == event_id:
-                    return message
-    return None
 
 
 def click_request(
@@ -87,7 +61,7 @@ async def test_bad_signature_stale_or_missing_timestamp_is_refused(
 ) -> None:
     http, settings = served
     async with running_worker(dev_env.client, settings):
-        event_id = await login(http)
+        event_id = await deliver_login(http)
         dm = await eventually(lambda: message_for(fake_slack, event_id))
         reply_to = slack_api_url.replace("/api/", "/response/x")
 
@@ -122,8 +96,8 @@ async def test_a_click_on_event_a_can_never_decide_event_b(
 ) -> None:
     http, settings = served
     async with running_worker(dev_env.client, settings):
-        event_a = await login(http, "alice")
-        event_b = await login(http, "alice")
+        event_a = await deliver_login(http)
+        event_b = await deliver_login(http)
         dm_a = await eventually(lambda: message_for(fake_slack, event_a))
         await eventually(lambda: message_for(fake_slack, event_b))
         reply_to = slack_api_url.replace("/api/", "/response/ab")
@@ -160,7 +134,7 @@ async def test_button_value_never_grants_authority(
 ) -> None:
     http, settings = served
     async with running_worker(dev_env.client, settings):
-        event_id = await login(http, "alice")
+        event_id = await deliver_login(http)
         dm = await eventually(lambda: message_for(fake_slack, event_id))
         reply_to = slack_api_url.replace("/api/", "/response/mallory")
         # Mallory presses "Approve on behalf" (a security-team button) on Alice's event, and a
@@ -193,7 +167,7 @@ async def test_slack_retries_and_double_clicks_decide_once(
 ) -> None:
     http, settings = served
     async with running_worker(dev_env.client, settings):
-        event_id = await login(http, "alice")
+        event_id = await deliver_login(http)
         dm = await eventually(lambda: message_for(fake_slack, event_id))
         reply_to = slack_api_url.replace("/api/", "/response/retry")
         body, headers = click_request("U0ALICE", "approve", event_id, dm, reply_to)
@@ -229,7 +203,7 @@ async def test_slack_is_answered_quickly_while_temporal_is_slow(
             running_worker(dev_env.client, fast),
         ):
             fast_http = httpx.AsyncClient(base_url=fast_app.url, timeout=10)
-            event_id = await login(fast_http, "alice")
+            event_id = await deliver_login(fast_http)
             dm = await eventually(lambda: message_for(fake_slack, event_id))
             body, headers = click_request(
                 "U0ALICE", "approve", event_id, dm, slack_api_url.replace("/api/", "/response/s")
