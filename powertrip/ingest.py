@@ -25,7 +25,7 @@ from powertrip.hosts import host_key
 from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem
-from powertrip.unrecognised import UNMATCHED, message_shape, request_review
+from powertrip.unrecognised import message_shape, request_review
 from workflows.approval import ApprovalWorkflow
 
 
@@ -146,7 +146,6 @@ async def process(
             return await request_review(client, raw, task_queue)
 
     async def unmatched(index: int, raw: RawEvent) -> ItemResult:
-        UNMATCHED.record(raw.source)
         result = ItemResult(
             index=index, status=ResultStatus.UNMATCHED, reason="no rule matched the message"
         )

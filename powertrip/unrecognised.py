@@ -11,9 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
@@ -41,31 +38,6 @@ _VARIABLE = [
     # a hostile line, in the API's event loop); the matches are the same whole tokens.
     (re.compile(r"(?<!\S)\S*\d\S*"), "<n>"),
 ]
-
-
-class UnmatchedCounter:
-    """Unmatched records per source, in this process; hooks let a metrics exporter follow."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._hooks: list[Callable[[str], None]] = []
-
-    def add_hook(self, hook: Callable[[str], None]) -> None:
-        self._hooks.append(hook)
-
-    def record(self, source: str) -> None:
-        with self._lock:
-            self._counts[source] += 1
-        for hook in self._hooks:
-            hook(source)
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-
-UNMATCHED = UnmatchedCounter()
 
 
 class UnrecognisedInput(BaseModel):

@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from prometheus_client import REGISTRY
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
@@ -29,7 +30,6 @@ from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
 from powertrip.sources.sns import SnsMessage, SnsVerifier, string_to_sign
-from powertrip.unrecognised import UNMATCHED
 from tests.conftest import SECURITY_CHANNEL, ServedApp
 from tests.harness import CONFIG_YAML, eventually, make_settings, running_worker
 
@@ -364,14 +364,15 @@ async def test_eventbridge_cloudtrail_keyed_by_event_id_and_ignored_unmatched(
     assert results[0]["status"] == "duplicate"
     assert results[1]["status"] == "invalid" and "detail" in results[1]["reason"]
 
-    before = UNMATCHED.counts().get("eventbridge", 0)
+    unmatched = {"source": "eventbridge", "rule": "none", "outcome": "unmatched"}
+    before = REGISTRY.get_sample_value("powertrip_events_total", unmatched) or 0
     listing = cloudtrail_login(str(uuid.uuid4()), "x")
     listing["detail"]["eventName"] = "ListBuckets"
     response = await served.http.post("/webhooks/eventbridge", json=listing, headers=bearer())
     [result] = response.json()["results"]
     # This config ignores unmatched EventBridge records: counted, not sent for review.
     assert (result["status"], result["review"]) == ("unmatched", "ignored")
-    assert UNMATCHED.counts()["eventbridge"] == before + 1
+    assert REGISTRY.get_sample_value("powertrip_events_total", unmatched) == before + 1
 
 
 async def test_json_and_ndjson_with_their_own_secret(served: Served) -> None:
