@@ -100,6 +100,8 @@ def _what(event: SecurityEvent) -> str:
 
 def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBlock:
     source = code(event.address) if event.address else "unknown"
+    if event.address and event.port is not None:
+        source += f" port {event.port}"
     if event.address and origin:
         source += f"\n{escape(origin)}"
     fields = [

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class RawEvent(BaseModel):
@@ -50,6 +50,36 @@ class EventStatus(StrEnum):
     ACKNOWLEDGED = "acknowledged"
 
 
+class EventKind(StrEnum):
+    """What kind of action an event is. A rule says which kind it recognises; the HIDS asks about
+    one kind at a time, so a sudo approval never answers a question about a login."""
+
+    LOGIN = "login"
+    """A session opened: sshd, a console login, a VPN login."""
+    PRIVILEGE = "privilege"
+    """More rights taken within or over a session: sudo, su, an admin role, the root account."""
+    CHANGE = "change"
+    """A change to who may do what: IAM users, policies, keys."""
+    OTHER = "other"
+    """Anything else a rule asks about; the default for rules that do not say."""
+
+
+# Events recorded before rules had a `kind` carry none; the built-in rules' kinds stand in, so
+# the HIDS still finds those logins.
+_KINDS_BEFORE_RULES_HAD_ONE = {
+    "sshd-accepted": EventKind.LOGIN,
+    "cloudtrail-console-login": EventKind.LOGIN,
+    "custom-vpn-login": EventKind.LOGIN,
+    "sudo-command": EventKind.PRIVILEGE,
+    "su-root-session": EventKind.PRIVILEGE,
+    "su-root-classic": EventKind.PRIVILEGE,
+    "cloudtrail-root-activity": EventKind.PRIVILEGE,
+    "cloudtrail-assume-admin-role": EventKind.PRIVILEGE,
+    "custom-break-glass": EventKind.PRIVILEGE,
+    "cloudtrail-iam-change": EventKind.CHANGE,
+}
+
+
 class Routing(StrEnum):
     DM_ACTOR = "dm_actor"
     CHANNEL = "channel"
@@ -63,10 +93,16 @@ class SecurityEvent(BaseModel):
     provider_id: str
     rule_id: str
     rule_title: str
+    kind: EventKind = Field(
+        default=EventKind.OTHER, description="login, privilege, change or other (the rule's)."
+    )
     action: str = Field(description="What happened, e.g. `ssh login (publickey)`.")
     actor: str = Field(description="The unix or cloud user who did it.")
     host: str | None = None
     address: str | None = Field(default=None, description="Where it came from (remote address).")
+    port: int | None = Field(
+        default=None, ge=0, le=65535, description="The remote (source) port, when logged."
+    )
     occurred_at: datetime
     message: str = Field(default="", description="The original log line.")
     details: dict[str, str] = Field(default_factory=dict)
@@ -78,6 +114,15 @@ class SecurityEvent(BaseModel):
     extra_approvers: list[str] = Field(
         default_factory=list, description="Slack user ids that may approve besides the team."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_of_older_events(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" not in data:
+            known = _KINDS_BEFORE_RULES_HAD_ONE.get(str(data.get("rule_id")))
+            if known is not None:
+                return {**data, "kind": known}
+        return data
 
 
 class DecisionKind(StrEnum):

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.durations import Duration
-from powertrip.models import RawEvent, Routing, SecurityEvent
+from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent
 
 # PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
 # Lookbehinds `(?<=` and `(?<!` must be left alone.
@@ -76,6 +76,7 @@ class EventTemplate(BaseModel):
     action: str
     host: str | None = "{host}"
     address: str | None = None
+    port: str | None = Field(default=None, description="The remote port, e.g. `{port}`.")
     time: str | None = Field(default=None, description="Field holding the event time (ISO 8601).")
     details: dict[str, str] = Field(default_factory=dict)
 
@@ -85,6 +86,11 @@ class Rule(BaseModel):
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     title: str
+    kind: EventKind = Field(
+        default=EventKind.OTHER,
+        description="What the rule recognises: `login`, `privilege`, `change` or `other`. The "
+        "HIDS match (`/v1/approvals/match`) only answers a question with events of its kind.",
+    )
     match: RuleMatch
     event: EventTemplate
     routing: Routing = Routing.DM_ACTOR
@@ -124,7 +130,11 @@ class Rule(BaseModel):
         pairs = [("actor", self.event.actor), ("action", self.event.action)]
         pairs += [
             (k, v)
-            for k, v in (("host", self.event.host), ("address", self.event.address))
+            for k, v in (
+                ("host", self.event.host),
+                ("address", self.event.address),
+                ("port", self.event.port),
+            )
             if v is not None
         ]
         pairs += [(f"details.{k}", v) for k, v in self.event.details.items()]
@@ -226,10 +236,12 @@ class Rule(BaseModel):
             provider_id=raw.provider_id,
             rule_id=self.id,
             rule_title=self.title,
+            kind=self.kind,
             action=render(self.event.action),
             actor=actor,
             host=(render(self.event.host) or None) if self.event.host else None,
             address=(render(self.event.address) or None) if self.event.address else None,
+            port=_port(render(self.event.port)) if self.event.port else None,
             occurred_at=occurred or datetime.now(UTC),
             message=clip(raw.message, MAX_MESSAGE_CHARS),
             details=details,
@@ -238,6 +250,11 @@ class Rule(BaseModel):
             actor_may_approve=self.approvers == "actor",
             extra_approvers=self.approvers if isinstance(self.approvers, list) else [],
         )
+
+
+def _port(text: str) -> int | None:
+    """A rendered port: a number from 0 to 65535, else none (a template whose group is empty)."""
+    return int(text) if text.isdigit() and int(text) <= 65535 else None
 
 
 def clip(text: str, limit: int) -> str:
