@@ -1,9 +1,12 @@
-"""Workflow versioning: recorded histories of ApprovalWorkflow (tests/histories/*.json, made by
-`python -m tests.histories.record`) must replay on the current code. A failure here means a change
-would break the approvals already pending in production: guard it with `workflow.patched`."""
+"""Workflow versioning: recorded histories of every workflow (tests/histories/<generation>/
+<workflow>/*.json, made by `python -m tests.histories.record`) must replay on the current code. A
+failure here means a change would break the workflows already running in production: guard it
+with `workflow.patched` and list the patch in `workflows/patches.py`."""
 
 from __future__ import annotations
 
+import ast
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,12 +22,28 @@ from activities.slack import SlackActivities
 from powertrip.approvals import Action
 from powertrip.ingest import ResultStatus, start_approval
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.conftest import SECURITY_CHANNEL, SLACK_TOKEN
 from tests.harness import click, eventually, make_config, make_event, make_settings
 from tests.histories.variants import REFRESH_RECIPIENT, PatchedRefresh, UnguardedRefresh
+from tests.servers import SECURITY_CHANNEL, SLACK_TOKEN
+from workflows import patches
 from workflows.approval import ApprovalWorkflow
+from workflows.digest import ReminderDigestWorkflow
+from workflows.poll import PollWorkflow, StaleDigestWorkflow
+from workflows.unrecognised import UnrecognisedEventWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+ROOT = Path(__file__).parent / "histories"
+WORKFLOWS: dict[str, type] = {
+    "approval": ApprovalWorkflow,
+    "poll": PollWorkflow,
+    "reminder_digest": ReminderDigestWorkflow,
+    "unrecognised": UnrecognisedEventWorkflow,
+    "stale_digest": StaleDigestWorkflow,
+}
+GENERATIONS = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and p.name[:1].isdigit())
+NEWEST = GENERATIONS[-1]
+ALL = sorted(ROOT.glob("*/*/*.json"))
+HISTORIES = sorted(ROOT.glob("*/approval/*.json"))
+FIRST = ROOT / GENERATIONS[0] / "approval"
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -35,20 +54,71 @@ def replayer(workflow: type) -> Replayer:
     return Replayer(workflows=[workflow], data_converter=pydantic_data_converter)
 
 
-def test_every_recorded_path_is_present() -> None:
-    assert {p.stem for p in HISTORIES} >= {"approve", "not_me_acknowledge", "reminders"}
+def recorded_patches(path: Path) -> set[str]:
+    """The patch ids whose markers a history recorded."""
+    found = set()
+    for event in load(path).events:
+        if event.HasField("marker_recorded_event_attributes"):
+            for payloads in event.marker_recorded_event_attributes.details.values():
+                found |= {json.loads(p.data).get("id") for p in payloads.payloads}
+    return found
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+def test_every_history_belongs_to_a_known_workflow() -> None:
+    assert ALL, "no recorded histories"
+    assert {p.parent.name for p in ALL} <= set(WORKFLOWS)
+    assert {p.stem for p in FIRST.glob("*.json")} >= {"approve", "not_me_acknowledge"}
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(ROOT)))
 async def test_current_code_replays_recorded_history(path: Path) -> None:
-    result = await replayer(ApprovalWorkflow).replay_workflow(
-        load(path), raise_on_replay_failure=False
-    )
+    workflow = WORKFLOWS[path.parent.name]
+    result = await replayer(workflow).replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, (
-        f"ApprovalWorkflow no longer replays {path.name}: guard the change with "
-        "workflow.patched(...) (README: 'Changing ApprovalWorkflow safely').\n"
+        f"{workflow.__name__} no longer replays {path.relative_to(ROOT)}: guard the change "
+        "with workflow.patched(...) (README: 'Changing a workflow safely').\n"
         f"{result.replay_failure}"
     )
+
+
+def _patched_in_code() -> dict[str, set[str]]:
+    """Patch ids each workflow module passes to workflow.patched / deprecate_patch."""
+    used: dict[str, set[str]] = {}
+    for module in (Path(__file__).parents[1] / "workflows").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("patched", "deprecate_patch")
+            ):
+                [arg] = node.args
+                assert isinstance(arg, ast.Name), f"{module.name}: name the patch id in patches.py"
+                used.setdefault(module.stem, set()).add(getattr(patches, arg.id))
+    return used
+
+
+def test_the_ledger_lists_every_patch_the_workflows_use() -> None:
+    in_code = set().union(*_patched_in_code().values())
+    assert in_code == {p.id for p in patches.LEDGER}
+
+
+@pytest.mark.parametrize("patch", patches.LEDGER, ids=lambda p: p.id)
+def test_the_newest_generation_passes_through_every_patch(patch: patches.Patch) -> None:
+    """Each patched branch of today's code is replayed, not only the branches that existed when
+    the first histories were recorded."""
+    folder = {"ApprovalWorkflow": "approval", "PollWorkflow": "poll"}[patch.workflow]
+    newest = (ROOT / NEWEST / folder).glob("*.json")
+    assert any(patch.id in recorded_patches(p) for p in newest), (
+        f"no history in tests/histories/{NEWEST}/{folder} records {patch.id!r}: add a path to "
+        "tests/histories/record.py and record a new generation"
+    )
+    needed = ROOT / patch.needed_by / folder
+    assert needed.is_dir() and not any(patch.id in recorded_patches(p) for p in needed.glob("*"))
+
+
+def test_the_readme_shows_the_ledger() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert patches.ledger_table() in readme
 
 
 async def test_unguarded_change_breaks_pending_workflows_that_reminded() -> None:
@@ -56,7 +126,7 @@ async def test_unguarded_change_breaks_pending_workflows_that_reminded() -> None
         path.stem: await replayer(UnguardedRefresh).replay_workflow(
             load(path), raise_on_replay_failure=False
         )
-        for path in HISTORIES
+        for path in FIRST.glob("*.json")
     }
     # The approve path never reminded: the new activity call is not in its way.
     assert results["approve"].replay_failure is None
@@ -64,7 +134,7 @@ async def test_unguarded_change_breaks_pending_workflows_that_reminded() -> None
         assert isinstance(results[name].replay_failure, NondeterminismError), name
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: str(p.relative_to(ROOT)))
 async def test_patched_change_replays_old_histories(path: Path) -> None:
     await replayer(PatchedRefresh).replay_workflow(load(path))
 

@@ -33,6 +33,13 @@ with workflow.unsafe.imports_passed_through():
         ReminderSlot,
         digest_workflow_id,
     )
+    from workflows.patches import (
+        NOT_ME_FIRST,
+        PUBLISH_INCIDENT_MESSAGE,
+        RECHECK_TEAM,
+        REMINDER_DIGEST,
+        STALE_NO_DM,
+    )
 
 # Slack may be down for hours: keep retrying, but give up each attempt round at the next reminder
 # so the workflow can record the failure and try again in the following cycle.
@@ -42,15 +49,6 @@ SLACK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 SLACK_CALL_TIMEOUT = timedelta(seconds=20)
-# workflow.patched ids: each guards a change to the commands this workflow issues (tests/histories).
-PUBLISH_INCIDENT_MESSAGE = "publish-incident-message"
-REMINDER_DIGEST = "reminder-digest"
-# Backfilled stale events (ApprovalInput.stale) skip the DM and reminders.
-STALE_PATCH = "backfill-stale-no-dm"
-# A *Not me* waiting behind an approval (clicks queued while workers were down) is taken first.
-NOT_ME_FIRST = "not-me-before-queued-approval"
-# A click allowed only as a security-team member is checked against the team as it is now.
-RECHECK_TEAM = "recheck-security-team"
 
 
 @workflow.defn
@@ -90,7 +88,7 @@ class ApprovalWorkflow:
             )
             self._publish()
         # `and` short-circuits: histories of events that were never stale record no marker.
-        stale = input.stale and workflow.patched(STALE_PATCH)
+        stale = input.stale and workflow.patched(STALE_NO_DM)
         if stale:
             self._note_stale()
         elif not self._delivered(MessageKind.FIRST):

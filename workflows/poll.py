@@ -19,8 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.poll import POLL_MISCONFIGURED, PollActivities
     from powertrip.backfill import StaleDigest
     from powertrip.polling import PollAlert, PollInput, PollOutcome, PollRequest, PollState
+    from workflows.patches import POLL_ANY_SOURCE
 
-POLL_ANY_SOURCE = "poll-any-source"
 POLL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,

@@ -1,101 +1,287 @@
-"""Record histories of the current ApprovalWorkflow for the replay test (tests/test_replay.py).
+"""Record histories of every Powertrip workflow as the code is today, for the replay test.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record [GENERATION]
 
-Runs each path a real event takes (approve; not me then acknowledge; reminders then approve) on
-the time-skipping test server with a real worker and the fake Slack over HTTP, and writes one
-JSON history per path next to this file. Re-record only when a version of ApprovalWorkflow is
-retired, i.e. no workflow started under the old code can still be running: these files are what
-proves that new code still replays what thousands of pending approvals already did.
+Runs each path a real workflow takes on the time-skipping test server, with the real worker and
+the fake Slack and fake Papertrail over HTTP, and writes one JSON history per path into
+`tests/histories/<GENERATION>/<workflow>/<path>.json` (GENERATION defaults to today's date).
+Together the paths pass through every `workflow.patched` branch of `workflows/patches.py`;
+`tests/test_replay.py` checks that they do and replays every generation through today's code.
+
+Record a new generation after a change adds a patch (so the new branch is replayed too); keep
+the older generations until the patches they need are retired (the ledger says when).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import Action
+from powertrip.approvals import Action, ApprovalInput
+from powertrip.backfill import Report, StaleEvent, announce_stale
 from powertrip.binaries import temporal_test_server
-from powertrip.ingest import ResultStatus, start_approval
+from powertrip.devserver import start_dev_server
+from powertrip.ingest import search_attributes_for, summary_for
+from powertrip.models import RawEvent
+from powertrip.polling import PollInput, PollState
+from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.settings import Settings
 from powertrip.temporal import ensure_search_attributes
-from tests.conftest import SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
+from powertrip.unrecognised import request_review
 from tests.harness import click, eventually, make_event, make_settings, running_worker
+from tests.servers import PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
 from workflows.approval import ApprovalWorkflow
+from workflows.digest import ensure_digest_workflow
+from workflows.poll import PollWorkflow
 
 HERE = Path(__file__).resolve().parent
+DIGEST_AFTER = 5  # the config default: more reminders than this due together make a digest
 
-Scenario = Callable[[WorkflowEnvironment, WorkflowHandle, FakeSlack], Awaitable[None]]
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    settings: Settings
+    slack: FakeSlack
+    papertrail: FakePapertrail
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
 
 
 def _posted(fake: FakeSlack, channel: str, at_least: int = 1) -> bool:
     return sum(m.channel == channel for m in fake.messages.values()) >= at_least
 
 
-async def approve(env: WorkflowEnvironment, handle: WorkflowHandle, fake: FakeSlack) -> None:
-    await eventually(lambda: _posted(fake, "D0ALICE"))
+async def _start(
+    stack: Stack, name: str, *, stale: bool = False, renotify_seconds: float = 15 * 60
+) -> WorkflowHandle:
+    event = make_event(
+        "alice", provider_id=f"history-{name}", renotify_after_seconds=renotify_seconds
+    )
+    return await stack.client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(event=event, stale=stale),
+        id=event.event_id,
+        task_queue=stack.settings.task_queue,
+        search_attributes=search_attributes_for(event),
+        static_summary=summary_for(event),
+    )
+
+
+async def _dm_sent(stack: Stack) -> None:
+    await eventually(lambda: _posted(stack.slack, "D0ALICE"))
+
+
+async def approve(stack: Stack) -> WorkflowHandle:
+    """The owner approves their own login: no patched branch on the way."""
+    handle = await _start(stack, "approve")
+    await _dm_sent(stack)
     await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+    return handle
 
 
-async def not_me_then_acknowledge(
-    env: WorkflowEnvironment, handle: WorkflowHandle, fake: FakeSlack
-) -> None:
-    await eventually(lambda: _posted(fake, "D0ALICE"))
+async def not_me_acknowledge(stack: Stack) -> WorkflowHandle:
+    """Not me (publish-incident-message), a reminder with no digest workflow running
+    (reminder-digest, the fallback), an ignored approval, the team acknowledges
+    (recheck-security-team)."""
+    handle = await _start(stack, "not_me_acknowledge")
+    await _dm_sent(stack)
     await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
-    await eventually(lambda: _posted(fake, SECURITY_CHANNEL))
-    # One unacknowledged reminder, then an ignored click, then the team closes it.
-    await env.sleep(timedelta(minutes=16))
-    await eventually(lambda: _posted(fake, SECURITY_CHANNEL, at_least=2))
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL))
+    await stack.env.sleep(timedelta(minutes=16))
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL, at_least=2), within=90)
     await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+    await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
+    return handle
+
+
+async def reminders_own(stack: Stack) -> WorkflowHandle:
+    """The digest workflow runs but this reminder is due alone: it posts its own."""
+    await ensure_digest_workflow(stack.client, stack.settings.task_queue, DIGEST_AFTER)
+    handle = await _start(stack, "reminders_own")
+    await _dm_sent(stack)
+    await stack.env.sleep(timedelta(minutes=16))
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL), within=90)
+    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+    return handle
+
+
+async def reminders_in_digest(stack: Stack) -> WorkflowHandle:
+    """More reminders due together than `digest_after`: one digest lists them all; the security
+    team then approves on the owner's behalf (recheck-security-team).
+
+    On the dev server in real time: the time-skipping server jumps to the digest's gathering
+    timer between two workflows' tasks, so reminders due together never gather there."""
+    await ensure_digest_workflow(stack.client, stack.settings.task_queue, DIGEST_AFTER)
+    handles = await asyncio.gather(
+        *(
+            _start(stack, f"reminders_in_digest{'' if i == 0 else f'_{i}'}", renotify_seconds=4)
+            for i in range(DIGEST_AFTER + 1)
+        )
+    )
+
+    def digest_posted() -> bool:
+        return any("events still need a decision" in m.text for m in stack.slack.messages.values())
+
+    await eventually(digest_posted, within=120)
+    for handle in handles:
+        await eventually(lambda h=handle: _reminded(h), within=90)  # type: ignore[misc]
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+    for handle in handles[1:]:
+        await handle.result()
+    return handles[0]
+
+
+async def _reminded(handle: WorkflowHandle) -> bool:
+    record = await handle.query(ApprovalWorkflow.state)
+    return any(entry.what == "reminded" for entry in record.timeline)
+
+
+async def stale(stack: Stack) -> WorkflowHandle:
+    """Found by a backfill long after it happened (backfill-stale-no-dm): no DM, no reminders;
+    the team approves."""
+    handle = await _start(stack, "stale", stale=True)
+
+    async def noted() -> bool:
+        record = await handle.query(ApprovalWorkflow.state)
+        return any(entry.what == "stale" for entry in record.timeline)
+
+    await eventually(noted)
+    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+    return handle
+
+
+async def not_me_first(stack: Stack) -> WorkflowHandle:
+    """Clicks queued while no worker runs: the team approves, then the owner says Not me. The
+    Not me is taken first (not-me-before-queued-approval), the approval is ignored, the team
+    acknowledges. Started before the worker, so both clicks are waiting when it comes."""
+    handle = await _start(stack, "not_me_first")
+    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+    await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+    return handle
+
+
+async def not_me_first_then(stack: Stack, handle: WorkflowHandle) -> None:
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL), within=30)
     await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
 
 
-async def reminders_then_approve(
-    env: WorkflowEnvironment, handle: WorkflowHandle, fake: FakeSlack
-) -> None:
-    await eventually(lambda: _posted(fake, "D0ALICE"))
-    await env.sleep(timedelta(minutes=47))
-    await eventually(lambda: _posted(fake, SECURITY_CHANNEL, at_least=3))
-    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
-
-
-SCENARIOS: dict[str, Scenario] = {
+APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "approve": approve,
-    "not_me_acknowledge": not_me_then_acknowledge,
-    "reminders": reminders_then_approve,
+    "not_me_acknowledge": not_me_acknowledge,
+    "reminders_own": reminders_own,
+    "reminders_in_digest": reminders_in_digest,
+    "stale": stale,
 }
 
 
-async def record(out_dir: Path = HERE) -> list[Path]:
-    fake = FakeSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
+async def _poll(stack: Stack, name: str, down: bool, poll: PollInput) -> WorkflowHandle:
+    stack.papertrail.down = down
+    stack.papertrail.add("Accepted publickey for alice from 203.0.113.7 port 1 ssh2")
+    return await stack.client.start_workflow(
+        PollWorkflow.run, poll, id=f"history-{name}", task_queue=stack.settings.task_queue
+    )
+
+
+def _poll_shapes() -> dict[str, tuple[bool, PollInput]]:
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    return {
+        "poll_ok": (False, PollInput(source="papertrail")),
+        "poll_failed_alert": (True, PollInput(source="papertrail", alert_after_seconds=0)),
+        "poll_recovered": (
+            False,
+            PollInput(
+                source="papertrail",
+                state=PollState(failing_since=long_ago, alerted=True, last_error="HTTP 503"),
+            ),
+        ),
+    }
+
+
+async def record(generation: str, root: Path = HERE) -> list[Path]:
+    out = root / generation
+    slack = FakeSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
     for user_id, name in [("U0ALICE", "alice"), ("U0BOB", "bob"), ("U0SEC1", "sec1")]:
-        fake.users[user_id] = FakeUser(id=user_id, name=name, email=f"{name}@example.com")
-    written = []
-    async with ServedApp(create_fake_slack_app(fake)) as served:
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=temporal_test_server(),
-            data_converter=pydantic_data_converter,
+        slack.users[user_id] = FakeUser(id=user_id, name=name, email=f"{name}@example.com")
+    papertrail = FakePapertrail(token=PAPERTRAIL_TOKEN)
+    written: list[Path] = []
+    async with (
+        ServedApp(create_fake_slack_app(slack)) as slack_app,
+        ServedApp(create_fake_papertrail_app(papertrail)) as papertrail_app,
+    ):
+        settings = make_settings(
+            slack_app.url + "/api/",
+            papertrail_api_token=PAPERTRAIL_TOKEN,
+            papertrail_api_url=papertrail_app.url + "/api/v1/",
         )
-        async with env:
-            await ensure_search_attributes(env.client, env.client.namespace)
-            settings = make_settings(served.url + "/api/")
+        for name, scenario in APPROVAL.items():
+            # A fresh server each: the digest workflow one path starts must not be in the next.
+            server = start_dev_server() if name == "reminders_in_digest" else _server()
+            async with await server as env:
+                stack = Stack(env, settings, slack, papertrail)
+                slack.reset()
+                async with running_worker(env.client, settings):
+                    handle = await scenario(stack)
+                    written.append(await save(handle, out / "approval" / f"{name}.json"))
+                    if name == "reminders_in_digest":
+                        digest = env.client.get_workflow_handle(
+                            f"powertrip-reminder-digest-{settings.task_queue}"
+                        )
+                        history = await digest.fetch_history()
+                        written.append(write_history(history, out / "reminder_digest/burst.json"))
+        async with await _server() as env:
+            stack = Stack(env, settings, slack, papertrail)
+            slack.reset()
+            handle = await not_me_first(stack)
             async with running_worker(env.client, settings):
-                for name, scenario in SCENARIOS.items():
-                    fake.reset()
-                    event = make_event("alice", provider_id=f"history-{name}")
-                    status = await start_approval(env.client, event, settings.task_queue)
-                    assert status is ResultStatus.STARTED
-                    handle = env.client.get_workflow_handle(event.event_id)
-                    await scenario(env, handle, fake)
-                    written.append(await save(handle, out_dir / f"{name}.json"))
+                await not_me_first_then(stack, handle)
+                written.append(await save(handle, out / "approval" / "not_me_first.json"))
+                for name, (down, poll) in _poll_shapes().items():
+                    handle = await _poll(stack, name, down, poll)
+                    written.append(await save(handle, out / "poll" / f"{name}.json"))
+                papertrail.down = False
+                written.append(await _review(stack, out))
+                written.append(await _stale_digest(stack, out))
     return written
+
+
+async def _review(stack: Stack, out: Path) -> Path:
+    raw = RawEvent(source="papertrail", provider_id="history-review", message="odd line 42")
+    workflow_id, _ = await request_review(stack.client, raw, stack.settings.task_queue)
+    handle = stack.client.get_workflow_handle(workflow_id)
+    return await save(handle, out / "unrecognised" / "review.json")
+
+
+async def _stale_digest(stack: Stack, out: Path) -> Path:
+    event = make_event("alice", provider_id="history-stale-digest")
+    report = Report(stale=1, stale_events=[StaleEvent.of(event)])
+    workflow_id = await announce_stale(
+        stack.client, report, "backfill of auth.log", timedelta(days=7), stack.settings.task_queue
+    )
+    assert workflow_id is not None
+    return await save(
+        stack.client.get_workflow_handle(workflow_id), out / "stale_digest" / "digest.json"
+    )
+
+
+async def _server() -> WorkflowEnvironment:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
+    )
+    await ensure_search_attributes(env.client, env.client.namespace)
+    return env
 
 
 async def save(handle: WorkflowHandle, path: Path) -> Path:
@@ -105,11 +291,13 @@ async def save(handle: WorkflowHandle, path: Path) -> Path:
 
 
 def write_history(history: WorkflowHistory, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Pretty-printed so a diff shows what a re-recording changed.
     path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
     return path
 
 
 if __name__ == "__main__":
-    for path in asyncio.run(record()):
-        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    generation = sys.argv[1] if len(sys.argv) > 1 else date.today().isoformat()
+    for path in asyncio.run(record(generation)):
+        print(f"wrote {path.relative_to(HERE.parents[1])}")

@@ -1,5 +1,5 @@
 """A worked example of changing ApprovalWorkflow while approvals are pending (see README,
-"Changing ApprovalWorkflow safely"): the same change with and without `workflow.patched`.
+"Changing a workflow safely"): the same change with and without `workflow.patched`.
 
 The change: look the recipient up again before each reminder, so someone mapped in the directory
 while an event waited is asked from then on. It adds an activity call to the reminder path; a

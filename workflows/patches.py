@@ -1,0 +1,128 @@
+"""Every `workflow.patched` id, and the ledger that says why it exists and when it can go.
+
+A patch guards a change to the commands a workflow issues (an activity, timer or signal more or
+less) so that workflows started before the change replay their old branch. The recorded
+histories under `tests/histories/<generation>/` are the proof: `tests/test_replay.py` replays
+every generation through today's code, and checks that the newest generation passes through
+every patch listed here, and that every patch the workflows call is listed.
+
+Retiring a patch (README, "Changing a workflow safely"): once no workflow that lacks its marker
+can still be open (the oldest generation that lacks it says when such workflows were started;
+add the longest an event stays open and the namespace retention), replace `workflow.patched(id)`
+with `workflow.deprecate_patch(id)` and keep only the new branch; when no workflow with the
+marker is open either, remove the call, delete the generations that needed it and its entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+# ApprovalWorkflow
+STALE_NO_DM = "backfill-stale-no-dm"
+PUBLISH_INCIDENT_MESSAGE = "publish-incident-message"
+REMINDER_DIGEST = "reminder-digest"
+NOT_ME_FIRST = "not-me-before-queued-approval"
+RECHECK_TEAM = "recheck-security-team"
+# PollWorkflow
+POLL_ANY_SOURCE = "poll-any-source"
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One ledger line."""
+
+    id: str
+    workflow: str
+    added: date
+    why: str
+    needed_by: str = ""
+    """The oldest recorded generation (`tests/histories/<generation>`) whose histories lack the
+    marker and so replay the old branch."""
+    retire_when: str = ""
+    """When `workflow.deprecate_patch` may replace it."""
+
+
+# The open-ended part of every `retire_when`: an event stays open until someone decides it.
+_NO_OLD_OPEN = (
+    "no {workflow} started before {added} is still open (`powertrip events list --until "
+    "{added}` and the Temporal UI's list with StartTime < {added} show none), plus the "
+    "namespace retention"
+)
+
+
+def _patch(id: str, workflow: str, added: date, why: str, needed_by: str) -> Patch:
+    return Patch(
+        id=id,
+        workflow=workflow,
+        added=added,
+        why=why,
+        needed_by=needed_by,
+        retire_when=_NO_OLD_OPEN.format(workflow=workflow, added=added.isoformat()),
+    )
+
+
+LEDGER: tuple[Patch, ...] = (
+    _patch(
+        STALE_NO_DM,
+        "ApprovalWorkflow",
+        date(2026, 11, 27),
+        "Events a backfill finds long after they happened skip the DM and the reminders; the "
+        "security channel hears of them in one digest.",
+        "2026-11-27",
+    ),
+    _patch(
+        PUBLISH_INCIDENT_MESSAGE,
+        "ApprovalWorkflow",
+        date(2026, 11, 27),
+        "The incident alert is published to the memo at once, so the API accepts its "
+        "Acknowledge button before the next reminder.",
+        "2026-11-27",
+    ),
+    _patch(
+        REMINDER_DIGEST,
+        "ApprovalWorkflow",
+        date(2026, 11, 27),
+        "A due reminder first asks the task queue's ReminderDigestWorkflow whether it goes into "
+        "a digest (a signal and a wait), so bursts of reminders are one message.",
+        "2026-11-27",
+    ),
+    _patch(
+        NOT_ME_FIRST,
+        "ApprovalWorkflow",
+        date(2026, 11, 27),
+        "A Not me queued behind an approval (clicks queued while workers were down) is taken "
+        "first: the report is never lost to the order of arrival.",
+        "2026-11-27",
+    ),
+    _patch(
+        RECHECK_TEAM,
+        "ApprovalWorkflow",
+        date(2026, 11, 27),
+        "A click allowed only through security-team membership is checked against the team as "
+        "it is now (an activity), so a removed member cannot decide pending events.",
+        "2026-11-27",
+    ),
+    _patch(
+        POLL_ANY_SOURCE,
+        "PollWorkflow",
+        date(2026, 11, 27),
+        "Polls call `poll_source` for any source instead of `poll_papertrail` (still "
+        "registered as an alias for polls in flight).",
+        "2026-11-27",
+    ),
+)
+
+
+def ledger_table() -> str:
+    """The ledger as the README's Markdown table (a test keeps the README in step)."""
+    rows = [
+        "| patch id | workflow | added | why | histories that need it | retire when |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| `{p.id}` | {p.workflow} | {p.added.isoformat()} | {p.why} | "
+        f"`tests/histories/{p.needed_by}/` | {p.retire_when} |"
+        for p in LEDGER
+    ]
+    return "\n".join(rows)
