@@ -137,14 +137,14 @@ class SlackActivities:
             slack_user = await self._user_by_email(entry.email)
             if slack_user is None:
                 note = (
-                    f"{messages.code(event.actor)} maps to {messages.escape(entry.email)}, "
+                    f"{messages.name(event.actor)} maps to {messages.escape(entry.email)}, "
                     "which has no Slack user."
                 )
         if entry.identity is Identity.UNMAPPED:
-            note = f"{messages.code(event.actor)} is not mapped to a Slack user."
+            note = f"{messages.name(event.actor)} is not mapped to a Slack user."
         elif entry.identity in (Identity.BOT, Identity.SHARED):
             note = (
-                f"{messages.code(event.actor)} is a {entry.identity.value} account: "
+                f"{messages.name(event.actor)} is a {entry.identity.value} account: "
                 "the security team decides."
             )
         authority = Authority(
@@ -159,11 +159,11 @@ class SlackActivities:
             dm, note = None, note or "This rule always asks the security channel."
         elif dm and not event.actor_may_approve:
             # A DM whose buttons the owner may not press helps nobody: ask those who may.
-            dm = None
             note = note or (
                 f"This rule needs approval by {_who_approves(event)}, not by "
-                f"{messages.code(event.actor)} (<@{slack_user}>)."
+                f"{messages.name(event.actor)} ({messages.mention(dm)})."
             )
+            dm = None
         return Recipient(
             identity=entry.identity
             if slack_user or entry.identity is not Identity.MAPPED
@@ -248,5 +248,5 @@ class SlackActivities:
 
 
 def _who_approves(event: SecurityEvent) -> str:
-    listed = " ".join(f"<@{user}>" for user in event.extra_approvers)
+    listed = " ".join(messages.mention(user) for user in event.extra_approvers)
     return f"{listed} or the security team" if listed else "the security team"

@@ -6,6 +6,7 @@ from, when), then one context line (source, rule, Temporal link), then at most t
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -77,10 +78,30 @@ def slack_ago(when: datetime, now: datetime) -> str:
     return f"<!date^{int(when.timestamp())}^{{ago}}|{ago(when, now)}>"
 
 
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _codepoint(char: str) -> str:
+    return _SHORT_ESCAPES.get(char) or char.encode("unicode_escape").decode("ascii")
+
+
+def visible(text: str) -> str:
+    """Every character that does not print as itself, shown as its escape (`\n`, `\u202e`).
+
+    Python's `str.isprintable` is the test: control characters (a line break that would end a
+    code span and start a forged line), format characters (bidi overrides such as U+202E that
+    make `\u202eecila` read `alice`, zero-width joiners and spaces), line and paragraph
+    separators, spaces other than U+0020, private-use and unassigned code points."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _codepoint(c) for c in text)
+
+
 def escape(text: str) -> str:
     """Text from logs (user names, commands, PTR records) must never become a mention, a
-    channel ping or a link: Slack reads `<...>` as control sequences, so escape as Slack asks."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    channel ping or a link, nor hide or forge what the reader sees: Slack reads `<...>` as
+    control sequences, so escape as Slack asks, and show invisible characters (`visible`)."""
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def code(text: str, limit: int = 300) -> str:
@@ -90,12 +111,31 @@ def code(text: str, limit: int = 300) -> str:
     return f"`{safe}`"
 
 
+def name(text: str) -> str:
+    """A user or host name as inline code; a name with non-ASCII characters is flagged with its
+    ASCII spelling, so `\u0430lice` (a Cyrillic a) is never read as `alice`."""
+    if text.isascii():
+        return code(text)
+    spelled = text.encode("ascii", "backslashreplace").decode("ascii")
+    if spelled == visible(text):  # only invisible characters, already shown escaped
+        return f"{code(text)} (non-ASCII)"
+    return f"{code(text)} (non-ASCII: {code(spelled)})"
+
+
+_SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def mention(user: str) -> str:
+    """A Slack user id as a mention (Slack shows the name); anything else only as text."""
+    return f"<@{user}>" if _SLACK_ID.match(user) else code(user)
+
+
 def _where(event: SecurityEvent) -> str:
-    return code(event.host) if event.host else "an unknown host"
+    return name(event.host) if event.host else "an unknown host"
 
 
 def _what(event: SecurityEvent) -> str:
-    return f"*{escape(event.action)}* as {code(event.actor)} on {_where(event)}"
+    return f"*{escape(event.action)}* as {name(event.actor)} on {_where(event)}"
 
 
 def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBlock:
@@ -105,7 +145,7 @@ def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBl
     if event.address and origin:
         source += f"\n{escape(origin)}"
     fields = [
-        MarkdownTextObject(text=f"*Who*\n{code(event.actor)}"),
+        MarkdownTextObject(text=f"*Who*\n{name(event.actor)}"),
         MarkdownTextObject(text=f"*Host*\n{_where(event)}"),
         MarkdownTextObject(text=f"*From*\n{source}"),
         MarkdownTextObject(
@@ -120,12 +160,15 @@ def _details(event: SecurityEvent) -> SectionBlock | None:
     if not event.details:
         return None
     lines = [
-        f"*{escape(name.capitalize())}*: {code(value)}" for name, value in event.details.items()
+        f"*{escape(name.capitalize())}*: {code(value)}"
+        for name, value in event.details.items()
     ]
     # One line on a phone when the values are short (ssh key details); a long one (a sudo
     # command) gets lines of its own.
     joiner = " · " if sum(len(v) for v in event.details.values()) <= 80 else "\n"
-    return SectionBlock(block_id="details", text=MarkdownTextObject(text=joiner.join(lines)))
+    return SectionBlock(
+        block_id="details", text=MarkdownTextObject(text=joiner.join(lines))
+    )
 
 
 def _context(event: SecurityEvent, ui_url: str | None) -> ContextBlock:
@@ -179,7 +222,11 @@ def _buttons(event: SecurityEvent, ids: list[str]) -> ActionsBlock:
         # The value is only a reference to the event; who may decide is never read from it.
         elements.append(
             ButtonElement(
-                text=text, action_id=action_id, value=event.event_id, style=style, confirm=confirm
+                text=text,
+                action_id=action_id,
+                value=event.event_id,
+                style=style,
+                confirm=confirm,
             )
         )
     return ActionsBlock(block_id="decision", elements=elements)
@@ -203,15 +250,21 @@ def notification(
     if kind is MessageKind.INCIDENT:
         assert record.report is not None
         team = " ".join(
-            f"<@{u}>" for u in (record.authority.security_team if record.authority else [])
+            mention(u)
+            for u in (record.authority.security_team if record.authority else [])
         )
-        headline = f":rotating_light: *Reported as NOT ME* by <@{record.report.by}>\n{what}\n" + (
-            f"{team}: please investigate and acknowledge." if team else "Please investigate."
+        headline = (
+            f":rotating_light: *Reported as NOT ME* by {mention(record.report.by)}\n{what}\n"
+            + (
+                f"{team}: please investigate and acknowledge."
+                if team
+                else "Please investigate."
+            )
         )
     elif kind is MessageKind.REMINDER and record.report is not None:
         headline = (
             f":rotating_light: *Incident unacknowledged after {humanize(waited_seconds)}*\n"
-            f"{what} was reported as not me by <@{record.report.by}>."
+            f"{what} was reported as not me by {mention(record.report.by)}."
         )
     elif kind is MessageKind.REMINDER:
         headline = (
@@ -229,7 +282,9 @@ def notification(
     if details := _details(event):
         blocks.append(details)
     if note:
-        blocks.append(ContextBlock(block_id="note", elements=[MarkdownTextObject(text=note)]))
+        blocks.append(
+            ContextBlock(block_id="note", elements=[MarkdownTextObject(text=note)])
+        )
     blocks.append(_context(event, ui_url))
     ids = button_ids(record, kind, in_channel)
     if ids:
@@ -272,7 +327,9 @@ class DigestLine(BaseModel):
     ui_url: str | None = None
 
 
-def digest(items: list[DigestLine], now: datetime | None = None) -> tuple[str, list[Block]]:
+def digest(
+    items: list[DigestLine], now: datetime | None = None
+) -> tuple[str, list[Block]]:
     """One message for many due reminders, so a burst stays under Slack's per-channel limit and
     the channel stays readable. Each line links to the event; the buttons stay on the event's
     own messages."""
@@ -281,17 +338,23 @@ def digest(items: list[DigestLine], now: datetime | None = None) -> tuple[str, l
     lines = []
     for item in items[:40]:
         event = item.event
-        link = f"<{item.ui_url}|{event.event_id}>" if item.ui_url else f"`{event.event_id}`"
+        link = (
+            f"<{item.ui_url}|{event.event_id}>"
+            if item.ui_url
+            else f"`{event.event_id}`"
+        )
         state = "incident, unacknowledged" if item.incident else f"asked {item.asked}"
         lines.append(
-            f"• {escape(event.action)} as {code(event.actor)} on {_where(event)} — waited "
+            f"• {escape(event.action)} as {name(event.actor)} on {_where(event)} — waited "
             f"{humanize(item.waited_seconds)}, {state} · {link}"
         )
     if len(items) > 40:
         lines.append(f"…and {len(items) - 40} more.")
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
-        SectionBlock(block_id="list", text=MarkdownTextObject(text="\n".join(lines)[:2900])),
+        SectionBlock(
+            block_id="list", text=MarkdownTextObject(text="\n".join(lines)[:2900])
+        ),
         ContextBlock(
             block_id="context",
             elements=[
@@ -313,7 +376,7 @@ def _outcome(decision: Decision) -> str:
     }[decision.kind]
     behalf = " on behalf" if decision.on_behalf else ""
     reason = f" — {escape(decision.reason)}" if decision.reason else ""
-    return f"{icon} *{verb}{behalf}* by <@{decision.by}> at {slack_date(decision.at)}{reason}"
+    return f"{icon} *{verb}{behalf}* by {mention(decision.by)} at {slack_date(decision.at)}{reason}"
 
 
 def _plain(mrkdwn: str) -> str:
