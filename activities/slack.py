@@ -3,6 +3,7 @@ stops at once, visibly, on what cannot."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -153,7 +154,10 @@ class SlackActivities:
             else None,
             approvers=event.extra_approvers,
             security_team=await self._security_team(),
+            contest_window_seconds=self.config.contest_window.total_seconds(),
         )
+        people = [slack_user, *authority.approvers, *authority.security_team]
+        authority.names = await self._names(p for p in people if p)
         dm = slack_user if entry.identity is Identity.MAPPED else None
         if event.routing is Routing.CHANNEL:
             dm, note = None, note or "This rule always asks the security channel."
@@ -172,6 +176,19 @@ class SlackActivities:
             authority=authority,
             note=note,
         )
+
+    async def _names(self, users: Iterable[str]) -> dict[str, str]:
+        """Slack user names, for the CLI and the API to show instead of ids: best effort, a
+        name Slack does not give is simply left out."""
+        names = {}
+        for user in dict.fromkeys(users):
+            try:
+                found = await self.slack_directory.user_name(user)
+            except SlackApiError:
+                continue
+            if found:
+                names[user] = found
+        return names
 
     @activity.defn
     async def current_security_team(self) -> list[str]:
@@ -217,6 +234,7 @@ class SlackActivities:
             request.record,
             request.message.kind,
             self._ui_link(request.record.event),
+            in_channel=request.message.in_security_channel,
             origin=await self.origins.describe(request.record.event.address),
         )
         try:

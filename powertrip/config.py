@@ -6,11 +6,12 @@ import ipaddress
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -18,8 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-from powertrip.durations import Duration
+from powertrip.durations import Duration, parse_duration
 from powertrip.rules import Rule, RuleSet
+
+# How long the owner may still say *Not me* after the security team approved on their behalf.
+DEFAULT_CONTEST_WINDOW = timedelta(days=7)
 
 
 class ConfigError(ValueError):
@@ -118,6 +122,13 @@ class PowertripConfig(BaseModel):
         default=5,
         ge=1,
         description="When more reminders than this are due together, post one digest instead.",
+    )
+    contest_window: Annotated[timedelta, BeforeValidator(parse_duration)] = Field(
+        default=DEFAULT_CONTEST_WINDOW,
+        ge=timedelta(0),
+        description="After the security team approves on someone's behalf, that person may "
+        "still say *Not me* this long (their DM keeps the button; the event stays open). "
+        "`0`: an approval on behalf is final.",
     )
 
     @field_validator("networks")

@@ -97,6 +97,7 @@ class SlackDirectory:
         self.config = config
         self._emails = _Cached()
         self._groups = _Cached()
+        self._names = _Cached()
 
     async def user_by_email(self, email: str) -> str | None:
         async def fetch() -> str | None:
@@ -113,6 +114,25 @@ class SlackDirectory:
 
         return await self._emails.get(
             email.lower(), fetch, lambda found: FOUND_TTL_SECONDS if found else MISSING_TTL_SECONDS
+        )
+
+    async def user_name(self, user: str) -> str | None:
+        """The Slack user name of `user` (users.info), for plain-text output such as the CLI's;
+        None if Slack has no such user."""
+
+        async def fetch() -> str | None:
+            from slack_sdk.errors import SlackApiError
+
+            try:
+                response = await self.client.users_info(user=user)
+            except SlackApiError as exc:
+                if exc.response.get("error") in ("users_not_found", "user_not_found"):
+                    return None
+                raise
+            return str(response["user"].get("name") or "") or None
+
+        return await self._names.get(
+            user, fetch, lambda found: FOUND_TTL_SECONDS if found else MISSING_TTL_SECONDS
         )
 
     async def security_team(self) -> list[str]:

@@ -160,15 +160,12 @@ def _details(event: SecurityEvent) -> SectionBlock | None:
     if not event.details:
         return None
     lines = [
-        f"*{escape(name.capitalize())}*: {code(value)}"
-        for name, value in event.details.items()
+        f"*{escape(name.capitalize())}*: {code(value)}" for name, value in event.details.items()
     ]
     # One line on a phone when the values are short (ssh key details); a long one (a sudo
     # command) gets lines of its own.
     joiner = " · " if sum(len(v) for v in event.details.values()) <= 80 else "\n"
-    return SectionBlock(
-        block_id="details", text=MarkdownTextObject(text=joiner.join(lines))
-    )
+    return SectionBlock(block_id="details", text=MarkdownTextObject(text=joiner.join(lines)))
 
 
 def _context(event: SecurityEvent, ui_url: str | None) -> ContextBlock:
@@ -187,46 +184,48 @@ _NOT_ME_CONFIRM = ConfirmObject(
     confirm="Yes, not me",
     deny="Cancel",
 )
+_SUSPICIOUS_CONFIRM = ConfirmObject(
+    title="Report as suspicious?",
+    text="The event becomes an incident for the security team.",
+    confirm="Yes, report it",
+    deny="Cancel",
+)
 _BUTTONS: dict[str, tuple[str, str | None, ConfirmObject | None]] = {
     "approve": ("Approve — this was me", "primary", None),
-    "approve_on_behalf": ("Approve on behalf", None, None),
+    "approve_on_behalf": ("Approve on behalf", "primary", None),
     "not_me": ("Not me", "danger", _NOT_ME_CONFIRM),
     "acknowledge": ("Acknowledge incident", "primary", None),
 }
+# In the channel the readers are the security team: the same *Not me* action, in their words.
+_CHANNEL_BUTTONS = {**_BUTTONS, "not_me": ("Report as suspicious", "danger", _SUSPICIOUS_CONFIRM)}
 
 
 def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list[str]:
-    """Which buttons a message carries.
+    """Which buttons a message carries: what its readers may do.
 
-    A DM asks its owner. A channel message about an account nobody owns (bot, shared, unmapped,
-    or a rule only the team may approve) offers the security team *Approve on behalf*; a channel
-    reminder about a person's event offers both, since the person may be in the channel too.
+    A DM asks its owner (*Approve — this was me*, *Not me*). The security channel is read by the
+    security team: it offers *Approve on behalf* and a report, never the owner's own approval,
+    whether the account has an owner (a reminder about bob's login) or not (a bot). After an
+    approval on the owner's behalf, the owner's DM keeps *Not me* for the contest window.
     """
     if kind is MessageKind.INCIDENT or record.status is EventStatus.REPORTED:
         return ["acknowledge"]
     if record.status is not EventStatus.PENDING:
-        return []
-    authority = record.authority
-    actor_may = authority is not None and authority.actor_slack_user is not None
+        contest = record.contest_until is not None and kind is MessageKind.FIRST
+        return ["not_me"] if contest and not in_channel else []
     if not in_channel:
         return ["approve", "not_me"]
-    if actor_may:
-        return ["approve", "approve_on_behalf", "not_me"]
     return ["approve_on_behalf", "not_me"]
 
 
-def _buttons(event: SecurityEvent, ids: list[str]) -> ActionsBlock:
+def _buttons(event: SecurityEvent, ids: list[str], in_channel: bool) -> ActionsBlock:
     elements = []
     for action_id in ids:
-        text, style, confirm = _BUTTONS[action_id]
+        text, style, confirm = (_CHANNEL_BUTTONS if in_channel else _BUTTONS)[action_id]
         # The value is only a reference to the event; who may decide is never read from it.
         elements.append(
             ButtonElement(
-                text=text,
-                action_id=action_id,
-                value=event.event_id,
-                style=style,
-                confirm=confirm,
+                text=text, action_id=action_id, value=event.event_id, style=style, confirm=confirm
             )
         )
     return ActionsBlock(block_id="decision", elements=elements)
@@ -250,16 +249,18 @@ def notification(
     if kind is MessageKind.INCIDENT:
         assert record.report is not None
         team = " ".join(
-            mention(u)
-            for u in (record.authority.security_team if record.authority else [])
+            mention(u) for u in (record.authority.security_team if record.authority else [])
         )
+        contested = ""
+        if record.contested is not None:
+            contested = (
+                f"It had been approved on their behalf by {mention(record.contested.by)}: that "
+                "approval no longer stands.\n"
+            )
         headline = (
             f":rotating_light: *Reported as NOT ME* by {mention(record.report.by)}\n{what}\n"
-            + (
-                f"{team}: please investigate and acknowledge."
-                if team
-                else "Please investigate."
-            )
+            + contested
+            + (f"{team}: please investigate and acknowledge." if team else "Please investigate.")
         )
     elif kind is MessageKind.REMINDER and record.report is not None:
         headline = (
@@ -282,13 +283,11 @@ def notification(
     if details := _details(event):
         blocks.append(details)
     if note:
-        blocks.append(
-            ContextBlock(block_id="note", elements=[MarkdownTextObject(text=note)])
-        )
+        blocks.append(ContextBlock(block_id="note", elements=[MarkdownTextObject(text=note)]))
     blocks.append(_context(event, ui_url))
     ids = button_ids(record, kind, in_channel)
     if ids:
-        blocks.append(_buttons(event, ids))
+        blocks.append(_buttons(event, ids, in_channel))
     return _plain(headline), blocks
 
 
@@ -297,22 +296,30 @@ def decided(
     kind: MessageKind,
     ui_url: str | None = None,
     *,
+    in_channel: bool = False,
     origin: str | None = None,
     now: datetime | None = None,
 ) -> tuple[str, list[Block]]:
-    """The same message after a decision: no buttons left, who decided and when."""
+    """The same message after a decision: who decided and when. No buttons left, except the
+    owner's *Not me* in their DM while they may still contest an approval on their behalf."""
     event = record.event
     lines = [_what(event)]
-    if record.report is not None:
-        lines.append(_outcome(record.report))
-    if record.decision is not None:
-        lines.append(_outcome(record.decision))
+    for decision in (record.contested, record.report, record.decision):
+        if decision is not None:
+            lines.append(_outcome(decision))
+    ids = button_ids(record, kind, in_channel) if record.status is EventStatus.APPROVED else []
+    if ids and record.contest_until is not None:
+        lines.append(
+            f"Not you? Press *Not me* before {slack_date(record.contest_until)}: the security "
+            "team is alerted at once."
+        )
     headline = "\n".join(lines)
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
         _facts(event, now or datetime.now(UTC), origin),
         *([details] if (details := _details(event)) else []),
         _context(event, ui_url),
+        *([_buttons(event, ids, in_channel)] if ids else []),
     ]
     return _plain(headline), blocks
 
@@ -327,9 +334,7 @@ class DigestLine(BaseModel):
     ui_url: str | None = None
 
 
-def digest(
-    items: list[DigestLine], now: datetime | None = None
-) -> tuple[str, list[Block]]:
+def digest(items: list[DigestLine], now: datetime | None = None) -> tuple[str, list[Block]]:
     """One message for many due reminders, so a burst stays under Slack's per-channel limit and
     the channel stays readable. Each line links to the event; the buttons stay on the event's
     own messages."""
@@ -338,11 +343,7 @@ def digest(
     lines = []
     for item in items[:40]:
         event = item.event
-        link = (
-            f"<{item.ui_url}|{event.event_id}>"
-            if item.ui_url
-            else f"`{event.event_id}`"
-        )
+        link = f"<{item.ui_url}|{event.event_id}>" if item.ui_url else f"`{event.event_id}`"
         state = "incident, unacknowledged" if item.incident else f"asked {item.asked}"
         lines.append(
             f"• {escape(event.action)} as {name(event.actor)} on {_where(event)} — waited "
@@ -352,9 +353,7 @@ def digest(
         lines.append(f"…and {len(items) - 40} more.")
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
-        SectionBlock(
-            block_id="list", text=MarkdownTextObject(text="\n".join(lines)[:2900])
-        ),
+        SectionBlock(block_id="list", text=MarkdownTextObject(text="\n".join(lines)[:2900])),
         ContextBlock(
             block_id="context",
             elements=[
@@ -375,8 +374,12 @@ def _outcome(decision: Decision) -> str:
         DecisionKind.ACKNOWLEDGED: (":shield:", "Incident acknowledged"),
     }[decision.kind]
     behalf = " on behalf" if decision.on_behalf else ""
+    how = f" via the CLI ({code(decision.operator)})" if decision.operator else ""
     reason = f" — {escape(decision.reason)}" if decision.reason else ""
-    return f"{icon} *{verb}{behalf}* by {mention(decision.by)} at {slack_date(decision.at)}{reason}"
+    return (
+        f"{icon} *{verb}{behalf}* by {mention(decision.by)}{how} at {slack_date(decision.at)}"
+        f"{reason}"
+    )
 
 
 def _plain(mrkdwn: str) -> str:

@@ -20,10 +20,11 @@ from temporalio.worker import Worker
 from api.main import create_app
 from powertrip.approvals import Action, Click, EventRecord
 from powertrip.config import PowertripConfig, config_from_mapping
+from powertrip.decisions import signed_click
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.settings import Settings
-from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
+from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
@@ -128,6 +129,7 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         slack_bot_token=SLACK_TOKEN,
         slack_signing_secret=SIGNING_SECRET,
+        decision_key=DECISION_KEY,
         slack_api_url=slack_api_url,
         webhook_token="hook-secret",
         api_token="api-secret",
@@ -190,4 +192,11 @@ async def state_eventually(
 
 
 def click(action: Action, user: str, **extra: Any) -> Click:
+    """An unsigned click: what anyone who reaches Temporal can send (the workflow rejects it)."""
     return Click(action=action, user=user, at=datetime.now(UTC), **extra)
+
+
+async def decide(handle: WorkflowHandle[Any, Any], action: Action, user: str, **extra: Any) -> None:
+    """Signal a decision as the API or CLI would: signed with the test key for this event."""
+    signed = signed_click(DECISION_KEY, handle.id, action, user, **extra)
+    await handle.signal(ApprovalWorkflow.decide, signed)

@@ -13,6 +13,7 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SECURITY_CHANNEL = "C0SECURITY"
 SLACK_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
+DECISION_KEY = "test-decision-key-" + "0123456789abcdef" * 2
 PAPERTRAIL_TOKEN = "pt-token"
 
 

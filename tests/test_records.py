@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from powertrip.approvals import Action
 from powertrip.cli.events import events_table
+from powertrip.decisions import operator
 from powertrip.ingest import ResultStatus, start_approval
 from powertrip.models import EventStatus, SecurityEvent
 from powertrip.records import (
@@ -38,7 +39,15 @@ from powertrip.records import (
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from tests.conftest import SLACK_TOKEN, ServedApp
-from tests.harness import CONFIG_YAML, click, eventually, make_config, make_event, make_settings
+from tests.harness import (
+    CONFIG_YAML,
+    decide,
+    eventually,
+    make_config,
+    make_event,
+    make_settings,
+    state_eventually,
+)
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
@@ -111,9 +120,9 @@ async def world(
         for key, *_, final in SEED:
             handle = client.get_workflow_handle_for(ApprovalWorkflow.run, ids[key])
             if final is EventStatus.APPROVED:
-                await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+                await decide(handle, Action.APPROVE, "U0SEC1")
             elif final is EventStatus.REPORTED:
-                await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0SEC1"))
+                await decide(handle, Action.NOT_ME, "U0SEC1")
 
         async def settled() -> bool | None:
             views = [await show_event(client, ids[key], ui) for key, *_ in SEED]
@@ -396,9 +405,10 @@ async def test_export_round_trips_one_row_per_decision(
 # -- CLI --------------------------------------------------------------------------------------
 
 
-async def cli(world: World, *args: str) -> tuple[int, str, str]:
+async def cli(world: World, *args: str, signing: bool = True) -> tuple[int, str, str]:
     """Run `powertrip ...` as a user would, stdout piped (so JSON), with the services' settings
-    (none of the API's secrets: the CLI does not need them)."""
+    (none of the API's secrets: the CLI does not need them; `events approve` signs with the
+    decision key unless `signing` is False)."""
     s = world.settings
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("POWERTRIP_")},
@@ -407,6 +417,8 @@ async def cli(world: World, *args: str) -> tuple[int, str, str]:
         "POWERTRIP_CONFIG": str(world.config_path),
         "COLUMNS": "200",
     }
+    if signing:
+        env["POWERTRIP_DECISION_KEY"] = s.secret("decision_key")
     process = await asyncio.create_subprocess_exec(
         str(POWERTRIP),
         *args,
@@ -457,12 +469,29 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
 
         await eventually(asked)
 
+        # Without the decision key the CLI cannot approve, and says which setting it lacks.
+        code, out, err = await cli(
+            world,
+            "events",
+            "approve",
+            event.event_id,
+            "--as",
+            "U0SEC1",
+            "--reason",
+            "x",
+            signing=False,
+        )
+        assert code == 2 and "POWERTRIP_DECISION_KEY" in err
+
+        # Refused for lack of authority: nothing decided, the attempt is in the timeline.
         code, out, err = await cli(
             world, "events", "approve", event.event_id, "--as", "U0MALLORY", "--reason", "trust me"
         )
         assert code == 1 and "U0MALLORY is not in the security team" in err
-        history = [e async for e in handle.fetch_history_events()]
-        assert not any(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
+        refused = await state_eventually(handle, lambda r: r.timeline[-1].what == "refused")
+        assert refused.status is EventStatus.PENDING
+        assert refused.timeline[-1].by == "U0MALLORY"
+        assert "run by" not in (refused.timeline[-1].detail or "")
 
         code, out, err = await cli(
             world,
@@ -475,7 +504,8 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
             "on call, confirmed by phone",
         )
         assert code == 0, err
-        assert "approved by U0SEC1 via cli" in out
+        # The operating-system user and host that ran it are recorded: the CLI's own witness.
+        assert f"approved by @sec1 (U0SEC1) via cli (run by {operator()})" in out
         record = await handle.result()
     assert record.decision is not None
     assert (record.decision.via, record.decision.reason, record.decision.on_behalf) == (
@@ -483,6 +513,7 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
         "on call, confirmed by phone",
         True,
     )
+    assert record.decision.operator == operator() and record.decision.authenticated
     code, _, err = await cli(
         world, "events", "approve", event.event_id, "--as", "U0SEC1", "--reason", "again"
     )
@@ -493,10 +524,12 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
     code, out, err = await cli(world, "events", "export", "--since", since, "--format", "csv")
     assert code == 0, err
     [row] = [r for r in read_rows(out, ExportFormat.CSV) if r.event_id == event.event_id]
-    assert (row.by, row.via, row.reason, row.on_behalf) == (
+    assert (row.by, row.via, row.reason, row.on_behalf, row.operator, row.authenticated) == (
         "U0SEC1",
         "cli",
         "on call, confirmed by phone",
+        True,
+        operator(),
         True,
     )
     code, out_jsonl, _ = await cli(world, "events", "export", "--since", since)

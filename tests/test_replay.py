@@ -18,13 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
+from activities.decisions import DecisionActivities
 from activities.slack import SlackActivities
 from powertrip.approvals import Action
 from powertrip.ingest import ResultStatus, start_approval
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.harness import click, eventually, make_config, make_event, make_settings
+from tests.harness import decide, eventually, make_config, make_event, make_settings
 from tests.histories.variants import REFRESH_RECIPIENT, PatchedRefresh, UnguardedRefresh
-from tests.servers import SECURITY_CHANNEL, SLACK_TOKEN
+from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.digest import ReminderDigestWorkflow
@@ -158,6 +159,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
             activities.resolve_recipient,
             activities.post_notification,
             activities.update_message,
+            DecisionActivities([DECISION_KEY]).verify_decision,
         ],
     ):
         assert await start_approval(time_skipping_env.client, event, settings.task_queue) is (
@@ -169,7 +171,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
         await eventually(
             lambda: any(m.channel == SECURITY_CHANNEL for m in fake_slack.messages.values())
         )
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
         await handle.result()
         history = await handle.fetch_history()
 
