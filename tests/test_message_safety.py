@@ -9,14 +9,17 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from rich.console import Console
 from temporalio.testing import WorkflowEnvironment
 
 from activities.poll import poll_alert_message
 from powertrip.approvals import Authority, EventRecord, MessageKind, Recipient
+from powertrip.cli.events import events_table
 from powertrip.directory import Identity
 from powertrip.messages import DigestLine, decided, digest, mention, name, notification, visible
 from powertrip.models import Decision, DecisionKind, EventStatus, RawEvent
 from powertrip.polling import PollAlert
+from powertrip.records import EventView
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from powertrip.unrecognised import UnrecognisedInput, review_message
@@ -233,3 +236,22 @@ async def test_hostile_names_through_the_webhook_reach_slack_escaped(
         assert_nothing_hidden_or_forged([message.text, *strings(message.blocks)])
     assert "\\u202eecila" in text_of(channel) and "(non-ASCII)" in text_of(channel)
     assert "bastion\\n*Approved by" in text_of(dm)
+
+
+def test_log_content_in_the_cli_table_is_neither_markup_nor_hidden() -> None:
+    """The same class outside Slack: a terminal renders rich markup and bidi overrides."""
+    view = EventView.model_construct(
+        event_id="papertrail-1",
+        status=EventStatus.PENDING,
+        occurred_at=datetime(2026, 11, 27, tzinfo=UTC),
+        actor="[link=https://evil.example]alice[/link]",
+        host=RLO_ACTOR,
+        action="ssh login",
+        decision=None,
+        report=None,
+    )
+    console = Console(record=True, width=200)
+    console.print(events_table([view]))
+    text = console.export_text()
+    assert "[link=https://evil.example]alice[/link]" in text
+    assert "\\u202eecila" in text and "\u202e" not in text

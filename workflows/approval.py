@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
     )
     from powertrip.decisions import VerifyRequest
-    from powertrip.messages import DigestLine
+    from powertrip.messages import DigestLine, visible
     from powertrip.models import EventStatus
     from workflows.digest import (
         SLOT_TIMEOUT,
@@ -102,7 +102,7 @@ class ApprovalWorkflow:
                 event,
                 start_to_close_timeout=SLACK_CALL_TIMEOUT,
                 retry_policy=SLACK_RETRY,
-                summary=f"who to ask about {event.actor}",
+                summary=f"who to ask about {visible(event.actor)}",
             )
             self._publish()
         # `and` short-circuits: histories of events that were never stale record no marker.

@@ -15,12 +15,14 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client
 
 from powertrip.config import ConfigError, load_config
 from powertrip.decisions import decision_key, operator
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
+from powertrip.messages import visible
 from powertrip.models import EventStatus
 from powertrip.process import exit_now
 from powertrip.records import (
@@ -132,6 +134,12 @@ def _decided(view: EventView) -> str:
     return f"{decision.kind.value} by {decision.who}{how}"
 
 
+def _text(value: str | None) -> Text:
+    """Log content as it is: never read as rich markup (`[link=…]` in a user name), and
+    characters that do not print as themselves shown escaped, as in Slack."""
+    return Text(visible(value or ""))
+
+
 STATUS_STYLE = {
     EventStatus.PENDING: "yellow",
     EventStatus.APPROVED: "green",
@@ -149,10 +157,10 @@ def events_table(views: Sequence[EventView]) -> Table:
             v.event_id,
             f"[{STATUS_STYLE[v.status]}]{v.status.value}[/]",
             _when(v.occurred_at),
-            v.actor,
-            v.host or "",
-            v.action,
-            _decided(v),
+            _text(v.actor),
+            _text(v.host),
+            _text(v.action),
+            _text(_decided(v)),
         )
     return table
 
@@ -231,13 +239,13 @@ def show(event_id: str, as_json: JsonOption = False) -> None:
         ("log line", view.message),
         ("temporal", view.links.history),
     ]:
-        facts.add_row(f"[dim]{name}[/]", value)
+        facts.add_row(f"[dim]{name}[/]", _text(value))
     console.print(facts)
     timeline = Table(title="timeline (UTC)", title_justify="left")
     for column in ("when", "what", "by", "detail"):
         timeline.add_column(column, overflow="fold")
     for entry in view.timeline:
-        timeline.add_row(_when(entry.at), entry.what, entry.who or "", entry.detail or "")
+        timeline.add_row(_when(entry.at), entry.what, _text(entry.who), _text(entry.detail))
     console.print(timeline)
 
 
