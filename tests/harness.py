@@ -23,6 +23,7 @@ from powertrip.config import PowertripConfig, config_from_mapping
 from powertrip.decisions import signed_click
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
 from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
@@ -108,6 +109,48 @@ def message_for(fake: FakeSlack, event_id: str, channel: str | None = None) -> S
             if any(e.get("value") == event_id for e in block.get("elements", [])):
                 return message
     return None
+
+
+def click_request(
+    user: str,
+    action_id: str,
+    value: str,
+    message: SlackMessage | None,
+    reply_to: str | None = None,
+    *,
+    name: str | None = None,
+    container: dict[str, Any] | None = None,
+    timestamp: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers Slack sends when `user` presses a button on `message` (no message:
+    a payload whose container names none); `name` is the clicker's Slack user name."""
+    payload = block_action_payload(
+        user,
+        action_id,
+        value,
+        channel=message.channel if message else None,
+        message_ts=message.ts if message else None,
+        response_url=reply_to,
+    )
+    if name:
+        payload["user"]["username"] = name
+    if container is not None:
+        payload["container"] = container
+    return signed_request(SIGNING_SECRET, payload, timestamp=timestamp)
+
+
+async def slack_click(
+    http: httpx.AsyncClient,
+    user: str,
+    action_id: str,
+    value: str,
+    message: SlackMessage | None,
+    reply_to: str | None = None,
+    **kw: Any,
+) -> httpx.Response:
+    """Post `click_request(...)` to the API's Slack interactivity URL."""
+    body, headers = click_request(user, action_id, value, message, reply_to, **kw)
+    return await http.post("/slack/interactions", content=body, headers=headers)
 
 
 def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> SecurityEvent:

@@ -19,7 +19,6 @@ from powertrip.approvals import EventRecord
 from powertrip.binaries import temporal_cli
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
-from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
 from tests.harness import (
     API_HEADERS,
@@ -28,8 +27,9 @@ from tests.harness import (
     make_config,
     message_for,
     running_worker,
+    slack_click,
 )
-from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET
+from tests.servers import SECURITY_CHANNEL
 from workflows.approval import ApprovalWorkflow
 
 
@@ -78,33 +78,6 @@ def replies_at_least(fake: FakeSlack, count: int) -> list[dict[str, Any]] | None
     return fake.responses if len(fake.responses) >= count else None
 
 
-async def slack_click(
-    http: httpx.AsyncClient,
-    user: str,
-    action_id: str,
-    event_id: str,
-    message: SlackMessage | None,
-    reply_to: str,
-    name: str | None = None,
-    container: dict[str, Any] | None = None,
-) -> httpx.Response:
-    """A signed Slack `block_actions` request for a button on `message`."""
-    payload = block_action_payload(
-        user,
-        action_id,
-        event_id,
-        channel=message.channel if message else None,
-        message_ts=message.ts if message else None,
-        response_url=reply_to,
-    )
-    if name:
-        payload["user"]["username"] = name
-    if container is not None:
-        payload["container"] = container
-    body, headers = signed_request(SIGNING_SECRET, payload)
-    return await http.post("/slack/interactions", content=body, headers=headers)
-
-
 async def test_a_forged_decide_signal_from_the_temporal_cli_changes_nothing(
     served: tuple[httpx.AsyncClient, Settings],
     dev_env: WorkflowEnvironment,
@@ -130,7 +103,9 @@ async def test_a_forged_decide_signal_from_the_temporal_cli_changes_nothing(
         # Alice's real click through Slack counts, at the time the workflow received it.
         sent = datetime.now(UTC)
         reply_to = slack_api_url.replace("/api/", "/response/forged")
-        response = await slack_click(http, "U0ALICE", "approve", event_id, dm, reply_to, "alice")
+        response = await slack_click(
+            http, "U0ALICE", "approve", event_id, dm, reply_to, name="alice"
+        )
         assert response.status_code == 200
         record: EventRecord = await dev_env.client.get_workflow_handle_for(
             ApprovalWorkflow.run, event_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -240,16 +241,17 @@ async def test_hostile_names_through_the_webhook_reach_slack_escaped(
 
 def test_log_content_in_the_cli_table_is_neither_markup_nor_hidden() -> None:
     """The same class outside Slack: a terminal renders rich markup and bidi overrides."""
-    view = EventView.model_construct(
-        event_id="papertrail-1",
-        status=EventStatus.PENDING,
-        occurred_at=datetime(2026, 11, 27, tzinfo=UTC),
-        actor="[link=https://evil.example]alice[/link]",
-        host=RLO_ACTOR,
-        action="ssh login",
-        decision=None,
-        report=None,
-    )
+    fields: dict[str, Any] = {
+        "event_id": "papertrail-1",
+        "status": EventStatus.PENDING,
+        "occurred_at": datetime(2026, 11, 27, tzinfo=UTC),
+        "actor": "[link=https://evil.example]alice[/link]",
+        "host": RLO_ACTOR,
+        "action": "ssh login",
+        "decision": None,
+        "report": None,
+    }
+    view = EventView.model_construct(**fields)  # only what the table reads
     console = Console(record=True, width=200)
     console.print(events_table([view]))
     text = console.export_text()

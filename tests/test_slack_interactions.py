@@ -13,12 +13,12 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from powertrip.approvals import Action
 from powertrip.models import EventStatus
-from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
-from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
-from tests.conftest import SIGNING_SECRET, ServedApp
+from tests.conftest import ServedApp
 from tests.harness import (
     API_HEADERS,
+    click_request,
     decide,
     deliver_login,
     eventually,
@@ -29,20 +29,6 @@ from tests.harness import (
 )
 from tests.tcp_delay import DelayProxy
 from workflows.approval import ApprovalWorkflow
-
-
-def click_request(
-    user: str, action_id: str, value: str, message: SlackMessage | None, reply_to: str, **kw: Any
-) -> tuple[bytes, dict[str, str]]:
-    payload = block_action_payload(
-        user,
-        action_id,
-        value,
-        channel=message.channel if message else None,
-        message_ts=message.ts if message else None,
-        response_url=reply_to,
-    )
-    return signed_request(SIGNING_SECRET, payload, **kw)
 
 
 async def signals(dev_env: WorkflowEnvironment, event_id: str) -> int:
