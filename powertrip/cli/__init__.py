@@ -12,7 +12,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(dev.app, name="dev")
+app.command(name="dev")(dev.dev)
 app.add_typer(rules.app, name="rules")
 app.add_typer(events.app, name="events")
 app.command(name="backfill")(backfill.backfill)
