@@ -5,17 +5,22 @@ script's entry point, in process; one case runs the real console script."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.cli import main
+from powertrip.cli.dev import REPO_ROOT, write_local_config
+from powertrip.config import load_config
 from tests.servers import free_port
 
 POWERTRIP = Path(sys.executable).parent / "powertrip"
+EXAMPLE_CONFIG = REPO_ROOT / "examples" / "config.yaml"
 
 # Every command that talks to Temporal, with arguments that are otherwise fine.
 TEMPORAL_COMMANDS = [
@@ -164,3 +169,45 @@ def test_the_console_script_says_one_line_and_exits_cleanly(tmp_path: Path) -> N
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""
     assert_one_line(done.stderr, f"cannot reach Temporal at {address}")
+
+
+def test_dev_with_a_broken_config_says_so_before_starting_anything(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken.yaml").write_text("users: [unclosed\n")
+    clean_env.setenv("POWERTRIP_CONFIG", str(tmp_path / "broken.yaml"))
+    code, _, err = run(["dev"], capsys)
+    assert code == 2
+    assert err.startswith("powertrip: ") and "broken.yaml: not valid YAML" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / ".powertrip" / "temporal.db").exists()
+
+
+def test_dev_on_a_port_in_use_names_it_and_the_option(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ports = [str(free_port()) for _ in range(4)]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(ports[0])))
+        taken.listen()
+        names = ["--api-port", "--temporal-port", "--ui-port", "--slack-port"]
+        options = zip(names, ports, strict=True)
+        code, _, err = run(["dev", *(part for pair in options for part in pair)], capsys)
+    assert code == 2
+    assert_one_line(err, f"port {ports[0]} is in use", "--api-port")
+
+
+def test_dev_help_lists_its_options_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["dev", "--help"], capsys)
+    assert code == 0
+    assert "Usage: powertrip dev [OPTIONS]" in out and "COMMAND" not in out
+
+
+def test_the_local_config_reminds_within_minutes(tmp_path: Path) -> None:
+    write_local_config(tmp_path / "config.yaml")
+    local = load_config(tmp_path / "config.yaml")
+    example = load_config(EXAMPLE_CONFIG)
+    assert local.renotify_after == timedelta(minutes=2)
+    assert local.model_dump(exclude={"renotify_after"}) == example.model_dump(
+        exclude={"renotify_after"}
+    )

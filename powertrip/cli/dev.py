@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from powertrip.binaries import temporal_cli
+from powertrip.config import load_config
 from powertrip.devserver import SQLITE_WAL_ARGS
 from powertrip.settings import FAKE_SLACK_TOKEN
 from powertrip.temporal import SEARCH_ATTRIBUTES
@@ -84,6 +85,24 @@ def stop_in_order(processes: list[tuple[str, subprocess.Popen[bytes]]], timeout:
             process.kill()
 
 
+def _ports_free(ports: dict[str, int]) -> None:
+    """Exit with one line naming a port something else already listens on (another
+    `powertrip dev`?): the service started on it would fail, and a readiness check would take
+    the other program's answer for ours."""
+    for option, port in ports.items():
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                typer.echo(
+                    f"powertrip dev: port {port} is in use (another `powertrip dev`?); "
+                    f"stop it, or choose another with {option}",
+                    err=True,
+                )
+                raise typer.Exit(2) from None
+
+
 def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -117,6 +136,12 @@ def dev(
         env["POWERTRIP_SLACK_BOT_TOKEN"] = FAKE_SLACK_TOKEN
         env["POWERTRIP_SLACK_API_URL"] = f"http://127.0.0.1:{slack_port}/api/"
         env.setdefault("POWERTRIP_SECURITY_CHANNEL", "C0SECURITY")
+    # Said here in one line, before anything starts: each service would say it with a traceback.
+    load_config(env["POWERTRIP_CONFIG"])
+    _ports_free(
+        {"--api-port": api_port, "--temporal-port": temporal_port, "--ui-port": ui_port}
+        | ({"--slack-port": slack_port} if fake_slack else {})
+    )
 
     python = sys.executable
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
