@@ -197,7 +197,11 @@ def dev(
                     "--token",
                     FAKE_SLACK_TOKEN,
                     "--channel",
-                    channel,
+                    f"{channel},security",
+                    # Kept like the dev server keeps its events: a restarted sandbox can still
+                    # update the messages of events that are pending.
+                    "--state",
+                    str(STATE_DIR / "fake-slack.json"),
                     # The sandbox page signs its clicks and sends them to the API like Slack.
                     "--signing-secret",
                     env["POWERTRIP_SLACK_SIGNING_SECRET"],
