@@ -92,6 +92,9 @@ def lend_installed_packages(clone: Path) -> None:
 def walked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if sys.platform != "linux" or UNSHARE is None or IP is None:
         pytest.skip("needs Linux network namespaces (unshare and ip, from util-linux, iproute2)")
+    probe = subprocess.run([UNSHARE, "--net", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {probe.stderr.strip()}")
     folder = tmp_path_factory.mktemp("readme")
     clone = clone_with_edits(folder)
     lend_installed_packages(clone)
