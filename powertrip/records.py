@@ -11,8 +11,10 @@ import base64
 import binascii
 import csv
 import hashlib
+import hmac
 import io
 import json
+import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -272,19 +274,40 @@ def _query_digest(query: str) -> bytes:
     return hashlib.sha256(query.encode()).digest()[:6]
 
 
-def encode_page_token(query: str, token: bytes) -> str:
-    """Opaque to clients, and bound to the query it continues."""
-    return base64.urlsafe_b64encode(_query_digest(query) + token).decode().rstrip("=")
+# Without a key from the caller, tokens are valid in this process only (the CLI's own paging).
+_PROCESS_KEY = secrets.token_bytes(32)
+_MAC_BYTES = 16
 
 
-def decode_page_token(query: str, text: str) -> bytes:
+def page_token_key(secret: str) -> bytes:
+    """The key page tokens are signed with, from a secret every API replica shares (the API
+    token), so a token from one replica is good on another."""
+    return hashlib.sha256(b"powertrip page token\0" + secret.encode()).digest()
+
+
+def _mac(key: bytes, query: str, token: bytes) -> bytes:
+    return hmac.new(key, query.encode() + b"\0" + token, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def encode_page_token(query: str, token: bytes, key: bytes = _PROCESS_KEY) -> str:
+    """Opaque to clients, bound to the query it continues and signed: Temporal only ever sees
+    page tokens it issued (an altered one made it fail with `Unknown` after ~10 s of retries)."""
+    raw = _query_digest(query) + _mac(key, query, token) + token
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(query: str, text: str, key: bytes = _PROCESS_KEY) -> bytes:
+    """The Temporal page token inside `text`; `PageTokenError` (a 400) for anything this API
+    did not issue for these filters: other filters, altered, truncated, not base64."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise PageTokenError("page_token is not a token this API issued") from exc
-    digest, token = raw[:6], raw[6:]
-    if digest != _query_digest(query) or not token:
+    digest, mac, token = raw[:6], raw[6 : 6 + _MAC_BYTES], raw[6 + _MAC_BYTES :]
+    if digest != _query_digest(query):
         raise PageTokenError("page_token belongs to other filters; repeat the same filters")
+    if not token or not hmac.compare_digest(mac, _mac(key, query, token)):
+        raise PageTokenError("page_token is not a token this API issued (altered or truncated)")
     return token
 
 
@@ -313,13 +336,15 @@ async def list_events(
     ui: Ui,
     page_size: int = 50,
     page_token: str | None = None,
+    key: bytes = _PROCESS_KEY,
 ) -> EventPage:
+    """One page of events; `key` signs the page tokens (`page_token_key`)."""
     query = filters.query()
-    token = decode_page_token(query, page_token) if page_token else None
+    token = decode_page_token(query, page_token, key) if page_token else None
     executions, next_token = await _page(client, query, page_size, token)
     return EventPage(
         events=await _views(client, executions, ui),
-        next_page_token=encode_page_token(query, next_token) if next_token else None,
+        next_page_token=encode_page_token(query, next_token, key) if next_token else None,
         query=query,
     )
 

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.durations import Duration
@@ -29,8 +30,38 @@ class RuleError(ValueError):
     """A rule that cannot work; the message names the rule."""
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern))
+# RE2 matches in time linear in the text whatever the pattern (no backtracking), so a rule such
+# as `^(a+)+$` cannot stall the API on a crafted line. Its compile errors are reported to the
+# user with the rule's id, not logged by RE2 itself to stderr.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_REFUSES = (
+    "rule regexes run on RE2 (linear-time matching): no lookaround (`(?=`, `(?!`, `(?<=`, "
+    "`(?<!`), no backreferences (`\\1`, `(?P=name)`), repetition counts up to 1000; "
+    "write a negative lookahead as the rule's `unless:` or `unless_fields:` instead"
+)
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A rule's regex compiled with RE2 (`google-re2`; syntax:
+    https://github.com/google/re2/wiki/Syntax), a `re.Pattern`-like object (`search`,
+    `groupindex`, `pattern`).
+
+    Raises `re2.error` for a pattern RE2 refuses: lookaround, backreferences, or one too large
+    to compile in RE2's memory budget. Those are the patterns that can backtrack
+    catastrophically in a backtracking engine; they are refused, never run on Python's `re`.
+    """
+    return re2.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern), _RE2_OPTIONS)
+
+
+def _re2_reason(pattern: str, exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else exc
+    text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    try:  # valid for a backtracking engine: RE2 refuses it on purpose, say why
+        re.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern))
+    except re.error:
+        return text
+    return f"{text}; {_RE2_REFUSES}"
 
 
 class RuleMatch(BaseModel):
@@ -140,11 +171,11 @@ class Rule(BaseModel):
         pairs += [(f"details.{k}", v) for k, v in self.event.details.items()]
         return pairs
 
-    def _compiled(self) -> dict[str, re.Pattern[str]]:
+    def _compiled(self) -> dict[str, Any]:
         cached = self.__dict__.get("_patterns")
         if cached is not None:
             return cached
-        patterns: dict[str, re.Pattern[str]] = {}
+        patterns: dict[str, Any] = {}
         sources = {
             "message": self.match.message,
             "program": self.match.program,
@@ -159,8 +190,10 @@ class Rule(BaseModel):
                 continue
             try:
                 patterns[where] = compile_pattern(pattern)
-            except re.error as exc:
-                raise RuleError(f"rule {self.id!r}: {where} regex does not compile: {exc}") from exc
+            except re2.error as exc:
+                raise RuleError(
+                    f"rule {self.id!r}: {where} regex does not compile: {_re2_reason(pattern, exc)}"
+                ) from exc
         self.__dict__["_patterns"] = patterns
         return patterns
 

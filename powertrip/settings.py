@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         default=None, description="CloudWatch Logs API endpoint; unset: AWS's own for the region."
     )
     max_body_bytes: int = Field(default=5_000_000, gt=0)
+    max_records_per_request: int = Field(
+        default=10_000,
+        gt=0,
+        description="Webhooks: most records one request may carry (413 above). CloudWatch Logs "
+        "batches hold at most 10,000 log events (PutLogEvents), so its deliveries always fit.",
+    )
     start_concurrency: int = Field(default=64, gt=0, description="Workflow starts in flight.")
     temporal_ui_url: str = "http://localhost:8233"
     host_match: HostMatch = Field(

@@ -32,6 +32,7 @@ from powertrip.records import (
     aware,
     list_events,
     match,
+    page_token_key,
     show_event,
 )
 from powertrip.settings import Settings
@@ -132,7 +133,14 @@ async def get_events(
             until=until,
         )
         with _temporal_errors():
-            return await list_events(temporal, filters, _ui(settings), page_size, page_token)
+            return await list_events(
+                temporal,
+                filters,
+                _ui(settings),
+                page_size,
+                page_token,
+                key=page_token_key(settings.secret("api_token")),
+            )
     except PageTokenError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     except RecordError as exc:
