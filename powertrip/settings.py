@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from powertrip.durations import Duration
 from powertrip.hosts import HostMatch
 
 FAKE_SLACK_TOKEN = "xoxb-powertrip-local-fake"
@@ -63,6 +65,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="SNS topics whose messages and subscription confirmations are accepted "
         "(comma-separated ARNs).",
+    )
+    sns_max_age: Duration = Field(
+        default=timedelta(hours=1),
+        description="SNS messages whose signed Timestamp is older are refused (replays); raise "
+        "it for a topic whose delivery policy retries for longer.",
     )
     api_token: SecretStr | None = Field(default=None, description="API: bearer token for /v1.")
     # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.

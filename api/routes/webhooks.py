@@ -151,7 +151,8 @@ def get_sns_verifier(request: Request) -> SnsVerifier:
     """One verifier (and certificate cache) per app; tests install one with a local fetcher."""
     verifier = getattr(request.app.state, "sns_verifier", None)
     if verifier is None:
-        verifier = request.app.state.sns_verifier = SnsVerifier()
+        settings = request.app.state.settings
+        verifier = request.app.state.sns_verifier = SnsVerifier(max_age=settings.sns_max_age)
     return verifier
 
 
