@@ -256,9 +256,11 @@ class Rule(BaseModel):
         def render(template: str) -> str:
             return _PLACEHOLDER.sub(lambda m: _resolve(m.group(1), raw, values), template).strip()
 
-        occurred = raw.received_at
+        occurred, zoneless = raw.received_at, raw.time_without_zone
         if self.event.time:
-            occurred = _parse_time(lookup(raw.fields, self.event.time)) or occurred
+            value = lookup(raw.fields, self.event.time)
+            if (own := _parse_time(value)) is not None:
+                occurred, zoneless = own, _parse_time(value, assume_utc=False) is None
         details = {k: rendered for k, v in self.event.details.items() if (rendered := render(v))}
         actor = render(self.event.actor)
         if not actor:
@@ -276,6 +278,7 @@ class Rule(BaseModel):
             address=(render(self.event.address) or None) if self.event.address else None,
             port=_port(render(self.event.port)) if self.event.port else None,
             occurred_at=occurred or datetime.now(UTC),
+            time_without_zone=occurred is not None and zoneless,
             message=clip(raw.message, MAX_MESSAGE_CHARS),
             details=details,
             routing=self.routing,
@@ -324,14 +327,17 @@ def _resolve(placeholder: str, raw: RawEvent, values: dict[str, str]) -> str:
     return ""
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _parse_time(value: Any, assume_utc: bool = True) -> datetime | None:
+    """An ISO 8601 time; one without a zone is UTC, or None unless `assume_utc`."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC) if assume_utc else None
+    return parsed
 
 
 class RuleSet:

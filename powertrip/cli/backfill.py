@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from temporalio.client import Client
 
 from powertrip.backfill import (
     SYSLOG_SOURCE,
@@ -37,6 +38,7 @@ from powertrip.sources.log_search import POLLABLE, LogSearch, SearchError, open_
 from powertrip.temporal import connect
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
+CONNECT_TIMEOUT_SECONDS = 10.0
 err = Console(stderr=True)
 out = Console()
 
@@ -170,7 +172,21 @@ async def _run(
     concurrency: int,
     now: datetime,
 ) -> Report:
-    client = await connect(settings)
+    client: Client | None
+    unchecked: str | None = None
+    try:
+        client = await asyncio.wait_for(connect(settings), CONNECT_TIMEOUT_SECONDS)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        if not dry_run:
+            raise
+        # A dry run still reads and recognises everything; it says what it could not check.
+        client = None
+        unchecked = (
+            f"could not reach Temporal at {settings.temporal_address} ({_first_line(exc)}): "
+            "which events are already known (by id or as the same action by another route) "
+            "was not checked; every recognised event is listed as one that would start"
+        )
+        err.print(f"[yellow]powertrip backfill --dry-run:[/] {unchecked}", highlight=False)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -226,6 +242,7 @@ async def _run(
         concurrency,
         stale_before=now - stale_age,
         dry_run=dry_run,
+        unchecked_reason=unchecked,
         ignore_unmatched=frozenset(
             name for name, options in config.sources.items() if options.ignore_unmatched
         ),
@@ -242,9 +259,13 @@ async def _run(
                 stream.stream.close()
             if search is not None:
                 await search.aclose()
-    if not dry_run:
+    if not dry_run and client is not None:
         await announce_stale(client, report, found_by, stale_age, settings.task_queue)
     return report
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _scope(
@@ -280,9 +301,21 @@ def print_summary(report: Report, dry_run: bool) -> None:
     ]
     if report.stale:
         rows.append(("stale (digest only, no DM)", report.stale))
+    if report.without_identity:
+        rows.append(("of which without a natural identity", report.without_identity))
     for name, value in rows:
         table.add_row(name, f"{value:,}")
     out.print(table)
+    if report.unchecked_reason:
+        out.print(f"[bold yellow]Not checked:[/] {report.unchecked_reason}", highlight=False)
+    if report.without_identity:
+        out.print(
+            f"[bold]Not deduplicated across routes:[/] {report.without_identity} event(s) "
+            f"{'would start' if dry_run else 'started'} with neither a source port nor a message "
+            "to identify them: only their id names them, so a copy that another route delivered "
+            "under another id would be a second event.",
+            highlight=False,
+        )
     if dry_run and report.would_start:
         out.print("[bold]Would start:[/]")
         for event_id in report.would_start[:SHOWN]:
