@@ -27,8 +27,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from powertrip.identity import Occurrence, RecentStarts, find_known, identity_of
+from powertrip.identity import Occurrence, RecentStarts, identity_of
 from powertrip.ingest import ItemResult, ResultStatus, process
+from powertrip.known import find_known
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem, PayloadError

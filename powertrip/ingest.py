@@ -27,9 +27,9 @@ from powertrip.identity import (
     Occurrence,
     RecentStarts,
     content_digest,
-    find_known,
     identity_of,
 )
+from powertrip.known import find_known
 from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem
