@@ -50,6 +50,12 @@ MAX_UTC_OFFSET = timedelta(hours=14)
 ZONE_STEP = timedelta(minutes=15)
 
 
+def same_address(a: str | None, b: str | None) -> bool:
+    """Addresses compared as addresses (`2001:db8::1` is `2001:DB8:0::1`, brackets and zone ids
+    ignored); anything else ignoring case. None matches nothing."""
+    return a is not None and b is not None and _address(a) == _address(b)
+
+
 def _address(address: str | None) -> str:
     if not address:
         return ""

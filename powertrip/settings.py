@@ -90,8 +90,8 @@ class Settings(BaseSettings):
     start_concurrency: int = Field(default=64, gt=0, description="Workflow starts in flight.")
     temporal_ui_url: str = "http://localhost:8233"
     host_match: HostMatch = Field(
-        default=HostMatch.SHORT,
-        description="How /v1/approvals/match compares hosts: `short` (first label) or `fqdn`.",
+        default=HostMatch.FQDN,
+        description="How /v1 compares hosts: `fqdn` (full name) or `short` (first label).",
     )
 
     log_format: Literal["text", "json"] = "text"
