@@ -28,7 +28,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip.identity import Occurrence, RecentStarts, identity_of
-from powertrip.ingest import ItemResult, ResultStatus, process
+from powertrip.ingest import (
+    ItemResult,
+    ResultStatus,
+    by_identity,
+    duplicate_of,
+    process,
+    recognise,
+)
 from powertrip.known import find_known
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
@@ -427,25 +434,8 @@ class Backfill:
         id and by natural identity (powertrip.identity), and counting two copies of one action
         in this run once. Without Temporal, every recognised event would start unless known."""
         gate = asyncio.Semaphore(self.concurrency)
-        recognised: list[ItemResult | SecurityEvent | None] = []
-        for item in items:
-            if item.raw is None:
-                recognised.append(
-                    ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
-                )
-                continue
-            try:
-                recognised.append(self.rules.recognise(item.raw))
-            except ValueError as exc:
-                recognised.append(
-                    ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
-                )
-        natural = [
-            found
-            if isinstance(found, SecurityEvent) and item.raw and item.raw.id_namespace is None
-            else None
-            for item, found in zip(items, recognised, strict=True)
-        ]
+        recognised = [recognise(self.rules, item) for item in items]
+        natural = by_identity(items, recognised)
         client = self.client
         known_as = await find_known(client, natural) if client and any(natural) else []
 
@@ -468,14 +458,7 @@ class Backfill:
                 if existing is None:
                     self._would_start.remember(occurrence)
             if existing is not None:
-                return ItemResult(
-                    index=item.index,
-                    status=ResultStatus.DUPLICATE,
-                    event_id=existing,
-                    rule_id=event.rule_id,
-                    stale=stale,
-                    event=event,
-                )
+                return duplicate_of(item, event, existing, stale)
             return ItemResult(
                 index=item.index,
                 status=ResultStatus.STARTED,

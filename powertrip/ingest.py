@@ -178,6 +178,29 @@ async def _duplicate_or_conflict(
     return ResultStatus.CONFLICT
 
 
+def recognise(rules: RuleSet, item: ParsedItem) -> ItemResult | SecurityEvent | None:
+    """The record's event, None (no rule recognises it), or its `invalid` result."""
+    if item.raw is None:
+        return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
+    try:
+        return rules.recognise(item.raw)
+    except ValueError as exc:
+        return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
+
+
+def by_identity(
+    items: Sequence[ParsedItem], recognised: Sequence[ItemResult | SecurityEvent | None]
+) -> list[SecurityEvent | None]:
+    """The events to deduplicate by natural identity (powertrip.identity), by position; a
+    CloudTrail eventID already names its record on every route."""
+    return [
+        found
+        if isinstance(found, SecurityEvent) and item.raw and item.raw.id_namespace is None
+        else None
+        for item, found in zip(items, recognised, strict=True)
+    ]
+
+
 async def process(
     client: Client,
     rules: RuleSet,
@@ -216,24 +239,8 @@ async def process(
         review = "requested" if new and first else "already_requested"
         return result.model_copy(update={"review": review, "review_id": review_id})
 
-    def recognise(item: ParsedItem) -> ItemResult | SecurityEvent | None:
-        """The event, None (no rule), or the record's `invalid` result."""
-        if item.raw is None:
-            return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
-        try:
-            return rules.recognise(item.raw)
-        except ValueError as exc:
-            return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
-
-    recognised = [recognise(item) for item in items]
-    # The same action by another route (powertrip.identity); a CloudTrail eventID already names
-    # the record on every route.
-    natural = [
-        found
-        if isinstance(found, SecurityEvent) and item.raw and item.raw.id_namespace is None
-        else None
-        for item, found in zip(items, recognised, strict=True)
-    ]
+    recognised = [recognise(rules, item) for item in items]
+    natural = by_identity(items, recognised)
     known = await find_known(client, natural) if any(natural) else [None] * len(items)
 
     async def start(
@@ -248,14 +255,7 @@ async def process(
         async with RECENT_STARTS.lock(occurrence.identity):
             existing = known_as or RECENT_STARTS.find(occurrence)
             if existing is not None:
-                return ItemResult(
-                    index=item.index,
-                    status=ResultStatus.DUPLICATE,
-                    event_id=existing,
-                    rule_id=event.rule_id,
-                    reason=f"already received as {existing}: the same action by another route "
-                    "(same natural identity within its time tolerance)",
-                )
+                return duplicate_of(item, event, existing, stale)
             async with gate:
                 status = await start_approval(client, event, task_queue, stale)
             if status is ResultStatus.STARTED:
@@ -295,6 +295,28 @@ _REASONS = {
     ResultStatus.CONFLICT: "this id was received before with different content: not started; "
     "reported to the security channel",
 }
+
+
+def duplicate_of(
+    item: ParsedItem, event: SecurityEvent, existing: str, stale: bool = False
+) -> ItemResult:
+    """`event` was already received as `existing`: by its id, or as the same action by another
+    route."""
+    reason = (
+        _REASONS[ResultStatus.DUPLICATE]
+        if existing == event.event_id
+        else f"already received as {existing}: the same action by another route "
+        "(same natural identity within its time tolerance)"
+    )
+    return ItemResult(
+        index=item.index,
+        status=ResultStatus.DUPLICATE,
+        event_id=existing,
+        rule_id=event.rule_id,
+        reason=reason,
+        stale=stale,
+        event=event,
+    )
 
 
 def _started(

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,8 +35,8 @@ from tests.harness import (
     message_for,
     running_worker,
 )
+from tests.test_backfill import cli, summary
 
-POWERTRIP = Path(sys.executable).parent / "powertrip"
 # The webhook's time for the login: Papertrail's zoned receive time (09:02:03 UTC).
 RECEIVED_AT = "2026-11-27T01:02:03-08:00"
 
@@ -63,19 +61,8 @@ def webhook_event(
 def backfill(
     settings: Settings, config: Path, *args: str, address: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "POWERTRIP_TEMPORAL_ADDRESS": address or settings.temporal_address,
-        "POWERTRIP_TASK_QUEUE": settings.task_queue,
-        "POWERTRIP_CONFIG": str(config),
-    }
-    return subprocess.run(
-        [str(POWERTRIP), "backfill", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    extra = {"POWERTRIP_TEMPORAL_ADDRESS": address} if address else None
+    return cli(settings, config, *args, extra_env=extra)
 
 
 async def run_backfill(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -84,8 +71,7 @@ async def run_backfill(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess
 
 def report_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr + result.stdout
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
+    return summary(result)
 
 
 @pytest.fixture
