@@ -13,6 +13,7 @@ import asyncio
 import json
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from powertrip.identity import same_action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
@@ -32,6 +34,7 @@ from tests.harness import (
     alert,
     api_client,
     eventually,
+    make_event,
     message_for,
     running_worker,
 )
@@ -310,3 +313,35 @@ async def test_dry_run_without_temporal_says_what_it_could_not_check(
     table = await run_backfill(settings, config_file, str(log), "--dry-run", address=nowhere)
     assert table.returncode == 0, table.stderr
     assert "Not checked" in table.stdout and nowhere in table.stdout
+
+
+def test_the_documented_identity_rule() -> None:
+    """The README's rule, member by member: address spellings, ports, tolerances, zones."""
+    at = datetime(2026, 11, 27, 9, 2, 3, tzinfo=UTC)
+    login = make_event("alice", host="Bastion.example.com.", occurred_at=at).model_copy(
+        update={"address": "2001:db8::7", "port": 40000}
+    )
+
+    def copy(**changes: Any) -> Any:
+        return login.model_copy(update={"event_id": f"other-{uuid.uuid4().hex}", **changes})
+
+    assert same_action(login, copy(address="[2001:DB8:0::7]", host="bastion.example.com"))
+    assert same_action(login, copy(occurred_at=at + timedelta(seconds=119)))
+    assert not same_action(login, copy(occurred_at=at + timedelta(seconds=121)))
+    assert not same_action(login, copy(port=40001))
+    assert not same_action(login, copy(actor="ALICE"))
+    assert not same_action(login, copy(host="bastion"))  # another name is another host
+    local = copy(occurred_at=at - timedelta(hours=8, seconds=30), time_without_zone=True)
+    assert same_action(login, local)  # a zone-less line in UTC-8
+    assert not same_action(login, copy(occurred_at=at - timedelta(hours=8)))  # both zoned
+    assert not same_action(
+        login, copy(occurred_at=at - timedelta(hours=8, minutes=7), time_without_zone=True)
+    )
+    sudo = login.model_copy(update={"port": None, "address": None, "message": "COMMAND=/bin/id"})
+    assert same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=4)}))
+    assert not same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=6)}))
+    assert not same_action(
+        sudo,
+        sudo.model_copy(update={"occurred_at": at - timedelta(hours=8), "time_without_zone": True}),
+    )
+    assert not same_action(sudo, sudo.model_copy(update={"message": "COMMAND=/bin/sh"}))

@@ -499,3 +499,22 @@ async def test_unmatched_lines_reviewed_once_per_shape_per_hour(
         )
         assert later.json()["results"][0]["review"] == "already_requested"
     assert len(reviews()) == 1
+
+
+async def test_one_line_by_sns_and_by_cloudwatch_is_one_event(served: Served) -> None:
+    """Two routes, two unrelated ids (SNS MessageId, CloudWatch event id), one login."""
+    host = f"web-{unique()}"
+    now = datetime.now(UTC)
+    line = f"{now.isoformat()} {host} sshd[31]: {ssh_line('alice', port=41234)}"
+    by_sns = await post_sns(served, served.aws.sign(notification(line)))
+    [first] = by_sns.json()["results"]
+    assert first["status"] == "started", first
+    direct = await served.http.post(
+        "/webhooks/cloudwatch",
+        json=encode_awslogs(
+            subscription({**log_event(line), "timestamp": int(now.timestamp() * 1000) + 1500})
+        ),
+        headers=bearer(),
+    )
+    [second] = direct.json()["results"]
+    assert (second["status"], second["event_id"]) == ("duplicate", first["event_id"])
