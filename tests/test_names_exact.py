@@ -8,15 +8,14 @@ import uuid
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import Action
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
-from tests.conftest import SECURITY_CHANNEL
+from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET
 from tests.harness import (
     API_HEADERS,
     WEBHOOK_HEADERS,
     alert,
-    click,
     eventually,
     make_config,
     message_for,
@@ -54,8 +53,19 @@ async def test_upper_case_user_is_not_dmd_to_alice_nor_answers_for_her(
         posted = await eventually(lambda: message_for(fake_slack, event_id))
         assert posted.channel == SECURITY_CHANNEL  # unmapped: the channel decides
         assert not any(m.channel == "D0ALICE" for m in fake_slack.messages.values())
+        # The security team approves on ALICE's behalf, by a signed click in the channel.
+        body, headers = signed_request(
+            SIGNING_SECRET,
+            block_action_payload(
+                "U0SEC1",
+                "approve_on_behalf",
+                event_id,
+                channel=posted.channel,
+                message_ts=posted.ts,
+            ),
+        )
+        assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
         handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
         await handle.result()
 
     async def answered() -> dict | None:
