@@ -37,7 +37,7 @@ import ipaddress
 import json
 import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cachetools import TTLCache
 
@@ -90,17 +90,17 @@ def identity_of(event: SecurityEvent) -> str | None:
 
 def content_digest(event: SecurityEvent) -> str:
     """What a record said, for telling a retry (same) from a conflict (same id, other content):
-    the facts read from it (actor, host, source address and port, the message, its time to the
-    second), not how it travelled. The same record by two routes that share its id (CloudTrail's
-    eventID by EventBridge and CloudWatch, a Papertrail event by webhook and by the search API)
-    carries other transport fields but says the same."""
+    the facts read from it (actor, host, source address and port, the message), not how it
+    travelled: the same record by two routes that share its id (CloudTrail's eventID by
+    EventBridge and CloudWatch, a Papertrail event by webhook and by the search API) carries
+    other transport fields but says the same. Not its time: a record without a time of its own
+    takes its arrival time, which a retry changes."""
     facts = [
         event.actor,
         host_key(event.host or ""),
         _address(event.address),
         event.port,
         " ".join(event.message.split()),
-        event.occurred_at.astimezone(UTC).replace(microsecond=0).isoformat(),
     ]
     canonical = json.dumps(facts, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

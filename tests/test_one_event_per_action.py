@@ -345,3 +345,19 @@ def test_the_documented_identity_rule() -> None:
         sudo.model_copy(update={"occurred_at": at - timedelta(hours=8), "time_without_zone": True}),
     )
     assert not same_action(sudo, sudo.model_copy(update={"message": "COMMAND=/bin/sh"}))
+
+
+async def test_a_retried_record_without_a_time_of_its_own_is_a_duplicate_not_a_conflict(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """Such a record's event time is when it arrived, so a retry's differs: what it says (and
+    so its content digest) does not."""
+    http, _ = served
+    host = f"bg-{uuid.uuid4().hex[:6]}"
+    body = {"host": host, "program": "sshd", "message": login_line("dave", "192.0.2.8", 40404)}
+    first = await http.post("/webhooks/json", json=body, headers=WEBHOOK_HEADERS)
+    assert first.json()["results"][0]["status"] == "started"
+    await asyncio.sleep(1.1)
+    retry = await http.post("/webhooks/json", json=body, headers=WEBHOOK_HEADERS)
+    [result] = retry.json()["results"]
+    assert result["status"] == "duplicate", result
