@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.conflict import ConflictActivities
 from activities.poll import PollActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
@@ -24,6 +25,7 @@ from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
+from workflows.conflict import ConflictWorkflow
 from workflows.digest import ReminderDigestWorkflow, ensure_digest_workflow
 from workflows.poll import PollWorkflow, StaleDigestWorkflow
 from workflows.unrecognised import UnrecognisedEventWorkflow
@@ -73,6 +75,7 @@ def build_worker(
             PollWorkflow,
             StaleDigestWorkflow,
             ReminderDigestWorkflow,
+            ConflictWorkflow,
         ],
         activities=[
             activities.resolve_recipient,
@@ -85,6 +88,7 @@ def build_worker(
             polling.post_poll_alert,
             polling.post_stale_digest,
             ReviewActivities(slack, security_channel(settings, config)).post_unrecognised,
+            ConflictActivities(slack, security_channel(settings, config)).post_conflict,
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),

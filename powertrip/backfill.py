@@ -27,7 +27,16 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from powertrip.ingest import ItemResult, ResultStatus, process
+from powertrip.identity import Occurrence, RecentStarts, identity_of
+from powertrip.ingest import (
+    ItemResult,
+    ResultStatus,
+    by_identity,
+    duplicate_of,
+    process,
+    recognise,
+)
+from powertrip.known import find_known
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem, PayloadError
@@ -38,6 +47,7 @@ from powertrip.sources.papertrail import parse_papertrail
 from powertrip.syslog import parse_syslog_line
 
 DRY_RUN = "dry run: would start"
+DRY_RUN_UNCHECKED = "dry run: would start unless already known (Temporal not reached)"
 CHUNK = 5_000  # records recognised and started together
 IN_FLIGHT = 2  # chunks being started at once, so reading the next never idles Temporal
 SYSLOG_SOURCE = "syslog"
@@ -115,6 +125,20 @@ class Report(BaseModel):
     unmatched: int = 0
     invalid: int = 0
     stale: int = Field(default=0, description="Started without a DM: older than the cut-off.")
+    without_identity: int = Field(
+        default=0,
+        description="Matched events with neither a source port nor a message (nor a CloudTrail "
+        "eventID): only their provider id names them, so a copy delivered by another route "
+        "(under another id) is not recognised as the same action.",
+    )
+    unchecked: int = Field(
+        default=0,
+        description="Dry run without Temporal: matched events not checked against what is "
+        "already known (counted in `started`: they would start unless known).",
+    )
+    unchecked_reason: str | None = Field(
+        default=None, description="Why the dry run could not check what is already known."
+    )
     invalid_records: list[Problem] = Field(default_factory=list)
     would_start: list[str] = Field(default_factory=list, description="Dry run: event ids.")
     stale_events: list[StaleEvent] = Field(default_factory=list)
@@ -131,23 +155,35 @@ class Report(BaseModel):
             self.unmatched += 1
             return
         self.matched += 1
-        if status is ResultStatus.DUPLICATE:
+        if status in (ResultStatus.DUPLICATE, ResultStatus.CONFLICT):
             self.already_known += 1
         elif status is ResultStatus.STARTED:
             self.started += 1
-            if result.reason == DRY_RUN and result.event_id:
+            if result.event is not None and not has_identity(result.event):
+                self.without_identity += 1
+            if result.reason in (DRY_RUN, DRY_RUN_UNCHECKED) and result.event_id:
                 self.would_start.append(result.event_id)
+            if result.reason == DRY_RUN_UNCHECKED:
+                self.unchecked += 1
             if result.stale and result.event is not None:
                 self.stale += 1
                 self.stale_events.append(StaleEvent.of(result.event))
 
     def merge(self, other: Report) -> None:
-        for name in ("read", "matched", "started", "already_known", "unmatched", "invalid"):
+        counts = ("read", "matched", "started", "already_known", "unmatched", "invalid")
+        for name in (*counts, "without_identity", "unchecked"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.unchecked_reason = self.unchecked_reason or other.unchecked_reason
         self.stale += other.stale
         self.invalid_records += other.invalid_records
         self.would_start += other.would_start
         self.stale_events += other.stale_events
+
+
+def has_identity(event: SecurityEvent) -> bool:
+    """Whether a copy of this event by another route would be recognised as the same action
+    (a natural identity, or a CloudTrail eventID, which names the record on every route)."""
+    return identity_of(event) is not None or event.event_id.startswith("cloudtrail-")
 
 
 # Reading --------------------------------------------------------------------------------------
@@ -326,9 +362,12 @@ async def search_chunks(
 
 @dataclass
 class Backfill:
-    """Runs chunks of records through `ingest.process` (or, dry, only through the rules)."""
+    """Runs chunks of records through `ingest.process` (or, dry, only through the rules).
 
-    client: Client
+    A dry run may have no `client` (Temporal unreachable): it then says so in the report and
+    counts every recognised event as one that would start unless already known."""
+
+    client: Client | None
     rules: RuleSet
     task_queue: str
     concurrency: int = 64
@@ -336,7 +375,10 @@ class Backfill:
     dry_run: bool = False
     ignore_unmatched: frozenset[str] = frozenset()  # sources whose unmatched lines need no review
     on_chunk: Callable[[Report, int], Awaitable[None] | None] | None = None
+    unchecked_reason: str | None = None  # dry run without a client: why
     report: Report = field(default_factory=Report)
+    # Dry run: what this run would have started, so two forms of one line count once.
+    _would_start: RecentStarts = field(default_factory=RecentStarts)
 
     async def run(self, chunks: AsyncIterable[list[Located]]) -> Report:
         pending: list[asyncio.Task[Report]] = []
@@ -372,6 +414,7 @@ class Backfill:
         if self.dry_run:
             results = await self._classify(items)
         else:
+            assert self.client is not None, "only a dry run goes without Temporal"
             results = await process(
                 self.client,
                 self.rules,
@@ -381,38 +424,52 @@ class Backfill:
                 stale_before=self.stale_before,
                 ignore_unmatched=self.ignore_unmatched,
             )
-        part = Report(read=len(chunk))
+        part = Report(read=len(chunk), unchecked_reason=self.unchecked_reason)
         for result in results:
             part.add(chunk[result.index], result)
         return part
 
     async def _classify(self, items: list[ParsedItem]) -> list[ItemResult]:
-        """Dry run: what `process` would answer, asking Temporal which ids already exist."""
+        """Dry run: what `process` would answer, asking Temporal which events already exist by
+        id and by natural identity (powertrip.identity), and counting two copies of one action
+        in this run once. Without Temporal, every recognised event would start unless known."""
         gate = asyncio.Semaphore(self.concurrency)
+        recognised = [recognise(self.rules, item) for item in items]
+        natural = by_identity(items, recognised)
+        client = self.client
+        known_as = await find_known(client, natural) if client and any(natural) else []
 
-        async def one(item: ParsedItem) -> ItemResult:
-            if item.raw is None:
-                return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
-            try:
-                event = self.rules.recognise(item.raw)
-            except ValueError as exc:
-                return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
-            if event is None:
+        async def one(position: int, item: ParsedItem) -> ItemResult:
+            found = recognised[position]
+            if isinstance(found, ItemResult):
+                return found
+            if found is None:
                 return ItemResult(index=item.index, status=ResultStatus.UNMATCHED)
-            async with gate:
-                known = await _exists(self.client, event.event_id)
+            event = found
             stale = self.stale_before is not None and event.occurred_at < self.stale_before
+            existing: str | None = None
+            if client is not None:
+                async with gate:
+                    existing = event.event_id if await _exists(client, event.event_id) else None
+                existing = existing or (known_as[position] if natural[position] else None)
+            occurrence = Occurrence.of(event) if natural[position] else None
+            if existing is None and occurrence is not None:
+                existing = self._would_start.find(occurrence)
+                if existing is None:
+                    self._would_start.remember(occurrence)
+            if existing is not None:
+                return duplicate_of(item, event, existing, stale)
             return ItemResult(
                 index=item.index,
-                status=ResultStatus.DUPLICATE if known else ResultStatus.STARTED,
-                reason=None if known else DRY_RUN,
+                status=ResultStatus.STARTED,
+                reason=DRY_RUN if client is not None else DRY_RUN_UNCHECKED,
                 event_id=event.event_id,
                 rule_id=event.rule_id,
                 stale=stale,
                 event=event,
             )
 
-        return list(await asyncio.gather(*(one(item) for item in items)))
+        return list(await asyncio.gather(*(one(p, item) for p, item in enumerate(items))))
 
 
 async def _exists(client: Client, workflow_id: str) -> bool:

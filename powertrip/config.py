@@ -78,6 +78,12 @@ class SourceOptions(BaseModel):
         default=False, description="Count unmatched lines but do not ask the team to review them."
     )
     poll: PollOptions | None = Field(default=None, description="Poll this source's API.")
+    case_insensitive_users: bool = Field(
+        default=False,
+        description="The systems behind this source treat user names case-insensitively "
+        "(Windows/AD): fold case when mapping its actors to people. Off: names compare exactly, "
+        "as unix user names do.",
+    )
 
 
 class PowertripConfig(BaseModel):

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.durations import Duration
@@ -29,8 +30,38 @@ class RuleError(ValueError):
     """A rule that cannot work; the message names the rule."""
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern))
+# RE2 matches in time linear in the text whatever the pattern (no backtracking), so a rule such
+# as `^(a+)+$` cannot stall the API on a crafted line. Its compile errors are reported to the
+# user with the rule's id, not logged by RE2 itself to stderr.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_REFUSES = (
+    "rule regexes run on RE2 (linear-time matching): no lookaround (`(?=`, `(?!`, `(?<=`, "
+    "`(?<!`), no backreferences (`\\1`, `(?P=name)`), repetition counts up to 1000; "
+    "write a negative lookahead as the rule's `unless:` or `unless_fields:` instead"
+)
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A rule's regex compiled with RE2 (`google-re2`; syntax:
+    https://github.com/google/re2/wiki/Syntax), a `re.Pattern`-like object (`search`,
+    `groupindex`, `pattern`).
+
+    Raises `re2.error` for a pattern RE2 refuses: lookaround, backreferences, or one too large
+    to compile in RE2's memory budget. Those are the patterns that can backtrack
+    catastrophically in a backtracking engine; they are refused, never run on Python's `re`.
+    """
+    return re2.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern), _RE2_OPTIONS)
+
+
+def _re2_reason(pattern: str, exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else exc
+    text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    try:  # valid for a backtracking engine: RE2 refuses it on purpose, say why
+        re.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern))
+    except re.error:
+        return text
+    return f"{text}; {_RE2_REFUSES}"
 
 
 class RuleMatch(BaseModel):
@@ -140,11 +171,11 @@ class Rule(BaseModel):
         pairs += [(f"details.{k}", v) for k, v in self.event.details.items()]
         return pairs
 
-    def _compiled(self) -> dict[str, re.Pattern[str]]:
+    def _compiled(self) -> dict[str, Any]:
         cached = self.__dict__.get("_patterns")
         if cached is not None:
             return cached
-        patterns: dict[str, re.Pattern[str]] = {}
+        patterns: dict[str, Any] = {}
         sources = {
             "message": self.match.message,
             "program": self.match.program,
@@ -159,8 +190,10 @@ class Rule(BaseModel):
                 continue
             try:
                 patterns[where] = compile_pattern(pattern)
-            except re.error as exc:
-                raise RuleError(f"rule {self.id!r}: {where} regex does not compile: {exc}") from exc
+            except re2.error as exc:
+                raise RuleError(
+                    f"rule {self.id!r}: {where} regex does not compile: {_re2_reason(pattern, exc)}"
+                ) from exc
         self.__dict__["_patterns"] = patterns
         return patterns
 
@@ -223,9 +256,11 @@ class Rule(BaseModel):
         def render(template: str) -> str:
             return _PLACEHOLDER.sub(lambda m: _resolve(m.group(1), raw, values), template).strip()
 
-        occurred = raw.received_at
+        occurred, zoneless = raw.received_at, raw.time_without_zone
         if self.event.time:
-            occurred = _parse_time(lookup(raw.fields, self.event.time)) or occurred
+            value = lookup(raw.fields, self.event.time)
+            if (own := _parse_time(value)) is not None:
+                occurred, zoneless = own, _parse_time(value, assume_utc=False) is None
         details = {k: rendered for k, v in self.event.details.items() if (rendered := render(v))}
         actor = render(self.event.actor)
         if not actor:
@@ -243,6 +278,7 @@ class Rule(BaseModel):
             address=(render(self.event.address) or None) if self.event.address else None,
             port=_port(render(self.event.port)) if self.event.port else None,
             occurred_at=occurred or datetime.now(UTC),
+            time_without_zone=occurred is not None and zoneless,
             message=clip(raw.message, MAX_MESSAGE_CHARS),
             details=details,
             routing=self.routing,
@@ -291,14 +327,17 @@ def _resolve(placeholder: str, raw: RawEvent, values: dict[str, str]) -> str:
     return ""
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _parse_time(value: Any, assume_utc: bool = True) -> datetime | None:
+    """An ISO 8601 time; one without a zone is UTC, or None unless `assume_utc`."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC) if assume_utc else None
+    return parsed
 
 
 class RuleSet:

@@ -52,6 +52,7 @@ class SyslogRecord:
     message: str
     facility: int | None = None
     severity: int | None = None
+    zoned: bool = True  # False: the stamp had no zone (RFC 3164) and `time` assumes UTC
 
 
 def parse_syslog(
@@ -67,9 +68,9 @@ def parse_syslog(
     if line.startswith("<") and (found := _RFC5424.match(line)):
         return _from_5424(found)
     if found := _RFC3339.match(line):
-        return _record(found, _parse_rfc3339(found["ts"]))
+        return _record(found, _parse_rfc3339(found["ts"]), zoned=_has_zone(found["ts"]))
     if (found := _RFC3164.match(line)) and found["mon"] in _MONTHS:
-        return _record(found, _parse_3164_time(found, year, now))
+        return _record(found, _parse_3164_time(found, year, now), zoned=False)
     return None
 
 
@@ -92,6 +93,7 @@ def parse_syslog_line(
         source=source,
         provider_id=provider_id or line_fingerprint(line),
         received_at=record.time,
+        time_without_zone=record.time is not None and not record.zoned,
         host=record.host,
         program=record.program,
         message=record.message,
@@ -103,7 +105,11 @@ def line_fingerprint(line: str) -> str:
     return "l" + hashlib.sha256(line.rstrip("\r\n").encode()).hexdigest()[:32]
 
 
-def _record(found: re.Match[str], when: datetime | None) -> SyslogRecord:
+def _has_zone(stamp: str) -> bool:
+    return bool(re.search(r"(?:Z|[+-]\d{2}:?\d{2})$", stamp))
+
+
+def _record(found: re.Match[str], when: datetime | None, zoned: bool = True) -> SyslogRecord:
     facility, severity = _pri(found["pri"])
     return SyslogRecord(
         time=when,
@@ -113,6 +119,7 @@ def _record(found: re.Match[str], when: datetime | None) -> SyslogRecord:
         message=_SOLARIS_ID.sub("", found["msg"]),
         facility=facility,
         severity=severity,
+        zoned=zoned,
     )
 
 
@@ -230,6 +237,7 @@ def event_from_text(
         source=source,
         provider_id=provider_id,
         received_at=received_at or record.time,
+        time_without_zone=received_at is None and record.time is not None and not record.zoned,
         host=record.host or host,
         program=record.program or program,
         message=record.message,

@@ -32,7 +32,9 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed body (the reason says which part)"},
     401: {"description": "Missing or wrong token for this source"},
-    413: {"description": "Body too large"},
+    413: {
+        "description": "Body too large, or more records than `POWERTRIP_MAX_RECORDS_PER_REQUEST`"
+    },
     415: {"description": "Unsupported content type"},
 }
 
@@ -79,6 +81,15 @@ class Ingest:
         return parsed_or_4xx(lambda: parser(payload), invalid_status)
 
     async def run(self, items: list[ParsedItem]) -> WebhookResponse:
+        limit = self.settings.max_records_per_request
+        if len(items) > limit:
+            # Refused whole, before any record starts: a sender that splits the batch and
+            # retries loses nothing, and one request cannot start unbounded work.
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"{len(items)} records in one request; at most {limit} "
+                "(POWERTRIP_MAX_RECORDS_PER_REQUEST): send them in smaller batches",
+            )
         ignored = frozenset(
             name for name, options in self.config.sources.items() if options.ignore_unmatched
         )
@@ -140,7 +151,8 @@ def get_sns_verifier(request: Request) -> SnsVerifier:
     """One verifier (and certificate cache) per app; tests install one with a local fetcher."""
     verifier = getattr(request.app.state, "sns_verifier", None)
     if verifier is None:
-        verifier = request.app.state.sns_verifier = SnsVerifier()
+        settings = request.app.state.settings
+        verifier = request.app.state.sns_verifier = SnsVerifier(max_age=settings.sns_max_age)
     return verifier
 
 

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from temporalio.client import Client
 
 from powertrip.backfill import (
     SYSLOG_SOURCE,
@@ -29,7 +30,7 @@ from powertrip.backfill import (
     records,
     search_chunks,
 )
-from powertrip.cli.failures import connect_cli
+from powertrip.cli.failures import TemporalUnreachable, connect_cli
 from powertrip.config import ConfigError, PowertripConfig, SearchScope, load_config
 from powertrip.durations import parse_duration
 from powertrip.process import exit_now
@@ -37,6 +38,7 @@ from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.sources.log_search import POLLABLE, LogSearch, SearchError, open_search
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
+CONNECT_TIMEOUT_SECONDS = 10.0
 err = Console(stderr=True)
 out = Console()
 
@@ -219,7 +221,7 @@ async def _run(
         )
 
     # After the input is open: a missing file or search token is said before Temporal's absence.
-    client = await connect_cli(settings)
+    client, unchecked = await _connect(settings, dry_run)
     runner = Backfill(
         client,
         config.rule_set(),
@@ -227,6 +229,7 @@ async def _run(
         concurrency,
         stale_before=now - stale_age,
         dry_run=dry_run,
+        unchecked_reason=unchecked,
         ignore_unmatched=frozenset(
             name for name, options in config.sources.items() if options.ignore_unmatched
         ),
@@ -243,9 +246,30 @@ async def _run(
                 stream.stream.close()
             if search is not None:
                 await search.aclose()
-    if not dry_run:
+    if not dry_run and client is not None:
         await announce_stale(client, report, found_by, stale_age, settings.task_queue)
     return report
+
+
+async def _connect(settings: Settings, dry_run: bool) -> tuple[Client | None, str | None]:
+    """The Temporal client, or for a dry run without one: None and what could not be checked.
+
+    A dry run still reads and recognises everything; only "already known" needs Temporal.
+    """
+    try:
+        client = await asyncio.wait_for(connect_cli(settings), CONNECT_TIMEOUT_SECONDS)
+    except (TemporalUnreachable, TimeoutError) as exc:
+        reason = exc.reason if isinstance(exc, TemporalUnreachable) else "no answer in time"
+        if not dry_run:
+            raise TemporalUnreachable(settings.temporal_address, reason) from exc
+        unchecked = (
+            f"could not reach Temporal at {settings.temporal_address} ({reason}): "
+            "which events are already known (by id or as the same action by another route) "
+            "was not checked; every recognised event is listed as one that would start"
+        )
+        err.print(f"[yellow]powertrip backfill --dry-run:[/] {unchecked}", highlight=False)
+        return None, unchecked
+    return client, None
 
 
 def _scope(
@@ -281,9 +305,21 @@ def print_summary(report: Report, dry_run: bool) -> None:
     ]
     if report.stale:
         rows.append(("stale (digest only, no DM)", report.stale))
+    if report.without_identity:
+        rows.append(("of which without a natural identity", report.without_identity))
     for name, value in rows:
         table.add_row(name, f"{value:,}")
     out.print(table)
+    if report.unchecked_reason:
+        out.print(f"[bold yellow]Not checked:[/] {report.unchecked_reason}", highlight=False)
+    if report.without_identity:
+        out.print(
+            f"[bold]Not deduplicated across routes:[/] {report.without_identity} event(s) "
+            f"{'would start' if dry_run else 'started'} with neither a source port nor a message "
+            "to identify them: only their id names them, so a copy that another route delivered "
+            "under another id would be a second event.",
+            highlight=False,
+        )
     if dry_run and report.would_start:
         out.print("[bold]Would start:[/]")
         for event_id in report.would_start[:SHOWN]:
