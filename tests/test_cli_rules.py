@@ -22,10 +22,15 @@ def test_rules_test_prints_rule_and_event_or_why_not() -> None:
     lines = result.output.splitlines()
     assert "line 1: sshd-accepted" in lines[0] and "actor=vagrant" in lines[0]
     assert "address=10.0.2.2" in lines[0] and "host=localhost" in lines[0]
-    assert "line 4: no rule matched" in lines[3]
-    assert "sshd-accepted: message does not match the regex" in lines[3]
-    assert "sudo-command: program 'sshd' does not match" in lines[3]
+    # A failed password is a known non-event: counted, never sent for review.
+    assert "line 4: known non-event sshd-failed-login" in lines[3]
     assert "line 5: sudo-command" in lines[4] and "command='/bin/ls'" in lines[4]
+    assert "line 9: no rule matched" in lines[8]
+    assert "sshd-accepted: program 'groupadd' does not match" in lines[8]
+    assert "sudo-command: program 'groupadd' does not match" in lines[8]
+    assert lines[-1] == (
+        "4 event(s), 3 known non-event(s), 3 unmatched (sent for review), 0 invalid"
+    )
 
 
 def test_expect_fails_naming_the_lines_that_do_not_match() -> None:

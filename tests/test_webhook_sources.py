@@ -102,6 +102,8 @@ async def served(
         temporal_address=dev_env.client.service_client.config.target_host,
         config=config,
         sns_topic_arns=[TOPIC],
+        # The trail's log group: CloudTrail records there are CloudTrail's (nowhere else).
+        cloudtrail_log_groups=["aws-cloudtrail-logs"],
         webhook_token_sns="sns-secret",
         webhook_token_json="json-secret",
     )
