@@ -192,27 +192,32 @@ def review_message(request: UnrecognisedInput) -> tuple[str, list[Block]]:
     )
     text = f"Unrecognised {request.source} record needs review" + (f" ({where})" if where else "")
     body = sample.message or json.dumps(sample.fields, sort_keys=True, default=str)
-    blocks: list[Block] = [
-        HeaderBlock(text="Unrecognised event: please review"),
-        SectionBlock(
-            text=MarkdownTextObject(
-                text=f"No rule recognised a record from *{request.source}*"
-                + (f" ({where})" if where else "")
-                + ". It may be a login or privileged action Powertrip cannot see yet."
-            )
-        ),
+    intro = (
+        f"No rule recognised a record from *{request.source}*"
+        + (f" ({where})" if where else "")
+        + ". It may be a login or privileged action Powertrip cannot see yet."
+    )
+    advice = "Add a rule (`powertrip rules test` helps) or set `ignore_unmatched` for the source."
+    return text, _review_blocks("Unrecognised event: please review", intro, body, request, advice)
+
+
+def _review_blocks(
+    header: str, intro: str, body: str, request: UnrecognisedInput, advice: str
+) -> list[Block]:
+    """A review request: what happened, the record itself (fenced), and what to do."""
+    return [
+        HeaderBlock(text=header),
+        SectionBlock(text=MarkdownTextObject(text=intro)),
         SectionBlock(text=MarkdownTextObject(text=f"```{_fence_safe(body)[:2900]}```")),
         ContextBlock(
             elements=[
                 MarkdownTextObject(
-                    text=f"Shape {code(request.shape)} - one request per shape "
-                    f"per hour (from {request.hour:%Y-%m-%d %H:00} UTC). Add a rule "
-                    "(`powertrip rules test` helps) or set `ignore_unmatched` for the source."
+                    text=f"Shape {code(request.shape)} - one request per shape per hour (from "
+                    f"{request.hour:%Y-%m-%d %H:00} UTC). {advice}"
                 )
             ]
         ),
     ]
-    return text, blocks
 
 
 def _fence_safe(text: str) -> str:
@@ -223,28 +228,14 @@ def _fence_safe(text: str) -> str:
 def _invalid_message(request: UnrecognisedInput) -> tuple[str, list[Block]]:
     """An invalid record: the sender's data is broken somewhere, and nothing in it was asked."""
     text = f"Invalid {request.source} record needs review"
+    intro = (
+        f"A record from *{request.source}* could not be read: "
+        f"{code(request.reason or '', limit=500)}. Nobody was asked about it; if it was a login "
+        "or privileged action, its owner has not confirmed it."
+    )
+    advice = "Fix the sender, or map its field names (`sources.<name>.fields`)."
     body = request.sample.message or "(empty)"
-    blocks: list[Block] = [
-        HeaderBlock(text="Invalid record: please review"),
-        SectionBlock(
-            text=MarkdownTextObject(
-                text=f"A record from *{request.source}* could not be read: "
-                f"{code(request.reason or '', limit=500)}. Nobody was asked about it; if it was "
-                "a login or privileged action, its owner has not confirmed it."
-            )
-        ),
-        SectionBlock(text=MarkdownTextObject(text=f"```{_fence_safe(body)[:2900]}```")),
-        ContextBlock(
-            elements=[
-                MarkdownTextObject(
-                    text=f"Shape {code(request.shape)} - one request per shape per hour (from "
-                    f"{request.hour:%Y-%m-%d %H:00} UTC). Fix the sender, or map its field "
-                    "names (`sources.<name>.fields`)."
-                )
-            ]
-        ),
-    ]
-    return text, blocks
+    return text, _review_blocks("Invalid record: please review", intro, body, request, advice)
 
 
 def digest_message(digest: ReviewDigest) -> tuple[str, list[Block]]:
@@ -272,12 +263,6 @@ def digest_message(digest: ReviewDigest) -> tuple[str, list[Block]]:
             )
         ),
     ]
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(part) + 1 for part in chunk) + len(line) > 2900:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
-            chunk = []
-        chunk.append(line)
-    if chunk:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+    # One section a shape: Slack caps a section at 3,000 characters and a message at 50 blocks.
+    blocks.extend(SectionBlock(text=MarkdownTextObject(text=line)) for line in lines)
     return text, blocks

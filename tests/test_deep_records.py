@@ -9,28 +9,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from powertrip.backfill import records
 from powertrip.models import MAX_FIELD_DEPTH
 from powertrip.sources.cloudwatch import encode_awslogs
-from powertrip.sources.sns import SnsVerifier
-from tests.conftest import ServedApp
-from tests.harness import CONFIG_YAML, make_settings, ssh_line
-from tests.test_webhook_sources import (
-    TOPIC,
-    Served,
-    bearer,
-    cloudtrail_login,
-    log_event,
-    make_fake_aws,
-    notification,
-    post_sns,
-    subscription,
-)
+from tests import test_webhook_sources as sources
+from tests.harness import CONFIG_YAML, ssh_line
+from tests.test_webhook_sources import TOPIC, Served, bearer, serving
 
 
 def deep(levels: int = 300) -> Any:
@@ -48,25 +35,10 @@ def unique() -> str:
 async def served(
     dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
 ) -> AsyncIterator[Served]:
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG_YAML + "rule_packs: [sshd, cloudtrail]\n")
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=config,
-        sns_topic_arns=[TOPIC],
-        cloudtrail_sns_topic_arns=[TOPIC],
-        cloudtrail_log_groups=["trail"],
-        webhook_token_sns="sns-secret",
-    )
-    aws = make_fake_aws()
-    app = create_app(settings)
-    app.state.sns_verifier = SnsVerifier(http_get=aws.get)
-    async with (
-        ServedApp(app) as running,
-        httpx.AsyncClient(base_url=running.url, timeout=20) as http,
-    ):
-        yield Served(http, settings, aws)
+    config = CONFIG_YAML + "rule_packs: [sshd, cloudtrail]\n"
+    trusted = {"cloudtrail_sns_topic_arns": [TOPIC], "cloudtrail_log_groups": ["trail"]}
+    async with serving(dev_env, slack_api_url, tmp_path, config, **trusted) as served:
+        yield served
 
 
 def good_line() -> str:
@@ -94,14 +66,17 @@ def papertrail_batch() -> tuple[str, Any]:
 
 def cloudwatch_batch() -> tuple[str, Any]:
     deep_json = json.dumps({"message": "x", "deep": deep()})
-    batch = subscription(log_event(deep_json), log_event(good_line()))
+    batch = sources.subscription(sources.log_event(deep_json), sources.log_event(good_line()))
     return "/webhooks/cloudwatch", encode_awslogs(batch)
 
 
 def eventbridge_batch() -> tuple[str, Any]:
-    bad = cloudtrail_login(str(uuid.uuid4()), "alice")
+    bad = sources.cloudtrail_login(str(uuid.uuid4()), "alice")
     bad["detail"]["requestParameters"] = deep()
-    return "/webhooks/eventbridge", [bad, cloudtrail_login(str(uuid.uuid4()), f"u{unique()}")]
+    return "/webhooks/eventbridge", [
+        bad,
+        sources.cloudtrail_login(str(uuid.uuid4()), f"u{unique()}"),
+    ]
 
 
 def wazuh_batch() -> tuple[str, Any]:
@@ -142,8 +117,8 @@ async def test_a_deep_record_is_its_own_invalid_and_the_batch_proceeds(
 
 
 async def test_a_deep_sns_message_is_its_own_invalid(served: Served) -> None:
-    message = served.aws.sign(notification(json.dumps({"message": "x", "deep": deep()})))
-    response = await post_sns(served, message)
+    message = served.aws.sign(sources.notification(json.dumps({"message": "x", "deep": deep()})))
+    response = await sources.post_sns(served, message)
     assert response.status_code == 200, response.text
     [result] = response.json()["results"]
     assert result["status"] == "invalid" and "nested deeper" in result["reason"]

@@ -31,7 +31,7 @@ from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources.cloudtrail import cloudtrail_records
 from powertrip.sources.generic import iter_json_values
-from tests.harness import WEBHOOK_HEADERS, api_client, make_settings
+from tests.harness import WEBHOOK_HEADERS, api_client, settings_with_config
 
 FORMATS = Path(__file__).parent / "formats"
 CASES = sorted(p for p in FORMATS.iterdir() if p.suffix in (".log", ".ndjson", ".json"))
@@ -161,14 +161,8 @@ def test_a_gzipped_cloudtrail_delivery_file_is_read_as_it_is(
 async def http(
     dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"rule_packs": PACKS}))
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=config,
-    )
-    async with api_client(settings) as client:
+    config = json.dumps({"rule_packs": PACKS})
+    async with api_client(settings_with_config(dev_env, slack_api_url, tmp_path, config)) as client:
         yield client
 
 

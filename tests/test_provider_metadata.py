@@ -14,27 +14,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from powertrip.models import RawEvent
 from powertrip.rules import Rule
 from powertrip.sources.cloudwatch import encode_awslogs
-from powertrip.sources.sns import SnsVerifier
-from tests.conftest import ServedApp
-from tests.harness import CONFIG_YAML, make_settings
+from tests.harness import CONFIG_YAML
+from tests.test_webhook_input import exists
 from tests.test_webhook_sources import (
     TOPIC,
     Served,
     bearer,
     cloudtrail_login,
     log_event,
-    make_fake_aws,
     notification,
     post_sns,
+    serving,
     subscription,
 )
 
@@ -46,38 +42,21 @@ TRAIL_GROUP = "aws-cloudtrail-logs-123456789012"
 async def served(
     dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
 ) -> AsyncIterator[Served]:
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG_YAML + "rule_packs: [sshd, sudo, cloudtrail]\n")
-    settings = make_settings(
+    config = CONFIG_YAML + "rule_packs: [sshd, sudo, cloudtrail]\n"
+    async with serving(
+        dev_env,
         slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=config,
+        tmp_path,
+        config,
         sns_topic_arns=[TOPIC, CLOUDTRAIL_TOPIC],
         cloudtrail_sns_topic_arns=[CLOUDTRAIL_TOPIC],
         cloudtrail_log_groups=[TRAIL_GROUP],
-        webhook_token_sns="sns-secret",
-    )
-    aws = make_fake_aws()
-    app = create_app(settings)
-    app.state.sns_verifier = SnsVerifier(http_get=aws.get)
-    async with (
-        ServedApp(app) as running,
-        httpx.AsyncClient(base_url=running.url, timeout=20) as http,
-    ):
-        yield Served(http, settings, aws)
+    ) as served:
+        yield served
 
 
 def unique() -> str:
     return uuid.uuid4().hex[:10]
-
-
-async def exists(env: WorkflowEnvironment, workflow_id: str) -> bool:
-    try:
-        await env.client.get_workflow_handle(workflow_id).describe()
-    except RPCError as exc:
-        assert exc.status is RPCStatusCode.NOT_FOUND
-        return False
-    return True
 
 
 async def post_json(served: Served, body: Any) -> list[dict[str, Any]]:

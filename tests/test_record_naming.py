@@ -19,7 +19,7 @@ from api.main import create_app
 from powertrip.sources import RECEIVE_BUCKET, content_id
 from powertrip.sources.generic import parse_generic
 from tests.conftest import ServedApp
-from tests.harness import CONFIG_YAML, WEBHOOK_HEADERS, make_settings, ssh_line
+from tests.harness import CONFIG_YAML, WEBHOOK_HEADERS, settings_with_config, ssh_line
 
 CURL_FORM = {**WEBHOOK_HEADERS, "Content-Type": "application/x-www-form-urlencoded"}
 
@@ -43,14 +43,8 @@ def clock() -> Clock:
 async def http(
     dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path, clock: Clock
 ) -> AsyncIterator[httpx.AsyncClient]:
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG_YAML + "rule_packs: [sshd, custom-example]\n")
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=config,
-    )
-    app = create_app(settings)
+    config = CONFIG_YAML + "rule_packs: [sshd, custom-example]\n"
+    app = create_app(settings_with_config(dev_env, slack_api_url, tmp_path, config))
     app.state.clock = clock
     async with ServedApp(app) as running, httpx.AsyncClient(base_url=running.url) as client:
         yield client

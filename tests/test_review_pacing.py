@@ -27,8 +27,8 @@ from tests.harness import (
     WEBHOOK_HEADERS,
     api_client,
     eventually,
-    make_settings,
     running_worker,
+    settings_with_config,
 )
 
 PACED = {"reviews_before_digest": 3, "review_digest_every": "10s"}
@@ -39,13 +39,7 @@ async def stack(
     dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
     data = {**yaml.safe_load(CONFIG_YAML), **PACED, "rule_packs": ["sshd"]}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=path,
-    )
+    settings = settings_with_config(dev_env, slack_api_url, tmp_path, yaml.safe_dump(data))
     config = config_from_mapping(data, tmp_path, "paced")
     async with api_client(settings) as http, running_worker(dev_env.client, settings, config):
         yield http, settings

@@ -121,13 +121,25 @@ def parsed_or_4xx(parse: Callable[[], T], invalid_status: int = 400) -> T:
         raise HTTPException(invalid_status, str(exc)) from exc
 
 
-@router.post(
-    "/papertrail",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="Papertrail search alert",
-    dependencies=[webhook_auth("papertrail")],
-    responses={**ERRORS, 422: {"description": "Not a Papertrail search alert"}},
+def receives(
+    source: str, summary: str, responses: dict[int | str, dict[str, Any]] | None = None
+) -> Any:
+    """The route of `source`'s webhook: `POST /webhooks/<source>`, its own secret, 202 with a
+    result for every record."""
+    return router.post(
+        f"/{source}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=WebhookResponse,
+        summary=summary,
+        dependencies=[webhook_auth(source)],
+        responses={**ERRORS, **(responses or {})},
+    )
+
+
+@receives(
+    "papertrail",
+    "Papertrail search alert",
+    {422: {"description": "Not a Papertrail search alert"}},
 )
 async def papertrail(ingest: IngestDep) -> WebhookResponse:
     """Papertrail posts `payload=<json>` form-encoded; a plain JSON body of the same shape works
@@ -136,14 +148,7 @@ async def papertrail(ingest: IngestDep) -> WebhookResponse:
     return await ingest.run(items, "papertrail")
 
 
-@router.post(
-    "/cloudwatch",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="CloudWatch Logs subscription data",
-    dependencies=[webhook_auth("cloudwatch")],
-    responses=ERRORS,
-)
+@receives("cloudwatch", "CloudWatch Logs subscription data")
 async def cloudwatch(ingest: IngestDep) -> WebhookResponse:
     """`{"awslogs": {"data": base64(gzip(JSON))}}` (what a subscription delivers, e.g. through a
     forwarding Lambda or Firehose HTTP endpoint). Log event ids key the events;
@@ -207,27 +212,13 @@ async def sns(ingest: IngestDep) -> SnsResponse:
     return reply.model_copy(update={"results": ingested.results, "summary": ingested.summary})
 
 
-@router.post(
-    "/eventbridge",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="EventBridge API destination (CloudTrail)",
-    dependencies=[webhook_auth("eventbridge")],
-    responses=ERRORS,
-)
+@receives("eventbridge", "EventBridge API destination (CloudTrail)")
 async def eventbridge(ingest: IngestDep) -> WebhookResponse:
     """One EventBridge event or a list; CloudTrail events are keyed by `detail.eventID`."""
     return await ingest.run(await ingest.parse(parse_eventbridge), "eventbridge")
 
 
-@router.post(
-    "/wazuh",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="Wazuh / OSSEC alerts (a manager's integrator)",
-    dependencies=[webhook_auth("wazuh")],
-    responses=ERRORS,
-)
+@receives("wazuh", "Wazuh / OSSEC alerts (a manager's integrator)")
 async def wazuh(ingest: IngestDep) -> WebhookResponse:
     """One alert as in `alerts.json` (what a custom integration posts), a list, or Shuffle's
     `{"all_fields": <alert>}`: the line the alert fired on (`full_log`) is matched by the same
@@ -235,14 +226,7 @@ async def wazuh(ingest: IngestDep) -> WebhookResponse:
     return await ingest.run(await ingest.parse(parse_wazuh), "wazuh")
 
 
-@router.post(
-    "/json",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="Generic JSON, NDJSON, a shipper's JSON or raw log lines",
-    dependencies=[webhook_auth("json")],
-    responses=ERRORS,
-)
+@receives("json", "Generic JSON, NDJSON, a shipper's JSON or raw log lines")
 async def generic_json(
     ingest: IngestDep,
     idempotency_key: Annotated[

@@ -59,6 +59,16 @@ def parse_ndjson(
             values.append((index, line, f"line {index + 1}: not JSON: {exc}"))
         except RecursionError:
             values.append((index, line, f"line {index + 1}: nested too deeply"))
+    return _items(values, fields, received, idempotency_key)
+
+
+def _items(
+    values: list[tuple[int, Any, str | None]],
+    fields: FieldMap | None,
+    received: datetime | None,
+    idempotency_key: str | None,
+) -> list[ParsedItem]:
+    """(index, JSON value or what was there, why it is no JSON) as parsed items."""
     if not values:
         raise PayloadError("no events in the body")
     return [
@@ -84,12 +94,10 @@ def parse_generic(
         members = [payload]
     else:
         raise PayloadError("expected a JSON object, a list of objects, or NDJSON")
-    if not members:
-        raise PayloadError("no events in the body")
-    return [
-        _one(index, member, fields, received, _key(idempotency_key, index, len(members)))
-        for index, member in enumerate(members)
+    values: list[tuple[int, Any, str | None]] = [
+        (i, member, None) for i, member in enumerate(members)
     ]
+    return _items(values, fields, received, idempotency_key)
 
 
 def iter_json_values(text: str) -> Iterator[tuple[Any, str | None]]:
@@ -123,15 +131,13 @@ def parse_concatenated(
 ) -> list[ParsedItem]:
     """JSON values one after another without newlines (what `curl -d @events.ndjson` sends: it
     drops line breaks), or pretty-printed one after another (`journalctl -o json-pretty`)."""
-    values = list(iter_json_values(body.decode("utf-8", errors="replace")))
-    if not values:
-        raise PayloadError("no events in the body")
-    return [
-        invalid(index, error, value)
-        if error
-        else _one(index, value, fields, received, _key(idempotency_key, index, len(values)))
-        for index, (value, error) in enumerate(values)
-    ]
+    values = iter_json_values(body.decode("utf-8", errors="replace"))
+    return _items(
+        [(index, value, error) for index, (value, error) in enumerate(values)],
+        fields,
+        received,
+        idempotency_key,
+    )
 
 
 def parse_text_lines(
