@@ -3,7 +3,8 @@
 A record is matched against the shippers below in order: the first whose marker fields it has
 says where its id, time, host, program, pid and message are (each a list of dotted paths, the
 first present wins). A source's config can name other paths (`sources.<name>.fields`), which are
-tried before the shipper's. Everything else in the record stays available to JSON rules.
+tried before the shipper's; Powertrip's own names (`time`, `host`, `program`, `message`...) are
+tried after them. Everything else in the record stays available to JSON rules.
 
 References for the field names:
 - journald: systemd.journal-fields(7) and the Journal JSON Format
@@ -210,7 +211,10 @@ def extract(record: dict[str, Any], mapped: FieldMap | None = None) -> Extracted
     mapped = mapped or FieldMap()
 
     def first(name: str) -> tuple[str, Any]:
-        for path in (*getattr(mapped, name), *getattr(shipper, name)):
+        # The config's names, the shipper's, then Powertrip's own (never the id: a shipper's
+        # record may carry an unrelated `id`).
+        fallback = () if name == "id" else getattr(GENERIC, name)
+        for path in dict.fromkeys((*getattr(mapped, name), *getattr(shipper, name), *fallback)):
             value = lookup(record, path)
             if value in (None, "", [], {}):
                 continue
