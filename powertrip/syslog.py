@@ -9,8 +9,9 @@ Dialects read (each line is tried against them in this order):
   `journalctl -o short-iso` / `short-iso-precise`, syslog-ng's ISO stamps and macOS
   `log show --style syslog` (`2019-06-14T10:40:20.912+01:30 host sudo: msg`).
 - RFC 3164 (`Nov 27 01:02:03 host sshd[123]: msg`; https://www.rfc-editor.org/rfc/rfc3164),
-  also with fractional seconds (`journalctl -o short-precise`) and without a host
-  (`journalctl --no-hostname`).
+  also with fractional seconds (`journalctl -o short-precise`), with a year after the day (`Nov 27
+  2024 01:02:03`, as some devices and templates write it) and without a host (`journalctl
+  --no-hostname`).
 - the other `journalctl` text modes (systemd's `logs-show.c`, journalctl(1) `--output`):
   `short-full` and `with-unit` (`Wed 2024-11-27 01:02:03 UTC host sshd[1]: msg`), `short-unix`
   (`1732669323.123456 host sshd[1]: msg`), `short-monotonic` and `short-delta`
@@ -49,7 +50,7 @@ _HOST = r"(?:\s+(?P<host>(?!\[)[^\s:\[\]]+(?<!:)))??"
 _TAG = r"(?:\[(?P<bprog>[^\]\s]+)\]:?|(?P<prog>[^\s\[\]:]+)(?:\[(?P<pid>[^\]\s]*)\])?:)"
 _REST = _HOST + r"\s+" + _TAG + r"\s?(?P<msg>.*)$"
 _RFC3164 = re.compile(
-    _PRI + r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+"
+    _PRI + r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?:(?P<year>\d{4})\s+)?"
     r"(?P<hms>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?" + _REST
 )
 _RFC3339 = re.compile(
@@ -274,6 +275,8 @@ def _parse_3164_time(found: re.Match[str], year: int | None, now: datetime | Non
     hour, minute, second = (int(p) for p in found["hms"].split(":"))
     day = int(found["day"])
     micro = _microseconds(found["frac"])
+    if found["year"]:  # `Nov 27 2024 01:02:03`, as some devices and templates write it
+        year = int(found["year"])
     if year is not None:
         return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     now = now or datetime.now(UTC)

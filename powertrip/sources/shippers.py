@@ -177,7 +177,7 @@ GENERIC = Shipper(
     host=("host", "hostname"),
     program=("program",),
     pid=("pid",),
-    message=("message",),
+    message=("message", "log"),  # `log`: Docker's and CRI's JSON logs, as Fluent Bit tails them
 )
 
 
