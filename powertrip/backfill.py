@@ -26,7 +26,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -459,9 +459,8 @@ class Backfill:
         return self.report
 
     async def _chunk(self, chunk: list[Located]) -> Report:
-        items = [
-            ParsedItem(index=i, raw=r.item.raw, error=r.item.error) for i, r in enumerate(chunk)
-        ]
+        # Renumbered within the chunk; the sample of an unreadable record goes along to review.
+        items = [replace(located.item, index=i) for i, located in enumerate(chunk)]
         if self.dry_run:
             results = await self._classify(items)
         else:
