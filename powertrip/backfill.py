@@ -45,7 +45,7 @@ from powertrip.sources import ParsedItem, PayloadError, describe_validation_erro
 from powertrip.sources.cloudtrail import cloudtrail_item, cloudtrail_records, is_cloudtrail_document
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
-from powertrip.sources.generic import iter_json_values, parse_generic
+from powertrip.sources.generic import Reading, iter_json_values, parse_generic
 from powertrip.sources.log_search import LogSearch
 from powertrip.sources.papertrail import parse_papertrail
 from powertrip.sources.shippers import FieldMap
@@ -372,7 +372,7 @@ class _Reader:
         if _is_papertrail_event(value):
             return _parsed(parse_papertrail, {"events": [value]})
         return _parsed(
-            lambda member: parse_generic(member, self.fields, received=self.received), value
+            lambda member: parse_generic(member, Reading(self.fields, self.received)), value
         )
 
 

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from powertrip.sources import RECEIVE_BUCKET, content_id
-from powertrip.sources.generic import parse_generic
+from powertrip.sources.generic import Reading, parse_generic
 from tests.conftest import ServedApp
 from tests.harness import CONFIG_YAML, WEBHOOK_HEADERS, settings_with_config, ssh_line
 
@@ -142,18 +142,18 @@ async def test_curl_data_from_an_ndjson_file_and_raw_lines(http: httpx.AsyncClie
 def test_the_naming_rule() -> None:
     at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
     record = {"program": "breakglass", "message": "BREAKGLASS user=alice"}
-    [item] = parse_generic(record, received=at)
+    [item] = parse_generic(record, Reading(received=at))
     assert item.raw is not None and item.raw.provider_id == content_id(record, None, at)
     assert item.raw.received_at == at  # stamped with its arrival
     # Within one receive bucket the same content is the same id; in the next, another.
-    [same] = parse_generic(record, received=at + RECEIVE_BUCKET - timedelta(seconds=1))
-    [next_bucket] = parse_generic(record, received=at + RECEIVE_BUCKET)
+    [same] = parse_generic(record, Reading(received=at + RECEIVE_BUCKET - timedelta(seconds=1)))
+    [next_bucket] = parse_generic(record, Reading(received=at + RECEIVE_BUCKET))
     assert same.raw is not None and next_bucket.raw is not None
     assert same.raw.provider_id == item.raw.provider_id != next_bucket.raw.provider_id
     # A record with its own time is named by it, whenever it arrives.
     timed = {**record, "time": "2026-11-20T08:00:00Z"}
-    [early] = parse_generic(timed, received=at)
-    [late] = parse_generic(timed, received=at + timedelta(days=30))
+    [early] = parse_generic(timed, Reading(received=at))
+    [late] = parse_generic(timed, Reading(received=at + timedelta(days=30)))
     assert early.raw is not None and late.raw is not None
     assert early.raw.provider_id == late.raw.provider_id
     assert early.raw.provider_id.startswith("h") and len(early.raw.provider_id) == 33

@@ -19,6 +19,7 @@ from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import parse_eventbridge
 from powertrip.sources.generic import (
+    Reading,
     parse_concatenated,
     parse_generic,
     parse_ndjson,
@@ -245,23 +246,18 @@ async def generic_json(
     "message":"BREAKGLASS user=alice"}' https://powertrip.example.com/webhooks/json`."""
     key = parsed_or_4xx(lambda: check_idempotency_key(idempotency_key)) if idempotency_key else None
     body = await ingest.body()
-    fields = ingest.config.source_options("json").fields
-    now = ingest.now()
+    reading = Reading(ingest.config.source_options("json").fields, ingest.now(), key)
     content_type = ingest.request.headers.get("content-type", "").split(";")[0].strip().lower()
     text = body.lstrip()
     if content_type in NDJSON_TYPES or _looks_like_ndjson(body):
-        items = parsed_or_4xx(lambda: parse_ndjson(body, fields, received=now, idempotency_key=key))
+        items = parsed_or_4xx(lambda: parse_ndjson(body, reading))
     elif content_type == "text/plain" and _raw_lines(text):
-        items = parsed_or_4xx(lambda: parse_text_lines(body, received=now, idempotency_key=key))
+        items = parsed_or_4xx(lambda: parse_text_lines(body, reading))
     elif text.startswith((b"{", b"[")) and _several_json_values(body):
-        items = parsed_or_4xx(
-            lambda: parse_concatenated(body, fields, received=now, idempotency_key=key)
-        )
+        items = parsed_or_4xx(lambda: parse_concatenated(body, reading))
     else:
         payload = decode_payload(ingest.request, body)
-        items = parsed_or_4xx(
-            lambda: parse_generic(payload, fields, received=now, idempotency_key=key)
-        )
+        items = parsed_or_4xx(lambda: parse_generic(payload, reading))
     return await ingest.run(items, "json")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,13 +41,17 @@ _RECORD_SEPARATOR = "\x1e"  # RFC 7464 JSON text sequences (`journalctl -o json-
 _ONLY_METADATA = frozenset({"id", "time", "timestamp", "@timestamp", "host", "hostname", "program"})
 
 
-def parse_ndjson(
-    body: bytes,
-    fields: FieldMap | None = None,
-    *,
-    received: datetime | None = None,
-    idempotency_key: str | None = None,
-) -> list[ParsedItem]:
+@dataclass(frozen=True)
+class Reading:
+    """How one request's (or file's) records are read and named: the source's own field names
+    (`sources.<name>.fields`), when they arrived, and the request's `Idempotency-Key`."""
+
+    fields: FieldMap | None = None
+    received: datetime | None = None
+    idempotency_key: str | None = None
+
+
+def parse_ndjson(body: bytes, reading: Reading = Reading()) -> list[ParsedItem]:
     """One record a line; a result's index is its line number - 1 (blank lines are skipped)."""
     values: list[tuple[int, Any, str | None]] = []
     for index, line in enumerate(body.decode("utf-8", errors="replace").splitlines()):
@@ -59,33 +64,23 @@ def parse_ndjson(
             values.append((index, line, f"line {index + 1}: not JSON: {exc}"))
         except RecursionError:
             values.append((index, line, f"line {index + 1}: nested too deeply"))
-    return _items(values, fields, received, idempotency_key)
+    return _items(values, reading)
 
 
-def _items(
-    values: list[tuple[int, Any, str | None]],
-    fields: FieldMap | None,
-    received: datetime | None,
-    idempotency_key: str | None,
-) -> list[ParsedItem]:
+def _items(values: list[tuple[int, Any, str | None]], reading: Reading) -> list[ParsedItem]:
     """(index, JSON value or what was there, why it is no JSON) as parsed items."""
     if not values:
         raise PayloadError("no events in the body")
     return [
         invalid(index, error, value)
         if error
-        else _one(index, value, fields, received, _key(idempotency_key, index, len(values)))
+        else _one(index, value, reading, _key(reading.idempotency_key, index, len(values)))
         for index, value, error in values
     ]
 
 
-def parse_generic(
-    payload: Any,
-    fields: FieldMap | None = None,
-    *,
-    received: datetime | None = None,
-    idempotency_key: str | None = None,
-) -> list[ParsedItem]:
+def parse_generic(payload: Any, reading: Reading = Reading()) -> list[ParsedItem]:
+    """One object, a list of them, or `{"events": [...]}`; `PayloadError` for anything else."""
     if isinstance(payload, dict) and isinstance(payload.get("events"), list):
         members = payload["events"]
     elif isinstance(payload, list):
@@ -97,7 +92,7 @@ def parse_generic(
     values: list[tuple[int, Any, str | None]] = [
         (i, member, None) for i, member in enumerate(members)
     ]
-    return _items(values, fields, received, idempotency_key)
+    return _items(values, reading)
 
 
 def iter_json_values(text: str) -> Iterator[tuple[Any, str | None]]:
@@ -122,30 +117,15 @@ def iter_json_values(text: str) -> Iterator[tuple[Any, str | None]]:
         yield value, None
 
 
-def parse_concatenated(
-    body: bytes,
-    fields: FieldMap | None = None,
-    *,
-    received: datetime | None = None,
-    idempotency_key: str | None = None,
-) -> list[ParsedItem]:
+def parse_concatenated(body: bytes, reading: Reading = Reading()) -> list[ParsedItem]:
     """JSON values one after another without newlines (what `curl -d @events.ndjson` sends: it
     drops line breaks), or pretty-printed one after another (`journalctl -o json-pretty`)."""
     values = iter_json_values(body.decode("utf-8", errors="replace"))
-    return _items(
-        [(index, value, error) for index, (value, error) in enumerate(values)],
-        fields,
-        received,
-        idempotency_key,
-    )
+    return _items([(index, value, error) for index, (value, error) in enumerate(values)], reading)
 
 
 def parse_text_lines(
-    body: bytes,
-    source: str = SOURCE,
-    *,
-    received: datetime | None = None,
-    idempotency_key: str | None = None,
+    body: bytes, reading: Reading = Reading(), source: str = SOURCE
 ) -> list[ParsedItem]:
     """Raw log lines (`Content-Type: text/plain`, e.g. Vector's `text` codec or `curl
     --data-binary @auth.log`): each line with its syslog framing, which the transport did not
@@ -164,10 +144,10 @@ def parse_text_lines(
         except ValidationError as exc:
             items.append(invalid(index, describe_validation_error(exc), line))
             continue
-        provider_id = _key(idempotency_key, index, len(lines)) or content_id(
-            line, raw.received_at, received
+        provider_id = _key(reading.idempotency_key, index, len(lines)) or content_id(
+            line, raw.received_at, reading.received
         )
-        received_at = raw.received_at or received
+        received_at = raw.received_at or reading.received
         items.append(
             ParsedItem(
                 index=index,
@@ -215,17 +195,11 @@ def generic_raw(
     )
 
 
-def _one(
-    index: int,
-    member: Any,
-    fields: FieldMap | None,
-    received: datetime | None,
-    provider_id: str | None,
-) -> ParsedItem:
+def _one(index: int, member: Any, reading: Reading, provider_id: str | None) -> ParsedItem:
     if not isinstance(member, dict):
         return invalid(index, f"expected a JSON object, got {type(member).__name__}", member)
     try:
-        raw = generic_raw(member, SOURCE, fields, received, provider_id)
+        raw = generic_raw(member, SOURCE, reading.fields, reading.received, provider_id)
     except FieldError as exc:
         return invalid(index, str(exc), member)
     except ValidationError as exc:
