@@ -347,7 +347,7 @@ async def show_event(client: Client, event_id: str, ui: Ui) -> EventView | None:
     try:
         description = await client.get_workflow_handle(event_id).describe()
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
+        if exc.status is RPCStatusCode.NOT_FOUND and not attributes.namespace_not_found(exc):
             return None
         raise
     return await _view(client, description.raw_description.workflow_execution_info, ui)
@@ -611,9 +611,17 @@ def write_rows(rows: Iterable[DecisionRow], fmt: ExportFormat, out: TextIO) -> i
     writer.writeheader()
     for row in rows:
         data = row.model_dump(mode="json")
-        writer.writerow({k: "" if v is None else v for k, v in data.items()})
+        writer.writerow({k: _csv_value(v) for k, v in data.items()})
         count += 1
     return count
+
+
+def _csv_value(value: object) -> object:
+    """CSV cells as spreadsheets and auditors' scripts read them: `true`/`false` (as in the
+    JSONL export), empty for none; Python's `False`/`None` mean nothing outside Python."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
 
 
 def read_rows(text: str, fmt: ExportFormat) -> list[DecisionRow]:

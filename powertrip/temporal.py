@@ -69,6 +69,14 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
+def namespace_not_found(exc: RPCError) -> bool:
+    """Temporal answered NOT_FOUND because the namespace itself does not exist (a wrong
+    POWERTRIP_TEMPORAL_NAMESPACE), not the workflow asked for."""
+    return exc.status is RPCStatusCode.NOT_FOUND and any(
+        detail.type_url.endswith(".NamespaceNotFoundFailure") for detail in exc.grpc_status.details
+    )
+
+
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     """Register Powertrip's search attributes that the namespace lacks; return those added.
 

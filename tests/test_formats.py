@@ -105,7 +105,7 @@ def via_rules_test(path: Path) -> list[Outcome]:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     outcomes = []
-    for line in result.output.splitlines():
+    for line in result.stdout.splitlines():  # stderr names the packs tried
         answer = json.loads(line)
         if answer["event"]:
             outcomes.append(Outcome(event=facts(answer["event"])))

@@ -501,6 +501,15 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
     )
     code, out_jsonl, _ = await cli(world, "events", "export", "--since", since)
     assert read_rows(out_jsonl, ExportFormat.JSONL) == read_rows(out, ExportFormat.CSV)
+    # Booleans are spelled as in the JSONL (`true`/`false`), not Python's `True`/`False`.
+    [line] = [line for line in out.splitlines() if line.startswith(event.event_id)]
+    assert ",true," in line and "True" not in out and "False" not in out
+
+    # No --since: the last 30 days, and the CLI says so (it was "Missing option '--since'").
+    code, out_default, err = await cli(world, "events", "export", "--format", "csv")
+    assert code == 0, err
+    assert event.event_id in out_default
+    assert "the last 30 days" in err and "--since" in err
 
 
 async def test_cli_table_for_a_terminal_names_the_decision(

@@ -31,12 +31,12 @@ from powertrip.backfill import (
     records,
     search_chunks,
 )
+from powertrip.cli.failures import connect_cli
 from powertrip.config import ConfigError, PowertripConfig, SearchScope, load_config
 from powertrip.durations import parse_duration
 from powertrip.process import exit_now
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.sources.log_search import POLLABLE, LogSearch, SearchError, open_search
-from powertrip.temporal import connect
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
 err = Console(stderr=True)
@@ -177,7 +177,6 @@ async def _run(
     concurrency: int,
     now: datetime,
 ) -> Report:
-    client = await connect(settings)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -229,6 +228,8 @@ async def _run(
             started=done.started,
         )
 
+    # After the input is open: a missing file or search token is said before Temporal's absence.
+    client = await connect_cli(settings)
     runner = Backfill(
         client,
         config.rule_set(),

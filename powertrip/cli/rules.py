@@ -32,6 +32,7 @@ from powertrip.syslog import event_from_text, parse_syslog
 
 app = typer.Typer(help="Develop rules and see the built-in packs.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _config(config: Path | None, packs: list[str]) -> PowertripConfig:
@@ -47,7 +48,7 @@ def _config(config: Path | None, packs: list[str]) -> PowertripConfig:
                 config = None  # no service settings here: the default packs
         return load_config(config)
     except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {escape(str(exc))}")
+        errors.print(f"[red]config error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -127,7 +128,8 @@ def test(
     records and files, Wazuh alerts, and JSON documents over many lines (lookup-events output).
     Blank lines and lines starting with # are skipped.
     """
-    rules = _config(config, pack or []).rule_set()
+    loaded = _config(config, pack or [])
+    rules = loaded.rule_set()
     text = sys.stdin.read() if file == "-" else _read(file)
     failures = []
     counts: Counter[str] = Counter()
@@ -192,6 +194,7 @@ def test(
             f"{counts['event']} event(s), {counts['non-event']} known non-event(s), "
             f"{counts['none']} unmatched (sent for review), {counts['invalid']} invalid"
         )
+    (errors if as_json else console).print(escape(_rules_used(loaded, explicit=bool(pack))))
     if failures:
         wanted = f"rule {rule}" if rule else "a rule"
         console.print(
@@ -201,11 +204,26 @@ def test(
         raise typer.Exit(1)
 
 
+def _rules_used(config: PowertripConfig, explicit: bool) -> str:
+    """Which rules the lines were tried against: own rules, packs on, and the packs that exist
+    but are off (a line no rule matched may be one of theirs)."""
+    off = [name for name in available_rule_packs() if name not in config.rule_packs]
+    packed = {rule["id"] for name in config.rule_packs for rule in rule_pack(name)["rules"]}
+    own_count = sum(rule.id not in packed for rule in config.rules)
+    own = f"{own_count} rule(s) of your own, then " if own_count else ""
+    used = ", ".join(config.rule_packs) or "none"
+    line = f"tried {own}the built-in pack(s): {used}"
+    if off:
+        how = "--pack" if explicit else "--pack or the config's `rule_packs:`"
+        line += f"; off: {', '.join(off)} ({how} turns one on)"
+    return line
+
+
 def _read(file: str) -> str:
     try:
         return Path(file).read_text()
     except OSError as exc:
-        console.print(f"[red]cannot read {escape(file)}: {exc.strerror}[/red]")
+        errors.print(f"[red]cannot read {escape(file)}: {exc.strerror}[/red]")
         raise typer.Exit(2) from exc
 
 
