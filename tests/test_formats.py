@@ -29,8 +29,9 @@ from powertrip.cli import app
 from powertrip.config import available_rule_packs, config_from_mapping
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
-from powertrip.sources.cloudtrail import cloudtrail_records
+from powertrip.sources.cloudtrail import actor_of, cloudtrail_records
 from powertrip.sources.generic import iter_json_values
+from powertrip.sources.wazuh import parse_wazuh
 from tests.harness import WEBHOOK_HEADERS, api_client, settings_with_config
 
 FORMATS = Path(__file__).parent / "formats"
@@ -225,3 +226,33 @@ async def test_every_record_through_its_webhook(
 ) -> None:
     how = expected(path)["webhook"]
     check(path, f"webhook ({how})", await via_webhook(http, dev_env, path, how))
+
+
+def test_wazuh_alerts_wrapped_by_its_shuffle_integration_are_read(rules: RuleSet) -> None:
+    # Wazuh's built-in Shuffle integration posts {"all_fields": <alert>, ...}.
+    alert = json.loads((FORMATS / "wazuh-alerts.ndjson").read_text().splitlines()[0])
+    [item] = parse_wazuh({"severity": 1, "title": "sshd", "all_fields": alert})
+    assert item.raw is not None
+    event = rules.recognise(item.raw)
+    assert event is not None and (event.event_id, event.actor) == (
+        "wazuh-1732669324.1045733",
+        "alice",
+    )
+
+
+def test_every_identity_type_names_its_person() -> None:
+    # The documented order, beyond what the corpus' records show.
+    center = {"type": "IdentityCenterUser", "onBehalfOf": {"userId": "906725b4-12a3"}}
+    assert actor_of({"userIdentity": center}) == ("906725b4-12a3", "userIdentity.onBehalfOf.userId")
+    chained = {
+        "type": "AssumedRole",
+        "arn": "arn:aws:sts::1:assumed-role/Ops/ci-42",
+        "sessionContext": {"sourceIdentity": "alice"},
+    }
+    assert actor_of({"userIdentity": chained}) == (
+        "alice",
+        "userIdentity.sessionContext.sourceIdentity",
+    )
+    opaque = {"type": "AWSAccount", "principalId": "AIDAOPAQUE", "accountId": "2"}
+    assert actor_of({"userIdentity": opaque}) == ("AIDAOPAQUE", "userIdentity.principalId")
+    assert actor_of({}) == (None, None)
