@@ -33,7 +33,7 @@ from powertrip.known import find_known
 from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources import ParsedItem
-from powertrip.unrecognised import message_shape, request_review
+from powertrip.unrecognised import invalid_sample, invalid_shape, message_shape, request_review
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
 
@@ -44,6 +44,9 @@ class ResultStatus(StrEnum):
     CONFLICT = "conflict"
     UNMATCHED = "unmatched"
     INVALID = "invalid"
+    NON_EVENT = "non_event"
+    """A well-known record that is no action to ask about (a failed login, PAM bookkeeping):
+    counted under its rule, never reviewed."""
 
 
 # Per process: what visibility does not show yet (powertrip.identity.RecentStarts).
@@ -61,8 +64,9 @@ class ItemResult(BaseModel):
     )
     review: str | None = Field(
         default=None,
-        description="Unmatched: `requested` (a review was posted to the security channel), "
-        "`already_requested` (same message shape this hour) or `ignored` (source configured so).",
+        description="Unmatched or invalid: `requested` (a review was asked of the security "
+        "channel), `already_requested` (same message shape this hour) or `ignored` (source "
+        "configured so, unmatched only).",
     )
     review_id: str | None = Field(
         default=None, description="Unmatched: the workflow id of the review for its shape."
@@ -209,21 +213,33 @@ async def process(
     concurrency: int = 64,
     stale_before: datetime | None = None,
     ignore_unmatched: Collection[str] = frozenset(),
+    source: str = "unknown",
 ) -> list[ItemResult]:
     """Recognise each record and start its workflow; bounded concurrency, order preserved.
 
     Events that happened before `stale_before` (a backfill's cut-off) start without a DM.
     Records no rule recognises are counted and, unless their source is in `ignore_unmatched`,
-    sent for review (one request per message shape per hour).
+    sent for review (one request per message shape per hour); so are invalid records, under
+    `source` (the route or backfill they came through), whatever `ignore_unmatched` says.
+    Records a non-event rule knows are counted, not reviewed.
     """
     gate = asyncio.Semaphore(concurrency)
     # One review request per shape per batch: a backfill chunk of noise lines shares a handful
     # of shapes, and asking Temporal once per line would make reviews the bottleneck.
     reviews: dict[tuple[str, str], asyncio.Task[tuple[str, bool]]] = {}
 
-    async def ask_review(raw: RawEvent) -> tuple[str, bool]:
+    async def ask_review(raw: RawEvent, reason: str | None) -> tuple[str, bool]:
         async with gate:
-            return await request_review(client, raw, task_queue)
+            return await request_review(client, raw, task_queue, reason=reason)
+
+    async def reviewed(result: ItemResult, raw: RawEvent, reason: str | None = None) -> ItemResult:
+        key = (raw.source, invalid_shape(reason) if reason else message_shape(raw))
+        first = key not in reviews
+        if first:
+            reviews[key] = asyncio.create_task(ask_review(raw, reason))
+        review_id, new = await reviews[key]
+        review = "requested" if new and first else "already_requested"
+        return result.model_copy(update={"review": review, "review_id": review_id})
 
     async def unmatched(index: int, raw: RawEvent) -> ItemResult:
         result = ItemResult(
@@ -231,13 +247,11 @@ async def process(
         )
         if raw.source in ignore_unmatched:
             return result.model_copy(update={"review": "ignored"})
-        key = (raw.source, message_shape(raw))
-        first = key not in reviews
-        if first:
-            reviews[key] = asyncio.create_task(ask_review(raw))
-        review_id, new = await reviews[key]
-        review = "requested" if new and first else "already_requested"
-        return result.model_copy(update={"review": review, "review_id": review_id})
+        return await reviewed(result, raw)
+
+    async def invalid(index: int, reason: str, sample: str | None) -> ItemResult:
+        result = ItemResult(index=index, status=ResultStatus.INVALID, reason=reason)
+        return await reviewed(result, invalid_sample(source, reason, sample), reason)
 
     recognised = [recognise(rules, item) for item in items]
     natural = by_identity(items, recognised)
@@ -265,9 +279,18 @@ async def process(
     async def one(position: int, item: ParsedItem) -> ItemResult:
         found = recognised[position]
         if isinstance(found, ItemResult):
-            return found
+            sample = item.raw.message if item.raw is not None else item.sample
+            return await invalid(item.index, found.reason or "invalid", sample)
         if found is None:
             assert item.raw is not None
+            non_event = rules.non_event(item.raw)
+            if non_event is not None:
+                return ItemResult(
+                    index=item.index,
+                    status=ResultStatus.NON_EVENT,
+                    rule_id=non_event.id,
+                    reason=f"a known non-event: {non_event.title}",
+                )
             return await unmatched(item.index, item.raw)
         try:
             return await start(item, found, natural[position] is not None, known[position])
@@ -286,7 +309,7 @@ async def process(
             )
 
     results = list(await asyncio.gather(*(one(p, item) for p, item in enumerate(items))))
-    observability.count_ingest(items, results)
+    observability.count_ingest(items, results, source)
     return results
 
 

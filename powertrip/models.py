@@ -10,6 +10,26 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+MAX_FIELD_DEPTH = 64
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether JSON-like `value` (dicts and lists) nests deeper than `limit` levels; iterative, so
+    it cannot itself run out of stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
 
 class RawEvent(BaseModel):
     """A log record as a source adapter hands it over, before any rule has looked at it."""
@@ -53,6 +73,16 @@ class RawEvent(BaseModel):
             if isinstance(value, datetime) and value.tzinfo is None:
                 return {**data, "time_without_zone": True}
         return data
+
+    @field_validator("fields")
+    @classmethod
+    def _not_nested_too_deeply(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Temporal's converter refuses what pydantic cannot serialise (about 250 levels): a
+        # record nested that deeply would fail its whole batch at the workflow start instead of
+        # being this record's `invalid`.
+        if nesting_exceeds(value, MAX_FIELD_DEPTH):
+            raise ValueError(f"nested deeper than {MAX_FIELD_DEPTH} levels")
+        return value
 
     @field_validator("received_at")
     @classmethod

@@ -52,7 +52,8 @@ EVENTS_RECEIVED = Counter(
 )
 EVENTS = Counter(
     "powertrip_events",
-    "Records by outcome: started (new workflow), duplicate, unmatched (no rule), invalid.",
+    "Records by outcome: started (new workflow), duplicate, unmatched (no rule), invalid, "
+    "non_event (a rule knows it is no action to ask about, e.g. a failed login).",
     ["source", "rule", "outcome"],
 )
 PENDING = Gauge(
@@ -65,11 +66,14 @@ NO_RULE = "none"
 UNKNOWN_SOURCE = "unknown"
 
 
-def count_ingest(items: Sequence[ParsedItem], results: Sequence[ItemResult]) -> None:
+def count_ingest(
+    items: Sequence[ParsedItem], results: Sequence[ItemResult], route: str = UNKNOWN_SOURCE
+) -> None:
     """Count and log one line per record `ingest.process` handled; unmatched ones included, since
-    they are surfaced to the security team, never dropped."""
+    they are surfaced to the security team, never dropped. A record that could not be read
+    counts under the `route` it came through."""
     for item, result in zip(items, results, strict=True):
-        source = item.raw.source if item.raw is not None else UNKNOWN_SOURCE
+        source = item.raw.source if item.raw is not None else route
         rule = result.rule_id or NO_RULE
         outcome = str(result.status)
         EVENTS_RECEIVED.labels(source=source).inc()

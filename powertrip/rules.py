@@ -95,6 +95,12 @@ class RuleMatch(BaseModel):
         description="JSON field paths and regexes whose named groups are bound when they match; "
         "never a condition (e.g. the user name inside an ARN).",
     )
+    namespace: Literal["cloudtrail"] | None = Field(
+        default=None,
+        description="`cloudtrail`: only CloudTrail records a route configured as CloudTrail "
+        "delivered (EventBridge, CloudTrail SNS topics and log groups, a CloudTrail backfill); "
+        "a CloudTrail-shaped record from anywhere else is ordinary JSON and does not match.",
+    )
 
 
 class EventTemplate(BaseModel):
@@ -123,7 +129,15 @@ class Rule(BaseModel):
         "HIDS match (`/v1/approvals/match`) only answers a question with events of its kind.",
     )
     match: RuleMatch
-    event: EventTemplate
+    event: EventTemplate | None = Field(
+        default=None, description="The event it builds; required unless `non_event`."
+    )
+    non_event: bool = Field(
+        default=False,
+        description="A well-known record that is no action to ask about (a failed login, a "
+        "disconnect, PAM bookkeeping): counted as `non_event`, never reviewed. Tried only when "
+        "no event rule recognises the record, so it can never hide an event.",
+    )
     routing: Routing = Routing.DM_ACTOR
     approvers: Literal["actor", "security_team"] | list[str] = Field(
         default="actor",
@@ -155,20 +169,21 @@ class Rule(BaseModel):
                             )
         if not (self.match.message or self.match.fields or self.match.field_patterns):
             raise RuleError(f"rule {self.id!r}: match needs a message regex or JSON fields")
+        if self.event is None and not self.non_event:
+            raise RuleError(f"rule {self.id!r}: needs an `event` (or `non_event: true`)")
         return self
 
     def _templates(self) -> list[tuple[str, str]]:
-        pairs = [("actor", self.event.actor), ("action", self.event.action)]
+        event = self.event
+        if event is None:
+            return []
+        pairs = [("actor", event.actor), ("action", event.action)]
         pairs += [
             (k, v)
-            for k, v in (
-                ("host", self.event.host),
-                ("address", self.event.address),
-                ("port", self.event.port),
-            )
+            for k, v in (("host", event.host), ("address", event.address), ("port", event.port))
             if v is not None
         ]
-        pairs += [(f"details.{k}", v) for k, v in self.event.details.items()]
+        pairs += [(f"details.{k}", v) for k, v in event.details.items()]
         return pairs
 
     def _compiled(self) -> dict[str, Any]:
@@ -210,23 +225,26 @@ class Rule(BaseModel):
 
     def _evaluate(self, raw: RawEvent) -> dict[str, str] | str:
         patterns = self._compiled()
-        # A record that names no program (a bare line) is judged by its message alone.
-        if raw.program and "program" in patterns and not patterns["program"].search(raw.program):
-            return f"program {raw.program!r} does not match {self.match.program!r}"
-        if "host" in patterns and not patterns["host"].search(raw.host or ""):
-            return f"host {raw.host!r} does not match {self.match.host!r}"
+        # A condition on a field never passes when the record lacks the field or leaves it
+        # empty: a bare line claiming to be sshd's is not sshd's.
+        if self.match.namespace and raw.id_namespace != self.match.namespace:
+            return f"not a {self.match.namespace} record from a route configured as one"
+        for name in ("program", "host"):
+            actual = getattr(raw, name)
+            if name in patterns and not (actual and patterns[name].search(actual)):
+                return f"{name} {actual!r} does not match {getattr(self.match, name)!r}"
         values: dict[str, str] = {"source": raw.source, "provider_id": raw.provider_id}
         for key, wanted in self.match.fields.items():
             actual = lookup(raw.fields, key)
             options = wanted if isinstance(wanted, list) else [wanted]
-            if actual is None or actual not in options:
+            if actual in (None, "") or actual not in options:
                 return f"field {key} is {actual!r}, not {_options(options)}"
         for key, pattern in patterns.items():
             kind, _, path = key.partition(":")
             if not path or kind == "unless":
                 continue
             actual = lookup(raw.fields, path)
-            text = None if actual is None else str(actual)
+            text = None if actual in (None, "") else str(actual)
             found = None if text is None or len(text) > MAX_MESSAGE_CHARS else pattern.search(text)
             if found is not None:
                 values.update({k: v for k, v in found.groupdict().items() if v is not None})
@@ -253,16 +271,20 @@ class Rule(BaseModel):
     def build(
         self, raw: RawEvent, values: dict[str, str], default_renotify: timedelta
     ) -> SecurityEvent:
+        event = self.event
+        if event is None:
+            raise ValueError(f"rule {self.id!r} recognises a non-event: it builds no event")
+
         def render(template: str) -> str:
             return _PLACEHOLDER.sub(lambda m: _resolve(m.group(1), raw, values), template).strip()
 
         occurred, zoneless = raw.received_at, raw.time_without_zone
-        if self.event.time:
-            value = lookup(raw.fields, self.event.time)
+        if event.time:
+            value = lookup(raw.fields, event.time)
             if (own := _parse_time(value)) is not None:
                 occurred, zoneless = own, _parse_time(value, assume_utc=False) is None
-        details = {k: rendered for k, v in self.event.details.items() if (rendered := render(v))}
-        actor = render(self.event.actor)
+        details = {k: rendered for k, v in event.details.items() if (rendered := render(v))}
+        actor = render(event.actor)
         if not actor:
             raise ValueError(f"rule {self.id!r} matched but produced no actor")
         return SecurityEvent(
@@ -272,11 +294,11 @@ class Rule(BaseModel):
             rule_id=self.id,
             rule_title=self.title,
             kind=self.kind,
-            action=render(self.event.action),
+            action=render(event.action),
             actor=actor,
-            host=(render(self.event.host) or None) if self.event.host else None,
-            address=(render(self.event.address) or None) if self.event.address else None,
-            port=_port(render(self.event.port)) if self.event.port else None,
+            host=(render(event.host) or None) if event.host else None,
+            address=(render(event.address) or None) if event.address else None,
+            port=_port(render(event.port)) if event.port else None,
             occurred_at=occurred or datetime.now(UTC),
             time_without_zone=occurred is not None and zoneless,
             message=clip(raw.message, MAX_MESSAGE_CHARS),
@@ -341,10 +363,13 @@ def _parse_time(value: Any, assume_utc: bool = True) -> datetime | None:
 
 
 class RuleSet:
-    """The active rules, in order: the first rule that recognises a record wins."""
+    """The active rules, in order: the first event rule that recognises a record wins; non-event
+    rules are tried only after every event rule passed on it."""
 
     def __init__(self, rules: list[Rule], default_renotify: timedelta) -> None:
-        self.rules = [rule for rule in rules if rule.enabled]
+        enabled = [rule for rule in rules if rule.enabled]
+        self.rules = [rule for rule in enabled if not rule.non_event]
+        self.non_event_rules = [rule for rule in enabled if rule.non_event]
         self.default_renotify = default_renotify
 
     def recognise(self, raw: RawEvent) -> SecurityEvent | None:
@@ -354,8 +379,13 @@ class RuleSet:
                 return rule.build(raw, values, self.default_renotify)
         return None
 
+    def non_event(self, raw: RawEvent) -> Rule | None:
+        """The non-event rule that knows this record (call after `recognise` found no event)."""
+        return next((rule for rule in self.non_event_rules if rule.apply(raw) is not None), None)
+
     def explain(self, raw: RawEvent) -> tuple[SecurityEvent | None, dict[str, str]]:
-        """The event the first recognising rule builds, else why each rule passed on the record."""
+        """The event the first recognising rule builds, else why each event rule passed on the
+        record."""
         reasons: dict[str, str] = {}
         for rule in self.rules:
             values = rule._evaluate(raw)

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     webhook_token_sns: SecretStr | None = None
     webhook_token_eventbridge: SecretStr | None = None
     webhook_token_json: SecretStr | None = None
+    webhook_token_wazuh: SecretStr | None = None
     sns_topic_arns: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="SNS topics whose messages and subscription confirmations are accepted "
@@ -70,6 +71,16 @@ class Settings(BaseSettings):
         default=timedelta(hours=1),
         description="SNS messages whose signed Timestamp is older are refused (replays); raise "
         "it for a topic whose delivery policy retries for longer.",
+    )
+    cloudtrail_sns_topic_arns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SNS topics that carry CloudTrail (EventBridge events): only their CloudTrail "
+        "records are trusted as CloudTrail (comma-separated ARNs, also in SNS_TOPIC_ARNS).",
+    )
+    cloudtrail_log_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CloudWatch Logs groups a trail writes to: only their CloudTrail records are "
+        "trusted as CloudTrail; in any other group such a line is ordinary JSON (comma-separated).",
     )
     api_token: SecretStr | None = Field(default=None, description="API: bearer token for /v1.")
     # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.
@@ -122,7 +133,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"POWERTRIP_{name.upper()}: no such file: {path}")
         return self
 
-    @field_validator("sns_topic_arns", mode="before")
+    @field_validator(
+        "sns_topic_arns", "cloudtrail_sns_topic_arns", "cloudtrail_log_groups", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

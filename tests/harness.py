@@ -135,6 +135,20 @@ def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> Se
     return event.model_copy(update=fields)
 
 
+def settings_with_config(
+    env: Any, slack_api_url: str, folder: Path, config_yaml: str, **overrides: Any
+) -> Settings:
+    """Settings for the API against `env`'s Temporal with `config_yaml` as its config file."""
+    config = folder / "config.yaml"
+    config.write_text(config_yaml)
+    return make_settings(
+        slack_api_url,
+        temporal_address=env.client.service_client.config.target_host,
+        config=config,
+        **overrides,
+    )
+
+
 def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         slack_bot_token=SLACK_TOKEN,

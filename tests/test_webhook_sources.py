@@ -9,6 +9,7 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,13 @@ from powertrip.sources.sns import (
     string_to_sign,
 )
 from tests.conftest import SECURITY_CHANNEL, ServedApp
-from tests.harness import CONFIG_YAML, eventually, make_settings, running_worker, ssh_line
+from tests.harness import (
+    CONFIG_YAML,
+    eventually,
+    running_worker,
+    settings_with_config,
+    ssh_line,
+)
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:powertrip-logs"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
@@ -97,20 +104,14 @@ class Served:
     http_app: Any = None
 
 
-@pytest.fixture
-async def served(
-    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+@asynccontextmanager
+async def serving(
+    env: WorkflowEnvironment, slack_api_url: str, folder: Path, config_yaml: str, **more: Any
 ) -> AsyncIterator[Served]:
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG_YAML + EXTRA)
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=config,
-        sns_topic_arns=[TOPIC],
-        webhook_token_sns="sns-secret",
-        webhook_token_json="json-secret",
-    )
+    """The API with `config_yaml`, trusting SNS topic TOPIC (secret `sns-secret`) with its
+    signatures checked against a local fake AWS; `more` settings on top."""
+    more = {"sns_topic_arns": [TOPIC], "webhook_token_sns": "sns-secret", **more}
+    settings = settings_with_config(env, slack_api_url, folder, config_yaml, **more)
     aws = make_fake_aws()
     app = create_app(settings)
     app.state.sns_verifier = SnsVerifier(http_get=aws.get)
@@ -119,6 +120,22 @@ async def served(
         httpx.AsyncClient(base_url=running.url, timeout=20) as http,
     ):
         yield Served(http, settings, aws, app)
+
+
+@pytest.fixture
+async def served(
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+) -> AsyncIterator[Served]:
+    async with serving(
+        dev_env,
+        slack_api_url,
+        tmp_path,
+        CONFIG_YAML + EXTRA,
+        # The trail's log group: CloudTrail records there are CloudTrail's (nowhere else).
+        cloudtrail_log_groups=["aws-cloudtrail-logs"],
+        webhook_token_json="json-secret",
+    ) as served:
+        yield served
 
 
 def bearer(token: str = "hook-secret") -> dict[str, str]:

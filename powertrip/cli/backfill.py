@@ -5,6 +5,7 @@ The API form reads the same `LogSearch` as polling."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +28,7 @@ from powertrip.backfill import (
     aiter_chunks,
     announce_stale,
     chunked,
+    open_input,
     records,
     search_chunks,
 )
@@ -75,7 +77,9 @@ class _Counted:
 
 def backfill(
     file: str | None = typer.Argument(
-        None, metavar="FILE|-", help="Syslog text, NDJSON, or a saved Papertrail/CloudWatch export."
+        None,
+        metavar="FILE|-",
+        help="Syslog text, NDJSON, a JSON export or CloudTrail file (gzipped or not).",
     ),
     source: str | None = typer.Option(
         None,
@@ -127,7 +131,10 @@ def backfill(
         if not path.is_file():
             err.print(f"[red]powertrip backfill:[/] no such file: {file}")
             raise typer.Exit(2)
-        stream = _Counted(path.open("rb"), path.name, float(path.stat().st_size))
+        opened = open_input(path)
+        # A gzipped file's size says nothing about how much text it holds.
+        size = None if isinstance(opened, gzip.GzipFile) else float(path.stat().st_size)
+        stream = _Counted(opened, path.name, size)
     report = asyncio.run(
         _run(
             settings,
@@ -189,8 +196,11 @@ async def _run(
 
     if stream is not None:
         label, total = stream.label, stream.size
+        fields = config.source_options("json").fields
         chunks: AsyncIterator[list[Located]] = aiter_chunks(
-            chunked(records(stream, fmt, source or SYSLOG_SOURCE, year=year, now=now))
+            chunked(
+                records(stream, fmt, source or SYSLOG_SOURCE, year=year, now=now, fields=fields)
+            )
         )
         found_by = f"backfill of {label}"
     else:
@@ -234,6 +244,7 @@ async def _run(
             name for name, options in config.sources.items() if options.ignore_unmatched
         ),
         on_chunk=advance,
+        source=source or SYSLOG_SOURCE,
     )
     with progress:
         try:
@@ -301,6 +312,7 @@ def print_summary(report: Report, dry_run: bool) -> None:
         ("would start" if dry_run else "started", report.started),
         ("already known", report.already_known),
         ("unmatched", report.unmatched),
+        ("known non-events", report.non_events),
         ("invalid", report.invalid),
     ]
     if report.stale:

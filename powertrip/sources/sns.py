@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.syslog import event_from_text
@@ -209,32 +209,40 @@ class SnsVerifier:
         return certificate
 
 
-def parse_notification(message: SnsMessage) -> list[ParsedItem]:
+def parse_notification(
+    message: SnsMessage,
+    cloudtrail_topics: Collection[str] = (),
+    cloudtrail_groups: Collection[str] = (),
+) -> list[ParsedItem]:
     """What a topic relays: CloudWatch Logs subscription data (wire or decoded form), EventBridge
-    events, or a text line (syslog framing parsed), keyed by the SNS MessageId."""
+    events, or a text line (syslog framing parsed), keyed by the SNS MessageId. CloudTrail records
+    are trusted as such only from a topic in `cloudtrail_topics` (EventBridge events) or a log
+    group in `cloudtrail_groups` (CloudWatch data)."""
     body: Any = None
     if message.Message.lstrip().startswith(("{", "[")):
         try:
             body = json.loads(message.Message)
         except (json.JSONDecodeError, RecursionError):
             body = None
+    trusted = message.TopicArn in cloudtrail_topics
     if isinstance(body, dict) and ("awslogs" in body or "logEvents" in body):
-        return parse_cloudwatch(body)
+        return parse_cloudwatch(body, cloudtrail_groups)
     if is_eventbridge_event(body):
-        return parse_eventbridge(body)
+        return parse_eventbridge(body, cloudtrail=trusted)
     try:
         received = datetime.fromisoformat(message.Timestamp.replace("Z", "+00:00"))
     except ValueError:
         received = None
-    raw = event_from_text(
-        message.Message,
-        SOURCE,
-        message.MessageId,
-        received_at=received,
-        fields={
-            **(body if isinstance(body, dict) else {}),
-            "TopicArn": message.TopicArn,
-            "Subject": message.Subject,
-        },
-    )
+    # The topic's own metadata wins over the message's JSON.
+    fields = {
+        **(body if isinstance(body, dict) else {}),
+        "TopicArn": message.TopicArn,
+        "Subject": message.Subject,
+    }
+    try:
+        raw = event_from_text(
+            message.Message, SOURCE, message.MessageId, received_at=received, fields=fields
+        )
+    except ValidationError as exc:
+        return [invalid(0, describe_validation_error(exc), message.Message)]
     return [ParsedItem(index=0, raw=raw)]
