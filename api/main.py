@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.routes import events, ops, slack, webhooks
 from powertrip import observability
@@ -38,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
 
-    app = FastAPI(
+    # Security networks are often offline: /docs and /redoc load their Swagger UI and ReDoc files
+    # from this server (fastapi-offline's copies), never from a CDN.
+    app = FastAPIOffline(
         title="Powertrip",
         summary="Did a human who owns it say 'yes, that was me'?",
         version="0.1.0",

@@ -26,6 +26,8 @@ HOST_KEY = SearchAttributeKey.for_keyword("PowertripHostKey")
 RULE = SearchAttributeKey.for_keyword("PowertripRule")
 SOURCE = SearchAttributeKey.for_keyword("PowertripSource")
 EVENT_TIME = SearchAttributeKey.for_datetime("PowertripEventTime")
+# The event's natural identity (powertrip.identity): the same action whichever route brought it.
+IDENTITY = SearchAttributeKey.for_keyword("PowertripIdentity")
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     STATUS,
@@ -35,6 +37,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     RULE,
     SOURCE,
     EVENT_TIME,
+    IDENTITY,
 ]
 
 
@@ -66,6 +69,14 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         tls=tls_config(settings),
         api_key=api_key,
         runtime=runtime,
+    )
+
+
+def namespace_not_found(exc: RPCError) -> bool:
+    """Temporal answered NOT_FOUND because the namespace itself does not exist (a wrong
+    POWERTRIP_TEMPORAL_NAMESPACE), not the workflow asked for."""
+    return exc.status is RPCStatusCode.NOT_FOUND and any(
+        detail.type_url.endswith(".NamespaceNotFoundFailure") for detail in exc.grpc_status.details
     )
 
 

@@ -22,10 +22,13 @@ def test_rules_test_prints_rule_and_event_or_why_not() -> None:
     lines = result.output.splitlines()
     assert "line 1: sshd-accepted" in lines[0] and "actor=vagrant" in lines[0]
     assert "address=10.0.2.2" in lines[0] and "host=localhost" in lines[0]
-    assert "line 4: no rule matched" in lines[3]
-    assert "sshd-accepted: message does not match the regex" in lines[3]
-    assert "sudo-command: program 'sshd' does not match" in lines[3]
+    # A failed password is a known non-event: counted, never sent for review.
+    assert "line 4: known non-event sshd-failed-login" in lines[3]
     assert "line 5: sudo-command" in lines[4] and "command='/bin/ls'" in lines[4]
+    assert "line 9: no rule matched" in lines[8]
+    assert "sshd-accepted: program 'groupadd' does not match" in lines[8]
+    assert "sudo-command: program 'groupadd' does not match" in lines[8]
+    assert "4 event(s), 3 known non-event(s), 3 unmatched (sent for review), 0 invalid" in lines
 
 
 def test_expect_fails_naming_the_lines_that_do_not_match() -> None:
@@ -68,7 +71,7 @@ def test_rules_test_with_a_config_json_events_and_json_output(tmp_path: Path) ->
     )
     result = runner.invoke(app, ["rules", "test", "--config", str(config), "--json", str(lines)])
     assert result.exit_code == 0, result.output
-    first, second = (json.loads(line) for line in result.output.splitlines())
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
     assert (first["rule"], first["event"]["actor"]) == ("deploy", "carol")
     assert (second["rule"], second["event"]["address"]) == ("custom-vpn-login", "192.0.2.1")
 
@@ -92,3 +95,30 @@ def test_rules_packs_lists_every_pack_and_what_is_enabled(tmp_path: Path) -> Non
     assert "sshd (enabled)" in result.output and "cloudtrail (enabled)" in result.output
     assert "sudo (available)" in result.output
     assert "cloudtrail-assume-admin-role" in result.output
+
+
+def test_rules_test_names_the_packs_it_used_and_those_that_are_off(tmp_path: Path) -> None:
+    sudo_line = "bob : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls\n"
+    result = runner.invoke(app, ["rules", "test", "-", "--program", "sudo"], input=sudo_line)
+    assert result.exit_code == 0, result.output
+    last = result.stdout.splitlines()[-1]
+    assert "pack(s): sshd;" in last
+    assert "off: cloudtrail, custom-example, noise, su, sudo" in last
+    assert "rule_packs:" in last  # how to turn one on
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "rule_packs: [sshd, sudo]\nrules:\n"
+        "  - id: deploy\n    title: Deploy\n"
+        "    match: {message: 'deployed by (?<who>\\w+)'}\n"
+        "    event: {actor: '{who}', action: deploy}\n"
+    )
+    result = runner.invoke(
+        app,
+        # A bare line names no program: a rule on the program needs one (issue 10, section 3).
+        ["rules", "test", "--config", str(config), "--json", "--program", "sudo", "-"],
+        input=sudo_line,
+    )
+    assert json.loads(result.stdout)["rule"] == "sudo-command"  # stdout stays JSON only
+    assert "1 rule(s) of your own, then the built-in pack(s): sshd, sudo;" in result.stderr
+    assert "off: cloudtrail, custom-example, noise, su " in result.stderr

@@ -1,72 +1,86 @@
-"""The local sandbox in a real headless Chromium: a webhook to the real API (dev server + worker),
-the DM appears on the fake Slack's page, Approve as the right user updates it, the wrong user is
-refused on the page, and *Not me* (confirm dialog) raises an incident the team acknowledges."""
+"""README "Trying it locally", walked in a real headless Chromium on the sandbox page: the
+README's login reaches the real API (dev server + worker), its DM appears on the fake Slack's
+page, a stranger's click is refused, the owner approves, a second login is reported *Not me*
+(confirm dialog) and the security team acknowledges the incident.
+
+The screenshots it takes are the README's (`docs/img/sandbox-*.png`): they are written to
+`.powertrip/screenshots/`, and to `docs/img/` with `POWERTRIP_UPDATE_SCREENSHOTS=1`; the test
+fails if the README does not show each of them, or shows one that is not committed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import re
+import shutil
+import unicodedata
 from pathlib import Path
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
+from tests.browser import chromium, needs_chromium
 from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, ServedApp
-from tests.harness import (
-    deliver_login,
-    eventually,
-    make_settings,
-    message_for,
-    running_worker,
-)
+from tests.harness import WEBHOOK_HEADERS, eventually, make_settings, message_for, running_worker
+from tests.readme import curl_json_bodies, section_blocks
 from workflows.approval import ApprovalWorkflow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+__all__ = ["chromium"]
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / ".powertrip" / "screenshots"
+README_IMAGES = REPO / "docs" / "img"
+SHOTS = ["sandbox-dm", "sandbox-refused", "sandbox-approved", "sandbox-incident", "sandbox-done"]
+
+pytestmark = needs_chromium
+
+
+# The logins "Trying it locally" posts, read from its curl commands.
+README_LOGINS = [
+    body for block in section_blocks("Trying it locally") for body in curl_json_bodies(block)
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / ".powertrip" / "screenshots"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (scripts/test installs it)"
-)
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        await browser.close()
+def test_the_readme_shows_every_screenshot_and_each_is_committed() -> None:
+    readme = (REPO / "README.md").read_text()
+    shown = set(re.findall(r"\]\((docs/img/sandbox-[a-z-]+\.png)\)", readme))
+    assert shown == {f"docs/img/{name}.png" for name in SHOTS}
+    for path in shown:
+        assert (REPO / path).is_file(), f"{path}: run with POWERTRIP_UPDATE_SCREENSHOTS=1"
 
 
-async def test_sandbox_page_approve_refuse_and_not_me_in_chromium(
-    browser: object,
+def _emoji_in(text: str) -> list[str]:
+    """Characters a machine without an emoji font draws as boxes."""
+    return [c for c in text if ord(c) > 0x2100 and unicodedata.category(c) == "So"]
+
+
+async def test_trying_it_locally_on_the_sandbox_page(
+    chromium: object,
     dev_env: WorkflowEnvironment,
     fake_slack_server: tuple[FakeSlack, str],
     fake_slack: FakeSlack,
     slack_api_url: str,
 ) -> None:
-    from playwright.async_api import Browser, expect
+    from playwright.async_api import Browser, Page, Route, expect
 
-    assert isinstance(browser, Browser)
+    assert isinstance(chromium, Browser)
     _, fake_url = fake_slack_server
     settings = make_settings(
         slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
     )
+    update = os.environ.get("POWERTRIP_UPDATE_SCREENSHOTS") == "1"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    async def shot(page: Page, name: str) -> None:
+        await page.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top, once
+        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        if update:
+            README_IMAGES.mkdir(parents=True, exist_ok=True)
+            shutil.copy(SCREENSHOTS / f"{name}.png", README_IMAGES / f"{name}.png")
+
     async with (
         ServedApp(create_app(settings)) as api,
         running_worker(dev_env.client, settings),
@@ -74,64 +88,98 @@ async def test_sandbox_page_approve_refuse_and_not_me_in_chromium(
     ):
         fake_slack.signing_secret = SIGNING_SECRET
         fake_slack.interaction_url = f"{api.url}/slack/interactions"
+        fake_slack.channel_names[SECURITY_CHANNEL] = "security"
         try:
-            page = await browser.new_page(viewport={"width": 420, "height": 1100})
+            page = await chromium.new_page(viewport={"width": 820, "height": 700})
+            status = page.get_by_test_id("status")
+
+            # Open it: while the messages load it says so (it said "No messages yet").
+            loaded = asyncio.Event()
+
+            async def slow_messages(route: Route) -> None:
+                await loaded.wait()
+                await route.continue_()
+
+            await page.route("**/_fake/messages", slow_messages)
             await page.goto(fake_url)
-            await expect(page.get_by_test_id("status")).to_contain_text("users")
+            await expect(page.get_by_test_id("loading")).to_be_visible()
+            await expect(page.get_by_test_id("empty")).to_have_count(0)
+            loaded.set()
+            await expect(page.get_by_test_id("empty")).to_contain_text("No messages yet")
+            await expect(status).to_contain_text("users")
 
-            first = await deliver_login(http, address="203.0.113.7")
-            second = await deliver_login(http, address="203.0.113.8")
-            dm_a = await eventually(lambda: message_for(fake_slack, first))
-            dm_b = await eventually(lambda: message_for(fake_slack, second))
-
-            # The DM shows up rendered like Slack: headline, fields, context, buttons.
-            card_a = page.locator(f'[data-testid=message][data-ts="{dm_a.ts}"]')
-            card_b = page.locator(f'[data-testid=message][data-ts="{dm_b.ts}"]')
-            await expect(card_a).to_contain_text("Was this you?")
-            await expect(card_a).to_contain_text("203.0.113.7")
-            await expect(card_a).to_contain_text("Rule")
-            await expect(page.get_by_text("Direct message · @alice")).to_be_visible()
-            await expect(card_a.locator("button")).to_have_count(2)
-            await page.screenshot(path=str(SCREENSHOTS / "sandbox-pending.png"), full_page=True)
-
-            # Alice approves her own login: the message updates in place, buttons gone.
-            await page.get_by_test_id("actor").select_option("U0ALICE")
-            await card_a.get_by_role("button", name="Approve — this was me").click()
-            await expect(card_a).to_contain_text("Approved by @alice", timeout=15_000)
-            await expect(card_a.locator("button")).to_have_count(0)
-            record = await dev_env.client.get_workflow_handle_for(
-                ApprovalWorkflow.run, first
-            ).result()
-            assert record.status is EventStatus.APPROVED and record.decision is not None
-            assert record.decision.by == "U0ALICE"
-
-            # Mallory presses Approve on the other event: refused on the page, nothing recorded.
-            await page.get_by_test_id("actor").select_option("U0MALLORY")
-            await card_b.get_by_role("button", name="Approve — this was me").click()
-            await expect(card_b.get_by_test_id("ephemeral")).to_contain_text(
-                "not allowed", timeout=15_000
+            # The README's first curl: alice's DM appears, rendered like Slack.
+            first_login, second_login = README_LOGINS[:2]
+            answer = await http.post(
+                "/webhooks/papertrail", json=first_login, headers=WEBHOOK_HEADERS
             )
-            await expect(card_b.get_by_test_id("ephemeral")).to_contain_text("@mallory")
-            await page.screenshot(path=str(SCREENSHOTS / "sandbox-refused.png"), full_page=True)
+            assert answer.json()["results"][0]["event_id"] == "papertrail-1001"
+            dm = await eventually(lambda: message_for(fake_slack, "papertrail-1001"))
+            card = page.locator(f'[data-testid=message][data-ts="{dm.ts}"]')
+            await expect(card).to_contain_text("Was this you?")
+            await expect(card).to_contain_text("203.0.113.7")
+            await expect(page.get_by_text("Direct message · @alice")).to_be_visible()
+            await expect(card.locator("button")).to_have_count(2)
+            await shot(page, "sandbox-dm")
+
+            # 2. The owner approves: the message updates in place, no buttons left.
+            await page.get_by_test_id("actor").select_option("U0ALICE")
+            await card.get_by_role("button", name="Approve — this was me").click()
+            await expect(card).to_contain_text("Approved by @alice", timeout=15_000)
+            await expect(card.locator("button")).to_have_count(0)
+            await expect(status).to_have_attribute("data-state", "done")
+            await shot(page, "sandbox-approved")
+            record = await dev_env.client.get_workflow_handle_for(
+                ApprovalWorkflow.run, "papertrail-1001"
+            ).result()
+            assert record.decision is not None and record.decision.by == "U0ALICE"
+
+            # 3. The README's second login; a stranger presses Approve: refused, said under
+            # the message (only to them) and in the status bar, which does not read as success.
+            await http.post("/webhooks/papertrail", json=second_login, headers=WEBHOOK_HEADERS)
+            dm2 = await eventually(lambda: message_for(fake_slack, "papertrail-1002"))
+            card2 = page.locator(f'[data-testid=message][data-ts="{dm2.ts}"]')
+            await expect(card2.locator("button")).to_have_count(2)
+            await page.get_by_test_id("actor").select_option("U0MALLORY")
+            await card2.get_by_role("button", name="Approve — this was me").click()
+            reply = card2.get_by_test_id("ephemeral")
+            await expect(reply).to_contain_text("Only visible to @mallory", timeout=15_000)
+            await expect(status).to_have_attribute("data-state", "refused")
+            await expect(status).to_contain_text("Not done")
+            await expect(status).not_to_contain_text("<@")  # names, not raw Slack ids
+            await expect(card2.locator("button")).to_have_count(2)
+            await shot(page, "sandbox-refused")
             state = await dev_env.client.get_workflow_handle_for(
-                ApprovalWorkflow.run, second
+                ApprovalWorkflow.run, "papertrail-1002"
             ).query(ApprovalWorkflow.state)
             assert state.status is EventStatus.PENDING and state.decision is None
 
-            # Alice says Not me (through the confirm dialog): an incident in the channel,
-            # which the security team acknowledges from the page.
-            page.once("dialog", lambda dialog: dialog.accept())
+            # 4. alice: Not me (through the confirm dialog) raises an incident in the security
+            # channel, shown by its name.
             await page.get_by_test_id("actor").select_option("U0ALICE")
-            await card_b.get_by_role("button", name="Not me").click()
-            await expect(card_b).to_contain_text("Reported as not me", timeout=15_000)
-            alert = await eventually(lambda: message_for(fake_slack, second, SECURITY_CHANNEL))
+            page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await card2.get_by_role("button", name="Not me").click()
+            await expect(card2).to_contain_text("Reported as not me", timeout=15_000)
+            alert = await eventually(
+                lambda: message_for(fake_slack, "papertrail-1002", SECURITY_CHANNEL)
+            )
+            channel = page.locator(f'[data-testid=conversation][data-channel="{SECURITY_CHANNEL}"]')
+            await expect(channel.locator("h2")).to_contain_text("# security")
             card_alert = page.locator(f'[data-testid=message][data-ts="{alert.ts}"]')
-            await expect(card_alert).to_contain_text("Reported as NOT ME")
-            await expect(card_alert).to_contain_text("@sec1")
+            await expect(card_alert).to_contain_text("NOT ME")
+            await shot(page, "sandbox-incident")
+
+            # 5. The security team acknowledges it.
             await page.get_by_test_id("actor").select_option("U0SEC1")
             await card_alert.get_by_role("button", name="Acknowledge incident").click()
-            await expect(card_alert).to_contain_text("Incident acknowledged", timeout=15_000)
+            await expect(card_alert).to_contain_text("acknowledged", timeout=15_000)
             await expect(page.locator("[data-testid=message] button")).to_have_count(0)
-            await page.screenshot(path=str(SCREENSHOTS / "sandbox-done.png"), full_page=True)
+            await expect(status).to_have_attribute("data-state", "done")
+            await shot(page, "sandbox-done")
+
+            # Slack's emoji are drawn by the page itself, never left to an emoji font.
+            assert await page.locator("svg.glyph").count() > 0
+            assert _emoji_in(await page.locator("main").inner_text()) == []
         finally:
             fake_slack.signing_secret = fake_slack.interaction_url = None
+            fake_slack.channel_names.pop(SECURITY_CHANNEL, None)

@@ -4,8 +4,8 @@ all of them."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,11 +16,10 @@ from pathlib import Path
 import typer
 
 from powertrip.binaries import temporal_cli
+from powertrip.config import load_config
 from powertrip.devserver import SQLITE_WAL_ARGS
 from powertrip.settings import FAKE_SLACK_TOKEN
 from powertrip.temporal import SEARCH_ATTRIBUTES
-
-app = typer.Typer(help="Run Powertrip locally.", no_args_is_help=False, invoke_without_command=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(".powertrip")
@@ -55,6 +54,62 @@ def _local_secrets(path: Path) -> dict[str, str]:
     return values
 
 
+# The sandbox reminds within minutes, so trying it shows a reminder before one loses interest;
+# the example (and production) value is 15m.
+LOCAL_RENOTIFY_AFTER = "2m"
+
+
+def write_local_config(path: Path) -> None:
+    """`.powertrip/config.yaml` for the sandbox: `examples/config.yaml`, reminding after
+    `LOCAL_RENOTIFY_AFTER`. Written once; edit it and restart to change anything."""
+    example = (REPO_ROOT / "examples" / "config.yaml").read_text()
+    local, replaced = re.subn(
+        r"(?m)^renotify_after: *\S+.*$",
+        f"renotify_after: {LOCAL_RENOTIFY_AFTER}"
+        "                # local sandbox: reminders within minutes (example: 15m)",
+        example,
+    )
+    if replaced != 1:
+        raise RuntimeError("examples/config.yaml has no top-level `renotify_after:` line")
+    path.write_text(local)
+
+
+def stop_in_order(processes: list[tuple[str, subprocess.Popen[bytes]]], timeout: float) -> None:
+    """SIGTERM each process, then wait for each; kill what outlives `timeout` seconds or a
+    second Ctrl-C."""
+    try:
+        for _name, process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in reversed(processes):
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                typer.echo(f"{name} did not stop in time; killing it", err=True)
+                process.kill()
+    except KeyboardInterrupt:
+        for _name, process in processes:
+            process.kill()
+
+
+def _ports_free(ports: dict[str, int]) -> None:
+    """Exit with one line naming a port something else already listens on (another
+    `powertrip dev`?): the service started on it would fail, and a readiness check would take
+    the other program's answer for ours."""
+    for option, port in ports.items():
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                typer.echo(
+                    f"powertrip dev: port {port} is in use (another `powertrip dev`?); "
+                    f"stop it, or choose another with {option}",
+                    err=True,
+                )
+                raise typer.Exit(2) from None
+
+
 def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -67,7 +122,6 @@ def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], withi
     raise RuntimeError(f"{what} did not open port {port} within {within:.0f}s")
 
 
-@app.callback()
 def dev(
     api_port: int = typer.Option(8000, help="Port of the Powertrip API."),
     temporal_port: int = typer.Option(7233, help="Port of the Temporal dev server."),
@@ -82,13 +136,19 @@ def dev(
     if "POWERTRIP_CONFIG" not in env:
         config = STATE_DIR / "config.yaml"
         if not config.exists():
-            shutil.copy(REPO_ROOT / "examples" / "config.yaml", config)
+            write_local_config(config)
         env["POWERTRIP_CONFIG"] = str(config)
     fake_slack = "POWERTRIP_SLACK_BOT_TOKEN" not in env
     if fake_slack:
         env["POWERTRIP_SLACK_BOT_TOKEN"] = FAKE_SLACK_TOKEN
         env["POWERTRIP_SLACK_API_URL"] = f"http://127.0.0.1:{slack_port}/api/"
         env.setdefault("POWERTRIP_SECURITY_CHANNEL", "C0SECURITY")
+    # Said here in one line, before anything starts: each service would say it with a traceback.
+    load_config(env["POWERTRIP_CONFIG"])
+    _ports_free(
+        {"--api-port": api_port, "--temporal-port": temporal_port, "--ui-port": ui_port}
+        | ({"--slack-port": slack_port} if fake_slack else {})
+    )
 
     python = sys.executable
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -100,19 +160,15 @@ def dev(
         return process
 
     def stop_all(*_: object) -> None:
-        for _name, process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for name, process in reversed(processes):
-            try:
-                process.wait(timeout=35)
-            except subprocess.TimeoutExpired:
-                typer.echo(f"{name} did not stop in time; killing it", err=True)
-                process.kill()
+        # Powertrip's processes first, Temporal last: a worker or API outliving the server
+        # fills the terminal with connection errors on every Ctrl-C.
+        stop_in_order([p for p in processes if p[1] is not server], timeout=35)
+        stop_in_order([p for p in processes if p[1] is server], timeout=15)
 
     # Started in the background, a shell leaves SIGINT ignored; Ctrl-C and SIGTERM must both stop.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    server: subprocess.Popen[bytes] | None = None
     try:
         temporal_args = [
             temporal_cli(),
@@ -125,8 +181,10 @@ def dev(
             "--ui-port",
             str(ui_port),
             *SQLITE_WAL_ARGS,
+            # The dev server warns about its own internals (history page sizes, its system
+            # workers losing their connection while it stops); errors still show.
             "--log-level",
-            "warn",
+            "error",
         ]
         for key in SEARCH_ATTRIBUTES:
             kind = "Datetime" if key.indexed_value_type.name == "DATETIME" else "Keyword"
@@ -146,7 +204,11 @@ def dev(
                     "--token",
                     FAKE_SLACK_TOKEN,
                     "--channel",
-                    channel,
+                    f"{channel},security",
+                    # Kept like the dev server keeps its events: a restarted sandbox can still
+                    # update the messages of events that are pending.
+                    "--state",
+                    str(STATE_DIR / "fake-slack.json"),
                     # The sandbox page signs its clicks and sends them to the API like Slack.
                     "--signing-secret",
                     env["POWERTRIP_SLACK_SIGNING_SECRET"],

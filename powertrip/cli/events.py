@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+from powertrip.cli.failures import connect_cli
 from powertrip.config import ConfigError, load_config
 from powertrip.decisions import decision_key, operator
 from powertrip.durations import parse_duration
@@ -38,7 +39,6 @@ from powertrip.records import (
     write_rows,
 )
 from powertrip.settings import Settings, SettingsError, load_settings
-from powertrip.temporal import connect
 
 app = typer.Typer(help="Inspect, approve and export events.", no_args_is_help=True)
 T = TypeVar("T")
@@ -93,12 +93,8 @@ _connected = False
 def _run(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
     async def main() -> T:
         global _connected
-        try:
-            client = await connect(settings)
-            _connected = True
-        except RuntimeError as exc:
-            typer.echo(f"powertrip: cannot reach Temporal at {settings.temporal_address}: {exc}")
-            raise typer.Exit(1) from exc
+        client = await connect_cli(settings)
+        _connected = True
         return await work(client)
 
     try:
@@ -294,10 +290,17 @@ def approve(
         typer.echo(f"{event_id}: approval delivered; the worker records it when it next runs")
 
 
+# An audit export with no start: the last month, said on stderr so nobody mistakes it for all.
+EXPORT_DEFAULT_SINCE = "30d"
+
+
 @app.command()
 @_exit_hard_after_temporal
 def export(
-    since: Annotated[str, typer.Option(help="Decisions made at or after: ISO time or 7d, 90m.")],
+    since: Annotated[
+        str,
+        typer.Option(help="Decisions made at or after: ISO time or 7d, 90m (default: 30 days)."),
+    ] = EXPORT_DEFAULT_SINCE,
     until: Annotated[str | None, typer.Option(help="Decisions made before this.")] = None,
     fmt: Annotated[
         ExportFormat, typer.Option("--format", help="jsonl or csv.")
@@ -314,10 +317,17 @@ def export(
     settings = _settings()
     start = parse_when(since)
     end = parse_when(until) if until else None
+    if output is not None and not output.parent.is_dir():
+        raise typer.BadParameter(
+            f"cannot write {output}: no folder {output.parent}", param_hint="-o"
+        )
     rows = _run(settings, lambda client: decisions(client, start, end, _ui(settings)))
     if output is None:
-        write_rows(rows, fmt, sys.stdout)
-        return
-    with output.open("w", newline="") as out:
-        count = write_rows(rows, fmt, out)
-    typer.echo(f"{count} decisions written to {output}", err=True)
+        count = write_rows(rows, fmt, sys.stdout)
+    else:
+        with output.open("w", newline="") as out:
+            count = write_rows(rows, fmt, out)
+    period = f"made since {_when(start)} UTC"
+    if since == EXPORT_DEFAULT_SINCE:
+        period += " (the last 30 days: --since chooses another start)"
+    typer.echo(f"{count} decisions {period} written to {output or 'stdout'}", err=True)

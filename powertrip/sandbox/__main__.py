@@ -4,6 +4,7 @@ its messages with buttons that click as a chosen Slack user."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import uvicorn
 
@@ -15,7 +16,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--token", required=True, help="The bot token Powertrip will present.")
-    parser.add_argument("--channel", action="append", default=[], help="A channel id that exists.")
+    parser.add_argument(
+        "--channel", action="append", default=[], help="A channel that exists: `C123[,name]`."
+    )
+    parser.add_argument(
+        "--state", type=Path, help="JSON file keeping the messages across restarts."
+    )
     parser.add_argument(
         "--user", action="append", default=[], help="A workspace member: `U123,name,email`."
     )
@@ -26,11 +32,14 @@ def main() -> None:
         "--interaction-url", help="Powertrip's Slack interactivity URL (/slack/interactions)."
     )
     args = parser.parse_args()
+    channels = [spec.split(",", 1) for spec in args.channel]
     fake = FakeSlack(
         token=args.token,
-        channels=args.channel,
+        channels=[c[0] for c in channels],
+        channel_names={c[0]: c[1] for c in channels if len(c) == 2 and c[1]},
         signing_secret=args.signing_secret,
         interaction_url=args.interaction_url,
+        state=args.state,
     )
     for spec in args.user:
         user_id, name, email = [*spec.split(","), "", ""][:3]

@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,7 +68,19 @@ class SandboxClick(BaseModel):
     value: str
 
 
+class SavedConversations(BaseModel):
+    """What the sandbox keeps across restarts (`FakeSlack(state=...)`): the messages and the
+    ephemeral replies shown under them."""
+
+    messages: list[SlackMessage] = Field(default_factory=list)
+    responses: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class FakeSlack:
+    """The workspace: `channels` are the channel ids that exist (`channel_names` gives some a
+    name for the sandbox page); `state`, when given, is a JSON file the messages are kept in, so
+    a restarted sandbox still has the messages pending events will update."""
+
     def __init__(
         self,
         token: str,
@@ -75,9 +88,12 @@ class FakeSlack:
         *,
         signing_secret: str | None = None,
         interaction_url: str | None = None,
+        channel_names: dict[str, str] | None = None,
+        state: Path | None = None,
     ) -> None:
         self.token = token
-        self.channels = set(channels or [])
+        self.channels = set(channels or []) | set(channel_names or {})
+        self.channel_names = dict(channel_names or {})
         self.signing_secret = signing_secret
         self.interaction_url = interaction_url
         self.scopes: list[str] = list(ALL_SCOPES)
@@ -88,15 +104,34 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []
         self.failures: dict[str, list[InjectedFailure]] = defaultdict(list)
         self._ts = itertools.count(1)
+        self.state = state
+        if state is not None and state.exists():
+            saved = SavedConversations.model_validate_json(state.read_text())
+            self.messages = {(m.channel, m.ts): m for m in saved.messages}
+            self.responses = saved.responses
+
+    def save(self) -> None:
+        """Write the messages to `state` (if any): whole, through a temporary file, so a crash
+        mid-write leaves the previous copy."""
+        if self.state is None:
+            return
+        saved = SavedConversations(messages=list(self.messages.values()), responses=self.responses)
+        partial = self.state.with_name(self.state.name + ".partial")
+        partial.write_text(saved.model_dump_json())
+        partial.replace(self.state)
 
     def reset(self) -> None:
         self.messages.clear()
         self.calls.clear()
         self.responses.clear()
         self.failures.clear()
+        self.save()
 
     def next_ts(self) -> str:
-        return f"{int(time.time())}.{next(self._ts):06d}"
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        while any(key[1] == ts for key in self.messages):  # a restart within the same second
+            ts = f"{int(time.time())}.{next(self._ts):06d}"
+        return ts
 
     def dm_channel(self, user: str) -> str:
         return "D" + user[1:]
@@ -187,7 +222,10 @@ class FakeSlack:
         channel = self._channel(str(args.get("channel", "")))
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
-        return {"ok": True, "channel": {"id": channel, "is_member": True}}
+        info = {"id": channel, "is_member": True}
+        if channel in self.channel_names:
+            info["name"] = self.channel_names[channel]
+        return {"ok": True, "channel": info}
 
     def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(str(args.get("channel", "")))
@@ -204,6 +242,7 @@ class FakeSlack:
             reply_broadcast=bool(args.get("reply_broadcast")),
         )
         self.messages[(channel, message.ts)] = message
+        self.save()
         return {
             "ok": True,
             "channel": channel,
@@ -222,6 +261,7 @@ class FakeSlack:
         if "blocks" in args:
             message.blocks = _blocks(args.get("blocks"))
         message.updates += 1
+        self.save()
         return {"ok": True, "channel": channel, "ts": ts, "text": message.text}
 
 
@@ -257,6 +297,7 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
     @app.post("/response/{key}")
     async def response_url(key: str, request: Request) -> dict[str, Any]:
         fake.responses.append({"key": key, **json.loads(await request.body())})
+        fake.save()
         return {"ok": True}
 
     @app.post("/_fake/failures")
@@ -288,6 +329,11 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
     @app.get("/_fake/users")
     async def list_users() -> list[FakeUser]:
         return list(fake.users.values())
+
+    @app.get("/_fake/channels")
+    async def list_channels() -> dict[str, str]:
+        """Channel id -> name, for the ones that have a name."""
+        return fake.channel_names
 
     @app.post("/_sandbox/click")
     async def sandbox_click(click: SandboxClick, request: Request) -> dict[str, Any]:

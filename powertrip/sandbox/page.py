@@ -18,7 +18,11 @@ PAGE = """<!doctype html>
   header h1 { font-size:16px; margin:0; font-weight:700; }
   header label { font-size:14px; }
   header select { font-size:14px; padding:3px 6px; border-radius:4px; }
-  #status { font-size:13px; opacity:.85; }
+  #status { font-size:13px; padding:2px 8px; border-radius:4px; background:rgba(255,255,255,.12); }
+  #status.waiting { background:#fff3c4; color:#5c4400; }
+  #status.refused, #status.failed { background:#ffd9e2; color:#8a0b30; font-weight:600; }
+  #status.done { background:#d6f5e8; color:#00573f; font-weight:600; }
+  .glyph { width:1.1em; height:1.1em; vertical-align:-0.2em; display:inline-block; }
   main { max-width:760px; margin:0 auto; padding:12px; }
   .conv { background:#fff; border:1px solid var(--line); border-radius:8px; margin:12px 0; }
   .conv > h2 { font-size:15px; margin:0; padding:10px 14px; border-bottom:1px solid var(--line); }
@@ -62,12 +66,34 @@ PAGE = """<!doctype html>
   </label>
   <span id="status" data-testid="status">loading…</span>
 </header>
-<main id="conversations"><p class="empty">No messages yet: post a webhook.</p></main>
+<main id="conversations"><p class="empty" data-testid="loading">Loading messages…</p></main>
 <script>
-const EMOJI = {key:"\\u{1F511}", hourglass:"\\u231B", rotating_light:"\\u{1F6A8}",
-  white_check_mark:"\\u2705", shield:"\\u{1F6E1}\\uFE0F", no_entry:"\\u26D4",
-  warning:"\\u26A0\\uFE0F", mag:"\\u{1F50D}"};
-let users = {}, messages = [], responses = [], lastSeen = "";
+// Slack's emoji as small bundled drawings: a machine without an emoji font shows boxes instead.
+const GLYPH_PATHS = {
+  white_check_mark: '<rect x="1" y="1" width="14" height="14" rx="3" fill="#2e9e44"/>' +
+    '<path d="M4 8.3l2.6 2.6L12 5.4" stroke="#fff" stroke-width="2" fill="none"/>',
+  warning: '<path d="M8 1.3L15.2 14H.8z" fill="#f2c200"/>' +
+    '<path d="M8 5.5v4.2M8 11.3v1.3" stroke="#222" stroke-width="1.6"/>',
+  rotating_light: '<path d="M3.5 13V8.5a4.5 4.5 0 019 0V13z" fill="#e0323c"/>' +
+    '<rect x="2" y="12.5" width="12" height="2.5" rx="1" fill="#666"/>' +
+    '<path d="M8 .5v2M1.5 3.5l1.5 1.4M14.5 3.5L13 4.9" stroke="#e0323c" stroke-width="1.4"/>',
+  hourglass: '<path d="M3.5 1.5h9M3.5 14.5h9" stroke="#8a6d3b" stroke-width="1.6"/>' +
+    '<path d="M4.5 2.2h7L8 8zM4.5 13.8h7L8 8z" fill="#f5d28a" stroke="#8a6d3b"/>',
+  key: '<circle cx="5" cy="8" r="3.4" fill="none" stroke="#c9961a" stroke-width="2"/>' +
+    '<path d="M8.3 8H15M12.5 8v3M14.5 8v2.2" stroke="#c9961a" stroke-width="2"/>',
+  shield: '<path d="M8 1l6 2.3v4.4c0 3.5-2.6 6.2-6 7.3-3.4-1.1-6-3.8-6-7.3V3.3z" fill="#3b6fd6"/>',
+  no_entry: '<circle cx="8" cy="8" r="7" fill="#d7263d"/>' +
+    '<rect x="3.5" y="6.8" width="9" height="2.4" fill="#fff"/>',
+  mag: '<circle cx="6.5" cy="6.5" r="4.3" fill="#d9ecff" stroke="#555" stroke-width="1.7"/>' +
+    '<path d="M9.7 9.7L15 15" stroke="#555" stroke-width="2.2"/>',
+};
+function glyph(name) {
+  return GLYPH_PATHS[name] ? `<svg class="glyph" viewBox="0 0 16 16" role="img"
+    aria-label=":${name}:"><title>:${name}:</title>${GLYPH_PATHS[name]}</svg>` : null;
+}
+let users = {}, channelNames = {}, messages = [], responses = [], lastSeen = "", loaded = false;
+// The last button pressed here, until Powertrip answers it (an updated message or a reply).
+let pressed = null;
 
 function esc(s) {
   return String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",
@@ -87,7 +113,7 @@ function token(inner) {
   }
   if (inner.startsWith("#")) {
     const [id, name] = inner.slice(1).split("|");
-    return `<span class="mention">#${esc(name || id)}</span>`;
+    return `<span class="mention">#${esc(name || channelNames[id] || id)}</span>`;
   }
   if (inner.startsWith("!date^")) {
     const [spec, fallback] = inner.split("|");
@@ -104,6 +130,12 @@ function token(inner) {
 // Slack escapes &, < and > in text as entities; <...> is a control sequence (mention, link).
 function unslack(s) {
   return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+// Slack text without markup, for the status bar: mentions and links by name, no emoji codes.
+function plain(text) {
+  const div = document.createElement("div");
+  div.innerHTML = mrkdwn(text.replace(/:[a-z0-9_+-]+:\\s*/g, ""));
+  return div.textContent;
 }
 function mrkdwn(text) {
   let html = "", last = 0;
@@ -124,7 +156,7 @@ function mrkdwn(text) {
     .replace(/`([^`\\n]+)`/g, "<code>$1</code>")
     .replace(/\\*([^*\\n]+)\\*/g, "<b>$1</b>")
     .replace(/(^|\\s)_([^_\\n]+)_/g, "$1<i>$2</i>")
-    .replace(/:([a-z0-9_+-]+):/g, (all, name) => EMOJI[name] || all)
+    .replace(/:([a-z0-9_+-]+):/g, (all, name) => glyph(name) || all)
     .replace(/\\n/g, "<br>")
     .replace(/\\u0000(\\d+)\\u0000/g, (all, i) => "<pre>" + blocks[Number(i)] + "</pre>");
 }
@@ -185,7 +217,9 @@ function title(channel) {
     const user = users["U" + channel.slice(1)];
     return `Direct message · @${esc(user ? user.name : channel)} <small>${esc(channel)}</small>`;
   }
-  return `# ${esc(channel)} <small>channel</small>`;
+  const name = channelNames[channel];
+  return name ? `# ${esc(name)} <small>channel · ${esc(channel)}</small>`
+    : `# ${esc(channel)} <small>channel</small>`;
 }
 function render() {
   const byChannel = {};
@@ -194,7 +228,9 @@ function render() {
     (a[0] === "D") - (b[0] === "D") || a.localeCompare(b));
   const root = document.getElementById("conversations");
   if (!channels.length) {
-    root.innerHTML = '<p class="empty">No messages yet: post a webhook.</p>';
+    root.innerHTML = loaded
+      ? '<p class="empty" data-testid="empty">No messages yet: post a webhook.</p>'
+      : '<p class="empty" data-testid="loading">Loading messages…</p>';
     return;
   }
   root.innerHTML = channels.map(channel => {
@@ -209,19 +245,51 @@ function render() {
 async function refresh() {
   try {
     const [m, r] = await Promise.all([fetch("/_fake/messages"), fetch("/_fake/responses")]);
+    if (!m.ok || !r.ok) throw new Error("HTTP " + (m.ok ? r.status : m.status));
     const fresh = [await m.json(), await r.json()];
     const seen = JSON.stringify(fresh);
-    if (seen !== lastSeen) {
+    if (seen !== lastSeen || !loaded) {
       lastSeen = seen;
       [messages, responses] = fresh;
+      loaded = true;
       render();
+      answered();
     }
   } catch (err) {
-    document.getElementById("status").textContent = "fake Slack unreachable";
+    setStatus("failed", "fake Slack unreachable: are the sandbox and ./scripts/run running?");
+  }
+}
+function setStatus(kind, text) {
+  const status = document.getElementById("status");
+  status.className = kind;
+  status.dataset.state = kind;
+  status.textContent = text;
+}
+function repliesTo(p) {
+  return responses.filter(r => r.key === `${p.user}.${p.channel}.${p.ts}`);
+}
+// What became of the last click: Powertrip either updates the message (the decision was taken)
+// or answers the clicker alone (refused, or nothing to do); both can take a moment.
+function answered() {
+  if (!pressed) return;
+  const name = users[pressed.user] ? users[pressed.user].name : pressed.user;
+  const replies = repliesTo(pressed);
+  if (replies.length > pressed.replies) {
+    const text = plain(replies[replies.length - 1].text || "");
+    setStatus("refused", `Not done: Powertrip answered @${name} only: ${text}`);
+    pressed = null;
+    return;
+  }
+  const msg = messages.find(m => m.channel === pressed.channel && m.ts === pressed.ts);
+  if (msg && msg.updates > pressed.updates) {
+    setStatus("done", `Done: Powertrip took “${pressed.label}” from @${name}; message updated`);
+    pressed = null;
   }
 }
 async function loadUsers() {
-  const list = await (await fetch("/_fake/users")).json();
+  const [list, names] = await Promise.all([
+    fetch("/_fake/users").then(r => r.json()), fetch("/_fake/channels").then(r => r.json())]);
+  channelNames = names;
   users = Object.fromEntries(list.map(u => [u.id, u]));
   const select = document.getElementById("actor");
   const chosen = localStorage.getItem("powertrip-actor");
@@ -229,7 +297,7 @@ async function loadUsers() {
     `<option value="${esc(u.id)}">@${esc(u.name)} (${esc(u.id)})</option>`).join("");
   if (chosen && users[chosen]) select.value = chosen;
   select.onchange = () => localStorage.setItem("powertrip-actor", select.value);
-  document.getElementById("status").textContent = `${list.length} users · watching`;
+  setStatus("", `${list.length} users · watching`);
 }
 document.addEventListener("click", async ev => {
   const button = ev.target.closest("button.btn");
@@ -239,16 +307,26 @@ document.addEventListener("click", async ev => {
     return;
   const user = document.getElementById("actor").value;
   button.disabled = true;
-  const status = document.getElementById("status");
+  const label = button.textContent.trim();
+  const [channel, ts] = [button.dataset.channel, button.dataset.ts];
+  const msg = messages.find(m => m.channel === channel && m.ts === ts);
+  pressed = {user, channel, ts, label, updates: msg ? msg.updates : 0,
+    replies: repliesTo({user, channel, ts}).length};
+  setStatus("waiting", `@${users[user].name} pressed “${label}”: waiting for Powertrip…`);
   try {
     const answer = await fetch("/_sandbox/click", {method: "POST",
       headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({user, channel: button.dataset.channel, ts: button.dataset.ts,
+      body: JSON.stringify({user, channel, ts,
         action_id: button.dataset.action, value: button.dataset.value})});
     const result = await answer.json();
-    status.textContent = result.ok
-      ? `${button.textContent.trim()} sent as @${users[user].name}`
-      : `click not accepted: ${result.error || result.detail || "HTTP " + result.status}`;
+    if (!result.ok) {
+      pressed = null;
+      setStatus("failed",
+        `Click not delivered: ${result.error || result.detail || "HTTP " + result.status}`);
+    }
+  } catch (err) {
+    pressed = null;
+    setStatus("failed", `Click not delivered: ${err}`);
   } finally {
     button.disabled = false;
     refresh();

