@@ -309,6 +309,8 @@ class ApprovalWorkflow:
             received = self.clicks.pop(self._next_click())
             click = received.click
             verified = workflow.patched(VERIFY_DECISIONS)
+            if verified:
+                _patches_before_verifying()
             if verified and not await self._authentic(received):
                 continue
             # The API or CLI refused it (and told the clicker why): a trace, nothing more.
@@ -480,6 +482,18 @@ class ApprovalWorkflow:
                 self._failed("message update", result)
             elif isinstance(result, BaseException):
                 raise result
+
+
+def _patches_before_verifying() -> None:
+    """Decide, before the verifying local activity, every patch the rest of a click's handling
+    may ask about. A slow local activity's result can reach the workflow in a later workflow task
+    than its marker; on replay it comes at once, before that task's patch markers are known, so a
+    first `workflow.patched` after it would answer differently and fail the replay. Asked here,
+    each is memoized and its marker recorded beside the local activity."""
+    workflow.patched(RECHECK_TEAM)
+    workflow.patched(CONTEST_APPROVAL)
+    workflow.patched(NOT_ME_FIRST)
+    workflow.patched(PUBLISH_INCIDENT_MESSAGE)
 
 
 def _permanent(err: ActivityError) -> bool:
