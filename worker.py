@@ -25,6 +25,7 @@ from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
 from workflows.digest import ReminderDigestWorkflow, ensure_digest_workflow
+from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow, StaleDigestWorkflow
 from workflows.unrecognised import UnrecognisedEventWorkflow
 
@@ -73,6 +74,7 @@ def build_worker(
             PollWorkflow,
             StaleDigestWorkflow,
             ReminderDigestWorkflow,
+            PasskeyWorkflow,
         ],
         activities=[
             activities.resolve_recipient,
