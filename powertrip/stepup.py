@@ -185,7 +185,7 @@ async def _issue(
 ) -> IssuedLink:
     if settings.public_url is None:
         relying_party(settings)  # raises the SettingsError that names the setting
-    start = WithStartWorkflowOperation(
+    start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
         PASSKEY_WORKFLOW,
         PasskeyStore(
             user=user,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,13 +19,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from powertrip.passkeys import (
-    AddCredential,
     AssertionRecorded,
-    ClaimedLink,
     ClaimLink,
     LinkPurpose,
     OpenLink,
-    PasskeyCredential,
     PasskeyQuery,
     PasskeyStore,
     PasskeyUpdate,
@@ -47,7 +44,7 @@ from powertrip.stepup import (
     passkeys_of,
     relying_party,
 )
-from tests.harness import make_event
+from tests.harness import add_passkey, claim_passkey_link, make_event, passkey
 from workflows.passkeys import PasskeyWorkflow
 
 USER = "U0ALICE"
@@ -79,54 +76,19 @@ def _token(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-def _credential(n: int, sign_count: int = 0) -> PasskeyCredential:
-    return PasskeyCredential(
-        credential_id=f"cred-{n}",
-        public_key=f"key-{n}",
-        sign_count=sign_count,
-        transports=["internal"],
-        label=f"laptop {n}",
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-
-
 def _handle(client: Client, user: str = USER) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(passkey_workflow_id(user))
-
-
-async def _claim(client: Client, token: str, purpose: LinkPurpose) -> ClaimedLink:
-    link = Link.parse(token)
-    await _handle(client, link.user).execute_update(
-        PasskeyUpdate.OPEN_LINK,
-        OpenLink(token_hash=link.token_hash, purpose=purpose, challenge="c" * 43),
-    )
-    claimed: ClaimedLink = await _handle(client, link.user).execute_update(
-        PasskeyUpdate.CLAIM_LINK,
-        ClaimLink(token_hash=link.token_hash, purpose=purpose),
-        result_type=ClaimedLink,
-    )
-    return claimed
-
-
-async def _register(client: Client, settings: Settings, credential: PasskeyCredential) -> Any:
-    issued = await issue_registration_link(client, settings, user=USER, user_name="alice")
-    token = _token(issued.url)
-    await _claim(client, token, LinkPurpose.REGISTRATION)
-    return await _handle(client).execute_update(
-        PasskeyUpdate.ADD_CREDENTIAL,
-        AddCredential(token_hash=Link.parse(token).token_hash, credential=credential),
-    )
 
 
 async def test_first_passkey_is_active_and_announced_others_wait_for_the_security_team(
     store_worker: Client, settings: Settings
 ) -> None:
     client = store_worker
-    first = await _register(client, settings, _credential(1))
-    assert first["status"] == "active" and first["first"] is True
+    first = await add_passkey(client, settings, passkey(1))
+    assert first.status == "active" and first.first is True
 
-    second = await _register(client, settings, _credential(2))
-    assert second["status"] == "pending_approval" and second["first"] is False
+    second = await add_passkey(client, settings, passkey(2))
+    assert second.status == "pending_approval" and second.first is False
     store = await passkeys_of(client, USER)
     assert store is not None
     assert [c.credential_id for c in store.credentials] == ["cred-1"]
@@ -151,7 +113,7 @@ async def test_first_passkey_is_active_and_announced_others_wait_for_the_securit
     }
 
     # A rejected one never becomes usable.
-    await _register(client, settings, _credential(3))
+    await add_passkey(client, settings, passkey(3))
     rejected = await decide_registration(
         client, user=USER, pending_id="cred-3", approver="U0SEC1", approve=False
     )
@@ -164,15 +126,9 @@ async def test_replacing_a_passkey_removes_the_old_one_only_once_approved(
     store_worker: Client, settings: Settings
 ) -> None:
     client = store_worker
-    await _register(client, settings, _credential(1))
-    issued = await issue_registration_link(client, settings, user=USER, replaces="cred-1")
-    token = _token(issued.url)
-    await _claim(client, token, LinkPurpose.REGISTRATION)
-    pending = await _handle(client).execute_update(
-        PasskeyUpdate.ADD_CREDENTIAL,
-        AddCredential(token_hash=Link.parse(token).token_hash, credential=_credential(9)),
-    )
-    assert pending["status"] == "pending_approval" and pending["replaced"] == "cred-1"
+    await add_passkey(client, settings, passkey(1))
+    pending = await add_passkey(client, settings, passkey(9), replaces="cred-1")
+    assert pending.status == "pending_approval" and pending.replaced == "cred-1"
     store = await passkeys_of(client, USER)
     assert store is not None and [c.credential_id for c in store.credentials] == ["cred-1"]
 
@@ -188,7 +144,7 @@ async def test_a_step_up_link_expires_by_the_workflow_clock(
     time_skipping_env: WorkflowEnvironment, store_worker: Client, settings: Settings
 ) -> None:
     client = store_worker
-    await _register(client, settings, _credential(1))
+    await add_passkey(client, settings, passkey(1))
     event = make_event()
     issued = await issue_step_up_link(client, settings, user=USER, event=event)
     token = _token(issued.url)
@@ -215,7 +171,7 @@ async def test_a_link_is_claimed_once_even_by_concurrent_posts(
     store_worker: Client, settings: Settings
 ) -> None:
     client = store_worker
-    await _register(client, settings, _credential(1))
+    await add_passkey(client, settings, passkey(1))
     issued = await issue_step_up_link(client, settings, user=USER, event=make_event())
     link = Link.parse(_token(issued.url))
     handle = _handle(client)
@@ -263,7 +219,7 @@ async def test_unknown_and_forged_links_are_refused(
     store_worker: Client, settings: Settings
 ) -> None:
     client = store_worker
-    await _register(client, settings, _credential(1))
+    await add_passkey(client, settings, passkey(1))
     rp = relying_party(settings)
     for token in [
         "not-a-token",
@@ -280,12 +236,12 @@ async def test_a_sign_count_that_goes_back_is_refused_and_kept_as_an_alert(
     store_worker: Client, settings: Settings
 ) -> None:
     client = store_worker
-    await _register(client, settings, _credential(1, sign_count=5))
+    await add_passkey(client, settings, passkey(1, sign_count=5))
 
     async def assert_with(count: int) -> AssertionRecorded:
         issued = await issue_step_up_link(client, settings, user=USER, event=make_event())
         token = _token(issued.url)
-        await _claim(client, token, LinkPurpose.STEP_UP)
+        await claim_passkey_link(client, token, LinkPurpose.STEP_UP)
         recorded: AssertionRecorded = await _handle(client).execute_update(
             PasskeyUpdate.RECORD_ASSERTION,
             RecordAssertion(
@@ -329,7 +285,7 @@ async def test_state_and_open_links_survive_continue_as_new(
         task_queue=settings.task_queue,
     )
     first_run = (await _handle(client).describe()).run_id
-    await _register(client, settings, _credential(1))  # issue, open, claim, add: 4 updates
+    await add_passkey(client, settings, passkey(1))  # issue, open, claim, add: 4 updates
     issued = await issue_step_up_link(client, settings, user=USER, event=make_event())
     token = _token(issued.url)
     for _ in range(3):
@@ -342,7 +298,7 @@ async def test_state_and_open_links_survive_continue_as_new(
     store: PasskeyStore = await _handle(client).query(PasskeyQuery.STORE, result_type=PasskeyStore)
     assert [c.credential_id for c in store.credentials] == ["cred-1"]
     assert store.user_handle == "aGFuZGxl"
-    claimed = await _claim(client, token, LinkPurpose.STEP_UP)
+    claimed = await claim_passkey_link(client, token, LinkPurpose.STEP_UP)
     assert claimed.link.event is not None
 
 
@@ -351,7 +307,7 @@ async def test_the_passkey_list_is_read_without_a_worker(
 ) -> None:
     client = time_skipping_env.client
     async with Worker(client, task_queue=settings.task_queue, workflows=[PasskeyWorkflow]):
-        await _register(client, settings, _credential(1))
+        await add_passkey(client, settings, passkey(1))
     store = await passkeys_of(client, USER)
     assert store is not None and store.credentials[0].label == "laptop 1"
     assert store.links == []  # the memo never carries links
@@ -362,7 +318,7 @@ async def test_a_closed_store_is_never_replaced_by_an_empty_one(
     store_worker: Client, settings: Settings
 ) -> None:
     client = store_worker
-    await _register(client, settings, _credential(1))
+    await add_passkey(client, settings, passkey(1))
     await _handle(client).terminate("an operator's mistake")
     # A fresh, empty store would make the next passkey a "first" one that needs no approval.
     with pytest.raises(PasskeyRefused) as refused:
