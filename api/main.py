@@ -20,7 +20,6 @@ log = logging.getLogger("powertrip.api")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     observability.redact_access_logs()
-    passkeys.redact_link_secrets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

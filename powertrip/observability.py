@@ -226,16 +226,20 @@ class TextFormatter(logging.Formatter):
 
 
 _SECRET_QUERY = re.compile(r"([?&](?:token|access_token|api_key)=)[^&\s]*", re.IGNORECASE)
+# A step-up or passkey link: `/verify/<Slack user>.<secret>` (api/routes/passkeys.py).
+_LINK_SECRET = re.compile(r"(/(?:verify|passkeys/register)/[A-Z0-9]+\.)[A-Za-z0-9_-]+")
 
 
 class RedactQuerySecrets(logging.Filter):
-    """Providers that cannot set headers (Papertrail) put the webhook secret in `?token=`;
-    access logs must not keep it."""
+    """Providers that cannot set headers (Papertrail) put the webhook secret in `?token=`, and
+    a step-up link's secret is in its path; access logs keep neither."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _SECRET_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                _LINK_SECRET.sub(r"\1[redacted]", _SECRET_QUERY.sub(r"\1[redacted]", arg))
+                if isinstance(arg, str)
+                else arg
                 for arg in record.args
             )
         return True

@@ -103,6 +103,19 @@ class Refusal(StrEnum):
         return self in (Refusal.SIGN_COUNT_REGRESSED, Refusal.CREDENTIAL_NOT_REGISTERED)
 
 
+class PasskeyRefused(Exception):
+    """A link, ceremony or registration request that did nothing. `refusal` says why;
+    `credential_id` names the passkey that was tried, when that much could be read."""
+
+    def __init__(
+        self, refusal: Refusal, detail: str | None = None, credential_id: str | None = None
+    ) -> None:
+        super().__init__(f"{refusal.value}: {detail}" if detail else refusal.value)
+        self.refusal = refusal
+        self.detail = detail
+        self.credential_id = credential_id
+
+
 class EventSummary(BaseModel):
     """What a step-up page shows about the event being approved: bound into the link when it is
     issued, so the page needs nothing else."""

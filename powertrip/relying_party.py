@@ -43,22 +43,11 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from powertrip.passkeys import PasskeyCredential, Refusal
+from powertrip.passkeys import PasskeyCredential, PasskeyRefused, Refusal
 
 # How long the browser gives the person to touch their authenticator.
 CEREMONY_TIMEOUT_MS = 120_000
 DEFAULT_LABEL = "Passkey"
-
-
-class CeremonyError(Exception):
-    """A browser's response that proves nothing. `refusal` says why; `credential_id` names the
-    passkey it came from when that much could be read."""
-
-    def __init__(self, refusal: Refusal, detail: str, credential_id: str | None = None) -> None:
-        super().__init__(f"{refusal.value}: {detail}")
-        self.refusal = refusal
-        self.detail = detail
-        self.credential_id = credential_id
 
 
 @dataclass(frozen=True)
@@ -159,7 +148,7 @@ class RelyingParty:
         self, response: str | dict[str, Any], *, challenge: bytes, label: str | None, now: datetime
     ) -> PasskeyCredential:
         """Check `navigator.credentials.create`'s answer (its `toJSON()`); return the credential
-        to store. Raises CeremonyError (USER_VERIFICATION_MISSING or INVALID_RESPONSE)."""
+        to store. Raises PasskeyRefused (USER_VERIFICATION_MISSING or INVALID_RESPONSE)."""
         try:
             parsed = parse_registration_credential_json(_as_json(response))
             verified = verify_registration_response(
@@ -170,9 +159,9 @@ class RelyingParty:
                 require_user_verification=True,
             )
         except WebAuthnException as exc:
-            raise CeremonyError(Refusal.INVALID_RESPONSE, str(exc)) from exc
+            raise PasskeyRefused(Refusal.INVALID_RESPONSE, str(exc)) from exc
         if not verified.user_verified:  # verify_registration_response checks; say it plainly
-            raise CeremonyError(Refusal.USER_VERIFICATION_MISSING, "no user verification")
+            raise PasskeyRefused(Refusal.USER_VERIFICATION_MISSING, "no user verification")
         return PasskeyCredential(
             credential_id=bytes_to_base64url(verified.credential_id),
             public_key=bytes_to_base64url(verified.credential_public_key),
@@ -195,19 +184,19 @@ class RelyingParty:
         """Check `navigator.credentials.get`'s answer against the link user's passkeys.
 
         The sign count is *not* compared here but by the credential workflow, atomically with
-        storing the new one (two concurrent assertions must not both pass). Raises CeremonyError:
+        storing the new one (two concurrent assertions must not both pass). Raises PasskeyRefused:
         CREDENTIAL_NOT_REGISTERED (a passkey that is not the user's), USER_VERIFICATION_MISSING,
         INVALID_RESPONSE (bad signature, challenge, origin, RP id, malformed JSON).
         """
         try:
             parsed = parse_authentication_credential_json(_as_json(response))
         except WebAuthnException as exc:
-            raise CeremonyError(Refusal.INVALID_RESPONSE, str(exc)) from exc
+            raise PasskeyRefused(Refusal.INVALID_RESPONSE, str(exc)) from exc
         credential_id = bytes_to_base64url(parsed.raw_id)
         stored = next((c for c in credentials if c.credential_id == credential_id), None)
         handle = parsed.response.user_handle
         if stored is None or (handle and bytes_to_base64url(handle) != user_handle):
-            raise CeremonyError(
+            raise PasskeyRefused(
                 Refusal.CREDENTIAL_NOT_REGISTERED,
                 "this passkey is not registered to the user the link was sent to",
                 credential_id,
@@ -228,7 +217,7 @@ class RelyingParty:
                 if not _user_verified(parsed)
                 else Refusal.INVALID_RESPONSE
             )
-            raise CeremonyError(refusal, str(exc), credential_id) from exc
+            raise PasskeyRefused(refusal, str(exc), credential_id) from exc
         return VerifiedAssertion(
             credential=stored,
             sign_count=verified.new_sign_count,

@@ -60,6 +60,7 @@ from powertrip.passkeys import (
     LinkView,
     OpenLink,
     PasskeyQuery,
+    PasskeyRefused,
     PasskeyStore,
     PasskeyUpdate,
     RecordAssertion,
@@ -70,7 +71,7 @@ from powertrip.passkeys import (
     is_slack_user,
     passkey_workflow_id,
 )
-from powertrip.relying_party import CeremonyError, RelyingParty, new_challenge
+from powertrip.relying_party import RelyingParty, new_challenge
 from powertrip.settings import Settings, SettingsError
 
 # A worker that does not answer an update within this long: the page says "try again".
@@ -78,15 +79,6 @@ STORE_TIMEOUT_SECONDS = 10.0
 _TOKEN = re.compile(r"^([A-Z0-9]{2,40})\.([A-Za-z0-9_-]{43})$")
 
 R = TypeVar("R", bound=BaseModel)
-
-
-class PasskeyRefused(Exception):
-    """A link or registration request that does nothing; `refusal` says why."""
-
-    def __init__(self, refusal: Refusal, detail: str | None = None) -> None:
-        super().__init__(detail or refusal.value)
-        self.refusal = refusal
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -168,6 +160,18 @@ async def _update(
 ) -> R:
     value: R = await _call(_store(client, user).execute_update(name, arg, result_type=result))
     return value
+
+
+async def _claim(client: Client, link: Link, purpose: LinkPurpose) -> ClaimedLink:
+    """Use the link up (single use is decided here, before anything is verified) and get the
+    challenge its page was given."""
+    return await _update(
+        client,
+        link.user,
+        PasskeyUpdate.CLAIM_LINK,
+        ClaimLink(token_hash=link.token_hash, purpose=purpose),
+        ClaimedLink,
+    )
 
 
 # Issuing links (stage 2: the decisions module and the `/powertrip passkey` command call these).
@@ -336,21 +340,21 @@ async def complete_step_up(
         view = await link_view(client, token)
     except PasskeyRefused as exc:
         return StepUpRefused(refusal=exc.refusal, detail=exc.detail)
-    event_id = view.event.event_id if view.event else None
-    if view.purpose is not LinkPurpose.STEP_UP:
-        return StepUpRefused(refusal=Refusal.LINK_WRONG_PURPOSE, user=link.user)
     try:
-        claimed = await _update(
-            client,
-            link.user,
-            PasskeyUpdate.CLAIM_LINK,
-            ClaimLink(token_hash=link.token_hash, purpose=LinkPurpose.STEP_UP),
-            ClaimedLink,
-        )
+        return await _step_up(client, rp, link, response)
     except PasskeyRefused as exc:
         return StepUpRefused(
-            refusal=exc.refusal, detail=exc.detail, event_id=event_id, user=link.user
+            refusal=exc.refusal,
+            detail=exc.detail,
+            event_id=view.event.event_id if view.event else None,
+            user=link.user,
         )
+
+
+async def _step_up(
+    client: Client, rp: RelyingParty, link: Link, response: str | dict[str, Any]
+) -> StepUpOutcome:
+    claimed = await _claim(client, link, LinkPurpose.STEP_UP)
     try:
         verified = rp.verify_assertion(
             response,
@@ -364,34 +368,27 @@ async def complete_step_up(
             sign_count=verified.sign_count,
             backed_up=verified.backed_up,
         )
-    except CeremonyError as exc:
+    except PasskeyRefused as exc:
         record = RecordAssertion(
             token_hash=link.token_hash,
             credential_id=exc.credential_id,
             refusal=exc.refusal,
             detail=exc.detail,
         )
-    try:
-        recorded = await _update(
-            client, link.user, PasskeyUpdate.RECORD_ASSERTION, record, AssertionRecorded
-        )
-    except PasskeyRefused as exc:
-        return StepUpRefused(
-            refusal=exc.refusal, detail=exc.detail, event_id=event_id, user=link.user
-        )
-    if recorded.refusal is not None or recorded.credential is None or claimed.link.event is None:
+    recorded = await _update(
+        client, link.user, PasskeyUpdate.RECORD_ASSERTION, record, AssertionRecorded
+    )
+    event = claimed.link.event
+    if recorded.refusal is not None or recorded.credential is None or event is None:
         return StepUpRefused(
             refusal=recorded.refusal or Refusal.CREDENTIAL_NOT_REGISTERED,
             detail=record.detail,
-            event_id=event_id,
+            event_id=event.event_id if event else None,
             user=link.user,
             credential=recorded.credential,
         )
     return StepUpVerified(
-        event_id=claimed.link.event.event_id,
-        user=link.user,
-        credential=recorded.credential,
-        at=recorded.at,
+        event_id=event.event_id, user=link.user, credential=recorded.credential, at=recorded.at
     )
 
 
@@ -407,22 +404,13 @@ async def complete_registration(
     member's approval (`decide_registration`). Raises PasskeyRefused (link problems,
     INVALID_RESPONSE, USER_VERIFICATION_MISSING, DUPLICATE_CREDENTIAL, ...)."""
     link = Link.parse(token)
-    claimed = await _update(
-        client,
-        link.user,
-        PasskeyUpdate.CLAIM_LINK,
-        ClaimLink(token_hash=link.token_hash, purpose=LinkPurpose.REGISTRATION),
-        ClaimedLink,
+    claimed = await _claim(client, link, LinkPurpose.REGISTRATION)
+    credential = rp.verify_registration(
+        response,
+        challenge=base64url_to_bytes(claimed.challenge),
+        label=label,
+        now=claimed.link.claimed_at or claimed.link.issued_at,
     )
-    try:
-        credential = rp.verify_registration(
-            response,
-            challenge=base64url_to_bytes(claimed.challenge),
-            label=label,
-            now=claimed.link.claimed_at or claimed.link.issued_at,
-        )
-    except CeremonyError as exc:
-        raise PasskeyRefused(exc.refusal, exc.detail) from exc
     return await _update(
         client,
         link.user,

@@ -24,6 +24,7 @@ from powertrip.passkeys import (
     LinkPurpose,
     OpenLink,
     PasskeyQuery,
+    PasskeyRefused,
     PasskeyStore,
     PasskeyUpdate,
     RecordAssertion,
@@ -34,7 +35,6 @@ from powertrip.passkeys import (
 from powertrip.settings import Settings
 from powertrip.stepup import (
     Link,
-    PasskeyRefused,
     begin_ceremony,
     complete_step_up,
     decide_registration,

@@ -12,13 +12,10 @@ taken here: written to `.powertrip/screenshots/`, and to `docs/img/` with
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -31,7 +28,7 @@ from powertrip.passkeys import Refusal
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from powertrip.stepup import issue_registration_link, issue_step_up_link, passkeys_of
-from tests.browser import chromium, loopback_only, needs_chromium
+from tests.browser import assert_readme_shows, chromium, loopback_only, needs_chromium, screenshot
 from tests.harness import make_event, make_settings, running_worker
 from tests.servers import ServedApp, free_port
 
@@ -42,9 +39,6 @@ __all__ = ["chromium"]
 
 pytestmark = needs_chromium
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / ".powertrip" / "screenshots"
-README_IMAGES = REPO / "docs" / "img"
 SHOTS = ["passkey-register", "stepup-confirm", "stepup-approved", "stepup-expired"]
 
 
@@ -141,14 +135,6 @@ async def new_page(stack: Stack) -> Page:
     return page
 
 
-async def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-    if os.environ.get("POWERTRIP_UPDATE_SCREENSHOTS") == "1":
-        README_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copy(SCREENSHOTS / f"{name}.png", README_IMAGES / f"{name}.png")
-
-
 async def press_and_wait(page: Page, url: str) -> tuple[str, dict[str, Any] | None]:
     """Press the page's button; return the page's final state and the JSON Powertrip answered
     the browser's credential with (None when the browser never sent one)."""
@@ -173,7 +159,7 @@ async def press_and_wait(page: Page, url: str) -> tuple[str, dict[str, Any] | No
 
 
 async def register(
-    stack: Stack, page: Page, user: str, label: str, *, screenshot: str | None = None
+    stack: Stack, page: Page, user: str, label: str, *, shot: str | None = None
 ) -> dict[str, Any]:
     from playwright.async_api import expect
 
@@ -182,8 +168,8 @@ async def register(
     )
     await page.goto(issued.url)
     await page.get_by_test_id("label").fill(label)
-    if screenshot:
-        await shot(page, screenshot)
+    if shot:
+        await screenshot(page, shot)
     state, answer = await press_and_wait(page, issued.url)
     assert state == "done", await page.get_by_test_id("status").text_content()
     assert answer is not None
@@ -199,11 +185,7 @@ async def step_up_link(stack: Stack, user: str = "U0ALICE", **event: Any) -> tup
 
 
 def test_the_readme_shows_every_step_up_screenshot_and_each_is_committed() -> None:
-    readme = (REPO / "README.md").read_text()
-    shown = set(re.findall(r"\]\((docs/img/(?:stepup|passkey)-[a-z-]+\.png)\)", readme))
-    assert shown == {f"docs/img/{name}.png" for name in SHOTS}
-    for path in shown:
-        assert (REPO / path).is_file(), f"{path}: run with POWERTRIP_UPDATE_SCREENSHOTS=1"
+    assert_readme_shows(SHOTS, "(?:stepup|passkey)-[a-z-]+")
 
 
 async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> None:
@@ -211,9 +193,7 @@ async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> No
 
     page = await new_page(stack)
     passkey = await Authenticator.on(page)
-    first = await register(
-        stack, page, "U0ALICE", "MacBook Touch ID", screenshot="passkey-register"
-    )
+    first = await register(stack, page, "U0ALICE", "MacBook Touch ID", shot="passkey-register")
     assert first["status"] == "active" and first["first"] is True
     [stored] = await passkey.credentials()
     assert stored["isResidentCredential"] is True
@@ -225,7 +205,7 @@ async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> No
     await expect(summary).to_contain_text("bastion")
     await expect(summary).to_contain_text("203.0.113.7")
     await expect(summary).to_contain_text(event_id)
-    await shot(page, "stepup-confirm")
+    await screenshot(page, "stepup-confirm")
 
     state, answer = await press_and_wait(page, url)
     assert state == "done"
@@ -236,7 +216,7 @@ async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> No
     assert answer["credential"]["label"] == "MacBook Touch ID"
     assert answer["credential"]["credential_id"] == first["credential"]["credential_id"]
     await expect(page.get_by_test_id("status")).to_contain_text("MacBook Touch ID")
-    await shot(page, "stepup-approved")
+    await screenshot(page, "stepup-approved")
 
     store = await passkeys_of(stack.client, "U0ALICE")
     assert store is not None and store.credentials[0].last_used_at is not None
@@ -305,7 +285,7 @@ async def test_an_expired_link_approves_nothing(stack: Stack) -> None:
     response = await page.goto(url)
     assert response is not None and response.status == 410
     await expect(page.get_by_test_id("title")).to_have_text("This link has expired")
-    await shot(page, "stepup-expired")
+    await screenshot(page, "stepup-expired")
     late = await stack.http.post(url, json={"id": "x"})
     assert late.json()["refusal"] == "link_expired"
 

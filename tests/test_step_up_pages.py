@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from api.routes.passkeys import RedactLinkSecrets
+from powertrip.observability import RedactQuerySecrets
 from powertrip.settings import Settings, SettingsError
 from powertrip.stepup import issue_registration_link, issue_step_up_link
 from tests.harness import (
@@ -183,6 +183,6 @@ def test_access_logs_keep_whose_link_but_not_its_secret() -> None:
         ("127.0.0.1", "GET", f"/verify/U0ALICE.{secret}", "1.1", 200),
         None,
     )
-    RedactLinkSecrets().filter(record)
+    RedactQuerySecrets().filter(record)
     line = record.getMessage()
     assert secret not in line and "/verify/U0ALICE.[redacted]" in line

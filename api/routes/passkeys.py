@@ -28,11 +28,10 @@ from api.passkey_pages import (
     registration_page,
     step_up_page,
 )
-from powertrip.passkeys import LinkPurpose, Refusal, StepUpVerified
+from powertrip.passkeys import LinkPurpose, PasskeyRefused, Refusal, StepUpVerified
 from powertrip.relying_party import RelyingParty
 from powertrip.settings import Settings, SettingsError
 from powertrip.stepup import (
-    PasskeyRefused,
     begin_ceremony,
     complete_registration,
     complete_step_up,
@@ -47,26 +46,6 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_FILES = {"passkeys.js": "text/javascript", "passkeys.css": "text/css"}
 # A WebAuthn response is a few KB; anything much larger is not one.
 MAX_RESPONSE_BYTES = 64 * 1024
-
-_LINK_IN_PATH = re.compile(r"(/(?:verify|passkeys/register)/[A-Z0-9]+\.)[A-Za-z0-9_-]+")
-
-
-class RedactLinkSecrets(logging.Filter):
-    """Access logs keep whose link was opened, never its secret."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _LINK_IN_PATH.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
-        return True
-
-
-def redact_link_secrets() -> None:
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactLinkSecrets) for f in access.filters):
-        access.addFilter(RedactLinkSecrets())
 
 
 def get_relying_party(settings: SettingsDep) -> RelyingParty:
