@@ -15,7 +15,7 @@ from datetime import datetime
 
 from fastapi import status
 
-from powertrip.passkeys import EventSummary, LinkView, Refusal
+from powertrip.passkeys import EventSummary, LinkPurpose, LinkView, Refusal
 
 STATIC = "/passkeys/static"
 # The pages run one same-origin script; the token in the URL must not leak through Referer.
@@ -122,7 +122,37 @@ EXPLANATIONS: dict[Refusal, Explanation] = {
 }
 
 
-def explain(refusal: Refusal) -> Explanation:
+NEW_REGISTRATION_LINK = "Type <code>/powertrip passkey</code> in Slack for a new link."
+# Where a registration link's problem needs other words than an approval link's.
+REGISTRATION_EXPLANATIONS: dict[Refusal, Explanation] = {
+    Refusal.LINK_UNKNOWN: Explanation(
+        "This link is not valid",
+        f"It may be incomplete, or older than a day. {NEW_REGISTRATION_LINK}",
+        status.HTTP_404_NOT_FOUND,
+    ),
+    Refusal.LINK_EXPIRED: Explanation(
+        "This link has expired",
+        f"Registration links are valid for a few minutes only. {NEW_REGISTRATION_LINK}",
+        status.HTTP_410_GONE,
+    ),
+    Refusal.USER_VERIFICATION_MISSING: Explanation(
+        "Your authenticator did not verify you",
+        "Powertrip needs a passkey that checks it is you (fingerprint, face or PIN), not only "
+        f"that someone touched it. Nothing was registered. {NEW_REGISTRATION_LINK}",
+        status.HTTP_403_FORBIDDEN,
+    ),
+    Refusal.INVALID_RESPONSE: Explanation(
+        "The new passkey did not check out",
+        f"Nothing was registered, and the link is used up. {NEW_REGISTRATION_LINK}",
+        status.HTTP_400_BAD_REQUEST,
+    ),
+}
+
+
+def explain(refusal: Refusal, purpose: LinkPurpose = LinkPurpose.STEP_UP) -> Explanation:
+    """What to tell the person whose `purpose` link was refused for `refusal`."""
+    if purpose is LinkPurpose.REGISTRATION and refusal in REGISTRATION_EXPLANATIONS:
+        return REGISTRATION_EXPLANATIONS[refusal]
     return EXPLANATIONS.get(
         refusal,
         Explanation("Not done", "Nothing was approved.", status.HTTP_409_CONFLICT),
@@ -167,8 +197,8 @@ def _page(title: str, body: str, *, state: str, ceremony: str | None = None) -> 
 """
 
 
-def refusal_page(refusal: Refusal) -> str:
-    explanation = explain(refusal)
+def refusal_page(refusal: Refusal, purpose: LinkPurpose = LinkPurpose.STEP_UP) -> str:
+    explanation = explain(refusal, purpose)
     body = (
         f'<h1 data-testid="title">{html.escape(explanation.title)}</h1>\n'
         f'<p data-testid="explanation" data-refusal="{refusal.value}">{explanation.text}</p>'

@@ -29,6 +29,7 @@ from webauthn import (
 from webauthn.helpers import (
     base64url_to_bytes,
     bytes_to_base64url,
+    parse_attestation_object,
     parse_authentication_credential_json,
     parse_authenticator_data,
     parse_registration_credential_json,
@@ -159,9 +160,12 @@ class RelyingParty:
                 require_user_verification=True,
             )
         except WebAuthnException as exc:
-            raise PasskeyRefused(Refusal.INVALID_RESPONSE, str(exc)) from exc
-        if not verified.user_verified:  # verify_registration_response checks; say it plainly
-            raise PasskeyRefused(Refusal.USER_VERIFICATION_MISSING, "no user verification")
+            refusal = (
+                Refusal.USER_VERIFICATION_MISSING
+                if not _registration_user_verified(response)
+                else Refusal.INVALID_RESPONSE
+            )
+            raise PasskeyRefused(refusal, str(exc)) from exc
         return PasskeyCredential(
             credential_id=bytes_to_base64url(verified.credential_id),
             public_key=bytes_to_base64url(verified.credential_public_key),
@@ -225,8 +229,21 @@ class RelyingParty:
         )
 
 
+# Which refusal a failed check is: an answer without the UV flag is told apart from a broken
+# one, so the person learns to use a passkey that verifies them. Unreadable data counts as
+# verified here (the refusal is then INVALID_RESPONSE).
+
+
 def _user_verified(parsed: AuthenticationCredential) -> bool:
     try:
         return parse_authenticator_data(parsed.response.authenticator_data).flags.uv
     except WebAuthnException:
-        return True  # unreadable data: not a user-verification problem but an invalid response
+        return True
+
+
+def _registration_user_verified(response: str | dict[str, Any]) -> bool:
+    try:
+        parsed = parse_registration_credential_json(_as_json(response))
+        return parse_attestation_object(parsed.response.attestation_object).auth_data.flags.uv
+    except WebAuthnException:
+        return True

@@ -12,6 +12,7 @@ taken here: written to `.powertrip/screenshots/`, and to `docs/img/` with
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -88,7 +89,10 @@ class Authenticator:
         self.id = authenticator_id
 
     @classmethod
-    async def on(cls, page: Page, *, user_verified: bool = True) -> Authenticator:
+    async def on(
+        cls, page: Page, *, user_verified: bool = True, can_verify: bool = True
+    ) -> Authenticator:
+        """`can_verify=False`: a security key with no PIN or fingerprint at all."""
         cdp = await page.context.new_cdp_session(page)
         await cdp.send("WebAuthn.enable", {"enableUI": False})
         added = await cdp.send(
@@ -98,8 +102,8 @@ class Authenticator:
                     "protocol": "ctap2",
                     "transport": "internal",
                     "hasResidentKey": True,
-                    "hasUserVerification": True,
-                    "isUserVerified": user_verified,
+                    "hasUserVerification": can_verify,
+                    "isUserVerified": user_verified and can_verify,
                     "automaticPresenceSimulation": True,
                 }
             },
@@ -385,3 +389,65 @@ async def test_a_cloned_authenticator_is_refused_by_its_sign_count(stack: Stack)
     assert [a.kind for a in store.alerts] == [Refusal.SIGN_COUNT_REGRESSED]
     assert store.credentials[0].sign_count == after["signCount"]  # not lowered
     assert answer["event_id"] == event_id
+
+
+async def test_a_registration_without_user_verification_stores_nothing(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    page = await new_page(stack)
+    await Authenticator.on(page, can_verify=False)
+    issued = await issue_registration_link(stack.client, stack.settings, user="U0BOB")
+    await page.goto(issued.url)
+    state, answer = await press_and_wait(page, issued.url)
+    assert state == "retry" and answer is None  # Chromium refuses: UV is required
+
+    # A page tampered with to ask for presence only: the server refuses the new passkey.
+    async def presence_only(route: Route) -> None:
+        response = await route.fetch()
+        options = await response.json()
+        # (A resident key would make Chromium ask for verification anyway.)
+        options["authenticatorSelection"] = {
+            "userVerification": "discouraged",
+            "residentKey": "discouraged",
+            "requireResidentKey": False,
+        }
+        await route.fulfill(response=response, json=options)
+
+    await page.route(f"{issued.url}/options", presence_only)
+    await page.reload()
+    state, answer = await press_and_wait(page, issued.url)
+    assert state == "refused" and answer is not None
+    assert answer["refusal"] == Refusal.USER_VERIFICATION_MISSING.value
+    await expect(page.get_by_test_id("status")).to_contain_text("Nothing was registered")
+    await expect(page.get_by_test_id("status")).to_contain_text("did not verify you")
+    store = await passkeys_of(stack.client, "U0BOB")
+    assert store is not None and store.credentials == [] and store.pending == []
+
+
+async def test_one_assertion_posted_twice_at_once_approves_once(stack: Stack) -> None:
+    """A double submit, or the same answer sent to two API replicas: the store's claim lets
+    exactly one through."""
+    page = await new_page(stack)
+    await Authenticator.on(page)
+    await register(stack, page, "U0ALICE", "laptop")
+    url, event_id = await step_up_link(stack)
+    captured: list[str] = []
+
+    async def hold_back(route: Route) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        captured.append(route.request.post_data or "")
+        await route.abort()
+
+    await page.route(url, hold_back)
+    await page.goto(url)
+    await page.get_by_test_id("confirm").click()
+    while not captured:
+        await page.wait_for_timeout(50)
+    answers = await asyncio.gather(*(stack.http.post(url, content=captured[0]) for _ in range(2)))
+    outcomes = sorted(a.json()["outcome"] for a in answers)
+    assert outcomes == ["refused", "verified"]
+    refused = next(a for a in answers if a.json()["outcome"] == "refused")
+    assert refused.status_code == 410 and refused.json()["refusal"] == "link_used"
+    assert refused.json()["event_id"] == event_id

@@ -22,7 +22,6 @@ from api.body import read_capped
 from api.deps import SettingsDep, TemporalDep
 from api.passkey_pages import (
     HEADERS,
-    HOW_TO_REGISTER,
     explain,
     refusal_page,
     registration_page,
@@ -62,11 +61,11 @@ def _html(page: str, status_code: int = status.HTTP_200_OK) -> HTMLResponse:
     return HTMLResponse(page, status_code=status_code, headers=HEADERS)
 
 
-def _refused(refusal: Refusal, detail: str | None = None, **more: Any) -> JSONResponse:
-    explanation = explain(refusal)
+def _refused(
+    refusal: Refusal, purpose: LinkPurpose, detail: str | None = None, **more: Any
+) -> JSONResponse:
+    explanation = explain(refusal, purpose)
     message = f"{explanation.title}. {re.sub(r'<[^>]+>', '', explanation.text)}"
-    if refusal is Refusal.NO_PASSKEY:
-        message = f"{explanation.title}. {re.sub(r'<[^>]+>', '', HOW_TO_REGISTER)}"
     return JSONResponse(
         {
             "outcome": "refused",
@@ -87,12 +86,12 @@ async def _page(
     try:
         view = await link_view(temporal, token)
     except PasskeyRefused as exc:
-        return _html(refusal_page(exc.refusal), explain(exc.refusal).http_status)
+        return _html(refusal_page(exc.refusal, purpose), explain(exc.refusal, purpose).http_status)
     refusal = view.refusal or (Refusal.LINK_WRONG_PURPOSE if view.purpose is not purpose else None)
     if refusal is None and purpose is LinkPurpose.STEP_UP and view.passkeys == 0:
         refusal = Refusal.NO_PASSKEY
     if refusal is not None:
-        return _html(refusal_page(refusal), explain(refusal).http_status)
+        return _html(refusal_page(refusal, purpose), explain(refusal, purpose).http_status)
     page = step_up_page(view) if purpose is LinkPurpose.STEP_UP else registration_page(view)
     return _html(page)
 
@@ -103,7 +102,7 @@ async def _options(
     try:
         options = await begin_ceremony(temporal, rp, token, purpose)
     except PasskeyRefused as exc:
-        return _refused(exc.refusal, exc.detail)
+        return _refused(exc.refusal, purpose, exc.detail)
     return Response(options, media_type="application/json", headers=HEADERS)
 
 
@@ -135,7 +134,9 @@ async def verify_assertion(
     # (and alerts the security channel when `outcome.alert`).
     if not isinstance(outcome, StepUpVerified):
         log.warning("step-up refused for %s: %s", outcome.event_id, outcome.timeline_detail())
-        return _refused(outcome.refusal, outcome.detail, event_id=outcome.event_id)
+        return _refused(
+            outcome.refusal, LinkPurpose.STEP_UP, outcome.detail, event_id=outcome.event_id
+        )
     return JSONResponse(
         {
             **outcome.model_dump(mode="json"),
@@ -170,7 +171,7 @@ async def register_credential(
             temporal, rp, token, answer["credential"], label if isinstance(label, str) else None
         )
     except PasskeyRefused as exc:
-        return _refused(exc.refusal, exc.detail)
+        return _refused(exc.refusal, LinkPurpose.REGISTRATION, exc.detail)
     # Stage 2: announce a first passkey to the security channel; ask the security team to
     # approve a pending one (decide_registration).
     name = enrollment.credential.label
