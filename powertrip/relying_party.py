@@ -160,12 +160,7 @@ class RelyingParty:
                 require_user_verification=True,
             )
         except WebAuthnException as exc:
-            refusal = (
-                Refusal.USER_VERIFICATION_MISSING
-                if not _registration_user_verified(response)
-                else Refusal.INVALID_RESPONSE
-            )
-            raise PasskeyRefused(refusal, str(exc)) from exc
+            raise _refused(exc, _registration_user_verified(response)) from exc
         return PasskeyCredential(
             credential_id=bytes_to_base64url(verified.credential_id),
             public_key=bytes_to_base64url(verified.credential_public_key),
@@ -216,12 +211,7 @@ class RelyingParty:
                 require_user_verification=True,
             )
         except WebAuthnException as exc:
-            refusal = (
-                Refusal.USER_VERIFICATION_MISSING
-                if not _user_verified(parsed)
-                else Refusal.INVALID_RESPONSE
-            )
-            raise PasskeyRefused(refusal, str(exc), credential_id) from exc
+            raise _refused(exc, _user_verified(parsed), credential_id) from exc
         return VerifiedAssertion(
             credential=stored,
             sign_count=verified.new_sign_count,
@@ -229,9 +219,14 @@ class RelyingParty:
         )
 
 
-# Which refusal a failed check is: an answer without the UV flag is told apart from a broken
-# one, so the person learns to use a passkey that verifies them. Unreadable data counts as
-# verified here (the refusal is then INVALID_RESPONSE).
+def _refused(
+    exc: WebAuthnException, user_verified: bool, credential_id: str | None = None
+) -> PasskeyRefused:
+    """An answer without the UV flag is told apart from a broken one, so the person learns to
+    use a passkey that verifies them. Unreadable data counts as verified in the helpers below
+    (the refusal is then INVALID_RESPONSE)."""
+    refusal = Refusal.INVALID_RESPONSE if user_verified else Refusal.USER_VERIFICATION_MISSING
+    return PasskeyRefused(refusal, str(exc), credential_id)
 
 
 def _user_verified(parsed: AuthenticationCredential) -> bool:

@@ -181,6 +181,14 @@ async def register(
     return answer
 
 
+async def with_passkey(stack: Stack, label: str = "laptop") -> tuple[Page, Authenticator]:
+    """A page whose authenticator holds alice's (first, active) passkey."""
+    page = await new_page(stack)
+    passkey = await Authenticator.on(page)
+    await register(stack, page, "U0ALICE", label)
+    return page, passkey
+
+
 async def step_up_link(stack: Stack, user: str = "U0ALICE", **event: Any) -> tuple[str, str]:
     """A fresh step-up link for a new event; returns (url, event id)."""
     ev = make_event(**event)
@@ -239,9 +247,7 @@ async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> No
 
 
 async def test_a_replayed_link_approves_nothing(stack: Stack) -> None:
-    page = await new_page(stack)
-    await Authenticator.on(page)
-    await register(stack, page, "U0ALICE", "laptop")
+    page, _ = await with_passkey(stack)
     url, _ = await step_up_link(stack)
     captured: list[str] = []
 
@@ -271,9 +277,7 @@ async def test_a_replayed_link_approves_nothing(stack: Stack) -> None:
 async def test_an_expired_link_approves_nothing(stack: Stack) -> None:
     from playwright.async_api import expect
 
-    page = await new_page(stack)
-    await Authenticator.on(page)
-    await register(stack, page, "U0ALICE", "laptop")
+    page, _ = await with_passkey(stack)
 
     # Opened in time, but confirmed after the link expired: the workflow's clock decides.
     url, _ = await step_up_link(stack)
@@ -337,9 +341,7 @@ async def test_another_users_passkey_is_refused(stack: Stack) -> None:
 async def test_a_passkey_without_user_verification_approves_nothing(stack: Stack) -> None:
     from playwright.async_api import expect
 
-    page = await new_page(stack)
-    passkey = await Authenticator.on(page)
-    await register(stack, page, "U0ALICE", "laptop")
+    page, passkey = await with_passkey(stack)
     # The authenticator can no longer verify its user (no fingerprint, no PIN): presence only.
     await passkey.set_user_verified(False)
 
@@ -366,9 +368,7 @@ async def test_a_passkey_without_user_verification_approves_nothing(stack: Stack
 
 
 async def test_a_cloned_authenticator_is_refused_by_its_sign_count(stack: Stack) -> None:
-    page = await new_page(stack)
-    passkey = await Authenticator.on(page)
-    await register(stack, page, "U0ALICE", "laptop")
+    page, passkey = await with_passkey(stack)
     [before] = await passkey.credentials()
 
     url, _ = await step_up_link(stack)
@@ -427,9 +427,7 @@ async def test_a_registration_without_user_verification_stores_nothing(stack: St
 async def test_one_assertion_posted_twice_at_once_approves_once(stack: Stack) -> None:
     """A double submit, or the same answer sent to two API replicas: the store's claim lets
     exactly one through."""
-    page = await new_page(stack)
-    await Authenticator.on(page)
-    await register(stack, page, "U0ALICE", "laptop")
+    page, _ = await with_passkey(stack)
     url, event_id = await step_up_link(stack)
     captured: list[str] = []
 
