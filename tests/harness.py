@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,8 +15,11 @@ from typing import Any, TypeVar, overload
 
 import httpx
 import yaml
+from google.protobuf.duration_pb2 import Duration
 from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from api.main import create_app
@@ -35,6 +40,7 @@ from powertrip.passkeys import (
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.settings import Settings
 from powertrip.stepup import Link, issue_registration_link
+from powertrip.temporal import ensure_search_attributes
 from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
@@ -64,8 +70,16 @@ def make_config(**overrides: Any) -> PowertripConfig:
     return config_from_mapping(data, Path.cwd(), "test config")
 
 
-def ssh_line(user: str, address: str = "203.0.113.7", port: int = 52100) -> str:
+def ssh_line(user: str, address: str = "203.0.113.7", port: int | None = None) -> str:
+    """sshd's line for a login. Each ssh connection has its own source port, so without one a
+    random ephemeral port makes each line another login (natural identity, powertrip.identity)."""
+    port = random.randint(32768, 60999) if port is None else port
     return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
+
+
+def port_for(provider_id: object) -> int:
+    """A source port that is the same for one provider id and differs between ids."""
+    return 32768 + int(hashlib.sha256(str(provider_id).encode()).hexdigest(), 16) % 28000
 
 
 def papertrail_event(
@@ -81,7 +95,8 @@ def papertrail_event(
         "program": "sshd",
         "severity": "Info",
         "facility": "Auth",
-        "message": ssh_line(user, address=address),
+        # One delivery of one login: a retry of this provider id is the same line.
+        "message": ssh_line(user, address=address, port=port_for(provider_id)),
     }
 
 
@@ -134,6 +149,38 @@ def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> Se
     event = config.rule_set().recognise(raw)
     assert event is not None
     return event.model_copy(update=fields)
+
+
+def settings_with_config(
+    env: Any, slack_api_url: str, folder: Path, config_yaml: str, **overrides: Any
+) -> Settings:
+    """Settings for the API against `env`'s Temporal with `config_yaml` as its config file."""
+    config = folder / "config.yaml"
+    config.write_text(config_yaml)
+    return make_settings(
+        slack_api_url,
+        temporal_address=env.client.service_client.config.target_host,
+        config=config,
+        **overrides,
+    )
+
+
+async def fresh_namespace(env: Any) -> Client:
+    """A new, empty namespace on `env`'s dev server (with Powertrip's search attributes) and a
+    client for it: events one test starts cannot be the same action as another test's (natural
+    identity is namespace-wide), whatever the tests share."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    await env.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    await ensure_search_attributes(env.client, name)
+    return await Client.connect(
+        env.client.service_client.config.target_host,
+        namespace=name,
+        data_converter=pydantic_data_converter,
+    )
 
 
 def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
