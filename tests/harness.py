@@ -26,8 +26,20 @@ from api.main import create_app
 from powertrip.approvals import Action, Click, EventRecord
 from powertrip.config import PowertripConfig, config_from_mapping
 from powertrip.models import RawEvent, SecurityEvent
+from powertrip.passkeys import (
+    AddCredential,
+    ClaimedLink,
+    ClaimLink,
+    Enrollment,
+    LinkPurpose,
+    OpenLink,
+    PasskeyCredential,
+    PasskeyUpdate,
+    passkey_workflow_id,
+)
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.settings import Settings
+from powertrip.stepup import Link, issue_registration_link
 from powertrip.temporal import ensure_search_attributes
 from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
@@ -238,3 +250,53 @@ async def state_eventually(
 
 def click(action: Action, user: str, **extra: Any) -> Click:
     return Click(action=action, user=user, at=datetime.now(UTC), **extra)
+
+
+def passkey(n: int, sign_count: int = 0) -> PasskeyCredential:
+    """A stand-in passkey (not a real key): for store tests, where no ceremony is checked."""
+    return PasskeyCredential(
+        credential_id=f"cred-{n}",
+        public_key=f"key-{n}",
+        sign_count=sign_count,
+        transports=["internal"],
+        label=f"laptop {n}",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+async def claim_passkey_link(client: Client, token: str, purpose: LinkPurpose) -> ClaimedLink:
+    """Open and claim a link by its token, as the pages do before a ceremony."""
+    link = Link.parse(token)
+    handle = client.get_workflow_handle(passkey_workflow_id(link.user))
+    await handle.execute_update(
+        PasskeyUpdate.OPEN_LINK,
+        OpenLink(token_hash=link.token_hash, purpose=purpose, challenge="c" * 43),
+    )
+    claimed: ClaimedLink = await handle.execute_update(
+        PasskeyUpdate.CLAIM_LINK,
+        ClaimLink(token_hash=link.token_hash, purpose=purpose),
+        result_type=ClaimedLink,
+    )
+    return claimed
+
+
+async def add_passkey(
+    client: Client,
+    settings: Settings,
+    credential: PasskeyCredential,
+    user: str = "U0ALICE",
+    replaces: str | None = None,
+) -> Enrollment:
+    """Register `credential` for `user` through a registration link, as the service does once
+    py_webauthn has checked the browser's answer (tests/test_step_up_browser.py runs that)."""
+    issued = await issue_registration_link(client, settings, user=user, replaces=replaces)
+    token = issued.url.rsplit("/", 1)[1]
+    await claim_passkey_link(client, token, LinkPurpose.REGISTRATION)
+    enrollment: Enrollment = await client.get_workflow_handle(
+        passkey_workflow_id(user)
+    ).execute_update(
+        PasskeyUpdate.ADD_CREDENTIAL,
+        AddCredential(token_hash=Link.parse(token).token_hash, credential=credential),
+        result_type=Enrollment,
+    )
+    return enrollment
