@@ -32,6 +32,7 @@ from powertrip.unrecognised import ReviewPacing
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
 from workflows.digest import ReminderDigestWorkflow, ensure_digest_workflow
+from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow, StaleDigestWorkflow
 from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
@@ -100,6 +101,7 @@ def build_worker(
             ReminderDigestWorkflow,
             ConflictWorkflow,
             ReviewPacerWorkflow,
+            PasskeyWorkflow,
         ],
         activities=[
             activities.resolve_recipient,

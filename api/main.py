@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.routes import events, ops, slack, webhooks
+from api.routes import events, ops, passkeys, slack, webhooks
 from powertrip import observability
 from powertrip.config import load_config
 from powertrip.decisions import decision_key
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(slack.router)
     app.include_router(events.router)
     app.include_router(ops.router)
+    app.include_router(passkeys.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -264,16 +264,24 @@ def redact_query(text: str) -> str:
     return _QUERY.sub(one, text) if "?" in text else text
 
 
+# A step-up or passkey link: `/verify/<Slack user>.<secret>` (api/routes/passkeys.py).
+_LINK_SECRET = re.compile(r"(/(?:verify|passkeys/register)/[A-Z0-9]+\.)[A-Za-z0-9_-]+")
+
+
 class RedactQuerySecrets(logging.Filter):
-    """Providers that cannot set headers (Papertrail) put the webhook secret in `?token=`;
-    access logs must not keep it, however the name or value is encoded."""
+    """Providers that cannot set headers (Papertrail) put the webhook secret in `?token=`, and a
+    step-up link's secret is in its path: access logs keep neither, however the name or value
+    of a query parameter is encoded."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
             record.msg = redact_query(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(
-                redact_query(arg) if isinstance(arg, str) else arg for arg in record.args
+                _LINK_SECRET.sub(rf"\1{REDACTED}", redact_query(arg))
+                if isinstance(arg, str)
+                else arg
+                for arg in record.args
             )
         return True
 

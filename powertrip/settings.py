@@ -6,6 +6,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -114,6 +115,19 @@ class Settings(BaseSettings):
         description="How /v1 compares hosts: `fqdn` (full name) or `short` (first label).",
     )
 
+    public_url: str | None = Field(
+        default=None,
+        description="Where people's browsers reach the API (step-up and passkey pages), e.g. "
+        "`https://powertrip.example.com`; its host is the WebAuthn relying-party id. https, or "
+        "http only on localhost (browsers treat it as a secure context).",
+    )
+    step_up_link_seconds: int = Field(
+        default=300, gt=0, le=3600, description="How long a step-up (approve) link is valid."
+    )
+    passkey_link_seconds: int = Field(
+        default=900, gt=0, le=86400, description="How long a passkey registration link is valid."
+    )
+
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_bind: str | None = Field(
@@ -129,6 +143,20 @@ class Settings(BaseSettings):
     def _trailing_slash(cls, value: str) -> str:
         # slack_sdk joins method names onto base_url and needs the trailing slash.
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("public_url")
+    @classmethod
+    def _secure_origin(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = urlsplit(value.strip())
+        local = url.hostname in ("localhost", "127.0.0.1", "::1")
+        if url.scheme != "https" and not (url.scheme == "http" and local):
+            # WebAuthn only runs in a secure context: https, or http on this machine.
+            raise ValueError("must be https:// (http:// only for localhost)")
+        if not url.hostname or url.query or url.fragment or url.username or url.password:
+            raise ValueError("must be a plain base URL such as https://powertrip.example.com")
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _tls_files(self) -> Settings:

@@ -4,6 +4,9 @@ the browser tests. A test using `chromium` is skipped only where chromium is not
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,3 +59,29 @@ async def loopback_only(page: Page) -> list[str]:
 
     await page.route("**/*", decide)
     return refused
+
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / ".powertrip" / "screenshots"
+README_IMAGES = REPO / "docs" / "img"
+
+
+async def screenshot(page: Page, name: str) -> None:
+    """A full-page screenshot, scrolled to the top, in `.powertrip/screenshots/<name>.png`; also
+    the README's copy in `docs/img/` when POWERTRIP_UPDATE_SCREENSHOTS=1."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.evaluate("window.scrollTo(0, 0)")  # a sticky header at the top, once
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    if os.environ.get("POWERTRIP_UPDATE_SCREENSHOTS") == "1":
+        README_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SCREENSHOTS / f"{name}.png", README_IMAGES / f"{name}.png")
+
+
+def assert_readme_shows(names: list[str], pattern: str) -> None:
+    """The README shows exactly `names` among its `docs/img/<pattern>.png` images, and each is
+    committed."""
+    readme = (REPO / "README.md").read_text()
+    shown = set(re.findall(rf"\]\((docs/img/{pattern}\.png)\)", readme))
+    assert shown == {f"docs/img/{name}.png" for name in names}
+    for path in shown:
+        assert (REPO / path).is_file(), f"{path}: run with POWERTRIP_UPDATE_SCREENSHOTS=1"

@@ -27,9 +27,21 @@ from powertrip.approvals import Action, Click, EventRecord
 from powertrip.config import PowertripConfig, config_from_mapping
 from powertrip.decisions import signed_click
 from powertrip.models import RawEvent, SecurityEvent
+from powertrip.passkeys import (
+    AddCredential,
+    ClaimedLink,
+    ClaimLink,
+    Enrollment,
+    LinkPurpose,
+    OpenLink,
+    PasskeyCredential,
+    PasskeyUpdate,
+    passkey_workflow_id,
+)
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
+from powertrip.stepup import Link, issue_registration_link
 from powertrip.temporal import ensure_search_attributes
 from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
@@ -290,3 +302,53 @@ async def decide(handle: WorkflowHandle[Any, Any], action: Action, user: str, **
     """Signal a decision as the API or CLI would: signed with the test key for this event."""
     signed = signed_click(DECISION_KEY, handle.id, action, user, **extra)
     await handle.signal(ApprovalWorkflow.decide, signed)
+
+
+def passkey(n: int, sign_count: int = 0) -> PasskeyCredential:
+    """A stand-in passkey (not a real key): for store tests, where no ceremony is checked."""
+    return PasskeyCredential(
+        credential_id=f"cred-{n}",
+        public_key=f"key-{n}",
+        sign_count=sign_count,
+        transports=["internal"],
+        label=f"laptop {n}",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+async def claim_passkey_link(client: Client, token: str, purpose: LinkPurpose) -> ClaimedLink:
+    """Open and claim a link by its token, as the pages do before a ceremony."""
+    link = Link.parse(token)
+    handle = client.get_workflow_handle(passkey_workflow_id(link.user))
+    await handle.execute_update(
+        PasskeyUpdate.OPEN_LINK,
+        OpenLink(token_hash=link.token_hash, purpose=purpose, challenge="c" * 43),
+    )
+    claimed: ClaimedLink = await handle.execute_update(
+        PasskeyUpdate.CLAIM_LINK,
+        ClaimLink(token_hash=link.token_hash, purpose=purpose),
+        result_type=ClaimedLink,
+    )
+    return claimed
+
+
+async def add_passkey(
+    client: Client,
+    settings: Settings,
+    credential: PasskeyCredential,
+    user: str = "U0ALICE",
+    replaces: str | None = None,
+) -> Enrollment:
+    """Register `credential` for `user` through a registration link, as the service does once
+    py_webauthn has checked the browser's answer (tests/test_step_up_browser.py runs that)."""
+    issued = await issue_registration_link(client, settings, user=user, replaces=replaces)
+    token = issued.url.rsplit("/", 1)[1]
+    await claim_passkey_link(client, token, LinkPurpose.REGISTRATION)
+    enrollment: Enrollment = await client.get_workflow_handle(
+        passkey_workflow_id(user)
+    ).execute_update(
+        PasskeyUpdate.ADD_CREDENTIAL,
+        AddCredential(token_hash=Link.parse(token).token_hash, credential=credential),
+        result_type=Enrollment,
+    )
+    return enrollment

@@ -27,8 +27,10 @@ def free_port() -> int:
 class ServedApp:
     """An ASGI app served by uvicorn on a loopback port inside the test event loop."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        """`port`: one chosen beforehand (e.g. by free_port()) when the app's settings must
+        name its own URL; otherwise a free one."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"

@@ -43,6 +43,7 @@ from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.digest import ReminderDigestWorkflow
+from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow, StaleDigestWorkflow
 from workflows.unrecognised import UnrecognisedEventWorkflow
 
@@ -53,6 +54,7 @@ WORKFLOWS: dict[str, type] = {
     "reminder_digest": ReminderDigestWorkflow,
     "unrecognised": UnrecognisedEventWorkflow,
     "stale_digest": StaleDigestWorkflow,
+    "passkeys": PasskeyWorkflow,
 }
 GENERATIONS = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and p.name[:1].isdigit())
 NEWEST = GENERATIONS[-1]

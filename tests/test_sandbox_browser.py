@@ -10,11 +10,7 @@ fails if the README does not show each of them, or shows one that is not committ
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import shutil
 import unicodedata
-from pathlib import Path
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
@@ -22,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.browser import chromium, needs_chromium
+from tests.browser import assert_readme_shows, chromium, needs_chromium, screenshot
 from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, ServedApp
 from tests.harness import WEBHOOK_HEADERS, eventually, make_settings, message_for, running_worker
 from tests.readme import curl_json_bodies, section_blocks
@@ -30,9 +26,6 @@ from workflows.approval import ApprovalWorkflow
 
 __all__ = ["chromium"]
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / ".powertrip" / "screenshots"
-README_IMAGES = REPO / "docs" / "img"
 SHOTS = ["sandbox-dm", "sandbox-refused", "sandbox-approved", "sandbox-incident", "sandbox-done"]
 
 pytestmark = needs_chromium
@@ -45,11 +38,7 @@ README_LOGINS = [
 
 
 def test_the_readme_shows_every_screenshot_and_each_is_committed() -> None:
-    readme = (REPO / "README.md").read_text()
-    shown = set(re.findall(r"\]\((docs/img/sandbox-[a-z-]+\.png)\)", readme))
-    assert shown == {f"docs/img/{name}.png" for name in SHOTS}
-    for path in shown:
-        assert (REPO / path).is_file(), f"{path}: run with POWERTRIP_UPDATE_SCREENSHOTS=1"
+    assert_readme_shows(SHOTS, "sandbox-[a-z-]+")
 
 
 def _emoji_in(text: str) -> list[str]:
@@ -64,23 +53,14 @@ async def test_trying_it_locally_on_the_sandbox_page(
     fake_slack: FakeSlack,
     slack_api_url: str,
 ) -> None:
-    from playwright.async_api import Browser, Page, Route, expect
+    from playwright.async_api import Browser, Route, expect
 
     assert isinstance(chromium, Browser)
     _, fake_url = fake_slack_server
     settings = make_settings(
         slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
     )
-    update = os.environ.get("POWERTRIP_UPDATE_SCREENSHOTS") == "1"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    async def shot(page: Page, name: str) -> None:
-        await page.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top, once
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-        if update:
-            README_IMAGES.mkdir(parents=True, exist_ok=True)
-            shutil.copy(SCREENSHOTS / f"{name}.png", README_IMAGES / f"{name}.png")
-
+    shot = screenshot
     async with (
         ServedApp(create_app(settings)) as api,
         running_worker(dev_env.client, settings),

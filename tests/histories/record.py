@@ -33,19 +33,31 @@ from powertrip.decisions import signed_click
 from powertrip.devserver import start_dev_server
 from powertrip.ingest import search_attributes_for, summary_for
 from powertrip.models import RawEvent
+from powertrip.passkeys import (
+    PASSKEY_WORKFLOW,
+    LinkPurpose,
+    PasskeyStore,
+    PasskeyUpdate,
+    RecordAssertion,
+    passkey_workflow_id,
+)
 from powertrip.polling import PollInput, PollState
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.settings import Settings
+from powertrip.stepup import Link, decide_registration, issue_step_up_link
 from powertrip.temporal import ensure_search_attributes
 from powertrip.unrecognised import request_review
 from tests.harness import (
+    add_passkey,
+    claim_passkey_link,
     click,
     decide,
     eventually,
     make_config,
     make_event,
     make_settings,
+    passkey,
     running_worker,
     state_eventually,
 )
@@ -310,6 +322,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 papertrail.down = False
                 written.append(await _review(stack, out))
                 written.append(await _stale_digest(stack, out))
+                written.append(await _passkeys(stack, out))
     return written
 
 
@@ -330,6 +343,42 @@ async def _stale_digest(stack: Stack, out: Path) -> Path:
     return await save(
         stack.client.get_workflow_handle(workflow_id), out / "stale_digest" / "digest.json"
     )
+
+
+async def _passkeys(stack: Stack, out: Path) -> Path:
+    """One user's passkey store through every update: a first passkey, a second one approved
+    by the security team, a link that expires by its timer, a refused sign count, and the
+    continue-as-new after `updates_per_run` updates. Writes the first run's history."""
+    client, user = stack.client, "U0ALICE"
+    settings = stack.settings.model_copy(update={"public_url": "http://localhost:8443"})
+    first = await client.start_workflow(
+        PASSKEY_WORKFLOW,
+        PasskeyStore(user=user, user_name="alice", user_handle="aGFuZGxl", updates_per_run=14),
+        id=passkey_workflow_id(user),
+        task_queue=settings.task_queue,
+    )
+    await add_passkey(client, settings, passkey(1, sign_count=5))  # 4 updates: active, first
+    await add_passkey(client, settings, passkey(2))  # 4 more: pending
+    await decide_registration(
+        client, user=user, pending_id="cred-2", approver="U0SEC1", approve=True
+    )
+    event = make_event("alice", provider_id="history-passkeys")
+    await issue_step_up_link(client, settings, user=user, event=event)
+    await stack.env.sleep(timedelta(seconds=settings.step_up_link_seconds + 1))  # expires
+    token = (await issue_step_up_link(client, settings, user=user, event=event)).url
+    link = Link.parse(token.rsplit("/", 1)[1])
+    await claim_passkey_link(client, token.rsplit("/", 1)[1], LinkPurpose.STEP_UP)
+    await first.execute_update(  # the 14th update: a counter that went back, then continue
+        PasskeyUpdate.RECORD_ASSERTION,
+        RecordAssertion(token_hash=link.token_hash, credential_id="cred-1", sign_count=3),
+    )
+    await eventually(lambda: _continued(client.get_workflow_handle(first.id), first.result_run_id))
+    first_run = client.get_workflow_handle(first.id, run_id=first.first_execution_run_id)
+    return write_history(await first_run.fetch_history(), out / "passkeys" / "store.json")
+
+
+async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:
+    return (await handle.describe()).run_id != first_run
 
 
 async def _server() -> WorkflowEnvironment:

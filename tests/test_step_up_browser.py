@@ -1,0 +1,451 @@
+"""Step-up approvals in a real headless Chromium with its virtual authenticator (CDP `WebAuthn`):
+register a passkey, approve with it, and every way a link must approve nothing: another user's
+passkey, a replayed link, an expired link, no user verification, a cloned authenticator.
+
+The stack is real: the API (create_app) on `http://localhost:<port>` (a secure context; RP id
+`localhost`), the worker (build_worker) and the time-skipping Temporal server, whose clock the
+expiry test moves instead of sleeping.
+
+The confirmation-page screenshots in the README (`docs/img/stepup-*.png`, `passkey-*.png`) are
+taken here: written to `.powertrip/screenshots/`, and to `docs/img/` with
+`POWERTRIP_UPDATE_SCREENSHOTS=1`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from powertrip.passkeys import Refusal
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.settings import Settings
+from powertrip.stepup import issue_registration_link, issue_step_up_link, passkeys_of
+from tests.browser import assert_readme_shows, chromium, loopback_only, needs_chromium, screenshot
+from tests.harness import make_event, make_settings, running_worker
+from tests.servers import ServedApp, free_port
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, CDPSession, Page, Route
+
+__all__ = ["chromium"]
+
+pytestmark = needs_chromium
+
+SHOTS = ["passkey-register", "stepup-confirm", "stepup-approved", "stepup-expired"]
+
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    client: Client
+    settings: Settings
+    http: httpx.AsyncClient
+    browser: Browser
+    beyond_loopback: list[list[str]]
+
+
+@pytest.fixture
+async def stack(
+    chromium: object,
+    time_skipping_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> AsyncIterator[Stack]:
+    from playwright.async_api import Browser
+
+    assert isinstance(chromium, Browser)
+    port = free_port()
+    settings = make_settings(
+        slack_api_url,
+        temporal_address=time_skipping_env.client.service_client.config.target_host,
+        public_url=f"http://localhost:{port}",
+    )
+    assert settings.public_url is not None
+    async with (
+        ServedApp(create_app(settings), port=port),
+        running_worker(time_skipping_env.client, settings),
+        httpx.AsyncClient(base_url=settings.public_url, timeout=15) as http,
+    ):
+        stack = Stack(time_skipping_env, time_skipping_env.client, settings, http, chromium, [])
+        yield stack
+    assert [url for urls in stack.beyond_loopback for url in urls] == []
+
+
+class Authenticator:
+    """Chromium's virtual authenticator on one page: a platform passkey (Touch ID-like) that
+    verifies its user unless told otherwise."""
+
+    def __init__(self, cdp: CDPSession, authenticator_id: str) -> None:
+        self.cdp = cdp
+        self.id = authenticator_id
+
+    @classmethod
+    async def on(
+        cls, page: Page, *, user_verified: bool = True, can_verify: bool = True
+    ) -> Authenticator:
+        """`can_verify=False`: a security key with no PIN or fingerprint at all."""
+        cdp = await page.context.new_cdp_session(page)
+        await cdp.send("WebAuthn.enable", {"enableUI": False})
+        added = await cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": True,
+                    "hasUserVerification": can_verify,
+                    "isUserVerified": user_verified and can_verify,
+                    "automaticPresenceSimulation": True,
+                }
+            },
+        )
+        return cls(cdp, added["authenticatorId"])
+
+    async def credentials(self) -> list[dict[str, Any]]:
+        found = await self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.id})
+        return list(found["credentials"])
+
+    async def set_user_verified(self, verified: bool) -> None:
+        await self.cdp.send(
+            "WebAuthn.setUserVerified", {"authenticatorId": self.id, "isUserVerified": verified}
+        )
+
+    async def put(self, credential: dict[str, Any]) -> None:
+        """Replace a credential by this copy of it (private key, counter and all): a clone."""
+        await self.cdp.send(
+            "WebAuthn.removeCredential",
+            {"authenticatorId": self.id, "credentialId": credential["credentialId"]},
+        )
+        await self.cdp.send(
+            "WebAuthn.addCredential", {"authenticatorId": self.id, "credential": credential}
+        )
+
+
+async def new_page(stack: Stack) -> Page:
+    """A page of its own browser context (its own authenticator), that may reach nothing
+    beyond this machine: the pages must work with no CDN."""
+    context = await stack.browser.new_context(viewport={"width": 720, "height": 600})
+    page = await context.new_page()
+    stack.beyond_loopback.append(await loopback_only(page))
+    return page
+
+
+async def press_and_wait(page: Page, url: str) -> tuple[str, dict[str, Any] | None]:
+    """Press the page's button; return the page's final state and the JSON Powertrip answered
+    the browser's credential with (None when the browser never sent one)."""
+    from playwright.async_api import expect
+
+    answers: list[dict[str, Any]] = []
+
+    async def keep(response: Any) -> None:
+        if response.request.method == "POST" and response.url == url:
+            answers.append(await response.json())
+
+    page.on("response", keep)
+    await page.get_by_test_id("confirm").click()
+    main = page.get_by_test_id("page")
+    await expect(main).to_have_attribute("data-state", re.compile("done|refused|retry|error"))
+    state = await main.get_attribute("data-state")
+    if state in ("done", "refused") and answers == []:
+        await page.wait_for_timeout(100)  # the response handler runs a moment after the render
+    page.remove_listener("response", keep)
+    assert state is not None
+    return state, (answers[0] if answers else None)
+
+
+async def register(
+    stack: Stack, page: Page, user: str, label: str, *, shot: str | None = None
+) -> dict[str, Any]:
+    from playwright.async_api import expect
+
+    issued = await issue_registration_link(
+        stack.client, stack.settings, user=user, user_name=user.lower().removeprefix("u0")
+    )
+    await page.goto(issued.url)
+    await page.get_by_test_id("label").fill(label)
+    if shot:
+        await screenshot(page, shot)
+    state, answer = await press_and_wait(page, issued.url)
+    assert state == "done", await page.get_by_test_id("status").text_content()
+    assert answer is not None
+    await expect(page.get_by_test_id("status")).to_contain_text(label)
+    return answer
+
+
+async def with_passkey(stack: Stack, label: str = "laptop") -> tuple[Page, Authenticator]:
+    """A page whose authenticator holds alice's (first, active) passkey."""
+    page = await new_page(stack)
+    passkey = await Authenticator.on(page)
+    await register(stack, page, "U0ALICE", label)
+    return page, passkey
+
+
+async def step_up_link(stack: Stack, user: str = "U0ALICE", **event: Any) -> tuple[str, str]:
+    """A fresh step-up link for a new event; returns (url, event id)."""
+    ev = make_event(**event)
+    issued = await issue_step_up_link(stack.client, stack.settings, user=user, event=ev)
+    return issued.url, ev.event_id
+
+
+def test_the_readme_shows_every_step_up_screenshot_and_each_is_committed() -> None:
+    assert_readme_shows(SHOTS, "(?:stepup|passkey)-[a-z-]+")
+
+
+async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    page = await new_page(stack)
+    passkey = await Authenticator.on(page)
+    first = await register(stack, page, "U0ALICE", "MacBook Touch ID", shot="passkey-register")
+    assert first["status"] == "active" and first["first"] is True
+    [stored] = await passkey.credentials()
+    assert stored["isResidentCredential"] is True
+
+    url, event_id = await step_up_link(stack)
+    await page.goto(url)
+    summary = page.get_by_test_id("summary")
+    await expect(summary).to_contain_text("alice")
+    await expect(summary).to_contain_text("bastion")
+    await expect(summary).to_contain_text("203.0.113.7")
+    await expect(summary).to_contain_text(event_id)
+    await screenshot(page, "stepup-confirm")
+
+    state, answer = await press_and_wait(page, url)
+    assert state == "done"
+    assert answer is not None
+    assert answer["outcome"] == "verified"
+    assert answer["step_up"] == "passkey"
+    assert answer["event_id"] == event_id and answer["user"] == "U0ALICE"
+    assert answer["credential"]["label"] == "MacBook Touch ID"
+    assert answer["credential"]["credential_id"] == first["credential"]["credential_id"]
+    await expect(page.get_by_test_id("status")).to_contain_text("MacBook Touch ID")
+    await screenshot(page, "stepup-approved")
+
+    store = await passkeys_of(stack.client, "U0ALICE")
+    assert store is not None and store.credentials[0].last_used_at is not None
+    assert store.credentials[0].sign_count == (await passkey.credentials())[0]["signCount"]
+
+    # A second passkey is not active until a security-team member approves it.
+    other = await new_page(stack)
+    await Authenticator.on(other)
+    second = await register(stack, other, "U0ALICE", "YubiKey")
+    assert second["status"] == "pending_approval" and second["first"] is False
+    url2, _ = await step_up_link(stack)
+    await other.goto(url2)
+    state, answer = await press_and_wait(other, url2)
+    # Its authenticator holds only the pending passkey, which the page does not even offer.
+    assert state == "retry" and answer is None
+
+
+async def test_a_replayed_link_approves_nothing(stack: Stack) -> None:
+    page, _ = await with_passkey(stack)
+    url, _ = await step_up_link(stack)
+    captured: list[str] = []
+
+    async def capture(route: Route) -> None:
+        captured.append(route.request.post_data or "")
+        await route.continue_()
+
+    await page.route(url, capture)
+    await page.goto(url)
+    state, answer = await press_and_wait(page, url)
+    assert state == "done" and answer is not None and answer["outcome"] == "verified"
+    assertion = next(body for body in captured if body)
+
+    # The same assertion posted again: the link is used.
+    replay = await stack.http.post(url, content=assertion)
+    assert replay.status_code == 410
+    assert replay.json()["refusal"] == Refusal.LINK_USED.value
+    # Reopening the link says so, and asking for a new challenge is refused too.
+    await page.unroute(url)
+    response = await page.goto(url)
+    assert response is not None and response.status == 410
+    assert await page.get_by_test_id("explanation").get_attribute("data-refusal") == "link_used"
+    again = await stack.http.post(f"{url}/options")
+    assert again.status_code == 410 and again.json()["refusal"] == "link_used"
+
+
+async def test_an_expired_link_approves_nothing(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    page, _ = await with_passkey(stack)
+
+    # Opened in time, but confirmed after the link expired: the workflow's clock decides.
+    url, _ = await step_up_link(stack)
+    await page.goto(url)
+    await stack.env.sleep(timedelta(seconds=stack.settings.step_up_link_seconds + 1))
+    state, answer = await press_and_wait(page, url)
+    assert state == "refused" and answer is None
+    main = page.get_by_test_id("page")
+    await expect(main).to_have_attribute("data-refusal", "link_expired")
+    await expect(page.get_by_test_id("status")).to_contain_text("expired")
+
+    # Opened after it expired: the page says so at once.
+    response = await page.goto(url)
+    assert response is not None and response.status == 410
+    await expect(page.get_by_test_id("title")).to_have_text("This link has expired")
+    await screenshot(page, "stepup-expired")
+    late = await stack.http.post(url, json={"id": "x"})
+    assert late.json()["refusal"] == "link_expired"
+
+
+async def test_another_users_passkey_is_refused(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    alice = await new_page(stack)
+    await Authenticator.on(alice)
+    await register(stack, alice, "U0ALICE", "alice's laptop")
+    mallory = await new_page(stack)
+    await Authenticator.on(mallory)
+    await register(stack, mallory, "U0MALLORY", "mallory's laptop")
+
+    # Mallory holds alice's link (her Slack session). An honest page only offers alice's
+    # passkeys: mallory's authenticator has none of them, and nothing is sent.
+    url, _ = await step_up_link(stack)
+    await mallory.goto(url)
+    state, answer = await press_and_wait(mallory, url)
+    assert state == "retry" and answer is None
+
+    # A page tampered with to accept any passkey: mallory's own one answers, and the server
+    # refuses it (it is not alice's); the link is used up.
+    async def any_passkey(route: Route) -> None:
+        response = await route.fetch()
+        options = await response.json()
+        options["allowCredentials"] = []
+        await route.fulfill(response=response, json=options)
+
+    await mallory.route(f"{url}/options", any_passkey)
+    await mallory.reload()
+    state, answer = await press_and_wait(mallory, url)
+    assert state == "refused"
+    assert answer is not None and answer["refusal"] == Refusal.CREDENTIAL_NOT_REGISTERED.value
+    await expect(mallory.get_by_test_id("status")).to_contain_text("not the one this link is for")
+    assert (await stack.http.post(f"{url}/options")).json()["refusal"] == "link_used"
+
+    # Alice's own passkey still works on a new link.
+    url2, _ = await step_up_link(stack)
+    await alice.goto(url2)
+    state, answer = await press_and_wait(alice, url2)
+    assert state == "done" and answer is not None and answer["user"] == "U0ALICE"
+
+
+async def test_a_passkey_without_user_verification_approves_nothing(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    page, passkey = await with_passkey(stack)
+    # The authenticator can no longer verify its user (no fingerprint, no PIN): presence only.
+    await passkey.set_user_verified(False)
+
+    url, _ = await step_up_link(stack)
+    await page.goto(url)
+    state, answer = await press_and_wait(page, url)
+    assert state == "retry" and answer is None  # Chromium itself refuses: UV is required
+
+    # A page tampered with to ask for presence only: the assertion arrives without the UV flag
+    # and the server refuses it.
+    async def presence_only(route: Route) -> None:
+        response = await route.fetch()
+        options = await response.json()
+        options["userVerification"] = "discouraged"
+        await route.fulfill(response=response, json=options)
+
+    await page.route(f"{url}/options", presence_only)
+    await page.reload()
+    state, answer = await press_and_wait(page, url)
+    assert state == "refused"
+    assert answer is not None
+    assert answer["refusal"] == Refusal.USER_VERIFICATION_MISSING.value
+    await expect(page.get_by_test_id("status")).to_contain_text("did not verify you")
+
+
+async def test_a_cloned_authenticator_is_refused_by_its_sign_count(stack: Stack) -> None:
+    page, passkey = await with_passkey(stack)
+    [before] = await passkey.credentials()
+
+    url, _ = await step_up_link(stack)
+    await page.goto(url)
+    assert (await press_and_wait(page, url))[0] == "done"
+    [after] = await passkey.credentials()
+    assert after["signCount"] > before["signCount"]
+
+    # A copy of the key taken before that use (same private key, older counter).
+    await passkey.put(before)
+    url2, event_id = await step_up_link(stack)
+    await page.goto(url2)
+    state, answer = await press_and_wait(page, url2)
+    assert state == "refused" and answer is not None
+    assert answer["refusal"] == Refusal.SIGN_COUNT_REGRESSED.value
+    store = await passkeys_of(stack.client, "U0ALICE")
+    assert store is not None
+    assert [a.kind for a in store.alerts] == [Refusal.SIGN_COUNT_REGRESSED]
+    assert store.credentials[0].sign_count == after["signCount"]  # not lowered
+    assert answer["event_id"] == event_id
+
+
+async def test_a_registration_without_user_verification_stores_nothing(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    page = await new_page(stack)
+    await Authenticator.on(page, can_verify=False)
+    issued = await issue_registration_link(stack.client, stack.settings, user="U0BOB")
+    await page.goto(issued.url)
+    state, answer = await press_and_wait(page, issued.url)
+    assert state == "retry" and answer is None  # Chromium refuses: UV is required
+
+    # A page tampered with to ask for presence only: the server refuses the new passkey.
+    async def presence_only(route: Route) -> None:
+        response = await route.fetch()
+        options = await response.json()
+        # (A resident key would make Chromium ask for verification anyway.)
+        options["authenticatorSelection"] = {
+            "userVerification": "discouraged",
+            "residentKey": "discouraged",
+            "requireResidentKey": False,
+        }
+        await route.fulfill(response=response, json=options)
+
+    await page.route(f"{issued.url}/options", presence_only)
+    await page.reload()
+    state, answer = await press_and_wait(page, issued.url)
+    assert state == "refused" and answer is not None
+    assert answer["refusal"] == Refusal.USER_VERIFICATION_MISSING.value
+    await expect(page.get_by_test_id("status")).to_contain_text("Nothing was registered")
+    await expect(page.get_by_test_id("status")).to_contain_text("did not verify you")
+    store = await passkeys_of(stack.client, "U0BOB")
+    assert store is not None and store.credentials == [] and store.pending == []
+
+
+async def test_one_assertion_posted_twice_at_once_approves_once(stack: Stack) -> None:
+    """A double submit, or the same answer sent to two API replicas: the store's claim lets
+    exactly one through."""
+    page, _ = await with_passkey(stack)
+    url, event_id = await step_up_link(stack)
+    captured: list[str] = []
+
+    async def hold_back(route: Route) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        captured.append(route.request.post_data or "")
+        await route.abort()
+
+    await page.route(url, hold_back)
+    await page.goto(url)
+    await page.get_by_test_id("confirm").click()
+    while not captured:
+        await page.wait_for_timeout(50)
+    answers = await asyncio.gather(*(stack.http.post(url, content=captured[0]) for _ in range(2)))
+    outcomes = sorted(a.json()["outcome"] for a in answers)
+    assert outcomes == ["refused", "verified"]
+    refused = next(a for a in answers if a.json()["outcome"] == "refused")
+    assert refused.status_code == 410 and refused.json()["refusal"] == "link_used"
+    assert refused.json()["event_id"] == event_id
