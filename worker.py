@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.poll import PollActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
@@ -64,6 +65,7 @@ def build_worker(
     polling = PollActivities.from_settings(
         client, settings, config, slack, security_channel(settings, config)
     )
+    paging = PagerDutyActivities.from_settings(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -85,6 +87,9 @@ def build_worker(
             polling.post_poll_alert,
             polling.post_stale_digest,
             ReviewActivities(slack, security_channel(settings, config)).post_unrecognised,
+            paging.trigger_page,
+            paging.acknowledge_page,
+            paging.resolve_page,
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
@@ -120,6 +125,12 @@ async def main() -> None:
     except SlackSetupError as exc:
         sys.exit(f"powertrip worker: {exc}")
     log.info("Slack: connected as %s to %s", identity.user, identity.team)
+    rules = config.rule_set()
+    unset = paging_unset_warning(
+        settings, [rule.escalation_policy(rules.escalation) for rule in rules.rules]
+    )
+    if unset:
+        log.warning(unset)
 
     worker = build_worker(client, settings, config, slack)
     stop = asyncio.Event()

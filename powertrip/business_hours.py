@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _ZONE_KEY = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")  # seconds: pydantic's own dump
 _NOT_A_TIME = 'not a time of day: {!r} (write it in quotes as "HH:MM", e.g. "09:00")'
 
 
@@ -83,9 +83,9 @@ def _clock(value: object) -> object:
         raise ValueError(_NOT_A_TIME.format(value))
     if isinstance(value, str):
         found = _CLOCK.fullmatch(value.strip())
-        if not found or int(found[1]) > 23 or int(found[2]) > 59:
+        if not found or int(found[1]) > 23 or int(found[2]) > 59 or int(found[3] or 0) > 59:
             raise ValueError(_NOT_A_TIME.format(value))
-        return time(int(found[1]), int(found[2]))
+        return time(int(found[1]), int(found[2]), int(found[3] or 0))
     return value
 
 

@@ -14,6 +14,7 @@ SECURITY_CHANNEL = "C0SECURITY"
 SLACK_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
 PAPERTRAIL_TOKEN = "pt-token"
+PAGERDUTY_ROUTING_KEY = "R0utingKeyOfTheTestService000001"  # 32 letters and digits, like PD's
 
 
 def free_port() -> int:
@@ -23,13 +24,20 @@ def free_port() -> int:
 
 
 class ServedApp:
-    """An ASGI app served by uvicorn on a loopback port inside the test event loop."""
+    """An ASGI app served by uvicorn on a loopback port inside the test event loop; over https
+    when given a certificate and its key (PEM files)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, tls: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -155,10 +155,14 @@ rules:
 
 
 def test_the_policy_survives_the_json_round_trip_of_a_workflow_input() -> None:
-    config = load("escalation: [{do: remind, after: 90s, every: 1h30m}, {do: page, after: 0}]")
+    config = load(
+        "escalation: [{do: remind, after: 90s, every: 1h30m}, {do: page, after: 0}]\n"
+        "business_hours: {timezone: America/New_York, days: [mon, thu], start: 8:30, end: 17:45}"
+    )
     event = recognise(config, "sshd", ssh_line("alice"))
     again = SecurityEvent.model_validate_json(event.model_dump_json())
     assert again == event and again.escalation_policy() == event.escalation
+    assert again.business_hours is not None and again.business_hours.days == ["mon", "thu"]
 
 
 def test_events_recorded_before_policies_get_their_renotify_after_as_policy() -> None:
