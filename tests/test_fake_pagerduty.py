@@ -50,8 +50,10 @@ async def test_an_event_is_accepted_with_pagerdutys_answer(
     del bare["dedup_key"]
     made_up = (await events_api.post("/v2/enqueue", json=bare)).json()["dedup_key"]
     assert made_up and made_up != "k-1" and len(fake_pagerduty.incidents) == 2
-    # The record keeps the routing key's last four characters only.
+    # The record keeps the routing key's last four characters only; incidents a fingerprint.
     assert fake_pagerduty.received[0].event["routing_key"] == "*0001"
+    for view in ("/_fake/events", "/_fake/incidents", "/"):
+        assert PAGERDUTY_ROUTING_KEY not in (await events_api.get(view)).text
 
 
 async def test_the_incident_lifecycle_follows_dedup_key_and_routing_key(

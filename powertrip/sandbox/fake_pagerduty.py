@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import html
 import itertools
 import json
@@ -73,7 +74,7 @@ class LogEntry(BaseModel):
 class Incident(BaseModel):
     number: int
     dedup_key: str
-    routing_key: str
+    service: str = Field(description="A fingerprint of the routing key it came through.")
     status: Literal["triggered", "acknowledged", "resolved"] = "triggered"
     summary: str
     source: str
@@ -92,6 +93,11 @@ class Incident(BaseModel):
 class SavedState(BaseModel):
     received: list[Received] = Field(default_factory=list)
     incidents: list[Incident] = Field(default_factory=list)
+
+
+def _service(routing_key: str) -> str:
+    """Incidents belong to the routing key's service; the record never shows the key itself."""
+    return "svc-" + hashlib.sha256(routing_key.encode()).hexdigest()[:12]
 
 
 def _short(key: object) -> str:
@@ -173,7 +179,7 @@ class FakePagerDuty:
             (
                 i
                 for i in reversed(self.incidents)
-                if i.open and i.dedup_key == dedup_key and i.routing_key == routing_key
+                if i.open and i.dedup_key == dedup_key and i.service == _service(routing_key)
             ),
             None,
         )
@@ -244,7 +250,7 @@ class FakePagerDuty:
             incident = Incident(
                 number=len(self.incidents) + 1,
                 dedup_key=key,
-                routing_key=event["routing_key"],
+                service=_service(event["routing_key"]),
                 summary=payload["summary"],
                 source=payload["source"],
                 severity=payload["severity"],
