@@ -326,3 +326,23 @@ def test_the_clock_parser_takes_what_yaml_makes_of_unquoted_times() -> None:
     assert (hours.start, hours.end) == (time(9), time(17, 30))
     assert hours.describe() == "mon-fri 09:00-17:30 Europe/Berlin"
     assert BusinessHours(timezone="UTC", days=["fri-mon"]).days == ["mon", "fri", "sat", "sun"]
+
+
+@pytest.mark.parametrize(
+    ("urgency", "pages"),
+    [
+        (Urgency.HIGH, [(5, 4, 0), (5, 8, 0), (5, 12, 0)]),
+        (Urgency.LOW, [(7, 9, 0), (7, 13, 0), (8, 9, 0)]),
+    ],
+)
+def test_what_happens_at_3am_as_the_readme_says(
+    urgency: Urgency, pages: list[tuple[int, int, int]]
+) -> None:
+    """README, "Paging and escalation": the policy shown there, an event at 03:00 on Saturday."""
+    started = berlin(2026, 12, 5, 3, 0)
+    steps = run(POLICY, started, urgency, BERLIN, started + timedelta(days=7))
+    assert [s.due for s in steps if s.do is StepKind.PAGE] == [
+        berlin(2026, 12, day, hour, minute) for day, hour, minute in pages
+    ]
+    reminders = [s.due for s in steps if s.do is StepKind.REMIND]
+    assert reminders[:2] == [berlin(2026, 12, 5, 3, 15), berlin(2026, 12, 5, 3, 30)]
