@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityConfig
 
 from powertrip.escalation import DEFAULT_PAGE_SEVERITY, DueStep, Severity, format_duration
 from powertrip.models import SecurityEvent
@@ -41,6 +42,11 @@ PAGING_RETRY = RetryPolicy(
 )
 PAGING_CALL_TIMEOUT = timedelta(seconds=30)
 """One attempt: the HTTP request (the client gives up after 10 s) and the thread around it."""
+PAGING_ACTIVITY = ActivityConfig(
+    start_to_close_timeout=PAGING_CALL_TIMEOUT, retry_policy=PAGING_RETRY
+)
+"""Options for every paging activity: `workflow.execute_activity_method(..., **PAGING_ACTIVITY)`.
+No schedule-to-close limit: an outage delays a page; it is never given up."""
 PAGERDUTY_PERMANENT = "PagerDutyPermanentError"
 """The ApplicationError type of a refusal no retry can fix (400, bad routing key, bad URL)."""
 

@@ -27,6 +27,7 @@ from tests.servers import (
     SECURITY_CHANNEL,
     SIGNING_SECRET,
     SLACK_TOKEN,
+    PagerDutyAt,
     ServedApp,
     free_port,
 )
@@ -133,24 +134,15 @@ def pagerduty_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 
 @pytest.fixture(scope="session")
-async def fake_pagerduty_server(
-    pagerduty_tls: tuple[Path, Path],
-) -> AsyncIterator[tuple[FakePagerDuty, str]]:
+async def fake_pagerduty_server(pagerduty_tls: tuple[Path, Path]) -> AsyncIterator[PagerDutyAt]:
     """The fake PagerDuty Events API v2 over https (the real client accepts nothing else)."""
     fake = FakePagerDuty(routing_keys={PAGERDUTY_ROUTING_KEY})
     async with ServedApp(create_fake_pagerduty_app(fake), tls=pagerduty_tls) as served:
-        yield fake, served.url
+        yield PagerDutyAt(fake, served.url, pagerduty_tls[0])
 
 
 @pytest.fixture
-def fake_pagerduty(
-    fake_pagerduty_server: tuple[FakePagerDuty, str],
-) -> Iterator[FakePagerDuty]:
-    fake, _ = fake_pagerduty_server
-    fake.reset()
-    yield fake
-
-
-@pytest.fixture
-def pagerduty_url(fake_pagerduty_server: tuple[FakePagerDuty, str]) -> str:
-    return fake_pagerduty_server[1]
+def pagerduty(fake_pagerduty_server: PagerDutyAt) -> PagerDutyAt:
+    """The fake Events API, its record and injected failures cleared."""
+    fake_pagerduty_server.fake.reset()
+    return fake_pagerduty_server

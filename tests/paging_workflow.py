@@ -17,8 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.escalation import StepKind, TakenStep, next_step
     from powertrip.models import SecurityEvent
     from powertrip.paging import (
-        PAGING_CALL_TIMEOUT,
-        PAGING_RETRY,
+        PAGING_ACTIVITY,
         PageAction,
         PageResult,
         PageTrigger,
@@ -58,10 +57,7 @@ class PageOnceWorkflow:
         began = workflow.now()
         try:
             result = await workflow.execute_activity_method(
-                PagerDutyActivities.trigger_page,
-                trigger,
-                start_to_close_timeout=PAGING_CALL_TIMEOUT,
-                retry_policy=PAGING_RETRY,
+                PagerDutyActivities.trigger_page, trigger, **PAGING_ACTIVITY
             )
         except ActivityError as err:
             cause = _failure(err)
@@ -133,12 +129,10 @@ class EscalationLoopWorkflow:
         """`at`: when the step was taken (the timer fired), which the timeline shows; the
         answer may come much later (PagerDuty down for hours)."""
         try:
+            options = PAGING_ACTIVITY.copy()
+            options["summary"] = f"page on-call: {trigger.summary}"
             result = await workflow.execute_activity_method(
-                PagerDutyActivities.trigger_page,
-                trigger,
-                start_to_close_timeout=PAGING_CALL_TIMEOUT,
-                retry_policy=PAGING_RETRY,
-                summary=f"page on-call: {trigger.summary}",
+                PagerDutyActivities.trigger_page, trigger, **options
             )
         except ActivityError as err:
             cause = _failure(err)
@@ -159,8 +153,7 @@ class EscalationLoopWorkflow:
             result = await workflow.execute_activity_method(
                 method,
                 PageUpdate(subject_id=event.event_id, dedup_key=key),
-                start_to_close_timeout=PAGING_CALL_TIMEOUT,
-                retry_policy=PAGING_RETRY,
+                **PAGING_ACTIVITY,
             )
             self.timeline.append(
                 Entry(

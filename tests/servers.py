@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from powertrip.sandbox.fake_pagerduty import FakePagerDuty
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SECURITY_CHANNEL = "C0SECURITY"
@@ -54,3 +57,12 @@ class ServedApp:
         self.server.should_exit = True
         if self._task:
             await self._task
+
+
+class PagerDutyAt(NamedTuple):
+    """The fake Events API a test talks to: its state, its https base URL, and the certificate
+    a client must trust to reach it."""
+
+    fake: FakePagerDuty
+    url: str
+    ca_file: Path

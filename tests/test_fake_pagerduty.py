@@ -11,17 +11,20 @@ import httpx
 import pytest
 
 from powertrip.sandbox.fake_pagerduty import FakePagerDuty, InjectedFailure, render_page
-from tests.servers import PAGERDUTY_ROUTING_KEY
+from tests.servers import PAGERDUTY_ROUTING_KEY, PagerDutyAt
 
 OTHER_KEY = "AnotherServiceIntegrationKey0002"
 
 
 @pytest.fixture
-async def events_api(
-    fake_pagerduty: FakePagerDuty, pagerduty_url: str, pagerduty_tls: tuple[Path, Path]
-) -> Any:
-    context = ssl.create_default_context(cafile=str(pagerduty_tls[0]))
-    async with httpx.AsyncClient(base_url=pagerduty_url, verify=context) as http:
+def fake_pagerduty(pagerduty: PagerDutyAt) -> FakePagerDuty:
+    return pagerduty.fake
+
+
+@pytest.fixture
+async def events_api(pagerduty: PagerDutyAt) -> Any:
+    context = ssl.create_default_context(cafile=str(pagerduty.ca_file))
+    async with httpx.AsyncClient(base_url=pagerduty.url, verify=context) as http:
         yield http
 
 

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,24 +33,25 @@ from powertrip.paging import (
     event_trigger,
     not_me_trigger,
 )
-from powertrip.sandbox.fake_pagerduty import FakePagerDuty, InjectedFailure
+from powertrip.sandbox.fake_pagerduty import InjectedFailure
 from powertrip.settings import Settings, SettingsError, load_settings
 from tests.harness import eventually, make_event
 from tests.paging_workflow import Entry, EscalationLoopWorkflow, PageOnceWorkflow
-from tests.servers import PAGERDUTY_ROUTING_KEY, free_port
+from tests.servers import PAGERDUTY_ROUTING_KEY, PagerDutyAt, free_port
 
 
 @asynccontextmanager
 async def paging_worker(
     env: WorkflowEnvironment,
-    url: str,
-    ca_file: Path | None,
+    pagerduty: PagerDutyAt,
     *,
     routing_key: str | None = PAGERDUTY_ROUTING_KEY,
     request_timeout: float = 10.0,
 ) -> AsyncIterator[str]:
     task_queue = f"paging-{uuid.uuid4().hex[:8]}"
-    paging = PagerDutyActivities(routing_key, url, ca_file, request_timeout=request_timeout)
+    paging = PagerDutyActivities(
+        routing_key, pagerduty.url, pagerduty.ca_file, request_timeout=request_timeout
+    )
     async with Worker(
         env.client,
         task_queue=task_queue,
@@ -79,9 +79,7 @@ def whats(entries: list[Entry]) -> list[str]:
 
 async def test_an_undecided_event_pages_once_after_page_after_and_approval_resolves_it(
     time_skipping_env: WorkflowEnvironment,
-    fake_pagerduty: FakePagerDuty,
-    pagerduty_url: str,
-    pagerduty_tls: tuple[Path, Path],
+    pagerduty: PagerDutyAt,
 ) -> None:
     event = make_event(
         "alice",
@@ -90,13 +88,13 @@ async def test_an_undecided_event_pages_once_after_page_after_and_approval_resol
         .with_severity(Severity.WARNING),
     )
     env = time_skipping_env
-    async with paging_worker(env, pagerduty_url, pagerduty_tls[0]) as task_queue:
+    async with paging_worker(env, pagerduty) as task_queue:
         handle = await start_loop(env, task_queue, event)
         began = await env.get_current_time()
         await env.sleep(timedelta(minutes=59))
-        assert fake_pagerduty.incidents == []
+        assert pagerduty.fake.incidents == []
         await env.sleep(timedelta(hours=6))
-        [incident] = await eventually(lambda: fake_pagerduty.incidents)
+        [incident] = await eventually(lambda: pagerduty.fake.incidents)
         await handle.signal(EscalationLoopWorkflow.decide, "approve")
         entries: list[Entry] = await handle.result()
 
@@ -117,14 +115,12 @@ async def test_an_undecided_event_pages_once_after_page_after_and_approval_resol
     assert whats(entries).count("reminded") >= 4 * 6
     assert entries[-1].what == "page_resolved"
     assert entries[-1].detail.endswith("step1-0: success (Event processed)")
-    assert len(fake_pagerduty.received) == 2
+    assert len(pagerduty.fake.received) == 2
 
 
 async def test_pages_repeat_up_to_their_limit_and_approval_resolves_every_one(
     time_skipping_env: WorkflowEnvironment,
-    fake_pagerduty: FakePagerDuty,
-    pagerduty_url: str,
-    pagerduty_tls: tuple[Path, Path],
+    pagerduty: PagerDutyAt,
 ) -> None:
     event = make_event(
         "alice",
@@ -133,19 +129,19 @@ async def test_pages_repeat_up_to_their_limit_and_approval_resolves_every_one(
         ),
     )
     env = time_skipping_env
-    async with paging_worker(env, pagerduty_url, pagerduty_tls[0]) as task_queue:
+    async with paging_worker(env, pagerduty) as task_queue:
         handle = await start_loop(env, task_queue, event)
         await env.sleep(timedelta(hours=12))
-        await eventually(lambda: len(fake_pagerduty.incidents) == 3)
+        await eventually(lambda: len(pagerduty.fake.incidents) == 3)
         await env.sleep(timedelta(days=2))
         await handle.signal(EscalationLoopWorkflow.decide, "approve")
         entries: list[Entry] = await handle.result()
 
     keys = [f"powertrip/{event.event_id}/step0-{n}" for n in range(3)]
-    assert [i.dedup_key for i in fake_pagerduty.incidents] == keys
-    assert {i.status for i in fake_pagerduty.incidents} == {"resolved"}
-    assert {i.severity for i in fake_pagerduty.incidents} == {"error"}
-    assert "(page 3 of 3)" in fake_pagerduty.incidents[2].summary
+    assert [i.dedup_key for i in pagerduty.fake.incidents] == keys
+    assert {i.status for i in pagerduty.fake.incidents} == {"resolved"}
+    assert {i.severity for i in pagerduty.fake.incidents} == {"error"}
+    assert "(page 3 of 3)" in pagerduty.fake.incidents[2].summary
     paged = [e.at for e in entries if e.what == "paged"]
     gaps = [b - a for a, b in itertools.pairwise(paged)]
     assert len(gaps) == 2
@@ -155,16 +151,14 @@ async def test_pages_repeat_up_to_their_limit_and_approval_resolves_every_one(
 
 async def test_not_me_pages_critical_at_once_and_acknowledge_acknowledges_it(
     time_skipping_env: WorkflowEnvironment,
-    fake_pagerduty: FakePagerDuty,
-    pagerduty_url: str,
-    pagerduty_tls: tuple[Path, Path],
+    pagerduty: PagerDutyAt,
 ) -> None:
     event = make_event("alice", escalation=EscalationPolicy.from_renotify(timedelta(minutes=15)))
     env = time_skipping_env
-    async with paging_worker(env, pagerduty_url, pagerduty_tls[0]) as task_queue:
+    async with paging_worker(env, pagerduty) as task_queue:
         handle = await start_loop(env, task_queue, event)
         await handle.signal(EscalationLoopWorkflow.decide, "not_me")
-        [incident] = await eventually(lambda: fake_pagerduty.incidents)
+        [incident] = await eventually(lambda: pagerduty.fake.incidents)
         assert incident.status == "triggered"
         await handle.signal(EscalationLoopWorkflow.acknowledge)
         entries: list[Entry] = await handle.result()
@@ -178,9 +172,7 @@ async def test_not_me_pages_critical_at_once_and_acknowledge_acknowledges_it(
 
 async def test_a_low_urgency_page_waits_for_the_next_business_period_a_high_one_does_not(
     time_skipping_env: WorkflowEnvironment,
-    fake_pagerduty: FakePagerDuty,
-    pagerduty_url: str,
-    pagerduty_tls: tuple[Path, Path],
+    pagerduty: PagerDutyAt,
 ) -> None:
     env = time_skipping_env
     now = await env.get_current_time()
@@ -192,23 +184,23 @@ async def test_a_low_urgency_page_waits_for_the_next_business_period_a_high_one_
     high = make_event("carol", urgency=Urgency.HIGH, escalation=pages, business_hours=hours)
     opening = hours.opening(now + timedelta(minutes=10))
     assert opening - now > timedelta(days=1)
-    async with paging_worker(env, pagerduty_url, pagerduty_tls[0]) as task_queue:
+    async with paging_worker(env, pagerduty) as task_queue:
         low_handle = await start_loop(env, task_queue, low)
         high_handle = await start_loop(env, task_queue, high)
         await env.sleep(timedelta(minutes=11))
-        [first] = await eventually(lambda: fake_pagerduty.incidents)
+        [first] = await eventually(lambda: pagerduty.fake.incidents)
         assert first.dedup_key.startswith(f"powertrip/{high.event_id}/")
         await env.sleep(opening - now - timedelta(minutes=30))
-        assert len(fake_pagerduty.incidents) == 1  # still closed
+        assert len(pagerduty.fake.incidents) == 1  # still closed
         await env.sleep(timedelta(hours=1))
-        await eventually(lambda: len(fake_pagerduty.incidents) == 2)
+        await eventually(lambda: len(pagerduty.fake.incidents) == 2)
         for handle in (low_handle, high_handle):
             await handle.signal(EscalationLoopWorkflow.decide, "approve")
         low_entries: list[Entry] = await low_handle.result()
 
     [paged] = [e for e in low_entries if e.what == "paged"]
     assert opening <= paged.at < opening + timedelta(minutes=1)
-    assert fake_pagerduty.incidents[1].custom_details["deferred to business hours"] is True
+    assert pagerduty.fake.incidents[1].custom_details["deferred to business hours"] is True
 
 
 @pytest.fixture
@@ -236,18 +228,16 @@ def page_counts(buffer: MetricBuffer) -> dict[tuple[str, str], int]:
 
 async def test_rate_limited_then_down_then_back_pages_exactly_once_after_retry_after(
     metered_env: tuple[WorkflowEnvironment, MetricBuffer],
-    fake_pagerduty: FakePagerDuty,
-    pagerduty_url: str,
-    pagerduty_tls: tuple[Path, Path],
+    pagerduty: PagerDutyAt,
 ) -> None:
     env, buffer = metered_env
-    fake_pagerduty.failures += [
+    pagerduty.fake.failures += [
         InjectedFailure(status=429, retry_after=120, times=2),
         InjectedFailure(status=503, times=1),
         InjectedFailure(status=500, times=1),
     ]
     trigger = event_trigger(make_event("alice"), page="step1-0", severity=Severity.WARNING, why="x")
-    async with paging_worker(env, pagerduty_url, pagerduty_tls[0]) as task_queue:
+    async with paging_worker(env, pagerduty) as task_queue:
         outcome = await env.client.execute_workflow(
             PageOnceWorkflow.run, trigger, id=f"page-{uuid.uuid4().hex}", task_queue=task_queue
         )
@@ -255,9 +245,9 @@ async def test_rate_limited_then_down_then_back_pages_exactly_once_after_retry_a
     assert outcome.error is None and outcome.result is not None
     assert outcome.result.status == "success"
     assert outcome.waited_seconds >= 240  # both Retry-After waits were honoured
-    assert [r.http_status for r in fake_pagerduty.received] == [429, 429, 503, 500, 202]
-    assert {r.event["dedup_key"] for r in fake_pagerduty.received} == {trigger.dedup_key}
-    [incident] = fake_pagerduty.incidents
+    assert [r.http_status for r in pagerduty.fake.received] == [429, 429, 503, 500, 202]
+    assert {r.event["dedup_key"] for r in pagerduty.fake.received} == {trigger.dedup_key}
+    [incident] = pagerduty.fake.incidents
     assert incident.dedup_key == trigger.dedup_key and len(incident.log) == 1
     assert page_counts(buffer) == {
         ("trigger", "rate_limited"): 2,
@@ -268,24 +258,20 @@ async def test_rate_limited_then_down_then_back_pages_exactly_once_after_retry_a
 
 async def test_an_answer_lost_in_transit_is_retried_without_a_second_incident(
     time_skipping_env: WorkflowEnvironment,
-    fake_pagerduty: FakePagerDuty,
-    pagerduty_url: str,
-    pagerduty_tls: tuple[Path, Path],
+    pagerduty: PagerDutyAt,
 ) -> None:
     # PagerDuty applies the first trigger but its answer comes after the client gave up.
-    fake_pagerduty.failures.append(InjectedFailure(delay=3.0))
+    pagerduty.fake.failures.append(InjectedFailure(delay=3.0))
     trigger = not_me_trigger(make_event("alice"), "U0ALICE", None)
     env = time_skipping_env
-    async with paging_worker(
-        env, pagerduty_url, pagerduty_tls[0], request_timeout=1.0
-    ) as task_queue:
+    async with paging_worker(env, pagerduty, request_timeout=1.0) as task_queue:
         outcome = await env.client.execute_workflow(
             PageOnceWorkflow.run, trigger, id=f"page-{uuid.uuid4().hex}", task_queue=task_queue
         )
 
     assert outcome.result is not None and outcome.result.status == "success"
-    assert len(fake_pagerduty.received) == 2
-    [incident] = fake_pagerduty.incidents
+    assert len(pagerduty.fake.received) == 2
+    [incident] = pagerduty.fake.incidents
     assert [e.action for e in incident.log] == ["trigger", "trigger"]
 
 
@@ -298,17 +284,13 @@ async def test_an_answer_lost_in_transit_is_retried_without_a_second_incident(
 )
 async def test_a_bad_routing_key_fails_at_once_and_says_why(
     time_skipping_env: WorkflowEnvironment,
-    fake_pagerduty: FakePagerDuty,
-    pagerduty_url: str,
-    pagerduty_tls: tuple[Path, Path],
+    pagerduty: PagerDutyAt,
     routing_key: str,
     said: str,
 ) -> None:
     env = time_skipping_env
     trigger = not_me_trigger(make_event("alice"), "U0ALICE", None)
-    async with paging_worker(
-        env, pagerduty_url, pagerduty_tls[0], routing_key=routing_key
-    ) as task_queue:
+    async with paging_worker(env, pagerduty, routing_key=routing_key) as task_queue:
         outcome = await env.client.execute_workflow(
             PageOnceWorkflow.run, trigger, id=f"page-{uuid.uuid4().hex}", task_queue=task_queue
         )
@@ -321,25 +303,25 @@ async def test_a_bad_routing_key_fails_at_once_and_says_why(
     )
     assert said in outcome.error
     assert routing_key not in outcome.error  # the secret is not repeated in the failure
-    assert len(fake_pagerduty.received) == 1  # no retries
-    assert fake_pagerduty.incidents == []
+    assert len(pagerduty.fake.received) == 1  # no retries
+    assert pagerduty.fake.incidents == []
 
 
 async def test_an_untrusted_certificate_is_a_permanent_failure_naming_the_setting(
-    fake_pagerduty: FakePagerDuty, pagerduty_url: str
+    pagerduty: PagerDutyAt,
 ) -> None:
-    paging = PagerDutyActivities(PAGERDUTY_ROUTING_KEY, pagerduty_url, ca_file=None)
+    paging = PagerDutyActivities(PAGERDUTY_ROUTING_KEY, pagerduty.url, ca_file=None)
     trigger = not_me_trigger(make_event("alice"), "U0ALICE", None)
     with pytest.raises(ApplicationError) as failure:
         await ActivityEnvironment().run(paging.trigger_page, trigger)
     assert failure.value.non_retryable and failure.value.type == PAGERDUTY_PERMANENT
     assert "POWERTRIP_PAGERDUTY_CA_FILE" in failure.value.message
-    assert fake_pagerduty.received == []
+    assert pagerduty.fake.received == []
 
 
-async def test_pagerduty_unreachable_is_retried(pagerduty_tls: tuple[Path, Path]) -> None:
+async def test_pagerduty_unreachable_is_retried(pagerduty: PagerDutyAt) -> None:
     closed = f"https://127.0.0.1:{free_port()}"
-    paging = PagerDutyActivities(PAGERDUTY_ROUTING_KEY, closed, pagerduty_tls[0])
+    paging = PagerDutyActivities(PAGERDUTY_ROUTING_KEY, closed, pagerduty.ca_file)
     trigger = not_me_trigger(make_event("alice"), "U0ALICE", None)
     with pytest.raises(ApplicationError) as failure:
         await ActivityEnvironment().run(paging.trigger_page, trigger)
@@ -348,16 +330,16 @@ async def test_pagerduty_unreachable_is_retried(pagerduty_tls: tuple[Path, Path]
 
 
 async def test_without_a_routing_key_nothing_is_sent_and_the_result_says_so(
-    fake_pagerduty: FakePagerDuty, pagerduty_url: str, pagerduty_tls: tuple[Path, Path]
+    pagerduty: PagerDutyAt,
 ) -> None:
-    paging = PagerDutyActivities(None, pagerduty_url, pagerduty_tls[0])
+    paging = PagerDutyActivities(None, pagerduty.url, pagerduty.ca_file)
     event = make_event("alice")
     result = await ActivityEnvironment().run(
         paging.trigger_page, not_me_trigger(event, "U0ALICE", None)
     )
     assert result.action is PageAction.TRIGGER and result.status == "skipped"
     assert not result.sent and "POWERTRIP_PAGERDUTY_ROUTING_KEY" in result.message
-    assert fake_pagerduty.received == []
+    assert pagerduty.fake.received == []
 
 
 def test_dedup_keys_fit_pagerdutys_limit_and_stay_distinct() -> None:
