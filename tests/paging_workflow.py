@@ -14,7 +14,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.pagerduty import PagerDutyActivities
-    from powertrip.escalation import StepKind, TakenStep, next_step
+    from powertrip.business_hours import BusinessHours
+    from powertrip.escalation import (
+        DueStep,
+        EscalationPolicy,
+        StepKind,
+        TakenStep,
+        Urgency,
+        next_step,
+    )
     from powertrip.models import SecurityEvent
     from powertrip.paging import (
         PAGING_ACTIVITY,
@@ -163,3 +171,26 @@ class EscalationLoopWorkflow:
                     result=result,
                 )
             )
+
+
+class ScheduleQuestion(BaseModel):
+    policy: EscalationPolicy
+    started_at: datetime
+    urgency: Urgency
+    business_hours: BusinessHours | None
+    taken: list[TakenStep] = []
+
+
+@workflow.defn
+class NextStepWorkflow:
+    """`next_step` computed inside the workflow sandbox (zone rules loaded there)."""
+
+    @workflow.run
+    async def run(self, question: ScheduleQuestion) -> DueStep | None:
+        return next_step(
+            question.policy,
+            question.started_at,
+            question.urgency,
+            question.business_hours,
+            question.taken,
+        )

@@ -9,7 +9,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from activities.pagerduty import PagerDutyActivities
 from powertrip.binaries import temporal_test_server
-from powertrip.business_hours import WEEKDAYS, BusinessHours
+from powertrip.business_hours import WEEKDAYS, BusinessHours, zone
 from powertrip.escalation import EscalationPolicy, Severity, Urgency
 from powertrip.models import SecurityEvent
 from powertrip.paging import (
@@ -36,7 +36,13 @@ from powertrip.paging import (
 from powertrip.sandbox.fake_pagerduty import InjectedFailure
 from powertrip.settings import Settings, SettingsError, load_settings
 from tests.harness import eventually, make_event
-from tests.paging_workflow import Entry, EscalationLoopWorkflow, PageOnceWorkflow
+from tests.paging_workflow import (
+    Entry,
+    EscalationLoopWorkflow,
+    NextStepWorkflow,
+    PageOnceWorkflow,
+    ScheduleQuestion,
+)
 from tests.servers import PAGERDUTY_ROUTING_KEY, PagerDutyAt, free_port
 
 
@@ -55,7 +61,7 @@ async def paging_worker(
     async with Worker(
         env.client,
         task_queue=task_queue,
-        workflows=[PageOnceWorkflow, EscalationLoopWorkflow],
+        workflows=[PageOnceWorkflow, EscalationLoopWorkflow, NextStepWorkflow],
         activities=[paging.trigger_page, paging.acknowledge_page, paging.resolve_page],
     ):
         yield task_queue
@@ -373,3 +379,26 @@ def test_the_events_url_must_be_https() -> None:
         env.setenv("POWERTRIP_PAGERDUTY_EVENTS_URL", "http://127.0.0.1:8766")
         with pytest.raises(SettingsError, match=r"POWERTRIP_PAGERDUTY_EVENTS_URL: .*https:// only"):
             load_settings()
+
+
+async def test_the_schedule_loads_zone_rules_inside_the_workflow_sandbox(
+    time_skipping_env: WorkflowEnvironment, pagerduty: PagerDutyAt
+) -> None:
+    """A fresh worker replaying an event computes its first opening in workflow code: the zone
+    must load there (from the tzdata package), not only in the test process."""
+    zone.cache_clear()
+    hours = BusinessHours(timezone="Pacific/Chatham", days=["mon-fri"], start="09:00", end="17:00")
+    zone.cache_clear()  # validating the model loaded it: forget it again
+    question = ScheduleQuestion(
+        policy=policy({"do": "page", "after": "1h"}),
+        started_at=datetime(2026, 12, 5, 3, 0, tzinfo=UTC),  # Saturday 16:45 in Chatham
+        urgency=Urgency.LOW,
+        business_hours=hours,
+    )
+    async with paging_worker(time_skipping_env, pagerduty) as task_queue:
+        due = await time_skipping_env.client.execute_workflow(
+            NextStepWorkflow.run, question, id=f"next-{uuid.uuid4().hex}", task_queue=task_queue
+        )
+    assert due is not None and due.deferred
+    # Monday 09:00 in Chatham (UTC+13:45 in December) is Sunday 19:15 UTC.
+    assert due.due == datetime(2026, 12, 6, 19, 15, tzinfo=UTC)
