@@ -137,8 +137,9 @@ def event_details(event: SecurityEvent) -> dict[str, Any]:
         "occurred at": event.occurred_at.isoformat(),
         "urgency": event.urgency.value,
         "log line": _clip(event.message, MAX_DETAIL),
-        **{k: _clip(v, MAX_DETAIL) for k, v in event.details.items()},
     }
+    # The rule's own details (command, role, ...) never replace the event's fields.
+    details.update({k: _clip(v, MAX_DETAIL) for k, v in event.details.items() if k not in details})
     return {k: v for k, v in details.items() if v not in (None, "")}
 
 

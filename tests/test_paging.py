@@ -20,7 +20,7 @@ from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.pagerduty import PagerDutyActivities
+from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from powertrip.binaries import temporal_test_server
 from powertrip.business_hours import WEEKDAYS, BusinessHours, zone
 from powertrip.escalation import EscalationPolicy, Severity, Urgency
@@ -353,6 +353,22 @@ def test_dedup_keys_fit_pagerdutys_limit_and_stay_distinct() -> None:
     keys = {dedup_key(long_id, "not-me"), dedup_key(long_id, "step1-0"), dedup_key("a", "not-me")}
     assert len(keys) == 3 and all(len(k) <= MAX_DEDUP_KEY for k in keys)
     assert dedup_key("papertrail-1", "step1-0") == "powertrip/papertrail-1/step1-0"
+
+
+def test_a_trigger_keeps_the_events_fields_over_the_rules_details() -> None:
+    event = make_event("alice", details={"host": "spoofed", "command": "id"})
+    details = not_me_trigger(event, "U0ALICE", None).custom_details
+    assert details["host"] == "bastion" and details["command"] == "id"
+
+
+def test_the_worker_says_when_its_policy_pages_but_no_routing_key_is_set() -> None:
+    pages = policy({"do": "page", "after": "1h"})
+    quiet = EscalationPolicy.from_renotify(timedelta(minutes=15))
+    warning = paging_unset_warning(Settings(), [quiet, pages])
+    assert warning is not None and "POWERTRIP_PAGERDUTY_ROUTING_KEY" in warning
+    assert paging_unset_warning(Settings(), [quiet]) is None
+    keyed = Settings(pagerduty_routing_key=PAGERDUTY_ROUTING_KEY)
+    assert paging_unset_warning(keyed, [pages]) is None
 
 
 def test_a_trigger_fits_pagerdutys_limits_whatever_the_event() -> None:
