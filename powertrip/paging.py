@@ -14,6 +14,7 @@ someone has acknowledged, and a repeat exists to notify again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -22,7 +23,7 @@ from pydantic import BaseModel, Field
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityConfig
 
-from powertrip.escalation import DEFAULT_PAGE_SEVERITY, DueStep, Severity, format_duration
+from powertrip.escalation import DEFAULT_PAGE_SEVERITY, DueStep, Severity, Urgency, format_duration
 from powertrip.models import SecurityEvent
 
 # PagerDuty's limits (Events API v2, "Send an Alert Event").
@@ -164,6 +165,66 @@ def event_trigger(
         event_class=event.kind.value,
         timestamp=event.occurred_at.isoformat(),
         custom_details={"why": why, **event_details(event), **(extra or {})},
+    )
+
+
+GROUP_EVENTS_SHOWN = 10
+"""A group's page lists its latest events; the rest are counted."""
+
+
+def group_trigger(
+    group_id: str,
+    events: Sequence[SecurityEvent],
+    *,
+    page: str,
+    severity: Severity,
+    why: str,
+) -> PageTrigger:
+    """The page about a group of events (one question for a burst, issue 13): keyed by the
+    group's id, summarised as `alice on bastion: 20 events (sudo as root, ...)`, the latest
+    `GROUP_EVENTS_SHOWN` listed in the details. Raises ValueError for an empty group."""
+    if not events:
+        raise ValueError(f"group {group_id!r} has no events to page about")
+    ordered = sorted(events, key=lambda e: e.occurred_at)
+    first, last = ordered[0], ordered[-1]
+    actors = sorted({e.actor for e in ordered})
+    hosts = sorted({e.host for e in ordered if e.host})
+    actions = list(dict.fromkeys(e.action for e in ordered))
+    who = ", ".join(actors)
+    where = f" on {', '.join(hosts)}" if hosts else ""
+    listed = ", ".join(actions[:3]) + (", ..." if len(actions) > 3 else "")
+    summary = f"Powertrip: {why}: {who}{where}: {len(ordered)} events ({listed})"
+    latest = ordered[-GROUP_EVENTS_SHOWN:]
+    details: dict[str, Any] = {
+        "why": why,
+        "group id": group_id,
+        "events": len(ordered),
+        "first at": first.occurred_at.isoformat(),
+        "last at": last.occurred_at.isoformat(),
+        "urgency": max((e.urgency for e in ordered), key=[Urgency.LOW, Urgency.HIGH].index).value,
+        "latest": [
+            {
+                "event id": e.event_id,
+                "at": e.occurred_at.isoformat(),
+                "action": e.action,
+                "log line": _clip(e.message, 512),
+            }
+            for e in reversed(latest)
+        ],
+    }
+    if len(ordered) > len(latest):
+        details["not listed"] = len(ordered) - len(latest)
+    return PageTrigger(
+        subject_id=group_id,
+        dedup_key=dedup_key(group_id, page),
+        summary=_clip(summary, MAX_SUMMARY),
+        source=hosts[0] if len(hosts) == 1 else (first.host or first.source),
+        severity=severity,
+        component=first.rule_id,
+        group="powertrip",
+        event_class=first.kind.value,
+        timestamp=last.occurred_at.isoformat(),
+        custom_details=details,
     )
 
 

@@ -31,6 +31,7 @@ from powertrip.paging import (
     PageAction,
     dedup_key,
     event_trigger,
+    group_trigger,
     not_me_trigger,
 )
 from powertrip.sandbox.fake_pagerduty import InjectedFailure
@@ -353,6 +354,37 @@ def test_dedup_keys_fit_pagerdutys_limit_and_stay_distinct() -> None:
     keys = {dedup_key(long_id, "not-me"), dedup_key(long_id, "step1-0"), dedup_key("a", "not-me")}
     assert len(keys) == 3 and all(len(k) <= MAX_DEDUP_KEY for k in keys)
     assert dedup_key("papertrail-1", "step1-0") == "powertrip/papertrail-1/step1-0"
+
+
+def test_a_group_page_summarises_its_events_and_lists_the_latest() -> None:
+    start = datetime(2026, 12, 5, 10, 2, tzinfo=UTC)
+    events = [
+        make_event(
+            "alice",
+            action=f"sudo as root #{n}",
+            occurred_at=start + timedelta(minutes=n),
+            provider_id=f"p{n}",
+        )
+        for n in range(20)
+    ]
+    trigger = group_trigger(
+        "group-alice-bastion-1",
+        events,
+        page="step1-0",
+        severity=Severity.WARNING,
+        why="Not decided after 1h",
+    )
+    assert trigger.dedup_key == "powertrip/group-alice-bastion-1/step1-0"
+    assert trigger.summary == (
+        "Powertrip: Not decided after 1h: alice on bastion: 20 events "
+        "(sudo as root #0, sudo as root #1, sudo as root #2, ...)"
+    )
+    details = trigger.custom_details
+    assert details["events"] == 20 and details["not listed"] == 10 and details["urgency"] == "high"
+    assert [e["action"] for e in details["latest"]][:2] == ["sudo as root #19", "sudo as root #18"]
+    assert trigger.timestamp == (start + timedelta(minutes=19)).isoformat()
+    with pytest.raises(ValueError, match="no events"):
+        group_trigger("g", [], page="not-me", severity=Severity.CRITICAL, why="Not me")
 
 
 def test_a_trigger_keeps_the_events_fields_over_the_rules_details() -> None:
