@@ -6,13 +6,16 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.conflict import ConflictActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.poll import PollActivities
 from activities.review import ReviewActivities
@@ -24,10 +27,12 @@ from powertrip.process import exit_now
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
+from powertrip.unrecognised import ReviewPacing
 from workflows.approval import ApprovalWorkflow
+from workflows.conflict import ConflictWorkflow
 from workflows.digest import ReminderDigestWorkflow, ensure_digest_workflow
 from workflows.poll import PollWorkflow, StaleDigestWorkflow
-from workflows.unrecognised import UnrecognisedEventWorkflow
+from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
 log = logging.getLogger("powertrip.worker")
 
@@ -50,6 +55,23 @@ def slack_client(settings: Settings) -> AsyncWebClient:
         base_url=settings.slack_api_url,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
     )
+
+
+def reviews(
+    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
+) -> list[Callable[..., Any]]:
+    """The review activities: hand a review to its source's pacer, post one, post a digest."""
+    review = ReviewActivities(
+        slack,
+        security_channel(settings, config),
+        client,
+        settings.task_queue,
+        ReviewPacing(
+            before_digest=config.reviews_before_digest,
+            digest_every_seconds=max(config.review_digest_every.total_seconds(), 1.0),
+        ),
+    )
+    return [review.post_unrecognised, review.post_review, review.post_review_digest]
 
 
 def build_worker(
@@ -75,6 +97,8 @@ def build_worker(
             PollWorkflow,
             StaleDigestWorkflow,
             ReminderDigestWorkflow,
+            ConflictWorkflow,
+            ReviewPacerWorkflow,
         ],
         activities=[
             activities.resolve_recipient,
@@ -86,10 +110,11 @@ def build_worker(
             polling.poll_papertrail,
             polling.post_poll_alert,
             polling.post_stale_digest,
-            ReviewActivities(slack, security_channel(settings, config)).post_unrecognised,
             paging.trigger_page,
             paging.acknowledge_page,
             paging.resolve_page,
+            ConflictActivities(slack, security_channel(settings, config)).post_conflict,
+            *reviews(client, settings, config, slack),
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),

@@ -119,6 +119,7 @@ class PollActivities:
             stale_before=now - timedelta(seconds=options.stale_after_seconds),
             ignore_unmatched=self.ignore_unmatched,
             on_chunk=done,
+            source=options.source,
         )
         try:
             report = await backfill.run(chunks)

@@ -130,7 +130,7 @@ class SlackActivities:
 
     @activity.defn
     async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
-        entry = self.directory.lookup(event.actor)
+        entry = self.directory.lookup(event.actor, event.source)
         slack_user = entry.slack_user
         note = None
         if entry.identity is Identity.MAPPED and slack_user is None and entry.email:

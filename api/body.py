@@ -36,6 +36,9 @@ def _json(text: str | bytes, what: str) -> Any:
 def decode_payload(request: Request, body: bytes) -> Any:
     """JSON from either a JSON body or a form body's `payload` field."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # `curl -d '{...}'` labels a JSON body as a form; a form body never starts with `{` or `[`.
+    if content_type == "application/x-www-form-urlencoded" and body.lstrip()[:1] in (b"{", b"["):
+        return _json(body, "the body")
     if content_type == "application/x-www-form-urlencoded":
         try:
             form = parse_qs(body.decode(), strict_parsing=bool(body))

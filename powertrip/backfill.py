@@ -2,45 +2,71 @@
 and run through the same rules and the same idempotent workflow starts as a webhook delivery
 (`ingest.process`), so anything already received is a duplicate and nothing starts twice.
 
-Inputs, detected from the first non-blank line unless a format is given:
-- syslog text (RFC 3164/3339/5424 lines; `powertrip.syslog`), one event per line;
+Inputs, gzipped or not, detected from the first non-blank line unless a format is given:
+- syslog text, one event per line, in every dialect `powertrip.syslog` reads (RFC 3164, RFC 3339
+  stamps, RFC 5424, the `journalctl` text modes);
 - Papertrail archives (tab-separated, id first) and papertrail-cli `--json` output;
-- NDJSON: one JSON value per line, each an event or a saved delivery/export (below);
-- a JSON document: a Papertrail webhook payload or search API answer (`{"events": [...]}`), a
-  CloudWatch Logs export (`aws logs filter-log-events`, subscription data) or a list of events.
+- NDJSON: one JSON value per line (also `journalctl -o json` and `-o json-seq`), each an event or
+  a saved delivery/export (below);
+- JSON documents, one or several one after another (also `journalctl -o json-pretty`): a
+  Papertrail webhook payload or search API answer (`{"events": [...]}`), a CloudWatch Logs export
+  (`aws logs filter-log-events`, subscription data), a list of events;
+- CloudTrail's own files: a trail's delivery file `{"Records": [...]}` as written to S3 and
+  `aws cloudtrail lookup-events` output (`{"Events": [{"CloudTrailEvent": "..."}]}`), every record
+  named `cloudtrail-<eventID>`; `--format cloudtrail` also reads bare CloudTrail records (NDJSON
+  or a list) as CloudTrail, which any other format reads as ordinary JSON;
+- Wazuh/OSSEC `alerts.json` (one alert a line), `wazuh-<alert id>`;
+- any log shipper's JSON records (`powertrip.sources.shippers`), by its field names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from powertrip.ingest import ItemResult, ResultStatus, process
+from powertrip.identity import Occurrence, RecentStarts, identity_of
+from powertrip.ingest import (
+    ItemResult,
+    ResultStatus,
+    by_identity,
+    duplicate_of,
+    process,
+    recognise,
+)
+from powertrip.known import find_known
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
-from powertrip.sources import ParsedItem, PayloadError
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
+from powertrip.sources.cloudtrail import cloudtrail_item, cloudtrail_records, is_cloudtrail_document
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
-from powertrip.sources.generic import parse_generic
+from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
+from powertrip.sources.generic import Reading, iter_json_values, parse_generic
 from powertrip.sources.log_search import LogSearch
 from powertrip.sources.papertrail import parse_papertrail
-from powertrip.syslog import parse_syslog_line
+from powertrip.sources.shippers import FieldMap
+from powertrip.sources.wazuh import is_wazuh_alert, wazuh_item
+from powertrip.syslog import parse_syslog, parse_syslog_line
 
 DRY_RUN = "dry run: would start"
+DRY_RUN_UNCHECKED = "dry run: would start unless already known (Temporal not reached)"
 CHUNK = 5_000  # records recognised and started together
 IN_FLIGHT = 2  # chunks being started at once, so reading the next never idles Temporal
 SYSLOG_SOURCE = "syslog"
+CLOUDTRAIL_SOURCE = "cloudtrail"  # the source of records read from CloudTrail's own files
 # Papertrail archive columns (tab-separated, no header).
 _TSV_FIELDS = (
     "id",
@@ -62,6 +88,20 @@ class InputFormat(StrEnum):
     NDJSON = "ndjson"
     JSON = "json"
     PAPERTRAIL_TSV = "papertrail-tsv"
+    CLOUDTRAIL = "cloudtrail"
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_input(path: Path) -> BinaryIO:
+    """A file to read lines from, decompressed when it is gzip (CloudTrail writes its files so)."""
+    raw = path.open("rb")
+    if raw.read(2) == GZIP_MAGIC:
+        raw.seek(0)
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+    raw.seek(0)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -113,8 +153,25 @@ class Report(BaseModel):
     started: int = 0
     already_known: int = 0
     unmatched: int = 0
+    non_events: int = Field(
+        default=0, description="Known non-events (failed logins, PAM bookkeeping): not asked."
+    )
     invalid: int = 0
     stale: int = Field(default=0, description="Started without a DM: older than the cut-off.")
+    without_identity: int = Field(
+        default=0,
+        description="Matched events with neither a source port nor a message (nor a CloudTrail "
+        "eventID): only their provider id names them, so a copy delivered by another route "
+        "(under another id) is not recognised as the same action.",
+    )
+    unchecked: int = Field(
+        default=0,
+        description="Dry run without Temporal: matched events not checked against what is "
+        "already known (counted in `started`: they would start unless known).",
+    )
+    unchecked_reason: str | None = Field(
+        default=None, description="Why the dry run could not check what is already known."
+    )
     invalid_records: list[Problem] = Field(default_factory=list)
     would_start: list[str] = Field(default_factory=list, description="Dry run: event ids.")
     stale_events: list[StaleEvent] = Field(default_factory=list)
@@ -130,31 +187,48 @@ class Report(BaseModel):
         if status is ResultStatus.UNMATCHED:
             self.unmatched += 1
             return
+        if status is ResultStatus.NON_EVENT:
+            self.non_events += 1
+            return
         self.matched += 1
-        if status is ResultStatus.DUPLICATE:
+        if status in (ResultStatus.DUPLICATE, ResultStatus.CONFLICT):
             self.already_known += 1
         elif status is ResultStatus.STARTED:
             self.started += 1
-            if result.reason == DRY_RUN and result.event_id:
+            if result.event is not None and not has_identity(result.event):
+                self.without_identity += 1
+            if result.reason in (DRY_RUN, DRY_RUN_UNCHECKED) and result.event_id:
                 self.would_start.append(result.event_id)
+            if result.reason == DRY_RUN_UNCHECKED:
+                self.unchecked += 1
             if result.stale and result.event is not None:
                 self.stale += 1
                 self.stale_events.append(StaleEvent.of(result.event))
 
     def merge(self, other: Report) -> None:
-        for name in ("read", "matched", "started", "already_known", "unmatched", "invalid"):
+        counts = ("read", "matched", "started", "already_known", "unmatched", "non_events")
+        for name in (*counts, "invalid", "without_identity", "unchecked"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.unchecked_reason = self.unchecked_reason or other.unchecked_reason
         self.stale += other.stale
         self.invalid_records += other.invalid_records
         self.would_start += other.would_start
         self.stale_events += other.stale_events
 
 
+def has_identity(event: SecurityEvent) -> bool:
+    """Whether a copy of this event by another route would be recognised as the same action
+    (a natural identity, or a CloudTrail eventID, which names the record on every route)."""
+    return identity_of(event) is not None or event.event_id.startswith("cloudtrail-")
+
+
 # Reading --------------------------------------------------------------------------------------
 
 
 def detect_format(first_line: str) -> InputFormat:
-    text = first_line.strip()
+    text = first_line.strip().lstrip("\x1e")
+    if parse_syslog(text) is not None:  # `[ 8712.12] host sshd[1]: ...` (journalctl monotonic)
+        return InputFormat.SYSLOG
     if text.startswith(("{", "[")):
         try:
             json.loads(text)
@@ -173,9 +247,11 @@ def records(
     source: str = SYSLOG_SOURCE,
     year: int | None = None,
     now: datetime | None = None,
+    fields: FieldMap | None = None,
 ) -> Iterator[Located]:
     """Every record in the input with its line number (1-based). Blank lines, and `#` comment
-    lines in syslog text, are not records."""
+    lines in syslog text, are not records. `fields` maps the JSON records' field names
+    (`sources.json.fields`); `now` is when records without a time of their own arrived."""
     numbered: Iterator[tuple[int, str]] = enumerate(lines, start=1)
     if fmt is InputFormat.AUTO:
         for number, line in numbered:
@@ -185,14 +261,14 @@ def records(
                 break
         else:
             return
-    if fmt is InputFormat.JSON:
+    reader = _Reader(source, fields, now or datetime.now(UTC), fmt is InputFormat.CLOUDTRAIL)
+    if fmt in (InputFormat.JSON, InputFormat.CLOUDTRAIL):
         text = "".join(line for _, line in numbered)
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            yield Located(ParsedItem(index=0, error=f"not a JSON document: {exc}"), line=1)
-            return
-        yield from _from_json(document, line=None, source=source)
+        for member, (value, error) in enumerate(iter_json_values(text)):
+            if error:
+                yield Located(invalid(0, f"not a JSON document: {error}", value), line=1)
+                return
+            yield from reader.located(value, line=None, member=member if member else None)
         return
     for number, line in numbered:
         if not line.strip():
@@ -200,18 +276,23 @@ def records(
         if fmt is InputFormat.SYSLOG:
             if line.startswith("#"):
                 continue  # an annotated log (comments), never a syslog record
-            raw = parse_syslog_line(line, source, year=year, now=now)
+            try:
+                raw = parse_syslog_line(line, source, year=year, now=now)
+            except ValidationError as exc:
+                yield Located(invalid(0, describe_validation_error(exc), line), line=number)
+                continue
             error = None if raw else "no syslog framing (expected `Mon DD HH:MM:SS host prog: msg`)"
-            yield Located(ParsedItem(index=0, raw=raw, error=error), line=number)
+            item = ParsedItem(index=0, raw=raw, error=error, sample=None if raw else line)
+            yield Located(item, line=number)
         elif fmt is InputFormat.PAPERTRAIL_TSV:
             yield from _from_tsv(line, number)
         else:
             try:
-                value = json.loads(line)
+                value = json.loads(line.strip().lstrip("\x1e"))  # RFC 7464 json-seq too
             except (ValueError, RecursionError) as exc:
-                yield Located(ParsedItem(index=0, error=f"not JSON: {exc}"), line=number)
+                yield Located(invalid(0, f"not JSON: {exc}", line), line=number)
                 continue
-            yield from _from_json(value, line=number, source=source)
+            yield from reader.located(value, line=number)
 
 
 def _chain(
@@ -225,7 +306,7 @@ def _from_tsv(line: str, number: int) -> Iterator[Located]:
     values = line.rstrip("\r\n").split("\t", len(_TSV_FIELDS) - 1)
     if len(values) < len(_TSV_FIELDS):
         error = f"expected {len(_TSV_FIELDS)} tab-separated Papertrail archive columns"
-        yield Located(ParsedItem(index=0, error=error), line=number)
+        yield Located(invalid(0, error, line), line=number)
         return
     event = dict(zip(_TSV_FIELDS, values, strict=True))
     event["hostname"] = event["source_name"]
@@ -251,37 +332,76 @@ def _parsed(parse: Callable[[Any], list[ParsedItem]], value: Any) -> list[Parsed
     try:
         return parse(value)
     except PayloadError as exc:
-        return [ParsedItem(index=0, error=str(exc))]
+        return [invalid(0, str(exc), value)]
 
 
-def _from_json(value: Any, line: int | None, source: str) -> Iterator[Located]:
-    """One JSON value: an event, a list of events, or a saved delivery/export holding many."""
-    if isinstance(value, list):
-        for member, element in enumerate(value):
-            for located in _from_json(element, line, source):
-                yield Located(located.item, line=line, member=member)
-        return
-    if not isinstance(value, dict):
-        yield Located(ParsedItem(index=0, error="expected a JSON object"), line=line)
-        return
-    if "awslogs" in value or "messageType" in value:
-        for item in _parsed(parse_cloudwatch, value):
-            yield Located(item, line=line, member=item.index)
-        return
-    events = value.get("events")
-    if isinstance(events, list):
-        for member, element in enumerate(events):
-            for located in _from_json(element, line, source):
-                yield Located(located.item, line=line, member=member)
-        return
-    if _is_cloudwatch_export_event(value):
-        items = _parsed(parse_filtered_events, [value])
-    elif _is_papertrail_event(value):
-        items = _parsed(parse_papertrail, {"events": [value]})
-    else:
-        items = _parsed(parse_generic, value)
-    for item in items:
-        yield Located(item, line=line)
+def json_items(
+    value: Any,
+    source: str = SYSLOG_SOURCE,
+    fields: FieldMap | None = None,
+    now: datetime | None = None,
+    cloudtrail: bool = False,
+) -> list[ParsedItem]:
+    """The records one JSON value holds, read as the backfill reads it (`cloudtrail`: bare
+    CloudTrail records are CloudTrail's, as with `--format cloudtrail`)."""
+    return _Reader(source, fields, now or datetime.now(UTC), cloudtrail).items(value)
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """Turns one JSON value of a backfill into its records."""
+
+    source: str
+    fields: FieldMap | None
+    received: datetime
+    cloudtrail: bool  # `--format cloudtrail`: bare CloudTrail records are CloudTrail's too
+
+    def located(self, value: Any, line: int | None, member: int | None = None) -> Iterator[Located]:
+        for index, item in enumerate(self.items(value)):
+            at = member if member is not None else (index if self._many(value) else None)
+            yield Located(item, line=line, member=at)
+
+    @staticmethod
+    def _many(value: Any) -> bool:
+        return isinstance(value, list) or (
+            isinstance(value, dict)
+            and (
+                is_cloudtrail_document(value)
+                or isinstance(value.get("events"), list)
+                or "awslogs" in value
+                or "messageType" in value
+            )
+        )
+
+    def items(self, value: Any) -> list[ParsedItem]:
+        """One JSON value: an event, a list of events, or a saved delivery/export holding many."""
+        if self.cloudtrail or is_cloudtrail_document(value):
+            # CloudTrail's own files (or records the operator says are CloudTrail's): trusted.
+            return [
+                invalid(index, error, record)
+                if error
+                else cloudtrail_item(index, record, CLOUDTRAIL_SOURCE)
+                for index, (record, error) in enumerate(cloudtrail_records(value))
+            ]
+        if isinstance(value, list):
+            return [item for element in value for item in self.items(element)]
+        if not isinstance(value, dict):
+            return [invalid(0, "expected a JSON object", value)]
+        if "awslogs" in value or "messageType" in value:
+            return _parsed(parse_cloudwatch, value)
+        if is_eventbridge_event(value):  # a saved delivery of the EventBridge endpoint
+            return _parsed(parse_eventbridge, value)
+        if isinstance(value.get("events"), list):
+            return [item for element in value["events"] for item in self.items(element)]
+        if _is_cloudwatch_export_event(value):
+            return _parsed(parse_filtered_events, [value])
+        if is_wazuh_alert(value):
+            return [wazuh_item(0, value)]
+        if _is_papertrail_event(value):
+            return _parsed(parse_papertrail, {"events": [value]})
+        return _parsed(
+            lambda member: parse_generic(member, Reading(self.fields, self.received)), value
+        )
 
 
 def chunked(located: Iterable[Located], size: int = CHUNK) -> Iterator[list[Located]]:
@@ -326,9 +446,12 @@ async def search_chunks(
 
 @dataclass
 class Backfill:
-    """Runs chunks of records through `ingest.process` (or, dry, only through the rules)."""
+    """Runs chunks of records through `ingest.process` (or, dry, only through the rules).
 
-    client: Client
+    A dry run may have no `client` (Temporal unreachable): it then says so in the report and
+    counts every recognised event as one that would start unless already known."""
+
+    client: Client | None
     rules: RuleSet
     task_queue: str
     concurrency: int = 64
@@ -336,7 +459,11 @@ class Backfill:
     dry_run: bool = False
     ignore_unmatched: frozenset[str] = frozenset()  # sources whose unmatched lines need no review
     on_chunk: Callable[[Report, int], Awaitable[None] | None] | None = None
+    unchecked_reason: str | None = None  # dry run without a client: why
     report: Report = field(default_factory=Report)
+    source: str = SYSLOG_SOURCE  # what invalid records are counted and reviewed under
+    # Dry run: what this run would have started, so two forms of one line count once.
+    _would_start: RecentStarts = field(default_factory=RecentStarts)
 
     async def run(self, chunks: AsyncIterable[list[Located]]) -> Report:
         pending: list[asyncio.Task[Report]] = []
@@ -366,12 +493,12 @@ class Backfill:
         return self.report
 
     async def _chunk(self, chunk: list[Located]) -> Report:
-        items = [
-            ParsedItem(index=i, raw=r.item.raw, error=r.item.error) for i, r in enumerate(chunk)
-        ]
+        # Renumbered within the chunk; the sample of an unreadable record goes along to review.
+        items = [replace(located.item, index=i) for i, located in enumerate(chunk)]
         if self.dry_run:
             results = await self._classify(items)
         else:
+            assert self.client is not None, "only a dry run goes without Temporal"
             results = await process(
                 self.client,
                 self.rules,
@@ -380,39 +507,60 @@ class Backfill:
                 self.concurrency,
                 stale_before=self.stale_before,
                 ignore_unmatched=self.ignore_unmatched,
+                source=self.source,
             )
-        part = Report(read=len(chunk))
+        part = Report(read=len(chunk), unchecked_reason=self.unchecked_reason)
         for result in results:
             part.add(chunk[result.index], result)
         return part
 
     async def _classify(self, items: list[ParsedItem]) -> list[ItemResult]:
-        """Dry run: what `process` would answer, asking Temporal which ids already exist."""
+        """Dry run: what `process` would answer, asking Temporal which events already exist by
+        id and by natural identity (powertrip.identity), and counting two copies of one action
+        in this run once. Without Temporal, every recognised event would start unless known."""
         gate = asyncio.Semaphore(self.concurrency)
+        recognised = [recognise(self.rules, item) for item in items]
+        natural = by_identity(items, recognised)
+        client = self.client
+        known_as = await find_known(client, natural) if client and any(natural) else []
 
-        async def one(item: ParsedItem) -> ItemResult:
-            if item.raw is None:
-                return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
-            try:
-                event = self.rules.recognise(item.raw)
-            except ValueError as exc:
-                return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=str(exc))
-            if event is None:
+        async def one(position: int, item: ParsedItem) -> ItemResult:
+            found = recognised[position]
+            if isinstance(found, ItemResult):
+                return found
+            if found is None:
+                assert item.raw is not None
+                non_event = self.rules.non_event(item.raw)
+                if non_event is not None:
+                    return ItemResult(
+                        index=item.index, status=ResultStatus.NON_EVENT, rule_id=non_event.id
+                    )
                 return ItemResult(index=item.index, status=ResultStatus.UNMATCHED)
-            async with gate:
-                known = await _exists(self.client, event.event_id)
+            event = found
             stale = self.stale_before is not None and event.occurred_at < self.stale_before
+            existing: str | None = None
+            if client is not None:
+                async with gate:
+                    existing = event.event_id if await _exists(client, event.event_id) else None
+                existing = existing or (known_as[position] if natural[position] else None)
+            occurrence = Occurrence.of(event) if natural[position] else None
+            if existing is None and occurrence is not None:
+                existing = self._would_start.find(occurrence)
+                if existing is None:
+                    self._would_start.remember(occurrence)
+            if existing is not None:
+                return duplicate_of(item, event, existing, stale)
             return ItemResult(
                 index=item.index,
-                status=ResultStatus.DUPLICATE if known else ResultStatus.STARTED,
-                reason=None if known else DRY_RUN,
+                status=ResultStatus.STARTED,
+                reason=DRY_RUN if client is not None else DRY_RUN_UNCHECKED,
                 event_id=event.event_id,
                 rule_id=event.rule_id,
                 stale=stale,
                 event=event,
             )
 
-        return list(await asyncio.gather(*(one(item) for item in items)))
+        return list(await asyncio.gather(*(one(p, item) for p, item in enumerate(items))))
 
 
 async def _exists(client: Client, workflow_id: str) -> bool:

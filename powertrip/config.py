@@ -22,6 +22,7 @@ from powertrip.business_hours import BusinessHours
 from powertrip.durations import Duration
 from powertrip.escalation import EscalationDefaults, EscalationPolicy, PagerDutyOptions
 from powertrip.rules import Rule, RuleSet
+from powertrip.sources.shippers import FieldMap
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,17 @@ class SourceOptions(BaseModel):
         default=False, description="Count unmatched lines but do not ask the team to review them."
     )
     poll: PollOptions | None = Field(default=None, description="Poll this source's API.")
+    case_insensitive_users: bool = Field(
+        default=False,
+        description="The systems behind this source treat user names case-insensitively "
+        "(Windows/AD): fold case when mapping its actors to people. Off: names compare exactly, "
+        "as unix user names do.",
+    )
+    fields: FieldMap | None = Field(
+        default=None,
+        description="JSON sources: where records keep id, time, host, program, pid and message "
+        "when a shipper names them otherwise (dotted paths, tried before the shipper's names).",
+    )
 
 
 class PowertripConfig(BaseModel):
@@ -120,6 +132,16 @@ class PowertripConfig(BaseModel):
         default=5,
         ge=1,
         description="When more reminders than this are due together, post one digest instead.",
+    )
+    reviews_before_digest: int = Field(
+        default=3,
+        ge=0,
+        description="Unrecognised or invalid record shapes one source may post on their own "
+        "each hour; later ones are listed in a digest.",
+    )
+    review_digest_every: Duration = Field(
+        default=timedelta(minutes=10),
+        description="At most one review digest per source this often.",
     )
     # Escalation (issue 14): powertrip/escalation.py says what each key means.
     escalation: EscalationPolicy | None = Field(

@@ -4,6 +4,7 @@ is on the security team (user ids, or a Slack user group)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
@@ -37,19 +38,37 @@ class DirectoryEntry(BaseModel):
     email: str | None = None
 
 
+def _folded(names: dict[str, T]) -> dict[str, T]:
+    """Case-folded names, leaving out any two that fold alike (`alice` and `Alice`): which one
+    a folded actor means cannot be known, so neither is assumed."""
+    counts = Counter(name.casefold() for name in names)
+    return {name.casefold(): v for name, v in names.items() if counts[name.casefold()] == 1}
+
+
 class Directory:
-    """The config file's view: explicit ids, emails to resolve, bots and shared accounts."""
+    """The config file's view: explicit ids, emails to resolve, bots and shared accounts.
+
+    Unix user names are case-sensitive: `ALICE` is another account than `alice`, so names
+    compare exactly. A source whose systems treat names case-insensitively (Windows/AD, some
+    cloud consoles) sets `sources.<name>.case_insensitive_users: true` to fold case for its
+    events only.
+    """
 
     def __init__(self, config: PowertripConfig) -> None:
         self._config = config
-        self._bots = {name.lower() for name in config.bots}
-        self._users = {name.lower(): entry for name, entry in config.users.items()}
+        self._bots = set(config.bots)
+        self._users = dict(config.users)
+        self._folded_bots = _folded(dict.fromkeys(config.bots, True))
+        self._folded_users = _folded(config.users)
 
-    def lookup(self, actor: str) -> DirectoryEntry:
-        key = actor.lower()
-        if key in self._bots:
+    def lookup(self, actor: str, source: str | None = None) -> DirectoryEntry:
+        """The actor's entry; `source` decides whether case is folded (see the class)."""
+        fold = source is not None and self._config.source_options(source).case_insensitive_users
+        bots, users = (self._folded_bots, self._folded_users) if fold else (self._bots, self._users)
+        key = actor.casefold() if fold else actor
+        if key in bots:
             return DirectoryEntry(actor=actor, identity=Identity.BOT)
-        entry = self._users.get(key)
+        entry = users.get(key)
         if entry is None:
             return DirectoryEntry(actor=actor, identity=Identity.UNMAPPED)
         if entry.shared:

@@ -13,6 +13,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from powertrip.business_hours import BusinessHours
 from powertrip.escalation import EscalationPolicy, Urgency
 
+MAX_FIELD_DEPTH = 64
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether JSON-like `value` (dicts and lists) nests deeper than `limit` levels; iterative, so
+    it cannot itself run out of stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
 
 class RawEvent(BaseModel):
     """A log record as a source adapter hands it over, before any rule has looked at it."""
@@ -22,6 +42,11 @@ class RawEvent(BaseModel):
     source: str = Field(description="Which adapter received it, e.g. `papertrail`.")
     provider_id: str = Field(min_length=1, description="The provider's own id for this record.")
     received_at: datetime | None = Field(default=None, description="When the provider saw it.")
+    time_without_zone: bool = Field(
+        default=False,
+        description="`received_at` had no zone of its own (an RFC 3164 stamp, a naive JSON time) "
+        "and was taken as UTC: it may be off by the writer's UTC offset.",
+    )
     host: str | None = None
     program: str | None = None
     message: str = ""
@@ -37,6 +62,30 @@ class RawEvent(BaseModel):
     @property
     def event_id(self) -> str:
         return event_id_for(self.id_namespace or self.source, self.provider_id)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_a_missing_zone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "time_without_zone" not in data:
+            value = data.get("received_at")
+            if isinstance(value, str):
+                try:
+                    value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    return data  # pydantic says what is wrong with it
+            if isinstance(value, datetime) and value.tzinfo is None:
+                return {**data, "time_without_zone": True}
+        return data
+
+    @field_validator("fields")
+    @classmethod
+    def _not_nested_too_deeply(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Temporal's converter refuses what pydantic cannot serialise (about 250 levels): a
+        # record nested that deeply would fail its whole batch at the workflow start instead of
+        # being this record's `invalid`.
+        if nesting_exceeds(value, MAX_FIELD_DEPTH):
+            raise ValueError(f"nested deeper than {MAX_FIELD_DEPTH} levels")
+        return value
 
     @field_validator("received_at")
     @classmethod
@@ -107,6 +156,11 @@ class SecurityEvent(BaseModel):
         default=None, ge=0, le=65535, description="The remote (source) port, when logged."
     )
     occurred_at: datetime
+    time_without_zone: bool = Field(
+        default=False,
+        description="`occurred_at` came from a stamp without a zone, taken as UTC (see "
+        "`RawEvent.time_without_zone`).",
+    )
     message: str = Field(default="", description="The original log line.")
     details: dict[str, str] = Field(default_factory=dict)
     routing: Routing = Routing.DM_ACTOR

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from prometheus_client import Counter, Gauge
 from temporalio import activity, workflow
@@ -51,7 +52,8 @@ EVENTS_RECEIVED = Counter(
 )
 EVENTS = Counter(
     "powertrip_events",
-    "Records by outcome: started (new workflow), duplicate, unmatched (no rule), invalid.",
+    "Records by outcome: started (new workflow), duplicate, unmatched (no rule), invalid, "
+    "non_event (a rule knows it is no action to ask about, e.g. a failed login).",
     ["source", "rule", "outcome"],
 )
 PENDING = Gauge(
@@ -64,11 +66,14 @@ NO_RULE = "none"
 UNKNOWN_SOURCE = "unknown"
 
 
-def count_ingest(items: Sequence[ParsedItem], results: Sequence[ItemResult]) -> None:
+def count_ingest(
+    items: Sequence[ParsedItem], results: Sequence[ItemResult], route: str = UNKNOWN_SOURCE
+) -> None:
     """Count and log one line per record `ingest.process` handled; unmatched ones included, since
-    they are surfaced to the security team, never dropped."""
+    they are surfaced to the security team, never dropped. A record that could not be read
+    counts under the `route` it came through."""
     for item, result in zip(items, results, strict=True):
-        source = item.raw.source if item.raw is not None else UNKNOWN_SOURCE
+        source = item.raw.source if item.raw is not None else route
         rule = result.rule_id or NO_RULE
         outcome = str(result.status)
         EVENTS_RECEIVED.labels(source=source).inc()
@@ -236,18 +241,50 @@ class TextFormatter(logging.Formatter):
         return f"{text} [event {event_id}]" if event_id and event_id not in text else text
 
 
-_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|api_key)=)[^&\s]*", re.IGNORECASE)
+# Query parameters whose value is a secret. Compared after percent-decoding, as the server
+# decodes them before authenticating: `?t%6Fken=` is `?token=`.
+SECRET_PARAMETERS = frozenset({"token", "access_token", "api_key", "apikey", "secret", "password"})
+_QUERY = re.compile(r"\?[^\s\"]*")
+REDACTED = "[redacted]"
+
+
+def _decoded_name(name: str) -> str:
+    # Decode until stable (a few rounds): whatever the encoding a client chose, the name the
+    # server acts on, or one a proxy would decode again, is what decides.
+    for _ in range(4):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    return name.strip().lower()
+
+
+def redact_query(text: str) -> str:
+    """`/webhooks/papertrail?t%6Fken=s3cret&x=1` → `/webhooks/papertrail?t%6Fken=[redacted]&x=1`:
+    every query string in `text` keeps its shape, with the value of each secret parameter
+    (`SECRET_PARAMETERS`, names compared percent-decoded and ignoring case) replaced."""
+
+    def one(found: re.Match[str]) -> str:
+        pairs = []
+        for pair in found.group(0)[1:].split("&"):
+            name, equals, _ = pair.partition("=")
+            secret = equals and _decoded_name(name) in SECRET_PARAMETERS
+            pairs.append(f"{name}={REDACTED}" if secret else pair)
+        return "?" + "&".join(pairs)
+
+    return _QUERY.sub(one, text) if "?" in text else text
 
 
 class RedactQuerySecrets(logging.Filter):
     """Providers that cannot set headers (Papertrail) put the webhook secret in `?token=`;
-    access logs must not keep it."""
+    access logs must not keep it, however the name or value is encoded."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_query(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _SECRET_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
+                redact_query(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
 

@@ -6,11 +6,46 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cachetools import TTLCache
+
+# (address) -> PTR name; (name) -> the addresses it resolves to. Injectable for tests.
+ReverseLookup = Callable[[str], Awaitable[str | None]]
+ForwardLookup = Callable[[str], Awaitable[list[str]]]
+
+NAMES_CACHED = 4096
+NAME_TTL_SECONDS = 3600.0
+
+
+async def ptr_name(address: str) -> str | None:
+    host, _ = await asyncio.get_running_loop().getnameinfo((address, 0), socket.NI_NAMEREQD)
+    return str(host)
+
+
+async def resolve(name: str) -> list[str]:
+    infos: list[Any] = await asyncio.get_running_loop().getaddrinfo(
+        name, None, type=socket.SOCK_STREAM
+    )
+    return [str(info[4][0]) for info in infos]
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
+    except ValueError:
+        return False
 
 
 class Origins:
     def __init__(
-        self, networks: dict[str, str], reverse_dns: bool = False, timeout: float = 2.0
+        self,
+        networks: dict[str, str],
+        reverse_dns: bool = False,
+        timeout: float = 2.0,
+        reverse: ReverseLookup = ptr_name,
+        forward: ForwardLookup = resolve,
     ) -> None:
         # Most specific network first, so `10.8.1.0/24: build farm` beats `10.0.0.0/8: corp`.
         parsed = [
@@ -19,7 +54,10 @@ class Origins:
         self._networks = sorted(parsed, key=lambda pair: pair[0].prefixlen, reverse=True)
         self._reverse_dns = reverse_dns
         self._timeout = timeout
-        self._names: dict[str, str | None] = {}
+        self._reverse = reverse
+        self._forward = forward
+        # Bounded in size and age: addresses are attacker-chosen, and PTR records change.
+        self._names: TTLCache[str, str | None] = TTLCache(NAMES_CACHED, NAME_TTL_SECONDS)
 
     def label(self, address: str) -> str | None:
         try:
@@ -32,19 +70,26 @@ class Origins:
         return None
 
     async def reverse_name(self, address: str) -> str | None:
+        """The address's PTR name, only when that name resolves forward to the same address
+        (forward-confirmed reverse DNS): whoever controls an address's reverse zone can name it
+        `vpn.corp.example.com`, but cannot make corp's own zone point that name back at it.
+        None when off, unconfirmed, or DNS is slow or fails."""
         if not self._reverse_dns:
             return None
+        address = address.strip("[]")
         if address in self._names:
             return self._names[address]
         name: str | None
         try:
-            host, _ = await asyncio.wait_for(
-                asyncio.get_running_loop().getnameinfo((address, 0), socket.NI_NAMEREQD),
-                self._timeout,
-            )
-            name = host if host != address else None
-        except (OSError, TimeoutError, ValueError):
-            name = None  # no PTR record, or DNS slow: say nothing rather than delay the message
+            async with asyncio.timeout(self._timeout):
+                name = await self._reverse(address)
+                if name and name != address:
+                    addresses = await self._forward(name)
+                    name = name if any(_same_address(a, address) for a in addresses) else None
+                else:
+                    name = None
+        except (OSError, TimeoutError, ValueError, UnicodeError):
+            name = None  # say nothing rather than delay the message or show an unchecked name
         self._names[address] = name
         return name
 

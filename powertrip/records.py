@@ -11,8 +11,10 @@ import base64
 import binascii
 import csv
 import hashlib
+import hmac
 import io
 import json
+import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -29,7 +31,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from powertrip import temporal as attributes
 from powertrip.approvals import Action, Click, EventRecord, TimelineEntry
 from powertrip.hosts import HostMatch, host_key, is_address, short_host
-from powertrip.models import Decision, DecisionKind, EventStatus
+from powertrip.identity import same_action, same_address
+from powertrip.models import Decision, DecisionKind, EventKind, EventStatus, SecurityEvent
 from workflows.approval import ApprovalWorkflow
 
 # `@workflow.defn` without a name registers the class name as the workflow type.
@@ -99,7 +102,7 @@ class EventFilter(BaseModel):
         default=None, description="Host name, compared ignoring case (see `host_match`)."
     )
     host_match: HostMatch = Field(
-        default=HostMatch.SHORT, description="`short`: first label decides; `fqdn`: full name."
+        default=HostMatch.FQDN, description="`fqdn`: full name; `short`: first label decides."
     )
     rule: str | None = Field(default=None, description="Rule id, e.g. `sshd-accepted`.")
     source: str | None = Field(default=None, description="Source adapter, e.g. `papertrail`.")
@@ -272,19 +275,40 @@ def _query_digest(query: str) -> bytes:
     return hashlib.sha256(query.encode()).digest()[:6]
 
 
-def encode_page_token(query: str, token: bytes) -> str:
-    """Opaque to clients, and bound to the query it continues."""
-    return base64.urlsafe_b64encode(_query_digest(query) + token).decode().rstrip("=")
+# Without a key from the caller, tokens are valid in this process only (the CLI's own paging).
+_PROCESS_KEY = secrets.token_bytes(32)
+_MAC_BYTES = 16
 
 
-def decode_page_token(query: str, text: str) -> bytes:
+def page_token_key(secret: str) -> bytes:
+    """The key page tokens are signed with, from a secret every API replica shares (the API
+    token), so a token from one replica is good on another."""
+    return hashlib.sha256(b"powertrip page token\0" + secret.encode()).digest()
+
+
+def _mac(key: bytes, query: str, token: bytes) -> bytes:
+    return hmac.new(key, query.encode() + b"\0" + token, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def encode_page_token(query: str, token: bytes, key: bytes = _PROCESS_KEY) -> str:
+    """Opaque to clients, bound to the query it continues and signed: Temporal only ever sees
+    page tokens it issued (an altered one made it fail with `Unknown` after ~10 s of retries)."""
+    raw = _query_digest(query) + _mac(key, query, token) + token
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(query: str, text: str, key: bytes = _PROCESS_KEY) -> bytes:
+    """The Temporal page token inside `text`; `PageTokenError` (a 400) for anything this API
+    did not issue for these filters: other filters, altered, truncated, not base64."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise PageTokenError("page_token is not a token this API issued") from exc
-    digest, token = raw[:6], raw[6:]
-    if digest != _query_digest(query) or not token:
+    digest, mac, token = raw[:6], raw[6 : 6 + _MAC_BYTES], raw[6 + _MAC_BYTES :]
+    if digest != _query_digest(query):
         raise PageTokenError("page_token belongs to other filters; repeat the same filters")
+    if not token or not hmac.compare_digest(mac, _mac(key, query, token)):
+        raise PageTokenError("page_token is not a token this API issued (altered or truncated)")
     return token
 
 
@@ -313,13 +337,15 @@ async def list_events(
     ui: Ui,
     page_size: int = 50,
     page_token: str | None = None,
+    key: bytes = _PROCESS_KEY,
 ) -> EventPage:
+    """One page of events; `key` signs the page tokens (`page_token_key`)."""
     query = filters.query()
-    token = decode_page_token(query, page_token) if page_token else None
+    token = decode_page_token(query, page_token, key) if page_token else None
     executions, next_token = await _page(client, query, page_size, token)
     return EventPage(
         events=await _views(client, executions, ui),
-        next_page_token=encode_page_token(query, next_token) if next_token else None,
+        next_page_token=encode_page_token(query, next_token, key) if next_token else None,
         query=query,
     )
 
@@ -361,34 +387,95 @@ class Answer(StrEnum):
     APPROVED = "approved"
     REPORTED = "reported"
     PENDING = "pending"
+    AMBIGUOUS = "ambiguous"
     NOT_FOUND = "not_found"
 
 
+# Without a source port, only an event this close to `at` can be the login asked about: the HIDS
+# and the log line read the same clock, and a provider's receive time lags it by a second or two.
+TOLERANCE_WITHOUT_PORT = timedelta(seconds=5)
+# With address and port, the TCP connection pins the login; the provider's time may lag more.
+TOLERANCE_WITH_PORT = timedelta(minutes=2)
+
+
 class MatchQuestion(BaseModel):
+    """One HIDS question: was *this* login approved? See `match` for how it is answered."""
+
     host: str = Field(description="Host name as the HIDS knows it; case is ignored.")
     user: str = Field(description="The unix user who logged in, exactly.")
-    at: datetime = Field(description="When the HIDS saw the login.")
-    window: timedelta = Field(description="How far from `at` an event may lie.")
-    host_match: HostMatch = Field(description="`short` or `fqdn` host comparison.")
+    at: datetime = Field(description="When the login happened (the log line's time).")
+    window: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="Events this far either side of `at` are listed, and a *Not me* among them "
+        "makes the answer `reported`.",
+    )
+    host_match: HostMatch = Field(
+        default=HostMatch.FQDN, description="`fqdn` (full name) or `short` (first label)."
+    )
+    kind: EventKind = Field(default=EventKind.LOGIN, description="Only events of this kind answer.")
+    address: str | None = Field(
+        default=None, description="Source address the HIDS saw; only an event from it answers."
+    )
+    port: int | None = Field(
+        default=None, ge=0, le=65535, description="Source port; only an event with it answers."
+    )
+    tolerance: timedelta | None = Field(
+        default=None,
+        description="How far from `at` the event that *is* this login may lie; default 5 s, "
+        "or 2 min when `address` and `port` are given. At most `window`.",
+    )
+
+    @property
+    def pinned(self) -> bool:
+        """Address and port given: the question names one TCP connection."""
+        return self.address is not None and self.port is not None
+
+    def effective_tolerance(self) -> timedelta:
+        default = TOLERANCE_WITH_PORT if self.pinned else TOLERANCE_WITHOUT_PORT
+        tolerance = default if self.tolerance is None else self.tolerance
+        if tolerance < timedelta(0):
+            raise RecordError("tolerance must not be negative")
+        return min(tolerance, self.window)
 
     def filters(self) -> EventFilter:
         if self.window <= timedelta(0) or self.window > MAX_MATCH_WINDOW:
             raise RecordError("window must be more than 0 and at most 1 day")
+        return self.around(self.window)
+
+    def around(self, reach: timedelta) -> EventFilter:
         return EventFilter(
             actor=self.user,
             host=self.host,
             host_match=self.host_match,
-            since=self.at - self.window,
-            until=self.at + self.window + timedelta(microseconds=1),
+            since=self.at - reach,
+            until=self.at + reach + timedelta(microseconds=1),
         )
+
+    def is_this_login(self, event: SecurityEvent) -> bool:
+        """Kind, address and port as asked (an event that logged no port cannot match a port),
+        and close enough in time."""
+        if event.kind is not self.kind:
+            return False
+        if self.address is not None and not same_address(event.address, self.address):
+            return False
+        if self.port is not None and event.port != self.port:
+            return False
+        return abs(event.occurred_at - self.at) <= self.effective_tolerance()
 
 
 class MatchedEvent(BaseModel):
     event_id: str = Field(description="The event (and Temporal workflow) id.")
     status: EventStatus = Field(description="pending, approved, reported or acknowledged.")
+    kind: EventKind = Field(description="login, privilege, change or other.")
+    this_login: bool = Field(
+        description="Kind, address, port and time fit the question: this event may be the login "
+        "asked about. Others are listed for context only."
+    )
     host: str | None = Field(description="Host as the log provider named it.")
     actor: str = Field(description="The user who logged in.")
     action: str = Field(description="What happened, e.g. `ssh login (publickey)`.")
+    address: str | None = Field(description="Source address, if logged.")
+    port: int | None = Field(description="Source port, if logged.")
     occurred_at: datetime = Field(description="When it happened.")
     offset_seconds: float = Field(description="`occurred_at` minus the asked `at`, in seconds.")
     approved_by: str | None = Field(description="Slack user id of the approver, if approved.")
@@ -400,18 +487,22 @@ class MatchedEvent(BaseModel):
     temporal_url: str = Field(description="The event in the Temporal Web UI.")
 
     @classmethod
-    def of(cls, record: EventRecord, at: datetime, ui: Ui) -> MatchedEvent:
+    def of(cls, record: EventRecord, question: MatchQuestion, ui: Ui) -> MatchedEvent:
         # Straight from the memo record, not via EventView: this is the HIDS's hot path.
         event, decision, report = record.event, record.decision, record.report
         approval = decision if decision and decision.kind is DecisionKind.APPROVED else None
         return cls(
             event_id=event.event_id,
             status=record.status,
+            kind=event.kind,
+            this_login=question.is_this_login(event),
             host=event.host,
             actor=event.actor,
             action=event.action,
+            address=event.address,
+            port=event.port,
             occurred_at=event.occurred_at,
-            offset_seconds=(event.occurred_at - at).total_seconds(),
+            offset_seconds=(event.occurred_at - question.at).total_seconds(),
             approved_by=approval.by if approval else None,
             approved_at=approval.at if approval else None,
             approved_via=approval.via if approval else None,
@@ -424,90 +515,104 @@ class MatchedEvent(BaseModel):
 
 class MatchAnswer(BaseModel):
     approved: bool = Field(
-        description="True only if the event nearest to `at` was approved and none in the window "
-        "was reported *Not me*: the HIDS may auto-approve the login."
+        description="True only when exactly one login fits the question (kind, address and port "
+        "as asked, within `tolerance_seconds` of `at`), it was approved, and no event of this "
+        "user on this host in the window was reported *Not me*: the HIDS may auto-approve it."
     )
     answer: Answer = Field(
         description="approved; reported (a *Not me* in the window: treat as an incident); "
-        "pending (the nearest event is not decided yet); not_found (Powertrip saw no such "
-        "login in the window)."
+        "pending (this login is known, not decided yet: ask again later); ambiguous (more than "
+        "one login fits: send `address` and `port`); not_found (Powertrip has no record of "
+        "this login; `events` may list others nearby)."
     )
     host: str = Field(description="The host asked about.")
     user: str = Field(description="The user asked about.")
     at: datetime = Field(description="The time asked about.")
+    kind: EventKind = Field(description="The kind of event asked about.")
+    address: str | None = Field(description="The source address asked about, if any.")
+    port: int | None = Field(description="The source port asked about, if any.")
     window_seconds: float = Field(description="The window used, in seconds either side of `at`.")
+    tolerance_seconds: float = Field(description="How far from `at` this login may lie.")
     host_match: HostMatch = Field(description="The host comparison used.")
-    events: list[MatchedEvent] = Field(description="Matching events, nearest to `at` first.")
+    events: list[MatchedEvent] = Field(
+        description="Every event of this user on this host in the window (any kind), nearest "
+        "to `at` first; `this_login` marks those that fit the question."
+    )
     truncated: bool = Field(description=f"More than {MATCH_LIMIT} events matched; narrow it.")
 
 
-def answer_for(events: Sequence[MatchedEvent]) -> Answer:
-    """The answer is the status of the event nearest to `at` (events are sorted so), except that
-    a *Not me* anywhere in the window wins: never auto-approve beside a reported login."""
+def answer_for(events: Sequence[MatchedEvent], records: dict[str, EventRecord]) -> Answer:
+    """A *Not me* anywhere in the window wins: never auto-approve beside a reported login.
+    Otherwise the events that fit the question, copies of one action (powertrip.identity)
+    counted as one login: none is `not_found`, several `ambiguous`, one is `approved` if any
+    copy of it was approved, else `pending`."""
     if any(e.status in (EventStatus.REPORTED, EventStatus.ACKNOWLEDGED) for e in events):
         return Answer.REPORTED
-    if not events:
+    fitting = [e for e in events if e.this_login]
+    logins: list[list[MatchedEvent]] = []
+    for event in fitting:
+        for login in logins:
+            if same_action(records[event.event_id].event, records[login[0].event_id].event):
+                login.append(event)
+                break
+        else:
+            logins.append([event])
+    if not logins:
         return Answer.NOT_FOUND
-    return Answer.APPROVED if events[0].status is EventStatus.APPROVED else Answer.PENDING
+    if len(logins) > 1:
+        return Answer.AMBIGUOUS
+    [login] = logins
+    return (
+        Answer.APPROVED
+        if any(e.status is EventStatus.APPROVED for e in login)
+        else (Answer.PENDING)
+    )
 
 
-async def _beyond_the_page(
-    client: Client, question: MatchQuestion, first_page: Sequence[EventRecord]
-) -> list[EventRecord]:
+async def _beyond_the_page(client: Client, question: MatchQuestion) -> list[EventRecord]:
     """More events matched than one page holds, in visibility's order (not nearness): the page
-    may lack a *Not me* or an undecided event nearer than its nearest approval. Two narrow
-    lookups find any event that would change the answer."""
+    may lack a *Not me* or an event that fits the question. Two narrow lookups find any event
+    that would change the answer."""
     status = attributes.STATUS.name
     reported = (
         f"{question.filters().query()} AND "
         f"{status} IN ({literal(EventStatus.REPORTED)}, {literal(EventStatus.ACKNOWLEDGED)})"
     )
-    queries = [reported]
-    nearest = min(
-        (abs((r.event.occurred_at - question.at).total_seconds()) for r in first_page),
-        default=None,
-    )
-    if nearest is not None:
-        near = EventFilter(
-            actor=question.user,
-            host=question.host,
-            host_match=question.host_match,
-            since=question.at - timedelta(seconds=nearest),
-            until=question.at + timedelta(seconds=nearest, microseconds=1),
-        )
-        queries.append(f"{near.query()} AND {status} != {literal(EventStatus.APPROVED)}")
+    near = question.around(question.effective_tolerance()).query()
     found = []
-    for query in queries:
-        executions, _ = await _page(client, query, 1, token=None)
+    for query, size in ((reported, 1), (near, MATCH_LIMIT)):
+        executions, _ = await _page(client, query, size, token=None)
         found += [r for r in [await _record(client, info) for info in executions] if r]
     return found
 
 
 async def match(client: Client, question: MatchQuestion, ui: Ui) -> MatchAnswer:
+    """Answer one HIDS question from visibility and the events' memos (no worker needed)."""
+    question.effective_tolerance()  # refuse a bad tolerance before asking Temporal
     executions, next_token = await _page(
         client, question.filters().query(), MATCH_LIMIT, token=None
     )
-    records = [await _record(client, info) for info in executions]
+    records = {r.event.event_id: r for info in executions if (r := await _record(client, info))}
     if next_token is not None:
-        page = [r for r in records if r is not None]
-        seen = {r.event.event_id for r in page}
-        for extra in await _beyond_the_page(client, question, page):
-            if extra.event.event_id not in seen:
-                seen.add(extra.event.event_id)
-                records.append(extra)
-    # Nearest first; on a tie the undecided one first, so a tie never reads as approved.
+        for extra in await _beyond_the_page(client, question):
+            records.setdefault(extra.event.event_id, extra)
+    # Nearest first; on a tie the undecided one first.
     events = sorted(
-        (MatchedEvent.of(r, question.at, ui) for r in records if r is not None),
-        key=lambda m: (abs(m.offset_seconds), m.status is EventStatus.APPROVED),
+        (MatchedEvent.of(r, question, ui) for r in records.values()),
+        key=lambda m: (abs(m.offset_seconds), m.status is EventStatus.APPROVED, m.event_id),
     )
-    answer = answer_for(events)
+    answer = answer_for(events, records)
     return MatchAnswer(
         approved=answer is Answer.APPROVED,
         answer=answer,
         host=question.host,
         user=question.user,
         at=question.at,
+        kind=question.kind,
+        address=question.address,
+        port=question.port,
         window_seconds=question.window.total_seconds(),
+        tolerance_seconds=question.effective_tolerance().total_seconds(),
         host_match=question.host_match,
         events=events,
         truncated=next_token is not None,

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.durations import Duration
@@ -36,8 +37,38 @@ class RuleError(ValueError):
     """A rule that cannot work; the message names the rule."""
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern))
+# RE2 matches in time linear in the text whatever the pattern (no backtracking), so a rule such
+# as `^(a+)+$` cannot stall the API on a crafted line. Its compile errors are reported to the
+# user with the rule's id, not logged by RE2 itself to stderr.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_REFUSES = (
+    "rule regexes run on RE2 (linear-time matching): no lookaround (`(?=`, `(?!`, `(?<=`, "
+    "`(?<!`), no backreferences (`\\1`, `(?P=name)`), repetition counts up to 1000; "
+    "write a negative lookahead as the rule's `unless:` or `unless_fields:` instead"
+)
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A rule's regex compiled with RE2 (`google-re2`; syntax:
+    https://github.com/google/re2/wiki/Syntax), a `re.Pattern`-like object (`search`,
+    `groupindex`, `pattern`).
+
+    Raises `re2.error` for a pattern RE2 refuses: lookaround, backreferences, or one too large
+    to compile in RE2's memory budget. Those are the patterns that can backtrack
+    catastrophically in a backtracking engine; they are refused, never run on Python's `re`.
+    """
+    return re2.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern), _RE2_OPTIONS)
+
+
+def _re2_reason(pattern: str, exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else exc
+    text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    try:  # valid for a backtracking engine: RE2 refuses it on purpose, say why
+        re.compile(_PCRE_NAMED_GROUP.sub(r"(?P<\1>", pattern))
+    except re.error:
+        return text
+    return f"{text}; {_RE2_REFUSES}"
 
 
 class RuleMatch(BaseModel):
@@ -71,6 +102,12 @@ class RuleMatch(BaseModel):
         description="JSON field paths and regexes whose named groups are bound when they match; "
         "never a condition (e.g. the user name inside an ARN).",
     )
+    namespace: Literal["cloudtrail"] | None = Field(
+        default=None,
+        description="`cloudtrail`: only CloudTrail records a route configured as CloudTrail "
+        "delivered (EventBridge, CloudTrail SNS topics and log groups, a CloudTrail backfill); "
+        "a CloudTrail-shaped record from anywhere else is ordinary JSON and does not match.",
+    )
 
 
 class EventTemplate(BaseModel):
@@ -99,7 +136,15 @@ class Rule(BaseModel):
         "HIDS match (`/v1/approvals/match`) only answers a question with events of its kind.",
     )
     match: RuleMatch
-    event: EventTemplate
+    event: EventTemplate | None = Field(
+        default=None, description="The event it builds; required unless `non_event`."
+    )
+    non_event: bool = Field(
+        default=False,
+        description="A well-known record that is no action to ask about (a failed login, a "
+        "disconnect, PAM bookkeeping): counted as `non_event`, never reviewed. Tried only when "
+        "no event rule recognises the record, so it can never hide an event.",
+    )
     routing: Routing = Routing.DM_ACTOR
     approvers: Literal["actor", "security_team"] | list[str] = Field(
         default="actor",
@@ -145,6 +190,8 @@ class Rule(BaseModel):
                             )
         if not (self.match.message or self.match.fields or self.match.field_patterns):
             raise RuleError(f"rule {self.id!r}: match needs a message regex or JSON fields")
+        if self.event is None and not self.non_event:
+            raise RuleError(f"rule {self.id!r}: needs an `event` (or `non_event: true`)")
         if self.escalation is not None:
             simple = [
                 name
@@ -176,24 +223,23 @@ class Rule(BaseModel):
         return policy
 
     def _templates(self) -> list[tuple[str, str]]:
-        pairs = [("actor", self.event.actor), ("action", self.event.action)]
+        event = self.event
+        if event is None:
+            return []
+        pairs = [("actor", event.actor), ("action", event.action)]
         pairs += [
             (k, v)
-            for k, v in (
-                ("host", self.event.host),
-                ("address", self.event.address),
-                ("port", self.event.port),
-            )
+            for k, v in (("host", event.host), ("address", event.address), ("port", event.port))
             if v is not None
         ]
-        pairs += [(f"details.{k}", v) for k, v in self.event.details.items()]
+        pairs += [(f"details.{k}", v) for k, v in event.details.items()]
         return pairs
 
-    def _compiled(self) -> dict[str, re.Pattern[str]]:
+    def _compiled(self) -> dict[str, Any]:
         cached = self.__dict__.get("_patterns")
         if cached is not None:
             return cached
-        patterns: dict[str, re.Pattern[str]] = {}
+        patterns: dict[str, Any] = {}
         sources = {
             "message": self.match.message,
             "program": self.match.program,
@@ -208,8 +254,10 @@ class Rule(BaseModel):
                 continue
             try:
                 patterns[where] = compile_pattern(pattern)
-            except re.error as exc:
-                raise RuleError(f"rule {self.id!r}: {where} regex does not compile: {exc}") from exc
+            except re2.error as exc:
+                raise RuleError(
+                    f"rule {self.id!r}: {where} regex does not compile: {_re2_reason(pattern, exc)}"
+                ) from exc
         self.__dict__["_patterns"] = patterns
         return patterns
 
@@ -226,23 +274,26 @@ class Rule(BaseModel):
 
     def _evaluate(self, raw: RawEvent) -> dict[str, str] | str:
         patterns = self._compiled()
-        # A record that names no program (a bare line) is judged by its message alone.
-        if raw.program and "program" in patterns and not patterns["program"].search(raw.program):
-            return f"program {raw.program!r} does not match {self.match.program!r}"
-        if "host" in patterns and not patterns["host"].search(raw.host or ""):
-            return f"host {raw.host!r} does not match {self.match.host!r}"
+        # A condition on a field never passes when the record lacks the field or leaves it
+        # empty: a bare line claiming to be sshd's is not sshd's.
+        if self.match.namespace and raw.id_namespace != self.match.namespace:
+            return f"not a {self.match.namespace} record from a route configured as one"
+        for name in ("program", "host"):
+            actual = getattr(raw, name)
+            if name in patterns and not (actual and patterns[name].search(actual)):
+                return f"{name} {actual!r} does not match {getattr(self.match, name)!r}"
         values: dict[str, str] = {"source": raw.source, "provider_id": raw.provider_id}
         for key, wanted in self.match.fields.items():
             actual = lookup(raw.fields, key)
             options = wanted if isinstance(wanted, list) else [wanted]
-            if actual is None or actual not in options:
+            if actual in (None, "") or actual not in options:
                 return f"field {key} is {actual!r}, not {_options(options)}"
         for key, pattern in patterns.items():
             kind, _, path = key.partition(":")
             if not path or kind == "unless":
                 continue
             actual = lookup(raw.fields, path)
-            text = None if actual is None else str(actual)
+            text = None if actual in (None, "") else str(actual)
             found = None if text is None or len(text) > MAX_MESSAGE_CHARS else pattern.search(text)
             if found is not None:
                 values.update({k: v for k, v in found.groupdict().items() if v is not None})
@@ -273,14 +324,20 @@ class Rule(BaseModel):
         default_renotify: timedelta,
         escalation: EscalationDefaults | None = None,
     ) -> SecurityEvent:
+        event = self.event
+        if event is None:
+            raise ValueError(f"rule {self.id!r} recognises a non-event: it builds no event")
+
         def render(template: str) -> str:
             return _PLACEHOLDER.sub(lambda m: _resolve(m.group(1), raw, values), template).strip()
 
-        occurred = raw.received_at
-        if self.event.time:
-            occurred = _parse_time(lookup(raw.fields, self.event.time)) or occurred
-        details = {k: rendered for k, v in self.event.details.items() if (rendered := render(v))}
-        actor = render(self.event.actor)
+        occurred, zoneless = raw.received_at, raw.time_without_zone
+        if event.time:
+            value = lookup(raw.fields, event.time)
+            if (own := _parse_time(value)) is not None:
+                occurred, zoneless = own, _parse_time(value, assume_utc=False) is None
+        details = {k: rendered for k, v in event.details.items() if (rendered := render(v))}
+        actor = render(event.actor)
         if not actor:
             raise ValueError(f"rule {self.id!r} matched but produced no actor")
         defaults = escalation or EscalationDefaults.from_config(default_renotify)
@@ -291,12 +348,13 @@ class Rule(BaseModel):
             rule_id=self.id,
             rule_title=self.title,
             kind=self.kind,
-            action=render(self.event.action),
+            action=render(event.action),
             actor=actor,
-            host=(render(self.event.host) or None) if self.event.host else None,
-            address=(render(self.event.address) or None) if self.event.address else None,
-            port=_port(render(self.event.port)) if self.event.port else None,
+            host=(render(event.host) or None) if event.host else None,
+            address=(render(event.address) or None) if event.address else None,
+            port=_port(render(event.port)) if event.port else None,
             occurred_at=occurred or datetime.now(UTC),
+            time_without_zone=occurred is not None and zoneless,
             message=clip(raw.message, MAX_MESSAGE_CHARS),
             details=details,
             routing=self.routing,
@@ -360,18 +418,22 @@ def _resolve(placeholder: str, raw: RawEvent, values: dict[str, str]) -> str:
     return ""
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _parse_time(value: Any, assume_utc: bool = True) -> datetime | None:
+    """An ISO 8601 time; one without a zone is UTC, or None unless `assume_utc`."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC) if assume_utc else None
+    return parsed
 
 
 class RuleSet:
-    """The active rules, in order: the first rule that recognises a record wins."""
+    """The active rules, in order: the first event rule that recognises a record wins; non-event
+    rules are tried only after every event rule passed on it."""
 
     def __init__(
         self,
@@ -379,7 +441,9 @@ class RuleSet:
         default_renotify: timedelta,
         escalation: EscalationDefaults | None = None,
     ) -> None:
-        self.rules = [rule for rule in rules if rule.enabled]
+        enabled = [rule for rule in rules if rule.enabled]
+        self.rules = [rule for rule in enabled if not rule.non_event]
+        self.non_event_rules = [rule for rule in enabled if rule.non_event]
         self.default_renotify = default_renotify
         self.escalation = escalation or EscalationDefaults.from_config(default_renotify)
 
@@ -390,8 +454,13 @@ class RuleSet:
                 return rule.build(raw, values, self.default_renotify, self.escalation)
         return None
 
+    def non_event(self, raw: RawEvent) -> Rule | None:
+        """The non-event rule that knows this record (call after `recognise` found no event)."""
+        return next((rule for rule in self.non_event_rules if rule.apply(raw) is not None), None)
+
     def explain(self, raw: RawEvent) -> tuple[SecurityEvent | None, dict[str, str]]:
-        """The event the first recognising rule builds, else why each rule passed on the record."""
+        """The event the first recognising rule builds, else why each event rule passed on the
+        record."""
         reasons: dict[str, str] = {}
         for rule in self.rules:
             values = rule._evaluate(raw)

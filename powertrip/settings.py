@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from powertrip.durations import Duration
 from powertrip.hosts import HostMatch
 
 FAKE_SLACK_TOKEN = "xoxb-powertrip-local-fake"
@@ -77,10 +79,26 @@ class Settings(BaseSettings):
     webhook_token_sns: SecretStr | None = None
     webhook_token_eventbridge: SecretStr | None = None
     webhook_token_json: SecretStr | None = None
+    webhook_token_wazuh: SecretStr | None = None
     sns_topic_arns: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="SNS topics whose messages and subscription confirmations are accepted "
         "(comma-separated ARNs).",
+    )
+    sns_max_age: Duration = Field(
+        default=timedelta(hours=1),
+        description="SNS messages whose signed Timestamp is older are refused (replays); raise "
+        "it for a topic whose delivery policy retries for longer.",
+    )
+    cloudtrail_sns_topic_arns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SNS topics that carry CloudTrail (EventBridge events): only their CloudTrail "
+        "records are trusted as CloudTrail (comma-separated ARNs, also in SNS_TOPIC_ARNS).",
+    )
+    cloudtrail_log_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CloudWatch Logs groups a trail writes to: only their CloudTrail records are "
+        "trusted as CloudTrail; in any other group such a line is ordinary JSON (comma-separated).",
     )
     api_token: SecretStr | None = Field(default=None, description="API: bearer token for /v1.")
     # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.
@@ -92,11 +110,17 @@ class Settings(BaseSettings):
         default=None, description="CloudWatch Logs API endpoint; unset: AWS's own for the region."
     )
     max_body_bytes: int = Field(default=5_000_000, gt=0)
+    max_records_per_request: int = Field(
+        default=10_000,
+        gt=0,
+        description="Webhooks: most records one request may carry (413 above). CloudWatch Logs "
+        "batches hold at most 10,000 log events (PutLogEvents), so its deliveries always fit.",
+    )
     start_concurrency: int = Field(default=64, gt=0, description="Workflow starts in flight.")
     temporal_ui_url: str = "http://localhost:8233"
     host_match: HostMatch = Field(
-        default=HostMatch.SHORT,
-        description="How /v1/approvals/match compares hosts: `short` (first label) or `fqdn`.",
+        default=HostMatch.FQDN,
+        description="How /v1 compares hosts: `fqdn` (full name) or `short` (first label).",
     )
 
     log_format: Literal["text", "json"] = "text"
@@ -141,7 +165,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"POWERTRIP_{name.upper()}: no such file: {path}")
         return self
 
-    @field_validator("sns_topic_arns", mode="before")
+    @field_validator(
+        "sns_topic_arns", "cloudtrail_sns_topic_arns", "cloudtrail_log_groups", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -26,6 +26,8 @@ HOST_KEY = SearchAttributeKey.for_keyword("PowertripHostKey")
 RULE = SearchAttributeKey.for_keyword("PowertripRule")
 SOURCE = SearchAttributeKey.for_keyword("PowertripSource")
 EVENT_TIME = SearchAttributeKey.for_datetime("PowertripEventTime")
+# The event's natural identity (powertrip.identity): the same action whichever route brought it.
+IDENTITY = SearchAttributeKey.for_keyword("PowertripIdentity")
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     STATUS,
@@ -35,6 +37,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     RULE,
     SOURCE,
     EVENT_TIME,
+    IDENTITY,
 ]
 
 

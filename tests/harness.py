@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -52,8 +54,16 @@ def make_config(**overrides: Any) -> PowertripConfig:
     return config_from_mapping(data, Path.cwd(), "test config")
 
 
-def ssh_line(user: str, address: str = "203.0.113.7", port: int = 52100) -> str:
+def ssh_line(user: str, address: str = "203.0.113.7", port: int | None = None) -> str:
+    """sshd's line for a login. Each ssh connection has its own source port, so without one a
+    random ephemeral port makes each line another login (natural identity, powertrip.identity)."""
+    port = random.randint(32768, 60999) if port is None else port
     return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
+
+
+def port_for(provider_id: object) -> int:
+    """A source port that is the same for one provider id and differs between ids."""
+    return 32768 + int(hashlib.sha256(str(provider_id).encode()).hexdigest(), 16) % 28000
 
 
 def papertrail_event(
@@ -69,7 +79,8 @@ def papertrail_event(
         "program": "sshd",
         "severity": "Info",
         "facility": "Auth",
-        "message": ssh_line(user, address=address),
+        # One delivery of one login: a retry of this provider id is the same line.
+        "message": ssh_line(user, address=address, port=port_for(provider_id)),
     }
 
 
@@ -122,6 +133,20 @@ def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> Se
     event = config.rule_set().recognise(raw)
     assert event is not None
     return event.model_copy(update=fields)
+
+
+def settings_with_config(
+    env: Any, slack_api_url: str, folder: Path, config_yaml: str, **overrides: Any
+) -> Settings:
+    """Settings for the API against `env`'s Temporal with `config_yaml` as its config file."""
+    config = folder / "config.yaml"
+    config.write_text(config_yaml)
+    return make_settings(
+        slack_api_url,
+        temporal_address=env.client.service_client.config.target_host,
+        config=config,
+        **overrides,
+    )
 
 
 def make_settings(slack_api_url: str, **overrides: Any) -> Settings:

@@ -3,6 +3,7 @@ walk them in a browser (`tests/test_sandbox_browser.py`)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import queue
 import re
@@ -199,6 +200,19 @@ SAMPLE_AUTH_LOG = (
     "Nov 27 01:05:00 bastion sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ;"
     " COMMAND=/usr/bin/systemctl restart nginx\n"
 )
+# A trail's delivery file as CloudTrail writes it to S3 (gzipped JSON, one line).
+SAMPLE_TRAIL_FILE = "123456789012_CloudTrail_us-east-1_20261127T0105Z_x.json.gz"
+SAMPLE_TRAIL_RECORD = {
+    "eventVersion": "1.08",
+    "userIdentity": {"type": "IAMUser", "userName": "alice", "accountId": "123456789012"},
+    "eventTime": "2026-11-27T01:04:00Z",
+    "eventSource": "signin.amazonaws.com",
+    "eventName": "ConsoleLogin",
+    "sourceIPAddress": "203.0.113.7",
+    "responseElements": {"ConsoleLogin": "Success"},
+    "eventID": "0b9f3c5e-readme-4000-8000-000000000001",
+    "recipientAccountId": "123456789012",
+}
 SAMPLE_SAVED_SEARCH = (
     '{"id": 1004, "hostname": "db-1", "program": "sshd", "received_at": "2026-11-27T04:00:00Z",'
     ' "message": "Accepted publickey for alice from 203.0.113.7 port 52200 ssh2"}\n'
@@ -228,13 +242,13 @@ COMMANDS: list[tuple[str, Run | Skip]] = [
                 ("$TOKEN", "$POWERTRIP_WEBHOOK_TOKEN"),
             ),
             says='"status":"started"',
-            broken_until="INPUT's fix of curl's default form content type (issue 17)",
         ),
     ),
     ("powertrip rules test /var/log/auth.log", Run(swap=LOGS)),
     ("grep sshd /var/log/secure | powertrip rules test", Run(swap=LOGS)),
     ("powertrip backfill /var/log/auth.log", Run(swap=LOGS)),
     ("powertrip backfill saved-search.json", Run()),
+    ("powertrip backfill 123456789012_CloudTrail_", Run()),
     (
         "powertrip backfill --source papertrail",
         Run(exit=2, says="POWERTRIP_PAPERTRAIL_API_TOKEN is not set"),
@@ -382,6 +396,8 @@ def walk(clone: Path) -> dict[str, Any]:
     files.mkdir(exist_ok=True)
     (files / "auth.log").write_text(SAMPLE_AUTH_LOG)
     (clone / "saved-search.json").write_text(SAMPLE_SAVED_SEARCH)
+    trail = json.dumps({"Records": [SAMPLE_TRAIL_RECORD]}).encode()
+    (clone / SAMPLE_TRAIL_FILE).write_bytes(gzip.compress(trail))
     env["README_FILES"] = str(files)
 
     report: dict[str, Any] = {"steps": [], "unknown": [], "sandbox": []}

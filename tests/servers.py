@@ -12,7 +12,8 @@ import uvicorn
 if TYPE_CHECKING:
     from powertrip.sandbox.fake_pagerduty import FakePagerDuty
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+# Sample logs the tests read, kept in the repository (tests/corpus/README.md: sources, licences).
+CORPUS = Path(__file__).resolve().parent / "corpus"
 SECURITY_CHANNEL = "C0SECURITY"
 SLACK_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"

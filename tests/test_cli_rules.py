@@ -22,10 +22,13 @@ def test_rules_test_prints_rule_and_event_or_why_not() -> None:
     lines = result.output.splitlines()
     assert "line 1: sshd-accepted" in lines[0] and "actor=vagrant" in lines[0]
     assert "address=10.0.2.2" in lines[0] and "host=localhost" in lines[0]
-    assert "line 4: no rule matched" in lines[3]
-    assert "sshd-accepted: message does not match the regex" in lines[3]
-    assert "sudo-command: program 'sshd' does not match" in lines[3]
+    # A failed password is a known non-event: counted, never sent for review.
+    assert "line 4: known non-event sshd-failed-login" in lines[3]
     assert "line 5: sudo-command" in lines[4] and "command='/bin/ls'" in lines[4]
+    assert "line 9: no rule matched" in lines[8]
+    assert "sshd-accepted: program 'groupadd' does not match" in lines[8]
+    assert "sudo-command: program 'groupadd' does not match" in lines[8]
+    assert "4 event(s), 3 known non-event(s), 3 unmatched (sent for review), 0 invalid" in lines
 
 
 def test_expect_fails_naming_the_lines_that_do_not_match() -> None:
@@ -100,7 +103,7 @@ def test_rules_test_names_the_packs_it_used_and_those_that_are_off(tmp_path: Pat
     assert result.exit_code == 0, result.output
     last = result.stdout.splitlines()[-1]
     assert "pack(s): sshd;" in last
-    assert "off: cloudtrail, custom-example, su, sudo" in last
+    assert "off: cloudtrail, custom-example, noise, su, sudo" in last
     assert "rule_packs:" in last  # how to turn one on
 
     config = tmp_path / "config.yaml"
@@ -111,8 +114,11 @@ def test_rules_test_names_the_packs_it_used_and_those_that_are_off(tmp_path: Pat
         "    event: {actor: '{who}', action: deploy}\n"
     )
     result = runner.invoke(
-        app, ["rules", "test", "--config", str(config), "--json", "-"], input=sudo_line
+        app,
+        # A bare line names no program: a rule on the program needs one (issue 10, section 3).
+        ["rules", "test", "--config", str(config), "--json", "--program", "sudo", "-"],
+        input=sudo_line,
     )
     assert json.loads(result.stdout)["rule"] == "sudo-command"  # stdout stays JSON only
     assert "1 rule(s) of your own, then the built-in pack(s): sshd, sudo;" in result.stderr
-    assert "off: cloudtrail, custom-example, su " in result.stderr
+    assert "off: cloudtrail, custom-example, noise, su " in result.stderr

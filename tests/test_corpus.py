@@ -1,25 +1,27 @@
-"""Proof over real logs (../shared/corpus): every Accepted and sudo command line becomes the right
-event; no failure or noise line ever becomes an approvable one; Filebeat's expected parse of
-timestamp.log agrees with ours."""
+"""Proof over real logs (tests/corpus): every Accepted and sudo command line becomes the right
+event; no failure or noise line ever becomes an approvable one, and the well-known ones are known
+non-events (counted, never sent for review); Filebeat's expected parse of timestamp.log agrees
+with ours."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from powertrip.config import config_from_mapping
-from powertrip.models import SecurityEvent
+from powertrip.config import available_rule_packs, config_from_mapping
+from powertrip.models import RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.syslog import parse_syslog, parse_syslog_line
 from tests.conftest import CORPUS
 
-ALL_PACKS = ["sshd", "sudo", "su", "cloudtrail", "custom-example"]
+ALL_PACKS = available_rule_packs()
 LOGS = [CORPUS / "beats" / "test.log", CORPUS / "beats" / "secure-rhel7.log"]
-FAIL2BAN = CORPUS / "fail2ban" / "sshd.log"
+SSHD_CASES = CORPUS / "sshd-cases.log"
 SYSLOG_ACCEPTED = re.compile(
     r"^\w{3} +\d+ [\d:]+ (?P<host>\S+) sshd\[\d+\]: Accepted (?P<method>\S+) for (?P<user>\S+) "
     r"from (?P<address>\S+) port \d+"
@@ -35,30 +37,35 @@ def rules() -> RuleSet:
     return config_from_mapping({"rule_packs": ALL_PACKS}, Path.cwd(), "all packs").rule_set()
 
 
-def recognise(rules: RuleSet, line: str, number: int) -> SecurityEvent | None:
+def raw_of(line: str, number: int) -> RawEvent:
     raw = parse_syslog_line(line, "corpus", f"line-{number}", year=2005)
     assert raw is not None, f"no syslog framing: {line!r}"
-    return rules.recognise(raw)
+    return raw
+
+
+def recognise(rules: RuleSet, line: str, number: int) -> SecurityEvent | None:
+    return rules.recognise(raw_of(line, number))
 
 
 def corpus_lines() -> list[tuple[Path, int, str]]:
     lines = []
-    for path in [*LOGS, FAIL2BAN]:
+    for path in [*LOGS, SSHD_CASES]:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if line.strip() and not line.startswith("#"):
                 lines.append((path, number, line))
     return lines
 
 
-def fail2ban_annotated() -> list[tuple[dict[str, object], int, str]]:
-    """(annotation, line number, line) for every line fail2ban annotates with `# failJSON:`."""
-    lines = FAIL2BAN.read_text().splitlines()
+def annotated_cases() -> list[tuple[str, dict[str, str], int, str]]:
+    """(expectation, its key=value details, line number, line) for every line of
+    sshd-cases.log, from the `# expect: ...` comment before it."""
+    lines = SSHD_CASES.read_text().splitlines()
     found = []
     for index, line in enumerate(lines):
-        if line.startswith("# failJSON:") and index + 1 < len(lines):
-            found.append(
-                (json.loads(line.removeprefix("# failJSON:")), index + 2, lines[index + 1])
-            )
+        if line.startswith("# expect: "):
+            kind, *details = line.removeprefix("# expect: ").split()
+            pairs = dict(detail.split("=", 1) for detail in details)
+            found.append((kind, pairs, index + 2, lines[index + 1]))
     return found
 
 
@@ -87,8 +94,9 @@ def test_every_accepted_and_sudo_line_is_the_right_event(rules: RuleSet) -> None
             assert event.details["command"] == found["command"], where
             assert event.action == f"sudo as {found['target']}", where
             checked["sudo"] += 1
-    # The corpus README's counts: 2 + 3 + 4 Accepted, 2 + 2 sudo commands (one refusal aside).
-    assert checked == {"accepted": 9, "sudo": 4}
+    # tests/corpus/README.md's counts: 2 + 3 Accepted in the beats logs, 2 + 2 sudo commands
+    # (one refusal aside), and the sshd cases' three `sshd[pid]:` logins.
+    assert checked == {"accepted": 8, "sudo": 4}
 
 
 def test_no_failure_or_noise_line_becomes_an_approvable_event(rules: RuleSet) -> None:
@@ -100,36 +108,47 @@ def test_no_failure_or_noise_line_becomes_an_approvable_event(rules: RuleSet) ->
     # Exactly the Accepted and allowed sudo lines; never `Failed`, `Invalid user`, `NOT in
     # sudoers`, sessions, disconnects, PAM noise...
     for (name, number), line in approvable.items():
-        assert SYSLOG_ACCEPTED.match(line) or SYSLOG_SUDO.match(line), f"{name}:{number}: {line}"
-    assert len(approvable) == 13
+        assert " Accepted " in line or SYSLOG_SUDO.match(line), f"{name}:{number}: {line}"
+    assert len(approvable) == 14
     refusal = "sudo:      tsg : user NOT in sudoers"
     assert any(refusal in line for _, _, line in corpus_lines())
     assert not any(refusal in line for line in approvable.values())
 
 
-def test_fail2ban_failures_never_become_approvable_events(rules: RuleSet) -> None:
-    annotated = fail2ban_annotated()
-    failures = [(note, number, line) for note, number, line in annotated if note.get("match")]
-    assert len(failures) > 100
-    # fail2ban's multi-line mode also flags two *successful* logins, as the last step of an
-    # intruder's run across several user names (`"users": [...]`). A successful login is exactly
-    # what Powertrip must ask about, so those two are events; every other failure is not.
-    successful = [(n, line) for note, n, line in failures if " Accepted " in line]
-    assert [n for n, _ in successful] == [252, 262]
-    for note, number, line in failures:
-        event = recognise(rules, line, number)
-        if " Accepted " in line:
-            assert note.get("users") and event is not None
+def test_every_sshd_case_is_what_its_annotation_says(rules: RuleSet) -> None:
+    cases = annotated_cases()
+    assert Counter(kind for kind, *_ in cases) == {"failure": 90, "noise": 27, "login": 5}
+    for kind, details, number, line in cases:
+        raw = raw_of(line, number)
+        event = rules.recognise(raw)
+        where = f"sshd-cases.log:{number}: {line}"
+        if kind == "login":
+            assert event is not None and event.rule_id == "sshd-accepted", where
+            assert (event.actor, event.address) == (details["user"], details["address"]), where
             continue
-        assert event is None, f"fail2ban failure at line {number} became {event}: {line}"
+        # A failed attempt is never approvable, and a brute-force run does not flood the
+        # channel: sshd's well-known lines are known non-events, counted but never reviewed.
+        assert event is None, where
+        known = rules.non_event(raw)
+        assert known is not None, f"not a known non-event: {where}"
+        assert known.id.startswith("sshd-"), where
 
 
-def test_fail2ban_accepted_lines_become_events(rules: RuleSet) -> None:
-    accepted = [(n, line) for _, n, line in fail2ban_annotated() if " Accepted " in line]
-    assert len(accepted) == 4
-    for number, line in accepted:
-        event = recognise(rules, line, number)
-        assert event is not None and event.rule_id == "sshd-accepted", line
+def test_the_beats_logs_leave_only_real_refusals_for_review(rules: RuleSet) -> None:
+    """Of the real logs' lines that are no event, everything but the refusals worth a human's
+    eye (a sudo refusal, an account created) is a known non-event."""
+    left = []
+    for _, number, line in corpus_lines():
+        raw = raw_of(line, number)
+        if rules.recognise(raw) is None and rules.non_event(raw) is None:
+            left.append(line)
+    assert [re.sub(r"^.*? (\S+?)(?:\[\d+\])?: +", r"\1: ", line) for line in left] == [
+        "sudo: tsg : user NOT in sudoers ; TTY=pts/1 ; PWD=/home/vagrant ; USER=root ; "
+        "COMMAND=/bin/ls",
+        "groupadd: new group: name=apache, GID=48",
+        "useradd: new user: name=apache, UID=48, GID=48, home=/usr/share/httpd, "
+        "shell=/sbin/nologin",
+    ]
 
 
 def test_filebeat_expected_parse_of_timestamp_log_agrees() -> None:

@@ -92,3 +92,31 @@ async def test_an_undecided_login_nearer_than_the_page_shows_is_not_read_as_appr
     assert answer.truncated
     assert answer.answer is Answer.PENDING
     assert answer.events[0].occurred_at == T0
+
+
+async def test_copies_of_one_login_recorded_twice_answer_as_one_login(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """Events recorded before natural identity existed (a backfill re-asked about a login the
+    webhook had delivered): the copy still pending must not turn the approved login into
+    `pending` or `ambiguous`."""
+    user, host = f"u{uuid.uuid4().hex[:8]}", f"h{uuid.uuid4().hex[:8]}"
+    approved = make_event(user, host=host, occurred_at=T0)
+    copy = approved.model_copy(
+        update={"event_id": f"syslog-l{uuid.uuid4().hex}", "occurred_at": T0 + timedelta(seconds=1)}
+    )
+    other = make_event(user, host=host, occurred_at=T0 + timedelta(seconds=2))  # another port
+    await _seed(dev_env, approved, EventStatus.APPROVED)
+    await _seed(dev_env, copy, EventStatus.PENDING)
+    await eventually(lambda: _count(dev_env, f'PowertripActor = "{user}"', 2))
+    ui = Ui(base_url="http://ui", namespace="default")
+    question = MatchQuestion(host=host, user=user, at=T0)
+    answer = await match(dev_env.client, question, ui)
+    assert (answer.answer, answer.approved) == (Answer.APPROVED, True)
+    assert {e.event_id for e in answer.events if e.this_login} == {approved.event_id, copy.event_id}
+    # A second, different login in the same seconds: now the question cannot tell them apart.
+    await _seed(dev_env, other, EventStatus.APPROVED)
+    await eventually(lambda: _count(dev_env, f'PowertripActor = "{user}"', 3))
+    assert (await match(dev_env.client, question, ui)).answer is Answer.AMBIGUOUS
+    pinned = question.model_copy(update={"address": approved.address, "port": approved.port})
+    assert (await match(dev_env.client, pinned, ui)).answer is Answer.APPROVED

@@ -90,10 +90,11 @@ async def test_api_metrics_count_events_by_outcome_and_pending_events(
     api: ServedApp, fresh_pending_count: None
 ) -> None:
     ids = [uuid.uuid4().hex for _ in range(2)]
+    alice = ssh_line("alice")
     events = [
-        {"id": ids[0], "hostname": "web1", "program": "sshd", "message": ssh_line("alice")},
+        {"id": ids[0], "hostname": "web1", "program": "sshd", "message": alice},
         {"id": ids[1], "hostname": "web1", "program": "sshd", "message": ssh_line("bob")},
-        {"id": ids[0], "hostname": "web1", "program": "sshd", "message": ssh_line("alice")},
+        {"id": ids[0], "hostname": "web1", "program": "sshd", "message": alice},  # a retry
         {"id": uuid.uuid4().hex, "hostname": "web1", "program": "cron", "message": "tick"},
     ]
     async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:

@@ -172,18 +172,51 @@ async def match(world: World, host: str, user: str, at: datetime, **extra: Any) 
 
 
 async def test_match_answers_approved_with_approver_and_time(world: World) -> None:
-    answer = await match(world, world.name("bastion"), world.name("a"), T0 + timedelta(seconds=20))
+    answer = await match(world, world.name("bastion"), world.name("a"), T0 + timedelta(seconds=2))
     assert answer["approved"] is True and answer["answer"] == "approved"
     [event] = answer["events"]  # b's login on the same host and a's older one are not a's now
-    assert event["event_id"] == world.ids["a_bastion"]
+    assert event["event_id"] == world.ids["a_bastion"] and event["this_login"] is True
     assert event["approved_by"] == "U0SEC1" and event["on_behalf"] is True
     assert event["approved_via"] == "slack" and event["approved_at"] is not None
-    assert event["offset_seconds"] == -20.0
+    assert event["offset_seconds"] == -2.0
     assert event["temporal_url"].endswith(f"/workflows/{world.ids['a_bastion']}")
 
 
+async def test_an_approved_login_nearby_does_not_answer_for_another_login(world: World) -> None:
+    """The issue's example: a's login at T0 is approved; the HIDS asks about a login 4 minutes
+    later that never reached Powertrip. It is not that login."""
+    later = await match(world, world.name("bastion"), world.name("a"), T0 + timedelta(minutes=4))
+    assert (later["approved"], later["answer"]) == (False, "not_found")
+    [nearby] = later["events"]  # listed for context, but not this login
+    assert nearby["event_id"] == world.ids["a_bastion"] and nearby["this_login"] is False
+    # Address and port pin the connection: then a provider time a minute off still matches.
+    port = nearby["port"]
+    pinned = await match(
+        world,
+        world.name("bastion"),
+        world.name("a"),
+        T0 + timedelta(minutes=1),
+        address="203.0.113.7",
+        port=port,
+    )
+    assert (pinned["approved"], pinned["answer"]) == (True, "approved")
+    for address, other_port in (("203.0.113.7", (port % 60000) + 1), ("198.51.100.1", port)):
+        other = await match(
+            world, world.name("bastion"), world.name("a"), T0, address=address, port=other_port
+        )
+        assert other["answer"] == "not_found", (address, other_port)
+
+
+async def test_only_events_of_the_asked_kind_answer(world: World) -> None:
+    """An approved login never answers a question about a privilege, and back."""
+    privilege = await match(world, world.name("bastion"), world.name("a"), T0, kind="privilege")
+    assert privilege["answer"] == "not_found" and privilege["events"][0]["kind"] == "login"
+    login = await match(world, world.name("bastion"), world.name("a"), T0, kind="login")
+    assert login["answer"] == "approved"
+
+
 async def test_two_users_on_one_host_are_told_apart(world: World) -> None:
-    answer = await match(world, world.name("bastion"), world.name("b"), T0 + timedelta(seconds=20))
+    answer = await match(world, world.name("bastion"), world.name("b"), T0 + timedelta(seconds=61))
     assert answer["approved"] is False and answer["answer"] == "pending"
     assert [e["event_id"] for e in answer["events"]] == [world.ids["b_bastion"]]
     assert answer["events"][0]["approved_by"] is None
@@ -199,31 +232,34 @@ async def test_one_user_on_two_hosts_gets_each_hosts_answer(world: World) -> Non
     assert [e["event_id"] for e in bastion["events"]] == [world.ids["a_bastion"]]
 
 
-async def test_host_ignores_case_and_short_matches_fqdn_unless_fqdn_is_asked(
+async def test_host_compares_full_names_by_default_first_labels_on_request(
     world: World,
 ) -> None:
     user, at = world.name("c"), T0
     web_fqdn = world.name("web") + ".corp.example.com"
-    for host in (world.name("WEB"), web_fqdn.upper(), web_fqdn + "."):
+    both = {world.ids["c_web"], world.ids["c_web_sudo"]}
+    for host in (web_fqdn, web_fqdn.upper(), web_fqdn + "."):
         answer = await match(world, host, user, at)
-        assert {e["event_id"] for e in answer["events"]} == {
-            world.ids["c_web"],
-            world.ids["c_web_sudo"],
-        }, host
-        # Both are shown, nearest first; the nearest one (approved) answers.
-        assert [e["event_id"] for e in answer["events"]] == [
-            world.ids["c_web"],
-            world.ids["c_web_sudo"],
-        ]
-        assert (answer["approved"], answer["answer"]) == (True, "approved")
-    # Asked about the second login (5 s later), the pending one is nearest: not approved yet.
-    second = await match(world, world.name("web"), user, at + timedelta(seconds=4))
-    assert (second["approved"], second["answer"]) == (False, "pending")
-    assert (await match(world, world.name("web"), user, at, host_match="fqdn"))["events"] == []
-    exact = await match(world, web_fqdn.upper(), user, at, host_match="fqdn")
-    assert len(exact["events"]) == 2
-    other_domain = await match(world, world.name("web") + ".other.org", user, at, host_match="fqdn")
+        assert {e["event_id"] for e in answer["events"]} == both, host
+        # Two logins 5 s apart fit a question without a port: neither is approved for it.
+        assert (answer["approved"], answer["answer"]) == (False, "ambiguous")
+    # A first label alone, or another domain, is another host unless `short` is asked for.
+    assert (await match(world, world.name("web"), user, at))["events"] == []
+    other_domain = await match(world, world.name("web") + ".other.org", user, at)
     assert other_domain["answer"] == "not_found"
+    short = await match(world, world.name("WEB"), user, at, host_match="short")
+    assert {e["event_id"] for e in short["events"]} == both
+    # The port tells them apart.
+    by_port = {e["event_id"]: e["port"] for e in short["events"]}
+    for event_id, status in (
+        (world.ids["c_web"], "approved"),
+        (world.ids["c_web_sudo"], "pending"),
+    ):
+        pinned = await match(
+            world, web_fqdn, user, at, address="203.0.113.7", port=by_port[event_id]
+        )
+        assert pinned["answer"] == status
+        assert [e["event_id"] for e in pinned["events"] if e["this_login"]] == [event_id]
 
 
 async def test_nothing_found_is_an_answer_not_an_error(world: World) -> None:
@@ -234,16 +270,21 @@ async def test_nothing_found_is_an_answer_not_an_error(world: World) -> None:
         "host": world.name("bastion"),
         "user": world.name("a"),
         "at": "2026-11-20T11:00:00Z",
+        "kind": "login",
+        "address": None,
+        "port": None,
         "window_seconds": 300.0,
-        "host_match": "short",
+        "tolerance_seconds": 5.0,
+        "host_match": "fqdn",
         "events": [],
         "truncated": False,
     }
-    # A wider window reaches the older, approved login.
+    # A wider window lists the older, approved login; it is not a login at the asked time.
     wide = await match(
         world, world.name("bastion"), world.name("a"), T0 - timedelta(hours=2), window="90s"
     )
     assert [e["event_id"] for e in wide["events"]] == [world.ids["a_bastion_old"]]
+    assert wide["answer"] == "approved"
     assert (await match(world, "nohost", "nobody", T0))["answer"] == "not_found"
 
 
@@ -255,6 +296,10 @@ async def test_nothing_found_is_an_answer_not_an_error(world: World) -> None:
         ({"window": "soon"}, "not a duration"),
         ({"window": "3d"}, "at most 1 day"),
         ({"user": 'ro"ot'}, "cannot search"),
+        ({"port": "70000"}, "less than or equal to 65535"),
+        ({"kind": "banana"}, "login"),
+        ({"tolerance": "soon"}, "not a duration"),
+        ({"adress": "203.0.113.7"}, "adress"),  # a misspelt binding must not be ignored
     ],
 )
 async def test_bad_match_questions_are_422_with_a_reason(
@@ -571,3 +616,44 @@ async def test_the_readme_queries_work_in_temporal_visibility(
         f'PowertripActor="{world.name("a")}" AND PowertripEventTime >= "2026-11-16T00:00:00Z"'
     )
     assert week == {world.ids["a_bastion"], world.ids["a_db"], world.ids["a_bastion_old"]}
+
+
+async def test_batch_match_answers_each_question_and_reports_bad_ones_alone(world: World) -> None:
+    """A HIDS reconciling a day of logins: one call, one answer (or error) per question."""
+    questions: list[dict[str, Any]] = [
+        {"host": world.name("bastion"), "user": world.name("a"), "at": T0.isoformat()},
+        {"host": world.name("bastion"), "user": world.name("b"), "at": "2026-11-20T10:01:00Z"},
+        {"host": world.name("bastion"), "user": world.name("a"), "at": "2026-11-20T10:00:00"},
+        {"host": world.name("bastion"), "user": world.name("a")},
+        {
+            "host": world.name("db") + ".corp.example.com",
+            "user": world.name("a"),
+            "at": T0.isoformat(),
+        },
+        {"host": "nohost", "user": "nobody", "at": T0.isoformat(), "kind": "privilege"},
+    ]
+    response = await world.http.post(
+        "/v1/approvals/match", json={"questions": questions}, headers=API
+    )
+    assert response.status_code == 200, response.text
+    answers = response.json()["answers"]
+    assert [a["index"] for a in answers] == list(range(len(questions)))
+    assert [a["answer"]["answer"] if a["answer"] else None for a in answers] == [
+        "approved",
+        "pending",
+        None,
+        None,
+        "reported",
+        "not_found",
+    ]
+    assert "time zone" in answers[2]["error"] and "at" in answers[3]["error"]
+    single = await match(world, world.name("bastion"), world.name("a"), T0)
+    assert answers[0]["answer"] == single
+
+    too_many = [questions[0]] * 101
+    response = await world.http.post(
+        "/v1/approvals/match", json={"questions": too_many}, headers=API
+    )
+    assert response.status_code == 413 and "at most 100" in response.text
+    unauthenticated = await world.http.post("/v1/approvals/match", json={"questions": []})
+    assert unauthenticated.status_code == 401

@@ -9,13 +9,19 @@ from typing import Any
 
 import pytest
 
-from powertrip.config import ConfigError, available_rule_packs, config_from_mapping, load_config
+from powertrip.config import (
+    ConfigError,
+    available_rule_packs,
+    config_from_mapping,
+    load_config,
+    rule_pack,
+)
 from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources.eventbridge import parse_eventbridge
 from powertrip.syslog import parse_syslog, parse_syslog_line
 
-PACKS = ["sshd", "sudo", "su", "cloudtrail", "custom-example"]
+PACKS = ["sshd", "sudo", "su", "cloudtrail", "custom-example", "noise"]
 
 
 @pytest.fixture(scope="module")
@@ -423,7 +429,8 @@ def test_rules_split_across_files_are_all_loaded(tmp_path: Path) -> None:
     )
     (tmp_path / "config.yaml").write_text("rule_packs: [sudo]\ninclude: [extra.yaml]\n")
     ids = [rule.id for rule in load_config(tmp_path / "config.yaml").rules]
-    assert ids == ["deploy", "sudo-command"]
+    assert ids[:2] == ["deploy", "sudo-command"]
+    assert set(ids) == {"deploy"} | {rule["id"] for rule in rule_pack("sudo")["rules"]}
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ security team from a user group, cached directory lookups, start-up checks and t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -272,3 +273,44 @@ def test_digest_lists_each_event_with_wait_and_link() -> None:
     shown = block_text(blocks)
     assert "2 events still need a decision" in text
     assert "waited 1h" in shown and "<http://u/x|" in shown
+
+
+async def test_reverse_dns_name_shown_only_when_it_resolves_back_to_the_address() -> None:
+    """Whoever controls 203.0.113.7's reverse zone can give it the PTR `vpn.corp.example.com`;
+    the name is shown only if that name's own (forward) records point back at the address."""
+    ptr = {
+        "203.0.113.7": "vpn.corp.example.com",  # forged: corp's zone says otherwise
+        "198.51.100.1": "vpn.corp.example.com",
+        "2001:db8::1": "v6.example.com",
+        "192.0.2.9": "nowhere.example.com",  # does not resolve forward at all
+    }
+    forward = {
+        "vpn.corp.example.com": ["198.51.100.1"],
+        "v6.example.com": ["2001:db8:0:0::1"],
+    }
+
+    async def reverse(address: str) -> str | None:
+        if address not in ptr:
+            raise OSError("no PTR")
+        return ptr[address]
+
+    async def resolve(name: str) -> list[str]:
+        if name not in forward:
+            raise OSError("NXDOMAIN")
+        return forward[name]
+
+    origins = Origins(
+        {"203.0.113.0/24": "partner"}, reverse_dns=True, reverse=reverse, forward=resolve
+    )
+    assert await origins.describe("203.0.113.7") == "partner"  # the forged name is not shown
+    assert await origins.describe("198.51.100.1") == "vpn.corp.example.com"
+    assert await origins.describe("2001:db8::1") == "v6.example.com"
+    assert await origins.describe("192.0.2.9") is None
+    assert await origins.describe("192.0.2.10") is None
+
+    async def slow(address: str) -> str | None:
+        await asyncio.sleep(5)
+        return "slow.example.com"
+
+    hurried = Origins({}, reverse_dns=True, timeout=0.05, reverse=slow, forward=resolve)
+    assert await hurried.describe("192.0.2.11") is None

@@ -155,3 +155,28 @@ async def test_the_query_token_never_reaches_the_access_log(
         )
     assert "hook-secret" not in caplog.text
     assert "/webhooks/papertrail?token=[redacted]&x=1" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "t%6Fken=hook-secret",  # the issue's example: the server decodes the name, the log did not
+        "%74%6F%6B%65%6E=hook-secret",
+        "TOKEN=hook-secret&token=hook-secret",
+        "x=1&token=hook%2Dsecret",
+    ],
+)
+async def test_an_encoded_query_token_authenticates_but_never_reaches_the_access_log(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, query: str
+) -> None:
+    """The real server's access line: whatever the spelling that authenticates, no secret."""
+    provider_id = uuid.uuid4().hex
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        response = await http.post(
+            f"/webhooks/papertrail?{query}", json={"events": [good_event(provider_id)]}
+        )
+    assert response.status_code == 202, response.text
+    logged = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert any("/webhooks/papertrail?" in line for line in logged), logged
+    assert not any("hook-secret" in line or "hook%2Dsecret" in line for line in logged), logged
+    assert any("[redacted]" in line for line in logged)

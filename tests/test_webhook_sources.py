@@ -9,6 +9,7 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,9 +30,20 @@ from powertrip.config import config_from_mapping
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
-from powertrip.sources.sns import SnsMessage, SnsVerifier, string_to_sign
+from powertrip.sources.sns import (
+    CERTIFICATES_CACHED,
+    SnsMessage,
+    SnsVerifier,
+    string_to_sign,
+)
 from tests.conftest import SECURITY_CHANNEL, ServedApp
-from tests.harness import CONFIG_YAML, eventually, make_settings, running_worker
+from tests.harness import (
+    CONFIG_YAML,
+    eventually,
+    running_worker,
+    settings_with_config,
+    ssh_line,
+)
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:powertrip-logs"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
@@ -89,22 +101,17 @@ class Served:
     http: httpx.AsyncClient
     settings: Settings
     aws: FakeAws
+    http_app: Any = None
 
 
-@pytest.fixture
-async def served(
-    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+@asynccontextmanager
+async def serving(
+    env: WorkflowEnvironment, slack_api_url: str, folder: Path, config_yaml: str, **more: Any
 ) -> AsyncIterator[Served]:
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG_YAML + EXTRA)
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=config,
-        sns_topic_arns=[TOPIC],
-        webhook_token_sns="sns-secret",
-        webhook_token_json="json-secret",
-    )
+    """The API with `config_yaml`, trusting SNS topic TOPIC (secret `sns-secret`) with its
+    signatures checked against a local fake AWS; `more` settings on top."""
+    more = {"sns_topic_arns": [TOPIC], "webhook_token_sns": "sns-secret", **more}
+    settings = settings_with_config(env, slack_api_url, folder, config_yaml, **more)
     aws = make_fake_aws()
     app = create_app(settings)
     app.state.sns_verifier = SnsVerifier(http_get=aws.get)
@@ -112,7 +119,23 @@ async def served(
         ServedApp(app) as running,
         httpx.AsyncClient(base_url=running.url, timeout=20) as http,
     ):
-        yield Served(http, settings, aws)
+        yield Served(http, settings, aws, app)
+
+
+@pytest.fixture
+async def served(
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+) -> AsyncIterator[Served]:
+    async with serving(
+        dev_env,
+        slack_api_url,
+        tmp_path,
+        CONFIG_YAML + EXTRA,
+        # The trail's log group: CloudTrail records there are CloudTrail's (nowhere else).
+        cloudtrail_log_groups=["aws-cloudtrail-logs"],
+        webhook_token_json="json-secret",
+    ) as served:
+        yield served
 
 
 def bearer(token: str = "hook-secret") -> dict[str, str]:
@@ -138,6 +161,11 @@ def log_event(message: str, event_id: str | None = None) -> dict[str, Any]:
     return {"id": event_id or unique(), "timestamp": 1795741323000, "message": message}
 
 
+def sns_time(at: datetime | None = None) -> str:
+    """SNS's Timestamp format (when the topic published the message)."""
+    return (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def notification(message: str, version: str = "1", topic: str = TOPIC) -> dict[str, Any]:
     return {
         "Type": "Notification",
@@ -145,7 +173,7 @@ def notification(message: str, version: str = "1", topic: str = TOPIC) -> dict[s
         "TopicArn": topic,
         "Subject": "logs",
         "Message": message,
-        "Timestamp": "2026-11-27T01:02:03.000Z",
+        "Timestamp": sns_time(),
         "SignatureVersion": version,
         "SigningCertURL": CERT_URL,
         "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe",
@@ -267,6 +295,40 @@ async def test_sns_rejects_bad_signature_wrong_topic_foreign_cert_and_unknown_ty
         "/webhooks/sns", content=json.dumps(signed), headers={"Authorization": f"Basic {basic}"}
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("age", "reason"),
+    [
+        (timedelta(hours=2), "older than 1:00:00"),
+        (timedelta(days=30), "older than"),
+        (-timedelta(hours=1), "in the future"),
+    ],
+)
+async def test_sns_refuses_a_signed_message_replayed_later(
+    served: Served, age: timedelta, reason: str
+) -> None:
+    """A correctly signed message captured once cannot be posted again hours later: the
+    signed Timestamp must be fresh."""
+    line = f"Nov 27 01:02:03 web-1 sshd[1]: {ssh_line('u' + unique())}"
+    stale = served.aws.sign({**notification(line), "Timestamp": sns_time(datetime.now(UTC) - age)})
+    response = await post_sns(served, stale)
+    assert response.status_code == 403, response.text
+    assert reason in response.json()["detail"] and "Timestamp" in response.json()["detail"]
+    fresh = await post_sns(served, served.aws.sign({**stale, "Timestamp": sns_time()}))
+    assert fresh.status_code == 200 and fresh.json()["results"][0]["status"] == "started"
+
+
+async def test_sns_certificate_cache_is_bounded(served: Served) -> None:
+    """Every signing-certificate URL a signed message names is fetched and cached: the cache
+    keeps a bounded number, however many URLs arrive."""
+    for n in range(CERTIFICATES_CACHED + 8):
+        url = f"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-{n:04}.pem"
+        message = served.aws.sign({**notification("hello"), "SigningCertURL": url})
+        response = await post_sns(served, message)
+        assert response.status_code == 200, response.text
+    verifier = served.http_app.state.sns_verifier
+    assert 0 < verifier.cached_certificates <= CERTIFICATES_CACHED
 
 
 async def test_sns_subscription_confirmed_only_for_configured_topics(served: Served) -> None:
@@ -454,3 +516,22 @@ async def test_unmatched_lines_reviewed_once_per_shape_per_hour(
         )
         assert later.json()["results"][0]["review"] == "already_requested"
     assert len(reviews()) == 1
+
+
+async def test_one_line_by_sns_and_by_cloudwatch_is_one_event(served: Served) -> None:
+    """Two routes, two unrelated ids (SNS MessageId, CloudWatch event id), one login."""
+    host = f"web-{unique()}"
+    now = datetime.now(UTC)
+    line = f"{now.isoformat()} {host} sshd[31]: {ssh_line('alice', port=41234)}"
+    by_sns = await post_sns(served, served.aws.sign(notification(line)))
+    [first] = by_sns.json()["results"]
+    assert first["status"] == "started", first
+    direct = await served.http.post(
+        "/webhooks/cloudwatch",
+        json=encode_awslogs(
+            subscription({**log_event(line), "timestamp": int(now.timestamp() * 1000) + 1500})
+        ),
+        headers=bearer(),
+    )
+    [second] = direct.json()["results"]
+    assert (second["status"], second["event_id"]) == ("duplicate", first["event_id"])

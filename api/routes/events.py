@@ -6,19 +6,20 @@ with no worker running and for events long finished (until the namespace retenti
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ApiAuth, SettingsDep, TemporalDep
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
-from powertrip.models import EventStatus
+from powertrip.models import EventKind, EventStatus
 from powertrip.records import (
     MAX_PAGE_SIZE,
     EventFilter,
@@ -32,9 +33,11 @@ from powertrip.records import (
     aware,
     list_events,
     match,
+    page_token_key,
     show_event,
 )
 from powertrip.settings import Settings
+from powertrip.sources import describe_validation_error
 
 router = APIRouter(prefix="/v1", tags=["events"], dependencies=[ApiAuth])
 
@@ -132,7 +135,14 @@ async def get_events(
             until=until,
         )
         with _temporal_errors():
-            return await list_events(temporal, filters, _ui(settings), page_size, page_token)
+            return await list_events(
+                temporal,
+                filters,
+                _ui(settings),
+                page_size,
+                page_token,
+                key=page_token_key(settings.secret("api_token")),
+            )
     except PageTokenError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     except RecordError as exc:
@@ -158,40 +168,73 @@ async def get_event(event_id: str, temporal: TemporalDep, settings: SettingsDep)
     return view
 
 
+class MatchParams(BaseModel):
+    """One HIDS question, as query parameters (GET) or a member of `questions` (POST)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(min_length=1, description="Host name; case and a trailing dot are ignored.")
+    user: str = Field(min_length=1, description="The unix user, exactly (case matters).")
+    at: datetime = Field(
+        description="When the login happened: the log line's time, ISO 8601 with Z or an offset."
+    )
+    kind: EventKind = Field(
+        default=EventKind.LOGIN, description="`login` (default), `privilege`, `change`, `other`."
+    )
+    address: str | None = Field(
+        default=None, description="Source address of the session; only an event from it answers."
+    )
+    port: int | None = Field(
+        default=None, ge=0, le=65535, description="Source port; only an event with it answers."
+    )
+    window: str = Field(
+        default="5m",
+        description="Events this far either side of `at` are listed (a *Not me* among them "
+        "answers `reported`): `90s`, `5m`, `1h` (max 1 day).",
+    )
+    tolerance: str | None = Field(
+        default=None,
+        description="How far from `at` the event that is this login may lie: default `5s`, or "
+        "`2m` when `address` and `port` are given.",
+    )
+    host_match: HostMatch | None = Field(
+        default=None,
+        description="`fqdn` (full name, the default) or `short` (first label); default "
+        "`POWERTRIP_HOST_MATCH`.",
+    )
+
+    def question(self, settings: Settings) -> MatchQuestion:
+        """Raises RecordError or ValueError (a 422) for a question that cannot be asked."""
+        return MatchQuestion(
+            host=self.host,
+            user=self.user,
+            at=aware(self.at),
+            window=parse_duration(self.window),
+            host_match=self.host_match or settings.host_match,
+            kind=self.kind,
+            address=self.address,
+            port=self.port,
+            tolerance=parse_duration(self.tolerance) if self.tolerance is not None else None,
+        )
+
+
 @router.get(
     "/approvals/match",
     response_model=MatchAnswer,
-    summary="HIDS: was this user's login on this host around this time approved?",
+    summary="HIDS: was this login approved?",
     responses={**AUTH_ERROR, **BAD_INPUT, **UNAVAILABLE},
 )
 async def match_approval(
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    host: Annotated[str, Query(min_length=1, description="Host name; case is ignored.")],
-    user: Annotated[str, Query(min_length=1, description="The unix user, exactly.")],
-    at: Annotated[
-        datetime, Query(description="When the login was seen (ISO 8601 with Z or an offset).")
-    ],
-    window: Annotated[
-        str, Query(description="How far either side of `at`: `90s`, `5m`, `1h` (max 1 day).")
-    ] = "5m",
-    host_match: Annotated[
-        HostMatch | None,
-        Query(description="`short` (first label) or `fqdn`; default `POWERTRIP_HOST_MATCH`."),
-    ] = None,
+    temporal: TemporalDep, settings: SettingsDep, params: Annotated[MatchParams, Query()]
 ) -> Response:
-    """Always 200 with an answer. `events` are every event of this user on this host within the
-    window, nearest to `at` first; `answer` is the nearest one's status, except that a *Not me*
-    anywhere in the window makes it `reported`. `approved` is true only for `answer: approved`.
-    Nothing found is `answer: not_found`, not an error."""
+    """Always 200 with an answer (`approved`, `reported`, `pending`, `ambiguous`,
+    `not_found`). `approved: true` only when exactly one login of `kind` fits the question
+    (its `address` and `port` when given, within the tolerance of `at`) and it was approved,
+    and no event of this user on this host in the window was reported *Not me*. Send the log
+    line's time, the source address and the port: without them, two logins close together are
+    `ambiguous`, never approved."""
     try:
-        question = MatchQuestion(
-            host=host,
-            user=user,
-            at=aware(at),
-            window=parse_duration(window),
-            host_match=host_match or settings.host_match,
-        )
+        question = params.question(settings)
         with _temporal_errors():
             answer = await match(temporal, question, _ui(settings))
     except (RecordError, ValueError) as exc:
@@ -199,3 +242,68 @@ async def match_approval(
     # Already a validated MatchAnswer: skip FastAPI's second validation pass (the HIDS's hot
     # path; `response_model` still documents it).
     return Response(answer.model_dump_json(), media_type="application/json")
+
+
+MAX_QUESTIONS = 100
+BATCH_CONCURRENCY = 4  # visibility is rate limited per namespace: a batch must not hog it
+
+
+class MatchBatch(BaseModel):
+    questions: list[dict[str, Any]] = Field(
+        description=f"Up to {MAX_QUESTIONS} questions, each with the fields of the GET form "
+        "(`host`, `user`, `at`, and optionally `kind`, `address`, `port`, `window`, "
+        "`tolerance`, `host_match`)."
+    )
+
+
+class BatchAnswer(BaseModel):
+    index: int = Field(description="Position of the question in `questions`.")
+    answer: MatchAnswer | None = Field(description="The answer, as the GET form gives it.")
+    error: str | None = Field(description="Why this question could not be answered.")
+
+
+class MatchBatchAnswer(BaseModel):
+    answers: list[BatchAnswer] = Field(description="One per question, in order.")
+
+
+@router.post(
+    "/approvals/match",
+    response_model=MatchBatchAnswer,
+    summary="HIDS: many logins at once (e.g. reconciling a day)",
+    responses={
+        **AUTH_ERROR,
+        **UNAVAILABLE,
+        413: {"model": Problem, "description": f"More than {MAX_QUESTIONS} questions."},
+    },
+)
+async def match_approvals(
+    batch: MatchBatch, temporal: TemporalDep, settings: SettingsDep
+) -> MatchBatchAnswer:
+    """Each question answered as `GET /v1/approvals/match` would; a question that is invalid
+    or throttled gets its own `error` and the others are still answered."""
+    if len(batch.questions) > MAX_QUESTIONS:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{len(batch.questions)} questions; at most {MAX_QUESTIONS} per request",
+        )
+    gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+    ui = _ui(settings)
+
+    async def one(index: int, raw: dict[str, Any]) -> BatchAnswer:
+        try:
+            question = MatchParams.model_validate(raw).question(settings)
+            async with gate:
+                answer = await match(temporal, question, ui)
+        except ValidationError as exc:
+            return BatchAnswer(index=index, answer=None, error=describe_validation_error(exc))
+        except (RecordError, ValueError) as exc:
+            return BatchAnswer(index=index, answer=None, error=str(exc))
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.RESOURCE_EXHAUSTED:
+                raise
+            error = f"Temporal visibility is rate limited: {exc.message}; ask again"
+            return BatchAnswer(index=index, answer=None, error=error)
+        return BatchAnswer(index=index, answer=answer, error=None)
+
+    answers = await asyncio.gather(*(one(i, q) for i, q in enumerate(batch.questions)))
+    return MatchBatchAnswer(answers=list(answers))

@@ -6,18 +6,25 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from api.body import decode_payload, read_capped
 from api.deps import ConfigDep, RulesDep, SettingsDep, TemporalDep, webhook_auth
 from powertrip.ingest import ItemResult, process
-from powertrip.sources import ParsedItem, PayloadError
+from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import parse_eventbridge
-from powertrip.sources.generic import parse_generic, parse_ndjson
+from powertrip.sources.generic import (
+    Reading,
+    parse_concatenated,
+    parse_generic,
+    parse_ndjson,
+    parse_text_lines,
+)
 from powertrip.sources.papertrail import parse_papertrail
 from powertrip.sources.sns import (
     SnsRejected,
@@ -25,6 +32,8 @@ from powertrip.sources.sns import (
     parse_notification,
     parse_sns_message,
 )
+from powertrip.sources.wazuh import parse_wazuh
+from powertrip.syslog import parse_syslog
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -32,7 +41,9 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed body (the reason says which part)"},
     401: {"description": "Missing or wrong token for this source"},
-    413: {"description": "Body too large"},
+    413: {
+        "description": "Body too large, or more records than `POWERTRIP_MAX_RECORDS_PER_REQUEST`"
+    },
     415: {"description": "Unsupported content type"},
 }
 
@@ -70,6 +81,11 @@ class Ingest:
     async def body(self) -> bytes:
         return await read_capped(self.request, self.settings.max_body_bytes)
 
+    def now(self) -> datetime:
+        """When the request arrived (`app.state.clock` stands in for the clock in tests)."""
+        clock = getattr(self.request.app.state, "clock", None)
+        return clock() if clock is not None else datetime.now(UTC)
+
     async def parse(
         self,
         parser: Callable[[Any], list[ParsedItem]],
@@ -78,7 +94,17 @@ class Ingest:
         payload = decode_payload(self.request, await self.body())
         return parsed_or_4xx(lambda: parser(payload), invalid_status)
 
-    async def run(self, items: list[ParsedItem]) -> WebhookResponse:
+    async def run(self, items: list[ParsedItem], source: str) -> WebhookResponse:
+        """Ingest the records `source`'s endpoint received (invalid ones count under it)."""
+        limit = self.settings.max_records_per_request
+        if len(items) > limit:
+            # Refused whole, before any record starts: a sender that splits the batch and
+            # retries loses nothing, and one request cannot start unbounded work.
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"{len(items)} records in one request; at most {limit} "
+                "(POWERTRIP_MAX_RECORDS_PER_REQUEST): send them in smaller batches",
+            )
         ignored = frozenset(
             name for name, options in self.config.sources.items() if options.ignore_unmatched
         )
@@ -89,6 +115,7 @@ class Ingest:
             self.settings.task_queue,
             self.settings.start_concurrency,
             ignore_unmatched=ignored,
+            source=source,
         )
         return WebhookResponse(
             results=results, summary=dict(Counter(r.status.value for r in results))
@@ -106,41 +133,50 @@ def parsed_or_4xx(parse: Callable[[], T], invalid_status: int = 400) -> T:
         raise HTTPException(invalid_status, str(exc)) from exc
 
 
-@router.post(
-    "/papertrail",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="Papertrail search alert",
-    dependencies=[webhook_auth("papertrail")],
-    responses={**ERRORS, 422: {"description": "Not a Papertrail search alert"}},
+def receives(
+    source: str, summary: str, responses: dict[int | str, dict[str, Any]] | None = None
+) -> Any:
+    """The route of `source`'s webhook: `POST /webhooks/<source>`, its own secret, 202 with a
+    result for every record."""
+    return router.post(
+        f"/{source}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=WebhookResponse,
+        summary=summary,
+        dependencies=[webhook_auth(source)],
+        responses={**ERRORS, **(responses or {})},
+    )
+
+
+@receives(
+    "papertrail",
+    "Papertrail search alert",
+    {422: {"description": "Not a Papertrail search alert"}},
 )
 async def papertrail(ingest: IngestDep) -> WebhookResponse:
     """Papertrail posts `payload=<json>` form-encoded; a plain JSON body of the same shape works
     too. Each event gets its own result: started, duplicate, unmatched or invalid."""
     items = await ingest.parse(parse_papertrail, status.HTTP_422_UNPROCESSABLE_CONTENT)
-    return await ingest.run(items)
+    return await ingest.run(items, "papertrail")
 
 
-@router.post(
-    "/cloudwatch",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="CloudWatch Logs subscription data",
-    dependencies=[webhook_auth("cloudwatch")],
-    responses=ERRORS,
-)
+@receives("cloudwatch", "CloudWatch Logs subscription data")
 async def cloudwatch(ingest: IngestDep) -> WebhookResponse:
     """`{"awslogs": {"data": base64(gzip(JSON))}}` (what a subscription delivers, e.g. through a
     forwarding Lambda or Firehose HTTP endpoint). Log event ids key the events;
-    `CONTROL_MESSAGE`s are answered with no results."""
-    return await ingest.run(await ingest.parse(parse_cloudwatch))
+    `CONTROL_MESSAGE`s are answered with no results. CloudTrail records count as CloudTrail only
+    in the log groups of `POWERTRIP_CLOUDTRAIL_LOG_GROUPS`."""
+    groups = ingest.settings.cloudtrail_log_groups
+    items = await ingest.parse(lambda payload: parse_cloudwatch(payload, groups))
+    return await ingest.run(items, "cloudwatch")
 
 
 def get_sns_verifier(request: Request) -> SnsVerifier:
     """One verifier (and certificate cache) per app; tests install one with a local fetcher."""
     verifier = getattr(request.app.state, "sns_verifier", None)
     if verifier is None:
-        verifier = request.app.state.sns_verifier = SnsVerifier()
+        settings = request.app.state.settings
+        verifier = request.app.state.sns_verifier = SnsVerifier(max_age=settings.sns_max_age)
     return verifier
 
 
@@ -179,44 +215,62 @@ async def sns(ingest: IngestDep) -> SnsResponse:
         return reply.model_copy(update={"confirmed": True})
     if message.Type == "UnsubscribeConfirmation":
         return reply  # acknowledged; we never resubscribe on our own
-    ingested = await ingest.run(parsed_or_4xx(lambda: parse_notification(message)))
+    settings = ingest.settings
+    items = parsed_or_4xx(
+        lambda: parse_notification(
+            message, settings.cloudtrail_sns_topic_arns, settings.cloudtrail_log_groups
+        )
+    )
+    ingested = await ingest.run(items, "sns")
     return reply.model_copy(update={"results": ingested.results, "summary": ingested.summary})
 
 
-@router.post(
-    "/eventbridge",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="EventBridge API destination (CloudTrail)",
-    dependencies=[webhook_auth("eventbridge")],
-    responses=ERRORS,
-)
+@receives("eventbridge", "EventBridge API destination (CloudTrail)")
 async def eventbridge(ingest: IngestDep) -> WebhookResponse:
     """One EventBridge event or a list; CloudTrail events are keyed by `detail.eventID`."""
-    return await ingest.run(await ingest.parse(parse_eventbridge))
+    return await ingest.run(await ingest.parse(parse_eventbridge), "eventbridge")
 
 
-@router.post(
-    "/json",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookResponse,
-    summary="Generic JSON or NDJSON",
-    dependencies=[webhook_auth("json")],
-    responses=ERRORS,
-)
-async def generic_json(ingest: IngestDep) -> WebhookResponse:
-    """A JSON object, a list, `{"events": [...]}` or NDJSON (one object a line), each
-    `{"id", "time", "host", "program", "message", ...fields}`. For example:
+@receives("wazuh", "Wazuh / OSSEC alerts (a manager's integrator)")
+async def wazuh(ingest: IngestDep) -> WebhookResponse:
+    """One alert as in `alerts.json` (what a custom integration posts), a list, or Shuffle's
+    `{"all_fields": <alert>}`: the line the alert fired on (`full_log`) is matched by the same
+    rules as any other route, and the event is keyed by the alert id, `wazuh-<id>`."""
+    return await ingest.run(await ingest.parse(parse_wazuh), "wazuh")
+
+
+@receives("json", "Generic JSON, NDJSON, a shipper's JSON or raw log lines")
+async def generic_json(
+    ingest: IngestDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="Names the records of this request (`<key>`, or `<key>:<index>` in a "
+            "batch) when they have no `id`: a retry with the same key is a duplicate."
+        ),
+    ] = None,
+) -> WebhookResponse:
+    """A JSON object, a list, `{"events": [...]}`, NDJSON (one object a line) or JSON values one
+    after another, each `{"id", "time", "host", "program", "message", ...fields}` or a log
+    shipper's own record (journald, ECS, rsyslog, Logstash, Vector, Fluent Bit, Splunk HEC, GELF,
+    NXLog; `sources.json.fields` maps other names); or raw log lines as `text/plain`. For example:
     `curl -H "Authorization: Bearer $TOKEN" -d '{"host":"db-1","program":"breakglass",
     "message":"BREAKGLASS user=alice"}' https://powertrip.example.com/webhooks/json`."""
+    key = parsed_or_4xx(lambda: check_idempotency_key(idempotency_key)) if idempotency_key else None
     body = await ingest.body()
+    reading = Reading(ingest.config.source_options("json").fields, ingest.now(), key)
     content_type = ingest.request.headers.get("content-type", "").split(";")[0].strip().lower()
+    text = body.lstrip()
     if content_type in NDJSON_TYPES or _looks_like_ndjson(body):
-        items = parsed_or_4xx(lambda: parse_ndjson(body))
+        items = parsed_or_4xx(lambda: parse_ndjson(body, reading))
+    elif content_type == "text/plain" and _raw_lines(text):
+        items = parsed_or_4xx(lambda: parse_text_lines(body, reading))
+    elif text.startswith((b"{", b"[")) and _several_json_values(body):
+        items = parsed_or_4xx(lambda: parse_concatenated(body, reading))
     else:
         payload = decode_payload(ingest.request, body)
-        items = parsed_or_4xx(lambda: parse_generic(payload))
-    return await ingest.run(items)
+        items = parsed_or_4xx(lambda: parse_generic(payload, reading))
+    return await ingest.run(items, "json")
 
 
 def _looks_like_ndjson(body: bytes) -> bool:
@@ -228,3 +282,21 @@ def _looks_like_ndjson(body: bytes) -> bool:
         return isinstance(json.loads(lines[0]), dict)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False
+
+
+def _raw_lines(text: bytes) -> bool:
+    """A `text/plain` body of log lines rather than JSON (which SNS, for one, labels so)."""
+    first = text.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    return not first.startswith(("{", "[")) or parse_syslog(first) is not None
+
+
+def _several_json_values(body: bytes) -> bool:
+    """JSON values one after another (`curl -d @file.ndjson` joins the lines): one JSON value
+    followed by more text."""
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        return exc.msg == "Extra data"
+    except (UnicodeDecodeError, RecursionError):
+        return False
+    return False

@@ -5,6 +5,7 @@ The API form reads the same `LogSearch` as polling."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from temporalio.client import Client
 
 from powertrip.backfill import (
     SYSLOG_SOURCE,
@@ -26,10 +28,11 @@ from powertrip.backfill import (
     aiter_chunks,
     announce_stale,
     chunked,
+    open_input,
     records,
     search_chunks,
 )
-from powertrip.cli.failures import connect_cli
+from powertrip.cli.failures import TemporalUnreachable, connect_cli
 from powertrip.config import ConfigError, PowertripConfig, SearchScope, load_config
 from powertrip.durations import parse_duration
 from powertrip.process import exit_now
@@ -37,6 +40,7 @@ from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.sources.log_search import POLLABLE, LogSearch, SearchError, open_search
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
+CONNECT_TIMEOUT_SECONDS = 10.0
 err = Console(stderr=True)
 out = Console()
 
@@ -73,7 +77,9 @@ class _Counted:
 
 def backfill(
     file: str | None = typer.Argument(
-        None, metavar="FILE|-", help="Syslog text, NDJSON, or a saved Papertrail/CloudWatch export."
+        None,
+        metavar="FILE|-",
+        help="Syslog text, NDJSON, a JSON export or CloudTrail file (gzipped or not).",
     ),
     source: str | None = typer.Option(
         None,
@@ -125,7 +131,10 @@ def backfill(
         if not path.is_file():
             err.print(f"[red]powertrip backfill:[/] no such file: {file}")
             raise typer.Exit(2)
-        stream = _Counted(path.open("rb"), path.name, float(path.stat().st_size))
+        opened = open_input(path)
+        # A gzipped file's size says nothing about how much text it holds.
+        size = None if isinstance(opened, gzip.GzipFile) else float(path.stat().st_size)
+        stream = _Counted(opened, path.name, size)
     report = asyncio.run(
         _run(
             settings,
@@ -187,8 +196,11 @@ async def _run(
 
     if stream is not None:
         label, total = stream.label, stream.size
+        fields = config.source_options("json").fields
         chunks: AsyncIterator[list[Located]] = aiter_chunks(
-            chunked(records(stream, fmt, source or SYSLOG_SOURCE, year=year, now=now))
+            chunked(
+                records(stream, fmt, source or SYSLOG_SOURCE, year=year, now=now, fields=fields)
+            )
         )
         found_by = f"backfill of {label}"
     else:
@@ -219,7 +231,7 @@ async def _run(
         )
 
     # After the input is open: a missing file or search token is said before Temporal's absence.
-    client = await connect_cli(settings)
+    client, unchecked = await _connect(settings, dry_run)
     runner = Backfill(
         client,
         config.rule_set(),
@@ -227,10 +239,12 @@ async def _run(
         concurrency,
         stale_before=now - stale_age,
         dry_run=dry_run,
+        unchecked_reason=unchecked,
         ignore_unmatched=frozenset(
             name for name, options in config.sources.items() if options.ignore_unmatched
         ),
         on_chunk=advance,
+        source=source or SYSLOG_SOURCE,
     )
     with progress:
         try:
@@ -243,9 +257,30 @@ async def _run(
                 stream.stream.close()
             if search is not None:
                 await search.aclose()
-    if not dry_run:
+    if not dry_run and client is not None:
         await announce_stale(client, report, found_by, stale_age, settings.task_queue)
     return report
+
+
+async def _connect(settings: Settings, dry_run: bool) -> tuple[Client | None, str | None]:
+    """The Temporal client, or for a dry run without one: None and what could not be checked.
+
+    A dry run still reads and recognises everything; only "already known" needs Temporal.
+    """
+    try:
+        client = await asyncio.wait_for(connect_cli(settings), CONNECT_TIMEOUT_SECONDS)
+    except (TemporalUnreachable, TimeoutError) as exc:
+        reason = exc.reason if isinstance(exc, TemporalUnreachable) else "no answer in time"
+        if not dry_run:
+            raise TemporalUnreachable(settings.temporal_address, reason) from exc
+        unchecked = (
+            f"could not reach Temporal at {settings.temporal_address} ({reason}): "
+            "which events are already known (by id or as the same action by another route) "
+            "was not checked; every recognised event is listed as one that would start"
+        )
+        err.print(f"[yellow]powertrip backfill --dry-run:[/] {unchecked}", highlight=False)
+        return None, unchecked
+    return client, None
 
 
 def _scope(
@@ -277,13 +312,26 @@ def print_summary(report: Report, dry_run: bool) -> None:
         ("would start" if dry_run else "started", report.started),
         ("already known", report.already_known),
         ("unmatched", report.unmatched),
+        ("known non-events", report.non_events),
         ("invalid", report.invalid),
     ]
     if report.stale:
         rows.append(("stale (digest only, no DM)", report.stale))
+    if report.without_identity:
+        rows.append(("of which without a natural identity", report.without_identity))
     for name, value in rows:
         table.add_row(name, f"{value:,}")
     out.print(table)
+    if report.unchecked_reason:
+        out.print(f"[bold yellow]Not checked:[/] {report.unchecked_reason}", highlight=False)
+    if report.without_identity:
+        out.print(
+            f"[bold]Not deduplicated across routes:[/] {report.without_identity} event(s) "
+            f"{'would start' if dry_run else 'started'} with neither a source port nor a message "
+            "to identify them: only their id names them, so a copy that another route delivered "
+            "under another id would be a second event.",
+            highlight=False,
+        )
     if dry_run and report.would_start:
         out.print("[bold]Would start:[/]")
         for event_id in report.would_start[:SHOWN]:

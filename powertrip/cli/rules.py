@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from powertrip.backfill import InputFormat, detect_format, json_items, records
 from powertrip.config import (
     ConfigError,
     PowertripConfig,
@@ -20,10 +23,12 @@ from powertrip.config import (
     rule_pack,
 )
 from powertrip.models import RawEvent, SecurityEvent
+from powertrip.rules import Rule
 from powertrip.settings import SettingsError, load_settings
+from powertrip.sources import describe_validation_error
+from powertrip.sources.cloudtrail import is_cloudtrail_record
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
-from powertrip.sources.generic import parse_generic
-from powertrip.syslog import event_from_text
+from powertrip.syslog import event_from_text, parse_syslog
 
 app = typer.Typer(help="Develop rules and see the built-in packs.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
@@ -47,18 +52,42 @@ def _config(config: Path | None, packs: list[str]) -> PowertripConfig:
         raise typer.Exit(2) from exc
 
 
-def _record(line: str, number: int, source: str, host: str | None, program: str | None) -> Any:
-    """A raw event from one input line (JSON object, EventBridge event, syslog or bare message),
-    or the reason it cannot be one."""
-    provider_id = f"line-{number}"
-    if line.lstrip().startswith("{"):
+def _records(
+    line: str, number: int, source: str, host: str | None, program: str | None
+) -> list[RawEvent | str]:
+    """The raw events in one input line (a JSON value: an event of any shipper, an EventBridge
+    event, a CloudTrail record or file, a Wazuh alert...; a syslog line; a bare message), or the
+    reason it cannot be one."""
+    if line.lstrip().startswith(("{", "[")) and parse_syslog(line) is None:
         try:
             payload = json.loads(line)
-        except json.JSONDecodeError as exc:
-            return f"not valid JSON: {exc}"
-        [item] = (parse_eventbridge if is_eventbridge_event(payload) else parse_generic)(payload)
-        return item.raw or item.error
-    return event_from_text(line, source, provider_id, host=host, program=program)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            return [f"not valid JSON: {exc}"]
+        return _json_records(payload)
+    try:
+        return [event_from_text(line, source, f"line-{number}", host=host, program=program)]
+    except ValidationError as exc:
+        return [describe_validation_error(exc)]
+
+
+def _json_records(payload: Any) -> list[RawEvent | str]:
+    """What the webhooks and the backfill read from this JSON value; CloudTrail records are
+    taken as delivered by a CloudTrail route (you are testing rules over them)."""
+    if is_eventbridge_event(payload):
+        items = parse_eventbridge(payload)
+    else:
+        items = json_items(payload, cloudtrail=is_cloudtrail_record(payload))
+    return [item.raw or item.error or "invalid" for item in items]
+
+
+def _document(text: str) -> list[tuple[int, RawEvent | str]] | None:
+    """A JSON document spread over many lines (`aws cloudtrail lookup-events` output, a pretty
+    printed export): every record in it, all counted at line 1; None for line-by-line input."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if detect_format(first) is not InputFormat.JSON:
+        return None
+    located = records(text.splitlines(keepends=True), InputFormat.JSON)
+    return [(1, item.item.raw or item.item.error or "invalid") for item in located]
 
 
 def _describe(event: SecurityEvent) -> str:
@@ -91,49 +120,68 @@ def test(
     source: Annotated[str, typer.Option(help="Source name the events get.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON result a line.")] = False,
 ) -> None:
-    """For each line: which rule matched and the event it builds, or why nothing matched.
+    """For each record: which rule matched and the event it builds, that it is a known non-event
+    (counted, never asked about), or why nothing matched.
 
-    Lines may be syslog (RFC 3164/3339/5424), bare messages (give --program), JSON events or
-    EventBridge events. Blank lines and lines starting with # are skipped.
+    Reads what the webhooks and `powertrip backfill` read: syslog lines in every dialect, bare
+    messages (give --program), JSON records of any log shipper, EventBridge events, CloudTrail
+    records and files, Wazuh alerts, and JSON documents over many lines (lookup-events output).
+    Blank lines and lines starting with # are skipped.
     """
     loaded = _config(config, pack or [])
     rules = loaded.rule_set()
     text = sys.stdin.read() if file == "-" else _read(file)
     failures = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        raw = _record(line, number, source, host, program)
+    counts: Counter[str] = Counter()
+    found = _document(text) or [
+        (number, raw)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+        for raw in _records(line, number, source, host, program)
+    ]
+    for number, raw in found:
         event: SecurityEvent | None = None
         reasons: dict[str, str] = {}
         error: str | None = None
+        known: Rule | None = None
         if isinstance(raw, RawEvent):
             try:
                 event, reasons = rules.explain(raw)
             except ValueError as exc:
                 error = str(exc)
+            if event is None and error is None:
+                known = rules.non_event(raw)
         else:
             error = raw
-        wrong_rule = event is not None and rule is not None and event.rule_id != rule
-        if expect and (event is None or wrong_rule):
+        counts["event" if event else "non-event" if known else "invalid" if error else "none"] += 1
+        matched = event.rule_id if event else known.id if known else None
+        wrong_rule = rule is not None and matched != rule
+        if expect and (event is None if rule is None else wrong_rule):
             failures.append(number)
         if as_json:
             console.print_json(
                 json.dumps(
                     {
                         "line": number,
-                        "rule": event.rule_id if event else None,
+                        "rule": matched,
                         "event": event.model_dump(mode="json") if event else None,
-                        "why_not": reasons if event is None else None,
+                        "non_event": known.title if known else None,
+                        "why_not": reasons if event is None and known is None else None,
                         "error": error,
                     }
                 ),
                 indent=None,
             )
         elif event is not None:
-            mark = "[red]✗[/red]" if wrong_rule else "[green]✓[/green]"
+            mark = "[red]✗[/red]" if rule is not None and wrong_rule else "[green]✓[/green]"
             console.print(
                 f"{mark} line {number}: [bold]{event.rule_id}[/bold] → {escape(_describe(event))}"
+            )
+        elif known is not None:
+            mark = "[red]✗[/red]" if expect and wrong_rule else "-"
+            console.print(
+                f"{mark} line {number}: known non-event [bold]{known.id}[/bold] "
+                f"({escape(known.title)}): counted, never asked about or reviewed"
             )
         else:
             why = error or "; ".join(f"{rid}: {reason}" for rid, reason in reasons.items())
@@ -141,6 +189,11 @@ def test(
                 f"{'[red]✗[/red]' if expect else '·'} line {number}: no rule matched"
                 f" - {escape(why or 'no rules enabled')}"
             )
+    if not as_json:
+        console.print(
+            f"{counts['event']} event(s), {counts['non-event']} known non-event(s), "
+            f"{counts['none']} unmatched (sent for review), {counts['invalid']} invalid"
+        )
     (errors if as_json else console).print(escape(_rules_used(loaded, explicit=bool(pack))))
     if failures:
         wanted = f"rule {rule}" if rule else "a rule"

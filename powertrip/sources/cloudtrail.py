@@ -1,17 +1,63 @@
 """CloudTrail records, whichever route delivers them (EventBridge, CloudWatch Logs, SNS, a
 backfill): CloudTrail's own `eventID` names the event, so one API call that reaches Powertrip by
 two routes is one event, `cloudtrail-<eventID>`. The delivering route stays the record's source
-(its endpoint, secret, metrics and `ignore_unmatched`)."""
+(its endpoint, secret, metrics and `ignore_unmatched`).
+
+Trust: only routes configured as CloudTrail produce CloudTrail records (`id_namespace
+"cloudtrail"`, which the `cloudtrail` rule pack requires): EventBridge, the SNS topics in
+`POWERTRIP_CLOUDTRAIL_SNS_TOPIC_ARNS`, the CloudWatch Logs groups in
+`POWERTRIP_CLOUDTRAIL_LOG_GROUPS`, and a backfill of CloudTrail's own files. Anywhere else a
+CloudTrail-shaped JSON line is ordinary JSON: an application that writes one into its log cannot
+make Powertrip ask someone about an AWS action.
+
+The person behind a record (`actor`) is resolved in this order (the CloudTrail `userIdentity`
+element: https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-
+user-identity.html), and the rules read it as `powertrip.actor` (`powertrip.actor_from` names the
+field it came from):
+1. `userIdentity.sessionContext.sourceIdentity`: the source identity fixed when the role session
+   was created, which survives role chaining;
+2. by `userIdentity.type`:
+   - `Root`: `root`;
+   - `IAMUser`: `userName`, else the user name at the end of the ARN;
+   - `AssumedRole`: the session name at the end of the ARN (`assumed-role/<role>/<session>`; for
+     IAM Identity Center roles that is the user's name), else after `:` in `principalId`;
+   - `FederatedUser`: the name at the end of the ARN (`federated-user/<name>`);
+   - `SAMLUser`, `WebIdentityUser`: `userName` (the SAML subject, the web identity's user id);
+   - `AWSAccount` (another account called, e.g. a cross-account `AssumeRole`; its
+     `principalId` is opaque): `requestParameters.sourceIdentity`, then
+     `requestParameters.roleSessionName`;
+   - `AWSService`: `invokedBy` (a service, not a person: nobody is DM'd);
+   - `IdentityCenterUser`: `onBehalfOf.userId`;
+3. `userIdentity.userName`, then `userIdentity.principalId` (an id no user is mapped to: the
+   security channel is asked).
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from powertrip.models import RawEvent
 from powertrip.rules import lookup
+from powertrip.sources import ParsedItem, describe_validation_error, invalid
 
 ID_NAMESPACE = "cloudtrail"
+_ARN_NAME = re.compile(r":(?:user/(?:[^/]+/)*|assumed-role/[^/]+/|federated-user/)([^/]+)$")
+_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "IAMUser": ("userIdentity.userName", "arn"),
+    "AssumedRole": ("arn", "principal-session"),
+    "FederatedUser": ("arn", "principal-session"),
+    "SAMLUser": ("userIdentity.userName",),
+    "WebIdentityUser": ("userIdentity.userName",),
+    "AWSAccount": ("requestParameters.sourceIdentity", "requestParameters.roleSessionName"),
+    "AWSService": ("userIdentity.invokedBy",),
+    "IdentityCenterUser": ("userIdentity.onBehalfOf.userId",),
+}
 
 
 def is_cloudtrail_record(value: Any) -> bool:
@@ -24,6 +70,37 @@ def is_cloudtrail_record(value: Any) -> bool:
     )
 
 
+def actor_of(record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The person behind a CloudTrail record and the field it came from, in the module's order;
+    (None, None) when the record names nobody."""
+    identity = record.get("userIdentity")
+    if not isinstance(identity, dict):
+        return None, None
+    kind = identity.get("type")
+    if kind == "Root":
+        return "root", "userIdentity.type"
+    candidates = (
+        "userIdentity.sessionContext.sourceIdentity",
+        *_BY_TYPE.get(str(kind), ()),
+        "userIdentity.userName",
+        "userIdentity.principalId",
+    )
+    for path in candidates:
+        if path == "arn":
+            found = _ARN_NAME.search(str(identity.get("arn") or ""))
+            value: Any = found.group(1) if found else None
+            path = "userIdentity.arn"
+        elif path == "principal-session":
+            principal = str(identity.get("principalId") or "")
+            value = principal.partition(":")[2] or None
+            path = "userIdentity.principalId"
+        else:
+            value = lookup(record, path)
+        if isinstance(value, str) and value.strip():
+            return value.strip(), path
+    return None, None
+
+
 def cloudtrail_raw(
     record: dict[str, Any],
     source: str,
@@ -31,7 +108,9 @@ def cloudtrail_raw(
     received_at: datetime | str | None = None,
     account: str | None = None,
 ) -> RawEvent:
-    """The same RawEvent from the same CloudTrail record on every route (rules match `fields`)."""
+    """The same RawEvent from the same CloudTrail record on every route configured as CloudTrail
+    (rules match `fields`: the record, with the resolved `powertrip.actor`)."""
+    actor, actor_from = actor_of(record)
     user = lookup(record, "userIdentity.arn") or lookup(record, "userIdentity.userName")
     return RawEvent(
         source=source,
@@ -41,5 +120,53 @@ def cloudtrail_raw(
         host=record.get("recipientAccountId") or account,
         program=record.get("eventSource"),
         message=" ".join(str(part) for part in (record.get("eventName"), user) if part),
-        fields=record,
+        fields={**record, "powertrip": {"actor": actor, "actor_from": actor_from}},
     )
+
+
+def cloudtrail_item(index: int, record: Any, source: str) -> ParsedItem:
+    """One record of a CloudTrail file or answer, or why it is not one."""
+    if not is_cloudtrail_record(record):
+        reason = "not a CloudTrail record (no eventID, eventSource, eventName)"
+        return invalid(index, reason, record)
+    try:
+        return ParsedItem(index=index, raw=cloudtrail_raw(record, source))
+    except ValidationError as exc:
+        return invalid(index, describe_validation_error(exc), record)
+
+
+def is_cloudtrail_document(value: Any) -> bool:
+    """CloudTrail's own file shapes: a delivery file `{"Records": [...]}` as written to S3, or
+    `aws cloudtrail lookup-events` output `{"Events": [{"CloudTrailEvent": "<json>"}]}`."""
+    if not isinstance(value, dict):
+        return False
+    if isinstance(value.get("Records"), list):
+        return True
+    events = value.get("Events")
+    return (
+        isinstance(events, list)
+        and bool(events)
+        and all(isinstance(e, dict) and "CloudTrailEvent" in e for e in events)
+    )
+
+
+def cloudtrail_records(value: Any) -> Iterator[tuple[Any, str | None]]:
+    """The records in a CloudTrail document (`Records`, lookup-events `Events`), a list of
+    records, or one record: `(record, None)` each, or `(what was there, reason)` for a member
+    that cannot be read (a `CloudTrailEvent` that is not JSON)."""
+    if isinstance(value, dict) and isinstance(value.get("Records"), list):
+        yield from ((record, None) for record in value["Records"])
+    elif isinstance(value, dict) and isinstance(value.get("Events"), list):
+        for event in value["Events"]:
+            text = event.get("CloudTrailEvent") if isinstance(event, dict) else None
+            if not isinstance(text, str):
+                yield event, "a lookup-events member without a CloudTrailEvent string"
+                continue
+            try:
+                yield json.loads(text), None
+            except (ValueError, RecursionError) as exc:
+                yield text, f"CloudTrailEvent is not JSON: {exc}"
+    elif isinstance(value, list):
+        yield from ((record, None) for record in value)
+    else:
+        yield value, None

@@ -3,7 +3,11 @@ being `{"messageType": "DATA_MESSAGE", "logGroup", "logStream", "logEvents": [{"
 "message"}]}`. `CONTROL_MESSAGE`s (CloudWatch checking the destination is reachable) hold no logs.
 
 Each log event's own `id` is its provider id, so the same record delivered directly and again
-through SNS, or re-sent by a retry, is one event.
+through SNS, or re-sent by a retry, is one event. A log event is a raw line (the CloudWatch agent
+ships files): its syslog framing gives program, host and time, the stream name standing in for a
+host the line does not name. A JSON log event is matched on its fields (the subscription's own
+`logGroup`, `logStream` and `owner` win over the line's); it is a CloudTrail record only in a
+group listed as CloudTrail's (`cloudtrail_groups`).
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import binascii
 import gzip
 import json
 import zlib
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
 from powertrip.syslog import event_from_text
 
@@ -80,14 +85,15 @@ def _gunzip(compressed: bytes) -> bytes:
     return b"".join(parts)
 
 
-def parse_cloudwatch(payload: Any) -> list[ParsedItem]:
+def parse_cloudwatch(payload: Any, cloudtrail_groups: Collection[str] = ()) -> list[ParsedItem]:
     """The wire form (`awslogs.data`) or, as SNS relays and exports hold it, the decoded form."""
     if not (isinstance(payload, dict) and "messageType" in payload):
         payload = decode_awslogs(payload)
-    return parse_subscription(payload)
+    return parse_subscription(payload, cloudtrail_groups)
 
 
-def parse_subscription(data: Any) -> list[ParsedItem]:
+def parse_subscription(data: Any, cloudtrail_groups: Collection[str] = ()) -> list[ParsedItem]:
+    """A decoded subscription message; `cloudtrail_groups`: the log groups a trail writes to."""
     if not isinstance(data, dict):
         raise PayloadError("expected a CloudWatch Logs subscription JSON object")
     kind = data.get("messageType")
@@ -101,56 +107,61 @@ def parse_subscription(data: Any) -> list[ParsedItem]:
     if not isinstance(events, list):
         raise PayloadError("DATA_MESSAGE without a `logEvents` list")
     context = {k: data.get(k) for k in ("owner", "logGroup", "logStream")}
-    items = []
-    for index, member in enumerate(events):
+    trusted = context["logGroup"] in cloudtrail_groups
+    return [_one(index, member, context, trusted) for index, member in enumerate(events)]
+
+
+def _one(index: int, member: Any, context: dict[str, Any], cloudtrail: bool) -> ParsedItem:
+    try:
+        event = LogEvent.model_validate(member)
+    except ValidationError as exc:
+        return invalid(index, describe_validation_error(exc), member)
+    fields: dict[str, Any] = {}
+    received_at = datetime.fromtimestamp(event.timestamp / 1000, UTC)
+    # A JSON log line (CloudTrail in CloudWatch, app logs) is matched on its fields.
+    if event.message.lstrip().startswith("{"):
         try:
-            event = LogEvent.model_validate(member)
-        except ValidationError as exc:
-            items.append(ParsedItem(index=index, error=describe_validation_error(exc)))
-            continue
-        fields: dict[str, Any] = {**context, "id": event.id}
-        received_at = datetime.fromtimestamp(event.timestamp / 1000, UTC)
-        # A JSON log line (CloudTrail in CloudWatch, app logs) is matched on its fields.
-        if event.message.lstrip().startswith("{"):
+            record = json.loads(event.message)
+        except (json.JSONDecodeError, RecursionError):  # matched as text then
+            record = None
+        if cloudtrail and is_cloudtrail_record(record):
             try:
-                record = json.loads(event.message)
-            except (json.JSONDecodeError, RecursionError):  # matched as text then
-                record = None
-            if is_cloudtrail_record(record):
-                try:
-                    raw = cloudtrail_raw(record, SOURCE, received_at=received_at)
-                except ValidationError as exc:
-                    items.append(ParsedItem(index=index, error=describe_validation_error(exc)))
-                    continue
-                items.append(ParsedItem(index=index, raw=raw))
-                continue
-            if isinstance(record, dict):
-                fields.update(record)
-        items.append(
-            ParsedItem(
-                index=index,
-                raw=event_from_text(
-                    event.message,
-                    SOURCE,
-                    event.id,
-                    received_at=received_at,
-                    # The CloudWatch agent names the stream after the instance by default.
-                    host=context["logStream"] if isinstance(context["logStream"], str) else None,
-                    fields=fields,
-                ),
-            )
+                raw = cloudtrail_raw(record, SOURCE, received_at=received_at)
+            except ValidationError as exc:
+                return invalid(index, describe_validation_error(exc), member)
+            return ParsedItem(index=index, raw=raw)
+        if isinstance(record, dict):
+            fields = record
+    # What CloudWatch says about the line wins over what the line says about itself.
+    fields = {**fields, **context, "id": event.id}
+    stream = context["logStream"]
+    try:
+        raw = event_from_text(
+            event.message,
+            SOURCE,
+            event.id,
+            received_at=received_at,
+            # The CloudWatch agent names the stream after the instance by default: a host only
+            # where the line's own framing names none.
+            fields=fields,
         )
-    return items
+        if raw.host is None and isinstance(stream, str):
+            raw = raw.model_copy(update={"host": stream})
+    except ValidationError as exc:
+        return invalid(index, describe_validation_error(exc), member)
+    return ParsedItem(index=index, raw=raw)
 
 
-def parse_filtered_events(events: list[Any], log_group: str | None = None) -> list[ParsedItem]:
+def parse_filtered_events(
+    events: list[Any], log_group: str | None = None, cloudtrail_groups: Collection[str] = ()
+) -> list[ParsedItem]:
     """Events as `FilterLogEvents` answers them (the API, `aws logs filter-log-events` exports):
     `eventId` is the subscription's `logEvents[].id`, so a polled or backfilled event and the
     same event delivered by the subscription share one workflow id."""
     items = []
     for index, event in enumerate(events):
         if not isinstance(event, dict):
-            items.append(ParsedItem(index=index, error="expected a JSON object"))
+            items.append(invalid(index, "expected a JSON object", event))
             continue
         [item] = parse_subscription(
             {
@@ -164,9 +175,10 @@ def parse_filtered_events(events: list[Any], log_group: str | None = None) -> li
                         "message": event.get("message"),
                     }
                 ],
-            }
+            },
+            cloudtrail_groups,
         )
-        items.append(ParsedItem(index=index, raw=item.raw, error=item.error))
+        items.append(ParsedItem(index=index, raw=item.raw, error=item.error, sample=item.sample))
     return items
 
 

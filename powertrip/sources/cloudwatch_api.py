@@ -101,7 +101,10 @@ class CloudWatchSearch:
         scope: SearchScope,
         endpoint_url: str | None = None,
         limit: int = MAX_LIMIT,
+        cloudtrail: bool = False,
     ) -> None:
+        """`cloudtrail`: the log group is one a trail writes to, whose CloudTrail records are
+        trusted as CloudTrail (`POWERTRIP_CLOUDTRAIL_LOG_GROUPS`)."""
         if not scope.log_group:
             raise ValueError("CloudWatch needs a log group")
         if not 1 <= limit <= MAX_LIMIT:
@@ -110,6 +113,7 @@ class CloudWatchSearch:
         self.log_group = scope.log_group
         self.endpoint_url = endpoint_url
         self.limit = limit
+        self.cloudtrail_groups = (scope.log_group,) if cloudtrail else ()
 
     async def aclose(self) -> None:
         """Nothing to release: the client is shared by every search of the process."""
@@ -153,7 +157,7 @@ class CloudWatchSearch:
             # No progress would loop forever: a token equal to the one sent ends the window.
             done = not following or following == token
             yield LogPage(
-                items=parse_filtered_events(events, self.log_group),
+                items=parse_filtered_events(events, self.log_group, self.cloudtrail_groups),
                 cursor=newest.model_dump_json() if newest is not None else cursor,
                 resume=None
                 if done

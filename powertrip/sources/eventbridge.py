@@ -5,6 +5,11 @@ For CloudTrail (`detail-type` "AWS API Call via CloudTrail", "AWS Console Sign I
 CloudTrail"...) the provider id is CloudTrail's own `detail.eventID`, so the same API call
 delivered twice, or found again by a backfill of the trail, is one event. Rules match the
 CloudTrail record (`detail`), the same JSON a trail file or CloudWatch Logs holds.
+
+Events posted to the EventBridge endpoint come from the API destination the operator set up:
+their CloudTrail records are trusted as CloudTrail. EventBridge events relayed by an SNS topic
+are trusted only when the topic is listed as CloudTrail's (`cloudtrail=False` otherwise: the
+detail is then ordinary JSON, `eventbridge-<id>`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from powertrip.models import RawEvent
 from powertrip.rules import lookup
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
 
 SOURCE = "eventbridge"
@@ -33,32 +38,33 @@ class EventBridgeEvent(BaseModel):
     detail: dict[str, Any]
 
 
-def parse_eventbridge(payload: Any) -> list[ParsedItem]:
+def parse_eventbridge(payload: Any, cloudtrail: bool = True) -> list[ParsedItem]:
+    """One event or a list; `cloudtrail`: whether the route is trusted to deliver CloudTrail."""
     members = payload if isinstance(payload, list) else [payload]
     if not members or not all(isinstance(m, dict) for m in members):
         raise PayloadError("expected an EventBridge event object or a list of them")
-    return [_one(index, member) for index, member in enumerate(members)]
+    return [_one(index, member, cloudtrail) for index, member in enumerate(members)]
 
 
 def is_eventbridge_event(value: Any) -> bool:
     return isinstance(value, dict) and "detail-type" in value and "detail" in value
 
 
-def _one(index: int, member: dict[str, Any]) -> ParsedItem:
+def _one(index: int, member: dict[str, Any], cloudtrail: bool) -> ParsedItem:
     try:
         event = EventBridgeEvent.model_validate(member)
     except ValidationError as exc:
-        return ParsedItem(index=index, error=describe_validation_error(exc))
+        return invalid(index, describe_validation_error(exc), member)
     detail = event.detail
-    if is_cloudtrail_record(detail):
+    if cloudtrail and is_cloudtrail_record(detail):
         try:
             raw = cloudtrail_raw(detail, SOURCE, received_at=event.time, account=event.account)
         except ValidationError as exc:
-            return ParsedItem(index=index, error=describe_validation_error(exc))
+            return invalid(index, describe_validation_error(exc), member)
         return ParsedItem(index=index, raw=raw)
     provider_id = event.id
     if not isinstance(provider_id, str) or not provider_id:
-        return ParsedItem(index=index, error="the event's id (or detail.eventID) is missing")
+        return invalid(index, "the event's id (or detail.eventID) is missing", member)
     user = lookup(detail, "userIdentity.arn") or lookup(detail, "userIdentity.userName")
     try:
         raw = RawEvent(
@@ -73,5 +79,5 @@ def _one(index: int, member: dict[str, Any]) -> ParsedItem:
             fields=detail,
         )
     except ValidationError as exc:
-        return ParsedItem(index=index, error=describe_validation_error(exc))
+        return invalid(index, describe_validation_error(exc), member)
     return ParsedItem(index=index, raw=raw)

@@ -77,7 +77,11 @@ def open_search(source: str, settings: Settings, scope: SearchScope) -> LogSearc
         # Imported here: boto3 is heavy and only polling and backfill need it.
         from powertrip.sources.cloudwatch_api import CloudWatchSearch
 
-        return CloudWatchSearch(scope, endpoint_url=settings.aws_endpoint_url)
+        return CloudWatchSearch(
+            scope,
+            endpoint_url=settings.aws_endpoint_url,
+            cloudtrail=scope.log_group in settings.cloudtrail_log_groups,
+        )
     from powertrip.sources.papertrail_api import PapertrailSearch
 
     token = settings.papertrail_api_token

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from powertrip.models import RawEvent
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 
 SOURCE = "papertrail"
 _ARCHIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}$")
@@ -60,7 +60,7 @@ def parse_papertrail(payload: Any) -> list[ParsedItem]:
                 fields=member,
             )
         except ValidationError as exc:
-            items.append(ParsedItem(index=index, error=describe_validation_error(exc)))
+            items.append(invalid(index, describe_validation_error(exc), member))
             continue
         items.append(ParsedItem(index=index, raw=raw))
     return items

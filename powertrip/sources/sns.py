@@ -5,7 +5,9 @@ to trust, the signing certificate must come from `https://sns.<region>.amazonaws
 before it is fetched, so a forged URL never makes us call out), and the signature (version 1:
 SHA1, version 2: SHA256, RSA PKCS#1 v1.5) must verify over the canonical string SNS signs.
 A `SubscriptionConfirmation` is confirmed (GET `SubscribeURL`, host-checked the same way) only for
-a trusted topic.
+a trusted topic. A message whose signed `Timestamp` is older than `max_age` (or in the future
+beyond clock skew) is refused: a captured message cannot be replayed later. Signing
+certificates are cached, a bounded number for a bounded time.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
+from cachetools import TTLCache
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.syslog import event_from_text
@@ -49,6 +52,15 @@ _SIGNED_KEYS = {
 _SIGNED_KEYS["UnsubscribeConfirmation"] = _SIGNED_KEYS["SubscriptionConfirmation"]
 
 HttpGet = Callable[[str], Awaitable[bytes]]
+
+# SNS's default HTTP(S) delivery policy retries for about a minute; a topic with a custom policy
+# that retries for longer needs POWERTRIP_SNS_MAX_AGE raised to match.
+DEFAULT_MAX_AGE = timedelta(hours=1)
+CLOCK_SKEW = timedelta(minutes=5)
+# One certificate per region and key rotation: a handful. The cap bounds memory whatever URLs
+# (all on sns.<region>.amazonaws.com) signed-looking messages name.
+CERTIFICATES_CACHED = 32
+CERTIFICATE_TTL = timedelta(hours=24)
 
 
 class SnsRejected(PayloadError):
@@ -117,9 +129,22 @@ class SnsVerifier:
     `http_get` is injectable so tests use a locally generated key and certificate, no network.
     """
 
-    def __init__(self, http_get: HttpGet = httpx_get) -> None:
+    def __init__(
+        self,
+        http_get: HttpGet = httpx_get,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.http_get = http_get
-        self._certificates: dict[str, x509.Certificate] = {}
+        self.max_age = max_age
+        self.clock = clock
+        self._certificates: TTLCache[str, x509.Certificate] = TTLCache(
+            maxsize=CERTIFICATES_CACHED, ttl=CERTIFICATE_TTL.total_seconds()
+        )
+
+    @property
+    def cached_certificates(self) -> int:
+        return len(self._certificates)
 
     async def verify(self, message: SnsMessage, allowed_topics: list[str]) -> None:
         if message.TopicArn not in allowed_topics:
@@ -128,7 +153,7 @@ class SnsVerifier:
             )
         check_aws_url(message.SigningCertURL, "SigningCertURL")
         certificate = await self._certificate(message.SigningCertURL)
-        now = datetime.now(UTC)
+        now = self.clock()
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise SnsRejected("the SNS signing certificate is not valid now")
         key = certificate.public_key()
@@ -144,6 +169,23 @@ class SnsVerifier:
             key.verify(signature, string_to_sign(message), padding.PKCS1v15(), digest)
         except InvalidSignature as exc:
             raise SnsRejected("SNS signature does not verify") from exc
+        self._check_fresh(message, now)
+
+    def _check_fresh(self, message: SnsMessage, now: datetime) -> None:
+        """The signed `Timestamp` (when SNS published the message) bounds replays."""
+        try:
+            sent = datetime.fromisoformat(message.Timestamp.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise SnsRejected(f"Timestamp {message.Timestamp!r} is not an ISO 8601 time") from exc
+        if sent.tzinfo is None:
+            sent = sent.replace(tzinfo=UTC)
+        if sent > now + CLOCK_SKEW:
+            raise SnsRejected(f"Timestamp {message.Timestamp} is in the future")
+        if now - sent > self.max_age:
+            raise SnsRejected(
+                f"Timestamp {message.Timestamp} is older than {self.max_age} "
+                "(POWERTRIP_SNS_MAX_AGE): a stale or replayed message"
+            )
 
     async def confirm(self, message: SnsMessage) -> None:
         if not message.SubscribeURL:
@@ -167,32 +209,40 @@ class SnsVerifier:
         return certificate
 
 
-def parse_notification(message: SnsMessage) -> list[ParsedItem]:
+def parse_notification(
+    message: SnsMessage,
+    cloudtrail_topics: Collection[str] = (),
+    cloudtrail_groups: Collection[str] = (),
+) -> list[ParsedItem]:
     """What a topic relays: CloudWatch Logs subscription data (wire or decoded form), EventBridge
-    events, or a text line (syslog framing parsed), keyed by the SNS MessageId."""
+    events, or a text line (syslog framing parsed), keyed by the SNS MessageId. CloudTrail records
+    are trusted as such only from a topic in `cloudtrail_topics` (EventBridge events) or a log
+    group in `cloudtrail_groups` (CloudWatch data)."""
     body: Any = None
     if message.Message.lstrip().startswith(("{", "[")):
         try:
             body = json.loads(message.Message)
         except (json.JSONDecodeError, RecursionError):
             body = None
+    trusted = message.TopicArn in cloudtrail_topics
     if isinstance(body, dict) and ("awslogs" in body or "logEvents" in body):
-        return parse_cloudwatch(body)
+        return parse_cloudwatch(body, cloudtrail_groups)
     if is_eventbridge_event(body):
-        return parse_eventbridge(body)
+        return parse_eventbridge(body, cloudtrail=trusted)
     try:
         received = datetime.fromisoformat(message.Timestamp.replace("Z", "+00:00"))
     except ValueError:
         received = None
-    raw = event_from_text(
-        message.Message,
-        SOURCE,
-        message.MessageId,
-        received_at=received,
-        fields={
-            **(body if isinstance(body, dict) else {}),
-            "TopicArn": message.TopicArn,
-            "Subject": message.Subject,
-        },
-    )
+    # The topic's own metadata wins over the message's JSON.
+    fields = {
+        **(body if isinstance(body, dict) else {}),
+        "TopicArn": message.TopicArn,
+        "Subject": message.Subject,
+    }
+    try:
+        raw = event_from_text(
+            message.Message, SOURCE, message.MessageId, received_at=received, fields=fields
+        )
+    except ValidationError as exc:
+        return [invalid(0, describe_validation_error(exc), message.Message)]
     return [ParsedItem(index=0, raw=raw)]

@@ -1,0 +1,190 @@
+"""Natural identity: one action is one event, whichever route delivered it.
+
+A provider's own id makes a retried delivery a duplicate, but the same ssh login can reach
+Powertrip by two routes with unrelated ids (a Papertrail webhook, then a raw auth.log backfill
+whose line carries sshd's pid and no id; CloudWatch and a journald shipper). Every route builds
+the same `SecurityEvent` from it, so the identity is computed from the event:
+
+- **the key**: kind, host (`powertrip.hosts.host_key`: case and trailing dot ignored), actor
+  (exactly), source address (normalised) and source port; for an event without a source port
+  (sudo, su, a break-glass line) the message text (whitespace collapsed) stands in for the port.
+  An event with neither a port nor a message (a JSON-only record) has no natural identity: only
+  its provider id names it. So does a CloudTrail record, whose `eventID` already names it on every
+  route.
+- **the time**: two events with the same key are the same action when their times are within
+  the tolerance: `TOLERANCE_WITH_PORT` (2 minutes: delivery lag between a provider's receive time
+  and the line's own stamp) when the key has a port, `TOLERANCE_WITHOUT_PORT` (5 seconds)
+  otherwise, since a repeated `sudo` of the same command a minute later is a new action.
+- **a time without a zone** (an RFC 3164 stamp, taken as UTC): for keys with a port, the times may
+  also differ by a whole UTC offset (a multiple of 15 minutes up to 14 hours) within the
+  tolerance, so a local-time auth.log line matches the provider's zoned copy. Keys without a port
+  get no such allowance: a command repeated every 15 minutes by cron would otherwise be taken for
+  one action.
+
+The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
+query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity
+within the tolerance, and `RecentStarts` covers what visibility does not show yet (it lags a
+start by about a second) for concurrent deliveries and members of one batch in this process.
+Across API replicas, two copies of one action arriving within that lag can both start
+(documented in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cachetools import TTLCache
+
+from powertrip.hosts import host_key
+from powertrip.models import SecurityEvent
+
+TOLERANCE_WITH_PORT = timedelta(minutes=2)
+TOLERANCE_WITHOUT_PORT = timedelta(seconds=5)
+MAX_UTC_OFFSET = timedelta(hours=14)
+ZONE_STEP = timedelta(minutes=15)
+
+
+def same_address(a: str | None, b: str | None) -> bool:
+    """Addresses compared as addresses (`2001:db8::1` is `2001:DB8:0::1`, brackets and zone ids
+    ignored); anything else ignoring case. None matches nothing."""
+    return a is not None and b is not None and _address(a) == _address(b)
+
+
+def _address(address: str | None) -> str:
+    if not address:
+        return ""
+    text = address.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(text.split("%", 1)[0]))
+    except ValueError:
+        return text.lower()
+
+
+def identity_key(event: SecurityEvent) -> str | None:
+    """The documented key (see the module), as canonical JSON; None: no natural identity."""
+    message = " ".join(event.message.split())
+    if event.port is None and not message:
+        return None
+    parts = [
+        event.kind.value,
+        host_key(event.host or ""),
+        event.actor,
+        _address(event.address),
+        "" if event.port is None else str(event.port),
+        message if event.port is None else "",
+    ]
+    return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+
+
+def identity_of(event: SecurityEvent) -> str | None:
+    """`PowertripIdentity`: `n` + 32 hex digits of the key's SHA-256; None without one."""
+    key = identity_key(event)
+    return None if key is None else "n" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def content_digest(event: SecurityEvent) -> str:
+    """What a record said, for telling a retry (same) from a conflict (same id, other content):
+    the facts read from it (actor, host, source address and port, the message), not how it
+    travelled: the same record by two routes that share its id (CloudTrail's eventID by
+    EventBridge and CloudWatch, a Papertrail event by webhook and by the search API) carries
+    other transport fields but says the same. Not its time: a record without a time of its own
+    takes its arrival time, which a retry changes."""
+    facts = [
+        event.actor,
+        host_key(event.host or ""),
+        _address(event.address),
+        event.port,
+        " ".join(event.message.split()),
+    ]
+    canonical = json.dumps(facts, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """What identity comparison needs of an event."""
+
+    event_id: str
+    identity: str
+    at: datetime
+    zoneless: bool
+    has_port: bool
+
+    @classmethod
+    def of(cls, event: SecurityEvent) -> Occurrence | None:
+        identity = identity_of(event)
+        if identity is None:
+            return None
+        return cls(
+            event_id=event.event_id,
+            identity=identity,
+            at=event.occurred_at,
+            zoneless=event.time_without_zone,
+            has_port=event.port is not None,
+        )
+
+    @property
+    def tolerance(self) -> timedelta:
+        return TOLERANCE_WITH_PORT if self.has_port else TOLERANCE_WITHOUT_PORT
+
+    @property
+    def reach(self) -> timedelta:
+        """How far apart in time a same-action event can be recorded."""
+        return self.tolerance + (MAX_UTC_OFFSET if self.has_port else timedelta(0))
+
+    def same_action(self, other: Occurrence) -> bool:
+        if self.identity != other.identity:
+            return False
+        delta = self.at - other.at
+        if abs(delta) <= self.tolerance:
+            return True
+        if not (self.has_port and (self.zoneless or other.zoneless)):
+            return False
+        steps = round(delta / ZONE_STEP)
+        return abs(steps * ZONE_STEP) <= MAX_UTC_OFFSET and abs(delta - steps * ZONE_STEP) <= (
+            self.tolerance
+        )
+
+
+def same_action(a: SecurityEvent, b: SecurityEvent) -> bool:
+    """Whether two recorded events are one action (the module's rule)."""
+    first, second = Occurrence.of(a), Occurrence.of(b)
+    return first is not None and second is not None and first.same_action(second)
+
+
+class RecentStarts:
+    """Events this process started lately, by identity, and a lock per identity.
+
+    Visibility shows a started workflow only after a moment, so two deliveries of one action
+    arriving together (two members of one batch, two concurrent requests to this API process)
+    would both find nothing there. Starts of one identity are serialised here, and each checks
+    what this process started in the last `ttl` seconds. Bounded: at most `maxsize` identities.
+    """
+
+    def __init__(self, ttl: float = 600.0, maxsize: int = 100_000) -> None:
+        self._started: TTLCache[str, list[Occurrence]] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def lock(self, identity: str) -> asyncio.Lock:
+        held = self._locks.get(identity)
+        if held is None:
+            held = self._locks[identity] = asyncio.Lock()
+        return held
+
+    def find(self, occurrence: Occurrence) -> str | None:
+        for other in self._started.get(occurrence.identity, []):
+            if other.event_id != occurrence.event_id and occurrence.same_action(other):
+                return other.event_id
+        return None
+
+    def remember(self, occurrence: Occurrence) -> None:
+        self._started[occurrence.identity] = [
+            *self._started.get(occurrence.identity, []),
+            occurrence,
+        ]

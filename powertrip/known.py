@@ -1,0 +1,85 @@
+"""Which events are already recorded as the same action (powertrip.identity), from Temporal
+visibility: the lookup every start path (webhooks, polling, backfill and its dry run) makes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from powertrip import temporal as attributes
+from powertrip.approvals import EventRecord
+from powertrip.identity import Occurrence
+from powertrip.models import SecurityEvent
+from powertrip.records import WORKFLOW_TYPE, RecordError, literal, time_literal
+
+LOOKUP_GROUP = 100  # identities per visibility query
+
+
+async def _recorded(client: Client, query: str) -> list[SecurityEvent]:
+    events = []
+    try:
+        async for execution in client.list_workflows(query, page_size=1000):
+            record = await execution.memo_value("record", None, type_hint=EventRecord)
+            if isinstance(record, EventRecord):
+                events.append(record.event)
+    except RPCError as exc:
+        # Temporal's time-skipping test server has no visibility: nothing can be looked up
+        # there (every real server, the dev server included, has it).
+        if exc.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+    return events
+
+
+def _queries(group: Sequence[Occurrence], actors: Iterable[str]) -> list[str]:
+    reach = max(o.reach for o in group)
+    since = time_literal(min(o.at for o in group) - reach)
+    until = time_literal(max(o.at for o in group) + reach)
+    base = (
+        f'WorkflowType = {literal(WORKFLOW_TYPE)} AND ExecutionStatus != "ContinuedAsNew" '
+        f"AND {attributes.EVENT_TIME.name} >= {since} AND {attributes.EVENT_TIME.name} <= {until}"
+    )
+    name = attributes.IDENTITY.name
+    identities = ", ".join(literal(i) for i in sorted({o.identity for o in group}))
+    queries = [f"{base} AND {name} IN ({identities})"]
+    # Events recorded before the attribute existed: found by actor and time, compared here.
+    safe = []
+    for actor in sorted(set(actors)):
+        try:
+            safe.append(literal(actor))
+        except RecordError:
+            continue
+    if safe:
+        queries.append(
+            f"{base} AND {name} IS NULL AND {attributes.ACTOR.name} IN ({', '.join(safe)})"
+        )
+    return queries
+
+
+async def find_known(client: Client, events: Sequence[SecurityEvent | None]) -> list[str | None]:
+    """For each event, the id of an event already recorded that is the same action (another
+    event id, same identity, within the tolerance), else None. One or two visibility queries
+    per `LOOKUP_GROUP` events, grouped by time so each query's range stays narrow."""
+    found: list[str | None] = [None] * len(events)
+    wanted = [
+        (index, occurrence, event)
+        for index, event in enumerate(events)
+        if event is not None and (occurrence := Occurrence.of(event)) is not None
+    ]
+    wanted.sort(key=lambda member: member[1].at)
+    for start in range(0, len(wanted), LOOKUP_GROUP):
+        group = wanted[start : start + LOOKUP_GROUP]
+        candidates: list[Occurrence] = []
+        for query in _queries([o for _, o, _ in group], (e.actor for _, _, e in group)):
+            candidates += [c for e in await _recorded(client, query) if (c := Occurrence.of(e))]
+        for index, occurrence, _ in group:
+            found[index] = next(
+                (
+                    c.event_id
+                    for c in sorted(candidates, key=lambda c: abs(c.at - occurrence.at))
+                    if c.event_id != occurrence.event_id and occurrence.same_action(c)
+                ),
+                None,
+            )
+    return found

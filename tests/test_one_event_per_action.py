@@ -1,0 +1,363 @@
+"""One event per action, whichever route delivered it; a conflicting id is never a duplicate.
+
+The issue's example (17, and 10 §2): a raw auth.log backfill over a period the Papertrail webhook
+already covered. The raw lines carry sshd's pid and no provider id, the webhook event has a
+Papertrail id and no pid, and the file holds the line in two timestamp forms (RFC 3164 in the
+host's local time, without a zone, and RFC 3339 with one). The backfill must start nothing, DM
+nobody, and leave the HIDS answer at `approved`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.identity import same_action
+from powertrip.models import EventStatus
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.settings import Settings
+from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, free_port
+from tests.harness import (
+    API_HEADERS,
+    CONFIG_YAML,
+    WEBHOOK_HEADERS,
+    alert,
+    api_client,
+    eventually,
+    make_event,
+    message_for,
+    running_worker,
+)
+from tests.test_backfill import cli, summary
+
+# The webhook's time for the login: Papertrail's zoned receive time (09:02:03 UTC).
+RECEIVED_AT = "2026-11-27T01:02:03-08:00"
+
+
+def login_line(user: str, address: str, port: int) -> str:
+    return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
+
+
+def webhook_event(
+    provider_id: int, host: str, user: str, port: int, address: str = "203.0.113.7"
+) -> dict[str, Any]:
+    return {
+        "id": provider_id,
+        "received_at": RECEIVED_AT,
+        "hostname": host,
+        "source_name": host,
+        "program": "sshd",
+        "message": login_line(user, address, port),
+    }
+
+
+def backfill(
+    settings: Settings, config: Path, *args: str, address: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    extra = {"POWERTRIP_TEMPORAL_ADDRESS": address} if address else None
+    return cli(settings, config, *args, extra_env=extra)
+
+
+async def run_backfill(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(backfill, *args, **kwargs)
+
+
+def report_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.returncode == 0, result.stderr + result.stdout
+    return summary(result)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "powertrip.yaml"
+    path.write_text(CONFIG_YAML)
+    return path
+
+
+async def approve_as_owner(http: httpx.AsyncClient, fake: FakeSlack, event_id: str) -> None:
+    dm = await eventually(lambda: message_for(fake, event_id, "D0ALICE"))
+    body, headers = signed_request(
+        SIGNING_SECRET,
+        block_action_payload("U0ALICE", "approve", event_id, channel=dm.channel, message_ts=dm.ts),
+    )
+    assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
+
+    async def approved() -> bool:
+        view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
+        return bool(view["status"] == EventStatus.APPROVED)
+
+    await eventually(approved, within=15)
+
+
+async def match(http: httpx.AsyncClient, host: str, user: str, **extra: Any) -> dict[str, Any]:
+    params = {"host": host, "user": user, "at": "2026-11-27T09:02:03Z", **extra}
+    response = await http.get("/v1/approvals/match", params=params, headers=API_HEADERS)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def dms_to_alice(fake: FakeSlack) -> int:
+    return sum(1 for m in fake.messages.values() if m.channel == "D0ALICE")
+
+
+async def test_auth_log_backfill_over_a_webhook_period_starts_nothing_and_keeps_approved(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    config_file: Path,
+    tmp_path: Path,
+) -> None:
+    http, settings = served
+    host = f"bastion-{uuid.uuid4().hex[:6]}"
+    port = 52100
+    async with running_worker(dev_env.client, settings):
+        response = await http.post(
+            "/webhooks/papertrail",
+            json=alert(webhook_event(uuid.uuid4().int % 10**12, host, "alice", port)),
+            headers=WEBHOOK_HEADERS,
+        )
+        [result] = response.json()["results"]
+        assert result["status"] == "started", result
+        await approve_as_owner(http, fake_slack, result["event_id"])
+        before = await eventually(lambda: match_approved(http, host))
+        assert before["events"][0]["event_id"] == result["event_id"]
+        dms = dms_to_alice(fake_slack)
+
+        # The host logs local time (UTC-8): its RFC 3164 line says 01:02:03 without a zone;
+        # rsyslog's high-precision form of the same line carries the zone.
+        log = tmp_path / "auth.log"
+        line = login_line("alice", "203.0.113.7", port)
+        log.write_text(
+            f"Nov 27 01:02:03 {host} sshd[4242]: {line}\n"
+            f"2026-11-27T01:02:03.518231-08:00 {host} sshd[4242]: {line}\n"
+            f"Nov 27 01:02:04 {host} sshd[4242]: pam_unix(sshd:session): session opened\n"
+        )
+        dry = report_of(
+            await run_backfill(
+                settings, config_file, str(log), "--source", "papertrail", "--dry-run", "--json"
+            )
+        )
+        assert (dry["matched"], dry["started"], dry["already_known"]) == (2, 0, 2), dry
+        assert dry["would_start"] == [] and dry["unchecked_reason"] is None
+
+        real = report_of(
+            await run_backfill(settings, config_file, str(log), "--source", "papertrail", "--json")
+        )
+        assert (real["matched"], real["started"], real["already_known"]) == (2, 0, 2), real
+        await asyncio.sleep(1.0)  # anything started would have DM'd by now
+        assert dms_to_alice(fake_slack) == dms
+    after = await match(http, host, "alice", address="203.0.113.7", port=str(port))
+    assert (after["approved"], after["answer"]) == (True, "approved")
+    assert [e["event_id"] for e in after["events"]] == [result["event_id"]]
+
+
+async def match_approved(http: httpx.AsyncClient, host: str) -> dict[str, Any] | None:
+    answer = await match(http, host, "alice")
+    return answer if answer["approved"] else None
+
+
+async def test_a_backfill_first_makes_the_later_webhook_copy_a_duplicate(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    config_file: Path,
+    tmp_path: Path,
+) -> None:
+    """The other order: the raw line first (a poll or backfill), the provider's copy later."""
+    http, settings = served
+    host = f"web-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "auth.log"
+    log.write_text(
+        f"2026-11-27T09:02:04Z {host} sshd[77]: {login_line('bob', '198.51.100.4', 40001)}\n"
+    )
+    first = report_of(await run_backfill(settings, config_file, str(log), "--json"))
+    assert first["started"] == 1
+    response = await http.post(
+        "/webhooks/papertrail",
+        json=alert(webhook_event(uuid.uuid4().int % 10**12, host, "bob", 40001, "198.51.100.4")),
+        headers=WEBHOOK_HEADERS,
+    )
+    [result] = response.json()["results"]
+    assert result["status"] == "duplicate", result
+    assert "another route" in result["reason"] and result["event_id"].startswith("syslog-")
+
+
+async def test_copies_of_one_login_arriving_together_start_once(
+    served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment
+) -> None:
+    """Concurrent requests by two routes, and two members of one batch: visibility does not
+    show a start yet, so the API's own guard must."""
+    http, _ = served
+    host = f"db-{uuid.uuid4().hex[:6]}"
+    line = login_line("carol", "192.0.2.44", 51515)
+    raw = f"2026-11-27T09:02:03Z {host} sshd[9]: {line}"
+    json_batch = [
+        {"id": uuid.uuid4().hex, "message": raw},
+        {"id": uuid.uuid4().hex, "message": raw.replace("sshd[9]", "sshd")},
+    ]
+    papertrail = alert(webhook_event(uuid.uuid4().int % 10**12, host, "carol", 51515, "192.0.2.44"))
+    responses = await asyncio.gather(
+        http.post("/webhooks/json", json=json_batch, headers=WEBHOOK_HEADERS),
+        http.post("/webhooks/papertrail", json=papertrail, headers=WEBHOOK_HEADERS),
+    )
+    statuses = sorted(r["status"] for resp in responses for r in resp.json()["results"])
+    assert statuses == ["duplicate", "duplicate", "started"]
+
+
+async def test_a_repeated_action_is_a_new_event(
+    served: tuple[httpx.AsyncClient, Settings], tmp_path: Path
+) -> None:
+    """Never lost: another login (another source port), or the same sudo command a minute
+    later, is a new event, whatever the route."""
+    config = tmp_path / "sudo.yaml"
+    config.write_text(CONFIG_YAML + "rule_packs: [sshd, sudo]\n")
+    settings = served[1].model_copy(update={"config": config})
+    async with api_client(settings) as http:
+        await post_repeats(http)
+
+
+async def post_repeats(http: httpx.AsyncClient) -> None:
+    host = f"ops-{uuid.uuid4().hex[:6]}"
+    sudo = "alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id"
+    records = [
+        {
+            "id": uuid.uuid4().hex,
+            "message": f"2026-11-27T09:02:03Z {host} sshd[1]: "
+            + login_line("alice", "203.0.113.7", 40000),
+        },
+        {
+            "id": uuid.uuid4().hex,
+            "message": f"2026-11-27T09:02:03Z {host} sshd[2]: "
+            + login_line("alice", "203.0.113.7", 40001),
+        },
+        {"id": uuid.uuid4().hex, "message": f"2026-11-27T09:02:03Z {host} sudo: {sudo}"},
+        {"id": uuid.uuid4().hex, "message": f"2026-11-27T09:03:03Z {host} sudo: {sudo}"},
+        # Local time without a zone, 8 hours off: for a port-less action this is no copy.
+        {"id": uuid.uuid4().hex, "message": f"Nov 27 01:02:03 {host} sudo: {sudo}"},
+    ]
+    response = await http.post("/webhooks/json", json=records, headers=WEBHOOK_HEADERS)
+    assert response.status_code == 202, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["started"] * 5
+
+
+async def test_an_id_seen_before_with_other_content_is_a_conflict_told_to_the_channel(
+    served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
+) -> None:
+    """An attacker posts a harmless record under the id the provider will use next: the real
+    record must not be swallowed as a "duplicate"."""
+    http, settings = served
+    host = f"pt-{uuid.uuid4().hex[:6]}"
+    provider_id = uuid.uuid4().int % 10**12
+    planted = webhook_event(provider_id, host, "bob", 40100)
+    real = webhook_event(provider_id, host, "alice", 40200)
+    async with running_worker(dev_env.client, settings):
+        first = await http.post(
+            "/webhooks/papertrail", json=alert(planted), headers=WEBHOOK_HEADERS
+        )
+        assert first.json()["results"][0]["status"] == "started"
+        retry = await http.post(
+            "/webhooks/papertrail", json=alert(planted), headers=WEBHOOK_HEADERS
+        )
+        assert retry.json()["results"][0]["status"] == "duplicate"
+        for _ in range(2):  # reported once, however often it is re-delivered
+            response = await http.post(
+                "/webhooks/papertrail", json=alert(real), headers=WEBHOOK_HEADERS
+            )
+            [result] = response.json()["results"]
+            assert result["status"] == "conflict", result
+            assert "different content" in result["reason"]
+
+        def reports() -> list[Any]:
+            return [
+                m
+                for m in fake_slack.messages.values()
+                if m.channel == SECURITY_CHANNEL and "different content" in m.text
+            ]
+
+        [report] = await eventually(reports)
+        assert f"papertrail-{provider_id}" in report.text
+        await asyncio.sleep(0.5)
+        assert len(reports()) == 1
+    body = json.dumps([b for b in report.blocks])
+    assert "alice" in body and "bob" in body
+
+
+async def test_dry_run_without_temporal_says_what_it_could_not_check(
+    served: tuple[httpx.AsyncClient, Settings], config_file: Path, tmp_path: Path
+) -> None:
+    _, settings = served
+    log = tmp_path / "auth.log"
+    log.write_text(
+        f"Nov 27 01:02:03 h1 sshd[1]: {login_line('alice', '203.0.113.7', 40000)}\n"
+        f"2026-11-27T01:02:03-08:00 h1 sshd[1]: {login_line('alice', '203.0.113.7', 40000)}\n"
+        "Nov 27 01:02:09 h1 sshd[2]: Connection closed by 198.51.100.1 port 2 [preauth]\n"
+    )
+    nowhere = f"127.0.0.1:{free_port()}"
+    result = await run_backfill(
+        settings, config_file, str(log), "--dry-run", "--json", address=nowhere
+    )
+    report = report_of(result)
+    assert "Traceback" not in result.stderr
+    assert nowhere in report["unchecked_reason"] and "not checked" in report["unchecked_reason"]
+    # Both forms of the line are one login, even with nothing to ask.
+    assert (report["matched"], report["started"], report["unchecked"]) == (2, 1, 1)
+    table = await run_backfill(settings, config_file, str(log), "--dry-run", address=nowhere)
+    assert table.returncode == 0, table.stderr
+    assert "Not checked" in table.stdout and nowhere in table.stdout
+
+
+def test_the_documented_identity_rule() -> None:
+    """The README's rule, member by member: address spellings, ports, tolerances, zones."""
+    at = datetime(2026, 11, 27, 9, 2, 3, tzinfo=UTC)
+    login = make_event("alice", host="Bastion.example.com.", occurred_at=at).model_copy(
+        update={"address": "2001:db8::7", "port": 40000}
+    )
+
+    def copy(**changes: Any) -> Any:
+        return login.model_copy(update={"event_id": f"other-{uuid.uuid4().hex}", **changes})
+
+    assert same_action(login, copy(address="[2001:DB8:0::7]", host="bastion.example.com"))
+    assert same_action(login, copy(occurred_at=at + timedelta(seconds=119)))
+    assert not same_action(login, copy(occurred_at=at + timedelta(seconds=121)))
+    assert not same_action(login, copy(port=40001))
+    assert not same_action(login, copy(actor="ALICE"))
+    assert not same_action(login, copy(host="bastion"))  # another name is another host
+    local = copy(occurred_at=at - timedelta(hours=8, seconds=30), time_without_zone=True)
+    assert same_action(login, local)  # a zone-less line in UTC-8
+    assert not same_action(login, copy(occurred_at=at - timedelta(hours=8)))  # both zoned
+    assert not same_action(
+        login, copy(occurred_at=at - timedelta(hours=8, minutes=7), time_without_zone=True)
+    )
+    sudo = login.model_copy(update={"port": None, "address": None, "message": "COMMAND=/bin/id"})
+    assert same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=4)}))
+    assert not same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=6)}))
+    assert not same_action(
+        sudo,
+        sudo.model_copy(update={"occurred_at": at - timedelta(hours=8), "time_without_zone": True}),
+    )
+    assert not same_action(sudo, sudo.model_copy(update={"message": "COMMAND=/bin/sh"}))
+
+
+async def test_a_retried_record_without_a_time_of_its_own_is_a_duplicate_not_a_conflict(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """Such a record's event time is when it arrived, so a retry's differs: what it says (and
+    so its content digest) does not."""
+    http, _ = served
+    host = f"bg-{uuid.uuid4().hex[:6]}"
+    body = {"host": host, "program": "sshd", "message": login_line("dave", "192.0.2.8", 40404)}
+    first = await http.post("/webhooks/json", json=body, headers=WEBHOOK_HEADERS)
+    assert first.json()["results"][0]["status"] == "started"
+    await asyncio.sleep(1.1)
+    retry = await http.post("/webhooks/json", json=body, headers=WEBHOOK_HEADERS)
+    [result] = retry.json()["results"]
+    assert result["status"] == "duplicate", result
