@@ -49,8 +49,13 @@ class ResultStatus(StrEnum):
     counted under its rule, never reviewed."""
 
 
-# Per process: what visibility does not show yet (powertrip.identity.RecentStarts).
-RECENT_STARTS = RecentStarts()
+# Per process and namespace (identity is namespace-wide): what visibility does not show yet
+# (powertrip.identity.RecentStarts).
+_RECENT_STARTS: dict[str, RecentStarts] = {}
+
+
+def recent_starts(namespace: str) -> RecentStarts:
+    return _RECENT_STARTS.setdefault(namespace, RecentStarts())
 
 
 class ItemResult(BaseModel):
@@ -266,14 +271,15 @@ async def process(
             async with gate:
                 status = await start_approval(client, event, task_queue, stale)
             return _started(item, event, status, stale)
-        async with RECENT_STARTS.lock(occurrence.identity):
-            existing = known_as or RECENT_STARTS.find(occurrence)
+        recent = recent_starts(client.namespace)
+        async with recent.lock(occurrence.identity):
+            existing = known_as or recent.find(occurrence)
             if existing is not None:
                 return duplicate_of(item, event, existing, stale)
             async with gate:
                 status = await start_approval(client, event, task_queue, stale)
             if status is ResultStatus.STARTED:
-                RECENT_STARTS.remember(occurrence)
+                recent.remember(occurrence)
         return _started(item, event, status, stale)
 
     async def one(position: int, item: ParsedItem) -> ItemResult:

@@ -15,8 +15,11 @@ from typing import Any, TypeVar, overload
 
 import httpx
 import yaml
+from google.protobuf.duration_pb2 import Duration
 from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from api.main import create_app
@@ -25,6 +28,7 @@ from powertrip.config import PowertripConfig, config_from_mapping
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.settings import Settings
+from powertrip.temporal import ensure_search_attributes
 from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
@@ -146,6 +150,24 @@ def settings_with_config(
         temporal_address=env.client.service_client.config.target_host,
         config=config,
         **overrides,
+    )
+
+
+async def fresh_namespace(env: Any) -> Client:
+    """A new, empty namespace on `env`'s dev server (with Powertrip's search attributes) and a
+    client for it: events one test starts cannot be the same action as another test's (natural
+    identity is namespace-wide), whatever the tests share."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    await env.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    await ensure_search_attributes(env.client, name)
+    return await Client.connect(
+        env.client.service_client.config.target_host,
+        namespace=name,
+        data_converter=pydantic_data_converter,
     )
 
 

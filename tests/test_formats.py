@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
@@ -32,7 +33,7 @@ from powertrip.rules import RuleSet
 from powertrip.sources.cloudtrail import actor_of, cloudtrail_records
 from powertrip.sources.generic import iter_json_values
 from powertrip.sources.wazuh import parse_wazuh
-from tests.harness import WEBHOOK_HEADERS, api_client, settings_with_config
+from tests.harness import WEBHOOK_HEADERS, api_client, fresh_namespace, settings_with_config
 
 FORMATS = Path(__file__).parent / "formats"
 CASES = sorted(p for p in FORMATS.iterdir() if p.suffix in (".log", ".ndjson", ".json"))
@@ -159,11 +160,21 @@ def test_a_gzipped_cloudtrail_delivery_file_is_read_as_it_is(
 
 
 @pytest.fixture
+async def namespace(dev_env: WorkflowEnvironment) -> Client:
+    """Each file in its own namespace: the same login written in two dialects (two files) is
+    one event by its natural identity, which would hide the second file's own reading."""
+    return await fresh_namespace(dev_env)
+
+
+@pytest.fixture
 async def http(
-    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+    dev_env: WorkflowEnvironment, namespace: Client, slack_api_url: str, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     config = json.dumps({"rule_packs": PACKS})
-    async with api_client(settings_with_config(dev_env, slack_api_url, tmp_path, config)) as client:
+    settings = settings_with_config(
+        dev_env, slack_api_url, tmp_path, config, temporal_namespace=namespace.namespace
+    )
+    async with api_client(settings) as client:
         yield client
 
 
@@ -195,7 +206,7 @@ def requests_for(path: Path, how: str) -> list[tuple[str, dict[str, str], bytes]
 
 
 async def via_webhook(
-    http: httpx.AsyncClient, env: WorkflowEnvironment, path: Path, how: str
+    http: httpx.AsyncClient, client: Client, path: Path, how: str
 ) -> list[Outcome]:
     outcomes = []
     for endpoint, headers, body in requests_for(path, how):
@@ -204,7 +215,7 @@ async def via_webhook(
         for result in response.json()["results"]:
             status = result["status"]
             if status in ("started", "duplicate"):
-                description = await env.client.get_workflow_handle(result["event_id"]).describe()
+                description = await client.get_workflow_handle(result["event_id"]).describe()
                 memo = await description.memo_value("record")
                 outcomes.append(Outcome(event=facts(memo["event"])))
             elif status == "non_event":
@@ -222,10 +233,10 @@ WEBHOOK_CASES = [p for p in CASES if expected(p)["webhook"]]
 
 @pytest.mark.parametrize("path", WEBHOOK_CASES, ids=lambda p: p.name)
 async def test_every_record_through_its_webhook(
-    path: Path, http: httpx.AsyncClient, dev_env: WorkflowEnvironment
+    path: Path, http: httpx.AsyncClient, namespace: Client
 ) -> None:
     how = expected(path)["webhook"]
-    check(path, f"webhook ({how})", await via_webhook(http, dev_env, path, how))
+    check(path, f"webhook ({how})", await via_webhook(http, namespace, path, how))
 
 
 def test_wazuh_alerts_wrapped_by_its_shuffle_integration_are_read(rules: RuleSet) -> None:
