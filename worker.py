@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.conflict import ConflictActivities
 from activities.decisions import DecisionActivities
+from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.poll import PollActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
@@ -90,6 +91,7 @@ def build_worker(
     polling = PollActivities.from_settings(
         client, settings, config, slack, security_channel(settings, config)
     )
+    paging = PagerDutyActivities.from_settings(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -114,6 +116,9 @@ def build_worker(
             polling.poll_papertrail,
             polling.post_poll_alert,
             polling.post_stale_digest,
+            paging.trigger_page,
+            paging.acknowledge_page,
+            paging.resolve_page,
             ConflictActivities(slack, security_channel(settings, config)).post_conflict,
             *reviews(client, settings, config, slack),
         ],
@@ -152,6 +157,12 @@ async def main() -> None:
     except SlackSetupError as exc:
         sys.exit(f"powertrip worker: {exc}")
     log.info("Slack: connected as %s to %s", identity.user, identity.team)
+    rules = config.rule_set()
+    unset = paging_unset_warning(
+        settings, [rule.escalation_policy(rules.escalation) for rule in rules.rules]
+    )
+    if unset:
+        log.warning(unset)
 
     worker = build_worker(client, settings, config, slack)
     stop = asyncio.Event()

@@ -19,7 +19,9 @@ from pydantic import (
     model_validator,
 )
 
+from powertrip.business_hours import BusinessHours
 from powertrip.durations import Duration, parse_duration
+from powertrip.escalation import EscalationDefaults, EscalationPolicy, PagerDutyOptions
 from powertrip.rules import Rule, RuleSet
 from powertrip.sources.shippers import FieldMap
 
@@ -145,6 +147,20 @@ class PowertripConfig(BaseModel):
         default=timedelta(minutes=10),
         description="At most one review digest per source this often.",
     )
+    # Escalation (issue 14): powertrip/escalation.py says what each key means.
+    escalation: EscalationPolicy | None = Field(
+        default=None,
+        description="The default policy (steps); without it, a reminder every "
+        "`renotify_after` and, with `pagerduty.page_after`, one page.",
+    )
+    pagerduty: PagerDutyOptions = Field(
+        default_factory=PagerDutyOptions,
+        description="`page_after`: page on-call once when an event is undecided this long.",
+    )
+    business_hours: BusinessHours | None = Field(
+        default=None,
+        description="When low-urgency events may page: `{timezone, days, start, end}`.",
+    )
     contest_window: Annotated[timedelta, BeforeValidator(parse_duration)] = Field(
         default=DEFAULT_CONTEST_WINDOW,
         ge=timedelta(0),
@@ -163,8 +179,28 @@ class PowertripConfig(BaseModel):
                 raise ValueError(f"networks: {cidr!r} is not a CIDR ({exc})") from exc
         return value
 
+    @model_validator(mode="after")
+    def _one_policy(self) -> PowertripConfig:
+        if self.escalation is not None and "renotify_after" in self.model_fields_set:
+            raise ValueError(
+                "renotify_after: `escalation` gives the whole policy; put the reminders in its "
+                "steps (`{do: remind, after: 15m, every: 15m}`) and drop renotify_after"
+            )
+        self.escalation_defaults()  # a page given twice
+        return self
+
+    def escalation_defaults(self) -> EscalationDefaults:
+        """The default policy, paging options and business hours every rule starts from."""
+        cached = self.__dict__.get("_escalation_defaults")
+        if cached is None:
+            cached = EscalationDefaults.from_config(
+                self.renotify_after, self.escalation, self.pagerduty, self.business_hours
+            )
+            self.__dict__["_escalation_defaults"] = cached
+        return cached
+
     def rule_set(self) -> RuleSet:
-        return RuleSet(self.rules, self.renotify_after)
+        return RuleSet(self.rules, self.renotify_after, self.escalation_defaults())
 
     def source_options(self, source: str) -> SourceOptions:
         return self.sources.get(source, SourceOptions())
@@ -221,7 +257,7 @@ def config_from_mapping(data: dict[str, Any], base: Path, where: str) -> Powertr
     try:
         config = PowertripConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, where)) from exc
+        raise ConfigError(_explain(exc, where, rules)) from exc
     ids = [rule.id for rule in config.rules]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
@@ -229,9 +265,25 @@ def config_from_mapping(data: dict[str, Any], base: Path, where: str) -> Powertr
     return config
 
 
-def _explain(exc: ValidationError, where: str) -> str:
+def _explain(exc: ValidationError, where: str, rules: list[Any]) -> str:
     lines = []
     for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        lines.append(f"  {field}: {error['msg']}")
+        loc = list(error["loc"])
+        message = error["msg"]
+        # `rules.12.escalation.steps.0.repeat` says little: name the rule by its id.
+        rule = ""
+        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int) and loc[1] < len(rules):
+            given = rules[loc[1]]
+            rule_id = given.get("id") if isinstance(given, dict) else None
+            if rule_id:
+                loc = loc[2:]
+                rule = "" if f"rule {rule_id!r}" in message else f"rule {rule_id!r}: "
+        # A policy is written as a bare list of steps.
+        field = ".".join(str(p) for p in loc).replace("escalation.steps.", "escalation.")
+        if rule:
+            lines.append(f"  {rule}{field}: {message}" if field else f"  {rule}{message}")
+        elif loc or not error["loc"]:
+            lines.append(f"  {field or '(top level)'}: {message}")
+        else:
+            lines.append(f"  {message}")
     return f"{where}: invalid config\n" + "\n".join(lines)

@@ -6,10 +6,13 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# What pydantic writes a timedelta as in JSON (`PT15M`): a model that holds a Duration must read
+# back its own dump (workflow inputs and memos are such dumps).
+_ISO_8601 = TypeAdapter(timedelta)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -24,6 +27,11 @@ def parse_duration(value: object) -> timedelta:
         if text and _PART.sub("", text) == "":
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
             return timedelta(seconds=seconds)
+        if text.startswith(("p", "-p")):
+            try:
+                return _ISO_8601.validate_python(value.strip().upper())
+            except ValidationError:
+                pass
     raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 1h30m)")
 
 

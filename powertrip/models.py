@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from powertrip.business_hours import BusinessHours
+from powertrip.escalation import EscalationPolicy, Urgency
 
 MAX_FIELD_DEPTH = 64
 
@@ -168,6 +171,25 @@ class SecurityEvent(BaseModel):
     extra_approvers: list[str] = Field(
         default_factory=list, description="Slack user ids that may approve besides the team."
     )
+    urgency: Urgency = Field(
+        default=Urgency.HIGH,
+        description="`high` pages at any hour; `low` pages only within business hours.",
+    )
+    escalation: EscalationPolicy | None = Field(
+        default=None,
+        description="The rule's policy when the event was recognised; None for events "
+        "recorded before policies existed (see `escalation_policy`).",
+    )
+    business_hours: BusinessHours | None = Field(
+        default=None, description="The config's business hours when the event was recognised."
+    )
+
+    def escalation_policy(self) -> EscalationPolicy:
+        """The event's policy; for events recorded before policies, the one `renotify_after`
+        stands for (a reminder every so long)."""
+        if self.escalation is not None:
+            return self.escalation
+        return EscalationPolicy.from_renotify(timedelta(seconds=self.renotify_after_seconds))
 
     @model_validator(mode="before")
     @classmethod

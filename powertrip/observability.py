@@ -4,10 +4,10 @@ and the Temporal runtime that exports the worker's metrics.
 Where each metric lives:
 - API (and any process that ingests): `powertrip_events_*` counters and the pending gauge, with
   prometheus-client, served at the API's `/metrics`.
-- Worker: the Temporal SDK's own metrics plus `powertrip_slack_notifications` and
-  `powertrip_time_to_decision`, recorded through Temporal's metric meter so that workflow code
-  stays replay-safe (the SDK drops workflow metrics while replaying) and one endpoint per worker
-  (`POWERTRIP_METRICS_BIND`) serves everything.
+- Worker: the Temporal SDK's own metrics plus `powertrip_slack_notifications`,
+  `powertrip_pagerduty_events` and `powertrip_time_to_decision`, recorded through Temporal's
+  metric meter so that workflow code stays replay-safe (the SDK drops workflow metrics while
+  replaying) and one endpoint per worker (`POWERTRIP_METRICS_BIND`) serves everything.
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ class PendingCounter:
 # --- Worker side (Temporal metric meter) -------------------------------------------------------
 
 NOTIFICATIONS = "powertrip_slack_notifications"
+PAGES = "powertrip_pagerduty_events"
 TIME_TO_DECISION = "powertrip_time_to_decision"
 # Decisions take minutes to days, not the SDK's millisecond latencies.
 DECISION_BUCKETS = [30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800]
@@ -149,6 +150,16 @@ def count_slack_call(method: str, kind: str, error: SlackApiError | None = None)
             "error": slack_error(error) if error is not None else "",
         },
     )
+
+
+def count_page(action: str, outcome: str) -> None:
+    """From a paging activity: one Events API call (`trigger`, `acknowledge`, `resolve`) by
+    outcome: `accepted`, `skipped` (no routing key), `rate_limited`, `unavailable`,
+    `unreachable` or `refused`. Each failed attempt counts, so an outage shows while Temporal
+    retries."""
+    activity.metric_meter().create_counter(
+        PAGES, "PagerDuty Events API calls by action and outcome."
+    ).add(1, {"action": action, "outcome": outcome})
 
 
 def observe_decision(record: EventRecord) -> None:

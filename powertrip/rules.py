@@ -11,6 +11,13 @@ import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.durations import Duration
+from powertrip.escalation import (
+    EscalationDefaults,
+    EscalationPolicy,
+    PagerDutyOptions,
+    Severity,
+    Urgency,
+)
 from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent
 
 # PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
@@ -146,6 +153,20 @@ class Rule(BaseModel):
     )
     renotify_after: Duration | None = None
     enabled: bool = True
+    urgency: Urgency | None = Field(
+        default=None,
+        description="`high` pages at any hour, `low` only within business hours. Default: "
+        "`low` for `kind: privilege` (sudo, su) unless the actor is root, else `high`.",
+    )
+    severity: Severity | None = Field(
+        default=None, description="Of this rule's pages (PagerDuty's severity); default warning."
+    )
+    escalation: EscalationPolicy | None = Field(
+        default=None, description="This rule's own policy (steps), instead of the config's."
+    )
+    pagerduty: PagerDutyOptions | None = Field(
+        default=None, description="`page_after` (and its `severity`) for this rule's events."
+    )
 
     @field_validator("id")
     @classmethod
@@ -171,7 +192,35 @@ class Rule(BaseModel):
             raise RuleError(f"rule {self.id!r}: match needs a message regex or JSON fields")
         if self.event is None and not self.non_event:
             raise RuleError(f"rule {self.id!r}: needs an `event` (or `non_event: true`)")
+        if self.escalation is not None:
+            simple = [
+                name
+                for name, given in (
+                    ("renotify_after", self.renotify_after is not None),
+                    ("pagerduty.page_after", bool(self.pagerduty and self.pagerduty.page_after)),
+                )
+                if given
+            ]
+            if simple:
+                raise RuleError(
+                    f"rule {self.id!r}: escalation: gives the whole policy; drop "
+                    f"{' and '.join(simple)} (or put them in its steps)"
+                )
         return self
+
+    def escalation_policy(self, defaults: EscalationDefaults) -> EscalationPolicy:
+        """This rule's policy over the config's `defaults` (EscalationDefaults.policy_for)."""
+        cached = self.__dict__.get("_policy")
+        if cached is not None and cached[0] is defaults:
+            return cached[1]
+        policy = defaults.policy_for(
+            escalation=self.escalation,
+            renotify_after=self.renotify_after,
+            pagerduty=self.pagerduty,
+            severity=self.severity,
+        )
+        self.__dict__["_policy"] = (defaults, policy)
+        return policy
 
     def _templates(self) -> list[tuple[str, str]]:
         event = self.event
@@ -269,7 +318,11 @@ class Rule(BaseModel):
         return values
 
     def build(
-        self, raw: RawEvent, values: dict[str, str], default_renotify: timedelta
+        self,
+        raw: RawEvent,
+        values: dict[str, str],
+        default_renotify: timedelta,
+        escalation: EscalationDefaults | None = None,
     ) -> SecurityEvent:
         event = self.event
         if event is None:
@@ -287,6 +340,7 @@ class Rule(BaseModel):
         actor = render(event.actor)
         if not actor:
             raise ValueError(f"rule {self.id!r} matched but produced no actor")
+        defaults = escalation or EscalationDefaults.from_config(default_renotify)
         return SecurityEvent(
             event_id=raw.event_id,
             source=raw.source,
@@ -307,7 +361,22 @@ class Rule(BaseModel):
             renotify_after_seconds=(self.renotify_after or default_renotify).total_seconds(),
             actor_may_approve=self.approvers == "actor",
             extra_approvers=self.approvers if isinstance(self.approvers, list) else [],
+            urgency=self.urgency or default_urgency(self.kind, actor),
+            escalation=self.escalation_policy(defaults),
+            business_hours=defaults.business_hours,
         )
+
+
+ROOT_ACCOUNTS = frozenset({"root"})
+"""Actors whose every event is high urgency, whatever the rule's kind."""
+
+
+def default_urgency(kind: EventKind, actor: str) -> Urgency:
+    """A rule without `urgency`: ordinary privilege use (sudo, su) can wait for business
+    hours; anything by root, and every login, change or other event, cannot."""
+    if actor.lower() in ROOT_ACCOUNTS:
+        return Urgency.HIGH
+    return Urgency.LOW if kind is EventKind.PRIVILEGE else Urgency.HIGH
 
 
 def _port(text: str) -> int | None:
@@ -366,17 +435,23 @@ class RuleSet:
     """The active rules, in order: the first event rule that recognises a record wins; non-event
     rules are tried only after every event rule passed on it."""
 
-    def __init__(self, rules: list[Rule], default_renotify: timedelta) -> None:
+    def __init__(
+        self,
+        rules: list[Rule],
+        default_renotify: timedelta,
+        escalation: EscalationDefaults | None = None,
+    ) -> None:
         enabled = [rule for rule in rules if rule.enabled]
         self.rules = [rule for rule in enabled if not rule.non_event]
         self.non_event_rules = [rule for rule in enabled if rule.non_event]
         self.default_renotify = default_renotify
+        self.escalation = escalation or EscalationDefaults.from_config(default_renotify)
 
     def recognise(self, raw: RawEvent) -> SecurityEvent | None:
         for rule in self.rules:
             values = rule.apply(raw)
             if values is not None:
-                return rule.build(raw, values, self.default_renotify)
+                return rule.build(raw, values, self.default_renotify, self.escalation)
         return None
 
     def non_event(self, raw: RawEvent) -> Rule | None:
@@ -390,6 +465,6 @@ class RuleSet:
         for rule in self.rules:
             values = rule._evaluate(raw)
             if isinstance(values, dict):
-                return rule.build(raw, values, self.default_renotify), reasons
+                return rule.build(raw, values, self.default_renotify, self.escalation), reasons
             reasons[rule.id] = values
         return None, reasons

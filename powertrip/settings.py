@@ -15,6 +15,7 @@ from powertrip.durations import Duration
 from powertrip.hosts import HostMatch
 
 FAKE_SLACK_TOKEN = "xoxb-powertrip-local-fake"
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com"
 
 
 class SettingsError(ValueError):
@@ -59,6 +60,23 @@ class Settings(BaseSettings):
     decision_key_previous: SecretStr | None = Field(
         default=None,
         description="Worker: also accepted while a new POWERTRIP_DECISION_KEY rolls out.",
+    )
+
+    # Paging (activities/pagerduty.py). Without a routing key, pages are recorded as skipped.
+    pagerduty_routing_key: SecretStr | None = Field(
+        default=None,
+        description="Worker: the Integration Key of an Events API v2 integration on the "
+        "PagerDuty service that pages on-call.",
+    )
+    pagerduty_events_url: str = Field(
+        default=PAGERDUTY_EVENTS_URL,
+        description="Base URL of the Events API v2 (https; `/v2/enqueue` is added), e.g. a local "
+        "fake's.",
+    )
+    pagerduty_ca_file: Path | None = Field(
+        default=None,
+        description="PEM certificates to trust for the Events API instead of the system's "
+        "(a local fake's self-signed one, or a TLS-inspecting proxy's).",
     )
 
     config: Path | None = Field(default=None, description="Path to the YAML config file.")
@@ -158,13 +176,27 @@ class Settings(BaseSettings):
             raise ValueError("must be a plain base URL such as https://powertrip.example.com")
         return value.strip().rstrip("/")
 
+    @field_validator("pagerduty_events_url")
+    @classmethod
+    def _events_base_url(cls, value: str) -> str:
+        # The documented endpoint is `.../v2/enqueue`; the client wants the base it is under.
+        base = value.strip().rstrip("/").removesuffix("/v2/enqueue")
+        if not base.startswith("https://"):
+            raise ValueError("the Events API is reached over https:// only")
+        return base
+
     @model_validator(mode="after")
     def _tls_files(self) -> Settings:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError(
                 "POWERTRIP_TEMPORAL_TLS_CERT and POWERTRIP_TEMPORAL_TLS_KEY go together (mTLS)"
             )
-        for name in ("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca"):
+        for name in (
+            "temporal_tls_cert",
+            "temporal_tls_key",
+            "temporal_tls_ca",
+            "pagerduty_ca_file",
+        ):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"POWERTRIP_{name.upper()}: no such file: {path}")

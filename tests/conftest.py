@@ -4,6 +4,7 @@ Slack Web API over loopback HTTP."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,17 +13,21 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import temporal_test_server
 from powertrip.devserver import start_dev_server
+from powertrip.sandbox.fake_pagerduty import FakePagerDuty, create_fake_pagerduty_app
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.sandbox.tls import ensure_certificate
 from powertrip.settings import Settings
 from powertrip.temporal import ensure_search_attributes
 from tests.harness import api_client, make_settings
 from tests.servers import (
     CORPUS,
+    PAGERDUTY_ROUTING_KEY,
     PAPERTRAIL_TOKEN,
     SECURITY_CHANNEL,
     SIGNING_SECRET,
     SLACK_TOKEN,
+    PagerDutyAt,
     ServedApp,
     free_port,
 )
@@ -117,3 +122,27 @@ def fake_papertrail(
 @pytest.fixture
 def papertrail_url(fake_papertrail_server: tuple[FakePapertrail, str]) -> str:
     return fake_papertrail_server[1]
+
+
+@pytest.fixture(scope="session")
+def pagerduty_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The fake Events API's self-signed certificate and key (clients trust the certificate)."""
+    folder = tmp_path_factory.mktemp("fake-pagerduty-tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    ensure_certificate(cert, key)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+async def fake_pagerduty_server(pagerduty_tls: tuple[Path, Path]) -> AsyncIterator[PagerDutyAt]:
+    """The fake PagerDuty Events API v2 over https (the real client accepts nothing else)."""
+    fake = FakePagerDuty(routing_keys={PAGERDUTY_ROUTING_KEY})
+    async with ServedApp(create_fake_pagerduty_app(fake), tls=pagerduty_tls) as served:
+        yield PagerDutyAt(fake, served.url, pagerduty_tls[0])
+
+
+@pytest.fixture
+def pagerduty(fake_pagerduty_server: PagerDutyAt) -> PagerDutyAt:
+    """The fake Events API, its record and injected failures cleared."""
+    fake_pagerduty_server.fake.reset()
+    return fake_pagerduty_server

@@ -94,7 +94,10 @@ async def test_a_message_never_overrides_the_host_and_program_its_provider_named
 async def test_a_rule_on_the_program_never_matches_a_record_without_one(
     served: Served,
 ) -> None:
-    bare = "Accepted publickey for alice from 198.51.100.9 port 4444 ssh2"
+    # A port of its own: the other tests' alice logins (one stamped without a zone, which may
+    # match at any whole quarter-hour offset) must not make this one their duplicate.
+    port = 20000 + uuid.uuid4().int % 40000
+    bare = f"Accepted publickey for alice from 198.51.100.9 port {port} ssh2"
     # The issue's examples: no program at all, Papertrail's empty program, and a plain line in
     # a CloudWatch log group.
     [result] = await post_json(

@@ -1,5 +1,5 @@
-"""`powertrip dev`: Temporal dev server, fake Slack, worker and API in one command; Ctrl-C stops
-all of them."""
+"""`powertrip dev`: Temporal dev server, fake Slack, fake PagerDuty, worker and API in one command;
+Ctrl-C stops all of them."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import typer
 from powertrip.binaries import temporal_cli
 from powertrip.config import load_config
 from powertrip.devserver import SQLITE_WAL_ARGS
+from powertrip.sandbox.fake_pagerduty import FAKE_ROUTING_KEY
+from powertrip.sandbox.tls import ensure_certificate
 from powertrip.settings import FAKE_SLACK_TOKEN
 from powertrip.temporal import SEARCH_ATTRIBUTES
 
@@ -127,6 +129,12 @@ def dev(
     temporal_port: int = typer.Option(7233, help="Port of the Temporal dev server."),
     ui_port: int = typer.Option(8233, help="Port of the Temporal Web UI."),
     slack_port: int = typer.Option(8765, help="Port of the fake Slack (without Slack creds)."),
+    pagerduty_port: int = typer.Option(
+        8766, help="Port of the fake PagerDuty Events API, https (without a routing key)."
+    ),
+    pagerduty_page_port: int = typer.Option(
+        8767, help="Port of the fake PagerDuty's page: what PagerDuty would have received."
+    ),
 ) -> None:
     """Run everything locally on the embedded Temporal dev server (SQLite under .powertrip/)."""
     STATE_DIR.mkdir(exist_ok=True)
@@ -143,11 +151,25 @@ def dev(
         env["POWERTRIP_SLACK_BOT_TOKEN"] = FAKE_SLACK_TOKEN
         env["POWERTRIP_SLACK_API_URL"] = f"http://127.0.0.1:{slack_port}/api/"
         env.setdefault("POWERTRIP_SECURITY_CHANNEL", "C0SECURITY")
+    fake_pagerduty = "POWERTRIP_PAGERDUTY_ROUTING_KEY" not in env
+    pagerduty_tls = (STATE_DIR / "fake-pagerduty.pem", STATE_DIR / "fake-pagerduty-key.pem")
+    if fake_pagerduty:
+        # The pagerduty client speaks https only: the fake has its own certificate, trusted by
+        # the worker through POWERTRIP_PAGERDUTY_CA_FILE and by nothing else.
+        ensure_certificate(*pagerduty_tls, name="Powertrip fake PagerDuty")
+        env["POWERTRIP_PAGERDUTY_ROUTING_KEY"] = FAKE_ROUTING_KEY
+        env["POWERTRIP_PAGERDUTY_EVENTS_URL"] = f"https://127.0.0.1:{pagerduty_port}"
+        env["POWERTRIP_PAGERDUTY_CA_FILE"] = str(pagerduty_tls[0])
     # Said here in one line, before anything starts: each service would say it with a traceback.
     load_config(env["POWERTRIP_CONFIG"])
     _ports_free(
         {"--api-port": api_port, "--temporal-port": temporal_port, "--ui-port": ui_port}
         | ({"--slack-port": slack_port} if fake_slack else {})
+        | (
+            {"--pagerduty-port": pagerduty_port, "--pagerduty-page-port": pagerduty_page_port}
+            if fake_pagerduty
+            else {}
+        )
     )
 
     python = sys.executable
@@ -218,6 +240,29 @@ def dev(
                 ],
             )
             _wait_for_port(slack_port, "fake Slack", slack, 30)
+        if fake_pagerduty:
+            pagerduty = spawn(
+                "fake pagerduty",
+                [
+                    python,
+                    "-m",
+                    "powertrip.sandbox.fake_pagerduty",
+                    "--port",
+                    str(pagerduty_port),
+                    "--page-port",
+                    str(pagerduty_page_port),
+                    "--cert",
+                    str(pagerduty_tls[0]),
+                    "--key",
+                    str(pagerduty_tls[1]),
+                    "--routing-key",
+                    FAKE_ROUTING_KEY,
+                    "--state",
+                    str(STATE_DIR / "fake-pagerduty.json"),
+                ],
+            )
+            _wait_for_port(pagerduty_port, "fake PagerDuty", pagerduty, 30)
+            _wait_for_port(pagerduty_page_port, "fake PagerDuty's page", pagerduty, 30)
         spawn("worker", [python, str(REPO_ROOT / "worker.py")])
         api = spawn(
             "api",
@@ -233,7 +278,13 @@ def dev(
             ],
         )
         _wait_for_port(api_port, "API", api, 60)
-        _banner(env, api_port, ui_port, slack_port if fake_slack else None)
+        _banner(
+            env,
+            api_port,
+            ui_port,
+            slack_port if fake_slack else None,
+            pagerduty_page_port if fake_pagerduty else None,
+        )
         while all(p.poll() is None for _, p in processes):
             time.sleep(0.5)
         dead = [name for name, p in processes if p.poll() is not None]
@@ -248,7 +299,13 @@ def dev(
         stop_all()
 
 
-def _banner(env: dict[str, str], api_port: int, ui_port: int, slack_port: int | None) -> None:
+def _banner(
+    env: dict[str, str],
+    api_port: int,
+    ui_port: int,
+    slack_port: int | None,
+    pagerduty_page_port: int | None,
+) -> None:
     token = env["POWERTRIP_WEBHOOK_TOKEN"]
     lines = [
         "",
@@ -260,6 +317,11 @@ def _banner(env: dict[str, str], api_port: int, ui_port: int, slack_port: int | 
         lines.append(
             f"  Fake Slack     http://localhost:{slack_port}  (no Slack credentials given: "
             "open it to see the messages and click their buttons as any user)"
+        )
+    if pagerduty_page_port:
+        lines.append(
+            f"  Fake PagerDuty http://localhost:{pagerduty_page_port}  (no routing key given: "
+            "what PagerDuty would have received)"
         )
     lines += [
         f"  Config         {env['POWERTRIP_CONFIG']}",
