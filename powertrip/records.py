@@ -653,6 +653,7 @@ class DecisionRow(BaseModel):
     event_id: str
     decision: DecisionKind
     by: str
+    name: BlankIsNone = None
     at: datetime
     via: str
     reason: BlankIsNone = None
@@ -676,6 +677,7 @@ class DecisionRow(BaseModel):
                 event_id=view.event_id,
                 decision=d.kind,
                 by=d.by,
+                name=d.name,
                 at=d.at,
                 via=d.via,
                 reason=d.reason,

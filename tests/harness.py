@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -125,6 +126,14 @@ async def deliver_login(
     [result] = response.json()["results"]
     assert result["status"] == "started", result
     return str(result["event_id"])
+
+
+async def logins_asked(
+    http: httpx.AsyncClient, fake: FakeSlack, count: int
+) -> list[tuple[str, SlackMessage]]:
+    """Deliver `count` logins of alice's and wait for each DM: [(event id, its DM), ...]."""
+    events = [await deliver_login(http) for _ in range(count)]
+    return [(e, await eventually(partial(message_for, fake, e, None))) for e in events]
 
 
 def message_for(fake: FakeSlack, event_id: str, channel: str | None = None) -> SlackMessage | None:

@@ -18,12 +18,13 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.approvals import EventRecord
 from powertrip.binaries import temporal_cli
 from powertrip.models import EventStatus
-from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from tests.harness import (
     API_HEADERS,
     deliver_login,
     eventually,
+    logins_asked,
     make_config,
     message_for,
     running_worker,
@@ -130,10 +131,7 @@ async def test_a_signed_decision_replayed_or_sent_to_another_event_is_rejected(
 ) -> None:
     http, settings = served
     async with running_worker(dev_env.client, settings):
-        event_a = await deliver_login(http)
-        event_b = await deliver_login(http)
-        dm_a = await eventually(lambda: message_for(fake_slack, event_a))
-        await eventually(lambda: message_for(fake_slack, event_b))
+        (event_a, dm_a), (event_b, _) = await logins_asked(http, fake_slack, 2)
         reply_to = slack_api_url.replace("/api/", "/response/replay")
         # Alice reports A: a real, signed decision, readable by anyone who can read A's history.
         await slack_click(http, "U0ALICE", "not_me", event_a, dm_a, reply_to)
@@ -201,11 +199,8 @@ async def test_not_me_racing_an_approval_on_behalf_is_never_dropped(
     config = make_config(contest_window="1h")
     async with running_worker(dev_env.client, settings, config):
         reply_to = slack_api_url.replace("/api/", "/response/race")
-        together = [await deliver_login(http) for _ in range(3)]
-        after = await deliver_login(http)
-        dms: dict[str, SlackMessage] = {}
-        for event_id in [*together, after]:
-            dms[event_id] = await eventually(partial(message_for, fake_slack, event_id, "D0ALICE"))
+        dms = dict(await logins_asked(http, fake_slack, 4))
+        *together, after = dms
 
         await asyncio.gather(
             *(

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.poll import poll_alert_message
 from powertrip.approvals import Authority, EventRecord, MessageKind, Recipient
 from powertrip.cli.events import events_table
+from powertrip.conflicts import ConflictReport, conflict_message
 from powertrip.directory import Identity
 from powertrip.messages import DigestLine, decided, digest, mention, name, notification, visible
 from powertrip.models import Decision, DecisionKind, EventStatus, RawEvent
@@ -160,9 +161,13 @@ def test_a_right_to_left_override_or_a_line_break_in_log_content_is_shown_escape
 def test_a_look_alike_name_is_flagged_with_its_ascii_spelling() -> None:
     record = sudo_record()
     event = record.event.model_copy(update={"actor": "\u0430lice"})  # Cyrillic a
-    text, blocks = notification(record.model_copy(update={"event": event}), MessageKind.FIRST)
-    joined = "\n".join(shown(text, blocks))
-    assert "(non-ASCII: `\\u0430lice`)" in joined
+    conflict = ConflictReport(event_id="e1", recorded=event, arriving=event, arriving_digest="d")
+    for text, blocks in (
+        notification(record.model_copy(update={"event": event}), MessageKind.FIRST),
+        conflict_message(conflict),
+    ):
+        joined = "\n".join(shown(text, blocks))
+        assert "(non-ASCII: `\\u0430lice`)" in joined
     assert name("alice") == "`alice`"
 
 
@@ -197,10 +202,14 @@ def test_every_message_builder_escapes_invisible_characters(char: str) -> None:
     decided_record = record.model_copy(
         update={"event": event, "decision": approval, "status": EventStatus.APPROVED}
     )
+    conflict = conflict_message(
+        ConflictReport(event_id="e1", recorded=event, arriving=event, arriving_digest="d")
+    )
     for text, blocks in (
         review,
         notification(record.model_copy(update={"event": event}), MessageKind.FIRST),
         decided(decided_record, MessageKind.FIRST),
+        conflict,
     ):
         assert_nothing_hidden_or_forged(shown(text, blocks))
     text, poll_blocks = poll

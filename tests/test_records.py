@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -514,40 +514,34 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
 
         await eventually(asked)
 
+        def approve(
+            as_user: str, reason: str, signing: bool = True
+        ) -> Awaitable[tuple[int, str, str]]:
+            return cli(
+                world,
+                "events",
+                "approve",
+                event.event_id,
+                "--as",
+                as_user,
+                "--reason",
+                reason,
+                signing=signing,
+            )
+
         # Without the decision key the CLI cannot approve, and says which setting it lacks.
-        code, out, err = await cli(
-            world,
-            "events",
-            "approve",
-            event.event_id,
-            "--as",
-            "U0SEC1",
-            "--reason",
-            "x",
-            signing=False,
-        )
+        code, out, err = await approve("U0SEC1", "x", signing=False)
         assert code == 2 and "POWERTRIP_DECISION_KEY" in err
 
         # Refused for lack of authority: nothing decided, the attempt is in the timeline.
-        code, out, err = await cli(
-            world, "events", "approve", event.event_id, "--as", "U0MALLORY", "--reason", "trust me"
-        )
+        code, out, err = await approve("U0MALLORY", "trust me")
         assert code == 1 and "U0MALLORY is not in the security team" in err
         refused = await state_eventually(handle, lambda r: r.timeline[-1].what == "refused")
         assert refused.status is EventStatus.PENDING
         assert refused.timeline[-1].by == "U0MALLORY"
         assert "run by" not in (refused.timeline[-1].detail or "")
 
-        code, out, err = await cli(
-            world,
-            "events",
-            "approve",
-            event.event_id,
-            "--as",
-            "U0SEC1",
-            "--reason",
-            "on call, confirmed by phone",
-        )
+        code, out, err = await approve("U0SEC1", "on call, confirmed by phone")
         assert code == 0, err
         # The operating-system user and host that ran it are recorded: the CLI's own witness.
         assert f"approved by @sec1 (U0SEC1) via cli (run by {operator()})" in out
@@ -559,9 +553,7 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
         True,
     )
     assert record.decision.operator == operator() and record.decision.authenticated
-    code, _, err = await cli(
-        world, "events", "approve", event.event_id, "--as", "U0SEC1", "--reason", "again"
-    )
+    code, _, err = await approve("U0SEC1", "again")
     assert code == 1 and "already approved" in err
 
     # The audit export shows the override: who, how, why.
@@ -577,6 +569,7 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
         operator(),
         True,
     )
+    assert row.name == "sec1"  # the name Slack gave, beside the id
     code, out_jsonl, _ = await cli(world, "events", "export", "--since", since)
     assert read_rows(out_jsonl, ExportFormat.JSONL) == read_rows(out, ExportFormat.CSV)
     # Booleans are spelled as in the JSONL (`true`/`false`), not Python's `True`/`False`.

@@ -58,15 +58,20 @@ def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-def test_worker_refuses_to_start_without_a_security_channel() -> None:
-    result = subprocess.run(
+def start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python worker.py` with `env`, as far as its start-up checks let it get."""
+    return subprocess.run(
         [sys.executable, str(REPO / "worker.py")],
-        env=clean_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_worker_refuses_to_start_without_a_security_channel() -> None:
+    result = start_worker(clean_env())
     assert result.returncode != 0
     assert "POWERTRIP_SECURITY_CHANNEL" in result.stderr
 
@@ -80,14 +85,7 @@ def test_worker_refuses_to_start_without_a_decision_key(key: str | None, expecte
     env = clean_env(POWERTRIP_SECURITY_CHANNEL="C1")
     if key:
         env["POWERTRIP_DECISION_KEY"] = key
-    result = subprocess.run(
-        [sys.executable, str(REPO / "worker.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = start_worker(env)
     assert result.returncode != 0
     assert expected in result.stderr and "POWERTRIP_DECISION_KEY" in result.stderr
 

@@ -22,6 +22,7 @@ from tests.harness import (
     decide,
     deliver_login,
     eventually,
+    logins_asked,
     make_config,
     make_settings,
     message_for,
@@ -90,10 +91,7 @@ async def test_a_click_on_event_a_can_never_decide_event_b(
 ) -> None:
     http, settings = served
     async with running_worker(dev_env.client, settings):
-        event_a = await deliver_login(http)
-        event_b = await deliver_login(http)
-        dm_a = await eventually(lambda: message_for(fake_slack, event_a))
-        await eventually(lambda: message_for(fake_slack, event_b))
+        (event_a, dm_a), (event_b, _) = await logins_asked(http, fake_slack, 2)
         reply_to = slack_api_url.replace("/api/", "/response/ab")
 
         # Alice's click on A's message, with the button value pointing at B (as a modified
