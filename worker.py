@@ -16,12 +16,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.conflict import ConflictActivities
+from activities.decisions import DecisionActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.poll import PollActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
 from powertrip import observability
 from powertrip.config import ConfigError, PowertripConfig, load_config
+from powertrip.decisions import verification_keys
 from powertrip.polling import ensure_poll_schedules
 from powertrip.process import exit_now
 from powertrip.settings import Settings, SettingsError, load_settings
@@ -85,6 +87,7 @@ def build_worker(
         settings.temporal_ui_url,
         settings.temporal_namespace,
     )
+    decisions = DecisionActivities(verification_keys(settings))
     polling = PollActivities.from_settings(
         client, settings, config, slack, security_channel(settings, config)
     )
@@ -108,6 +111,7 @@ def build_worker(
             activities.post_notification,
             activities.update_message,
             activities.post_digest,
+            decisions.verify_decision,
             polling.poll_source,
             polling.poll_papertrail,
             polling.post_poll_alert,
@@ -131,6 +135,7 @@ async def main() -> None:
         observability.configure_logging(settings)
         config = load_config(settings.config)
         security_channel(settings, config)
+        verification_keys(settings)
     except (SettingsError, ConfigError) as exc:
         sys.exit(f"powertrip worker: {exc}")
     client = await connect(settings, runtime=observability.temporal_runtime(settings))

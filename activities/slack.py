@@ -3,6 +3,7 @@ stops at once, visibly, on what cannot."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -137,14 +138,14 @@ class SlackActivities:
             slack_user = await self._user_by_email(entry.email)
             if slack_user is None:
                 note = (
-                    f"{messages.code(event.actor)} maps to {messages.escape(entry.email)}, "
+                    f"{messages.name(event.actor)} maps to {messages.escape(entry.email)}, "
                     "which has no Slack user."
                 )
         if entry.identity is Identity.UNMAPPED:
-            note = f"{messages.code(event.actor)} is not mapped to a Slack user."
+            note = f"{messages.name(event.actor)} is not mapped to a Slack user."
         elif entry.identity in (Identity.BOT, Identity.SHARED):
             note = (
-                f"{messages.code(event.actor)} is a {entry.identity.value} account: "
+                f"{messages.name(event.actor)} is a {entry.identity.value} account: "
                 "the security team decides."
             )
         authority = Authority(
@@ -153,17 +154,20 @@ class SlackActivities:
             else None,
             approvers=event.extra_approvers,
             security_team=await self._security_team(),
+            contest_window_seconds=self.config.contest_window.total_seconds(),
         )
+        people = [slack_user, *authority.approvers, *authority.security_team]
+        authority.names = await self._names(p for p in people if p)
         dm = slack_user if entry.identity is Identity.MAPPED else None
         if event.routing is Routing.CHANNEL:
             dm, note = None, note or "This rule always asks the security channel."
         elif dm and not event.actor_may_approve:
             # A DM whose buttons the owner may not press helps nobody: ask those who may.
-            dm = None
             note = note or (
                 f"This rule needs approval by {_who_approves(event)}, not by "
-                f"{messages.code(event.actor)} (<@{slack_user}>)."
+                f"{messages.name(event.actor)} ({messages.mention(dm)})."
             )
+            dm = None
         return Recipient(
             identity=entry.identity
             if slack_user or entry.identity is not Identity.MAPPED
@@ -172,6 +176,19 @@ class SlackActivities:
             authority=authority,
             note=note,
         )
+
+    async def _names(self, users: Iterable[str]) -> dict[str, str]:
+        """Slack user names, for the CLI and the API to show instead of ids: best effort, a
+        name Slack does not give is simply left out."""
+        names = {}
+        for user in dict.fromkeys(users):
+            try:
+                found = await self.slack_directory.user_name(user)
+            except SlackApiError:
+                continue
+            if found:
+                names[user] = found
+        return names
 
     @activity.defn
     async def current_security_team(self) -> list[str]:
@@ -217,6 +234,7 @@ class SlackActivities:
             request.record,
             request.message.kind,
             self._ui_link(request.record.event),
+            in_channel=request.message.in_security_channel,
             origin=await self.origins.describe(request.record.event.address),
         )
         try:
@@ -248,5 +266,5 @@ class SlackActivities:
 
 
 def _who_approves(event: SecurityEvent) -> str:
-    listed = " ".join(f"<@{user}>" for user in event.extra_approvers)
+    listed = " ".join(messages.mention(user) for user in event.extra_approvers)
     return f"{listed} or the security team" if listed else "the security team"

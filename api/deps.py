@@ -30,7 +30,13 @@ def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
+def get_decision_key(request: Request) -> str:
+    """The key the API signs decisions with (checked at start-up, powertrip.decisions)."""
+    return request.app.state.decision_key
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DecisionKeyDep = Annotated[str, Depends(get_decision_key)]
 ConfigDep = Annotated[PowertripConfig, Depends(get_config)]
 RulesDep = Annotated[RuleSet, Depends(get_rules)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]

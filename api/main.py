@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from api.routes import events, ops, passkeys, slack, webhooks
 from powertrip import observability
 from powertrip.config import load_config
+from powertrip.decisions import decision_key
 from powertrip.settings import API_SECRETS, Settings, load_settings
 from powertrip.temporal import connect
 
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings()
         resolved.require(*API_SECRETS, who="API")
+        app.state.decision_key = decision_key(resolved, "API")
         app.state.settings = resolved
         app.state.config = load_config(resolved.config)
         app.state.rules = app.state.config.rule_set()

@@ -31,8 +31,9 @@ from temporalio.worker import Worker
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from powertrip.approvals import Action, Click  # noqa: E402
+from powertrip.approvals import Action  # noqa: E402
 from powertrip.config import config_from_mapping  # noqa: E402
+from powertrip.decisions import signed_click  # noqa: E402
 from powertrip.devserver import dev_server_on_disk  # noqa: E402
 from powertrip.ingest import ResultStatus, start_approval  # noqa: E402
 from powertrip.models import RawEvent  # noqa: E402
@@ -43,6 +44,7 @@ from workflows.approval import ApprovalWorkflow  # noqa: E402
 
 USERS = 200
 TOKEN = "xoxb-bench"
+DECISION_KEY = "bench-decision-key-" + "0" * 32
 CHANNEL = "C0SECURITY"
 START_CONCURRENCY = 64
 
@@ -109,6 +111,7 @@ async def approvals(
         slack_signing_secret="bench",
         webhook_token="bench",
         api_token="bench",
+        decision_key=DECISION_KEY,
     )
     run = uuid.uuid4().hex[:8]
     events = []
@@ -140,7 +143,7 @@ async def approvals(
             [
                 h.signal(
                     ApprovalWorkflow.decide,
-                    Click(action=Action.APPROVE, user=f"U{n % USERS:05d}", at=datetime.now(UTC)),
+                    signed_click(DECISION_KEY, h.id, Action.APPROVE, f"U{n % USERS:05d}"),
                 )
                 for n, h in enumerate(handles)
             ]

@@ -3,13 +3,16 @@ decide, what happened when."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from powertrip.config import DEFAULT_CONTEST_WINDOW
 from powertrip.directory import Identity
-from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
+from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent, user_label
 
 
 class Action(StrEnum):
@@ -27,6 +30,21 @@ class Authority(BaseModel):
     actor_slack_user: str | None = None
     approvers: list[str] = Field(default_factory=list, description="Besides the security team.")
     security_team: list[str] = Field(default_factory=list)
+    names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Slack user id -> user name, for the people above whose name Slack gave.",
+    )
+    contest_window_seconds: float | None = Field(
+        default=None,
+        description="How long the owner may still report an approval on their behalf as *Not "
+        "me* (the config's `contest_window`); None: DEFAULT_CONTEST_WINDOW.",
+    )
+
+    @property
+    def contest_window(self) -> timedelta:
+        if self.contest_window_seconds is None:
+            return DEFAULT_CONTEST_WINDOW
+        return timedelta(seconds=self.contest_window_seconds)
 
     def may(self, action: Action, status: EventStatus, user: str) -> bool:
         team = user in self.security_team
@@ -51,18 +69,47 @@ class Recipient(BaseModel):
 
     @property
     def asked(self) -> str:
+        """Slack mrkdwn: a mention Slack shows as the person's name."""
         return f"<@{self.slack_user}>" if self.slack_user else "the security channel"
+
+    @property
+    def asked_label(self) -> str:
+        """Plain text for the CLI and the API: `@alice (U0ALICE)` when Slack gave a name."""
+        if self.slack_user is None:
+            return "the security channel"
+        return label(self.slack_user, self.authority.names)
+
+
+def label(user: str, names: dict[str, str]) -> str:
+    """A Slack user as plain text: `@name (id)` when the name is known, else the id."""
+    return user_label(user, names.get(user))
 
 
 class Click(BaseModel):
-    """A decision request delivered to the workflow as a signal."""
+    """A decision request delivered to the workflow as the `decide` signal.
+
+    Signed by the component that verified the human (the API after Slack's signature, the CLI
+    with the decision key): `powertrip.decisions.sign` sets `nonce` and `signature` over every
+    field but `signature` and `response_url`. The workflow verifies it before it counts.
+    """
 
     action: Action
     user: str = Field(description="Slack user id of whoever clicked (or the CLI operator's).")
-    at: datetime
-    via: str = "slack"
+    at: datetime = Field(description="When the API or CLI signed it (UTC).")
+    via: str = Field(default="slack", description="`slack` or `cli`.")
     reason: str | None = None
     response_url: str | None = None
+    name: str | None = Field(default=None, description="The clicker's Slack user name.")
+    operator: str | None = Field(
+        default=None, description="CLI: the operating-system user and host, `user@host`."
+    )
+    refused: str | None = Field(
+        default=None,
+        description="Refused by the API or CLI (why, in words): recorded in the timeline, "
+        "changes nothing.",
+    )
+    nonce: str | None = Field(default=None, description="Random; the workflow takes each once.")
+    signature: str | None = Field(default=None, description="`v1=<hex HMAC-SHA256>`.")
 
 
 class MessageKind(StrEnum):
@@ -79,10 +126,42 @@ class PostedMessage(BaseModel):
 
 
 class TimelineEntry(BaseModel):
-    what: str = Field(description="notified, reminded, notify_failed, approved, reported, ...")
+    what: str = Field(
+        description="notified, reminded, notify_failed, approved, reported, acknowledged, "
+        "refused (a click without authority), rejected (a decision that failed verification), "
+        "contest_closed, ..."
+    )
     at: datetime
     by: str | None = None
     detail: str | None = None
+    name: str | None = Field(default=None, description="`by`'s Slack user name, when known.")
+
+    @property
+    def who(self) -> str | None:
+        return user_label(self.by, self.name) if self.by else None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a click does not count, naming who may do it."""
+
+    text: str
+    """For Slack: people as mentions, which Slack shows as their names."""
+    plain: str
+    """For the timeline, the CLI and the API: people as `@name (id)`."""
+    stale: bool = False
+    """The event is past this action (already decided), rather than the clicker lacking it."""
+
+
+_DOING = {
+    Action.APPROVE: "approve this event",
+    Action.NOT_ME: "report this event as “Not me”",
+    Action.ACKNOWLEDGE: "acknowledge this incident",
+}
+
+
+def slack_mention(user: str) -> str:
+    return f"<@{user}>"
 
 
 class EventRecord(BaseModel):
@@ -93,8 +172,19 @@ class EventRecord(BaseModel):
     recipient: Recipient | None = Field(default=None, description="Who was asked first.")
     decision: Decision | None = None
     report: Decision | None = Field(default=None, description="The *Not me*, if any.")
+    contested: Decision | None = Field(
+        default=None, description="The approval on behalf that the owner's *Not me* overruled."
+    )
+    contest_until: datetime | None = Field(
+        default=None,
+        description="Approved on the owner's behalf: until then the owner may still say *Not "
+        "me* (the workflow stays open and their DM keeps the button).",
+    )
     timeline: list[TimelineEntry] = Field(default_factory=list)
     messages: list[PostedMessage] = Field(default_factory=list)
+    nonces: list[str] = Field(
+        default_factory=list, description="Nonces of the verified decisions taken (each once)."
+    )
 
     @property
     def authority(self) -> Authority | None:
@@ -108,7 +198,75 @@ class EventRecord(BaseModel):
     def finished(self) -> bool:
         return self.status in (EventStatus.APPROVED, EventStatus.ACKNOWLEDGED)
 
-    def apply(self, click: Click) -> Decision:
+    def label(self, user: str) -> str:
+        """A Slack user as plain text for the record (`@alice (U0ALICE)` or the id)."""
+        return label(user, self.authority.names if self.authority else {})
+
+    def contestable_by(self, user: str) -> bool:
+        """The owner may still say *Not me* about an approval made on their behalf."""
+        authority = self.authority
+        return (
+            self.contest_until is not None
+            and authority is not None
+            and user == authority.actor_slack_user
+        )
+
+    def may(self, action: Action, user: str) -> bool:
+        """Whether `user` may take `action` now: the authority's rules, and the owner's *Not me*
+        during the contest window after an approval on their behalf."""
+        authority = self.authority
+        if authority is None:
+            return False
+        if authority.may(action, self.status, user):
+            return True
+        return action is Action.NOT_ME and self.contestable_by(user)
+
+    def refusal(self, action: Action, user: str) -> Refusal | None:
+        """None if `user` may take `action` now; otherwise what to tell them, naming who may."""
+        if self.may(action, user):
+            return None
+        text, stale = self._refused(action, user, slack_mention)
+        return Refusal(text=text, plain=self._refused(action, user, self.label)[0], stale=stale)
+
+    def _refused(
+        self, action: Action, user: str, mention: Callable[[str], str]
+    ) -> tuple[str, bool]:
+        authority = self.authority or Authority()
+        doing = _DOING[action]
+        if action is Action.ACKNOWLEDGE and self.status is EventStatus.REPORTED:
+            reporter = self.report is not None and self.report.by == user
+            return (
+                "Only the security team can acknowledge this incident"
+                + ("; you reported it, and they have been alerted." if reporter else "."),
+                False,
+            )
+        if action is Action.ACKNOWLEDGE and self.status is EventStatus.PENDING:
+            return "There is no incident to acknowledge: nobody has reported this event.", True
+        if action is Action.NOT_ME and self.contest_until is not None:
+            owner = authority.actor_slack_user
+            return f"Only {mention(owner) if owner else 'the owner'} can still {doing}.", False
+        if self.status is not EventStatus.PENDING:
+            text = f"This event is already {self.status.value}."
+            if (
+                action is Action.NOT_ME
+                and user == authority.actor_slack_user
+                and self.decision is not None
+                and self.decision.on_behalf
+            ):
+                text += (
+                    " It was approved on your behalf and the time to report it has passed: if it "
+                    "was not you, tell the security team at once."
+                )
+            return text, True
+        people = [mention(u) for u in [authority.actor_slack_user, *authority.approvers] if u]
+        who = ", ".join(people[:-1]) + f" or {people[-1]}" if len(people) > 1 else "".join(people)
+        who = f"{who} or the security team" if who else "the security team"
+        return f"You are not allowed to {doing}: only {who} can.", False
+
+    def apply(self, click: Click, received_at: datetime | None = None) -> Decision:
+        """Record `click` as the decision. `received_at`: the workflow's time of receipt of a
+        verified click, which becomes the decision's time (None: an unverified click of a
+        workflow started before decisions were signed, recorded as it always was)."""
         kind = {
             Action.APPROVE: DecisionKind.APPROVED,
             Action.NOT_ME: DecisionKind.REPORTED,
@@ -119,21 +277,38 @@ class EventRecord(BaseModel):
             and self.authority is not None
             and click.user != self.authority.actor_slack_user
         )
+        verified = received_at is not None
+        at = received_at or click.at
         decision = Decision(
             kind=kind,
             by=click.user,
-            at=click.at,
+            at=at,
             via=click.via,
             reason=click.reason,
             on_behalf=on_behalf,
+            name=click.name if verified else None,
+            operator=click.operator if verified else None,
+            requested_at=click.at if verified else None,
+            authenticated=verified,
         )
         self.status = EventStatus(kind.value)
         if click.action is Action.NOT_ME:
+            if self.decision is not None and self.contest_until is not None:
+                # The owner contests an approval made on their behalf: it no longer stands.
+                self.contested, self.decision = self.decision, None
+            self.contest_until = None
             self.report = decision
         else:
             self.decision = decision
+        run_by = f"run by {click.operator}" if verified and click.operator else None
         self.timeline.append(
-            TimelineEntry(what=kind.value, at=click.at, by=click.user, detail=click.reason)
+            TimelineEntry(
+                what=kind.value,
+                at=at,
+                by=click.user,
+                name=decision.name,
+                detail="; ".join(d for d in (click.reason, run_by) if d) or None,
+            )
         )
         return decision
 

@@ -6,11 +6,12 @@ import ipaddress
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -19,10 +20,13 @@ from pydantic import (
 )
 
 from powertrip.business_hours import BusinessHours
-from powertrip.durations import Duration
+from powertrip.durations import Duration, parse_duration
 from powertrip.escalation import EscalationDefaults, EscalationPolicy, PagerDutyOptions
 from powertrip.rules import Rule, RuleSet
 from powertrip.sources.shippers import FieldMap
+
+# How long the owner may still say *Not me* after the security team approved on their behalf.
+DEFAULT_CONTEST_WINDOW = timedelta(days=7)
 
 
 class ConfigError(ValueError):
@@ -156,6 +160,13 @@ class PowertripConfig(BaseModel):
     business_hours: BusinessHours | None = Field(
         default=None,
         description="When low-urgency events may page: `{timezone, days, start, end}`.",
+    )
+    contest_window: Annotated[timedelta, BeforeValidator(parse_duration)] = Field(
+        default=DEFAULT_CONTEST_WINDOW,
+        ge=timedelta(0),
+        description="After the security team approves on someone's behalf, that person may "
+        "still say *Not me* this long (their DM keeps the button; the event stays open). "
+        "`0`: an approval on behalf is final.",
     )
 
     @field_validator("networks")

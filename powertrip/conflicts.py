@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from powertrip.messages import code, escape
+from powertrip.messages import code, escape, name
 from powertrip.models import SecurityEvent
 
 LINE_SHOWN = 1200
@@ -46,7 +46,7 @@ def _fenced(text: str) -> str:
 def _facts(event: SecurityEvent) -> str:
     origin = f" from {code(event.address)}" if event.address else ""
     return (
-        f"{code(event.action)} as {code(event.actor)} on {code(event.host or '?')}{origin} at "
+        f"{code(event.action)} as {name(event.actor)} on {name(event.host or '?')}{origin} at "
         f"{event.occurred_at.isoformat()}"
     )
 

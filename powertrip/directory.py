@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -116,22 +116,43 @@ class SlackDirectory:
         self.config = config
         self._emails = _Cached()
         self._groups = _Cached()
+        self._names = _Cached()
+
+    async def _slack_user(self, lookup: Callable[[], Awaitable[Any]]) -> dict[str, Any] | None:
+        """The `user` object of a users.* answer; None when Slack has no such user."""
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            response = await lookup()
+        except SlackApiError as exc:
+            # Slack's docs spell it both ways.
+            if exc.response.get("error") in ("users_not_found", "user_not_found"):
+                return None
+            raise
+        user: dict[str, Any] = response["user"]
+        return user
 
     async def user_by_email(self, email: str) -> str | None:
         async def fetch() -> str | None:
-            from slack_sdk.errors import SlackApiError
-
-            try:
-                response = await self.client.users_lookupByEmail(email=email)
-            except SlackApiError as exc:
-                # Slack's docs spell it both ways.
-                if exc.response.get("error") in ("users_not_found", "user_not_found"):
-                    return None
-                raise
-            return str(response["user"]["id"])
+            user = await self._slack_user(lambda: self.client.users_lookupByEmail(email=email))
+            return str(user["id"]) if user else None
 
         return await self._emails.get(
             email.lower(), fetch, lambda found: FOUND_TTL_SECONDS if found else MISSING_TTL_SECONDS
+        )
+
+    async def user_name(self, user: str) -> str | None:
+        """The Slack user name of `user` (users.info), for plain-text output such as the CLI's;
+        None if Slack has no such user."""
+
+        async def fetch() -> str | None:
+            found = await self._slack_user(lambda: self.client.users_info(user=user))
+            if found is None:
+                return None
+            return str(found.get("name") or "") or None
+
+        return await self._names.get(
+            user, fetch, lambda found: FOUND_TTL_SECONDS if found else MISSING_TTL_SECONDS
         )
 
     async def security_team(self) -> list[str]:

@@ -6,6 +6,7 @@ from, when), then one context line (source, rule, Temporal link), then at most t
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -77,10 +78,30 @@ def slack_ago(when: datetime, now: datetime) -> str:
     return f"<!date^{int(when.timestamp())}^{{ago}}|{ago(when, now)}>"
 
 
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _codepoint(char: str) -> str:
+    return _SHORT_ESCAPES.get(char) or char.encode("unicode_escape").decode("ascii")
+
+
+def visible(text: str) -> str:
+    """Every character that does not print as itself, shown as its escape (`\n`, `\u202e`).
+
+    Python's `str.isprintable` is the test: control characters (a line break that would end a
+    code span and start a forged line), format characters (bidi overrides such as U+202E that
+    make `\u202eecila` read `alice`, zero-width joiners and spaces), line and paragraph
+    separators, spaces other than U+0020, private-use and unassigned code points."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _codepoint(c) for c in text)
+
+
 def escape(text: str) -> str:
     """Text from logs (user names, commands, PTR records) must never become a mention, a
-    channel ping or a link: Slack reads `<...>` as control sequences, so escape as Slack asks."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    channel ping or a link, nor hide or forge what the reader sees: Slack reads `<...>` as
+    control sequences, so escape as Slack asks, and show invisible characters (`visible`)."""
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def code(text: str, limit: int = 300) -> str:
@@ -90,12 +111,31 @@ def code(text: str, limit: int = 300) -> str:
     return f"`{safe}`"
 
 
+def name(text: str) -> str:
+    """A user or host name as inline code; a name with non-ASCII characters is flagged with its
+    ASCII spelling, so `\u0430lice` (a Cyrillic a) is never read as `alice`."""
+    if text.isascii():
+        return code(text)
+    spelled = text.encode("ascii", "backslashreplace").decode("ascii")
+    if spelled == visible(text):  # only invisible characters, already shown escaped
+        return f"{code(text)} (non-ASCII)"
+    return f"{code(text)} (non-ASCII: {code(spelled)})"
+
+
+_SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def mention(user: str) -> str:
+    """A Slack user id as a mention (Slack shows the name); anything else only as text."""
+    return f"<@{user}>" if _SLACK_ID.match(user) else code(user)
+
+
 def _where(event: SecurityEvent) -> str:
-    return code(event.host) if event.host else "an unknown host"
+    return name(event.host) if event.host else "an unknown host"
 
 
 def _what(event: SecurityEvent) -> str:
-    return f"*{escape(event.action)}* as {code(event.actor)} on {_where(event)}"
+    return f"*{escape(event.action)}* as {name(event.actor)} on {_where(event)}"
 
 
 def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBlock:
@@ -105,7 +145,7 @@ def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBl
     if event.address and origin:
         source += f"\n{escape(origin)}"
     fields = [
-        MarkdownTextObject(text=f"*Who*\n{code(event.actor)}"),
+        MarkdownTextObject(text=f"*Who*\n{name(event.actor)}"),
         MarkdownTextObject(text=f"*Host*\n{_where(event)}"),
         MarkdownTextObject(text=f"*From*\n{source}"),
         MarkdownTextObject(
@@ -144,38 +184,44 @@ _NOT_ME_CONFIRM = ConfirmObject(
     confirm="Yes, not me",
     deny="Cancel",
 )
+_SUSPICIOUS_CONFIRM = ConfirmObject(
+    title="Report as suspicious?",
+    text="The event becomes an incident for the security team.",
+    confirm="Yes, report it",
+    deny="Cancel",
+)
 _BUTTONS: dict[str, tuple[str, str | None, ConfirmObject | None]] = {
     "approve": ("Approve — this was me", "primary", None),
-    "approve_on_behalf": ("Approve on behalf", None, None),
+    "approve_on_behalf": ("Approve on behalf", "primary", None),
     "not_me": ("Not me", "danger", _NOT_ME_CONFIRM),
     "acknowledge": ("Acknowledge incident", "primary", None),
 }
+# In the channel the readers are the security team: the same *Not me* action, in their words.
+_CHANNEL_BUTTONS = {**_BUTTONS, "not_me": ("Report as suspicious", "danger", _SUSPICIOUS_CONFIRM)}
 
 
 def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list[str]:
-    """Which buttons a message carries.
+    """Which buttons a message carries: what its readers may do.
 
-    A DM asks its owner. A channel message about an account nobody owns (bot, shared, unmapped,
-    or a rule only the team may approve) offers the security team *Approve on behalf*; a channel
-    reminder about a person's event offers both, since the person may be in the channel too.
+    A DM asks its owner (*Approve — this was me*, *Not me*). The security channel is read by the
+    security team: it offers *Approve on behalf* and a report, never the owner's own approval,
+    whether the account has an owner (a reminder about bob's login) or not (a bot). After an
+    approval on the owner's behalf, the owner's DM keeps *Not me* for the contest window.
     """
     if kind is MessageKind.INCIDENT or record.status is EventStatus.REPORTED:
         return ["acknowledge"]
     if record.status is not EventStatus.PENDING:
-        return []
-    authority = record.authority
-    actor_may = authority is not None and authority.actor_slack_user is not None
+        contest = record.contest_until is not None and kind is MessageKind.FIRST
+        return ["not_me"] if contest and not in_channel else []
     if not in_channel:
         return ["approve", "not_me"]
-    if actor_may:
-        return ["approve", "approve_on_behalf", "not_me"]
     return ["approve_on_behalf", "not_me"]
 
 
-def _buttons(event: SecurityEvent, ids: list[str]) -> ActionsBlock:
+def _buttons(event: SecurityEvent, ids: list[str], in_channel: bool) -> ActionsBlock:
     elements = []
     for action_id in ids:
-        text, style, confirm = _BUTTONS[action_id]
+        text, style, confirm = (_CHANNEL_BUTTONS if in_channel else _BUTTONS)[action_id]
         # The value is only a reference to the event; who may decide is never read from it.
         elements.append(
             ButtonElement(
@@ -203,15 +249,23 @@ def notification(
     if kind is MessageKind.INCIDENT:
         assert record.report is not None
         team = " ".join(
-            f"<@{u}>" for u in (record.authority.security_team if record.authority else [])
+            mention(u) for u in (record.authority.security_team if record.authority else [])
         )
-        headline = f":rotating_light: *Reported as NOT ME* by <@{record.report.by}>\n{what}\n" + (
-            f"{team}: please investigate and acknowledge." if team else "Please investigate."
+        contested = ""
+        if record.contested is not None:
+            contested = (
+                f"It had been approved on their behalf by {mention(record.contested.by)}: that "
+                "approval no longer stands.\n"
+            )
+        headline = (
+            f":rotating_light: *Reported as NOT ME* by {mention(record.report.by)}\n{what}\n"
+            + contested
+            + (f"{team}: please investigate and acknowledge." if team else "Please investigate.")
         )
     elif kind is MessageKind.REMINDER and record.report is not None:
         headline = (
             f":rotating_light: *Incident unacknowledged after {humanize(waited_seconds)}*\n"
-            f"{what} was reported as not me by <@{record.report.by}>."
+            f"{what} was reported as not me by {mention(record.report.by)}."
         )
     elif kind is MessageKind.REMINDER:
         headline = (
@@ -233,7 +287,7 @@ def notification(
     blocks.append(_context(event, ui_url))
     ids = button_ids(record, kind, in_channel)
     if ids:
-        blocks.append(_buttons(event, ids))
+        blocks.append(_buttons(event, ids, in_channel))
     return _plain(headline), blocks
 
 
@@ -242,22 +296,30 @@ def decided(
     kind: MessageKind,
     ui_url: str | None = None,
     *,
+    in_channel: bool = False,
     origin: str | None = None,
     now: datetime | None = None,
 ) -> tuple[str, list[Block]]:
-    """The same message after a decision: no buttons left, who decided and when."""
+    """The same message after a decision: who decided and when. No buttons left, except the
+    owner's *Not me* in their DM while they may still contest an approval on their behalf."""
     event = record.event
     lines = [_what(event)]
-    if record.report is not None:
-        lines.append(_outcome(record.report))
-    if record.decision is not None:
-        lines.append(_outcome(record.decision))
+    for decision in (record.contested, record.report, record.decision):
+        if decision is not None:
+            lines.append(_outcome(decision))
+    ids = button_ids(record, kind, in_channel) if record.status is EventStatus.APPROVED else []
+    if ids and record.contest_until is not None:
+        lines.append(
+            f"Not you? Press *Not me* before {slack_date(record.contest_until)}: the security "
+            "team is alerted at once."
+        )
     headline = "\n".join(lines)
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
         _facts(event, now or datetime.now(UTC), origin),
         *([details] if (details := _details(event)) else []),
         _context(event, ui_url),
+        *([_buttons(event, ids, in_channel)] if ids else []),
     ]
     return _plain(headline), blocks
 
@@ -284,7 +346,7 @@ def digest(items: list[DigestLine], now: datetime | None = None) -> tuple[str, l
         link = f"<{item.ui_url}|{event.event_id}>" if item.ui_url else f"`{event.event_id}`"
         state = "incident, unacknowledged" if item.incident else f"asked {item.asked}"
         lines.append(
-            f"• {escape(event.action)} as {code(event.actor)} on {_where(event)} — waited "
+            f"• {escape(event.action)} as {name(event.actor)} on {_where(event)} — waited "
             f"{humanize(item.waited_seconds)}, {state} · {link}"
         )
     if len(items) > 40:
@@ -312,8 +374,12 @@ def _outcome(decision: Decision) -> str:
         DecisionKind.ACKNOWLEDGED: (":shield:", "Incident acknowledged"),
     }[decision.kind]
     behalf = " on behalf" if decision.on_behalf else ""
+    how = f" via the CLI ({code(decision.operator)})" if decision.operator else ""
     reason = f" — {escape(decision.reason)}" if decision.reason else ""
-    return f"{icon} *{verb}{behalf}* by <@{decision.by}> at {slack_date(decision.at)}{reason}"
+    return (
+        f"{icon} *{verb}{behalf}* by {mention(decision.by)}{how} at {slack_date(decision.at)}"
+        f"{reason}"
+    )
 
 
 def _plain(mrkdwn: str) -> str:

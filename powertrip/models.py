@@ -207,6 +207,12 @@ class DecisionKind(StrEnum):
     ACKNOWLEDGED = "acknowledged"
 
 
+def user_label(user: str, name: str | None) -> str:
+    """A Slack user as plain text (the CLI, the API): `@alice (U0ALICE)` when the name is
+    known, else the id. Slack's own `<@U0ALICE>` means something only inside Slack."""
+    return f"@{name} ({user})" if name else user
+
+
 class Decision(BaseModel):
     kind: DecisionKind
     by: str = Field(description="Slack user id (or operator name) who decided.")
@@ -216,6 +222,24 @@ class Decision(BaseModel):
     on_behalf: bool = Field(
         default=False, description="A security-team member decided for someone else."
     )
+    name: str | None = Field(default=None, description="`by`'s Slack user name, when known.")
+    operator: str | None = Field(
+        default=None,
+        description="CLI: the operating-system user and host that ran it (`user@host`).",
+    )
+    requested_at: datetime | None = Field(
+        default=None,
+        description="When the API or CLI signed the request; `at`: when the workflow received it.",
+    )
+    authenticated: bool = Field(
+        default=False,
+        description="Signed by the API or CLI and verified by the workflow (decisions recorded "
+        "before decisions were signed are false).",
+    )
+
+    @property
+    def who(self) -> str:
+        return user_label(self.by, self.name)
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,120}$")

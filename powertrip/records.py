@@ -29,7 +29,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip import temporal as attributes
-from powertrip.approvals import Action, Click, EventRecord, TimelineEntry
+from powertrip.approvals import Action, EventRecord, TimelineEntry
+from powertrip.decisions import signed_click
 from powertrip.hosts import HostMatch, host_key, is_address, short_host
 from powertrip.identity import same_action, same_address
 from powertrip.models import Decision, DecisionKind, EventKind, EventStatus, SecurityEvent
@@ -190,9 +191,18 @@ class EventView(BaseModel):
     source: str = Field(description="The source adapter that received it, e.g. `papertrail`.")
     occurred_at: datetime = Field(description="When it happened (provider time).")
     message: str = Field(description="The original log line.")
-    asked: str | None = Field(description="Who was asked first (Slack mention or channel).")
+    asked: str | None = Field(
+        description="Who was asked first: `@name (Slack id)`, the id, or `the security channel`."
+    )
     decision: Decision | None = Field(description="Approval or acknowledgement; null until then.")
     report: Decision | None = Field(description="The *Not me* report, if any.")
+    contested: Decision | None = Field(
+        default=None, description="An approval on the owner's behalf that their *Not me* overruled."
+    )
+    contest_until: datetime | None = Field(
+        default=None,
+        description="Approved on the owner's behalf: until then the owner may still say *Not me*.",
+    )
     timeline: list[TimelineEntry] = Field(
         description="received, notified, reminded (one per reminder), notify_failed, approved, "
         "reported, acknowledged: what happened, when, by whom."
@@ -239,9 +249,11 @@ async def _view(client: Client, info: WorkflowExecutionInfo, ui: Ui) -> EventVie
         source=event.source,
         occurred_at=event.occurred_at,
         message=event.message,
-        asked=record.asked if record.recipient else None,
+        asked=record.recipient.asked_label if record.recipient else None,
         decision=record.decision,
         report=record.report,
+        contested=record.contested,
+        contest_until=record.contest_until,
         timeline=record.timeline,
         workflow_status=status.name.lower(),
         received_at=_utc(info.start_time),
@@ -641,10 +653,13 @@ class DecisionRow(BaseModel):
     event_id: str
     decision: DecisionKind
     by: str
+    name: BlankIsNone = None
     at: datetime
     via: str
     reason: BlankIsNone = None
     on_behalf: bool = False
+    operator: BlankIsNone = None
+    authenticated: bool = False
     actor: str
     host: BlankIsNone = None
     rule_id: str
@@ -654,17 +669,21 @@ class DecisionRow(BaseModel):
     @classmethod
     def rows_of(cls, view: EventView) -> list[DecisionRow]:
         decisions = sorted(
-            (d for d in (view.report, view.decision) if d is not None), key=lambda d: d.at
+            (d for d in (view.contested, view.report, view.decision) if d is not None),
+            key=lambda d: d.at,
         )
         return [
             cls(
                 event_id=view.event_id,
                 decision=d.kind,
                 by=d.by,
+                name=d.name,
                 at=d.at,
                 via=d.via,
                 reason=d.reason,
                 on_behalf=d.on_behalf,
+                operator=d.operator,
+                authenticated=d.authenticated,
                 actor=view.actor,
                 host=view.host,
                 rule_id=view.rule_id,
@@ -746,11 +765,18 @@ async def approve_as_security(
     user: str,
     reason: str,
     security_team: Sequence[str],
+    *,
+    key: str,
+    operator: str,
 ) -> EventRecord:
-    """Deliver an approval from the CLI as the same `decide` signal a Slack click sends.
+    """Deliver an approval from the CLI as the same `decide` signal a Slack click sends, signed
+    with the decision key (powertrip.decisions) and recorded as `via: cli` with `operator`
+    (`user@host` of the operating-system account that ran it).
 
     Checked against the authority the workflow published in its memo (the rules it will apply);
-    `security_team` from the config stands in while the workflow has not resolved it yet.
+    `security_team` from the config stands in while the workflow has not resolved it yet. A
+    refusal for lack of authority is also signalled, marked refused, so the event's timeline
+    shows the attempt. Raises Refused with the reason.
     """
     if not reason.strip():
         raise Refused("give a --reason: an override is recorded with why it was made")
@@ -758,22 +784,35 @@ async def approve_as_security(
     try:
         description = await handle.describe()
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
+        if exc.status is RPCStatusCode.NOT_FOUND and not attributes.namespace_not_found(exc):
             raise Refused(f"no event {event_id!r}") from exc
         raise
     record = await description.memo_value("record", type_hint=EventRecord)
     team = record.authority.security_team if record.authority else list(security_team)
+    refused = None
     if user not in team:
-        raise Refused(
-            f"{user} is not in the security team ({', '.join(team) or 'nobody configured'}); "
-            "only the security team may approve from the CLI"
+        members = ", ".join(record.label(member) for member in team) or "nobody configured"
+        refused = (
+            f"{user} is not in the security team ({members}); only the security team may "
+            "approve from the CLI"
         )
     if record.status is not EventStatus.PENDING:
         raise Refused(f"{event_id} is already {record.status.value}; nothing to approve")
     if description.status is not WorkflowExecutionStatus.RUNNING:
         raise Refused(f"{event_id}'s workflow is {description.status}; it cannot take decisions")
-    click = Click(
-        action=Action.APPROVE, user=user, at=datetime.now(UTC), via="cli", reason=reason.strip()
+    names = record.authority.names if record.authority else {}
+    click = signed_click(
+        key,
+        event_id,
+        Action.APPROVE,
+        user,
+        via="cli",
+        name=names.get(user),
+        reason=reason.strip(),
+        operator=operator,
+        refused=refused,
     )
     await handle.signal(ApprovalWorkflow.decide, click)
+    if refused is not None:
+        raise Refused(refused)
     return record

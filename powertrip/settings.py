@@ -22,7 +22,7 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
-API_SECRETS = ("webhook_token", "api_token", "slack_signing_secret")
+API_SECRETS = ("webhook_token", "api_token", "slack_signing_secret", "decision_key")
 
 
 class Settings(BaseSettings):
@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     )
     security_channel: str | None = Field(
         default=None, description="Overrides `security_channel` in the config file."
+    )
+    decision_key: SecretStr | None = Field(
+        default=None,
+        description="API, CLI and worker: signs every decision before it reaches a workflow, "
+        "which verifies it (powertrip.decisions). At least 32 characters.",
+    )
+    decision_key_previous: SecretStr | None = Field(
+        default=None,
+        description="Worker: also accepted while a new POWERTRIP_DECISION_KEY rolls out.",
     )
 
     # Paging (activities/pagerduty.py). Without a routing key, pages are recorded as skipped.

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -25,6 +26,7 @@ from temporalio.worker import Worker
 from api.main import create_app
 from powertrip.approvals import Action, Click, EventRecord
 from powertrip.config import PowertripConfig, config_from_mapping
+from powertrip.decisions import signed_click
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.passkeys import (
     AddCredential,
@@ -38,10 +40,11 @@ from powertrip.passkeys import (
     passkey_workflow_id,
 )
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
 from powertrip.stepup import Link, issue_registration_link
 from powertrip.temporal import ensure_search_attributes
-from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
+from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
@@ -125,6 +128,14 @@ async def deliver_login(
     return str(result["event_id"])
 
 
+async def logins_asked(
+    http: httpx.AsyncClient, fake: FakeSlack, count: int
+) -> list[tuple[str, SlackMessage]]:
+    """Deliver `count` logins of alice's and wait for each DM: [(event id, its DM), ...]."""
+    events = [await deliver_login(http) for _ in range(count)]
+    return [(e, await eventually(partial(message_for, fake, e, None))) for e in events]
+
+
 def message_for(fake: FakeSlack, event_id: str, channel: str | None = None) -> SlackMessage | None:
     """The message whose buttons name this event (optionally in one channel)."""
     for message in fake.messages.values():
@@ -134,6 +145,48 @@ def message_for(fake: FakeSlack, event_id: str, channel: str | None = None) -> S
             if any(e.get("value") == event_id for e in block.get("elements", [])):
                 return message
     return None
+
+
+def click_request(
+    user: str,
+    action_id: str,
+    value: str,
+    message: SlackMessage | None,
+    reply_to: str | None = None,
+    *,
+    name: str | None = None,
+    container: dict[str, Any] | None = None,
+    timestamp: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers Slack sends when `user` presses a button on `message` (no message:
+    a payload whose container names none); `name` is the clicker's Slack user name."""
+    payload = block_action_payload(
+        user,
+        action_id,
+        value,
+        channel=message.channel if message else None,
+        message_ts=message.ts if message else None,
+        response_url=reply_to,
+    )
+    if name:
+        payload["user"]["username"] = name
+    if container is not None:
+        payload["container"] = container
+    return signed_request(SIGNING_SECRET, payload, timestamp=timestamp)
+
+
+async def slack_click(
+    http: httpx.AsyncClient,
+    user: str,
+    action_id: str,
+    value: str,
+    message: SlackMessage | None,
+    reply_to: str | None = None,
+    **kw: Any,
+) -> httpx.Response:
+    """Post `click_request(...)` to the API's Slack interactivity URL."""
+    body, headers = click_request(user, action_id, value, message, reply_to, **kw)
+    return await http.post("/slack/interactions", content=body, headers=headers)
 
 
 def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> SecurityEvent:
@@ -187,6 +240,7 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         slack_bot_token=SLACK_TOKEN,
         slack_signing_secret=SIGNING_SECRET,
+        decision_key=DECISION_KEY,
         slack_api_url=slack_api_url,
         webhook_token="hook-secret",
         api_token="api-secret",
@@ -249,7 +303,14 @@ async def state_eventually(
 
 
 def click(action: Action, user: str, **extra: Any) -> Click:
+    """An unsigned click: what anyone who reaches Temporal can send (the workflow rejects it)."""
     return Click(action=action, user=user, at=datetime.now(UTC), **extra)
+
+
+async def decide(handle: WorkflowHandle[Any, Any], action: Action, user: str, **extra: Any) -> None:
+    """Signal a decision as the API or CLI would: signed with the test key for this event."""
+    signed = signed_click(DECISION_KEY, handle.id, action, user, **extra)
+    await handle.signal(ApprovalWorkflow.decide, signed)
 
 
 def passkey(n: int, sign_count: int = 0) -> PasskeyCredential:

@@ -259,7 +259,7 @@ COMMANDS: list[tuple[str, Run | Skip]] = [
     ),
     ("powertrip events list", Run()),
     ("powertrip events show papertrail-1001", Run(says='"status": "approved"')),
-    ("powertrip events approve papertrail-1003", Run(says="approved by U0SEC1 via cli")),
+    ("powertrip events approve papertrail-1003", Run(says="(U0SEC1) via cli (run by ")),
     ("powertrip events export", Run(says="decisions made since 2026-11-01")),
     ("temporal operator namespace", Run()),
     ("cp .env.example .env", Skip("Docker does not run here (tests/test_deploy_static.py)")),

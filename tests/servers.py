@@ -17,6 +17,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 SECURITY_CHANNEL = "C0SECURITY"
 SLACK_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
+DECISION_KEY = "test-decision-key-" + "0123456789abcdef" * 2
 PAPERTRAIL_TOKEN = "pt-token"
 PAGERDUTY_ROUTING_KEY = "R0utingKeyOfTheTestService000001"  # 32 letters and digits, like PD's
 

@@ -14,7 +14,7 @@ from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure, SlackMessage
 from tests.conftest import SECURITY_CHANNEL
 from tests.harness import (
-    click,
+    decide,
     eventually,
     make_config,
     make_event,
@@ -72,7 +72,7 @@ async def test_mapped_user_gets_a_dm_with_buttons_and_approves(
             assert fact in text
         assert posted_to(fake_slack, SECURITY_CHANNEL) == []
 
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
         record: EventRecord = await handle.result()
 
     assert record.status is EventStatus.APPROVED
@@ -90,7 +90,7 @@ async def test_email_mapping_is_resolved_through_slack(
     async with running_worker(time_skipping_env.client, settings):
         handle = await start(time_skipping_env, make_event("bob"), settings.task_queue)
         await eventually(lambda: posted_to(fake_slack, "D0BOB"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+        await decide(handle, Action.APPROVE, "U0BOB")
         record = await handle.result()
     assert record.decision is not None and record.decision.by == "U0BOB"
     assert any(c["method"] == "users.lookupByEmail" for c in fake_slack.calls)
@@ -113,8 +113,8 @@ async def test_bots_unmapped_and_unknown_email_go_to_the_security_channel(
             assert why in text_of(channel[0]), actor
             assert not [m for m in fake_slack.messages.values() if m.channel.startswith("D")]
             # Nobody but the security team may approve these, not even a same-named user.
-            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
-            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+            await decide(handle, Action.APPROVE, "U0ALICE")
+            await decide(handle, Action.APPROVE, "U0SEC1")
             record = await handle.result()
             assert record.decision is not None and record.decision.by == "U0SEC1", actor
             assert record.decision.on_behalf
@@ -142,7 +142,7 @@ async def test_reminders_go_to_the_security_channel_every_renotify_after(
         assert "2h" in text_of(reminders[-1])
         assert record.status is EventStatus.PENDING
 
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
         await handle.result()
     # Every copy, DM and reminders, now shows the decision and no buttons.
     assert all(buttons(m) == [] for m in fake_slack.messages.values())
@@ -156,16 +156,28 @@ async def test_someone_else_cannot_approve(
     async with running_worker(time_skipping_env.client, settings):
         handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
         await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0MALLORY"))
+        await decide(handle, Action.APPROVE, "U0MALLORY")
+        await decide(handle, Action.ACKNOWLEDGE, "U0MALLORY")
         record = await state_eventually(handle, lambda r: True)
         await time_skipping_env.sleep(timedelta(minutes=1))
         record = await handle.query(ApprovalWorkflow.state)
         assert record.status is EventStatus.PENDING
         assert record.decision is None
-        assert [e.what for e in record.timeline] == ["received", "notified"]
-        # The security team may approve anyone's event; it is recorded as on behalf.
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+        # Each refused click leaves a trace naming who may do it; nothing else changed.
+        assert [(e.what, e.by) for e in record.timeline] == [
+            ("received", None),
+            ("notified", None),
+            ("refused", "U0MALLORY"),
+            ("refused", "U0MALLORY"),
+        ]
+        approve, acknowledge = record.timeline[2:]
+        assert approve.detail is not None and acknowledge.detail is not None
+        assert "only @alice (U0ALICE) or the security team can" in approve.detail
+        assert "no incident to acknowledge" in acknowledge.detail
+        # The security team may approve anyone's event; it is recorded as on behalf, and alice
+        # may still say Not me for the contest window.
+        await decide(handle, Action.APPROVE, "U0SEC1")
+        await time_skipping_env.sleep(timedelta(days=8))
         record = await handle.result()
     assert record.decision is not None
     assert (record.decision.by, record.decision.on_behalf) == ("U0SEC1", True)
@@ -178,7 +190,7 @@ async def test_not_me_alerts_at_once_and_waits_for_acknowledgement(
     async with running_worker(time_skipping_env.client, settings):
         handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
         dm = (await eventually(lambda: posted_to(fake_slack, "D0ALICE")))[0]
-        await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+        await decide(handle, Action.NOT_ME, "U0ALICE")
         alert = (await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL)))[0]
         assert "NOT ME" in text_of(alert) and "<@U0SEC1>" in text_of(alert)
         assert buttons(alert) == ["acknowledge"]
@@ -186,8 +198,8 @@ async def test_not_me_alerts_at_once_and_waits_for_acknowledgement(
         assert buttons(dm) == [] and "Reported as not me" in text_of(dm)
 
         # The actor cannot take it back by approving; only the team closes it.
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        await decide(handle, Action.ACKNOWLEDGE, "U0ALICE")
         await time_skipping_env.sleep(timedelta(minutes=16))
         record = await state_eventually(
             handle, lambda r: any(e.what == "reminded" for e in r.timeline)
@@ -196,7 +208,7 @@ async def test_not_me_alerts_at_once_and_waits_for_acknowledgement(
         reminder = posted_to(fake_slack, SECURITY_CHANNEL)[-1]
         assert "unacknowledged" in text_of(reminder) and buttons(reminder) == ["acknowledge"]
 
-        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
+        await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
         record = await handle.result()
     assert record.status is EventStatus.ACKNOWLEDGED
     assert record.report is not None and record.report.by == "U0ALICE"
@@ -211,9 +223,9 @@ async def test_double_click_is_harmless(
     async with running_worker(time_skipping_env.client, settings):
         handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
         await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        await decide(handle, Action.NOT_ME, "U0ALICE")
         record = await handle.result()
     assert record.status is EventStatus.APPROVED and record.report is None
     assert [e.what for e in record.timeline].count("approved") == 1
@@ -234,7 +246,7 @@ async def test_slack_outage_then_recovery_loses_nothing(
         assert len(dm) == 1
         post_calls = [c for c in fake_slack.calls if c["method"] == "chat.postMessage"]
         assert len(post_calls) == 4
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
         record = await handle.result()
     assert record.status is EventStatus.APPROVED
 
@@ -252,7 +264,7 @@ async def test_permanent_dm_failure_falls_back_to_the_security_channel(
         assert "Could not DM <@U0ALICE>" in text_of(channel[0])
         post_calls = [c for c in fake_slack.calls if c["method"] == "chat.postMessage"]
         assert len(post_calls) == 2  # the permanent error is not retried
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
         record = await handle.result()
     assert record.status is EventStatus.APPROVED
 
@@ -277,7 +289,7 @@ async def test_invalid_auth_is_recorded_and_retried_next_cycle(
             handle, lambda r: any(e.what == "notified" for e in r.timeline)
         )
         assert posted_to(fake_slack, SECURITY_CHANNEL)
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+        await decide(handle, Action.APPROVE, "U0SEC1")
         assert (await handle.result()).status is EventStatus.APPROVED
 
 
@@ -307,7 +319,7 @@ async def test_a_rule_the_owner_may_not_approve_asks_its_approvers_not_the_owner
         # No DM with buttons Alice could not use; the channel message says who decides.
         assert not [m for m in fake_slack.messages.values() if m.channel.startswith("D")]
         assert "<@U0BOB>" in text_of(asked) and "not by" in text_of(asked)
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        await decide(handle, Action.APPROVE, "U0BOB")
         record = await handle.result()
     assert record.decision is not None and record.decision.by == "U0BOB"

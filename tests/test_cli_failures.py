@@ -50,6 +50,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
     for name in list(os.environ):
         if name.startswith("POWERTRIP_"):
             monkeypatch.delenv(name)
+    # `events approve` signs with it; checked before Temporal is reached.
+    monkeypatch.setenv("POWERTRIP_DECISION_KEY", "k" * 32)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "400")  # click's usage errors unwrapped, long paths whole
     return monkeypatch
@@ -86,9 +88,7 @@ def test_no_temporal_is_one_line_naming_the_address(
     assert out == ""
 
 
-# `events approve` says "no event" here: records.approve_as_security is DECISIONS' to change
-# (PHASE1 contract 7); reported to the lead with the fix (temporal.namespace_not_found).
-@pytest.mark.parametrize("argv", TEMPORAL_COMMANDS[:4], ids=" ".join)
+@pytest.mark.parametrize("argv", TEMPORAL_COMMANDS[:5], ids=" ".join)
 def test_a_namespace_temporal_does_not_have_is_one_line_naming_it(
     argv: list[str],
     dev_env: WorkflowEnvironment,
@@ -114,6 +114,11 @@ def test_a_namespace_temporal_does_not_have_is_one_line_naming_it(
             ["events", "approve", "e1", "--as", "U0SEC1", "--reason", "r"],
             {"POWERTRIP_CONFIG": "{missing}"},
             "missing.yaml",
+        ),
+        (
+            ["events", "approve", "e1", "--as", "U0SEC1", "--reason", "r"],
+            {"POWERTRIP_DECISION_KEY": "short"},
+            "POWERTRIP_DECISION_KEY",
         ),
         (["backfill", "{auth_log}"], {"POWERTRIP_CONFIG": "{missing}"}, "missing.yaml"),
         (["backfill", "{auth_log}"], {"POWERTRIP_CONFIG": "{broken}"}, "broken.yaml"),

@@ -14,6 +14,7 @@ from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from tests.harness import (
     click,
+    decide,
     eventually,
     make_config,
     make_event,
@@ -21,7 +22,7 @@ from tests.harness import (
     running_worker,
 )
 from tests.test_approval_workflow import posted_to, start
-from workflows.approval import ApprovalWorkflow
+from workflows.approval import MAX_TRACES, ApprovalWorkflow
 
 
 async def memo_eventually(
@@ -45,15 +46,15 @@ async def test_not_me_queued_behind_an_approval_on_behalf_still_raises_the_incid
     client = time_skipping_env.client
     handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
     # No worker yet: both clicks wait in the workflow's history.
-    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
-    await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+    await decide(handle, Action.APPROVE, "U0SEC1")
+    await decide(handle, Action.NOT_ME, "U0ALICE")
     async with running_worker(client, settings):
         record = await memo_eventually(handle, lambda r: r.status is not EventStatus.PENDING)
         assert record.status is EventStatus.REPORTED
         assert record.report is not None and record.report.by == "U0ALICE"
         assert record.decision is None
         assert posted_to(fake_slack, "D0ALICE")
-        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
+        await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
         final: EventRecord = await handle.result()
     assert final.status is EventStatus.ACKNOWLEDGED
 
@@ -71,7 +72,7 @@ async def test_member_removed_from_the_security_team_can_no_longer_decide(
         handle = await start(dev_env, make_event("alice"), settings.task_queue)
         await memo_eventually(handle, lambda r: any(m.kind == "first" for m in r.messages))
     async with running_worker(client, settings, after):
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
+        await decide(handle, Action.APPROVE, "U0MALLORY")
         record = await memo_eventually(
             handle,
             lambda r: (
@@ -80,7 +81,28 @@ async def test_member_removed_from_the_security_team_can_no_longer_decide(
             ),
         )
         assert record.status is EventStatus.PENDING
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
         final: EventRecord = await handle.result()
     assert final.status is EventStatus.APPROVED
     assert final.decision is not None and final.decision.by == "U0ALICE"
+
+
+async def test_a_flood_of_forged_decisions_is_recorded_but_bounded(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Anyone who reaches Temporal can send signals: each forged one is rejected and traced, up to
+    MAX_TRACES entries (the memo must not grow without bound), and a real decision still counts."""
+    settings = make_settings(slack_api_url)
+    client = time_skipping_env.client
+    handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+    # Queued while no worker runs, so the worker takes them all in one go.
+    for _ in range(MAX_TRACES + 10):
+        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+    async with running_worker(client, settings):
+        await memo_eventually(handle, lambda r: any(e.what == "traces_capped" for e in r.timeline))
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record: EventRecord = await handle.result()
+    whats = [e.what for e in record.timeline]
+    assert whats.count("rejected") == MAX_TRACES and whats.count("traces_capped") == 1
+    assert record.status is EventStatus.APPROVED and record.decision is not None
+    assert record.decision.authenticated

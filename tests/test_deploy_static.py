@@ -334,3 +334,9 @@ def test_the_image_holds_what_the_commands_need() -> None:
     # Installed (not editable) in the image: the rule packs must be package data.
     assert '"rulepacks/*.yaml"' in pyproject
     assert list((REPO / "powertrip" / "rulepacks").glob("*.yaml"))
+
+
+def test_the_temporal_web_ui_is_read_only() -> None:
+    """Signals from the browser could not forge a decision (each is signed), but terminate and
+    reset would end or rewind an event's record: the bundled Web UI offers no write action."""
+    assert environment(SERVICES["temporal-ui"])["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"

@@ -68,7 +68,7 @@ async def test_webhook_to_dm_to_signed_click_to_approved_record(
             "alice",
             "bastion",
         )
-        assert pending["decision"] is None and pending["asked"] == "<@U0ALICE>"
+        assert pending["decision"] is None and pending["asked"] == "@alice (U0ALICE)"
 
         body, headers = signed_request(
             SIGNING_SECRET,
@@ -114,10 +114,11 @@ async def test_click_while_workers_are_down_is_not_lost(
     provider_id = f"down-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
         event_id = await deliver_login(http, provider_id=provider_id)
-        await eventually(lambda: message_for(fake_slack, event_id))
+        dm = await eventually(lambda: message_for(fake_slack, event_id))
     # No worker now. The click is accepted, answered at once, and waits in the workflow history.
     body, headers = signed_request(
-        SIGNING_SECRET, block_action_payload("U0ALICE", "approve", event_id)
+        SIGNING_SECRET,
+        block_action_payload("U0ALICE", "approve", event_id, channel=dm.channel, message_ts=dm.ts),
     )
     click = await http.post("/slack/interactions", content=body, headers=headers)
     assert click.status_code == 200
@@ -132,7 +133,7 @@ async def test_click_while_workers_are_down_is_not_lost(
     assert view["status"] == "approved" and view["decision"]["by"] == "U0ALICE"
 
 
-async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
+async def test_wrong_user_gets_an_ephemeral_refusal_and_only_a_trace_is_recorded(
     served: tuple[httpx.AsyncClient, Settings],
     dev_env: WorkflowEnvironment,
     fake_slack: FakeSlack,
@@ -142,13 +143,15 @@ async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
     provider_id = f"wrong-{uuid.uuid4().hex[:10]}"
     async with running_worker(dev_env.client, settings):
         event_id = await deliver_login(http, provider_id=provider_id)
-        await eventually(lambda: message_for(fake_slack, event_id))
+        dm = await eventually(lambda: message_for(fake_slack, event_id))
         body, headers = signed_request(
             SIGNING_SECRET,
             block_action_payload(
                 "U0MALLORY",
                 "approve",
                 event_id,
+                channel=dm.channel,
+                message_ts=dm.ts,
                 response_url=slack_api_url.replace("/api/", "/response/mallory"),
             ),
         )
@@ -156,12 +159,14 @@ async def test_wrong_user_gets_an_ephemeral_refusal_and_nothing_is_recorded(
         assert click.status_code == 200
         [reply] = await eventually(lambda: fake_slack.responses)
         assert reply["response_type"] == "ephemeral" and "not allowed" in reply["text"]
-        history = [
-            e async for e in dev_env.client.get_workflow_handle(event_id).fetch_history_events()
-        ]
-        assert not any(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
-        view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
+
+        async def traced() -> dict | None:
+            view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
+            return view if view["timeline"][-1]["what"] == "refused" else None
+
+        view = await eventually(traced)
         assert view["status"] == "pending" and view["decision"] is None
+        assert view["timeline"][-1]["by"] == "U0MALLORY"
 
 
 async def test_bad_signature_and_stale_timestamp_change_nothing(

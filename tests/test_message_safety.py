@@ -4,14 +4,39 @@ channel ping or a link, and never break out of its code span."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
+import pytest
+from rich.console import Console
+from temporalio.testing import WorkflowEnvironment
+
+from activities.poll import poll_alert_message
 from powertrip.approvals import Authority, EventRecord, MessageKind, Recipient
+from powertrip.cli.events import events_table
+from powertrip.conflicts import ConflictReport, conflict_message
 from powertrip.directory import Identity
-from powertrip.messages import decided, notification
-from powertrip.models import RawEvent
+from powertrip.messages import DigestLine, decided, digest, mention, name, notification, visible
+from powertrip.models import Decision, DecisionKind, EventStatus, RawEvent
+from powertrip.polling import PollAlert
+from powertrip.records import EventView
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.settings import Settings
 from powertrip.unrecognised import UnrecognisedInput, review_message
-from tests.harness import make_config
+from tests.harness import (
+    WEBHOOK_HEADERS,
+    alert,
+    eventually,
+    make_config,
+    make_event,
+    message_for,
+    papertrail_event,
+    running_worker,
+)
+from tests.servers import SECURITY_CHANNEL
+from tests.test_approval_workflow import text_of
 
 HOSTILE = "echo <!channel> <https://evil.example/approve|Approve here> & `x`"
 
@@ -75,3 +100,169 @@ def test_an_unrecognised_line_cannot_ping_or_close_its_code_block() -> None:
     assert "<!here>" not in rendered and "<@U0SEC1>" not in rendered
     body = next(b.to_dict() for b in blocks if "```" in json.dumps(b.to_dict()))
     assert body["text"]["text"].count("```") == 2
+
+
+# -- Invisible and look-alike characters (issue 10 §5) ------------------------------------------
+
+RLO_ACTOR = "\u202eecila"  # shows as "alice" where bidi overrides are honoured
+FORGED_HOST = "bastion\n*Approved by <@U0SEC1>*"
+INVISIBLE = [chr(c) for c in (0x202E, 0x202D, 0x2066, 0x200B, 0x200F, 0xFEFF, 0x1B, 0x2028)]
+
+
+def strings(value: object) -> list[str]:
+    """Every string in a Block Kit payload."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+def shown(text: str, blocks: list) -> list[str]:
+    return [text, *strings([b.to_dict() for b in blocks])]
+
+
+def assert_nothing_hidden_or_forged(texts: list[str]) -> None:
+    for text in texts:
+        # Our own layout uses line breaks; nothing else invisible reaches Slack.
+        assert all(c == "\n" or c.isprintable() for c in text), repr(text)
+        assert not any(line.startswith("*Approved") for line in text.split("\n")), text
+
+
+def hostile_record() -> EventRecord:
+    record = sudo_record()
+    event = record.event.model_copy(update={"actor": RLO_ACTOR, "host": FORGED_HOST})
+    return record.model_copy(update={"event": event})
+
+
+def test_a_right_to_left_override_or_a_line_break_in_log_content_is_shown_escaped() -> None:
+    record = hostile_record()
+    renders = [
+        notification(record, MessageKind.FIRST),
+        notification(record, MessageKind.REMINDER, waited_seconds=900, in_channel=True),
+        decided(record, MessageKind.FIRST),
+        digest([DigestLine(event=record.event, asked="<@U0ALICE>")]),
+    ]
+    for text, blocks in renders:
+        texts = shown(text, blocks)
+        assert_nothing_hidden_or_forged(texts)
+        joined = "\n".join(texts)
+        # What was there is still visible, spelled out, and the name is flagged.
+        assert "\\u202eecila" in joined and "(non-ASCII)" in joined
+        assert "bastion\\n*Approved by &lt;@U0SEC1&gt;*" in joined
+    # A reverse-DNS name is the address owner's to choose: shown the same way.
+    ssh = record.model_copy(update={"event": make_event("alice")})
+    origin = "\n".join(shown(*notification(ssh, MessageKind.FIRST, origin="vpn\u202eniam")))
+    assert "vpn\\u202eniam" in origin
+
+
+def test_a_look_alike_name_is_flagged_with_its_ascii_spelling() -> None:
+    record = sudo_record()
+    event = record.event.model_copy(update={"actor": "\u0430lice"})  # Cyrillic a
+    conflict = ConflictReport(event_id="e1", recorded=event, arriving=event, arriving_digest="d")
+    for text, blocks in (
+        notification(record.model_copy(update={"event": event}), MessageKind.FIRST),
+        conflict_message(conflict),
+    ):
+        joined = "\n".join(shown(text, blocks))
+        assert "(non-ASCII: `\\u0430lice`)" in joined
+    assert name("alice") == "`alice`"
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+def test_every_message_builder_escapes_invisible_characters(char: str) -> None:
+    """Each builder that puts log or provider text into Slack, with one hostile character."""
+    hostile = f"x{char}y"
+    sample = RawEvent(
+        source="json", provider_id="u2", host=hostile, program=hostile, message=hostile
+    )
+    review = review_message(
+        UnrecognisedInput(
+            source="json", shape=hostile, sample=sample, hour=datetime(2026, 11, 27, tzinfo=UTC)
+        )
+    )
+    poll = poll_alert_message(
+        PollAlert(
+            source="papertrail",
+            failing_since=datetime(2026, 11, 27, tzinfo=UTC),
+            until=datetime(2026, 11, 27, 1, tzinfo=UTC),
+            error=f"HTTP 500: {hostile}",
+            cursor=hostile,
+        )
+    )
+    record = sudo_record()
+    event = record.event.model_copy(
+        update={"actor": hostile, "host": hostile, "action": hostile, "details": {"cmd": hostile}}
+    )
+    approval = Decision(
+        kind=DecisionKind.APPROVED, by="U0SEC1", at=event.occurred_at, via="cli", reason=hostile
+    )
+    decided_record = record.model_copy(
+        update={"event": event, "decision": approval, "status": EventStatus.APPROVED}
+    )
+    conflict = conflict_message(
+        ConflictReport(event_id="e1", recorded=event, arriving=event, arriving_digest="d")
+    )
+    for text, blocks in (
+        review,
+        notification(record.model_copy(update={"event": event}), MessageKind.FIRST),
+        decided(decided_record, MessageKind.FIRST),
+        conflict,
+    ):
+        assert_nothing_hidden_or_forged(shown(text, blocks))
+    text, poll_blocks = poll
+    assert_nothing_hidden_or_forged([text, *strings(poll_blocks)])
+    assert visible(hostile) in "\n".join(strings(poll_blocks))
+
+
+def test_a_mention_is_only_made_of_a_slack_user_id() -> None:
+    assert mention("U0SEC1") == "<@U0SEC1>"
+    assert mention("<!channel>") == "`&lt;!channel&gt;`"
+    assert mention("U0SEC1> <!here") == "`U0SEC1&gt; &lt;!here`"
+
+
+async def test_hostile_names_through_the_webhook_reach_slack_escaped(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+) -> None:
+    """The issue's examples, end to end: an RLO actor in the security channel, a provider host
+    with a line break in alice's DM."""
+    http, settings = served
+    rlo = papertrail_event(uuid.uuid4().hex[:12], user=RLO_ACTOR)
+    forged = papertrail_event(uuid.uuid4().hex[:12], host=FORGED_HOST)
+    async with running_worker(dev_env.client, settings):
+        response = await http.post(
+            "/webhooks/papertrail", json=alert(rlo, forged), headers=WEBHOOK_HEADERS
+        )
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == ["started", "started"]
+        channel = await eventually(lambda: message_for(fake_slack, results[0]["event_id"]))
+        dm = await eventually(lambda: message_for(fake_slack, results[1]["event_id"]))
+    assert channel.channel == SECURITY_CHANNEL and dm.channel == "D0ALICE"
+    for message in (channel, dm):
+        assert_nothing_hidden_or_forged([message.text, *strings(message.blocks)])
+    assert "\\u202eecila" in text_of(channel) and "(non-ASCII)" in text_of(channel)
+    assert "bastion\\n*Approved by" in text_of(dm)
+
+
+def test_log_content_in_the_cli_table_is_neither_markup_nor_hidden() -> None:
+    """The same class outside Slack: a terminal renders rich markup and bidi overrides."""
+    fields: dict[str, Any] = {
+        "event_id": "papertrail-1",
+        "status": EventStatus.PENDING,
+        "occurred_at": datetime(2026, 11, 27, tzinfo=UTC),
+        "actor": "[link=https://evil.example]alice[/link]",
+        "host": RLO_ACTOR,
+        "action": "ssh login",
+        "decision": None,
+        "report": None,
+    }
+    view = EventView.model_construct(**fields)  # only what the table reads
+    console = Console(record=True, width=200)
+    console.print(events_table([view]))
+    text = console.export_text()
+    assert "[link=https://evil.example]alice[/link]" in text
+    assert "\\u202eecila" in text and "\u202e" not in text

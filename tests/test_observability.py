@@ -24,7 +24,7 @@ from powertrip.models import EventStatus
 from powertrip.observability import JsonFormatter, temporal_runtime
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
 from tests.conftest import ServedApp, free_port
-from tests.harness import click, eventually, make_event, make_settings, running_worker, ssh_line
+from tests.harness import decide, eventually, make_event, make_settings, running_worker, ssh_line
 from workflows.approval import ApprovalWorkflow
 
 HOOK = {"Authorization": "Bearer hook-secret"}
@@ -197,8 +197,8 @@ async def test_worker_exports_sdk_and_powertrip_metrics_and_logs_event_ids(
                 within=20,
             )
             await time_skipping_env.sleep(timedelta(hours=1))
-            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
-            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+            await decide(handle, Action.APPROVE, "U0MALLORY")
+            await decide(handle, Action.APPROVE, "U0ALICE")
             record = await handle.result()
     assert record.status is EventStatus.APPROVED
 

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from powertrip.approvals import Action
 from powertrip.cli.events import events_table
+from powertrip.decisions import operator
 from powertrip.ingest import ResultStatus, start_approval
 from powertrip.models import EventStatus, SecurityEvent
 from powertrip.records import (
@@ -38,7 +39,15 @@ from powertrip.records import (
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from tests.conftest import SLACK_TOKEN, ServedApp
-from tests.harness import CONFIG_YAML, click, eventually, make_config, make_event, make_settings
+from tests.harness import (
+    CONFIG_YAML,
+    decide,
+    eventually,
+    make_config,
+    make_event,
+    make_settings,
+    state_eventually,
+)
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
@@ -111,9 +120,9 @@ async def world(
         for key, *_, final in SEED:
             handle = client.get_workflow_handle_for(ApprovalWorkflow.run, ids[key])
             if final is EventStatus.APPROVED:
-                await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+                await decide(handle, Action.APPROVE, "U0SEC1")
             elif final is EventStatus.REPORTED:
-                await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0SEC1"))
+                await decide(handle, Action.NOT_ME, "U0SEC1")
 
         async def settled() -> bool | None:
             views = [await show_event(client, ids[key], ui) for key, *_ in SEED]
@@ -441,9 +450,10 @@ async def test_export_round_trips_one_row_per_decision(
 # -- CLI --------------------------------------------------------------------------------------
 
 
-async def cli(world: World, *args: str) -> tuple[int, str, str]:
+async def cli(world: World, *args: str, signing: bool = True) -> tuple[int, str, str]:
     """Run `powertrip ...` as a user would, stdout piped (so JSON), with the services' settings
-    (none of the API's secrets: the CLI does not need them)."""
+    (none of the API's secrets: the CLI does not need them; `events approve` signs with the
+    decision key unless `signing` is False)."""
     s = world.settings
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("POWERTRIP_")},
@@ -452,6 +462,8 @@ async def cli(world: World, *args: str) -> tuple[int, str, str]:
         "POWERTRIP_CONFIG": str(world.config_path),
         "COLUMNS": "200",
     }
+    if signing:
+        env["POWERTRIP_DECISION_KEY"] = s.secret("decision_key")
     process = await asyncio.create_subprocess_exec(
         str(POWERTRIP),
         *args,
@@ -502,25 +514,37 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
 
         await eventually(asked)
 
-        code, out, err = await cli(
-            world, "events", "approve", event.event_id, "--as", "U0MALLORY", "--reason", "trust me"
-        )
-        assert code == 1 and "U0MALLORY is not in the security team" in err
-        history = [e async for e in handle.fetch_history_events()]
-        assert not any(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
+        def approve(
+            as_user: str, reason: str, signing: bool = True
+        ) -> Awaitable[tuple[int, str, str]]:
+            return cli(
+                world,
+                "events",
+                "approve",
+                event.event_id,
+                "--as",
+                as_user,
+                "--reason",
+                reason,
+                signing=signing,
+            )
 
-        code, out, err = await cli(
-            world,
-            "events",
-            "approve",
-            event.event_id,
-            "--as",
-            "U0SEC1",
-            "--reason",
-            "on call, confirmed by phone",
-        )
+        # Without the decision key the CLI cannot approve, and says which setting it lacks.
+        code, out, err = await approve("U0SEC1", "x", signing=False)
+        assert code == 2 and "POWERTRIP_DECISION_KEY" in err
+
+        # Refused for lack of authority: nothing decided, the attempt is in the timeline.
+        code, out, err = await approve("U0MALLORY", "trust me")
+        assert code == 1 and "U0MALLORY is not in the security team" in err
+        refused = await state_eventually(handle, lambda r: r.timeline[-1].what == "refused")
+        assert refused.status is EventStatus.PENDING
+        assert refused.timeline[-1].by == "U0MALLORY"
+        assert "run by" not in (refused.timeline[-1].detail or "")
+
+        code, out, err = await approve("U0SEC1", "on call, confirmed by phone")
         assert code == 0, err
-        assert "approved by U0SEC1 via cli" in out
+        # The operating-system user and host that ran it are recorded: the CLI's own witness.
+        assert f"approved by @sec1 (U0SEC1) via cli (run by {operator()})" in out
         record = await handle.result()
     assert record.decision is not None
     assert (record.decision.via, record.decision.reason, record.decision.on_behalf) == (
@@ -528,9 +552,8 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
         "on call, confirmed by phone",
         True,
     )
-    code, _, err = await cli(
-        world, "events", "approve", event.event_id, "--as", "U0SEC1", "--reason", "again"
-    )
+    assert record.decision.operator == operator() and record.decision.authenticated
+    code, _, err = await approve("U0SEC1", "again")
     assert code == 1 and "already approved" in err
 
     # The audit export shows the override: who, how, why.
@@ -538,12 +561,15 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
     code, out, err = await cli(world, "events", "export", "--since", since, "--format", "csv")
     assert code == 0, err
     [row] = [r for r in read_rows(out, ExportFormat.CSV) if r.event_id == event.event_id]
-    assert (row.by, row.via, row.reason, row.on_behalf) == (
+    assert (row.by, row.via, row.reason, row.on_behalf, row.operator, row.authenticated) == (
         "U0SEC1",
         "cli",
         "on call, confirmed by phone",
         True,
+        operator(),
+        True,
     )
+    assert row.name == "sec1"  # the name Slack gave, beside the id
     code, out_jsonl, _ = await cli(world, "events", "export", "--since", since)
     assert read_rows(out_jsonl, ExportFormat.JSONL) == read_rows(out, ExportFormat.CSV)
     # Booleans are spelled as in the JSONL (`true`/`false`), not Python's `True`/`False`.

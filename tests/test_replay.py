@@ -6,25 +6,40 @@ with `workflow.patched` and list the patch in `workflows/patches.py`."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
+import worker
+from activities.decisions import DecisionActivities
 from activities.slack import SlackActivities
-from powertrip.approvals import Action
-from powertrip.ingest import ResultStatus, start_approval
+from powertrip.approvals import Action, ApprovalInput
+from powertrip.decisions import Verdict, VerifyRequest
+from powertrip.ingest import ResultStatus, search_attributes_for, start_approval
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.harness import click, eventually, make_config, make_event, make_settings
+from tests.harness import (
+    decide,
+    eventually,
+    make_config,
+    make_event,
+    make_settings,
+    message_for,
+    running_worker,
+    state_eventually,
+)
 from tests.histories.variants import REFRESH_RECIPIENT, PatchedRefresh, UnguardedRefresh
-from tests.servers import SECURITY_CHANNEL, SLACK_TOKEN
+from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.digest import ReminderDigestWorkflow
@@ -160,6 +175,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
             activities.resolve_recipient,
             activities.post_notification,
             activities.update_message,
+            DecisionActivities([DECISION_KEY]).verify_decision,
         ],
     ):
         assert await start_approval(time_skipping_env.client, event, settings.task_queue) is (
@@ -171,7 +187,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
         await eventually(
             lambda: any(m.channel == SECURITY_CHANNEL for m in fake_slack.messages.values())
         )
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
         await handle.result()
         history = await handle.fetch_history()
 
@@ -190,3 +206,61 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
         history, raise_on_replay_failure=False
     )
     assert isinstance(rollback.replay_failure, NondeterminismError)
+
+
+class SlowDecisions(DecisionActivities):
+    """A worker too busy to verify within the workflow task timeout."""
+
+    @activity.defn(name="verify_decision")
+    async def verify_decision(self, request: VerifyRequest) -> Verdict:
+        await asyncio.sleep(2.5)  # longer than the task timeout the test starts with
+        return await super().verify_decision(request)
+
+
+async def test_a_verification_that_outlives_its_workflow_task_still_replays(
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow local activity (a loaded worker) outlives its workflow task: the SDK completes
+    tasks while the verdict is due and records it in a later one. Such a history replays, and
+    every patch the click's handling asks about was decided before the verdict
+    (workflows.approval._patches_before_verifying), where replay sees the same markers."""
+
+    monkeypatch.setattr(worker, "DecisionActivities", SlowDecisions)
+    settings = make_settings(slack_api_url)
+    event = make_event("alice")
+    async with running_worker(dev_env.client, settings):
+        handle = await dev_env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event),
+            id=event.event_id,
+            task_queue=settings.task_queue,
+            search_attributes=search_attributes_for(event),
+            task_timeout=timedelta(seconds=2),
+        )
+        await eventually(lambda: message_for(fake_slack, event.event_id))
+        await decide(handle, Action.APPROVE, "U0SEC1")  # the team on alice's behalf
+        record = await state_eventually(handle, lambda r: r.contest_until is not None, within=30)
+        await decide(handle, Action.NOT_ME, "U0ALICE")
+        record = await state_eventually(handle, lambda r: r.report is not None, within=30)
+        history = await handle.fetch_history()
+        await handle.terminate("replayed; no need to wait for the acknowledgement")
+    assert record.contested is not None
+    kinds = [e.event_type for e in history.events]
+    first_signal = kinds.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    first_verdict = next(
+        i
+        for i, e in enumerate(history.events)
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+    # The situation this test is about: workflow tasks came and went while the verdict was due.
+    completed = kinds[first_signal:first_verdict].count(
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )
+    assert completed >= 2
+    result = await replayer(ApprovalWorkflow).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    assert result.replay_failure is None, result.replay_failure

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from powertrip.cli.dev import _local_secrets
 from powertrip.config import ConfigError, load_config
+from powertrip.decisions import MIN_KEY_CHARS
 from powertrip.settings import API_SECRETS, SettingsError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,17 +58,46 @@ def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-def test_worker_refuses_to_start_without_a_security_channel() -> None:
-    result = subprocess.run(
+def start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python worker.py` with `env`, as far as its start-up checks let it get."""
+    return subprocess.run(
         [sys.executable, str(REPO / "worker.py")],
-        env=clean_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_worker_refuses_to_start_without_a_security_channel() -> None:
+    result = start_worker(clean_env())
     assert result.returncode != 0
     assert "POWERTRIP_SECURITY_CHANNEL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [(None, "missing settings for the worker: POWERTRIP_DECISION_KEY"), ("short", "at least 32")],
+)
+def test_worker_refuses_to_start_without_a_decision_key(key: str | None, expected: str) -> None:
+    """The worker verifies every decision with it: without one it could count none."""
+    env = clean_env(POWERTRIP_SECURITY_CHANNEL="C1")
+    if key:
+        env["POWERTRIP_DECISION_KEY"] = key
+    result = start_worker(env)
+    assert result.returncode != 0
+    assert expected in result.stderr and "POWERTRIP_DECISION_KEY" in result.stderr
+
+
+def test_powertrip_dev_adds_a_decision_key_to_an_older_secrets_file(tmp_path: Path) -> None:
+    secrets_env = tmp_path / "secrets.env"
+    secrets_env.write_text("POWERTRIP_WEBHOOK_TOKEN=kept\n")
+    values = _local_secrets(secrets_env)
+    assert values["POWERTRIP_WEBHOOK_TOKEN"] == "kept"
+    assert len(values["POWERTRIP_DECISION_KEY"]) >= MIN_KEY_CHARS
+    assert _local_secrets(secrets_env) == values  # written once, then kept
+    assert secrets_env.stat().st_mode & 0o777 == 0o600
 
 
 def test_worker_refuses_a_broken_config_file(tmp_path: Path) -> None:

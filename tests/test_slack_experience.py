@@ -24,7 +24,7 @@ from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.slack_checks import SCOPES, SlackSetupError, check_slack
 from tests.conftest import SECURITY_CHANNEL, SLACK_TOKEN
 from tests.harness import (
-    click,
+    decide,
     eventually,
     make_config,
     make_event,
@@ -88,12 +88,22 @@ def test_channel_messages_offer_approve_on_behalf() -> None:
         "approve_on_behalf",
         "not_me",
     ]
-    person = record_for("alice", "U0ALICE")
+    # A reminder about bob's login in the channel offers what the channel's readers (the
+    # security team) can do; bob's own "Approve — this was me" stays in bob's DM.
+    person = record_for("bob", "U0BOB")
     _, blocks = messages.notification(person, MessageKind.REMINDER, 900, in_channel=True)
     message = SlackMessage(channel="C", ts="1", blocks=[b.to_dict() for b in blocks])
-    assert buttons(message) == ["approve", "approve_on_behalf", "not_me"]
+    assert buttons(message) == ["approve_on_behalf", "not_me"]
+    actions = next(b.to_dict() for b in blocks if b.type == "actions")["elements"]
+    assert [(a["text"]["text"], a.get("style")) for a in actions] == [
+        ("Approve on behalf", "primary"),
+        ("Report as suspicious", "danger"),
+    ]
     assert "Still unconfirmed after 15m" in text_of(message)
-    assert "Asked: <@U0ALICE>" in text_of(message)
+    assert "Asked: <@U0BOB>" in text_of(message)
+    _, blocks = messages.notification(person, MessageKind.FIRST)
+    dm = SlackMessage(channel="D0BOB", ts="1", blocks=[b.to_dict() for b in blocks])
+    assert buttons(dm) == ["approve", "not_me"]
     assert messages.action_for("approve_on_behalf") is Action.APPROVE
     with pytest.raises(ValueError):
         messages.action_for("make_me_admin")
@@ -137,7 +147,7 @@ async def test_bot_event_reminders_thread_under_the_channel_post_first_one_broad
         assert len(reminders) == 3
         assert all(m.thread_ts == root.ts for m in reminders)
         assert [m.reply_broadcast for m in reminders] == [True, False, False]
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+        await decide(handle, Action.APPROVE, "U0SEC1")
         await handle.result()
     assert all(buttons(m) == [] for m in fake_slack.messages.values())
 
@@ -166,7 +176,7 @@ async def test_many_due_reminders_become_one_digest(
 
         # Three decided; the one left is reminded on its own, in its own message.
         for handle in handles[1:]:
-            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+            await decide(handle, Action.APPROVE, "U0ALICE")
             await handle.result()
         await time_skipping_env.sleep(timedelta(minutes=15))
         await state_eventually(
@@ -174,8 +184,8 @@ async def test_many_due_reminders_become_one_digest(
         )
         channel = posted_to(fake_slack, SECURITY_CHANNEL)
         assert len(channel) == 2
-        assert buttons(channel[1]) == ["approve", "approve_on_behalf", "not_me"]
-        await handles[0].signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+        assert buttons(channel[1]) == ["approve_on_behalf", "not_me"]
+        await decide(handles[0], Action.APPROVE, "U0ALICE")
         await handles[0].result()
 
 
@@ -189,8 +199,8 @@ async def test_security_team_from_a_slack_user_group_and_cached_email_lookups(
         # Bob is in the group: he may approve a bot's login on behalf; Mallory may not.
         handle = await start(time_skipping_env, make_event("deploy"), settings.task_queue)
         await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+        await decide(handle, Action.APPROVE, "U0MALLORY")
+        await decide(handle, Action.APPROVE, "U0BOB")
         record = await handle.result()
         assert record.decision is not None and record.decision.by == "U0BOB"
         assert record.authority is not None and record.authority.security_team == ["U0BOB"]
@@ -199,7 +209,7 @@ async def test_security_team_from_a_slack_user_group_and_cached_email_lookups(
         for _ in range(2):
             handle = await start(time_skipping_env, make_event("bob"), settings.task_queue)
             await state_eventually(handle, lambda r: r.recipient is not None)
-            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0BOB"))
+            await decide(handle, Action.APPROVE, "U0BOB")
             await handle.result()
     lookups = [c for c in fake_slack.calls if c["method"] == "users.lookupByEmail"]
     assert len(lookups) == 1
@@ -215,7 +225,7 @@ async def test_not_me_incident_mentions_team_and_is_renotified_until_acknowledge
     async with running_worker(time_skipping_env.client, settings, config):
         handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
         await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
-        await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+        await decide(handle, Action.NOT_ME, "U0ALICE")
         [alert] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
         assert "<@U0SEC1> <@U0SEC2>" in text_of(alert)
         # The alert is in the memo at once, so the API accepts its Acknowledge button.
@@ -226,7 +236,7 @@ async def test_not_me_incident_mentions_team_and_is_renotified_until_acknowledge
             handle, lambda r: sum(e.what == "reminded" for e in r.timeline) == 2
         )
         assert record.status is EventStatus.REPORTED
-        await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC2"))
+        await decide(handle, Action.ACKNOWLEDGE, "U0SEC2")
         record = await handle.result()
     assert record.status is EventStatus.ACKNOWLEDGED
     assert [e.what for e in record.timeline][-1] == "acknowledged"

@@ -13,40 +13,35 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from powertrip.approvals import Action
 from powertrip.models import EventStatus
-from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
-from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
-from tests.conftest import SIGNING_SECRET, ServedApp
+from tests.conftest import ServedApp
 from tests.harness import (
     API_HEADERS,
+    click_request,
+    decide,
     deliver_login,
     eventually,
+    logins_asked,
+    make_config,
     make_settings,
     message_for,
     running_worker,
 )
-from tests.harness import click as make_click
 from tests.tcp_delay import DelayProxy
 from workflows.approval import ApprovalWorkflow
-
-
-def click_request(
-    user: str, action_id: str, value: str, message: SlackMessage | None, reply_to: str, **kw: Any
-) -> tuple[bytes, dict[str, str]]:
-    payload = block_action_payload(
-        user,
-        action_id,
-        value,
-        channel=message.channel if message else None,
-        message_ts=message.ts if message else None,
-        response_url=reply_to,
-    )
-    return signed_request(SIGNING_SECRET, payload, **kw)
 
 
 async def signals(dev_env: WorkflowEnvironment, event_id: str) -> int:
     history = [e async for e in dev_env.client.get_workflow_handle(event_id).fetch_history_events()]
     return sum(e.HasField("workflow_execution_signaled_event_attributes") for e in history)
+
+
+async def last_entry(http: httpx.AsyncClient, event_id: str, what: str) -> dict[str, Any] | None:
+    """The event's last timeline entry, if it is a `what`."""
+    view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
+    entry: dict[str, Any] = view["timeline"][-1]
+    return entry if entry["what"] == what else None
 
 
 async def status_of(http: httpx.AsyncClient, event_id: str) -> str:
@@ -96,19 +91,18 @@ async def test_a_click_on_event_a_can_never_decide_event_b(
 ) -> None:
     http, settings = served
     async with running_worker(dev_env.client, settings):
-        event_a = await deliver_login(http)
-        event_b = await deliver_login(http)
-        dm_a = await eventually(lambda: message_for(fake_slack, event_a))
-        await eventually(lambda: message_for(fake_slack, event_b))
+        (event_a, dm_a), (event_b, _) = await logins_asked(http, fake_slack, 2)
         reply_to = slack_api_url.replace("/api/", "/response/ab")
 
         # Alice's click on A's message, with the button value pointing at B (as a modified
-        # client or a mixed-up payload would send): B is not decided, and neither is A.
+        # client or a mixed-up payload would send): B is not decided, and neither is A; B's
+        # timeline shows the attempt.
         body, headers = click_request("U0ALICE", "approve", event_b, dm_a, reply_to)
         assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
         [reply] = await eventually(lambda: fake_slack.responses, within=15)
         assert "does not belong" in reply["text"]
-        assert await signals(dev_env, event_b) == 0
+        await eventually(lambda: last_entry(http, event_b, "refused"))
+        assert await signals(dev_env, event_b) == 1
         assert (await status_of(http, event_a), await status_of(http, event_b)) == (
             "pending",
             "pending",
@@ -121,9 +115,7 @@ async def test_a_click_on_event_a_can_never_decide_event_b(
         assert await status_of(http, event_a) == "approved"
         assert await status_of(http, event_b) == "pending"
         # Let B finish too, so it does not linger on the shared dev server.
-        await dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_b).signal(
-            ApprovalWorkflow.decide, make_click(Action.APPROVE, "U0SEC1")
-        )
+        await decide(dev_env.client.get_workflow_handle(event_b), Action.APPROVE, "U0ALICE")
 
 
 async def test_button_value_never_grants_authority(
@@ -133,12 +125,14 @@ async def test_button_value_never_grants_authority(
     slack_api_url: str,
 ) -> None:
     http, settings = served
-    async with running_worker(dev_env.client, settings):
+    # Alice may contest the team's approval on her behalf for a second, not a week.
+    config = make_config(contest_window="1s")
+    async with running_worker(dev_env.client, settings, config):
         event_id = await deliver_login(http)
         dm = await eventually(lambda: message_for(fake_slack, event_id))
         reply_to = slack_api_url.replace("/api/", "/response/mallory")
         # Mallory presses "Approve on behalf" (a security-team button) on Alice's event, and a
-        # button that Powertrip never posted: both refused, nothing signalled.
+        # button that Powertrip never posted: both refused; the first leaves a trace.
         body, headers = click_request("U0MALLORY", "approve_on_behalf", event_id, dm, reply_to)
         assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
         [reply] = await eventually(lambda: fake_slack.responses)
@@ -146,7 +140,7 @@ async def test_button_value_never_grants_authority(
         body, headers = click_request("U0SEC1", "grant_admin", event_id, dm, reply_to)
         response = await http.post("/slack/interactions", content=body, headers=headers)
         assert response.status_code == 400
-        assert await signals(dev_env, event_id) == 0
+        assert await signals(dev_env, event_id) == 1
         assert await status_of(http, event_id) == "pending"
         # The security team's "Approve on behalf" is an approval on behalf.
         body, headers = click_request("U0SEC1", "approve_on_behalf", event_id, dm, reply_to)

@@ -22,8 +22,15 @@ from powertrip.approvals import Action
 from powertrip.ingest import ResultStatus, start_approval
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
-from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp, free_port
-from tests.harness import CONFIG_YAML, click, make_event, make_settings, running_worker
+from tests.harness import CONFIG_YAML, decide, make_event, make_settings, running_worker
+from tests.servers import (
+    DECISION_KEY,
+    SECURITY_CHANNEL,
+    SIGNING_SECRET,
+    SLACK_TOKEN,
+    ServedApp,
+    free_port,
+)
 from workflows.approval import ApprovalWorkflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +67,7 @@ async def test_sigterm_lets_the_slack_call_in_flight_finish(
             POWERTRIP_TASK_QUEUE=settings.task_queue,
             POWERTRIP_SLACK_BOT_TOKEN=SLACK_TOKEN,
             POWERTRIP_SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            POWERTRIP_DECISION_KEY=DECISION_KEY,
             POWERTRIP_SLACK_API_URL=settings.slack_api_url,
             POWERTRIP_WEBHOOK_TOKEN="w",
             POWERTRIP_API_TOKEN="a",
@@ -133,7 +141,7 @@ async def test_sigterm_lets_the_slack_call_in_flight_finish(
 
         # A replacement worker picks up where the old one stopped.
         async with running_worker(dev_env.client, settings):
-            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+            await decide(handle, Action.APPROVE, "U0ALICE")
             record = await asyncio.wait_for(handle.result(), 30)
         assert record.status is EventStatus.APPROVED
         assert [m.channel for m in fake.messages.values()] == ["D0ALICE"]

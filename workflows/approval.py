@@ -4,13 +4,15 @@ until someone with authority decides, then mark every message with the decision.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.decisions import DecisionActivities
     from activities.slack import SLACK_PERMANENT, PostRequest, SlackActivities, UpdateRequest
     from powertrip import observability
     from powertrip import temporal as attributes
@@ -24,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
         PostedMessage,
         TimelineEntry,
     )
-    from powertrip.messages import DigestLine
+    from powertrip.decisions import VerifyRequest
+    from powertrip.messages import DigestLine, visible
     from powertrip.models import EventStatus
     from workflows.digest import (
         SLOT_TIMEOUT,
@@ -34,11 +37,13 @@ with workflow.unsafe.imports_passed_through():
         digest_workflow_id,
     )
     from workflows.patches import (
+        CONTEST_APPROVAL,
         NOT_ME_FIRST,
         PUBLISH_INCIDENT_MESSAGE,
         RECHECK_TEAM,
         REMINDER_DIGEST,
         STALE_NO_DM,
+        VERIFY_DECISIONS,
     )
 
 # Slack may be down for hours: keep retrying, but give up each attempt round at the next reminder
@@ -49,6 +54,18 @@ SLACK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 SLACK_CALL_TIMEOUT = timedelta(seconds=20)
+VERIFY_TIMEOUT = timedelta(seconds=10)
+# Refused and rejected decisions each leave a timeline entry, up to this many: a flood of forged
+# signals must not grow the memo without bound (the history still holds every signal).
+MAX_TRACES = 50
+TRACES = ("refused", "rejected", "traces_capped")
+
+
+@dataclass(frozen=True)
+class _Received:
+    click: Click
+    at: datetime
+    """The workflow's time of receipt: the decision's time once the click is verified."""
 
 
 @workflow.defn
@@ -56,13 +73,14 @@ class ApprovalWorkflow:
     @workflow.init
     def __init__(self, input: ApprovalInput) -> None:
         self.record = input.carried or EventRecord(event=input.event)
-        self.clicks: list[Click] = []
+        self.clicks: list[_Received] = []
         self.slot: ReminderSlot | None = None
 
     @workflow.signal
     def decide(self, click: Click) -> None:
-        """Durable even with no worker running: the click waits in history."""
-        self.clicks.append(click)
+        """Durable even with no worker running: the click waits in history. It counts only once
+        verified (powertrip.decisions): anyone who can reach Temporal can send this signal."""
+        self.clicks.append(_Received(click=click, at=workflow.now()))
 
     @workflow.signal
     def reminder_slot(self, slot: ReminderSlot) -> None:
@@ -84,7 +102,7 @@ class ApprovalWorkflow:
                 event,
                 start_to_close_timeout=SLACK_CALL_TIMEOUT,
                 retry_policy=SLACK_RETRY,
-                summary=f"who to ask about {event.actor}",
+                summary=f"who to ask about {visible(event.actor)}",
             )
             self._publish()
         # `and` short-circuits: histories of events that were never stale record no marker.
@@ -93,6 +111,17 @@ class ApprovalWorkflow:
             self._note_stale()
         elif not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
+        while True:
+            await self._until_decided(renotify, stale)
+            # Only the contest-approval-on-behalf branch sets contest_until.
+            if self.record.contest_until is None or not await self._contest(renotify):
+                break
+        await self._update_messages()
+        return self.record
+
+    async def _until_decided(self, renotify: timedelta, stale: bool) -> None:
+        """Remind until someone with authority approves or acknowledges."""
+        event = self.record.event
         next_reminder = workflow.now() + renotify
         while not self.record.finished:
             try:
@@ -107,8 +136,30 @@ class ApprovalWorkflow:
                     workflow.continue_as_new(ApprovalInput(event=event, carried=self.record))
                 continue
             await self._handle_clicks(renotify)
+
+    async def _contest(self, renotify: timedelta) -> bool:
+        """Approved on the owner's behalf: every copy shows it, and the owner's DM keeps *Not
+        me* until `contest_until`. True if the owner reported it (the event is reopened)."""
         await self._update_messages()
-        return self.record
+        while self.record.contest_until is not None:
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self.clicks),
+                    timeout=max(self.record.contest_until - workflow.now(), timedelta(0)),
+                )
+            except TimeoutError:
+                self.record.contest_until = None
+                self.record.timeline.append(
+                    TimelineEntry(
+                        what="contest_closed",
+                        at=workflow.now(),
+                        detail="the owner did not report the approval on their behalf",
+                    )
+                )
+                self._publish()
+                return False
+            await self._handle_clicks(renotify)
+        return self.record.status is EventStatus.REPORTED
 
     def _note_stale(self) -> None:
         if not any(entry.what == "stale" for entry in self.record.timeline):
@@ -180,7 +231,7 @@ class ApprovalWorkflow:
                 self._failed("first notification", channel_err)
                 return
         self.record.timeline.append(
-            TimelineEntry(what="notified", at=workflow.now(), detail=self.record.asked)
+            TimelineEntry(what="notified", at=workflow.now(), detail=recipient.asked_label)
         )
         self._publish()
 
@@ -255,15 +306,36 @@ class ApprovalWorkflow:
         authority = self.record.authority
         assert authority is not None
         while self.clicks:
-            click = self.clicks.pop(self._next_click())
-            if not authority.may(
-                click.action, self.record.status, click.user
-            ) or not await self._still_on_team(authority, click):
+            received = self.clicks.pop(self._next_click())
+            click = received.click
+            verified = workflow.patched(VERIFY_DECISIONS)
+            if verified:
+                _patches_before_verifying()
+            if verified and not await self._authentic(received):
+                continue
+            # The API or CLI refused it (and told the clicker why): a trace, nothing more.
+            refused = click.refused if verified else None
+            if refused is None and (
+                not self.record.may(click.action, click.user)
+                or not await self._still_on_team(authority, click)
+            ):
+                refusal = self.record.refusal(click.action, click.user)
+                refused = refusal.plain if refusal else "not on the security team any more"
+            if refused is not None:
                 workflow.logger.info(
                     "ignored %s by %s while %s", click.action, click.user, self.record.status
                 )
+                if verified:
+                    self._trace("refused", received, refused)
                 continue
-            self.record.apply(click)
+            decision = self.record.apply(click, received.at if verified else None)
+            if (
+                decision.on_behalf
+                and self._owner_has_dm()
+                and workflow.patched(CONTEST_APPROVAL)
+                and authority.contest_window > timedelta(0)
+            ):
+                self.record.contest_until = received.at + authority.contest_window
             observability.observe_decision(self.record)
             self._publish()
             if click.action is Action.NOT_ME:
@@ -282,11 +354,80 @@ class ApprovalWorkflow:
                     if workflow.patched(PUBLISH_INCIDENT_MESSAGE):
                         self._publish()
 
+    async def _authentic(self, received: _Received) -> bool:
+        """Signed by the API or CLI for this very event, and its nonce not taken before. The
+        key stays in the worker: the local activity's verdict is what history records."""
+        click = received.click
+        reason = "unsigned" if click.signature is None else None
+        if reason is None:
+            verdict = await workflow.execute_local_activity_method(
+                DecisionActivities.verify_decision,
+                VerifyRequest(event_id=workflow.info().workflow_id, click=click),
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                summary=f"verify a {click.action.value} decision",
+            )
+            reason = verdict.reason if not verdict.authentic else None
+        if reason is None and click.nonce in self.record.nonces:
+            reason = "replayed: its nonce was taken before"
+        if reason is None and click.nonce is not None:
+            self.record.nonces.append(click.nonce)
+            return True
+        self._trace("rejected", received, reason or "no nonce")
+        return False
+
+    def _trace(self, what: str, received: _Received, detail: str) -> None:
+        """A refused or rejected decision in the timeline: it changed nothing, but it happened."""
+        click = received.click
+        traces = sum(entry.what in TRACES for entry in self.record.timeline)
+        if traces > MAX_TRACES:
+            return
+        if traces == MAX_TRACES:
+            entry = TimelineEntry(
+                what="traces_capped",
+                at=received.at,
+                detail=f"more than {MAX_TRACES} refused or rejected decisions: the rest are in "
+                "the workflow's history only",
+            )
+        elif what == "rejected":
+            # Nothing in a rejected click is proven: name nobody as `by`.
+            entry = TimelineEntry(
+                what=what,
+                at=received.at,
+                detail=f"{click.action.value} claimed by {click.user[:64]!r} via "
+                f"{click.via[:16]!r}: {detail}",
+            )
+        else:
+            entry = TimelineEntry(
+                what=what,
+                at=received.at,
+                by=click.user,
+                name=click.name,
+                detail=f"{click.action.value}: {detail}",
+            )
+        self.record.timeline.append(entry)
+        self._publish()
+
+    def _owner_has_dm(self) -> bool:
+        """The owner was asked in a DM, where a *Not me* button can stay after an approval on
+        their behalf."""
+        recipient = self.record.recipient
+        return (
+            recipient is not None
+            and recipient.slack_user is not None
+            and recipient.slack_user == recipient.authority.actor_slack_user
+            and any(
+                m.kind is MessageKind.FIRST and not m.in_security_channel
+                for m in self.record.messages
+            )
+        )
+
     async def _still_on_team(self, authority: Authority, click: Click) -> bool:
         """The team was resolved when the event began; someone removed from it since (config
         changed, user group edited) must not decide events that were pending then."""
         without_team = authority.model_copy(update={"security_team": []})
-        if without_team.may(click.action, self.record.status, click.user):
+        if without_team.may(
+            click.action, self.record.status, click.user
+        ) or self.record.contestable_by(click.user):
             return True  # the owner or a listed approver: the team does not matter
         if not workflow.patched(RECHECK_TEAM):
             return True
@@ -312,7 +453,7 @@ class ApprovalWorkflow:
     def _next_click(self) -> int:
         """The owner saying *Not me* outweighs an approval queued just before it (e.g. the team
         approving on their behalf): the report must never be lost to the order of arrival."""
-        not_me = next((i for i, c in enumerate(self.clicks) if c.action is Action.NOT_ME), 0)
+        not_me = next((i for i, c in enumerate(self.clicks) if c.click.action is Action.NOT_ME), 0)
         return not_me if not_me and workflow.patched(NOT_ME_FIRST) else 0
 
     async def _update_messages(self) -> None:
@@ -341,6 +482,18 @@ class ApprovalWorkflow:
                 self._failed("message update", result)
             elif isinstance(result, BaseException):
                 raise result
+
+
+def _patches_before_verifying() -> None:
+    """Decide, before the verifying local activity, every patch the rest of a click's handling
+    may ask about. A slow local activity's result can reach the workflow in a later workflow task
+    than its marker; on replay it comes at once, before that task's patch markers are known, so a
+    first `workflow.patched` after it would answer differently and fail the replay. Asked here,
+    each is memoized and its marker recorded beside the local activity."""
+    workflow.patched(RECHECK_TEAM)
+    workflow.patched(CONTEST_APPROVAL)
+    workflow.patched(NOT_ME_FIRST)
+    workflow.patched(PUBLISH_INCIDENT_MESSAGE)
 
 
 def _permanent(err: ActivityError) -> bool:

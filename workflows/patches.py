@@ -24,6 +24,8 @@ PUBLISH_INCIDENT_MESSAGE = "publish-incident-message"
 REMINDER_DIGEST = "reminder-digest"
 NOT_ME_FIRST = "not-me-before-queued-approval"
 RECHECK_TEAM = "recheck-security-team"
+VERIFY_DECISIONS = "verify-decisions"
+CONTEST_APPROVAL = "contest-approval-on-behalf"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 
@@ -101,6 +103,23 @@ LEDGER: tuple[Patch, ...] = (
         date(2026, 11, 27),
         "A click allowed only through security-team membership is checked against the team as "
         "it is now (an activity), so a removed member cannot decide pending events.",
+        "2026-11-27",
+    ),
+    _patch(
+        VERIFY_DECISIONS,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "Each decision is verified (a local activity checks the API's or CLI's signature) and "
+        "its nonce taken once before it counts; forged and refused ones are recorded in the "
+        "timeline; the decision's time is the workflow's time of receipt.",
+        "2026-11-27",
+    ),
+    _patch(
+        CONTEST_APPROVAL,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "After an approval on the owner's behalf the workflow stays open for the contest window "
+        "(a timer): the owner's DM keeps *Not me*, which reopens the event as reported.",
         "2026-11-27",
     ),
     _patch(

@@ -1,9 +1,10 @@
 """Slack interactivity: verify the raw body, decide quickly, deliver the click durably.
 
 Slack waits 3 s for an answer and then retries (`X-Slack-Retry-Num`). The click is delivered as
-a workflow signal (durable in Temporal even with no worker running); when Temporal answers within
-`INLINE_BUDGET_SECONDS` the request waits for it, otherwise Slack gets its 200 at once and the
-delivery finishes in the background, telling the clicker through `response_url` if it fails.
+a workflow signal (durable in Temporal even with no worker running), signed with the decision key
+(powertrip.decisions) now that Slack's signature has proven who clicked; when Temporal answers
+within `INLINE_BUDGET_SECONDS` the request waits for it, otherwise Slack gets its 200 at once and
+the delivery finishes in the background, telling the clicker through `response_url` if it fails.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.body import read_capped
-from api.deps import SettingsDep, TemporalDep
-from powertrip.approvals import Action, Click, EventRecord
+from api.deps import DecisionKeyDep, SettingsDep, TemporalDep
+from powertrip.approvals import Click, EventRecord
+from powertrip.decisions import sign
 from powertrip.messages import action_for
-from powertrip.models import EventStatus
 from workflows.approval import ApprovalWorkflow
 
 router = APIRouter(prefix="/slack", tags=["slack"])
@@ -85,48 +86,75 @@ async def _record(temporal: Client, event_id: str) -> EventRecord | None:
     return await description.memo_value("record", type_hint=EventRecord)
 
 
-def _posted_by_event(record: EventRecord, message: tuple[str, str] | None) -> bool:
-    if message is None:
-        return True  # not from a message (e.g. a test harness); authority still applies
+def _posted_by_event(record: EventRecord, message: tuple[str, str]) -> bool:
     return any((m.channel, m.ts) == message for m in record.messages)
 
 
+async def _on_its_message(
+    temporal: Client, event_id: str, record: EventRecord, message: tuple[str, str] | None
+) -> tuple[EventRecord, str | None]:
+    """The record (looked up again while a brand-new message is not in it yet), and why the
+    click is not from one of the event's own messages, if it is not."""
+    if message is None:
+        # Every button Powertrip posts is on a message; Slack names it in `container`.
+        return record, "not from one of this event's messages (the click names no message)"
+    deadline = time.monotonic() + MESSAGE_GRACE_SECONDS
+    while not _posted_by_event(record, message) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        record = await _record(temporal, event_id) or record
+    if _posted_by_event(record, message):
+        return record, None
+    log.warning("click on %s from a message it never posted: %s", event_id, message)
+    return record, f"from a message this event never posted (channel {message[0]}, {message[1]})"
+
+
 async def deliver(
-    temporal: Client, event_id: str, click: Click, message: tuple[str, str] | None = None
+    temporal: Client,
+    key: str,
+    event_id: str,
+    click: Click,
+    message: tuple[str, str] | None = None,
 ) -> str:
-    """Check the click against the workflow's own record, then signal. Returns what happened.
+    """Check the click against the workflow's own record, sign it, signal it. Returns what
+    happened: delivered, refused, mismatch, stale, closed or unknown.
 
     Who may decide comes from the record (the memo the workflow publishes), never from the
     button: the button value only names the event, and the clicked message must be one that
-    event posted, so a click on event A's message can never decide event B.
+    event posted, so a click on event A's message can never decide event B. A refused click on
+    a running event is signalled too, marked refused, so the event's timeline shows it; the
+    workflow changes nothing for it.
     """
     record = await _record(temporal, event_id)
     if record is None:
         await _reply(click.response_url, "Powertrip does not know this event.")
         return "unknown"
-    deadline = time.monotonic() + MESSAGE_GRACE_SECONDS
-    while not _posted_by_event(record, message) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        record = await _record(temporal, event_id) or record
-    if not _posted_by_event(record, message):
-        log.warning("click on %s from a message it never posted: %s", event_id, message)
-        await _reply(click.response_url, ":no_entry: This button does not belong to that event.")
-        return "mismatch"
-    authority = record.authority
-    if authority is None or not authority.may(click.action, record.status, click.user):
-        awaiting_ack = click.action is Action.ACKNOWLEDGE and record.status is EventStatus.REPORTED
-        if record.status is not EventStatus.PENDING and not awaiting_ack:
-            await _reply(click.response_url, f"This event is already {record.status.value}.")
+    record, mismatch = await _on_its_message(temporal, event_id, record, message)
+    if mismatch is not None:
+        outcome, refused = "mismatch", mismatch
+        reply = ":no_entry: This button does not belong to that event."
+    elif refusal := record.refusal(click.action, click.user):
+        if refusal.stale:  # already decided: nothing to trace
+            await _reply(click.response_url, refusal.text)
             return "stale"
-        await _reply(
-            click.response_url,
-            f":no_entry: You are not allowed to {click.action.value.replace('_', ' ')} this event. "
-            f"Only {record.asked} or the security team can.",
-        )
-        return "refused"
+        outcome, reply, refused = "refused", f":no_entry: {refusal.text}", refusal.plain
+    else:
+        outcome, reply, refused = "delivered", None, None
     handle = temporal.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
-    await handle.signal(ApprovalWorkflow.decide, click)
-    return "delivered"
+    signed = sign(key, event_id, click.model_copy(update={"refused": refused}))
+    try:
+        await handle.signal(ApprovalWorkflow.decide, signed)
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        if reply is None:  # it finished between our look at it and the signal
+            outcome = "closed"
+            reply = (
+                "This event closed before your click arrived, so it was not recorded. If this "
+                "was not you, tell the security team at once."
+            )
+    if reply is not None:
+        await _reply(click.response_url, reply)
+    return outcome
 
 
 def _verify(body: bytes, request: Request, secret: str) -> None:
@@ -143,16 +171,20 @@ def _verify(body: bytes, request: Request, secret: str) -> None:
 
 
 @router.post("/interactions", summary="Slack interactivity request URL")
-async def interactions(request: Request, settings: SettingsDep, temporal: TemporalDep) -> Response:
+async def interactions(
+    request: Request, settings: SettingsDep, temporal: TemporalDep, signing_key: DecisionKeyDep
+) -> Response:
     body = await read_capped(request, settings.max_body_bytes)
     _verify(body, request, settings.secret("slack_signing_secret"))
     try:
         payload: dict[str, Any] = json.loads(parse_qs(body.decode())["payload"][0])
         user = str(payload["user"]["id"])
+        name = payload["user"].get("username") or payload["user"].get("name")
         action = payload["actions"][0]
         click = Click(
             action=action_for(str(action["action_id"])),
             user=user,
+            name=str(name) if name else None,
             at=datetime.now(UTC),
             via="slack",
             response_url=payload.get("response_url"),
@@ -161,7 +193,9 @@ async def interactions(request: Request, settings: SettingsDep, temporal: Tempor
         container = payload.get("container") or {}
         message = (
             (str(container["channel_id"]), str(container["message_ts"]))
-            if container.get("channel_id") and container.get("message_ts")
+            if container.get("type", "message") == "message"
+            and container.get("channel_id")
+            and container.get("message_ts")
             else None
         )
     except (KeyError, IndexError, ValueError, TypeError) as exc:
@@ -173,7 +207,7 @@ async def interactions(request: Request, settings: SettingsDep, temporal: Tempor
         log.info("repeat of click %s (retry %s)", key, request.headers.get("x-slack-retry-num"))
         return Response(status_code=status.HTTP_200_OK)
 
-    task = asyncio.create_task(_deliver_logged(temporal, event_id, click, message))
+    task = asyncio.create_task(_deliver_logged(temporal, signing_key, event_id, click, message))
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), INLINE_BUDGET_SECONDS)
     except TimeoutError:
@@ -190,10 +224,10 @@ async def interactions(request: Request, settings: SettingsDep, temporal: Tempor
 
 
 async def _deliver_logged(
-    temporal: Client, event_id: str, click: Click, message: tuple[str, str] | None
+    temporal: Client, key: str, event_id: str, click: Click, message: tuple[str, str] | None
 ) -> str:
     try:
-        outcome = await deliver(temporal, event_id, click, message)
+        outcome = await deliver(temporal, key, event_id, click, message)
     except Exception:
         log.exception("click %s on %s not delivered", click.action.value, event_id)
         await _reply(

@@ -35,17 +35,24 @@ FAKE_SLACK_USERS = [
 
 
 def _local_secrets(path: Path) -> dict[str, str]:
-    """Generated once per checkout so curl examples keep working across restarts."""
+    """Generated once per checkout so curl examples keep working across restarts; a secret a
+    newer Powertrip needs is added to an existing file, the others are kept."""
+    values: dict[str, str] = {}
     if path.exists():
         pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-        return {k: v for k, v in pairs}
-    values = {
-        "POWERTRIP_WEBHOOK_TOKEN": secrets.token_urlsafe(18),
-        "POWERTRIP_API_TOKEN": secrets.token_urlsafe(18),
-        "POWERTRIP_SLACK_SIGNING_SECRET": secrets.token_hex(16),
+        values = {k: v for k, v in pairs}
+    generators = {
+        "POWERTRIP_WEBHOOK_TOKEN": lambda: secrets.token_urlsafe(18),
+        "POWERTRIP_API_TOKEN": lambda: secrets.token_urlsafe(18),
+        "POWERTRIP_SLACK_SIGNING_SECRET": lambda: secrets.token_hex(16),
+        # Shared by the API, the CLI and the worker: signs every decision (powertrip.decisions).
+        "POWERTRIP_DECISION_KEY": lambda: secrets.token_hex(32),
     }
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    path.chmod(0o600)
+    missing = {k: make() for k, make in generators.items() if k not in values}
+    if missing:
+        values.update(missing)
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.chmod(0o600)
     return values
 
 

@@ -15,12 +15,15 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client
 
 from powertrip.cli.failures import connect_cli
 from powertrip.config import ConfigError, load_config
+from powertrip.decisions import decision_key, operator
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
+from powertrip.messages import visible
 from powertrip.models import EventStatus
 from powertrip.process import exit_now
 from powertrip.records import (
@@ -122,7 +125,15 @@ def _decided(view: EventView) -> str:
     if decision is None:
         return ""
     how = f" via {decision.via}" if decision.via != "slack" else ""
-    return f"{decision.kind.value} by {decision.by}{how}"
+    if decision.operator:
+        how += f" (run by {decision.operator})"
+    return f"{decision.kind.value} by {decision.who}{how}"
+
+
+def _text(value: str | None) -> Text:
+    """Log content as it is: never read as rich markup (`[link=…]` in a user name), and
+    characters that do not print as themselves shown escaped, as in Slack."""
+    return Text(visible(value or ""))
 
 
 STATUS_STYLE = {
@@ -142,10 +153,10 @@ def events_table(views: Sequence[EventView]) -> Table:
             v.event_id,
             f"[{STATUS_STYLE[v.status]}]{v.status.value}[/]",
             _when(v.occurred_at),
-            v.actor,
-            v.host or "",
-            v.action,
-            _decided(v),
+            _text(v.actor),
+            _text(v.host),
+            _text(v.action),
+            _text(_decided(v)),
         )
     return table
 
@@ -224,13 +235,13 @@ def show(event_id: str, as_json: JsonOption = False) -> None:
         ("log line", view.message),
         ("temporal", view.links.history),
     ]:
-        facts.add_row(f"[dim]{name}[/]", value)
+        facts.add_row(f"[dim]{name}[/]", _text(value))
     console.print(facts)
     timeline = Table(title="timeline (UTC)", title_justify="left")
     for column in ("when", "what", "by", "detail"):
         timeline.add_column(column, overflow="fold")
     for entry in view.timeline:
-        timeline.add_row(_when(entry.at), entry.what, entry.by or "", entry.detail or "")
+        timeline.add_row(_when(entry.at), entry.what, _text(entry.who), _text(entry.detail))
     console.print(timeline)
 
 
@@ -239,23 +250,32 @@ def show(event_id: str, as_json: JsonOption = False) -> None:
 def approve(
     event_id: str,
     as_user: Annotated[
-        str, typer.Option("--as", help="Your Slack user id; must be security team.")
+        str,
+        typer.Option(
+            "--as",
+            help="Your Slack user id; must be security team. Recorded beside the operating-"
+            "system user and host that ran this command.",
+        ),
     ],
     reason: Annotated[str, typer.Option(help="Why you approve for someone else (recorded).")],
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for the worker to record it.")
     ] = 10.0,
 ) -> None:
-    """Security-team override: approve a pending event, recorded as via=cli with the reason."""
+    """Security-team override: approve a pending event, recorded as via=cli with the reason and
+    the operating-system user and host that ran it, signed with POWERTRIP_DECISION_KEY."""
     settings = _settings()
     try:
         team = load_config(settings.config).security_team
-    except ConfigError as exc:
+        key = decision_key(settings, "CLI (events approve)")
+    except (ConfigError, SettingsError) as exc:
         typer.echo(f"powertrip: {exc}", err=True)
         raise typer.Exit(2) from exc
 
     async def work(client: Client) -> EventView | None:
-        await approve_as_security(client, event_id, as_user, reason, team)
+        await approve_as_security(
+            client, event_id, as_user, reason, team, key=key, operator=operator()
+        )
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             view = await show_event(client, event_id, _ui(settings))

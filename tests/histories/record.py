@@ -29,6 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.approvals import Action, ApprovalInput
 from powertrip.backfill import Report, StaleEvent, announce_stale
 from powertrip.binaries import temporal_test_server
+from powertrip.decisions import signed_click
 from powertrip.devserver import start_dev_server
 from powertrip.ingest import search_attributes_for, summary_for
 from powertrip.models import RawEvent
@@ -51,13 +52,16 @@ from tests.harness import (
     add_passkey,
     claim_passkey_link,
     click,
+    decide,
     eventually,
+    make_config,
     make_event,
     make_settings,
     passkey,
     running_worker,
+    state_eventually,
 )
-from tests.servers import PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
+from tests.servers import DECISION_KEY, PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
 from workflows.approval import ApprovalWorkflow
 from workflows.digest import ensure_digest_workflow
 from workflows.poll import PollWorkflow
@@ -106,7 +110,7 @@ async def approve(stack: Stack) -> WorkflowHandle:
     """The owner approves their own login: no patched branch on the way."""
     handle = await _start(stack, "approve")
     await _dm_sent(stack)
-    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+    await decide(handle, Action.APPROVE, "U0ALICE")
     return handle
 
 
@@ -116,12 +120,12 @@ async def not_me_acknowledge(stack: Stack) -> WorkflowHandle:
     (recheck-security-team)."""
     handle = await _start(stack, "not_me_acknowledge")
     await _dm_sent(stack)
-    await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+    await decide(handle, Action.NOT_ME, "U0ALICE")
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL))
     await stack.env.sleep(timedelta(minutes=16))
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL, at_least=2), within=90)
-    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
-    await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
     return handle
 
 
@@ -132,7 +136,7 @@ async def reminders_own(stack: Stack) -> WorkflowHandle:
     await _dm_sent(stack)
     await stack.env.sleep(timedelta(minutes=16))
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL), within=90)
-    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+    await decide(handle, Action.APPROVE, "U0ALICE")
     return handle
 
 
@@ -156,10 +160,51 @@ async def reminders_in_digest(stack: Stack) -> WorkflowHandle:
     await eventually(digest_posted, within=120)
     for handle in handles:
         await eventually(lambda h=handle: _reminded(h), within=90)  # type: ignore[misc]
-        await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+        await decide(handle, Action.APPROVE, "U0SEC1")
     for handle in handles[1:]:
         await handle.result()
     return handles[0]
+
+
+async def contested(stack: Stack) -> WorkflowHandle:
+    """The security team approves on the owner's behalf (contest-approval-on-behalf): the owner's
+    DM keeps *Not me*, the owner presses it, the event reopens as reported and the team
+    acknowledges. Every decision is verified on the way (verify-decisions)."""
+    handle = await _start(stack, "contested")
+    await _dm_sent(stack)
+    await decide(handle, Action.APPROVE, "U0SEC1")
+    await state_eventually(handle, lambda r: r.contest_until is not None)
+    await decide(handle, Action.NOT_ME, "U0ALICE")
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL))
+    await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
+    return handle
+
+
+async def contest_closed(stack: Stack) -> WorkflowHandle:
+    """Approved on the owner's behalf; the owner says nothing and the contest window closes."""
+    handle = await _start(stack, "contest_closed")
+    await _dm_sent(stack)
+    await decide(handle, Action.APPROVE, "U0SEC1")
+    await state_eventually(handle, lambda r: r.contest_until is not None)
+    await stack.env.sleep(timedelta(days=8))
+    return handle
+
+
+async def rejected(stack: Stack) -> WorkflowHandle:
+    """Decisions that change nothing (verify-decisions): an unsigned signal, one signed with
+    another key, a click refused for lack of authority and the same signed click again (a
+    replay); then the owner approves."""
+    handle = await _start(stack, "rejected")
+    await _dm_sent(stack)
+    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0ALICE"))
+    forged = signed_click("not-the-decision-key" * 2, handle.id, Action.APPROVE, "U0ALICE")
+    await handle.signal(ApprovalWorkflow.decide, forged)
+    refused = signed_click(DECISION_KEY, handle.id, Action.APPROVE, "U0MALLORY")
+    await handle.signal(ApprovalWorkflow.decide, refused)
+    await handle.signal(ApprovalWorkflow.decide, refused)
+    await state_eventually(handle, lambda r: len(r.timeline) >= 6)
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    return handle
 
 
 async def _reminded(handle: WorkflowHandle) -> bool:
@@ -177,7 +222,7 @@ async def stale(stack: Stack) -> WorkflowHandle:
         return any(entry.what == "stale" for entry in record.timeline)
 
     await eventually(noted)
-    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
+    await decide(handle, Action.APPROVE, "U0SEC1")
     return handle
 
 
@@ -186,14 +231,14 @@ async def not_me_first(stack: Stack) -> WorkflowHandle:
     Not me is taken first (not-me-before-queued-approval), the approval is ignored, the team
     acknowledges. Started before the worker, so both clicks are waiting when it comes."""
     handle = await _start(stack, "not_me_first")
-    await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0SEC1"))
-    await handle.signal(ApprovalWorkflow.decide, click(Action.NOT_ME, "U0ALICE"))
+    await decide(handle, Action.APPROVE, "U0SEC1")
+    await decide(handle, Action.NOT_ME, "U0ALICE")
     return handle
 
 
 async def not_me_first_then(stack: Stack, handle: WorkflowHandle) -> None:
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL), within=30)
-    await handle.signal(ApprovalWorkflow.decide, click(Action.ACKNOWLEDGE, "U0SEC1"))
+    await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
 
 
 APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
@@ -202,7 +247,12 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "reminders_own": reminders_own,
     "reminders_in_digest": reminders_in_digest,
     "stale": stale,
+    "contested": contested,
+    "contest_closed": contest_closed,
+    "rejected": rejected,
 }
+# reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
+CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
 
 
 async def _poll(stack: Stack, name: str, down: bool, poll: PollInput) -> WorkflowHandle:
@@ -250,7 +300,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
             async with await server as env:
                 stack = Stack(env, settings, slack, papertrail)
                 slack.reset()
-                async with running_worker(env.client, settings):
+                async with running_worker(env.client, settings, CONFIGS.get(name)):
                     handle = await scenario(stack)
                     written.append(await save(handle, out / "approval" / f"{name}.json"))
                     if name == "reminders_in_digest":

@@ -1,0 +1,22 @@
+"""The worker's half of authenticated decisions (powertrip.decisions): verify a decision before
+the workflow counts it. Run as a local activity so the verdict, not the key, is in history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from temporalio import activity
+
+from powertrip.decisions import Verdict, VerifyRequest, verify
+
+
+class DecisionActivities:
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise ValueError("no decision key: the worker cannot verify any decision")
+        self._keys = list(keys)
+
+    @activity.defn
+    async def verify_decision(self, request: VerifyRequest) -> Verdict:
+        """Whether the click was signed with one of this worker's keys for this event."""
+        return verify(self._keys, request.event_id, request.click)
