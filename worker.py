@@ -39,6 +39,18 @@ from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflo
 
 log = logging.getLogger("powertrip.worker")
 
+# Every workflow type the worker runs (tests/test_replay.py holds a recorded history of each).
+WORKFLOWS: tuple[type, ...] = (
+    ApprovalWorkflow,
+    UnrecognisedEventWorkflow,
+    PollWorkflow,
+    StaleDigestWorkflow,
+    ReminderDigestWorkflow,
+    ConflictWorkflow,
+    ReviewPacerWorkflow,
+    PasskeyWorkflow,
+)
+
 
 def security_channel(settings: Settings, config: PowertripConfig) -> str:
     channel = settings.security_channel or config.security_channel
@@ -95,16 +107,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[
-            ApprovalWorkflow,
-            UnrecognisedEventWorkflow,
-            PollWorkflow,
-            StaleDigestWorkflow,
-            ReminderDigestWorkflow,
-            ConflictWorkflow,
-            ReviewPacerWorkflow,
-            PasskeyWorkflow,
-        ],
+        workflows=list(WORKFLOWS),
         activities=[
             activities.resolve_recipient,
             activities.current_security_team,

@@ -42,10 +42,11 @@ from tests.histories.variants import REFRESH_RECIPIENT, PatchedRefresh, Unguarde
 from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
+from workflows.conflict import ConflictWorkflow
 from workflows.digest import ReminderDigestWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow, StaleDigestWorkflow
-from workflows.unrecognised import UnrecognisedEventWorkflow
+from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
 ROOT = Path(__file__).parent / "histories"
 WORKFLOWS: dict[str, type] = {
@@ -55,6 +56,8 @@ WORKFLOWS: dict[str, type] = {
     "unrecognised": UnrecognisedEventWorkflow,
     "stale_digest": StaleDigestWorkflow,
     "passkeys": PasskeyWorkflow,
+    "review_pacer": ReviewPacerWorkflow,
+    "conflict": ConflictWorkflow,
 }
 GENERATIONS = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and p.name[:1].isdigit())
 NEWEST = GENERATIONS[-1]
@@ -79,6 +82,11 @@ def recorded_patches(path: Path) -> set[str]:
             for payloads in event.marker_recorded_event_attributes.details.values():
                 found |= {json.loads(p.data).get("id") for p in payloads.payloads}
     return found
+
+
+def test_the_newest_generation_has_a_history_of_every_workflow_the_worker_runs() -> None:
+    recorded = {WORKFLOWS[p.parent.name] for p in (ROOT / NEWEST).glob("*/*.json")}
+    assert set(worker.WORKFLOWS) <= recorded, set(worker.WORKFLOWS) - recorded
 
 
 def test_every_history_belongs_to_a_known_workflow() -> None:

@@ -29,6 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.approvals import Action, ApprovalInput
 from powertrip.backfill import Report, StaleEvent, announce_stale
 from powertrip.binaries import temporal_test_server
+from powertrip.conflicts import ConflictReport, conflict_workflow_id
 from powertrip.decisions import signed_click
 from powertrip.devserver import start_dev_server
 from powertrip.ingest import search_attributes_for, summary_for
@@ -47,7 +48,7 @@ from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_
 from powertrip.settings import Settings
 from powertrip.stepup import Link, decide_registration, issue_step_up_link
 from powertrip.temporal import ensure_search_attributes
-from powertrip.unrecognised import request_review
+from powertrip.unrecognised import ReviewPacing, pacer_id, request_review
 from tests.harness import (
     add_passkey,
     claim_passkey_link,
@@ -63,6 +64,7 @@ from tests.harness import (
 )
 from tests.servers import DECISION_KEY, PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
 from workflows.approval import ApprovalWorkflow
+from workflows.conflict import ConflictWorkflow
 from workflows.digest import ensure_digest_workflow
 from workflows.poll import PollWorkflow
 
@@ -321,6 +323,8 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                     written.append(await save(handle, out / "poll" / f"{name}.json"))
                 papertrail.down = False
                 written.append(await _review(stack, out))
+                written.append(await _review_pacer(stack, out))
+                written.append(await _conflict(stack, out))
                 written.append(await _stale_digest(stack, out))
                 written.append(await _passkeys(stack, out))
     return written
@@ -331,6 +335,36 @@ async def _review(stack: Stack, out: Path) -> Path:
     workflow_id, _ = await request_review(stack.client, raw, stack.settings.task_queue)
     handle = stack.client.get_workflow_handle(workflow_id)
     return await save(handle, out / "unrecognised" / "review.json")
+
+
+async def _review_pacer(stack: Stack, out: Path) -> Path:
+    """More shapes in one hour than are posted alone: the source's pacer posts the first ones
+    and gathers the rest into one digest, then ends with the hour."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for n in range(ReviewPacing().before_digest + 2):
+        raw = RawEvent(
+            source="pacer", provider_id=f"history-pacer-{n}", message=f"odd shape {'x' * n} 7"
+        )
+        review, _ = await request_review(stack.client, raw, stack.settings.task_queue, now=hour)
+        await stack.client.get_workflow_handle(review).result()
+    pacer = stack.client.get_workflow_handle(pacer_id(stack.settings.task_queue, "pacer", hour))
+    await stack.env.sleep(timedelta(hours=1, minutes=5))  # the digest's wait, then the hour
+    return await save(pacer, out / "review_pacer" / "hour.json")
+
+
+async def _conflict(stack: Stack, out: Path) -> Path:
+    recorded = make_event("alice", provider_id="history-conflict")
+    arriving = recorded.model_copy(update={"actor": "mallory"})
+    report = ConflictReport(
+        event_id=recorded.event_id, recorded=recorded, arriving=arriving, arriving_digest="d" * 64
+    )
+    handle = await stack.client.start_workflow(
+        ConflictWorkflow.run,
+        report,
+        id=conflict_workflow_id(report.event_id, report.arriving_digest),
+        task_queue=stack.settings.task_queue,
+    )
+    return await save(handle, out / "conflict" / "report.json")
 
 
 async def _stale_digest(stack: Stack, out: Path) -> Path:
