@@ -15,26 +15,28 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import metrics
 from activities.conflict import ConflictActivities
 from activities.decisions import DecisionActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.poll import PollActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
-from powertrip import observability
+from powertrip import logs
 from powertrip.config import ConfigError, PowertripConfig, load_config
-from powertrip.decisions import verification_keys
-from powertrip.polling import ensure_poll_schedules
+from powertrip.contracts.reviews import ReviewPacing
 from powertrip.process import exit_now
+from powertrip.services.starts import ensure_poll_schedules, ensure_reminder_digest
 from powertrip.settings import Settings, SettingsError, load_settings
+from powertrip.signing import verification_keys
 from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
-from powertrip.unrecognised import ReviewPacing
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
-from workflows.digest import ReminderDigestWorkflow, ensure_digest_workflow
 from workflows.passkeys import PasskeyWorkflow
-from workflows.poll import PollWorkflow, StaleDigestWorkflow
+from workflows.poll import PollWorkflow
+from workflows.reminders import ReminderDigestWorkflow
+from workflows.stale import StaleReportWorkflow
 from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
 log = logging.getLogger("powertrip.worker")
@@ -44,7 +46,7 @@ WORKFLOWS: tuple[type, ...] = (
     ApprovalWorkflow,
     UnrecognisedEventWorkflow,
     PollWorkflow,
-    StaleDigestWorkflow,
+    StaleReportWorkflow,
     ReminderDigestWorkflow,
     ConflictWorkflow,
     ReviewPacerWorkflow,
@@ -127,7 +129,7 @@ def build_worker(
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
-        interceptors=[observability.EventIdInterceptor()],
+        interceptors=[logs.EventIdInterceptor()],
     )
 
 
@@ -135,13 +137,13 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings()
-        observability.configure_logging(settings)
+        logs.configure_logging(settings)
         config = load_config(settings.config)
         security_channel(settings, config)
         verification_keys(settings)
     except (SettingsError, ConfigError) as exc:
         sys.exit(f"powertrip worker: {exc}")
-    client = await connect(settings, runtime=observability.temporal_runtime(settings))
+    client = await connect(settings, runtime=metrics.temporal_runtime(settings))
     if settings.metrics_bind:
         log.info("metrics at http://%s/metrics", settings.metrics_bind)
     added = await ensure_search_attributes(client, settings.temporal_namespace)
@@ -150,8 +152,8 @@ async def main() -> None:
     # Polling schedules from the config's `sources.<name>.poll` (cursor and pause state kept).
     for schedule in await ensure_poll_schedules(client, config, settings.task_queue):
         log.info("polling schedule %s is in place", schedule)
-    # Bursts of due reminders are posted as one digest (workflows/digest.py).
-    await ensure_digest_workflow(client, settings.task_queue, config.digest_after)
+    # Bursts of due reminders are posted as one digest (workflows/reminders.py).
+    await ensure_reminder_digest(client, settings.task_queue, config.digest_after)
     slack = slack_client(settings)
     if settings.uses_fake_slack:
         log.warning("no Slack credentials: talking to the fake Slack at %s", settings.slack_api_url)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 
-from activities.slack import classify
-from powertrip.conflicts import ConflictReport, conflict_message
+from activities.slack import SecurityChannel
+from powertrip.contracts.conflict import ConflictReport
+from powertrip.messages import conflict_message
 
 
 class ConflictActivities:
+    """`ConflictWorkflow`'s one activity."""
+
     def __init__(self, client: AsyncWebClient, security_channel: str) -> None:
-        self.client = client
-        self.security_channel = security_channel
+        self.channel = SecurityChannel(client, security_channel)
 
     @activity.defn
     async def post_conflict(self, report: ConflictReport) -> None:
-        text, blocks = conflict_message(report)
-        try:
-            await self.client.chat_postMessage(
-                channel=self.security_channel, text=text, blocks=blocks, unfurl_links=False
-            )
-        except SlackApiError as exc:
-            raise classify(exc) from exc
+        await self.channel.post(*conflict_message(report))

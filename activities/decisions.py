@@ -1,4 +1,4 @@
-"""The worker's half of authenticated decisions (powertrip.decisions): verify a decision before
+"""The worker's half of authenticated decisions (powertrip.signing): verify a decision before
 the workflow counts it. Run as a local activity so the verdict, not the key, is in history."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from temporalio import activity
 
-from powertrip.decisions import Verdict, VerifyRequest, verify
+from powertrip.contracts.approval import Verdict, VerifyRequest
+from powertrip.signing import verify
 
 
 class DecisionActivities:

@@ -24,7 +24,7 @@ Errors: 429 retries after `Retry-After` (`next_retry_delay`; 30 s without one, a
 suggests); 5xx, 408 and network errors retry with the policy's backoff; 400 (an invalid event,
 a bad routing key) and every other refusal fail at once as `PagerDutyPermanentError`, with
 PagerDuty's own `errors` in the message. Every attempt is counted by outcome
-(`powertrip_pagerduty_events`).
+(`powertrip_pagerduty_events`, activities/metrics.py).
 """
 
 from __future__ import annotations
@@ -44,15 +44,15 @@ from pagerduty.common import http_error_message
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from powertrip import observability
-from powertrip.escalation import EscalationPolicy, StepKind
-from powertrip.paging import (
+from activities import metrics
+from powertrip.contracts.paging import (
     PAGERDUTY_PERMANENT,
     PageAction,
     PageResult,
     PageTrigger,
     PageUpdate,
 )
+from powertrip.escalation import EscalationPolicy, StepKind
 from powertrip.settings import Settings
 
 log = logging.getLogger("powertrip.pagerduty")
@@ -263,7 +263,7 @@ class PagerDutyActivities:
         call: Callable[[pagerduty.EventsApiV2Client], Any],
     ) -> PageResult:
         if self.routing_key is None:
-            observability.count_page(action.value, "skipped")
+            metrics.count_page(action.value, "skipped")
             return PageResult(
                 action=action,
                 dedup_key=dedup_key,
@@ -274,10 +274,10 @@ class PagerDutyActivities:
             result = await asyncio.to_thread(self._request, action, dedup_key, call)
         except Exception as exc:
             failure, outcome = classify(exc)
-            observability.count_page(action.value, outcome)
+            metrics.count_page(action.value, outcome)
             log.warning("PagerDuty %s %s failed: %s", action.value, dedup_key, failure.message)
             raise failure from exc
-        observability.count_page(action.value, "accepted")
+        metrics.count_page(action.value, "accepted")
         log.info("PagerDuty %s %s: %s", action.value, dedup_key, result.message)
         return result
 

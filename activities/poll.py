@@ -1,6 +1,6 @@
-"""Polling and backfill activities: read a source's log search API (`LogSearch`) from a cursor
-and start the event workflows (through `ingest.process`, like a webhook), and tell the security
-channel about polling outages and stale backfilled events."""
+"""Polling activities: read a source's log search API (`LogSearch`) from a cursor and start the
+event workflows (the backfill runner, through `recognise.process`, like a webhook), and tell the
+security channel about polling outages and stale events."""
 
 from __future__ import annotations
 
@@ -9,24 +9,29 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from pydantic import BaseModel
-from slack_sdk.errors import SlackApiError
-from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.slack import classify
-from powertrip.backfill import Backfill, Report, StaleDigest, announce_stale, search_chunks
-from powertrip.config import PowertripConfig, SearchScope
-from powertrip.messages import code, escape
-from powertrip.polling import PollAlert, PollOutcome, PollRequest
+from activities.slack import SecurityChannel
+from powertrip.config import PowertripConfig
+from powertrip.contracts.polling import (
+    POLL_FAILED,
+    POLL_MISCONFIGURED,
+    PollAlert,
+    PollOutcome,
+    PollRequest,
+    StaleReport,
+)
+from powertrip.messages import poll_alert_message, stale_report_message
 from powertrip.rules import RuleSet
+from powertrip.services.backfill import Backfill, Report, search_chunks
+from powertrip.services.starts import report_stale
 from powertrip.settings import Settings
-from powertrip.sources.log_search import LogSearch, SearchError, open_search
-
-POLL_FAILED = "PollSourceFailed"
-POLL_MISCONFIGURED = "PollSourceMisconfigured"
+from powertrip.sources.log_search import LogSearch, SearchError, SearchScope
+from powertrip.sources.searches import open_search
+from powertrip.webui import WebUi
 
 OpenSearch = Callable[[str, SearchScope], LogSearch]
 
@@ -40,6 +45,8 @@ class PollProgress(BaseModel):
 
 
 class PollActivities:
+    """`PollWorkflow`'s and `StaleReportWorkflow`'s activities."""
+
     def __init__(
         self,
         client: Client,
@@ -56,11 +63,9 @@ class PollActivities:
         self.client = client
         self.rules = rules
         self.task_queue = task_queue
-        self.slack = slack
-        self.security_channel = security_channel
+        self.channel = SecurityChannel(slack, security_channel)
         self.open_search = open_search
-        self.temporal_ui_url = temporal_ui_url
-        self.namespace = namespace
+        self.ui = WebUi.at(temporal_ui_url, namespace)
         self.concurrency = concurrency
         self.ignore_unmatched = ignore_unmatched
 
@@ -107,7 +112,7 @@ class PollActivities:
         )
 
         def done(part: Report, ordinal: int) -> None:
-            _count(progress.outcome, part)
+            progress.outcome.add(part)
             progress.cursor, progress.resume = positions[ordinal]
             activity.heartbeat(progress)
 
@@ -127,9 +132,9 @@ class PollActivities:
             raise _failure(exc) from exc
         finally:
             await search.aclose()
-        await announce_stale(
+        await report_stale(
             self.client,
-            report,
+            report.stale_events,
             f"{options.source} poll",
             timedelta(seconds=options.stale_after_seconds),
             self.task_queue,
@@ -146,21 +151,12 @@ class PollActivities:
 
     @activity.defn
     async def post_poll_alert(self, alert: PollAlert) -> None:
-        text, blocks = poll_alert_message(alert)
-        await self._post(text, blocks)
+        await self.channel.post(*poll_alert_message(alert))
 
     @activity.defn
-    async def post_stale_digest(self, digest: StaleDigest) -> None:
-        text, blocks = stale_digest_message(digest, self.temporal_ui_url, self.namespace)
-        await self._post(text, blocks)
-
-    async def _post(self, text: str, blocks: list) -> None:
-        try:
-            await self.slack.chat_postMessage(
-                channel=self.security_channel, text=text, blocks=blocks, unfurl_links=False
-            )
-        except SlackApiError as exc:
-            raise classify(exc) from exc
+    async def post_stale_digest(self, report: StaleReport) -> None:
+        """The stale report (registered as `post_stale_digest` since the first release)."""
+        await self.channel.post(*stale_report_message(report, self.ui))
 
 
 def _open(settings: Settings, source: str, scope: SearchScope) -> LogSearch:
@@ -188,90 +184,3 @@ def _resumed(request: PollRequest) -> PollProgress:
         if progress is not None and progress.resume is not None:
             return progress
     return PollProgress(cursor=request.cursor, outcome=PollOutcome(cursor=request.cursor))
-
-
-def _count(outcome: PollOutcome, part: Report) -> None:
-    outcome.read += part.read
-    outcome.started += part.started
-    outcome.already_known += part.already_known
-    outcome.unmatched += part.unmatched
-    outcome.invalid += part.invalid
-    outcome.stale += part.stale
-
-
-# Messages -------------------------------------------------------------------------------------
-
-
-def _minutes(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes} min"
-
-
-def poll_alert_message(alert: PollAlert) -> tuple[str, list]:
-    since = alert.failing_since.strftime("%Y-%m-%d %H:%M UTC")
-    lasted = _minutes(alert.until - alert.failing_since)
-    if alert.recovered:
-        text = f"Polling {alert.source} works again after {lasted} of failures."
-        detail = "Nothing was lost: the poll continued from the last event it had processed."
-    else:
-        text = f":warning: Polling {alert.source} has failed since {since} ({lasted})."
-        detail = (
-            f"Last error: {code(alert.error or 'unknown')}. Powertrip keeps retrying and will say "
-            "so here once it "
-            "recovers; events are picked up from the last processed one"
-            + (f" (cursor {code(alert.cursor)})" if alert.cursor else "")
-            + ", so none are skipped. Webhooks are not affected."
-        )
-    blocks = [
-        SectionBlock(text=MarkdownTextObject(text=f"*{text}*")),
-        ContextBlock(elements=[MarkdownTextObject(text=detail)]),
-    ]
-    return text, [b.to_dict() for b in blocks]
-
-
-def stale_digest_message(
-    digest: StaleDigest, ui_url: str | None, namespace: str
-) -> tuple[str, list]:
-    days = digest.stale_after_seconds / 86400
-    age = f"{days:g} days" if days >= 1 else f"{digest.stale_after_seconds / 3600:g} hours"
-    text = (
-        f"{digest.total} old event{'s' if digest.total != 1 else ''} found by {digest.found_by} "
-        f"(older than {age}): recorded as pending, nobody was DM'd."
-    )
-    lines = []
-    for event in digest.events:
-        when = event.occurred_at.strftime("%Y-%m-%d %H:%M UTC")
-        name = f"`{event.event_id}`"
-        if ui_url:
-            link = f"{ui_url.rstrip('/')}/namespaces/{namespace}/workflows/{event.event_id}"
-            name = f"<{link}|{event.event_id}>"
-        lines.append(f"• {when} {escape(event.summary)} ({name})")
-    if digest.total > len(digest.events):
-        lines.append(f"…and {digest.total - len(digest.events)} more.")
-    blocks: list = [
-        HeaderBlock(text=f"Backfill: {digest.total} stale event{'s' if digest.total != 1 else ''}"),
-        SectionBlock(text=MarkdownTextObject(text=text)),
-    ]
-    section: list[str] = []
-    for line in lines:
-        # Slack limits a section to 3,000 characters and a message to 50 blocks.
-        if sum(len(x) + 1 for x in section) + len(line) > 2900:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(section))))
-            section = []
-        section.append(line)
-        if len(blocks) >= 46:
-            break
-    if section and len(blocks) < 47:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(section))))
-    blocks.append(
-        ContextBlock(
-            elements=[
-                MarkdownTextObject(
-                    text="Review them, then approve with "
-                    "`powertrip events approve ID --as YOU --reason ...`; "
-                    'in the Temporal UI: `PowertripStatus="pending"`.'
-                )
-            ]
-        )
-    )
-    return text, [b.to_dict() for b in blocks]

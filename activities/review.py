@@ -3,26 +3,21 @@ posts them to the security channel one by one or in a digest."""
 
 from __future__ import annotations
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.slack import classify
-from powertrip.unrecognised import (
-    PacerInput,
-    ReviewDigest,
-    ReviewPacing,
-    ReviewPosted,
-    UnrecognisedInput,
-    digest_message,
-    pacer_id,
-    review_message,
-)
+from activities.slack import SecurityChannel
+from powertrip.contracts.reviews import ReviewDigest, ReviewPacing, ReviewPosted, UnrecognisedInput
+from powertrip.messages import review_digest_message, review_message
+from powertrip.services.starts import hand_to_pacer
 
 
 class ReviewActivities:
+    """The review workflows' activities: hand a review to its source's pacer, post one, post a
+    digest of many."""
+
     def __init__(
         self,
         client: AsyncWebClient,
@@ -31,8 +26,7 @@ class ReviewActivities:
         task_queue: str = "powertrip",
         pacing: ReviewPacing | None = None,
     ) -> None:
-        self.client = client
-        self.security_channel = security_channel
+        self.channel = SecurityChannel(client, security_channel)
         self.temporal = temporal
         self.task_queue = task_queue
         self.pacing = pacing or ReviewPacing()
@@ -43,17 +37,8 @@ class ReviewActivities:
         Temporal client (older wiring) post it at once."""
         if self.temporal is None:
             return await self.post_review(request)
-        await self.temporal.start_workflow(
-            # By name: the workflow module imports this one.
-            "ReviewPacerWorkflow",
-            PacerInput(source=request.source, hour=request.hour, pacing=self.pacing),
-            id=pacer_id(self.task_queue, request.source, request.hour),
-            task_queue=self.task_queue,
-            start_signal="add",
-            start_signal_args=[request],
-            static_summary=f"reviews of {request.source} records, hour from {request.hour:%H}:00",
-        )
-        return ReviewPosted(channel=self.security_channel, ts="", queued=True)
+        await hand_to_pacer(self.temporal, request, self.task_queue, self.pacing)
+        return ReviewPosted(channel=self.channel.channel, ts="", queued=True)
 
     @activity.defn
     async def post_review(self, request: UnrecognisedInput) -> ReviewPosted:
@@ -62,14 +47,9 @@ class ReviewActivities:
 
     @activity.defn
     async def post_review_digest(self, digest: ReviewDigest) -> ReviewPosted:
-        text, blocks = digest_message(digest)
+        text, blocks = review_digest_message(digest)
         return await self._post(text, blocks)
 
     async def _post(self, text: str, blocks: list[Block]) -> ReviewPosted:
-        try:
-            response = await self.client.chat_postMessage(
-                channel=self.security_channel, text=text, blocks=blocks, unfurl_links=False
-            )
-        except SlackApiError as exc:
-            raise classify(exc) from exc
-        return ReviewPosted(channel=response["channel"], ts=response["ts"])
+        channel, ts = await self.channel.post(text, blocks)
+        return ReviewPosted(channel=channel, ts=ts)

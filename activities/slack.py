@@ -1,24 +1,38 @@
-"""Everything that talks to Slack. Errors are classified so Temporal retries what can recover and
-stops at once, visibly, on what cannot."""
+"""The Slack activities of `ApprovalWorkflow` and `ReminderDigestWorkflow`, and what every Slack
+activity shares: `classify` (Slack errors as the errors Temporal should act on: retry what can
+recover, stop at once, visibly, on what cannot) and `SecurityChannel` (one post to the security
+channel). Requests and replies are in `powertrip.contracts`; messages in `powertrip.messages`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Any
 
-from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from powertrip import messages, observability
-from powertrip.approvals import Authority, EventRecord, MessageKind, PostedMessage, Recipient
+from activities import metrics
+from powertrip import messages
 from powertrip.config import PowertripConfig
+from powertrip.contracts.approval import (
+    Authority,
+    MessageKind,
+    PostedMessage,
+    PostRequest,
+    Recipient,
+    UpdateRequest,
+)
+from powertrip.contracts.reminders import ReminderDigestRequest
+from powertrip.contracts.slack import SLACK_PERMANENT
 from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import Routing, SecurityEvent
 from powertrip.origins import Origins
 from powertrip.pacing import ChannelPacer
+from powertrip.webui import WebUi
 
 # Errors that no retry can fix: wrong token, missing scope, unknown channel or user.
 PERMANENT_ERRORS = frozenset(
@@ -47,30 +61,12 @@ PERMANENT_ERRORS = frozenset(
         "ekm_access_denied",
     }
 )
-SLACK_PERMANENT = "SlackPermanentError"
-
-
-class PostRequest(BaseModel):
-    record: EventRecord
-    kind: MessageKind
-    to_user: str | None = None
-    waited_seconds: float = 0.0
-    thread_ts: str | None = None
-    broadcast: bool = False
-    note: str | None = None
-
-
-class UpdateRequest(BaseModel):
-    record: EventRecord
-    message: PostedMessage
-
-
-class DigestRequest(BaseModel):
-    lines: list[messages.DigestLine]
 
 
 def classify(exc: SlackApiError) -> ApplicationError:
-    """Turn a Slack failure into the error Temporal should act on."""
+    """Turn a Slack failure into the error Temporal should act on: 429 retries after Slack's
+    `Retry-After` (seconds); 5xx and unknown errors retry with the policy's backoff;
+    `PERMANENT_ERRORS` fail at once as `SLACK_PERMANENT`."""
     status = exc.response.status_code
     error = str(exc.response.get("error", "") if isinstance(exc.response.data, dict) else "")
     if status == 429:
@@ -91,7 +87,29 @@ def classify(exc: SlackApiError) -> ApplicationError:
     return ApplicationError(f"Slack error: {error or status}", type="SlackError")
 
 
+class SecurityChannel:
+    """One post to the security channel (`channel`: its id), errors classified for Temporal."""
+
+    def __init__(self, client: AsyncWebClient, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+
+    async def post(self, text: str, blocks: Sequence[Block | dict[str, Any]]) -> tuple[str, str]:
+        """Post `text` (the fallback) and `blocks`; Slack's (channel id, message ts)."""
+        try:
+            response = await self.client.chat_postMessage(
+                channel=self.channel, text=text, blocks=blocks, unfurl_links=False
+            )
+        except SlackApiError as exc:
+            raise classify(exc) from exc
+        return str(response["channel"]), str(response["ts"])
+
+
 class SlackActivities:
+    """`ApprovalWorkflow`'s Slack calls (who to ask, post, update, the current security team)
+    and the reminder digest's post. Messages to the security channel are paced (`channel_interval`
+    seconds apart) to stay under Slack's per-channel limit."""
+
     def __init__(
         self,
         client: AsyncWebClient,
@@ -108,14 +126,10 @@ class SlackActivities:
         self.origins = Origins(config.networks, config.reverse_dns)
         self.pacer = ChannelPacer(channel_interval)
         self.security_channel = security_channel
-        self.temporal_ui_url = temporal_ui_url
-        self.namespace = namespace
+        self.ui = WebUi.at(temporal_ui_url, namespace)
 
     def _ui_link(self, event: SecurityEvent) -> str | None:
-        if not self.temporal_ui_url:
-            return None
-        base = self.temporal_ui_url.rstrip("/")
-        return f"{base}/namespaces/{self.namespace}/workflows/{event.event_id}"
+        return self.ui.workflow_url(event.event_id) if self.ui else None
 
     async def _user_by_email(self, email: str) -> str | None:
         try:
@@ -218,9 +232,9 @@ class SlackActivities:
                     unfurl_links=False,
                 )
         except SlackApiError as exc:
-            observability.count_slack_call("chat.postMessage", request.kind.value, exc)
+            metrics.count_slack_call("chat.postMessage", request.kind.value, exc)
             raise classify(exc) from exc
-        observability.count_slack_call("chat.postMessage", request.kind.value)
+        metrics.count_slack_call("chat.postMessage", request.kind.value)
         return PostedMessage(
             kind=request.kind,
             channel=response["channel"],
@@ -242,26 +256,20 @@ class SlackActivities:
                 channel=request.message.channel, ts=request.message.ts, text=text, blocks=blocks
             )
         except SlackApiError as exc:
-            observability.count_slack_call("chat.update", request.message.kind.value, exc)
+            metrics.count_slack_call("chat.update", request.message.kind.value, exc)
             raise classify(exc) from exc
-        observability.count_slack_call("chat.update", request.message.kind.value)
+        metrics.count_slack_call("chat.update", request.message.kind.value)
 
     @activity.defn
-    async def post_digest(self, request: DigestRequest) -> PostedMessage:
-        """One message listing many due reminders (see workflows/digest.py)."""
-        text, blocks = messages.digest(request.lines)
-        try:
-            async with self.pacer.turn(self.security_channel):
-                response = await self.client.chat_postMessage(
-                    channel=self.security_channel, text=text, blocks=blocks, unfurl_links=False
-                )
-        except SlackApiError as exc:
-            raise classify(exc) from exc
+    async def post_digest(self, request: ReminderDigestRequest) -> PostedMessage:
+        """One message listing many due reminders (see workflows/reminders.py)."""
+        text, blocks = messages.reminder_digest(request.lines)
+        async with self.pacer.turn(self.security_channel):
+            channel, ts = await SecurityChannel(self.client, self.security_channel).post(
+                text, blocks
+            )
         return PostedMessage(
-            kind=MessageKind.REMINDER,
-            channel=response["channel"],
-            ts=response["ts"],
-            in_security_channel=True,
+            kind=MessageKind.REMINDER, channel=channel, ts=ts, in_security_channel=True
         )
 
 

@@ -8,7 +8,7 @@ import sys
 
 import uvicorn
 
-from powertrip.observability import configure_logging
+from powertrip.logs import configure_logging
 from powertrip.settings import API_SECRETS, SettingsError, load_settings
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import (
+    APIKeyQuery,
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
+from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
 from powertrip.config import PowertripConfig
@@ -31,7 +38,7 @@ def get_temporal(request: Request) -> Client:
 
 
 def get_decision_key(request: Request) -> str:
-    """The key the API signs decisions with (checked at start-up, powertrip.decisions)."""
+    """The key the API signs decisions with (checked at start-up, powertrip.signing)."""
     return request.app.state.decision_key
 
 
@@ -42,10 +49,44 @@ RulesDep = Annotated[RuleSet, Depends(get_rules)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+# Security schemes, so /docs shows how each route authenticates (and its "Authorize" button
+# works). None raises on its own (`auto_error=False`): `_check` answers one clear 401.
+api_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiToken",
+    description="`Authorization: Bearer <POWERTRIP_API_TOKEN>` for the record (`/v1`).",
+)
+webhook_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="WebhookToken",
+    description="`Authorization: Bearer <token>`: the source's `POWERTRIP_WEBHOOK_TOKEN_<SOURCE>`, "
+    "else `POWERTRIP_WEBHOOK_TOKEN`.",
+)
+
+
+class _LenientBasic(HTTPBasic):
+    """HTTP Basic that answers None for a malformed header instead of a 401 of its own: the
+    token may still come as `?token=`, and `_check` says what is missing."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        try:
+            return await super().__call__(request)
+        except HTTPException:
+            return None
+
+
+webhook_basic = _LenientBasic(
+    auto_error=False,
+    scheme_name="WebhookBasic",
+    description="The webhook token as the HTTP Basic password (SNS sends "
+    "`https://user:<token>@host/...`).",
+)
+webhook_query = APIKeyQuery(
+    name="token",
+    auto_error=False,
+    scheme_name="WebhookQueryToken",
+    description="`?token=<token>`, for providers that cannot set headers (Papertrail).",
+)
 
 
 def _check(given: str | None, expected: str, what: str) -> None:
@@ -57,32 +98,34 @@ def _check(given: str | None, expected: str, what: str) -> None:
         )
 
 
-def _basic_password(request: Request) -> str | None:
-    """SNS cannot set headers but sends `https://user:secret@host/...` as HTTP Basic auth."""
-    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        _, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return password or None
-
-
 def webhook_auth(source: str) -> Any:
     """The source's own secret (`POWERTRIP_WEBHOOK_TOKEN_<SOURCE>`, else
-    `POWERTRIP_WEBHOOK_TOKEN`) as a bearer token, an HTTP Basic password or `?token=`."""
+    `POWERTRIP_WEBHOOK_TOKEN`) as a bearer token, an HTTP Basic password or `?token=`; a 401
+    otherwise."""
 
-    def require(request: Request, settings: SettingsDep) -> None:
-        given = _bearer(request) or _basic_password(request) or request.query_params.get("token")
-        expected = settings.webhook_token_for(source)
-        _check(given, expected, f"{source} webhook token")
+    def require(
+        settings: SettingsDep,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(webhook_bearer)],
+        basic: Annotated[HTTPBasicCredentials | None, Depends(webhook_basic)],
+        query_token: Annotated[str | None, Depends(webhook_query)],
+    ) -> None:
+        given = (
+            (bearer.credentials.strip() if bearer else None)
+            or (basic.password if basic else None)
+            or query_token
+        )
+        _check(given, settings.webhook_token_for(source), f"{source} webhook token")
 
     return Depends(require)
 
 
-def require_api_token(request: Request, settings: SettingsDep) -> None:
-    _check(_bearer(request), settings.secret("api_token"), "API token")
+def require_api_token(
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
+) -> None:
+    _check(
+        bearer.credentials.strip() if bearer else None, settings.secret("api_token"), "API token"
+    )
 
 
 ApiAuth = Depends(require_api_token)

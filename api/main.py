@@ -6,21 +6,51 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.routes import events, ops, passkeys, slack, webhooks
-from powertrip import observability
+from api.slack_app import create_slack_app
 from powertrip.config import load_config
-from powertrip.decisions import decision_key
+from powertrip.logs import redact_access_logs
 from powertrip.settings import API_SECRETS, Settings, load_settings
+from powertrip.signing import decision_key
 from powertrip.temporal import connect
+from powertrip.visibility import PageTokenError, RecordError
 
 log = logging.getLogger("powertrip.api")
 
 
+def add_exception_handlers(app: FastAPI) -> None:
+    """What the services raise, as HTTP answers, for every route: a question the record cannot
+    answer as asked is a 422, a page token this API did not issue a 400, and Temporal
+    throttling (visibility is rate limited per namespace, `frontend.namespaceRPS.visibility`) a
+    503 with `Retry-After`, never a 500. Bodies are FastAPI's `{"detail": ...}`."""
+
+    async def record_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    async def page_token_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
+
+    async def temporal_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, RPCError) or exc.status is not RPCStatusCode.RESOURCE_EXHAUSTED:
+            raise exc
+        return JSONResponse(
+            {"detail": f"Temporal is rate limiting this namespace: {exc.message}; retry shortly"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(RecordError, record_error)
+    app.add_exception_handler(PageTokenError, page_token_error)
+    app.add_exception_handler(RPCError, temporal_error)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    observability.redact_access_logs()
+    redact_access_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = resolved
         app.state.config = load_config(resolved.config)
         app.state.rules = app.state.config.rule_set()
+        app.state.slack = create_slack_app(resolved)
         app.state.temporal = await connect(resolved)
         log.info(
             "API ready: Temporal %s/%s, %d rules",
@@ -52,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(ops.router)
     app.include_router(passkeys.router)
+    add_exception_handlers(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

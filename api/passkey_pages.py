@@ -15,7 +15,7 @@ from datetime import datetime
 
 from fastapi import status
 
-from powertrip.passkeys import EventSummary, LinkPurpose, LinkView, Refusal
+from powertrip.contracts.passkeys import EventSummary, LinkPurpose, LinkView, Refusal
 
 STATIC = "/passkeys/static"
 # The pages run one same-origin script; the token in the URL must not leak through Referer.

@@ -1,5 +1,6 @@
 """Is parsing ever the bottleneck of a backfill? 100,000 syslog lines of which 5,000 are logins,
-through `powertrip.backfill` (syslog framing, rules, `ingest.process` starting the workflows) on a
+through `powertrip.services.backfill` (syslog framing, rules, `recognise.process` starting the
+workflows) on a
 local dev server (SQLite file with WAL, as `powertrip dev` runs it), beside two baselines measured
 in the same run:
 
@@ -27,10 +28,11 @@ from temporalio.testing import WorkflowEnvironment
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from powertrip.backfill import Backfill, aiter_chunks, chunked, records  # noqa: E402
 from powertrip.config import load_config  # noqa: E402
 from powertrip.devserver import dev_server_on_disk  # noqa: E402
-from powertrip.ingest import start_approval  # noqa: E402
+from powertrip.services.backfill import Backfill, aiter_chunks  # noqa: E402
+from powertrip.services.starts import start_approval  # noqa: E402
+from powertrip.sources.files import chunked, records  # noqa: E402
 
 CONCURRENCY = 64
 NOISE = [

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 from api.main import create_app  # noqa: E402
 from powertrip.config import load_config  # noqa: E402
 from powertrip.devserver import dev_server_on_disk  # noqa: E402
-from powertrip.ingest import start_approval  # noqa: E402
 from powertrip.models import RawEvent  # noqa: E402
+from powertrip.services.starts import start_approval  # noqa: E402
 from powertrip.settings import Settings  # noqa: E402
 from powertrip.sources.cloudwatch import encode_awslogs  # noqa: E402
 

@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
-    from powertrip.approvals import Authority, EventRecord, Recipient, TimelineEntry
+    from powertrip.contracts.approval import Authority, EventRecord, Recipient, TimelineEntry
     from powertrip.devserver import dev_server_on_disk
     from powertrip.directory import Identity
     from powertrip.hosts import HostMatch
-    from powertrip.ingest import search_attributes_for, summary_for
     from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
-    from powertrip.records import MATCH_LIMIT, MatchQuestion
+    from powertrip.services.hids import MATCH_LIMIT, MatchQuestion
+    from powertrip.services.starts import search_attributes_for, summary_for
     from workflows.approval import ApprovalWorkflow
 
 WORKFLOW_TYPE = ApprovalWorkflow.__name__

@@ -36,8 +36,8 @@ from powertrip.binaries import temporal_cli
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.temporal import SEARCH_ATTRIBUTES
-from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from tests.harness import make_config, make_settings, running_worker, ssh_line
+from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from tests.tcp_delay import DelayProxy
 
 

@@ -31,14 +31,14 @@ from temporalio.worker import Worker
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from powertrip.approvals import Action  # noqa: E402
 from powertrip.config import config_from_mapping  # noqa: E402
-from powertrip.decisions import signed_click  # noqa: E402
+from powertrip.contracts.approval import Action  # noqa: E402
 from powertrip.devserver import dev_server_on_disk  # noqa: E402
-from powertrip.ingest import ResultStatus, start_approval  # noqa: E402
 from powertrip.models import RawEvent  # noqa: E402
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app  # noqa: E402
+from powertrip.services.starts import ResultStatus, start_approval  # noqa: E402
 from powertrip.settings import Settings  # noqa: E402
+from powertrip.signing import signed_click  # noqa: E402
 from worker import build_worker, slack_client  # noqa: E402
 from workflows.approval import ApprovalWorkflow  # noqa: E402
 

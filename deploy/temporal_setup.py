@@ -23,7 +23,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Register
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from powertrip.observability import configure_logging
+from powertrip.logs import configure_logging
 from powertrip.process import exit_now
 from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.temporal import connect, ensure_search_attributes

@@ -23,6 +23,7 @@ from powertrip.business_hours import BusinessHours
 from powertrip.durations import Duration, parse_duration
 from powertrip.escalation import EscalationDefaults, EscalationPolicy, PagerDutyOptions
 from powertrip.rules import Rule, RuleSet
+from powertrip.sources.log_search import SearchScope
 from powertrip.sources.shippers import FieldMap
 
 # How long the owner may still say *Not me* after the security team approved on their behalf.
@@ -45,24 +46,6 @@ class UserEntry(BaseModel):
         if not (self.slack or self.email or self.shared):
             raise ValueError("give `slack` (a user id), `email`, or `shared: true`")
         return self
-
-
-class SearchScope(BaseModel):
-    """What to read from a source's log search API (polling and `powertrip backfill --source`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str | None = Field(
-        default=None,
-        description="Provider search query: Papertrail search syntax (`sshd OR sudo`) or a "
-        'CloudWatch Logs filter pattern (`"Accepted"`).',
-    )
-    system_id: str | None = Field(default=None, description="Papertrail: one system.")
-    group_id: str | None = Field(default=None, description="Papertrail: one group.")
-    log_group: str | None = Field(default=None, description="CloudWatch: the log group (required).")
-    log_stream_prefix: str | None = Field(
-        default=None, description="CloudWatch: only streams whose name starts with this."
-    )
 
 
 class PollOptions(SearchScope):

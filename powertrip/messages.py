@@ -1,27 +1,39 @@
-"""Block Kit for every message Powertrip posts, built with slack_sdk's block types.
+"""Block Kit for every message Powertrip posts, built with slack_sdk's block types, and the text
+safety every one of them goes through (`escape`, `code`, `name`, `visible`).
 
-Laid out for a phone: one headline saying what happened, then short two-column facts (who, host,
-from, when), then one context line (source, rule, Temporal link), then at most three buttons.
+Each builder returns `(text, blocks)`: the plain-text fallback Slack shows in notifications, and
+the blocks. The event messages (`notification`, `decided`) are laid out for a phone: one headline
+saying what happened, then short two-column facts (who, host, from, when), then one context line
+(source, rule, Temporal link), then at most three buttons. The security channel's other
+messages: `reminder_digest`, `review_message` / `review_digest_message`, `poll_alert_message`,
+`stale_report_message`, `conflict_message`.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
     ConfirmObject,
     ContextBlock,
+    HeaderBlock,
     MarkdownTextObject,
     SectionBlock,
 )
 
-from powertrip.approvals import Action, EventRecord, MessageKind
+from powertrip.contracts.approval import Action, EventRecord, MessageKind
+from powertrip.contracts.conflict import ConflictReport
+from powertrip.contracts.polling import PollAlert, StaleReport
+from powertrip.contracts.reminders import DigestLine
+from powertrip.contracts.reviews import DIGEST_LISTED, ReviewDigest, UnrecognisedInput
 from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
+from powertrip.webui import WebUi
 
 # Button action ids and what each asks the workflow to do. "Approve on behalf" is an approval
 # like any other: the workflow decides who may approve from its own record, never from the button.
@@ -324,17 +336,9 @@ def decided(
     return _plain(headline), blocks
 
 
-class DigestLine(BaseModel):
-    """One pending event in a reminder digest."""
-
-    event: SecurityEvent
-    asked: str
-    incident: bool = False
-    waited_seconds: float = 0.0
-    ui_url: str | None = None
-
-
-def digest(items: list[DigestLine], now: datetime | None = None) -> tuple[str, list[Block]]:
+def reminder_digest(
+    items: list[DigestLine], now: datetime | None = None
+) -> tuple[str, list[Block]]:
     """One message for many due reminders, so a burst stays under Slack's per-channel limit and
     the channel stays readable. Each line links to the event; the buttons stay on the event's
     own messages."""
@@ -384,3 +388,214 @@ def _outcome(decision: Decision) -> str:
 
 def _plain(mrkdwn: str) -> str:
     return mrkdwn.replace("*", "").replace("`", "").replace("\n", " · ")
+
+
+# The security channel's other messages ----------------------------------------------------
+
+
+def review_message(request: UnrecognisedInput) -> tuple[str, list[Block]]:
+    """The security channel's review request: what arrived, from where, and what to do about it."""
+    if request.reason:
+        return _invalid_message(request)
+    sample = request.sample
+    where = " ".join(
+        part
+        for part in (
+            f"host {code(sample.host)}" if sample.host else "",
+            f"program {code(sample.program)}" if sample.program else "",
+        )
+        if part
+    )
+    text = f"Unrecognised {request.source} record needs review" + (f" ({where})" if where else "")
+    body = sample.message or json.dumps(sample.fields, sort_keys=True, default=str)
+    intro = (
+        f"No rule recognised a record from *{request.source}*"
+        + (f" ({where})" if where else "")
+        + ". It may be a login or privileged action Powertrip cannot see yet."
+    )
+    advice = "Add a rule (`powertrip rules test` helps) or set `ignore_unmatched` for the source."
+    return text, _review_blocks("Unrecognised event: please review", intro, body, request, advice)
+
+
+def _review_blocks(
+    header: str, intro: str, body: str, request: UnrecognisedInput, advice: str
+) -> list[Block]:
+    """A review request: what happened, the record itself (fenced), and what to do."""
+    return [
+        HeaderBlock(text=header),
+        SectionBlock(text=MarkdownTextObject(text=intro)),
+        SectionBlock(text=MarkdownTextObject(text=f"```{_fence_safe(body)[:2900]}```")),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=f"Shape {code(request.shape)} - one request per shape per hour (from "
+                    f"{request.hour:%Y-%m-%d %H:00} UTC). {advice}"
+                )
+            ]
+        ),
+    ]
+
+
+def _fence_safe(text: str) -> str:
+    """A log line inside a code block: it can neither close the fence nor ping anyone."""
+    return escape(text).replace("```", "'''")
+
+
+def _invalid_message(request: UnrecognisedInput) -> tuple[str, list[Block]]:
+    """An invalid record: the sender's data is broken somewhere, and nothing in it was asked."""
+    text = f"Invalid {request.source} record needs review"
+    intro = (
+        f"A record from *{request.source}* could not be read: "
+        f"{code(request.reason or '', limit=500)}. Nobody was asked about it; if it was a login "
+        "or privileged action, its owner has not confirmed it."
+    )
+    advice = "Fix the sender, or map its field names (`sources.<name>.fields`)."
+    body = request.sample.message or "(empty)"
+    return text, _review_blocks("Invalid record: please review", intro, body, request, advice)
+
+
+def review_digest_message(digest: ReviewDigest) -> tuple[str, list[Block]]:
+    """One message for the shapes a source sent beyond what it may post on its own this hour."""
+    text = (
+        f"{digest.total} more unrecognised {digest.source} record shapes need review "
+        f"(hour from {digest.hour:%Y-%m-%d %H:00} UTC)"
+    )
+    lines = []
+    for request in digest.requests[:DIGEST_LISTED]:
+        sample = request.sample
+        what = request.reason or sample.message or json.dumps(sample.fields, default=str)
+        where = f" on {code(sample.host, limit=60)}" if sample.host else ""
+        lines.append(f"• {code(request.shape, limit=160)}{where}: {code(what, limit=160)}")
+    more = digest.total - len(lines)
+    if more > 0:
+        lines.append(f"… and {more} more (`powertrip_events_total` counts every record)")
+    blocks: list[Block] = [
+        HeaderBlock(text=f"Unrecognised {digest.source} records: digest"[:150]),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=f"*{digest.total}* more record shapes from *{escape(digest.source)}* that "
+                "no rule recognises (or that could not be read) arrived this hour. The first "
+                "ones were posted on their own; these are listed here instead of one post each."
+            )
+        ),
+    ]
+    # One section a shape: Slack caps a section at 3,000 characters and a message at 50 blocks.
+    blocks.extend(SectionBlock(text=MarkdownTextObject(text=line)) for line in lines)
+    return text, blocks
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes} min"
+
+
+def poll_alert_message(alert: PollAlert) -> tuple[str, list[dict[str, Any]]]:
+    """Polling a source fails (or, `recovered`, works again)."""
+    since = alert.failing_since.strftime("%Y-%m-%d %H:%M UTC")
+    lasted = _minutes(alert.until - alert.failing_since)
+    if alert.recovered:
+        text = f"Polling {alert.source} works again after {lasted} of failures."
+        detail = "Nothing was lost: the poll continued from the last event it had processed."
+    else:
+        text = f":warning: Polling {alert.source} has failed since {since} ({lasted})."
+        detail = (
+            f"Last error: {code(alert.error or 'unknown')}. Powertrip keeps retrying and will say "
+            "so here once it "
+            "recovers; events are picked up from the last processed one"
+            + (f" (cursor {code(alert.cursor)})" if alert.cursor else "")
+            + ", so none are skipped. Webhooks are not affected."
+        )
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=f"*{text}*")),
+        ContextBlock(elements=[MarkdownTextObject(text=detail)]),
+    ]
+    return text, [b.to_dict() for b in blocks]
+
+
+def stale_report_message(digest: StaleReport, ui: WebUi | None) -> tuple[str, list[dict[str, Any]]]:
+    """Old events a backfill or poll found, started without a DM: each with its Web UI link."""
+    days = digest.stale_after_seconds / 86400
+    age = f"{days:g} days" if days >= 1 else f"{digest.stale_after_seconds / 3600:g} hours"
+    text = (
+        f"{digest.total} old event{'s' if digest.total != 1 else ''} found by {digest.found_by} "
+        f"(older than {age}): recorded as pending, nobody was DM'd."
+    )
+    lines = []
+    for event in digest.events:
+        when = event.occurred_at.strftime("%Y-%m-%d %H:%M UTC")
+        name = f"`{event.event_id}`"
+        if ui is not None:
+            name = f"<{ui.workflow_url(event.event_id)}|{event.event_id}>"
+        lines.append(f"• {when} {escape(event.summary)} ({name})")
+    if digest.total > len(digest.events):
+        lines.append(f"…and {digest.total - len(digest.events)} more.")
+    blocks: list[Block] = [
+        HeaderBlock(text=f"Backfill: {digest.total} stale event{'s' if digest.total != 1 else ''}"),
+        SectionBlock(text=MarkdownTextObject(text=text)),
+    ]
+    section: list[str] = []
+    for line in lines:
+        # Slack limits a section to 3,000 characters and a message to 50 blocks.
+        if sum(len(x) + 1 for x in section) + len(line) > 2900:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(section))))
+            section = []
+        section.append(line)
+        if len(blocks) >= 46:
+            break
+    if section and len(blocks) < 47:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(section))))
+    blocks.append(
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text="Review them, then approve with "
+                    "`powertrip events approve ID --as YOU --reason ...`; "
+                    'in the Temporal UI: `PowertripStatus="pending"`.'
+                )
+            ]
+        )
+    )
+    return text, [b.to_dict() for b in blocks]
+
+
+CONFLICT_LINE_SHOWN = 1200
+
+
+def _conflict_fenced(text: str) -> str:
+    clipped = text if len(text) <= CONFLICT_LINE_SHOWN else text[: CONFLICT_LINE_SHOWN - 1] + "…"
+    return "```" + escape(clipped).replace("```", "'''") + "```"
+
+
+def _conflict_facts(event: SecurityEvent) -> str:
+    origin = f" from {code(event.address)}" if event.address else ""
+    return (
+        f"{code(event.action)} as {name(event.actor)} on {name(event.host or '?')}{origin} at "
+        f"{event.occurred_at.isoformat()}"
+    )
+
+
+def conflict_message(report: ConflictReport) -> tuple[str, list[Block]]:
+    """A delivery arrived again under a known id with other content: both versions, and what to
+    check."""
+    raw, first = report.arriving, report.recorded
+    text = f"Conflicting delivery for {report.event_id}: same id, different content"
+    recorded = _conflict_facts(first) if first else "(unknown)"
+    blocks: list[Block] = [
+        HeaderBlock(text="Same event id, different content"),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=f"*{escape(raw.source)}* delivered id {code(raw.provider_id)} again with "
+                f"content that differs from what event {code(report.event_id)} recorded. It was "
+                "*not* started. Either the provider reused an id, or someone posted a record "
+                "under an id they expected, ahead of the real one: check the provider's log "
+                "for the real record."
+            )
+        ),
+        SectionBlock(text=MarkdownTextObject(text=f"*Recorded first:* {recorded}")),
+        SectionBlock(text=MarkdownTextObject(text=f"*Arriving now:* {_conflict_facts(raw)}")),
+        SectionBlock(text=MarkdownTextObject(text=_conflict_fenced(raw.message or "(no message)"))),
+        ContextBlock(
+            elements=[MarkdownTextObject(text=f"content digest {code(report.arriving_digest)}")]
+        ),
+    ]
+    return text, blocks

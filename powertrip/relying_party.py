@@ -1,9 +1,9 @@
 """The WebAuthn relying party: ceremony options and response checks, all through py_webauthn
 (`webauthn` on PyPI); no CBOR, COSE or signature code of our own.
 
-Domain layer (PHASE2.md): pure functions over bytes and models, no Temporal, no HTTP. The RP id
-is the host of `POWERTRIP_PUBLIC_URL` and the only accepted origin is that URL's scheme, host and
-port: an assertion made for any other site (a phishing page) never verifies here.
+Domain layer (docs/architecture.md): pure functions over bytes and models, no Temporal, no HTTP.
+The RP id is the host of `POWERTRIP_PUBLIC_URL` and the only accepted origin is that URL's
+scheme, host and port: an assertion made for any other site (a phishing page) never verifies here.
 
 User verification (a PIN, fingerprint or face on the authenticator) is required in both
 ceremonies: a passkey alone is something the thief of an unlocked laptop also has.
@@ -44,7 +44,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from powertrip.passkeys import PasskeyCredential, PasskeyRefused, Refusal
+from powertrip.contracts.passkeys import PasskeyCredential, PasskeyRefused, Refusal
 
 # How long the browser gives the person to touch their authenticator.
 CEREMONY_TIMEOUT_MS = 120_000

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     decision_key: SecretStr | None = Field(
         default=None,
         description="API, CLI and worker: signs every decision before it reaches a workflow, "
-        "which verifies it (powertrip.decisions). At least 32 characters.",
+        "which verifies it (powertrip.signing). At least 32 characters.",
     )
     decision_key_previous: SecretStr | None = Field(
         default=None,

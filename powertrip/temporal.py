@@ -60,7 +60,7 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """`runtime`: the worker passes one exporting Prometheus metrics (powertrip.observability)."""
+    """`runtime`: the worker passes one exporting Prometheus metrics (activities/metrics.py)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,

@@ -21,26 +21,13 @@ from powertrip.settings import Settings
 from powertrip.temporal import ensure_search_attributes
 from tests.harness import api_client, make_settings
 from tests.servers import (
-    CORPUS,
     PAGERDUTY_ROUTING_KEY,
     PAPERTRAIL_TOKEN,
     SECURITY_CHANNEL,
-    SIGNING_SECRET,
     SLACK_TOKEN,
     PagerDutyAt,
     ServedApp,
-    free_port,
 )
-
-__all__ = [
-    "CORPUS",
-    "PAPERTRAIL_TOKEN",
-    "SECURITY_CHANNEL",
-    "SIGNING_SECRET",
-    "SLACK_TOKEN",
-    "ServedApp",
-    "free_port",
-]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import json
+import os
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,16 +23,19 @@ import yaml
 from google.protobuf.duration_pb2 import Duration
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.main import create_app
-from powertrip.approvals import Action, Click, EventRecord
 from powertrip.config import PowertripConfig, config_from_mapping
-from powertrip.decisions import signed_click
-from powertrip.models import RawEvent, SecurityEvent
-from powertrip.passkeys import (
+from powertrip.contracts.approval import Action, Click, EventRecord
+from powertrip.contracts.passkeys import (
     AddCredential,
     ClaimedLink,
     ClaimLink,
@@ -39,10 +46,16 @@ from powertrip.passkeys import (
     PasskeyUpdate,
     passkey_workflow_id,
 )
+from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.services.starts import (
+    ResultStatus,
+    start_approval,
+)
+from powertrip.services.stepup import Link, issue_registration_link
 from powertrip.settings import Settings
-from powertrip.stepup import Link, issue_registration_link
+from powertrip.signing import signed_click
 from powertrip.temporal import ensure_search_attributes
 from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
 from worker import build_worker
@@ -361,3 +374,97 @@ async def add_passkey(
         result_type=Enrollment,
     )
     return enrollment
+
+
+def buttons(message: SlackMessage) -> list[str]:
+    return [
+        element["action_id"]
+        for block in message.blocks
+        if block["type"] == "actions"
+        for element in block["elements"]
+    ]
+
+
+def text_of(message: SlackMessage) -> str:
+    parts = [message.text]
+    for block in message.blocks:
+        if "text" in block and isinstance(block["text"], dict):
+            parts.append(block["text"]["text"])
+        for field in block.get("fields", []):
+            parts.append(field["text"])
+        for element in block.get("elements", []):
+            if isinstance(element.get("text"), str):
+                parts.append(element["text"])
+    return "\n".join(parts)
+
+
+async def start(env: WorkflowEnvironment, event: SecurityEvent, task_queue: str) -> WorkflowHandle:
+    assert await start_approval(env.client, event, task_queue) is ResultStatus.STARTED
+    return env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
+
+
+def posted_to(fake: FakeSlack, channel: str) -> list[SlackMessage]:
+    return [m for m in fake.messages.values() if m.channel == channel]
+
+
+POWERTRIP = Path(sys.executable).parent / "powertrip"
+
+
+def cli(
+    settings: Settings, config: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "POWERTRIP_TEMPORAL_ADDRESS": settings.temporal_address,
+        "POWERTRIP_TASK_QUEUE": settings.task_queue,
+        "POWERTRIP_SLACK_SIGNING_SECRET": "x",
+        "POWERTRIP_WEBHOOK_TOKEN": "hook-secret",
+        "POWERTRIP_API_TOKEN": "api-secret",
+        "POWERTRIP_CONFIG": str(config),
+        **(extra_env or {}),
+    }
+    return subprocess.run(
+        [str(POWERTRIP), "backfill", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.stdout.strip(), result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+async def run_async(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    # The CLI is a real process; keep the session's event loop (and its servers) running.
+    return await asyncio.to_thread(cli, *args, **kwargs)
+
+
+async def stop(client: Client, workflow_ids: list[str]) -> None:
+    """Leave no pending timers behind: on the time-skipping server, a workflow whose worker is
+    gone keeps later tests from skipping time."""
+    for workflow_id in workflow_ids:
+        try:
+            await client.get_workflow_handle(workflow_id).terminate("test over")
+        except Exception:
+            pass
+
+
+def channel_texts(fake: FakeSlack) -> list[str]:
+    return [
+        m.text + json.dumps(m.blocks)
+        for m in fake.messages.values()
+        if m.channel == SECURITY_CHANNEL
+    ]
+
+
+async def exists(env: WorkflowEnvironment, workflow_id: str) -> bool:
+    try:
+        await env.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        assert exc.status is RPCStatusCode.NOT_FOUND
+        return False
+    return True

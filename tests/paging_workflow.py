@@ -15,6 +15,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.pagerduty import PagerDutyActivities
     from powertrip.business_hours import BusinessHours
+    from powertrip.contracts.paging import (
+        PAGING_ACTIVITY,
+        PageAction,
+        PageResult,
+        PageTrigger,
+        PageUpdate,
+        not_me_trigger,
+        undecided_trigger,
+    )
     from powertrip.escalation import (
         DueStep,
         EscalationPolicy,
@@ -24,15 +33,6 @@ with workflow.unsafe.imports_passed_through():
         next_step,
     )
     from powertrip.models import SecurityEvent
-    from powertrip.paging import (
-        PAGING_ACTIVITY,
-        PageAction,
-        PageResult,
-        PageTrigger,
-        PageUpdate,
-        not_me_trigger,
-        undecided_trigger,
-    )
 
 
 class Entry(BaseModel):

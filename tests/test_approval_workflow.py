@@ -5,55 +5,26 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import Action, EventRecord
-from powertrip.ingest import ResultStatus, start_approval
-from powertrip.models import EventStatus, RawEvent, SecurityEvent
-from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure, SlackMessage
-from tests.conftest import SECURITY_CHANNEL
+from powertrip.contracts.approval import Action, EventRecord
+from powertrip.models import EventStatus, RawEvent
+from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
 from tests.harness import (
+    buttons,
     decide,
     eventually,
     make_config,
     make_event,
     make_settings,
+    posted_to,
     running_worker,
+    start,
     state_eventually,
+    text_of,
 )
+from tests.servers import SECURITY_CHANNEL
 from workflows.approval import ApprovalWorkflow
-
-
-def buttons(message: SlackMessage) -> list[str]:
-    return [
-        element["action_id"]
-        for block in message.blocks
-        if block["type"] == "actions"
-        for element in block["elements"]
-    ]
-
-
-def text_of(message: SlackMessage) -> str:
-    parts = [message.text]
-    for block in message.blocks:
-        if "text" in block and isinstance(block["text"], dict):
-            parts.append(block["text"]["text"])
-        for field in block.get("fields", []):
-            parts.append(field["text"])
-        for element in block.get("elements", []):
-            if isinstance(element.get("text"), str):
-                parts.append(element["text"])
-    return "\n".join(parts)
-
-
-async def start(env: WorkflowEnvironment, event: SecurityEvent, task_queue: str) -> WorkflowHandle:
-    assert await start_approval(env.client, event, task_queue) is ResultStatus.STARTED
-    return env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
-
-
-def posted_to(fake: FakeSlack, channel: str) -> list[SlackMessage]:
-    return [m for m in fake.messages.values() if m.channel == channel]
 
 
 async def test_mapped_user_gets_a_dm_with_buttons_and_approves(

@@ -4,11 +4,7 @@ number, and stale events get one security-channel digest instead of DMs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,24 +16,33 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from powertrip.backfill import Backfill, Report, aiter_chunks, announce_stale, chunked, records
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_papertrail import FakePapertrail
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.backfill import Backfill, Report, aiter_chunks
+from powertrip.services.starts import report_stale
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
-from tests.conftest import PAPERTRAIL_TOKEN, SECURITY_CHANNEL, ServedApp
+from powertrip.sources.files import chunked, records
 from tests.harness import (
     CONFIG_YAML,
     eventually,
     make_config,
     make_settings,
     port_for,
+    run_async,
     running_worker,
+    summary,
 )
+from tests.servers import PAPERTRAIL_TOKEN, SECURITY_CHANNEL, ServedApp
 from workflows.approval import ApprovalWorkflow
 
-POWERTRIP = Path(sys.executable).parent / "powertrip"
+
+@pytest.fixture
+def settings(dev_env: WorkflowEnvironment, slack_api_url: str) -> Settings:
+    return make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
 
 
 def syslog(user: str, host: str, port: int, when: datetime | None = None) -> str:
@@ -66,51 +71,11 @@ def papertrail_event(provider_id: int, user: str, host: str) -> dict[str, Any]:
     }
 
 
-def cli(
-    settings: Settings, config: Path, *args: str, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "POWERTRIP_TEMPORAL_ADDRESS": settings.temporal_address,
-        "POWERTRIP_TASK_QUEUE": settings.task_queue,
-        "POWERTRIP_SLACK_SIGNING_SECRET": "x",
-        "POWERTRIP_WEBHOOK_TOKEN": "hook-secret",
-        "POWERTRIP_API_TOKEN": "api-secret",
-        "POWERTRIP_CONFIG": str(config),
-        **(extra_env or {}),
-    }
-    return subprocess.run(
-        [str(POWERTRIP), "backfill", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-
-
-def summary(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert result.stdout.strip(), result.stderr
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
-
-
-@pytest.fixture
-def settings(dev_env: WorkflowEnvironment, slack_api_url: str) -> Settings:
-    return make_settings(
-        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
-    )
-
-
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "powertrip.yaml"
     path.write_text(CONFIG_YAML)
     return path
-
-
-async def run_async(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    # The CLI is a real process; keep the session's event loop (and its servers) running.
-    return await asyncio.to_thread(cli, *args, **kwargs)
 
 
 async def test_malformed_lines_are_reported_with_their_line_numbers(
@@ -297,16 +262,20 @@ async def test_stale_events_get_one_channel_digest_and_no_dm(
         )
         report = await backfill.run(aiter_chunks(chunked(records(lines, now=now))))
         assert (report.started, report.stale) == (3, 2)
-        digest_id = await announce_stale(
-            dev_env.client, report, "backfill of auth.log", timedelta(days=7), settings.task_queue
+        digest_id = await report_stale(
+            dev_env.client,
+            report.stale_events,
+            "backfill of auth.log",
+            timedelta(days=7),
+            settings.task_queue,
         )
         assert digest_id is not None
         await dev_env.client.get_workflow_handle(digest_id).result()
         # Announcing the same events again (a retried run) posts nothing more.
         assert (
-            await announce_stale(
+            await report_stale(
                 dev_env.client,
-                report,
+                report.stale_events,
                 "backfill of auth.log",
                 timedelta(days=7),
                 settings.task_queue,

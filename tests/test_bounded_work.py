@@ -15,7 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.config import ConfigError, load_config
-from powertrip.ingest import ResultStatus, start_approval
+from powertrip.services.starts import ResultStatus, start_approval
 from tests.harness import (
     API_HEADERS,
     CONFIG_YAML,

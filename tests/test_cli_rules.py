@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from powertrip.cli import app
-from tests.conftest import CORPUS
+from tests.servers import CORPUS
 
 runner = CliRunner()
 

@@ -29,17 +29,26 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from powertrip.config import ConfigError, SearchScope
-from powertrip.polling import PollInput, PollOutcome, ensure_poll_schedules
+from powertrip.config import ConfigError
+from powertrip.contracts.polling import PollInput, PollOutcome
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.starts import ensure_poll_schedules
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
 from powertrip.sources.cloudwatch_api import CloudWatchCursor, CloudWatchSearch
-from powertrip.sources.log_search import SearchError
-from tests.harness import CONFIG_YAML, eventually, make_config, make_settings, running_worker
+from powertrip.sources.log_search import SearchError, SearchScope
+from tests.harness import (
+    CONFIG_YAML,
+    channel_texts,
+    eventually,
+    make_config,
+    make_settings,
+    run_async,
+    running_worker,
+    stop,
+    summary,
+)
 from tests.servers import ServedApp, free_port
-from tests.test_backfill import run_async, summary
-from tests.test_polling import channel_texts, stop
 from workflows.poll import PollWorkflow
 
 FIVE_MINUTES = timedelta(minutes=5)

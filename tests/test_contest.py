@@ -8,20 +8,23 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import Action, EventRecord
+from powertrip.contracts.approval import Action, EventRecord
 from powertrip.models import DecisionKind, EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.conftest import SECURITY_CHANNEL
 from tests.harness import (
+    buttons,
     decide,
     eventually,
     make_config,
     make_event,
     make_settings,
+    posted_to,
     running_worker,
+    start,
     state_eventually,
+    text_of,
 )
-from tests.test_approval_workflow import buttons, posted_to, start, text_of
+from tests.servers import SECURITY_CHANNEL
 
 
 async def test_owner_not_me_after_approval_on_behalf_reopens_the_event_as_reported(

@@ -16,8 +16,8 @@ import pytest
 from powertrip.config import available_rule_packs, config_from_mapping
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
-from powertrip.syslog import parse_syslog, parse_syslog_line
-from tests.conftest import CORPUS
+from powertrip.sources.syslog import parse_syslog, parse_syslog_line
+from tests.servers import CORPUS
 
 ALL_PACKS = available_rule_packs()
 LOGS = [CORPUS / "beats" / "test.log", CORPUS / "beats" / "secure-rhel7.log"]

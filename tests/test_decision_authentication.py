@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import EventRecord
 from powertrip.binaries import temporal_cli
+from powertrip.contracts.approval import EventRecord
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings

@@ -9,7 +9,7 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import Action, EventRecord
+from powertrip.contracts.approval import Action, EventRecord
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from tests.harness import (
@@ -19,9 +19,10 @@ from tests.harness import (
     make_config,
     make_event,
     make_settings,
+    posted_to,
     running_worker,
+    start,
 )
-from tests.test_approval_workflow import posted_to, start
 from workflows.approval import MAX_TRACES, ApprovalWorkflow
 
 
@@ -102,7 +103,7 @@ async def test_a_flood_of_forged_decisions_is_recorded_but_bounded(
         await memo_eventually(handle, lambda r: any(e.what == "traces_capped" for e in r.timeline))
         await decide(handle, Action.APPROVE, "U0ALICE")
         record: EventRecord = await handle.result()
-    whats = [e.what for e in record.timeline]
+    whats = [e.what.value for e in record.timeline]
     assert whats.count("rejected") == MAX_TRACES and whats.count("traces_capped") == 1
     assert record.status is EventStatus.APPROVED and record.decision is not None
     assert record.decision.authenticated

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.backfill import records
 from powertrip.models import MAX_FIELD_DEPTH
 from powertrip.sources.cloudwatch import encode_awslogs
-from tests import test_webhook_sources as sources
+from powertrip.sources.files import records
+from tests import aws as sources
+from tests.aws import TOPIC, Served, bearer, serving
 from tests.harness import CONFIG_YAML, ssh_line
-from tests.test_webhook_sources import TOPIC, Served, bearer, serving
 
 
 def deep(levels: int = 300) -> Any:

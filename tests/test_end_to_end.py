@@ -14,7 +14,6 @@ from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
-from tests.conftest import SIGNING_SECRET
 from tests.harness import (
     API_HEADERS,
     WEBHOOK_HEADERS,
@@ -25,6 +24,7 @@ from tests.harness import (
     papertrail_event,
     running_worker,
 )
+from tests.servers import SIGNING_SECRET
 from workflows.approval import ApprovalWorkflow
 
 

@@ -25,12 +25,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from powertrip.backfill import open_input, records
 from powertrip.cli import app
 from powertrip.config import available_rule_packs, config_from_mapping
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources.cloudtrail import actor_of, cloudtrail_records
+from powertrip.sources.files import open_input, records
 from powertrip.sources.generic import iter_json_values
 from powertrip.sources.wazuh import parse_wazuh
 from tests.harness import WEBHOOK_HEADERS, api_client, fresh_namespace, settings_with_config

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.backfill import InputFormat, records
 from powertrip.models import RawEvent
 from powertrip.sources import PayloadError
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_subscription
+from powertrip.sources.files import InputFormat, records
 from powertrip.sources.generic import parse_ndjson
 from powertrip.temporal import HOST
 from powertrip.unrecognised import message_shape

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import EventRecord
+from powertrip.contracts.approval import EventRecord
 from powertrip.hosts import HostMatch
-from powertrip.ingest import search_attributes_for
 from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
-from powertrip.records import MATCH_LIMIT, WORKFLOW_TYPE, Answer, MatchQuestion, Ui, match
+from powertrip.services.hids import MATCH_LIMIT, Answer, MatchQuestion, match
+from powertrip.services.starts import search_attributes_for
+from powertrip.visibility import WORKFLOW_TYPE
+from powertrip.webui import WebUi
 from tests.harness import eventually, make_event
 
 # In the past, like real decisions: the session's dev server is shared with the audit-export
@@ -68,7 +70,7 @@ async def test_a_not_me_beyond_the_first_page_still_stops_an_approval(
     question = MatchQuestion(
         host=host, user=user, at=T0, window=timedelta(days=1), host_match=HostMatch.SHORT
     )
-    answer = await match(dev_env.client, question, Ui(base_url="http://ui", namespace="default"))
+    answer = await match(dev_env.client, question, WebUi(base_url="http://ui", namespace="default"))
     assert answer.truncated
     assert answer.answer is Answer.REPORTED
     assert not answer.approved
@@ -88,7 +90,7 @@ async def test_an_undecided_login_nearer_than_the_page_shows_is_not_read_as_appr
     question = MatchQuestion(
         host=host, user=user, at=T0, window=timedelta(hours=3), host_match=HostMatch.SHORT
     )
-    answer = await match(dev_env.client, question, Ui(base_url="http://ui", namespace="default"))
+    answer = await match(dev_env.client, question, WebUi(base_url="http://ui", namespace="default"))
     assert answer.truncated
     assert answer.answer is Answer.PENDING
     assert answer.events[0].occurred_at == T0
@@ -109,7 +111,7 @@ async def test_copies_of_one_login_recorded_twice_answer_as_one_login(
     await _seed(dev_env, approved, EventStatus.APPROVED)
     await _seed(dev_env, copy, EventStatus.PENDING)
     await eventually(lambda: _count(dev_env, f'PowertripActor = "{user}"', 2))
-    ui = Ui(base_url="http://ui", namespace="default")
+    ui = WebUi(base_url="http://ui", namespace="default")
     question = MatchQuestion(host=host, user=user, at=T0)
     answer = await match(dev_env.client, question, ui)
     assert (answer.answer, answer.approved) == (Answer.APPROVED, True)

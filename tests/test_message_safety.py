@@ -13,18 +13,28 @@ import pytest
 from rich.console import Console
 from temporalio.testing import WorkflowEnvironment
 
-from activities.poll import poll_alert_message
-from powertrip.approvals import Authority, EventRecord, MessageKind, Recipient
 from powertrip.cli.events import events_table
-from powertrip.conflicts import ConflictReport, conflict_message
+from powertrip.contracts.approval import Authority, EventRecord, MessageKind, Recipient
+from powertrip.contracts.conflict import ConflictReport
+from powertrip.contracts.polling import PollAlert
+from powertrip.contracts.reminders import DigestLine
+from powertrip.contracts.reviews import UnrecognisedInput
 from powertrip.directory import Identity
-from powertrip.messages import DigestLine, decided, digest, mention, name, notification, visible
+from powertrip.messages import (
+    conflict_message,
+    decided,
+    mention,
+    name,
+    notification,
+    poll_alert_message,
+    reminder_digest,
+    review_message,
+    visible,
+)
 from powertrip.models import Decision, DecisionKind, EventStatus, RawEvent
-from powertrip.polling import PollAlert
-from powertrip.records import EventView
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.views import EventView
 from powertrip.settings import Settings
-from powertrip.unrecognised import UnrecognisedInput, review_message
 from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
@@ -34,9 +44,9 @@ from tests.harness import (
     message_for,
     papertrail_event,
     running_worker,
+    text_of,
 )
 from tests.servers import SECURITY_CHANNEL
-from tests.test_approval_workflow import text_of
 
 HOSTILE = "echo <!channel> <https://evil.example/approve|Approve here> & `x`"
 
@@ -143,7 +153,7 @@ def test_a_right_to_left_override_or_a_line_break_in_log_content_is_shown_escape
         notification(record, MessageKind.FIRST),
         notification(record, MessageKind.REMINDER, waited_seconds=900, in_channel=True),
         decided(record, MessageKind.FIRST),
-        digest([DigestLine(event=record.event, asked="<@U0ALICE>")]),
+        reminder_digest([DigestLine(event=record.event, asked="<@U0ALICE>")]),
     ]
     for text, blocks in renders:
         texts = shown(text, blocks)

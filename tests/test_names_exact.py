@@ -11,7 +11,6 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
-from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET
 from tests.harness import (
     API_HEADERS,
     WEBHOOK_HEADERS,
@@ -23,6 +22,7 @@ from tests.harness import (
     running_worker,
     ssh_line,
 )
+from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET
 from workflows.approval import ApprovalWorkflow
 
 

@@ -16,15 +16,16 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.metrics import temporal_runtime
 from api.main import create_app
 from api.routes import ops
-from powertrip.approvals import Action
-from powertrip.ingest import ResultStatus, start_approval
+from powertrip.contracts.approval import Action
+from powertrip.logs import JsonFormatter
 from powertrip.models import EventStatus
-from powertrip.observability import JsonFormatter, temporal_runtime
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
-from tests.conftest import ServedApp, free_port
+from powertrip.services.starts import ResultStatus, start_approval
 from tests.harness import decide, eventually, make_event, make_settings, running_worker, ssh_line
+from tests.servers import ServedApp, free_port
 from workflows.approval import ApprovalWorkflow
 
 HOOK = {"Authorization": "Bearer hook-secret"}

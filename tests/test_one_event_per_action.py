@@ -26,19 +26,20 @@ from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.settings import Settings
-from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, free_port
 from tests.harness import (
     API_HEADERS,
     CONFIG_YAML,
     WEBHOOK_HEADERS,
     alert,
     api_client,
+    cli,
     eventually,
     make_event,
     message_for,
     running_worker,
+    summary,
 )
-from tests.test_backfill import cli, summary
+from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, free_port
 
 # The webhook's time for the login: Papertrail's zoned receive time (09:02:03 UTC).
 RECEIVED_AT = "2026-11-27T01:02:03-08:00"

@@ -23,9 +23,7 @@ from temporalio.worker import Worker
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from powertrip.binaries import temporal_test_server
 from powertrip.business_hours import WEEKDAYS, BusinessHours, zone
-from powertrip.escalation import EscalationPolicy, Severity, Urgency
-from powertrip.models import SecurityEvent
-from powertrip.paging import (
+from powertrip.contracts.paging import (
     MAX_DEDUP_KEY,
     PAGERDUTY_PERMANENT,
     PageAction,
@@ -34,6 +32,8 @@ from powertrip.paging import (
     group_trigger,
     not_me_trigger,
 )
+from powertrip.escalation import EscalationPolicy, Severity, Urgency
+from powertrip.models import SecurityEvent
 from powertrip.sandbox.fake_pagerduty import InjectedFailure
 from powertrip.settings import Settings, SettingsError, load_settings
 from tests.harness import eventually, make_event

@@ -9,8 +9,8 @@ import pytest
 
 from powertrip.sandbox.fake_papertrail import FakePapertrail
 from powertrip.sources.papertrail_api import PapertrailApiError, PapertrailSearch, Window
-from tests.conftest import PAPERTRAIL_TOKEN
 from tests.harness import ssh_line
+from tests.servers import PAPERTRAIL_TOKEN
 
 
 async def collect(search: PapertrailSearch, window: Window) -> list[str]:

@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from powertrip.passkeys import (
+from powertrip.contracts.passkeys import (
     AssertionRecorded,
     ClaimLink,
     LinkPurpose,
@@ -32,8 +32,7 @@ from powertrip.passkeys import (
     StepUpRefused,
     passkey_workflow_id,
 )
-from powertrip.settings import Settings
-from powertrip.stepup import (
+from powertrip.services.stepup import (
     Link,
     begin_ceremony,
     complete_step_up,
@@ -44,6 +43,7 @@ from powertrip.stepup import (
     passkeys_of,
     relying_party,
 )
+from powertrip.settings import Settings
 from tests.harness import add_passkey, claim_passkey_link, make_event, passkey
 from workflows.passkeys import PasskeyWorkflow
 

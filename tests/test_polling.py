@@ -10,7 +10,6 @@ schedule on it: the same hand-over of the previous run's result
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import timedelta
 
@@ -22,12 +21,20 @@ from temporalio.client import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.polling import PollInput, PollState, ensure_poll_schedules, schedule_id
+from powertrip.contracts.polling import PollInput, PollState
 from powertrip.sandbox.fake_papertrail import FakePapertrail
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.starts import ensure_poll_schedules, schedule_id
 from powertrip.settings import Settings
-from tests.conftest import PAPERTRAIL_TOKEN, SECURITY_CHANNEL
-from tests.harness import eventually, make_config, make_settings, running_worker
+from tests.harness import (
+    channel_texts,
+    eventually,
+    make_config,
+    make_settings,
+    running_worker,
+    stop,
+)
+from tests.servers import PAPERTRAIL_TOKEN
 from workflows.poll import PollWorkflow
 
 FIVE_MINUTES = timedelta(minutes=5)
@@ -70,26 +77,8 @@ async def started(client: Client, provider_id: str) -> bool:
     return True
 
 
-async def stop(client: Client, workflow_ids: list[str]) -> None:
-    """Leave no pending timers behind: on the time-skipping server, a workflow whose worker is
-    gone keeps later tests from skipping time."""
-    for workflow_id in workflow_ids:
-        try:
-            await client.get_workflow_handle(workflow_id).terminate("test over")
-        except Exception:
-            pass
-
-
 async def all_started(client: Client, ids: list[str]) -> bool:
     return all([await started(client, i) for i in ids])
-
-
-def channel_texts(fake: FakeSlack) -> list[str]:
-    return [
-        m.text + json.dumps(m.blocks)
-        for m in fake.messages.values()
-        if m.channel == SECURITY_CHANNEL
-    ]
 
 
 async def test_polling_across_a_worker_restart_neither_skips_nor_repeats(

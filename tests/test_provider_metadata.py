@@ -20,9 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.models import RawEvent
 from powertrip.rules import Rule
 from powertrip.sources.cloudwatch import encode_awslogs
-from tests.harness import CONFIG_YAML
-from tests.test_webhook_input import exists
-from tests.test_webhook_sources import (
+from tests.aws import (
     TOPIC,
     Served,
     bearer,
@@ -33,6 +31,7 @@ from tests.test_webhook_sources import (
     serving,
     subscription,
 )
+from tests.harness import CONFIG_YAML, exists
 
 CLOUDTRAIL_TOPIC = "arn:aws:sns:eu-west-1:123456789012:cloudtrail-events"
 TRAIL_GROUP = "aws-cloudtrail-logs-123456789012"

@@ -18,8 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from powertrip.sources import RECEIVE_BUCKET, content_id
 from powertrip.sources.generic import Reading, parse_generic
-from tests.conftest import ServedApp
 from tests.harness import CONFIG_YAML, WEBHOOK_HEADERS, settings_with_config, ssh_line
+from tests.servers import ServedApp
 
 CURL_FORM = {**WEBHOOK_HEADERS, "Content-Type": "application/x-www-form-urlencoded"}
 

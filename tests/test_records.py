@@ -21,24 +21,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from powertrip.approvals import Action
 from powertrip.cli.events import events_table
-from powertrip.decisions import operator
-from powertrip.ingest import ResultStatus, start_approval
+from powertrip.contracts.approval import Action
 from powertrip.models import EventStatus, SecurityEvent
-from powertrip.records import (
-    EventFilter,
-    ExportFormat,
-    Ui,
-    decisions,
-    list_events,
-    read_rows,
-    show_event,
-    write_rows,
-)
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.audit import ExportFormat, decisions, read_rows, write_rows
+from powertrip.services.starts import ResultStatus, start_approval
+from powertrip.services.views import list_events, show_event
 from powertrip.settings import Settings
-from tests.conftest import SLACK_TOKEN, ServedApp
+from powertrip.signing import operator
+from powertrip.visibility import EventFilter
+from powertrip.webui import WebUi
 from tests.harness import (
     CONFIG_YAML,
     decide,
@@ -48,6 +41,7 @@ from tests.harness import (
     make_settings,
     state_eventually,
 )
+from tests.servers import SLACK_TOKEN, ServedApp
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
@@ -116,7 +110,7 @@ async def world(
             *(start_approval(client, e, settings.task_queue) for e in events.values())
         )
         assert set(results) == {ResultStatus.STARTED}
-        ui = Ui(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+        ui = WebUi(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
         for key, *_, final in SEED:
             handle = client.get_workflow_handle_for(ApprovalWorkflow.run, ids[key])
             if final is EventStatus.APPROVED:
@@ -427,7 +421,7 @@ async def test_openapi_documents_every_field_and_error(world: World) -> None:
 async def test_export_round_trips_one_row_per_decision(
     world: World, dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    ui = Ui(base_url="http://ui", namespace="default")
+    ui = WebUi(base_url="http://ui", namespace="default")
     rows = [
         r
         for r in await decisions(dev_env.client, datetime.now(UTC) - timedelta(hours=1), None, ui)
@@ -506,7 +500,7 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
         started = await start_approval(dev_env.client, event, settings.task_queue)
         assert started is ResultStatus.STARTED
         handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
-        ui = Ui(base_url="u", namespace="default")
+        ui = WebUi(base_url="u", namespace="default")
 
         async def asked() -> bool | None:
             view = await show_event(dev_env.client, event.event_id, ui)
@@ -587,7 +581,7 @@ async def test_cli_table_for_a_terminal_names_the_decision(
     world: World, dev_env: WorkflowEnvironment
 ) -> None:
     page = await list_events(
-        dev_env.client, EventFilter(actor=world.name("a")), Ui(base_url="u", namespace="d")
+        dev_env.client, EventFilter(actor=world.name("a")), WebUi(base_url="u", namespace="d")
     )
     console = Console(record=True, width=220)
     console.print(events_table(page.events))

@@ -24,10 +24,9 @@ from temporalio.workflow import NondeterminismError
 import worker
 from activities.decisions import DecisionActivities
 from activities.slack import SlackActivities
-from powertrip.approvals import Action, ApprovalInput
-from powertrip.decisions import Verdict, VerifyRequest
-from powertrip.ingest import ResultStatus, search_attributes_for, start_approval
+from powertrip.contracts.approval import Action, ApprovalInput, Verdict, VerifyRequest
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
 from tests.harness import (
     decide,
     eventually,
@@ -43,9 +42,10 @@ from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
-from workflows.digest import ReminderDigestWorkflow
 from workflows.passkeys import PasskeyWorkflow
-from workflows.poll import PollWorkflow, StaleDigestWorkflow
+from workflows.poll import PollWorkflow
+from workflows.reminders import ReminderDigestWorkflow
+from workflows.stale import StaleReportWorkflow
 from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
 ROOT = Path(__file__).parent / "histories"
@@ -54,7 +54,7 @@ WORKFLOWS: dict[str, type] = {
     "poll": PollWorkflow,
     "reminder_digest": ReminderDigestWorkflow,
     "unrecognised": UnrecognisedEventWorkflow,
-    "stale_digest": StaleDigestWorkflow,
+    "stale_digest": StaleReportWorkflow,
     "passkeys": PasskeyWorkflow,
     "review_pacer": ReviewPacerWorkflow,
     "conflict": ConflictWorkflow,

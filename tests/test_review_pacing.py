@@ -21,7 +21,6 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.config import config_from_mapping
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.settings import Settings
-from tests.conftest import SECURITY_CHANNEL
 from tests.harness import (
     CONFIG_YAML,
     WEBHOOK_HEADERS,
@@ -30,6 +29,7 @@ from tests.harness import (
     running_worker,
     settings_with_config,
 )
+from tests.servers import SECURITY_CHANNEL
 
 PACED = {"reviews_before_digest": 3, "review_digest_every": "10s"}
 

@@ -19,7 +19,7 @@ from powertrip.config import (
 from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources.eventbridge import parse_eventbridge
-from powertrip.syslog import parse_syslog, parse_syslog_line
+from powertrip.sources.syslog import parse_syslog, parse_syslog_line
 
 PACKS = ["sshd", "sudo", "su", "cloudtrail", "custom-example", "noise"]
 

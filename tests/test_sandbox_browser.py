@@ -19,9 +19,9 @@ from api.main import create_app
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from tests.browser import assert_readme_shows, chromium, needs_chromium, screenshot
-from tests.conftest import SECURITY_CHANNEL, SIGNING_SECRET, ServedApp
 from tests.harness import WEBHOOK_HEADERS, eventually, make_settings, message_for, running_worker
 from tests.readme import curl_json_bodies, section_blocks
+from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, ServedApp
 from workflows.approval import ApprovalWorkflow
 
 __all__ = ["chromium"]

@@ -11,8 +11,8 @@ import pytest
 
 from powertrip.cli.dev import _local_secrets
 from powertrip.config import ConfigError, load_config
-from powertrip.decisions import MIN_KEY_CHARS
 from powertrip.settings import API_SECRETS, SettingsError, load_settings
+from powertrip.signing import MIN_KEY_CHARS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,26 +15,29 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip import messages
-from powertrip.approvals import Action, Authority, EventRecord, MessageKind, Recipient
+from powertrip.contracts.approval import Action, Authority, EventRecord, MessageKind, Recipient
 from powertrip.directory import Identity
 from powertrip.models import EventStatus
 from powertrip.origins import Origins
 from powertrip.pacing import ChannelPacer
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.services.starts import ensure_reminder_digest
 from powertrip.slack_checks import SCOPES, SlackSetupError, check_slack
-from tests.conftest import SECURITY_CHANNEL, SLACK_TOKEN
 from tests.harness import (
+    buttons,
     decide,
     eventually,
     make_config,
     make_event,
     make_settings,
+    posted_to,
     running_worker,
+    start,
     state_eventually,
+    text_of,
 )
-from tests.test_approval_workflow import buttons, posted_to, start, text_of
+from tests.servers import SECURITY_CHANNEL, SLACK_TOKEN
 from workflows.approval import ApprovalWorkflow
-from workflows.digest import ensure_digest_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,7 +161,7 @@ async def test_many_due_reminders_become_one_digest(
     settings = make_settings(slack_api_url)
     config = make_config(digest_after=2)
     async with running_worker(time_skipping_env.client, settings, config):
-        await ensure_digest_workflow(time_skipping_env.client, settings.task_queue, 2)
+        await ensure_reminder_digest(time_skipping_env.client, settings.task_queue, 2)
         events = [make_event("alice") for _ in range(4)]
         handles = [await start(time_skipping_env, e, settings.task_queue) for e in events]
         await eventually(lambda: len(posted_to(fake_slack, "D0ALICE")) == 4)
@@ -279,7 +282,7 @@ def test_digest_lists_each_event_with_wait_and_link() -> None:
     line = messages.DigestLine(
         event=record.event, asked="the security channel", waited_seconds=3600, ui_url="http://u/x"
     )
-    text, blocks = messages.digest([line, line], now=datetime.now(UTC))
+    text, blocks = messages.reminder_digest([line, line], now=datetime.now(UTC))
     shown = block_text(blocks)
     assert "2 events still need a decision" in text
     assert "waited 1h" in shown and "<http://u/x|" in shown

@@ -11,11 +11,10 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from powertrip.approvals import Action
+from powertrip.contracts.approval import Action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
-from tests.conftest import ServedApp
 from tests.harness import (
     API_HEADERS,
     click_request,
@@ -28,6 +27,7 @@ from tests.harness import (
     message_for,
     running_worker,
 )
+from tests.servers import ServedApp
 from tests.tcp_delay import DelayProxy
 from workflows.approval import ApprovalWorkflow
 
@@ -178,7 +178,7 @@ async def test_slack_retries_and_double_clicks_decide_once(
         record = await dev_env.client.get_workflow_handle_for(
             ApprovalWorkflow.run, event_id
         ).result()
-    assert [e.what for e in record.timeline].count("approved") == 1
+    assert [e.what.value for e in record.timeline].count("approved") == 1
     await eventually(lambda: dm.updates >= 1)
     assert sum(m.updates for m in fake_slack.messages.values()) == 1
 

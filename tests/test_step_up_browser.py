@@ -25,10 +25,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from powertrip.passkeys import Refusal
+from powertrip.contracts.passkeys import Refusal
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.stepup import issue_registration_link, issue_step_up_link, passkeys_of
 from powertrip.settings import Settings
-from powertrip.stepup import issue_registration_link, issue_step_up_link, passkeys_of
 from tests.browser import assert_readme_shows, chromium, loopback_only, needs_chromium, screenshot
 from tests.harness import make_event, make_settings, running_worker
 from tests.servers import ServedApp, free_port

@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from powertrip.observability import RedactQuerySecrets
+from powertrip.logs import RedactQuerySecrets
+from powertrip.services.stepup import issue_registration_link, issue_step_up_link
 from powertrip.settings import Settings, SettingsError
-from powertrip.stepup import issue_registration_link, issue_step_up_link
 from tests.harness import (
     add_passkey,
     api_client,

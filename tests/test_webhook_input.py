@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from tests.harness import WEBHOOK_HEADERS, api_client, make_settings, ssh_line
+from tests.harness import WEBHOOK_HEADERS, api_client, exists, make_settings, ssh_line
 
 
 @pytest.fixture
@@ -27,15 +26,6 @@ async def http(
     )
     async with api_client(settings) as client:
         yield client
-
-
-async def exists(env: WorkflowEnvironment, workflow_id: str) -> bool:
-    try:
-        await env.client.get_workflow_handle(workflow_id).describe()
-    except RPCError as exc:
-        assert exc.status is RPCStatusCode.NOT_FOUND
-        return False
-    return True
 
 
 def good_event(provider_id: str) -> dict:

@@ -9,117 +9,43 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from powertrip.config import config_from_mapping
 from powertrip.sandbox.fake_slack import FakeSlack
-from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
 from powertrip.sources.sns import (
     CERTIFICATES_CACHED,
-    SnsMessage,
-    SnsVerifier,
-    string_to_sign,
 )
-from tests.conftest import SECURITY_CHANNEL, ServedApp
+from tests.aws import (
+    CERT_URL,
+    EXTRA,
+    TOPIC,
+    Served,
+    bearer,
+    cloudtrail_login,
+    log_event,
+    notification,
+    post_sns,
+    serving,
+    sns_time,
+    subscription,
+    unique,
+)
 from tests.harness import (
     CONFIG_YAML,
     eventually,
     running_worker,
-    settings_with_config,
     ssh_line,
 )
-
-TOPIC = "arn:aws:sns:eu-west-1:123456789012:powertrip-logs"
-CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
-SUBSCRIBE_URL = (
-    "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn="
-    + TOPIC
-    + "&Token=abc"
-)
-EXTRA = """
-rule_packs: [sshd, sudo, cloudtrail, custom-example]
-sources:
-  eventbridge: {ignore_unmatched: true}
-"""
-
-
-@dataclass
-class FakeAws:
-    """Serves the signing certificate and subscription confirmations; records every fetch."""
-
-    key: rsa.RSAPrivateKey
-    pem: bytes
-    fetched: list[str] = field(default_factory=list)
-
-    async def get(self, url: str) -> bytes:
-        self.fetched.append(url)
-        return self.pem if url.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
-
-    def sign(self, message: dict[str, Any]) -> dict[str, Any]:
-        unsigned = {**message, "Signature": "x"}
-        digest = hashes.SHA1() if message["SignatureVersion"] == "1" else hashes.SHA256()
-        data = string_to_sign(SnsMessage.model_validate(unsigned))
-        signature = self.key.sign(data, padding.PKCS1v15(), digest)
-        return {**message, "Signature": base64.b64encode(signature).decode()}
-
-
-def make_fake_aws() -> FakeAws:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return FakeAws(key=key, pem=cert.public_bytes(serialization.Encoding.PEM))
-
-
-@dataclass
-class Served:
-    http: httpx.AsyncClient
-    settings: Settings
-    aws: FakeAws
-    http_app: Any = None
-
-
-@asynccontextmanager
-async def serving(
-    env: WorkflowEnvironment, slack_api_url: str, folder: Path, config_yaml: str, **more: Any
-) -> AsyncIterator[Served]:
-    """The API with `config_yaml`, trusting SNS topic TOPIC (secret `sns-secret`) with its
-    signatures checked against a local fake AWS; `more` settings on top."""
-    more = {"sns_topic_arns": [TOPIC], "webhook_token_sns": "sns-secret", **more}
-    settings = settings_with_config(env, slack_api_url, folder, config_yaml, **more)
-    aws = make_fake_aws()
-    app = create_app(settings)
-    app.state.sns_verifier = SnsVerifier(http_get=aws.get)
-    async with (
-        ServedApp(app) as running,
-        httpx.AsyncClient(base_url=running.url, timeout=20) as http,
-    ):
-        yield Served(http, settings, aws, app)
+from tests.servers import SECURITY_CHANNEL
 
 
 @pytest.fixture
@@ -138,57 +64,11 @@ async def served(
         yield served
 
 
-def bearer(token: str = "hook-secret") -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def unique() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-def subscription(*events: dict[str, Any], stream: str = "i-0abc") -> dict[str, Any]:
-    return {
-        "messageType": "DATA_MESSAGE",
-        "owner": "123456789012",
-        "logGroup": "/var/log/secure",
-        "logStream": stream,
-        "subscriptionFilters": ["powertrip"],
-        "logEvents": list(events),
-    }
-
-
-def log_event(message: str, event_id: str | None = None) -> dict[str, Any]:
-    return {"id": event_id or unique(), "timestamp": 1795741323000, "message": message}
-
-
-def sns_time(at: datetime | None = None) -> str:
-    """SNS's Timestamp format (when the topic published the message)."""
-    return (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def notification(message: str, version: str = "1", topic: str = TOPIC) -> dict[str, Any]:
-    return {
-        "Type": "Notification",
-        "MessageId": str(uuid.uuid4()),
-        "TopicArn": topic,
-        "Subject": "logs",
-        "Message": message,
-        "Timestamp": sns_time(),
-        "SignatureVersion": version,
-        "SigningCertURL": CERT_URL,
-        "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe",
-    }
-
-
-async def post_sns(served: Served, message: dict[str, Any]) -> httpx.Response:
-    return await served.http.post(
-        "/webhooks/sns?token=sns-secret",
-        content=json.dumps(message),
-        headers={
-            "Content-Type": "text/plain; charset=UTF-8",
-            "x-amz-sns-message-type": message["Type"],
-        },
-    )
+SUBSCRIBE_URL = (
+    "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn="
+    + TOPIC
+    + "&Token=abc"
+)
 
 
 async def test_cloudwatch_batch_started_unmatched_invalid_by_index_then_duplicate(
@@ -355,38 +235,6 @@ async def test_sns_subscription_confirmed_only_for_configured_topics(served: Ser
     assert response.status_code == 200
     assert response.json()["confirmed"] is True
     assert SUBSCRIBE_URL in served.aws.fetched
-
-
-def cloudtrail_login(event_id: str, user: str) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "AWS Console Sign In via CloudTrail",
-        "source": "aws.signin",
-        "account": "123456789012",
-        "time": "2026-11-27T01:02:04Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "userIdentity": {
-                "type": "IAMUser",
-                "arn": f"arn:aws:iam::123456789012:user/{user}",
-                "accountId": "123456789012",
-                "userName": user,
-            },
-            "eventTime": "2026-11-27T01:02:03Z",
-            "eventSource": "signin.amazonaws.com",
-            "eventName": "ConsoleLogin",
-            "awsRegion": "us-east-1",
-            "sourceIPAddress": "198.51.100.20",
-            "responseElements": {"ConsoleLogin": "Success"},
-            "additionalEventData": {"MFAUsed": "Yes"},
-            "eventID": event_id,
-            "eventType": "AwsConsoleSignIn",
-            "recipientAccountId": "123456789012",
-        },
-    }
 
 
 async def test_eventbridge_cloudtrail_keyed_by_event_id_and_ignored_unmatched(

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import Action
-from powertrip.ingest import ResultStatus, start_approval
+from powertrip.contracts.approval import Action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.services.starts import ResultStatus, start_approval
 from tests.harness import CONFIG_YAML, decide, make_event, make_settings, running_worker
 from tests.servers import (
     DECISION_KEY,

@@ -8,15 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import metrics
     from activities.decisions import DecisionActivities
-    from activities.slack import SLACK_PERMANENT, PostRequest, SlackActivities, UpdateRequest
-    from powertrip import observability
+    from activities.slack import SlackActivities
     from powertrip import temporal as attributes
-    from powertrip.approvals import (
+    from powertrip.contracts.approval import (
+        APPROVAL_WORKFLOW,
+        DECIDE_SIGNAL,
+        RECORD_MEMO,
+        STATE_QUERY,
         Action,
         ApprovalInput,
         Authority,
@@ -24,18 +27,24 @@ with workflow.unsafe.imports_passed_through():
         EventRecord,
         MessageKind,
         PostedMessage,
+        PostRequest,
         TimelineEntry,
+        TimelineKind,
+        UpdateRequest,
+        VerifyRequest,
     )
-    from powertrip.decisions import VerifyRequest
-    from powertrip.messages import DigestLine, visible
-    from powertrip.models import EventStatus
-    from workflows.digest import (
+    from powertrip.contracts.reminders import (
+        DUE_SIGNAL,
+        SLOT_SIGNAL,
         SLOT_TIMEOUT,
+        DigestLine,
         DueReminder,
-        ReminderDigestWorkflow,
         ReminderSlot,
-        digest_workflow_id,
+        reminder_digest_id,
     )
+    from powertrip.contracts.slack import SLACK_PERMANENT, slack_call
+    from powertrip.messages import visible
+    from powertrip.models import EventStatus
     from workflows.patches import (
         CONTEST_APPROVAL,
         NOT_ME_FIRST,
@@ -46,19 +55,11 @@ with workflow.unsafe.imports_passed_through():
         VERIFY_DECISIONS,
     )
 
-# Slack may be down for hours: keep retrying, but give up each attempt round at the next reminder
-# so the workflow can record the failure and try again in the following cycle.
-SLACK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
-SLACK_CALL_TIMEOUT = timedelta(seconds=20)
 VERIFY_TIMEOUT = timedelta(seconds=10)
 # Refused and rejected decisions each leave a timeline entry, up to this many: a flood of forged
 # signals must not grow the memo without bound (the history still holds every signal).
 MAX_TRACES = 50
-TRACES = ("refused", "rejected", "traces_capped")
+TRACES = (TimelineKind.REFUSED, TimelineKind.REJECTED, TimelineKind.TRACES_CAPPED)
 
 
 @dataclass(frozen=True)
@@ -68,26 +69,50 @@ class _Received:
     """The workflow's time of receipt: the decision's time once the click is verified."""
 
 
-@workflow.defn
+@workflow.defn(name=APPROVAL_WORKFLOW)
 class ApprovalWorkflow:
+    """One security event: ask the right human, keep asking until someone with authority
+    decides, then mark every message with the decision. Input `ApprovalInput`; state, memo
+    (`record`) and result: `EventRecord`.
+
+    States (`record.status`) and what moves between them:
+
+        received --resolve_recipient--> pending (DM the owner, or the security channel;
+                                                 a stale event is asked nowhere)
+        pending --every renotify_after--> pending (a reminder: in the digest, or its own post)
+        pending --approve (owner, approver, team)--> approved --> messages updated, done
+        pending --approve on the owner's behalf--> approved, open for the contest window:
+                    --window ends--> done;  --owner's Not me--> reported
+        pending --Not me--> reported (incident alert to the channel at once)
+        reported --every renotify_after--> reported (reminder: incident unacknowledged)
+        reported --team's acknowledge--> acknowledged --> messages updated, done
+
+    Decisions arrive as the `decide` signal (`Click`): each is verified (a local activity
+    checks its signature, its nonce is taken once) and checked against `record.may` before it
+    counts; refused and rejected ones are recorded in the timeline and change nothing. A queued
+    *Not me* is taken before a queued approval. The record is published to the memo and the
+    `PowertripStatus` search attribute on every change. Reminder loops continue as new when
+    Temporal suggests it. Every change to the commands is a patch (`workflows/patches.py`).
+    """
+
     @workflow.init
     def __init__(self, input: ApprovalInput) -> None:
         self.record = input.carried or EventRecord(event=input.event)
         self.clicks: list[_Received] = []
         self.slot: ReminderSlot | None = None
 
-    @workflow.signal
+    @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, click: Click) -> None:
         """Durable even with no worker running: the click waits in history. It counts only once
-        verified (powertrip.decisions): anyone who can reach Temporal can send this signal."""
+        verified (powertrip.signing): anyone who can reach Temporal can send this signal."""
         self.clicks.append(_Received(click=click, at=workflow.now()))
 
-    @workflow.signal
+    @workflow.signal(name=SLOT_SIGNAL)
     def reminder_slot(self, slot: ReminderSlot) -> None:
         """The digest workflow's answer: post your own reminder, or you are in the digest."""
         self.slot = slot
 
-    @workflow.query
+    @workflow.query(name=STATE_QUERY)
     def state(self) -> EventRecord:
         return self.record
 
@@ -96,13 +121,13 @@ class ApprovalWorkflow:
         event = self.record.event
         renotify = timedelta(seconds=event.renotify_after_seconds)
         if self.record.recipient is None:
-            self.record.timeline.append(TimelineEntry(what="received", at=workflow.now()))
+            self.record.timeline.append(
+                TimelineEntry(what=TimelineKind.RECEIVED, at=workflow.now())
+            )
             self.record.recipient = await workflow.execute_activity_method(
                 SlackActivities.resolve_recipient,
                 event,
-                start_to_close_timeout=SLACK_CALL_TIMEOUT,
-                retry_policy=SLACK_RETRY,
-                summary=f"who to ask about {visible(event.actor)}",
+                **slack_call(f"who to ask about {visible(event.actor)}"),
             )
             self._publish()
         # `and` short-circuits: histories of events that were never stale record no marker.
@@ -151,7 +176,7 @@ class ApprovalWorkflow:
                 self.record.contest_until = None
                 self.record.timeline.append(
                     TimelineEntry(
-                        what="contest_closed",
+                        what=TimelineKind.CONTEST_CLOSED,
                         at=workflow.now(),
                         detail="the owner did not report the approval on their behalf",
                     )
@@ -162,10 +187,10 @@ class ApprovalWorkflow:
         return self.record.status is EventStatus.REPORTED
 
     def _note_stale(self) -> None:
-        if not any(entry.what == "stale" for entry in self.record.timeline):
+        if not any(entry.what is TimelineKind.STALE for entry in self.record.timeline):
             self.record.timeline.append(
                 TimelineEntry(
-                    what="stale",
+                    what=TimelineKind.STALE,
                     at=workflow.now(),
                     detail="found by backfill long after it happened: listed in the security "
                     "channel's digest instead of a DM, no reminders",
@@ -182,7 +207,7 @@ class ApprovalWorkflow:
     def _publish(self) -> None:
         """Readers (API, CLI, HIDS) get the record from the memo: no worker needed, even after
         the workflow has closed."""
-        workflow.upsert_memo({"record": self.record})
+        workflow.upsert_memo({RECORD_MEMO: self.record})
         workflow.upsert_search_attributes([attributes.STATUS.value_set(self.record.status.value)])
 
     async def _post(
@@ -191,10 +216,7 @@ class ApprovalWorkflow:
         posted = await workflow.execute_activity_method(
             SlackActivities.post_notification,
             request,
-            start_to_close_timeout=SLACK_CALL_TIMEOUT,
-            schedule_to_close_timeout=max(give_up_after, timedelta(minutes=1)),
-            retry_policy=SLACK_RETRY,
-            summary=summary,
+            **slack_call(summary, max(give_up_after, timedelta(minutes=1))),
         )
         self.record.messages.append(posted)
         return posted
@@ -203,7 +225,9 @@ class ApprovalWorkflow:
         cause = err.cause
         detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         self.record.timeline.append(
-            TimelineEntry(what="notify_failed", at=workflow.now(), detail=f"{what}: {detail}")
+            TimelineEntry(
+                what=TimelineKind.NOTIFY_FAILED, at=workflow.now(), detail=f"{what}: {detail}"
+            )
         )
         self._publish()
 
@@ -231,7 +255,9 @@ class ApprovalWorkflow:
                 self._failed("first notification", channel_err)
                 return
         self.record.timeline.append(
-            TimelineEntry(what="notified", at=workflow.now(), detail=recipient.asked_label)
+            TimelineEntry(
+                what=TimelineKind.NOTIFIED, at=workflow.now(), detail=recipient.asked_label
+            )
         )
         self._publish()
 
@@ -245,7 +271,7 @@ class ApprovalWorkflow:
         if workflow.patched(REMINDER_DIGEST) and await self._in_digest():
             self.record.timeline.append(
                 TimelineEntry(
-                    what="reminded",
+                    what=TimelineKind.REMINDED,
                     at=workflow.now(),
                     detail=f"in the digest, waited {int(self._waited())}s",
                 )
@@ -268,7 +294,9 @@ class ApprovalWorkflow:
             return
         self.record.timeline.append(
             TimelineEntry(
-                what="reminded", at=workflow.now(), detail=f"waited {int(self._waited())}s"
+                what=TimelineKind.REMINDED,
+                at=workflow.now(),
+                detail=f"waited {int(self._waited())}s",
             )
         )
         self._publish()
@@ -288,10 +316,10 @@ class ApprovalWorkflow:
             ),
         )
         digest = workflow.get_external_workflow_handle(
-            digest_workflow_id(workflow.info().task_queue)
+            reminder_digest_id(workflow.info().task_queue)
         )
         try:
-            await digest.signal(ReminderDigestWorkflow.due, due)
+            await digest.signal(DUE_SIGNAL, due)
         except FailureError:
             return False  # no digest workflow running: remind on our own
         try:
@@ -326,7 +354,7 @@ class ApprovalWorkflow:
                     "ignored %s by %s while %s", click.action, click.user, self.record.status
                 )
                 if verified:
-                    self._trace("refused", received, refused)
+                    self._trace(TimelineKind.REFUSED, received, refused)
                 continue
             decision = self.record.apply(click, received.at if verified else None)
             if (
@@ -336,7 +364,7 @@ class ApprovalWorkflow:
                 and authority.contest_window > timedelta(0)
             ):
                 self.record.contest_until = received.at + authority.contest_window
-            observability.observe_decision(self.record)
+            metrics.observe_decision(self.record)
             self._publish()
             if click.action is Action.NOT_ME:
                 await self._update_messages()
@@ -372,10 +400,10 @@ class ApprovalWorkflow:
         if reason is None and click.nonce is not None:
             self.record.nonces.append(click.nonce)
             return True
-        self._trace("rejected", received, reason or "no nonce")
+        self._trace(TimelineKind.REJECTED, received, reason or "no nonce")
         return False
 
-    def _trace(self, what: str, received: _Received, detail: str) -> None:
+    def _trace(self, what: TimelineKind, received: _Received, detail: str) -> None:
         """A refused or rejected decision in the timeline: it changed nothing, but it happened."""
         click = received.click
         traces = sum(entry.what in TRACES for entry in self.record.timeline)
@@ -383,12 +411,12 @@ class ApprovalWorkflow:
             return
         if traces == MAX_TRACES:
             entry = TimelineEntry(
-                what="traces_capped",
+                what=TimelineKind.TRACES_CAPPED,
                 at=received.at,
                 detail=f"more than {MAX_TRACES} refused or rejected decisions: the rest are in "
                 "the workflow's history only",
             )
-        elif what == "rejected":
+        elif what is TimelineKind.REJECTED:
             # Nothing in a rejected click is proven: name nobody as `by`.
             entry = TimelineEntry(
                 what=what,
@@ -436,10 +464,7 @@ class ApprovalWorkflow:
             # every module that imports it.
             team: list[str] = await workflow.execute_activity_method(
                 SlackActivities.current_security_team,
-                start_to_close_timeout=SLACK_CALL_TIMEOUT,
-                schedule_to_close_timeout=timedelta(minutes=2),
-                retry_policy=SLACK_RETRY,
-                summary="who is on the security team now",
+                **slack_call("who is on the security team now", timedelta(minutes=2)),
             )
         except ActivityError as err:
             # Slack's user group unreachable: keep the team known at the start.
@@ -468,10 +493,10 @@ class ApprovalWorkflow:
                 workflow.execute_activity_method(
                     SlackActivities.update_message,
                     UpdateRequest(record=self.record, message=m),
-                    start_to_close_timeout=SLACK_CALL_TIMEOUT,
-                    schedule_to_close_timeout=timedelta(hours=24),
-                    retry_policy=SLACK_RETRY,
-                    summary=f"mark {m.kind.value} message {self.record.status.value}",
+                    **slack_call(
+                        f"mark {m.kind.value} message {self.record.status.value}",
+                        timedelta(hours=24),
+                    ),
                 )
                 for m in stale
             ),

@@ -19,9 +19,10 @@ the history grows by a few events per update, so the run continues as new when T
 suggests it or after `updates_per_run` accepted updates. Per-user workflows also keep one user's
 load from delaying another's.
 
-Only the SHA-256 of a link's secret is stored (powertrip/stepup.py makes the links): the history
-and the Web UI never show a usable link. The server's challenge for a ceremony is stored when the
-page opens and cleared when the link is claimed, so each challenge is answered at most once.
+Only the SHA-256 of a link's secret is stored (powertrip/services/stepup.py makes the links):
+the history and the Web UI never show a usable link. The server's challenge for a ceremony is
+stored when the page opens and cleared when the link is claimed, so each challenge is answered at
+most once.
 
 Deterministic: no I/O, no clock but `workflow.now()`, no randomness (the service brings the
 secrets and challenges).
@@ -35,7 +36,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from powertrip.passkeys import (
+    from powertrip.contracts.passkeys import (
         LINK_RETENTION_SECONDS,
         MAX_CREDENTIALS,
         MAX_OPEN_LINKS,

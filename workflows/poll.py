@@ -1,7 +1,8 @@
-"""Polling a source on a Temporal Schedule, and the security channel's stale-event digest.
+"""Polling a source on a Temporal Schedule.
 
 `PollWorkflow` is one poll of one source: it takes the cursor from the previous run's result (the
-schedule's last completion result; see `powertrip.polling`), fetches and starts everything newer
+schedule's last completion result; the schedule is made by `services.starts.ensure_poll_schedules`),
+fetches and starts everything newer
 through the source's `LogSearch` (`powertrip.sources.log_search`), and returns the new cursor. A
 source that stays down is retried every run, and the security channel hears of it once after
 `alert_after`, and once more when it recovers.
@@ -16,9 +17,17 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.poll import POLL_MISCONFIGURED, PollActivities
-    from powertrip.backfill import StaleDigest
-    from powertrip.polling import PollAlert, PollInput, PollOutcome, PollRequest, PollState
+    from activities.poll import PollActivities
+    from powertrip.contracts.polling import (
+        POLL_MISCONFIGURED,
+        POLL_WORKFLOW,
+        PollAlert,
+        PollInput,
+        PollOutcome,
+        PollRequest,
+        PollState,
+    )
+    from powertrip.contracts.slack import slack_call
     from workflows.patches import POLL_ANY_SOURCE
 
 POLL_RETRY = RetryPolicy(
@@ -26,15 +35,14 @@ POLL_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
 )
-SLACK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
 
 
-@workflow.defn
+@workflow.defn(name=POLL_WORKFLOW)
 class PollWorkflow:
+    """One poll of one source (`PollInput`): fetch and start everything after the cursor, return
+    the new `PollState`. A failed poll still completes, with the old cursor and the failure
+    recorded; the security channel hears once after `alert_after` and once on recovery."""
+
     @workflow.run
     async def run(self, input: PollInput) -> PollState:
         state = self._previous(input)
@@ -116,10 +124,7 @@ class PollWorkflow:
         await workflow.execute_activity_method(
             PollActivities.post_poll_alert,
             alert,
-            start_to_close_timeout=timedelta(seconds=20),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=SLACK_RETRY,
-            summary=summary,
+            **slack_call(summary, timedelta(hours=1)),
         )
 
 
@@ -127,20 +132,3 @@ def _position(source: str, state: PollState) -> str:
     if state.cursor is None:
         return "(start)"
     return f"id {state.cursor}" if source == "papertrail" else f"cursor {state.cursor}"
-
-
-@workflow.defn
-class StaleDigestWorkflow:
-    """One message to the security channel about old events a backfill or poll started without
-    DMs. Its id is derived from the events, so a retried run cannot post it twice."""
-
-    @workflow.run
-    async def run(self, digest: StaleDigest) -> None:
-        await workflow.execute_activity_method(
-            PollActivities.post_stale_digest,
-            digest,
-            start_to_close_timeout=timedelta(seconds=20),
-            schedule_to_close_timeout=timedelta(hours=24),
-            retry_policy=SLACK_RETRY,
-            summary=f"digest of {digest.total} stale events to the security channel",
-        )

@@ -10,18 +10,21 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.review import ReviewActivities
-    from powertrip.unrecognised import (
+    from powertrip.contracts.reviews import (
+        ADD_SIGNAL,
         DIGEST_LISTED,
+        REVIEW_PACER_WORKFLOW,
+        UNRECOGNISED_WORKFLOW,
         PacerInput,
         ReviewDigest,
         ReviewPosted,
         UnrecognisedInput,
         shape_key,
     )
+    from powertrip.contracts.slack import security_channel_post
 
 HOUR = timedelta(hours=1)
 SEEN_KEPT = 5_000  # shape ids remembered against a retried hand-over
@@ -31,20 +34,17 @@ A = TypeVar("A")
 async def _post(
     activity: Callable[[Any, A], Awaitable[ReviewPosted]], argument: A, summary: str
 ) -> ReviewPosted:
+    # Slack may be down a while; a review request is worth minutes of retrying, not a stuck
+    # workflow: give up after a day (the count stays in the metrics).
     return await workflow.execute_activity_method(
-        activity,
-        argument,
-        start_to_close_timeout=timedelta(seconds=20),
-        # Slack may be down a while; a review request is worth minutes of retrying, not a
-        # stuck workflow: give up after a day (the count stays in the metrics).
-        schedule_to_close_timeout=timedelta(days=1),
-        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
-        summary=summary,
+        activity, argument, **security_channel_post(summary)
     )
 
 
-@workflow.defn
+@workflow.defn(name=UNRECOGNISED_WORKFLOW)
 class UnrecognisedEventWorkflow:
+    """One review request (`UnrecognisedInput`), handed to its source's pacer for the hour."""
+
     @workflow.run
     async def run(self, input: UnrecognisedInput) -> ReviewPosted:
         # The activity (registered as `post_unrecognised` since the first release) hands the
@@ -56,7 +56,7 @@ class UnrecognisedEventWorkflow:
         )
 
 
-@workflow.defn
+@workflow.defn(name=REVIEW_PACER_WORKFLOW)
 class ReviewPacerWorkflow:
     """The reviews of one source for one hour (`unrecognised-reviews-<task queue>-<source>-
     <hour>`): the first `pacing.before_digest` shapes are posted on their own, every later one
@@ -68,7 +68,7 @@ class ReviewPacerWorkflow:
         self.seen: set[str] = set(input.seen)
         self.posted = input.posted
 
-    @workflow.signal
+    @workflow.signal(name=ADD_SIGNAL)
     def add(self, request: UnrecognisedInput) -> None:
         key = shape_key(request)
         if key in self.seen:  # a retried hand-over

@@ -1,14 +1,13 @@
 """The record over HTTP: list and show events, and answer the HIDS's "was this login approved?".
 
-All reads come from Temporal visibility and the workflow memo (powertrip.records), so they work
-with no worker running and for events long finished (until the namespace retention expires).
+All reads come from Temporal visibility and the workflow memo (powertrip.services.views and
+hids), so they work with no worker running and for events long finished (until the namespace
+retention expires).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,25 +18,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import ApiAuth, SettingsDep, TemporalDep
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
-from powertrip.models import EventKind, EventStatus
-from powertrip.records import (
-    MAX_PAGE_SIZE,
-    EventFilter,
-    EventPage,
-    EventView,
-    MatchAnswer,
-    MatchQuestion,
-    PageTokenError,
-    RecordError,
-    Ui,
-    aware,
-    list_events,
-    match,
-    page_token_key,
-    show_event,
-)
+from powertrip.models import EventKind
+from powertrip.services.hids import MatchAnswer, MatchQuestion, match
+from powertrip.services.views import EventPage, EventView, list_events, show_event
 from powertrip.settings import Settings
 from powertrip.sources import describe_validation_error
+from powertrip.visibility import (
+    MAX_PAGE_SIZE,
+    EventFilter,
+    RecordError,
+    aware,
+    page_token_key,
+)
+from powertrip.webui import WebUi
 
 router = APIRouter(prefix="/v1", tags=["events"], dependencies=[ApiAuth])
 
@@ -57,29 +50,35 @@ BAD_INPUT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@contextmanager
-def _temporal_errors() -> Iterator[None]:
-    """Temporal throttles visibility per namespace (`frontend.namespaceRPS.visibility`): tell the
-    caller to retry rather than fail with a 500."""
-    try:
-        yield
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"Temporal visibility is rate limited: {exc.message}; retry shortly",
-                headers={"Retry-After": "1"},
-            ) from exc
-        raise
-
-
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "Temporal throttled the lookup; retry after a second."}
 }
 
 
-def _ui(settings: Settings) -> Ui:
-    return Ui(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+def _ui(settings: Settings) -> WebUi:
+    return WebUi(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+
+
+class EventQuery(EventFilter):
+    """`GET /v1/events`' query parameters: the filters (all optional, combined with AND) and
+    the page."""
+
+    host_match: HostMatch | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="`short` (first label) or `fqdn`; default `POWERTRIP_HOST_MATCH`.",
+    )
+    page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE, description="Events per page.")
+    page_token: str | None = Field(
+        default=None, description="`next_page_token` of the previous page."
+    )
+
+    def filters(self, settings: Settings) -> EventFilter:
+        return EventFilter.model_validate(
+            {
+                **self.model_dump(exclude={"page_size", "page_token"}),
+                "host_match": self.host_match or settings.host_match,
+            }
+        )
 
 
 @router.get(
@@ -94,59 +93,19 @@ def _ui(settings: Settings) -> Ui:
     },
 )
 async def get_events(
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    status_: Annotated[
-        EventStatus | None, Query(alias="status", description="Only events in this status.")
-    ] = None,
-    actor: Annotated[str | None, Query(description="The unix or cloud user, exactly.")] = None,
-    host: Annotated[
-        str | None, Query(description="Host name; case is ignored, see `host_match`.")
-    ] = None,
-    host_match: Annotated[
-        HostMatch | None,
-        Query(description="`short` (first label) or `fqdn`; default `POWERTRIP_HOST_MATCH`."),
-    ] = None,
-    rule: Annotated[str | None, Query(description="Rule id, e.g. `sshd-accepted`.")] = None,
-    source: Annotated[str | None, Query(description="Source, e.g. `papertrail`.")] = None,
-    since: Annotated[
-        datetime | None, Query(description="Events that happened at or after (ISO 8601, zoned).")
-    ] = None,
-    until: Annotated[
-        datetime | None, Query(description="Events that happened before (ISO 8601, zoned).")
-    ] = None,
-    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Events per page.")] = 50,
-    page_token: Annotated[
-        str | None, Query(description="`next_page_token` of the previous page.")
-    ] = None,
+    temporal: TemporalDep, settings: SettingsDep, query: Annotated[EventQuery, Query()]
 ) -> EventPage:
     """Events newest first in Temporal's sense: open ones (pending, reported) first, most
     recently received first, then closed ones, most recently closed first. Follow
     `next_page_token` with the same filters until it is null."""
-    try:
-        filters = EventFilter(
-            status=status_,
-            actor=actor,
-            host=host,
-            host_match=host_match or settings.host_match,
-            rule=rule,
-            source=source,
-            since=since,
-            until=until,
-        )
-        with _temporal_errors():
-            return await list_events(
-                temporal,
-                filters,
-                _ui(settings),
-                page_size,
-                page_token,
-                key=page_token_key(settings.secret("api_token")),
-            )
-    except PageTokenError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    except RecordError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    return await list_events(
+        temporal,
+        query.filters(settings),
+        _ui(settings),
+        query.page_size,
+        query.page_token,
+        key=page_token_key(settings.secret("api_token")),
+    )
 
 
 @router.get(
@@ -161,8 +120,7 @@ async def get_events(
 )
 async def get_event(event_id: str, temporal: TemporalDep, settings: SettingsDep) -> EventView:
     """Readable while the event is pending and after it is decided (from the workflow's memo)."""
-    with _temporal_errors():
-        view = await show_event(temporal, event_id, _ui(settings))
+    view = await show_event(temporal, event_id, _ui(settings))
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r}")
     return view
@@ -204,17 +162,22 @@ class MatchParams(BaseModel):
     )
 
     def question(self, settings: Settings) -> MatchQuestion:
-        """Raises RecordError or ValueError (a 422) for a question that cannot be asked."""
+        """Raises RecordError (a 422) for a question that cannot be asked."""
+        try:
+            window = parse_duration(self.window)
+            tolerance = parse_duration(self.tolerance) if self.tolerance is not None else None
+        except ValueError as exc:
+            raise RecordError(str(exc)) from exc
         return MatchQuestion(
             host=self.host,
             user=self.user,
             at=aware(self.at),
-            window=parse_duration(self.window),
+            window=window,
             host_match=self.host_match or settings.host_match,
             kind=self.kind,
             address=self.address,
             port=self.port,
-            tolerance=parse_duration(self.tolerance) if self.tolerance is not None else None,
+            tolerance=tolerance,
         )
 
 
@@ -233,12 +196,7 @@ async def match_approval(
     and no event of this user on this host in the window was reported *Not me*. Send the log
     line's time, the source address and the port: without them, two logins close together are
     `ambiguous`, never approved."""
-    try:
-        question = params.question(settings)
-        with _temporal_errors():
-            answer = await match(temporal, question, _ui(settings))
-    except (RecordError, ValueError) as exc:
-        raise HTTPException(422, str(exc)) from exc
+    answer = await match(temporal, params.question(settings), _ui(settings))
     # Already a validated MatchAnswer: skip FastAPI's second validation pass (the HIDS's hot
     # path; `response_model` still documents it).
     return Response(answer.model_dump_json(), media_type="application/json")
@@ -296,7 +254,7 @@ async def match_approvals(
                 answer = await match(temporal, question, ui)
         except ValidationError as exc:
             return BatchAnswer(index=index, answer=None, error=describe_validation_error(exc))
-        except (RecordError, ValueError) as exc:
+        except RecordError as exc:
             return BatchAnswer(index=index, answer=None, error=str(exc))
         except RPCError as exc:
             if exc.status is not RPCStatusCode.RESOURCE_EXHAUSTED:

@@ -12,7 +12,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.service import RPCError
 
 from api.deps import TemporalDep
-from powertrip.observability import PendingCounter
+from api.metrics import PendingCounter
 
 log = logging.getLogger("powertrip.api")
 router = APIRouter(tags=["ops"])

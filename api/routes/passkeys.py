@@ -27,16 +27,16 @@ from api.passkey_pages import (
     registration_page,
     step_up_page,
 )
-from powertrip.passkeys import LinkPurpose, PasskeyRefused, Refusal, StepUpVerified
+from powertrip.contracts.passkeys import LinkPurpose, PasskeyRefused, Refusal, StepUpVerified
 from powertrip.relying_party import RelyingParty
-from powertrip.settings import Settings, SettingsError
-from powertrip.stepup import (
+from powertrip.services.stepup import (
     begin_ceremony,
     complete_registration,
     complete_step_up,
     link_view,
     relying_party,
 )
+from powertrip.settings import Settings, SettingsError
 
 router = APIRouter(tags=["step-up"])
 log = logging.getLogger(__name__)

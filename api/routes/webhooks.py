@@ -1,5 +1,7 @@
-"""Webhook endpoints: one per source, each with its adapter and its own secret; all share the
-ingest path, so every source is idempotent by its provider's event id and nothing is dropped."""
+"""Webhook endpoints: one per source, each with its adapter (`powertrip.sources`) and its own
+secret; all share the recognise path (`powertrip.services.recognise`), so every source is
+idempotent by its provider's event id and nothing is dropped. A new source: its parser in
+`powertrip.sources`, one route here with `@receives(...)`."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from api.body import decode_payload, read_capped
 from api.deps import ConfigDep, RulesDep, SettingsDep, TemporalDep, webhook_auth
-from powertrip.ingest import ItemResult, process
+from api.metrics import count_ingest
+from powertrip.services.recognise import ItemResult, process
 from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import parse_eventbridge
@@ -32,8 +35,8 @@ from powertrip.sources.sns import (
     parse_notification,
     parse_sns_message,
 )
+from powertrip.sources.syslog import parse_syslog
 from powertrip.sources.wazuh import parse_wazuh
-from powertrip.syslog import parse_syslog
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -117,6 +120,7 @@ class Ingest:
             ignore_unmatched=ignored,
             source=source,
         )
+        count_ingest(items, results, source)
         return WebhookResponse(
             results=results, summary=dict(Counter(r.status.value for r in results))
         )

@@ -19,25 +19,23 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from temporalio.client import Client
 
-from powertrip.backfill import (
+from powertrip.cli.failures import TemporalUnreachable, connect_cli
+from powertrip.config import ConfigError, PowertripConfig, load_config
+from powertrip.durations import parse_duration
+from powertrip.process import exit_now
+from powertrip.services.backfill import Backfill, Report, aiter_chunks, search_chunks
+from powertrip.services.starts import report_stale
+from powertrip.settings import Settings, SettingsError, load_settings
+from powertrip.sources.files import (
     SYSLOG_SOURCE,
-    Backfill,
     InputFormat,
     Located,
-    Report,
-    aiter_chunks,
-    announce_stale,
     chunked,
     open_input,
     records,
-    search_chunks,
 )
-from powertrip.cli.failures import TemporalUnreachable, connect_cli
-from powertrip.config import ConfigError, PowertripConfig, SearchScope, load_config
-from powertrip.durations import parse_duration
-from powertrip.process import exit_now
-from powertrip.settings import Settings, SettingsError, load_settings
-from powertrip.sources.log_search import POLLABLE, LogSearch, SearchError, open_search
+from powertrip.sources.log_search import LogSearch, SearchError, SearchScope
+from powertrip.sources.searches import POLLABLE, open_search
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -258,7 +256,7 @@ async def _run(
             if search is not None:
                 await search.aclose()
     if not dry_run and client is not None:
-        await announce_stale(client, report, found_by, stale_age, settings.task_queue)
+        await report_stale(client, report.stale_events, found_by, stale_age, settings.task_queue)
     return report
 
 

@@ -45,7 +45,7 @@ def _local_secrets(path: Path) -> dict[str, str]:
         "POWERTRIP_WEBHOOK_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_API_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_SLACK_SIGNING_SECRET": lambda: secrets.token_hex(16),
-        # Shared by the API, the CLI and the worker: signs every decision (powertrip.decisions).
+        # Shared by the API, the CLI and the worker: signs every decision (powertrip.signing).
         "POWERTRIP_DECISION_KEY": lambda: secrets.token_hex(32),
     }
     missing = {k: make() for k, make in generators.items() if k not in values}

@@ -20,25 +20,18 @@ from temporalio.client import Client
 
 from powertrip.cli.failures import connect_cli
 from powertrip.config import ConfigError, load_config
-from powertrip.decisions import decision_key, operator
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
 from powertrip.messages import visible
 from powertrip.models import EventStatus
 from powertrip.process import exit_now
-from powertrip.records import (
-    EventFilter,
-    EventView,
-    ExportFormat,
-    RecordError,
-    Ui,
-    approve_as_security,
-    decisions,
-    iter_events,
-    show_event,
-    write_rows,
-)
+from powertrip.services.audit import ExportFormat, decisions, write_rows
+from powertrip.services.decisions import approve_as_security
+from powertrip.services.views import EventView, iter_events, show_event
 from powertrip.settings import Settings, SettingsError, load_settings
+from powertrip.signing import decision_key, operator
+from powertrip.visibility import EventFilter, RecordError
+from powertrip.webui import WebUi
 
 app = typer.Typer(help="Inspect, approve and export events.", no_args_is_help=True)
 T = TypeVar("T")
@@ -104,8 +97,8 @@ def _run(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
 
 
-def _ui(settings: Settings) -> Ui:
-    return Ui(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+def _ui(settings: Settings) -> WebUi:
+    return WebUi(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
 
 
 def _as_json(as_json: bool) -> bool:

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from powertrip.backfill import InputFormat, detect_format, json_items, records
 from powertrip.config import (
     ConfigError,
     PowertripConfig,
@@ -28,7 +27,8 @@ from powertrip.settings import SettingsError, load_settings
 from powertrip.sources import describe_validation_error
 from powertrip.sources.cloudtrail import is_cloudtrail_record
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
-from powertrip.syslog import event_from_text, parse_syslog
+from powertrip.sources.files import InputFormat, detect_format, json_items, records
+from powertrip.sources.syslog import event_from_text, parse_syslog
 
 app = typer.Typer(help="Develop rules and see the built-in packs.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)

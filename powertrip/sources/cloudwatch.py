@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
-from powertrip.syslog import event_from_text
+from powertrip.sources.syslog import event_from_text
 
 SOURCE = "cloudwatch"
 # CloudWatch caps a PutLogEvents batch at 1 MiB of messages; a subscription message holds at most

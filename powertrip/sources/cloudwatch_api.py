@@ -32,9 +32,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel
 
-from powertrip.config import SearchScope
 from powertrip.sources.cloudwatch import parse_filtered_events
-from powertrip.sources.log_search import LogPage, SearchError
+from powertrip.sources.log_search import LogPage, SearchError, SearchScope
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient

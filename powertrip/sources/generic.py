@@ -33,7 +33,7 @@ from powertrip.sources import (
     keyed_id,
 )
 from powertrip.sources.shippers import FieldError, FieldMap, extract
-from powertrip.syslog import event_from_text
+from powertrip.sources.syslog import event_from_text
 
 SOURCE = "json"
 _RECORD_SEPARATOR = "\x1e"  # RFC 7464 JSON text sequences (`journalctl -o json-seq`)

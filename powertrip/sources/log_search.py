@@ -11,6 +11,9 @@ Two positions per page, because a page is not the end of a window:
   skip the older pages still to come).
 - `resume`: where a retried attempt of the *same* window continues (heartbeat details); None
   when this page is the last.
+
+The interface knows none of its implementations (`papertrail_api`, `cloudwatch_api`); which
+source has one, and how it is opened, is `powertrip.sources.searches`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from powertrip.config import SearchScope
+from pydantic import BaseModel, ConfigDict, Field
+
 from powertrip.sources import ParsedItem
 
-if TYPE_CHECKING:
-    from powertrip.settings import Settings
 
-POLLABLE = ("papertrail", "cloudwatch")
+class SearchScope(BaseModel):
+    """What to read from a source's log search API (polling and `powertrip backfill --source`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = Field(
+        default=None,
+        description="Provider search query: Papertrail search syntax (`sshd OR sudo`) or a "
+        'CloudWatch Logs filter pattern (`"Accepted"`).',
+    )
+    system_id: str | None = Field(default=None, description="Papertrail: one system.")
+    group_id: str | None = Field(default=None, description="Papertrail: one group.")
+    log_group: str | None = Field(default=None, description="CloudWatch: the log group (required).")
+    log_stream_prefix: str | None = Field(
+        default=None, description="CloudWatch: only streams whose name starts with this."
+    )
 
 
 class SearchError(RuntimeError):
@@ -46,6 +63,8 @@ class LogPage:
 
 
 class LogSearch(Protocol):
+    """A source's search API, from a cursor. `fetch` raises `SearchError`."""
+
     def fetch(
         self,
         *,
@@ -56,37 +75,3 @@ class LogSearch(Protocol):
     ) -> AsyncIterator[LogPage]: ...
 
     async def aclose(self) -> None: ...
-
-
-def scope_problem(source: str, scope: SearchScope) -> str | None:
-    """Why `scope` cannot be searched on `source`, or None."""
-    if source not in POLLABLE:
-        return f"{source} has no log search API here (only {', '.join(POLLABLE)})"
-    if source == "cloudwatch" and not scope.log_group:
-        return "CloudWatch needs a log group (`sources.cloudwatch.poll.log_group`, --log-group)"
-    return None
-
-
-def open_search(source: str, settings: Settings, scope: SearchScope) -> LogSearch:
-    """The search for `source` from the settings; `SearchError` (not retryable) when it is not
-    configured."""
-    problem = scope_problem(source, scope)
-    if problem:
-        raise SearchError(problem, retryable=False)
-    if source == "cloudwatch":
-        # Imported here: boto3 is heavy and only polling and backfill need it.
-        from powertrip.sources.cloudwatch_api import CloudWatchSearch
-
-        return CloudWatchSearch(
-            scope,
-            endpoint_url=settings.aws_endpoint_url,
-            cloudtrail=scope.log_group in settings.cloudtrail_log_groups,
-        )
-    from powertrip.sources.papertrail_api import PapertrailSearch
-
-    token = settings.papertrail_api_token
-    if token is None:
-        raise SearchError(
-            "POWERTRIP_PAPERTRAIL_API_TOKEN is not set: cannot read Papertrail", retryable=False
-        )
-    return PapertrailSearch(token.get_secret_value(), settings.papertrail_api_url, scope=scope)

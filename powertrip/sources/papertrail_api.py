@@ -22,9 +22,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from powertrip.config import SearchScope
 from powertrip.sources import ParsedItem
-from powertrip.sources.log_search import LogPage, SearchError
+from powertrip.sources.log_search import LogPage, SearchError, SearchScope
 from powertrip.sources.papertrail import parse_papertrail
 
 MAX_LIMIT = 10_000

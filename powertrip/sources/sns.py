@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
-from powertrip.syslog import event_from_text
+from powertrip.sources.syslog import event_from_text
 
 SOURCE = "sns"
 MESSAGE_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")

@@ -23,7 +23,7 @@ from powertrip.models import RawEvent
 from powertrip.rules import lookup
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.shippers import FieldError, parse_time
-from powertrip.syslog import parse_syslog, raw_event
+from powertrip.sources.syslog import parse_syslog, raw_event
 
 SOURCE = "wazuh"
 MANAGER_AGENT = "000"

@@ -26,15 +26,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.approvals import Action, ApprovalInput
-from powertrip.backfill import Report, StaleEvent, announce_stale
 from powertrip.binaries import temporal_test_server
-from powertrip.conflicts import ConflictReport, conflict_workflow_id
-from powertrip.decisions import signed_click
-from powertrip.devserver import start_dev_server
-from powertrip.ingest import search_attributes_for, summary_for
-from powertrip.models import RawEvent
-from powertrip.passkeys import (
+from powertrip.contracts.approval import Action, ApprovalInput
+from powertrip.contracts.conflict import ConflictReport, conflict_workflow_id
+from powertrip.contracts.passkeys import (
     PASSKEY_WORKFLOW,
     LinkPurpose,
     PasskeyStore,
@@ -42,13 +37,23 @@ from powertrip.passkeys import (
     RecordAssertion,
     passkey_workflow_id,
 )
-from powertrip.polling import PollInput, PollState
+from powertrip.contracts.polling import PollInput, PollState, StaleEvent
+from powertrip.contracts.reviews import ReviewPacing, pacer_id
+from powertrip.devserver import start_dev_server
+from powertrip.models import RawEvent
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.services.starts import (
+    ensure_reminder_digest,
+    report_stale,
+    request_review,
+    search_attributes_for,
+    summary_for,
+)
+from powertrip.services.stepup import Link, decide_registration, issue_step_up_link
 from powertrip.settings import Settings
-from powertrip.stepup import Link, decide_registration, issue_step_up_link
+from powertrip.signing import signed_click
 from powertrip.temporal import ensure_search_attributes
-from powertrip.unrecognised import ReviewPacing, pacer_id, request_review
 from tests.harness import (
     add_passkey,
     claim_passkey_link,
@@ -65,7 +70,6 @@ from tests.harness import (
 from tests.servers import DECISION_KEY, PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
-from workflows.digest import ensure_digest_workflow
 from workflows.poll import PollWorkflow
 
 HERE = Path(__file__).resolve().parent
@@ -133,7 +137,7 @@ async def not_me_acknowledge(stack: Stack) -> WorkflowHandle:
 
 async def reminders_own(stack: Stack) -> WorkflowHandle:
     """The digest workflow runs but this reminder is due alone: it posts its own."""
-    await ensure_digest_workflow(stack.client, stack.settings.task_queue, DIGEST_AFTER)
+    await ensure_reminder_digest(stack.client, stack.settings.task_queue, DIGEST_AFTER)
     handle = await _start(stack, "reminders_own")
     await _dm_sent(stack)
     await stack.env.sleep(timedelta(minutes=16))
@@ -148,7 +152,7 @@ async def reminders_in_digest(stack: Stack) -> WorkflowHandle:
 
     On the dev server in real time: the time-skipping server jumps to the digest's gathering
     timer between two workflows' tasks, so reminders due together never gather there."""
-    await ensure_digest_workflow(stack.client, stack.settings.task_queue, DIGEST_AFTER)
+    await ensure_reminder_digest(stack.client, stack.settings.task_queue, DIGEST_AFTER)
     handles = await asyncio.gather(
         *(
             _start(stack, f"reminders_in_digest{'' if i == 0 else f'_{i}'}", renotify_seconds=4)
@@ -369,9 +373,12 @@ async def _conflict(stack: Stack, out: Path) -> Path:
 
 async def _stale_digest(stack: Stack, out: Path) -> Path:
     event = make_event("alice", provider_id="history-stale-digest")
-    report = Report(stale=1, stale_events=[StaleEvent.of(event)])
-    workflow_id = await announce_stale(
-        stack.client, report, "backfill of auth.log", timedelta(days=7), stack.settings.task_queue
+    workflow_id = await report_stale(
+        stack.client,
+        [StaleEvent.of(event)],
+        "backfill of auth.log",
+        timedelta(days=7),
+        stack.settings.task_queue,
     )
     assert workflow_id is not None
     return await save(

@@ -14,8 +14,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.slack import SlackActivities
-    from powertrip.approvals import ApprovalInput, EventRecord
-    from workflows.approval import SLACK_CALL_TIMEOUT, SLACK_RETRY, ApprovalWorkflow
+    from powertrip.contracts.approval import ApprovalInput, EventRecord
+    from powertrip.contracts.slack import slack_call
+    from workflows.approval import ApprovalWorkflow
 
 REFRESH_RECIPIENT = "refresh-recipient-before-reminder"
 
@@ -25,9 +26,7 @@ class _RefreshRecipient(ApprovalWorkflow):
         self.record.recipient = await workflow.execute_activity_method(
             SlackActivities.resolve_recipient,
             self.record.event,
-            start_to_close_timeout=SLACK_CALL_TIMEOUT,
-            retry_policy=SLACK_RETRY,
-            summary=f"who to ask about {self.record.event.actor} now",
+            **slack_call(f"who to ask about {self.record.event.actor} now"),
         )
 
 

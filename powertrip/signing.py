@@ -1,4 +1,6 @@
 """Authenticated decisions: only the component that verified the human may decide an event.
+This module signs and verifies; `powertrip.services.decisions` sends, `activities.decisions`
+verifies in the worker.
 
 The API (after checking Slack's request signature) and the CLI (`powertrip events approve`) sign
 every decision they send to an event's workflow with `POWERTRIP_DECISION_KEY`; the worker holds
@@ -31,26 +33,12 @@ import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, Field
-
-from powertrip.approvals import Action, Click
+from powertrip.contracts.approval import Action, Click, Verdict
 from powertrip.settings import Settings, SettingsError
 
 SIGNATURE_VERSION = "v1"
 MIN_KEY_CHARS = 32
 _UNSIGNED_FIELDS = {"signature", "response_url"}
-
-
-class VerifyRequest(BaseModel):
-    """What the workflow asks its worker to check: a click, for the event it was sent to."""
-
-    event_id: str = Field(description="The workflow's own id, never one the click names.")
-    click: Click
-
-
-class Verdict(BaseModel):
-    authentic: bool
-    reason: str | None = Field(default=None, description="Why not, when not authentic.")
 
 
 def decision_key(settings: Settings, who: str) -> str:

@@ -1,52 +1,36 @@
-"""From parsed records to started workflows: the one path every source and backfill takes."""
+"""From parsed records to started workflows: the one path every webhook, poll and backfill (dry or
+not) takes.
+
+`process` recognises each `ParsedItem` with the rules and answers one `ItemResult` per record, in
+order: the event started (`services.starts.start_approval`), a duplicate (same id, or the same
+action by another route: `services.known`), a conflict, a record no rule recognises or that
+could not be read (surfaced for review, never dropped), or a known non-event. A dry run answers
+the same without starting anything.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from powertrip import observability
-from powertrip import temporal as attributes
-from powertrip.approvals import ApprovalInput, EventRecord
-from powertrip.conflicts import ConflictReport, conflict_workflow_id
-from powertrip.hosts import host_key
-from powertrip.identity import (
-    Occurrence,
-    RecentStarts,
-    content_digest,
-    identity_of,
-)
-from powertrip.known import find_known
-from powertrip.models import EventStatus, RawEvent, SecurityEvent
+from powertrip.identity import Occurrence, RecentStarts
+from powertrip.models import RawEvent, SecurityEvent
 from powertrip.rules import RuleSet
+from powertrip.services.known import find_known
+from powertrip.services.starts import ResultStatus, request_review, start_approval
 from powertrip.sources import ParsedItem
-from powertrip.unrecognised import invalid_sample, invalid_shape, message_shape, request_review
-from workflows.approval import ApprovalWorkflow
-from workflows.conflict import ConflictWorkflow
+from powertrip.unrecognised import invalid_sample, invalid_shape, message_shape
 
+log = logging.getLogger("powertrip.events")
 
-class ResultStatus(StrEnum):
-    STARTED = "started"
-    DUPLICATE = "duplicate"
-    CONFLICT = "conflict"
-    UNMATCHED = "unmatched"
-    INVALID = "invalid"
-    NON_EVENT = "non_event"
-    """A well-known record that is no action to ask about (a failed login, PAM bookkeeping):
-    counted under its rule, never reviewed."""
+DRY_RUN = "dry run: would start"
+DRY_RUN_UNCHECKED = "dry run: would start unless already known (Temporal not reached)"
 
 
 # Per process and namespace (identity is namespace-wide): what visibility does not show yet
@@ -55,10 +39,13 @@ _RECENT_STARTS: dict[str, RecentStarts] = {}
 
 
 def recent_starts(namespace: str) -> RecentStarts:
+    """This process's recent starts in `namespace` (visibility lags a start by a moment)."""
     return _RECENT_STARTS.setdefault(namespace, RecentStarts())
 
 
 class ItemResult(BaseModel):
+    """What became of one record (`index`: its position in the batch)."""
+
     index: int
     status: ResultStatus
     event_id: str | None = None
@@ -78,113 +65,6 @@ class ItemResult(BaseModel):
     )
     # For callers that report on what they started (the backfill's stale digest); never sent.
     event: SecurityEvent | None = Field(default=None, exclude=True)
-
-
-def summary_for(event: SecurityEvent) -> str:
-    """What the Temporal UI list shows for this workflow."""
-    where = f" on {event.host}" if event.host else ""
-    origin = f" from {event.address}" if event.address else ""
-    return f"{event.action} as {event.actor}{where}{origin}"
-
-
-def details_for(event: SecurityEvent) -> str:
-    """The Temporal UI's details pane: the facts an investigator checks first, then the line."""
-    facts = [
-        f"**{event.rule_title}** (`{event.rule_id}`) from `{event.source}`",
-        f"at {event.occurred_at.isoformat()}, provider id `{event.provider_id}`",
-    ]
-    if event.message:
-        facts.append(f"```\n{event.message}\n```")
-    return "\n\n".join(facts)
-
-
-def search_attributes_for(
-    event: SecurityEvent, status: EventStatus = EventStatus.PENDING
-) -> TypedSearchAttributes:
-    """What Temporal visibility (API, CLI, Web UI) filters events by."""
-    pairs: list[SearchAttributePair] = [
-        SearchAttributePair(attributes.STATUS, status.value),
-        SearchAttributePair(attributes.ACTOR, _keyword(event.actor)),
-        SearchAttributePair(attributes.RULE, event.rule_id),
-        SearchAttributePair(attributes.SOURCE, event.source),
-        SearchAttributePair(attributes.EVENT_TIME, event.occurred_at),
-    ]
-    if event.host:
-        pairs.append(SearchAttributePair(attributes.HOST, _keyword(event.host)))
-        pairs.append(SearchAttributePair(attributes.HOST_KEY, _keyword(host_key(event.host))))
-    if (identity := identity_of(event)) is not None:
-        pairs.append(SearchAttributePair(attributes.IDENTITY, identity))
-    return TypedSearchAttributes(pairs)
-
-
-def _keyword(value: str, limit: int = 1024) -> str:
-    """Temporal refuses a keyword over 2 KiB, which would refuse the event itself: a crafted
-    5,000-character host must still be asked about. The full value stays in the memo."""
-    encoded = value.encode()
-    return value if len(encoded) <= limit else encoded[:limit].decode(errors="ignore") + "…"
-
-
-async def start_approval(
-    client: Client,
-    event: SecurityEvent,
-    task_queue: str,
-    stale: bool = False,
-) -> ResultStatus:
-    """Start the event's workflow unless one with its id ever existed (running or closed).
-
-    The event's content digest is kept with it (memo `content`), and an id that exists with
-    another digest is a `CONFLICT`, reported to the security channel, not a duplicate.
-    """
-    content = content_digest(event)
-    memo: dict[str, object] = {"record": EventRecord(event=event), "content": content}
-    try:
-        await client.start_workflow(
-            ApprovalWorkflow.run,
-            ApprovalInput(event=event, stale=stale),
-            id=event.event_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=search_attributes_for(event),
-            memo=memo,
-            static_summary=summary_for(event),
-            static_details=details_for(event),
-        )
-    except WorkflowAlreadyStartedError:
-        return await _duplicate_or_conflict(client, event, content, task_queue)
-    return ResultStatus.STARTED
-
-
-async def _duplicate_or_conflict(
-    client: Client, event: SecurityEvent, content: str, task_queue: str
-) -> ResultStatus:
-    """Same id again: a retry when the content is the same (or was recorded without a digest,
-    before digests were kept); otherwise a conflict, told to the security channel once."""
-    description = await client.get_workflow_handle(event.event_id).describe()
-    memo = await description.memo()
-    recorded = memo.get("content")
-    if recorded is None or recorded == content:
-        return ResultStatus.DUPLICATE
-    first = await description.memo_value("record", None, type_hint=EventRecord)
-    report = ConflictReport(
-        event_id=event.event_id,
-        recorded=first.event if isinstance(first, EventRecord) else None,
-        arriving=event,
-        arriving_digest=content,
-    )
-    try:
-        await client.start_workflow(
-            ConflictWorkflow.run,
-            report,
-            id=conflict_workflow_id(event.event_id, content),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"conflicting delivery for {event.event_id}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # this conflicting content was reported already
-    return ResultStatus.CONFLICT
 
 
 def recognise(rules: RuleSet, item: ParsedItem) -> ItemResult | SecurityEvent | None:
@@ -210,8 +90,16 @@ def by_identity(
     ]
 
 
+class DryRun:
+    """A dry run's memory across batches: what it would have started, so two forms of one
+    line count once."""
+
+    def __init__(self) -> None:
+        self.would_start = RecentStarts()
+
+
 async def process(
-    client: Client,
+    client: Client | None,
     rules: RuleSet,
     items: Sequence[ParsedItem],
     task_queue: str,
@@ -219,25 +107,40 @@ async def process(
     stale_before: datetime | None = None,
     ignore_unmatched: Collection[str] = frozenset(),
     source: str = "unknown",
+    dry_run: DryRun | None = None,
 ) -> list[ItemResult]:
-    """Recognise each record and start its workflow; bounded concurrency, order preserved.
+    """Recognise each record and start its workflow; bounded concurrency (`concurrency` starts
+    or lookups in flight), one result per item, in order.
 
     Events that happened before `stale_before` (a backfill's cut-off) start without a DM.
     Records no rule recognises are counted and, unless their source is in `ignore_unmatched`,
     sent for review (one request per message shape per hour); so are invalid records, under
     `source` (the route or backfill they came through), whatever `ignore_unmatched` says.
     Records a non-event rule knows are counted, not reviewed.
+
+    `dry_run`: start nothing and request no review; answer `started` (reason `DRY_RUN`) for what
+    would start, asking Temporal which events exist already by id and by natural identity. A
+    dry run may have no `client` (Temporal unreachable): every recognised event would then
+    start unless known (`DRY_RUN_UNCHECKED`). Without a dry run `client` is required.
+
+    Raises RPCError when Temporal fails the batch (unavailable); a record Temporal refuses alone
+    (INVALID_ARGUMENT, e.g. a host over the search attribute size limit) is its own `invalid`.
     """
+    if dry_run is None and client is None:
+        raise ValueError("only a dry run goes without Temporal")
     gate = asyncio.Semaphore(concurrency)
     # One review request per shape per batch: a backfill chunk of noise lines shares a handful
     # of shapes, and asking Temporal once per line would make reviews the bottleneck.
     reviews: dict[tuple[str, str], asyncio.Task[tuple[str, bool]]] = {}
 
     async def ask_review(raw: RawEvent, reason: str | None) -> tuple[str, bool]:
+        assert client is not None
         async with gate:
             return await request_review(client, raw, task_queue, reason=reason)
 
     async def reviewed(result: ItemResult, raw: RawEvent, reason: str | None = None) -> ItemResult:
+        if dry_run is not None:
+            return result
         key = (raw.source, invalid_shape(reason) if reason else message_shape(raw))
         first = key not in reviews
         if first:
@@ -250,7 +153,7 @@ async def process(
         result = ItemResult(
             index=index, status=ResultStatus.UNMATCHED, reason="no rule matched the message"
         )
-        if raw.source in ignore_unmatched:
+        if raw.source in ignore_unmatched and dry_run is None:
             return result.model_copy(update={"review": "ignored"})
         return await reviewed(result, raw)
 
@@ -260,13 +163,20 @@ async def process(
 
     recognised = [recognise(rules, item) for item in items]
     natural = by_identity(items, recognised)
-    known = await find_known(client, natural) if any(natural) else [None] * len(items)
+    known = (
+        await find_known(client, natural)
+        if client is not None and any(natural)
+        else [None] * len(items)
+    )
 
     async def start(
         item: ParsedItem, event: SecurityEvent, by_identity: bool, known_as: str | None
     ) -> ItemResult:
         stale = stale_before is not None and event.occurred_at < stale_before
         occurrence = Occurrence.of(event) if by_identity else None
+        if dry_run is not None:
+            return await would_start(item, event, occurrence, known_as, stale)
+        assert client is not None
         if occurrence is None:
             async with gate:
                 status = await start_approval(client, event, task_queue, stale)
@@ -281,6 +191,35 @@ async def process(
             if status is ResultStatus.STARTED:
                 recent.remember(occurrence)
         return _started(item, event, status, stale)
+
+    async def would_start(
+        item: ParsedItem,
+        event: SecurityEvent,
+        occurrence: Occurrence | None,
+        known_as: str | None,
+        stale: bool,
+    ) -> ItemResult:
+        assert dry_run is not None
+        existing: str | None = None
+        if client is not None:
+            async with gate:
+                existing = event.event_id if await _exists(client, event.event_id) else None
+            existing = existing or known_as
+        if existing is None and occurrence is not None:
+            existing = dry_run.would_start.find(occurrence)
+            if existing is None:
+                dry_run.would_start.remember(occurrence)
+        if existing is not None:
+            return duplicate_of(item, event, existing, stale)
+        return ItemResult(
+            index=item.index,
+            status=ResultStatus.STARTED,
+            reason=DRY_RUN if client is not None else DRY_RUN_UNCHECKED,
+            event_id=event.event_id,
+            rule_id=event.rule_id,
+            stale=stale,
+            event=event,
+        )
 
     async def one(position: int, item: ParsedItem) -> ItemResult:
         found = recognised[position]
@@ -315,8 +254,38 @@ async def process(
             )
 
     results = list(await asyncio.gather(*(one(p, item) for p, item in enumerate(items))))
-    observability.count_ingest(items, results, source)
+    if dry_run is None:
+        _log(items, results, source)
     return results
+
+
+def _log(items: Sequence[ParsedItem], results: Sequence[ItemResult], route: str) -> None:
+    """One log line per record: unmatched ones included, since they are surfaced to the
+    security team, never dropped. A record that could not be read is logged under the `route`
+    it came through."""
+    for item, result in zip(items, results, strict=True):
+        outcome = str(result.status)
+        log.info(
+            "event %s",
+            outcome,
+            extra={
+                "event_id": result.event_id,
+                "source": item.raw.source if item.raw is not None else route,
+                "rule": result.rule_id or "none",
+                "outcome": outcome,
+                "reason": result.reason,
+            },
+        )
+
+
+async def _exists(client: Client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 _REASONS = {

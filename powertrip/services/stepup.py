@@ -1,8 +1,9 @@
 """Step-up approvals with passkeys: one-time links, the WebAuthn ceremonies behind them, and the
 verified outcome the decision path carries.
 
-Service layer (PHASE2.md, layer 4): talks to Temporal as a client and reaches each user's
-`PasskeyWorkflow` by the names in `powertrip.passkeys`, never by importing the workflow.
+Service layer (docs/architecture.md, layer 4): talks to Temporal as a client and reaches each
+user's `PasskeyWorkflow` by the names in `powertrip.contracts.passkeys`, never by importing the
+workflow.
 
 Links. A link is `<Slack user id>.<secret>`: the user id says which store to ask (it is not
 secret: Slack shows it to every member), the secret is 256 random bits. The store keeps only the
@@ -20,7 +21,6 @@ The one function the decision path calls is `complete_step_up`: it returns `Step
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import re
 import secrets
@@ -31,20 +31,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
-from powertrip.models import SecurityEvent
-from powertrip.passkeys import (
+from powertrip.contracts.passkeys import (
     MEMO_KEY,
-    PASSKEY_WORKFLOW,
     AddCredential,
     AssertionRecorded,
     CeremonyStart,
@@ -71,7 +67,9 @@ from powertrip.passkeys import (
     is_slack_user,
     passkey_workflow_id,
 )
+from powertrip.models import SecurityEvent
 from powertrip.relying_party import RelyingParty, new_challenge
+from powertrip.services.starts import issue_link_with_start
 from powertrip.settings import Settings, SettingsError
 
 # A worker that does not answer an update within this long: the page says "try again".
@@ -174,7 +172,8 @@ async def _claim(client: Client, link: Link, purpose: LinkPurpose) -> ClaimedLin
     )
 
 
-# Issuing links (stage 2: the decisions module and the `/powertrip passkey` command call these).
+# Issuing links (stage 2: the decisions module and the `/powertrip passkey` command call these);
+# the store is started, if need be, by `services.starts.issue_link_with_start`.
 
 
 async def _issue(
@@ -189,36 +188,14 @@ async def _issue(
 ) -> IssuedLink:
     if settings.public_url is None:
         relying_party(settings)  # raises the SettingsError that names the setting
-    start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
-        PASSKEY_WORKFLOW,
-        PasskeyStore(
-            user=user,
-            user_name=user_name or user,
-            user_handle=bytes_to_base64url(secrets.token_bytes(32)),
-        ),
-        id=passkey_workflow_id(user),
-        task_queue=settings.task_queue,
-        # A running store is reused. A closed one is never silently replaced by an empty one
-        # (the next passkey would count as a "first" and need no approval): fail closed.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        static_summary=f"Passkeys of {user}",
+    store = PasskeyStore(
+        user=user,
+        user_name=user_name or user,
+        user_handle=bytes_to_base64url(secrets.token_bytes(32)),
     )
-    try:
-        issued: LinkIssued = await _call(
-            client.execute_update_with_start_workflow(
-                PasskeyUpdate.ISSUE_LINK,
-                request,
-                start_workflow_operation=start,
-                result_type=LinkIssued,
-            )
-        )
-    except PasskeyRefused:
-        # The start half holds the same failure in a future of its own: read it, so asyncio
-        # does not log it as "never retrieved".
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(start.workflow_handle(), 0.1)
-        raise
+    issued: LinkIssued = await _call(
+        issue_link_with_start(client, settings.task_queue, store, request)
+    )
     return IssuedLink(
         url=f"{settings.public_url}{path}/{secret_token}", expires_at=issued.expires_at
     )

@@ -9,10 +9,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip import temporal as attributes
-from powertrip.approvals import EventRecord
+from powertrip.contracts.approval import EventRecord
 from powertrip.identity import Occurrence
 from powertrip.models import SecurityEvent
-from powertrip.records import WORKFLOW_TYPE, RecordError, literal, time_literal
+from powertrip.visibility import WORKFLOW_TYPE, RecordError, literal, time_literal
 
 LOOKUP_GROUP = 100  # identities per visibility query
 

@@ -1,5 +1,10 @@
-"""The approval domain shared by the workflow, its activities and the API: who was asked, who may
-decide, what happened when."""
+"""`ApprovalWorkflow`'s contract: the event record it keeps (its memo, query answer and result),
+who may decide, the decision signal, and what its activities are asked and answer.
+
+The record is read by the API, the CLI and the HIDS from the memo (`RECORD_MEMO`) with no worker;
+the same model is what the Slack activities render. Clients reach the workflow by the names
+below (`APPROVAL_WORKFLOW`, `DECIDE_SIGNAL`, `STATE_QUERY`), never by importing the class.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,40 @@ from pydantic import BaseModel, Field
 from powertrip.config import DEFAULT_CONTEST_WINDOW
 from powertrip.directory import Identity
 from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent, user_label
+
+APPROVAL_WORKFLOW = "ApprovalWorkflow"
+DECIDE_SIGNAL = "decide"
+"""A `Click`: durable even with no worker running; it counts once verified."""
+STATE_QUERY = "state"
+"""The `EventRecord` (needs a worker; readers use the memo instead)."""
+RECORD_MEMO = "record"
+"""Memo key of the `EventRecord`, published on every change."""
+CONTENT_MEMO = "content"
+"""Memo key of the record's content digest (`powertrip.identity.content_digest`), set at start."""
+
+
+class TimelineKind(StrEnum):
+    """What a timeline entry records (`TimelineEntry.what`)."""
+
+    RECEIVED = "received"
+    NOTIFIED = "notified"
+    """The first question was posted (`detail`: to whom)."""
+    REMINDED = "reminded"
+    NOTIFY_FAILED = "notify_failed"
+    """A Slack call failed for good this cycle (`detail`: which and why)."""
+    APPROVED = "approved"
+    REPORTED = "reported"
+    """*Not me*: the owner (or the team) reported the event."""
+    ACKNOWLEDGED = "acknowledged"
+    REFUSED = "refused"
+    """A decision by someone without authority: changed nothing."""
+    REJECTED = "rejected"
+    """A decision that failed verification (unsigned, forged, replayed): changed nothing."""
+    TRACES_CAPPED = "traces_capped"
+    STALE = "stale"
+    """Found by a backfill long after it happened: no DM, no reminders."""
+    CONTEST_CLOSED = "contest_closed"
+    """The owner did not report an approval on their behalf within the contest window."""
 
 
 class Action(StrEnum):
@@ -89,7 +128,7 @@ class Click(BaseModel):
     """A decision request delivered to the workflow as the `decide` signal.
 
     Signed by the component that verified the human (the API after Slack's signature, the CLI
-    with the decision key): `powertrip.decisions.sign` sets `nonce` and `signature` over every
+    with the decision key): `powertrip.signing.sign` sets `nonce` and `signature` over every
     field but `signature` and `response_url`. The workflow verifies it before it counts.
     """
 
@@ -126,10 +165,10 @@ class PostedMessage(BaseModel):
 
 
 class TimelineEntry(BaseModel):
-    what: str = Field(
-        description="notified, reminded, notify_failed, approved, reported, acknowledged, "
-        "refused (a click without authority), rejected (a decision that failed verification), "
-        "contest_closed, ..."
+    what: TimelineKind = Field(
+        description="received, notified, reminded, notify_failed, approved, reported, "
+        "acknowledged, refused (a click without authority), rejected (a decision that failed "
+        "verification), traces_capped, stale, contest_closed."
     )
     at: datetime
     by: str | None = None
@@ -303,7 +342,7 @@ class EventRecord(BaseModel):
         run_by = f"run by {click.operator}" if verified and click.operator else None
         self.timeline.append(
             TimelineEntry(
-                what=kind.value,
+                what=TimelineKind(kind.value),
                 at=at,
                 by=click.user,
                 name=decision.name,
@@ -323,3 +362,37 @@ class ApprovalInput(BaseModel):
         description="Found by a backfill long after it happened: no DM and no reminders; the "
         "security channel hears of it once, in the backfill's digest.",
     )
+
+
+class PostRequest(BaseModel):
+    """The Slack activity `post_notification`: a first question, reminder or incident alert
+    about `record` (`to_user`: a DM; None: the security channel)."""
+
+    record: EventRecord
+    kind: MessageKind
+    to_user: str | None = None
+    waited_seconds: float = 0.0
+    thread_ts: str | None = None
+    broadcast: bool = False
+    note: str | None = None
+
+
+class UpdateRequest(BaseModel):
+    """The Slack activity `update_message`: show `record`'s outcome on `message`."""
+
+    record: EventRecord
+    message: PostedMessage
+
+
+class VerifyRequest(BaseModel):
+    """What the workflow asks its worker to check: a click, for the event it was sent to."""
+
+    event_id: str = Field(description="The workflow's own id, never one the click names.")
+    click: Click
+
+
+class Verdict(BaseModel):
+    """The local activity `verify_decision`'s answer (recorded in history; the key is not)."""
+
+    authentic: bool
+    reason: str | None = Field(default=None, description="Why not, when not authentic.")

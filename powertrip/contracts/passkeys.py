@@ -1,11 +1,11 @@
 """Passkeys and one-time links: what the per-user `PasskeyWorkflow` (workflows/passkeys.py) and
-the step-up service (powertrip/stepup.py) exchange, and the outcome a step-up hands to the
-decision path.
+the step-up service (powertrip/services/stepup.py) exchange, and the outcome a step-up hands to
+the decision path.
 
-Domain layer (PHASE2.md, layer 5): plain pydantic models and names, no I/O. The service talks to
-the workflow by the names below (`PASSKEY_WORKFLOW`, `PasskeyUpdate`, `PasskeyQuery`), never by
-importing the workflow class. Bytes (credential ids, public keys, challenges, user handles) travel
-as unpadded base64url strings, as WebAuthn's JSON does.
+Domain layer (docs/architecture.md, layer 5): plain pydantic models and names, no I/O. The
+service talks to the workflow by the names below (`PASSKEY_WORKFLOW`, `PasskeyUpdate`,
+`PasskeyQuery`), never by importing the workflow class. Bytes (credential ids, public keys,
+challenges, user handles) travel as unpadded base64url strings, as WebAuthn's JSON does.
 """
 
 from __future__ import annotations

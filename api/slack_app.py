@@ -1,0 +1,229 @@
+"""Everything Slack sends Powertrip, on Slack's Bolt (`slack_bolt.async_app.AsyncApp`): one listener
+function per interaction, registered in `register`.
+
+How a request flows: `POST /slack/interactions` (api/routes/slack.py) reads the body (size-capped)
+and hands it to this app with the Temporal client and the decision key in Bolt's `context`.
+`SlackSignature` (before anything else) checks Slack's signature and the replay window; Bolt
+parses the payload and calls the matching listener; the listener answers Slack within its
+3-second budget (`ack()`, or a `BoltResponse`) and delivers the work durably (a signed Temporal
+signal, `powertrip.services.decisions`).
+
+Adding an interaction (the `/powertrip` slash command, the App Home, a modal, a new button): write
+one listener function below and register it in `register` with Bolt's matcher (`app.command`,
+`app.event("app_home_opened")`, `app.view(...)`, `app.action(...)`). A listener gets Bolt's
+arguments by name (`ack`, `body`, `action`, `respond`, `client`, `context`, ...); `context`
+carries `temporal` (the Temporal client) and `decision_key`. Authority is never taken from the
+payload: decide through `powertrip.services.decisions`, which checks the workflow's own record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt import BoltResponse
+from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.client import Client
+
+from powertrip.contracts.approval import Click
+from powertrip.messages import BUTTON_ACTIONS, action_for
+from powertrip.services.decisions import Delivery, deliver_click
+from powertrip.settings import Settings
+
+log = logging.getLogger("api.slack")
+
+INLINE_BUDGET_SECONDS = 0.25
+"""How long a click waits for Temporal before Slack gets its 200 (the delivery goes on)."""
+REPLAY_WINDOW_SECONDS = 5 * 60
+"""A request signed longer ago than this is refused: a captured request replayed later must not
+decide anything."""
+TEMPORAL = "temporal"
+DECISION_KEY = "decision_key"
+_background: set[asyncio.Task[str]] = set()
+
+
+class SlackSignature(AsyncMiddleware):
+    """Slack's request signature over the raw body and the replay window, checked before Bolt
+    parses anything; a refusal is a 401 whose `detail` says why (missing or stale timestamp,
+    invalid signature)."""
+
+    def __init__(self, signing_secret: str) -> None:
+        self.verifier = SignatureVerifier(signing_secret)
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Any
+    ) -> BoltResponse:
+        stamp = req.headers.get("x-slack-request-timestamp", [""])[0]
+        signature = req.headers.get("x-slack-signature", [""])[0]
+        try:
+            age = abs(time.time() - int(stamp))
+        except ValueError:
+            return _refused("missing Slack timestamp")
+        if age > REPLAY_WINDOW_SECONDS:
+            return _refused("stale Slack request timestamp")
+        if not self.verifier.is_valid(req.raw_body, stamp, signature):
+            return _refused("invalid Slack signature")
+        response: BoltResponse = await next()
+        return response
+
+
+def _refused(detail: str) -> BoltResponse:
+    return BoltResponse(status=401, body={"detail": detail})
+
+
+class _SeenClicks:
+    """Clicks already taken, so Slack's retries of one request deliver it once."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def first_time(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True
+
+    def forget(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+
+_seen = _SeenClicks()
+
+
+async def _reply(respond: AsyncRespond | None, text: str) -> None:
+    """An ephemeral note to the clicker through the click's `response_url`: best effort, the
+    decision is what matters."""
+    if respond is None:  # the payload named no response_url
+        return
+    try:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception:
+        log.warning("could not send ephemeral reply", exc_info=True)
+
+
+async def decision_button(
+    body: dict[str, Any],
+    action: dict[str, Any],
+    context: dict[str, Any],
+    respond: AsyncRespond | None,
+    request: AsyncBoltRequest,
+) -> BoltResponse:
+    """*Approve*, *Approve on behalf*, *Not me* and *Acknowledge* on an event's message.
+
+    The clicker is who Slack's signature proved; the button's value only names the event, and
+    the clicked message (Slack's `container`) must be one that event posted. The click is
+    delivered as a signed, durable signal; when Temporal answers within `INLINE_BUDGET_SECONDS`
+    the request waits for it, otherwise Slack gets its 200 at once and the delivery finishes in
+    the background, telling the clicker if it fails. A click Temporal refused within the budget
+    answers 503, so Slack shows the failure and its retry may deliver it.
+    """
+    user = body["user"]
+    name = user.get("username") or user.get("name")
+    click = Click(
+        action=action_for(str(action["action_id"])),
+        user=str(user["id"]),
+        name=str(name) if name else None,
+        at=datetime.now(UTC),
+        via="slack",
+        response_url=body.get("response_url"),
+    )
+    event_id = str(action["value"])
+    container = body.get("container") or {}
+    message = (
+        (str(container["channel_id"]), str(container["message_ts"]))
+        if container.get("type", "message") == "message"
+        and container.get("channel_id")
+        and container.get("message_ts")
+        else None
+    )
+    # Slack's retries and a replayed body carry the same action_ts: take each click once.
+    key = f"{click.user}|{event_id}|{action.get('action_id')}|{action.get('action_ts')}"
+    if not _seen.first_time(key):
+        log.info("repeat of click %s (retry %s)", key, request.headers.get("x-slack-retry-num"))
+        return BoltResponse(status=200, body="")
+    task = asyncio.create_task(
+        _deliver(context[TEMPORAL], context[DECISION_KEY], event_id, click, message, respond)
+    )
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(task), INLINE_BUDGET_SECONDS)
+    except TimeoutError:
+        # Temporal is slow: answer Slack now; the task carries on and reports failure itself.
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return BoltResponse(status=200, body="")
+    if outcome == "failed":
+        _seen.forget(key)
+        return BoltResponse(status=503, body="")
+    return BoltResponse(status=200, body="")
+
+
+async def _deliver(
+    temporal: Client,
+    key: str,
+    event_id: str,
+    click: Click,
+    message: tuple[str, str] | None,
+    respond: AsyncRespond | None,
+) -> str:
+    try:
+        delivery: Delivery = await deliver_click(temporal, key, event_id, click, message)
+    except Exception:
+        log.exception("click %s on %s not delivered", click.action.value, event_id)
+        await _reply(respond, ":warning: Powertrip could not record your click; try again.")
+        return "failed"
+    if delivery.reply is not None:
+        await _reply(respond, delivery.reply)
+    log.info("click %s by %s on %s: %s", click.action.value, click.user, event_id, delivery.outcome)
+    return delivery.outcome
+
+
+async def unknown_action(action: dict[str, Any]) -> BoltResponse:
+    """A button Powertrip never posted: refused, nothing delivered."""
+    return BoltResponse(
+        status=400,
+        body={"detail": f"unsupported interaction: unknown action {action.get('action_id')!r}"},
+    )
+
+
+def register(app: AsyncApp) -> None:
+    """Every listener of the app, in the order Bolt tries them (the first match answers)."""
+    app.action(re.compile(f"^({'|'.join(map(re.escape, BUTTON_ACTIONS))})$"))(decision_button)
+    app.action(re.compile(".*"))(unknown_action)
+
+
+def create_slack_app(settings: Settings) -> AsyncApp:
+    """The Bolt app for `settings`: Slack's signing secret, and a Web API client with the bot
+    token at `POWERTRIP_SLACK_API_URL` for listeners that call Slack. Listeners run before the
+    response (`process_before_response`): each answers within Slack's 3 seconds itself."""
+    token = settings.slack_bot_token.get_secret_value()
+
+    async def authorize(**_: Any) -> AuthorizeResult:
+        # One workspace, one bot token: nothing to look up, and no `auth.test` call to Slack
+        # on the way to answering a click.
+        return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=token)
+
+    app = AsyncApp(
+        name="powertrip",
+        signing_secret=settings.secret("slack_signing_secret"),
+        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),
+        authorize=authorize,
+        before_authorize=SlackSignature(settings.secret("slack_signing_secret")),
+        request_verification_enabled=False,
+        process_before_response=True,
+        raise_error_for_unhandled_request=False,
+    )
+    register(app)
+    return app

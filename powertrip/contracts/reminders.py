@@ -1,0 +1,71 @@
+"""`ReminderDigestWorkflow` (workflows/reminders.py): reminders that fall due together are posted
+as one message. What an `ApprovalWorkflow` and the digest exchange, and what the digest asks the
+Slack activity to post.
+
+Not to be confused with the stale report (`powertrip.contracts.polling.StaleReport`), one message
+about old events a backfill or poll found.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+
+from powertrip.models import SecurityEvent
+
+REMINDER_DIGEST_WORKFLOW = "ReminderDigestWorkflow"
+DUE_SIGNAL = "due"
+"""Digest workflow signal: a `DueReminder`."""
+SLOT_SIGNAL = "reminder_slot"
+"""`ApprovalWorkflow` signal: the digest's answer, a `ReminderSlot`."""
+
+SLOT_TIMEOUT = timedelta(minutes=1)
+"""How long an approval workflow waits for its slot before posting its reminder on its own."""
+
+
+def reminder_digest_id(task_queue: str) -> str:
+    """The one digest workflow of `task_queue` (started idempotently by the worker)."""
+    return f"powertrip-reminder-digest-{task_queue}"
+
+
+class DigestLine(BaseModel):
+    """One pending event in a reminder digest."""
+
+    event: SecurityEvent
+    asked: str
+    incident: bool = False
+    waited_seconds: float = 0.0
+    ui_url: str | None = None
+
+
+class DueReminder(BaseModel):
+    """An approval workflow's reminder is due (`cycle`: its time, ISO 8601, so a late answer to
+    an earlier cycle is not taken for this one)."""
+
+    event_id: str
+    cycle: str = ""
+    line: DigestLine
+
+
+class ReminderSlot(BaseModel):
+    """Post your own reminder (`in_digest` false), or you are in the digest posted as
+    `digest_ts`."""
+
+    cycle: str
+    in_digest: bool = False
+    digest_ts: str | None = None
+
+
+class ReminderDigestInput(BaseModel):
+    """The digest workflow's input, carried over `continue_as_new`: post a digest once more than
+    `digest_after` reminders are due together."""
+
+    digest_after: int = 5
+    carried: list[DueReminder] = []
+
+
+class ReminderDigestRequest(BaseModel):
+    """The Slack activity `post_digest`: one message listing `lines`."""
+
+    lines: list[DigestLine]

@@ -1,0 +1,48 @@
+"""What every Slack activity shares: how Temporal retries it, the options one call is scheduled
+with, and the error type of a refusal no retry can fix."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityConfig
+
+SLACK_PERMANENT = "SlackPermanentError"
+"""The `ApplicationError` type of a Slack refusal no retry can fix (wrong token, missing scope,
+unknown channel or user): `activities.slack_errors.classify` raises it non-retryable."""
+
+SLACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+"""Slack may be down for hours: keep retrying, at most a minute apart; each call's
+schedule-to-close timeout (where it has one) says when to give up and record the failure."""
+
+SLACK_CALL_TIMEOUT = timedelta(seconds=20)
+"""One attempt of one Slack Web API call."""
+
+SLACK_CALL = ActivityConfig(start_to_close_timeout=SLACK_CALL_TIMEOUT, retry_policy=SLACK_RETRY)
+"""Options of a Slack call; `slack_call` adds its summary and when to give up."""
+
+
+def slack_call(summary: str, give_up_after: timedelta | None = None) -> ActivityConfig:
+    """Options of one Slack call, shown in the Web UI as `summary`; `give_up_after`: the
+    schedule-to-close timeout (None: retry until the workflow ends). Use as
+    `workflow.execute_activity_method(fn, arg, **slack_call("ask alice", timedelta(hours=1)))`."""
+    config = ActivityConfig(**SLACK_CALL, summary=summary)
+    if give_up_after is not None:
+        config["schedule_to_close_timeout"] = give_up_after
+    return config
+
+
+def security_channel_post(summary: str) -> ActivityConfig:
+    """Options of a one-off post to the security channel (a review request, a conflicting
+    delivery): worth minutes of retrying, not a stuck workflow, so it gives up after a day."""
+    return ActivityConfig(
+        start_to_close_timeout=SLACK_CALL_TIMEOUT,
+        schedule_to_close_timeout=timedelta(days=1),
+        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+        summary=summary,
+    )

@@ -1,0 +1,188 @@
+"""Decisions on an event, from whoever verified the human: the authority check, the signature and
+the durable `decide` signal, in one place for every sender.
+
+- A Slack click (`deliver_click`, from the API's Bolt listener once Slack's signature proved who
+  clicked) and the CLI's security-team override (`approve_as_security`) both check the decision
+  against the authority the workflow published in its memo, sign it with the decision key
+  (`powertrip.signing`) and signal it by name (`DECIDE_SIGNAL`): durable in Temporal even with no
+  worker running. The workflow verifies the signature before the decision counts.
+- A refused decision on a running event is signalled too, marked refused, so the event's
+  timeline shows the attempt; the workflow changes nothing for it.
+
+Who may decide comes from the record, never from the request: a Slack button's value only names
+the event, and the clicked message must be one that event posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+
+from powertrip import temporal as attributes
+from powertrip.contracts.approval import DECIDE_SIGNAL, RECORD_MEMO, Action, Click, EventRecord
+from powertrip.models import EventStatus
+from powertrip.signing import sign
+from powertrip.visibility import RecordError
+
+log = logging.getLogger(__name__)
+
+# A message is posted a moment before the workflow records it in its memo: a very quick click on
+# a brand-new message looks again before concluding the message is not the event's.
+MESSAGE_GRACE_SECONDS = 1.5
+
+
+class Refused(RecordError):
+    """An override the workflow would ignore; refused up front with the reason."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of a click: `outcome` is delivered, refused, mismatch, stale (the event is
+    past this action), closed (it finished before the signal) or unknown; `reply` is what to
+    tell the clicker (Slack: an ephemeral message), if anything."""
+
+    outcome: str
+    reply: str | None = None
+
+
+async def _signal(client: Client, key: str, event_id: str, click: Click) -> None:
+    """Sign `click` for `event_id` and deliver it as the `decide` signal. RPCError NOT_FOUND when
+    the workflow is closed or unknown."""
+    handle: WorkflowHandle[object, object] = client.get_workflow_handle(event_id)
+    await handle.signal(DECIDE_SIGNAL, sign(key, event_id, click))
+
+
+async def _record(client: Client, event_id: str) -> EventRecord | None:
+    """The event's record from its memo (no worker needed); None for an unknown event."""
+    try:
+        description = await client.get_workflow_handle(event_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
+
+
+def _posted_by_event(record: EventRecord, message: tuple[str, str]) -> bool:
+    return any((m.channel, m.ts) == message for m in record.messages)
+
+
+async def _on_its_message(
+    client: Client, event_id: str, record: EventRecord, message: tuple[str, str] | None
+) -> tuple[EventRecord, str | None]:
+    """The record (looked up again while a brand-new message is not in it yet), and why the
+    click is not from one of the event's own messages, if it is not."""
+    if message is None:
+        # Every button Powertrip posts is on a message; Slack names it in `container`.
+        return record, "not from one of this event's messages (the click names no message)"
+    deadline = time.monotonic() + MESSAGE_GRACE_SECONDS
+    while not _posted_by_event(record, message) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        record = await _record(client, event_id) or record
+    if _posted_by_event(record, message):
+        return record, None
+    log.warning("click on %s from a message it never posted: %s", event_id, message)
+    return record, f"from a message this event never posted (channel {message[0]}, {message[1]})"
+
+
+async def deliver_click(
+    client: Client,
+    key: str,
+    event_id: str,
+    click: Click,
+    message: tuple[str, str] | None = None,
+) -> Delivery:
+    """A Slack click on `message` (channel id, message ts; None: the payload named none), by the
+    user Slack's signature proved: check it against the workflow's own record, sign it with
+    `key`, signal it. Raises RPCError when Temporal fails (the caller answers Slack 503)."""
+    record = await _record(client, event_id)
+    if record is None:
+        return Delivery("unknown", "Powertrip does not know this event.")
+    record, mismatch = await _on_its_message(client, event_id, record, message)
+    if mismatch is not None:
+        outcome, refused = "mismatch", mismatch
+        reply: str | None = ":no_entry: This button does not belong to that event."
+    elif refusal := record.refusal(click.action, click.user):
+        if refusal.stale:  # already decided: nothing to trace
+            return Delivery("stale", refusal.text)
+        outcome, reply, refused = "refused", f":no_entry: {refusal.text}", refusal.plain
+    else:
+        outcome, reply, refused = "delivered", None, None
+    try:
+        await _signal(client, key, event_id, click.model_copy(update={"refused": refused}))
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        if reply is None:  # it finished between our look at it and the signal
+            outcome = "closed"
+            reply = (
+                "This event closed before your click arrived, so it was not recorded. If this "
+                "was not you, tell the security team at once."
+            )
+    return Delivery(outcome, reply)
+
+
+async def approve_as_security(
+    client: Client,
+    event_id: str,
+    user: str,
+    reason: str,
+    security_team: Sequence[str],
+    *,
+    key: str,
+    operator: str,
+) -> EventRecord:
+    """Deliver an approval from the CLI as the same `decide` signal a Slack click sends, signed
+    with the decision key and recorded as `via: cli` with `operator` (`user@host` of the
+    operating-system account that ran it). Returns the record as it was before.
+
+    Only the security team may approve from the CLI: checked against the team the workflow
+    published in its memo; `security_team` from the config stands in while the workflow has not
+    resolved it yet. A refusal for lack of authority is also signalled, marked refused, so the
+    event's timeline shows the attempt. Raises Refused with the reason (no reason given, no such
+    event, already decided, workflow not running, not on the team).
+    """
+    if not reason.strip():
+        raise Refused("give a --reason: an override is recorded with why it was made")
+    handle = client.get_workflow_handle(event_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND and not attributes.namespace_not_found(exc):
+            raise Refused(f"no event {event_id!r}") from exc
+        raise
+    record = await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
+    team = record.authority.security_team if record.authority else list(security_team)
+    refused = None
+    if user not in team:
+        members = ", ".join(record.label(member) for member in team) or "nobody configured"
+        refused = (
+            f"{user} is not in the security team ({members}); only the security team may "
+            "approve from the CLI"
+        )
+    if record.status is not EventStatus.PENDING:
+        raise Refused(f"{event_id} is already {record.status.value}; nothing to approve")
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        raise Refused(f"{event_id}'s workflow is {description.status}; it cannot take decisions")
+    names = record.authority.names if record.authority else {}
+    click = Click(
+        action=Action.APPROVE,
+        user=user,
+        at=datetime.now(UTC),
+        via="cli",
+        name=names.get(user),
+        reason=reason.strip(),
+        operator=operator,
+        refused=refused,
+    )
+    await _signal(client, key, event_id, click)
+    if refused is not None:
+        raise Refused(refused)
+    return record

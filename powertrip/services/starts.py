@@ -1,0 +1,419 @@
+"""Every workflow start, in one place: idempotent by workflow id, by name (services never import a
+workflow class), with the metadata the Temporal Web UI shows.
+
+- an event to ask about: `ApprovalWorkflow`, id the event id, REJECT_DUPLICATE; an id seen
+  again with other content starts a `ConflictWorkflow` (`powertrip-conflict-<event>-<digest>`);
+- an unrecognised record shape: `UnrecognisedEventWorkflow`, one per source, shape and hour
+  (REJECT_DUPLICATE is the hourly throttle); it hands over to the source's `ReviewPacerWorkflow`
+  for the hour (signal-with-start);
+- old events a backfill or poll found: `StaleReportWorkflow` (type `StaleDigestWorkflow`), id
+  derived from the events;
+- the reminder digest of a task queue: `ReminderDigestWorkflow` (USE_EXISTING);
+- polling a source: `PollWorkflow` on a Schedule `powertrip-poll-<source>`;
+- a user's passkey store: `PasskeyWorkflow` by update-with-start (USE_EXISTING).
+
+A new workflow's start goes here too, with its name in `powertrip.contracts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+    WithStartWorkflowOperation,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from powertrip import temporal as attributes
+from powertrip.config import ConfigError, PollOptions, PowertripConfig
+from powertrip.contracts.approval import (
+    APPROVAL_WORKFLOW,
+    CONTENT_MEMO,
+    RECORD_MEMO,
+    ApprovalInput,
+    EventRecord,
+)
+from powertrip.contracts.conflict import CONFLICT_WORKFLOW, ConflictReport, conflict_workflow_id
+from powertrip.contracts.passkeys import (
+    PASSKEY_WORKFLOW,
+    IssueLink,
+    LinkIssued,
+    PasskeyStore,
+    PasskeyUpdate,
+    passkey_workflow_id,
+)
+from powertrip.contracts.polling import (
+    POLL_WORKFLOW,
+    STALE_LISTED,
+    STALE_REPORT_WORKFLOW,
+    StaleEvent,
+    StaleReport,
+    poll_input,
+    stale_report_id,
+)
+from powertrip.contracts.reminders import (
+    REMINDER_DIGEST_WORKFLOW,
+    ReminderDigestInput,
+    reminder_digest_id,
+)
+from powertrip.contracts.reviews import (
+    ADD_SIGNAL,
+    REVIEW_PACER_WORKFLOW,
+    UNRECOGNISED_WORKFLOW,
+    PacerInput,
+    ReviewPacing,
+    UnrecognisedInput,
+    pacer_id,
+    review_id,
+)
+from powertrip.hosts import host_key
+from powertrip.identity import content_digest, identity_of
+from powertrip.messages import visible
+from powertrip.models import EventStatus, RawEvent, SecurityEvent
+from powertrip.sources.searches import scope_problem
+from powertrip.unrecognised import SAMPLE_CHARS, invalid_shape, message_shape
+
+
+class ResultStatus(StrEnum):
+    """What became of one record (`recognise.ItemResult.status`); `start_approval` answers one of
+    the first three."""
+
+    STARTED = "started"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    UNMATCHED = "unmatched"
+    INVALID = "invalid"
+    NON_EVENT = "non_event"
+    """A well-known record that is no action to ask about (a failed login, PAM bookkeeping):
+    counted under its rule, never reviewed."""
+
+
+# Events ---------------------------------------------------------------------------------------
+
+
+def summary_for(event: SecurityEvent) -> str:
+    """What the Temporal UI list shows for this workflow: log text spelled with `visible`, so a
+    forged line break or a bidi override in a user or host name shows as its escape."""
+    where = f" on {visible(event.host)}" if event.host else ""
+    origin = f" from {visible(event.address)}" if event.address else ""
+    return f"{visible(event.action)} as {visible(event.actor)}{where}{origin}"
+
+
+def details_for(event: SecurityEvent) -> str:
+    """The Temporal UI's details pane: the facts an investigator checks first, then the line."""
+    facts = [
+        f"**{event.rule_title}** (`{event.rule_id}`) from `{event.source}`",
+        f"at {event.occurred_at.isoformat()}, provider id `{event.provider_id}`",
+    ]
+    if event.message:
+        facts.append(f"```\n{event.message}\n```")
+    return "\n\n".join(facts)
+
+
+def search_attributes_for(
+    event: SecurityEvent, status: EventStatus = EventStatus.PENDING
+) -> TypedSearchAttributes:
+    """What Temporal visibility (API, CLI, Web UI) filters events by."""
+    pairs: list[SearchAttributePair] = [
+        SearchAttributePair(attributes.STATUS, status.value),
+        SearchAttributePair(attributes.ACTOR, _keyword(event.actor)),
+        SearchAttributePair(attributes.RULE, event.rule_id),
+        SearchAttributePair(attributes.SOURCE, event.source),
+        SearchAttributePair(attributes.EVENT_TIME, event.occurred_at),
+    ]
+    if event.host:
+        pairs.append(SearchAttributePair(attributes.HOST, _keyword(event.host)))
+        pairs.append(SearchAttributePair(attributes.HOST_KEY, _keyword(host_key(event.host))))
+    if (identity := identity_of(event)) is not None:
+        pairs.append(SearchAttributePair(attributes.IDENTITY, identity))
+    return TypedSearchAttributes(pairs)
+
+
+def _keyword(value: str, limit: int = 1024) -> str:
+    """Temporal refuses a keyword over 2 KiB, which would refuse the event itself: a crafted
+    5,000-character host must still be asked about. The full value stays in the memo."""
+    encoded = value.encode()
+    return value if len(encoded) <= limit else encoded[:limit].decode(errors="ignore") + "…"
+
+
+async def start_approval(
+    client: Client,
+    event: SecurityEvent,
+    task_queue: str,
+    stale: bool = False,
+) -> ResultStatus:
+    """Start the event's `ApprovalWorkflow` (id: the event id) unless one with its id ever
+    existed, running or closed (REJECT_DUPLICATE): `STARTED` or `DUPLICATE`.
+
+    The event's content digest is kept with it (memo `content`), and an id that exists with
+    another digest is a `CONFLICT`: not started, reported to the security channel once
+    (`ConflictWorkflow`). `stale`: found by a backfill long after it happened (no DM). Raises
+    RPCError when Temporal refuses the start (INVALID_ARGUMENT: this event alone) or is down.
+    """
+    content = content_digest(event)
+    memo: dict[str, object] = {RECORD_MEMO: EventRecord(event=event), CONTENT_MEMO: content}
+    try:
+        await client.start_workflow(
+            APPROVAL_WORKFLOW,
+            ApprovalInput(event=event, stale=stale),
+            id=event.event_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=search_attributes_for(event),
+            memo=memo,
+            static_summary=summary_for(event),
+            static_details=details_for(event),
+        )
+    except WorkflowAlreadyStartedError:
+        return await _duplicate_or_conflict(client, event, content, task_queue)
+    return ResultStatus.STARTED
+
+
+async def _duplicate_or_conflict(
+    client: Client, event: SecurityEvent, content: str, task_queue: str
+) -> ResultStatus:
+    """Same id again: a retry when the content is the same (or was recorded without a digest,
+    before digests were kept); otherwise a conflict, told to the security channel once."""
+    description = await client.get_workflow_handle(event.event_id).describe()
+    memo = await description.memo()
+    recorded = memo.get(CONTENT_MEMO)
+    if recorded is None or recorded == content:
+        return ResultStatus.DUPLICATE
+    first = await description.memo_value(RECORD_MEMO, None, type_hint=EventRecord)
+    report = ConflictReport(
+        event_id=event.event_id,
+        recorded=first.event if isinstance(first, EventRecord) else None,
+        arriving=event,
+        arriving_digest=content,
+    )
+    try:
+        await client.start_workflow(
+            CONFLICT_WORKFLOW,
+            report,
+            id=conflict_workflow_id(event.event_id, content),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"conflicting delivery for {event.event_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # this conflicting content was reported already
+    return ResultStatus.CONFLICT
+
+
+# Reviews of unrecognised records --------------------------------------------------------------
+
+
+async def request_review(
+    client: Client,
+    raw: RawEvent,
+    task_queue: str,
+    now: datetime | None = None,
+    reason: str | None = None,
+) -> tuple[str, bool]:
+    """Start the review of this record's shape this hour (for an invalid record, `reason` says
+    why it could not be read): (workflow id, True if this call started it)."""
+    hour = (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    shape = invalid_shape(reason) if reason else message_shape(raw)
+    workflow_id = review_id(raw.source, shape, hour)
+    sample = raw.model_copy(update={"message": raw.message[:SAMPLE_CHARS]})
+    try:
+        await client.start_workflow(
+            UNRECOGNISED_WORKFLOW,
+            UnrecognisedInput(
+                source=raw.source, shape=shape, hour=hour, sample=sample, reason=reason
+            ),
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"unrecognised {raw.source} record: {shape[:120]}",
+        )
+    except WorkflowAlreadyStartedError:
+        return workflow_id, False
+    return workflow_id, True
+
+
+async def hand_to_pacer(
+    client: Client, request: UnrecognisedInput, task_queue: str, pacing: ReviewPacing
+) -> None:
+    """Give `request` to its source's `ReviewPacerWorkflow` for the hour, starting it if need be
+    (signal-with-start: a retried hand-over is one signal the pacer recognises)."""
+    await client.start_workflow(
+        REVIEW_PACER_WORKFLOW,
+        PacerInput(source=request.source, hour=request.hour, pacing=pacing),
+        id=pacer_id(task_queue, request.source, request.hour),
+        task_queue=task_queue,
+        start_signal=ADD_SIGNAL,
+        start_signal_args=[request],
+        static_summary=f"reviews of {request.source} records, hour from {request.hour:%H}:00",
+    )
+
+
+# Stale events ---------------------------------------------------------------------------------
+
+
+async def report_stale(
+    client: Client,
+    stale_events: list[StaleEvent],
+    found_by: str,
+    stale_after: timedelta,
+    task_queue: str,
+) -> str | None:
+    """Start the stale report (`StaleReportWorkflow`, one security-channel message) for the stale
+    events a run started; its workflow id, or None when there were none. `found_by`: e.g.
+    `backfill of auth.log`."""
+    if not stale_events:
+        return None
+    events = sorted(stale_events, key=lambda e: e.occurred_at)
+    workflow_id = stale_report_id(events)
+    report = StaleReport(
+        found_by=found_by,
+        stale_after_seconds=stale_after.total_seconds(),
+        total=len(events),
+        events=events[:STALE_LISTED],
+    )
+    try:
+        await client.start_workflow(
+            STALE_REPORT_WORKFLOW,
+            report,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"stale digest: {len(events)} events found by {found_by}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    return workflow_id
+
+
+# Long-lived workflows -------------------------------------------------------------------------
+
+
+async def ensure_reminder_digest(client: Client, task_queue: str, digest_after: int) -> None:
+    """Start the task queue's `ReminderDigestWorkflow` unless it is already running."""
+    await client.start_workflow(
+        REMINDER_DIGEST_WORKFLOW,
+        ReminderDigestInput(digest_after=digest_after),
+        id=reminder_digest_id(task_queue),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="Powertrip reminder digest",
+    )
+
+
+async def issue_link_with_start(
+    client: Client,
+    task_queue: str,
+    store: PasskeyStore,
+    request: IssueLink,
+) -> LinkIssued:
+    """`issue_link` on `store.user`'s `PasskeyWorkflow`, starting it (empty, as `store`) if it
+    never ran. A running store is reused; a closed one is never silently replaced by an empty
+    one (the next passkey would count as a "first" and need no approval): Temporal refuses it
+    (RPCError ALREADY_EXISTS). Raises what `execute_update_with_start_workflow` raises."""
+    start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
+        PASSKEY_WORKFLOW,
+        store,
+        id=passkey_workflow_id(store.user),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        static_summary=f"Passkeys of {store.user}",
+    )
+    try:
+        issued: LinkIssued = await client.execute_update_with_start_workflow(
+            PasskeyUpdate.ISSUE_LINK,
+            request,
+            start_workflow_operation=start,
+            result_type=LinkIssued,
+        )
+    except BaseException:
+        # The start half holds the same failure in a future of its own: read it, so asyncio
+        # does not log it as "never retrieved".
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(start.workflow_handle(), 0.1)
+        raise
+    return issued
+
+
+# Polling schedules ----------------------------------------------------------------------------
+
+
+SCHEDULE_PREFIX = "powertrip-poll-"
+
+
+def schedule_id(source: str) -> str:
+    """`powertrip-poll-<source>`: the schedule, and the id of each poll it starts."""
+    return SCHEDULE_PREFIX + source
+
+
+def build_schedule(
+    source: str, options: PollOptions, config: PowertripConfig, task_queue: str
+) -> Schedule:
+    """`source`'s schedule: a `PollWorkflow` every `options.every`, one at a time."""
+    every = options.every
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            POLL_WORKFLOW,
+            args=[poll_input(source, options, config)],
+            id=schedule_id(source),
+            task_queue=task_queue,
+            static_summary=f"poll {source} for events the webhooks missed",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        # One poll at a time; after downtime one poll catches up from the cursor, no pile-up.
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=max(every, timedelta(minutes=1))
+        ),
+        state=ScheduleState(note=f"Powertrip polls {source} every {every}"),
+    )
+
+
+async def ensure_poll_schedules(
+    client: Client, config: PowertripConfig, task_queue: str
+) -> list[str]:
+    """Create the schedule of every source with `poll:` options, or bring an existing one's
+    interval and options up to date. Keeps its paused/running state and its cursor."""
+    ids = []
+    for source, options in sorted(config.sources.items()):
+        if options.poll is None:
+            continue
+        problem = scope_problem(source, options.poll)
+        if problem:
+            raise ConfigError(f"sources.{source}.poll: {problem}")
+        schedule = build_schedule(source, options.poll, config, task_queue)
+        try:
+            await client.create_schedule(schedule_id(source), schedule)
+        except ScheduleAlreadyRunningError:
+
+            def updated(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                new.state = current.description.schedule.state
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(schedule_id(source)).update(updated)
+        ids.append(schedule_id(source))
+    return ids
