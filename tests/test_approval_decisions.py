@@ -1,0 +1,310 @@
+"""ApprovalWorkflow's own decisions, with its activities faked by name on the time-skipping server:
+who is asked, the fall-back to the security channel, the reminder cadence, the hand-over across
+continue-as-new, and a *Not me* taken before an approval queued ahead of it. No HTTP and no Block
+Kit: what the workflow asks its activities is the assertion (the fake-Slack tests in
+test_approval_workflow.py and test_slack_experience.py cover what people see).
+
+To add a case: build a `FakeActivities` with the recipient the directory would answer, run the
+workflow with `running(...)`, drive it with `decide_as(...)` and `env.sleep(...)`, and assert on
+`fakes.posts`, `fakes.updates` and the returned `EventRecord`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from powertrip.contracts.approval import (
+    DECIDE_SIGNAL,
+    Action,
+    ApprovalInput,
+    Authority,
+    Click,
+    EventRecord,
+    MessageKind,
+    PostedMessage,
+    PostRequest,
+    Recipient,
+    TimelineEntry,
+    TimelineKind,
+    UpdateRequest,
+    Verdict,
+    VerifyRequest,
+)
+from powertrip.contracts.slack import SLACK_PERMANENT
+from powertrip.directory import Identity
+from powertrip.models import EventStatus, SecurityEvent
+from powertrip.services.starts import ResultStatus, start_approval
+from tests.harness import make_event
+from workflows.approval import ApprovalWorkflow
+
+CHANNEL = "C0SECURITY"
+TEAM = ["U0SEC1"]
+RENOTIFY = timedelta(minutes=15)
+
+
+def owner(user: str = "U0ALICE") -> Recipient:
+    """The directory's answer for an account mapped to Slack user `user`: DM them."""
+    return Recipient(
+        identity=Identity.MAPPED,
+        slack_user=user,
+        authority=Authority(actor_slack_user=user, security_team=TEAM),
+    )
+
+
+def no_owner(identity: Identity = Identity.BOT) -> Recipient:
+    """A bot, shared or unmapped account: the security team decides, in the channel."""
+    return Recipient(
+        identity=identity,
+        authority=Authority(security_team=TEAM),
+        note=f"a {identity.value} account: the security team decides.",
+    )
+
+
+class FakeActivities:
+    """The activities ApprovalWorkflow calls, registered under their real names, recording what
+    the workflow asked. `dm_refused`: Slack refuses every DM for good (user gone)."""
+
+    def __init__(self, recipient: Recipient, dm_refused: bool = False) -> None:
+        self.recipient = recipient
+        self.dm_refused = dm_refused
+        self.resolved = 0
+        self.posts: list[PostRequest] = []
+        self.updates: list[UpdateRequest] = []
+
+    @activity.defn(name="resolve_recipient")
+    async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
+        self.resolved += 1
+        return self.recipient
+
+    @activity.defn(name="post_notification")
+    async def post_notification(self, request: PostRequest) -> PostedMessage:
+        self.posts.append(request)
+        if request.to_user is not None and self.dm_refused:
+            raise ApplicationError(
+                "Slack refused: user_not_found", type=SLACK_PERMANENT, non_retryable=True
+            )
+        return PostedMessage(
+            kind=request.kind,
+            channel=f"D{request.to_user}" if request.to_user else CHANNEL,
+            ts=f"{len(self.posts)}.000",
+            in_security_channel=request.to_user is None,
+        )
+
+    @activity.defn(name="update_message")
+    async def update_message(self, request: UpdateRequest) -> None:
+        self.updates.append(request)
+
+    @activity.defn(name="current_security_team")
+    async def current_security_team(self) -> list[str]:
+        return TEAM
+
+    @activity.defn(name="verify_decision")
+    async def verify_decision(self, request: VerifyRequest) -> Verdict:
+        # The signature scheme has its own tests (test_decision_authentication.py).
+        return Verdict(authentic=True)
+
+    def asked(self, kind: MessageKind) -> list[str | None]:
+        """Whom each post of `kind` went to: a Slack user (a DM) or None (the channel)."""
+        return [p.to_user for p in self.posts if p.kind is kind]
+
+
+@asynccontextmanager
+async def running(env: WorkflowEnvironment, fakes: FakeActivities) -> AsyncIterator[str]:
+    """A worker with ApprovalWorkflow and `fakes` on a task queue of its own (yielded)."""
+    task_queue = f"decisions-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[ApprovalWorkflow],
+        activities=[
+            fakes.resolve_recipient,
+            fakes.post_notification,
+            fakes.update_message,
+            fakes.current_security_team,
+            fakes.verify_decision,
+        ],
+    ):
+        yield task_queue
+
+
+Handle = WorkflowHandle[Any, EventRecord]
+
+
+async def ask(env: WorkflowEnvironment, event: SecurityEvent, task_queue: str) -> Handle:
+    assert await start_approval(env.client, event, task_queue) is ResultStatus.STARTED
+    return env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
+
+
+async def decide_as(handle: Handle, action: Action, user: str) -> None:
+    """A decision as the API or CLI sends it (signed; the fake verifier accepts it)."""
+    click = Click(
+        action=action,
+        user=user,
+        at=datetime.now(UTC),
+        nonce=uuid.uuid4().hex,
+        signature="v1=verified-by-the-fake",
+    )
+    await handle.signal(DECIDE_SIGNAL, click)
+
+
+async def record_of(handle: Handle) -> EventRecord:
+    return await handle.result()
+
+
+async def test_the_owner_is_asked_in_a_dm_and_their_approval_ends_it(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities(owner())
+    async with running(time_skipping_env, fakes) as task_queue:
+        handle = await ask(time_skipping_env, make_event("alice"), task_queue)
+        await decide_as(handle, Action.APPROVE, "U0ALICE")
+        record = await record_of(handle)
+    assert fakes.asked(MessageKind.FIRST) == ["U0ALICE"]
+    assert record.status is EventStatus.APPROVED
+    assert record.decision is not None and record.decision.by == "U0ALICE"
+    assert not record.decision.on_behalf
+    # The DM shows the outcome; nothing was ever posted to the channel.
+    assert [u.message.channel for u in fakes.updates] == ["DU0ALICE"]
+    assert [e.what for e in record.timeline][:2] == [TimelineKind.RECEIVED, TimelineKind.NOTIFIED]
+
+
+async def test_an_account_without_an_owner_is_asked_in_the_security_channel(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities(no_owner(Identity.BOT))
+    async with running(time_skipping_env, fakes) as task_queue:
+        handle = await ask(time_skipping_env, make_event("deploy"), task_queue)
+        # The account's user may not decide; the team may, on the owner's behalf.
+        await decide_as(handle, Action.APPROVE, "U0ALICE")
+        await decide_as(handle, Action.APPROVE, "U0SEC1")
+        record = await record_of(handle)
+    assert fakes.asked(MessageKind.FIRST) == [None]
+    assert fakes.posts[0].note and "bot account" in fakes.posts[0].note
+    assert record.decision is not None and record.decision.by == "U0SEC1"
+    assert [e.what for e in record.timeline].count(TimelineKind.REFUSED) == 1
+
+
+async def test_a_dm_slack_refuses_for_good_falls_back_to_the_channel(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities(owner(), dm_refused=True)
+    async with running(time_skipping_env, fakes) as task_queue:
+        handle = await ask(time_skipping_env, make_event("alice"), task_queue)
+        await decide_as(handle, Action.APPROVE, "U0SEC1")
+        record = await record_of(handle)
+    # One attempt at the DM (a permanent refusal is not retried), then the channel, saying why.
+    assert fakes.asked(MessageKind.FIRST) == ["U0ALICE", None]
+    note = fakes.posts[1].note or ""
+    assert "Could not DM <@U0ALICE>" in note and "user_not_found" in note
+    assert [m.in_security_channel for m in record.messages] == [True]
+    notified = [e for e in record.timeline if e.what is TimelineKind.NOTIFIED]
+    assert len(notified) == 1
+
+
+async def test_reminders_come_every_renotify_after_until_someone_decides(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities(owner())
+    event = make_event("alice", renotify_after_seconds=RENOTIFY.total_seconds())
+    async with running(time_skipping_env, fakes) as task_queue:
+        handle = await ask(time_skipping_env, event, task_queue)
+        await time_skipping_env.sleep(RENOTIFY * 3 + timedelta(minutes=1))
+        reminders = [p for p in fakes.posts if p.kind is MessageKind.REMINDER]
+        # Three cycles, each to the security channel, each saying how long it has waited.
+        assert [p.to_user for p in reminders] == [None, None, None]
+        assert [round(p.waited_seconds / 60) for p in reminders] == [15, 30, 45]
+        # The first reminder starts the event's thread in the channel; the rest reply in it.
+        assert [p.thread_ts for p in reminders] == [None, "2.000", "2.000"]
+        await decide_as(handle, Action.APPROVE, "U0ALICE")
+        record = await record_of(handle)
+        await time_skipping_env.sleep(RENOTIFY * 2)
+    assert len([p for p in fakes.posts if p.kind is MessageKind.REMINDER]) == 3
+    assert record.status is EventStatus.APPROVED
+    assert [e.what for e in record.timeline].count(TimelineKind.REMINDED) == 3
+
+
+async def test_a_continued_run_asks_nobody_again_and_keeps_its_record(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """What `continue_as_new` hands over (`ApprovalInput.carried`): the record with its
+    recipient, messages and taken nonces. The next run resumes reminding from it."""
+    event = make_event("alice", renotify_after_seconds=RENOTIFY.total_seconds())
+    began = datetime.now(UTC)
+    carried = EventRecord(
+        event=event,
+        recipient=owner(),
+        messages=[PostedMessage(kind=MessageKind.FIRST, channel="DU0ALICE", ts="1.000")],
+        nonces=["taken-before"],
+        timeline=[TimelineEntry(what=TimelineKind.RECEIVED, at=began)],
+    )
+    fakes = FakeActivities(owner())
+    async with running(time_skipping_env, fakes) as task_queue:
+        handle = await time_skipping_env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event, carried=carried),
+            id=event.event_id,
+            task_queue=task_queue,
+        )
+        await time_skipping_env.sleep(RENOTIFY + timedelta(minutes=1))
+        replayed = Click(
+            action=Action.APPROVE,
+            user="U0ALICE",
+            at=datetime.now(UTC),
+            nonce="taken-before",
+            signature="v1=verified-by-the-fake",
+        )
+        await handle.signal(DECIDE_SIGNAL, replayed)
+        await decide_as(handle, Action.APPROVE, "U0ALICE")
+        record = await record_of(handle)
+    assert fakes.resolved == 0
+    assert fakes.asked(MessageKind.FIRST) == []
+    assert fakes.asked(MessageKind.REMINDER) == [None]
+    # A nonce taken by the earlier run is still taken: that decision is rejected.
+    assert [e.what for e in record.timeline].count(TimelineKind.REJECTED) == 1
+    assert record.status is EventStatus.APPROVED
+    assert "DU0ALICE" in [u.message.channel for u in fakes.updates]
+
+
+async def test_a_not_me_queued_behind_an_approval_is_taken_first(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Both decisions wait in history while no worker runs (the team approving on alice's
+    behalf, then alice saying *Not me*): the report wins, whatever the order of arrival."""
+    fakes = FakeActivities(owner())
+    event = make_event("alice")
+    task_queue = f"decisions-{uuid.uuid4().hex[:8]}"
+    handle = await ask(time_skipping_env, event, task_queue)
+    await decide_as(handle, Action.APPROVE, "U0SEC1")
+    await decide_as(handle, Action.NOT_ME, "U0ALICE")
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=task_queue,
+        workflows=[ApprovalWorkflow],
+        activities=[
+            fakes.resolve_recipient,
+            fakes.post_notification,
+            fakes.update_message,
+            fakes.current_security_team,
+            fakes.verify_decision,
+        ],
+    ):
+        await time_skipping_env.sleep(timedelta(seconds=5))
+        await decide_as(handle, Action.ACKNOWLEDGE, "U0SEC1")
+        record = await record_of(handle)
+    assert record.report is not None and record.report.by == "U0ALICE"
+    assert record.decision is not None and record.decision.by == "U0SEC1"
+    assert record.decision.kind.value == "acknowledged"
+    whats = [e.what for e in record.timeline]
+    assert whats.index(TimelineKind.REPORTED) < whats.index(TimelineKind.REFUSED)
+    # The incident alert went to the channel at once.
+    assert fakes.asked(MessageKind.INCIDENT) == [None]
