@@ -23,6 +23,7 @@ from tests.harness import (
     message_for,
     papertrail_event,
     running_worker,
+    state_eventually,
 )
 from tests.servers import SIGNING_SECRET
 from workflows.approval import ApprovalWorkflow
@@ -115,6 +116,10 @@ async def test_click_while_workers_are_down_is_not_lost(
     async with running_worker(dev_env.client, settings):
         event_id = await deliver_login(http, provider_id=provider_id)
         dm = await eventually(lambda: message_for(fake_slack, event_id))
+        # The worker goes down only once the workflow has recorded its DM (a click is checked
+        # against the messages the event recorded; one on a DM it never recorded is refused).
+        handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
+        await state_eventually(handle, lambda record: bool(record.messages))
     # No worker now. The click is accepted, answered at once, and waits in the workflow history.
     body, headers = signed_request(
         SIGNING_SECRET,
@@ -126,7 +131,6 @@ async def test_click_while_workers_are_down_is_not_lost(
         "status"
     ] == "pending"
     async with running_worker(dev_env.client, settings):
-        handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
         record = await handle.result()
     assert record.status is EventStatus.APPROVED
     view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
