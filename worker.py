@@ -55,6 +55,8 @@ WORKFLOWS: tuple[type, ...] = (
 
 
 def security_channel(settings: Settings, config: PowertripConfig) -> str:
+    """The security channel's id (`POWERTRIP_SECURITY_CHANNEL`, else the config's
+    `security_channel`); ConfigError when neither is set."""
     channel = settings.security_channel or config.security_channel
     if not channel:
         raise ConfigError(
@@ -67,6 +69,7 @@ def security_channel(settings: Settings, config: PowertripConfig) -> str:
 def slack_client(settings: Settings) -> AsyncWebClient:
     # A 429 waits Slack's Retry-After once in the activity; after that Temporal's retry takes
     # over (activities/slack.py classifies it with next_retry_delay = Retry-After).
+    """The Slack Web API client of the worker's activities."""
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
@@ -94,6 +97,8 @@ def reviews(
 def build_worker(
     client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
 ) -> Worker:
+    """The worker: every workflow in `WORKFLOWS` and every activity, on `settings.task_queue`.
+    A new activity is registered here (its method, bound to its class's instance)."""
     activities = SlackActivities(
         slack,
         config,
@@ -134,6 +139,8 @@ def build_worker(
 
 
 async def main() -> None:
+    """`python worker.py`: check settings and config, prepare the namespace (search
+    attributes, poll schedules, the reminder digest), check Slack, then run until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings()

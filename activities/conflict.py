@@ -18,4 +18,5 @@ class ConflictActivities:
 
     @activity.defn
     async def post_conflict(self, report: ConflictReport) -> None:
+        """Tell the security channel about a delivery that reused an id with other content."""
         await self.channel.post(*conflict_message(report))

@@ -12,6 +12,9 @@ from powertrip.signing import verify
 
 
 class DecisionActivities:
+    """`verify_decision`, with the keys the worker holds (the current decision key, then the
+    previous one while a rotation rolls out). ValueError without any key."""
+
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ValueError("no decision key: the worker cannot verify any decision")

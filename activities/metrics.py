@@ -29,6 +29,7 @@ DECISION_BUCKETS = [30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259
 
 
 def slack_error(exc: SlackApiError) -> str:
+    """Slack's error name for a failed call (`http_<status>` when it gave none)."""
     data = exc.response.data
     error = data.get("error") if isinstance(data, dict) else None
     return str(error or f"http_{exc.response.status_code}")

@@ -204,6 +204,7 @@ class PagerDutyActivities:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PagerDutyActivities:
+        """The activities for `POWERTRIP_PAGERDUTY_ROUTING_KEY`, `_EVENTS_URL` and `_CA_FILE`."""
         key = settings.pagerduty_routing_key
         return cls(
             key.get_secret_value() if key else None,

@@ -78,6 +78,8 @@ class PollActivities:
         slack: AsyncWebClient,
         security_channel: str,
     ) -> PollActivities:
+        """The activities as the worker wires them: the search of each source opened from the
+        settings, sources with `ignore_unmatched` not reviewed."""
         return cls(
             client,
             config.rule_set(),
@@ -151,6 +153,7 @@ class PollActivities:
 
     @activity.defn
     async def post_poll_alert(self, alert: PollAlert) -> None:
+        """Tell the security channel a source's polling fails, or works again."""
         await self.channel.post(*poll_alert_message(alert))
 
     @activity.defn

@@ -42,11 +42,13 @@ class ReviewActivities:
 
     @activity.defn
     async def post_review(self, request: UnrecognisedInput) -> ReviewPosted:
+        """Post one review request (a record shape no rule recognised, or an invalid record)."""
         text, blocks = review_message(request)
         return await self._post(text, blocks)
 
     @activity.defn
     async def post_review_digest(self, digest: ReviewDigest) -> ReviewPosted:
+        """Post the shapes a source sent beyond what it may post on its own this hour."""
         text, blocks = review_digest_message(digest)
         return await self._post(text, blocks)
 

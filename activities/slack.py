@@ -145,6 +145,11 @@ class SlackActivities:
 
     @activity.defn
     async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
+        """Whom to ask about `event`, and who may decide it: the directory's entry for the actor
+        (a Slack user by id, or by email through `users.lookupByEmail`), the security team (config
+        and user group) and their Slack names. A DM for a mapped owner who may approve; the security
+        channel (`slack_user` None, with a `note` saying why) for bots, shared and unmapped accounts
+        and channel-routed rules."""
         entry = self.directory.lookup(event.actor, event.source)
         slack_user = entry.slack_user
         note = None
@@ -211,6 +216,8 @@ class SlackActivities:
 
     @activity.defn
     async def post_notification(self, request: PostRequest) -> PostedMessage:
+        """Post a first question, reminder or report alert (`request.kind`) to the owner's DM
+        (`to_user`) or the security channel, paced per channel; where Slack put it."""
         text, blocks = messages.notification(
             request.record,
             request.kind,
@@ -244,6 +251,8 @@ class SlackActivities:
 
     @activity.defn
     async def update_message(self, request: UpdateRequest) -> None:
+        """Show the record's outcome on a message it posted (no buttons left, except the owner's
+        *Not me* during a contest window)."""
         text, blocks = messages.decided(
             request.record,
             request.message.kind,

@@ -10,6 +10,7 @@ from fastapi import HTTPException, Request, status
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, at most `limit` bytes; a 413 beyond (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")

@@ -22,18 +22,22 @@ from powertrip.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:
+    """The settings the app started with."""
     return request.app.state.settings
 
 
 def get_config(request: Request) -> PowertripConfig:
+    """The config file's content, loaded at startup."""
     return request.app.state.config
 
 
 def get_rules(request: Request) -> RuleSet:
+    """The rules of the config (built-in packs and the config's own)."""
     return request.app.state.rules
 
 
 def get_temporal(request: Request) -> Client:
+    """The app's Temporal client."""
     return request.app.state.temporal
 
 
@@ -123,6 +127,7 @@ def require_api_token(
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
 ) -> None:
+    """`Authorization: Bearer <POWERTRIP_API_TOKEN>`, else a 401."""
     _check(
         bearer.credentials.strip() if bearer else None, settings.secret("api_token"), "API token"
     )

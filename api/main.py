@@ -50,6 +50,8 @@ def add_exception_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API: settings, config, rules, the Bolt app and the Temporal client are loaded at
+    startup (`settings`: these instead of `POWERTRIP_*` from the environment)."""
     redact_access_logs()
 
     @asynccontextmanager

@@ -74,6 +74,8 @@ class PendingCounter:
         self._refreshed = float("-inf")
 
     async def refresh(self, client: Client) -> None:
+        """Ask visibility (unless asked within `max_age` seconds) how many events are pending and
+        reported."""
         if time.monotonic() - self._refreshed < self.max_age:
             return
         try:

@@ -63,6 +63,7 @@ class SlackSignature(AsyncMiddleware):
     async def async_process(
         self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Any
     ) -> BoltResponse:
+        """Bolt middleware: the next step for a signed, fresh request; a 401 otherwise."""
         stamp = req.headers.get("x-slack-request-timestamp", [""])[0]
         signature = req.headers.get("x-slack-signature", [""])[0]
         try:

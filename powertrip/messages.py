@@ -40,7 +40,7 @@ from powertrip.webui import WebUi
 BUTTON_ACTIONS: dict[str, Action] = {
     "approve": Action.APPROVE,
     "approve_on_behalf": Action.APPROVE,
-    "not_me": Action.NOT_ME,
+    "not_me": Action.REPORT,
     "acknowledge": Action.ACKNOWLEDGE,
 }
 
@@ -54,6 +54,7 @@ def action_for(action_id: str) -> Action:
 
 
 def humanize(seconds: float) -> str:
+    """`seconds` as `2d 3h 4m` (whole minutes; `45s` under a minute)."""
     seconds = int(seconds)
     if seconds < 60:
         return f"{max(seconds, 0)}s"
@@ -220,7 +221,7 @@ def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list
     whether the account has an owner (a reminder about bob's login) or not (a bot). After an
     approval on the owner's behalf, the owner's DM keeps *Not me* for the contest window.
     """
-    if kind is MessageKind.INCIDENT or record.status is EventStatus.REPORTED:
+    if kind is MessageKind.REPORT or record.status is EventStatus.REPORTED:
         return ["acknowledge"]
     if record.status is not EventStatus.PENDING:
         contest = record.contest_until is not None and kind is MessageKind.FIRST
@@ -258,7 +259,7 @@ def notification(
     event = record.event
     now = now or datetime.now(UTC)
     what = _what(event)
-    if kind is MessageKind.INCIDENT:
+    if kind is MessageKind.REPORT:
         assert record.report is not None
         team = " ".join(
             mention(u) for u in (record.authority.security_team if record.authority else [])

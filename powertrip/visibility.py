@@ -52,6 +52,7 @@ def aware(at: datetime) -> datetime:
 
 
 def time_literal(at: datetime) -> str:
+    """A visibility query datetime literal (UTC); RecordError for a time without a zone."""
     return f'"{aware(at).astimezone(UTC).isoformat()}"'
 
 
@@ -85,6 +86,7 @@ class EventFilter(BaseModel):
     until: datetime | None = Field(default=None, description="Event time before this.")
 
     def query(self) -> str:
+        """The visibility query; RecordError for values Temporal cannot search for."""
         clauses = [
             f"WorkflowType = {literal(WORKFLOW_TYPE)}",
             # A continued-as-new run is the same event; its successor carries memo and attributes.

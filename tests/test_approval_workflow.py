@@ -161,7 +161,7 @@ async def test_not_me_alerts_at_once_and_waits_for_acknowledgement(
     async with running_worker(time_skipping_env.client, settings):
         handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
         dm = (await eventually(lambda: posted_to(fake_slack, "D0ALICE")))[0]
-        await decide(handle, Action.NOT_ME, "U0ALICE")
+        await decide(handle, Action.REPORT, "U0ALICE")
         alert = (await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL)))[0]
         assert "NOT ME" in text_of(alert) and "<@U0SEC1>" in text_of(alert)
         assert buttons(alert) == ["acknowledge"]
@@ -196,7 +196,7 @@ async def test_double_click_is_harmless(
         await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
         await decide(handle, Action.APPROVE, "U0ALICE")
         await decide(handle, Action.APPROVE, "U0ALICE")
-        await decide(handle, Action.NOT_ME, "U0ALICE")
+        await decide(handle, Action.REPORT, "U0ALICE")
         record = await handle.result()
     assert record.status is EventStatus.APPROVED and record.report is None
     assert [e.what for e in record.timeline].count("approved") == 1

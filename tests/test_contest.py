@@ -45,7 +45,7 @@ async def test_owner_not_me_after_approval_on_behalf_reopens_the_event_as_report
         assert "Approved on behalf* by <@U0SEC1>" in text_of(dm)
         assert "Not you? Press *Not me* before" in text_of(dm)
 
-        await decide(handle, Action.NOT_ME, "U0ALICE")
+        await decide(handle, Action.REPORT, "U0ALICE")
         record = await state_eventually(handle, lambda r: r.status is EventStatus.REPORTED)
         [alert] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
         assert "Reported as NOT ME* by <@U0ALICE>" in text_of(alert)

@@ -48,7 +48,7 @@ async def test_not_me_queued_behind_an_approval_on_behalf_still_raises_the_incid
     handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
     # No worker yet: both clicks wait in the workflow's history.
     await decide(handle, Action.APPROVE, "U0SEC1")
-    await decide(handle, Action.NOT_ME, "U0ALICE")
+    await decide(handle, Action.REPORT, "U0ALICE")
     async with running_worker(client, settings):
         record = await memo_eventually(handle, lambda r: r.status is not EventStatus.PENDING)
         assert record.status is EventStatus.REPORTED

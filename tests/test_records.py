@@ -116,7 +116,7 @@ async def world(
             if final is EventStatus.APPROVED:
                 await decide(handle, Action.APPROVE, "U0SEC1")
             elif final is EventStatus.REPORTED:
-                await decide(handle, Action.NOT_ME, "U0SEC1")
+                await decide(handle, Action.REPORT, "U0SEC1")
 
         async def settled() -> bool | None:
             views = [await show_event(client, ids[key], ui) for key, *_ in SEED]

@@ -251,7 +251,7 @@ async def test_a_verification_that_outlives_its_workflow_task_still_replays(
         await eventually(lambda: message_for(fake_slack, event.event_id))
         await decide(handle, Action.APPROVE, "U0SEC1")  # the team on alice's behalf
         record = await state_eventually(handle, lambda r: r.contest_until is not None, within=30)
-        await decide(handle, Action.NOT_ME, "U0ALICE")
+        await decide(handle, Action.REPORT, "U0ALICE")
         record = await state_eventually(handle, lambda r: r.report is not None, within=30)
         history = await handle.fetch_history()
         await handle.terminate("replayed; no need to wait for the acknowledgement")

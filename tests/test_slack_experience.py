@@ -228,7 +228,7 @@ async def test_not_me_incident_mentions_team_and_is_renotified_until_acknowledge
     async with running_worker(time_skipping_env.client, settings, config):
         handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
         await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
-        await decide(handle, Action.NOT_ME, "U0ALICE")
+        await decide(handle, Action.REPORT, "U0ALICE")
         [alert] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
         assert "<@U0SEC1> <@U0SEC2>" in text_of(alert)
         # The alert is in the memo at once, so the API accepts its Acknowledge button.

@@ -114,10 +114,12 @@ class ApprovalWorkflow:
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> EventRecord:
+        """The record (needs a worker; readers use the memo `record`)."""
         return self.record
 
     @workflow.run
     async def run(self, input: ApprovalInput) -> EventRecord:
+        """Ask, remind until decided, keep the contest window, then update every message."""
         event = self.record.event
         renotify = timedelta(seconds=event.renotify_after_seconds)
         if self.record.recipient is None:
@@ -174,35 +176,32 @@ class ApprovalWorkflow:
                 )
             except TimeoutError:
                 self.record.contest_until = None
-                self.record.timeline.append(
-                    TimelineEntry(
-                        what=TimelineKind.CONTEST_CLOSED,
-                        at=workflow.now(),
-                        detail="the owner did not report the approval on their behalf",
-                    )
+                self._note(
+                    TimelineKind.CONTEST_CLOSED,
+                    "the owner did not report the approval on their behalf",
                 )
-                self._publish()
                 return False
             await self._handle_clicks(renotify)
         return self.record.status is EventStatus.REPORTED
 
     def _note_stale(self) -> None:
         if not any(entry.what is TimelineKind.STALE for entry in self.record.timeline):
-            self.record.timeline.append(
-                TimelineEntry(
-                    what=TimelineKind.STALE,
-                    at=workflow.now(),
-                    detail="found by backfill long after it happened: listed in the security "
-                    "channel's digest instead of a DM, no reminders",
-                )
+            self._note(
+                TimelineKind.STALE,
+                "found by backfill long after it happened: listed in the security channel's "
+                "digest instead of a DM, no reminders",
             )
-            self._publish()
 
     def _delivered(self, kind: MessageKind) -> bool:
         return any(m.kind is kind for m in self.record.messages)
 
     def _waited(self) -> float:
         return (workflow.now() - self.record.timeline[0].at).total_seconds()
+
+    def _note(self, what: TimelineKind, detail: str) -> None:
+        """A timeline entry at the workflow's time, published at once."""
+        self.record.timeline.append(TimelineEntry(what=what, at=workflow.now(), detail=detail))
+        self._publish()
 
     def _publish(self) -> None:
         """Readers (API, CLI, HIDS) get the record from the memo: no worker needed, even after
@@ -224,12 +223,7 @@ class ApprovalWorkflow:
     def _failed(self, what: str, err: ActivityError) -> None:
         cause = err.cause
         detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        self.record.timeline.append(
-            TimelineEntry(
-                what=TimelineKind.NOTIFY_FAILED, at=workflow.now(), detail=f"{what}: {detail}"
-            )
-        )
-        self._publish()
+        self._note(TimelineKind.NOTIFY_FAILED, f"{what}: {detail}")
 
     async def _notify_first(self, renotify: timedelta) -> None:
         recipient = self.record.recipient
@@ -254,12 +248,7 @@ class ApprovalWorkflow:
             except ActivityError as channel_err:
                 self._failed("first notification", channel_err)
                 return
-        self.record.timeline.append(
-            TimelineEntry(
-                what=TimelineKind.NOTIFIED, at=workflow.now(), detail=recipient.asked_label
-            )
-        )
-        self._publish()
+        self._note(TimelineKind.NOTIFIED, recipient.asked_label)
 
     async def _remind(self, renotify: timedelta) -> None:
         if not self._delivered(MessageKind.FIRST):
@@ -269,14 +258,7 @@ class ApprovalWorkflow:
         root = next((m for m in self.record.messages if m.in_security_channel), None)
         reminders = sum(1 for m in self.record.messages if m.kind is MessageKind.REMINDER)
         if workflow.patched(REMINDER_DIGEST) and await self._in_digest():
-            self.record.timeline.append(
-                TimelineEntry(
-                    what=TimelineKind.REMINDED,
-                    at=workflow.now(),
-                    detail=f"in the digest, waited {int(self._waited())}s",
-                )
-            )
-            self._publish()
+            self._note(TimelineKind.REMINDED, f"in the digest, waited {int(self._waited())}s")
             return
         request = PostRequest(
             record=self.record,
@@ -292,14 +274,7 @@ class ApprovalWorkflow:
         except ActivityError as err:
             self._failed("reminder", err)
             return
-        self.record.timeline.append(
-            TimelineEntry(
-                what=TimelineKind.REMINDED,
-                at=workflow.now(),
-                detail=f"waited {int(self._waited())}s",
-            )
-        )
-        self._publish()
+        self._note(TimelineKind.REMINDED, f"waited {int(self._waited())}s")
 
     async def _in_digest(self) -> bool:
         """Ask the task queue's digest workflow whether this reminder goes into a digest."""
@@ -366,11 +341,11 @@ class ApprovalWorkflow:
                 self.record.contest_until = received.at + authority.contest_window
             metrics.observe_decision(self.record)
             self._publish()
-            if click.action is Action.NOT_ME:
+            if click.action is Action.REPORT:
                 await self._update_messages()
                 try:
                     await self._post(
-                        PostRequest(record=self.record, kind=MessageKind.INCIDENT),
+                        PostRequest(record=self.record, kind=MessageKind.REPORT),
                         renotify,
                         "incident alert to the security channel",
                     )
@@ -478,7 +453,7 @@ class ApprovalWorkflow:
     def _next_click(self) -> int:
         """The owner saying *Not me* outweighs an approval queued just before it (e.g. the team
         approving on their behalf): the report must never be lost to the order of arrival."""
-        not_me = next((i for i, c in enumerate(self.clicks) if c.click.action is Action.NOT_ME), 0)
+        not_me = next((i for i, c in enumerate(self.clicks) if c.click.action is Action.REPORT), 0)
         return not_me if not_me and workflow.patched(NOT_ME_FIRST) else 0
 
     async def _update_messages(self) -> None:
@@ -486,7 +461,7 @@ class ApprovalWorkflow:
         stale = [
             m
             for m in self.record.messages
-            if not (m.kind is MessageKind.INCIDENT and self.record.status is EventStatus.REPORTED)
+            if not (m.kind is MessageKind.REPORT and self.record.status is EventStatus.REPORTED)
         ]
         results = await asyncio.gather(
             *(

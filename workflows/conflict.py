@@ -16,6 +16,7 @@ class ConflictWorkflow:
 
     @workflow.run
     async def run(self, report: ConflictReport) -> None:
+        """Post the report to the security channel (gives up after a day)."""
         await workflow.execute_activity_method(
             ConflictActivities.post_conflict,
             report,

@@ -45,6 +45,7 @@ class PollWorkflow:
 
     @workflow.run
     async def run(self, input: PollInput) -> PollState:
+        """One poll; the state the next run continues from."""
         state = self._previous(input)
         # One poll may take up to an interval (at least 5 minutes) including retries; after that
         # the run records the failure and the next scheduled run tries again from the cursor.

@@ -48,14 +48,17 @@ class ReminderDigestWorkflow:
 
     @workflow.signal(name=DUE_SIGNAL)
     def due(self, reminder: DueReminder) -> None:
+        """An approval workflow's reminder is due."""
         self.pending.append(reminder)
 
     @workflow.query
     def waiting(self) -> list[str]:
+        """The events whose reminders wait for the next batch."""
         return [r.event_id for r in self.pending]
 
     @workflow.run
     async def run(self, input: ReminderDigestInput) -> None:
+        """Batch, post, answer every slot; forever (continuing as new)."""
         while True:
             await workflow.wait_condition(lambda: bool(self.pending))
             await workflow.sleep(GATHER_WINDOW)

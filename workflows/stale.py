@@ -20,6 +20,7 @@ class StaleReportWorkflow:
 
     @workflow.run
     async def run(self, report: StaleReport) -> None:
+        """Post the report to the security channel (gives up after a day)."""
         await workflow.execute_activity_method(
             PollActivities.post_stale_digest,
             report,

@@ -49,6 +49,7 @@ class UnrecognisedEventWorkflow:
     async def run(self, input: UnrecognisedInput) -> ReviewPosted:
         # The activity (registered as `post_unrecognised` since the first release) hands the
         # request to the source's pacer; histories recorded before pacing replay unchanged.
+        """Hand the review to the source's pacer; what the activity answered."""
         return await _post(
             ReviewActivities.post_unrecognised,
             input,
@@ -70,6 +71,7 @@ class ReviewPacerWorkflow:
 
     @workflow.signal(name=ADD_SIGNAL)
     def add(self, request: UnrecognisedInput) -> None:
+        """One more review for this hour (a retried hand-over of a shape taken is ignored)."""
         key = shape_key(request)
         if key in self.seen:  # a retried hand-over
             return
@@ -78,6 +80,7 @@ class ReviewPacerWorkflow:
 
     @workflow.run
     async def run(self, input: PacerInput) -> None:
+        """Post and digest this hour's reviews, then end."""
         end = input.hour + HOUR
         every = timedelta(seconds=input.pacing.digest_every_seconds)
         while True:

@@ -36,6 +36,8 @@ router = APIRouter(prefix="/v1", tags=["events"], dependencies=[ApiAuth])
 
 
 class Problem(BaseModel):
+    """An error's body."""
+
     detail: str = Field(description="What was wrong, in words.")
 
 
@@ -73,6 +75,7 @@ class EventQuery(EventFilter):
     )
 
     def filters(self, settings: Settings) -> EventFilter:
+        """The visibility filters; `host_match` defaults to `POWERTRIP_HOST_MATCH`."""
         return EventFilter.model_validate(
             {
                 **self.model_dump(exclude={"page_size", "page_token"}),
@@ -207,6 +210,8 @@ BATCH_CONCURRENCY = 4  # visibility is rate limited per namespace: a batch must 
 
 
 class MatchBatch(BaseModel):
+    """`POST /v1/approvals/match`: many HIDS questions at once."""
+
     questions: list[dict[str, Any]] = Field(
         description=f"Up to {MAX_QUESTIONS} questions, each with the fields of the GET form "
         "(`host`, `user`, `at`, and optionally `kind`, `address`, `port`, `window`, "
@@ -215,12 +220,16 @@ class MatchBatch(BaseModel):
 
 
 class BatchAnswer(BaseModel):
+    """One question's answer, or why it could not be answered."""
+
     index: int = Field(description="Position of the question in `questions`.")
     answer: MatchAnswer | None = Field(description="The answer, as the GET form gives it.")
     error: str | None = Field(description="Why this question could not be answered.")
 
 
 class MatchBatchAnswer(BaseModel):
+    """Every question's answer, in order."""
+
     answers: list[BatchAnswer] = Field(description="One per question, in order.")
 
 

@@ -29,6 +29,7 @@ slack_signature = APIKeyHeader(
 
 
 def get_slack_app(request: Request) -> AsyncApp:
+    """The app's Bolt app (made at startup, api/slack_app.py)."""
     slack: AsyncApp = request.app.state.slack
     return slack
 
@@ -53,6 +54,8 @@ async def interactions(
     signing_key: DecisionKeyDep,
     slack: SlackAppDep,
 ) -> Response:
+    """Every interaction Slack sends (button clicks today; the slash command, App Home and
+    modals later), size-capped and handed to the Bolt app."""
     body = await read_capped(request, settings.max_body_bytes)
     try:
         bolt_request = to_async_bolt_request(

@@ -52,6 +52,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class WebhookResponse(BaseModel):
+    """What a webhook answers: one result per record, and how many ended each way."""
+
     results: list[ItemResult] = Field(description="One per record, by its index in the batch.")
     summary: dict[str, int] = Field(
         default_factory=dict, description="How many records ended started/duplicate/unmatched/…"
@@ -59,6 +61,8 @@ class WebhookResponse(BaseModel):
 
 
 class SnsResponse(WebhookResponse):
+    """What the SNS endpoint answers: the message type handled, and the records' results."""
+
     type: str = Field(description="The SNS message type handled.")
     topic: str
     confirmed: bool = False
@@ -82,6 +86,7 @@ class Ingest:
         self.temporal = temporal
 
     async def body(self) -> bytes:
+        """The request body, capped at `POWERTRIP_MAX_BODY_BYTES` (a 413 beyond)."""
         return await read_capped(self.request, self.settings.max_body_bytes)
 
     def now(self) -> datetime:
@@ -94,6 +99,7 @@ class Ingest:
         parser: Callable[[Any], list[ParsedItem]],
         invalid_status: int = status.HTTP_400_BAD_REQUEST,
     ) -> list[ParsedItem]:
+        """The body's records through `parser`; a payload it cannot use is `invalid_status`."""
         payload = decode_payload(self.request, await self.body())
         return parsed_or_4xx(lambda: parser(payload), invalid_status)
 
@@ -131,6 +137,7 @@ T = TypeVar("T")
 
 
 def parsed_or_4xx(parse: Callable[[], T], invalid_status: int = 400) -> T:
+    """`parse()`, or an HTTP error (`invalid_status`) saying why the payload is unusable."""
     try:
         return parse()
     except PayloadError as exc:

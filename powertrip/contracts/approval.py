@@ -58,7 +58,9 @@ class Action(StrEnum):
     """What a button (or the CLI) asks the workflow to do."""
 
     APPROVE = "approve"
-    NOT_ME = "not_me"
+    REPORT = "not_me"
+    """*Not me*: report the event (the status becomes `reported`). The value is the wire form
+    of Slack's `action_id` on buttons already posted and of signed decisions: it stays."""
     ACKNOWLEDGE = "acknowledge"
 
 
@@ -152,12 +154,20 @@ class Click(BaseModel):
 
 
 class MessageKind(StrEnum):
+    """What a message the workflow posted is (`PostedMessage.kind`)."""
+
     FIRST = "first"
+    """The question: a DM to the owner, or the security channel."""
     REMINDER = "reminder"
-    INCIDENT = "incident"
+    REPORT = "incident"
+    """The alert to the security channel after a report (*Not me*). The value is what memos
+    and histories hold: it stays."""
 
 
 class PostedMessage(BaseModel):
+    """Where Slack put a message the workflow posted (to update it later, and to check that a
+    click came from one of the event's own messages)."""
+
     kind: MessageKind
     channel: str = Field(description="The channel id Slack answered with (a D… id for a DM).")
     ts: str
@@ -165,6 +175,8 @@ class PostedMessage(BaseModel):
 
 
 class TimelineEntry(BaseModel):
+    """One line of the event's timeline: what happened, when (UTC), by whom (a Slack user id)."""
+
     what: TimelineKind = Field(
         description="received, notified, reminded, notify_failed, approved, reported, "
         "acknowledged, refused (a click without authority), rejected (a decision that failed "
@@ -194,7 +206,7 @@ class Refusal:
 
 _DOING = {
     Action.APPROVE: "approve this event",
-    Action.NOT_ME: "report this event as “Not me”",
+    Action.REPORT: "report this event as “Not me”",
     Action.ACKNOWLEDGE: "acknowledge this incident",
 }
 
@@ -258,7 +270,7 @@ class EventRecord(BaseModel):
             return False
         if authority.may(action, self.status, user):
             return True
-        return action is Action.NOT_ME and self.contestable_by(user)
+        return action is Action.REPORT and self.contestable_by(user)
 
     def refusal(self, action: Action, user: str) -> Refusal | None:
         """None if `user` may take `action` now; otherwise what to tell them, naming who may."""
@@ -281,13 +293,13 @@ class EventRecord(BaseModel):
             )
         if action is Action.ACKNOWLEDGE and self.status is EventStatus.PENDING:
             return "There is no incident to acknowledge: nobody has reported this event.", True
-        if action is Action.NOT_ME and self.contest_until is not None:
+        if action is Action.REPORT and self.contest_until is not None:
             owner = authority.actor_slack_user
             return f"Only {mention(owner) if owner else 'the owner'} can still {doing}.", False
         if self.status is not EventStatus.PENDING:
             text = f"This event is already {self.status.value}."
             if (
-                action is Action.NOT_ME
+                action is Action.REPORT
                 and user == authority.actor_slack_user
                 and self.decision is not None
                 and self.decision.on_behalf
@@ -308,7 +320,7 @@ class EventRecord(BaseModel):
         workflow started before decisions were signed, recorded as it always was)."""
         kind = {
             Action.APPROVE: DecisionKind.APPROVED,
-            Action.NOT_ME: DecisionKind.REPORTED,
+            Action.REPORT: DecisionKind.REPORTED,
             Action.ACKNOWLEDGE: DecisionKind.ACKNOWLEDGED,
         }[click.action]
         on_behalf = (
@@ -331,7 +343,7 @@ class EventRecord(BaseModel):
             authenticated=verified,
         )
         self.status = EventStatus(kind.value)
-        if click.action is Action.NOT_ME:
+        if click.action is Action.REPORT:
             if self.decision is not None and self.contest_until is not None:
                 # The owner contests an approval made on their behalf: it no longer stands.
                 self.contested, self.decision = self.decision, None
@@ -353,6 +365,8 @@ class EventRecord(BaseModel):
 
 
 class ApprovalInput(BaseModel):
+    """`ApprovalWorkflow`'s input: the event, and what continue-as-new hands over."""
+
     event: SecurityEvent
     carried: EventRecord | None = Field(
         default=None, description="State handed over by continue-as-new."

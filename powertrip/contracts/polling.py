@@ -121,6 +121,7 @@ class StaleEvent(BaseModel):
 
     @classmethod
     def of(cls, event: SecurityEvent) -> StaleEvent:
+        """What the report says of `event`: when, what, by whom, where and from where."""
         where = f" on {event.host}" if event.host else ""
         origin = f" from {event.address}" if event.address else ""
         return cls(

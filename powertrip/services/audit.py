@@ -21,6 +21,8 @@ from powertrip.webui import WebUi
 
 
 class ExportFormat(StrEnum):
+    """`jsonl` (one JSON object a line) or `csv` (a header, then a row a decision)."""
+
     JSONL = "jsonl"
     CSV = "csv"
 
@@ -53,6 +55,8 @@ class DecisionRow(BaseModel):
 
     @classmethod
     def rows_of(cls, view: EventView) -> list[DecisionRow]:
+        """The decisions of one event (a contested approval, a report, the decision), oldest
+        first."""
         decisions = sorted(
             (d for d in (view.contested, view.report, view.decision) if d is not None),
             key=lambda d: d.at,
@@ -110,6 +114,7 @@ async def decisions(
 
 
 def write_rows(rows: Iterable[DecisionRow], fmt: ExportFormat, out: TextIO) -> int:
+    """Write `rows` to `out` in `fmt`; how many rows were written."""
     count = 0
     if fmt is ExportFormat.JSONL:
         for row in rows:

@@ -27,6 +27,8 @@ IN_FLIGHT = 2  # chunks being started at once, so reading the next never idles T
 
 
 class Problem(BaseModel):
+    """A record that could not be read: where (line, member) and why."""
+
     where: str
     reason: str
 
@@ -104,6 +106,7 @@ def has_identity(event: SecurityEvent) -> bool:
 
 
 async def aiter_chunks(chunks: Iterable[list[Located]]) -> AsyncIterator[list[Located]]:
+    """Chunks of records (e.g. `sources.files.chunked`) as an async stream for `Backfill.run`."""
     for chunk in chunks:
         yield chunk
         await asyncio.sleep(0)  # let in-flight starts make progress between chunks
@@ -159,6 +162,7 @@ class Backfill:
             self._dry = DryRun()
 
     async def run(self, chunks: AsyncIterable[list[Located]]) -> Report:
+        """Run every chunk (at most `IN_FLIGHT` at once, reported in order); the whole report."""
         pending: list[asyncio.Task[Report]] = []
         done = 0
 

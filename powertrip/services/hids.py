@@ -24,6 +24,8 @@ MAX_MATCH_WINDOW = timedelta(days=1)
 
 
 class Answer(StrEnum):
+    """The HIDS's answer about one login."""
+
     APPROVED = "approved"
     REPORTED = "reported"
     PENDING = "pending"
@@ -71,6 +73,7 @@ class MatchQuestion(BaseModel):
         return self.address is not None and self.port is not None
 
     def effective_tolerance(self) -> timedelta:
+        """How far from `at` this login may lie (RecordError when negative)."""
         default = TOLERANCE_WITH_PORT if self.pinned else TOLERANCE_WITHOUT_PORT
         tolerance = default if self.tolerance is None else self.tolerance
         if tolerance < timedelta(0):
@@ -78,11 +81,14 @@ class MatchQuestion(BaseModel):
         return min(tolerance, self.window)
 
     def filters(self) -> EventFilter:
+        """Every event of this user on this host in the window (RecordError for a window over
+        a day)."""
         if self.window <= timedelta(0) or self.window > MAX_MATCH_WINDOW:
             raise RecordError("window must be more than 0 and at most 1 day")
         return self.around(self.window)
 
     def around(self, reach: timedelta) -> EventFilter:
+        """Every event of this user on this host within `reach` of `at`."""
         return EventFilter(
             actor=self.user,
             host=self.host,
@@ -104,6 +110,8 @@ class MatchQuestion(BaseModel):
 
 
 class MatchedEvent(BaseModel):
+    """One event of the user on the host near `at`, as the HIDS sees it."""
+
     event_id: str = Field(description="The event (and Temporal workflow) id.")
     status: EventStatus = Field(description="pending, approved, reported or acknowledged.")
     kind: EventKind = Field(description="login, privilege, change or other.")
@@ -129,6 +137,7 @@ class MatchedEvent(BaseModel):
     @classmethod
     def of(cls, record: EventRecord, question: MatchQuestion, ui: WebUi) -> MatchedEvent:
         # Straight from the memo record, not via EventView: this is the HIDS's hot path.
+        """From an event's record (the memo), for `question`."""
         event, decision, report = record.event, record.decision, record.report
         approval = decision if decision and decision.kind is DecisionKind.APPROVED else None
         return cls(
@@ -154,6 +163,8 @@ class MatchedEvent(BaseModel):
 
 
 class MatchAnswer(BaseModel):
+    """The answer to one HIDS question, with every event that was considered."""
+
     approved: bool = Field(
         description="True only when exactly one login fits the question (kind, address and port "
         "as asked, within `tolerance_seconds` of `at`), it was approved, and no event of this "

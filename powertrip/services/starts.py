@@ -109,6 +109,37 @@ class ResultStatus(StrEnum):
     counted under its rule, never reviewed."""
 
 
+async def start_once(
+    client: Client,
+    workflow: str,
+    arg: Any,
+    *,
+    id: str,
+    task_queue: str,
+    summary: str,
+    **more: Any,
+) -> bool:
+    """Start `workflow` (its registered type name) with `arg` as workflow `id` unless a workflow
+    with that id ever existed, running or closed (REJECT_DUPLICATE, for the namespace's
+    retention): True if this call started it, False for a duplicate. `summary` is what the Web
+    UI lists; `more`: other `start_workflow` options (memo, search attributes, details). Raises
+    RPCError when Temporal refuses or fails the start."""
+    try:
+        await client.start_workflow(
+            workflow,
+            arg,
+            id=id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=summary,
+            **more,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
 # Events ---------------------------------------------------------------------------------------
 
 
@@ -173,20 +204,18 @@ async def start_approval(
     """
     content = content_digest(event)
     memo: dict[str, object] = {RECORD_MEMO: EventRecord(event=event), CONTENT_MEMO: content}
-    try:
-        await client.start_workflow(
-            APPROVAL_WORKFLOW,
-            ApprovalInput(event=event, stale=stale),
-            id=event.event_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=search_attributes_for(event),
-            memo=memo,
-            static_summary=summary_for(event),
-            static_details=details_for(event),
-        )
-    except WorkflowAlreadyStartedError:
+    started = await start_once(
+        client,
+        APPROVAL_WORKFLOW,
+        ApprovalInput(event=event, stale=stale),
+        id=event.event_id,
+        task_queue=task_queue,
+        summary=summary_for(event),
+        search_attributes=search_attributes_for(event),
+        memo=memo,
+        static_details=details_for(event),
+    )
+    if not started:
         return await _duplicate_or_conflict(client, event, content, task_queue)
     return ResultStatus.STARTED
 
@@ -208,18 +237,15 @@ async def _duplicate_or_conflict(
         arriving=event,
         arriving_digest=content,
     )
-    try:
-        await client.start_workflow(
-            CONFLICT_WORKFLOW,
-            report,
-            id=conflict_workflow_id(event.event_id, content),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"conflicting delivery for {event.event_id}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # this conflicting content was reported already
+    # A conflicting content reported already is not reported again.
+    await start_once(
+        client,
+        CONFLICT_WORKFLOW,
+        report,
+        id=conflict_workflow_id(event.event_id, content),
+        task_queue=task_queue,
+        summary=f"conflicting delivery for {event.event_id}",
+    )
     return ResultStatus.CONFLICT
 
 
@@ -239,21 +265,18 @@ async def request_review(
     shape = invalid_shape(reason) if reason else message_shape(raw)
     workflow_id = review_id(raw.source, shape, hour)
     sample = raw.model_copy(update={"message": raw.message[:SAMPLE_CHARS]})
-    try:
-        await client.start_workflow(
-            UNRECOGNISED_WORKFLOW,
-            UnrecognisedInput(
-                source=raw.source, shape=shape, hour=hour, sample=sample, reason=reason
-            ),
-            id=workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"unrecognised {raw.source} record: {shape[:120]}",
-        )
-    except WorkflowAlreadyStartedError:
-        return workflow_id, False
-    return workflow_id, True
+    request = UnrecognisedInput(
+        source=raw.source, shape=shape, hour=hour, sample=sample, reason=reason
+    )
+    started = await start_once(
+        client,
+        UNRECOGNISED_WORKFLOW,
+        request,
+        id=workflow_id,
+        task_queue=task_queue,
+        summary=f"unrecognised {raw.source} record: {shape[:120]}",
+    )
+    return workflow_id, started
 
 
 async def hand_to_pacer(
@@ -295,18 +318,14 @@ async def report_stale(
         total=len(events),
         events=events[:STALE_LISTED],
     )
-    try:
-        await client.start_workflow(
-            STALE_REPORT_WORKFLOW,
-            report,
-            id=workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"stale digest: {len(events)} events found by {found_by}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass
+    await start_once(
+        client,
+        STALE_REPORT_WORKFLOW,
+        report,
+        id=workflow_id,
+        task_queue=task_queue,
+        summary=f"stale digest: {len(events)} events found by {found_by}",
+    )
     return workflow_id
 
 

@@ -130,6 +130,8 @@ async def views_of(
 
 
 class EventPage(BaseModel):
+    """One page of events, and how to get the next."""
+
     events: list[EventView] = Field(
         description="Open events first (most recently received first), then closed ones, most "
         "recently closed first: Temporal visibility's order, stable across pages."

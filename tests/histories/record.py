@@ -126,7 +126,7 @@ async def not_me_acknowledge(stack: Stack) -> WorkflowHandle:
     (recheck-security-team)."""
     handle = await _start(stack, "not_me_acknowledge")
     await _dm_sent(stack)
-    await decide(handle, Action.NOT_ME, "U0ALICE")
+    await decide(handle, Action.REPORT, "U0ALICE")
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL))
     await stack.env.sleep(timedelta(minutes=16))
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL, at_least=2), within=90)
@@ -180,7 +180,7 @@ async def contested(stack: Stack) -> WorkflowHandle:
     await _dm_sent(stack)
     await decide(handle, Action.APPROVE, "U0SEC1")
     await state_eventually(handle, lambda r: r.contest_until is not None)
-    await decide(handle, Action.NOT_ME, "U0ALICE")
+    await decide(handle, Action.REPORT, "U0ALICE")
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL))
     await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
     return handle
@@ -238,7 +238,7 @@ async def not_me_first(stack: Stack) -> WorkflowHandle:
     acknowledges. Started before the worker, so both clicks are waiting when it comes."""
     handle = await _start(stack, "not_me_first")
     await decide(handle, Action.APPROVE, "U0SEC1")
-    await decide(handle, Action.NOT_ME, "U0ALICE")
+    await decide(handle, Action.REPORT, "U0ALICE")
     return handle
 
 
