@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import json
 import os
@@ -93,9 +92,19 @@ def ssh_line(user: str, address: str = "203.0.113.7", port: int | None = None) -
     return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
 
 
+_PORTS: dict[str, int] = {}
+
+
 def port_for(provider_id: object) -> int:
-    """A source port that is the same for one provider id and differs between ids."""
-    return 32768 + int(hashlib.sha256(str(provider_id).encode()).hexdigest(), 16) % 28000
+    """A source port that is the same for one provider id and differs between ids.
+
+    Handed out in order rather than hashed: the whole session shares one Temporal namespace, where
+    two logins by one actor on one host from one address and port are one action (natural
+    identity), so a hash collision between two tests' ids would make the second a duplicate."""
+    key = str(provider_id)
+    if key not in _PORTS:
+        _PORTS[key] = 1024 + len(_PORTS) % (65536 - 1024)
+    return _PORTS[key]
 
 
 def papertrail_event(
