@@ -8,6 +8,8 @@ from urllib.parse import parse_qs
 
 from fastapi import HTTPException, Request, status
 
+from powertrip.sources import json_values
+
 
 async def read_capped(request: Request, limit: int) -> bytes:
     """The request body, at most `limit` bytes; a 413 beyond (declared or streamed)."""
@@ -25,7 +27,7 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 def _json(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json_values.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, f"{what} is not valid JSON: {exc}"

@@ -174,3 +174,26 @@ def test_a_huge_line_is_not_matched_in_quadratic_time_but_left_for_review() -> N
     assert time.perf_counter() - started < 0.5
     assert event is None
     assert "rules read at most" in reasons["sshd-accepted"]
+
+
+@pytest.mark.parametrize("stamp", ["1e999", "-1e999", "NaN", "Infinity", "9" * 5000])
+async def test_an_infinite_or_absurd_time_fails_its_own_record_at_once(
+    http: httpx.AsyncClient, stamp: str
+) -> None:
+    # JSON `1e999` is infinity to Python's parser: the epoch-unit loop once divided it forever and
+    # hung the API (red-team F1). The record is invalid, the rest of the batch is started.
+    bad, good = uuid.uuid4().hex, uuid.uuid4().hex
+    body = (
+        '{"events": ['
+        f'{{"id": "{bad}", "time": {stamp}, "program": "sshd", "message": "{ssh_line("alice")}"}},'
+        f'{{"id": "{good}", "program": "sshd", "message": "{ssh_line("alice")}"}}]}}'
+    )
+    started = time.monotonic()
+    response = await http.post(
+        "/webhooks/json",
+        content=body,
+        headers={**WEBHOOK_HEADERS, "Content-Type": "application/json"},
+    )
+    assert time.monotonic() - started < 10
+    assert response.status_code == 202, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["invalid", "started"]

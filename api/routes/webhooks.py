@@ -18,7 +18,7 @@ from api.body import decode_payload, read_capped
 from api.deps import ConfigDep, RulesDep, SettingsDep, TemporalDep, webhook_auth
 from api.metrics import count_ingest
 from powertrip.services.recognise import ItemResult, process
-from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key
+from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key, json_values
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import parse_eventbridge
 from powertrip.sources.generic import (
@@ -290,7 +290,7 @@ def _looks_like_ndjson(body: bytes) -> bool:
     if len(lines) < 2:
         return False
     try:
-        return isinstance(json.loads(lines[0]), dict)
+        return isinstance(json_values.loads(lines[0]), dict)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False
 
@@ -305,7 +305,7 @@ def _several_json_values(body: bytes) -> bool:
     """JSON values one after another (`curl -d @file.ndjson` joins the lines): one JSON value
     followed by more text."""
     try:
-        json.loads(body)
+        json_values.loads(body)
     except json.JSONDecodeError as exc:
         return exc.msg == "Extra data"
     except (UnicodeDecodeError, RecursionError):

@@ -24,7 +24,7 @@ from powertrip.config import (
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.rules import Rule
 from powertrip.settings import SettingsError, load_settings
-from powertrip.sources import describe_validation_error
+from powertrip.sources import describe_validation_error, json_values
 from powertrip.sources.cloudtrail import is_cloudtrail_record
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.files import InputFormat, detect_format, json_items, records
@@ -60,7 +60,7 @@ def _records(
     reason it cannot be one."""
     if line.lstrip().startswith(("{", "[")) and parse_syslog(line) is None:
         try:
-            payload = json.loads(line)
+            payload = json_values.loads(line)
         except (json.JSONDecodeError, RecursionError) as exc:
             return [f"not valid JSON: {exc}"]
         return _json_records(payload)

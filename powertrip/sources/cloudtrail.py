@@ -34,7 +34,6 @@ field it came from):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -44,7 +43,7 @@ from pydantic import ValidationError
 
 from powertrip.models import RawEvent
 from powertrip.rules import lookup
-from powertrip.sources import ParsedItem, describe_validation_error, invalid
+from powertrip.sources import ParsedItem, describe_validation_error, invalid, json_values
 
 ID_NAMESPACE = "cloudtrail"
 _ARN_NAME = re.compile(r":(?:user/(?:[^/]+/)*|assumed-role/[^/]+/|federated-user/)([^/]+)$")
@@ -163,7 +162,7 @@ def cloudtrail_records(value: Any) -> Iterator[tuple[Any, str | None]]:
                 yield event, "a lookup-events member without a CloudTrailEvent string"
                 continue
             try:
-                yield json.loads(text), None
+                yield json_values.loads(text), None
             except (ValueError, RecursionError) as exc:
                 yield text, f"CloudTrailEvent is not JSON: {exc}"
     elif isinstance(value, list):

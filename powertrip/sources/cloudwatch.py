@@ -23,7 +23,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
+from powertrip.sources import (
+    ParsedItem,
+    PayloadError,
+    describe_validation_error,
+    invalid,
+    json_values,
+)
 from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
 from powertrip.sources.syslog import event_from_text
 
@@ -54,7 +60,7 @@ def decode_awslogs(payload: Any) -> dict[str, Any]:
         raise PayloadError(f"awslogs.data is not valid base64: {exc}") from exc
     text = _gunzip(compressed)
     try:
-        decoded = json.loads(text)
+        decoded = json_values.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(f"awslogs.data does not hold valid JSON: {exc}") from exc
     except RecursionError as exc:
@@ -121,7 +127,7 @@ def _one(index: int, member: Any, context: dict[str, Any], cloudtrail: bool) -> 
     # A JSON log line (CloudTrail in CloudWatch, app logs) is matched on its fields.
     if event.message.lstrip().startswith("{"):
         try:
-            record = json.loads(event.message)
+            record = json_values.loads(event.message)
         except (json.JSONDecodeError, RecursionError):  # matched as text then
             record = None
         if cloudtrail and is_cloudtrail_record(record):

@@ -19,7 +19,6 @@ unless a format is given, gzipped or not:
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,13 @@ from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
+from powertrip.sources import (
+    ParsedItem,
+    PayloadError,
+    describe_validation_error,
+    invalid,
+    json_values,
+)
 from powertrip.sources.cloudtrail import cloudtrail_item, cloudtrail_records, is_cloudtrail_document
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
@@ -106,7 +111,7 @@ def detect_format(first_line: str) -> InputFormat:
         return InputFormat.SYSLOG
     if text.startswith(("{", "[")):
         try:
-            json.loads(text)
+            json_values.loads(text)
         except (ValueError, RecursionError):
             return InputFormat.JSON  # a document spread over many lines
         return InputFormat.NDJSON
@@ -163,7 +168,7 @@ def records(
             yield from _from_tsv(line, number)
         else:
             try:
-                value = json.loads(line.strip().lstrip("\x1e"))  # RFC 7464 json-seq too
+                value = json_values.loads(line.strip().lstrip("\x1e"))  # RFC 7464 json-seq too
             except (ValueError, RecursionError) as exc:
                 yield Located(invalid(0, f"not JSON: {exc}", line), line=number)
                 continue

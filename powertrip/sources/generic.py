@@ -30,6 +30,7 @@ from powertrip.sources import (
     content_id,
     describe_validation_error,
     invalid,
+    json_values,
     keyed_id,
 )
 from powertrip.sources.shippers import FieldError, FieldMap, extract
@@ -59,7 +60,7 @@ def parse_ndjson(body: bytes, reading: Reading = Reading()) -> list[ParsedItem]:
         if not text:
             continue
         try:
-            values.append((index, json.loads(text), None))
+            values.append((index, json_values.loads(text), None))
         except json.JSONDecodeError as exc:
             values.append((index, line, f"line {index + 1}: not JSON: {exc}"))
         except RecursionError:
@@ -99,7 +100,7 @@ def iter_json_values(text: str) -> Iterator[tuple[Any, str | None]]:
     """JSON values written one after another, separated by nothing, whitespace or RFC 7464's
     record separator: `(value, None)` each, or `(rest of the text, reason)` once at the first
     that does not parse (nothing after it can be delimited)."""
-    decoder = json.JSONDecoder()
+    decoder = json_values.DECODER
     position, end = 0, len(text)
     while True:
         while position < end and (text[position].isspace() or text[position] == "\x1e"):

@@ -295,7 +295,13 @@ def parse_time(value: Any, path: str = "time") -> datetime:
         value = Decimal(value.strip())
     if isinstance(value, int | float | Decimal):
         number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-        while abs(number) >= 10**11:  # beyond the year 5138 in seconds: a finer unit
+        if not number.is_finite():  # Infinity or NaN (JSON `1e999`): no unit makes it a time
+            raise FieldError(f"{path}: not a time: {value!r}")
+        # Beyond the year 5138 in seconds: a finer unit. Only four units exist (s, ms, µs, ns), so
+        # at most three steps; a number still too large is no time (and never an unbounded loop).
+        for _ in range(3):
+            if abs(number) < 10**11:
+                break
             number /= 1000
         try:
             return EPOCH + timedelta(microseconds=int(number * 1_000_000))

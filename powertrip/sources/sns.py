@@ -29,7 +29,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
+from powertrip.sources import (
+    ParsedItem,
+    PayloadError,
+    describe_validation_error,
+    invalid,
+    json_values,
+)
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.syslog import event_from_text
@@ -221,7 +227,7 @@ def parse_notification(
     body: Any = None
     if message.Message.lstrip().startswith(("{", "[")):
         try:
-            body = json.loads(message.Message)
+            body = json_values.loads(message.Message)
         except (json.JSONDecodeError, RecursionError):
             body = None
     trusted = message.TopicArn in cloudtrail_topics

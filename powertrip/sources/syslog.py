@@ -27,14 +27,13 @@ backfill and `powertrip rules test`.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from powertrip.models import RawEvent
-from powertrip.sources import content_id
+from powertrip.sources import content_id, json_values
 
 _MONTHS = {
     name: number
@@ -317,7 +316,7 @@ def cee_fields(message: str) -> dict[str, Any] | None:
     if not message.startswith(CEE_COOKIE):
         return None
     try:
-        value = json.loads(message[len(CEE_COOKIE) :])
+        value = json_values.loads(message[len(CEE_COOKIE) :])
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
