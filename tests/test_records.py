@@ -136,7 +136,7 @@ async def world(
         ours = {v.event_id: v.status for v in page.events if v.event_id in ids.values()}
         return ours == {ids[key]: final for key, *_, final in SEED}
 
-    await eventually(listed, within=30)
+    await eventually(listed, within=90)  # visibility lags further on 2 loaded cores
     async with ServedApp(create_app(settings)) as app:
         async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
             yield World(tag=tag, settings=settings, config_path=config_path, http=http, ids=ids)
