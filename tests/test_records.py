@@ -132,7 +132,10 @@ async def world(
 
     # Visibility is eventually consistent: wait until every seeded event is listed as settled.
     async def listed() -> bool | None:
-        page = await list_events(client, EventFilter(since=T0 - timedelta(hours=3)), ui, 500)
+        # Bounded on both sides: the shared dev server holds every other test's events (times
+        # near now), and more than one page of them once pushed ours off the page on CI.
+        window = EventFilter(since=T0 - timedelta(hours=3), until=T0 + timedelta(hours=1))
+        page = await list_events(client, window, ui, 500)
         ours = {v.event_id: v.status for v in page.events if v.event_id in ids.values()}
         return ours == {ids[key]: final for key, *_, final in SEED}
 
