@@ -706,7 +706,8 @@ def batch_records(value: Any) -> list[tuple[Any, str | None]] | None:
       `{"labels", "timestamp", "line", "metadata"?}`, the shape `logcli --output=jsonl` prints.
     - OTLP/JSON (`{"resourceLogs": [{"resource", "scopeLogs": [{"scope", "logRecords"}]}]}`):
       each log record with its AnyValues decoded (`body`, `attributes` as an object) and the
-      `resource` attributes and `scope` it shares.
+      `resource` attributes and `scope` it shares; a body that is a journal entry (the journald
+      receiver) is the record, with `attributes`, `resource` and `scope` beside its fields.
     """
     if not isinstance(value, dict):
         return None
@@ -763,16 +764,18 @@ def _otlp(resource_logs: list[Any]) -> Any:
                 if not isinstance(log, dict):
                     yield log, "an OTLP log record is an object"
                     continue
-                yield (
-                    {
-                        **log,
-                        "body": _any_value(log.get("body")),
-                        "attributes": _attributes(log.get("attributes")),
-                        "resource": resource,
-                        "scope": scope,
-                    },
-                    None,
-                )
+                body = _any_value(log.get("body"))
+                context = {
+                    "attributes": _attributes(log.get("attributes")),
+                    "resource": resource,
+                    "scope": scope,
+                }
+                if isinstance(body, dict) and shipper_of(body).name == "journald":
+                    # The collector's journald receiver: the body is the journal entry itself,
+                    # read as journald's (its trusted fields included).
+                    yield {**body, **context}, None
+                else:
+                    yield {**log, "body": body, **context}, None
 
 
 def _get(value: Any, key: str) -> Any:
