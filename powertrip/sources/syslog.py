@@ -297,26 +297,6 @@ def _parse_3164_time(found: re.Match[str], year: int | None, now: datetime | Non
     return datetime(now.year - 1, month, min(day, 28), hour, minute, second, micro, tzinfo=UTC)
 
 
-_BSD_STAMP = re.compile(
-    r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?:(?P<year>\d{4})\s+)?"
-    r"(?P<hms>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?"
-)
-
-
-def parse_bsd_stamp(text: str, now: datetime | None = None) -> datetime | None:
-    """An RFC 3164 stamp on its own (`Nov 27 01:02:03`, as syslog-ng's `DATE`, Logstash's
-    `timestamp` and Fluent Bit's `Time_Keep` leave it in JSON): UTC in its own year or, without
-    one, the year that puts it closest before `now`, as `parse_syslog` reads it; it has no zone.
-    None when `text` is not one."""
-    found = _BSD_STAMP.fullmatch(text.strip())
-    if found is None or found["mon"] not in _MONTHS:
-        return None
-    try:
-        return _parse_3164_time(found, None, now)
-    except ValueError:  # a day or hour no calendar has
-        return None
-
-
 def _journal_full_time(found: re.Match[str]) -> datetime | None:
     zone_text = found["zone"]
     if zone_text[0] in "+-":
@@ -412,3 +392,23 @@ def event_from_text(
         fields or {},
         time_without_zone=received_at is None and record.time is not None and not record.zoned,
     )
+
+
+_BSD_STAMP = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?:(?P<year>\d{4})\s+)?"
+    r"(?P<hms>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?"
+)
+
+
+def parse_bsd_stamp(text: str, now: datetime | None = None) -> datetime | None:
+    """An RFC 3164 stamp on its own (`Nov 27 01:02:03`, as syslog-ng's `DATE`, Logstash's
+    `timestamp` and Fluent Bit's `Time_Keep` leave it in JSON): UTC in its own year or, without
+    one, the year that puts it closest before `now`, as `parse_syslog` reads it; it has no zone.
+    None when `text` is not one."""
+    found = _BSD_STAMP.fullmatch(text.strip())
+    if found is None or found["mon"] not in _MONTHS:
+        return None
+    try:
+        return _parse_3164_time(found, None, now)
+    except ValueError:  # a day or hour no calendar has
+        return None
