@@ -1,8 +1,8 @@
 """Generic JSON for anything else: one object, a list, `{"events": [...]}`, NDJSON (one object a
 line) or JSON values written one after another (`curl -d @file` drops the newlines), each record
 read by its shipper's own field names (`powertrip.sources.shippers`): Powertrip's own
-`{"id", "time", "host", "program", "message", ...any other fields}`, journald, ECS, rsyslog,
-Logstash, Vector, Fluent Bit/Fluentd, Splunk HEC, GELF or NXLog.
+`{"id", "time", "host", "program", "message", ...any other fields}`, journald, syslog-ng, ECS,
+rsyslog, Logstash, Vector, Fluent Bit/Fluentd, Datadog, Splunk HEC, GELF, NXLog, Loki or OTLP.
 
 A team can send a custom line from a shell script with curl. When the record names no program,
 no host and no container, a raw syslog line in its message is split into program and message
