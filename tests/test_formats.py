@@ -185,6 +185,8 @@ def requests_for(path: Path, how: str) -> list[tuple[str, dict[str, str], bytes]
         return [("/webhooks/json", {"Content-Type": "text/plain"}, body)]
     if how == "ndjson":
         return [("/webhooks/json", {"Content-Type": "application/x-ndjson"}, body)]
+    if how == "json":  # one document a request: a Loki push, an OTLP export
+        return [("/webhooks/json", {"Content-Type": "application/json"}, body)]
     if how == "wazuh":  # a custom integration posts one alert a request
         lines = [line for line in body.splitlines() if line.strip()]
         return [("/webhooks/wazuh", {"Content-Type": "application/json"}, line) for line in lines]

@@ -40,7 +40,7 @@ from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.generic import Reading, iter_json_values, parse_generic
 from powertrip.sources.papertrail import parse_papertrail
-from powertrip.sources.shippers import FieldMap
+from powertrip.sources.shippers import FieldMap, batch_records
 from powertrip.sources.syslog import parse_syslog, parse_syslog_line
 from powertrip.sources.wazuh import is_wazuh_alert, wazuh_item
 
@@ -243,14 +243,18 @@ class _Reader:
 
     @staticmethod
     def _many(value: Any) -> bool:
-        return isinstance(value, list) or (
-            isinstance(value, dict)
-            and (
-                is_cloudtrail_document(value)
-                or isinstance(value.get("events"), list)
-                or "awslogs" in value
-                or "messageType" in value
+        return (
+            isinstance(value, list)
+            or (
+                isinstance(value, dict)
+                and (
+                    is_cloudtrail_document(value)
+                    or isinstance(value.get("events"), list)
+                    or "awslogs" in value
+                    or "messageType" in value
+                )
             )
+            or batch_records(value) is not None
         )
 
     def items(self, value: Any) -> list[ParsedItem]:

@@ -1,12 +1,15 @@
 """Generic JSON for anything else: one object, a list, `{"events": [...]}`, NDJSON (one object a
 line) or JSON values written one after another (`curl -d @file` drops the newlines), each record
 read by its shipper's own field names (`powertrip.sources.shippers`): Powertrip's own
-`{"id", "time", "host", "program", "message", ...any other fields}`, journald, ECS, rsyslog,
-Logstash, Vector, Fluent Bit/Fluentd, Splunk HEC, GELF or NXLog.
+`{"id", "time", "host", "program", "message", ...any other fields}`, journald, syslog-ng, ECS,
+rsyslog, Logstash, Vector, Fluent Bit/Fluentd, Datadog, Splunk HEC, GELF, NXLog, Loki or OTLP.
 
 A team can send a custom line from a shell script with curl. When the record names no program,
-a raw syslog line in its message is split into program and message (the record's host and time
-still win); when it names one, the message is that program's own text.
+no host and no container, a raw syslog line in its message is split into program and message
+(the record's time still wins); when it names any of them, the message is that program's,
+host's or container's own text, unless the shipper read it from a syslog file
+(`FieldMap.syslog_files`). A batch envelope (a Loki push, an OTLP export) is one record per
+log line.
 
 A record without an id is named by its content and its own time, or, without a time, by its
 content and when it arrived (`powertrip.sources.content_id`); an `Idempotency-Key` header names
@@ -33,7 +36,13 @@ from powertrip.sources import (
     json_values,
     keyed_id,
 )
-from powertrip.sources.shippers import FieldError, FieldMap, extract
+from powertrip.sources.shippers import (
+    DEFAULT_FIELDS,
+    FieldError,
+    FieldMap,
+    batch_records,
+    extract,
+)
 from powertrip.sources.syslog import event_from_text
 
 SOURCE = "json"
@@ -69,14 +78,25 @@ def parse_ndjson(body: bytes, reading: Reading = Reading()) -> list[ParsedItem]:
 
 
 def _items(values: list[tuple[int, Any, str | None]], reading: Reading) -> list[ParsedItem]:
-    """(index, JSON value or what was there, why it is no JSON) as parsed items."""
-    if not values:
+    """(index, JSON value or what was there, why it is no JSON) as parsed items. A batch
+    envelope (a Loki push, an OTLP export) is one record per log line in it: they take
+    consecutive indices from its own, and the values after it move up."""
+    records: list[tuple[int, Any, str | None]] = []
+    shift = 0
+    for index, value, error in values:
+        inner = None if error else batch_records(value)
+        if inner is None:
+            records.append((index + shift, value, error))
+            continue
+        records += [(index + shift + k, record, why) for k, (record, why) in enumerate(inner)]
+        shift += len(inner) - 1
+    if not records:
         raise PayloadError("no events in the body")
     return [
         invalid(index, error, value)
         if error
-        else _one(index, value, reading, _key(reading.idempotency_key, index, len(values)))
-        for index, value, error in values
+        else _one(index, value, reading, _key(reading.idempotency_key, index, len(records)))
+        for index, value, error in records
     ]
 
 
@@ -170,20 +190,32 @@ def generic_raw(
     provider_id: str | None = None,
 ) -> RawEvent:
     """One shipper's record as a `RawEvent` of `source`; `FieldError` or pydantic's
-    `ValidationError` when it cannot be one (their messages say which field)."""
+    `ValidationError` when it cannot be one (their messages say which field).
+
+    Syslog framing in its message is read only when the record names no program and either
+    names no host and no container (a bare line) or was read from one of the source's
+    `syslog_files`; such a line's own host wins over the shipper's (a central syslog server's
+    files hold other hosts' lines)."""
+    fields = fields or DEFAULT_FIELDS
     found = extract(member, fields)
     if not found.message and set(member) <= _ONLY_METADATA:
         raise FieldError("give a `message` or fields for JSON rules")
     received = received or datetime.now(UTC)
+    syslog_line = not found.container and fields.is_syslog_file(found.file)
     raw = event_from_text(
         found.message,
         source,
         found.id or provider_id or "pending",
         received_at=found.time,
-        host=found.host,
+        host=None if syslog_line else found.host,
         program=found.program,
         fields=member,
+        framing=syslog_line or not (found.host or found.container),
     )
+    if syslog_line and raw.host is None:
+        raw = raw.model_copy(update={"host": found.host})
+    if found.time is not None and not found.zoned:
+        raw = raw.model_copy(update={"time_without_zone": True})
     if found.id or provider_id:
         return raw
     # Named by its content and its own time (its stamp, or its syslog line's), else by when it

@@ -360,6 +360,7 @@ def event_from_text(
     host: str | None = None,
     program: str | None = None,
     fields: dict[str, Any] | None = None,
+    framing: bool = True,
 ) -> RawEvent:
     """A provider's text record, with what the provider said about it winning over the text.
 
@@ -368,6 +369,8 @@ def event_from_text(
     a claim about host or program. When it did not (a raw line, as CloudWatch Logs, SNS or a file
     shipper carries it), the line's framing fills in the program and whatever else the provider
     left empty: the provider's host and time (which has a year and a zone) still win.
+    `framing=False`: the provider says the text is an application's own (it named the host or
+    container it came from), so framing is never read from it either.
 
     Raises pydantic's `ValidationError` for a record `RawEvent` refuses (e.g. fields nested too
     deeply).
@@ -375,7 +378,7 @@ def event_from_text(
     if received_at is not None and received_at.tzinfo is None:
         received_at = received_at.replace(tzinfo=UTC)  # as `RawEvent` takes it
     text = text.rstrip("\r\n")
-    record = None if program else parse_syslog(text, now=received_at)
+    record = None if program or not framing else parse_syslog(text, now=received_at)
     if record is None:
         message = _message(text)
         return raw_event(source, provider_id, received_at, host, program, message, fields or {})
@@ -389,3 +392,23 @@ def event_from_text(
         fields or {},
         time_without_zone=received_at is None and record.time is not None and not record.zoned,
     )
+
+
+_BSD_STAMP = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?:(?P<year>\d{4})\s+)?"
+    r"(?P<hms>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?"
+)
+
+
+def parse_bsd_stamp(text: str, now: datetime | None = None) -> datetime | None:
+    """An RFC 3164 stamp on its own (`Nov 27 01:02:03`, as syslog-ng's `DATE`, Logstash's
+    `timestamp` and Fluent Bit's `Time_Keep` leave it in JSON): UTC in its own year or, without
+    one, the year that puts it closest before `now`, as `parse_syslog` reads it; it has no zone.
+    None when `text` is not one."""
+    found = _BSD_STAMP.fullmatch(text.strip())
+    if found is None or found["mon"] not in _MONTHS:
+        return None
+    try:
+        return _parse_3164_time(found, None, now)
+    except ValueError:  # a day or hour no calendar has
+        return None
