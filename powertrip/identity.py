@@ -15,11 +15,14 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
   the tolerance: `TOLERANCE_WITH_PORT` (2 minutes: delivery lag between a provider's receive time
   and the line's own stamp) when the key has a port, `TOLERANCE_WITHOUT_PORT` (5 seconds)
   otherwise, since a repeated `sudo` of the same command a minute later is a new action.
-- **a time without a zone** (an RFC 3164 stamp, taken as UTC): for keys with a port, the times may
-  also differ by a whole UTC offset (a multiple of 15 minutes up to 14 hours) within the
-  tolerance, so a local-time auth.log line matches the provider's zoned copy. Keys without a port
-  get no such allowance: a command repeated every 15 minutes by cron would otherwise be taken for
-  one action.
+- **a time without a zone** (an RFC 3164 stamp, taken as UTC): for keys with a port, a zone-less
+  copy and a zoned copy may also differ by a UTC offset some zone uses (`UTC_OFFSETS`: from
+  UTC-12 to UTC+14, in whole hours and the half and quarter hours real zones use) within the
+  tolerance, so a local-time auth.log line matches the provider's zoned copy. The offset has a
+  sign: the zone-less stamp is the local wall clock, `UTC + offset`. Two zone-less copies get no
+  such allowance: the key names one host, whose stamps share its one zone, so two zone-less
+  logins an hour apart are two logins. Keys without a port get none either: a command repeated
+  every 15 minutes by cron would otherwise be taken for one action.
 
 The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
 query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity
@@ -47,7 +50,16 @@ from powertrip.models import SecurityEvent
 TOLERANCE_WITH_PORT = timedelta(minutes=2)
 TOLERANCE_WITHOUT_PORT = timedelta(seconds=5)
 MAX_UTC_OFFSET = timedelta(hours=14)
-ZONE_STEP = timedelta(minutes=15)
+# Every UTC offset (standard and daylight saving) the IANA tz database has zones use since 2015,
+# in minutes: a zone-less stamp is `UTC + one of these`, never any multiple of 15 minutes.
+UTC_OFFSETS = tuple(
+    timedelta(minutes=minutes)
+    for minutes in (
+        *range(-720, 841, 60),  # whole hours, UTC-12 to UTC+14
+        -570, -270, -210, -150,  # Marquesas, Venezuela (to 2016), Newfoundland and its DST
+        210, 270, 330, 345, 390, 510, 525, 570, 630, 690, 765, 825,  # Iran ... Chatham DST
+    )
+)
 
 
 def same_address(a: str | None, b: str | None) -> bool:
@@ -144,12 +156,12 @@ class Occurrence:
         delta = self.at - other.at
         if abs(delta) <= self.tolerance:
             return True
-        if not (self.has_port and (self.zoneless or other.zoneless)):
+        # Both zoned: the times say it all. Both zone-less: one host wrote both in its one zone.
+        if not self.has_port or self.zoneless == other.zoneless:
             return False
-        steps = round(delta / ZONE_STEP)
-        return abs(steps * ZONE_STEP) <= MAX_UTC_OFFSET and abs(delta - steps * ZONE_STEP) <= (
-            self.tolerance
-        )
+        # The zone-less stamp is the local wall clock: the true (zoned) time plus the offset.
+        offset = delta if self.zoneless else -delta
+        return any(abs(offset - zone) <= self.tolerance for zone in UTC_OFFSETS)
 
 
 def same_action(a: SecurityEvent, b: SecurityEvent) -> bool:

@@ -49,6 +49,18 @@ def login_line(user: str, address: str, port: int) -> str:
     return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
 
 
+def papertrail_event(provider_id: int, host: str, time: str, message: str) -> dict[str, Any]:
+    """A Papertrail event of `host` received on 30 November at `time` (`HH:MM:SSZ`)."""
+    return {
+        "id": provider_id,
+        "received_at": f"2026-11-30T{time}",
+        "hostname": host,
+        "source_name": host,
+        "program": "sshd",
+        "message": message,
+    }
+
+
 def webhook_event(
     provider_id: int, host: str, user: str, port: int, address: str = "203.0.113.7"
 ) -> dict[str, Any]:
@@ -250,6 +262,34 @@ async def post_repeats(http: httpx.AsyncClient) -> None:
     assert [r["status"] for r in response.json()["results"]] == ["started"] * 5
 
 
+async def test_zoneless_logins_of_one_host_an_hour_apart_are_two_events(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """Red team F8: two zone-less lines of one host share its zone, so no UTC offset lies between
+    them, whatever route each took; a zoned copy a real zone's offset away is still a copy."""
+    http, _ = served
+    host = f"tz-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "198.51.100.9", 40000)
+    body = f"Nov 30 05:00:00 {host} sshd[999]: {line}\nNov 30 06:00:30 {host} sshd[1001]: {line}\n"
+    first = await http.post(
+        "/webhooks/json",
+        content=body,
+        headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+    )
+    assert [r["status"] for r in first.json()["results"]] == ["started", "started"], first.text
+    # The same host's zone-less line by another route (a JSON shipper), 5:30 after the first.
+    shipped = {"id": uuid.uuid4().hex, "message": f"Nov 30 10:30:00 {host} sshd[1002]: {line}"}
+    second = await http.post("/webhooks/json", json=shipped, headers=WEBHOOK_HEADERS)
+    assert second.json()["results"][0]["status"] == "started", second.text
+    # A zoned copy (Papertrail) of the 10:30:00 line from a host on UTC+5:45: one login (no
+    # zone is 0:15 or 1:15:30 off, so it is no copy of the others).
+    copy = papertrail_event(uuid.uuid4().int % 10**12, host, "04:45:01Z", line)
+    third = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+    [result] = third.json()["results"]
+    assert result["status"] == "duplicate", result
+    assert result["event_id"] == second.json()["results"][0]["event_id"]
+
+
 async def test_an_id_seen_before_with_other_content_is_a_conflict_told_to_the_channel(
     served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
 ) -> None:
@@ -334,10 +374,31 @@ def test_the_documented_identity_rule() -> None:
     assert not same_action(login, copy(host="bastion"))  # another name is another host
     local = copy(occurred_at=at - timedelta(hours=8, seconds=30), time_without_zone=True)
     assert same_action(login, local)  # a zone-less line in UTC-8
+    assert same_action(local, login)
     assert not same_action(login, copy(occurred_at=at - timedelta(hours=8)))  # both zoned
     assert not same_action(
         login, copy(occurred_at=at - timedelta(hours=8, minutes=7), time_without_zone=True)
     )
+    # Only offsets zones use, with their sign: India (+5:30), Nepal (+5:45), Newfoundland
+    # (-3:30) and UTC+14 are; +5:15, UTC-13 and UTC+15 are not.
+    for hours, minutes, real in [
+        (5, 30, True),
+        (5, 45, True),
+        (-3, -30, True),
+        (14, 0, True),
+        (-12, 0, True),
+        (5, 15, False),
+        (-13, 0, False),
+        (15, 0, False),
+    ]:
+        wall = copy(occurred_at=at + timedelta(hours=hours, minutes=minutes), time_without_zone=True)
+        assert same_action(login, wall) is real, (hours, minutes)
+    # Two zone-less copies: one host, one zone; an hour (or 5:30) apart is another login.
+    for apart in (timedelta(hours=1), timedelta(hours=5, minutes=30), timedelta(minutes=15)):
+        other = local.model_copy(update={"occurred_at": local.occurred_at + apart})
+        assert not same_action(local, other) and not same_action(other, local), apart
+    later = local.model_copy(update={"occurred_at": local.occurred_at + timedelta(seconds=90)})
+    assert same_action(local, later)  # within the tolerance: a copy, zones aside
     sudo = login.model_copy(update={"port": None, "address": None, "message": "COMMAND=/bin/id"})
     assert same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=4)}))
     assert not same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=6)}))
