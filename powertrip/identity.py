@@ -16,8 +16,8 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
   and the line's own stamp) when the key has a port, `TOLERANCE_WITHOUT_PORT` (5 seconds)
   otherwise, since a repeated `sudo` of the same command a minute later is a new action.
 - **a time without a zone** (an RFC 3164 stamp, taken as UTC): for keys with a port, a zone-less
-  copy and a zoned copy may also differ by a UTC offset some zone uses (`UTC_OFFSETS`: from
-  UTC-12 to UTC+14, in whole hours and the half and quarter hours real zones use) within the
+  copy and a zoned copy may also differ by a UTC offset some zone uses (`powertrip.zones.UTC_OFFSETS`:
+  from UTC-12 to UTC+14, in whole hours and the half and quarter hours real zones use) within the
   tolerance, so a local-time auth.log line matches the provider's zoned copy. The offset has a
   sign: the zone-less stamp is the local wall clock, `UTC + offset`. Two zone-less copies get no
   such allowance: the key names one host, whose stamps share its one zone, so two zone-less
@@ -46,20 +46,11 @@ from cachetools import TTLCache
 
 from powertrip.hosts import host_key
 from powertrip.models import SecurityEvent
+from powertrip.zones import UTC_OFFSETS
 
 TOLERANCE_WITH_PORT = timedelta(minutes=2)
 TOLERANCE_WITHOUT_PORT = timedelta(seconds=5)
 MAX_UTC_OFFSET = timedelta(hours=14)
-# Every UTC offset (standard and daylight saving) the IANA tz database has zones use since 2015,
-# in minutes: a zone-less stamp is `UTC + one of these`, never any multiple of 15 minutes.
-UTC_OFFSETS = tuple(
-    timedelta(minutes=minutes)
-    for minutes in (
-        *range(-720, 841, 60),  # whole hours, UTC-12 to UTC+14
-        -570, -270, -210, -150,  # Marquesas, Venezuela (to 2016), Newfoundland and its DST
-        210, 270, 330, 345, 390, 510, 525, 570, 630, 690, 765, 825,  # Iran ... Chatham DST
-    )
-)
 
 
 def same_address(a: str | None, b: str | None) -> bool:

@@ -290,6 +290,43 @@ async def test_zoneless_logins_of_one_host_an_hour_apart_are_two_events(
     assert result["event_id"] == second.json()["results"][0]["event_id"]
 
 
+@pytest.mark.parametrize(
+    "alerted, recorded",
+    [
+        ("2026-11-30T07:00:00.512+0200", "2026-11-30T05:00:00Z"),  # manager on the agent's zone
+        ("2026-11-30T05:00:00.512+0000", "2026-11-30T05:00:00Z"),  # manager on UTC
+        # The agent's backlog: the alert 3:40 after the line tells no zone; the line keeps none.
+        ("2026-11-30T10:40:00.512+0200", "2026-11-30T07:00:00Z"),
+    ],
+)
+async def test_a_wazuh_alert_on_a_local_time_line_and_its_papertrail_copy_are_one_event(
+    served: tuple[httpx.AsyncClient, Settings], alerted: str, recorded: str
+) -> None:
+    """Red team F9/W1: an agent on UTC+2 writes `07:00:00` for a login at 05:00Z; the alert's
+    zoned time gives the line its zone, so the Papertrail copy is the same event (one DM)."""
+    http, _ = served
+    host = f"wz-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "198.51.100.9", 45000 + uuid.uuid4().int % 1000)
+    wazuh = {
+        "timestamp": alerted,
+        "id": f"1764478800.{uuid.uuid4().int % 10**6}",
+        "rule": {"level": 3, "id": "5715", "groups": ["syslog", "sshd", "authentication_success"]},
+        "agent": {"id": "003", "name": host},
+        "full_log": f"Nov 30 07:00:00 {host} sshd[999]: {line}",
+        "predecoder": {"program_name": "sshd", "timestamp": "Nov 30 07:00:00", "hostname": host},
+        "decoder": {"name": "sshd"},
+    }
+    first = await http.post("/webhooks/wazuh", json=wazuh, headers=WEBHOOK_HEADERS)
+    [started] = first.json()["results"]
+    assert started["status"] == "started", started
+    view = (await http.get(f"/v1/events/{started['event_id']}", headers=API_HEADERS)).json()
+    assert view["occurred_at"].replace("+00:00", "Z") == recorded
+    copy = papertrail_event(uuid.uuid4().int % 10**12, host, "05:00:01Z", line)
+    second = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+    [result] = second.json()["results"]
+    assert (result["status"], result["event_id"]) == ("duplicate", started["event_id"]), result
+
+
 async def test_an_id_seen_before_with_other_content_is_a_conflict_told_to_the_channel(
     served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
 ) -> None:
