@@ -16,13 +16,13 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
   and the line's own stamp) when the key has a port, `TOLERANCE_WITHOUT_PORT` (5 seconds)
   otherwise, since a repeated `sudo` of the same command a minute later is a new action.
 - **a time without a zone** (an RFC 3164 stamp, taken as UTC): for keys with a port, a zone-less
-  copy and a zoned copy may also differ by a UTC offset some zone uses (`powertrip.zones.UTC_OFFSETS`:
-  from UTC-12 to UTC+14, in whole hours and the half and quarter hours real zones use) within the
-  tolerance, so a local-time auth.log line matches the provider's zoned copy. The offset has a
-  sign: the zone-less stamp is the local wall clock, `UTC + offset`. Two zone-less copies get no
-  such allowance: the key names one host, whose stamps share its one zone, so two zone-less
-  logins an hour apart are two logins. Keys without a port get none either: a command repeated
-  every 15 minutes by cron would otherwise be taken for one action.
+  copy and a zoned copy may also differ by a UTC offset some zone uses
+  (`powertrip.zones.UTC_OFFSETS`: UTC-12 to UTC+14, in whole hours and the half and quarter hours
+  real zones use) within the tolerance, so a local-time auth.log line matches the provider's
+  zoned copy. The offset has a sign: the zone-less stamp is the local wall clock, `UTC + offset`.
+  Two zone-less copies get no such allowance: the key names one host, whose stamps share its one
+  zone, so two zone-less logins an hour apart are two logins. Keys without a port get none
+  either: a command repeated every 15 minutes by cron would otherwise be taken for one action.
 
 The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
 query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity

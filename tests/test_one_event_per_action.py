@@ -327,6 +327,37 @@ async def test_a_wazuh_alert_on_a_local_time_line_and_its_papertrail_copy_are_on
     assert (result["status"], result["event_id"]) == ("duplicate", started["event_id"]), result
 
 
+@pytest.mark.parametrize(
+    "stamp, copy_at, same",
+    [
+        ("Mon 2026-11-30 10:30:00 IST", "05:00:01Z", True),  # India's IST: read as no zone
+        ("Mon 2026-11-30 05:00:00 IST", "04:00:01Z", True),  # or Ireland's
+        ("Mon 2026-11-30 06:00:00 CET", "05:00:01Z", True),  # one offset: zoned
+        ("Mon 2026-11-30 06:00:00 CET", "03:00:01Z", False),  # zoned: no allowance
+        ("Mon 2026-11-30 02:00:00 -03", "05:00:01Z", True),  # tzdata's numeric abbreviation
+    ],
+)
+async def test_journalctl_short_full_zone_names_that_name_several_offsets_count_as_none(
+    served: tuple[httpx.AsyncClient, Settings], stamp: str, copy_at: str, same: bool
+) -> None:
+    """Red team A3: `IST` is India's, Ireland's or Israel's; read as UTC but marked zoned, the
+    Papertrail copy of the login became a second event. `-03` made the line unreadable."""
+    http, _ = served
+    host = f"jf-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "198.51.100.9", 46000 + uuid.uuid4().int % 1000)
+    first = await http.post(
+        "/webhooks/json",
+        content=f"{stamp} {host} sshd[999]: {line}\n",
+        headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+    )
+    [started] = first.json()["results"]
+    assert started["status"] == "started", started
+    copy = papertrail_event(uuid.uuid4().int % 10**12, host, copy_at, line)
+    second = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+    [result] = second.json()["results"]
+    assert (result["status"] == "duplicate") is same, result
+
+
 async def test_an_id_seen_before_with_other_content_is_a_conflict_told_to_the_channel(
     served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
 ) -> None:
@@ -428,7 +459,9 @@ def test_the_documented_identity_rule() -> None:
         (-13, 0, False),
         (15, 0, False),
     ]:
-        wall = copy(occurred_at=at + timedelta(hours=hours, minutes=minutes), time_without_zone=True)
+        wall = copy(
+            occurred_at=at + timedelta(hours=hours, minutes=minutes), time_without_zone=True
+        )
         assert same_action(login, wall) is real, (hours, minutes)
     # Two zone-less copies: one host, one zone; an hour (or 5:30) apart is another login.
     for apart in (timedelta(hours=1), timedelta(hours=5, minutes=30), timedelta(minutes=15)):
