@@ -21,8 +21,11 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
   real zones use) within the tolerance, so a local-time auth.log line matches the provider's
   zoned copy. The offset has a sign: the zone-less stamp is the local wall clock, `UTC + offset`.
   Two zone-less copies get no such allowance: the key names one host, whose stamps share its one
-  zone, so two zone-less logins an hour apart are two logins. Keys without a port get none
-  either: a command repeated every 15 minutes by cron would otherwise be taken for one action.
+  zone, so two zone-less logins an hour apart are two logins. Nor does a zoned copy whose time
+  is after the zone-less copy arrived (`Occurrence.arrived`, beyond the tolerance): no line is
+  received before it is written, so a zone-less `05:00` line received at 05:00Z is no copy of a
+  login at 08:00Z, though UTC-3 is a real offset. Keys without a port get no allowance either: a
+  command repeated every 15 minutes by cron would otherwise be taken for one action.
 
 The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
 query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity
@@ -118,9 +121,13 @@ class Occurrence:
     at: datetime
     zoneless: bool
     has_port: bool
+    arrived: datetime | None = None
+    """When Powertrip received this copy (a workflow's start time), if known."""
 
     @classmethod
-    def of(cls, event: SecurityEvent) -> Occurrence | None:
+    def of(cls, event: SecurityEvent, arrived: datetime | None = None) -> Occurrence | None:
+        """`event`'s occurrence (`arrived`: when Powertrip received it); None without an
+        identity."""
         identity = identity_of(event)
         if identity is None:
             return None
@@ -130,6 +137,7 @@ class Occurrence:
             at=event.occurred_at,
             zoneless=event.time_without_zone,
             has_port=event.port is not None,
+            arrived=arrived,
         )
 
     @property
@@ -150,8 +158,12 @@ class Occurrence:
         # Both zoned: the times say it all. Both zone-less: one host wrote both in its one zone.
         if not self.has_port or self.zoneless == other.zoneless:
             return False
+        zoneless, zoned = (self, other) if self.zoneless else (other, self)
+        # Written at the zoned copy's time, the zone-less copy cannot have arrived before it.
+        if zoneless.arrived is not None and zoned.at > zoneless.arrived + self.tolerance:
+            return False
         # The zone-less stamp is the local wall clock: the true (zoned) time plus the offset.
-        offset = delta if self.zoneless else -delta
+        offset = zoneless.at - zoned.at
         return any(abs(offset - zone) <= self.tolerance for zone in UTC_OFFSETS)
 
 

@@ -13,7 +13,9 @@ import asyncio
 import json
 import subprocess
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,11 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.identity import same_action
+from powertrip.identity import Occurrence, same_action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.services import recognise
 from powertrip.settings import Settings
 from tests.harness import (
     API_HEADERS,
@@ -50,10 +53,10 @@ def login_line(user: str, address: str, port: int) -> str:
 
 
 def papertrail_event(provider_id: int, host: str, time: str, message: str) -> dict[str, Any]:
-    """A Papertrail event of `host` received on 30 November at `time` (`HH:MM:SSZ`)."""
+    """A Papertrail event of `host` received at `time` (`HH:MM:SSZ` on 30 November, or ISO)."""
     return {
         "id": provider_id,
-        "received_at": f"2026-11-30T{time}",
+        "received_at": time if "T" in time else f"2026-11-30T{time}",
         "hostname": host,
         "source_name": host,
         "program": "sshd",
@@ -290,6 +293,49 @@ async def test_zoneless_logins_of_one_host_an_hour_apart_are_two_events(
     assert result["event_id"] == second.json()["results"][0]["event_id"]
 
 
+@pytest.mark.parametrize("found_by", ["this process", "visibility"])
+async def test_a_zoneless_line_received_live_is_no_copy_of_a_login_hours_later(
+    served: tuple[httpx.AsyncClient, Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    found_by: str,
+) -> None:
+    """Red team F8: a zone-less `05:00` line and a Papertrail login at 08:00Z collapsed (UTC-3 is
+    a real offset). Received at 05:00Z, the line was written by then: another login. (The test
+    cannot wait three hours: the later login is posted at once, stamped three hours ahead.)
+    Whether this process remembers the line's start or only visibility shows it."""
+    http, _ = served
+    now = datetime.now(UTC).replace(microsecond=0)
+    for wall_clock, papertrail_at, same in [
+        (now - timedelta(seconds=5), now + timedelta(hours=3), False),  # the host is on UTC
+        (now - timedelta(hours=3, seconds=5), now, True),  # UTC-3: the line is the login at now
+    ]:
+        host = f"lv-{uuid.uuid4().hex[:6]}"
+        line = login_line("alice", "198.51.100.9", 47000)
+        first = await http.post(
+            "/webhooks/json",
+            content=f"{wall_clock:%b %d %H:%M:%S} {host} sshd[999]: {line}\n",
+            headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+        )
+        [started] = first.json()["results"]
+        assert started["status"] == "started", started
+        if found_by == "visibility":
+            await eventually(partial(listed, http, host), within=15)
+            monkeypatch.setattr(recognise, "_RECENT_STARTS", {})
+        stamp = papertrail_at.isoformat().replace("+00:00", "Z")
+        copy = papertrail_event(uuid.uuid4().int % 10**12, host, stamp, line)
+        second = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+        [result] = second.json()["results"]
+        assert (result["status"] == "duplicate") is same, result
+        if same:
+            assert result["event_id"] == started["event_id"]
+
+
+async def listed(http: httpx.AsyncClient, host: str) -> bool:
+    """Whether the event list (visibility) shows an event of `host` yet."""
+    response = await http.get("/v1/events", params={"host": host}, headers=API_HEADERS)
+    return bool(response.json()["events"])
+
+
 @pytest.mark.parametrize(
     "alerted, recorded",
     [
@@ -469,6 +515,15 @@ def test_the_documented_identity_rule() -> None:
         assert not same_action(local, other) and not same_action(other, local), apart
     later = local.model_copy(update={"occurred_at": local.occurred_at + timedelta(seconds=90)})
     assert same_action(local, later)  # within the tolerance: a copy, zones aside
+    # No line arrives before it is written: the zone-less copy received at `at` (UTC) is no copy
+    # of a zoned login 3 hours after; received 3 hours later it may be (a host on UTC-3).
+    wall = Occurrence.of(copy(occurred_at=at, time_without_zone=True), arrived=at)
+    zoned = Occurrence.of(copy(occurred_at=at + timedelta(hours=3)), arrived=at)
+    assert wall is not None and zoned is not None
+    assert not wall.same_action(zoned) and not zoned.same_action(wall)
+    late = replace(wall, arrived=at + timedelta(hours=3, seconds=5))
+    assert late.same_action(zoned) and zoned.same_action(late)
+    assert replace(wall, arrived=None).same_action(zoned)  # arrival unknown: the offset decides
     sudo = login.model_copy(update={"port": None, "address": None, "message": "COMMAND=/bin/id"})
     assert same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=4)}))
     assert not same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=6)}))
