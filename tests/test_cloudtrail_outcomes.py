@@ -249,11 +249,19 @@ async def test_an_identity_center_portal_sign_in_is_a_login(http: httpx.AsyncCli
             "CredentialType": "PASSWORD",
         },
     )
-    [result] = await post(http, portal)
+    steps = [
+        sign_in(name, portal["userIdentity"], serviceEventDetails={name: "Success"})
+        for name in ("CredentialChallenge", "CredentialVerification")
+    ]
+    *counted, result = await post(http, *steps, portal)
     assert (result["status"], result["rule_id"]) == (
         "started",
         "cloudtrail-identity-center-sign-in",
     )
+    # Its steps are counted, not reviewed: the sign-in is the one thing to ask about.
+    assert [(r["status"], r["rule_id"]) for r in counted] == [
+        ("non_event", "cloudtrail-sign-in-step")
+    ] * 2
     view = (await http.get(f"/v1/events/{result['event_id']}", headers=API_HEADERS)).json()
     assert (view["actor"], view["action"], view["address"]) == (
         "alice",
