@@ -15,11 +15,17 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
   the tolerance: `TOLERANCE_WITH_PORT` (2 minutes: delivery lag between a provider's receive time
   and the line's own stamp) when the key has a port, `TOLERANCE_WITHOUT_PORT` (5 seconds)
   otherwise, since a repeated `sudo` of the same command a minute later is a new action.
-- **a time without a zone** (an RFC 3164 stamp, taken as UTC): for keys with a port, the times may
-  also differ by a whole UTC offset (a multiple of 15 minutes up to 14 hours) within the
-  tolerance, so a local-time auth.log line matches the provider's zoned copy. Keys without a port
-  get no such allowance: a command repeated every 15 minutes by cron would otherwise be taken for
-  one action.
+- **a time without a zone** (an RFC 3164 stamp, taken as UTC): for keys with a port, a zone-less
+  copy and a zoned copy may also differ by a UTC offset some zone uses
+  (`powertrip.zones.UTC_OFFSETS`: UTC-12 to UTC+14, in whole hours and the half and quarter hours
+  real zones use) within the tolerance, so a local-time auth.log line matches the provider's
+  zoned copy. The offset has a sign: the zone-less stamp is the local wall clock, `UTC + offset`.
+  Two zone-less copies get no such allowance: the key names one host, whose stamps share its one
+  zone, so two zone-less logins an hour apart are two logins. Nor does a zoned copy whose time
+  is after the zone-less copy arrived (`Occurrence.arrived`, beyond the tolerance): no line is
+  received before it is written, so a zone-less `05:00` line received at 05:00Z is no copy of a
+  login at 08:00Z, though UTC-3 is a real offset. Keys without a port get no allowance either: a
+  command repeated every 15 minutes by cron would otherwise be taken for one action.
 
 The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
 query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity
@@ -43,11 +49,11 @@ from cachetools import TTLCache
 
 from powertrip.hosts import host_key
 from powertrip.models import SecurityEvent
+from powertrip.zones import UTC_OFFSETS
 
 TOLERANCE_WITH_PORT = timedelta(minutes=2)
 TOLERANCE_WITHOUT_PORT = timedelta(seconds=5)
 MAX_UTC_OFFSET = timedelta(hours=14)
-ZONE_STEP = timedelta(minutes=15)
 
 
 def same_address(a: str | None, b: str | None) -> bool:
@@ -115,9 +121,13 @@ class Occurrence:
     at: datetime
     zoneless: bool
     has_port: bool
+    arrived: datetime | None = None
+    """When Powertrip received this copy (a workflow's start time), if known."""
 
     @classmethod
-    def of(cls, event: SecurityEvent) -> Occurrence | None:
+    def of(cls, event: SecurityEvent, arrived: datetime | None = None) -> Occurrence | None:
+        """`event`'s occurrence (`arrived`: when Powertrip received it); None without an
+        identity."""
         identity = identity_of(event)
         if identity is None:
             return None
@@ -127,6 +137,7 @@ class Occurrence:
             at=event.occurred_at,
             zoneless=event.time_without_zone,
             has_port=event.port is not None,
+            arrived=arrived,
         )
 
     @property
@@ -144,12 +155,16 @@ class Occurrence:
         delta = self.at - other.at
         if abs(delta) <= self.tolerance:
             return True
-        if not (self.has_port and (self.zoneless or other.zoneless)):
+        # Both zoned: the times say it all. Both zone-less: one host wrote both in its one zone.
+        if not self.has_port or self.zoneless == other.zoneless:
             return False
-        steps = round(delta / ZONE_STEP)
-        return abs(steps * ZONE_STEP) <= MAX_UTC_OFFSET and abs(delta - steps * ZONE_STEP) <= (
-            self.tolerance
-        )
+        zoneless, zoned = (self, other) if self.zoneless else (other, self)
+        # Written at the zoned copy's time, the zone-less copy cannot have arrived before it.
+        if zoneless.arrived is not None and zoned.at > zoneless.arrived + self.tolerance:
+            return False
+        # The zone-less stamp is the local wall clock: the true (zoned) time plus the offset.
+        offset = zoneless.at - zoned.at
+        return any(abs(offset - zone) <= self.tolerance for zone in UTC_OFFSETS)
 
 
 def same_action(a: SecurityEvent, b: SecurityEvent) -> bool:

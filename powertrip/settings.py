@@ -102,8 +102,9 @@ class Settings(BaseSettings):
     )
     cloudtrail_sns_topic_arns: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="SNS topics that carry CloudTrail (EventBridge events): only their CloudTrail "
-        "records are trusted as CloudTrail (comma-separated ARNs, also in SNS_TOPIC_ARNS).",
+        description="SNS topics that carry CloudTrail (EventBridge events, CloudWatch data of the "
+        "CloudTrail log groups): only their CloudTrail records are trusted as CloudTrail "
+        "(comma-separated ARNs, also in SNS_TOPIC_ARNS).",
     )
     cloudtrail_log_groups: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

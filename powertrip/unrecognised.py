@@ -15,8 +15,10 @@ their own and lists every later one in a digest, at most one every `digest_every
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from powertrip.models import RawEvent
+from powertrip.sources.cloudtrail import is_cloudtrail_record, outcome_of
 
 SAMPLE_CHARS = 2000
 # A user name is part of what varies, not of the shape: `Failed password for invalid user <name>`
@@ -52,7 +54,11 @@ def mask(text: str) -> str:
 
 def message_shape(raw: RawEvent) -> str:
     """What lines of one kind share: program and message with user names, addresses, numbers and
-    quoted values masked; a JSON record without a message by its sorted field names."""
+    quoted values masked; a JSON record without a message by its sorted field names; a
+    CloudTrail(-shaped) record by its service, call and failure code, never by who made it (a
+    console password spray is one shape, not one per guessed name)."""
+    if is_cloudtrail_record(raw.fields):
+        return _cloudtrail_shape(raw.fields)
     if raw.message.strip():
         text = mask(raw.message.strip())
     else:
@@ -69,3 +75,11 @@ def invalid_shape(reason: str) -> str:
     """Invalid records of one kind share their reason, with its variable parts masked (so `line
     3: not JSON` and `line 9: not JSON` are one review)."""
     return f"invalid: {mask(reason)}"[:500]
+
+
+def _cloudtrail_shape(record: dict[str, Any]) -> str:
+    outcome, _ = outcome_of(record)
+    code = record.get("errorCode")
+    failed = f" ({mask(str(code))})" if code not in (None, "") else " (failure)"
+    text = f"{record.get('eventSource')}: {record.get('eventName')}"
+    return f"{text}{failed if outcome == 'failure' else ''}"[:500]

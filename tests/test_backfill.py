@@ -24,6 +24,7 @@ from powertrip.services.starts import report_stale
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
 from powertrip.sources.files import chunked, records
+from tests.aws import cloudtrail_login
 from tests.harness import (
     CONFIG_YAML,
     eventually,
@@ -354,3 +355,59 @@ async def test_cloudwatch_export_overlapping_subscription_deliveries(
     report = summary(await run_async(settings, config_file, str(path), "--json"))
     assert (report["read"], report["started"], report["already_known"]) == (3, 1, 2)
     await dev_env.client.get_workflow_handle(f"cloudwatch-{base + 2}").describe()
+
+
+async def test_cloudtrail_is_trusted_only_from_a_whole_cloudtrail_file_or_format_cloudtrail(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Red team F7: an application's NDJSON log with a line shaped like a trail's delivery file
+    (or a saved EventBridge event) must not make Powertrip ask someone about an AWS action."""
+    config = tmp_path / "powertrip.yaml"
+    config.write_text(CONFIG_YAML + "rule_packs: [sshd, cloudtrail]\n")
+
+    def login(name: str) -> tuple[str, dict[str, Any]]:
+        event_id = f"{name}-{uuid.uuid4()}"
+        return f"cloudtrail-{event_id}", cloudtrail_login(event_id, "alice")
+
+    async def would_start(path: Path, *args: str) -> list[str]:
+        result = await run_async(settings, config, str(path), "--dry-run", "--json", *args)
+        assert "Traceback" not in result.stderr, result.stderr
+        ids: list[str] = summary(result)["would_start"]
+        return ids
+
+    document, in_document = login("doc")
+    relayed, in_envelope = login("eb")
+    _, in_events = login("nested")
+    listed, in_list = login("list")
+    app = tmp_path / "app.ndjson"
+    app.write_text(
+        "\n".join(
+            json.dumps(value)
+            for value in [
+                {"level": "info", "msg": "order placed"},
+                {"Records": [in_document["detail"]]},
+                in_envelope,
+                {"events": [{"Records": [in_events["detail"]]}]},
+                [{"Records": [in_list["detail"]]}],
+            ]
+        )
+        + "\n"
+    )
+    assert await would_start(app) == []
+    # A pretty-printed trail document followed by anything else is not the whole file either.
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps({"Records": [in_document["detail"]]}, indent=2) + '\n{"a": 1}\n')
+    assert await would_start(pretty) == []
+
+    # CloudTrail's own file, on one line (as S3 holds it) or pretty-printed: CloudTrail's.
+    whole = tmp_path / "123456789012_CloudTrail_us-east-1_20261130T0500Z_abc.json"
+    whole.write_text(json.dumps({"Records": [in_document["detail"]]}) + "\n\n")
+    assert await would_start(whole) == [document]
+    whole.write_text(json.dumps({"Records": [in_document["detail"]]}, indent=2))
+    assert await would_start(whole) == [document]
+    # The operator's word: every value is CloudTrail's, saved EventBridge deliveries included.
+    saved = tmp_path / "saved.ndjson"
+    saved.write_text(
+        "\n".join(json.dumps(v) for v in [in_envelope, in_list["detail"], {"Records": []}]) + "\n"
+    )
+    assert sorted(await would_start(saved, "--format", "cloudtrail")) == sorted([relayed, listed])

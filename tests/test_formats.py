@@ -3,7 +3,8 @@
 three ways a user sends it: `powertrip rules test`, `powertrip backfill`'s reader, and the
 webhook its sender posts to (on the real API and dev server). Adding a dialect is adding a file.
 
-An expectation is `null` (no rule recognises it: reviewed), `{"non_event": "<rule id>"}` (a
+`backfill_format` in the expectations names the `--format` a backfill of the file needs. An
+expectation is `null` (no rule recognises it: reviewed), `{"non_event": "<rule id>"}` (a
 known non-event), `{"invalid": "<part of the reason>"}`, or the event: any of `rule`, `actor`,
 `host`, `action`, `address`, `port`, `kind`, `id` (the event id, the same on every route) and
 `time` (UTC ISO 8601; `--MM-DDT...` for a stamp that has no year).
@@ -30,7 +31,7 @@ from powertrip.config import available_rule_packs, config_from_mapping
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
 from powertrip.sources.cloudtrail import actor_of, cloudtrail_records
-from powertrip.sources.files import open_input, records
+from powertrip.sources.files import InputFormat, open_input, records
 from powertrip.sources.generic import iter_json_values
 from powertrip.sources.wazuh import parse_wazuh
 from tests.harness import WEBHOOK_HEADERS, api_client, fresh_namespace, settings_with_config
@@ -120,11 +121,11 @@ def via_rules_test(path: Path) -> list[Outcome]:
     return outcomes
 
 
-def via_backfill(path: Path, rules: RuleSet) -> list[Outcome]:
+def via_backfill(path: Path, rules: RuleSet, fmt: InputFormat = InputFormat.AUTO) -> list[Outcome]:
     with open_input(path) as stream:
         lines = [line.decode() for line in stream]
     outcomes = []
-    for located in records(lines, source="backfill"):
+    for located in records(lines, fmt, source="backfill"):
         raw = located.item.raw
         if raw is None:
             outcomes.append(Outcome(invalid=located.item.error))
@@ -140,7 +141,10 @@ def via_backfill(path: Path, rules: RuleSet) -> list[Outcome]:
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.name)
 def test_every_record_through_rules_test_and_backfill(path: Path, rules: RuleSet) -> None:
     check(path, "powertrip rules test", via_rules_test(path))
-    check(path, "powertrip backfill", via_backfill(path, rules))
+    # `backfill_format`: the `--format` a backfill of the file needs (saved EventBridge
+    # deliveries are CloudTrail's only when the operator says so).
+    fmt = InputFormat(expected(path).get("backfill_format", "auto"))
+    check(path, "powertrip backfill", via_backfill(path, rules, fmt))
 
 
 def test_a_gzipped_cloudtrail_delivery_file_is_read_as_it_is(

@@ -13,7 +13,9 @@ import asyncio
 import json
 import subprocess
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,11 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.identity import same_action
+from powertrip.identity import Occurrence, same_action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.services import recognise
 from powertrip.settings import Settings
 from tests.harness import (
     API_HEADERS,
@@ -47,6 +50,18 @@ RECEIVED_AT = "2026-11-27T01:02:03-08:00"
 
 def login_line(user: str, address: str, port: int) -> str:
     return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
+
+
+def papertrail_event(provider_id: int, host: str, time: str, message: str) -> dict[str, Any]:
+    """A Papertrail event of `host` received at `time` (`HH:MM:SSZ` on 30 November, or ISO)."""
+    return {
+        "id": provider_id,
+        "received_at": time if "T" in time else f"2026-11-30T{time}",
+        "hostname": host,
+        "source_name": host,
+        "program": "sshd",
+        "message": message,
+    }
 
 
 def webhook_event(
@@ -250,6 +265,145 @@ async def post_repeats(http: httpx.AsyncClient) -> None:
     assert [r["status"] for r in response.json()["results"]] == ["started"] * 5
 
 
+async def test_zoneless_logins_of_one_host_an_hour_apart_are_two_events(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """Red team F8: two zone-less lines of one host share its zone, so no UTC offset lies between
+    them, whatever route each took; a zoned copy a real zone's offset away is still a copy."""
+    http, _ = served
+    host = f"tz-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "198.51.100.9", 40000)
+    body = f"Nov 30 05:00:00 {host} sshd[999]: {line}\nNov 30 06:00:30 {host} sshd[1001]: {line}\n"
+    first = await http.post(
+        "/webhooks/json",
+        content=body,
+        headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+    )
+    assert [r["status"] for r in first.json()["results"]] == ["started", "started"], first.text
+    # The same host's zone-less line by another route (a JSON shipper), 5:30 after the first.
+    shipped = {"id": uuid.uuid4().hex, "message": f"Nov 30 10:30:00 {host} sshd[1002]: {line}"}
+    second = await http.post("/webhooks/json", json=shipped, headers=WEBHOOK_HEADERS)
+    assert second.json()["results"][0]["status"] == "started", second.text
+    # A zoned copy (Papertrail) of the 10:30:00 line from a host on UTC+5:45: one login (no
+    # zone is 0:15 or 1:15:30 off, so it is no copy of the others).
+    copy = papertrail_event(uuid.uuid4().int % 10**12, host, "04:45:01Z", line)
+    third = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+    [result] = third.json()["results"]
+    assert result["status"] == "duplicate", result
+    assert result["event_id"] == second.json()["results"][0]["event_id"]
+
+
+@pytest.mark.parametrize("found_by", ["this process", "visibility"])
+async def test_a_zoneless_line_received_live_is_no_copy_of_a_login_hours_later(
+    served: tuple[httpx.AsyncClient, Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    found_by: str,
+) -> None:
+    """Red team F8: a zone-less `05:00` line and a Papertrail login at 08:00Z collapsed (UTC-3 is
+    a real offset). Received at 05:00Z, the line was written by then: another login. (The test
+    cannot wait three hours: the later login is posted at once, stamped three hours ahead.)
+    Whether this process remembers the line's start or only visibility shows it."""
+    http, _ = served
+    now = datetime.now(UTC).replace(microsecond=0)
+    for wall_clock, papertrail_at, same in [
+        (now - timedelta(seconds=5), now + timedelta(hours=3), False),  # the host is on UTC
+        (now - timedelta(hours=3, seconds=5), now, True),  # UTC-3: the line is the login at now
+    ]:
+        host = f"lv-{uuid.uuid4().hex[:6]}"
+        line = login_line("alice", "198.51.100.9", 47000)
+        first = await http.post(
+            "/webhooks/json",
+            content=f"{wall_clock:%b %d %H:%M:%S} {host} sshd[999]: {line}\n",
+            headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+        )
+        [started] = first.json()["results"]
+        assert started["status"] == "started", started
+        if found_by == "visibility":
+            await eventually(partial(listed, http, host), within=15)
+            monkeypatch.setattr(recognise, "_RECENT_STARTS", {})
+        stamp = papertrail_at.isoformat().replace("+00:00", "Z")
+        copy = papertrail_event(uuid.uuid4().int % 10**12, host, stamp, line)
+        second = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+        [result] = second.json()["results"]
+        assert (result["status"] == "duplicate") is same, result
+        if same:
+            assert result["event_id"] == started["event_id"]
+
+
+async def listed(http: httpx.AsyncClient, host: str) -> bool:
+    """Whether the event list (visibility) shows an event of `host` yet."""
+    response = await http.get("/v1/events", params={"host": host}, headers=API_HEADERS)
+    return bool(response.json()["events"])
+
+
+@pytest.mark.parametrize(
+    "alerted, recorded",
+    [
+        ("2026-11-30T07:00:00.512+0200", "2026-11-30T05:00:00Z"),  # manager on the agent's zone
+        ("2026-11-30T05:00:00.512+0000", "2026-11-30T05:00:00Z"),  # manager on UTC
+        # The agent's backlog: the alert 3:40 after the line tells no zone; the line keeps none.
+        ("2026-11-30T10:40:00.512+0200", "2026-11-30T07:00:00Z"),
+    ],
+)
+async def test_a_wazuh_alert_on_a_local_time_line_and_its_papertrail_copy_are_one_event(
+    served: tuple[httpx.AsyncClient, Settings], alerted: str, recorded: str
+) -> None:
+    """Red team F9/W1: an agent on UTC+2 writes `07:00:00` for a login at 05:00Z; the alert's
+    zoned time gives the line its zone, so the Papertrail copy is the same event (one DM)."""
+    http, _ = served
+    host = f"wz-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "198.51.100.9", 45000 + uuid.uuid4().int % 1000)
+    wazuh = {
+        "timestamp": alerted,
+        "id": f"1764478800.{uuid.uuid4().int % 10**6}",
+        "rule": {"level": 3, "id": "5715", "groups": ["syslog", "sshd", "authentication_success"]},
+        "agent": {"id": "003", "name": host},
+        "full_log": f"Nov 30 07:00:00 {host} sshd[999]: {line}",
+        "predecoder": {"program_name": "sshd", "timestamp": "Nov 30 07:00:00", "hostname": host},
+        "decoder": {"name": "sshd"},
+    }
+    first = await http.post("/webhooks/wazuh", json=wazuh, headers=WEBHOOK_HEADERS)
+    [started] = first.json()["results"]
+    assert started["status"] == "started", started
+    view = (await http.get(f"/v1/events/{started['event_id']}", headers=API_HEADERS)).json()
+    assert view["occurred_at"].replace("+00:00", "Z") == recorded
+    copy = papertrail_event(uuid.uuid4().int % 10**12, host, "05:00:01Z", line)
+    second = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+    [result] = second.json()["results"]
+    assert (result["status"], result["event_id"]) == ("duplicate", started["event_id"]), result
+
+
+@pytest.mark.parametrize(
+    "stamp, copy_at, same",
+    [
+        ("Mon 2026-11-30 10:30:00 IST", "05:00:01Z", True),  # India's IST: read as no zone
+        ("Mon 2026-11-30 05:00:00 IST", "04:00:01Z", True),  # or Ireland's
+        ("Mon 2026-11-30 06:00:00 CET", "05:00:01Z", True),  # one offset: zoned
+        ("Mon 2026-11-30 06:00:00 CET", "03:00:01Z", False),  # zoned: no allowance
+        ("Mon 2026-11-30 02:00:00 -03", "05:00:01Z", True),  # tzdata's numeric abbreviation
+    ],
+)
+async def test_journalctl_short_full_zone_names_that_name_several_offsets_count_as_none(
+    served: tuple[httpx.AsyncClient, Settings], stamp: str, copy_at: str, same: bool
+) -> None:
+    """Red team A3: `IST` is India's, Ireland's or Israel's; read as UTC but marked zoned, the
+    Papertrail copy of the login became a second event. `-03` made the line unreadable."""
+    http, _ = served
+    host = f"jf-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "198.51.100.9", 46000 + uuid.uuid4().int % 1000)
+    first = await http.post(
+        "/webhooks/json",
+        content=f"{stamp} {host} sshd[999]: {line}\n",
+        headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+    )
+    [started] = first.json()["results"]
+    assert started["status"] == "started", started
+    copy = papertrail_event(uuid.uuid4().int % 10**12, host, copy_at, line)
+    second = await http.post("/webhooks/papertrail", json=alert(copy), headers=WEBHOOK_HEADERS)
+    [result] = second.json()["results"]
+    assert (result["status"] == "duplicate") is same, result
+
+
 async def test_an_id_seen_before_with_other_content_is_a_conflict_told_to_the_channel(
     served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
 ) -> None:
@@ -334,10 +488,42 @@ def test_the_documented_identity_rule() -> None:
     assert not same_action(login, copy(host="bastion"))  # another name is another host
     local = copy(occurred_at=at - timedelta(hours=8, seconds=30), time_without_zone=True)
     assert same_action(login, local)  # a zone-less line in UTC-8
+    assert same_action(local, login)
     assert not same_action(login, copy(occurred_at=at - timedelta(hours=8)))  # both zoned
     assert not same_action(
         login, copy(occurred_at=at - timedelta(hours=8, minutes=7), time_without_zone=True)
     )
+    # Only offsets zones use, with their sign: India (+5:30), Nepal (+5:45), Newfoundland
+    # (-3:30) and UTC+14 are; +5:15, UTC-13 and UTC+15 are not.
+    for hours, minutes, real in [
+        (5, 30, True),
+        (5, 45, True),
+        (-3, -30, True),
+        (14, 0, True),
+        (-12, 0, True),
+        (5, 15, False),
+        (-13, 0, False),
+        (15, 0, False),
+    ]:
+        wall = copy(
+            occurred_at=at + timedelta(hours=hours, minutes=minutes), time_without_zone=True
+        )
+        assert same_action(login, wall) is real, (hours, minutes)
+    # Two zone-less copies: one host, one zone; an hour (or 5:30) apart is another login.
+    for apart in (timedelta(hours=1), timedelta(hours=5, minutes=30), timedelta(minutes=15)):
+        other = local.model_copy(update={"occurred_at": local.occurred_at + apart})
+        assert not same_action(local, other) and not same_action(other, local), apart
+    later = local.model_copy(update={"occurred_at": local.occurred_at + timedelta(seconds=90)})
+    assert same_action(local, later)  # within the tolerance: a copy, zones aside
+    # No line arrives before it is written: the zone-less copy received at `at` (UTC) is no copy
+    # of a zoned login 3 hours after; received 3 hours later it may be (a host on UTC-3).
+    wall = Occurrence.of(copy(occurred_at=at, time_without_zone=True), arrived=at)
+    zoned = Occurrence.of(copy(occurred_at=at + timedelta(hours=3)), arrived=at)
+    assert wall is not None and zoned is not None
+    assert not wall.same_action(zoned) and not zoned.same_action(wall)
+    late = replace(wall, arrived=at + timedelta(hours=3, seconds=5))
+    assert late.same_action(zoned) and zoned.same_action(late)
+    assert replace(wall, arrived=None).same_action(zoned)  # arrival unknown: the offset decides
     sudo = login.model_copy(update={"port": None, "address": None, "message": "COMMAND=/bin/id"})
     assert same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=4)}))
     assert not same_action(sudo, sudo.model_copy(update={"occurred_at": at + timedelta(seconds=6)}))

@@ -196,3 +196,30 @@ async def test_cloudtrail_is_trusted_on_json_and_sns_only_where_configured(
     response = await served.http.post("/webhooks/eventbridge", json=login, headers=bearer())
     [result] = response.json()["results"]
     assert (result["status"], result["event_id"]) == ("duplicate", f"cloudtrail-{event_id}")
+
+
+@pytest.mark.parametrize("wire", [False, True], ids=["decoded", "awslogs"])
+async def test_cloudwatch_data_naming_the_trails_group_on_an_ordinary_topic_is_not_trusted(
+    served: Served, dev_env: WorkflowEnvironment, wire: bool
+) -> None:
+    """Red team F6: whoever may publish to the ordinary logs topic writes the `logGroup` of the
+    data it publishes: naming the trail's group there trusts nothing. SNS vouches for the topic
+    alone, so only the CloudTrail topic (with the group listed too) makes it CloudTrail's."""
+    event_id = str(uuid.uuid4())
+    record = cloudtrail_login(event_id, f"u{unique()}")["detail"]
+    data = {**subscription(log_event(json.dumps(record))), "logGroup": TRAIL_GROUP}
+    body = json.dumps(encode_awslogs(data) if wire else data)
+    response = await post_sns(served, served.aws.sign(notification(body)))
+    [result] = response.json()["results"]
+    assert (result["status"], result["event_id"]) == ("unmatched", None), result
+    assert not await exists(dev_env, f"cloudtrail-{event_id}")
+    # The CloudTrail topic relaying an application's group: the group is not the trail's.
+    app = {**data, "logGroup": "/app/payments", "logEvents": [log_event(json.dumps(record))]}
+    relayed = served.aws.sign(notification(json.dumps(app), topic=CLOUDTRAIL_TOPIC))
+    [result] = (await post_sns(served, relayed)).json()["results"]
+    assert (result["status"], result["event_id"]) == ("unmatched", None), result
+    # The trail's group on the CloudTrail topic: CloudTrail's, under its eventID.
+    trail = {**data, "logEvents": [log_event(json.dumps(record))]}
+    trusted = served.aws.sign(notification(json.dumps(trail), topic=CLOUDTRAIL_TOPIC))
+    [result] = (await post_sns(served, trusted)).json()["results"]
+    assert (result["status"], result["event_id"]) == ("started", f"cloudtrail-{event_id}")

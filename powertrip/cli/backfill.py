@@ -96,7 +96,13 @@ def backfill(
         None, help="CloudWatch: only streams whose name starts with this."
     ),
     fmt: Annotated[
-        InputFormat, typer.Option("--format", help="Input format (auto: from the first line).")
+        InputFormat,
+        typer.Option(
+            "--format",
+            help="Input format (auto: from the first line). `cloudtrail`: the file is "
+            "CloudTrail's, every record in it trusted as CloudTrail's (auto trusts only a file "
+            "that is one delivery or lookup-events document).",
+        ),
     ] = InputFormat.AUTO,
     year: int | None = typer.Option(None, help="Year of RFC 3164 timestamps (they have none)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would start; start nothing."),

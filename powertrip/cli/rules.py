@@ -25,7 +25,7 @@ from powertrip.models import RawEvent, SecurityEvent
 from powertrip.rules import Rule
 from powertrip.settings import SettingsError, load_settings
 from powertrip.sources import describe_validation_error, json_values
-from powertrip.sources.cloudtrail import is_cloudtrail_record
+from powertrip.sources.cloudtrail import is_cloudtrail_document, is_cloudtrail_record
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.files import InputFormat, detect_format, json_items, records
 from powertrip.sources.syslog import event_from_text, parse_syslog
@@ -71,12 +71,13 @@ def _records(
 
 
 def _json_records(payload: Any) -> list[RawEvent | str]:
-    """What the webhooks and the backfill read from this JSON value; CloudTrail records are
-    taken as delivered by a CloudTrail route (you are testing rules over them)."""
+    """What the webhooks and the backfill read from this JSON value; CloudTrail records and
+    files are taken as delivered by a CloudTrail route (you are testing rules over them)."""
     if is_eventbridge_event(payload):
         items = parse_eventbridge(payload)
     else:
-        items = json_items(payload, cloudtrail=is_cloudtrail_record(payload))
+        trusted = is_cloudtrail_record(payload) or is_cloudtrail_document(payload)
+        items = json_items(payload, cloudtrail=trusted)
     return [item.raw or item.error or "invalid" for item in items]
 
 

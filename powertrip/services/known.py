@@ -4,6 +4,7 @@ visibility: the lookup every start path (webhooks, polling, backfill and its dry
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -17,19 +18,22 @@ from powertrip.visibility import WORKFLOW_TYPE, RecordError, literal, time_liter
 LOOKUP_GROUP = 100  # identities per visibility query
 
 
-async def _recorded(client: Client, query: str) -> list[SecurityEvent]:
-    events = []
+async def _recorded(client: Client, query: str) -> list[Occurrence]:
+    """The occurrences of the events `query` finds, each arrived when its workflow started."""
+    found = []
     try:
         async for execution in client.list_workflows(query, page_size=1000):
             record = await execution.memo_value("record", None, type_hint=EventRecord)
             if isinstance(record, EventRecord):
-                events.append(record.event)
+                occurrence = Occurrence.of(record.event, arrived=execution.start_time)
+                if occurrence is not None:
+                    found.append(occurrence)
     except RPCError as exc:
         # Temporal's time-skipping test server has no visibility: nothing can be looked up
         # there (every real server, the dev server included, has it).
         if exc.status is not RPCStatusCode.UNIMPLEMENTED:
             raise
-    return events
+    return found
 
 
 def _queries(group: Sequence[Occurrence], actors: Iterable[str]) -> list[str]:
@@ -57,22 +61,25 @@ def _queries(group: Sequence[Occurrence], actors: Iterable[str]) -> list[str]:
     return queries
 
 
-async def find_known(client: Client, events: Sequence[SecurityEvent | None]) -> list[str | None]:
+async def find_known(
+    client: Client, events: Sequence[SecurityEvent | None], arrived: datetime | None = None
+) -> list[str | None]:
     """For each event, the id of an event already recorded that is the same action (another
-    event id, same identity, within the tolerance), else None. One or two visibility queries
-    per `LOOKUP_GROUP` events, grouped by time so each query's range stays narrow."""
+    event id, same identity, within the tolerance), else None (`arrived`: when these events
+    were received). One or two visibility queries per `LOOKUP_GROUP` events, grouped by time so
+    each query's range stays narrow."""
     found: list[str | None] = [None] * len(events)
     wanted = [
         (index, occurrence, event)
         for index, event in enumerate(events)
-        if event is not None and (occurrence := Occurrence.of(event)) is not None
+        if event is not None and (occurrence := Occurrence.of(event, arrived)) is not None
     ]
     wanted.sort(key=lambda member: member[1].at)
     for start in range(0, len(wanted), LOOKUP_GROUP):
         group = wanted[start : start + LOOKUP_GROUP]
         candidates: list[Occurrence] = []
         for query in _queries([o for _, o, _ in group], (e.actor for _, _, e in group)):
-            candidates += [c for e in await _recorded(client, query) if (c := Occurrence.of(e))]
+            candidates += await _recorded(client, query)
         for index, occurrence, _ in group:
             found[index] = next(
                 (

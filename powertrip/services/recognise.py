@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client
@@ -161,10 +161,12 @@ async def process(
         result = ItemResult(index=index, status=ResultStatus.INVALID, reason=reason)
         return await reviewed(result, invalid_sample(source, reason, sample), reason)
 
+    # When these copies arrived: a bound on when a zone-less one was written (identity).
+    arrived = datetime.now(UTC)
     recognised = [recognise(rules, item) for item in items]
     natural = by_identity(items, recognised)
     known = (
-        await find_known(client, natural)
+        await find_known(client, natural, arrived)
         if client is not None and any(natural)
         else [None] * len(items)
     )
@@ -173,7 +175,7 @@ async def process(
         item: ParsedItem, event: SecurityEvent, by_identity: bool, known_as: str | None
     ) -> ItemResult:
         stale = stale_before is not None and event.occurred_at < stale_before
-        occurrence = Occurrence.of(event) if by_identity else None
+        occurrence = Occurrence.of(event, arrived) if by_identity else None
         if dry_run is not None:
             return await would_start(item, event, occurrence, known_as, stale)
         assert client is not None

@@ -30,6 +30,19 @@ field it came from):
    - `IdentityCenterUser`: `onBehalfOf.userId`;
 3. `userIdentity.userName`, then `userIdentity.principalId` (an id no user is mapped to: the
    security channel is asked).
+
+Whether the call succeeded (`outcome_of`, read by rules as `powertrip.outcome`: `success` or
+`failure`, with `powertrip.failure` saying why): a record is a failed attempt when it has an
+`errorCode` or `errorMessage`, or when its result under its own event name says `Failure`:
+`responseElements.<eventName>` (ConsoleLogin, CheckMfa, SwitchRole, ...) or
+`serviceEventDetails.<eventName>` (Identity Center's UserAuthentication, CredentialVerification,
+CredentialChallenge). A failure is never an action someone took: the pack's rules never ask
+about one.
+
+A CloudTrail `addendum` (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-
+event-reference-record-contents.html: a delayed or updated re-delivery of a record, under a new
+`eventID`) names the record it re-delivers (`addendum.originalEventID`): it is that record's
+event, `cloudtrail-<originalEventID>`, so the person is not asked twice.
 """
 
 from __future__ import annotations
@@ -100,6 +113,29 @@ def actor_of(record: dict[str, Any]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def outcome_of(record: dict[str, Any]) -> tuple[str, str | None]:
+    """`("success", None)`, or `("failure", why)` for a failed attempt (see the module)."""
+    for key in ("errorCode", "errorMessage"):
+        value = record.get(key)
+        if value not in (None, ""):
+            return "failure", f"{key}: {value}"
+    name = record.get("eventName")
+    if isinstance(name, str) and name:
+        for holder in ("responseElements", "serviceEventDetails"):
+            result = lookup(record, f"{holder}.{name}")
+            if isinstance(result, str) and result.strip().lower() == "failure":
+                return "failure", f"{holder}.{name}: {result}"
+    return "success", None
+
+
+def provider_id_of(record: dict[str, Any]) -> str:
+    """The record's own `eventID`, or for an addendum the `eventID` it re-delivers."""
+    original = lookup(record, "addendum.originalEventID")
+    if isinstance(original, str) and original.strip():
+        return original.strip()
+    return str(record["eventID"])
+
+
 def cloudtrail_raw(
     record: dict[str, Any],
     source: str,
@@ -108,18 +144,21 @@ def cloudtrail_raw(
     account: str | None = None,
 ) -> RawEvent:
     """The same RawEvent from the same CloudTrail record on every route configured as CloudTrail
-    (rules match `fields`: the record, with the resolved `powertrip.actor`)."""
+    (rules match `fields`: the record, with `powertrip.actor`, `.actor_from`, `.outcome` and
+    `.failure`), named by its `eventID` (an addendum by the one it re-delivers)."""
     actor, actor_from = actor_of(record)
+    outcome, failure = outcome_of(record)
     user = lookup(record, "userIdentity.arn") or lookup(record, "userIdentity.userName")
+    powertrip = {"actor": actor, "actor_from": actor_from, "outcome": outcome, "failure": failure}
     return RawEvent(
         source=source,
         id_namespace=ID_NAMESPACE,
-        provider_id=record["eventID"],
+        provider_id=provider_id_of(record),
         received_at=record.get("eventTime") or received_at,
         host=record.get("recipientAccountId") or account,
         program=record.get("eventSource"),
         message=" ".join(str(part) for part in (record.get("eventName"), user) if part),
-        fields={**record, "powertrip": {"actor": actor, "actor_from": actor_from}},
+        fields={**record, "powertrip": powertrip},
     )
 
 

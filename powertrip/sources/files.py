@@ -10,8 +10,10 @@ unless a format is given, gzipped or not:
   (`aws logs filter-log-events`, subscription data), a list of events;
 - CloudTrail's own files: a trail's delivery file `{"Records": [...]}` as written to S3 and
   `aws cloudtrail lookup-events` output (`{"Events": [{"CloudTrailEvent": "..."}]}`), every record
-  named `cloudtrail-<eventID>`; `--format cloudtrail` also reads bare CloudTrail records (NDJSON
-  or a list) as CloudTrail, which any other format reads as ordinary JSON;
+  named `cloudtrail-<eventID>`. Trusted as CloudTrail only when that document is the whole file:
+  the same shape on one line of an application's NDJSON log, inside a list or beside other
+  values, is ordinary JSON. `--format cloudtrail` (the operator's word) reads every value as
+  CloudTrail's: documents, bare records (NDJSON or a list) and saved EventBridge deliveries;
 - Wazuh/OSSEC `alerts.json` (one alert a line), `wazuh-<alert id>`;
 - any log shipper's JSON records (`powertrip.sources.shippers`), by its field names.
 """
@@ -20,11 +22,11 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -44,6 +46,7 @@ from powertrip.sources.shippers import FieldMap, batch_records
 from powertrip.sources.syslog import parse_syslog, parse_syslog_line
 from powertrip.sources.wazuh import is_wazuh_alert, wazuh_item
 
+_T = TypeVar("_T")
 CHUNK = 5_000  # records recognised and started together
 SYSLOG_SOURCE = "syslog"
 CLOUDTRAIL_SOURCE = "cloudtrail"  # the source of records read from CloudTrail's own files
@@ -144,12 +147,28 @@ def records(
     reader = _Reader(source, fields, now or datetime.now(UTC), fmt is InputFormat.CLOUDTRAIL)
     if fmt in (InputFormat.JSON, InputFormat.CLOUDTRAIL):
         text = "".join(line for _, line in numbered)
-        for member, (value, error) in enumerate(iter_json_values(text)):
+        values = iter_json_values(text)
+        first = next(values, None)
+        if first is not None and first[1] is None and is_cloudtrail_document(first[0]):
+            second = next(values, None)
+            if second is None:  # the whole file is CloudTrail's own document
+                yield from replace(reader, cloudtrail=True).located(first[0], line=None)
+                return
+            values = _chain([first, second], values)
+        elif first is not None:
+            values = _chain([first], values)
+        for member, (value, error) in enumerate(values):
             if error:
                 yield Located(invalid(0, f"not a JSON document: {error}", value), line=1)
                 return
             yield from reader.located(value, line=None, member=member if member else None)
         return
+    if fmt is InputFormat.NDJSON:
+        numbered, whole = _whole_cloudtrail_line(numbered)
+        if whole is not None:
+            number, value = whole
+            yield from replace(reader, cloudtrail=True).located(value, line=number)
+            return
     for number, line in numbered:
         if not line.strip():
             continue
@@ -175,11 +194,35 @@ def records(
             yield from reader.located(value, line=number)
 
 
-def _chain(
-    first: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
-) -> Iterator[tuple[int, str]]:
+def _chain(first: list[_T], rest: Iterator[_T]) -> Iterator[_T]:
     yield from first
     yield from rest
+
+
+def _whole_cloudtrail_line(
+    numbered: Iterator[tuple[int, str]],
+) -> tuple[Iterator[tuple[int, str]], tuple[int, Any] | None]:
+    """NDJSON whose only record is CloudTrail's own document (a delivery file is one line):
+    `(lines, (line number, document))`; else `(the same lines, None)`, nothing consumed."""
+    seen: list[tuple[int, str]] = []
+    for number, line in numbered:
+        seen.append((number, line))
+        if line.strip():
+            break
+    else:
+        return iter(seen), None
+    number, line = seen[-1]
+    try:
+        value = json.loads(line.strip().lstrip("\x1e"))
+    except (ValueError, RecursionError):
+        return _chain(seen, numbered), None
+    if not is_cloudtrail_document(value):
+        return _chain(seen, numbered), None
+    for more in numbered:
+        seen.append(more)
+        if more[1].strip():
+            return _chain(seen, numbered), None
+    return iter(()), (number, value)
 
 
 def _from_tsv(line: str, number: int) -> Iterator[Located]:
@@ -234,7 +277,9 @@ class _Reader:
     source: str
     fields: FieldMap | None
     received: datetime
-    cloudtrail: bool  # `--format cloudtrail`: bare CloudTrail records are CloudTrail's too
+    # CloudTrail's own file (the whole of it), or `--format cloudtrail`: its CloudTrail records
+    # are trusted as CloudTrail's. Never decided by one value of a file: see the module.
+    cloudtrail: bool
 
     def located(self, value: Any, line: int | None, member: int | None = None) -> Iterator[Located]:
         for index, item in enumerate(self.items(value)):
@@ -259,8 +304,10 @@ class _Reader:
 
     def items(self, value: Any) -> list[ParsedItem]:
         """One JSON value: an event, a list of events, or a saved delivery/export holding many."""
-        if self.cloudtrail or is_cloudtrail_document(value):
-            # CloudTrail's own files (or records the operator says are CloudTrail's): trusted.
+        if self.cloudtrail and is_eventbridge_event(value):
+            return _parsed(parse_eventbridge, value)
+        if self.cloudtrail and not isinstance(value, list):
+            # CloudTrail's own file (or records the operator says are CloudTrail's): trusted.
             return [
                 invalid(index, error, record)
                 if error
@@ -273,8 +320,8 @@ class _Reader:
             return [invalid(0, "expected a JSON object", value)]
         if "awslogs" in value or "messageType" in value:
             return _parsed(parse_cloudwatch, value)
-        if is_eventbridge_event(value):  # a saved delivery of the EventBridge endpoint
-            return _parsed(parse_eventbridge, value)
+        if is_eventbridge_event(value):  # a saved delivery: CloudTrail's only if so told
+            return _parsed(lambda event: parse_eventbridge(event, cloudtrail=False), value)
         if isinstance(value.get("events"), list):
             return [item for element in value["events"] for item in self.items(element)]
         if _is_cloudwatch_export_event(value):

@@ -221,9 +221,13 @@ def parse_notification(
     cloudtrail_groups: Collection[str] = (),
 ) -> list[ParsedItem]:
     """What a topic relays: CloudWatch Logs subscription data (wire or decoded form), EventBridge
-    events, or a text line (syslog framing parsed), keyed by the SNS MessageId. CloudTrail records
-    are trusted as such only from a topic in `cloudtrail_topics` (EventBridge events) or a log
-    group in `cloudtrail_groups` (CloudWatch data)."""
+    events, or a text line (syslog framing parsed), keyed by the SNS MessageId.
+
+    Trust comes from the transport, never from the content: CloudTrail records are trusted as
+    such only from a topic in `cloudtrail_topics`, the one thing SNS vouches for (it signs the
+    `TopicArn`). CloudWatch data's `logGroup` is what whoever published to the topic wrote, so on
+    any other topic a group in `cloudtrail_groups` trusts nothing; on a CloudTrail topic the
+    group must be listed too (a forwarder relaying several groups there)."""
     body: Any = None
     if message.Message.lstrip().startswith(("{", "[")):
         try:
@@ -232,7 +236,7 @@ def parse_notification(
             body = None
     trusted = message.TopicArn in cloudtrail_topics
     if isinstance(body, dict) and ("awslogs" in body or "logEvents" in body):
-        return parse_cloudwatch(body, cloudtrail_groups)
+        return parse_cloudwatch(body, cloudtrail_groups if trusted else ())
     if is_eventbridge_event(body):
         return parse_eventbridge(body, cloudtrail=trusted)
     try:

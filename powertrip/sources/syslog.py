@@ -66,7 +66,7 @@ _OCTET_COUNT = re.compile(r"^\d{1,7} (?=<\d{1,3}>)")
 # journalctl -o short-full / with-unit: `%a %Y-%m-%d %H:%M:%S %Z`.
 _JOURNAL_FULL = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<date>\d{4}-\d{2}-\d{2}) (?P<hms>\d{2}:\d{2}:\d{2})"
-    r"(?P<frac>\.\d{1,9})? (?P<zone>[A-Za-z]{1,6}|[+-]\d{2}:?\d{2})" + _REST
+    r"(?P<frac>\.\d{1,9})? (?P<zone>[A-Za-z]{1,6}|[+-]\d{2}(?::?\d{2})?)" + _REST
 )
 # journalctl -o short-unix: seconds since the epoch with microseconds.
 _JOURNAL_UNIX = re.compile(r"(?P<epoch>\d{9,11}(?:\.\d{1,9})?)" + _REST)
@@ -75,8 +75,12 @@ _JOURNAL_MONOTONIC = re.compile(r"\[\s*\d+\.\d+(?:\s+<\s*\d+\.\d+\s*[ *]?>)?\]" 
 # Solaris/illumos prefix the message with the message id and facility: `[ID 800047 auth.info]`.
 _SOLARIS_ID = re.compile(r"^\[ID \d+ [\w.]+\] ")
 CEE_COOKIE = "@cee:"
-# Zone names journalctl's short-full may print that mean one offset wherever they are used.
-# Ambiguous ones (CST, IST, BST, AST...) are read as UTC, like RFC 3164 stamps, which have none.
+# Zone abbreviations journalctl's short-full may print (tzdata's, for the zones in use since
+# 2015) that name one offset wherever they are used, in minutes. tzdata gives CST (US Central,
+# China, Cuba), CDT (US, Cuba), IST (India, Ireland, Israel) and PST (US Pacific, Philippines)
+# to zones hours apart: a stamp with one of them, or with a name not listed, is read as a stamp
+# without a zone (its wall clock as UTC, marked zone-less), like an RFC 3164 stamp. Zones tzdata
+# names by their offset (`-03`, `+0530`) are read as that offset.
 _ZONES = {
     name: timezone(timedelta(minutes=minutes))
     for name, minutes in {
@@ -86,32 +90,49 @@ _ZONES = {
         "Z": 0,
         "WET": 0,
         "WEST": 60,
+        "BST": 60,
         "CET": 60,
         "CEST": 120,
+        "MET": 60,
+        "MEST": 120,
+        "WAT": 60,
+        "CAT": 120,
+        "SAST": 120,
         "EET": 120,
         "EEST": 180,
+        "EAT": 180,
+        "IDT": 180,
         "MSK": 180,
-        "JST": 540,
-        "KST": 540,
+        "PKT": 300,
+        "WIB": 420,
+        "WITA": 480,
+        "WIT": 540,
         "HKT": 480,
         "SGT": 480,
         "AWST": 480,
+        "JST": 540,
+        "KST": 540,
         "ACST": 570,
         "ACDT": 630,
         "AEST": 600,
         "AEDT": 660,
+        "CHST": 600,
         "NZST": 720,
         "NZDT": 780,
+        "SST": -660,
         "HST": -600,
+        "HDT": -540,
         "AKST": -540,
         "AKDT": -480,
-        "PST": -480,
         "PDT": -420,
         "MST": -420,
         "MDT": -360,
-        "CDT": -300,
         "EST": -300,
         "EDT": -240,
+        "AST": -240,
+        "ADT": -180,
+        "NST": -210,
+        "NDT": -150,
     }.items()
 }
 
@@ -145,7 +166,7 @@ def parse_syslog(
     if (found := _RFC3164.match(line)) and found["mon"] in _MONTHS:
         return _record(found, _parse_3164_time(found, year, now), zoned=False)
     if found := _JOURNAL_FULL.match(line):
-        return _record(found, _journal_full_time(found))
+        return _record(found, *_journal_full_time(found))
     if found := _JOURNAL_UNIX.match(line):
         return _record(found, datetime.fromtimestamp(float(found["epoch"]), UTC))
     if found := _JOURNAL_MONOTONIC.match(line):
@@ -297,17 +318,21 @@ def _parse_3164_time(found: re.Match[str], year: int | None, now: datetime | Non
     return datetime(now.year - 1, month, min(day, 28), hour, minute, second, micro, tzinfo=UTC)
 
 
-def _journal_full_time(found: re.Match[str]) -> datetime | None:
+def _journal_full_time(found: re.Match[str]) -> tuple[datetime | None, bool]:
+    """The stamp of a short-full line and whether its zone is known (`_ZONES`, or numeric)."""
     zone_text = found["zone"]
     if zone_text[0] in "+-":
-        zone_text = zone_text if ":" in zone_text else f"{zone_text[:3]}:{zone_text[3:]}"
-        return _parse_rfc3339(f"{found['date']}T{found['hms']}{found['frac'] or ''}{zone_text}")
+        digits = zone_text[1:].replace(":", "").ljust(4, "0")  # tzdata's `-03` is -03:00
+        zone_text = f"{zone_text[0]}{digits[:2]}:{digits[2:]}"
+        stamp = f"{found['date']}T{found['hms']}{found['frac'] or ''}{zone_text}"
+        return _parse_rfc3339(stamp), True
     try:
         naive = datetime.fromisoformat(f"{found['date']}T{found['hms']}")
     except ValueError:
-        return None
-    zone = _ZONES.get(zone_text.upper(), UTC)
-    return naive.replace(microsecond=_microseconds(found["frac"]), tzinfo=zone).astimezone(UTC)
+        return None, True
+    zone = _ZONES.get(zone_text.upper())
+    when = naive.replace(microsecond=_microseconds(found["frac"]), tzinfo=zone or UTC)
+    return when.astimezone(UTC), zone is not None
 
 
 def cee_fields(message: str) -> dict[str, Any] | None:

@@ -10,11 +10,17 @@ give, matched by the same rules and keyed by the alert's own `id` (`wazuh-<id>`)
 about the line wins over what the line says: the agent's name (for the manager's own agent,
 `000`, which receives remote syslog, the host Wazuh's pre-decoder read from the line), the
 pre-decoder's program, and the alert as fields for JSON rules (`rule.groups`, `data.srcip`...).
-The line's own time, with the year and zone the alert's time gives it, is the event's time.
+The line's own time, with the year and zone the alert's time gives it, is the event's time: a
+zone-less line (RFC 3164, an agent logging local time) is in the UTC offset that puts it within
+`ALERT_LAG` of the alert's zoned `timestamp` (an agent on UTC+2 writes `07:00:00` for the login the
+manager alerts on at `05:00:00.512Z`, whatever zone the manager's own stamp is written in). A line
+further from its alert than that (an agent's backlog) keeps its stamp, marked as without a zone
+(a backlog within `ALERT_LAG` of a whole number of hours is indistinguishable from an offset).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,10 +29,14 @@ from powertrip.models import RawEvent
 from powertrip.rules import lookup
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.shippers import FieldError, parse_time
-from powertrip.sources.syslog import parse_syslog, raw_event
+from powertrip.sources.syslog import SyslogRecord, parse_syslog, raw_event
+from powertrip.zones import wall_clock_at
 
 SOURCE = "wazuh"
 MANAGER_AGENT = "000"
+# How long before its alert a line may have been written for the alert's time to tell its zone:
+# analysisd alerts within seconds; offsets lie 15 minutes apart, so this must stay under 7.5.
+ALERT_LAG = timedelta(minutes=5)
 
 
 def is_wazuh_alert(value: Any) -> bool:
@@ -81,15 +91,29 @@ def wazuh_raw(alert: dict[str, Any], source: str = SOURCE) -> RawEvent:
         or alert.get("program_name")
         or (line.program if line else None)
     )
+    when, zoneless = _line_time(line, alerted)
     return raw_event(
         source,
         str(alert["id"]),
-        (line.time if line and line.time else None) or alerted,
+        when,
         _text(host),
         _text(program),
         line.message if line else full_log or str(lookup(alert, "rule.description") or ""),
         alert,
+        time_without_zone=zoneless,
     )
+
+
+def _line_time(line: SyslogRecord | None, alerted: datetime | None) -> tuple[datetime | None, bool]:
+    """The event's time and whether it lacks a zone: the line's (zoned by the alert's time when
+    it has none of its own), else the alert's."""
+    if line is None or line.time is None:
+        return alerted, False
+    if line.zoned:
+        return line.time, False
+    if alerted is not None and (zoned := wall_clock_at(line.time, alerted, ALERT_LAG)):
+        return zoned, False
+    return line.time, True
 
 
 def _text(value: Any) -> str | None:
