@@ -94,8 +94,9 @@ SHIPPERS: tuple[Shipper, ...] = (
         id=("event.id",),
         time=("@timestamp",),
         host=("log.syslog.hostname", "host.hostname", "host.name"),
-        program=("process.name", "log.syslog.appname"),
-        pid=("process.pid", "log.syslog.procid"),
+        # Winlogbeat names a Windows event's provider (`OpenSSH`) in `winlog.provider_name`.
+        program=("process.name", "log.syslog.appname", "winlog.provider_name"),
+        pid=("process.pid", "log.syslog.procid", "winlog.process.pid"),
         message=("message", "event.original"),
     ),
     Shipper(

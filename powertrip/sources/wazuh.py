@@ -11,10 +11,13 @@ about the line wins over what the line says: the agent's name (for the manager's
 `000`, which receives remote syslog, the host Wazuh's pre-decoder read from the line), the
 pre-decoder's program, and the alert as fields for JSON rules (`rule.groups`, `data.srcip`...).
 The line's own time, with the year and zone the alert's time gives it, is the event's time.
+A Windows eventchannel alert (`data.win.system`, no `full_log`) is read from the event: its
+provider is the program, its message the message, its `systemTime` the time.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from pydantic import ValidationError
@@ -81,15 +84,36 @@ def wazuh_raw(alert: dict[str, Any], source: str = SOURCE) -> RawEvent:
         or alert.get("program_name")
         or (line.program if line else None)
     )
+    message, when = (line.message, line.time) if line else (full_log, None)
+    if not full_log and isinstance(windows := lookup(alert, "data.win.system"), dict):
+        # Windows eventchannel alerts carry the event, not a line: its provider (`OpenSSH`) is
+        # the program, its message (Wazuh quotes it) or event data the message, and its
+        # `systemTime` (UTC) when it happened.
+        program = program or windows.get("providerName")
+        message = (
+            _unquoted(windows.get("message"))
+            or _text(lookup(alert, "data.win.eventdata.data"))
+            or ""
+        )
+        if isinstance(system_time := windows.get("systemTime"), str):
+            with suppress(FieldError):
+                when = parse_time(system_time, "data.win.system.systemTime")
     return raw_event(
         source,
         str(alert["id"]),
-        (line.time if line and line.time else None) or alerted,
+        when or alerted,
         _text(host),
         _text(program),
-        line.message if line else full_log or str(lookup(alert, "rule.description") or ""),
+        message or str(lookup(alert, "rule.description") or ""),
         alert,
     )
+
+
+def _unquoted(value: Any) -> str | None:
+    text = _text(value)
+    if text and len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
 
 
 def _text(value: Any) -> str | None:
