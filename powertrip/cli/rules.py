@@ -73,9 +73,10 @@ def _records(
             return [f"not valid JSON: {exc}"]
         return _json_records(payload)
     try:
-        return [event_from_text(line, source, f"line-{number}", host=host, program=program)]
+        raw = event_from_text(line, source, f"line-{number}", program=program)
     except ValidationError as exc:
         return [describe_validation_error(exc)]
+    return [raw.model_copy(update={"host": host}) if host and raw.host is None else raw]
 
 
 def _json_records(payload: Any) -> list[RawEvent | str]:
@@ -123,7 +124,9 @@ def test(
     pack: Annotated[
         list[str] | None, typer.Option(help="Test only these built-in packs (repeatable).")
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Host for lines without syslog framing.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Host for records that name none (no framing, log show).")
+    ] = None,
     program: Annotated[
         str | None, typer.Option(help="Program for lines without syslog framing, e.g. sshd.")
     ] = None,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -143,11 +143,29 @@ def records(
     year: int | None = None,
     now: datetime | None = None,
     fields: FieldMap | None = None,
+    host: str | None = None,
 ) -> Iterator[Located]:
     """Every record in the input with its line number (1-based). Blank lines, `#` comment
     lines and saved output's annotations in syslog text are not records. `fields` maps the JSON
     records' field names (`sources.json.fields`); `now` is when records without a time of their
-    own arrived."""
+    own arrived; `host` names the host of records that name none (macOS `log show`, OpenWrt's
+    `logread`, `journalctl --no-hostname`)."""
+    for located in _records(lines, fmt, source, year, now, fields):
+        raw = located.item.raw
+        if host and raw is not None and raw.host is None:
+            item = replace(located.item, raw=raw.model_copy(update={"host": host}))
+            located = replace(located, item=item)
+        yield located
+
+
+def _records(
+    lines: Iterable[str],
+    fmt: InputFormat,
+    source: str,
+    year: int | None,
+    now: datetime | None,
+    fields: FieldMap | None,
+) -> Iterator[Located]:
     numbered: Iterator[tuple[int, str]] = enumerate(lines, start=1)
     if fmt is InputFormat.AUTO:
         for number, line in numbered:
