@@ -22,7 +22,9 @@ Dialects read (each line is tried against them in this order):
   the year after the time and no host (`Thu Nov 26 10:01:20 2026 authpriv.info sshd[1]: msg`);
   AIX `syslogd`'s `facility|alias:level` (`auth|security:info`) and its relayed lines (`loghost
   Message forwarded from host1: sshd[1]: msg`, the origin is the host); syslog-ng's
-  `chain-hostnames(yes)` (`host1/relay1`: the first is the line's own host).
+  `chain-hostnames(yes)` (`host1/relay1`: the first is the line's own host); runit's socklog
+  (`2024-11-27_01:02:03.12345 auth.info: Nov 27 01:02:03 sshd[1]: msg`: the line inside, at
+  svlogd's time).
 - RFC 5424 with a nil APP-NAME and the tag in MSG (`<38>1 ... host1 - - - - sshd[1]: msg`).
 - `journalctl -o with-unit`, which prints the systemd unit instead of the identifier: a system
   service's unit names its program (`sshd.service`, `sshd@3-192.0.2.5:22-...service`; Debian's
@@ -82,6 +84,7 @@ _FACILITY = (
     r"|clock|security|console|caa|aso|local[0-7])"
 )
 _LEVEL = r"(?:emerg|panic|alert|crit|err|error|warning|warn|notice|info|debug)"
+_FACILITY_LEVEL_TAG = re.compile(rf"{_FACILITY}\.{_LEVEL}")
 _FACILITY_LEVEL = rf"(?:\s+(?P<faclevel>{_FACILITY}(?:\|{_FACILITY})*[.:]{_LEVEL}))?"
 # The tag: `sshd[123]:`, `sudo:`, `[sshd]:` (some BSDs), `[sshd]` (no colon, fail2ban gh-267).
 _TAG = r"(?:\[(?P<bprog>[^\]\s]+)\]:?|(?P<prog>[^\s\[\]:]+)(?:\[(?P<pid>[^\]\s]*)\])?:)"
@@ -102,7 +105,8 @@ _RFC3164 = re.compile(
 )
 _RFC3339 = re.compile(
     _PRI
-    + r"(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
+    # `_` for the T: svlogd's `-tt` stamps (runit's socklog).
+    + r"(?P<ts>\d{4}-\d{2}-\d{2}[T _]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
     + _REST
 )
 _RFC5424 = re.compile(
@@ -237,6 +241,11 @@ def parse_syslog(
     one) in the year that puts them closest before `now`, since logs arrive after they are
     written. Stamps with a zone keep it; stamps without one are UTC.
     """
+    return _parse(line, year, now, relayed=True)
+
+
+def _parse(line: str, year: int | None, now: datetime | None, relayed: bool) -> SyslogRecord | None:
+    """`parse_syslog`; `relayed`: a socklog line's inner line is read too (once, not nested)."""
     line = _OCTET_COUNT.sub("", line.rstrip("\r\n"), count=1)
     if "MSWinEventLog\t" in line and (found := _SNARE.match(line)):
         return _from_snare(found)
@@ -247,9 +256,16 @@ def parse_syslog(
     if found := _MACOS_COMPACT.match(line):
         return _from_macos(found, _parse_rfc3339(found["ts"]), zoned=False)
     if found := _RFC3339.match(line):
-        record = _record(found, _parse_rfc3339(found["ts"]), zoned=_has_zone(found["ts"]))
+        # svlogd's `-tt` stamps (`_` for the T) are UTC.
+        zoned = _has_zone(found["ts"]) or "_" in found["ts"]
+        record = _record(found, _parse_rfc3339(found["ts"]), zoned=zoned)
         if _MACOS_SYSLOG.match(line):
             return replace(record, host=None, message=_MACOS_SENDER.sub("", record.message))
+        if relayed and record.program and _FACILITY_LEVEL_TAG.fullmatch(record.program):
+            # socklog: `<stamp> auth.info: <the line as the program sent it>`.
+            inner = _parse(record.message, year, now, relayed=False)
+            if inner is not None and inner.program:
+                return replace(inner, time=record.time, zoned=record.zoned)
         return record
     if (found := _RFC3164.match(line)) and found["mon"] in _MONTHS:
         return _record(found, _parse_3164_time(found, year, now), zoned=False)
@@ -477,7 +493,7 @@ def _pri(pri: str | None) -> tuple[int | None, int | None]:
 
 
 def _parse_rfc3339(text: str) -> datetime | None:
-    text = text.replace(" ", "T", 1).replace(",", ".", 1)
+    text = text.replace(" ", "T", 1).replace("_", "T", 1).replace(",", ".", 1)
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     elif re.search(r"[+-]\d{4}$", text):
