@@ -7,7 +7,9 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
 
 - **the key**: kind, host (`powertrip.hosts.host_key`: case and trailing dot ignored), actor
   (exactly), source address (normalised) and source port; for an event without a source port
-  (sudo, su, a break-glass line) the message text (whitespace collapsed) stands in for the port.
+  (sudo, su, a break-glass line) the message text (whitespace collapsed) stands in for the port,
+  or what its rule says tells its actions apart (`identity`: the su pack's `su to root`, so the
+  two lines one su writes are one action).
   An event with neither a port nor a message (a JSON-only record) has no natural identity: only
   its provider id names it. So does a CloudTrail record, whose `eventID` already names it on every
   route.
@@ -74,7 +76,7 @@ def _address(address: str | None) -> str:
 
 def identity_key(event: SecurityEvent) -> str | None:
     """The documented key (see the module), as canonical JSON; None: no natural identity."""
-    message = " ".join(event.message.split())
+    message = " ".join((event.identity_text or event.message).split())
     if event.port is None and not message:
         return None
     parts = [

@@ -162,6 +162,11 @@ class SecurityEvent(BaseModel):
         "`RawEvent.time_without_zone`).",
     )
     message: str = Field(default="", description="The original log line.")
+    identity_text: str | None = Field(
+        default=None,
+        description="What stands in for the source port in the natural identity (the rule's "
+        "`identity`, e.g. `su to root`); None: the message text (`powertrip.identity`).",
+    )
     details: dict[str, str] = Field(default_factory=dict)
     routing: Routing = Routing.DM_ACTOR
     renotify_after_seconds: float = 15 * 60

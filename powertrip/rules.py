@@ -122,6 +122,12 @@ class EventTemplate(BaseModel):
     address: str | None = None
     port: str | None = Field(default=None, description="The remote port, e.g. `{port}`.")
     time: str | None = Field(default=None, description="Field holding the event time (ISO 8601).")
+    identity: str | None = Field(
+        default=None,
+        description="What tells this action from another by the same actor on the same host in "
+        "its natural identity when the record has no source port (default: the message text). "
+        "`su to root` makes the two lines one su writes (util-linux and PAM) one action.",
+    )
     details: dict[str, str] = Field(default_factory=dict)
 
 
@@ -229,7 +235,12 @@ class Rule(BaseModel):
         pairs = [("actor", event.actor), ("action", event.action)]
         pairs += [
             (k, v)
-            for k, v in (("host", event.host), ("address", event.address), ("port", event.port))
+            for k, v in (
+                ("host", event.host),
+                ("address", event.address),
+                ("port", event.port),
+                ("identity", event.identity),
+            )
             if v is not None
         ]
         pairs += [(f"details.{k}", v) for k, v in event.details.items()]
@@ -356,6 +367,7 @@ class Rule(BaseModel):
             occurred_at=occurred or datetime.now(UTC),
             time_without_zone=occurred is not None and zoneless,
             message=clip(raw.message, MAX_MESSAGE_CHARS),
+            identity_text=(render(event.identity) or None) if event.identity else None,
             details=details,
             routing=self.routing,
             renotify_after_seconds=(self.renotify_after or default_renotify).total_seconds(),

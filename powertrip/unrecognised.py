@@ -21,18 +21,38 @@ from powertrip.models import RawEvent
 from powertrip.sources.cloudtrail import is_cloudtrail_record, outcome_of
 
 SAMPLE_CHARS = 2000
+_NAME = r"[^\s;,()\"':][^\s;,():]*"
 # A user name is part of what varies, not of the shape: `Failed password for invalid user <name>`
-# from a brute-force run is one shape, not one per guessed name. The word after `user`, `for` or
-# `by` (skipping sshd's `invalid`/`illegal`/`authenticating`), and `user=` style values.
+# from a brute-force run is one shape, not one per guessed name, and a review shows no names it
+# need not. Where each auth program puts names:
 _USER = [
+    # The word after `user`, `for` or `by`, any case (login's `FOR admin`), skipping sshd's
+    # `invalid`/`illegal`/`authenticating`; never sudo's `user NOT in sudoers`.
     (
         re.compile(
-            r"\b(?P<lead>(?:for|by|user)(?: (?:invalid|illegal|authenticating|unknown))?"
-            r"(?: user)?) (?P<name>[^\s;,()\"'][^\s;,()]*)"
+            r"\b(?P<lead>(?i:for|by|user)(?: (?:invalid|illegal|authenticating|unknown))?"
+            rf"(?: user)?) (?!NOT\b)(?P<name>{_NAME})"
         ),
         r"\g<lead> <user>",
     ),
-    (re.compile(r"\b(?P<key>(?:r|)user|USER|logname|acct|account)=[^\s;,]*"), r"\g<key>=<user>"),
+    (re.compile(r"\b(?P<key>(?:r|)user|USER|logname|acct|account)=[^\s;,\]]*"), r"\g<key>=<user>"),
+    # sudo: `alice : TTY=...`, `mallory : user NOT in sudoers ; ...`.
+    (re.compile(rf"^(?P<pad>\s*){_NAME} : "), r"\g<pad><user> : "),
+    # pkexec: `alice: Executing command ...`, `mallory: Error executing command ...`.
+    (re.compile(rf"^{_NAME}(?=: (?:Error executing|Executing) command)"), "<user>"),
+    # util-linux su: `(to root) alice on pts/0`, `FAILED SU (to root) mallory on ...`.
+    (re.compile(rf"\(to {_NAME}\) {_NAME}(?= on )"), "(to <user>) <user>"),
+    # BSD and macOS su: `BAD SU mallory to root on ...`, `alice to www on ...`; AIX `from alice
+    # to root at ...`.
+    (
+        re.compile(rf"^(?P<lead>BAD SU (?:from )?|from )?{_NAME} to {_NAME}(?= on | at |$)"),
+        r"\g<lead><user> to <user>",
+    ),
+    # shadow and BusyBox su: `+ pts/0 alice:root`, `- pts/0 mallory:root`.
+    (re.compile(r"^(?P<lead>[+-] \S+ )[^\s:]+:\S+$"), r"\g<lead><user>:<user>"),
+    # Home directories and working directories name their user: `PWD=/home/mallory`.
+    (re.compile(r"\b(?P<key>PWD|CWD|OLDPWD|HOME)=[^\s;\]]*"), r"\g<key>=<path>"),
+    (re.compile(r"(?P<root>/(?:home|Users|usr/home|export/home))/[^/\s;,\]]+"), r"\g<root>/<user>"),
 ]
 _VARIABLE = [
     (re.compile(r"\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,7}\b"), "<addr>"),  # IPv6

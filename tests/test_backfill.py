@@ -24,6 +24,7 @@ from powertrip.services.starts import report_stale
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
 from powertrip.sources.files import chunked, records
+from powertrip.temporal import ACTOR
 from tests.aws import cloudtrail_login
 from tests.harness import (
     CONFIG_YAML,
@@ -118,6 +119,35 @@ async def test_malformed_lines_are_reported_with_their_line_numbers(
     assert "line 6: no syslog framing" in text
     started_row = next(line for line in text.splitlines() if "started" in line)
     assert started_row.split()[-2] == "0"
+
+
+async def test_host_names_the_records_of_a_file_that_names_none(
+    dev_env: WorkflowEnvironment, settings: Settings, config_file: Path, tmp_path: Path
+) -> None:
+    """macOS `log show` says `localhost` for every host (and `--style compact` nothing):
+    `--host` names it; a line naming its own host keeps it."""
+    host, other = f"mac-{uuid.uuid4().hex[:6]}", f"web-{uuid.uuid4().hex[:6]}"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    log = tmp_path / "log-show.txt"
+    log.write_text(
+        f"{stamp}.123456+0000  localhost sshd[501]: Accepted publickey for alice from "
+        "203.0.113.7 port 40101 ssh2\n"
+        f"{stamp}.123 Df sshd[502:1a2b] Accepted publickey for bob from 203.0.113.7 port 40102 "
+        "ssh2\n" + syslog("carol", other, 40103) + "\n"
+    )
+    result = await run_async(settings, config_file, str(log), "--host", host, "--json")
+    assert summary(result)["started"] == 3, result.stdout + result.stderr
+
+    async def actors_on(name: str) -> list[str]:
+        listed = dev_env.client.list_workflows(f'PowertripHost = "{name}"')
+        return sorted([str(e.typed_search_attributes.get(ACTOR)) async for e in listed])
+
+    async def all_three() -> bool:
+        return len(await actors_on(host)) + len(await actors_on(other)) == 3
+
+    await eventually(all_three, within=15)
+    assert await actors_on(host) == ["alice", "bob"]
+    assert await actors_on(other) == ["carol"]
 
 
 async def test_interrupted_backfill_resumed_starts_only_the_rest(

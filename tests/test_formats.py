@@ -37,7 +37,8 @@ from powertrip.sources.wazuh import parse_wazuh
 from tests.harness import WEBHOOK_HEADERS, api_client, fresh_namespace, settings_with_config
 
 FORMATS = Path(__file__).parent / "formats"
-CASES = sorted(p for p in FORMATS.iterdir() if p.suffix in (".log", ".ndjson", ".json"))
+SUFFIXES = (".log", ".ndjson", ".json", ".export", ".sse")
+CASES = sorted(p for p in FORMATS.iterdir() if p.suffix in SUFFIXES)
 CASES = [p for p in CASES if not p.name.endswith(".expected.json")]
 PACKS = available_rule_packs()
 
@@ -191,6 +192,8 @@ def requests_for(path: Path, how: str) -> list[tuple[str, dict[str, str], bytes]
         return [("/webhooks/json", {"Content-Type": "application/x-ndjson"}, body)]
     if how == "json":  # one document a request: a Loki push, an OTLP export
         return [("/webhooks/json", {"Content-Type": "application/json"}, body)]
+    if how == "export":  # `journalctl -o export | curl --data-binary @- ...`
+        return [("/webhooks/json", {"Content-Type": "application/vnd.fdo.journal"}, body)]
     if how == "wazuh":  # a custom integration posts one alert a request
         lines = [line for line in body.splitlines() if line.strip()]
         return [("/webhooks/wazuh", {"Content-Type": "application/json"}, line) for line in lines]

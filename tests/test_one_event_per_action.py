@@ -404,6 +404,55 @@ async def test_journalctl_short_full_zone_names_that_name_several_offsets_count_
     assert (result["status"] == "duplicate") is same, result
 
 
+async def test_the_lines_one_su_writes_are_one_event_by_every_route(
+    served: tuple[httpx.AsyncClient, Settings], tmp_path: Path
+) -> None:
+    """util-linux's `(to root)` line and the PAM session line of one su (same pid, same second),
+    and shadow's pair through Wazuh, are one event each; another su is another event."""
+    config = tmp_path / "su.yaml"
+    config.write_text(CONFIG_YAML + "rule_packs: [sshd, su]\n")
+    settings = served[1].model_copy(update={"config": config})
+    host = f"su-{uuid.uuid4().hex[:6]}"
+    pair = (
+        f"Nov 27 01:02:03 {host} su[4242]: (to root) alice on pts/0\n"
+        f"Nov 27 01:02:03 {host} su[4242]: pam_unix(su-l:session): session opened for user "
+        "root(uid=0) by alice(uid=1000)\n"
+        # Later, another su: a new action.
+        f"Nov 27 01:02:13 {host} su[4250]: (to root) alice on pts/0\n"
+    )
+    shadow = [
+        f"Nov 27 01:03:03 {host} su[4243]: Successful su for root by bob",
+        f"Nov 27 01:03:03 {host} su[4243]: + /dev/pts/0 bob:root",
+    ]
+    alerts = [
+        {
+            "id": f"{uuid.uuid4().int % 10**10}.{index}",
+            "timestamp": "2026-11-27T01:03:04.000+0000",
+            "rule": {"id": "5303", "description": "User successfully changed UID to root."},
+            "agent": {"id": "008", "name": host},
+            "full_log": line,
+        }
+        for index, line in enumerate(shadow)
+    ]
+    async with api_client(settings) as http:
+        text = {**WEBHOOK_HEADERS, "Content-Type": "text/plain"}
+        response = await http.post("/webhooks/json", content=pair, headers=text)
+        assert response.status_code == 202, response.text
+        first, second, later = response.json()["results"]
+        assert (first["status"], second["status"], later["status"]) == (
+            "started",
+            "duplicate",
+            "started",
+        )
+        assert second["event_id"] == first["event_id"]
+        statuses = []
+        for member in alerts:
+            answer = await http.post("/webhooks/wazuh", json=member, headers=WEBHOOK_HEADERS)
+            assert answer.status_code == 202, answer.text
+            statuses += [r["status"] for r in answer.json()["results"]]
+        assert statuses == ["started", "duplicate"]
+
+
 async def test_an_id_seen_before_with_other_content_is_a_conflict_told_to_the_channel(
     served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
 ) -> None:
@@ -532,6 +581,15 @@ def test_the_documented_identity_rule() -> None:
         sudo.model_copy(update={"occurred_at": at - timedelta(hours=8), "time_without_zone": True}),
     )
     assert not same_action(sudo, sudo.model_copy(update={"message": "COMMAND=/bin/sh"}))
+    # A rule's `identity` stands in for the message: the su pack's, so one su's two lines (other
+    # texts) are one action; another actor's su is not.
+    su = sudo.model_copy(
+        update={"message": "(to root) alice on pts/0", "identity_text": "su to root"}
+    )
+    pam = "pam_unix(su-l:session): session opened for user root(uid=0) by alice(uid=1000)"
+    assert same_action(su, su.model_copy(update={"event_id": "pam", "message": pam}))
+    assert not same_action(su, su.model_copy(update={"event_id": "bob", "actor": "bob"}))
+    assert not same_action(su, su.model_copy(update={"occurred_at": at + timedelta(seconds=6)}))
 
 
 async def test_a_retried_record_without_a_time_of_its_own_is_a_duplicate_not_a_conflict(

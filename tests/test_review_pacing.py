@@ -137,3 +137,31 @@ def test_shapes_mask_user_names() -> None:
     assert len({shape(s) for s in sessions}) == 1
     keyed = [f"logname= uid=0 euid=0 tty=ssh ruser={n} rhost=1.2.3.4  user={n}" for n in "ab"]
     assert len({shape(k) for k in keyed}) == 1
+    # Where every auth program puts a name: one shape for all names, and no name in it.
+    wordings = [
+        "FAILED LOGIN 1 FROM tty1 FOR {}, Authentication failure",
+        "FAILED SU (to root) {} on pts/0",
+        "BAD SU {} to root on /dev/ttyp0",
+        "BAD SU from {} to root at /dev/pts/1",
+        "   {} : user NOT in sudoers ; TTY=pts/0 ; PWD=/home/{} ; USER=root ; COMMAND=/bin/bash",
+        "{} : 3 incorrect password attempts ; PWD=/srv/{} ; USER=root ; COMMAND=/bin/id",
+        "- pts/0 {}:root",
+        "{}: Error executing command as another user: Not authorized [USER=root] "
+        "[TTY=/dev/pts/0] [CWD=/home/{}] [COMMAND=/usr/bin/id]",
+        "failed auth for {}",
+        "{} to www on /dev/ttyp0",
+    ]
+    for wording in wordings:
+        shapes = {shape(wording.format(name, name)) for name in ("mallory", "trudy")}
+        assert len(shapes) == 1, (wording, shapes)
+        assert not any(name in shape for shape in shapes for name in ("mallory", "trudy"))
+    assert "NOT in sudoers" in shape(wordings[4].format("mallory", "mallory"))
+    console = RawEvent(
+        source="t",
+        provider_id="1",
+        id_namespace="cloudtrail",
+        program="signin.amazonaws.com",
+        message="ConsoleLogin alice",
+        fields={"eventName": "ConsoleLogin", "errorCode": "Failed authentication"},
+    )
+    assert message_shape(console) == "signin.amazonaws.com: ConsoleLogin Failed authentication"

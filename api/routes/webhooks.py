@@ -25,9 +25,12 @@ from powertrip.sources.generic import (
     Reading,
     parse_concatenated,
     parse_generic,
+    parse_journal_export,
     parse_ndjson,
     parse_text_lines,
 )
+from powertrip.sources.journal import CONTENT_TYPE as JOURNAL_EXPORT_TYPE
+from powertrip.sources.journal import looks_like_export
 from powertrip.sources.papertrail import parse_papertrail
 from powertrip.sources.sns import (
     SnsRejected,
@@ -264,7 +267,8 @@ async def generic_json(
     """A JSON object, a list, `{"events": [...]}`, NDJSON (one object a line) or JSON values one
     after another, each `{"id", "time", "host", "program", "message", ...fields}` or a log
     shipper's own record (journald, ECS, rsyslog, Logstash, Vector, Fluent Bit, Splunk HEC, GELF,
-    NXLog; `sources.json.fields` maps other names); or raw log lines as `text/plain`. For example:
+    NXLog; `sources.json.fields` maps other names); raw log lines as `text/plain`; or the
+    journal's export format (`application/vnd.fdo.journal`, `journalctl -o export`). For example:
     `curl -H "Authorization: Bearer $TOKEN" -d '{"host":"db-1","program":"breakglass",
     "message":"BREAKGLASS user=alice"}' https://powertrip.example.com/webhooks/json`."""
     key = parsed_or_4xx(lambda: check_idempotency_key(idempotency_key)) if idempotency_key else None
@@ -272,7 +276,9 @@ async def generic_json(
     reading = Reading(ingest.config.source_options("json").fields, ingest.now(), key)
     content_type = ingest.request.headers.get("content-type", "").split(";")[0].strip().lower()
     text = body.lstrip()
-    if content_type in NDJSON_TYPES or _looks_like_ndjson(body):
+    if content_type == JOURNAL_EXPORT_TYPE or looks_like_export(text[:64].decode(errors="replace")):
+        items = parsed_or_4xx(lambda: parse_journal_export(body, reading))
+    elif content_type in NDJSON_TYPES or _looks_like_ndjson(body):
         items = parsed_or_4xx(lambda: parse_ndjson(body, reading))
     elif content_type == "text/plain" and _raw_lines(text):
         items = parsed_or_4xx(lambda: parse_text_lines(body, reading))

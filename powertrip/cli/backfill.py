@@ -105,6 +105,11 @@ def backfill(
         ),
     ] = InputFormat.AUTO,
     year: int | None = typer.Option(None, help="Year of RFC 3164 timestamps (they have none)."),
+    host: str | None = typer.Option(
+        None,
+        help="Host of records that name none (macOS `log show`, OpenWrt `logread`, "
+        "`journalctl --no-hostname`).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would start; start nothing."),
     stale_after: str | None = typer.Option(
         None, help="Older events get no DM, only one digest (default: config `stale_after`, 7d)."
@@ -149,6 +154,7 @@ def backfill(
             scope=_scope(config, source, query, log_group, log_stream_prefix),
             fmt=fmt,
             year=year,
+            host=host,
             dry_run=dry_run,
             stale_age=stale_age,
             concurrency=concurrency or settings.start_concurrency,
@@ -178,6 +184,7 @@ async def _run(
     scope: SearchScope,
     fmt: InputFormat,
     year: int | None,
+    host: str | None,
     dry_run: bool,
     stale_age: timedelta,
     concurrency: int,
@@ -203,7 +210,15 @@ async def _run(
         fields = config.source_options("json").fields
         chunks: AsyncIterator[list[Located]] = aiter_chunks(
             chunked(
-                records(stream, fmt, source or SYSLOG_SOURCE, year=year, now=now, fields=fields)
+                records(
+                    stream,
+                    fmt,
+                    source or SYSLOG_SOURCE,
+                    year=year,
+                    now=now,
+                    fields=fields,
+                    host=host,
+                )
             )
         )
         found_by = f"backfill of {label}"

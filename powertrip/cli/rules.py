@@ -27,8 +27,15 @@ from powertrip.settings import SettingsError, load_settings
 from powertrip.sources import describe_validation_error, json_values
 from powertrip.sources.cloudtrail import is_cloudtrail_document, is_cloudtrail_record
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
-from powertrip.sources.files import InputFormat, detect_format, json_items, records
-from powertrip.sources.syslog import event_from_text, parse_syslog
+from powertrip.sources.files import (
+    InputFormat,
+    detect_format,
+    json_items,
+    records,
+    sse_bookkeeping,
+    sse_data,
+)
+from powertrip.sources.syslog import event_from_text, logical_lines, parse_syslog
 
 app = typer.Typer(help="Develop rules and see the built-in packs.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
@@ -58,6 +65,7 @@ def _records(
     """The raw events in one input line (a JSON value: an event of any shipper, an EventBridge
     event, a CloudTrail record or file, a Wazuh alert...; a syslog line; a bare message), or the
     reason it cannot be one."""
+    line = sse_data(line)  # systemd-journal-gatewayd's server-sent events: `data: {...}`
     if line.lstrip().startswith(("{", "[")) and parse_syslog(line) is None:
         try:
             payload = json_values.loads(line)
@@ -65,9 +73,10 @@ def _records(
             return [f"not valid JSON: {exc}"]
         return _json_records(payload)
     try:
-        return [event_from_text(line, source, f"line-{number}", host=host, program=program)]
+        raw = event_from_text(line, source, f"line-{number}", program=program)
     except ValidationError as exc:
         return [describe_validation_error(exc)]
+    return [raw.model_copy(update={"host": host}) if host and raw.host is None else raw]
 
 
 def _json_records(payload: Any) -> list[RawEvent | str]:
@@ -82,13 +91,15 @@ def _json_records(payload: Any) -> list[RawEvent | str]:
 
 
 def _document(text: str) -> list[tuple[int, RawEvent | str]] | None:
-    """A JSON document spread over many lines (`aws cloudtrail lookup-events` output, a pretty
-    printed export): every record in it, all counted at line 1; None for line-by-line input."""
+    """A document of records over many lines (`aws cloudtrail lookup-events` output, a pretty
+    printed export, sudo's JSON log file, the journal's export format): every record in it, at
+    the line it starts on (a JSON document's all at line 1); None for line-by-line input."""
     first = next((line for line in text.splitlines() if line.strip()), "")
-    if detect_format(first) is not InputFormat.JSON:
+    fmt = detect_format(first)
+    if fmt not in (InputFormat.JSON, InputFormat.JOURNAL_EXPORT):
         return None
-    located = records(text.splitlines(keepends=True), InputFormat.JSON)
-    return [(1, item.item.raw or item.item.error or "invalid") for item in located]
+    located = records(text.splitlines(keepends=True), fmt)
+    return [(item.line or 1, item.item.raw or item.item.error or "invalid") for item in located]
 
 
 def _describe(event: SecurityEvent) -> str:
@@ -114,7 +125,9 @@ def test(
     pack: Annotated[
         list[str] | None, typer.Option(help="Test only these built-in packs (repeatable).")
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Host for lines without syslog framing.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Host for records that name none (no framing, log show).")
+    ] = None,
     program: Annotated[
         str | None, typer.Option(help="Program for lines without syslog framing, e.g. sshd.")
     ] = None,
@@ -136,8 +149,8 @@ def test(
     counts: Counter[str] = Counter()
     found = _document(text) or [
         (number, raw)
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
+        for number, line in logical_lines(enumerate(text.splitlines(), start=1))
+        if line.strip() and not line.lstrip().startswith("#") and not sse_bookkeeping(line)
         for raw in _records(line, number, source, host, program)
     ]
     for number, raw in found:

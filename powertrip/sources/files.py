@@ -15,6 +15,10 @@ unless a format is given, gzipped or not:
   values, is ordinary JSON. `--format cloudtrail` (the operator's word) reads every value as
   CloudTrail's: documents, bare records (NDJSON or a list) and saved EventBridge deliveries;
 - Wazuh/OSSEC `alerts.json` (one alert a line), `wazuh-<alert id>`;
+- the journal's export format (`journalctl -o export`, `powertrip.sources.journal`) and
+  `systemd-journal-gatewayd`'s server-sent events (`data: {...}` lines, read as NDJSON);
+- sudo's own log files: the text one (`Defaults logfile`, wrapped lines joined) is a syslog
+  dialect; the JSON one (`powertrip.sources.sudo`) a JSON document;
 - any log shipper's JSON records (`powertrip.sources.shippers`), by its field names.
 """
 
@@ -41,9 +45,11 @@ from powertrip.sources.cloudtrail import cloudtrail_item, cloudtrail_records, is
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.generic import Reading, iter_json_values, parse_generic
+from powertrip.sources.journal import export_entries, looks_like_export
 from powertrip.sources.papertrail import parse_papertrail
 from powertrip.sources.shippers import FieldMap, batch_records
-from powertrip.sources.syslog import parse_syslog, parse_syslog_line
+from powertrip.sources.sudo import sudo_log_items
+from powertrip.sources.syslog import logical_lines, parse_syslog, parse_syslog_line
 from powertrip.sources.wazuh import is_wazuh_alert, wazuh_item
 
 _T = TypeVar("_T")
@@ -72,6 +78,7 @@ class InputFormat(StrEnum):
     JSON = "json"
     PAPERTRAIL_TSV = "papertrail-tsv"
     CLOUDTRAIL = "cloudtrail"
+    JOURNAL_EXPORT = "journal-export"
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -109,9 +116,11 @@ class Located:
 
 
 def detect_format(first_line: str) -> InputFormat:
-    text = first_line.strip().lstrip("\x1e")
+    text = sse_data(first_line.strip().lstrip("\x1e"))
     if parse_syslog(text) is not None:  # `[ 8712.12] host sshd[1]: ...` (journalctl monotonic)
         return InputFormat.SYSLOG
+    if looks_like_export(text):
+        return InputFormat.JOURNAL_EXPORT
     if text.startswith(("{", "[")):
         try:
             json_values.loads(text)
@@ -124,6 +133,17 @@ def detect_format(first_line: str) -> InputFormat:
     return InputFormat.SYSLOG
 
 
+def sse_data(line: str) -> str:
+    """A server-sent event's `data: ` line (what `systemd-journal-gatewayd` sends for `Accept:
+    text/event-stream`) as its data; any other line as it is."""
+    return line[5:].lstrip(" ") if line.startswith("data:") else line
+
+
+def sse_bookkeeping(line: str) -> bool:
+    """A server-sent event's field other than data, or a comment: no record."""
+    return line.startswith(("id:", "event:", "retry:", ":"))
+
+
 def records(
     lines: Iterable[str],
     fmt: InputFormat = InputFormat.AUTO,
@@ -131,10 +151,29 @@ def records(
     year: int | None = None,
     now: datetime | None = None,
     fields: FieldMap | None = None,
+    host: str | None = None,
 ) -> Iterator[Located]:
-    """Every record in the input with its line number (1-based). Blank lines, and `#` comment
-    lines in syslog text, are not records. `fields` maps the JSON records' field names
-    (`sources.json.fields`); `now` is when records without a time of their own arrived."""
+    """Every record in the input with its line number (1-based). Blank lines, `#` comment
+    lines and saved output's annotations in syslog text are not records. `fields` maps the JSON
+    records' field names (`sources.json.fields`); `now` is when records without a time of their
+    own arrived; `host` names the host of records that name none (macOS `log show`, OpenWrt's
+    `logread`, `journalctl --no-hostname`)."""
+    for located in _records(lines, fmt, source, year, now, fields):
+        raw = located.item.raw
+        if host and raw is not None and raw.host is None:
+            item = replace(located.item, raw=raw.model_copy(update={"host": host}))
+            located = replace(located, item=item)
+        yield located
+
+
+def _records(
+    lines: Iterable[str],
+    fmt: InputFormat,
+    source: str,
+    year: int | None,
+    now: datetime | None,
+    fields: FieldMap | None,
+) -> Iterator[Located]:
     numbered: Iterator[tuple[int, str]] = enumerate(lines, start=1)
     if fmt is InputFormat.AUTO:
         for number, line in numbered:
@@ -145,8 +184,16 @@ def records(
         else:
             return
     reader = _Reader(source, fields, now or datetime.now(UTC), fmt is InputFormat.CLOUDTRAIL)
+    if fmt is InputFormat.JOURNAL_EXPORT:
+        for number, entry in export_entries(numbered):
+            yield from reader.located(entry, line=number)
+        return
     if fmt in (InputFormat.JSON, InputFormat.CLOUDTRAIL):
         text = "".join(line for _, line in numbered)
+        if fmt is InputFormat.JSON and (sudo := sudo_log_items(text, source, reader.received)):
+            for member, item in enumerate(sudo):
+                yield Located(item, line=None, member=member)
+            return
         values = iter_json_values(text)
         first = next(values, None)
         if first is not None and first[1] is None and is_cloudtrail_document(first[0]):
@@ -169,6 +216,8 @@ def records(
             number, value = whole
             yield from replace(reader, cloudtrail=True).located(value, line=number)
             return
+    if fmt is InputFormat.SYSLOG:
+        numbered = logical_lines(numbered)
     for number, line in numbered:
         if not line.strip():
             continue
@@ -186,8 +235,11 @@ def records(
         elif fmt is InputFormat.PAPERTRAIL_TSV:
             yield from _from_tsv(line, number)
         else:
+            text = line.strip()
+            if sse_bookkeeping(text):
+                continue
             try:
-                value = json_values.loads(line.strip().lstrip("\x1e"))  # RFC 7464 json-seq too
+                value = json_values.loads(sse_data(text).lstrip("\x1e"))  # RFC 7464 json-seq too
             except (ValueError, RecursionError) as exc:
                 yield Located(invalid(0, f"not JSON: {exc}", line), line=number)
                 continue
@@ -213,7 +265,7 @@ def _whole_cloudtrail_line(
         return iter(seen), None
     number, line = seen[-1]
     try:
-        value = json.loads(line.strip().lstrip("\x1e"))
+        value = json_values.loads(line.strip().lstrip("\x1e"))
     except (ValueError, RecursionError):
         return _chain(seen, numbered), None
     if not is_cloudtrail_document(value):

@@ -36,6 +36,7 @@ from powertrip.sources import (
     json_values,
     keyed_id,
 )
+from powertrip.sources.journal import export_entries
 from powertrip.sources.shippers import (
     DEFAULT_FIELDS,
     FieldError,
@@ -43,7 +44,7 @@ from powertrip.sources.shippers import (
     batch_records,
     extract,
 )
-from powertrip.sources.syslog import event_from_text
+from powertrip.sources.syslog import event_from_text, logical_lines
 
 SOURCE = "json"
 _RECORD_SEPARATOR = "\x1e"  # RFC 7464 JSON text sequences (`journalctl -o json-seq`)
@@ -145,15 +146,29 @@ def parse_concatenated(body: bytes, reading: Reading = Reading()) -> list[Parsed
     return _items([(index, value, error) for index, (value, error) in enumerate(values)], reading)
 
 
+def parse_journal_export(body: bytes, reading: Reading = Reading()) -> list[ParsedItem]:
+    """The journal's export format (`journalctl -o export`, `systemd-journal-upload`'s body;
+    `powertrip.sources.journal`): each entry read as `journalctl -o json` would give it; a
+    result's index is its first line's number - 1."""
+    lines = enumerate(body.decode("utf-8", errors="replace").splitlines(), start=1)
+    values: list[tuple[int, Any, str | None]] = [
+        (number - 1, entry, None) for number, entry in export_entries(lines)
+    ]
+    return _items(values, reading)
+
+
 def parse_text_lines(
     body: bytes, reading: Reading = Reading(), source: str = SOURCE
 ) -> list[ParsedItem]:
     """Raw log lines (`Content-Type: text/plain`, e.g. Vector's `text` codec or `curl
     --data-binary @auth.log`): each line with its syslog framing, which the transport did not
-    give; a line without framing is a message with no host or program."""
+    give; a line without framing is a message with no host or program. Continuation lines join
+    their record and saved output's annotations are left out (`syslog.logical_lines`); a
+    result's index is its first line's number - 1."""
+    text = body.decode("utf-8", errors="replace")
     lines = [
-        (index, line)
-        for index, line in enumerate(body.decode("utf-8", errors="replace").splitlines())
+        (number - 1, line)
+        for number, line in logical_lines(enumerate(text.splitlines(), start=1))
         if line.strip()
     ]
     if not lines:

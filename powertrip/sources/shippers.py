@@ -222,13 +222,21 @@ SHIPPERS: tuple[Shipper, ...] = (
         id=("event.id",),
         time=("@timestamp",),
         host=("log.syslog.hostname", "host.hostname", "host.name"),
+        # Winlogbeat names a Windows event's provider (`OpenSSH`) in `winlog.provider_name`.
         program=(
             "process.name",
             "log.syslog.appname",
             "syslog.identifier",
             "log.syslog.identifier",
+            "winlog.provider_name",
         ),
-        pid=("process.pid", "log.syslog.procid", "journald.pid", "syslog.pid"),
+        pid=(
+            "process.pid",
+            "log.syslog.procid",
+            "journald.pid",
+            "syslog.pid",
+            "winlog.process.pid",
+        ),
         message=("message", "event.original"),
         process=("journald.process.name",),
         executable=("journald.process.executable",),

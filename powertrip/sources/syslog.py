@@ -17,6 +17,34 @@ Dialects read (each line is tried against them in this order):
   (`1732669323.123456 host sshd[1]: msg`), `short-monotonic` and `short-delta`
   (`[ 8712.123456] host sshd[1]: msg`, which carry no wall-clock time).
 
+- BusyBox `syslogd` (OpenWrt, Buildroot, Alpine): `facility.level` after the host (`Nov 26
+  10:01:21 router1 authpriv.info sshd[1401]: msg`), and OpenWrt's `logread`, a `ctime` stamp with
+  the year after the time and no host (`Thu Nov 26 10:01:20 2026 authpriv.info sshd[1]: msg`);
+  AIX `syslogd`'s `facility|alias:level` (`auth|security:info`) and its relayed lines (`loghost
+  Message forwarded from host1: sshd[1]: msg`, the origin is the host); syslog-ng's
+  `chain-hostnames(yes)` (`host1/relay1`: the first is the line's own host); runit's socklog
+  (`2024-11-27_01:02:03.12345 auth.info: Nov 27 01:02:03 sshd[1]: msg`: the line inside, at
+  svlogd's time).
+- RFC 5424 with a nil APP-NAME and the tag in MSG (`<38>1 ... host1 - - - - sshd[1]: msg`).
+- `journalctl -o with-unit`, which prints the systemd unit instead of the identifier: a system
+  service's unit names its program (`sshd.service`, `sshd@3-192.0.2.5:22-...service`; Debian's
+  `ssh.service` is sshd); any other unit (`session-3.scope`) is kept as the program, which no
+  built-in rule matches.
+- macOS `log show`: `--style syslog` (its host is always `localhost`: no host), `--style compact`
+  (`2024-11-27 01:02:03.123 Df sshd[501:1a2b3] msg`, local time) and the default style
+  (`2024-11-27 01:02:03.123456-0800 0x1a2b3 Default 0x0 501 0 sshd: msg`), without the sender
+  image (`(libsystem_info.dylib)`) and `[subsystem:category]` the styles put before a message.
+- Snare's `MSWinEventLog` records (tab-separated, with or without a syslog header): the event's
+  provider is the program, its computer the host, its expanded string the message.
+- rsyslog's `message repeated N times: [ msg]` is `msg` (the count is not kept).
+- Windows OpenSSH (provider `OpenSSH`, every route: NXLog, Snare, Winlogbeat, Wazuh) writes
+  `sshd: msg`: the program is the name before the colon (`raw_event`).
+
+Not records (`is_annotation`): journalctl's `-- Boot <id> --`, `-- Logs begin at ... --`, `-- No
+entries --` lines and `log show`'s header and summary lines, as saved with their output.
+`logical_lines` joins a record's continuation lines (sudo's own log file wraps at 80 columns
+with a 4-space indent; journalctl indents the rest of a multi-line message).
+
 A message that starts with the CEE cookie (`@cee:{...}`, as sudo's `log_format=json` and
 rsyslog's mmjsonparse write it; https://www.rsyslog.com/doc/configuration/modules/mmjsonparse.html)
 also gives its JSON object to JSON rules.
@@ -28,7 +56,9 @@ backfill and `powertrip rules test`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -45,28 +75,101 @@ _MONTHS = {
 _PRI = r"(?:<(?P<pri>\d{1,3})>)?"
 # The host, when there is one: never a bracket (that starts a tag) and never ending in a colon.
 _HOST = r"(?:\s+(?P<host>(?!\[)[^\s:\[\]]+(?<!:)))??"
+# AIX syslogd relaying another host's line names that host: `Message forwarded from host1:`.
+_FORWARDED = r"(?:\s+Message forwarded from (?P<origin>[^\s:\[\]]+):)?"
+# BusyBox syslogd's `facility.level` and AIX's `facility|alias:level`, between host and tag.
+_FACILITY = (
+    r"(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|ntp|audit|alert"
+    r"|clock|security|console|caa|aso|local[0-7])"
+)
+_LEVEL = r"(?:emerg|panic|alert|crit|err|error|warning|warn|notice|info|debug)"
+_FACILITY_LEVEL_TAG = re.compile(rf"{_FACILITY}\.{_LEVEL}")
+_FACILITY_LEVEL = rf"(?:\s+(?P<faclevel>{_FACILITY}(?:\|{_FACILITY})*[.:]{_LEVEL}))?"
 # The tag: `sshd[123]:`, `sudo:`, `[sshd]:` (some BSDs), `[sshd]` (no colon, fail2ban gh-267).
 _TAG = r"(?:\[(?P<bprog>[^\]\s]+)\]:?|(?P<prog>[^\s\[\]:]+)(?:\[(?P<pid>[^\]\s]*)\])?:)"
-_REST = _HOST + r"\s+" + _TAG + r"\s?(?P<msg>.*)$"
+_REST = _HOST + _FORWARDED + _FACILITY_LEVEL + r"\s+" + _TAG + r"\s?(?P<msg>.*)$"
+_WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+# BSD syslogd's and sysklogd's note, written without a tag: `Nov 27 01:00:01 host1 last message
+# repeated 5 times` (macOS: `--- last message repeated 1 time ---`).
+_UNTAGGED_REPEAT = re.compile(
+    _PRI + r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<hms>\d{2}:\d{2}:\d{2})"
+    r"(?:\s+(?P<host>[^\s:\[\]]+))?\s+(?P<msg>(?:--- )?last message repeated \d+ times?(?: ---)?)$"
+)
 _RFC3164 = re.compile(
-    _PRI + r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?:(?P<year>\d{4})\s+)?"
-    r"(?P<hms>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?" + _REST
+    # The year before the month (`2024 Nov 27`, some network devices), between day and time
+    # (`Nov 27 2024 01:02:03`, some templates) or after the time (`ctime`: OpenWrt's logread).
+    _PRI + rf"(?:{_WEEKDAY}\s+)?(?:(?P<year_first>\d{{4}})\s+)?"
+    r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?:(?P<year>\d{4})\s+)?"
+    r"(?P<hms>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?(?:\s+(?P<year_last>\d{4})(?=\s))?" + _REST
 )
 _RFC3339 = re.compile(
     _PRI
-    + r"(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
+    # `_` for the T: svlogd's `-tt` stamps (runit's socklog).
+    + r"(?P<ts>\d{4}-\d{2}-\d{2}[T _]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
     + _REST
 )
 _RFC5424 = re.compile(
-    r"<(?P<pri>\d{1,3})>(?P<version>\d{1,2}) (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) "
+    # TIMESTAMP with a space for the `T`, as some senders write it, is still one field.
+    r"<(?P<pri>\d{1,3})>(?P<version>\d{1,2}) (?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\S*|\S+) "
+    r"(?P<host>\S+) (?P<app>\S+) "
     r"(?P<procid>\S+) (?P<msgid>\S+) (?P<rest>.*)$"
 )
 # RFC 6587 octet counting: a TCP stream saved as is prefixes each message with its length.
 _OCTET_COUNT = re.compile(r"^\d{1,7} (?=<\d{1,3}>)")
+# journalctl -o with-unit prints the unit (`ssh.service[1]:`, a user's
+# `user@1000.service/x.service`) where the other modes print the identifier; a unit name may
+# hold `:` and `@`.
+_UNIT_TYPES = "service|scope|slice|socket|mount|swap|timer|target|path|device|automount"
+_UNIT = rf"[\w:.\\@-]+\.(?:{_UNIT_TYPES})"
+_UNIT_TAG = rf"(?P<unit>{_UNIT}(?:/{_UNIT})?)(?:\[(?P<upid>\d+)\])?:"
 # journalctl -o short-full / with-unit: `%a %Y-%m-%d %H:%M:%S %Z`.
 _JOURNAL_FULL = re.compile(
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<date>\d{4}-\d{2}-\d{2}) (?P<hms>\d{2}:\d{2}:\d{2})"
-    r"(?P<frac>\.\d{1,9})? (?P<zone>[A-Za-z]{1,6}|[+-]\d{2}(?::?\d{2})?)" + _REST
+    rf"{_WEEKDAY} (?P<date>\d{{4}}-\d{{2}}-\d{{2}}) (?P<hms>\d{{2}}:\d{{2}}:\d{{2}})"
+    r"(?P<frac>\.\d{1,9})? (?P<zone>[A-Za-z]{1,6}|[+-]\d{2}(?::?\d{2})?)"
+    + _HOST
+    + rf"\s+(?:{_UNIT_TAG}|{_TAG})\s?(?P<msg>.*)$"
+)
+# sudo's own log file (`Defaults logfile`, sudo_logsrvd `log_type=file`): `time : user :
+# [HOST=host :] TTY=... ; ... COMMAND=...`, the time `%h %e %T` with the year after it when
+# `log_year` is set (sudo's plugins/sudoers/logging.c).
+_SUDO_LOG = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<hms>\d{2}:\d{2}:\d{2})(?: (?P<year_last>\d{4}))?"
+    r" : (?P<user>[^\s:]+) : (?:HOST=(?P<host>[^\s:;]+) : )?(?P<msg>.*)$"
+)
+# Debian and Ubuntu name sshd's unit `ssh.service`.
+_UNIT_PROGRAMS = {"ssh": "sshd"}
+# macOS `log show --style syslog` prints `localhost` for every record's host.
+_MACOS_SYSLOG = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}[+-]\d{4}  localhost ")
+# macOS `log show --style compact`: local time without a zone, the type, `process[pid:thread]`.
+_MACOS_COMPACT = re.compile(
+    r"(?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}) (?:Df|Db|[A-Z]) +"
+    r"(?P<prog>[^\[\]]+?)\[(?P<pid>\d+):[0-9a-fA-F]+\] (?P<msg>.*)$"
+)
+# macOS `log show` (default style): stamp with zone, thread, type, activity, pid, TTL, `process:`.
+_MACOS_DEFAULT = re.compile(
+    r"(?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}[+-]\d{4}) +0x[0-9a-fA-F]+ +"
+    r"(?:Default|Info|Debug|Error|Fault|Activity|Signpost|State) +0x[0-9a-fA-F]+ +"
+    r"(?P<pid>\d+) +\d+ +(?P<prog>[^:]+?): (?P<msg>.*)$"
+)
+# What `log show` styles put before a message: the sender image and `[subsystem:category]`.
+_MACOS_SENDER = re.compile(r"^(?:\([\w.+-]+\) )?(?:\[[\w.-]+:[\w.-]+\] )?")
+# Snare for Windows (`MSWinEventLog` then tab-separated fields), with or without a syslog header.
+_SNARE = re.compile(
+    r"(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2} +)?(?P<host>[^\s]+)?\s*"
+    r"MSWinEventLog\t(?P<fields>.*)$"
+)
+# rsyslog's repeated-message reduction (`$RepeatedMsgReduction on`, Ubuntu's default).
+_REPEATED = re.compile(r"^message repeated \d+ times: \[ ?(?P<msg>.*)\]$")
+# A tag inside RFC 5424 MSG when APP-NAME is nil.
+_INNER_TAG = re.compile(r"(?P<prog>[^\s\[\]:]+)(?:\[(?P<pid>[^\]\s]*)\])?: ?(?P<msg>.*)$")
+# Windows OpenSSH logs through the event provider `OpenSSH`, each message `<program>: <text>`
+# (`sshd: Accepted ...`): the program is the one named there, on every route.
+_TAGGING_PROVIDERS = frozenset({"OpenSSH"})
+_PROVIDER_TAG = re.compile(r"(?P<prog>[\w.-]+): (?P<msg>.*)$", re.DOTALL)
+# Lines saved with journalctl's and `log show`'s output that are no record.
+_ANNOTATION = re.compile(
+    r"^(?:-- .* --|Filtering the log data using .*|Skipping (?:info and debug|debug) messages.*"
+    r"|Timestamp {2,}.*|-{20,}|(?:Log|Activity) +- \w+: .*)$"
 )
 # journalctl -o short-unix: seconds since the epoch with microseconds.
 _JOURNAL_UNIX = re.compile(r"(?P<epoch>\d{9,11}(?:\.\d{1,9})?)" + _REST)
@@ -158,13 +261,49 @@ def parse_syslog(
     one) in the year that puts them closest before `now`, since logs arrive after they are
     written. Stamps with a zone keep it; stamps without one are UTC.
     """
+    return _parse(line, year, now, relayed=True)
+
+
+def _parse(line: str, year: int | None, now: datetime | None, relayed: bool) -> SyslogRecord | None:
+    """`parse_syslog`; `relayed`: a socklog line's inner line is read too (once, not nested)."""
     line = _OCTET_COUNT.sub("", line.rstrip("\r\n"), count=1)
+    if "MSWinEventLog\t" in line and (found := _SNARE.match(line)):
+        return _from_snare(found)
     if line.startswith("<") and (found := _RFC5424.match(line)):
         return _from_5424(found)
+    if found := _MACOS_DEFAULT.match(line):
+        return _from_macos(found, _parse_rfc3339(found["ts"]), zoned=True)
+    if found := _MACOS_COMPACT.match(line):
+        return _from_macos(found, _parse_rfc3339(found["ts"]), zoned=False)
     if found := _RFC3339.match(line):
-        return _record(found, _parse_rfc3339(found["ts"]), zoned=_has_zone(found["ts"]))
+        # svlogd's `-tt` stamps (`_` for the T) are UTC.
+        zoned = _has_zone(found["ts"]) or "_" in found["ts"]
+        record = _record(found, _parse_rfc3339(found["ts"]), zoned=zoned)
+        if _MACOS_SYSLOG.match(line):
+            return replace(record, host=None, message=_MACOS_SENDER.sub("", record.message))
+        if relayed and record.program and _FACILITY_LEVEL_TAG.fullmatch(record.program):
+            # socklog: `<stamp> auth.info: <the line as the program sent it>`.
+            inner = _parse(record.message, year, now, relayed=False)
+            if inner is not None and inner.program:
+                return replace(inner, time=record.time, zoned=record.zoned)
+        return record
     if (found := _RFC3164.match(line)) and found["mon"] in _MONTHS:
         return _record(found, _parse_3164_time(found, year, now), zoned=False)
+    if (found := _UNTAGGED_REPEAT.match(line)) and found["mon"] in _MONTHS:
+        facility, severity = _pri(found["pri"])
+        when = _parse_3164_time(found, year, now)
+        return SyslogRecord(
+            when, found["host"], None, None, found["msg"], facility, severity, False
+        )
+    if (found := _SUDO_LOG.match(line)) and found["mon"] in _MONTHS:
+        return SyslogRecord(
+            time=_parse_3164_time(found, year, now),
+            host=found["host"],
+            program="sudo",
+            pid=None,
+            message=f"{found['user']} : {found['msg']}",  # as sudo writes it to syslog
+            zoned=False,
+        )
     if found := _JOURNAL_FULL.match(line):
         return _record(found, *_journal_full_time(found))
     if found := _JOURNAL_UNIX.match(line):
@@ -172,6 +311,42 @@ def parse_syslog(
     if found := _JOURNAL_MONOTONIC.match(line):
         return _record(found, None)
     return None
+
+
+def is_annotation(line: str) -> bool:
+    """Whether a line of saved log output is no record: journalctl's `-- Boot <id> --` and `--
+    Logs begin at ... --` lines, `log show`'s header and summary."""
+    return bool(_ANNOTATION.match(line.strip()))
+
+
+def is_continuation(line: str) -> bool:
+    """Whether a line continues the record before it: indented, and no record of its own
+    (sudo's log file wraps at 80 columns with a 4-space indent; journalctl indents the rest of a
+    multi-line message)."""
+    return line[:1] in (" ", "\t") and bool(line.strip()) and parse_syslog(line.strip()) is None
+
+
+def logical_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """Numbered text lines as records: each with its continuation lines joined by a blank (as
+    sudo wrapped it), numbered by its first line; annotations (`is_annotation`) left out. Blank
+    lines and anything else are passed on as they are. Linear in the input."""
+    first: int | None = None
+    parts: list[str] = []
+    for number, line in lines:
+        if first is not None and is_continuation(line):
+            parts.append(line.strip())
+            continue
+        if first is not None:
+            yield first, " ".join(parts)
+            first, parts = None, []
+        if is_annotation(line):
+            continue
+        if line.strip():
+            first, parts = number, [line.rstrip("\r\n")]
+        else:
+            yield number, line
+    if first is not None:
+        yield first, " ".join(parts)
 
 
 def parse_syslog_line(
@@ -210,33 +385,93 @@ def _has_zone(stamp: str) -> bool:
 
 
 def _record(found: re.Match[str], when: datetime | None, zoned: bool = True) -> SyslogRecord:
-    facility, severity = _pri(found.groupdict().get("pri"))
+    parts = found.groupdict()
+    facility, severity = _pri(parts.get("pri"))
+    program, pid = parts["prog"] or parts["bprog"], parts["pid"]
+    if parts.get("unit"):
+        program, pid = _unit_program(parts["unit"]), parts["upid"]
+    # syslog-ng's chain-hostnames: `host1/relay1/...`, the line's own host first.
+    host = parts.get("origin") or (parts["host"] or "").split("/", 1)[0] or None
     return SyslogRecord(
         zoned=zoned,
         time=when,
-        host=found["host"],
-        program=found["prog"] or found["bprog"],
-        pid=found["pid"] or None,
-        message=_SOLARIS_ID.sub("", _message(found["msg"])),
+        host=host,
+        program=program,
+        pid=pid or None,
+        message=_SOLARIS_ID.sub("", _message(parts["msg"])),
         facility=facility,
         severity=severity,
     )
 
 
+def _unit_program(unit: str) -> str:
+    """The program a `journalctl -o with-unit` unit names: a system service's name without its
+    instance (`sshd@3-...service` is sshd); a user's unit or any other unit as it is."""
+    name, dot, kind = unit.rpartition(".")
+    if kind != "service" or "/" in unit or not dot:
+        return unit
+    base = name.split("@", 1)[0]
+    return _UNIT_PROGRAMS.get(base, base)
+
+
+def _from_macos(found: re.Match[str], when: datetime | None, zoned: bool) -> SyslogRecord:
+    return SyslogRecord(
+        time=when,
+        host=None,  # `log show` never names the host it reads
+        program=found["prog"],
+        pid=found["pid"],
+        message=_message(_MACOS_SENDER.sub("", found["msg"])),
+        zoned=zoned,
+    )
+
+
+# Snare's fields after `MSWinEventLog`: criticality, log name, counter, time, event id, source
+# (the provider), user, SID type, event type, computer, category, data, expanded message, ...
+_SNARE_TIME, _SNARE_PROVIDER, _SNARE_COMPUTER, _SNARE_MESSAGE = 3, 5, 9, 12
+
+
+def _from_snare(found: re.Match[str]) -> SyslogRecord | None:
+    fields = found["fields"].split("\t")
+    if len(fields) <= _SNARE_MESSAGE:
+        return None
+    when = None
+    with suppress(ValueError):  # `Wed Nov 27 01:02:03 2024`, the Windows host's local time
+        when = datetime.strptime(fields[_SNARE_TIME], "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC)
+    return SyslogRecord(
+        time=when,
+        host=fields[_SNARE_COMPUTER] or found["host"],
+        program=fields[_SNARE_PROVIDER] or None,
+        pid=None,
+        message=_message(fields[_SNARE_MESSAGE]),
+        zoned=False,
+    )
+
+
 def _message(text: str) -> str:
     """MSG without the blanks some templates put before it (rsyslog's RFC 5424 template, sudo's
-    padded user) and without RFC 5424's UTF-8 byte order mark: rules anchor at its start."""
-    return text.lstrip(" ").removeprefix("\ufeff").lstrip(" ")
+    padded user), without RFC 5424's UTF-8 byte order mark, and without rsyslog's `message
+    repeated N times: [ ... ]` around it: rules anchor at its start."""
+    text = text.lstrip(" ").removeprefix("\ufeff").lstrip(" ")
+    if text.startswith("message repeated ") and (found := _REPEATED.match(text)):
+        return found["msg"].lstrip(" ")
+    return text
 
 
 def _from_5424(found: re.Match[str]) -> SyslogRecord:
     facility, severity = _pri(found["pri"])
+    program, pid = _nil(found["app"]), _nil(found["procid"])
+    message = _message(_skip_structured_data(found["rest"]))
+    if program is None and (tagged := _INNER_TAG.match(message)):
+        # No APP-NAME (`logger -n` without a tag, devices relaying RFC 3164 lines): the tag is
+        # in MSG, as in RFC 3164.
+        program, pid, message = tagged["prog"], pid or tagged["pid"] or None, tagged["msg"]
     return SyslogRecord(
         time=_parse_rfc3339(found["ts"]),
+        zoned=_has_zone(found["ts"]),
         host=_nil(found["host"]),
-        program=_nil(found["app"]),
-        pid=_nil(found["procid"]),
-        message=_message(_skip_structured_data(found["rest"])),
+        program=program,
+        pid=pid,
+        message=message,
         facility=facility,
         severity=severity,
     )
@@ -278,7 +513,7 @@ def _pri(pri: str | None) -> tuple[int | None, int | None]:
 
 
 def _parse_rfc3339(text: str) -> datetime | None:
-    text = text.replace(" ", "T", 1).replace(",", ".", 1)
+    text = text.replace(" ", "T", 1).replace("_", "T", 1).replace(",", ".", 1)
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     elif re.search(r"[+-]\d{4}$", text):
@@ -298,12 +533,14 @@ def _microseconds(fraction: str | None) -> int:
 
 
 def _parse_3164_time(found: re.Match[str], year: int | None, now: datetime | None) -> datetime:
-    month = _MONTHS[found["mon"]]
-    hour, minute, second = (int(p) for p in found["hms"].split(":"))
-    day = int(found["day"])
-    micro = _microseconds(found["frac"])
-    if found["year"]:  # `Nov 27 2024 01:02:03`, as some devices and templates write it
-        year = int(found["year"])
+    parts = found.groupdict()
+    month = _MONTHS[parts["mon"]]
+    hour, minute, second = (int(p) for p in parts["hms"].split(":"))
+    day = int(parts["day"])
+    micro = _microseconds(parts.get("frac"))
+    written = parts.get("year") or parts.get("year_first") or parts.get("year_last")
+    if written:  # `Nov 27 2024 01:02:03`, `Thu Nov 26 10:01:20 2026`: as devices write it
+        year = int(written)
     if year is not None:
         return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     now = now or datetime.now(UTC)
@@ -359,7 +596,10 @@ def raw_event(
     time_without_zone: bool = False,
 ) -> RawEvent:
     """A `RawEvent` of a record already split into its parts; a CEE message (`@cee:{...}`) also
-    gives its JSON object to JSON rules, under the record's own `fields`, which win."""
+    gives its JSON object to JSON rules, under the record's own `fields`, which win. A message
+    of Windows OpenSSH's event provider (`OpenSSH`, `sshd: msg`) is its program's (`sshd`)."""
+    if program in _TAGGING_PROVIDERS and (tagged := _PROVIDER_TAG.match(message)):
+        program, message = tagged["prog"], tagged["msg"]
     cee = cee_fields(message)
     if cee:
         # The provider's own fields win: content never overrides what the transport said.

@@ -16,10 +16,13 @@ zone-less line (RFC 3164, an agent logging local time) is in the UTC offset that
 manager alerts on at `05:00:00.512Z`, whatever zone the manager's own stamp is written in). A line
 further from its alert than that (an agent's backlog) keeps its stamp, marked as without a zone
 (a backlog within `ALERT_LAG` of a whole number of hours is indistinguishable from an offset).
+A Windows eventchannel alert (`data.win.system`, no `full_log`) is read from the event: its
+provider is the program, its message the message, its `systemTime` the time.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,13 +95,27 @@ def wazuh_raw(alert: dict[str, Any], source: str = SOURCE) -> RawEvent:
         or (line.program if line else None)
     )
     when, zoneless = _line_time(line, alerted)
+    message = line.message if line else full_log
+    if not full_log and isinstance(windows := lookup(alert, "data.win.system"), dict):
+        # Windows eventchannel alerts carry the event, not a line: its provider (`OpenSSH`) is
+        # the program, its message (Wazuh quotes it) or event data the message, and its
+        # `systemTime` (UTC) when it happened.
+        program = program or windows.get("providerName")
+        message = (
+            _unquoted(windows.get("message"))
+            or _text(lookup(alert, "data.win.eventdata.data"))
+            or ""
+        )
+        if isinstance(system_time := windows.get("systemTime"), str):
+            with suppress(FieldError):
+                when = parse_time(system_time, "data.win.system.systemTime")
     return raw_event(
         source,
         str(alert["id"]),
         when,
         _text(host),
         _text(program),
-        line.message if line else full_log or str(lookup(alert, "rule.description") or ""),
+        message or str(lookup(alert, "rule.description") or ""),
         alert,
         time_without_zone=zoneless,
     )
@@ -114,6 +131,13 @@ def _line_time(line: SyslogRecord | None, alerted: datetime | None) -> tuple[dat
     if alerted is not None and (zoned := wall_clock_at(line.time, alerted, ALERT_LAG)):
         return zoned, False
     return line.time, True
+
+
+def _unquoted(value: Any) -> str | None:
+    text = _text(value)
+    if text and len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
 
 
 def _text(value: Any) -> str | None:
