@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from powertrip.models import RawEvent
+from powertrip.sources.cloudtrail import ID_NAMESPACE as CLOUDTRAIL_NAMESPACE
 from powertrip.sources.cloudtrail import is_cloudtrail_record, outcome_of
 
 SAMPLE_CHARS = 2000
@@ -79,7 +80,12 @@ def message_shape(raw: RawEvent) -> str:
     console password spray is one shape, not one per guessed name)."""
     if is_cloudtrail_record(raw.fields):
         return _cloudtrail_shape(raw.fields)
-    if raw.message.strip():
+    if raw.id_namespace == CLOUDTRAIL_NAMESPACE:
+        # Read from CloudTrail but not a whole record: its message names the principal, so its
+        # shape is what was done.
+        done = [raw.fields.get(key) for key in ("eventName", "errorCode")]
+        text = " ".join(str(part) for part in done if part) or "-"
+    elif raw.message.strip():
         text = mask(raw.message.strip())
     else:
         text = "{" + ",".join(sorted(raw.fields)) + "}"
