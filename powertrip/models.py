@@ -12,8 +12,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from powertrip.business_hours import BusinessHours
 from powertrip.escalation import EscalationPolicy, Urgency
+from powertrip.jsontext import unreadable
 
 MAX_FIELD_DEPTH = 64
+# The times a record can carry: no log predates the Unix epoch, and a stamp centuries ahead is
+# a sender's mistake (or a probe), not an event. Inside these bounds every comparison,
+# conversion to UTC, search attribute and tolerance window works.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def out_of_range(when: datetime) -> str | None:
+    """Why `when` (naive: UTC) cannot be a record's time, or None when it can."""
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if EARLIEST_TIME <= aware < LATEST_TIME:
+        return None
+    return f"{when.isoformat()} is not between {EARLIEST_TIME.year} and {LATEST_TIME.year}"
 
 
 def nesting_exceeds(value: Any, limit: int) -> bool:
@@ -85,6 +99,10 @@ class RawEvent(BaseModel):
         # being this record's `invalid`.
         if nesting_exceeds(value, MAX_FIELD_DEPTH):
             raise ValueError(f"nested deeper than {MAX_FIELD_DEPTH} levels")
+        # A number no Python value stands for (`NaN`, `1e999`, an integer over the conversion
+        # limit; powertrip.jsontext): this record's problem, not its batch's.
+        if found := unreadable(value):
+            raise ValueError(f"not a usable number: {found}")
         return value
 
     @field_validator("received_at")
@@ -92,6 +110,8 @@ class RawEvent(BaseModel):
     def _utc_when_no_zone(cls, value: datetime | None) -> datetime | None:
         # A sender's time without a zone is taken as UTC (as syslog stamps are): a naive time
         # cannot be compared with the backfill's cut-off or stored as a search attribute.
+        if value is not None and (why := out_of_range(value)):
+            raise ValueError(why)
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 

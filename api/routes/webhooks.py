@@ -5,7 +5,6 @@ idempotent by its provider's event id and nothing is dropped. A new source: its 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field
 from api.body import decode_payload, read_capped
 from api.deps import ConfigDep, RulesDep, SettingsDep, TemporalDep, webhook_auth
 from api.metrics import count_ingest
+from powertrip import jsontext
 from powertrip.services.recognise import ItemResult, process
 from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key
 from powertrip.sources.cloudwatch import parse_cloudwatch
@@ -290,8 +290,8 @@ def _looks_like_ndjson(body: bytes) -> bool:
     if len(lines) < 2:
         return False
     try:
-        return isinstance(json.loads(lines[0]), dict)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return isinstance(jsontext.loads(lines[0]), dict)
+    except jsontext.JsonError:
         return False
 
 
@@ -305,9 +305,7 @@ def _several_json_values(body: bytes) -> bool:
     """JSON values one after another (`curl -d @file.ndjson` joins the lines): one JSON value
     followed by more text."""
     try:
-        json.loads(body)
-    except json.JSONDecodeError as exc:
-        return exc.msg == "Extra data"
-    except (UnicodeDecodeError, RecursionError):
-        return False
+        jsontext.loads(body)
+    except jsontext.JsonError as exc:
+        return exc.extra_data
     return False

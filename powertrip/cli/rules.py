@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from powertrip import jsontext
 from powertrip.config import (
     ConfigError,
     PowertripConfig,
@@ -60,8 +61,8 @@ def _records(
     reason it cannot be one."""
     if line.lstrip().startswith(("{", "[")) and parse_syslog(line) is None:
         try:
-            payload = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
+            payload = jsontext.loads(line)
+        except jsontext.JsonError as exc:
             return [f"not valid JSON: {exc}"]
         return _json_records(payload)
     try:

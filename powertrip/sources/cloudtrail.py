@@ -34,7 +34,6 @@ field it came from):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -42,6 +41,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from powertrip import jsontext
 from powertrip.models import RawEvent
 from powertrip.rules import lookup
 from powertrip.sources import ParsedItem, describe_validation_error, invalid
@@ -163,8 +163,8 @@ def cloudtrail_records(value: Any) -> Iterator[tuple[Any, str | None]]:
                 yield event, "a lookup-events member without a CloudTrailEvent string"
                 continue
             try:
-                yield json.loads(text), None
-            except (ValueError, RecursionError) as exc:
+                yield jsontext.loads(text), None
+            except jsontext.JsonError as exc:
                 yield text, f"CloudTrailEvent is not JSON: {exc}"
     elif isinstance(value, list):
         yield from ((record, None) for record in value)

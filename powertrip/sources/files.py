@@ -19,7 +19,6 @@ unless a format is given, gzipped or not:
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
+from powertrip import jsontext
 from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudtrail import cloudtrail_item, cloudtrail_records, is_cloudtrail_document
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
@@ -106,8 +106,8 @@ def detect_format(first_line: str) -> InputFormat:
         return InputFormat.SYSLOG
     if text.startswith(("{", "[")):
         try:
-            json.loads(text)
-        except (ValueError, RecursionError):
+            jsontext.loads(text)
+        except jsontext.JsonError:
             return InputFormat.JSON  # a document spread over many lines
         return InputFormat.NDJSON
     fields = text.split("\t")
@@ -163,8 +163,8 @@ def records(
             yield from _from_tsv(line, number)
         else:
             try:
-                value = json.loads(line.strip().lstrip("\x1e"))  # RFC 7464 json-seq too
-            except (ValueError, RecursionError) as exc:
+                value = jsontext.loads(line.strip().lstrip("\x1e"))  # RFC 7464 json-seq too
+            except jsontext.JsonError as exc:
                 yield Located(invalid(0, f"not JSON: {exc}", line), line=number)
                 continue
             yield from reader.located(value, line=number)
