@@ -49,10 +49,21 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RPCError, temporal_error)
 
 
+def documented_query_parameters(app: FastAPI) -> set[str]:
+    """The query parameters the API documents (its OpenAPI), the only ones whose values its
+    access log keeps; credentials are security schemes, never among them."""
+    return {
+        parameter["name"]
+        for operations in app.openapi().get("paths", {}).values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+        if parameter.get("in") == "query"
+    }
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API: settings, config, rules, the Bolt app and the Temporal client are loaded at
     startup (`settings`: these instead of `POWERTRIP_*` from the environment)."""
-    redact_access_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(passkeys.router)
     add_exception_handlers(app)
+    redact_access_logs(documented_query_parameters(app))
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
