@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,6 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resolved.temporal_namespace,
             len(app.state.rules.rules),
         )
+        # What start-up loaded lives as long as the process: out of the cyclic collector's
+        # sight, a full collection during a big request (it holds every thread, the event
+        # loop's too) walks only what requests made.
+        gc.freeze()
         yield
 
     # Security networks are often offline: /docs and /redoc load their Swagger UI and ReDoc files

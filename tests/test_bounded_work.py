@@ -173,3 +173,64 @@ async def test_a_tampered_page_token_is_400_not_500(
         headers=API_HEADERS,
     )
     assert good.status_code == 200 and len(good.json()["events"]) == 1
+
+
+@pytest.fixture
+async def big_http(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with the default caps: 5 MB bodies, 10,000 records a request."""
+    settings = make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
+    async with api_client(settings) as http:
+        yield http
+
+
+async def test_a_big_request_leaves_the_event_loop_free_for_other_requests(
+    big_http: httpx.AsyncClient,
+) -> None:
+    """Red-team F3: one allowed request (10,000 lines, 4.99 MB) held the event loop 3.2 s
+    (parsing, recognising, the non-event check and review shapes), and Slack gives up on an
+    interaction after 3 s. The API shares this test's event loop, so its stalls are measured
+    here; a health check sent meanwhile is answered at once."""
+    pad = "x" * 400
+    tag = uuid.uuid4().hex[:8]
+    lines = [
+        f"Nov 30 05:00:00 web-{i % 50} app[{i}]: order {tag}-{i} shipped {pad}"
+        for i in range(10_000)
+    ]
+    body = "\n".join(lines).encode()
+    assert len(body) < 5_000_000
+    worst, done = 0.0, asyncio.Event()
+
+    async def probe() -> None:
+        nonlocal worst
+        while not done.is_set():
+            began = time.perf_counter()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.perf_counter() - began - 0.01)
+
+    async def big() -> httpx.Response:
+        try:
+            return await big_http.post(
+                "/webhooks/json",
+                content=body,
+                headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+                timeout=120,
+            )
+        finally:
+            done.set()
+
+    async def health_while_busy() -> float:
+        await asyncio.sleep(0.5)  # the big request is being read and parsed by now
+        began = time.perf_counter()
+        assert (await big_http.get("/healthz")).status_code == 200
+        return time.perf_counter() - began
+
+    response, _, health = await asyncio.gather(big(), probe(), health_while_busy())
+    assert response.status_code == 202, response.text[:300]
+    assert response.json()["summary"] == {"unmatched": 10_000}
+    # Generous against a busy 2-core CI machine: the loop never waits for the whole request.
+    assert worst < 0.5, f"the event loop stalled {worst:.2f}s"
+    assert health < 0.5, f"/healthz took {health:.2f}s during the big request"
