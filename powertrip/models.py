@@ -6,9 +6,9 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.business_hours import BusinessHours
 from powertrip.escalation import EscalationPolicy, Urgency
@@ -28,6 +28,17 @@ def out_of_range(when: datetime) -> str | None:
     if EARLIEST_TIME <= aware < LATEST_TIME:
         return None
     return f"{when.isoformat()} is not between {EARLIEST_TIME.year} and {LATEST_TIME.year}"
+
+
+def _a_record_time(when: datetime) -> datetime:
+    if why := out_of_range(when):
+        raise ValueError(why)
+    return when
+
+
+RecordTime = Annotated[datetime, AfterValidator(_a_record_time)]
+"""A time a question about the record may name (`since`, `at`...): one a record can have, so
+windows around it and its conversion to UTC cannot overflow."""
 
 
 def nesting_exceeds(value: Any, limit: int) -> bool:

@@ -234,3 +234,26 @@ async def test_a_big_request_leaves_the_event_loop_free_for_other_requests(
     # Generous against a busy 2-core CI machine: the loop never waits for the whole request.
     assert worst < 0.5, f"the event loop stalled {worst:.2f}s"
     assert health < 0.5, f"/healthz took {health:.2f}s during the big request"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/approvals/match", {"at": "9999-12-31T23:59:59Z"}),
+        ("/v1/approvals/match", {"at": "0001-01-01T00:00:00+23:59"}),
+        ("/v1/approvals/match", {"at": "2026-11-30T05:00:00Z", "window": "99999999999d"}),
+        ("/v1/approvals/match", {"at": "2026-11-30T05:00:00Z", "tolerance": "99999999999d"}),
+        ("/v1/events", {"since": "0001-01-01T00:00:00+23:59"}),
+        ("/v1/events", {"until": "9999-12-31T23:59:59-23:59"}),
+    ],
+)
+async def test_a_question_with_a_time_or_duration_no_record_has_is_422_not_500(
+    served: tuple[httpx.AsyncClient, object], path: str, params: dict[str, str]
+) -> None:
+    """Times a record can have lie between 1970 and 2999 (`models.RecordTime`); beyond, the
+    window around them overflowed into a 500."""
+    http, _ = served
+    question = {"host": "bastion", "user": "alice", **params} if "match" in path else params
+    response = await http.get(path, params=question, headers=API_HEADERS)
+    assert response.status_code == 422, response.text
+    assert any(word in response.text for word in ("between 1970", "not a duration"))
