@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import HTTPException, Request, status
 
-from powertrip.sources import json_values
+from powertrip import jsontext
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -27,13 +26,11 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 def _json(text: str | bytes, what: str) -> Any:
     try:
-        return json_values.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return jsontext.loads(text)
+    except jsontext.JsonError as exc:  # a number Python cannot hold is its record's, not here
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, f"{what} is not valid JSON: {exc}"
         ) from exc
-    except RecursionError as exc:  # `[[[[...` well under the size cap
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{what} is nested too deeply") from exc
 
 
 def decode_payload(request: Request, body: bytes) -> Any:

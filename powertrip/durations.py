@@ -16,6 +16,14 @@ _ISO_8601 = TypeAdapter(timedelta)
 
 
 def parse_duration(value: object) -> timedelta:
+    """`value` as a timedelta; ValueError naming it when it is none, or too long for one."""
+    try:
+        return _parse(value)
+    except (OverflowError, ValueError) as exc:  # `99999999999d`, a NaN or infinite number
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 1h30m)") from exc
+
+
+def _parse(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -4,7 +4,8 @@ and access logs that never keep a secret.
 - `configure_logging`: the service entry points' handlers (`POWERTRIP_LOG_FORMAT=json`).
 - `EventIdInterceptor`: the worker's activities log with the id of the event whose workflow
   scheduled them (slack_sdk's and aiohttp's lines too).
-- `redact_access_logs`: the API's access log without webhook tokens or step-up link secrets.
+- `redact_access_logs`: access logs and HTTP clients' request lines without webhook tokens,
+  step-up link secrets or any query value the API does not document.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Collection
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -79,66 +81,112 @@ class TextFormatter(logging.Formatter):
         return f"{text} [event {event_id}]" if event_id and event_id not in text else text
 
 
-# Query parameters whose value is a secret. Compared after percent-decoding, as the server
-# decodes them before authenticating: `?t%6Fken=` is `?token=`.
-SECRET_PARAMETERS = frozenset({"token", "access_token", "api_key", "apikey", "secret", "password"})
-_QUERY = re.compile(r"\?[^\s\"]*")
+# A query parameter's value reaches a log only when the API documents the parameter (its OpenAPI
+# query parameters: `status`, `page_size`...; credentials are security schemes, never documented
+# parameters). Any other value may be a secret, whatever its name, spelling, quoting or
+# separator (`?a="&token=`, `;token=`, `t%6Fken=`, `TOKEN=`, `token%3D...`), so it is redacted:
+# a denylist of secret names is one spelling away from leaking.
 REDACTED = "[redacted]"
-
-
-def _decoded_name(name: str) -> str:
-    # Decode until stable (a few rounds): whatever the encoding a client chose, the name the
-    # server acts on, or one a proxy would decode again, is what decides.
-    for _ in range(4):
-        decoded = unquote_plus(name)
-        if decoded == name:
-            break
-        name = decoded
-    return name.strip().lower()
-
-
-def redact_query(text: str) -> str:
-    """`/webhooks/papertrail?t%6Fken=s3cret&x=1` → `/webhooks/papertrail?t%6Fken=[redacted]&x=1`:
-    every query string in `text` keeps its shape, with the value of each secret parameter
-    (`SECRET_PARAMETERS`, names compared percent-decoded and ignoring case) replaced."""
-
-    def one(found: re.Match[str]) -> str:
-        pairs = []
-        for pair in found.group(0)[1:].split("&"):
-            name, equals, _ = pair.partition("=")
-            secret = equals and _decoded_name(name) in SECRET_PARAMETERS
-            pairs.append(f"{name}={REDACTED}" if secret else pair)
-        return "?" + "&".join(pairs)
-
-    return _QUERY.sub(one, text) if "?" in text else text
-
-
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_SEPARATOR = re.compile(r"([&;])")
+# A query inside free text runs to the next blank: quotes are part of it (`?a="&token=s`).
+_QUERY = re.compile(r"\?\S*")
 # A step-up or passkey link: `/verify/<Slack user>.<secret>` (api/routes/passkeys.py).
 _LINK_SECRET = re.compile(r"(/(?:verify|passkeys/register)/[A-Z0-9]+\.)[A-Za-z0-9_-]+")
 
 
+def _decoded(text: str) -> str:
+    # Decode until stable (a few rounds): whatever the encoding a client chose, the name the
+    # server acts on, or one a proxy would decode again, is what decides.
+    for _ in range(4):
+        decoded = unquote_plus(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def redact_query(query: str, public: Collection[str] = ()) -> str:
+    """A query string (without its `?`) as logs keep it: split on `&` and `;`, each `name=value`
+    whose name, percent-decoded, is in `public` as given; any other value `[redacted]` (its
+    name kept when it is a plain one, e.g. `token=[redacted]`), and a piece that is no plain
+    `name=...` wholly `[redacted]`. Separators stay as they were."""
+    kept = []
+    for piece in _SEPARATOR.split(query):
+        if piece in ("", "&", ";"):
+            kept.append(piece)
+            continue
+        name, equals, _ = piece.partition("=")
+        if equals and _decoded(name) in public:
+            kept.append(piece)
+        elif equals and _PLAIN_NAME.fullmatch(name):
+            kept.append(f"{name}={REDACTED}")
+        else:
+            kept.append(REDACTED)
+    return "".join(kept)
+
+
+def redact_target(target: str, public: Collection[str] = ()) -> str:
+    """A request target or URL (`/webhooks/papertrail?token=s`, `https://host/p?q`) as logs keep
+    it: a step-up link's secret masked in the path, the query through `redact_query`, and a
+    fragment dropped (servers never see one; a client could put anything there)."""
+    head, question, query = target.partition("?")
+    head = _LINK_SECRET.sub(rf"\1{REDACTED}", head.partition("#")[0])
+    if not question:
+        return head
+    return f"{head}?{redact_query(query.partition('#')[0], public)}"
+
+
+def redact_text(text: str, public: Collection[str] = ()) -> str:
+    """Free text with every query string in it (from a `?` to the next blank) redacted, and
+    step-up link secrets masked."""
+    if "?" in text:
+        text = _QUERY.sub(lambda found: "?" + redact_query(found[0][1:], public), text)
+    return _LINK_SECRET.sub(rf"\1{REDACTED}", text)
+
+
 class RedactQuerySecrets(logging.Filter):
     """Providers that cannot set headers (Papertrail) put the webhook secret in `?token=`, and a
-    step-up link's secret is in its path: access logs keep neither, however the name or value
-    of a query parameter is encoded."""
+    step-up link's secret is in its path: the access log (uvicorn's, whose arguments hold the
+    request target) and HTTP clients' request lines (httpx's, a URL object) keep neither. Only
+    the values of `public` query parameters are kept (`redact_query`)."""
+
+    def __init__(self, public: Collection[str] = ()) -> None:
+        super().__init__()
+        self.public: set[str] = set(public)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_query(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _LINK_SECRET.sub(rf"\1{REDACTED}", redact_query(arg))
-                if isinstance(arg, str)
-                else arg
-                for arg in record.args
-            )
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(self._argument(arg) for arg in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = redact_text(record.msg, self.public)
         return True
 
+    def _argument(self, arg: object) -> object:
+        if type(arg).__name__ == "URL":  # httpx's, yarl's, Starlette's: str() is the whole URL
+            arg = str(arg)
+        if not isinstance(arg, str):
+            return arg
+        if arg.startswith(("/", "http://", "https://")):
+            return redact_target(arg, self.public)
+        return redact_text(arg, self.public)
 
-def redact_access_logs() -> None:
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactQuerySecrets) for f in access.filters):
-        access.addFilter(RedactQuerySecrets())
+
+# Loggers that write request targets or URLs: uvicorn's access log, and httpx's request lines
+# (the SNS subscription confirmation's `Token`, any provider URL).
+_URL_LOGGERS = ("uvicorn.access", "httpx")
+
+
+def redact_access_logs(public: Collection[str] = ()) -> None:
+    """Install `RedactQuerySecrets` on the loggers that write URLs (once; `public` adds to the
+    parameters whose values are kept)."""
+    for name in _URL_LOGGERS:
+        logger = logging.getLogger(name)
+        found = next((f for f in logger.filters if isinstance(f, RedactQuerySecrets)), None)
+        if found is None:
+            logger.addFilter(RedactQuerySecrets(public))
+        else:
+            found.public.update(public)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -148,6 +196,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    redact_access_logs()
     # uvicorn installs its own handlers; route its lines through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()

@@ -6,14 +6,39 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from powertrip.business_hours import BusinessHours
 from powertrip.escalation import EscalationPolicy, Urgency
+from powertrip.jsontext import unreadable
 
 MAX_FIELD_DEPTH = 64
+# The times a record can carry: no log predates the Unix epoch, and a stamp centuries ahead is
+# a sender's mistake (or a probe), not an event. Inside these bounds every comparison,
+# conversion to UTC, search attribute and tolerance window works.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def out_of_range(when: datetime) -> str | None:
+    """Why `when` (naive: UTC) cannot be a record's time, or None when it can."""
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if EARLIEST_TIME <= aware < LATEST_TIME:
+        return None
+    return f"{when.isoformat()} is not between {EARLIEST_TIME.year} and {LATEST_TIME.year}"
+
+
+def _a_record_time(when: datetime) -> datetime:
+    if why := out_of_range(when):
+        raise ValueError(why)
+    return when
+
+
+RecordTime = Annotated[datetime, AfterValidator(_a_record_time)]
+"""A time a question about the record may name (`since`, `at`...): one a record can have, so
+windows around it and its conversion to UTC cannot overflow."""
 
 
 def nesting_exceeds(value: Any, limit: int) -> bool:
@@ -85,6 +110,10 @@ class RawEvent(BaseModel):
         # being this record's `invalid`.
         if nesting_exceeds(value, MAX_FIELD_DEPTH):
             raise ValueError(f"nested deeper than {MAX_FIELD_DEPTH} levels")
+        # A number no Python value stands for (`NaN`, `1e999`, an integer over the conversion
+        # limit; powertrip.jsontext): this record's problem, not its batch's.
+        if found := unreadable(value):
+            raise ValueError(f"not a usable number: {found}")
         return value
 
     @field_validator("received_at")
@@ -92,6 +121,8 @@ class RawEvent(BaseModel):
     def _utc_when_no_zone(cls, value: datetime | None) -> datetime | None:
         # A sender's time without a zone is taken as UTC (as syslog stamps are): a naive time
         # cannot be compared with the backfill's cut-off or stored as a search attribute.
+        if value is not None and (why := out_of_range(value)):
+            raise ValueError(why)
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 

@@ -18,7 +18,7 @@ from powertrip.escalation import (
     Severity,
     Urgency,
 )
-from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent
+from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent, out_of_range
 
 # PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
 # Lookbehinds `(?<=` and `(?<!` must be left alone.
@@ -431,12 +431,15 @@ def _resolve(placeholder: str, raw: RawEvent, values: dict[str, str]) -> str:
 
 
 def _parse_time(value: Any, assume_utc: bool = True) -> datetime | None:
-    """An ISO 8601 time; one without a zone is UTC, or None unless `assume_utc`."""
+    """An ISO 8601 time; one without a zone is UTC, or None unless `assume_utc`. None too for
+    a time no record can have (`models.out_of_range`): the record's own time stands."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
+        return None
+    if out_of_range(parsed):
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC) if assume_utc else None

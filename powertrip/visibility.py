@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from powertrip import temporal as attributes
 from powertrip.contracts.approval import APPROVAL_WORKFLOW
 from powertrip.hosts import HostMatch, host_key, is_address, short_host
-from powertrip.models import EventStatus
+from powertrip.models import EventStatus, RecordTime
 
 WORKFLOW_TYPE = APPROVAL_WORKFLOW
 MAX_PAGE_SIZE = 500
@@ -82,8 +82,8 @@ class EventFilter(BaseModel):
     )
     rule: str | None = Field(default=None, description="Rule id, e.g. `sshd-accepted`.")
     source: str | None = Field(default=None, description="Source adapter, e.g. `papertrail`.")
-    since: datetime | None = Field(default=None, description="Event time at or after this.")
-    until: datetime | None = Field(default=None, description="Event time before this.")
+    since: RecordTime | None = Field(default=None, description="Event time at or after this.")
+    until: RecordTime | None = Field(default=None, description="Event time before this.")
 
     def query(self) -> str:
         """The visibility query; RecordError for values Temporal cannot search for."""

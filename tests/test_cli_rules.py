@@ -122,3 +122,28 @@ def test_rules_test_names_the_packs_it_used_and_those_that_are_off(tmp_path: Pat
     assert json.loads(result.stdout)["rule"] == "sudo-command"  # stdout stays JSON only
     assert "1 rule(s) of your own, then the built-in pack(s): sshd, sudo;" in result.stderr
     assert "off: cloudtrail, custom-example, noise, su " in result.stderr
+
+
+def test_hostile_numbers_are_each_lines_reason_not_a_hang_or_a_traceback() -> None:
+    """Red-team F1/F2: `"time": 1e999` hung `rules test` for good, a 5,000-digit integer
+    printed a traceback. Each line says what is wrong with it; the others are tried."""
+    login = "Accepted publickey for alice from 198.51.100.9 port 4000 ssh2"
+    record = '{"host":"bastion","program":"sshd","message":"' + login + '",EXTRA}'
+    text = "\n".join(
+        [
+            record.replace("EXTRA", '"time":1e999'),
+            record.replace("EXTRA", '"time":NaN'),
+            record.replace("EXTRA", '"n":' + "1" * 5000),
+            "[" + "1" * 5000 + "]",
+            f"Nov 30 25:00:00 bastion sshd[999]: {login}",
+        ]
+    )
+    result = runner.invoke(app, ["rules", "test", "--pack", "sshd", "-"], input=text)
+    assert result.exit_code == 0 and result.exception is None, result.output
+    lines = result.output.splitlines()
+    assert "line 1: no rule matched - time: not a time: a number out of range: 1e999" in lines[0]
+    assert "line 2: no rule matched - time: not a time: NaN" in lines[1]
+    assert "line 3: no rule matched - fields: " in lines[2] and "5000 digits" in lines[2]
+    assert "line 4: no rule matched - expected a JSON object" in lines[3]
+    assert "line 5: sshd-accepted" in lines[4]  # the stamp is no time; the login still is one
+    assert "1 event(s), 0 known non-event(s), 0 unmatched (sent for review), 4 invalid" in lines

@@ -5,12 +5,16 @@ documented Papertrail archive format."""
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
+import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -18,9 +22,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.models import RawEvent
 from powertrip.sources import PayloadError
-from powertrip.sources.cloudwatch import parse_cloudwatch, parse_subscription
+from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse_subscription
 from powertrip.sources.files import InputFormat, records
-from powertrip.sources.generic import parse_ndjson
+from powertrip.sources.generic import parse_concatenated, parse_ndjson
+from powertrip.sources.shippers import FieldError, parse_time
+from powertrip.sources.sns import SnsMessage, parse_notification
+from powertrip.sources.syslog import event_from_text
 from powertrip.temporal import HOST
 from powertrip.unrecognised import message_shape
 from tests.harness import (
@@ -31,6 +38,8 @@ from tests.harness import (
     make_settings,
     ssh_line,
 )
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -197,3 +206,213 @@ async def test_an_infinite_or_absurd_time_fails_its_own_record_at_once(
     assert time.monotonic() - started < 10
     assert response.status_code == 202, response.text
     assert [r["status"] for r in response.json()["results"]] == ["invalid", "started"]
+
+
+# --- Numbers and times a sender controls (issue 10, red-team F1 and F2) ------------------------
+
+BIG = "1" * 5000  # a JSON integer Python will not convert (its 4,300-digit limit)
+
+
+def finishes(call: Callable[[], T], within: float = 5.0) -> T:
+    """`call()`, failing the test (not hanging it) if it does not return within `within` s."""
+    done: list[T] = []
+    worker = threading.Thread(target=lambda: done.append(call()), daemon=True)
+    worker.start()
+    worker.join(within)
+    assert done, f"still running after {within}s"
+    return done[0]
+
+
+def refused(value: object) -> str:
+    def attempt() -> str:
+        try:
+            parse_time(value)
+        except FieldError as exc:
+            return str(exc)
+        return "accepted"
+
+    return finishes(attempt)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),  # json.loads reads `1e999` and `Infinity` so: an endless loop (F1)
+        float("-inf"),
+        float("nan"),  # decimal.InvalidOperation, uncaught (F1)
+        "1e999",
+        "NaN",
+        -1,
+        -1e300,
+        1e300,  # divided down to some date in 2001
+        10**400,
+        "9" * 5000,
+        "99999999999",  # seconds: the year 5138
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+23:59",  # no UTC time exists for it
+        "9999-12-31T23:59:59-23:59",
+        "2026-11-30T05:00:00Z" + " " * 100_000,
+    ],
+)
+def test_a_time_no_record_can_have_is_refused_at_once(value: object) -> None:
+    assert refused(value).startswith("time: "), value
+
+
+def test_every_epoch_unit_still_reads_the_same_instant() -> None:
+    instant = datetime(2026, 11, 30, 5, 0, 0, 123456, tzinfo=UTC)
+    for value in (
+        1796014800.123456,
+        "1796014800.123456",
+        1796014800123.456,
+        1796014800123456,
+        "1796014800123456",
+        1796014800123456000,
+        "2026-11-30T05:00:00.123456Z",
+        "2026-11-30 07:00:00,123456+0200",
+    ):
+        assert finishes(functools.partial(parse_time, value)) == instant, value
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Nov 30 25:00:00 bastion sshd[999]: LOGIN",
+        "Nov 31 05:00:00 bastion sshd[999]: LOGIN",
+        "Nov 30 0000 05:00:00 bastion sshd[999]: LOGIN",
+        "Mon 9999-12-31 23:59:59 EDT bastion sshd[999]: LOGIN",
+        "0001-01-01T00:00:00+23:59 bastion sshd[999]: LOGIN",
+        "99999999999.5 bastion sshd[999]: LOGIN",
+        "<38>1 0001-01-01T00:00:00+23:59 bastion sshd 999 - - LOGIN",
+    ],
+)
+def test_a_syslog_stamp_that_is_no_time_leaves_the_record_without_one(line: str) -> None:
+    """The framing still names host and program; the record has no time of its own (its
+    arrival stands in), as for a stamp that does not parse. Before: `ValueError` or
+    `OverflowError` out of the parser, the whole request a 500."""
+    raw = finishes(lambda: event_from_text(line.replace("LOGIN", ssh_line("alice")), "json", "x"))
+    assert (raw.host, raw.program, raw.received_at) == ("bastion", "sshd", None)
+    [located] = records([line + "\n"], InputFormat.SYSLOG)
+    assert located.item.raw is not None and located.item.raw.received_at is None
+
+
+def test_a_number_python_cannot_hold_is_its_own_records_invalid_in_every_reader() -> None:
+    good = json.dumps({"id": "ok", "program": "sshd", "message": ssh_line("alice")})
+    bad = [
+        ('{"id":"n","message":"x","n":' + BIG + "}", "n: an integer of 5000 digits"),
+        ('{"id":"t","message":"x","time":1e999}', "time: not a time: a number out of range"),
+        ('{"id":"c","message":"x","time":NaN}', "time: not a time: NaN"),
+        ('{"id":"i","message":"x","deep":[{"v":-Infinity}]}', "deep.0.v: -Infinity"),
+    ]
+    lines = [line for line, _ in bad] + [good]
+    for items in (
+        parse_ndjson("\n".join(lines).encode()),
+        parse_concatenated("".join(lines).encode()),
+        [located.item for located in records([line + "\n" for line in lines])],
+    ):
+        assert [item.error is None for item in items] == [False] * len(bad) + [True]
+        for item, (_, reason) in zip(items, bad, strict=False):
+            assert item.error is not None and reason in item.error, item.error
+    # A CloudWatch log line that is an app's JSON: that line alone.
+    [line, login] = parse_subscription(
+        {
+            "messageType": "DATA_MESSAGE",
+            "logEvents": [
+                {"id": "1", "timestamp": 0, "message": '{"level":"info","order":' + BIG + "}"},
+                {"id": "2", "timestamp": 10**20, "message": ssh_line("alice")},
+            ],
+        }
+    )
+    assert line.error is not None and "order: an integer of 5000 digits" in line.error
+    assert login.error is not None and "timestamp" in login.error
+    # An SNS message whose JSON holds one: that message's invalid, not a 500.
+    sns = SnsMessage.model_validate(
+        {
+            "Type": "Notification",
+            "MessageId": "m1",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:logs",
+            "Message": '{"message":"x","n":NaN}',
+            "Timestamp": "2026-11-30T05:00:00Z",
+            "SignatureVersion": "1",
+            "Signature": "x",
+            "SigningCertURL": "https://sns.us-east-1.amazonaws.com/x.pem",
+        }
+    )
+    [item] = parse_notification(sns)
+    assert item.error is not None and "n: NaN" in item.error
+    # A CEE message (`@cee:{...}`) holding one is matched as text, as any JSON that is none.
+    raw = event_from_text("@cee:" + '{"n":' + BIG + "}", "json", "x", program="sudo")
+    assert raw.fields == {}
+
+
+async def test_hostile_numbers_leave_the_rest_of_each_batch_to_proceed(
+    http: httpx.AsyncClient,
+) -> None:
+    """F1: `"time": 1e999` hung the API for good (`parse_time` looped forever); F2: a huge
+    integer or NaN made the whole batch a 500. Each is now its record's `invalid`."""
+
+    def login(**extra: object) -> str:
+        record = {"id": uuid.uuid4().hex, "host": "bastion", "program": "sshd"}
+        return json.dumps({**record, "message": ssh_line("alice"), **extra})
+
+    hostile = [
+        login()[:-1] + ',"time":1e999}',
+        login()[:-1] + ',"time":Infinity}',
+        login()[:-1] + ',"time":NaN}',
+        login()[:-1] + ',"n":' + BIG + "}",
+        login(time=-1),
+        login(time="0001-01-01T00:00:00+23:59"),
+    ]
+    bodies = [
+        ("application/x-ndjson", "\n".join([*hostile, login()])),
+        ("application/json", "[" + ",".join([*hostile, login()]) + "]"),
+        ("application/json", "".join([*hostile, login()])),  # values one after another
+    ]
+    for content_type, body in bodies:
+        response = await http.post(
+            "/webhooks/json",
+            content=body,
+            headers={**WEBHOOK_HEADERS, "Content-Type": content_type},
+        )
+        assert response.status_code == 202, (content_type, response.text[:300])
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == ["invalid"] * len(hostile) + ["started"]
+        assert all(r["reason"] for r in results[:-1])
+    alert = {
+        "timestamp": "TIME",
+        "id": f"1796014800.{uuid.uuid4().int % 10**6}",
+        "rule": {"level": 3, "id": "5715", "description": "sshd: authentication success."},
+        "agent": {"id": "003", "name": "bastion"},
+        "full_log": f"Nov 30 05:00:00 bastion sshd[999]: {ssh_line('alice')}",
+    }
+    response = await http.post(
+        "/webhooks/wazuh",
+        content=json.dumps(alert).replace('"TIME"', "1e999"),
+        headers={**WEBHOOK_HEADERS, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 202, response.text[:300]
+    [result] = response.json()["results"]
+    assert result["status"] == "invalid" and result["reason"].startswith("timestamp: ")
+    stamp = 1796014800000
+    framed = f"Nov 30 05:00:00 bastion sshd[999]: {ssh_line('bob')}"
+    login_event = {"id": uuid.uuid4().hex, "timestamp": stamp, "message": framed}
+    app_line = {"id": uuid.uuid4().hex, "timestamp": stamp, "message": '{"n":' + BIG + "}"}
+    subscription = {
+        "messageType": "DATA_MESSAGE",
+        "logGroup": "/var/log/secure",
+        "logStream": "bastion",
+        "logEvents": [app_line, login_event],
+    }
+    response = await http.post(
+        "/webhooks/cloudwatch", json=encode_awslogs(subscription), headers=WEBHOOK_HEADERS
+    )
+    assert response.status_code == 202, response.text[:300]
+    assert [r["status"] for r in response.json()["results"]] == ["invalid", "started"]
+    # A whole document that is no JSON object is a 400 with the reason, never a 500.
+    for body in ("NaN", BIG, "1e999"):
+        response = await http.post(
+            "/webhooks/json",
+            content=body,
+            headers={**WEBHOOK_HEADERS, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400 and response.json()["detail"], body
+    assert (await http.get("/healthz")).status_code == 200

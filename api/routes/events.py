@@ -8,7 +8,6 @@ retention expires).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -18,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import ApiAuth, SettingsDep, TemporalDep
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
-from powertrip.models import EventKind
+from powertrip.models import EventKind, RecordTime
 from powertrip.services.hids import MatchAnswer, MatchQuestion, match
 from powertrip.services.views import EventPage, EventView, list_events, show_event
 from powertrip.settings import Settings
@@ -136,7 +135,7 @@ class MatchParams(BaseModel):
 
     host: str = Field(min_length=1, description="Host name; case and a trailing dot are ignored.")
     user: str = Field(min_length=1, description="The unix user, exactly (case matters).")
-    at: datetime = Field(
+    at: RecordTime = Field(
         description="When the login happened: the log line's time, ISO 8601 with Z or an offset."
     )
     kind: EventKind = Field(

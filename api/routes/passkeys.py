@@ -9,7 +9,6 @@ passkey: no Slack session or API token is involved.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -27,6 +26,7 @@ from api.passkey_pages import (
     registration_page,
     step_up_page,
 )
+from powertrip import jsontext
 from powertrip.contracts.passkeys import LinkPurpose, PasskeyRefused, Refusal, StepUpVerified
 from powertrip.relying_party import RelyingParty
 from powertrip.services.stepup import (
@@ -109,8 +109,8 @@ async def _options(
 async def _browser_answer(request: Request) -> Any:
     body = await read_capped(request, MAX_RESPONSE_BYTES)
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        return jsontext.loads(body)
+    except jsontext.JsonError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not JSON") from exc
 
 

@@ -5,7 +5,6 @@ idempotent by its provider's event id and nothing is dropped. A new source: its 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,8 +16,10 @@ from pydantic import BaseModel, Field
 from api.body import decode_payload, read_capped
 from api.deps import ConfigDep, RulesDep, SettingsDep, TemporalDep, webhook_auth
 from api.metrics import count_ingest
+from powertrip import jsontext
+from powertrip.offload import off_loop
 from powertrip.services.recognise import ItemResult, process
-from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key, json_values
+from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import parse_eventbridge
 from powertrip.sources.generic import (
@@ -33,6 +34,7 @@ from powertrip.sources.journal import CONTENT_TYPE as JOURNAL_EXPORT_TYPE
 from powertrip.sources.journal import looks_like_export
 from powertrip.sources.papertrail import parse_papertrail
 from powertrip.sources.sns import (
+    SnsMessage,
     SnsRejected,
     SnsVerifier,
     parse_notification,
@@ -102,9 +104,15 @@ class Ingest:
         parser: Callable[[Any], list[ParsedItem]],
         invalid_status: int = status.HTTP_400_BAD_REQUEST,
     ) -> list[ParsedItem]:
-        """The body's records through `parser`; a payload it cannot use is `invalid_status`."""
-        payload = decode_payload(self.request, await self.body())
-        return parsed_or_4xx(lambda: parser(payload), invalid_status)
+        """The body's records through `parser`, decoded and parsed off the event loop; a
+        payload it cannot use is `invalid_status`."""
+        body = await self.body()
+
+        def parse() -> list[ParsedItem]:
+            payload = decode_payload(self.request, body)
+            return parsed_or_4xx(lambda: parser(payload), invalid_status)
+
+        return await off_loop(parse)
 
     async def run(self, items: list[ParsedItem], source: str) -> WebhookResponse:
         """Ingest the records `source`'s endpoint received (invalid ones count under it)."""
@@ -129,7 +137,7 @@ class Ingest:
             ignore_unmatched=ignored,
             source=source,
         )
-        count_ingest(items, results, source)
+        await off_loop(count_ingest, items, results, source)
         return WebhookResponse(
             results=results, summary=dict(Counter(r.status.value for r in results))
         )
@@ -209,10 +217,14 @@ async def sns(ingest: IngestDep) -> SnsResponse:
     a topic in `POWERTRIP_SNS_TOPIC_ARNS`. Notifications may carry CloudWatch Logs subscription
     data, EventBridge events or a plain (syslog) line."""
     request = ingest.request
-    payload = decode_payload(request, await ingest.body())
-    message = parsed_or_4xx(
-        lambda: parse_sns_message(payload, request.headers.get("x-amz-sns-message-type"))
-    )
+    body = await ingest.body()
+
+    def message_of() -> SnsMessage:
+        payload = decode_payload(request, body)
+        kind = request.headers.get("x-amz-sns-message-type")
+        return parsed_or_4xx(lambda: parse_sns_message(payload, kind))
+
+    message = await off_loop(message_of)
     verifier = get_sns_verifier(request)
     try:
         await verifier.verify(message, ingest.settings.sns_topic_arns)
@@ -230,10 +242,11 @@ async def sns(ingest: IngestDep) -> SnsResponse:
     if message.Type == "UnsubscribeConfirmation":
         return reply  # acknowledged; we never resubscribe on our own
     settings = ingest.settings
-    items = parsed_or_4xx(
+    items = await off_loop(
+        parsed_or_4xx,
         lambda: parse_notification(
             message, settings.cloudtrail_sns_topic_arns, settings.cloudtrail_log_groups
-        )
+        ),
     )
     ingested = await ingest.run(items, "sns")
     return reply.model_copy(update={"results": ingested.results, "summary": ingested.summary})
@@ -274,20 +287,25 @@ async def generic_json(
     key = parsed_or_4xx(lambda: check_idempotency_key(idempotency_key)) if idempotency_key else None
     body = await ingest.body()
     reading = Reading(ingest.config.source_options("json").fields, ingest.now(), key)
-    content_type = ingest.request.headers.get("content-type", "").split(";")[0].strip().lower()
+    items = await off_loop(_generic_items, ingest.request, body, reading)
+    return await ingest.run(items, "json")
+
+
+def _generic_items(request: Request, body: bytes, reading: Reading) -> list[ParsedItem]:
+    """The records of a `/webhooks/json` body, whichever of its shapes it is (CPU-bound: run
+    off the event loop)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     text = body.lstrip()
     if content_type == JOURNAL_EXPORT_TYPE or looks_like_export(text[:64].decode(errors="replace")):
-        items = parsed_or_4xx(lambda: parse_journal_export(body, reading))
-    elif content_type in NDJSON_TYPES or _looks_like_ndjson(body):
-        items = parsed_or_4xx(lambda: parse_ndjson(body, reading))
-    elif content_type == "text/plain" and _raw_lines(text):
-        items = parsed_or_4xx(lambda: parse_text_lines(body, reading))
-    elif text.startswith((b"{", b"[")) and _several_json_values(body):
-        items = parsed_or_4xx(lambda: parse_concatenated(body, reading))
-    else:
-        payload = decode_payload(ingest.request, body)
-        items = parsed_or_4xx(lambda: parse_generic(payload, reading))
-    return await ingest.run(items, "json")
+        return parsed_or_4xx(lambda: parse_journal_export(body, reading))
+    if content_type in NDJSON_TYPES or _looks_like_ndjson(body):
+        return parsed_or_4xx(lambda: parse_ndjson(body, reading))
+    if content_type == "text/plain" and _raw_lines(text):
+        return parsed_or_4xx(lambda: parse_text_lines(body, reading))
+    if text.startswith((b"{", b"[")) and _several_json_values(body):
+        return parsed_or_4xx(lambda: parse_concatenated(body, reading))
+    payload = decode_payload(request, body)
+    return parsed_or_4xx(lambda: parse_generic(payload, reading))
 
 
 def _looks_like_ndjson(body: bytes) -> bool:
@@ -296,8 +314,8 @@ def _looks_like_ndjson(body: bytes) -> bool:
     if len(lines) < 2:
         return False
     try:
-        return isinstance(json_values.loads(lines[0]), dict)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return isinstance(jsontext.loads(lines[0]), dict)
+    except jsontext.JsonError:
         return False
 
 
@@ -311,9 +329,7 @@ def _several_json_values(body: bytes) -> bool:
     """JSON values one after another (`curl -d @file.ndjson` joins the lines): one JSON value
     followed by more text."""
     try:
-        json_values.loads(body)
-    except json.JSONDecodeError as exc:
-        return exc.msg == "Extra data"
-    except (UnicodeDecodeError, RecursionError):
-        return False
+        jsontext.loads(body)
+    except jsontext.JsonError as exc:
+        return exc.extra_data
     return False

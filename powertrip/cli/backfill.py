@@ -38,6 +38,21 @@ from powertrip.sources.log_search import LogSearch, SearchError, SearchScope
 from powertrip.sources.searches import POLLABLE, open_search
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
+# Far above any log line or CloudTrail file (written as one line); a gzip bomb without line
+# breaks would otherwise be read into memory whole.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+class LineTooLong(Exception):
+    """A line of the input is longer than `MAX_LINE_BYTES`: no log this reads."""
+
+    def __init__(self, label: str, number: int) -> None:
+        super().__init__(
+            f"{label} line {number} is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB: "
+            "not a log file this reads (nothing after it was read)"
+        )
+
+
 CONNECT_TIMEOUT_SECONDS = 10.0
 err = Console(stderr=True)
 out = Console()
@@ -68,7 +83,11 @@ class _Counted:
         self.bytes = 0
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self.stream:
+        number = 0
+        while raw := self.stream.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise LineTooLong(self.label, number)
             self.bytes += len(raw)
             yield raw.decode("utf-8", errors="replace")
 
@@ -144,23 +163,27 @@ def backfill(
         # A gzipped file's size says nothing about how much text it holds.
         size = None if isinstance(opened, gzip.GzipFile) else float(path.stat().st_size)
         stream = _Counted(opened, path.name, size)
-    report = asyncio.run(
-        _run(
-            settings,
-            config,
-            stream=stream,
-            source=source,
-            window=(parse_when(since, now), parse_when(until, now)),
-            scope=_scope(config, source, query, log_group, log_stream_prefix),
-            fmt=fmt,
-            year=year,
-            host=host,
-            dry_run=dry_run,
-            stale_age=stale_age,
-            concurrency=concurrency or settings.start_concurrency,
-            now=now,
+    try:
+        report = asyncio.run(
+            _run(
+                settings,
+                config,
+                stream=stream,
+                source=source,
+                window=(parse_when(since, now), parse_when(until, now)),
+                scope=_scope(config, source, query, log_group, log_stream_prefix),
+                fmt=fmt,
+                year=year,
+                host=host,
+                dry_run=dry_run,
+                stale_age=stale_age,
+                concurrency=concurrency or settings.start_concurrency,
+                now=now,
+            )
         )
-    )
+    except LineTooLong as exc:
+        err.print(f"[red]powertrip backfill:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
     if as_json:
         out.print_json(report.model_dump_json(exclude={"stale_events"}))
     else:

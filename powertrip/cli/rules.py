@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from powertrip import jsontext
 from powertrip.config import (
     ConfigError,
     PowertripConfig,
@@ -24,7 +25,7 @@ from powertrip.config import (
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.rules import Rule
 from powertrip.settings import SettingsError, load_settings
-from powertrip.sources import describe_validation_error, json_values
+from powertrip.sources import describe_validation_error
 from powertrip.sources.cloudtrail import is_cloudtrail_document, is_cloudtrail_record
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.files import (
@@ -68,8 +69,8 @@ def _records(
     line = sse_data(line)  # systemd-journal-gatewayd's server-sent events: `data: {...}`
     if line.lstrip().startswith(("{", "[")) and parse_syslog(line) is None:
         try:
-            payload = json_values.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
+            payload = jsontext.loads(line)
+        except jsontext.JsonError as exc:
             return [f"not valid JSON: {exc}"]
         return _json_records(payload)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
@@ -21,7 +22,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip.identity import Occurrence, RecentStarts
 from powertrip.models import RawEvent, SecurityEvent
-from powertrip.rules import RuleSet
+from powertrip.offload import off_loop
+from powertrip.rules import Rule, RuleSet
 from powertrip.services.known import find_known
 from powertrip.services.starts import ResultStatus, request_review, start_approval
 from powertrip.sources import ParsedItem
@@ -30,6 +32,7 @@ from powertrip.unrecognised import invalid_sample, invalid_shape, message_shape
 log = logging.getLogger("powertrip.events")
 
 DRY_RUN = "dry run: would start"
+_SLICE = 256  # records `process` has in flight together (starts are bounded by `concurrency`)
 DRY_RUN_UNCHECKED = "dry run: would start unless already known (Temporal not reached)"
 
 
@@ -90,6 +93,41 @@ def by_identity(
     ]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the rules make of one record, worked out off the event loop (`plan`): `found` is
+    its event, its `invalid` result, or None (no event rule); for no event, the non-event rule
+    that knows it; for a record to review (unmatched or invalid), what the review shows and the
+    shape that groups it with others."""
+
+    found: ItemResult | SecurityEvent | None
+    non_event: Rule | None = None
+    review: RawEvent | None = None
+    shape: str | None = None
+
+
+def plan(rules: RuleSet, items: Sequence[ParsedItem], source: str) -> list[Plan]:
+    """Every record's `Plan`: the pure, CPU-bound part of `process` (rules, non-event rules,
+    review shapes), which `process` runs off the event loop. `source`: the route invalid records
+    are reviewed under."""
+    plans = []
+    for item in items:
+        found = recognise(rules, item)
+        if isinstance(found, ItemResult):
+            reason = found.reason or "invalid"
+            sample = item.raw.message if item.raw is not None else item.sample
+            review = invalid_sample(source, reason, sample)
+            plans.append(Plan(found, review=review, shape=invalid_shape(reason)))
+        elif found is None:
+            assert item.raw is not None
+            known = rules.non_event(item.raw)
+            shape = None if known else message_shape(item.raw)
+            plans.append(Plan(None, non_event=known, review=item.raw, shape=shape))
+        else:
+            plans.append(Plan(found))
+    return plans
+
+
 class DryRun:
     """A dry run's memory across batches: what it would have started, so two forms of one
     line count once."""
@@ -138,32 +176,35 @@ async def process(
         async with gate:
             return await request_review(client, raw, task_queue, reason=reason)
 
-    async def reviewed(result: ItemResult, raw: RawEvent, reason: str | None = None) -> ItemResult:
+    async def reviewed(result: ItemResult, planned: Plan, reason: str | None = None) -> ItemResult:
         if dry_run is not None:
             return result
-        key = (raw.source, invalid_shape(reason) if reason else message_shape(raw))
+        assert planned.review is not None and planned.shape is not None
+        key = (planned.review.source, planned.shape)
         first = key not in reviews
         if first:
-            reviews[key] = asyncio.create_task(ask_review(raw, reason))
+            reviews[key] = asyncio.create_task(ask_review(planned.review, reason))
         review_id, new = await reviews[key]
         review = "requested" if new and first else "already_requested"
         return result.model_copy(update={"review": review, "review_id": review_id})
 
-    async def unmatched(index: int, raw: RawEvent) -> ItemResult:
+    async def unmatched(index: int, planned: Plan) -> ItemResult:
         result = ItemResult(
             index=index, status=ResultStatus.UNMATCHED, reason="no rule matched the message"
         )
-        if raw.source in ignore_unmatched and dry_run is None:
+        assert planned.review is not None
+        if planned.review.source in ignore_unmatched and dry_run is None:
             return result.model_copy(update={"review": "ignored"})
-        return await reviewed(result, raw)
+        return await reviewed(result, planned)
 
-    async def invalid(index: int, reason: str, sample: str | None) -> ItemResult:
+    async def invalid(index: int, planned: Plan, reason: str) -> ItemResult:
         result = ItemResult(index=index, status=ResultStatus.INVALID, reason=reason)
-        return await reviewed(result, invalid_sample(source, reason, sample), reason)
+        return await reviewed(result, planned, reason)
 
     # When these copies arrived: a bound on when a zone-less one was written (identity).
     arrived = datetime.now(UTC)
-    recognised = [recognise(rules, item) for item in items]
+    plans = await off_loop(plan, rules, items, source)
+    recognised = [planned.found for planned in plans]
     natural = by_identity(items, recognised)
     known = (
         await find_known(client, natural, arrived)
@@ -224,21 +265,19 @@ async def process(
         )
 
     async def one(position: int, item: ParsedItem) -> ItemResult:
-        found = recognised[position]
+        planned = plans[position]
+        found = planned.found
         if isinstance(found, ItemResult):
-            sample = item.raw.message if item.raw is not None else item.sample
-            return await invalid(item.index, found.reason or "invalid", sample)
+            return await invalid(item.index, planned, found.reason or "invalid")
         if found is None:
-            assert item.raw is not None
-            non_event = rules.non_event(item.raw)
-            if non_event is not None:
+            if planned.non_event is not None:
                 return ItemResult(
                     index=item.index,
                     status=ResultStatus.NON_EVENT,
-                    rule_id=non_event.id,
-                    reason=f"a known non-event: {non_event.title}",
+                    rule_id=planned.non_event.id,
+                    reason=f"a known non-event: {planned.non_event.title}",
                 )
-            return await unmatched(item.index, item.raw)
+            return await unmatched(item.index, planned)
         try:
             return await start(item, found, natural[position] is not None, known[position])
         except RPCError as exc:
@@ -255,9 +294,14 @@ async def process(
                 reason=f"Temporal refused the event: {exc.message}",
             )
 
-    results = list(await asyncio.gather(*(one(p, item) for p, item in enumerate(items))))
+    results: list[ItemResult] = []
+    # In slices: each record's first step runs in the loop iteration that schedules it, and
+    # 10,000 of them at once would hold the loop for a second.
+    for first in range(0, len(items), _SLICE):
+        positions = range(first, min(first + _SLICE, len(items)))
+        results += await asyncio.gather(*(one(p, items[p]) for p in positions))
     if dry_run is None:
-        _log(items, results, source)
+        await off_loop(_log, items, results, source)
     return results
 
 

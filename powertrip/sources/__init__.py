@@ -57,7 +57,10 @@ def sample_of(value: Any) -> str:
         try:
             text = json.dumps(value, default=str, ensure_ascii=False)
         except (ValueError, RecursionError):
-            text = repr(value)[:SAMPLE_CHARS]
+            try:
+                text = repr(value)[:SAMPLE_CHARS]
+            except (ValueError, RecursionError):  # an int over the conversion limit
+                text = f"<{type(value).__name__}>"
     return text[:SAMPLE_CHARS]
 
 

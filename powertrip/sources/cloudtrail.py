@@ -54,9 +54,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from powertrip import jsontext
 from powertrip.models import RawEvent
 from powertrip.rules import lookup
-from powertrip.sources import ParsedItem, describe_validation_error, invalid, json_values
+from powertrip.sources import ParsedItem, describe_validation_error, invalid
 
 ID_NAMESPACE = "cloudtrail"
 _ARN_NAME = re.compile(r":(?:user/(?:[^/]+/)*|assumed-role/[^/]+/|federated-user/)([^/]+)$")
@@ -201,8 +202,8 @@ def cloudtrail_records(value: Any) -> Iterator[tuple[Any, str | None]]:
                 yield event, "a lookup-events member without a CloudTrailEvent string"
                 continue
             try:
-                yield json_values.loads(text), None
-            except (ValueError, RecursionError) as exc:
+                yield jsontext.loads(text), None
+            except jsontext.JsonError as exc:
                 yield text, f"CloudTrailEvent is not JSON: {exc}"
     elif isinstance(value, list):
         yield from ((record, None) for record in value)

@@ -23,13 +23,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powertrip.sources import (
-    ParsedItem,
-    PayloadError,
-    describe_validation_error,
-    invalid,
-    json_values,
-)
+from powertrip import jsontext
+from powertrip.models import LATEST_TIME
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
 from powertrip.sources.syslog import event_from_text
 
@@ -43,7 +39,9 @@ class LogEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1)
-    timestamp: int = Field(ge=0, description="Milliseconds since the epoch.")
+    timestamp: int = Field(
+        ge=0, lt=int(LATEST_TIME.timestamp()) * 1000, description="Milliseconds since the epoch."
+    )
     message: str = Field(min_length=1)
 
 
@@ -60,11 +58,9 @@ def decode_awslogs(payload: Any) -> dict[str, Any]:
         raise PayloadError(f"awslogs.data is not valid base64: {exc}") from exc
     text = _gunzip(compressed)
     try:
-        decoded = json_values.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        decoded = jsontext.loads(text)
+    except jsontext.JsonError as exc:
         raise PayloadError(f"awslogs.data does not hold valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise PayloadError("awslogs.data holds JSON nested too deeply") from exc
     if not isinstance(decoded, dict):
         raise PayloadError("awslogs.data must hold a JSON object")
     return decoded
@@ -127,8 +123,8 @@ def _one(index: int, member: Any, context: dict[str, Any], cloudtrail: bool) -> 
     # A JSON log line (CloudTrail in CloudWatch, app logs) is matched on its fields.
     if event.message.lstrip().startswith("{"):
         try:
-            record = json_values.loads(event.message)
-        except (json.JSONDecodeError, RecursionError):  # matched as text then
+            record = jsontext.loads(event.message)
+        except jsontext.JsonError:  # matched as text then
             record = None
         if cloudtrail and is_cloudtrail_record(record):
             try:

@@ -34,13 +34,8 @@ from typing import Any, BinaryIO, TypeVar, cast
 
 from pydantic import ValidationError
 
-from powertrip.sources import (
-    ParsedItem,
-    PayloadError,
-    describe_validation_error,
-    invalid,
-    json_values,
-)
+from powertrip import jsontext
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudtrail import cloudtrail_item, cloudtrail_records, is_cloudtrail_document
 from powertrip.sources.cloudwatch import parse_cloudwatch, parse_filtered_events
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
@@ -123,8 +118,8 @@ def detect_format(first_line: str) -> InputFormat:
         return InputFormat.JOURNAL_EXPORT
     if text.startswith(("{", "[")):
         try:
-            json_values.loads(text)
-        except (ValueError, RecursionError):
+            jsontext.loads(text)
+        except jsontext.JsonError:
             return InputFormat.JSON  # a document spread over many lines
         return InputFormat.NDJSON
     fields = text.split("\t")
@@ -239,8 +234,8 @@ def _records(
             if sse_bookkeeping(text):
                 continue
             try:
-                value = json_values.loads(sse_data(text).lstrip("\x1e"))  # RFC 7464 json-seq too
-            except (ValueError, RecursionError) as exc:
+                value = jsontext.loads(sse_data(text).lstrip("\x1e"))  # RFC 7464 json-seq too
+            except jsontext.JsonError as exc:
                 yield Located(invalid(0, f"not JSON: {exc}", line), line=number)
                 continue
             yield from reader.located(value, line=number)
@@ -265,7 +260,7 @@ def _whole_cloudtrail_line(
         return iter(seen), None
     number, line = seen[-1]
     try:
-        value = json_values.loads(line.strip().lstrip("\x1e"))
+        value = jsontext.loads(line.strip().lstrip("\x1e"))
     except (ValueError, RecursionError):
         return _chain(seen, numbered), None
     if not is_cloudtrail_document(value):

@@ -18,7 +18,6 @@ the records of its request instead (`keyed_id`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from powertrip import jsontext
 from powertrip.models import RawEvent
 from powertrip.sources import (
     ParsedItem,
@@ -33,7 +33,6 @@ from powertrip.sources import (
     content_id,
     describe_validation_error,
     invalid,
-    json_values,
     keyed_id,
 )
 from powertrip.sources.journal import export_entries
@@ -70,11 +69,9 @@ def parse_ndjson(body: bytes, reading: Reading = Reading()) -> list[ParsedItem]:
         if not text:
             continue
         try:
-            values.append((index, json_values.loads(text), None))
-        except json.JSONDecodeError as exc:
+            values.append((index, jsontext.loads(text), None))
+        except jsontext.JsonError as exc:
             values.append((index, line, f"line {index + 1}: not JSON: {exc}"))
-        except RecursionError:
-            values.append((index, line, f"line {index + 1}: nested too deeply"))
     return _items(values, reading)
 
 
@@ -121,7 +118,6 @@ def iter_json_values(text: str) -> Iterator[tuple[Any, str | None]]:
     """JSON values written one after another, separated by nothing, whitespace or RFC 7464's
     record separator: `(value, None)` each, or `(rest of the text, reason)` once at the first
     that does not parse (nothing after it can be delimited)."""
-    decoder = json_values.DECODER
     position, end = 0, len(text)
     while True:
         while position < end and (text[position].isspace() or text[position] == "\x1e"):
@@ -129,12 +125,9 @@ def iter_json_values(text: str) -> Iterator[tuple[Any, str | None]]:
         if position >= end:
             return
         try:
-            value, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as exc:
+            value, position = jsontext.raw_decode(text, position)
+        except jsontext.JsonError as exc:
             yield text[position:], f"not JSON: {exc}"
-            return
-        except RecursionError:
-            yield text[position:], "nested too deeply"
             return
         yield value, None
 

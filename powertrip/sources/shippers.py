@@ -60,6 +60,7 @@ References for the field names:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from powertrip.jsontext import Unreadable
+from powertrip.models import out_of_range
+from powertrip.sources import sample_of
 from powertrip.sources.syslog import parse_bsd_stamp
 
 Paths = tuple[str, ...]
@@ -654,6 +658,14 @@ def _message(path: str, value: Any) -> str:
     return value
 
 
+# A number since the epoch is in the coarsest unit that keeps it under `_UNIT_LIMIT` (before
+# the year 5138 in that unit): seconds, milliseconds, microseconds (journald), nanoseconds.
+_EPOCH_UNITS = (1, 1_000, 1_000_000, 1_000_000_000)
+_UNIT_LIMIT = 10**11
+_EPOCH_NUMBER = re.compile(r"\d{1,30}(?:\.\d{1,12})?", re.ASCII)
+_MAX_TIME_CHARS = 64  # the longest ISO 8601 time with nanoseconds and an offset is 35
+
+
 def parse_time(value: Any, path: str = "time") -> datetime:
     """A time as shippers write it (see `parse_stamp`), in UTC when it had no zone."""
     return parse_stamp(value, path)[0]
@@ -665,26 +677,16 @@ def parse_stamp(value: Any, path: str = "time") -> tuple[datetime, bool]:
     as UTC and answered `False`), an RFC 3164 stamp (`Nov 27 01:02:03`: no zone either, see
     `syslog.parse_bsd_stamp`), or a number since the epoch whose size says the unit (seconds,
     milliseconds, microseconds as journald writes them, or nanoseconds), as a number or as text
-    (always UTC). `FieldError` naming `path` otherwise."""
+    (always UTC). Always between `EARLIEST_TIME` and `LATEST_TIME`, in constant time: a
+    negative, non-finite or absurd number, or an absurd year, is a `FieldError` naming `path`,
+    as is anything else that is no time."""
     if isinstance(value, bool):
-        raise FieldError(f"{path}: not a time: {value!r}")
-    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
-        value = Decimal(value.strip())
+        raise FieldError(f"{path}: not a time: {_shown(value)}")
+    if isinstance(value, str) and _EPOCH_NUMBER.fullmatch(value.strip()):
+        return _from_epoch(Decimal(value.strip()), path, value), True
     if isinstance(value, int | float | Decimal):
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-        if not number.is_finite():  # Infinity or NaN (JSON `1e999`): no unit makes it a time
-            raise FieldError(f"{path}: not a time: {value!r}")
-        # Beyond the year 5138 in seconds: a finer unit. Only four units exist (s, ms, µs, ns), so
-        # at most three steps; a number still too large is no time (and never an unbounded loop).
-        for _ in range(3):
-            if abs(number) < 10**11:
-                break
-            number /= 1000
-        try:
-            return EPOCH + timedelta(microseconds=int(number * 1_000_000)), True
-        except (OverflowError, ValueError) as exc:
-            raise FieldError(f"{path}: not a time: {value!r}") from exc
-    if isinstance(value, str):
+        return _from_epoch(value, path, value), True
+    if isinstance(value, str) and len(value) <= _MAX_TIME_CHARS:
         text = value.strip().replace(",", ".", 1)
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
@@ -695,11 +697,39 @@ def parse_stamp(value: Any, path: str = "time") -> tuple[datetime, bool]:
         except ValueError as exc:
             if (stamp := parse_bsd_stamp(value)) is not None:
                 return stamp, False
-            raise FieldError(f"{path}: not a time: {value!r}") from exc
+            raise FieldError(f"{path}: not a time: {_shown(value)}") from exc
+        if why := out_of_range(parsed):
+            raise FieldError(f"{path}: {why}")
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=UTC), False
         return parsed, True
-    raise FieldError(f"{path}: not a time: {value!r}")
+    raise FieldError(f"{path}: not a time: {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A bad time as a reason quotes it: its JSON (text quoted), clipped."""
+    if isinstance(value, Unreadable):
+        return value.what
+    text = repr(value) if isinstance(value, str) else sample_of(value)
+    return text if len(text) <= _MAX_TIME_CHARS else text[: _MAX_TIME_CHARS - 1] + "…"
+
+
+def _from_epoch(value: int | float | Decimal, path: str, given: Any) -> datetime:
+    shown = f"{path}: not a time: {_shown(given)}"
+    if isinstance(value, int) and value.bit_length() > 128:
+        raise FieldError(f"{shown} (too large for any unit)")
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        raise FieldError(shown)
+    if number < 0:
+        raise FieldError(f"{shown} (before 1970)")
+    for unit in _EPOCH_UNITS:
+        if number < _UNIT_LIMIT * unit:
+            when = EPOCH + timedelta(microseconds=int(number * 1_000_000 / unit))
+            if why := out_of_range(when):
+                raise FieldError(f"{path}: {why}")
+            return when
+    raise FieldError(f"{shown} (too large for any unit)")
 
 
 # Batch envelopes -----------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
@@ -29,13 +28,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powertrip.sources import (
-    ParsedItem,
-    PayloadError,
-    describe_validation_error,
-    invalid,
-    json_values,
-)
+from powertrip import jsontext
+from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.syslog import event_from_text
@@ -231,8 +225,8 @@ def parse_notification(
     body: Any = None
     if message.Message.lstrip().startswith(("{", "[")):
         try:
-            body = json_values.loads(message.Message)
-        except (json.JSONDecodeError, RecursionError):
+            body = jsontext.loads(message.Message)
+        except jsontext.JsonError:
             body = None
     trusted = message.TopicArn in cloudtrail_topics
     if isinstance(body, dict) and ("awslogs" in body or "logEvents" in body):

@@ -62,8 +62,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from powertrip.models import RawEvent
-from powertrip.sources import content_id, json_values
+from powertrip import jsontext
+from powertrip.models import RawEvent, out_of_range
+from powertrip.sources import content_id
 
 _MONTHS = {
     name: number
@@ -178,6 +179,7 @@ _JOURNAL_MONOTONIC = re.compile(r"\[\s*\d+\.\d+(?:\s+<\s*\d+\.\d+\s*[ *]?>)?\]" 
 # Solaris/illumos prefix the message with the message id and facility: `[ID 800047 auth.info]`.
 _SOLARIS_ID = re.compile(r"^\[ID \d+ [\w.]+\] ")
 CEE_COOKIE = "@cee:"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Zone abbreviations journalctl's short-full may print (tzdata's, for the zones in use since
 # 2015) that name one offset wherever they are used, in minutes. tzdata gives CST (US Central,
 # China, Cuba), CDT (US, Cuba), IST (India, Ireland, Israel) and PST (US Pacific, Philippines)
@@ -307,7 +309,7 @@ def _parse(line: str, year: int | None, now: datetime | None, relayed: bool) -> 
     if found := _JOURNAL_FULL.match(line):
         return _record(found, *_journal_full_time(found))
     if found := _JOURNAL_UNIX.match(line):
-        return _record(found, datetime.fromtimestamp(float(found["epoch"]), UTC))
+        return _record(found, _in_range(EPOCH + timedelta(seconds=float(found["epoch"]))))
     if found := _JOURNAL_MONOTONIC.match(line):
         return _record(found, None)
     return None
@@ -524,7 +526,14 @@ def _parse_rfc3339(text: str) -> datetime | None:
         return None
     # No zone: the writer's local time, which we cannot know; UTC is the documented assumption
     # (and what Filebeat's expected output uses).
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return _in_range(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+def _in_range(when: datetime) -> datetime | None:
+    """`when`, or None (no time of its own) when it cannot be a record's time: a stamp in the
+    framing that is no time (`Nov 31`, `25:00:00`, the year 9999 in a far zone) leaves the
+    record to its provider's time or its arrival, like a stamp that does not parse."""
+    return None if out_of_range(when) else when
 
 
 def _microseconds(fraction: str | None) -> int:
@@ -532,7 +541,9 @@ def _microseconds(fraction: str | None) -> int:
     return int((fraction or ".0")[1:7].ljust(6, "0"))
 
 
-def _parse_3164_time(found: re.Match[str], year: int | None, now: datetime | None) -> datetime:
+def _parse_3164_time(
+    found: re.Match[str], year: int | None, now: datetime | None
+) -> datetime | None:
     parts = found.groupdict()
     month = _MONTHS[parts["mon"]]
     hour, minute, second = (int(p) for p in parts["hms"].split(":"))
@@ -541,8 +552,12 @@ def _parse_3164_time(found: re.Match[str], year: int | None, now: datetime | Non
     written = parts.get("year") or parts.get("year_first") or parts.get("year_last")
     if written:  # `Nov 27 2024 01:02:03`, `Thu Nov 26 10:01:20 2026`: as devices write it
         year = int(written)
+    try:  # in a leap year, so that 29 February is a day
+        datetime(2024 if year is None else year, month, day, hour, minute, second, micro)
+    except ValueError:
+        return None  # `Nov 31`, `25:00:00`, the year 0: no time
     if year is not None:
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+        return _in_range(datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC))
     now = now or datetime.now(UTC)
     for candidate in (now.year, now.year - 1):
         try:
@@ -568,8 +583,8 @@ def _journal_full_time(found: re.Match[str]) -> tuple[datetime | None, bool]:
     except ValueError:
         return None, True
     zone = _ZONES.get(zone_text.upper())
-    when = naive.replace(microsecond=_microseconds(found["frac"]), tzinfo=zone or UTC)
-    return when.astimezone(UTC), zone is not None
+    when = _in_range(naive.replace(microsecond=_microseconds(found["frac"]), tzinfo=zone or UTC))
+    return (when.astimezone(UTC) if when else None), zone is not None
 
 
 def cee_fields(message: str) -> dict[str, Any] | None:
@@ -578,10 +593,11 @@ def cee_fields(message: str) -> dict[str, Any] | None:
     if not message.startswith(CEE_COOKIE):
         return None
     try:
-        value = json_values.loads(message[len(CEE_COOKIE) :])
-    except (ValueError, RecursionError):
+        value = jsontext.loads(message[len(CEE_COOKIE) :])
+    except jsontext.JsonError:
         return None
-    return value if isinstance(value, dict) else None
+    # A number no Python value stands for: the message is matched as text, as when no JSON.
+    return value if isinstance(value, dict) and not jsontext.unreadable(value) else None
 
 
 def raw_event(
