@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from temporalio import activity
 
-from powertrip.contracts.approval import Verdict, VerifyRequest
+from powertrip.contracts.approval import Verdict, Verdicts, VerifyBatch, VerifyRequest
 from powertrip.signing import verify
 
 
@@ -22,5 +22,12 @@ class DecisionActivities:
 
     @activity.defn
     async def verify_decision(self, request: VerifyRequest) -> Verdict:
-        """Whether the click was signed with one of this worker's keys for this event."""
+        """Whether the click was signed with one of this worker's keys for this event (one
+        click per call: workflows that verified so before `verify-decisions-in-batches`)."""
         return verify(self._keys, request.event_id, request.click)
+
+    @activity.defn
+    async def verify_decisions(self, request: VerifyBatch) -> Verdicts:
+        """`verify_decision` for each click of the batch: one local activity, and one marker in
+        history, for every click waiting, however many arrived at once."""
+        return Verdicts(verdicts=[verify(self._keys, request.event_id, c) for c in request.clicks])

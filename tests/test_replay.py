@@ -24,7 +24,14 @@ from temporalio.workflow import NondeterminismError
 import worker
 from activities.decisions import DecisionActivities
 from activities.slack import SlackActivities
-from powertrip.contracts.approval import Action, ApprovalInput, Verdict, VerifyRequest
+from powertrip.contracts.approval import (
+    Action,
+    ApprovalInput,
+    Verdict,
+    Verdicts,
+    VerifyBatch,
+    VerifyRequest,
+)
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
 from tests.harness import (
@@ -184,6 +191,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
             activities.post_notification,
             activities.update_message,
             DecisionActivities([DECISION_KEY]).verify_decision,
+            DecisionActivities([DECISION_KEY]).verify_decisions,
         ],
     ):
         assert await start_approval(time_skipping_env.client, event, settings.task_queue) is (
@@ -223,6 +231,11 @@ class SlowDecisions(DecisionActivities):
     async def verify_decision(self, request: VerifyRequest) -> Verdict:
         await asyncio.sleep(2.5)  # longer than the task timeout the test starts with
         return await super().verify_decision(request)
+
+    @activity.defn(name="verify_decisions")
+    async def verify_decisions(self, request: VerifyBatch) -> Verdicts:
+        await asyncio.sleep(2.5)
+        return await super().verify_decisions(request)
 
 
 async def test_a_verification_that_outlives_its_workflow_task_still_replays(
