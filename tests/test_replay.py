@@ -34,6 +34,7 @@ from powertrip.contracts.approval import (
 )
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
+from powertrip.signing import Signer
 from tests.harness import (
     decide,
     eventually,
@@ -190,8 +191,8 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
             activities.resolve_recipient,
             activities.post_notification,
             activities.update_message,
-            DecisionActivities([DECISION_KEY]).verify_decision,
-            DecisionActivities([DECISION_KEY]).verify_decisions,
+            DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decision,
+            DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decisions,
         ],
     ):
         assert await start_approval(time_skipping_env.client, event, settings.task_queue) is (

@@ -404,7 +404,7 @@ class ApprovalWorkflow:
             batch = self.clicks.take_many(VERIFY_BATCH, _not_me_first)
             for received, verdict in zip(batch, await self._verify(batch), strict=True):
                 if self._take_nonce(received, verdict):
-                    await self._count(received, renotify, verified=True)
+                    await self._count(received, renotify, verified=True, cli_team_only=True)
 
     async def _handle_one(self, renotify: timedelta) -> None:
         received = self.clicks.take(_not_me_first)
@@ -415,14 +415,29 @@ class ApprovalWorkflow:
             return
         await self._count(received, renotify, verified)
 
-    async def _count(self, received: _Received, renotify: timedelta, verified: bool) -> None:
+    async def _count(
+        self,
+        received: _Received,
+        renotify: timedelta,
+        verified: bool,
+        cli_team_only: bool = False,
+    ) -> None:
         """A click that passed verification (or came before decisions were signed): refused
-        without authority, otherwise the decision, and for a *Not me* the incident alert."""
+        without authority, otherwise the decision, and for a *Not me* the incident alert.
+        `cli_team_only`: a `via: cli` decision counts only as the security team's override,
+        whoever it names (as `events approve` itself checks)."""
         authority = self.record.authority
         assert authority is not None
         click = received.click
         # The API or CLI refused it (and told the clicker why): a trace, nothing more.
         refused = click.refused if verified else None
+        if (
+            refused is None
+            and cli_team_only
+            and click.via == "cli"
+            and click.user not in authority.security_team
+        ):
+            refused = "only the security team may decide from the CLI"
         if refused is None and (
             not self.record.may(click.action, click.user)
             or not await self._still_on_team(authority, click)

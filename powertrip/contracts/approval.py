@@ -437,6 +437,11 @@ class Verdict(BaseModel):
 
     authentic: bool
     reason: str | None = Field(default=None, description="Why not, when not authentic.")
+    signer: str | None = Field(
+        default=None,
+        description="Whose key signed it, when authentic: `api` or `cli` (None in verdicts "
+        "recorded before each signer had its own key).",
+    )
 
 
 class Verdicts(BaseModel):

@@ -3,9 +3,10 @@ the durable `decide` signal, in one place for every sender.
 
 - A Slack click (`deliver_click`, from the API's Bolt listener once Slack's signature proved who
   clicked) and the CLI's security-team override (`approve_as_security`) both check the decision
-  against the authority the workflow published in its memo, sign it with the decision key
-  (`powertrip.signing`) and signal it by name (`DECIDE_SIGNAL`): durable in Temporal even with no
-  worker running. The workflow verifies the signature before the decision counts.
+  against the authority the workflow published in its memo, sign it with their own key (the
+  API's, the CLI's: `powertrip.signing`) and signal it by name (`DECIDE_SIGNAL`): durable in
+  Temporal even with no worker running. The workflow verifies the signature, and that its signer
+  may vouch for its `via`, before the decision counts.
 - A refused decision on a running event is signalled too, marked refused, so the event's
   timeline shows the attempt; the workflow changes nothing for it.
 
@@ -172,7 +173,8 @@ async def approve_as_security(
     operator: str,
 ) -> EventRecord:
     """Deliver an approval from the CLI as the same `decide` signal a Slack click sends, signed
-    with the decision key and recorded as `via: cli` with `operator` (`user@host` of the
+    with the CLI's key (`key`: POWERTRIP_CLI_DECISION_KEY, which the worker accepts for `via: cli`
+    decisions only) and recorded as `via: cli` with `operator` (`user@host` of the
     operating-system account that ran it). Returns the record as it was before.
 
     Only the security team may approve from the CLI: checked against the team the workflow
