@@ -139,7 +139,11 @@ def test_the_ledger_lists_every_patch_the_workflows_use() -> None:
 def test_the_newest_generation_passes_through_every_patch(patch: patches.Patch) -> None:
     """Each patched branch of today's code is replayed, not only the branches that existed when
     the first histories were recorded."""
-    folder = {"ApprovalWorkflow": "approval", "PollWorkflow": "poll"}[patch.workflow]
+    folder = {
+        "ApprovalWorkflow": "approval",
+        "PollWorkflow": "poll",
+        "ReminderDigestWorkflow": "reminder_digest",
+    }[patch.workflow]
     newest = (ROOT / NEWEST / folder).glob("*.json")
     assert any(patch.id in recorded_patches(p) for p in newest), (
         f"no history in tests/histories/{NEWEST}/{folder} records {patch.id!r}: add a path to "

@@ -7,22 +7,24 @@ worker, the fake Slack over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput, EventRecord
+from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder, reminder_digest_id
 from powertrip.devserver import start_dev_server
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
-from powertrip.services.starts import search_attributes_for
+from powertrip.services.starts import ensure_reminder_digest, search_attributes_for
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from tests.harness import (
@@ -239,3 +241,48 @@ async def test_a_run_continued_early_keeps_its_record_memo_and_reminder(
         final: EventRecord = await handle.result()
     assert final.status is EventStatus.APPROVED and final.decision is not None
     assert final.decision.authenticated and len(final.nonces) == 1
+
+
+async def test_forged_due_reminders_neither_wedge_the_digest_nor_speak_in_the_channel(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """The task queue's reminder digest takes `due` signals from anyone who reaches Temporal.
+    3,000 forged ones at once used to make one digest whose activity input Temporal refused
+    (over 2 MB), failing the workflow's task for ever; and what they said was posted to the
+    security channel as it came (a channel ping, a link of the sender's choosing)."""
+    settings = make_settings(slack_api_url)
+    async with running_worker(dev_env.client, settings):
+        await ensure_reminder_digest(dev_env.client, settings.task_queue, 5)
+        digest = dev_env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        line = DigestLine(
+            event=make_event("mallory"),
+            asked="<!channel> see <https://evil.example.com|the runbook>",
+            ui_url="https://evil.example.com/phish",
+        )
+        gate = asyncio.Semaphore(64)
+
+        async def due(n: int) -> None:
+            async with gate:
+                reminder = DueReminder(event_id=f"forged-{n}", cycle="c", line=line)
+                await digest.signal(DUE_SIGNAL, reminder)
+
+        await asyncio.gather(*(due(n) for n in range(3_000)))
+        posted = await eventually(lambda: _at_least(posted_to(fake_slack, SECURITY_CHANNEL), 2))
+        history = await digest.fetch_history()
+        await digest.terminate("test over")
+    texts = [json.dumps(m.blocks) for m in posted]
+    assert all("*200 events still need a decision*" in t for t in texts), texts[0][:300]
+    # The sender's words are shown as inline code, never as a ping or a link.
+    assert not any("<!channel>" in t or "<https://evil" in t or "phish" in t for t in texts)
+    assert all("`&lt;!channel&gt; see" in t for t in texts)
+    # Temporal may cut a workflow task short while signals pour in; the workflow never fails one.
+    failures = [
+        e.workflow_task_failed_event_attributes.cause
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    assert set(failures) <= {WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND}
+
+
+def _at_least(found: list[Any], count: int) -> list[Any] | None:
+    return found if len(found) >= count else None

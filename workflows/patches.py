@@ -30,6 +30,8 @@ CONTINUE_BEFORE_SIGNAL_LIMIT = "continue-as-new-before-signal-limit"
 VERIFY_IN_BATCHES = "verify-decisions-in-batches"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
+# ReminderDigestWorkflow
+BOUNDED_DIGEST = "bounded-reminder-digest"
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,15 @@ LEDGER: tuple[Patch, ...] = (
         "Polls call `poll_source` for any source instead of `poll_papertrail` (still "
         "registered as an alias for polls in flight).",
         "2026-11-27",
+    ),
+    _patch(
+        BOUNDED_DIGEST,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 1),
+        "A digest takes at most 200 due reminders per batch and carries at most 200 over "
+        "continue-as-new: a flood of forged `due` signals no longer makes the digest's activity "
+        "input too large for Temporal, which failed the workflow's task for ever.",
+        "2026-11-30",
     ),
 )
 
