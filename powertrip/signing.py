@@ -48,6 +48,12 @@ from powertrip.settings import Settings, SettingsError
 SIGNATURE_VERSION = "v1"
 MIN_KEY_CHARS = 32
 _UNSIGNED_FIELDS = {"signature", "response_url"}
+# What `events approve` sets on a decision (powertrip.services.decisions.approve_as_security):
+# a decision the CLI's key signed with any other field set (one a later release gives a meaning,
+# such as proof of a step-up) is one the CLI never sent.
+_CLI_FIELDS = {
+    "action", "user", "at", "via", "name", "reason", "operator", "refused", "nonce", "signature",
+}  # fmt: skip
 
 
 class Signer(StrEnum):
@@ -64,12 +70,14 @@ class Signer(StrEnum):
 
     def may_sign(self, click: Click) -> bool:
         """The CLI's key vouches only for what `events approve` sends: an approval `via: cli`
-        (the workflow also requires its user to be on the security team). The API's key
+        with the fields it sets, no other (the workflow also requires its user to be on the
+        security team). The API's key
         vouches for what Slack proved (`via: slack`) and, for decisions an older CLI signed
         while one key was shared (the API's, now), `via: cli` too: it is the stronger key, and
         stays on the API's hosts."""
         if self is Signer.CLI:
-            return click.via == "cli" and click.action is Action.APPROVE
+            fields = click.model_dump(exclude_none=True).keys()
+            return click.via == "cli" and click.action is Action.APPROVE and fields <= _CLI_FIELDS
         return True
 
 

@@ -240,6 +240,9 @@ def test_a_key_per_signer_binds_what_it_may_sign_and_keeps_rotation() -> None:
         assert verdict(key, via="cli") == Verdict(authentic=True, signer="cli")
         assert not verdict(key).authentic  # via slack
         assert not verdict(key, Action.REPORT, via="cli").authentic
+        # A field the CLI never sets (here the Slack reply address, as a stand-in for one a
+        # later release gives a meaning) is not the CLI's.
+        assert not verdict(key, via="cli", response_url="https://hooks.example.com/x").authentic
     assert "bad signature" in str(verdict("x" * 32).reason)
     only_api = verify({Signer.API: [new]}, "e1", signed_click(cli_new, "e1", Action.APPROVE, "U1"))
     assert not only_api.authentic
