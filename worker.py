@@ -122,6 +122,7 @@ def build_worker(
             activities.update_message,
             activities.post_digest,
             decisions.verify_decision,
+            decisions.verify_decisions,
             polling.poll_source,
             polling.poll_papertrail,
             polling.post_poll_alert,

@@ -143,6 +143,15 @@ def mention(user: str) -> str:
     return f"<@{user}>" if _SLACK_ID.match(user) else code(user)
 
 
+def _asked(asked: str) -> str:
+    """Whom a digest line says was asked: `<@U…>` (a mention, as the approval workflow sends
+    it), the security channel, or anything else as inline code, never a ping or a link: the
+    line comes from a signal anyone who reaches Temporal can send."""
+    if asked.startswith("<@") and asked.endswith(">"):
+        return mention(asked[2:-1])
+    return asked if asked == "the security channel" else code(asked, 80)
+
+
 def _where(event: SecurityEvent) -> str:
     return name(event.host) if event.host else "an unknown host"
 
@@ -348,8 +357,8 @@ def reminder_digest(
     lines = []
     for item in items[:40]:
         event = item.event
-        link = f"<{item.ui_url}|{event.event_id}>" if item.ui_url else f"`{event.event_id}`"
-        state = "incident, unacknowledged" if item.incident else f"asked {item.asked}"
+        link = f"<{item.ui_url}|{escape(event.event_id)}>" if item.ui_url else code(event.event_id)
+        state = "incident, unacknowledged" if item.incident else f"asked {_asked(item.asked)}"
         lines.append(
             f"• {escape(event.action)} as {name(event.actor)} on {_where(event)} — waited "
             f"{humanize(item.waited_seconds)}, {state} · {link}"

@@ -56,7 +56,14 @@ from powertrip.services.stepup import Link, issue_registration_link
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from powertrip.temporal import ensure_search_attributes
-from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
+from tests.servers import (
+    CLI_DECISION_KEY,
+    DECISION_KEY,
+    SECURITY_CHANNEL,
+    SIGNING_SECRET,
+    SLACK_TOKEN,
+    ServedApp,
+)
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
@@ -263,6 +270,7 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
         slack_bot_token=SLACK_TOKEN,
         slack_signing_secret=SIGNING_SECRET,
         decision_key=DECISION_KEY,
+        cli_decision_key=CLI_DECISION_KEY,
         slack_api_url=slack_api_url,
         webhook_token="hook-secret",
         api_token="api-secret",

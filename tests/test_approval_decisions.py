@@ -38,6 +38,8 @@ from powertrip.contracts.approval import (
     TimelineKind,
     UpdateRequest,
     Verdict,
+    Verdicts,
+    VerifyBatch,
     VerifyRequest,
 )
 from powertrip.contracts.slack import SLACK_PERMANENT
@@ -113,6 +115,10 @@ class FakeActivities:
         # The signature scheme has its own tests (test_decision_authentication.py).
         return Verdict(authentic=True)
 
+    @activity.defn(name="verify_decisions")
+    async def verify_decisions(self, request: VerifyBatch) -> Verdicts:
+        return Verdicts(verdicts=[Verdict(authentic=True) for _ in request.clicks])
+
     def asked(self, kind: MessageKind) -> list[str | None]:
         """Whom each post of `kind` went to: a Slack user (a DM) or None (the channel)."""
         return [p.to_user for p in self.posts if p.kind is kind]
@@ -139,6 +145,7 @@ async def running(
             fakes.update_message,
             fakes.current_security_team,
             fakes.verify_decision,
+            fakes.verify_decisions,
         ],
     ):
         yield task_queue

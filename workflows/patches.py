@@ -26,8 +26,12 @@ NOT_ME_FIRST = "not-me-before-queued-approval"
 RECHECK_TEAM = "recheck-security-team"
 VERIFY_DECISIONS = "verify-decisions"
 CONTEST_APPROVAL = "contest-approval-on-behalf"
+CONTINUE_BEFORE_SIGNAL_LIMIT = "continue-as-new-before-signal-limit"
+VERIFY_IN_BATCHES = "verify-decisions-in-batches"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
+# ReminderDigestWorkflow
+BOUNDED_DIGEST = "bounded-reminder-digest"
 
 
 @dataclass(frozen=True)
@@ -123,12 +127,40 @@ LEDGER: tuple[Patch, ...] = (
         "2026-11-27",
     ),
     _patch(
+        CONTINUE_BEFORE_SIGNAL_LIMIT,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "Once a run has received `signals_per_run` signals (2,000) or Temporal suggests it, and "
+        "every decision received is handled, the workflow continues as new: a flood of forged "
+        "`decide` signals can no longer reach Temporal's per-run signal limit and make it "
+        "refuse the owner's *Not me*.",
+        "2026-11-27",
+    ),
+    _patch(
+        VERIFY_IN_BATCHES,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "The decisions waiting are verified together, up to 100 signed ones per local activity "
+        "(`verify_decisions`) instead of one each (`verify_decision`, still registered), so "
+        "thousands of forged signals cost a few workflow steps and markers, not one each.",
+        "2026-11-27",
+    ),
+    _patch(
         POLL_ANY_SOURCE,
         "PollWorkflow",
         date(2026, 11, 27),
         "Polls call `poll_source` for any source instead of `poll_papertrail` (still "
         "registered as an alias for polls in flight).",
         "2026-11-27",
+    ),
+    _patch(
+        BOUNDED_DIGEST,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 1),
+        "A digest takes at most 200 due reminders per batch and carries at most 200 over "
+        "continue-as-new: a flood of forged `due` signals no longer makes the digest's activity "
+        "input too large for Temporal, which failed the workflow's task for ever.",
+        "2026-11-30",
     ),
 )
 

@@ -45,8 +45,11 @@ def _local_secrets(path: Path) -> dict[str, str]:
         "POWERTRIP_WEBHOOK_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_API_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_SLACK_SIGNING_SECRET": lambda: secrets.token_hex(16),
-        # Shared by the API, the CLI and the worker: signs every decision (powertrip.signing).
+        # A key per signer (powertrip.signing): the API's signs Slack clicks, the CLI's the
+        # security team's overrides (`via: cli` only); the worker verifies both. One file holds
+        # both here, on one machine; in production the CLI's operators get only theirs.
         "POWERTRIP_DECISION_KEY": lambda: secrets.token_hex(32),
+        "POWERTRIP_CLI_DECISION_KEY": lambda: secrets.token_hex(32),
     }
     missing = {k: make() for k, make in generators.items() if k not in values}
     if missing:

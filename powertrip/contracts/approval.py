@@ -24,6 +24,12 @@ DECIDE_SIGNAL = "decide"
 """A `Click`: durable even with no worker running; it counts once verified."""
 STATE_QUERY = "state"
 """The `EventRecord` (needs a worker; readers use the memo instead)."""
+SIGNALS_PER_RUN = 2_000
+"""`ApprovalInput.signals_per_run`'s default: a fifth of the per-run signal limit past which
+Temporal refuses signals (`history.maximumSignalsPerExecution`, 10,000 by default on the dev
+server and a self-hosted cluster), so a run that keeps up with a flood continues as new long
+before it. Temporal's own suggestion to continue (`limit.historyCount.suggestContinueAsNew`,
+4,096 history events) is honoured as well."""
 RECORD_MEMO = "record"
 """Memo key of the `EventRecord`, published on every change."""
 CONTENT_MEMO = "content"
@@ -376,6 +382,19 @@ class ApprovalInput(BaseModel):
         description="Found by a backfill long after it happened: no DM and no reminders; the "
         "security channel hears of it once, in the backfill's digest.",
     )
+    signals_per_run: int = Field(
+        default=SIGNALS_PER_RUN,
+        gt=0,
+        description="Continue as new once this run has received this many signals (and Temporal "
+        "has not suggested it sooner): below the server's per-run signal limit, so a flood of "
+        "`decide` signals can never make Temporal refuse the owner's *Not me*.",
+    )
+    next_reminder_at: datetime | None = Field(
+        default=None,
+        description="Handed over by continue-as-new: when the next reminder is due (None: "
+        "`renotify_after` from the start of the run), so a run continued early by a flood of "
+        "signals does not put the reminder off.",
+    )
 
 
 class PostRequest(BaseModel):
@@ -405,8 +424,27 @@ class VerifyRequest(BaseModel):
     click: Click
 
 
+class VerifyBatch(BaseModel):
+    """What the workflow asks its worker to check at once (the local activity
+    `verify_decisions`): the signed clicks waiting, for the event they were sent to."""
+
+    event_id: str = Field(description="The workflow's own id, never one a click names.")
+    clicks: list[Click]
+
+
 class Verdict(BaseModel):
     """The local activity `verify_decision`'s answer (recorded in history; the key is not)."""
 
     authentic: bool
     reason: str | None = Field(default=None, description="Why not, when not authentic.")
+    signer: str | None = Field(
+        default=None,
+        description="Whose key signed it, when authentic: `api` or `cli` (None in verdicts "
+        "recorded before each signer had its own key).",
+    )
+
+
+class Verdicts(BaseModel):
+    """`verify_decisions`' answer: one verdict per click, in the batch's order."""
+
+    verdicts: list[Verdict]

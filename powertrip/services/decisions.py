@@ -3,9 +3,10 @@ the durable `decide` signal, in one place for every sender.
 
 - A Slack click (`deliver_click`, from the API's Bolt listener once Slack's signature proved who
   clicked) and the CLI's security-team override (`approve_as_security`) both check the decision
-  against the authority the workflow published in its memo, sign it with the decision key
-  (`powertrip.signing`) and signal it by name (`DECIDE_SIGNAL`): durable in Temporal even with no
-  worker running. The workflow verifies the signature before the decision counts.
+  against the authority the workflow published in its memo, sign it with their own key (the
+  API's, the CLI's: `powertrip.signing`) and signal it by name (`DECIDE_SIGNAL`): durable in
+  Temporal even with no worker running. The workflow verifies the signature, and that its signer
+  may vouch for its `via`, before the decision counts.
 - A refused decision on a running event is signalled too, marked refused, so the event's
   timeline shows the attempt; the workflow changes nothing for it.
 
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 # A message is posted a moment before the workflow records it in its memo: a very quick click on
 # a brand-new message looks again before concluding the message is not the event's.
 MESSAGE_GRACE_SECONDS = 1.5
+# How long a decision refused for the run's signal limit is tried again: the workflow continues
+# as new once it has handled what it holds (thousands of signals take it tens of seconds on a
+# busy worker). A Slack click has long been answered by then; its clicker hears if it failed.
+SIGNAL_LIMIT_RETRY_SECONDS = 90.0
 
 
 class Refused(RecordError):
@@ -52,11 +57,39 @@ class Delivery:
     reply: str | None = None
 
 
+def at_signal_limit(exc: RPCError) -> bool:
+    """Temporal refused a signal because the run has taken as many as it may
+    (`history.maximumSignalsPerExecution`, 10,000 by default): a flood of forged signals."""
+    return exc.status is RPCStatusCode.INVALID_ARGUMENT and "limit for signal" in exc.message
+
+
 async def _signal(client: Client, key: str, event_id: str, click: Click) -> None:
     """Sign `click` for `event_id` and deliver it as the `decide` signal. RPCError NOT_FOUND when
-    the workflow is closed or unknown."""
+    the workflow is closed or unknown.
+
+    A run at Temporal's signal limit continues as new as soon as it has handled the signals
+    it holds (`ApprovalWorkflow`), and the next run takes signals again: a refusal for the
+    limit is retried, backing off, for up to SIGNAL_LIMIT_RETRY_SECONDS, then raised."""
     handle: WorkflowHandle[object, object] = client.get_workflow_handle(event_id)
-    await handle.signal(DECIDE_SIGNAL, sign(key, event_id, click))
+    signed = sign(key, event_id, click)
+    deadline = time.monotonic() + SIGNAL_LIMIT_RETRY_SECONDS
+    pause = 0.2
+    while True:
+        try:
+            await handle.signal(DECIDE_SIGNAL, signed)
+            return
+        except RPCError as exc:
+            if not at_signal_limit(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning(
+                "%s is at Temporal's signal limit (a flood of signals?): %s %s again in %.1fs",
+                event_id,
+                click.action.value,
+                click.user,
+                pause,
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 async def _record(client: Client, event_id: str) -> EventRecord | None:
@@ -140,7 +173,8 @@ async def approve_as_security(
     operator: str,
 ) -> EventRecord:
     """Deliver an approval from the CLI as the same `decide` signal a Slack click sends, signed
-    with the decision key and recorded as `via: cli` with `operator` (`user@host` of the
+    with the CLI's key (`key`: POWERTRIP_CLI_DECISION_KEY, which the worker accepts for `via: cli`
+    decisions only) and recorded as `via: cli` with `operator` (`user@host` of the
     operating-system account that ran it). Returns the record as it was before.
 
     Only the security team may approve from the CLI: checked against the team the workflow

@@ -74,6 +74,7 @@ from workflows.poll import PollWorkflow
 
 HERE = Path(__file__).resolve().parent
 DIGEST_AFTER = 5  # the config default: more reminders than this due together make a digest
+FLOOD = 6  # forged decisions in the flooded path: its `signals_per_run`
 
 
 @dataclass
@@ -213,6 +214,40 @@ async def rejected(stack: Stack) -> WorkflowHandle:
     return handle
 
 
+async def flooded(stack: Stack) -> WorkflowHandle:
+    """A flood of forged decisions, signed and unsigned, verified in one batch
+    (verify-decisions-in-batches); `signals_per_run` of them and the run continues as new
+    (continue-as-new-before-signal-limit) with a reminder still due; the owner reports it in the
+    next run and the team acknowledges. Writes the first run (the continued one: `_continued`)."""
+    event = make_event("alice", provider_id="history-flooded")
+    stack.slack.reset()
+    handle = await stack.client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(event=event, signals_per_run=FLOOD),
+        id=event.event_id,
+        task_queue=stack.settings.task_queue,
+        search_attributes=search_attributes_for(event),
+        static_summary=summary_for(event),
+    )
+    await _dm_sent(stack)
+    forged_key = "not-the-decision-key" * 2
+    for n in range(FLOOD):
+        signed = signed_click(forged_key, handle.id, Action.APPROVE, "U0MALLORY")
+        await handle.signal(
+            ApprovalWorkflow.decide, signed if n % 2 else click(Action.APPROVE, "U0MALLORY")
+        )
+    first_run = handle.first_execution_run_id
+    await eventually(lambda: _continued(stack.client.get_workflow_handle(handle.id), first_run))
+    return handle
+
+
+async def flooded_then(stack: Stack, handle: WorkflowHandle) -> None:
+    next_run = stack.client.get_workflow_handle(handle.id)
+    await decide(next_run, Action.REPORT, "U0ALICE")
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL), within=30)
+    await decide(next_run, Action.ACKNOWLEDGE, "U0SEC1")
+
+
 async def _reminded(handle: WorkflowHandle) -> bool:
     record = await handle.query(ApprovalWorkflow.state)
     return any(entry.what == "reminded" for entry in record.timeline)
@@ -331,7 +366,23 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 written.append(await _conflict(stack, out))
                 written.append(await _stale_digest(stack, out))
                 written.append(await _passkeys(stack, out))
+                written += await _flooded(stack, out)
     return written
+
+
+async def _flooded(stack: Stack, out: Path) -> list[Path]:
+    """Both runs of the flooded path: the one that continued as new, and the next one, which
+    starts from the carried record and reminder."""
+    handle = await flooded(stack)
+    await flooded_then(stack, handle)
+    await handle.result()
+    first = stack.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    return [
+        write_history(await first.fetch_history(), out / "approval" / "flooded.json"),
+        await save(
+            stack.client.get_workflow_handle(handle.id), out / "approval" / "flooded_next.json"
+        ),
+    ]
 
 
 async def _review(stack: Stack, out: Path) -> Path:
