@@ -45,9 +45,12 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.contracts.slack import SLACK_PERMANENT, slack_call
     from powertrip.messages import visible
     from powertrip.models import EventStatus
+    from workflows.escalation import Escalation
     from workflows.patches import (
         CONTEST_APPROVAL,
         NOT_ME_FIRST,
+        PAGE_NOT_ME,
+        PAGES_FOLLOW_DECISIONS,
         PUBLISH_INCIDENT_MESSAGE,
         RECHECK_TEAM,
         REMINDER_DIGEST,
@@ -70,7 +73,7 @@ class _Received:
 
 
 @workflow.defn(name=APPROVAL_WORKFLOW)
-class ApprovalWorkflow:
+class ApprovalWorkflow(Escalation):
     """One security event: ask the right human, keep asking until someone with authority
     decides, then mark every message with the decision. Input `ApprovalInput`; state, memo
     (`record`) and result: `EventRecord`.
@@ -79,12 +82,13 @@ class ApprovalWorkflow:
 
         received --resolve_recipient--> pending (DM the owner, or the security channel;
                                                  a stale event is asked nowhere)
-        pending --every renotify_after--> pending (a reminder: in the digest, or its own post)
+        pending --the escalation policy's steps--> pending (a reminder: in the digest, or its
+                    own post; a PagerDuty page; workflows/escalation.py)
         pending --approve (owner, approver, team)--> approved --> messages updated, done
         pending --approve on the owner's behalf--> approved, open for the contest window:
                     --window ends--> done;  --owner's Not me--> reported
-        pending --Not me--> reported (incident alert to the channel at once)
-        reported --every renotify_after--> reported (reminder: incident unacknowledged)
+        pending --Not me--> reported (incident alert to the channel and a page, at once)
+        reported --the policy's reminders--> reported (reminder: incident unacknowledged)
         reported --team's acknowledge--> acknowledged --> messages updated, done
 
     Decisions arrive as the `decide` signal (`Click`): each is verified (a local activity
@@ -139,11 +143,14 @@ class ApprovalWorkflow:
         elif not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
         while True:
-            await self._until_decided(renotify, stale)
+            # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
+            await self._wait_for_decision(renotify, stale)
             # Only the contest-approval-on-behalf branch sets contest_until.
             if self.record.contest_until is None or not await self._contest(renotify):
                 break
         await self._update_messages()
+        # ESCALATION (issue 14): PagerDuty's answers to the pages' last calls are in the record.
+        await self._pages_settled()
         return self.record
 
     async def _until_decided(self, renotify: timedelta, stale: bool) -> None:
@@ -341,6 +348,8 @@ class ApprovalWorkflow:
                 self.record.contest_until = received.at + authority.contest_window
             metrics.observe_decision(self.record)
             self._publish()
+            # ESCALATION (issue 14): a Not me pages; decisions settle the pages (not awaited).
+            self._pages_follow(click.action)
             if click.action is Action.REPORT:
                 await self._update_messages()
                 try:
@@ -494,6 +503,8 @@ def _patches_before_verifying() -> None:
     workflow.patched(CONTEST_APPROVAL)
     workflow.patched(NOT_ME_FIRST)
     workflow.patched(PUBLISH_INCIDENT_MESSAGE)
+    workflow.patched(PAGE_NOT_ME)
+    workflow.patched(PAGES_FOLLOW_DECISIONS)
 
 
 def _permanent(err: ActivityError) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -40,9 +41,16 @@ from powertrip.contracts.passkeys import (
 from powertrip.contracts.polling import PollInput, PollState, StaleEvent
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
+from powertrip.escalation import EscalationPolicy
 from powertrip.models import RawEvent
+from powertrip.sandbox.fake_pagerduty import (
+    FakePagerDuty,
+    InjectedFailure,
+    create_fake_pagerduty_app,
+)
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.sandbox.tls import ensure_certificate
 from powertrip.services.starts import (
     ensure_reminder_digest,
     report_stale,
@@ -67,7 +75,14 @@ from tests.harness import (
     running_worker,
     state_eventually,
 )
-from tests.servers import DECISION_KEY, PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
+from tests.servers import (
+    DECISION_KEY,
+    PAGERDUTY_ROUTING_KEY,
+    PAPERTRAIL_TOKEN,
+    SECURITY_CHANNEL,
+    SLACK_TOKEN,
+    ServedApp,
+)
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
 from workflows.poll import PollWorkflow
@@ -82,6 +97,7 @@ class Stack:
     settings: Settings
     slack: FakeSlack
     papertrail: FakePapertrail
+    pagerduty: FakePagerDuty
 
     @property
     def client(self) -> Client:
@@ -93,11 +109,18 @@ def _posted(fake: FakeSlack, channel: str, at_least: int = 1) -> bool:
 
 
 async def _start(
-    stack: Stack, name: str, *, stale: bool = False, renotify_seconds: float = 15 * 60
+    stack: Stack,
+    name: str,
+    *,
+    stale: bool = False,
+    renotify_seconds: float = 15 * 60,
+    escalation: EscalationPolicy | None = None,
 ) -> WorkflowHandle:
     event = make_event(
         "alice", provider_id=f"history-{name}", renotify_after_seconds=renotify_seconds
     )
+    if escalation is not None:
+        event = event.model_copy(update={"escalation": escalation})
     return await stack.client.start_workflow(
         ApprovalWorkflow.run,
         ApprovalInput(event=event, stale=stale),
@@ -247,6 +270,55 @@ async def not_me_first_then(stack: Stack, handle: WorkflowHandle) -> None:
     await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
 
 
+# Reminders every 15 minutes and one page after an hour (`pagerduty: {page_after: 1h}`).
+PAGE_AFTER_AN_HOUR = EscalationPolicy.from_renotify(timedelta(minutes=15)).with_one_page(
+    timedelta(hours=1)
+)
+
+
+async def _paged(stack: Stack, handle: WorkflowHandle, status: str = "open") -> None:
+    async def page_is() -> bool:
+        record = await handle.query(ApprovalWorkflow.state)
+        return any(page.status == status for page in record.pages)
+
+    await eventually(page_is, within=90)
+
+
+async def page_then_approve(stack: Stack) -> WorkflowHandle:
+    """Nobody decides for an hour: reminders (escalation-schedule), a page to the fake Events
+    API; the owner approves and the page is resolved (pages-follow-decisions)."""
+    handle = await _start(stack, "page_then_approve", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await stack.env.sleep(timedelta(hours=1, minutes=5))
+    await _paged(stack, handle)
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    return handle
+
+
+async def not_me_paged(stack: Stack) -> WorkflowHandle:
+    """A Not me pages at once (not-me-page); the security team acknowledges: the page is
+    acknowledged and resolved (pages-follow-decisions)."""
+    handle = await _start(stack, "not_me_paged", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await decide(handle, Action.REPORT, "U0ALICE")
+    await _paged(stack, handle)
+    await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
+    return handle
+
+
+async def page_called_off(stack: Stack) -> WorkflowHandle:
+    """The page falls due while PagerDuty fails; the owner approves before it recovers: the
+    trigger is cancelled and a resolve follows once PagerDuty answers again."""
+    stack.pagerduty.failures.append(InjectedFailure(status=503, times=4))
+    handle = await _start(stack, "page_called_off", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await stack.env.sleep(timedelta(hours=1, seconds=20))
+    await _paged(stack, handle, status="sending")
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await stack.env.sleep(timedelta(minutes=10))
+    return handle
+
+
 APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "approve": approve,
     "not_me_acknowledge": not_me_acknowledge,
@@ -256,6 +328,9 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "contested": contested,
     "contest_closed": contest_closed,
     "rejected": rejected,
+    "page_then_approve": page_then_approve,
+    "not_me_paged": not_me_paged,
+    "page_called_off": page_called_off,
 }
 # reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
 CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
@@ -290,22 +365,32 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
     for user_id, name in [("U0ALICE", "alice"), ("U0BOB", "bob"), ("U0SEC1", "sec1")]:
         slack.users[user_id] = FakeUser(id=user_id, name=name, email=f"{name}@example.com")
     papertrail = FakePapertrail(token=PAPERTRAIL_TOKEN)
+    pagerduty = FakePagerDuty(routing_keys={PAGERDUTY_ROUTING_KEY})
     written: list[Path] = []
+    tls = Path(tempfile.mkdtemp(prefix="powertrip-record-")) / "cert.pem"
+    ensure_certificate(tls, tls.with_name("key.pem"))
     async with (
         ServedApp(create_fake_slack_app(slack)) as slack_app,
         ServedApp(create_fake_papertrail_app(papertrail)) as papertrail_app,
+        ServedApp(
+            create_fake_pagerduty_app(pagerduty), tls=(tls, tls.with_name("key.pem"))
+        ) as pagerduty_app,
     ):
         settings = make_settings(
             slack_app.url + "/api/",
             papertrail_api_token=PAPERTRAIL_TOKEN,
             papertrail_api_url=papertrail_app.url + "/api/v1/",
+            pagerduty_routing_key=PAGERDUTY_ROUTING_KEY,
+            pagerduty_events_url=pagerduty_app.url,
+            pagerduty_ca_file=tls,
         )
         for name, scenario in APPROVAL.items():
             # A fresh server each: the digest workflow one path starts must not be in the next.
             server = start_dev_server() if name == "reminders_in_digest" else _server()
             async with await server as env:
-                stack = Stack(env, settings, slack, papertrail)
+                stack = Stack(env, settings, slack, papertrail, pagerduty)
                 slack.reset()
+                pagerduty.reset()
                 async with running_worker(env.client, settings, CONFIGS.get(name)):
                     handle = await scenario(stack)
                     written.append(await save(handle, out / "approval" / f"{name}.json"))
@@ -316,7 +401,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
         async with await _server() as env:
-            stack = Stack(env, settings, slack, papertrail)
+            stack = Stack(env, settings, slack, papertrail, pagerduty)
             slack.reset()
             handle = await not_me_first(stack)
             async with running_worker(env.client, settings):
