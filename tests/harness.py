@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -230,6 +230,10 @@ def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> Se
     )
     event = config.rule_set().recognise(raw)
     assert event is not None
+    if "renotify_after_seconds" in fields and "escalation" not in fields:
+        # What a rule with its own `renotify_after` builds: the policy reminds that often.
+        every = timedelta(seconds=fields["renotify_after_seconds"])
+        fields["escalation"] = event.escalation_policy().with_reminders_every(every)
     return event.model_copy(update=fields)
 
 

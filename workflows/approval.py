@@ -50,10 +50,13 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.contracts.slack import SLACK_PERMANENT, slack_call
     from powertrip.messages import visible
     from powertrip.models import EventStatus
+    from workflows.escalation import Escalation
     from workflows.patches import (
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
         NOT_ME_FIRST,
+        PAGE_NOT_ME,
+        PAGES_FOLLOW_DECISIONS,
         PUBLISH_INCIDENT_MESSAGE,
         RECHECK_TEAM,
         REMINDER_DIGEST,
@@ -117,7 +120,7 @@ class _Queue:
 
 
 @workflow.defn(name=APPROVAL_WORKFLOW)
-class ApprovalWorkflow:
+class ApprovalWorkflow(Escalation):
     """One security event: ask the right human, keep asking until someone with authority
     decides, then mark every message with the decision. Input `ApprovalInput`; state, memo
     (`record`) and result: `EventRecord`.
@@ -126,12 +129,13 @@ class ApprovalWorkflow:
 
         received --resolve_recipient--> pending (DM the owner, or the security channel;
                                                  a stale event is asked nowhere)
-        pending --every renotify_after--> pending (a reminder: in the digest, or its own post)
+        pending --the escalation policy's steps--> pending (a reminder: in the digest, or its
+                    own post; a PagerDuty page; workflows/escalation.py)
         pending --approve (owner, approver, team)--> approved --> messages updated, done
         pending --approve on the owner's behalf--> approved, open for the contest window:
                     --window ends--> done;  --owner's Not me--> reported
-        pending --Not me--> reported (incident alert to the channel at once)
-        reported --every renotify_after--> reported (reminder: incident unacknowledged)
+        pending --Not me--> reported (incident alert to the channel and a page, at once)
+        reported --the policy's reminders--> reported (reminder: incident unacknowledged)
         reported --team's acknowledge--> acknowledged --> messages updated, done
 
     Decisions arrive as the `decide` signal (`Click`): each is verified (a local activity
@@ -196,11 +200,14 @@ class ApprovalWorkflow:
         elif not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
         while True:
-            await self._until_decided(renotify, stale)
+            # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
+            await self._wait_for_decision(renotify, stale)
             # Only the contest-approval-on-behalf branch sets contest_until.
             if self.record.contest_until is None or not await self._contest(renotify):
                 break
         await self._update_messages()
+        # ESCALATION (issue 14): PagerDuty's answers to the pages' last calls are in the record.
+        await self._pages_settled()
         return self.record
 
     async def _until_decided(self, renotify: timedelta, stale: bool) -> None:
@@ -217,7 +224,11 @@ class ApprovalWorkflow:
             except TimeoutError:
                 await self._remind(renotify)
                 next_reminder = workflow.now() + renotify
-                if workflow.info().is_continue_as_new_suggested() and not self.clicks:
+                if (
+                    workflow.info().is_continue_as_new_suggested()
+                    and not self.clicks
+                    and self._pages_idle()
+                ):
                     self._continue_as_new(next_reminder)
                 continue
             await self._handle_clicks(renotify)
@@ -247,11 +258,13 @@ class ApprovalWorkflow:
         return self.record.status is EventStatus.REPORTED
 
     def _continue_as_new(self, next_reminder: datetime | None) -> NoReturn:
-        """Hand over the record (with the nonces taken), the stale flag, the signal budget and
-        when the next reminder is due; and the memo as it is now, so readers (the API's check
-        of a click against the event's messages, the content digest of duplicates) see no
-        gap. Called with no click waiting: every decision received was verified and counted,
-        or rejected, first."""
+        """Hand over the record (with the nonces taken, and the escalation's state: when the
+        policy's clock started, the steps taken, the pages and where each stands), the stale
+        flag, the signal budget and when the next reminder of the fixed loop is due; and the
+        memo as it is now, so readers (the API's check of a click against the event's
+        messages, the content digest of duplicates) see no gap. Called with no click waiting
+        (every decision received was verified and counted, or rejected, first) and no PagerDuty
+        call in flight (its answer would be lost with this run)."""
         carried = self.input.model_copy(
             update={"carried": self.record, "next_reminder_at": next_reminder}
         )
@@ -260,10 +273,15 @@ class ApprovalWorkflow:
     def _continue_before_signal_limit(self, next_reminder: datetime | None) -> None:
         """Temporal refuses a run's signals past its per-run limit (10,000 by default), the
         owner's *Not me* among them: continue as new well before, once `signals_per_run`
-        signals arrived or Temporal suggests it, with nothing waiting to be handled."""
-        if self.clicks or (
-            self.signals < self.input.signals_per_run
-            and not workflow.info().is_continue_as_new_suggested()
+        signals arrived or Temporal suggests it, with nothing waiting to be handled and every
+        PagerDuty call answered (a page's trigger or resolve in flight belongs to this run)."""
+        if (
+            self.clicks
+            or not self._pages_idle()
+            or (
+                self.signals < self.input.signals_per_run
+                and not workflow.info().is_continue_as_new_suggested()
+            )
         ):
             return
         if workflow.patched(CONTINUE_BEFORE_SIGNAL_LIMIT):
@@ -461,6 +479,8 @@ class ApprovalWorkflow:
             self.record.contest_until = received.at + authority.contest_window
         metrics.observe_decision(self.record)
         self._publish()
+        # ESCALATION (issue 14): a Not me pages; decisions settle the pages (not awaited).
+        self._pages_follow(click.action)
         if click.action is Action.REPORT:
             await self._update_messages()
             try:
@@ -640,6 +660,8 @@ def _patches_before_verifying() -> None:
     workflow.patched(NOT_ME_FIRST)
     workflow.patched(PUBLISH_INCIDENT_MESSAGE)
     workflow.patched(CONTINUE_BEFORE_SIGNAL_LIMIT)
+    workflow.patched(PAGE_NOT_ME)
+    workflow.patched(PAGES_FOLLOW_DECISIONS)
 
 
 def _permanent(err: ActivityError) -> bool:

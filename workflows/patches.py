@@ -26,6 +26,9 @@ NOT_ME_FIRST = "not-me-before-queued-approval"
 RECHECK_TEAM = "recheck-security-team"
 VERIFY_DECISIONS = "verify-decisions"
 CONTEST_APPROVAL = "contest-approval-on-behalf"
+ESCALATION_SCHEDULE = "escalation-schedule"
+PAGE_NOT_ME = "not-me-page"
+PAGES_FOLLOW_DECISIONS = "pages-follow-decisions"
 CONTINUE_BEFORE_SIGNAL_LIMIT = "continue-as-new-before-signal-limit"
 VERIFY_IN_BATCHES = "verify-decisions-in-batches"
 # PollWorkflow
@@ -124,6 +127,31 @@ LEDGER: tuple[Patch, ...] = (
         date(2026, 11, 30),
         "After an approval on the owner's behalf the workflow stays open for the contest window "
         "(a timer): the owner's DM keeps *Not me*, which reopens the event as reported.",
+        "2026-11-27",
+    ),
+    _patch(
+        ESCALATION_SCHEDULE,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "The event's escalation policy drives the waiting: a timer to its next step, a reminder "
+        "or a PagerDuty page (started without blocking the wait), instead of a reminder every "
+        "`renotify_after` (still the policy of an event that has nothing else).",
+        "2026-11-27",
+    ),
+    _patch(
+        PAGE_NOT_ME,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "A *Not me* pages on-call at once (critical), beside the incident alert in Slack.",
+        "2026-11-27",
+    ),
+    _patch(
+        PAGES_FOLLOW_DECISIONS,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "A decision settles the event's pages: approving (or reporting) resolves the pages "
+        "about it being undecided; the security team's acknowledgement of a *Not me* "
+        "acknowledges and resolves its page; the workflow ends once PagerDuty has them.",
         "2026-11-27",
     ),
     _patch(

@@ -239,6 +239,12 @@ def dev(
                     env["POWERTRIP_SLACK_SIGNING_SECRET"],
                     "--interaction-url",
                     f"http://127.0.0.1:{api_port}/slack/interactions",
+                    # The page shows what the fake PagerDuty received beside the messages.
+                    *(
+                        ["--pagerduty-url", f"http://127.0.0.1:{pagerduty_page_port}"]
+                        if fake_pagerduty
+                        else []
+                    ),
                     *[arg for user in FAKE_SLACK_USERS for arg in ("--user", ",".join(user))],
                 ],
             )

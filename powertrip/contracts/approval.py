@@ -16,7 +16,9 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from powertrip.config import DEFAULT_CONTEST_WINDOW
+from powertrip.contracts.paging import Page, PageResult
 from powertrip.directory import Identity
+from powertrip.escalation import TakenStep
 from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent, user_label
 
 APPROVAL_WORKFLOW = "ApprovalWorkflow"
@@ -58,6 +60,18 @@ class TimelineKind(StrEnum):
     """Found by a backfill long after it happened: no DM, no reminders."""
     CONTEST_CLOSED = "contest_closed"
     """The owner did not report an approval on their behalf within the contest window."""
+    PAGED = "paged"
+    """PagerDuty took a page (`page`: its answer; `detail`: why the page was sent)."""
+    PAGE_SKIPPED = "page_skipped"
+    """A page fell due but was not sent: no routing key is set."""
+    PAGE_FAILED = "page_failed"
+    """PagerDuty refused a page, an acknowledgement or a resolve for good (`detail`: why)."""
+    PAGE_CANCELLED = "page_cancelled"
+    """The event was decided before PagerDuty (failing until then) took the page."""
+    PAGE_ACKNOWLEDGED = "page_acknowledged"
+    """The security team acknowledged a *Not me* in Slack; PagerDuty's answer in `page`."""
+    PAGE_RESOLVED = "page_resolved"
+    """The event was decided; PagerDuty's answer in `page`."""
 
 
 class Action(StrEnum):
@@ -186,12 +200,16 @@ class TimelineEntry(BaseModel):
     what: TimelineKind = Field(
         description="received, notified, reminded, notify_failed, approved, reported, "
         "acknowledged, refused (a click without authority), rejected (a decision that failed "
-        "verification), traces_capped, stale, contest_closed."
+        "verification), traces_capped, stale, contest_closed; paged, page_skipped, "
+        "page_failed, page_cancelled, page_acknowledged, page_resolved (PagerDuty)."
     )
     at: datetime
     by: str | None = None
     detail: str | None = None
     name: str | None = Field(default=None, description="`by`'s Slack user name, when known.")
+    page: PageResult | None = Field(
+        default=None, description="PagerDuty's answer, for the page_* kinds and paged."
+    )
 
     @property
     def who(self) -> str | None:
@@ -241,6 +259,19 @@ class EventRecord(BaseModel):
     messages: list[PostedMessage] = Field(default_factory=list)
     nonces: list[str] = Field(
         default_factory=list, description="Nonces of the verified decisions taken (each once)."
+    )
+    asked_at: datetime | None = Field(
+        default=None,
+        description="When the escalation policy's clock started: the question was asked (or "
+        "the channel told, for a stale event). None: before policies drove the workflow.",
+    )
+    taken: list[TakenStep] = Field(
+        default_factory=list,
+        description="Every step of the escalation policy taken so far (reminders and pages).",
+    )
+    pages: list[Page] = Field(
+        default_factory=list,
+        description="Every page sent, or being sent, about the event, and where each stands.",
     )
 
     @property

@@ -90,8 +90,13 @@ class FakeSlack:
         interaction_url: str | None = None,
         channel_names: dict[str, str] | None = None,
         state: Path | None = None,
+        pagerduty_url: str | None = None,
+        pagerduty_ca_file: Path | None = None,
     ) -> None:
         self.token = token
+        self.pagerduty_url = pagerduty_url
+        """The fake PagerDuty's base URL: the sandbox page shows what it received."""
+        self.pagerduty_ca_file = pagerduty_ca_file
         self.channels = set(channels or []) | set(channel_names or {})
         self.channel_names = dict(channel_names or {})
         self.signing_secret = signing_secret
@@ -360,6 +365,22 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
             except httpx.HTTPError as exc:
                 return {"ok": False, "status": None, "error": f"Powertrip unreachable: {exc}"}
         return {"ok": answer.is_success, "status": answer.status_code}
+
+    @app.get("/_fake/pagerduty")
+    async def pagerduty() -> dict[str, Any]:
+        """What the fake PagerDuty received (its incidents), for the sandbox page's panel:
+        `{"url": ..., "incidents": [...]}`, `{"url": null}` without one, `error` when it cannot
+        be reached."""
+        if not fake.pagerduty_url:
+            return {"url": None, "incidents": []}
+        verify: Any = str(fake.pagerduty_ca_file) if fake.pagerduty_ca_file else True
+        try:
+            async with httpx.AsyncClient(timeout=5, verify=verify) as http:
+                answer = await http.get(f"{fake.pagerduty_url}/_fake/incidents")
+                answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            return {"url": fake.pagerduty_url, "incidents": [], "error": str(exc)}
+        return {"url": fake.pagerduty_url, "incidents": answer.json()}
 
     @app.post("/_fake/reset")
     async def reset() -> dict[str, Any]:

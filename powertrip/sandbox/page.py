@@ -1,6 +1,7 @@
 """The sandbox page served by the fake Slack at `/`: every DM and channel message rendered the way
 Slack renders its blocks (sections, fields, context, buttons, threads), and buttons that press as
-the Slack user chosen at the top. Plain HTML and JavaScript, no build step, no network."""
+the Slack user chosen at the top; above them, what the fake PagerDuty received (its incidents).
+Plain HTML and JavaScript, no build step, no network."""
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -56,6 +57,14 @@ PAGE = """<!doctype html>
   .ephemeral small { color:var(--muted); display:block; font-size:12px; }
   .empty { color:var(--muted); text-align:center; padding:40px; }
   a { color:#1264a3; }
+  .pagerduty { background:#fff; border:1px solid var(--line); border-left:4px solid #06ac38;
+               border-radius:8px; margin:12px 0; padding:8px 14px; }
+  .pagerduty h2 { font-size:15px; margin:0 0 6px; }
+  .pagerduty h2 small { color:var(--muted); font-weight:400; }
+  .incident { border-top:1px solid #f3f3f3; padding:6px 0; font-size:14px; }
+  .badge { color:#fff; border-radius:3px; padding:1px 6px; font-size:12px; font-weight:600; }
+  .badge.triggered { background:var(--red); } .badge.acknowledged { background:#b27b00; }
+  .badge.resolved { background:var(--green); }
 </style>
 </head>
 <body>
@@ -66,7 +75,8 @@ PAGE = """<!doctype html>
   </label>
   <span id="status" data-testid="status">loading…</span>
 </header>
-<main id="conversations"><p class="empty" data-testid="loading">Loading messages…</p></main>
+<main><section id="pagerduty" class="pagerduty" data-testid="pagerduty" hidden></section>
+<div id="conversations"><p class="empty" data-testid="loading">Loading messages…</p></div></main>
 <script>
 // Slack's emoji as small bundled drawings: a machine without an emoji font shows boxes instead.
 const GLYPH_PATHS = {
@@ -242,6 +252,30 @@ function render() {
         message(m, m.thread_ts && m.thread_ts !== m.ts ? [] : replies(m.ts))).join("")}</section>`;
   }).join("");
 }
+// What PagerDuty received: the fake Events API's incidents, newest first (pages fire from the
+// escalation policy and at once for a Not me).
+function renderPagerDuty(pd) {
+  const root = document.getElementById("pagerduty");
+  if (!pd || !pd.url) { root.hidden = true; return; }
+  root.hidden = false;
+  const incidents = (pd.incidents || []).slice().reverse();
+  const rows = incidents.map(i => `<div class="incident" data-testid="incident"
+      data-status="${esc(i.status)}"><span class="badge ${esc(i.status)}">${esc(i.status)}</span>
+    <b>${esc(i.severity)}</b> ${esc(i.summary)}<br><small><code>${esc(i.dedup_key)}</code> ·
+    ${esc((i.log || []).map(e => e.action).join(" → "))}</small></div>`).join("");
+  root.innerHTML = `<h2>PagerDuty <small>what on-call received ·
+    <a href="${esc(pd.url)}" target="_blank" rel="noopener">every event sent</a></small></h2>` +
+    (pd.error ? `<p class="empty">fake PagerDuty unreachable: ${esc(pd.error)}</p>` : "") +
+    (rows || '<p class="empty" data-testid="no-pages">Nothing has paged yet.</p>');
+}
+let lastPagerDuty = "";
+async function refreshPagerDuty() {
+  try {
+    const pd = await (await fetch("/_fake/pagerduty")).json();
+    const seen = JSON.stringify(pd);
+    if (seen !== lastPagerDuty) { lastPagerDuty = seen; renderPagerDuty(pd); }
+  } catch (err) { /* the messages' refresh reports an unreachable fake */ }
+}
 async function refresh() {
   try {
     const [m, r] = await Promise.all([fetch("/_fake/messages"), fetch("/_fake/responses")]);
@@ -334,6 +368,8 @@ document.addEventListener("click", async ev => {
 });
 loadUsers().then(refresh);
 setInterval(refresh, 700);
+refreshPagerDuty();
+setInterval(refreshPagerDuty, 1500);
 </script>
 </body>
 </html>

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -40,9 +41,16 @@ from powertrip.contracts.passkeys import (
 from powertrip.contracts.polling import PollInput, PollState, StaleEvent
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
+from powertrip.escalation import EscalationPolicy
 from powertrip.models import RawEvent
+from powertrip.sandbox.fake_pagerduty import (
+    FakePagerDuty,
+    InjectedFailure,
+    create_fake_pagerduty_app,
+)
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.sandbox.tls import ensure_certificate
 from powertrip.services.starts import (
     ensure_reminder_digest,
     report_stale,
@@ -67,7 +75,14 @@ from tests.harness import (
     running_worker,
     state_eventually,
 )
-from tests.servers import DECISION_KEY, PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
+from tests.servers import (
+    DECISION_KEY,
+    PAGERDUTY_ROUTING_KEY,
+    PAPERTRAIL_TOKEN,
+    SECURITY_CHANNEL,
+    SLACK_TOKEN,
+    ServedApp,
+)
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
 from workflows.poll import PollWorkflow
@@ -83,6 +98,7 @@ class Stack:
     settings: Settings
     slack: FakeSlack
     papertrail: FakePapertrail
+    pagerduty: FakePagerDuty
 
     @property
     def client(self) -> Client:
@@ -94,11 +110,18 @@ def _posted(fake: FakeSlack, channel: str, at_least: int = 1) -> bool:
 
 
 async def _start(
-    stack: Stack, name: str, *, stale: bool = False, renotify_seconds: float = 15 * 60
+    stack: Stack,
+    name: str,
+    *,
+    stale: bool = False,
+    renotify_seconds: float = 15 * 60,
+    escalation: EscalationPolicy | None = None,
 ) -> WorkflowHandle:
     event = make_event(
         "alice", provider_id=f"history-{name}", renotify_after_seconds=renotify_seconds
     )
+    if escalation is not None:
+        event = event.model_copy(update={"escalation": escalation})
     return await stack.client.start_workflow(
         ApprovalWorkflow.run,
         ApprovalInput(event=event, stale=stale),
@@ -214,12 +237,18 @@ async def rejected(stack: Stack) -> WorkflowHandle:
     return handle
 
 
-async def flooded(stack: Stack) -> WorkflowHandle:
+async def flooded(
+    stack: Stack, name: str = "flooded", escalation: EscalationPolicy | None = None
+) -> WorkflowHandle:
     """A flood of forged decisions, signed and unsigned, verified in one batch
     (verify-decisions-in-batches); `signals_per_run` of them and the run continues as new
     (continue-as-new-before-signal-limit) with a reminder still due; the owner reports it in the
-    next run and the team acknowledges. Writes the first run (the continued one: `_continued`)."""
-    event = make_event("alice", provider_id="history-flooded")
+    next run and the team acknowledges. Writes the first run (the continued one: `_continued`).
+    With `escalation`: the flood comes once its page is open (escalation-schedule), which the
+    next run carries."""
+    event = make_event("alice", provider_id=f"history-{name}")
+    if escalation is not None:
+        event = event.model_copy(update={"escalation": escalation})
     stack.slack.reset()
     handle = await stack.client.start_workflow(
         ApprovalWorkflow.run,
@@ -230,6 +259,9 @@ async def flooded(stack: Stack) -> WorkflowHandle:
         static_summary=summary_for(event),
     )
     await _dm_sent(stack)
+    if escalation is not None:
+        await stack.env.sleep(timedelta(hours=1, minutes=5))
+        await _paged(stack, handle)
     forged_key = "not-the-decision-key" * 2
     for n in range(FLOOD):
         signed = signed_click(forged_key, handle.id, Action.APPROVE, "U0MALLORY")
@@ -242,6 +274,7 @@ async def flooded(stack: Stack) -> WorkflowHandle:
 
 
 async def flooded_then(stack: Stack, handle: WorkflowHandle) -> None:
+    """The next run of `flooded`: the owner's *Not me*, the team's acknowledgement."""
     next_run = stack.client.get_workflow_handle(handle.id)
     await decide(next_run, Action.REPORT, "U0ALICE")
     await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL), within=30)
@@ -282,6 +315,55 @@ async def not_me_first_then(stack: Stack, handle: WorkflowHandle) -> None:
     await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
 
 
+# Reminders every 15 minutes and one page after an hour (`pagerduty: {page_after: 1h}`).
+PAGE_AFTER_AN_HOUR = EscalationPolicy.from_renotify(timedelta(minutes=15)).with_one_page(
+    timedelta(hours=1)
+)
+
+
+async def _paged(stack: Stack, handle: WorkflowHandle, status: str = "open") -> None:
+    async def page_is() -> bool:
+        record = await handle.query(ApprovalWorkflow.state)
+        return any(page.status == status for page in record.pages)
+
+    await eventually(page_is, within=90)
+
+
+async def page_then_approve(stack: Stack) -> WorkflowHandle:
+    """Nobody decides for an hour: reminders (escalation-schedule), a page to the fake Events
+    API; the owner approves and the page is resolved (pages-follow-decisions)."""
+    handle = await _start(stack, "page_then_approve", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await stack.env.sleep(timedelta(hours=1, minutes=5))
+    await _paged(stack, handle)
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    return handle
+
+
+async def not_me_paged(stack: Stack) -> WorkflowHandle:
+    """A Not me pages at once (not-me-page); the security team acknowledges: the page is
+    acknowledged and resolved (pages-follow-decisions)."""
+    handle = await _start(stack, "not_me_paged", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await decide(handle, Action.REPORT, "U0ALICE")
+    await _paged(stack, handle)
+    await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
+    return handle
+
+
+async def page_called_off(stack: Stack) -> WorkflowHandle:
+    """The page falls due while PagerDuty fails; the owner approves before it recovers: the
+    trigger is cancelled and a resolve follows once PagerDuty answers again."""
+    stack.pagerduty.failures.append(InjectedFailure(status=503, times=4))
+    handle = await _start(stack, "page_called_off", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await stack.env.sleep(timedelta(hours=1, seconds=20))
+    await _paged(stack, handle, status="sending")
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await stack.env.sleep(timedelta(minutes=10))
+    return handle
+
+
 APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "approve": approve,
     "not_me_acknowledge": not_me_acknowledge,
@@ -291,6 +373,9 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "contested": contested,
     "contest_closed": contest_closed,
     "rejected": rejected,
+    "page_then_approve": page_then_approve,
+    "not_me_paged": not_me_paged,
+    "page_called_off": page_called_off,
 }
 # reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
 CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
@@ -325,22 +410,32 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
     for user_id, name in [("U0ALICE", "alice"), ("U0BOB", "bob"), ("U0SEC1", "sec1")]:
         slack.users[user_id] = FakeUser(id=user_id, name=name, email=f"{name}@example.com")
     papertrail = FakePapertrail(token=PAPERTRAIL_TOKEN)
+    pagerduty = FakePagerDuty(routing_keys={PAGERDUTY_ROUTING_KEY})
     written: list[Path] = []
+    tls = Path(tempfile.mkdtemp(prefix="powertrip-record-")) / "cert.pem"
+    ensure_certificate(tls, tls.with_name("key.pem"))
     async with (
         ServedApp(create_fake_slack_app(slack)) as slack_app,
         ServedApp(create_fake_papertrail_app(papertrail)) as papertrail_app,
+        ServedApp(
+            create_fake_pagerduty_app(pagerduty), tls=(tls, tls.with_name("key.pem"))
+        ) as pagerduty_app,
     ):
         settings = make_settings(
             slack_app.url + "/api/",
             papertrail_api_token=PAPERTRAIL_TOKEN,
             papertrail_api_url=papertrail_app.url + "/api/v1/",
+            pagerduty_routing_key=PAGERDUTY_ROUTING_KEY,
+            pagerduty_events_url=pagerduty_app.url,
+            pagerduty_ca_file=tls,
         )
         for name, scenario in APPROVAL.items():
             # A fresh server each: the digest workflow one path starts must not be in the next.
             server = start_dev_server() if name == "reminders_in_digest" else _server()
             async with await server as env:
-                stack = Stack(env, settings, slack, papertrail)
+                stack = Stack(env, settings, slack, papertrail, pagerduty)
                 slack.reset()
+                pagerduty.reset()
                 async with running_worker(env.client, settings, CONFIGS.get(name)):
                     handle = await scenario(stack)
                     written.append(await save(handle, out / "approval" / f"{name}.json"))
@@ -351,7 +446,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
         async with await _server() as env:
-            stack = Stack(env, settings, slack, papertrail)
+            stack = Stack(env, settings, slack, papertrail, pagerduty)
             slack.reset()
             handle = await not_me_first(stack)
             async with running_worker(env.client, settings):
@@ -366,21 +461,36 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 written.append(await _conflict(stack, out))
                 written.append(await _stale_digest(stack, out))
                 written.append(await _passkeys(stack, out))
-                written += await _flooded(stack, out)
+                handle = await flooded(stack)
+                written += await _flooded(stack, out, "flooded", handle, flooded_then)
+                pagerduty.reset()
+                handle = await flooded(stack, "paged_flooded", PAGE_AFTER_AN_HOUR)
+                written += await _flooded(stack, out, "paged_flooded", handle, paged_flooded_then)
     return written
 
 
-async def _flooded(stack: Stack, out: Path) -> list[Path]:
-    """Both runs of the flooded path: the one that continued as new, and the next one, which
-    starts from the carried record and reminder."""
-    handle = await flooded(stack)
-    await flooded_then(stack, handle)
+async def paged_flooded_then(stack: Stack, handle: WorkflowHandle) -> None:
+    """The next run of `flooded` with a page open: the owner approves, and the page the run
+    before sent is resolved (pages-follow-decisions)."""
+    await decide(stack.client.get_workflow_handle(handle.id), Action.APPROVE, "U0ALICE")
+
+
+async def _flooded(
+    stack: Stack,
+    out: Path,
+    name: str,
+    handle: WorkflowHandle,
+    then: Callable[[Stack, WorkflowHandle], Awaitable[None]],
+) -> list[Path]:
+    """Both runs of a flooded path: the one that continued as new, and the next one, which
+    starts from the carried record and reminder (and escalation: steps taken, pages)."""
+    await then(stack, handle)
     await handle.result()
     first = stack.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
     return [
-        write_history(await first.fetch_history(), out / "approval" / "flooded.json"),
+        write_history(await first.fetch_history(), out / "approval" / f"{name}.json"),
         await save(
-            stack.client.get_workflow_handle(handle.id), out / "approval" / "flooded_next.json"
+            stack.client.get_workflow_handle(handle.id), out / "approval" / f"{name}_next.json"
         ),
     ]
 
