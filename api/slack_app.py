@@ -12,8 +12,9 @@ Adding an interaction (the `/powertrip` slash command, the App Home, a modal, a 
 one listener function below and register it in `register` with Bolt's matcher (`app.command`,
 `app.event("app_home_opened")`, `app.view(...)`, `app.action(...)`). A listener gets Bolt's
 arguments by name (`ack`, `body`, `action`, `respond`, `client`, `context`, ...); `context`
-carries `temporal` (the Temporal client) and `decision_key`. Authority is never taken from the
-payload: decide through `powertrip.services.decisions`, which checks the workflow's own record.
+carries `temporal` (the Temporal client), `decision_key` and `settings`. Authority is never taken
+from the payload: decide through `powertrip.services.decisions`, which checks the workflow's own
+record.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ REPLAY_WINDOW_SECONDS = 5 * 60
 decide anything."""
 TEMPORAL = "temporal"
 DECISION_KEY = "decision_key"
+SETTINGS = "settings"
 _background: set[asyncio.Task[str]] = set()
 
 
@@ -156,7 +158,15 @@ async def decision_button(
         log.info("repeat of click %s (retry %s)", key, request.headers.get("x-slack-retry-num"))
         return BoltResponse(status=200, body="")
     task = asyncio.create_task(
-        _deliver(context[TEMPORAL], context[DECISION_KEY], event_id, click, message, respond)
+        _deliver(
+            context[TEMPORAL],
+            context[DECISION_KEY],
+            event_id,
+            click,
+            message,
+            respond,
+            context.get(SETTINGS),
+        )
     )
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), INLINE_BUDGET_SECONDS)
@@ -178,9 +188,12 @@ async def _deliver(
     click: Click,
     message: tuple[str, str] | None,
     respond: AsyncRespond | None,
+    settings: Settings | None = None,
 ) -> str:
     try:
-        delivery: Delivery = await deliver_click(temporal, key, event_id, click, message)
+        delivery: Delivery = await deliver_click(
+            temporal, key, event_id, click, message, settings=settings
+        )
     except Exception:
         log.exception("click %s on %s not delivered", click.action.value, event_id)
         await _reply(respond, ":warning: Powertrip could not record your click; try again.")

@@ -26,6 +26,7 @@ NOT_ME_FIRST = "not-me-before-queued-approval"
 RECHECK_TEAM = "recheck-security-team"
 VERIFY_DECISIONS = "verify-decisions"
 CONTEST_APPROVAL = "contest-approval-on-behalf"
+STEP_UP_APPROVALS = "step-up-approvals"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 
@@ -121,6 +122,14 @@ LEDGER: tuple[Patch, ...] = (
         "After an approval on the owner's behalf the workflow stays open for the contest window "
         "(a timer): the owner's DM keeps *Not me*, which reopens the event as reported.",
         "2026-11-27",
+    ),
+    _patch(
+        STEP_UP_APPROVALS,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "An approval of a step-up event (`step_up: passkey`) counts only when the API signed it "
+        "after checking the approver's passkey; a plain approval is refused and recorded.",
+        "2026-11-30-decisions",
     ),
     _patch(
         POLL_ANY_SOURCE,

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from api.body import read_capped
-from api.deps import SettingsDep, TemporalDep
+from api.deps import DecisionKeyDep, SettingsDep, TemporalDep
 from api.passkey_pages import (
     HEADERS,
     explain,
@@ -29,6 +29,7 @@ from api.passkey_pages import (
 )
 from powertrip.contracts.passkeys import LinkPurpose, PasskeyRefused, Refusal, StepUpVerified
 from powertrip.relying_party import RelyingParty
+from powertrip.services.decisions import deliver_step_up
 from powertrip.services.stepup import (
     begin_ceremony,
     complete_registration,
@@ -124,24 +125,29 @@ async def verify_options(token: str, temporal: TemporalDep, rp: RelyingPartyDep)
     return await _options(temporal, rp, token, LinkPurpose.STEP_UP)
 
 
-@router.post("/verify/{token}", summary="Check a step-up assertion")
+@router.post("/verify/{token}", summary="Check a step-up assertion and approve")
 async def verify_assertion(
-    token: str, request: Request, temporal: TemporalDep, rp: RelyingPartyDep
+    token: str,
+    request: Request,
+    temporal: TemporalDep,
+    rp: RelyingPartyDep,
+    signing_key: DecisionKeyDep,
 ) -> JSONResponse:
+    """The browser's passkey answer: checked (powertrip.services.stepup), then delivered to the
+    event like every decision (powertrip.services.decisions): a verified one approves it with
+    `step_up: passkey` and the credential; a refused one goes to the event's timeline."""
     outcome = await complete_step_up(temporal, rp, token, await _browser_answer(request))
-    # Stage 2: hand `outcome` to the decisions module here: a StepUpVerified approves the event
-    # with `step_up: passkey` and the credential; a StepUpRefused goes to the event's timeline
-    # (and alerts the security channel when `outcome.alert`).
+    delivery = await deliver_step_up(temporal, signing_key, outcome)
     if not isinstance(outcome, StepUpVerified):
         log.warning("step-up refused for %s: %s", outcome.event_id, outcome.timeline_detail())
         return _refused(
             outcome.refusal, LinkPurpose.STEP_UP, outcome.detail, event_id=outcome.event_id
         )
+    approved = delivery.outcome == "delivered"
+    answer = {**outcome.model_dump(mode="json"), "decision": delivery.outcome}
     return JSONResponse(
-        {
-            **outcome.model_dump(mode="json"),
-            "message": f"Verified with your passkey “{outcome.credential.label}”.",
-        },
+        {**answer, "message": delivery.reply},
+        status_code=status.HTTP_200_OK if approved else status.HTTP_409_CONFLICT,
         headers=HEADERS,
     )
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from powertrip.models import SecurityEvent
+from powertrip.models import CredentialRef, SecurityEvent, StepUpMethod
 
 PASSKEY_WORKFLOW = "PasskeyWorkflow"
 MEMO_KEY = "passkeys"
@@ -143,13 +143,6 @@ class EventSummary(BaseModel):
             port=event.port,
             occurred_at=event.occurred_at,
         )
-
-
-class CredentialRef(BaseModel):
-    """Which passkey was used: what a step-up decision carries into the record."""
-
-    credential_id: str = Field(description="base64url credential id.")
-    label: str
 
 
 class PasskeyCredential(BaseModel):
@@ -344,10 +337,6 @@ class DecideRegistration(BaseModel):
 
 
 # What a step-up comes to: the value the decision path carries.
-
-
-class StepUpMethod(StrEnum):
-    PASSKEY = "passkey"
 
 
 class StepUpVerified(BaseModel):

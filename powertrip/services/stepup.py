@@ -39,6 +39,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
+from powertrip.config import PowertripConfig
 from powertrip.contracts.passkeys import (
     MEMO_KEY,
     AddCredential,
@@ -46,7 +47,6 @@ from powertrip.contracts.passkeys import (
     CeremonyStart,
     ClaimedLink,
     ClaimLink,
-    CredentialRef,
     DecideRegistration,
     Enrollment,
     EventSummary,
@@ -67,7 +67,7 @@ from powertrip.contracts.passkeys import (
     is_slack_user,
     passkey_workflow_id,
 )
-from powertrip.models import SecurityEvent
+from powertrip.models import CredentialRef, SecurityEvent
 from powertrip.relying_party import RelyingParty, new_challenge
 from powertrip.services.starts import issue_link_with_start
 from powertrip.settings import Settings, SettingsError
@@ -114,6 +114,17 @@ def relying_party(settings: Settings) -> RelyingParty:
             "step-up needs POWERTRIP_PUBLIC_URL: the https address people's browsers use"
         )
     return RelyingParty.for_public_url(settings.public_url)
+
+
+def check_step_up_setup(config: PowertripConfig, settings: Settings) -> None:
+    """At the API's start: rules that need a step-up need `POWERTRIP_PUBLIC_URL` for the pages
+    (else *Approve* could never approve their events). SettingsError naming the rules."""
+    rules = [rule.id for rule in config.rules if rule.enabled and rule.step_up is not None]
+    if rules and settings.public_url is None:
+        raise SettingsError(
+            f"rules {', '.join(rules)} need a step-up (`step_up` / `step_up_rules`): set "
+            "POWERTRIP_PUBLIC_URL to the https address people's browsers use for the API"
+        )
 
 
 def _store(client: Client, user: str) -> WorkflowHandle[Any, Any]:

@@ -40,7 +40,7 @@ from powertrip.contracts.passkeys import (
 from powertrip.contracts.polling import PollInput, PollState, StaleEvent
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
-from powertrip.models import RawEvent
+from powertrip.models import CredentialRef, RawEvent, StepUpMethod
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.services.starts import (
@@ -213,6 +213,29 @@ async def rejected(stack: Stack) -> WorkflowHandle:
     return handle
 
 
+async def step_up(stack: Stack) -> WorkflowHandle:
+    """A step-up event (`step_up: passkey`, step-up-approvals): a plain approval is refused, a
+    refused step-up is traced, then the owner's approval confirmed with a passkey counts."""
+    event = make_event("alice", provider_id="history-step_up", step_up=StepUpMethod.PASSKEY)
+    handle = await stack.client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(event=event),
+        id=event.event_id,
+        task_queue=stack.settings.task_queue,
+        search_attributes=search_attributes_for(event),
+        static_summary=summary_for(event),
+    )
+    await _dm_sent(stack)
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await decide(handle, Action.APPROVE, "U0ALICE", refused="step-up refused: link_used")
+    await state_eventually(handle, lambda r: len(r.timeline) >= 4)
+    credential = CredentialRef(credential_id="Y3JlZC0x", label="MacBook Touch ID")
+    await decide(
+        handle, Action.APPROVE, "U0ALICE", step_up=StepUpMethod.PASSKEY, credential=credential
+    )
+    return handle
+
+
 async def _reminded(handle: WorkflowHandle) -> bool:
     record = await handle.query(ApprovalWorkflow.state)
     return any(entry.what == "reminded" for entry in record.timeline)
@@ -256,6 +279,7 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "contested": contested,
     "contest_closed": contest_closed,
     "rejected": rejected,
+    "step_up": step_up,
 }
 # reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
 CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
