@@ -22,12 +22,14 @@ from powertrip.config import ConfigError
 from powertrip.contracts.approval import Action, EventRecord, TimelineKind
 from powertrip.contracts.passkeys import Refusal, StepUpRefused
 from powertrip.models import EventStatus, RawEvent, StepUpMethod
-from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.services.decisions import Refused, approve_as_security, deliver_step_up
+from powertrip.services.stepup import announce_enrollment, passkeys_of
 from powertrip.settings import Settings, SettingsError
 from tests.harness import (
-    CONFIG_YAML,
+    STEP_UP_CONFIG_YAML,
     add_passkey,
+    buttons,
     decide,
     deliver_login,
     eventually,
@@ -35,16 +37,16 @@ from tests.harness import (
     make_settings,
     message_for,
     passkey,
-    running_worker,
     slack_click,
+    slash_command,
     ssh_line,
     state_eventually,
+    step_up_api,
+    text_of,
 )
-from tests.servers import DECISION_KEY, ServedApp, free_port
+from tests.servers import DECISION_KEY
 from workflows.approval import ApprovalWorkflow
 
-STEP_UP = ["sshd-accepted"]
-STEP_UP_CONFIG = CONFIG_YAML + "step_up_rules: [sshd-accepted]\n"
 LINK = re.compile(r"<(http://localhost:\d+/verify/[^|>]+)\|")
 
 
@@ -64,21 +66,9 @@ async def stack(
     slack_api_url: str,
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
-    port = free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(STEP_UP_CONFIG)
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=time_skipping_env.client.service_client.config.target_host,
-        public_url=f"http://localhost:{port}",
-        config=config,
-    )
     async with (
-        ServedApp(create_app(settings), port=port) as api,
-        running_worker(
-            time_skipping_env.client, settings, make_config(step_up_rules=["sshd-accepted"])
-        ),
-        httpx.AsyncClient(base_url=api.url, timeout=15) as http,
+        step_up_api(time_skipping_env, slack_api_url, tmp_path) as settings,
+        httpx.AsyncClient(base_url=settings.public_url or "", timeout=15) as http,
     ):
         reply_to = slack_api_url.replace("/api/", "/response/stepup")
         yield Stack(time_skipping_env.client, settings, http, fake_slack, reply_to)
@@ -140,7 +130,7 @@ def test_step_up_rules_mark_any_rule_and_unknown_ids_are_refused() -> None:
 
 async def test_step_up_rules_need_a_public_url(slack_api_url: str, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(STEP_UP_CONFIG)
+    config.write_text(STEP_UP_CONFIG_YAML)
     settings = make_settings(slack_api_url, config=config)
     app = create_app(settings)
     with pytest.raises(SettingsError, match=r"sshd-accepted need a step-up.*POWERTRIP_PUBLIC_URL"):
@@ -225,3 +215,69 @@ async def test_who_gets_a_link_and_who_is_told_how_to_register(stack: Stack) -> 
     record = await record_of(handle)
     assert record.status is EventStatus.PENDING
     await handle.terminate("test over")
+
+
+REGISTRATION_LINK = re.compile(r"<(http://localhost:\d+/passkeys/register/[^|>]+)\|")
+
+
+async def test_slash_command_sends_a_registration_link_to_whoever_typed_it(stack: Stack) -> None:
+    reply = await slash_command(stack.http, "U0ALICE", "passkey", name="alice")
+    [url] = REGISTRATION_LINK.findall(reply)
+    assert "/passkeys/register/U0ALICE." in url and "first passkey works at once" in reply
+    page = await stack.http.get("/" + url.split("/", 3)[3])
+    assert page.status_code == 200 and "alice" in page.text
+
+    # With a passkey already, the next one needs the security team.
+    await add_passkey(stack.client, stack.settings, passkey(1))
+    reply = await slash_command(stack.http, "U0ALICE", "passkey")
+    assert "You have 1 passkey" in reply and "security-team member approves" in reply
+
+    for text in ("", "help", "nonsense"):
+        assert "/powertrip passkey" in await slash_command(stack.http, "U0BOB", text)
+
+
+async def test_only_the_security_team_decides_a_pending_passkey(stack: Stack) -> None:
+    await add_passkey(stack.client, stack.settings, passkey(1))
+    pending = await add_passkey(stack.client, stack.settings, passkey(2))
+    assert pending.status == "pending_approval"
+    notice_id = await announce_enrollment(stack.client, stack.settings, pending, user="U0ALICE")
+    assert notice_id is not None
+
+    def notice() -> SlackMessage | None:
+        return next(
+            (m for m in stack.slack.messages.values() if "waiting for approval" in m.text), None
+        )
+
+    message = await eventually(notice)
+    assert buttons(message) == ["passkey_approve", "passkey_reject"]
+    assert "laptop 2" in text_of(message)
+
+    async def press(user: str, action_id: str) -> str:
+        before = len(stack.slack.responses)
+        response = await slack_click(
+            stack.http, user, action_id, notice_id, message, stack.reply_to
+        )
+        assert response.is_success
+        replies = await eventually(lambda: stack.slack.responses[before:], within=15)
+        return str(replies[-1]["text"])
+
+    # Neither the owner (whose Slack session may be the thief's) nor anyone off the team.
+    assert "Someone else approves your passkeys" in await press("U0ALICE", "passkey_approve")
+    assert "Only the security team" in await press("U0MALLORY", "passkey_approve")
+    # A team member with a passkey steps up: a one-time link of their own, nothing decided yet.
+    await add_passkey(stack.client, stack.settings, passkey(7), user="U0SEC1")
+    reply = await press("U0SEC1", "passkey_approve")
+    [url] = LINK.findall(reply)
+    assert "/verify/U0SEC1." in url
+    page = await stack.http.get("/" + url.split("/", 3)[3])
+    assert "Approve a new passkey?" in page.text and "laptop 2" in page.text
+    store = await passkeys_of(stack.client, "U0ALICE")
+    assert store is not None and [p.pending_id for p in store.pending] == ["cred-2"]
+
+    # Rejecting needs no step-up: the passkey is gone, the notice says who rejected it.
+    assert "Rejected" in await press("U0SEC1", "passkey_reject")
+    store = await passkeys_of(stack.client, "U0ALICE")
+    assert store is not None and store.pending == [] and len(store.credentials) == 1
+    await eventually(lambda: message.updates)
+    assert "Rejected by" in message.text and buttons(message) == []
+    assert "already" in await press("U0SEC1", "passkey_approve")

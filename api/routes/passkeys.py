@@ -31,6 +31,10 @@ from powertrip.contracts.passkeys import LinkPurpose, PasskeyRefused, Refusal, S
 from powertrip.relying_party import RelyingParty
 from powertrip.services.decisions import deliver_step_up
 from powertrip.services.stepup import (
+    Link,
+    announce_enrollment,
+    announce_refusal,
+    approve_passkey_with_step_up,
     begin_ceremony,
     complete_registration,
     complete_step_up,
@@ -130,24 +134,34 @@ async def verify_assertion(
     token: str,
     request: Request,
     temporal: TemporalDep,
+    settings: SettingsDep,
     rp: RelyingPartyDep,
     signing_key: DecisionKeyDep,
 ) -> JSONResponse:
-    """The browser's passkey answer: checked (powertrip.services.stepup), then delivered to the
-    event like every decision (powertrip.services.decisions): a verified one approves it with
-    `step_up: passkey` and the credential; a refused one goes to the event's timeline."""
+    """The browser's passkey answer: checked (powertrip.services.stepup), then delivered like
+    every decision (powertrip.services.decisions): a verified one approves the event with
+    `step_up: passkey` and the credential (or, on a security-team member's link, the pending
+    passkey it names); a refused one goes to the event's timeline, and the security channel
+    hears at once of a cloned authenticator or another user's passkey."""
     outcome = await complete_step_up(temporal, rp, token, await _browser_answer(request))
-    delivery = await deliver_step_up(temporal, signing_key, outcome)
     if not isinstance(outcome, StepUpVerified):
         log.warning("step-up refused for %s: %s", outcome.event_id, outcome.timeline_detail())
+        await deliver_step_up(temporal, signing_key, outcome)
+        await announce_refusal(temporal, settings, token, outcome)
         return _refused(
             outcome.refusal, LinkPurpose.STEP_UP, outcome.detail, event_id=outcome.event_id
         )
-    approved = delivery.outcome == "delivered"
-    answer = {**outcome.model_dump(mode="json"), "decision": delivery.outcome}
+    message: str | None
+    if outcome.passkey is not None:
+        approved, message = await approve_passkey_with_step_up(temporal, outcome)
+        decision = "delivered" if approved else "refused"
+    else:
+        delivery = await deliver_step_up(temporal, signing_key, outcome)
+        decision, message = delivery.outcome, delivery.reply
+    answer = {**outcome.model_dump(mode="json"), "decision": decision}
     return JSONResponse(
-        {**answer, "message": delivery.reply},
-        status_code=status.HTTP_200_OK if approved else status.HTTP_409_CONFLICT,
+        {**answer, "message": message},
+        status_code=status.HTTP_200_OK if decision == "delivered" else status.HTTP_409_CONFLICT,
         headers=HEADERS,
     )
 
@@ -166,7 +180,7 @@ async def register_options(token: str, temporal: TemporalDep, rp: RelyingPartyDe
 
 @router.post("/passkeys/register/{token}", summary="Store a new passkey")
 async def register_credential(
-    token: str, request: Request, temporal: TemporalDep, rp: RelyingPartyDep
+    token: str, request: Request, temporal: TemporalDep, settings: SettingsDep, rp: RelyingPartyDep
 ) -> JSONResponse:
     answer = await _browser_answer(request)
     if not isinstance(answer, dict) or not isinstance(answer.get("credential"), dict):
@@ -178,8 +192,8 @@ async def register_credential(
         )
     except PasskeyRefused as exc:
         return _refused(exc.refusal, LinkPurpose.REGISTRATION, exc.detail)
-    # Stage 2: announce a first passkey to the security channel; ask the security team to
-    # approve a pending one (decide_registration).
+    # A first passkey is announced to the security channel; another one asks the team there.
+    await announce_enrollment(temporal, settings, enrollment, user=Link.parse(token).user)
     name = enrollment.credential.label
     message = (
         f"Your passkey “{name}” is registered. The security team has been told: it is your first."

@@ -30,8 +30,12 @@ from powertrip.binaries import temporal_test_server
 from powertrip.contracts.approval import Action, ApprovalInput
 from powertrip.contracts.conflict import ConflictReport, conflict_workflow_id
 from powertrip.contracts.passkeys import (
+    PASSKEY_DECIDED_SIGNAL,
     PASSKEY_WORKFLOW,
     LinkPurpose,
+    NoticeKind,
+    PasskeyDecided,
+    PasskeyNotice,
     PasskeyStore,
     PasskeyUpdate,
     RecordAssertion,
@@ -44,13 +48,19 @@ from powertrip.models import CredentialRef, RawEvent, StepUpMethod
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.services.starts import (
+    announce_passkey,
     ensure_reminder_digest,
     report_stale,
     request_review,
     search_attributes_for,
     summary_for,
 )
-from powertrip.services.stepup import Link, decide_registration, issue_step_up_link
+from powertrip.services.stepup import (
+    Link,
+    decide_registration,
+    issue_step_up_link,
+    notice_state,
+)
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from powertrip.temporal import ensure_search_attributes
@@ -355,6 +365,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 written.append(await _conflict(stack, out))
                 written.append(await _stale_digest(stack, out))
                 written.append(await _passkeys(stack, out))
+                written.append(await _passkey_notice(stack, out))
     return written
 
 
@@ -440,6 +451,36 @@ async def _passkeys(stack: Stack, out: Path) -> Path:
     await eventually(lambda: _continued(client.get_workflow_handle(first.id), first.result_run_id))
     first_run = client.get_workflow_handle(first.id, run_id=first.first_execution_run_id)
     return write_history(await first_run.fetch_history(), out / "passkeys" / "store.json")
+
+
+async def _passkey_notice(stack: Stack, out: Path) -> Path:
+    """A passkey waiting for approval: the team is resolved, the notice posted, a security-team
+    member approves it with their own passkey, and the notice shows who did."""
+    notice = PasskeyNotice(
+        kind=NoticeKind.PENDING,
+        user="U0ALICE",
+        user_name="alice",
+        credential=CredentialRef(credential_id="Y3JlZC0y", label="YubiKey"),
+        at=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    notice_id = await announce_passkey(stack.client, stack.settings.task_queue, notice)
+    handle = stack.client.get_workflow_handle(notice_id)
+
+    async def posted() -> bool:
+        state = await notice_state(stack.client, notice_id)
+        return state is not None and state.message is not None
+
+    await eventually(posted)
+    await handle.signal(
+        PASSKEY_DECIDED_SIGNAL,
+        PasskeyDecided(
+            approved=True,
+            by="U0SEC1",
+            with_credential=CredentialRef(credential_id="c2VjLTE", label="sec1's laptop"),
+            at=datetime(2026, 11, 30, 0, 5, tzinfo=UTC),
+        ),
+    )
+    return await save(handle, out / "passkey_notice" / "pending_approved.json")
 
 
 async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:
