@@ -21,12 +21,17 @@ from api.main import create_app
 from powertrip.config import ConfigError
 from powertrip.contracts.approval import Action, EventRecord, TimelineKind
 from powertrip.contracts.passkeys import Refusal, StepUpRefused
-from powertrip.models import EventStatus, RawEvent, StepUpMethod
+from powertrip.models import CredentialRef, EventStatus, RawEvent, StepUpMethod
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.services.audit import DecisionRow
 from powertrip.services.decisions import Refused, approve_as_security, deliver_step_up
+from powertrip.services.hids import MatchedEvent, MatchQuestion
 from powertrip.services.stepup import announce_enrollment, passkeys_of
+from powertrip.services.views import EventView
 from powertrip.settings import Settings, SettingsError
+from powertrip.webui import WebUi
 from tests.harness import (
+    API_HEADERS,
     STEP_UP_CONFIG_YAML,
     add_passkey,
     buttons,
@@ -281,3 +286,30 @@ async def test_only_the_security_team_decides_a_pending_passkey(stack: Stack) ->
     await eventually(lambda: message.updates)
     assert "Rejected by" in message.text and buttons(message) == []
     assert "already" in await press("U0SEC1", "passkey_approve")
+
+
+async def test_the_record_says_step_up_passkey_to_the_api_the_hids_and_the_export(
+    stack: Stack,
+) -> None:
+    """A decision the API signed after a passkey checked (as the /verify route does): what every
+    reader of the record sees (the HIDS match and the export, from the same record; their HTTP
+    and CLI paths need the dev server's visibility and are tested in tests/test_records.py)."""
+    handle, event_id = await asked(stack)
+    used = CredentialRef(credential_id="Y3JlZC0x", label="MacBook Touch ID")
+    await decide(handle, Action.APPROVE, "U0ALICE", step_up=StepUpMethod.PASSKEY, credential=used)
+    event = (await record_of(handle)).event
+    await handle.result()
+    view = (await stack.http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
+    assert view["decision"]["step_up"] == "passkey"
+    assert view["decision"]["credential"] == {"credential_id": "Y3JlZC0x", "label": used.label}
+    assert "with passkey 'MacBook Touch ID'" in view["timeline"][-1]["detail"]
+    record = await record_of(handle)
+    question = MatchQuestion(
+        host=event.host or "", user="alice", at=event.occurred_at, address=event.address
+    )
+    ui = WebUi.at("http://localhost:8233", "default")
+    assert ui is not None
+    matched = MatchedEvent.of(record, question, ui)
+    assert matched.approved_step_up == "passkey" and matched.approved_by == "U0ALICE"
+    [row] = DecisionRow.rows_of(EventView.model_validate(view))
+    assert (row.step_up, row.credential_id) == ("passkey", "Y3JlZC0x")
