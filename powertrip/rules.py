@@ -18,7 +18,7 @@ from powertrip.escalation import (
     Severity,
     Urgency,
 )
-from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent
+from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent, StepUpMethod
 
 # PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
 # Lookbehinds `(?<=` and `(?<!` must be left alone.
@@ -166,6 +166,12 @@ class Rule(BaseModel):
     )
     pagerduty: PagerDutyOptions | None = Field(
         default=None, description="`page_after` (and its `severity`) for this rule's events."
+    )
+    step_up: StepUpMethod | None = Field(
+        default=None,
+        description="`passkey`: *Approve* in Slack answers with a one-time link, and only the "
+        "approver's passkey (with user verification) on Powertrip's page approves. *Not me* "
+        "stays one click. The config's `step_up_rules` sets it on any rule, built-in ones too.",
     )
 
     @field_validator("id")
@@ -364,6 +370,7 @@ class Rule(BaseModel):
             urgency=self.urgency or default_urgency(self.kind, actor),
             escalation=self.escalation_policy(defaults),
             business_hours=defaults.business_hours,
+            step_up=self.step_up,
         )
 
 

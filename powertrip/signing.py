@@ -74,11 +74,16 @@ class Signer(StrEnum):
         security team). The API's key
         vouches for what Slack proved (`via: slack`) and, for decisions an older CLI signed
         while one key was shared (the API's, now), `via: cli` too: it is the stronger key, and
-        stays on the API's hosts."""
+        stays on the API's hosts. Never the CLI's: a step-up's proof (`step_up`,
+        `credential`), which only the API sets, after the approver's passkey answered."""
         if self is Signer.CLI:
-            fields = click.model_dump(exclude_none=True).keys()
-            return click.via == "cli" and click.action is Action.APPROVE and fields <= _CLI_FIELDS
+            return click.via == "cli" and click.action is Action.APPROVE and not _beyond_cli(click)
         return True
+
+
+def _beyond_cli(click: Click) -> list[str]:
+    """The fields set on `click` that `events approve` never sets, sorted."""
+    return sorted(click.model_dump(exclude_none=True).keys() - _CLI_FIELDS)
 
 
 def _key(settings: Settings, signer: Signer, who: str) -> str:
@@ -184,10 +189,12 @@ def verify(keys: Mapping[Signer, Sequence[str]], event_id: str, click: Click) ->
             "key this worker does not hold)",
         )
     if not signer.may_sign(click):
+        beyond = _beyond_cli(click)
+        carrying = f" carrying {', '.join(beyond)}" if beyond else ""
         return Verdict(
             authentic=False,
             reason="signed with the CLI's key, which vouches only for an operator's override "
-            f"(approve via cli), not {click.action.value} via {click.via[:16]!r}",
+            f"(approve via cli), not {click.action.value} via {click.via[:16]!r}{carrying}",
         )
     return Verdict(authentic=True, signer=signer.value)
 

@@ -47,7 +47,11 @@ from powertrip.contracts.passkeys import (
 )
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
-from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.interactions import (
+    block_action_payload,
+    signed_request,
+    slash_command_fields,
+)
 from powertrip.services.starts import (
     ResultStatus,
     start_approval,
@@ -63,6 +67,7 @@ from tests.servers import (
     SIGNING_SECRET,
     SLACK_TOKEN,
     ServedApp,
+    free_port,
 )
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
@@ -218,6 +223,19 @@ async def slack_click(
     return await http.post("/slack/interactions", content=body, headers=headers)
 
 
+async def slash_command(
+    http: httpx.AsyncClient, user: str, text: str, *, name: str | None = None
+) -> str:
+    """`user` types `/powertrip <text>` in Slack: the ephemeral answer Powertrip gives them."""
+    fields = slash_command_fields(user, text, user_name=name)
+    body, headers = signed_request(SIGNING_SECRET, {}, form=fields)
+    response = await http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer.get("response_type") == "ephemeral", answer
+    return str(answer["text"])
+
+
 def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> SecurityEvent:
     config = make_config()
     raw = RawEvent(
@@ -291,6 +309,25 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with ServedApp(create_app(settings)) as app:
         async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
             yield http
+
+
+STEP_UP_RULES = ["sshd-accepted"]
+STEP_UP_CONFIG_YAML = CONFIG_YAML + "step_up_rules: [sshd-accepted]\n"
+
+
+@asynccontextmanager
+async def step_up_api(env: Any, slack_api_url: str, folder: Path) -> AsyncIterator[Settings]:
+    """The real API on `http://localhost:<port>` (a secure context for passkeys, its
+    POWERTRIP_PUBLIC_URL) with sshd logins needing a step-up, and the worker, against `env`."""
+    port = free_port()
+    settings = settings_with_config(
+        env, slack_api_url, folder, STEP_UP_CONFIG_YAML, public_url=f"http://localhost:{port}"
+    )
+    async with (
+        ServedApp(create_app(settings), port=port),
+        running_worker(env.client, settings, make_config(step_up_rules=STEP_UP_RULES)),
+    ):
+        yield settings
 
 
 @asynccontextmanager

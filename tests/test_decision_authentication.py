@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import temporal_cli
 from powertrip.contracts.approval import Action, EventRecord, Verdict
-from powertrip.models import EventStatus
+from powertrip.models import CredentialRef, EventStatus, StepUpMethod
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
 from powertrip.signing import Signer, signed_click, verify
@@ -243,6 +243,16 @@ def test_a_key_per_signer_binds_what_it_may_sign_and_keeps_rotation() -> None:
         # A field the CLI never sets (here the Slack reply address, as a stand-in for one a
         # later release gives a meaning) is not the CLI's.
         assert not verdict(key, via="cli", response_url="https://hooks.example.com/x").authentic
+        # Nor a step-up's proof: only the API vouches that a passkey answered.
+        stepped_up = verdict(
+            key,
+            via="cli",
+            step_up=StepUpMethod.PASSKEY,
+            credential=CredentialRef(credential_id="Y3JlZC0x", label="MacBook"),
+        )
+        assert not stepped_up.authentic
+        assert "carrying credential, step_up" in str(stepped_up.reason)
+    assert verdict(new, step_up=StepUpMethod.PASSKEY).authentic  # the API's, via slack
     assert "bad signature" in str(verdict("x" * 32).reason)
     only_api = verify({Signer.API: [new]}, "e1", signed_click(cli_new, "e1", Action.APPROVE, "U1"))
     assert not only_api.authentic

@@ -50,6 +50,7 @@ from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
 from workflows.reminders import ReminderDigestWorkflow
@@ -64,6 +65,7 @@ WORKFLOWS: dict[str, type] = {
     "unrecognised": UnrecognisedEventWorkflow,
     "stale_digest": StaleReportWorkflow,
     "passkeys": PasskeyWorkflow,
+    "passkey_notice": PasskeyNoticeWorkflow,
     "review_pacer": ReviewPacerWorkflow,
     "conflict": ConflictWorkflow,
 }

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         RECHECK_TEAM,
         REMINDER_DIGEST,
         STALE_NO_DM,
+        STEP_UP_APPROVALS,
         VERIFY_DECISIONS,
         VERIFY_IN_BATCHES,
     )
@@ -462,6 +463,8 @@ class ApprovalWorkflow(Escalation):
         ):
             refusal = self.record.refusal(click.action, click.user)
             refused = refusal.plain if refusal else "not on the security team any more"
+        # Step-up (issue 15): the one insertion point in the click path.
+        refused = refused or self._without_step_up(click, verified)
         if refused is not None:
             workflow.logger.info(
                 "ignored %s by %s while %s", click.action, click.user, self.record.status
@@ -541,6 +544,19 @@ class ApprovalWorkflow(Escalation):
             return True
         self._trace(TimelineKind.REJECTED, received, reason or "no nonce")
         return False
+
+    def _without_step_up(self, click: Click, verified: bool) -> str | None:
+        """Why a verified approval of a step-up event does not count: it was not confirmed with
+        a passkey (an API or CLI that skipped the step-up, a forged-but-signed plain click).
+        None when it counts, or for workflows that began before step-up existed."""
+        if not (verified and self.record.needs_step_up(click)):
+            return None
+        if not workflow.patched(STEP_UP_APPROVALS):
+            return None
+        return (
+            f"needs a step-up ({self.record.event.step_up}): only an approval confirmed with "
+            "the approver's passkey counts; press Approve in Slack for a one-time link"
+        )
 
     def _trace(self, what: TimelineKind, received: _Received, detail: str) -> None:
         """A refused or rejected decision in the timeline: it changed nothing, but it happened."""
@@ -662,6 +678,7 @@ def _patches_before_verifying() -> None:
     workflow.patched(CONTINUE_BEFORE_SIGNAL_LIMIT)
     workflow.patched(PAGE_NOT_ME)
     workflow.patched(PAGES_FOLLOW_DECISIONS)
+    workflow.patched(STEP_UP_APPROVALS)
 
 
 def _permanent(err: ActivityError) -> bool:

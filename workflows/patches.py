@@ -31,6 +31,7 @@ PAGE_NOT_ME = "not-me-page"
 PAGES_FOLLOW_DECISIONS = "pages-follow-decisions"
 CONTINUE_BEFORE_SIGNAL_LIMIT = "continue-as-new-before-signal-limit"
 VERIFY_IN_BATCHES = "verify-decisions-in-batches"
+STEP_UP_APPROVALS = "step-up-approvals"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -172,6 +173,14 @@ LEDGER: tuple[Patch, ...] = (
         "(`verify_decisions`) instead of one each (`verify_decision`, still registered), so "
         "thousands of forged signals cost a few workflow steps and markers, not one each.",
         "2026-11-27",
+    ),
+    _patch(
+        STEP_UP_APPROVALS,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "An approval of a step-up event (`step_up: passkey`) counts only when the API signed it "
+        "after checking the approver's passkey; a plain approval is refused and recorded.",
+        "2026-11-30-decisions",
     ),
     _patch(
         POLL_ANY_SOURCE,

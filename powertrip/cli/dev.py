@@ -144,6 +144,8 @@ def dev(
     env = {**_local_secrets(STATE_DIR / "secrets.env"), **os.environ}
     env.setdefault("POWERTRIP_TEMPORAL_ADDRESS", f"localhost:{temporal_port}")
     env.setdefault("POWERTRIP_TEMPORAL_UI_URL", f"http://localhost:{ui_port}")
+    # Passkey pages need a secure context: http://localhost is one (127.0.0.1 is not an RP id).
+    env.setdefault("POWERTRIP_PUBLIC_URL", f"http://localhost:{api_port}")
     if "POWERTRIP_CONFIG" not in env:
         config = STATE_DIR / "config.yaml"
         if not config.exists():
@@ -325,8 +327,10 @@ def _banner(
     if slack_port:
         lines.append(
             f"  Fake Slack     http://localhost:{slack_port}  (no Slack credentials given: "
-            "open it to see the messages and click their buttons as any user)"
+            "open it to see the messages and click their buttons as any user; `/powertrip "
+            "passkey` there registers a passkey)"
         )
+    lines.append(f"  Step-up pages  {env['POWERTRIP_PUBLIC_URL']}/verify/…  (POWERTRIP_PUBLIC_URL)")
     if pagerduty_page_port:
         lines.append(
             f"  Fake PagerDuty http://localhost:{pagerduty_page_port}  (no routing key given: "

@@ -19,7 +19,15 @@ from powertrip.config import DEFAULT_CONTEST_WINDOW
 from powertrip.contracts.paging import Page, PageResult
 from powertrip.directory import Identity
 from powertrip.escalation import TakenStep
-from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent, user_label
+from powertrip.models import (
+    CredentialRef,
+    Decision,
+    DecisionKind,
+    EventStatus,
+    SecurityEvent,
+    StepUpMethod,
+    user_label,
+)
 
 APPROVAL_WORKFLOW = "ApprovalWorkflow"
 DECIDE_SIGNAL = "decide"
@@ -171,6 +179,26 @@ class Click(BaseModel):
     )
     nonce: str | None = Field(default=None, description="Random; the workflow takes each once.")
     signature: str | None = Field(default=None, description="`v1=<hex HMAC-SHA256>`.")
+    step_up: StepUpMethod | None = Field(
+        default=None,
+        description="`passkey`: the API checked the approver's passkey on the step-up page "
+        "(powertrip.services.stepup) before signing this approval.",
+    )
+    credential: CredentialRef | None = Field(
+        default=None, description="The passkey the approver stepped up with."
+    )
+
+    @property
+    def stepped_up(self) -> str:
+        """`with passkey 'MacBook' (id)` for the record, or '' for a plain click."""
+        if self.step_up is None:
+            return ""
+        if self.credential is None:
+            return f"with {self.step_up.value}"
+        return (
+            f"with {self.step_up.value} {self.credential.label!r} "
+            f"({self.credential.credential_id[:16]})"
+        )
 
 
 class MessageKind(StrEnum):
@@ -278,6 +306,16 @@ class EventRecord(BaseModel):
     def authority(self) -> Authority | None:
         return self.recipient.authority if self.recipient else None
 
+    def needs_step_up(self, click: Click) -> bool:
+        """An approval of a step-up event (`event.step_up`) without the step-up: it does not
+        count (the API answers *Approve* with a one-time link instead). *Not me* and
+        *Acknowledge* never need one: reporting stays one click."""
+        return (
+            self.event.step_up is not None
+            and click.action is Action.APPROVE
+            and click.step_up is None
+        )
+
     @property
     def asked(self) -> str:
         return self.recipient.asked if self.recipient else "nobody yet"
@@ -378,6 +416,8 @@ class EventRecord(BaseModel):
             operator=click.operator if verified else None,
             requested_at=click.at if verified else None,
             authenticated=verified,
+            step_up=click.step_up if verified else None,
+            credential=click.credential if verified else None,
         )
         self.status = EventStatus(kind.value)
         if click.action is Action.REPORT:
@@ -389,13 +429,14 @@ class EventRecord(BaseModel):
         else:
             self.decision = decision
         run_by = f"run by {click.operator}" if verified and click.operator else None
+        stepped_up = click.stepped_up if verified else None
         self.timeline.append(
             TimelineEntry(
                 what=TimelineKind(kind.value),
                 at=at,
                 by=click.user,
                 name=decision.name,
-                detail="; ".join(d for d in (click.reason, run_by) if d) or None,
+                detail="; ".join(d for d in (click.reason, run_by, stepped_up) if d) or None,
             )
         )
         return decision

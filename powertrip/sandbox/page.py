@@ -19,6 +19,7 @@ PAGE = """<!doctype html>
   header h1 { font-size:16px; margin:0; font-weight:700; }
   header label { font-size:14px; }
   header select { font-size:14px; padding:3px 6px; border-radius:4px; }
+  header input, header form button { font-size:14px; padding:3px 6px; border-radius:4px; }
   #status { font-size:13px; padding:2px 8px; border-radius:4px; background:rgba(255,255,255,.12); }
   #status.waiting { background:#fff3c4; color:#5c4400; }
   #status.refused, #status.failed { background:#ffd9e2; color:#8a0b30; font-weight:600; }
@@ -73,6 +74,11 @@ PAGE = """<!doctype html>
   <label>Act as Slack user
     <select id="actor" data-testid="actor"></select>
   </label>
+  <form id="command-form" data-testid="command-form">
+    <input id="command" data-testid="command" value="/powertrip passkey" size="22"
+      aria-label="Slash command">
+    <button type="submit" data-testid="run-command">Send</button>
+  </form>
   <span id="status" data-testid="status">loading…</span>
 </header>
 <main><section id="pagerduty" class="pagerduty" data-testid="pagerduty" hidden></section>
@@ -231,6 +237,18 @@ function title(channel) {
   return name ? `# ${esc(name)} <small>channel · ${esc(channel)}</small>`
     : `# ${esc(channel)} <small>channel</small>`;
 }
+// Replies to slash commands typed here: only their typist sees them, as in Slack.
+function commands() {
+  const typed = responses.filter(r => String(r.key).split(".")[1] === "command");
+  if (!typed.length) return "";
+  return `<section class="conv" data-testid="commands"><h2>Slash commands</h2>${typed.map(r => {
+    const user = String(r.key).split(".")[0];
+    const name = users[user] ? users[user].name : user;
+    return `<div class="msg"><div><span class="who">@${esc(name)}</span>
+      <code>${esc(r.command || "")}</code></div><div class="ephemeral" data-testid="ephemeral">
+      <small>Only visible to @${esc(name)}</small>${mrkdwn(r.text || "")}</div></div>`;
+  }).join("")}</section>`;
+}
 function render() {
   const byChannel = {};
   for (const m of messages) (byChannel[m.channel] = byChannel[m.channel] || []).push(m);
@@ -238,12 +256,12 @@ function render() {
     (a[0] === "D") - (b[0] === "D") || a.localeCompare(b));
   const root = document.getElementById("conversations");
   if (!channels.length) {
-    root.innerHTML = loaded
+    root.innerHTML = commands() + (loaded
       ? '<p class="empty" data-testid="empty">No messages yet: post a webhook.</p>'
-      : '<p class="empty" data-testid="loading">Loading messages…</p>';
+      : '<p class="empty" data-testid="loading">Loading messages…</p>');
     return;
   }
-  root.innerHTML = channels.map(channel => {
+  root.innerHTML = commands() + channels.map(channel => {
     const all = byChannel[channel].sort((a, b) => Number(a.ts) - Number(b.ts));
     const top = all.filter(m => !m.thread_ts || m.thread_ts === m.ts || m.reply_broadcast);
     const replies = ts => all.filter(m => m.thread_ts === ts && m.ts !== ts);
@@ -365,6 +383,25 @@ document.addEventListener("click", async ev => {
     button.disabled = false;
     refresh();
   }
+});
+document.getElementById("command-form").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const user = document.getElementById("actor").value;
+  const typed = document.getElementById("command").value.trim();
+  const [command, ...words] = typed.split(/\\s+/);
+  setStatus("waiting", `@${users[user].name} typed ${typed}: waiting for Powertrip…`);
+  try {
+    const answer = await fetch("/_sandbox/command", {method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({user, command, text: words.join(" ")})});
+    const result = await answer.json();
+    setStatus(result.ok ? "done" : "failed", result.ok
+      ? `Powertrip answered @${users[user].name} (above the messages)`
+      : `Command not delivered: ${result.error || result.detail || "HTTP " + result.status}`);
+  } catch (err) {
+    setStatus("failed", `Command not delivered: ${err}`);
+  }
+  refresh();
 });
 loadUsers().then(refresh);
 setInterval(refresh, 700);

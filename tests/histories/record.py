@@ -31,8 +31,12 @@ from powertrip.binaries import temporal_test_server
 from powertrip.contracts.approval import Action, ApprovalInput
 from powertrip.contracts.conflict import ConflictReport, conflict_workflow_id
 from powertrip.contracts.passkeys import (
+    PASSKEY_DECIDED_SIGNAL,
     PASSKEY_WORKFLOW,
     LinkPurpose,
+    NoticeKind,
+    PasskeyDecided,
+    PasskeyNotice,
     PasskeyStore,
     PasskeyUpdate,
     RecordAssertion,
@@ -42,7 +46,7 @@ from powertrip.contracts.polling import PollInput, PollState, StaleEvent
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
 from powertrip.escalation import EscalationPolicy
-from powertrip.models import RawEvent
+from powertrip.models import CredentialRef, RawEvent, StepUpMethod
 from powertrip.sandbox.fake_pagerduty import (
     FakePagerDuty,
     InjectedFailure,
@@ -52,13 +56,19 @@ from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papert
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.sandbox.tls import ensure_certificate
 from powertrip.services.starts import (
+    announce_passkey,
     ensure_reminder_digest,
     report_stale,
     request_review,
     search_attributes_for,
     summary_for,
 )
-from powertrip.services.stepup import Link, decide_registration, issue_step_up_link
+from powertrip.services.stepup import (
+    Link,
+    decide_registration,
+    issue_step_up_link,
+    notice_state,
+)
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from powertrip.temporal import ensure_search_attributes
@@ -237,6 +247,29 @@ async def rejected(stack: Stack) -> WorkflowHandle:
     return handle
 
 
+async def step_up(stack: Stack) -> WorkflowHandle:
+    """A step-up event (`step_up: passkey`, step-up-approvals): a plain approval is refused, a
+    refused step-up is traced, then the owner's approval confirmed with a passkey counts."""
+    event = make_event("alice", provider_id="history-step_up", step_up=StepUpMethod.PASSKEY)
+    handle = await stack.client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(event=event),
+        id=event.event_id,
+        task_queue=stack.settings.task_queue,
+        search_attributes=search_attributes_for(event),
+        static_summary=summary_for(event),
+    )
+    await _dm_sent(stack)
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await decide(handle, Action.APPROVE, "U0ALICE", refused="step-up refused: link_used")
+    await state_eventually(handle, lambda r: len(r.timeline) >= 4)
+    credential = CredentialRef(credential_id="Y3JlZC0x", label="MacBook Touch ID")
+    await decide(
+        handle, Action.APPROVE, "U0ALICE", step_up=StepUpMethod.PASSKEY, credential=credential
+    )
+    return handle
+
+
 async def flooded(
     stack: Stack, name: str = "flooded", escalation: EscalationPolicy | None = None
 ) -> WorkflowHandle:
@@ -376,6 +409,7 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "page_then_approve": page_then_approve,
     "not_me_paged": not_me_paged,
     "page_called_off": page_called_off,
+    "step_up": step_up,
 }
 # reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
 CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
@@ -466,6 +500,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 pagerduty.reset()
                 handle = await flooded(stack, "paged_flooded", PAGE_AFTER_AN_HOUR)
                 written += await _flooded(stack, out, "paged_flooded", handle, paged_flooded_then)
+                written.append(await _passkey_notice(stack, out))
     return written
 
 
@@ -577,6 +612,36 @@ async def _passkeys(stack: Stack, out: Path) -> Path:
     await eventually(lambda: _continued(client.get_workflow_handle(first.id), first.result_run_id))
     first_run = client.get_workflow_handle(first.id, run_id=first.first_execution_run_id)
     return write_history(await first_run.fetch_history(), out / "passkeys" / "store.json")
+
+
+async def _passkey_notice(stack: Stack, out: Path) -> Path:
+    """A passkey waiting for approval: the team is resolved, the notice posted, a security-team
+    member approves it with their own passkey, and the notice shows who did."""
+    notice = PasskeyNotice(
+        kind=NoticeKind.PENDING,
+        user="U0ALICE",
+        user_name="alice",
+        credential=CredentialRef(credential_id="Y3JlZC0y", label="YubiKey"),
+        at=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    notice_id = await announce_passkey(stack.client, stack.settings.task_queue, notice)
+    handle = stack.client.get_workflow_handle(notice_id)
+
+    async def posted() -> bool:
+        state = await notice_state(stack.client, notice_id)
+        return state is not None and state.message is not None
+
+    await eventually(posted)
+    await handle.signal(
+        PASSKEY_DECIDED_SIGNAL,
+        PasskeyDecided(
+            approved=True,
+            by="U0SEC1",
+            with_credential=CredentialRef(credential_id="c2VjLTE", label="sec1's laptop"),
+            at=datetime(2026, 11, 30, 0, 5, tzinfo=UTC),
+        ),
+    )
+    return await save(handle, out / "passkey_notice" / "pending_approved.json")
 
 
 async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:
