@@ -22,13 +22,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import temporal_test_server
-from powertrip.contracts.approval import Action, ApprovalInput
+from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput
 from powertrip.contracts.conflict import ConflictReport, conflict_workflow_id
 from powertrip.contracts.passkeys import (
     PASSKEY_DECIDED_SIGNAL,
@@ -126,15 +127,18 @@ async def _start(
     stale: bool = False,
     renotify_seconds: float = 15 * 60,
     escalation: EscalationPolicy | None = None,
+    signals_per_run: int = SIGNALS_PER_RUN,
+    **fields: Any,
 ) -> WorkflowHandle:
+    """Alice's login `history-<name>` asked by a new ApprovalWorkflow; `fields`: the event's."""
     event = make_event(
-        "alice", provider_id=f"history-{name}", renotify_after_seconds=renotify_seconds
+        "alice", provider_id=f"history-{name}", renotify_after_seconds=renotify_seconds, **fields
     )
     if escalation is not None:
         event = event.model_copy(update={"escalation": escalation})
     return await stack.client.start_workflow(
         ApprovalWorkflow.run,
-        ApprovalInput(event=event, stale=stale),
+        ApprovalInput(event=event, stale=stale, signals_per_run=signals_per_run),
         id=event.event_id,
         task_queue=stack.settings.task_queue,
         search_attributes=search_attributes_for(event),
@@ -250,15 +254,7 @@ async def rejected(stack: Stack) -> WorkflowHandle:
 async def step_up(stack: Stack) -> WorkflowHandle:
     """A step-up event (`step_up: passkey`, step-up-approvals): a plain approval is refused, a
     refused step-up is traced, then the owner's approval confirmed with a passkey counts."""
-    event = make_event("alice", provider_id="history-step_up", step_up=StepUpMethod.PASSKEY)
-    handle = await stack.client.start_workflow(
-        ApprovalWorkflow.run,
-        ApprovalInput(event=event),
-        id=event.event_id,
-        task_queue=stack.settings.task_queue,
-        search_attributes=search_attributes_for(event),
-        static_summary=summary_for(event),
-    )
+    handle = await _start(stack, "step_up", step_up=StepUpMethod.PASSKEY)
     await _dm_sent(stack)
     await decide(handle, Action.APPROVE, "U0ALICE")
     await decide(handle, Action.APPROVE, "U0ALICE", refused="step-up refused: link_used")
@@ -279,18 +275,8 @@ async def flooded(
     next run and the team acknowledges. Writes the first run (the continued one: `_continued`).
     With `escalation`: the flood comes once its page is open (escalation-schedule), which the
     next run carries."""
-    event = make_event("alice", provider_id=f"history-{name}")
-    if escalation is not None:
-        event = event.model_copy(update={"escalation": escalation})
     stack.slack.reset()
-    handle = await stack.client.start_workflow(
-        ApprovalWorkflow.run,
-        ApprovalInput(event=event, signals_per_run=FLOOD),
-        id=event.event_id,
-        task_queue=stack.settings.task_queue,
-        search_attributes=search_attributes_for(event),
-        static_summary=summary_for(event),
-    )
+    handle = await _start(stack, name, escalation=escalation, signals_per_run=FLOOD)
     await _dm_sent(stack)
     if escalation is not None:
         await stack.env.sleep(timedelta(hours=1, minutes=5))
