@@ -424,3 +424,35 @@ async def test_a_flood_continues_as_new_mid_escalation_without_losing_a_step_or_
     assert len(gaps) >= 6 and all(abs(gap - timedelta(minutes=15)) < TICK for gap in gaps), gaps
     assert record.status is EventStatus.APPROVED
     assert whats(record)[-2:] == [TimelineKind.APPROVED, TimelineKind.PAGE_RESOLVED]
+
+
+async def test_a_fixed_loop_run_continued_into_the_policy_keeps_its_reminder_due(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """A run of the fixed reminder loop (started before escalation-schedule) that continued as
+    new hands over `next_reminder_at` and no `asked_at`: the next run's policy reminds when that
+    reminder was due, not `renotify_after` after the hand-over, so flooding such a run every few
+    minutes cannot put its reminders off."""
+    env, fakes = time_skipping_env, FakeActivities(owner())
+    event = make_event("alice")  # renotify_after: 15m
+    began = datetime.now(UTC) - timedelta(minutes=10)
+    carried = EventRecord(
+        event=event,
+        recipient=owner(),
+        messages=[PostedMessage(kind=MessageKind.FIRST, channel="DU0ALICE", ts="1.000")],
+        timeline=[TimelineEntry(what=TimelineKind.RECEIVED, at=began)],
+    )
+    due = began + timedelta(minutes=15)
+    async with running(env, fakes) as task_queue:
+        handle = await env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event, carried=carried, next_reminder_at=due),
+            id=event.event_id,
+            task_queue=task_queue,
+        )
+        await env.sleep(timedelta(minutes=36))
+        await decide_as(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+    reminded = [t.at for t in record.taken if t.step == 0]
+    assert record.asked_at is not None and abs(record.asked_at - began) < TICK
+    assert len(reminded) >= 2 and abs(reminded[0] - due) < timedelta(minutes=1), reminded

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.pagerduty import PagerDutyActivities
     from powertrip.contracts.approval import (
         Action,
+        ApprovalInput,
         EventRecord,
         TimelineEntry,
         TimelineKind,
@@ -70,6 +71,7 @@ class Escalation:
 
     if TYPE_CHECKING:
         # What it uses of ApprovalWorkflow.
+        input: ApprovalInput
         record: EventRecord
         clicks: Any  # ApprovalWorkflow._Queue: true while a click waits
 
@@ -98,7 +100,11 @@ class Escalation:
         event takes none (it was listed in the backfill's digest, not asked)."""
         record = self.record
         if record.asked_at is None:
-            record.asked_at = workflow.now()
+            # A run of the fixed reminder loop continued as new (a flood, or Temporal's
+            # suggestion) hands over when its next reminder is due: the policy's clock starts
+            # one `renotify_after` before it, so the hand-over never puts that reminder off.
+            reminder_at = self.input.next_reminder_at
+            record.asked_at = reminder_at - renotify if reminder_at else workflow.now()
         policy = record.event.escalation_policy()
         while not record.finished:
             if self.clicks:
