@@ -19,6 +19,7 @@ from activities import metrics
 from activities.conflict import ConflictActivities
 from activities.decisions import DecisionActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
+from activities.passkeys import PasskeyNoticeActivities
 from activities.poll import PollActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
@@ -33,6 +34,7 @@ from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
 from workflows.reminders import ReminderDigestWorkflow
@@ -51,6 +53,7 @@ WORKFLOWS: tuple[type, ...] = (
     ConflictWorkflow,
     ReviewPacerWorkflow,
     PasskeyWorkflow,
+    PasskeyNoticeWorkflow,
 )
 
 
@@ -111,6 +114,7 @@ def build_worker(
         client, settings, config, slack, security_channel(settings, config)
     )
     paging = PagerDutyActivities.from_settings(settings)
+    notices = PasskeyNoticeActivities(slack, security_channel(settings, config))
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -122,6 +126,7 @@ def build_worker(
             activities.update_message,
             activities.post_digest,
             decisions.verify_decision,
+            decisions.verify_decisions,
             polling.poll_source,
             polling.poll_papertrail,
             polling.post_poll_alert,
@@ -130,6 +135,8 @@ def build_worker(
             paging.acknowledge_page,
             paging.resolve_page,
             ConflictActivities(slack, security_channel(settings, config)).post_conflict,
+            notices.post_passkey_notice,
+            notices.update_passkey_notice,
             *reviews(client, settings, config, slack),
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.

@@ -272,7 +272,11 @@ class SlackActivities:
     @activity.defn
     async def post_digest(self, request: ReminderDigestRequest) -> PostedMessage:
         """One message listing many due reminders (see workflows/reminders.py)."""
-        text, blocks = messages.reminder_digest(request.lines)
+        # Each line's link is the worker's own: a `due` signal anyone can send named its URL.
+        lines = [
+            line.model_copy(update={"ui_url": self._ui_link(line.event)}) for line in request.lines
+        ]
+        text, blocks = messages.reminder_digest(lines)
         async with self.pacer.turn(self.security_channel):
             channel, ts = await SecurityChannel(self.client, self.security_channel).post(
                 text, blocks

@@ -16,6 +16,7 @@ from api.routes import events, ops, passkeys, slack, webhooks
 from api.slack_app import create_slack_app
 from powertrip.config import load_config
 from powertrip.logs import redact_access_logs
+from powertrip.services.stepup import check_step_up_setup
 from powertrip.settings import API_SECRETS, Settings, load_settings
 from powertrip.signing import decision_key
 from powertrip.temporal import connect
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = resolved
         app.state.config = load_config(resolved.config)
         app.state.rules = app.state.config.rule_set()
+        check_step_up_setup(app.state.config, resolved)
         app.state.slack = create_slack_app(resolved)
         app.state.temporal = await connect(resolved)
         log.info(

@@ -15,7 +15,13 @@ from datetime import datetime
 
 from fastapi import status
 
-from powertrip.contracts.passkeys import EventSummary, LinkPurpose, LinkView, Refusal
+from powertrip.contracts.passkeys import (
+    EventSummary,
+    LinkPurpose,
+    LinkView,
+    PasskeyToApprove,
+    Refusal,
+)
 
 STATIC = "/passkeys/static"
 # The pages run one same-origin script; the token in the URL must not leak through Referer.
@@ -225,8 +231,22 @@ def _summary_rows(event: EventSummary) -> str:
     return "\n".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
 
 
+def _passkey_rows(passkey: PasskeyToApprove) -> str:
+    owner = visible(passkey.user_name or passkey.user)
+    rows = [
+        ("Whose", f"{owner} <code>{visible(passkey.user)}</code>"),
+        ("Passkey", visible(passkey.credential.label)),
+        ("Id", f"<code>{visible(passkey.credential.credential_id)}</code>"),
+        ("Replaces", f"<code>{visible(passkey.replaces)}</code>" if passkey.replaces else "—"),
+    ]
+    return "\n".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
+
+
 def step_up_page(view: LinkView) -> str:
-    """The confirmation page of a usable step-up link: what is approved, and one button."""
+    """The confirmation page of a usable step-up link: what is approved (an event, or another
+    user's pending passkey on a security-team member's link), and one button."""
+    if view.passkey is not None:
+        return _passkey_approval_page(view, view.passkey)
     assert view.event is not None
     body = f"""<h1 data-testid="title">Was this you?</h1>
 <p>Approving as <strong>{visible(view.user_name)}</strong>. Check every line: your passkey
@@ -239,6 +259,20 @@ confirms <em>this</em> action, and nothing else.</p>
 <p class="small">This link works once and expires at {visible(_when(view.expires_at))}.
 Not you? Do not continue: press <strong>Not me</strong> in Slack.</p>"""
     return _page("Confirm approval", body, state="ready", ceremony="get")
+
+
+def _passkey_approval_page(view: LinkView, passkey: PasskeyToApprove) -> str:
+    body = f"""<h1 data-testid="title">Approve a new passkey?</h1>
+<p>Approving as <strong>{visible(view.user_name)}</strong>, for the security team. Once approved
+this passkey can approve everything its owner may: make sure they registered it themselves.</p>
+<dl class="summary" data-testid="summary">
+{_passkey_rows(passkey)}
+</dl>
+<button id="go" type="button" data-testid="confirm">Approve with my passkey</button>
+<p id="status" class="status" data-testid="status" role="status" aria-live="polite"></p>
+<p class="small">This link works once and expires at {visible(_when(view.expires_at))}.
+Not sure? Do not continue: press <strong>Reject</strong> in Slack.</p>"""
+    return _page("Approve a passkey", body, state="ready", ceremony="get")
 
 
 def registration_page(view: LinkView) -> str:

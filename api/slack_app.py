@@ -12,8 +12,9 @@ Adding an interaction (the `/powertrip` slash command, the App Home, a modal, a 
 one listener function below and register it in `register` with Bolt's matcher (`app.command`,
 `app.event("app_home_opened")`, `app.view(...)`, `app.action(...)`). A listener gets Bolt's
 arguments by name (`ack`, `body`, `action`, `respond`, `client`, `context`, ...); `context`
-carries `temporal` (the Temporal client) and `decision_key`. Authority is never taken from the
-payload: decide through `powertrip.services.decisions`, which checks the workflow's own record.
+carries `temporal` (the Temporal client), `decision_key` and `settings`. Authority is never taken
+from the payload: decide through `powertrip.services.decisions`, which checks the workflow's own
+record.
 """
 
 from __future__ import annotations
@@ -29,15 +30,18 @@ from typing import Any
 from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from powertrip.contracts.approval import Click
-from powertrip.messages import BUTTON_ACTIONS, action_for
+from powertrip.messages import BUTTON_ACTIONS, PASSKEY_BUTTONS, action_for
 from powertrip.services.decisions import Delivery, deliver_click
+from powertrip.services.stepup import answer_passkey_button, registration_reply_for
 from powertrip.settings import Settings
 
 log = logging.getLogger("api.slack")
@@ -49,6 +53,7 @@ REPLAY_WINDOW_SECONDS = 5 * 60
 decide anything."""
 TEMPORAL = "temporal"
 DECISION_KEY = "decision_key"
+SETTINGS = "settings"
 _background: set[asyncio.Task[str]] = set()
 
 
@@ -156,7 +161,15 @@ async def decision_button(
         log.info("repeat of click %s (retry %s)", key, request.headers.get("x-slack-retry-num"))
         return BoltResponse(status=200, body="")
     task = asyncio.create_task(
-        _deliver(context[TEMPORAL], context[DECISION_KEY], event_id, click, message, respond)
+        _deliver(
+            context[TEMPORAL],
+            context[DECISION_KEY],
+            event_id,
+            click,
+            message,
+            respond,
+            context.get(SETTINGS),
+        )
     )
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), INLINE_BUDGET_SECONDS)
@@ -178,9 +191,12 @@ async def _deliver(
     click: Click,
     message: tuple[str, str] | None,
     respond: AsyncRespond | None,
+    settings: Settings | None = None,
 ) -> str:
     try:
-        delivery: Delivery = await deliver_click(temporal, key, event_id, click, message)
+        delivery: Delivery = await deliver_click(
+            temporal, key, event_id, click, message, settings=settings
+        )
     except Exception:
         log.exception("click %s on %s not delivered", click.action.value, event_id)
         await _reply(respond, ":warning: Powertrip could not record your click; try again.")
@@ -199,9 +215,92 @@ async def unknown_action(action: dict[str, Any]) -> BoltResponse:
     )
 
 
+COMMAND_BUDGET_SECONDS = 2.5
+"""A slash command answers within this long (Slack waits 3 s for the response)."""
+COMMAND_HELP = (
+    "*/powertrip passkey* — a one-time link to register a passkey (Touch ID, Windows Hello, a "
+    "security key). Powertrip asks for it before approving sensitive events.\n"
+    "*/powertrip help* — this list."
+)
+
+
+async def powertrip_command(
+    ack: AsyncAck, command: dict[str, Any], context: dict[str, Any]
+) -> None:
+    """`/powertrip passkey`: a one-time registration link for whoever typed it (Slack's
+    signature proved who), shown only to them; `/powertrip help` or anything else: what the
+    command does. A new subcommand is one more branch here."""
+    words = str(command.get("text") or "").split()
+    subcommand = words[0].lower() if words else "help"
+    text = COMMAND_HELP
+    if subcommand == "passkey":
+        user, name = str(command["user_id"]), command.get("user_name")
+        try:
+            text = await asyncio.wait_for(
+                registration_reply_for(
+                    context[TEMPORAL], context.get(SETTINGS), user, str(name) if name else None
+                ),
+                COMMAND_BUDGET_SECONDS,
+            )
+        except (TimeoutError, RPCError):
+            log.warning("no registration link for %s in time", user, exc_info=True)
+            text = ":warning: Powertrip is busy: try `/powertrip passkey` again in a moment."
+    await ack(response_type="ephemeral", text=text)
+
+
+async def passkey_button(
+    body: dict[str, Any],
+    action: dict[str, Any],
+    context: dict[str, Any],
+    respond: AsyncRespond | None,
+) -> BoltResponse:
+    """*Approve passkey* / *Reject* on a pending passkey's notice in the security channel. The
+    button's value only names the notice; who may decide comes from the notice's own memo
+    (powertrip.services.stepup.answer_passkey_button). Slack gets its 200 at once; the answer
+    (a one-time link for the approver's own step-up, or what was done) follows ephemerally."""
+    user = body["user"]
+    name = user.get("username") or user.get("name")
+    task = asyncio.create_task(
+        _answer_passkey_button(
+            context[TEMPORAL],
+            context[SETTINGS],
+            str(action["value"]),
+            str(user["id"]),
+            str(name) if name else None,
+            PASSKEY_BUTTONS[str(action["action_id"])],
+            respond,
+        )
+    )
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return BoltResponse(status=200, body="")
+
+
+async def _answer_passkey_button(
+    temporal: Client,
+    settings: Settings,
+    notice_id: str,
+    user: str,
+    name: str | None,
+    approve: bool,
+    respond: AsyncRespond | None,
+) -> str:
+    try:
+        reply = await answer_passkey_button(
+            temporal, settings, notice_id=notice_id, user=user, name=name, approve=approve
+        )
+    except Exception:
+        log.exception("passkey decision by %s on %s failed", user, notice_id)
+        reply = ":warning: Powertrip could not record your decision; try again."
+    await _reply(respond, reply)
+    return reply
+
+
 def register(app: AsyncApp) -> None:
     """Every listener of the app, in the order Bolt tries them (the first match answers)."""
+    app.command("/powertrip")(powertrip_command)
     app.action(re.compile(f"^({'|'.join(map(re.escape, BUTTON_ACTIONS))})$"))(decision_button)
+    app.action(re.compile(f"^({'|'.join(map(re.escape, PASSKEY_BUTTONS))})$"))(passkey_button)
     app.action(re.compile(".*"))(unknown_action)
 
 

@@ -136,6 +136,7 @@ async def run(env: WorkflowEnvironment, count: int, rounds: int) -> None:
         webhook_token=TOKEN,
         api_token="bench-api",
         decision_key="bench-decision-key-" + "0" * 32,
+        cli_decision_key="bench-cli-decision-key-" + "1" * 32,
     )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")

@@ -112,6 +112,7 @@ async def approvals(
         webhook_token="bench",
         api_token="bench",
         decision_key=DECISION_KEY,
+        cli_decision_key="bench-cli-decision-key-" + "1" * 32,
     )
     run = uuid.uuid4().hex[:8]
     events = []

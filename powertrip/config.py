@@ -22,6 +22,7 @@ from pydantic import (
 from powertrip.business_hours import BusinessHours
 from powertrip.durations import Duration, parse_duration
 from powertrip.escalation import EscalationDefaults, EscalationPolicy, PagerDutyOptions
+from powertrip.models import StepUpMethod
 from powertrip.rules import Rule, RuleSet
 from powertrip.sources.log_search import SearchScope
 from powertrip.sources.shippers import FieldMap
@@ -152,6 +153,12 @@ class PowertripConfig(BaseModel):
         "`0`: an approval on behalf is final.",
     )
 
+    step_up_rules: list[str] = Field(
+        default_factory=list,
+        description="Rule ids (yours, included ones or built-in packs') whose events need a "
+        "passkey to approve, as if the rule said `step_up: passkey`.",
+    )
+
     @field_validator("networks")
     @classmethod
     def _cidrs(cls, value: dict[str, str]) -> dict[str, str]:
@@ -170,6 +177,24 @@ class PowertripConfig(BaseModel):
                 "steps (`{do: remind, after: 15m, every: 15m}`) and drop renotify_after"
             )
         self.escalation_defaults()  # a page given twice
+        return self
+
+    @model_validator(mode="after")
+    def _step_up_rules(self) -> PowertripConfig:
+        known = {rule.id for rule in self.rules}
+        unknown = [rule_id for rule_id in self.step_up_rules if rule_id not in known]
+        if unknown:
+            raise ValueError(
+                f"step_up_rules: no rule {', '.join(map(repr, unknown))} (is its pack in "
+                f"`rule_packs`?); known: {', '.join(sorted(known)) or 'none'}"
+            )
+        wanted = set(self.step_up_rules)
+        self.rules = [
+            rule.model_copy(update={"step_up": StepUpMethod.PASSKEY})
+            if rule.id in wanted and rule.step_up is None
+            else rule
+            for rule in self.rules
+        ]
         return self
 
     def escalation_defaults(self) -> EscalationDefaults:

@@ -263,7 +263,8 @@ class EscalationDefaults(BaseModel):
 
 class TakenStep(BaseModel):
     """A step the workflow took: `step` indexes the policy's steps; `at` is when it was taken
-    (the workflow's time when its timer fired, not when the step was due)."""
+    (the workflow's time, never the time the step was due: a page when its timer fired, a
+    reminder once it was posted)."""
 
     step: int = Field(ge=0)
     at: datetime
@@ -297,16 +298,21 @@ def next_step(
     urgency: Urgency,
     business_hours: BusinessHours | None,
     taken: Sequence[TakenStep],
+    only: StepKind | None = None,
 ) -> DueStep | None:
     """The step to take next and when, or None when the policy has nothing more to do.
 
     `started_at` is when the question was first asked (aware). `taken` lists every step taken
-    so far (any order; entries for steps the policy does not have are ignored). The earliest due
-    step wins; at equal times, the one listed first. A due time may lie in the past (the worker
-    was down): take it at once. Pure: no clock, no I/O; raises ValueError for naive times."""
+    so far (any order; entries for steps the policy does not have are ignored). `only`: consider
+    steps of that kind alone (a reported event is still reminded of, but no longer paged about
+    as undecided); step indexes stay the policy's. The earliest due step wins; at equal times,
+    the one listed first. A due time may lie in the past (the worker was down): take it at once.
+    Pure: no clock, no I/O; raises ValueError for naive times."""
     start = _utc(started_at)
     candidates: list[DueStep] = []
     for index, step in enumerate(policy.steps):
+        if only is not None and step.do is not only:
+            continue
         done = [_utc(t.at) for t in taken if t.step == index]
         limit = step.occurrences
         if limit is not None and len(done) >= limit:

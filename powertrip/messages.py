@@ -6,7 +6,7 @@ the blocks. The event messages (`notification`, `decided`) are laid out for a ph
 saying what happened, then short two-column facts (who, host, from, when), then one context line
 (source, rule, Temporal link), then at most three buttons. The security channel's other
 messages: `reminder_digest`, `review_message` / `review_digest_message`, `poll_alert_message`,
-`stale_report_message`, `conflict_message`.
+`stale_report_message`, `conflict_message`, `passkey_notice`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from slack_sdk.models.blocks import (
 
 from powertrip.contracts.approval import Action, EventRecord, MessageKind
 from powertrip.contracts.conflict import ConflictReport
+from powertrip.contracts.passkeys import NoticeKind, NoticeState, Refusal, passkey_notice_id
 from powertrip.contracts.polling import PollAlert, StaleReport
 from powertrip.contracts.reminders import DigestLine
 from powertrip.contracts.reviews import DIGEST_LISTED, ReviewDigest, UnrecognisedInput
-from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent
+from powertrip.models import CredentialRef, Decision, DecisionKind, EventStatus, SecurityEvent
 from powertrip.webui import WebUi
 
 # Button action ids and what each asks the workflow to do. "Approve on behalf" is an approval
@@ -143,6 +144,15 @@ def mention(user: str) -> str:
     return f"<@{user}>" if _SLACK_ID.match(user) else code(user)
 
 
+def _asked(asked: str) -> str:
+    """Whom a digest line says was asked: `<@U…>` (a mention, as the approval workflow sends
+    it), the security channel, or anything else as inline code, never a ping or a link: the
+    line comes from a signal anyone who reaches Temporal can send."""
+    if asked.startswith("<@") and asked.endswith(">"):
+        return mention(asked[2:-1])
+    return asked if asked == "the security channel" else code(asked, 80)
+
+
 def _where(event: SecurityEvent) -> str:
     return name(event.host) if event.host else "an unknown host"
 
@@ -201,6 +211,12 @@ _SUSPICIOUS_CONFIRM = ConfirmObject(
     title="Report as suspicious?",
     text="The event becomes an incident for the security team.",
     confirm="Yes, report it",
+    deny="Cancel",
+)
+_REJECT_PASSKEY_CONFIRM = ConfirmObject(
+    title="Reject this passkey?",
+    text="It is removed; its owner can register another.",
+    confirm="Reject",
     deny="Cancel",
 )
 _BUTTONS: dict[str, tuple[str, str | None, ConfirmObject | None]] = {
@@ -348,8 +364,8 @@ def reminder_digest(
     lines = []
     for item in items[:40]:
         event = item.event
-        link = f"<{item.ui_url}|{event.event_id}>" if item.ui_url else f"`{event.event_id}`"
-        state = "incident, unacknowledged" if item.incident else f"asked {item.asked}"
+        link = f"<{item.ui_url}|{escape(event.event_id)}>" if item.ui_url else code(event.event_id)
+        state = "incident, unacknowledged" if item.incident else f"asked {_asked(item.asked)}"
         lines.append(
             f"• {escape(event.action)} as {name(event.actor)} on {_where(event)} — waited "
             f"{humanize(item.waited_seconds)}, {state} · {link}"
@@ -600,3 +616,116 @@ def conflict_message(report: ConflictReport) -> tuple[str, list[Block]]:
         ),
     ]
     return text, blocks
+
+
+# Passkeys (step-up approvals) -------------------------------------------------------------
+
+PASSKEY_BUTTONS: dict[str, bool] = {"passkey_approve": True, "passkey_reject": False}
+"""The buttons of a pending passkey's notice: action id -> approve? Their value is the notice's
+id; who may press them comes from the notice's own memo, never from the button."""
+
+
+def _passkey_name(credential: CredentialRef | None) -> str:
+    if credential is None:
+        return "a passkey"
+    return f"“{escape(credential.label)}” ({code(credential.credential_id[:16])})"
+
+
+_ALERTS = {
+    Refusal.SIGN_COUNT_REGRESSED: "its authenticator's use counter went backwards, which a "
+    "copied (cloned) authenticator does",
+    Refusal.CREDENTIAL_NOT_REGISTERED: "someone answered a one-time link sent to them with a "
+    "passkey that is not theirs: whoever holds their Slack session tried to approve",
+}
+
+
+def passkey_notice(state: NoticeState) -> tuple[str, list[Block]]:
+    """The security channel's message about a passkey: a first one (announced), another one
+    (waiting for a security-team member: *Approve passkey* / *Reject*, then who decided), or an
+    alert about a refused step-up."""
+    notice = state.notice
+    who = mention(notice.user)
+    passkey = _passkey_name(notice.credential)
+    buttons: list[str] = []
+    if notice.kind is NoticeKind.FIRST:
+        headline = (
+            f":key: *New passkey* {who} registered their first passkey {passkey}. It works at "
+            "once (there was nothing to step up with). If it was not them, their Slack session "
+            "is in someone else's hands: act at once."
+        )
+    elif notice.kind is NoticeKind.PENDING:
+        replacing = f", replacing {code(notice.replaces[:16])}" if notice.replaces else ""
+        headline = (
+            f":key: *Passkey waiting for approval* {who} registered another passkey {passkey}"
+            f"{replacing}. It approves nothing until a security-team member approves it: check "
+            f"with {who} in person or on a call first (a stolen Slack session can register one)."
+        )
+        decided = state.decided
+        if decided is None:
+            buttons = list(PASSKEY_BUTTONS)
+        elif decided.approved:
+            stepped = (
+                f" with their passkey {_passkey_name(decided.with_credential)}"
+                if decided.with_credential
+                else " (they have no passkey: no step-up)"
+            )
+            headline += (
+                f"\n:white_check_mark: *Approved* by {mention(decided.by)}{stepped} at "
+                f"{slack_date(decided.at)}"
+            )
+        else:
+            when = slack_date(decided.at)
+            headline += f"\n:no_entry: *Rejected* by {mention(decided.by)} at {when}"
+    else:
+        refusal = notice.refusal or Refusal.CREDENTIAL_NOT_REGISTERED
+        why = _ALERTS.get(refusal, escape(refusal.value))
+        event = f" Event {code(notice.event_id)}." if notice.event_id else ""
+        headline = (
+            f":rotating_light: *Passkey alert* for {who}: {why}. Nothing was approved.{event}"
+        )
+        if notice.credential is not None:
+            headline += f"\nPasskey: {passkey}."
+    blocks: list[Block] = [
+        SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline))
+    ]
+    if buttons:
+        value = passkey_notice_id(notice)
+        blocks.append(
+            ActionsBlock(
+                block_id="passkey",
+                elements=[
+                    ButtonElement(
+                        text="Approve passkey",
+                        action_id="passkey_approve",
+                        value=value,
+                        style="primary",
+                    ),
+                    ButtonElement(
+                        text="Reject",
+                        action_id="passkey_reject",
+                        value=value,
+                        style="danger",
+                        confirm=_REJECT_PASSKEY_CONFIRM,
+                    ),
+                ],
+            )
+        )
+    return _plain(headline), blocks
+
+
+def registration_reply(url: str, expires_at: datetime, passkeys: int) -> str:
+    """`/powertrip passkey`'s ephemeral answer: the one-time registration link and what happens
+    to the new passkey (`passkeys`: how many the person has already)."""
+    if passkeys == 0:
+        rule = "Your first passkey works at once, and the security team is told."
+    else:
+        rule = (
+            f"You have {passkeys} passkey{'s' if passkeys != 1 else ''}: a new one works once a "
+            "security-team member approves it."
+        )
+    until = expires_at.astimezone(UTC).strftime("%H:%M UTC")
+    return (
+        f":key: <{url}|Register a passkey> (Touch ID, Windows Hello, a security key): a one-time "
+        f"link for you alone, valid until {until}. {rule} Powertrip asks for it before approving "
+        "sensitive events, so a stolen laptop or Slack session cannot approve them."
+    )

@@ -168,6 +168,20 @@ class Routing(StrEnum):
     CHANNEL = "channel"
 
 
+class StepUpMethod(StrEnum):
+    """What an approval must be confirmed with beyond a Slack click (a rule's `step_up`)."""
+
+    PASSKEY = "passkey"
+    """A WebAuthn assertion with user verification on Powertrip's own page."""
+
+
+class CredentialRef(BaseModel):
+    """Which passkey was used: what a step-up decision carries into the record."""
+
+    credential_id: str = Field(description="base64url credential id.")
+    label: str
+
+
 class SecurityEvent(BaseModel):
     """A recognised event that a human must confirm."""
 
@@ -218,6 +232,11 @@ class SecurityEvent(BaseModel):
     )
     business_hours: BusinessHours | None = Field(
         default=None, description="The config's business hours when the event was recognised."
+    )
+    step_up: StepUpMethod | None = Field(
+        default=None,
+        description="`passkey`: an approval counts only with the approver's passkey (the rule's "
+        "`step_up`, or the config's `step_up_rules`); None: a Slack click approves.",
     )
 
     def escalation_policy(self) -> EscalationPolicy:
@@ -271,6 +290,13 @@ class Decision(BaseModel):
         default=False,
         description="Signed by the API or CLI and verified by the workflow (decisions recorded "
         "before decisions were signed are false).",
+    )
+    step_up: StepUpMethod | None = Field(
+        default=None,
+        description="`passkey`: the approver confirmed it with a passkey on Powertrip's page.",
+    )
+    credential: CredentialRef | None = Field(
+        default=None, description="The passkey the approver stepped up with."
     )
 
     @property

@@ -18,7 +18,14 @@ from powertrip.escalation import (
     Severity,
     Urgency,
 )
-from powertrip.models import EventKind, RawEvent, Routing, SecurityEvent, out_of_range
+from powertrip.models import (
+    EventKind,
+    RawEvent,
+    Routing,
+    SecurityEvent,
+    StepUpMethod,
+    out_of_range,
+)
 
 # PCRE/Ruby/.NET spell a named group `(?<name>...)`; Python's `re` wants `(?P<name>...)`.
 # Lookbehinds `(?<=` and `(?<!` must be left alone.
@@ -172,6 +179,12 @@ class Rule(BaseModel):
     )
     pagerduty: PagerDutyOptions | None = Field(
         default=None, description="`page_after` (and its `severity`) for this rule's events."
+    )
+    step_up: StepUpMethod | None = Field(
+        default=None,
+        description="`passkey`: *Approve* in Slack answers with a one-time link, and only the "
+        "approver's passkey (with user verification) on Powertrip's page approves. *Not me* "
+        "stays one click. The config's `step_up_rules` sets it on any rule, built-in ones too.",
     )
 
     @field_validator("id")
@@ -376,6 +389,7 @@ class Rule(BaseModel):
             urgency=self.urgency or default_urgency(self.kind, actor),
             escalation=self.escalation_policy(defaults),
             business_hours=defaults.business_hours,
+            step_up=self.step_up,
         )
 
 

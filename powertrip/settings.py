@@ -54,12 +54,22 @@ class Settings(BaseSettings):
     )
     decision_key: SecretStr | None = Field(
         default=None,
-        description="API, CLI and worker: signs every decision before it reaches a workflow, "
-        "which verifies it (powertrip.signing). At least 32 characters.",
+        description="API and worker: the API signs every decision from Slack with it before it "
+        "reaches a workflow, which verifies it (powertrip.signing). At least 32 characters. "
+        "Never give it to CLI operators.",
     )
     decision_key_previous: SecretStr | None = Field(
         default=None,
         description="Worker: also accepted while a new POWERTRIP_DECISION_KEY rolls out.",
+    )
+    cli_decision_key: SecretStr | None = Field(
+        default=None,
+        description="CLI (`events approve`) and worker: signs the security team's overrides, "
+        "which can only be `via: cli` decisions. At least 32 characters; not the API's key.",
+    )
+    cli_decision_key_previous: SecretStr | None = Field(
+        default=None,
+        description="Worker: also accepted while a new POWERTRIP_CLI_DECISION_KEY rolls out.",
     )
 
     # Paging (activities/pagerduty.py). Without a routing key, pages are recorded as skipped.

@@ -1,10 +1,15 @@
-"""Authenticated decisions: only the component that verified the human may decide an event.
-This module signs and verifies; `powertrip.services.decisions` sends, `activities.decisions`
-verifies in the worker.
+"""Authenticated decisions: only the component that verified the human may decide an event, and
+only as that component. This module signs and verifies; `powertrip.services.decisions` sends,
+`activities.decisions` verifies in the worker.
 
-The API (after checking Slack's request signature) and the CLI (`powertrip events approve`) sign
-every decision they send to an event's workflow with `POWERTRIP_DECISION_KEY`; the worker holds
-the same key and verifies each decision in a local activity before the workflow counts it. Anyone
+Each signer has a key of its own:
+- the **API** (`POWERTRIP_DECISION_KEY`) signs what Slack's request signature proved: a click
+  (`via: slack`) by the user Slack names;
+- the **CLI** (`POWERTRIP_CLI_DECISION_KEY`), for the security team's `powertrip events approve`,
+  signs `via: cli` decisions only, with the operator (`user@host`) that ran it.
+The worker holds both and verifies each decision in a local activity before the workflow counts
+it, and checks that its `via` is one its signer may vouch for: whoever holds the CLI's key (every
+operator) can record an operator's override, never what looks like the owner's own click. Anyone
 who can only reach Temporal (its frontend, the `temporal` CLI, the Web UI) can still send a
 `decide` signal, but not a signed one: the workflow records it as `rejected` and changes nothing.
 
@@ -13,12 +18,15 @@ the event id and every field of the `Click` except `signature` and `response_url
 and user name, the signing time, `via`, reason, operator (CLI: `user@host`), a refusal, and a
 random nonce the workflow takes once, so a signed decision read from one event's history can be
 replayed neither to that event nor to another. Fields left unset are left out, so an API or CLI
-one release older or newer than the worker still signs the same message.
+one release older or newer than the worker still signs the same message. Which key verified it
+says who signed it (the verdict names the signer); the message format is the one decisions had
+when one key was shared, so workers and APIs of either release verify each other's Slack clicks
+while an upgrade rolls out.
 
 The key never enters workflow code or history: the local activity's verdict is recorded in
-history, so replaying a workflow does not depend on the key a worker holds today, and a rotated
-key (`POWERTRIP_DECISION_KEY_PREVIOUS` on the worker while the new one rolls out) changes no
-past result.
+history, so replaying a workflow does not depend on the keys a worker holds today, and a rotated
+key (`POWERTRIP_DECISION_KEY_PREVIOUS`, `POWERTRIP_CLI_DECISION_KEY_PREVIOUS` on the worker while
+the new one rolls out) changes no past result.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from powertrip.contracts.approval import Action, Click, Verdict
 from powertrip.settings import Settings, SettingsError
@@ -39,28 +48,90 @@ from powertrip.settings import Settings, SettingsError
 SIGNATURE_VERSION = "v1"
 MIN_KEY_CHARS = 32
 _UNSIGNED_FIELDS = {"signature", "response_url"}
+# What `events approve` sets on a decision (powertrip.services.decisions.approve_as_security):
+# a decision the CLI's key signed with any other field set (one a later release gives a meaning,
+# such as proof of a step-up) is one the CLI never sent.
+_CLI_FIELDS = {
+    "action", "user", "at", "via", "name", "reason", "operator", "refused", "nonce", "signature",
+}  # fmt: skip
 
 
-def decision_key(settings: Settings, who: str) -> str:
-    """The signing key, checked at start-up by each process that needs it.
+class Signer(StrEnum):
+    """Who signed a decision: the component whose key verified it."""
 
-    Raises SettingsError naming POWERTRIP_DECISION_KEY when it is missing or shorter than
-    MIN_KEY_CHARS characters."""
-    settings.require("decision_key", who=who)
-    key = settings.secret("decision_key")
+    API = "api"
+    """`POWERTRIP_DECISION_KEY`: the API, after Slack's request signature."""
+    CLI = "cli"
+    """`POWERTRIP_CLI_DECISION_KEY`: `powertrip events approve`."""
+
+    @property
+    def setting(self) -> str:
+        return "decision_key" if self is Signer.API else "cli_decision_key"
+
+    def may_sign(self, click: Click) -> bool:
+        """The CLI's key vouches only for what `events approve` sends: an approval `via: cli`
+        with the fields it sets, no other (the workflow also requires its user to be on the
+        security team). The API's key
+        vouches for what Slack proved (`via: slack`) and, for decisions an older CLI signed
+        while one key was shared (the API's, now), `via: cli` too: it is the stronger key, and
+        stays on the API's hosts. Never the CLI's: a step-up's proof (`step_up`,
+        `credential`), which only the API sets, after the approver's passkey answered."""
+        if self is Signer.CLI:
+            return click.via == "cli" and click.action is Action.APPROVE and not _beyond_cli(click)
+        return True
+
+
+def _beyond_cli(click: Click) -> list[str]:
+    """The fields set on `click` that `events approve` never sets, sorted."""
+    return sorted(click.model_dump(exclude_none=True).keys() - _CLI_FIELDS)
+
+
+def _key(settings: Settings, signer: Signer, who: str) -> str:
+    name = f"POWERTRIP_{signer.setting.upper()}"
+    settings.require(signer.setting, who=who)
+    key = settings.secret(signer.setting)
     if len(key) < MIN_KEY_CHARS:
         raise SettingsError(
-            f"POWERTRIP_DECISION_KEY is {len(key)} characters; the {who} needs at least "
+            f"{name} is {len(key)} characters; the {who} needs at least "
             f"{MIN_KEY_CHARS} (e.g. `openssl rand -hex 32`)"
         )
     return key
 
 
-def verification_keys(settings: Settings) -> list[str]:
-    """The worker's keys: the current one, then POWERTRIP_DECISION_KEY_PREVIOUS if set."""
-    keys = [decision_key(settings, "worker")]
-    if settings.decision_key_previous is not None:
-        keys.append(settings.decision_key_previous.get_secret_value())
+def decision_key(settings: Settings, who: str) -> str:
+    """The API's signing key (POWERTRIP_DECISION_KEY), checked at start-up.
+
+    Raises SettingsError naming it when it is missing or shorter than MIN_KEY_CHARS."""
+    return _key(settings, Signer.API, who)
+
+
+def cli_decision_key(settings: Settings, who: str) -> str:
+    """The CLI's signing key (POWERTRIP_CLI_DECISION_KEY), checked before `events approve`.
+
+    Raises SettingsError naming it when it is missing or shorter than MIN_KEY_CHARS."""
+    return _key(settings, Signer.CLI, who)
+
+
+def verification_keys(settings: Settings) -> dict[Signer, list[str]]:
+    """The worker's keys per signer: the current one, then the `_PREVIOUS` one if set.
+
+    Raises SettingsError when one is missing or short, or when the CLI's key is one of the
+    API's (then every operator could sign as the API)."""
+    keys = {
+        Signer.API: [decision_key(settings, "worker")],
+        Signer.CLI: [cli_decision_key(settings, "worker")],
+    }
+    for signer, previous in (
+        (Signer.API, settings.decision_key_previous),
+        (Signer.CLI, settings.cli_decision_key_previous),
+    ):
+        if previous is not None:
+            keys[signer].append(previous.get_secret_value())
+    if set(keys[Signer.API]) & set(keys[Signer.CLI]):
+        raise SettingsError(
+            "POWERTRIP_CLI_DECISION_KEY must differ from POWERTRIP_DECISION_KEY (and from each "
+            "`_PREVIOUS`): the CLI's operators must not hold the key that signs Slack clicks"
+        )
     return keys
 
 
@@ -89,8 +160,9 @@ def signed_click(key: str, event_id: str, action: Action, user: str, **fields: o
     return sign(key, event_id, click)
 
 
-def verify(keys: Sequence[str], event_id: str, click: Click) -> Verdict:
-    """Whether one of `keys` signed exactly this click for exactly this event.
+def verify(keys: Mapping[Signer, Sequence[str]], event_id: str, click: Click) -> Verdict:
+    """Whether one of `keys` signed exactly this click for exactly this event, and its signer
+    may vouch for such a click (`Signer.may_sign`). The verdict names the signer.
 
     Taking the nonce once is the workflow's part (it holds the nonces it took)."""
     if not click.signature:
@@ -99,13 +171,32 @@ def verify(keys: Sequence[str], event_id: str, click: Click) -> Verdict:
         return Verdict(authentic=False, reason="no nonce")
     if not click.signature.startswith(f"{SIGNATURE_VERSION}="):
         return Verdict(authentic=False, reason="unknown signature version")
-    if any(hmac.compare_digest(_signature(k, event_id, click), click.signature) for k in keys):
-        return Verdict(authentic=True)
-    return Verdict(
-        authentic=False,
-        reason="bad signature (forged, altered, meant for another event, or signed with a key "
-        "this worker does not hold)",
+    signer = next(
+        (
+            signer
+            for signer, signer_keys in keys.items()
+            if any(
+                hmac.compare_digest(_signature(k, event_id, click), click.signature)
+                for k in signer_keys
+            )
+        ),
+        None,
     )
+    if signer is None:
+        return Verdict(
+            authentic=False,
+            reason="bad signature (forged, altered, meant for another event, or signed with a "
+            "key this worker does not hold)",
+        )
+    if not signer.may_sign(click):
+        beyond = _beyond_cli(click)
+        carrying = f" carrying {', '.join(beyond)}" if beyond else ""
+        return Verdict(
+            authentic=False,
+            reason="signed with the CLI's key, which vouches only for an operator's override "
+            f"(approve via cli), not {click.action.value} via {click.via[:16]!r}{carrying}",
+        )
+    return Verdict(authentic=True, signer=signer.value)
 
 
 def operator() -> str:

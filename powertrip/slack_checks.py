@@ -18,6 +18,7 @@ SCOPES: dict[str, str] = {
     "channels:read": "check a public security channel exists (conversations.info)",
     "groups:read": "check a private security channel exists (conversations.info)",
     "usergroups:read": "resolve `security_team_group` with usergroups.users.list",
+    "commands": "the `/powertrip` slash command (`/powertrip passkey` registers a passkey)",
 }
 
 

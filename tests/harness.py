@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -47,7 +47,11 @@ from powertrip.contracts.passkeys import (
 )
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
-from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.interactions import (
+    block_action_payload,
+    signed_request,
+    slash_command_fields,
+)
 from powertrip.services.starts import (
     ResultStatus,
     start_approval,
@@ -56,7 +60,15 @@ from powertrip.services.stepup import Link, issue_registration_link
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from powertrip.temporal import ensure_search_attributes
-from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
+from tests.servers import (
+    CLI_DECISION_KEY,
+    DECISION_KEY,
+    SECURITY_CHANNEL,
+    SIGNING_SECRET,
+    SLACK_TOKEN,
+    ServedApp,
+    free_port,
+)
 from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
@@ -211,6 +223,19 @@ async def slack_click(
     return await http.post("/slack/interactions", content=body, headers=headers)
 
 
+async def slash_command(
+    http: httpx.AsyncClient, user: str, text: str, *, name: str | None = None
+) -> str:
+    """`user` types `/powertrip <text>` in Slack: the ephemeral answer Powertrip gives them."""
+    fields = slash_command_fields(user, text, user_name=name)
+    body, headers = signed_request(SIGNING_SECRET, {}, form=fields)
+    response = await http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer.get("response_type") == "ephemeral", answer
+    return str(answer["text"])
+
+
 def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> SecurityEvent:
     config = make_config()
     raw = RawEvent(
@@ -223,6 +248,10 @@ def make_event(actor: str = "alice", host: str = "bastion", **fields: Any) -> Se
     )
     event = config.rule_set().recognise(raw)
     assert event is not None
+    if "renotify_after_seconds" in fields and "escalation" not in fields:
+        # What a rule with its own `renotify_after` builds: the policy reminds that often.
+        every = timedelta(seconds=fields["renotify_after_seconds"])
+        fields["escalation"] = event.escalation_policy().with_reminders_every(every)
     return event.model_copy(update=fields)
 
 
@@ -263,6 +292,7 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
         slack_bot_token=SLACK_TOKEN,
         slack_signing_secret=SIGNING_SECRET,
         decision_key=DECISION_KEY,
+        cli_decision_key=CLI_DECISION_KEY,
         slack_api_url=slack_api_url,
         webhook_token="hook-secret",
         api_token="api-secret",
@@ -279,6 +309,25 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with ServedApp(create_app(settings)) as app:
         async with httpx.AsyncClient(base_url=app.url, timeout=10) as http:
             yield http
+
+
+STEP_UP_RULES = ["sshd-accepted"]
+STEP_UP_CONFIG_YAML = CONFIG_YAML + "step_up_rules: [sshd-accepted]\n"
+
+
+@asynccontextmanager
+async def step_up_api(env: Any, slack_api_url: str, folder: Path) -> AsyncIterator[Settings]:
+    """The real API on `http://localhost:<port>` (a secure context for passkeys, its
+    POWERTRIP_PUBLIC_URL) with sshd logins needing a step-up, and the worker, against `env`."""
+    port = free_port()
+    settings = settings_with_config(
+        env, slack_api_url, folder, STEP_UP_CONFIG_YAML, public_url=f"http://localhost:{port}"
+    )
+    async with (
+        ServedApp(create_app(settings), port=port),
+        running_worker(env.client, settings, make_config(step_up_rules=STEP_UP_RULES)),
+    ):
+        yield settings
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ SECURITY_CHANNEL = "C0SECURITY"
 SLACK_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
 DECISION_KEY = "test-decision-key-" + "0123456789abcdef" * 2
+CLI_DECISION_KEY = "test-cli-decision-key-" + "fedcba9876543210" * 2
 PAPERTRAIL_TOKEN = "pt-token"
 PAGERDUTY_ROUTING_KEY = "R0utingKeyOfTheTestService000001"  # 32 letters and digits, like PD's
 

@@ -38,8 +38,11 @@ from powertrip.contracts.approval import (
     TimelineKind,
     UpdateRequest,
     Verdict,
+    Verdicts,
+    VerifyBatch,
     VerifyRequest,
 )
+from powertrip.contracts.paging import PageAction, PageResult, PageTrigger, PageUpdate
 from powertrip.contracts.slack import SLACK_PERMANENT
 from powertrip.directory import Identity
 from powertrip.models import EventStatus, SecurityEvent
@@ -72,14 +75,22 @@ def no_owner(identity: Identity = Identity.BOT) -> Recipient:
 
 class FakeActivities:
     """The activities ApprovalWorkflow calls, registered under their real names, recording what
-    the workflow asked. `dm_refused`: Slack refuses every DM for good (user gone)."""
+    the workflow asked. `dm_refused`: Slack refuses every DM for good (user gone);
+    `pagerduty_down`: so many PagerDuty calls fail (retryably) before they succeed."""
 
-    def __init__(self, recipient: Recipient, dm_refused: bool = False) -> None:
+    def __init__(
+        self, recipient: Recipient, dm_refused: bool = False, pagerduty_down: int = 0
+    ) -> None:
         self.recipient = recipient
         self.dm_refused = dm_refused
+        self.pagerduty_down = pagerduty_down
         self.resolved = 0
         self.posts: list[PostRequest] = []
         self.updates: list[UpdateRequest] = []
+        self.triggers: list[PageTrigger] = []
+        self.pages: list[tuple[PageAction, str]] = []
+        """PagerDuty calls that succeeded: (action, dedup_key), in order."""
+        self.page_attempts = 0
 
     @activity.defn(name="resolve_recipient")
     async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
@@ -113,6 +124,42 @@ class FakeActivities:
         # The signature scheme has its own tests (test_decision_authentication.py).
         return Verdict(authentic=True)
 
+    @activity.defn(name="verify_decisions")
+    async def verify_decisions(self, request: VerifyBatch) -> Verdicts:
+        return Verdicts(verdicts=[Verdict(authentic=True) for _ in request.clicks])
+
+    async def _page(self, action: PageAction, key: str) -> PageResult:
+        self.page_attempts += 1
+        if self.pagerduty_down > 0:
+            self.pagerduty_down -= 1
+            raise ApplicationError("PagerDuty unavailable (HTTP 503)", type="PagerDutyUnavailable")
+        self.pages.append((action, key))
+        return PageResult(
+            action=action,
+            dedup_key=key,
+            status="success",
+            message="Event processed",
+            http_status=202,
+        )
+
+    @activity.defn(name="trigger_page")
+    async def trigger_page(self, request: PageTrigger) -> PageResult:
+        result = await self._page(PageAction.TRIGGER, request.dedup_key)
+        self.triggers.append(request)
+        return result
+
+    @activity.defn(name="acknowledge_page")
+    async def acknowledge_page(self, request: PageUpdate) -> PageResult:
+        return await self._page(PageAction.ACKNOWLEDGE, request.dedup_key)
+
+    @activity.defn(name="resolve_page")
+    async def resolve_page(self, request: PageUpdate) -> PageResult:
+        return await self._page(PageAction.RESOLVE, request.dedup_key)
+
+    @property
+    def paging(self) -> list[Any]:
+        return [self.trigger_page, self.acknowledge_page, self.resolve_page]
+
     def asked(self, kind: MessageKind) -> list[str | None]:
         """Whom each post of `kind` went to: a Slack user (a DM) or None (the channel)."""
         return [p.to_user for p in self.posts if p.kind is kind]
@@ -139,6 +186,8 @@ async def running(
             fakes.update_message,
             fakes.current_security_team,
             fakes.verify_decision,
+            fakes.verify_decisions,
+            *fakes.paging,
         ],
     ):
         yield task_queue

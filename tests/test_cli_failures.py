@@ -53,7 +53,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
         if name.startswith("POWERTRIP_"):
             monkeypatch.delenv(name)
     # `events approve` signs with it; checked before Temporal is reached.
-    monkeypatch.setenv("POWERTRIP_DECISION_KEY", "k" * 32)
+    monkeypatch.setenv("POWERTRIP_CLI_DECISION_KEY", "k" * 32)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "400")  # click's usage errors unwrapped, long paths whole
     return monkeypatch
@@ -119,8 +119,8 @@ def test_a_namespace_temporal_does_not_have_is_one_line_naming_it(
         ),
         (
             ["events", "approve", "e1", "--as", "U0SEC1", "--reason", "r"],
-            {"POWERTRIP_DECISION_KEY": "short"},
-            "POWERTRIP_DECISION_KEY",
+            {"POWERTRIP_CLI_DECISION_KEY": "short"},
+            "POWERTRIP_CLI_DECISION_KEY",
         ),
         (["backfill", "{auth_log}"], {"POWERTRIP_CONFIG": "{missing}"}, "missing.yaml"),
         (["backfill", "{auth_log}"], {"POWERTRIP_CONFIG": "{broken}"}, "broken.yaml"),

@@ -16,10 +16,11 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import temporal_cli
-from powertrip.contracts.approval import EventRecord
-from powertrip.models import EventStatus
+from powertrip.contracts.approval import Action, EventRecord, Verdict
+from powertrip.models import CredentialRef, EventStatus, StepUpMethod
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.settings import Settings
+from powertrip.signing import Signer, signed_click, verify
 from tests.harness import (
     API_HEADERS,
     deliver_login,
@@ -30,7 +31,7 @@ from tests.harness import (
     running_worker,
     slack_click,
 )
-from tests.servers import SECURITY_CHANNEL
+from tests.servers import CLI_DECISION_KEY, SECURITY_CHANNEL
 from workflows.approval import ApprovalWorkflow
 
 
@@ -153,6 +154,108 @@ async def test_a_signed_decision_replayed_or_sent_to_another_event_is_rejected(
     assert view_a["status"] == "reported" and view_a["report"]["by"] == "U0ALICE"
     assert "bad signature" in view_b["timeline"][-1]["detail"]
     assert view_b["status"] == "pending" and view_b["report"] is None
+
+
+async def test_the_clis_key_can_record_an_override_never_the_owners_own_click(
+    served: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+) -> None:
+    """Red team F10: every `events approve` operator holds the CLI's key. Used without the CLI,
+    it signs alice's own click (`via: slack`, no operator), or her *Not me*, or an "override"
+    in her name: each is rejected or refused. With the API's key the same click counts: the API
+    is the one signer that vouches for Slack."""
+    http, settings = served
+    async with running_worker(dev_env.client, settings):
+        (event_id, dm), (other_id, _) = await logins_asked(http, fake_slack, 2)
+        forgeries = [
+            signed_click(CLI_DECISION_KEY, event_id, Action.APPROVE, "U0ALICE", name="alice"),
+            signed_click(CLI_DECISION_KEY, event_id, Action.APPROVE, "U0ALICE", via="Slack"),
+            signed_click(CLI_DECISION_KEY, event_id, Action.REPORT, "U0SEC1", via="cli"),
+        ]
+        for forged in forgeries:
+            payload = forged.model_dump_json(exclude_none=True)
+            await asyncio.to_thread(temporal_signal, dev_env, event_id, payload)
+        view = await timeline_has(http, event_id, "rejected", count=len(forgeries))
+        rejected = [e["detail"] for e in view["timeline"] if e["what"] == "rejected"]
+        assert all("signed with the CLI's key" in detail for detail in rejected), rejected
+        # Dressed as an operator's override in alice's name: it is one (via cli), and only the
+        # security team overrides.
+        override = signed_click(
+            CLI_DECISION_KEY, event_id, Action.APPROVE, "U0ALICE", via="cli", operator="x@y"
+        )
+        await asyncio.to_thread(
+            temporal_signal, dev_env, event_id, override.model_dump_json(exclude_none=True)
+        )
+        view = await timeline_has(http, event_id, "refused")
+        assert "only the security team may decide from the CLI" in view["timeline"][-1]["detail"]
+        assert view["status"] == "pending" and view["decision"] is None
+
+        # The CLI's key still does its job: the team's override, recorded as one.
+        override = signed_click(
+            CLI_DECISION_KEY,
+            other_id,
+            Action.APPROVE,
+            "U0SEC1",
+            via="cli",
+            reason="on call",
+            operator="root@admin-1",
+        )
+        await asyncio.to_thread(
+            temporal_signal, dev_env, other_id, override.model_dump_json(exclude_none=True)
+        )
+        other = await timeline_has(http, other_id, "approved")
+        # And alice's real click, through Slack and the API, counts.
+        reply_to = slack_api_url.replace("/api/", "/response/cli-key")
+        await slack_click(http, "U0ALICE", "approve", event_id, dm, reply_to, name="alice")
+        view = await timeline_has(http, event_id, "approved")
+    assert (other["decision"]["by"], other["decision"]["via"]) == ("U0SEC1", "cli")
+    assert other["decision"]["operator"] == "root@admin-1" and other["decision"]["on_behalf"]
+    d = view["decision"]
+    assert (d["by"], d["via"], d["on_behalf"], d["authenticated"], d["operator"]) == (
+        "U0ALICE",
+        "slack",
+        False,
+        True,
+        None,
+    )
+
+
+def test_a_key_per_signer_binds_what_it_may_sign_and_keeps_rotation() -> None:
+    """What the worker's verifier answers, key by key: each signer's current and previous key
+    verify what that signer may sign; the CLI's never a Slack click; a decision signed before
+    the keys were split (one key, now the API's) still verifies, whatever its `via`."""
+    old, new, cli_old, cli_new = ("o" * 32, "n" * 32, "c" * 32, "d" * 32)
+    keys = {Signer.API: [new, old], Signer.CLI: [cli_new, cli_old]}
+
+    def verdict(key: str, action: Action = Action.APPROVE, **fields: Any) -> Verdict:
+        return verify(keys, "e1", signed_click(key, "e1", action, "U0ALICE", **fields))
+
+    for key in (new, old):
+        assert verdict(key) == Verdict(authentic=True, signer="api")
+        # An older CLI's override, signed with the one shared key: still verifies.
+        assert verdict(key, via="cli", operator="root@h").authentic
+    for key in (cli_new, cli_old):
+        assert verdict(key, via="cli") == Verdict(authentic=True, signer="cli")
+        assert not verdict(key).authentic  # via slack
+        assert not verdict(key, Action.REPORT, via="cli").authentic
+        # A field the CLI never sets (here the Slack reply address, as a stand-in for one a
+        # later release gives a meaning) is not the CLI's.
+        assert not verdict(key, via="cli", response_url="https://hooks.example.com/x").authentic
+        # Nor a step-up's proof: only the API vouches that a passkey answered.
+        stepped_up = verdict(
+            key,
+            via="cli",
+            step_up=StepUpMethod.PASSKEY,
+            credential=CredentialRef(credential_id="Y3JlZC0x", label="MacBook"),
+        )
+        assert not stepped_up.authentic
+        assert "carrying credential, step_up" in str(stepped_up.reason)
+    assert verdict(new, step_up=StepUpMethod.PASSKEY).authentic  # the API's, via slack
+    assert "bad signature" in str(verdict("x" * 32).reason)
+    only_api = verify({Signer.API: [new]}, "e1", signed_click(cli_new, "e1", Action.APPROVE, "U1"))
+    assert not only_api.authentic
 
 
 async def test_a_click_without_a_message_container_is_checked_and_refused(

@@ -460,7 +460,7 @@ async def cli(world: World, *args: str, signing: bool = True) -> tuple[int, str,
         "COLUMNS": "200",
     }
     if signing:
-        env["POWERTRIP_DECISION_KEY"] = s.secret("decision_key")
+        env["POWERTRIP_CLI_DECISION_KEY"] = s.secret("cli_decision_key")
     process = await asyncio.create_subprocess_exec(
         str(POWERTRIP),
         *args,
@@ -526,9 +526,9 @@ async def test_cli_approve_is_a_security_team_override_recorded_as_such(
                 signing=signing,
             )
 
-        # Without the decision key the CLI cannot approve, and says which setting it lacks.
+        # Without its key the CLI cannot approve, and says which setting it lacks.
         code, out, err = await approve("U0SEC1", "x", signing=False)
-        assert code == 2 and "POWERTRIP_DECISION_KEY" in err
+        assert code == 2 and "POWERTRIP_CLI_DECISION_KEY" in err
 
         # Refused for lack of authority: nothing decided, the attempt is in the timeline.
         code, out, err = await approve("U0MALLORY", "trust me")

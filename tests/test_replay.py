@@ -24,9 +24,17 @@ from temporalio.workflow import NondeterminismError
 import worker
 from activities.decisions import DecisionActivities
 from activities.slack import SlackActivities
-from powertrip.contracts.approval import Action, ApprovalInput, Verdict, VerifyRequest
+from powertrip.contracts.approval import (
+    Action,
+    ApprovalInput,
+    Verdict,
+    Verdicts,
+    VerifyBatch,
+    VerifyRequest,
+)
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
+from powertrip.signing import Signer
 from tests.harness import (
     decide,
     eventually,
@@ -42,6 +50,7 @@ from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
 from workflows.reminders import ReminderDigestWorkflow
@@ -56,6 +65,7 @@ WORKFLOWS: dict[str, type] = {
     "unrecognised": UnrecognisedEventWorkflow,
     "stale_digest": StaleReportWorkflow,
     "passkeys": PasskeyWorkflow,
+    "passkey_notice": PasskeyNoticeWorkflow,
     "review_pacer": ReviewPacerWorkflow,
     "conflict": ConflictWorkflow,
 }
@@ -131,7 +141,11 @@ def test_the_ledger_lists_every_patch_the_workflows_use() -> None:
 def test_the_newest_generation_passes_through_every_patch(patch: patches.Patch) -> None:
     """Each patched branch of today's code is replayed, not only the branches that existed when
     the first histories were recorded."""
-    folder = {"ApprovalWorkflow": "approval", "PollWorkflow": "poll"}[patch.workflow]
+    folder = {
+        "ApprovalWorkflow": "approval",
+        "PollWorkflow": "poll",
+        "ReminderDigestWorkflow": "reminder_digest",
+    }[patch.workflow]
     newest = (ROOT / NEWEST / folder).glob("*.json")
     assert any(patch.id in recorded_patches(p) for p in newest), (
         f"no history in tests/histories/{NEWEST}/{folder} records {patch.id!r}: add a path to "
@@ -183,7 +197,8 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
             activities.resolve_recipient,
             activities.post_notification,
             activities.update_message,
-            DecisionActivities([DECISION_KEY]).verify_decision,
+            DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decision,
+            DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decisions,
         ],
     ):
         assert await start_approval(time_skipping_env.client, event, settings.task_queue) is (
@@ -208,7 +223,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
     assert len(lookups) == 2  # first notification, then again before the one reminder
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
     assert markers, "workflow.patched records a marker in new executions"
-    assert REFRESH_RECIPIENT in str(markers[0].marker_recorded_event_attributes)
+    assert any(REFRESH_RECIPIENT in str(m.marker_recorded_event_attributes) for m in markers)
     # Rolling back to the old code would now break this workflow: deploy forward only.
     rollback = await replayer(ApprovalWorkflow).replay_workflow(
         history, raise_on_replay_failure=False
@@ -223,6 +238,11 @@ class SlowDecisions(DecisionActivities):
     async def verify_decision(self, request: VerifyRequest) -> Verdict:
         await asyncio.sleep(2.5)  # longer than the task timeout the test starts with
         return await super().verify_decision(request)
+
+    @activity.defn(name="verify_decisions")
+    async def verify_decisions(self, request: VerifyBatch) -> Verdicts:
+        await asyncio.sleep(2.5)
+        return await super().verify_decisions(request)
 
 
 async def test_a_verification_that_outlives_its_workflow_task_still_replays(

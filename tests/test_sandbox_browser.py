@@ -1,7 +1,8 @@
 """README "Trying it locally", walked in a real headless Chromium on the sandbox page: the
 README's login reaches the real API (dev server + worker), its DM appears on the fake Slack's
 page, a stranger's click is refused, the owner approves, a second login is reported *Not me*
-(confirm dialog) and the security team acknowledges the incident.
+(confirm dialog), which pages on-call (the page shows what the fake PagerDuty received), and the
+security team acknowledges the incident, which resolves the page.
 
 The screenshots it takes are the README's (`docs/img/sandbox-*.png`): they are written to
 `.powertrip/screenshots/`, and to `docs/img/` with `POWERTRIP_UPDATE_SCREENSHOTS=1`; the test
@@ -21,7 +22,13 @@ from powertrip.sandbox.fake_slack import FakeSlack
 from tests.browser import assert_readme_shows, chromium, needs_chromium, screenshot
 from tests.harness import WEBHOOK_HEADERS, eventually, make_settings, message_for, running_worker
 from tests.readme import curl_json_bodies, section_blocks
-from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, ServedApp
+from tests.servers import (
+    PAGERDUTY_ROUTING_KEY,
+    SECURITY_CHANNEL,
+    SIGNING_SECRET,
+    PagerDutyAt,
+    ServedApp,
+)
 from workflows.approval import ApprovalWorkflow
 
 __all__ = ["chromium"]
@@ -52,13 +59,18 @@ async def test_trying_it_locally_on_the_sandbox_page(
     fake_slack_server: tuple[FakeSlack, str],
     fake_slack: FakeSlack,
     slack_api_url: str,
+    pagerduty: PagerDutyAt,
 ) -> None:
     from playwright.async_api import Browser, Route, expect
 
     assert isinstance(chromium, Browser)
     _, fake_url = fake_slack_server
     settings = make_settings(
-        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+        slack_api_url,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        pagerduty_routing_key=PAGERDUTY_ROUTING_KEY,
+        pagerduty_events_url=pagerduty.url,
+        pagerduty_ca_file=pagerduty.ca_file,
     )
     shot = screenshot
     async with (
@@ -69,6 +81,7 @@ async def test_trying_it_locally_on_the_sandbox_page(
         fake_slack.signing_secret = SIGNING_SECRET
         fake_slack.interaction_url = f"{api.url}/slack/interactions"
         fake_slack.channel_names[SECURITY_CHANNEL] = "security"
+        fake_slack.pagerduty_url, fake_slack.pagerduty_ca_file = pagerduty.url, pagerduty.ca_file
         try:
             page = await chromium.new_page(viewport={"width": 820, "height": 700})
             status = page.get_by_test_id("status")
@@ -147,6 +160,10 @@ async def test_trying_it_locally_on_the_sandbox_page(
             await expect(channel.locator("h2")).to_contain_text("# security")
             card_alert = page.locator(f'[data-testid=message][data-ts="{alert.ts}"]')
             await expect(card_alert).to_contain_text("NOT ME")
+            # On-call was paged at once: the page shows what PagerDuty received.
+            incident = page.get_by_test_id("pagerduty").get_by_test_id("incident")
+            await expect(incident).to_have_attribute("data-status", "triggered", timeout=15_000)
+            await expect(incident).to_contain_text("critical Powertrip: Not me: alice")
             await shot(page, "sandbox-incident")
 
             # 5. The security team acknowledges it.
@@ -155,6 +172,8 @@ async def test_trying_it_locally_on_the_sandbox_page(
             await expect(card_alert).to_contain_text("acknowledged", timeout=15_000)
             await expect(page.locator("[data-testid=message] button")).to_have_count(0)
             await expect(status).to_have_attribute("data-state", "done")
+            await expect(incident).to_have_attribute("data-status", "resolved", timeout=15_000)
+            await expect(incident).to_contain_text("trigger → acknowledge → resolve")
             await shot(page, "sandbox-done")
 
             # Slack's emoji are drawn by the page itself, never left to an emoji font.
@@ -163,3 +182,4 @@ async def test_trying_it_locally_on_the_sandbox_page(
         finally:
             fake_slack.signing_secret = fake_slack.interaction_url = None
             fake_slack.channel_names.pop(SECURITY_CHANNEL, None)
+            fake_slack.pagerduty_url = fake_slack.pagerduty_ca_file = None

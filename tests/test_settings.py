@@ -76,26 +76,51 @@ def test_worker_refuses_to_start_without_a_security_channel() -> None:
     assert "POWERTRIP_SECURITY_CHANNEL" in result.stderr
 
 
+KEY = "k" * 32
+
+
 @pytest.mark.parametrize(
-    ("key", "expected"),
-    [(None, "missing settings for the worker: POWERTRIP_DECISION_KEY"), ("short", "at least 32")],
+    ("keys", "named", "expected"),
+    [
+        ({}, "POWERTRIP_DECISION_KEY", "missing settings for the worker"),
+        ({"POWERTRIP_DECISION_KEY": "short"}, "POWERTRIP_DECISION_KEY", "at least 32"),
+        ({"POWERTRIP_DECISION_KEY": KEY}, "POWERTRIP_CLI_DECISION_KEY", "missing settings"),
+        (
+            {"POWERTRIP_DECISION_KEY": KEY, "POWERTRIP_CLI_DECISION_KEY": KEY},
+            "POWERTRIP_CLI_DECISION_KEY",
+            "must differ",
+        ),
+        (
+            {
+                "POWERTRIP_DECISION_KEY": KEY,
+                "POWERTRIP_CLI_DECISION_KEY": "c" * 32,
+                "POWERTRIP_CLI_DECISION_KEY_PREVIOUS": KEY,
+            },
+            "POWERTRIP_CLI_DECISION_KEY",
+            "must differ",
+        ),
+    ],
+    ids=["none", "short", "no CLI key", "one key for both", "CLI's previous is the API's"],
 )
-def test_worker_refuses_to_start_without_a_decision_key(key: str | None, expected: str) -> None:
-    """The worker verifies every decision with it: without one it could count none."""
-    env = clean_env(POWERTRIP_SECURITY_CHANNEL="C1")
-    if key:
-        env["POWERTRIP_DECISION_KEY"] = key
-    result = start_worker(env)
+def test_worker_refuses_to_start_without_both_decision_keys(
+    keys: dict[str, str], named: str, expected: str
+) -> None:
+    """The worker verifies every decision with the key of its signer: without both it could
+    not count the API's or the CLI's, and with one key for both every CLI operator could sign
+    as the API."""
+    result = start_worker(clean_env(POWERTRIP_SECURITY_CHANNEL="C1", **keys))
     assert result.returncode != 0
-    assert expected in result.stderr and "POWERTRIP_DECISION_KEY" in result.stderr
+    assert expected in result.stderr and named in result.stderr
 
 
-def test_powertrip_dev_adds_a_decision_key_to_an_older_secrets_file(tmp_path: Path) -> None:
+def test_powertrip_dev_adds_both_decision_keys_to_an_older_secrets_file(tmp_path: Path) -> None:
     secrets_env = tmp_path / "secrets.env"
     secrets_env.write_text("POWERTRIP_WEBHOOK_TOKEN=kept\n")
     values = _local_secrets(secrets_env)
     assert values["POWERTRIP_WEBHOOK_TOKEN"] == "kept"
     assert len(values["POWERTRIP_DECISION_KEY"]) >= MIN_KEY_CHARS
+    assert len(values["POWERTRIP_CLI_DECISION_KEY"]) >= MIN_KEY_CHARS
+    assert values["POWERTRIP_CLI_DECISION_KEY"] != values["POWERTRIP_DECISION_KEY"]
     assert _local_secrets(secrets_env) == values  # written once, then kept
     assert secrets_env.stat().st_mode & 0o777 == 0o600
 

@@ -275,6 +275,9 @@ def test_manifest_grants_exactly_the_scopes_used_and_points_at_interactions() ->
     interactivity = manifest["settings"]["interactivity"]
     assert interactivity["is_enabled"] is True
     assert interactivity["request_url"].endswith("/slack/interactions")
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == "/powertrip"
+    assert command["url"] == interactivity["request_url"]
 
 
 def test_digest_lists_each_event_with_wait_and_link() -> None:

@@ -1,10 +1,12 @@
 """Step-up approvals in a real headless Chromium with its virtual authenticator (CDP `WebAuthn`):
-register a passkey, approve with it, and every way a link must approve nothing: another user's
-passkey, a replayed link, an expired link, no user verification, a cloned authenticator.
+register a passkey, press *Approve* in Slack, approve the event with the passkey on the link
+Slack showed, and every way a link must approve nothing: another user's passkey, a replayed
+link, an expired link, no user verification, a cloned authenticator.
 
 The stack is real: the API (create_app) on `http://localhost:<port>` (a secure context; RP id
-`localhost`), the worker (build_worker) and the time-skipping Temporal server, whose clock the
-expiry test moves instead of sleeping.
+`localhost`) with `step_up_rules: [sshd-accepted]`, Slack's clicks signed as Slack signs them
+(the fake Slack keeps the ephemeral replies), the worker (build_worker) and the time-skipping
+Temporal server, whose clock the expiry test moves instead of sleeping.
 
 The confirmation-page screenshots in the README (`docs/img/stepup-*.png`, `passkey-*.png`) are
 taken here: written to `.powertrip/screenshots/`, and to `docs/img/` with
@@ -17,6 +19,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -24,14 +27,25 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
+from powertrip.contracts.approval import Action, EventRecord, TimelineKind
 from powertrip.contracts.passkeys import Refusal
-from powertrip.sandbox.fake_slack import FakeSlack
-from powertrip.services.stepup import issue_registration_link, issue_step_up_link, passkeys_of
+from powertrip.models import EventStatus, StepUpMethod
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.services.stepup import issue_registration_link, passkeys_of
 from powertrip.settings import Settings
 from tests.browser import assert_readme_shows, chromium, loopback_only, needs_chromium, screenshot
-from tests.harness import make_event, make_settings, running_worker
-from tests.servers import ServedApp, free_port
+from tests.harness import (
+    decide,
+    deliver_login,
+    eventually,
+    message_for,
+    slack_click,
+    slash_command,
+    state_eventually,
+    step_up_api,
+)
+from tests.servers import SECURITY_CHANNEL
+from workflows.approval import ApprovalWorkflow
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, CDPSession, Page, Route
@@ -50,6 +64,8 @@ class Stack:
     settings: Settings
     http: httpx.AsyncClient
     browser: Browser
+    slack: FakeSlack
+    reply_to: str
     beyond_loopback: list[list[str]]
 
 
@@ -59,24 +75,25 @@ async def stack(
     time_skipping_env: WorkflowEnvironment,
     fake_slack: FakeSlack,
     slack_api_url: str,
+    tmp_path: Path,
 ) -> AsyncIterator[Stack]:
     from playwright.async_api import Browser
 
     assert isinstance(chromium, Browser)
-    port = free_port()
-    settings = make_settings(
-        slack_api_url,
-        temporal_address=time_skipping_env.client.service_client.config.target_host,
-        public_url=f"http://localhost:{port}",
-    )
-    assert settings.public_url is not None
-    async with (
-        ServedApp(create_app(settings), port=port),
-        running_worker(time_skipping_env.client, settings),
-        httpx.AsyncClient(base_url=settings.public_url, timeout=15) as http,
-    ):
-        stack = Stack(time_skipping_env, time_skipping_env.client, settings, http, chromium, [])
-        yield stack
+    async with step_up_api(time_skipping_env, slack_api_url, tmp_path) as settings:
+        assert settings.public_url is not None
+        async with httpx.AsyncClient(base_url=settings.public_url, timeout=15) as http:
+            stack = Stack(
+                time_skipping_env,
+                time_skipping_env.client,
+                settings,
+                http,
+                chromium,
+                fake_slack,
+                slack_api_url.replace("/api/", "/response/browser"),
+                [],
+            )
+            yield stack
     assert [url for urls in stack.beyond_loopback for url in urls] == []
 
 
@@ -167,14 +184,14 @@ async def register(
 ) -> dict[str, Any]:
     from playwright.async_api import expect
 
-    issued = await issue_registration_link(
-        stack.client, stack.settings, user=user, user_name=user.lower().removeprefix("u0")
-    )
-    await page.goto(issued.url)
+    # `/powertrip passkey` in Slack: the ephemeral answer holds the one-time link.
+    reply = await slash_command(stack.http, user, "passkey", name=user.lower().removeprefix("u0"))
+    [url] = re.findall(r"<(http://localhost:\d+/passkeys/register/[^|>]+)\|", reply)
+    await page.goto(url)
     await page.get_by_test_id("label").fill(label)
     if shot:
         await screenshot(page, shot)
-    state, answer = await press_and_wait(page, issued.url)
+    state, answer = await press_and_wait(page, url)
     assert state == "done", await page.get_by_test_id("status").text_content()
     assert answer is not None
     await expect(page.get_by_test_id("status")).to_contain_text(label)
@@ -189,11 +206,34 @@ async def with_passkey(stack: Stack, label: str = "laptop") -> tuple[Page, Authe
     return page, passkey
 
 
-async def step_up_link(stack: Stack, user: str = "U0ALICE", **event: Any) -> tuple[str, str]:
-    """A fresh step-up link for a new event; returns (url, event id)."""
-    ev = make_event(**event)
-    issued = await issue_step_up_link(stack.client, stack.settings, user=user, event=ev)
-    return issued.url, ev.event_id
+async def step_up_link(
+    stack: Stack, user: str = "U0ALICE", actor: str = "alice"
+) -> tuple[str, str]:
+    """A new login of `actor`'s (a step-up event) and `user` pressing *Approve* on its message
+    in Slack (alice's DM; the security channel for a bot's): the one-time link of the ephemeral
+    reply, and the event id."""
+    event_id = await deliver_login(stack.http, actor)
+    message = await eventually(lambda: message_for(stack.slack, event_id))
+    before = len(stack.slack.responses)
+    action = "approve" if user == "U0ALICE" else "approve_on_behalf"
+    clicked = await slack_click(stack.http, user, action, event_id, message, stack.reply_to)
+    assert clicked.is_success
+    replies = await eventually(lambda: stack.slack.responses[before:], within=15)
+    [url] = re.findall(r"<(http://localhost:\d+/verify/[^|>]+)\|", replies[-1]["text"])
+    return url, event_id
+
+
+def in_channel(stack: Stack, text: str) -> SlackMessage | None:
+    """The security channel's message that says `text`, if any."""
+    channel = (m for m in stack.slack.messages.values() if m.channel == SECURITY_CHANNEL)
+    return next((m for m in channel if text in m.text), None)
+
+
+async def record_of(stack: Stack, event_id: str) -> EventRecord:
+    record: EventRecord = await stack.client.get_workflow_handle(event_id).query(
+        ApprovalWorkflow.state
+    )
+    return record
 
 
 def test_the_readme_shows_every_step_up_screenshot_and_each_is_committed() -> None:
@@ -210,7 +250,14 @@ async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> No
     [stored] = await passkey.credentials()
     assert stored["isResidentCredential"] is True
 
+    # Alice presses Approve in Slack: the reply is a link, and the event is still pending.
     url, event_id = await step_up_link(stack)
+    handle = stack.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
+    # An approval signed without the step-up does not count either: the workflow refuses it.
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await state_eventually(handle, lambda r: r.timeline[-1].what is TimelineKind.REFUSED)
+    assert (await record_of(stack, event_id)).status is EventStatus.PENDING
+
     await page.goto(url)
     summary = page.get_by_test_id("summary")
     await expect(summary).to_contain_text("alice")
@@ -222,7 +269,7 @@ async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> No
     state, answer = await press_and_wait(page, url)
     assert state == "done"
     assert answer is not None
-    assert answer["outcome"] == "verified"
+    assert answer["outcome"] == "verified" and answer["decision"] == "delivered"
     assert answer["step_up"] == "passkey"
     assert answer["event_id"] == event_id and answer["user"] == "U0ALICE"
     assert answer["credential"]["label"] == "MacBook Touch ID"
@@ -230,20 +277,88 @@ async def test_register_then_approve_with_the_owners_passkey(stack: Stack) -> No
     await expect(page.get_by_test_id("status")).to_contain_text("MacBook Touch ID")
     await screenshot(page, "stepup-approved")
 
+    # The record: approved by alice, with `step_up: passkey` and the passkey used.
+    record = await handle.result()
+    decision = record.decision
+    assert record.status is EventStatus.APPROVED and decision is not None
+    assert decision.by == "U0ALICE" and decision.authenticated and not decision.on_behalf
+    assert decision.step_up is StepUpMethod.PASSKEY
+    assert decision.credential is not None
+    assert decision.credential.credential_id == first["credential"]["credential_id"]
+    assert "MacBook Touch ID" in (record.timeline[-1].detail or "")
+    [dm] = [m for m in stack.slack.messages.values() if m.channel == "D0ALICE"]
+    assert dm.updates and "Approved" in dm.text
+
     store = await passkeys_of(stack.client, "U0ALICE")
     assert store is not None and store.credentials[0].last_used_at is not None
     assert store.credentials[0].sign_count == (await passkey.credentials())[0]["signCount"]
 
-    # A second passkey is not active until a security-team member approves it.
+    # Her first passkey was announced to the security channel.
+    announced = await eventually(lambda: in_channel(stack, "New passkey"))
+    assert "MacBook Touch ID" in announced.text and "U0ALICE" in announced.text
+
+
+async def test_the_security_team_approves_passkeys_and_events_with_its_own_passkey(
+    stack: Stack,
+) -> None:
+    from playwright.async_api import expect
+
+    await with_passkey(stack, "alice's laptop")
+    sec1 = await new_page(stack)
+    await Authenticator.on(sec1)
+    await register(stack, sec1, "U0SEC1", "sec1's laptop")
+
+    # A second passkey of alice's is not active until a security-team member approves it.
     other = await new_page(stack)
     await Authenticator.on(other)
     second = await register(stack, other, "U0ALICE", "YubiKey")
     assert second["status"] == "pending_approval" and second["first"] is False
-    url2, _ = await step_up_link(stack)
-    await other.goto(url2)
-    state, answer = await press_and_wait(other, url2)
+    url, _ = await step_up_link(stack)
+    await other.goto(url)
+    state, answer = await press_and_wait(other, url)
     # Its authenticator holds only the pending passkey, which the page does not even offer.
     assert state == "retry" and answer is None
+
+    # The channel asks the team; sec1 presses Approve passkey and steps up himself.
+    notice = await eventually(lambda: in_channel(stack, "waiting for approval"))
+    assert "YubiKey" in notice.text
+    before = len(stack.slack.responses)
+    [notice_id] = {e["value"] for b in notice.blocks for e in b.get("elements", []) if "value" in e}
+    pressed = await slack_click(
+        stack.http, "U0SEC1", "passkey_approve", notice_id, notice, stack.reply_to
+    )
+    assert pressed.is_success
+    replies = await eventually(lambda: stack.slack.responses[before:], within=15)
+    [link] = re.findall(r"<(http://localhost:\d+/verify/U0SEC1\.[^|>]+)\|", replies[-1]["text"])
+    await sec1.goto(link)
+    await expect(sec1.get_by_test_id("summary")).to_contain_text("YubiKey")
+    state, answer = await press_and_wait(sec1, link)
+    assert state == "done" and answer is not None and answer["decision"] == "delivered"
+    store = await passkeys_of(stack.client, "U0ALICE")
+    assert store is not None and store.pending == []
+    approved = next(c for c in store.credentials if c.label == "YubiKey")
+    assert approved.approved_by == "U0SEC1"
+    assert approved.approved_with is not None and approved.approved_with.label == "sec1's laptop"
+    await eventually(lambda: notice.updates)
+    assert "Approved by" in notice.text and "sec1's laptop" in notice.text
+
+    # Now the YubiKey approves alice's logins.
+    url, event_id = await step_up_link(stack)
+    await other.goto(url)
+    state, answer = await press_and_wait(other, url)
+    assert state == "done" and answer is not None and answer["credential"]["label"] == "YubiKey"
+
+    # A bot's login is asked in the channel: sec1 approves on behalf, with his own passkey.
+    url, event_id = await step_up_link(stack, "U0SEC1", actor="deploy")
+    assert "/verify/U0SEC1." in url
+    await sec1.goto(url)
+    state, answer = await press_and_wait(sec1, url)
+    assert state == "done" and answer is not None
+    record = await stack.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id).result()
+    assert record.decision is not None and record.decision.by == "U0SEC1"
+    assert record.decision.on_behalf and record.decision.step_up is StepUpMethod.PASSKEY
+    assert record.decision.credential is not None
+    assert record.decision.credential.label == "sec1's laptop"
 
 
 async def test_a_replayed_link_approves_nothing(stack: Stack) -> None:
@@ -280,7 +395,7 @@ async def test_an_expired_link_approves_nothing(stack: Stack) -> None:
     page, _ = await with_passkey(stack)
 
     # Opened in time, but confirmed after the link expired: the workflow's clock decides.
-    url, _ = await step_up_link(stack)
+    url, event_id = await step_up_link(stack)
     await page.goto(url)
     await stack.env.sleep(timedelta(seconds=stack.settings.step_up_link_seconds + 1))
     state, answer = await press_and_wait(page, url)
@@ -296,6 +411,11 @@ async def test_an_expired_link_approves_nothing(stack: Stack) -> None:
     await screenshot(page, "stepup-expired")
     late = await stack.http.post(url, json={"id": "x"})
     assert late.json()["refusal"] == "link_expired"
+    # Each refused attempt is in the event's timeline; the event still waits.
+    record = await record_of(stack, event_id)
+    refused = [e.detail or "" for e in record.timeline if e.what is TimelineKind.REFUSED]
+    assert refused and all("step-up refused: link_expired" in d for d in refused)
+    assert record.status is EventStatus.PENDING
 
 
 async def test_another_users_passkey_is_refused(stack: Stack) -> None:
@@ -310,7 +430,7 @@ async def test_another_users_passkey_is_refused(stack: Stack) -> None:
 
     # Mallory holds alice's link (her Slack session). An honest page only offers alice's
     # passkeys: mallory's authenticator has none of them, and nothing is sent.
-    url, _ = await step_up_link(stack)
+    url, event_id = await step_up_link(stack)
     await mallory.goto(url)
     state, answer = await press_and_wait(mallory, url)
     assert state == "retry" and answer is None
@@ -330,6 +450,11 @@ async def test_another_users_passkey_is_refused(stack: Stack) -> None:
     assert answer is not None and answer["refusal"] == Refusal.CREDENTIAL_NOT_REGISTERED.value
     await expect(mallory.get_by_test_id("status")).to_contain_text("not the one this link is for")
     assert (await stack.http.post(f"{url}/options")).json()["refusal"] == "link_used"
+    record = await record_of(stack, event_id)
+    assert record.status is EventStatus.PENDING
+    assert "credential_not_registered" in (record.timeline[-1].detail or "")
+    alert = await eventually(lambda: in_channel(stack, "Passkey alert"))
+    assert "not theirs" in alert.text and "U0ALICE" in alert.text
 
     # Alice's own passkey still works on a new link.
     url2, _ = await step_up_link(stack)
@@ -389,6 +514,11 @@ async def test_a_cloned_authenticator_is_refused_by_its_sign_count(stack: Stack)
     assert [a.kind for a in store.alerts] == [Refusal.SIGN_COUNT_REGRESSED]
     assert store.credentials[0].sign_count == after["signCount"]  # not lowered
     assert answer["event_id"] == event_id
+    # The security channel hears of it at once, not only the event's timeline.
+    alert = await eventually(lambda: in_channel(stack, "Passkey alert"))
+    assert "cloned" in alert.text and event_id in alert.text
+    record = await record_of(stack, event_id)
+    assert "sign_count_regressed" in (record.timeline[-1].detail or "")
 
 
 async def test_a_registration_without_user_verification_stores_nothing(stack: Stack) -> None:

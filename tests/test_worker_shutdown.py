@@ -24,6 +24,7 @@ from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_
 from powertrip.services.starts import ResultStatus, start_approval
 from tests.harness import CONFIG_YAML, decide, make_event, make_settings, running_worker
 from tests.servers import (
+    CLI_DECISION_KEY,
     DECISION_KEY,
     SECURITY_CHANNEL,
     SIGNING_SECRET,
@@ -68,6 +69,7 @@ async def test_sigterm_lets_the_slack_call_in_flight_finish(
             POWERTRIP_SLACK_BOT_TOKEN=SLACK_TOKEN,
             POWERTRIP_SLACK_SIGNING_SECRET=SIGNING_SECRET,
             POWERTRIP_DECISION_KEY=DECISION_KEY,
+            POWERTRIP_CLI_DECISION_KEY=CLI_DECISION_KEY,
             POWERTRIP_SLACK_API_URL=settings.slack_api_url,
             POWERTRIP_WEBHOOK_TOKEN="w",
             POWERTRIP_API_TOKEN="a",

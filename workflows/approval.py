@@ -4,8 +4,11 @@ until someone with authority decides, then mark every message with the decision.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
@@ -31,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TimelineKind,
         UpdateRequest,
+        Verdict,
+        VerifyBatch,
         VerifyRequest,
     )
     from powertrip.contracts.reminders import (
@@ -45,17 +50,26 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.contracts.slack import SLACK_PERMANENT, slack_call
     from powertrip.messages import visible
     from powertrip.models import EventStatus
+    from workflows.escalation import Escalation
     from workflows.patches import (
         CONTEST_APPROVAL,
+        CONTINUE_BEFORE_SIGNAL_LIMIT,
         NOT_ME_FIRST,
+        PAGE_NOT_ME,
+        PAGES_FOLLOW_DECISIONS,
         PUBLISH_INCIDENT_MESSAGE,
         RECHECK_TEAM,
         REMINDER_DIGEST,
         STALE_NO_DM,
+        STEP_UP_APPROVALS,
         VERIFY_DECISIONS,
+        VERIFY_IN_BATCHES,
     )
 
 VERIFY_TIMEOUT = timedelta(seconds=10)
+VERIFY_BATCH = 100
+"""Signed clicks verified by one local activity: its marker stays far below Temporal's payload
+limits (a verdict is a few hundred bytes)."""
 # Refused and rejected decisions each leave a timeline entry, up to this many: a flood of forged
 # signals must not grow the memo without bound (the history still holds every signal).
 MAX_TRACES = 50
@@ -67,10 +81,47 @@ class _Received:
     click: Click
     at: datetime
     """The workflow's time of receipt: the decision's time once the click is verified."""
+    seq: int
+    """Arrival order in this run."""
+
+
+class _Queue:
+    """The decisions received and not yet handled, in arrival order. *Not me* ones wait in a
+    queue of their own, so taking the oldest *Not me* ahead of older approvals costs the same
+    as taking the oldest click, however many thousands of (forged) signals wait."""
+
+    def __init__(self) -> None:
+        self._reports: deque[_Received] = deque()
+        self._others: deque[_Received] = deque()
+        self.received = 0
+        """Decisions received in this run."""
+
+    def __bool__(self) -> bool:
+        return bool(self._reports or self._others)
+
+    def __len__(self) -> int:
+        return len(self._reports) + len(self._others)
+
+    def add(self, click: Click, at: datetime) -> None:
+        queue = self._reports if click.action is Action.REPORT else self._others
+        queue.append(_Received(click=click, at=at, seq=self.received))
+        self.received += 1
+
+    def take_many(self, most: int, not_me_first: Callable[[], bool]) -> list[_Received]:
+        """Up to `most` clicks, in the order `take` would give them one by one."""
+        return [self.take(not_me_first) for _ in range(min(most, len(self)))]
+
+    def take(self, not_me_first: Callable[[], bool]) -> _Received:
+        """The oldest click, or the oldest *Not me* when one waits behind other clicks and
+        `not_me_first()` (asked only then: it stands for the patch that ordered it so)."""
+        reports, others = self._reports, self._others
+        if reports and (not others or reports[0].seq < others[0].seq or not_me_first()):
+            return reports.popleft()
+        return others.popleft()
 
 
 @workflow.defn(name=APPROVAL_WORKFLOW)
-class ApprovalWorkflow:
+class ApprovalWorkflow(Escalation):
     """One security event: ask the right human, keep asking until someone with authority
     decides, then mark every message with the decision. Input `ApprovalInput`; state, memo
     (`record`) and result: `EventRecord`.
@@ -79,37 +130,48 @@ class ApprovalWorkflow:
 
         received --resolve_recipient--> pending (DM the owner, or the security channel;
                                                  a stale event is asked nowhere)
-        pending --every renotify_after--> pending (a reminder: in the digest, or its own post)
+        pending --the escalation policy's steps--> pending (a reminder: in the digest, or its
+                    own post; a PagerDuty page; workflows/escalation.py)
         pending --approve (owner, approver, team)--> approved --> messages updated, done
         pending --approve on the owner's behalf--> approved, open for the contest window:
                     --window ends--> done;  --owner's Not me--> reported
-        pending --Not me--> reported (incident alert to the channel at once)
-        reported --every renotify_after--> reported (reminder: incident unacknowledged)
+        pending --Not me--> reported (incident alert to the channel and a page, at once)
+        reported --the policy's reminders--> reported (reminder: incident unacknowledged)
         reported --team's acknowledge--> acknowledged --> messages updated, done
 
     Decisions arrive as the `decide` signal (`Click`): each is verified (a local activity
     checks its signature, its nonce is taken once) and checked against `record.may` before it
     counts; refused and rejected ones are recorded in the timeline and change nothing. A queued
     *Not me* is taken before a queued approval. The record is published to the memo and the
-    `PowertripStatus` search attribute on every change. Reminder loops continue as new when
-    Temporal suggests it. Every change to the commands is a patch (`workflows/patches.py`).
+    `PowertripStatus` search attribute on every change. The workflow continues as new when
+    Temporal suggests it after a reminder, and, once every decision waiting is handled, after
+    `signals_per_run` signals: a flood of forged signals never reaches Temporal's per-run signal
+    limit through which the owner's *Not me* must pass. Every change to the commands is a patch
+    (`workflows/patches.py`).
     """
 
     @workflow.init
     def __init__(self, input: ApprovalInput) -> None:
+        self.input = input
         self.record = input.carried or EventRecord(event=input.event)
-        self.clicks: list[_Received] = []
+        self.clicks = _Queue()
         self.slot: ReminderSlot | None = None
+        self.signals = 0
+        """Signals this run received: Temporal refuses them past its per-run limit."""
+        self.traces = sum(entry.what in TRACES for entry in self.record.timeline)
+        self.nonces = set(self.record.nonces)
 
     @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, click: Click) -> None:
         """Durable even with no worker running: the click waits in history. It counts only once
         verified (powertrip.signing): anyone who can reach Temporal can send this signal."""
-        self.clicks.append(_Received(click=click, at=workflow.now()))
+        self.signals += 1
+        self.clicks.add(click, workflow.now())
 
     @workflow.signal(name=SLOT_SIGNAL)
     def reminder_slot(self, slot: ReminderSlot) -> None:
         """The digest workflow's answer: post your own reminder, or you are in the digest."""
+        self.signals += 1
         self.slot = slot
 
     @workflow.query(name=STATE_QUERY)
@@ -139,17 +201,21 @@ class ApprovalWorkflow:
         elif not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
         while True:
-            await self._until_decided(renotify, stale)
+            # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
+            await self._wait_for_decision(renotify, stale)
             # Only the contest-approval-on-behalf branch sets contest_until.
             if self.record.contest_until is None or not await self._contest(renotify):
                 break
         await self._update_messages()
+        # ESCALATION (issue 14): PagerDuty's answers to the pages' last calls are in the record.
+        await self._pages_settled()
         return self.record
 
     async def _until_decided(self, renotify: timedelta, stale: bool) -> None:
         """Remind until someone with authority approves or acknowledges."""
-        event = self.record.event
-        next_reminder = workflow.now() + renotify
+        # A run continued early (a flood of signals) keeps the reminder that was due.
+        next_reminder = self.input.next_reminder_at or workflow.now() + renotify
+        self.input.next_reminder_at = None
         while not self.record.finished:
             try:
                 await workflow.wait_condition(
@@ -159,10 +225,16 @@ class ApprovalWorkflow:
             except TimeoutError:
                 await self._remind(renotify)
                 next_reminder = workflow.now() + renotify
-                if workflow.info().is_continue_as_new_suggested() and not self.clicks:
-                    workflow.continue_as_new(ApprovalInput(event=event, carried=self.record))
+                if (
+                    workflow.info().is_continue_as_new_suggested()
+                    and not self.clicks
+                    and self._pages_idle()
+                ):
+                    self._continue_as_new(next_reminder)
                 continue
             await self._handle_clicks(renotify)
+            if not self.record.finished:
+                self._continue_before_signal_limit(next_reminder)
 
     async def _contest(self, renotify: timedelta) -> bool:
         """Approved on the owner's behalf: every copy shows it, and the owner's DM keeps *Not
@@ -182,7 +254,40 @@ class ApprovalWorkflow:
                 )
                 return False
             await self._handle_clicks(renotify)
+            if self.record.contest_until is not None:
+                self._continue_before_signal_limit(None)
         return self.record.status is EventStatus.REPORTED
+
+    def _continue_as_new(self, next_reminder: datetime | None) -> NoReturn:
+        """Hand over the record (with the nonces taken, and the escalation's state: when the
+        policy's clock started, the steps taken, the pages and where each stands), the stale
+        flag, the signal budget and when the next reminder of the fixed loop is due; and the
+        memo as it is now, so readers (the API's check of a click against the event's
+        messages, the content digest of duplicates) see no gap. Called with no click waiting
+        (every decision received was verified and counted, or rejected, first) and no PagerDuty
+        call in flight (its answer would be lost with this run)."""
+        carried = self.input.model_copy(
+            update={"carried": self.record, "next_reminder_at": next_reminder}
+        )
+        workflow.continue_as_new(carried, memo={**workflow.memo(), RECORD_MEMO: self.record})
+
+    def _continue_before_signal_limit(self, next_reminder: datetime | None) -> None:
+        """Temporal refuses a run's signals past its per-run limit (10,000 by default), the
+        owner's *Not me* among them: continue as new well before, once `signals_per_run`
+        signals arrived or Temporal suggests it, with nothing waiting to be handled and every
+        PagerDuty call answered (a page's trigger or resolve in flight belongs to this run)."""
+        if (
+            self.clicks
+            or not self._pages_idle()
+            or (
+                self.signals < self.input.signals_per_run
+                and not workflow.info().is_continue_as_new_suggested()
+            )
+        ):
+            return
+        if workflow.patched(CONTINUE_BEFORE_SIGNAL_LIMIT):
+            workflow.logger.info("continuing as new after %d signals in this run", self.signals)
+            self._continue_as_new(next_reminder)
 
     def _note_stale(self) -> None:
         if not any(entry.what is TimelineKind.STALE for entry in self.record.timeline):
@@ -306,84 +411,160 @@ class ApprovalWorkflow:
         return self.slot is not None and self.slot.in_digest
 
     async def _handle_clicks(self, renotify: timedelta) -> None:
+        """Every click waiting, until none is. Verified in batches: one local activity (one
+        marker in history) for up to `VERIFY_BATCH` signed clicks, so a flood of forged
+        signals costs a few steps, not one each; then each is counted in the queue's order."""
+        while self.clicks:
+            if not workflow.patched(VERIFY_IN_BATCHES):
+                await self._handle_one(renotify)  # a run that verified one click at a time
+                continue
+            workflow.patched(VERIFY_DECISIONS)
+            _patches_before_verifying()
+            batch = self.clicks.take_many(VERIFY_BATCH, _not_me_first)
+            for received, verdict in zip(batch, await self._verify(batch), strict=True):
+                if self._take_nonce(received, verdict):
+                    await self._count(received, renotify, verified=True, cli_team_only=True)
+
+    async def _handle_one(self, renotify: timedelta) -> None:
+        received = self.clicks.take(_not_me_first)
+        verified = workflow.patched(VERIFY_DECISIONS)
+        if verified:
+            _patches_before_verifying()
+        if verified and not await self._authentic(received):
+            return
+        await self._count(received, renotify, verified)
+
+    async def _count(
+        self,
+        received: _Received,
+        renotify: timedelta,
+        verified: bool,
+        cli_team_only: bool = False,
+    ) -> None:
+        """A click that passed verification (or came before decisions were signed): refused
+        without authority, otherwise the decision, and for a *Not me* the incident alert.
+        `cli_team_only`: a `via: cli` decision counts only as the security team's override,
+        whoever it names (as `events approve` itself checks)."""
         authority = self.record.authority
         assert authority is not None
-        while self.clicks:
-            received = self.clicks.pop(self._next_click())
-            click = received.click
-            verified = workflow.patched(VERIFY_DECISIONS)
+        click = received.click
+        # The API or CLI refused it (and told the clicker why): a trace, nothing more.
+        refused = click.refused if verified else None
+        if (
+            refused is None
+            and cli_team_only
+            and click.via == "cli"
+            and click.user not in authority.security_team
+        ):
+            refused = "only the security team may decide from the CLI"
+        if refused is None and (
+            not self.record.may(click.action, click.user)
+            or not await self._still_on_team(authority, click)
+        ):
+            refusal = self.record.refusal(click.action, click.user)
+            refused = refusal.plain if refusal else "not on the security team any more"
+        # Step-up (issue 15): the one insertion point in the click path.
+        refused = refused or self._without_step_up(click, verified)
+        if refused is not None:
+            workflow.logger.info(
+                "ignored %s by %s while %s", click.action, click.user, self.record.status
+            )
             if verified:
-                _patches_before_verifying()
-            if verified and not await self._authentic(received):
-                continue
-            # The API or CLI refused it (and told the clicker why): a trace, nothing more.
-            refused = click.refused if verified else None
-            if refused is None and (
-                not self.record.may(click.action, click.user)
-                or not await self._still_on_team(authority, click)
-            ):
-                refusal = self.record.refusal(click.action, click.user)
-                refused = refusal.plain if refusal else "not on the security team any more"
-            if refused is not None:
-                workflow.logger.info(
-                    "ignored %s by %s while %s", click.action, click.user, self.record.status
+                self._trace(TimelineKind.REFUSED, received, refused)
+            return
+        decision = self.record.apply(click, received.at if verified else None)
+        if (
+            decision.on_behalf
+            and self._owner_has_dm()
+            and workflow.patched(CONTEST_APPROVAL)
+            and authority.contest_window > timedelta(0)
+        ):
+            self.record.contest_until = received.at + authority.contest_window
+        metrics.observe_decision(self.record)
+        self._publish()
+        # ESCALATION (issue 14): a Not me pages; decisions settle the pages (not awaited).
+        self._pages_follow(click.action)
+        if click.action is Action.REPORT:
+            await self._update_messages()
+            try:
+                await self._post(
+                    PostRequest(record=self.record, kind=MessageKind.REPORT),
+                    renotify,
+                    "incident alert to the security channel",
                 )
-                if verified:
-                    self._trace(TimelineKind.REFUSED, received, refused)
-                continue
-            decision = self.record.apply(click, received.at if verified else None)
-            if (
-                decision.on_behalf
-                and self._owner_has_dm()
-                and workflow.patched(CONTEST_APPROVAL)
-                and authority.contest_window > timedelta(0)
-            ):
-                self.record.contest_until = received.at + authority.contest_window
-            metrics.observe_decision(self.record)
-            self._publish()
-            if click.action is Action.REPORT:
-                await self._update_messages()
-                try:
-                    await self._post(
-                        PostRequest(record=self.record, kind=MessageKind.REPORT),
-                        renotify,
-                        "incident alert to the security channel",
-                    )
-                except ActivityError as err:
-                    self._failed("incident alert", err)
-                else:
-                    # The API checks a click against the messages in the memo: the alert's
-                    # Acknowledge button must be there at once, not after the next reminder.
-                    if workflow.patched(PUBLISH_INCIDENT_MESSAGE):
-                        self._publish()
+            except ActivityError as err:
+                self._failed("incident alert", err)
+            else:
+                # The API checks a click against the messages in the memo: the alert's
+                # Acknowledge button must be there at once, not after the next reminder.
+                if workflow.patched(PUBLISH_INCIDENT_MESSAGE):
+                    self._publish()
+
+    async def _verify(self, batch: list[_Received]) -> list[Verdict | None]:
+        """The verdict on each signed click of `batch` (None for an unsigned one, which needs
+        no key to reject), from one local activity. The key stays in the worker: the verdicts
+        are what history records."""
+        signed = [r.click for r in batch if r.click.signature is not None]
+        verdicts: Iterator[Verdict] = iter(())
+        if signed:
+            reply = await workflow.execute_local_activity_method(
+                DecisionActivities.verify_decisions,
+                VerifyBatch(event_id=workflow.info().workflow_id, clicks=signed),
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                summary=f"verify {len(signed)} decision{'s' if len(signed) > 1 else ''}",
+            )
+            verdicts = iter(reply.verdicts)
+        return [next(verdicts) if r.click.signature is not None else None for r in batch]
 
     async def _authentic(self, received: _Received) -> bool:
-        """Signed by the API or CLI for this very event, and its nonce not taken before. The
-        key stays in the worker: the local activity's verdict is what history records."""
+        """One click verified by its own local activity (runs from before batches)."""
         click = received.click
-        reason = "unsigned" if click.signature is None else None
-        if reason is None:
+        verdict = None
+        if click.signature is not None:
             verdict = await workflow.execute_local_activity_method(
                 DecisionActivities.verify_decision,
                 VerifyRequest(event_id=workflow.info().workflow_id, click=click),
                 start_to_close_timeout=VERIFY_TIMEOUT,
                 summary=f"verify a {click.action.value} decision",
             )
-            reason = verdict.reason if not verdict.authentic else None
-        if reason is None and click.nonce in self.record.nonces:
+        return self._take_nonce(received, verdict)
+
+    def _take_nonce(self, received: _Received, verdict: Verdict | None) -> bool:
+        """Signed by the API or CLI for this very event (`verdict`; None: unsigned), and its
+        nonce not taken before: then the nonce is taken. Otherwise a `rejected` trace."""
+        click = received.click
+        reason = "unsigned" if click.signature is None else None
+        if reason is None and verdict is not None and not verdict.authentic:
+            reason = verdict.reason
+        if reason is None and click.nonce in self.nonces:
             reason = "replayed: its nonce was taken before"
         if reason is None and click.nonce is not None:
+            self.nonces.add(click.nonce)
             self.record.nonces.append(click.nonce)
             return True
         self._trace(TimelineKind.REJECTED, received, reason or "no nonce")
         return False
 
+    def _without_step_up(self, click: Click, verified: bool) -> str | None:
+        """Why a verified approval of a step-up event does not count: it was not confirmed with
+        a passkey (an API or CLI that skipped the step-up, a forged-but-signed plain click).
+        None when it counts, or for workflows that began before step-up existed."""
+        if not (verified and self.record.needs_step_up(click)):
+            return None
+        if not workflow.patched(STEP_UP_APPROVALS):
+            return None
+        return (
+            f"needs a step-up ({self.record.event.step_up}): only an approval confirmed with "
+            "the approver's passkey counts; press Approve in Slack for a one-time link"
+        )
+
     def _trace(self, what: TimelineKind, received: _Received, detail: str) -> None:
         """A refused or rejected decision in the timeline: it changed nothing, but it happened."""
         click = received.click
-        traces = sum(entry.what in TRACES for entry in self.record.timeline)
+        traces = self.traces
         if traces > MAX_TRACES:
             return
+        self.traces += 1
         if traces == MAX_TRACES:
             entry = TimelineEntry(
                 what=TimelineKind.TRACES_CAPPED,
@@ -450,12 +631,6 @@ class ApprovalWorkflow:
             self._publish()  # the API refuses the removed member's next click at once
         return click.user in team
 
-    def _next_click(self) -> int:
-        """The owner saying *Not me* outweighs an approval queued just before it (e.g. the team
-        approving on their behalf): the report must never be lost to the order of arrival."""
-        not_me = next((i for i, c in enumerate(self.clicks) if c.click.action is Action.REPORT), 0)
-        return not_me if not_me and workflow.patched(NOT_ME_FIRST) else 0
-
     async def _update_messages(self) -> None:
         """Every copy of the message shows the outcome; none keeps live buttons."""
         stale = [
@@ -484,6 +659,12 @@ class ApprovalWorkflow:
                 raise result
 
 
+def _not_me_first() -> bool:
+    """The owner saying *Not me* outweighs an approval queued just before it (e.g. the team
+    approving on their behalf): the report must never be lost to the order of arrival."""
+    return workflow.patched(NOT_ME_FIRST)
+
+
 def _patches_before_verifying() -> None:
     """Decide, before the verifying local activity, every patch the rest of a click's handling
     may ask about. A slow local activity's result can reach the workflow in a later workflow task
@@ -494,6 +675,10 @@ def _patches_before_verifying() -> None:
     workflow.patched(CONTEST_APPROVAL)
     workflow.patched(NOT_ME_FIRST)
     workflow.patched(PUBLISH_INCIDENT_MESSAGE)
+    workflow.patched(CONTINUE_BEFORE_SIGNAL_LIMIT)
+    workflow.patched(PAGE_NOT_ME)
+    workflow.patched(PAGES_FOLLOW_DECISIONS)
+    workflow.patched(STEP_UP_APPROVALS)
 
 
 def _permanent(err: ActivityError) -> bool:

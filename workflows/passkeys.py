@@ -123,6 +123,7 @@ class PasskeyWorkflow:
             user_name=self.store.user_name,
             purpose=link.purpose,
             event=link.event,
+            passkey=link.passkey,
             action=link.action,
             expires_at=link.expires_at,
             refusal=link.refusal(workflow.now(), link.purpose),
@@ -143,6 +144,7 @@ class PasskeyWorkflow:
             token_hash=request.token_hash,
             purpose=request.purpose,
             event=request.event,
+            passkey=request.passkey,
             action=request.action,
             replaces=request.replaces,
             issued_at=now,
@@ -157,8 +159,10 @@ class PasskeyWorkflow:
     def _issue_link_ok(self, request: IssueLink) -> None:
         if self.store.link(request.token_hash) is not None:
             raise _refuse(Refusal.LINK_USED, "a link with this secret exists already")
-        if request.purpose is LinkPurpose.STEP_UP and (request.event is None or not request.action):
-            raise ValueError("a step-up link names an event and an action")
+        if request.purpose is LinkPurpose.STEP_UP and (
+            (request.event is None) == (request.passkey is None) or not request.action
+        ):
+            raise ValueError("a step-up link names an event or a passkey, and an action")
         if request.replaces is not None and self.store.credential(request.replaces) is None:
             raise _refuse(Refusal.CREDENTIAL_NOT_REGISTERED, "no such passkey to replace")
         now = workflow.now()

@@ -26,8 +26,16 @@ NOT_ME_FIRST = "not-me-before-queued-approval"
 RECHECK_TEAM = "recheck-security-team"
 VERIFY_DECISIONS = "verify-decisions"
 CONTEST_APPROVAL = "contest-approval-on-behalf"
+ESCALATION_SCHEDULE = "escalation-schedule"
+PAGE_NOT_ME = "not-me-page"
+PAGES_FOLLOW_DECISIONS = "pages-follow-decisions"
+CONTINUE_BEFORE_SIGNAL_LIMIT = "continue-as-new-before-signal-limit"
+VERIFY_IN_BATCHES = "verify-decisions-in-batches"
+STEP_UP_APPROVALS = "step-up-approvals"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
+# ReminderDigestWorkflow
+BOUNDED_DIGEST = "bounded-reminder-digest"
 
 
 @dataclass(frozen=True)
@@ -123,12 +131,73 @@ LEDGER: tuple[Patch, ...] = (
         "2026-11-27",
     ),
     _patch(
+        ESCALATION_SCHEDULE,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "The event's escalation policy drives the waiting: a timer to its next step, a reminder "
+        "or a PagerDuty page (started without blocking the wait), instead of a reminder every "
+        "`renotify_after` (still the policy of an event that has nothing else).",
+        "2026-11-27",
+    ),
+    _patch(
+        PAGE_NOT_ME,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "A *Not me* pages on-call at once (critical), beside the incident alert in Slack.",
+        "2026-11-27",
+    ),
+    _patch(
+        PAGES_FOLLOW_DECISIONS,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "A decision settles the event's pages: approving (or reporting) resolves the pages "
+        "about it being undecided; the security team's acknowledgement of a *Not me* "
+        "acknowledges and resolves its page; the workflow ends once PagerDuty has them.",
+        "2026-11-27",
+    ),
+    _patch(
+        CONTINUE_BEFORE_SIGNAL_LIMIT,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "Once a run has received `signals_per_run` signals (2,000) or Temporal suggests it, and "
+        "every decision received is handled, the workflow continues as new: a flood of forged "
+        "`decide` signals can no longer reach Temporal's per-run signal limit and make it "
+        "refuse the owner's *Not me*.",
+        "2026-11-27",
+    ),
+    _patch(
+        VERIFY_IN_BATCHES,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "The decisions waiting are verified together, up to 100 signed ones per local activity "
+        "(`verify_decisions`) instead of one each (`verify_decision`, still registered), so "
+        "thousands of forged signals cost a few workflow steps and markers, not one each.",
+        "2026-11-27",
+    ),
+    _patch(
+        STEP_UP_APPROVALS,
+        "ApprovalWorkflow",
+        date(2026, 11, 30),
+        "An approval of a step-up event (`step_up: passkey`) counts only when the API signed it "
+        "after checking the approver's passkey; a plain approval is refused and recorded.",
+        "2026-11-30-decisions",
+    ),
+    _patch(
         POLL_ANY_SOURCE,
         "PollWorkflow",
         date(2026, 11, 27),
         "Polls call `poll_source` for any source instead of `poll_papertrail` (still "
         "registered as an alias for polls in flight).",
         "2026-11-27",
+    ),
+    _patch(
+        BOUNDED_DIGEST,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 1),
+        "A digest takes at most 200 due reminders per batch and carries at most 200 over "
+        "continue-as-new: a flood of forged `due` signals no longer makes the digest's activity "
+        "input too large for Temporal, which failed the workflow's task for ever.",
+        "2026-11-30",
     ),
 )
 

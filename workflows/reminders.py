@@ -30,9 +30,16 @@ with workflow.unsafe.imports_passed_through():
         ReminderSlot,
     )
     from powertrip.contracts.slack import SLACK_CALL_TIMEOUT
+    from workflows.patches import BOUNDED_DIGEST
 
 # How long the digest waits after the first due reminder for others due "together".
 GATHER_WINDOW = timedelta(seconds=5)
+# Reminders taken into one digest, and carried over continue-as-new, at most. Anyone who reaches
+# Temporal can send `due` signals: thousands in one batch made the activity's input larger than
+# Temporal takes (2 MB), and the workflow failed its task for ever. The rest wait for the next
+# batch; an event not answered within SLOT_TIMEOUT posts its own reminder, as when the digest
+# is down, and so does one dropped at continue-as-new.
+MAX_BATCH = 200
 
 
 @workflow.defn(name=REMINDER_DIGEST_WORKFLOW)
@@ -62,7 +69,10 @@ class ReminderDigestWorkflow:
         while True:
             await workflow.wait_condition(lambda: bool(self.pending))
             await workflow.sleep(GATHER_WINDOW)
-            batch, self.pending = self.pending, []
+            if workflow.patched(BOUNDED_DIGEST):
+                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            else:
+                batch, self.pending = self.pending, []
             in_digest = False
             digest_ts = None
             if len(batch) > self.digest_after:
@@ -90,6 +100,9 @@ class ReminderDigestWorkflow:
             )
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                carried = self.pending
+                if workflow.patched(BOUNDED_DIGEST):
+                    carried = carried[:MAX_BATCH]
                 workflow.continue_as_new(
-                    ReminderDigestInput(digest_after=self.digest_after, carried=self.pending)
+                    ReminderDigestInput(digest_after=self.digest_after, carried=carried)
                 )

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from api.body import read_capped
-from api.deps import SettingsDep, TemporalDep
+from api.deps import DecisionKeyDep, SettingsDep, TemporalDep
 from api.passkey_pages import (
     HEADERS,
     explain,
@@ -29,7 +29,12 @@ from api.passkey_pages import (
 from powertrip import jsontext
 from powertrip.contracts.passkeys import LinkPurpose, PasskeyRefused, Refusal, StepUpVerified
 from powertrip.relying_party import RelyingParty
+from powertrip.services.decisions import deliver_step_up
 from powertrip.services.stepup import (
+    Link,
+    announce_enrollment,
+    announce_refusal,
+    approve_passkey_with_step_up,
     begin_ceremony,
     complete_registration,
     complete_step_up,
@@ -124,24 +129,39 @@ async def verify_options(token: str, temporal: TemporalDep, rp: RelyingPartyDep)
     return await _options(temporal, rp, token, LinkPurpose.STEP_UP)
 
 
-@router.post("/verify/{token}", summary="Check a step-up assertion")
+@router.post("/verify/{token}", summary="Check a step-up assertion and approve")
 async def verify_assertion(
-    token: str, request: Request, temporal: TemporalDep, rp: RelyingPartyDep
+    token: str,
+    request: Request,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    rp: RelyingPartyDep,
+    signing_key: DecisionKeyDep,
 ) -> JSONResponse:
+    """The browser's passkey answer: checked (powertrip.services.stepup), then delivered like
+    every decision (powertrip.services.decisions): a verified one approves the event with
+    `step_up: passkey` and the credential (or, on a security-team member's link, the pending
+    passkey it names); a refused one goes to the event's timeline, and the security channel
+    hears at once of a cloned authenticator or another user's passkey."""
     outcome = await complete_step_up(temporal, rp, token, await _browser_answer(request))
-    # Stage 2: hand `outcome` to the decisions module here: a StepUpVerified approves the event
-    # with `step_up: passkey` and the credential; a StepUpRefused goes to the event's timeline
-    # (and alerts the security channel when `outcome.alert`).
     if not isinstance(outcome, StepUpVerified):
         log.warning("step-up refused for %s: %s", outcome.event_id, outcome.timeline_detail())
+        await deliver_step_up(temporal, signing_key, outcome)
+        await announce_refusal(temporal, settings, token, outcome)
         return _refused(
             outcome.refusal, LinkPurpose.STEP_UP, outcome.detail, event_id=outcome.event_id
         )
+    message: str | None
+    if outcome.passkey is not None:
+        approved, message = await approve_passkey_with_step_up(temporal, outcome)
+        decision = "delivered" if approved else "refused"
+    else:
+        delivery = await deliver_step_up(temporal, signing_key, outcome)
+        decision, message = delivery.outcome, delivery.reply
+    answer = {**outcome.model_dump(mode="json"), "decision": decision}
     return JSONResponse(
-        {
-            **outcome.model_dump(mode="json"),
-            "message": f"Verified with your passkey “{outcome.credential.label}”.",
-        },
+        {**answer, "message": message},
+        status_code=status.HTTP_200_OK if decision == "delivered" else status.HTTP_409_CONFLICT,
         headers=HEADERS,
     )
 
@@ -160,7 +180,7 @@ async def register_options(token: str, temporal: TemporalDep, rp: RelyingPartyDe
 
 @router.post("/passkeys/register/{token}", summary="Store a new passkey")
 async def register_credential(
-    token: str, request: Request, temporal: TemporalDep, rp: RelyingPartyDep
+    token: str, request: Request, temporal: TemporalDep, settings: SettingsDep, rp: RelyingPartyDep
 ) -> JSONResponse:
     answer = await _browser_answer(request)
     if not isinstance(answer, dict) or not isinstance(answer.get("credential"), dict):
@@ -172,8 +192,8 @@ async def register_credential(
         )
     except PasskeyRefused as exc:
         return _refused(exc.refusal, LinkPurpose.REGISTRATION, exc.detail)
-    # Stage 2: announce a first passkey to the security channel; ask the security team to
-    # approve a pending one (decide_registration).
+    # A first passkey is announced to the security channel; another one asks the team there.
+    await announce_enrollment(temporal, settings, enrollment, user=Link.parse(token).user)
     name = enrollment.credential.label
     message = (
         f"Your passkey “{name}” is registered. The security team has been told: it is your first."

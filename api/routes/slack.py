@@ -12,7 +12,7 @@ from slack_bolt.async_app import AsyncApp
 
 from api.body import read_capped
 from api.deps import DecisionKeyDep, SettingsDep, TemporalDep
-from api.slack_app import DECISION_KEY, TEMPORAL
+from api.slack_app import DECISION_KEY, SETTINGS, TEMPORAL
 
 router = APIRouter(prefix="/slack", tags=["slack"])
 
@@ -59,7 +59,7 @@ async def interactions(
     body = await read_capped(request, settings.max_body_bytes)
     try:
         bolt_request = to_async_bolt_request(
-            request, body, {TEMPORAL: temporal, DECISION_KEY: signing_key}
+            request, body, {TEMPORAL: temporal, DECISION_KEY: signing_key, SETTINGS: settings}
         )
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unsupported interaction: {exc}") from exc

@@ -45,8 +45,11 @@ def _local_secrets(path: Path) -> dict[str, str]:
         "POWERTRIP_WEBHOOK_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_API_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_SLACK_SIGNING_SECRET": lambda: secrets.token_hex(16),
-        # Shared by the API, the CLI and the worker: signs every decision (powertrip.signing).
+        # A key per signer (powertrip.signing): the API's signs Slack clicks, the CLI's the
+        # security team's overrides (`via: cli` only); the worker verifies both. One file holds
+        # both here, on one machine; in production the CLI's operators get only theirs.
         "POWERTRIP_DECISION_KEY": lambda: secrets.token_hex(32),
+        "POWERTRIP_CLI_DECISION_KEY": lambda: secrets.token_hex(32),
     }
     missing = {k: make() for k, make in generators.items() if k not in values}
     if missing:
@@ -141,6 +144,8 @@ def dev(
     env = {**_local_secrets(STATE_DIR / "secrets.env"), **os.environ}
     env.setdefault("POWERTRIP_TEMPORAL_ADDRESS", f"localhost:{temporal_port}")
     env.setdefault("POWERTRIP_TEMPORAL_UI_URL", f"http://localhost:{ui_port}")
+    # Passkey pages need a secure context: http://localhost is one (127.0.0.1 is not an RP id).
+    env.setdefault("POWERTRIP_PUBLIC_URL", f"http://localhost:{api_port}")
     if "POWERTRIP_CONFIG" not in env:
         config = STATE_DIR / "config.yaml"
         if not config.exists():
@@ -236,6 +241,12 @@ def dev(
                     env["POWERTRIP_SLACK_SIGNING_SECRET"],
                     "--interaction-url",
                     f"http://127.0.0.1:{api_port}/slack/interactions",
+                    # The page shows what the fake PagerDuty received beside the messages.
+                    *(
+                        ["--pagerduty-url", f"http://127.0.0.1:{pagerduty_page_port}"]
+                        if fake_pagerduty
+                        else []
+                    ),
                     *[arg for user in FAKE_SLACK_USERS for arg in ("--user", ",".join(user))],
                 ],
             )
@@ -316,8 +327,10 @@ def _banner(
     if slack_port:
         lines.append(
             f"  Fake Slack     http://localhost:{slack_port}  (no Slack credentials given: "
-            "open it to see the messages and click their buttons as any user)"
+            "open it to see the messages and click their buttons as any user; `/powertrip "
+            "passkey` there registers a passkey)"
         )
+    lines.append(f"  Step-up pages  {env['POWERTRIP_PUBLIC_URL']}/verify/…  (POWERTRIP_PUBLIC_URL)")
     if pagerduty_page_port:
         lines.append(
             f"  Fake PagerDuty http://localhost:{pagerduty_page_port}  (no routing key given: "

@@ -29,7 +29,7 @@ from powertrip.services.audit import ExportFormat, decisions, write_rows
 from powertrip.services.decisions import approve_as_security
 from powertrip.services.views import EventView, iter_events, show_event
 from powertrip.settings import Settings, SettingsError, load_settings
-from powertrip.signing import decision_key, operator
+from powertrip.signing import cli_decision_key, operator
 from powertrip.visibility import EventFilter, RecordError
 from powertrip.webui import WebUi
 
@@ -256,11 +256,12 @@ def approve(
     ] = 10.0,
 ) -> None:
     """Security-team override: approve a pending event, recorded as via=cli with the reason and
-    the operating-system user and host that ran it, signed with POWERTRIP_DECISION_KEY."""
+    the operating-system user and host that ran it, signed with POWERTRIP_CLI_DECISION_KEY (which
+    can sign nothing but such an override)."""
     settings = _settings()
     try:
         team = load_config(settings.config).security_team
-        key = decision_key(settings, "CLI (events approve)")
+        key = cli_decision_key(settings, "CLI (events approve)")
     except (ConfigError, SettingsError) as exc:
         typer.echo(f"powertrip: {exc}", err=True)
         raise typer.Exit(2) from exc

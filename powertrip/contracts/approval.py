@@ -16,14 +16,30 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from powertrip.config import DEFAULT_CONTEST_WINDOW
+from powertrip.contracts.paging import Page, PageResult
 from powertrip.directory import Identity
-from powertrip.models import Decision, DecisionKind, EventStatus, SecurityEvent, user_label
+from powertrip.escalation import TakenStep
+from powertrip.models import (
+    CredentialRef,
+    Decision,
+    DecisionKind,
+    EventStatus,
+    SecurityEvent,
+    StepUpMethod,
+    user_label,
+)
 
 APPROVAL_WORKFLOW = "ApprovalWorkflow"
 DECIDE_SIGNAL = "decide"
 """A `Click`: durable even with no worker running; it counts once verified."""
 STATE_QUERY = "state"
 """The `EventRecord` (needs a worker; readers use the memo instead)."""
+SIGNALS_PER_RUN = 2_000
+"""`ApprovalInput.signals_per_run`'s default: a fifth of the per-run signal limit past which
+Temporal refuses signals (`history.maximumSignalsPerExecution`, 10,000 by default on the dev
+server and a self-hosted cluster), so a run that keeps up with a flood continues as new long
+before it. Temporal's own suggestion to continue (`limit.historyCount.suggestContinueAsNew`,
+4,096 history events) is honoured as well."""
 RECORD_MEMO = "record"
 """Memo key of the `EventRecord`, published on every change."""
 CONTENT_MEMO = "content"
@@ -52,6 +68,18 @@ class TimelineKind(StrEnum):
     """Found by a backfill long after it happened: no DM, no reminders."""
     CONTEST_CLOSED = "contest_closed"
     """The owner did not report an approval on their behalf within the contest window."""
+    PAGED = "paged"
+    """PagerDuty took a page (`page`: its answer; `detail`: why the page was sent)."""
+    PAGE_SKIPPED = "page_skipped"
+    """A page fell due but was not sent: no routing key is set."""
+    PAGE_FAILED = "page_failed"
+    """PagerDuty refused a page, an acknowledgement or a resolve for good (`detail`: why)."""
+    PAGE_CANCELLED = "page_cancelled"
+    """The event was decided before PagerDuty (failing until then) took the page."""
+    PAGE_ACKNOWLEDGED = "page_acknowledged"
+    """The security team acknowledged a *Not me* in Slack; PagerDuty's answer in `page`."""
+    PAGE_RESOLVED = "page_resolved"
+    """The event was decided; PagerDuty's answer in `page`."""
 
 
 class Action(StrEnum):
@@ -151,6 +179,26 @@ class Click(BaseModel):
     )
     nonce: str | None = Field(default=None, description="Random; the workflow takes each once.")
     signature: str | None = Field(default=None, description="`v1=<hex HMAC-SHA256>`.")
+    step_up: StepUpMethod | None = Field(
+        default=None,
+        description="`passkey`: the API checked the approver's passkey on the step-up page "
+        "(powertrip.services.stepup) before signing this approval.",
+    )
+    credential: CredentialRef | None = Field(
+        default=None, description="The passkey the approver stepped up with."
+    )
+
+    @property
+    def stepped_up(self) -> str:
+        """`with passkey 'MacBook' (id)` for the record, or '' for a plain click."""
+        if self.step_up is None:
+            return ""
+        if self.credential is None:
+            return f"with {self.step_up.value}"
+        return (
+            f"with {self.step_up.value} {self.credential.label!r} "
+            f"({self.credential.credential_id[:16]})"
+        )
 
 
 class MessageKind(StrEnum):
@@ -180,12 +228,16 @@ class TimelineEntry(BaseModel):
     what: TimelineKind = Field(
         description="received, notified, reminded, notify_failed, approved, reported, "
         "acknowledged, refused (a click without authority), rejected (a decision that failed "
-        "verification), traces_capped, stale, contest_closed."
+        "verification), traces_capped, stale, contest_closed; paged, page_skipped, "
+        "page_failed, page_cancelled, page_acknowledged, page_resolved (PagerDuty)."
     )
     at: datetime
     by: str | None = None
     detail: str | None = None
     name: str | None = Field(default=None, description="`by`'s Slack user name, when known.")
+    page: PageResult | None = Field(
+        default=None, description="PagerDuty's answer, for the page_* kinds and paged."
+    )
 
     @property
     def who(self) -> str | None:
@@ -236,10 +288,33 @@ class EventRecord(BaseModel):
     nonces: list[str] = Field(
         default_factory=list, description="Nonces of the verified decisions taken (each once)."
     )
+    asked_at: datetime | None = Field(
+        default=None,
+        description="When the escalation policy's clock started: the question was asked (or "
+        "the channel told, for a stale event). None: before policies drove the workflow.",
+    )
+    taken: list[TakenStep] = Field(
+        default_factory=list,
+        description="Every step of the escalation policy taken so far (reminders and pages).",
+    )
+    pages: list[Page] = Field(
+        default_factory=list,
+        description="Every page sent, or being sent, about the event, and where each stands.",
+    )
 
     @property
     def authority(self) -> Authority | None:
         return self.recipient.authority if self.recipient else None
+
+    def needs_step_up(self, click: Click) -> bool:
+        """An approval of a step-up event (`event.step_up`) without the step-up: it does not
+        count (the API answers *Approve* with a one-time link instead). *Not me* and
+        *Acknowledge* never need one: reporting stays one click."""
+        return (
+            self.event.step_up is not None
+            and click.action is Action.APPROVE
+            and click.step_up is None
+        )
 
     @property
     def asked(self) -> str:
@@ -341,6 +416,8 @@ class EventRecord(BaseModel):
             operator=click.operator if verified else None,
             requested_at=click.at if verified else None,
             authenticated=verified,
+            step_up=click.step_up if verified else None,
+            credential=click.credential if verified else None,
         )
         self.status = EventStatus(kind.value)
         if click.action is Action.REPORT:
@@ -352,13 +429,14 @@ class EventRecord(BaseModel):
         else:
             self.decision = decision
         run_by = f"run by {click.operator}" if verified and click.operator else None
+        stepped_up = click.stepped_up if verified else None
         self.timeline.append(
             TimelineEntry(
                 what=TimelineKind(kind.value),
                 at=at,
                 by=click.user,
                 name=decision.name,
-                detail="; ".join(d for d in (click.reason, run_by) if d) or None,
+                detail="; ".join(d for d in (click.reason, run_by, stepped_up) if d) or None,
             )
         )
         return decision
@@ -375,6 +453,19 @@ class ApprovalInput(BaseModel):
         default=False,
         description="Found by a backfill long after it happened: no DM and no reminders; the "
         "security channel hears of it once, in the backfill's digest.",
+    )
+    signals_per_run: int = Field(
+        default=SIGNALS_PER_RUN,
+        gt=0,
+        description="Continue as new once this run has received this many signals (and Temporal "
+        "has not suggested it sooner): below the server's per-run signal limit, so a flood of "
+        "`decide` signals can never make Temporal refuse the owner's *Not me*.",
+    )
+    next_reminder_at: datetime | None = Field(
+        default=None,
+        description="Handed over by continue-as-new: when the next reminder is due (None: "
+        "`renotify_after` from the start of the run), so a run continued early by a flood of "
+        "signals does not put the reminder off.",
     )
 
 
@@ -405,8 +496,27 @@ class VerifyRequest(BaseModel):
     click: Click
 
 
+class VerifyBatch(BaseModel):
+    """What the workflow asks its worker to check at once (the local activity
+    `verify_decisions`): the signed clicks waiting, for the event they were sent to."""
+
+    event_id: str = Field(description="The workflow's own id, never one a click names.")
+    clicks: list[Click]
+
+
 class Verdict(BaseModel):
     """The local activity `verify_decision`'s answer (recorded in history; the key is not)."""
 
     authentic: bool
     reason: str | None = Field(default=None, description="Why not, when not authentic.")
+    signer: str | None = Field(
+        default=None,
+        description="Whose key signed it, when authentic: `api` or `cli` (None in verdicts "
+        "recorded before each signer had its own key).",
+    )
+
+
+class Verdicts(BaseModel):
+    """`verify_decisions`' answer: one verdict per click, in the batch's order."""
+
+    verdicts: list[Verdict]

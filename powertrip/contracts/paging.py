@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio.common import RetryPolicy
-from temporalio.workflow import ActivityConfig
+from temporalio.workflow import ActivityCancellationType, ActivityConfig
 
 from powertrip.escalation import DEFAULT_PAGE_SEVERITY, DueStep, Severity, Urgency, format_duration
 from powertrip.models import SecurityEvent
@@ -48,6 +48,20 @@ PAGING_ACTIVITY = ActivityConfig(
 )
 """Options for every paging activity: `workflow.execute_activity_method(..., **PAGING_ACTIVITY)`.
 No schedule-to-close limit: an outage delays a page; it is never given up."""
+
+
+def paging_call(summary: str) -> ActivityConfig:
+    """`PAGING_ACTIVITY` shown in the Web UI as `summary`. Cancelling it waits until the attempt
+    in flight has ended (an activity that never heartbeats learns of the cancellation only
+    then): whatever PagerDuty may have taken is settled before the workflow sends the next
+    event with the same `dedup_key`, so a resolve can never overtake its trigger."""
+    return ActivityConfig(
+        **PAGING_ACTIVITY,
+        summary=summary,
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+
+
 PAGERDUTY_PERMANENT = "PagerDutyPermanentError"
 """The ApplicationError type of a refusal no retry can fix (400, bad routing key, bad URL)."""
 
@@ -112,6 +126,48 @@ class PageResult(BaseModel):
     def describe(self) -> str:
         """For the timeline: `trigger powertrip/…/step1-0: success (Event processed)`."""
         return f"{self.action.value} {self.dedup_key}: {self.status} ({self.message})"
+
+
+class PageStatus(StrEnum):
+    """Where one page of an event stands (`Page.status`)."""
+
+    SENDING = "sending"
+    """Due and started; PagerDuty has not taken it yet (Temporal retries through an outage)."""
+    OPEN = "open"
+    """PagerDuty accepted the trigger: on-call is being notified."""
+    SKIPPED = "skipped"
+    """Not sent: no routing key is set (`POWERTRIP_PAGERDUTY_ROUTING_KEY`)."""
+    FAILED = "failed"
+    """PagerDuty refused it for good (a bad routing key, an invalid event)."""
+    CANCELLED = "cancelled"
+    """The event was decided while PagerDuty was still failing: the trigger was called off
+    (and a resolve sent, in case an attempt got through)."""
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Page(BaseModel):
+    """One page the workflow sent, or is sending, about its event (`EventRecord.pages`)."""
+
+    dedup_key: str = Field(max_length=MAX_DEDUP_KEY)
+    name: str = Field(description="The key's `<page>` part: `not-me` or `step<N>-<occurrence>`.")
+    severity: Severity
+    why: str = Field(description="What the summary leads with: `Not me`, `Not decided after 1h`.")
+    at: datetime = Field(description="When it fell due and was started (UTC).")
+    status: PageStatus = PageStatus.SENDING
+
+    @property
+    def not_me(self) -> bool:
+        return self.name == NOT_ME_PAGE
+
+    @property
+    def reached_pagerduty(self) -> bool:
+        """PagerDuty may hold an incident for it: accepted, or called off mid-attempt."""
+        return self.status in (
+            PageStatus.OPEN,
+            PageStatus.ACKNOWLEDGED,
+            PageStatus.CANCELLED,
+        )
 
 
 def _clip(text: str, limit: int) -> str:

@@ -10,6 +10,7 @@ challenges, user handles) travel as unpadded base64url strings, as WebAuthn's JS
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from powertrip.models import SecurityEvent
+from powertrip.models import CredentialRef, SecurityEvent, StepUpMethod
 
 PASSKEY_WORKFLOW = "PasskeyWorkflow"
 MEMO_KEY = "passkeys"
@@ -145,11 +146,17 @@ class EventSummary(BaseModel):
         )
 
 
-class CredentialRef(BaseModel):
-    """Which passkey was used: what a step-up decision carries into the record."""
+class PasskeyToApprove(BaseModel):
+    """What a security-team member's step-up link approves instead of an event: another user's
+    pending passkey (bound into the link when it is issued, like `EventSummary`)."""
 
-    credential_id: str = Field(description="base64url credential id.")
-    label: str
+    user: str = Field(description="Slack user id of the passkey's owner.")
+    user_name: str | None = None
+    credential: CredentialRef = Field(description="The pending passkey (its id is `pending_id`).")
+    replaces: str | None = Field(default=None, description="Credential id it replaces, if any.")
+    notice_id: str | None = Field(
+        default=None, description="The security-channel notice that asked for the approval."
+    )
 
 
 class PasskeyCredential(BaseModel):
@@ -193,6 +200,9 @@ class PasskeyLink(BaseModel):
     token_hash: str
     purpose: LinkPurpose
     event: EventSummary | None = Field(default=None, description="Step-up: what is approved.")
+    passkey: PasskeyToApprove | None = Field(
+        default=None, description="Step-up by a security-team member: the passkey approved."
+    )
     action: Literal["approve"] | None = None
     replaces: str | None = Field(default=None, description="Registration: credential replaced.")
     issued_at: datetime
@@ -250,6 +260,7 @@ class IssueLink(BaseModel):
     purpose: LinkPurpose
     valid_seconds: float = Field(gt=0)
     event: EventSummary | None = None
+    passkey: PasskeyToApprove | None = None
     action: Literal["approve"] | None = None
     replaces: str | None = None
 
@@ -265,6 +276,7 @@ class LinkView(BaseModel):
     user_name: str
     purpose: LinkPurpose
     event: EventSummary | None
+    passkey: PasskeyToApprove | None = None
     action: str | None
     expires_at: datetime
     refusal: Refusal | None = Field(description="Why it cannot be used now; None: usable.")
@@ -346,17 +358,16 @@ class DecideRegistration(BaseModel):
 # What a step-up comes to: the value the decision path carries.
 
 
-class StepUpMethod(StrEnum):
-    PASSKEY = "passkey"
-
-
 class StepUpVerified(BaseModel):
     """A passkey assertion with user verification, by one of the link user's own passkeys, on an
     unexpired link used for the first time. The decision path records `step_up: passkey` and the
     credential."""
 
     outcome: Literal["verified"] = "verified"
-    event_id: str
+    event_id: str | None = Field(default=None, description="The event approved, if one is.")
+    passkey: PasskeyToApprove | None = Field(
+        default=None, description="The pending passkey a security-team member approves, if one is."
+    )
     user: str = Field(description="Slack user id the link was issued to (and whose passkey it is).")
     action: Literal["approve"] = "approve"
     step_up: StepUpMethod = StepUpMethod.PASSKEY
@@ -388,3 +399,93 @@ class StepUpRefused(BaseModel):
 
 
 StepUpOutcome = StepUpVerified | StepUpRefused
+
+
+# The security channel hears of passkeys: `PasskeyNoticeWorkflow` (workflows/passkey_notice.py).
+
+PASSKEY_NOTICE_WORKFLOW = "PasskeyNoticeWorkflow"
+PASSKEY_DECIDED_SIGNAL = "passkey_decided"
+"""A `PasskeyDecided`: the pending passkey a notice asked about was approved or rejected."""
+NOTICE_MEMO = "notice"
+"""Memo key of a notice's `NoticeState` (the API checks a button click against it)."""
+PENDING_NOTICE_DAYS = 30
+"""How long a pending passkey's notice waits to show the decision; its buttons work after."""
+
+
+class NoticeKind(StrEnum):
+    FIRST = "first_passkey"
+    """A user's first passkey: active at once (there was nothing to step up with), announced."""
+    PENDING = "pending_passkey"
+    """Another passkey: inactive until a security-team member approves it (buttons)."""
+    ALERT = "passkey_alert"
+    """A step-up refused for a reason the team must hear of at once (`Refusal.alert`)."""
+
+
+class PasskeyNotice(BaseModel):
+    """One security-channel message about a user's passkeys."""
+
+    kind: NoticeKind
+    user: str = Field(description="Slack user id whose passkey it is.")
+    user_name: str | None = None
+    credential: CredentialRef | None = None
+    replaces: str | None = Field(default=None, description="Pending: the credential it replaces.")
+    refusal: Refusal | None = Field(default=None, description="Alert: what was refused.")
+    detail: str | None = None
+    event_id: str | None = Field(default=None, description="Alert: the event of the step-up.")
+    link_hash: str | None = Field(
+        default=None, description="Alert: the SHA-256 of the refused link (never the link)."
+    )
+    at: datetime
+
+    @property
+    def passkey(self) -> PasskeyToApprove | None:
+        """Pending: what a security-team member's step-up link approves."""
+        if self.kind is not NoticeKind.PENDING or self.credential is None:
+            return None
+        return PasskeyToApprove(
+            user=self.user,
+            user_name=self.user_name,
+            credential=self.credential,
+            replaces=self.replaces,
+            notice_id=passkey_notice_id(self),
+        )
+
+
+class PasskeyDecided(BaseModel):
+    """A security-team member approved or rejected the pending passkey of a notice."""
+
+    approved: bool
+    by: str = Field(description="Slack user id of the security-team member.")
+    name: str | None = None
+    with_credential: CredentialRef | None = Field(
+        default=None, description="The approver's own step-up, when they did one."
+    )
+    at: datetime
+
+
+class NoticeMessage(BaseModel):
+    """Where Slack put a notice (to update it once decided)."""
+
+    channel: str
+    ts: str
+
+
+class NoticeState(BaseModel):
+    """`PasskeyNoticeWorkflow`'s state, memo (`NOTICE_MEMO`) and result."""
+
+    notice: PasskeyNotice
+    security_team: list[str] = Field(
+        default_factory=list, description="Pending: who may decide (the team when it was asked)."
+    )
+    message: NoticeMessage | None = None
+    decided: PasskeyDecided | None = None
+
+
+def passkey_notice_id(notice: PasskeyNotice) -> str:
+    """One notice per user and passkey (first or pending), or per refused link (alert): a
+    retried announcement posts once."""
+    key = notice.credential.credential_id if notice.credential else ""
+    if notice.kind is NoticeKind.ALERT:
+        key = f"{notice.link_hash}|{key}"
+    digest = hashlib.sha256(f"{notice.kind.value}|{key}".encode()).hexdigest()[:16]
+    return f"powertrip-passkey-notice-{notice.user}-{digest}"

@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument(
         "--interaction-url", help="Powertrip's Slack interactivity URL (/slack/interactions)."
     )
+    parser.add_argument(
+        "--pagerduty-url", help="The fake PagerDuty's page (http): shown on the sandbox page."
+    )
     args = parser.parse_args()
     channels = [spec.split(",", 1) for spec in args.channel]
     fake = FakeSlack(
@@ -40,6 +43,7 @@ def main() -> None:
         signing_secret=args.signing_secret,
         interaction_url=args.interaction_url,
         state=args.state,
+        pagerduty_url=args.pagerduty_url,
     )
     for spec in args.user:
         user_id, name, email = [*spec.split(","), "", ""][:3]

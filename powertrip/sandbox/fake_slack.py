@@ -15,7 +15,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.interactions import (
+    block_action_payload,
+    signed_request,
+    slash_command_fields,
+)
 from powertrip.sandbox.page import PAGE
 from powertrip.slack_checks import SCOPES
 
@@ -68,6 +72,14 @@ class SandboxClick(BaseModel):
     value: str
 
 
+class SandboxCommand(BaseModel):
+    """A slash command typed on the sandbox page, as the chosen Slack user."""
+
+    user: str
+    text: str = ""
+    command: str = "/powertrip"
+
+
 class SavedConversations(BaseModel):
     """What the sandbox keeps across restarts (`FakeSlack(state=...)`): the messages and the
     ephemeral replies shown under them."""
@@ -90,8 +102,13 @@ class FakeSlack:
         interaction_url: str | None = None,
         channel_names: dict[str, str] | None = None,
         state: Path | None = None,
+        pagerduty_url: str | None = None,
+        pagerduty_ca_file: Path | None = None,
     ) -> None:
         self.token = token
+        self.pagerduty_url = pagerduty_url
+        """The fake PagerDuty's base URL: the sandbox page shows what it received."""
+        self.pagerduty_ca_file = pagerduty_ca_file
         self.channels = set(channels or []) | set(channel_names or {})
         self.channel_names = dict(channel_names or {})
         self.signing_secret = signing_secret
@@ -359,6 +376,55 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
                 answer = await http.post(fake.interaction_url, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 return {"ok": False, "status": None, "error": f"Powertrip unreachable: {exc}"}
+        return {"ok": answer.is_success, "status": answer.status_code}
+
+    @app.get("/_fake/pagerduty")
+    async def pagerduty() -> dict[str, Any]:
+        """What the fake PagerDuty received (its incidents), for the sandbox page's panel:
+        `{"url": ..., "incidents": [...]}`, `{"url": null}` without one, `error` when it cannot
+        be reached."""
+        if not fake.pagerduty_url:
+            return {"url": None, "incidents": []}
+        verify: Any = str(fake.pagerduty_ca_file) if fake.pagerduty_ca_file else True
+        try:
+            async with httpx.AsyncClient(timeout=5, verify=verify) as http:
+                answer = await http.get(f"{fake.pagerduty_url}/_fake/incidents")
+                answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            return {"url": fake.pagerduty_url, "incidents": [], "error": str(exc)}
+        return {"url": fake.pagerduty_url, "incidents": answer.json()}
+
+    @app.post("/_sandbox/command")
+    async def sandbox_command(command: SandboxCommand, request: Request) -> dict[str, Any]:
+        """Type `/powertrip ...` as `command.user`: a slash command signed like Slack signs it,
+        sent to Powertrip; its answer (shown only to that user) is kept with the replies."""
+        if not (fake.signing_secret and fake.interaction_url):
+            raise HTTPException(409, "start the fake with --signing-secret and --interaction-url")
+        base = str(request.base_url).rstrip("/")
+        key = f"{command.user}.command.{time.time():.6f}"
+        user = fake.users.get(command.user)
+        fields = slash_command_fields(
+            command.user,
+            command.text,
+            user_name=user.name if user else None,
+            response_url=f"{base}/response/{key}",
+            command=command.command,
+        )
+        body, headers = signed_request(fake.signing_secret, {}, form=fields)
+        async with httpx.AsyncClient(timeout=10) as http:
+            try:
+                answer = await http.post(fake.interaction_url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                return {"ok": False, "status": None, "error": f"Powertrip unreachable: {exc}"}
+        reply: Any = None
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            reply = answer.json()
+        elif answer.text:
+            reply = {"text": answer.text}
+        if answer.is_success and isinstance(reply, dict) and reply.get("text"):
+            typed = f"{command.command} {command.text}".strip()
+            fake.responses.append({"key": key, "command": typed, **reply})
+            fake.save()
         return {"ok": answer.is_success, "status": answer.status_code}
 
     @app.post("/_fake/reset")

@@ -1,5 +1,5 @@
-"""Slack interaction requests as Slack sends them: a `block_actions` payload, form-encoded and
-signed with the app's signing secret. Used by the sandbox page and the tests."""
+"""Slack interaction requests as Slack sends them: a `block_actions` payload or a slash command,
+form-encoded and signed with the app's signing secret. Used by the sandbox page and the tests."""
 
 from __future__ import annotations
 
@@ -41,11 +41,41 @@ def block_action_payload(
     }
 
 
+def slash_command_fields(
+    user: str,
+    text: str,
+    *,
+    user_name: str | None = None,
+    response_url: str | None = None,
+    command: str = "/powertrip",
+) -> dict[str, str]:
+    """The form fields Slack posts when `user` types `command text` (in their DM with the app)."""
+    return {
+        "token": "deprecated-verification-token",
+        "team_id": "T0FAKE",
+        "team_domain": "powertrip-fake",
+        "channel_id": "D" + user[1:],
+        "channel_name": "directmessage",
+        "user_id": user,
+        "user_name": user_name or user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": "A0POWERTRIP",
+        "response_url": response_url or "",
+        "trigger_id": f"{int(time.time())}.trigger",
+    }
+
+
 def signed_request(
-    signing_secret: str, payload: dict[str, Any], timestamp: int | None = None
+    signing_secret: str,
+    payload: dict[str, Any],
+    timestamp: int | None = None,
+    *,
+    form: dict[str, str] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """The body and headers Slack would send for this payload."""
-    body = urlencode({"payload": json.dumps(payload)}).encode()
+    """The body and headers Slack would send for this interaction payload (or, `form`, for
+    these form fields as they are: a slash command)."""
+    body = urlencode(form if form is not None else {"payload": json.dumps(payload)}).encode()
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(signing_secret).generate_signature(timestamp=stamp, body=body)
     return body, {

@@ -1,6 +1,7 @@
 """The sandbox page served by the fake Slack at `/`: every DM and channel message rendered the way
 Slack renders its blocks (sections, fields, context, buttons, threads), and buttons that press as
-the Slack user chosen at the top. Plain HTML and JavaScript, no build step, no network."""
+the Slack user chosen at the top; above them, what the fake PagerDuty received (its incidents).
+Plain HTML and JavaScript, no build step, no network."""
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -18,6 +19,7 @@ PAGE = """<!doctype html>
   header h1 { font-size:16px; margin:0; font-weight:700; }
   header label { font-size:14px; }
   header select { font-size:14px; padding:3px 6px; border-radius:4px; }
+  header input, header form button { font-size:14px; padding:3px 6px; border-radius:4px; }
   #status { font-size:13px; padding:2px 8px; border-radius:4px; background:rgba(255,255,255,.12); }
   #status.waiting { background:#fff3c4; color:#5c4400; }
   #status.refused, #status.failed { background:#ffd9e2; color:#8a0b30; font-weight:600; }
@@ -56,6 +58,14 @@ PAGE = """<!doctype html>
   .ephemeral small { color:var(--muted); display:block; font-size:12px; }
   .empty { color:var(--muted); text-align:center; padding:40px; }
   a { color:#1264a3; }
+  .pagerduty { background:#fff; border:1px solid var(--line); border-left:4px solid #06ac38;
+               border-radius:8px; margin:12px 0; padding:8px 14px; }
+  .pagerduty h2 { font-size:15px; margin:0 0 6px; }
+  .pagerduty h2 small { color:var(--muted); font-weight:400; }
+  .incident { border-top:1px solid #f3f3f3; padding:6px 0; font-size:14px; }
+  .badge { color:#fff; border-radius:3px; padding:1px 6px; font-size:12px; font-weight:600; }
+  .badge.triggered { background:var(--red); } .badge.acknowledged { background:#b27b00; }
+  .badge.resolved { background:var(--green); }
 </style>
 </head>
 <body>
@@ -64,9 +74,15 @@ PAGE = """<!doctype html>
   <label>Act as Slack user
     <select id="actor" data-testid="actor"></select>
   </label>
+  <form id="command-form" data-testid="command-form">
+    <input id="command" data-testid="command" value="/powertrip passkey" size="22"
+      aria-label="Slash command">
+    <button type="submit" data-testid="run-command">Send</button>
+  </form>
   <span id="status" data-testid="status">loading…</span>
 </header>
-<main id="conversations"><p class="empty" data-testid="loading">Loading messages…</p></main>
+<main><section id="pagerduty" class="pagerduty" data-testid="pagerduty" hidden></section>
+<div id="conversations"><p class="empty" data-testid="loading">Loading messages…</p></div></main>
 <script>
 // Slack's emoji as small bundled drawings: a machine without an emoji font shows boxes instead.
 const GLYPH_PATHS = {
@@ -221,6 +237,18 @@ function title(channel) {
   return name ? `# ${esc(name)} <small>channel · ${esc(channel)}</small>`
     : `# ${esc(channel)} <small>channel</small>`;
 }
+// Replies to slash commands typed here: only their typist sees them, as in Slack.
+function commands() {
+  const typed = responses.filter(r => String(r.key).split(".")[1] === "command");
+  if (!typed.length) return "";
+  return `<section class="conv" data-testid="commands"><h2>Slash commands</h2>${typed.map(r => {
+    const user = String(r.key).split(".")[0];
+    const name = users[user] ? users[user].name : user;
+    return `<div class="msg"><div><span class="who">@${esc(name)}</span>
+      <code>${esc(r.command || "")}</code></div><div class="ephemeral" data-testid="ephemeral">
+      <small>Only visible to @${esc(name)}</small>${mrkdwn(r.text || "")}</div></div>`;
+  }).join("")}</section>`;
+}
 function render() {
   const byChannel = {};
   for (const m of messages) (byChannel[m.channel] = byChannel[m.channel] || []).push(m);
@@ -228,12 +256,12 @@ function render() {
     (a[0] === "D") - (b[0] === "D") || a.localeCompare(b));
   const root = document.getElementById("conversations");
   if (!channels.length) {
-    root.innerHTML = loaded
+    root.innerHTML = commands() + (loaded
       ? '<p class="empty" data-testid="empty">No messages yet: post a webhook.</p>'
-      : '<p class="empty" data-testid="loading">Loading messages…</p>';
+      : '<p class="empty" data-testid="loading">Loading messages…</p>');
     return;
   }
-  root.innerHTML = channels.map(channel => {
+  root.innerHTML = commands() + channels.map(channel => {
     const all = byChannel[channel].sort((a, b) => Number(a.ts) - Number(b.ts));
     const top = all.filter(m => !m.thread_ts || m.thread_ts === m.ts || m.reply_broadcast);
     const replies = ts => all.filter(m => m.thread_ts === ts && m.ts !== ts);
@@ -241,6 +269,30 @@ function render() {
       <h2>${title(channel)}</h2>${top.map(m =>
         message(m, m.thread_ts && m.thread_ts !== m.ts ? [] : replies(m.ts))).join("")}</section>`;
   }).join("");
+}
+// What PagerDuty received: the fake Events API's incidents, newest first (pages fire from the
+// escalation policy and at once for a Not me).
+function renderPagerDuty(pd) {
+  const root = document.getElementById("pagerduty");
+  if (!pd || !pd.url) { root.hidden = true; return; }
+  root.hidden = false;
+  const incidents = (pd.incidents || []).slice().reverse();
+  const rows = incidents.map(i => `<div class="incident" data-testid="incident"
+      data-status="${esc(i.status)}"><span class="badge ${esc(i.status)}">${esc(i.status)}</span>
+    <b>${esc(i.severity)}</b> ${esc(i.summary)}<br><small><code>${esc(i.dedup_key)}</code> ·
+    ${esc((i.log || []).map(e => e.action).join(" → "))}</small></div>`).join("");
+  root.innerHTML = `<h2>PagerDuty <small>what on-call received ·
+    <a href="${esc(pd.url)}" target="_blank" rel="noopener">every event sent</a></small></h2>` +
+    (pd.error ? `<p class="empty">fake PagerDuty unreachable: ${esc(pd.error)}</p>` : "") +
+    (rows || '<p class="empty" data-testid="no-pages">Nothing has paged yet.</p>');
+}
+let lastPagerDuty = "";
+async function refreshPagerDuty() {
+  try {
+    const pd = await (await fetch("/_fake/pagerduty")).json();
+    const seen = JSON.stringify(pd);
+    if (seen !== lastPagerDuty) { lastPagerDuty = seen; renderPagerDuty(pd); }
+  } catch (err) { /* the messages' refresh reports an unreachable fake */ }
 }
 async function refresh() {
   try {
@@ -332,8 +384,29 @@ document.addEventListener("click", async ev => {
     refresh();
   }
 });
+document.getElementById("command-form").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const user = document.getElementById("actor").value;
+  const typed = document.getElementById("command").value.trim();
+  const [command, ...words] = typed.split(/\\s+/);
+  setStatus("waiting", `@${users[user].name} typed ${typed}: waiting for Powertrip…`);
+  try {
+    const answer = await fetch("/_sandbox/command", {method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({user, command, text: words.join(" ")})});
+    const result = await answer.json();
+    setStatus(result.ok ? "done" : "failed", result.ok
+      ? `Powertrip answered @${users[user].name} (above the messages)`
+      : `Command not delivered: ${result.error || result.detail || "HTTP " + result.status}`);
+  } catch (err) {
+    setStatus("failed", `Command not delivered: ${err}`);
+  }
+  refresh();
+});
 loadUsers().then(refresh);
 setInterval(refresh, 700);
+refreshPagerDuty();
+setInterval(refreshPagerDuty, 1500);
 </script>
 </body>
 </html>

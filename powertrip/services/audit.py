@@ -47,6 +47,8 @@ class DecisionRow(BaseModel):
     on_behalf: bool = False
     operator: BlankIsNone = None
     authenticated: bool = False
+    step_up: BlankIsNone = None
+    credential_id: BlankIsNone = None
     actor: str
     host: BlankIsNone = None
     rule_id: str
@@ -73,6 +75,8 @@ class DecisionRow(BaseModel):
                 on_behalf=d.on_behalf,
                 operator=d.operator,
                 authenticated=d.authenticated,
+                step_up=d.step_up.value if d.step_up else None,
+                credential_id=d.credential.credential_id if d.credential else None,
                 actor=view.actor,
                 host=view.host,
                 rule_id=view.rule_id,

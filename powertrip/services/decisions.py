@@ -3,9 +3,10 @@ the durable `decide` signal, in one place for every sender.
 
 - A Slack click (`deliver_click`, from the API's Bolt listener once Slack's signature proved who
   clicked) and the CLI's security-team override (`approve_as_security`) both check the decision
-  against the authority the workflow published in its memo, sign it with the decision key
-  (`powertrip.signing`) and signal it by name (`DECIDE_SIGNAL`): durable in Temporal even with no
-  worker running. The workflow verifies the signature before the decision counts.
+  against the authority the workflow published in its memo, sign it with their own key (the
+  API's, the CLI's: `powertrip.signing`) and signal it by name (`DECIDE_SIGNAL`): durable in
+  Temporal even with no worker running. The workflow verifies the signature, and that its signer
+  may vouch for its `via`, before the decision counts.
 - A refused decision on a running event is signalled too, marked refused, so the event's
   timeline shows the attempt; the workflow changes nothing for it.
 
@@ -27,7 +28,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip import temporal as attributes
 from powertrip.contracts.approval import DECIDE_SIGNAL, RECORD_MEMO, Action, Click, EventRecord
+from powertrip.contracts.passkeys import PasskeyRefused, StepUpOutcome, StepUpRefused
 from powertrip.models import EventStatus
+from powertrip.services.stepup import issue_step_up_link, passkeys_of
+from powertrip.settings import Settings
 from powertrip.signing import sign
 from powertrip.visibility import RecordError
 
@@ -36,6 +40,10 @@ log = logging.getLogger(__name__)
 # A message is posted a moment before the workflow records it in its memo: a very quick click on
 # a brand-new message looks again before concluding the message is not the event's.
 MESSAGE_GRACE_SECONDS = 1.5
+# How long a decision refused for the run's signal limit is tried again: the workflow continues
+# as new once it has handled what it holds (thousands of signals take it tens of seconds on a
+# busy worker). A Slack click has long been answered by then; its clicker hears if it failed.
+SIGNAL_LIMIT_RETRY_SECONDS = 90.0
 
 
 class Refused(RecordError):
@@ -52,11 +60,39 @@ class Delivery:
     reply: str | None = None
 
 
+def at_signal_limit(exc: RPCError) -> bool:
+    """Temporal refused a signal because the run has taken as many as it may
+    (`history.maximumSignalsPerExecution`, 10,000 by default): a flood of forged signals."""
+    return exc.status is RPCStatusCode.INVALID_ARGUMENT and "limit for signal" in exc.message
+
+
 async def _signal(client: Client, key: str, event_id: str, click: Click) -> None:
     """Sign `click` for `event_id` and deliver it as the `decide` signal. RPCError NOT_FOUND when
-    the workflow is closed or unknown."""
+    the workflow is closed or unknown.
+
+    A run at Temporal's signal limit continues as new as soon as it has handled the signals
+    it holds (`ApprovalWorkflow`), and the next run takes signals again: a refusal for the
+    limit is retried, backing off, for up to SIGNAL_LIMIT_RETRY_SECONDS, then raised."""
     handle: WorkflowHandle[object, object] = client.get_workflow_handle(event_id)
-    await handle.signal(DECIDE_SIGNAL, sign(key, event_id, click))
+    signed = sign(key, event_id, click)
+    deadline = time.monotonic() + SIGNAL_LIMIT_RETRY_SECONDS
+    pause = 0.2
+    while True:
+        try:
+            await handle.signal(DECIDE_SIGNAL, signed)
+            return
+        except RPCError as exc:
+            if not at_signal_limit(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning(
+                "%s is at Temporal's signal limit (a flood of signals?): %s %s again in %.1fs",
+                event_id,
+                click.action.value,
+                click.user,
+                pause,
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 async def _record(client: Client, event_id: str) -> EventRecord | None:
@@ -98,10 +134,14 @@ async def deliver_click(
     event_id: str,
     click: Click,
     message: tuple[str, str] | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> Delivery:
     """A Slack click on `message` (channel id, message ts; None: the payload named none), by the
     user Slack's signature proved: check it against the workflow's own record, sign it with
-    `key`, signal it. Raises RPCError when Temporal fails (the caller answers Slack 503)."""
+    `key`, signal it. An approval of a step-up event is answered with a one-time link instead
+    (`answer_with_step_up_link`; `settings`: where the links point, None: step-up off). Raises
+    RPCError when Temporal fails (the caller answers Slack 503)."""
     record = await _record(client, event_id)
     if record is None:
         return Delivery("unknown", "Powertrip does not know this event.")
@@ -115,6 +155,10 @@ async def deliver_click(
         outcome, reply, refused = "refused", f":no_entry: {refusal.text}", refusal.plain
     else:
         outcome, reply, refused = "delivered", None, None
+    # Step-up (issue 15), the one insertion point: an approval the event wants confirmed with a
+    # passkey is answered with a one-time link; nothing is signalled until the passkey checks.
+    if refused is None and record.needs_step_up(click):
+        return await answer_with_step_up_link(client, settings, record, click.user)
     try:
         await _signal(client, key, event_id, click.model_copy(update={"refused": refused}))
     except RPCError as exc:
@@ -140,7 +184,8 @@ async def approve_as_security(
     operator: str,
 ) -> EventRecord:
     """Deliver an approval from the CLI as the same `decide` signal a Slack click sends, signed
-    with the decision key and recorded as `via: cli` with `operator` (`user@host` of the
+    with the CLI's key (`key`: POWERTRIP_CLI_DECISION_KEY, which the worker accepts for `via: cli`
+    decisions only) and recorded as `via: cli` with `operator` (`user@host` of the
     operating-system account that ran it). Returns the record as it was before.
 
     Only the security team may approve from the CLI: checked against the team the workflow
@@ -167,6 +212,11 @@ async def approve_as_security(
             f"{user} is not in the security team ({members}); only the security team may "
             "approve from the CLI"
         )
+    if refused is None and record.event.step_up is not None:
+        refused = (
+            f"{event_id} needs a step-up ({record.event.step_up}): approve it in Slack, where "
+            "Approve sends you a one-time link for your passkey"
+        )
     if record.status is not EventStatus.PENDING:
         raise Refused(f"{event_id} is already {record.status.value}; nothing to approve")
     if description.status is not WorkflowExecutionStatus.RUNNING:
@@ -186,3 +236,105 @@ async def approve_as_security(
     if refused is not None:
         raise Refused(refused)
     return record
+
+
+# Step-up approvals (issue 15): Slack's *Approve* answers with a link; the passkey approves.
+
+HOW_TO_REGISTER = (
+    "Type `/powertrip passkey` for a one-time link to register one (Touch ID, Windows Hello, a "
+    "security key)."
+)
+
+
+async def answer_with_step_up_link(
+    client: Client, settings: Settings | None, record: EventRecord, user: str
+) -> Delivery:
+    """The reply to *Approve* on a step-up event by `user`, who may approve it: a one-time link
+    to Powertrip's confirmation page for them alone (Slack shows it only to them), or, without a
+    passkey, how to register one. Nothing is signalled: only the passkey approves
+    (`deliver_step_up`)."""
+    event = record.event
+    if settings is None or settings.public_url is None:
+        return Delivery(
+            "step_up_unavailable",
+            ":no_entry: This event needs a passkey to approve, and Powertrip has no "
+            "`POWERTRIP_PUBLIC_URL` for its confirmation page: ask whoever runs Powertrip.",
+        )
+    store = await passkeys_of(client, user)
+    if store is None or not store.credentials:
+        owner = record.authority is not None and record.authority.actor_slack_user == user
+        behalf = (
+            " Until then a security-team member can approve on your behalf, with their own passkey."
+            if owner
+            else ""
+        )
+        return Delivery(
+            "step_up_no_passkey",
+            f":closed_lock_with_key: This event needs a passkey to approve, and you have none "
+            f"yet. {HOW_TO_REGISTER}{behalf}",
+        )
+    try:
+        link = await issue_step_up_link(client, settings, user=user, event=event)
+    except PasskeyRefused as exc:
+        return Delivery(
+            "step_up_failed",
+            f":warning: Powertrip could not make your link ({exc.refusal.value}): try again.",
+        )
+    until = link.expires_at.strftime("%H:%M:%S UTC")
+    return Delivery(
+        "step_up_link",
+        f":closed_lock_with_key: *This event needs your passkey.* <{link.url}|Approve with your "
+        f"passkey> on Powertrip's page: a one-time link for you alone, valid until {until}. "
+        "Nothing is approved until your passkey confirms it there.",
+    )
+
+
+async def deliver_step_up(client: Client, key: str, outcome: StepUpOutcome) -> Delivery:
+    """What a step-up page's passkey check (`powertrip.services.stepup.complete_step_up`) comes
+    to, delivered like every decision: checked against the event's own record, signed, signalled.
+
+    `StepUpVerified`: the approval by the link's user, marked `step_up: passkey` with the
+    credential. `StepUpRefused`: a refused approval for the event's timeline (why: link used,
+    expired, another user's passkey, ...). `reply` is plain text for the page. Raises RPCError
+    when Temporal fails."""
+    if outcome.event_id is None or outcome.user is None:
+        return Delivery("unknown", "Powertrip does not know this link.")
+    record = await _record(client, outcome.event_id)
+    if record is None:
+        return Delivery("unknown", "Powertrip does not know this event.")
+    names = record.authority.names if record.authority else {}
+    click = Click(
+        action=Action.APPROVE,
+        user=outcome.user,
+        name=names.get(outcome.user),
+        at=datetime.now(UTC),
+        via="slack",
+    )
+    refused: str | None
+    reply: str | None
+    if isinstance(outcome, StepUpRefused):
+        if record.status is not EventStatus.PENDING:
+            return Delivery("stale", f"This event is already {record.status.value}.")
+        refused = outcome.timeline_detail()
+        outcome_name, reply = "refused", None
+    else:
+        click = click.model_copy(
+            update={"step_up": outcome.step_up, "credential": outcome.credential}
+        )
+        refusal = record.refusal(Action.APPROVE, outcome.user)
+        if refusal is not None and refusal.stale:
+            return Delivery("stale", refusal.plain)
+        refused = refusal.plain if refusal else None
+        outcome_name = "refused" if refused else "delivered"
+        reply = refused or f"Approved with your passkey “{outcome.credential.label}”."
+    try:
+        await _signal(client, key, outcome.event_id, click.model_copy(update={"refused": refused}))
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        if refused is None:
+            return Delivery(
+                "closed",
+                "This event closed before your approval arrived, so it was not recorded.",
+            )
+    return Delivery(outcome_name, reply)

@@ -130,6 +130,10 @@ class MatchedEvent(BaseModel):
     approved_at: datetime | None = Field(description="When it was approved.")
     approved_via: str | None = Field(description="`slack` or `cli` (security-team override).")
     on_behalf: bool = Field(description="Approved by the security team for someone else.")
+    approved_step_up: str | None = Field(
+        default=None,
+        description="`passkey` when the approval was confirmed with the approver's passkey.",
+    )
     reported_by: str | None = Field(description="Who said *Not me*, if anyone.")
     reported_at: datetime | None = Field(description="When *Not me* was said.")
     temporal_url: str = Field(description="The event in the Temporal Web UI.")
@@ -156,6 +160,7 @@ class MatchedEvent(BaseModel):
             approved_at=approval.at if approval else None,
             approved_via=approval.via if approval else None,
             on_behalf=approval.on_behalf if approval else False,
+            approved_step_up=approval.step_up.value if approval and approval.step_up else None,
             reported_by=report.by if report else None,
             reported_at=report.at if report else None,
             temporal_url=ui.workflow_url(event.event_id),

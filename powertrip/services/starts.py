@@ -10,7 +10,8 @@ workflow class), with the metadata the Temporal Web UI shows.
   derived from the events;
 - the reminder digest of a task queue: `ReminderDigestWorkflow` (USE_EXISTING);
 - polling a source: `PollWorkflow` on a Schedule `powertrip-poll-<source>`;
-- a user's passkey store: `PasskeyWorkflow` by update-with-start (USE_EXISTING).
+- a user's passkey store: `PasskeyWorkflow` by update-with-start (USE_EXISTING);
+- a passkey the security channel must hear of: `PasskeyNoticeWorkflow`, one per notice id.
 
 A new workflow's start goes here too, with its name in `powertrip.contracts`.
 """
@@ -56,11 +57,14 @@ from powertrip.contracts.approval import (
 )
 from powertrip.contracts.conflict import CONFLICT_WORKFLOW, ConflictReport, conflict_workflow_id
 from powertrip.contracts.passkeys import (
+    PASSKEY_NOTICE_WORKFLOW,
     PASSKEY_WORKFLOW,
     IssueLink,
     LinkIssued,
+    PasskeyNotice,
     PasskeyStore,
     PasskeyUpdate,
+    passkey_notice_id,
     passkey_workflow_id,
 )
 from powertrip.contracts.polling import (
@@ -377,6 +381,22 @@ async def issue_link_with_start(
             await asyncio.wait_for(start.workflow_handle(), 0.1)
         raise
     return issued
+
+
+async def announce_passkey(client: Client, task_queue: str, notice: PasskeyNotice) -> str:
+    """Tell the security channel about a passkey (`PasskeyNoticeWorkflow`), once per notice id
+    (`passkey_notice_id`): a retried announcement posts nothing new. Returns the notice's id."""
+    notice_id = passkey_notice_id(notice)
+    who = notice.user_name or notice.user
+    await start_once(
+        client,
+        PASSKEY_NOTICE_WORKFLOW,
+        notice,
+        id=notice_id,
+        task_queue=task_queue,
+        summary=f"{notice.kind.value.replace('_', ' ')} of {who}",
+    )
+    return notice_id
 
 
 # Polling schedules ----------------------------------------------------------------------------

@@ -21,11 +21,12 @@ The one function the decision path calls is `complete_step_up`: it returns `Step
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -39,14 +40,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
+from powertrip.config import PowertripConfig
 from powertrip.contracts.passkeys import (
     MEMO_KEY,
+    NOTICE_MEMO,
+    PASSKEY_DECIDED_SIGNAL,
     AddCredential,
     AssertionRecorded,
     CeremonyStart,
     ClaimedLink,
     ClaimLink,
-    CredentialRef,
     DecideRegistration,
     Enrollment,
     EventSummary,
@@ -54,10 +57,15 @@ from powertrip.contracts.passkeys import (
     LinkIssued,
     LinkPurpose,
     LinkView,
+    NoticeKind,
+    NoticeState,
     OpenLink,
+    PasskeyDecided,
+    PasskeyNotice,
     PasskeyQuery,
     PasskeyRefused,
     PasskeyStore,
+    PasskeyToApprove,
     PasskeyUpdate,
     RecordAssertion,
     Refusal,
@@ -67,9 +75,10 @@ from powertrip.contracts.passkeys import (
     is_slack_user,
     passkey_workflow_id,
 )
-from powertrip.models import SecurityEvent
+from powertrip.messages import registration_reply
+from powertrip.models import CredentialRef, SecurityEvent
 from powertrip.relying_party import RelyingParty, new_challenge
-from powertrip.services.starts import issue_link_with_start
+from powertrip.services.starts import announce_passkey, issue_link_with_start
 from powertrip.settings import Settings, SettingsError
 
 # A worker that does not answer an update within this long: the page says "try again".
@@ -114,6 +123,17 @@ def relying_party(settings: Settings) -> RelyingParty:
             "step-up needs POWERTRIP_PUBLIC_URL: the https address people's browsers use"
         )
     return RelyingParty.for_public_url(settings.public_url)
+
+
+def check_step_up_setup(config: PowertripConfig, settings: Settings) -> None:
+    """At the API's start: rules that need a step-up need `POWERTRIP_PUBLIC_URL` for the pages
+    (else *Approve* could never approve their events). SettingsError naming the rules."""
+    rules = [rule.id for rule in config.rules if rule.enabled and rule.step_up is not None]
+    if rules and settings.public_url is None:
+        raise SettingsError(
+            f"rules {', '.join(rules)} need a step-up (`step_up` / `step_up_rules`): set "
+            "POWERTRIP_PUBLIC_URL to the https address people's browsers use for the API"
+        )
 
 
 def _store(client: Client, user: str) -> WorkflowHandle[Any, Any]:
@@ -181,13 +201,21 @@ async def _issue(
     settings: Settings,
     *,
     user: str,
-    user_name: str | None,
-    request: IssueLink,
-    path: str,
-    secret_token: str,
+    purpose: LinkPurpose,
+    user_name: str | None = None,
+    **fields: Any,
 ) -> IssuedLink:
+    """A new link of `purpose` for `user`, with `fields` of `IssueLink` (what it is for)."""
     if settings.public_url is None:
         relying_party(settings)  # raises the SettingsError that names the setting
+    token = _new_token(user)
+    step_up = purpose is LinkPurpose.STEP_UP
+    request = IssueLink(
+        token_hash=_hash(token),
+        purpose=purpose,
+        valid_seconds=settings.step_up_link_seconds if step_up else settings.passkey_link_seconds,
+        **fields,
+    )
     store = PasskeyStore(
         user=user,
         user_name=user_name or user,
@@ -196,9 +224,8 @@ async def _issue(
     issued: LinkIssued = await _call(
         issue_link_with_start(client, settings.task_queue, store, request)
     )
-    return IssuedLink(
-        url=f"{settings.public_url}{path}/{secret_token}", expires_at=issued.expires_at
-    )
+    path = "/verify" if step_up else "/passkeys/register"
+    return IssuedLink(url=f"{settings.public_url}{path}/{token}", expires_at=issued.expires_at)
 
 
 def _new_token(user: str) -> str:
@@ -213,22 +240,30 @@ async def issue_step_up_link(
     """A link for `user` (Slack id) to approve `event` with a passkey, valid for
     `POWERTRIP_STEP_UP_LINK_SECONDS`. The caller has checked that `user` may approve it.
     Raises PasskeyRefused (TOO_MANY_LINKS, TEMPORARILY_UNAVAILABLE), SettingsError."""
-    token = _new_token(user)
-    request = IssueLink(
-        token_hash=_hash(token),
-        purpose=LinkPurpose.STEP_UP,
-        valid_seconds=settings.step_up_link_seconds,
-        event=EventSummary.of(event),
-        action="approve",
-    )
     return await _issue(
         client,
         settings,
         user=user,
-        user_name=None,
-        request=request,
-        path="/verify",
-        secret_token=token,
+        purpose=LinkPurpose.STEP_UP,
+        event=EventSummary.of(event),
+        action="approve",
+    )
+
+
+async def issue_passkey_approval_link(
+    client: Client, settings: Settings, *, approver: str, passkey: PasskeyToApprove
+) -> IssuedLink:
+    """A step-up link for security-team member `approver` (Slack id) to approve `passkey`,
+    another user's pending passkey, with their own passkey; valid like an event's step-up link.
+    The caller has checked that `approver` is on the team and has a passkey. Raises
+    PasskeyRefused, SettingsError."""
+    return await _issue(
+        client,
+        settings,
+        user=approver,
+        purpose=LinkPurpose.STEP_UP,
+        passkey=passkey,
+        action="approve",
     )
 
 
@@ -241,23 +276,16 @@ async def issue_registration_link(
     replaces: str | None = None,
 ) -> IssuedLink:
     """A link for `user` to register a passkey (`user_name`: what their authenticator shows,
-    e.g. their Slack handle; set on the first link only). `replaces`: the credential id of a
-    passkey the new one will replace once a security-team member approves."""
-    token = _new_token(user)
-    request = IssueLink(
-        token_hash=_hash(token),
-        purpose=LinkPurpose.REGISTRATION,
-        valid_seconds=settings.passkey_link_seconds,
-        replaces=replaces,
-    )
+    e.g. their Slack handle; set on the first link only), valid for
+    `POWERTRIP_PASSKEY_LINK_SECONDS`. `replaces`: the credential id of a passkey the new one
+    will replace once a security-team member approves."""
     return await _issue(
         client,
         settings,
         user=user,
+        purpose=LinkPurpose.REGISTRATION,
         user_name=user_name,
-        request=request,
-        path="/passkeys/register",
-        secret_token=token,
+        replaces=replaces,
     )
 
 
@@ -355,8 +383,12 @@ async def _step_up(
     recorded = await _update(
         client, link.user, PasskeyUpdate.RECORD_ASSERTION, record, AssertionRecorded
     )
-    event = claimed.link.event
-    if recorded.refusal is not None or recorded.credential is None or event is None:
+    event, passkey = claimed.link.event, claimed.link.passkey
+    if (
+        recorded.refusal is not None
+        or recorded.credential is None
+        or (event is None and passkey is None)
+    ):
         return StepUpRefused(
             refusal=recorded.refusal or Refusal.CREDENTIAL_NOT_REGISTERED,
             detail=record.detail,
@@ -365,7 +397,11 @@ async def _step_up(
             credential=recorded.credential,
         )
     return StepUpVerified(
-        event_id=event.event_id, user=link.user, credential=recorded.credential, at=recorded.at
+        event_id=event.event_id if event else None,
+        passkey=passkey,
+        user=link.user,
+        credential=recorded.credential,
+        at=recorded.at,
     )
 
 
@@ -426,10 +462,214 @@ async def decide_registration(
 async def passkeys_of(client: Client, user: str) -> PasskeyStore | None:
     """`user`'s passkeys and pending registrations from the workflow's memo (no worker needed);
     None when they never had a link. Links are not included."""
+    return await _memo_of(client, passkey_workflow_id(user), MEMO_KEY, PasskeyStore)
+
+
+async def _memo_of(client: Client, workflow_id: str, key: str, model: type[R]) -> R | None:
+    """A workflow's memo value `key` as `model`; None for an unknown workflow (or key)."""
     try:
-        description = await _store(client, user).describe()
+        description = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             return None
         raise
-    return await description.memo_value(MEMO_KEY, type_hint=PasskeyStore)
+    value: R | None = await description.memo_value(key, None, type_hint=model)
+    return value
+
+
+# The security channel hears of passkeys (PasskeyNoticeWorkflow, started by services.starts).
+
+
+async def announce_enrollment(
+    client: Client,
+    settings: Settings,
+    enrollment: Enrollment,
+    *,
+    user: str,
+    user_name: str | None = None,
+) -> str | None:
+    """Tell the security channel of a passkey just registered: a first one (active at once) is
+    announced; any other asks a security-team member to approve it. The notice's id, or None
+    for an enrollment that needs no notice."""
+    if enrollment.status == "active" and enrollment.first:
+        kind = NoticeKind.FIRST
+    elif enrollment.status == "pending_approval":
+        kind = NoticeKind.PENDING
+    else:
+        return None
+    if user_name is None:
+        store = await passkeys_of(client, user)
+        user_name = store.user_name if store else None
+    notice = PasskeyNotice(
+        kind=kind,
+        user=user,
+        user_name=user_name,
+        credential=enrollment.credential,
+        replaces=enrollment.replaced,
+        at=datetime.now(UTC),
+    )
+    return await announce_passkey(client, settings.task_queue, notice)
+
+
+async def announce_refusal(
+    client: Client, settings: Settings, token: str, refused: StepUpRefused
+) -> str | None:
+    """Alert the security channel of a step-up refused for a reason it must hear of at once (a
+    counter that went backwards: a cloned authenticator; a passkey that is not the link user's);
+    once per link. The notice's id, or None when the refusal is not alert-worthy."""
+    if not refused.alert or refused.user is None:
+        return None
+    notice = PasskeyNotice(
+        kind=NoticeKind.ALERT,
+        user=refused.user,
+        credential=refused.credential,
+        refusal=refused.refusal,
+        detail=refused.detail,
+        event_id=refused.event_id,
+        link_hash=_hash(token),
+        at=datetime.now(UTC),
+    )
+    return await announce_passkey(client, settings.task_queue, notice)
+
+
+async def notice_state(client: Client, notice_id: str) -> NoticeState | None:
+    """A notice's state from its memo (no worker needed); None for an unknown notice."""
+    return await _memo_of(client, notice_id, NOTICE_MEMO, NoticeState)
+
+
+async def decide_passkey(
+    client: Client,
+    passkey: PasskeyToApprove,
+    *,
+    approver: str,
+    approver_name: str | None,
+    approve: bool,
+    approver_credential: CredentialRef | None = None,
+) -> Enrollment:
+    """A security-team member's decision on `passkey` (another user's pending passkey): the
+    store changes (`decide_registration`), then its security-channel notice shows who decided
+    and with which passkey. The caller has checked that `approver` is on the team and, to
+    approve, their step-up when they have a passkey. Raises PasskeyRefused."""
+    enrollment = await decide_registration(
+        client,
+        user=passkey.user,
+        pending_id=passkey.credential.credential_id,
+        approver=approver,
+        approve=approve,
+        approver_credential=approver_credential,
+    )
+    if passkey.notice_id is not None:
+        decided = PasskeyDecided(
+            approved=approve,
+            by=approver,
+            name=approver_name,
+            with_credential=approver_credential,
+            at=datetime.now(UTC),
+        )
+        with contextlib.suppress(RPCError):  # the notice stopped waiting: the store decided
+            await client.get_workflow_handle(passkey.notice_id).signal(
+                PASSKEY_DECIDED_SIGNAL, decided
+            )
+    return enrollment
+
+
+# The security team's decision on a pending passkey, from its notice's buttons.
+
+
+async def answer_passkey_button(
+    client: Client,
+    settings: Settings,
+    *,
+    notice_id: str,
+    user: str,
+    name: str | None,
+    approve: bool,
+) -> str:
+    """*Approve passkey* / *Reject* on a pending passkey's notice, pressed by `user` (Slack's
+    signature proved who): what to tell them (Slack mrkdwn, ephemeral).
+
+    Only the security team the notice resolved may decide, never the passkey's owner. Rejecting
+    needs nothing more. Approving needs the approver's own step-up when they have a passkey: the
+    answer is then a one-time link (`issue_passkey_approval_link`), and the passkey is approved
+    once their passkey checks (`approve_passkey_with_step_up`); without one it is approved at
+    once and the record says so."""
+    state = await notice_state(client, notice_id)
+    passkey = state.notice.passkey if state else None
+    if state is None or passkey is None:
+        return ":no_entry: Powertrip does not know this passkey request."
+    if state.decided is not None:
+        verb = "approved" if state.decided.approved else "rejected"
+        return f"This passkey was {verb} already by <@{state.decided.by}>."
+    if user == passkey.user:
+        return ":no_entry: Someone else approves your passkeys: ask the security team."
+    if user not in state.security_team:
+        return ":no_entry: Only the security team can approve or reject a passkey."
+    try:
+        if not approve:
+            await decide_passkey(client, passkey, approver=user, approver_name=name, approve=False)
+            return "Rejected: the passkey approves nothing and is removed."
+        own = await passkeys_of(client, user)
+        if own is None or not own.credentials:
+            await decide_passkey(client, passkey, approver=user, approver_name=name, approve=True)
+            return (
+                "Approved. You have no passkey, so the record says you approved without a "
+                "step-up: type `/powertrip passkey` to register one."
+            )
+        link = await issue_passkey_approval_link(client, settings, approver=user, passkey=passkey)
+    except PasskeyRefused as exc:
+        return f":warning: Not done ({exc.refusal.value}): {exc.detail or 'try again'}."
+    until = link.expires_at.astimezone(UTC).strftime("%H:%M:%S UTC")
+    return (
+        f":closed_lock_with_key: <{link.url}|Approve it with your passkey> on Powertrip's page: a "
+        f"one-time link for you alone, valid until {until}."
+    )
+
+
+async def approve_passkey_with_step_up(
+    client: Client, verified: StepUpVerified
+) -> tuple[bool, str]:
+    """A security-team member's passkey checked on a passkey-approval link: approve the pending
+    passkey it names, recorded with the approver's credential. (approved?, what the page says).
+    The team is checked again against the notice (someone removed since is refused)."""
+    passkey = verified.passkey
+    assert passkey is not None
+    state = await notice_state(client, passkey.notice_id) if passkey.notice_id else None
+    if state is None or verified.user not in state.security_team:
+        return False, "Only the security team can approve a passkey."
+    if state.decided is not None:
+        verb = "approved" if state.decided.approved else "rejected"
+        return False, f"This passkey was {verb} already."
+    try:
+        await decide_passkey(
+            client,
+            passkey,
+            approver=verified.user,
+            approver_name=None,
+            approve=True,
+            approver_credential=verified.credential,
+        )
+    except PasskeyRefused as exc:
+        return False, f"Not approved ({exc.refusal.value}): {exc.detail or 'try again'}."
+    who = passkey.user_name or passkey.user
+    return True, (
+        f"Approved {who}'s passkey “{passkey.credential.label}” with your passkey "
+        f"“{verified.credential.label}”."
+    )
+
+
+async def registration_reply_for(
+    client: Client, settings: Settings | None, user: str, user_name: str | None
+) -> str:
+    """`/powertrip passkey` typed by `user` (a Slack id Slack's signature proved): a one-time
+    registration link for them, as the ephemeral answer (Slack mrkdwn)."""
+    if settings is None or settings.public_url is None:
+        return (
+            ":no_entry: Passkeys are not set up here: Powertrip has no `POWERTRIP_PUBLIC_URL` for "
+            "its pages. Ask whoever runs Powertrip."
+        )
+    store = await passkeys_of(client, user)
+    try:
+        link = await issue_registration_link(client, settings, user=user, user_name=user_name)
+    except PasskeyRefused as exc:
+        return f":warning: No link ({exc.refusal.value}): {exc.detail or 'try again'}."
+    return registration_reply(link.url, link.expires_at, len(store.credentials) if store else 0)

@@ -17,21 +17,27 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import temporal_test_server
-from powertrip.contracts.approval import Action, ApprovalInput
+from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput
 from powertrip.contracts.conflict import ConflictReport, conflict_workflow_id
 from powertrip.contracts.passkeys import (
+    PASSKEY_DECIDED_SIGNAL,
     PASSKEY_WORKFLOW,
     LinkPurpose,
+    NoticeKind,
+    PasskeyDecided,
+    PasskeyNotice,
     PasskeyStore,
     PasskeyUpdate,
     RecordAssertion,
@@ -40,17 +46,30 @@ from powertrip.contracts.passkeys import (
 from powertrip.contracts.polling import PollInput, PollState, StaleEvent
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
-from powertrip.models import RawEvent
+from powertrip.escalation import EscalationPolicy
+from powertrip.models import CredentialRef, RawEvent, StepUpMethod
+from powertrip.sandbox.fake_pagerduty import (
+    FakePagerDuty,
+    InjectedFailure,
+    create_fake_pagerduty_app,
+)
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.sandbox.tls import ensure_certificate
 from powertrip.services.starts import (
+    announce_passkey,
     ensure_reminder_digest,
     report_stale,
     request_review,
     search_attributes_for,
     summary_for,
 )
-from powertrip.services.stepup import Link, decide_registration, issue_step_up_link
+from powertrip.services.stepup import (
+    Link,
+    decide_registration,
+    issue_step_up_link,
+    notice_state,
+)
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from powertrip.temporal import ensure_search_attributes
@@ -67,13 +86,21 @@ from tests.harness import (
     running_worker,
     state_eventually,
 )
-from tests.servers import DECISION_KEY, PAPERTRAIL_TOKEN, SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
+from tests.servers import (
+    DECISION_KEY,
+    PAGERDUTY_ROUTING_KEY,
+    PAPERTRAIL_TOKEN,
+    SECURITY_CHANNEL,
+    SLACK_TOKEN,
+    ServedApp,
+)
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
 from workflows.poll import PollWorkflow
 
 HERE = Path(__file__).resolve().parent
 DIGEST_AFTER = 5  # the config default: more reminders than this due together make a digest
+FLOOD = 6  # forged decisions in the flooded path: its `signals_per_run`
 
 
 @dataclass
@@ -82,6 +109,7 @@ class Stack:
     settings: Settings
     slack: FakeSlack
     papertrail: FakePapertrail
+    pagerduty: FakePagerDuty
 
     @property
     def client(self) -> Client:
@@ -93,14 +121,24 @@ def _posted(fake: FakeSlack, channel: str, at_least: int = 1) -> bool:
 
 
 async def _start(
-    stack: Stack, name: str, *, stale: bool = False, renotify_seconds: float = 15 * 60
+    stack: Stack,
+    name: str,
+    *,
+    stale: bool = False,
+    renotify_seconds: float = 15 * 60,
+    escalation: EscalationPolicy | None = None,
+    signals_per_run: int = SIGNALS_PER_RUN,
+    **fields: Any,
 ) -> WorkflowHandle:
+    """Alice's login `history-<name>` asked by a new ApprovalWorkflow; `fields`: the event's."""
     event = make_event(
-        "alice", provider_id=f"history-{name}", renotify_after_seconds=renotify_seconds
+        "alice", provider_id=f"history-{name}", renotify_after_seconds=renotify_seconds, **fields
     )
+    if escalation is not None:
+        event = event.model_copy(update={"escalation": escalation})
     return await stack.client.start_workflow(
         ApprovalWorkflow.run,
-        ApprovalInput(event=event, stale=stale),
+        ApprovalInput(event=event, stale=stale, signals_per_run=signals_per_run),
         id=event.event_id,
         task_queue=stack.settings.task_queue,
         search_attributes=search_attributes_for(event),
@@ -213,6 +251,55 @@ async def rejected(stack: Stack) -> WorkflowHandle:
     return handle
 
 
+async def step_up(stack: Stack) -> WorkflowHandle:
+    """A step-up event (`step_up: passkey`, step-up-approvals): a plain approval is refused, a
+    refused step-up is traced, then the owner's approval confirmed with a passkey counts."""
+    handle = await _start(stack, "step_up", step_up=StepUpMethod.PASSKEY)
+    await _dm_sent(stack)
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await decide(handle, Action.APPROVE, "U0ALICE", refused="step-up refused: link_used")
+    await state_eventually(handle, lambda r: len(r.timeline) >= 4)
+    credential = CredentialRef(credential_id="Y3JlZC0x", label="MacBook Touch ID")
+    await decide(
+        handle, Action.APPROVE, "U0ALICE", step_up=StepUpMethod.PASSKEY, credential=credential
+    )
+    return handle
+
+
+async def flooded(
+    stack: Stack, name: str = "flooded", escalation: EscalationPolicy | None = None
+) -> WorkflowHandle:
+    """A flood of forged decisions, signed and unsigned, verified in one batch
+    (verify-decisions-in-batches); `signals_per_run` of them and the run continues as new
+    (continue-as-new-before-signal-limit) with a reminder still due; the owner reports it in the
+    next run and the team acknowledges. Writes the first run (the continued one: `_continued`).
+    With `escalation`: the flood comes once its page is open (escalation-schedule), which the
+    next run carries."""
+    stack.slack.reset()
+    handle = await _start(stack, name, escalation=escalation, signals_per_run=FLOOD)
+    await _dm_sent(stack)
+    if escalation is not None:
+        await stack.env.sleep(timedelta(hours=1, minutes=5))
+        await _paged(stack, handle)
+    forged_key = "not-the-decision-key" * 2
+    for n in range(FLOOD):
+        signed = signed_click(forged_key, handle.id, Action.APPROVE, "U0MALLORY")
+        await handle.signal(
+            ApprovalWorkflow.decide, signed if n % 2 else click(Action.APPROVE, "U0MALLORY")
+        )
+    first_run = handle.first_execution_run_id
+    await eventually(lambda: _continued(stack.client.get_workflow_handle(handle.id), first_run))
+    return handle
+
+
+async def flooded_then(stack: Stack, handle: WorkflowHandle) -> None:
+    """The next run of `flooded`: the owner's *Not me*, the team's acknowledgement."""
+    next_run = stack.client.get_workflow_handle(handle.id)
+    await decide(next_run, Action.REPORT, "U0ALICE")
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL), within=30)
+    await decide(next_run, Action.ACKNOWLEDGE, "U0SEC1")
+
+
 async def _reminded(handle: WorkflowHandle) -> bool:
     record = await handle.query(ApprovalWorkflow.state)
     return any(entry.what == "reminded" for entry in record.timeline)
@@ -247,6 +334,55 @@ async def not_me_first_then(stack: Stack, handle: WorkflowHandle) -> None:
     await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
 
 
+# Reminders every 15 minutes and one page after an hour (`pagerduty: {page_after: 1h}`).
+PAGE_AFTER_AN_HOUR = EscalationPolicy.from_renotify(timedelta(minutes=15)).with_one_page(
+    timedelta(hours=1)
+)
+
+
+async def _paged(stack: Stack, handle: WorkflowHandle, status: str = "open") -> None:
+    async def page_is() -> bool:
+        record = await handle.query(ApprovalWorkflow.state)
+        return any(page.status == status for page in record.pages)
+
+    await eventually(page_is, within=90)
+
+
+async def page_then_approve(stack: Stack) -> WorkflowHandle:
+    """Nobody decides for an hour: reminders (escalation-schedule), a page to the fake Events
+    API; the owner approves and the page is resolved (pages-follow-decisions)."""
+    handle = await _start(stack, "page_then_approve", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await stack.env.sleep(timedelta(hours=1, minutes=5))
+    await _paged(stack, handle)
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    return handle
+
+
+async def not_me_paged(stack: Stack) -> WorkflowHandle:
+    """A Not me pages at once (not-me-page); the security team acknowledges: the page is
+    acknowledged and resolved (pages-follow-decisions)."""
+    handle = await _start(stack, "not_me_paged", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await decide(handle, Action.REPORT, "U0ALICE")
+    await _paged(stack, handle)
+    await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
+    return handle
+
+
+async def page_called_off(stack: Stack) -> WorkflowHandle:
+    """The page falls due while PagerDuty fails; the owner approves before it recovers: the
+    trigger is cancelled and a resolve follows once PagerDuty answers again."""
+    stack.pagerduty.failures.append(InjectedFailure(status=503, times=4))
+    handle = await _start(stack, "page_called_off", escalation=PAGE_AFTER_AN_HOUR)
+    await _dm_sent(stack)
+    await stack.env.sleep(timedelta(hours=1, seconds=20))
+    await _paged(stack, handle, status="sending")
+    await decide(handle, Action.APPROVE, "U0ALICE")
+    await stack.env.sleep(timedelta(minutes=10))
+    return handle
+
+
 APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "approve": approve,
     "not_me_acknowledge": not_me_acknowledge,
@@ -256,6 +392,10 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "contested": contested,
     "contest_closed": contest_closed,
     "rejected": rejected,
+    "page_then_approve": page_then_approve,
+    "not_me_paged": not_me_paged,
+    "page_called_off": page_called_off,
+    "step_up": step_up,
 }
 # reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
 CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
@@ -290,22 +430,32 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
     for user_id, name in [("U0ALICE", "alice"), ("U0BOB", "bob"), ("U0SEC1", "sec1")]:
         slack.users[user_id] = FakeUser(id=user_id, name=name, email=f"{name}@example.com")
     papertrail = FakePapertrail(token=PAPERTRAIL_TOKEN)
+    pagerduty = FakePagerDuty(routing_keys={PAGERDUTY_ROUTING_KEY})
     written: list[Path] = []
+    tls = Path(tempfile.mkdtemp(prefix="powertrip-record-")) / "cert.pem"
+    ensure_certificate(tls, tls.with_name("key.pem"))
     async with (
         ServedApp(create_fake_slack_app(slack)) as slack_app,
         ServedApp(create_fake_papertrail_app(papertrail)) as papertrail_app,
+        ServedApp(
+            create_fake_pagerduty_app(pagerduty), tls=(tls, tls.with_name("key.pem"))
+        ) as pagerduty_app,
     ):
         settings = make_settings(
             slack_app.url + "/api/",
             papertrail_api_token=PAPERTRAIL_TOKEN,
             papertrail_api_url=papertrail_app.url + "/api/v1/",
+            pagerduty_routing_key=PAGERDUTY_ROUTING_KEY,
+            pagerduty_events_url=pagerduty_app.url,
+            pagerduty_ca_file=tls,
         )
         for name, scenario in APPROVAL.items():
             # A fresh server each: the digest workflow one path starts must not be in the next.
             server = start_dev_server() if name == "reminders_in_digest" else _server()
             async with await server as env:
-                stack = Stack(env, settings, slack, papertrail)
+                stack = Stack(env, settings, slack, papertrail, pagerduty)
                 slack.reset()
+                pagerduty.reset()
                 async with running_worker(env.client, settings, CONFIGS.get(name)):
                     handle = await scenario(stack)
                     written.append(await save(handle, out / "approval" / f"{name}.json"))
@@ -316,7 +466,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
         async with await _server() as env:
-            stack = Stack(env, settings, slack, papertrail)
+            stack = Stack(env, settings, slack, papertrail, pagerduty)
             slack.reset()
             handle = await not_me_first(stack)
             async with running_worker(env.client, settings):
@@ -331,7 +481,39 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 written.append(await _conflict(stack, out))
                 written.append(await _stale_digest(stack, out))
                 written.append(await _passkeys(stack, out))
+                handle = await flooded(stack)
+                written += await _flooded(stack, out, "flooded", handle, flooded_then)
+                pagerduty.reset()
+                handle = await flooded(stack, "paged_flooded", PAGE_AFTER_AN_HOUR)
+                written += await _flooded(stack, out, "paged_flooded", handle, paged_flooded_then)
+                written.append(await _passkey_notice(stack, out))
     return written
+
+
+async def paged_flooded_then(stack: Stack, handle: WorkflowHandle) -> None:
+    """The next run of `flooded` with a page open: the owner approves, and the page the run
+    before sent is resolved (pages-follow-decisions)."""
+    await decide(stack.client.get_workflow_handle(handle.id), Action.APPROVE, "U0ALICE")
+
+
+async def _flooded(
+    stack: Stack,
+    out: Path,
+    name: str,
+    handle: WorkflowHandle,
+    then: Callable[[Stack, WorkflowHandle], Awaitable[None]],
+) -> list[Path]:
+    """Both runs of a flooded path: the one that continued as new, and the next one, which
+    starts from the carried record and reminder (and escalation: steps taken, pages)."""
+    await then(stack, handle)
+    await handle.result()
+    first = stack.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    return [
+        write_history(await first.fetch_history(), out / "approval" / f"{name}.json"),
+        await save(
+            stack.client.get_workflow_handle(handle.id), out / "approval" / f"{name}_next.json"
+        ),
+    ]
 
 
 async def _review(stack: Stack, out: Path) -> Path:
@@ -416,6 +598,36 @@ async def _passkeys(stack: Stack, out: Path) -> Path:
     await eventually(lambda: _continued(client.get_workflow_handle(first.id), first.result_run_id))
     first_run = client.get_workflow_handle(first.id, run_id=first.first_execution_run_id)
     return write_history(await first_run.fetch_history(), out / "passkeys" / "store.json")
+
+
+async def _passkey_notice(stack: Stack, out: Path) -> Path:
+    """A passkey waiting for approval: the team is resolved, the notice posted, a security-team
+    member approves it with their own passkey, and the notice shows who did."""
+    notice = PasskeyNotice(
+        kind=NoticeKind.PENDING,
+        user="U0ALICE",
+        user_name="alice",
+        credential=CredentialRef(credential_id="Y3JlZC0y", label="YubiKey"),
+        at=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    notice_id = await announce_passkey(stack.client, stack.settings.task_queue, notice)
+    handle = stack.client.get_workflow_handle(notice_id)
+
+    async def posted() -> bool:
+        state = await notice_state(stack.client, notice_id)
+        return state is not None and state.message is not None
+
+    await eventually(posted)
+    await handle.signal(
+        PASSKEY_DECIDED_SIGNAL,
+        PasskeyDecided(
+            approved=True,
+            by="U0SEC1",
+            with_credential=CredentialRef(credential_id="c2VjLTE", label="sec1's laptop"),
+            at=datetime(2026, 11, 30, 0, 5, tzinfo=UTC),
+        ),
+    )
+    return await save(handle, out / "passkey_notice" / "pending_approved.json")
 
 
 async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:

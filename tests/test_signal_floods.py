@@ -1,0 +1,292 @@
+"""Anyone who reaches Temporal can send `decide` signals, and Temporal takes at most
+`history.maximumSignalsPerExecution` of them (10,000 by default) into one workflow run: a flood
+of forged signals must never make it refuse the owner's *Not me*, nor stall the workflow that
+has to work through them. Real dev servers (one with the limit scaled down), the real API and
+worker, the fake Slack over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput, EventRecord
+from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder, reminder_digest_id
+from powertrip.devserver import start_dev_server
+from powertrip.models import EventStatus
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.starts import ensure_reminder_digest, search_attributes_for
+from powertrip.settings import Settings
+from powertrip.signing import signed_click
+from tests.harness import (
+    api_client,
+    click,
+    decide,
+    deliver_login,
+    eventually,
+    make_event,
+    make_settings,
+    message_for,
+    posted_to,
+    running_worker,
+    slack_click,
+    state_eventually,
+)
+from tests.servers import SECURITY_CHANNEL
+from workflows.approval import ApprovalWorkflow
+
+# Temporal's default per-run signal limit (`history.maximumSignalsPerExecution`), which the
+# session's dev server keeps.
+TEMPORAL_SIGNAL_LIMIT = 10_000
+# The dev server of the flood test, scaled down ten times: its limit, and its suggestion to
+# continue as new (`limit.historyCount.suggestContinueAsNew`, 4,096 events by default).
+SCALED_LIMIT = 1_000
+SCALED_SUGGESTION = 400
+
+
+def forged(handle: WorkflowHandle[Any, Any], n: int) -> Any:
+    """Half unsigned, half signed with a key nobody configured: what someone who reaches
+    Temporal, but holds no decision key, can send."""
+    if n % 2:
+        return click(Action.APPROVE, "U0MALLORY")
+    return signed_click("not-a-decision-key-" * 3, handle.id, Action.APPROVE, "U0MALLORY")
+
+
+async def flood(handle: WorkflowHandle[Any, Any], count: int) -> list[str]:
+    """`count` forged `decide` signals, 64 in flight; Temporal's refusals, in words."""
+    gate = asyncio.Semaphore(64)
+    refused: list[str] = []
+
+    async def one(n: int) -> None:
+        async with gate:
+            try:
+                await handle.signal(ApprovalWorkflow.decide, forged(handle, n))
+            except RPCError as exc:
+                refused.append(exc.message)
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return refused
+
+
+async def runs(
+    client: Client, workflow_id: str
+) -> list[tuple[WorkflowExecutionStatus | None, int]]:
+    """Each run of the workflow, oldest first: its status and how many signals it took."""
+    found = []
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        history = await handle.fetch_history()
+        signals = sum(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for e in history.events
+        )
+        found.append((history.events[0].event_time.ToDatetime(), execution.status, signals))
+    return [(status, signals) for _, status, signals in sorted(found, key=lambda r: r[0])]
+
+
+async def memo_record(client: Client, workflow_id: str) -> EventRecord:
+    description = await client.get_workflow_handle(workflow_id).describe()
+    return await description.memo_value("record", type_hint=EventRecord)
+
+
+@pytest.fixture
+async def scaled_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server of its own whose per-run signal limit is SCALED_LIMIT."""
+    args = (
+        "--dynamic-config-value",
+        f"history.maximumSignalsPerExecution={SCALED_LIMIT}",
+        "--dynamic-config-value",
+        f"limit.historyCount.suggestContinueAsNew={SCALED_SUGGESTION}",
+    )
+    async with await start_dev_server(extra_args=args) as env:
+        yield env
+
+
+async def test_forged_signals_past_temporals_limit_cannot_stop_the_owners_not_me(
+    scaled_server: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """The red team's flood, scaled: more forged signals than the run may take, while the
+    worker works through them. The workflow continues as new once it has handled them, and
+    alice's *Not me*, refused by Temporal meanwhile, is delivered to the next run."""
+    env = scaled_server
+    settings = make_settings(
+        slack_api_url, temporal_address=env.client.service_client.config.target_host
+    )
+    async with api_client(settings) as http, running_worker(env.client, settings):
+        event_id = await deliver_login(http)
+        dm = await eventually(lambda: message_for(fake_slack, event_id))
+        handle = env.client.get_workflow_handle(event_id)
+        refused = await flood(handle, SCALED_LIMIT + 50)
+        assert refused and set(refused) == {"exceeded workflow execution limit for signal events"}
+
+        reply_to = slack_api_url.replace("/api/", "/response/flood")
+        response = await slack_click(http, "U0ALICE", "not_me", event_id, dm, reply_to)
+        assert response.status_code == 200
+
+        async def reported() -> EventRecord | None:
+            record = await memo_record(env.client, event_id)
+            return record if record.status is EventStatus.REPORTED else None
+
+        record = await eventually(reported, within=60)
+        assert record.report is not None and record.report.by == "U0ALICE"
+        assert record.report.authenticated
+        await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL))
+        history = await runs(env.client, event_id)
+    assert [status for status, _ in history[:-1]] == [WorkflowExecutionStatus.CONTINUED_AS_NEW] * (
+        len(history) - 1
+    )
+    assert history[-1][0] is WorkflowExecutionStatus.RUNNING
+    assert all(signals <= SCALED_LIMIT for _, signals in history)
+    assert not fake_slack.responses, "alice was told her click failed"
+    whats = [e.what.value for e in record.timeline]
+    assert whats.count("rejected") == 50 and whats.count("traces_capped") == 1
+    assert "approved" not in whats
+
+
+async def test_thousands_of_signals_queued_while_workers_are_down(
+    served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
+) -> None:
+    """6,000 forged signals wait in history while no worker runs, alice's *Not me* behind
+    them. The worker takes her report first, works through the rest in linear time (no
+    "potential deadlock": one workflow task holds them all) and continues as new at the default
+    `signals_per_run`, below Temporal's default limit, which refuses none of them."""
+    http, settings = served
+    async with running_worker(dev_env.client, settings):
+        event_id = await deliver_login(http)
+        await eventually(lambda: message_for(fake_slack, event_id))
+        # Everything the DM did is recorded before the worker stops.
+        await eventually(lambda: _messages(dev_env.client, event_id))
+    handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
+    count = 6_000
+    assert SIGNALS_PER_RUN < count < TEMPORAL_SIGNAL_LIMIT
+    assert await flood(handle, count) == []
+    await decide(handle, Action.REPORT, "U0ALICE")
+    async with running_worker(dev_env.client, settings):
+
+        async def reported() -> EventRecord | None:
+            record = await memo_record(dev_env.client, event_id)
+            return record if record.status is EventStatus.REPORTED else None
+
+        record = await eventually(reported, within=30)
+        assert record.report is not None and record.report.by == "U0ALICE"
+
+        async def continued() -> list[tuple[WorkflowExecutionStatus | None, int]] | None:
+            found = await runs(dev_env.client, event_id)
+            return found if len(found) == 2 else None
+
+        history = await eventually(continued, within=60)
+        # The next run holds the report and the taken nonces, and takes decisions.
+        await decide(handle, Action.ACKNOWLEDGE, "U0SEC1")
+        final: EventRecord = await handle.result()
+    assert history[0] == (WorkflowExecutionStatus.CONTINUED_AS_NEW, count + 1)
+    assert final.status is EventStatus.ACKNOWLEDGED
+    assert final.report is not None and final.report.by == "U0ALICE"
+    assert len(final.nonces) == 2
+
+
+async def _messages(client: Client, event_id: str) -> bool:
+    return bool((await memo_record(client, event_id)).messages)
+
+
+async def test_a_run_continued_early_keeps_its_record_memo_and_reminder(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """`signals_per_run` signals into a run, the workflow continues as new: the record, the
+    memo readers use, the nonces taken and the reminder already due all carry over, so an
+    attacker's flood neither hides the event from the API nor puts its reminder off."""
+    env, settings = time_skipping_env, make_settings(slack_api_url)
+    event = make_event("alice", renotify_after_seconds=15 * 60)
+    async with running_worker(env.client, settings):
+        handle = await env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event, signals_per_run=5),
+            id=event.event_id,
+            task_queue=settings.task_queue,
+            search_attributes=search_attributes_for(event),
+            memo={"record": EventRecord(event=event), "content": "digest-of-the-content"},
+        )
+        first_run = (await handle.describe()).run_id
+        await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await env.sleep(timedelta(minutes=10))
+        for _ in range(5):
+            await handle.signal(ApprovalWorkflow.decide, click(Action.APPROVE, "U0MALLORY"))
+
+        async def continued() -> bool:
+            return (await handle.describe()).run_id != first_run
+
+        await eventually(continued)
+        description = await handle.describe()
+        memo = await description.memo()
+        assert memo["content"] == "digest-of-the-content"
+        record = await description.memo_value("record", type_hint=EventRecord)
+        assert [m.channel for m in record.messages] == ["D0ALICE"]
+        assert [e.what.value for e in record.timeline].count("rejected") == 5
+        # Due 15 minutes after the start, as before the flood: not 15 after the new run.
+        await env.sleep(timedelta(minutes=6))
+        await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL), within=30)
+        record = await state_eventually(
+            handle, lambda r: any(e.what == "reminded" for e in r.timeline)
+        )
+        reminded = next(e for e in record.timeline if e.what == "reminded")
+        assert reminded.at - record.timeline[0].at < timedelta(minutes=16)
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        final: EventRecord = await handle.result()
+    assert final.status is EventStatus.APPROVED and final.decision is not None
+    assert final.decision.authenticated and len(final.nonces) == 1
+
+
+async def test_forged_due_reminders_neither_wedge_the_digest_nor_speak_in_the_channel(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """The task queue's reminder digest takes `due` signals from anyone who reaches Temporal.
+    3,000 forged ones at once used to make one digest whose activity input Temporal refused
+    (over 2 MB), failing the workflow's task for ever; and what they said was posted to the
+    security channel as it came (a channel ping, a link of the sender's choosing)."""
+    settings = make_settings(slack_api_url)
+    async with running_worker(dev_env.client, settings):
+        await ensure_reminder_digest(dev_env.client, settings.task_queue, 5)
+        digest = dev_env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        line = DigestLine(
+            event=make_event("mallory"),
+            asked="<!channel> see <https://evil.example.com|the runbook>",
+            ui_url="https://evil.example.com/phish",
+        )
+        gate = asyncio.Semaphore(64)
+
+        async def due(n: int) -> None:
+            async with gate:
+                reminder = DueReminder(event_id=f"forged-{n}", cycle="c", line=line)
+                await digest.signal(DUE_SIGNAL, reminder)
+
+        await asyncio.gather(*(due(n) for n in range(3_000)))
+        # Two digests, each after the 5 s gathering window, behind 3,000 signals: 7 s measured
+        # alone on 2 cores, past 10 s under the load of a full run.
+        posted = await eventually(
+            lambda: _at_least(posted_to(fake_slack, SECURITY_CHANNEL), 2), within=30
+        )
+        history = await digest.fetch_history()
+        await digest.terminate("test over")
+    texts = [json.dumps(m.blocks) for m in posted]
+    assert all("*200 events still need a decision*" in t for t in texts), texts[0][:300]
+    # The sender's words are shown as inline code, never as a ping or a link.
+    assert not any("<!channel>" in t or "<https://evil" in t or "phish" in t for t in texts)
+    assert all("`&lt;!channel&gt; see" in t for t in texts)
+    # Temporal may cut a workflow task short while signals pour in; the workflow never fails one.
+    failures = [
+        e.workflow_task_failed_event_attributes.cause
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    assert set(failures) <= {WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND}
+
+
+def _at_least(found: list[Any], count: int) -> list[Any] | None:
+    return found if len(found) >= count else None
