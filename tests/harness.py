@@ -456,9 +456,23 @@ def text_of(message: SlackMessage) -> str:
     return "\n".join(parts)
 
 
-async def start(env: WorkflowEnvironment, event: SecurityEvent, task_queue: str) -> WorkflowHandle:
+async def start(
+    env: WorkflowEnvironment, event: SecurityEvent, task_queue: str
+) -> WorkflowHandle[ApprovalWorkflow, EventRecord]:
+    """Start `event`'s workflow; the handle signals the latest run and awaits the chain's result.
+
+    The handle knows the first run: the time-skipping server answers a result long poll that
+    outlasts its timeout with no event, which the SDK reports as "No completion event found"
+    for a handle without a run id (seen on loaded 2-core CI), and polls again for one with it."""
     assert await start_approval(env.client, event, task_queue) is ResultStatus.STARTED
-    return env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
+    run_id = (await env.client.get_workflow_handle(event.event_id).describe()).run_id
+    return WorkflowHandle(
+        env.client,
+        event.event_id,
+        result_run_id=run_id,
+        first_execution_run_id=run_id,
+        result_type=EventRecord,
+    )
 
 
 def posted_to(fake: FakeSlack, channel: str) -> list[SlackMessage]:
