@@ -59,8 +59,9 @@ MAX_UTC_OFFSET = timedelta(hours=14)
 
 
 def same_address(a: str | None, b: str | None) -> bool:
-    """Addresses compared as addresses (`2001:db8::1` is `2001:DB8:0::1`, brackets and zone ids
-    ignored); anything else ignoring case. None matches nothing."""
+    """Addresses compared as addresses (`2001:db8::1` is `2001:DB8:0::1`, `::ffff:192.0.2.1` is
+    `192.0.2.1`, brackets and zone ids ignored); anything else ignoring case. None matches
+    nothing."""
     return a is not None and b is not None and _address(a) == _address(b)
 
 
@@ -69,9 +70,12 @@ def _address(address: str | None) -> str:
         return ""
     text = address.strip().strip("[]")
     try:
-        return str(ipaddress.ip_address(text.split("%", 1)[0]))
+        parsed = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return text.lower()
+    # A dual-stack socket writes an IPv4 peer as `::ffff:a.b.c.d` (RFC 4291 2.5.5.2): one host.
+    mapped = parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else None
+    return str(mapped or parsed)
 
 
 def identity_key(event: SecurityEvent) -> str | None:
