@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import weakref
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from datetime import datetime, timedelta
 
 from cachetools import TTLCache
 
-from powertrip.hosts import host_key
+from powertrip.hosts import host_key, ip_address_of
 from powertrip.models import SecurityEvent
 from powertrip.zones import UTC_OFFSETS
 
@@ -68,14 +67,8 @@ def same_address(a: str | None, b: str | None) -> bool:
 def _address(address: str | None) -> str:
     if not address:
         return ""
-    text = address.strip().strip("[]")
-    try:
-        parsed = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return text.lower()
-    # A dual-stack socket writes an IPv4 peer as `::ffff:a.b.c.d` (RFC 4291 2.5.5.2): one host.
-    mapped = parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else None
-    return str(mapped or parsed)
+    parsed = ip_address_of(address)
+    return address.strip().strip("[]").lower() if parsed is None else str(parsed)
 
 
 def identity_key(event: SecurityEvent) -> str | None:
