@@ -24,6 +24,19 @@ def host_key(host: str) -> str:
     return host.strip().rstrip(".").lower()
 
 
+def ip_address_of(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`text` as an IP address, one form per host: surrounding blanks and brackets and an IPv6
+    zone id (`fe80::1%eth0`) dropped, and an IPv4 address in its IPv6-mapped spelling
+    (`::ffff:192.0.2.1`, RFC 4291 section 2.5.5.2, how a dual-stack socket writes an IPv4 peer)
+    as that IPv4 address. None when it is not an IP address."""
+    try:
+        parsed = ipaddress.ip_address(text.strip().strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else None
+    return mapped or parsed
+
+
 def is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

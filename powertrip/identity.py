@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import weakref
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from datetime import datetime, timedelta
 
 from cachetools import TTLCache
 
-from powertrip.hosts import host_key
+from powertrip.hosts import host_key, ip_address_of
 from powertrip.models import SecurityEvent
 from powertrip.zones import UTC_OFFSETS
 
@@ -59,19 +58,17 @@ MAX_UTC_OFFSET = timedelta(hours=14)
 
 
 def same_address(a: str | None, b: str | None) -> bool:
-    """Addresses compared as addresses (`2001:db8::1` is `2001:DB8:0::1`, brackets and zone ids
-    ignored); anything else ignoring case. None matches nothing."""
+    """Addresses compared as addresses (`2001:db8::1` is `2001:DB8:0::1`, `::ffff:192.0.2.1` is
+    `192.0.2.1`, brackets and zone ids ignored); anything else ignoring case. None matches
+    nothing."""
     return a is not None and b is not None and _address(a) == _address(b)
 
 
 def _address(address: str | None) -> str:
     if not address:
         return ""
-    text = address.strip().strip("[]")
-    try:
-        return str(ipaddress.ip_address(text.split("%", 1)[0]))
-    except ValueError:
-        return text.lower()
+    parsed = ip_address_of(address)
+    return address.strip().strip("[]").lower() if parsed is None else str(parsed)
 
 
 def identity_key(event: SecurityEvent) -> str | None:

@@ -111,6 +111,43 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else _codepoint(c) for c in text)
 
 
+# CommonMark's inline syntax: emphasis, code, links, images, autolinks and raw HTML, escapes,
+# GFM's strikethrough and tables. A backslash before any of these shows it as itself.
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>!~|])")
+
+
+def markdown_text(text: str) -> str:
+    """`text` shown as itself in (single-line) CommonMark, as the Temporal Web UI renders a
+    workflow's summary: its inline syntax backslash-escaped, so a user or host from a log is
+    never emphasis, a link, an image or HTML; invisible characters and line breaks shown as
+    escapes (`visible`). Text without such characters is returned as it is."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", visible(text))
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
+def markdown_code(text: str) -> str:
+    """`text` as one CommonMark code span it cannot end (for the Temporal Web UI, which renders
+    details as Markdown): delimited by more backticks than any run inside it, padded with a
+    space where it begins or ends with one (CommonMark strips one such space), invisible
+    characters and line breaks shown as escapes (`visible`)."""
+    shown = visible(text)
+    fence = "`" * (_longest_backtick_run(shown) + 1)
+    pad = " " if shown.startswith("`") or shown.endswith("`") else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
+
+
+def markdown_block(text: str) -> str:
+    """`text` as a CommonMark fenced code block it cannot close: one line (line breaks and
+    invisible characters shown as escapes, `visible`) under a fence longer than any run of
+    backticks in it."""
+    shown = visible(text)
+    fence = "`" * max(3, _longest_backtick_run(shown) + 1)
+    return f"{fence}\n{shown}\n{fence}"
+
+
 def escape(text: str) -> str:
     """Text from logs (user names, commands, PTR records) must never become a mention, a
     channel ping or a link, nor hide or forge what the reader sees: Slack reads `<...>` as

@@ -11,6 +11,8 @@ from typing import Any
 
 from cachetools import TTLCache
 
+from powertrip.hosts import ip_address_of
+
 # (address) -> PTR name; (name) -> the addresses it resolves to. Injectable for tests.
 ReverseLookup = Callable[[str], Awaitable[str | None]]
 ForwardLookup = Callable[[str], Awaitable[list[str]]]
@@ -32,10 +34,8 @@ async def resolve(name: str) -> list[str]:
 
 
 def _same_address(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
-    except ValueError:
-        return False
+    ip = ip_address_of(a)
+    return ip is not None and ip == ip_address_of(b)
 
 
 class Origins:
@@ -60,9 +60,8 @@ class Origins:
         self._names: TTLCache[str, str | None] = TTLCache(NAMES_CACHED, NAME_TTL_SECONDS)
 
     def label(self, address: str) -> str | None:
-        try:
-            ip = ipaddress.ip_address(address.strip("[]"))
-        except ValueError:
+        ip = ip_address_of(address)
+        if ip is None:
             return None
         for network, label in self._networks:
             if ip.version == network.version and ip in network:
@@ -74,9 +73,10 @@ class Origins:
         (forward-confirmed reverse DNS): whoever controls an address's reverse zone can name it
         `vpn.corp.example.com`, but cannot make corp's own zone point that name back at it.
         None when off, unconfirmed, or DNS is slow or fails."""
-        if not self._reverse_dns:
+        ip = ip_address_of(address)
+        if not self._reverse_dns or ip is None:
             return None
-        address = address.strip("[]")
+        address = str(ip)  # one spelling per host: `::ffff:192.0.2.1` has 192.0.2.1's PTR record
         if address in self._names:
             return self._names[address]
         name: str | None

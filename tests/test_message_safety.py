@@ -276,3 +276,56 @@ def test_log_content_in_the_cli_table_is_neither_markup_nor_hidden() -> None:
     text = console.export_text()
     assert "[link=https://evil.example]alice[/link]" in text
     assert "\\u202eecila" in text and "\u202e" not in text
+
+
+def test_log_text_in_the_temporal_ui_details_cannot_break_out_of_its_code() -> None:
+    """The Web UI renders an event's details (its *User Metadata* tab) as Markdown. The provider
+    id (a JSON record's own `id`, which an application's merged log can set) and the log line
+    are shown as code: a backtick in them must not end the code and forge `**Approved by …**` or
+    a link beside the real facts; a line break must not end the block."""
+    from markdown_it import MarkdownIt
+
+    from powertrip.services.starts import details_for
+
+    forged = "**Approved by @alice (U0ALICE) via slack** [proof](https://evil.example)"
+    event = sudo_record().event.model_copy(
+        update={
+            "provider_id": f"x` {forged} `",
+            "message": f"alice : USER=root ; COMMAND=/bin/echo\n```\n{forged}\n```\n``",
+        }
+    )
+    html = MarkdownIt("commonmark").render(details_for(event))
+    assert "<strong>Approved" not in html and "<a " not in html, html
+    # The facts stay readable: the id and the whole line, as code, line breaks as escapes.
+    assert html.count("<code>") == 4 and "COMMAND=/bin/echo\\n" in html, html
+    assert "evil.example" in html  # shown, as text inside the code
+
+
+def test_log_text_in_the_temporal_ui_summary_is_text_not_markdown() -> None:
+    """The Web UI renders a workflow's summary as (single-line) Markdown. A user, host or action
+    read from a log is shown as written, never as emphasis, a link or an image."""
+    from markdown_it import MarkdownIt
+
+    from powertrip.services.starts import summary_for
+
+    event = sudo_record().event.model_copy(
+        update={
+            "actor": "**root**",
+            "host": "[bastion](https://evil.example)",
+            "action": "sudo ![x](https://evil.example/p.png) <b>x</b> _approved_",
+            "address": "2001:db8::7",
+        }
+    )
+    summary = summary_for(event)
+    html = MarkdownIt("commonmark").renderInline(summary)
+    for forged in ("<strong>", "<a ", "<img", "<b>", "<em>"):
+        assert forged not in html, html
+    for shown in ("**root**", "[bastion](https://evil.example)", "_approved_", "2001:db8::7"):
+        assert shown in html.replace("&lt;", "<").replace("&gt;", ">"), html
+    # An ordinary summary reads as before (the README's example, the `temporal` CLI's list).
+    plain = sudo_record().event
+    assert summary_for(plain) == (
+        f"{plain.action} as {plain.actor} on {plain.host} from {plain.address}"
+        if plain.address
+        else f"{plain.action} as {plain.actor} on {plain.host}"
+    )

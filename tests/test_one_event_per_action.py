@@ -28,6 +28,7 @@ from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.services import recognise
+from powertrip.services.hids import MatchQuestion
 from powertrip.settings import Settings
 from tests.harness import (
     API_HEADERS,
@@ -517,6 +518,25 @@ async def test_dry_run_without_temporal_says_what_it_could_not_check(
     table = await run_backfill(settings, config_file, str(log), "--dry-run", address=nowhere)
     assert table.returncode == 0, table.stderr
     assert "Not checked" in table.stdout and nowhere in table.stdout
+
+
+def test_an_ipv4_address_written_as_ipv6_mapped_is_the_same_address() -> None:
+    """`::ffff:203.0.113.7` is how a dual-stack socket (a HIDS's view of the session, a relay
+    that logs the peer of an IPv6 socket) writes the IPv4 address 203.0.113.7: the same source
+    for the natural identity and for the HIDS question, as `2001:DB8:0::7` is `2001:db8::7`."""
+    at = datetime(2026, 11, 27, 9, 2, 3, tzinfo=UTC)
+    login = make_event("alice", occurred_at=at).model_copy(
+        update={"address": "203.0.113.7", "port": 40000}
+    )
+    for spelling in ("::ffff:203.0.113.7", "::FFFF:cb00:7107", "[::ffff:203.0.113.7]"):
+        mapped = login.model_copy(update={"event_id": f"other-{uuid.uuid4().hex}"})
+        assert same_action(login, mapped.model_copy(update={"address": spelling})), spelling
+        question = MatchQuestion(host="bastion", user="alice", at=at, address=spelling, port=40000)
+        assert question.is_this_login(login), spelling
+    # Another IPv4 address in the mapped spelling is still another address.
+    assert not same_action(login, login.model_copy(update={"address": "::ffff:203.0.113.8"}))
+    # And the IPv6 address that merely ends like it (not in ::ffff:0:0/96) is another one.
+    assert not same_action(login, login.model_copy(update={"address": "::203.0.113.7"}))
 
 
 def test_the_documented_identity_rule() -> None:

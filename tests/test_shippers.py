@@ -39,6 +39,17 @@ def one(record: dict[str, Any], fields: FieldMap | None = None) -> Any:
         ("sshd", "sshd", "/home/mallory/sshd", "/home/mallory/sshd"),  # a user's own copy
         ("sshd", "sshd", "/tmp/.x/sshd", "/tmp/.x/sshd"),
         ("sshd", "sshd", "/memfd:sshd (deleted)", "/memfd:sshd"),  # fexecve of a memfd
+        # Other places any user can write on a stock Debian/Ubuntu (mode 1777), and homes
+        # outside /home: only the system's own directories vouch for a binary's name.
+        ("sshd", "sshd", "/run/lock/sshd", "/run/lock/sshd"),
+        ("sshd", "sshd", "/var/crash/sshd", "/var/crash/sshd"),
+        ("sshd", "sshd", "/dev/mqueue/sshd", "/dev/mqueue/sshd"),
+        ("sshd", "sshd", "/export/home/mallory/sshd", "/export/home/mallory/sshd"),
+        ("sshd", "sshd", "/srv/build/sshd", "/srv/build/sshd"),
+        ("sshd", "sshd", "/usr/../home/mallory/sshd", "/usr/../home/mallory/sshd"),
+        ("sshd", "sshd", "/usr/local/sbin/sshd", "sshd"),  # the system's own directories
+        ("sshd", "sshd", "/nix/store/0abc-openssh-9.8p1/bin/sshd", "sshd"),
+        ("sshd", "sshd", "/opt/openssh/sbin/sshd", "sshd"),
         ("sshd", "sshd", "/usr/sbin/sshd (deleted)", "sshd"),  # still running after an upgrade
         ("CRON", "cron", "/usr/sbin/cron", "CRON"),  # letter case
         ("unattended-upgrade", "unattended-upgr", None, "unattended-upgrade"),  # comm's 15

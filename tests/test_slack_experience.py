@@ -117,6 +117,9 @@ async def test_origins_label_most_specific_network_and_reverse_dns_only_when_ena
     assert origins.label("10.8.1.1") == "office VPN"
     assert origins.label("10.9.1.1") == "corporate"
     assert origins.label("::1") == "me"
+    # An IPv4 peer of a dual-stack socket, written IPv6-mapped, is in the IPv4 network.
+    assert origins.label("::ffff:10.8.1.1") == "office VPN"
+    assert origins.label("[10.9.1.1]") == "corporate"
     assert origins.label("203.0.113.7") is None and origins.label("not-an-ip") is None
     assert await origins.describe("127.0.0.1") is None  # reverse DNS is off by default
     resolving = Origins({}, reverse_dns=True)

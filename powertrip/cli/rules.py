@@ -136,7 +136,7 @@ def test(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON result a line.")] = False,
 ) -> None:
     """For each record: which rule matched and the event it builds, that it is a known non-event
-    (counted, never asked about), or why nothing matched.
+    (counted, never asked about), why nothing matched, or why the record is invalid.
 
     Reads what the webhooks and `powertrip backfill` read: syslog lines in every dialect, bare
     messages (give --program), JSON records of any log shipper, EventBridge events, CloudTrail
@@ -199,9 +199,11 @@ def test(
                 f"({escape(known.title)}): counted, never asked about or reviewed"
             )
         else:
+            # An unreadable record is the record's fault, not a missing rule: say which.
+            what = "invalid (sent for review)" if error else "no rule matched"
             why = error or "; ".join(f"{rid}: {reason}" for rid, reason in reasons.items())
             console.print(
-                f"{'[red]✗[/red]' if expect else '·'} line {number}: no rule matched"
+                f"{'[red]✗[/red]' if expect else '·'} line {number}: {what}"
                 f" - {escape(why or 'no rules enabled')}"
             )
     if not as_json:

@@ -93,7 +93,7 @@ from powertrip.contracts.reviews import (
 )
 from powertrip.hosts import host_key
 from powertrip.identity import content_digest, identity_of
-from powertrip.messages import visible
+from powertrip.messages import markdown_block, markdown_code, markdown_text
 from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.sources.searches import scope_problem
 from powertrip.unrecognised import SAMPLE_CHARS, invalid_shape, message_shape
@@ -148,21 +148,23 @@ async def start_once(
 
 
 def summary_for(event: SecurityEvent) -> str:
-    """What the Temporal UI list shows for this workflow: log text spelled with `visible`, so a
-    forged line break or a bidi override in a user or host name shows as its escape."""
-    where = f" on {visible(event.host)}" if event.host else ""
-    origin = f" from {visible(event.address)}" if event.address else ""
-    return f"{visible(event.action)} as {visible(event.actor)}{where}{origin}"
+    """What the Temporal UI list shows for this workflow (single-line Markdown): log text spelled
+    with `markdown_text`, so a forged line break or a bidi override in a user or host name shows
+    as its escape, and `**root**` or `[bastion](https://…)` as written, not as markup."""
+    where = f" on {markdown_text(event.host)}" if event.host else ""
+    origin = f" from {markdown_text(event.address)}" if event.address else ""
+    return f"{markdown_text(event.action)} as {markdown_text(event.actor)}{where}{origin}"
 
 
 def details_for(event: SecurityEvent) -> str:
-    """The Temporal UI's details pane: the facts an investigator checks first, then the line."""
+    """The Temporal UI's details pane (Markdown): the facts an investigator checks first, then
+    the line. The provider id and the line come from the sender: shown as code they cannot end."""
     facts = [
         f"**{event.rule_title}** (`{event.rule_id}`) from `{event.source}`",
-        f"at {event.occurred_at.isoformat()}, provider id `{event.provider_id}`",
+        f"at {event.occurred_at.isoformat()}, provider id {markdown_code(event.provider_id)}",
     ]
     if event.message:
-        facts.append(f"```\n{event.message}\n```")
+        facts.append(markdown_block(event.message))
     return "\n\n".join(facts)
 
 
@@ -278,7 +280,7 @@ async def request_review(
         request,
         id=workflow_id,
         task_queue=task_queue,
-        summary=f"unrecognised {raw.source} record: {shape[:120]}",
+        summary=f"unrecognised {raw.source} record: {markdown_text(shape[:120])}",
     )
     return workflow_id, started
 

@@ -14,8 +14,10 @@ What a record says about itself is not all equally trusted:
 - **The program.** A syslog identifier (journald's `SYSLOG_IDENTIFIER`, `logger -t`) is whatever
   the sending process chose. Where the shipper also carries what the kernel told journald about
   that process (`_EXE`, `_COMM`), those win: a record whose identifier names another program is
-  the program that really logged it (`logger`), and one logged by an executable in a place any
-  user can write (`/home`, `/tmp`...) is named by that path.
+  the program that really logged it (`logger`), and one logged by an executable outside the
+  system's own directories (`/usr`, `/bin`, `/sbin`, `/lib*`, `/opt`, the Nix/Guix stores,
+  `/snap`), where any user may have put it (`/home`, `/tmp`, `/run/lock`...), is named by that
+  path.
 - **Syslog framing inside a message** (`Nov 30 05:00:00 bastion sshd[999]: ...`) is read only
   from a record that names no program, no host and no container (a bare line), or from a line a
   syslog daemon wrote to one of `FieldMap.syslog_files` (the system's own logs by default, or a
@@ -89,8 +91,23 @@ SYSLOG_FILES = (
     "/var/log/syslog*",
     "/var/log/authlog*",
 )
-# An executable in any of these can be put there by any local user: what it logs names no program.
-_USER_WRITABLE = ("/home/", "/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/", "/memfd:")
+# Only root writes here (the FHS's and the Nix/Guix/snap stores): an executable elsewhere (a home
+# under any name, /tmp, /run/lock, /var/crash, /dev/mqueue, a memfd...) may have been put there by
+# any local user, so what it logs names no program. A list of the trusted places, not of the
+# writable ones: a writable place nobody thought of is then distrusted, not believed.
+_SYSTEM_DIRECTORIES = (
+    "/usr/",
+    "/bin/",
+    "/sbin/",
+    "/lib/",
+    "/lib32/",
+    "/lib64/",
+    "/libx32/",
+    "/opt/",
+    "/nix/store/",
+    "/gnu/store/",
+    "/snap/",
+)
 # The kernel keeps a process name (`comm`, journald's `_COMM`) to this many characters.
 _COMM_LENGTH = 15
 _DELETED = " (deleted)"  # /proc/<pid>/exe of a binary replaced since (an upgrade)
@@ -593,12 +610,13 @@ def program_of(claimed: str | None, process: str | None, executable: str | None)
 
     `executable` is the path of the logging process's binary (journald's `_EXE`), `process` its
     kernel name (`_COMM`, which a process can rename, so the executable is asked first). A binary
-    where any user can write (`/home`, `/tmp`...) is named by its path, whatever it claims: a
-    copy of `logger` saved as `~/sshd` is not sshd. Names compare ignoring case (`CRON` is
-    `/usr/sbin/cron`) and the kernel's 15-character cut of `comm`."""
+    outside the system's own directories (`/usr`, `/bin`, `/sbin`, `/lib*`, `/opt`, the Nix/Guix
+    stores, `/snap`), where a user may have put it (`/home`, `/tmp`, `/run/lock`...), is named by
+    its path, whatever it claims: a copy of `logger` saved as `~/sshd` is not sshd. Names compare
+    ignoring case (`CRON` is `/usr/sbin/cron`) and the kernel's 15-character cut of `comm`."""
     if executable:
         executable = executable.removesuffix(_DELETED)
-        if executable.startswith(_USER_WRITABLE):
+        if not _in_system_directory(executable):
             return executable
         logged_by = executable.rsplit("/", 1)[-1]
     else:
@@ -612,6 +630,13 @@ def program_of(claimed: str | None, process: str | None, executable: str | None)
     if name == actual or (len(actual) == _COMM_LENGTH and name.startswith(actual)):
         return claimed
     return logged_by
+
+
+def _in_system_directory(executable: str) -> bool:
+    """Whether a binary's path (journald's `_EXE`, which the kernel resolves) lies where only
+    root writes; a path spelt with `.`/`..` steps or empty steps is not taken at its word."""
+    steps = executable.split("/")[1:]
+    return executable.startswith(_SYSTEM_DIRECTORIES) and not {"", ".", ".."} & set(steps[:-1])
 
 
 def _identifier(path: str, value: Any) -> str | None:
