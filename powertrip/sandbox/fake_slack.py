@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -385,7 +386,8 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
         be reached."""
         if not fake.pagerduty_url:
             return {"url": None, "incidents": []}
-        verify: Any = str(fake.pagerduty_ca_file) if fake.pagerduty_ca_file else True
+        ca_file = fake.pagerduty_ca_file
+        verify: Any = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         try:
             async with httpx.AsyncClient(timeout=5, verify=verify) as http:
                 answer = await http.get(f"{fake.pagerduty_url}/_fake/incidents")
