@@ -261,7 +261,10 @@ async def stack(
     slack.users["U0SEC1"] = FakeUser(id="U0SEC1", name="sec1")
     async with AsyncExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="powertrip-bench-")))
-        env = await stack.enter_async_context(await start_dev_server(folder / "temporal.db"))
+        # The server logs its own shutdown (workflows still running) as errors: noise here.
+        env = await stack.enter_async_context(
+            await start_dev_server(folder / "temporal.db", ("--log-level", "never"))
+        )
         served = await stack.enter_async_context(ServedApp(create_fake_slack_app(slack)))
         config_file = folder / "config.yaml"
         config_file.write_text(yaml.safe_dump({**bench_config(users), **(config or {})}))
@@ -296,7 +299,7 @@ async def stack(
                 WorkerProcess(
                     settings,
                     config_file,
-                    **({"POWERTRIP_METRICS_BIND": metrics_bind} if metrics_bind else {}),
+                    extra={"POWERTRIP_METRICS_BIND": metrics_bind} if metrics_bind else None,
                 )
             )
         yield Stack(

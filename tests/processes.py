@@ -50,10 +50,15 @@ class WorkerProcess:
     then SIGKILL if it has not exited in 30 s. `kill()` is the crash a fault test injects."""
 
     def __init__(
-        self, settings: Settings, config: Path, *, ready_within: float = 60, **extra: str
+        self,
+        settings: Settings,
+        config: Path,
+        *,
+        ready_within: float = 60,
+        extra: dict[str, str] | None = None,
     ) -> None:
         """`extra`: more environment variables (e.g. `POWERTRIP_METRICS_BIND`)."""
-        self.env = worker_environment(settings, config, POWERTRIP_LOG_LEVEL="INFO", **extra)
+        self.env = worker_environment(settings, config, POWERTRIP_LOG_LEVEL="INFO", **(extra or {}))
         self.ready_within = ready_within
         self.process: asyncio.subprocess.Process | None = None
         self.log: list[str] = []
