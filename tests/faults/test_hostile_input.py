@@ -39,11 +39,19 @@ PACKS = sorted(p.stem for p in (Path(__file__).parents[2] / "powertrip/rulepacks
 RULES = make_config(rule_packs=PACKS).rule_set()  # every built-in rule pack
 SOURCES = ["papertrail", "cloudwatch", "sns", "eventbridge", "wazuh", "json"]
 
-json_values: SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=200),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner),
-    max_leaves=25,
-)
+
+def json_like(floats: SearchStrategy[float]) -> SearchStrategy[Any]:
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | floats | st.text(max_size=200),
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner),
+        max_leaves=25,
+    )
+
+
+# Whole bodies may carry NaN and Infinity (Python's json writes them; they are not JSON).
+json_values = json_like(st.floats())
+# One record inside a valid document: only what JSON can carry.
+json_records = json_like(st.floats(allow_nan=False, allow_infinity=False))
 # Text a log line could carry: any code point, control characters, very long runs, and lines
 # that almost match the built-in rules (their programs' phrases with hostile fields).
 hostile_fields = st.text(max_size=300) | st.sampled_from(
@@ -104,11 +112,13 @@ async def test_every_webhook_answers_random_bodies_without_a_5xx(
         assert response.status_code < 500, (body[:300], response.text[:300])
 
 
-hostile_records = json_values | st.fixed_dictionaries(
+hostile_records = json_records | st.fixed_dictionaries(
     {},
     optional={
-        "id": json_values,
-        "received_at": st.text(max_size=40) | st.integers() | st.floats(),
+        "id": json_records,
+        "received_at": st.text(max_size=40)
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False),
         "hostname": hostile_fields,
         "program": hostile_fields,
         "message": log_lines,
