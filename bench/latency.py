@@ -3,7 +3,9 @@
     .venv/bin/python bench/latency.py [--duration 60] [--rates 20,50] [--clicks 200]
 
 The whole system on loopback (bench/common.py: dev server with a SQLite file in WAL mode, the fake
-Slack, the real API, one in-process worker). Open loop: one event per request at each rate for
+Slack, the real API, one worker as its own process: `python worker.py`, so the load generator,
+API and fake Slack in this process do not starve it of the GIL; `--worker inprocess` to
+compare). Open loop: one event per request at each rate for
 `--duration` seconds, each login by a different person (Slack paces DMs to one person).
   - webhook → DM: from sending the request to the fake Slack receiving the `chat.postMessage`
     whose Approve button names the event;
@@ -124,11 +126,17 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=60, help="seconds per rate")
     parser.add_argument("--rates", default="20,50", help="events/s, comma-separated")
     parser.add_argument("--clicks", type=int, default=200, help="clicks measured (at 10/s)")
+    parser.add_argument(
+        "--worker",
+        choices=["subprocess", "inprocess"],
+        default="subprocess",
+        help="python worker.py beside this process (default), or in this process's event loop",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     users = int(sum(rates) * args.duration) + 10
     print(f"latency, {args.duration:g} s per rate; {machine()}")
-    async with stack(users) as system:
+    async with stack(users, worker=args.worker) as system:
         await floor_rate(system.client, 50)  # warm up the server, connections and the worker
         base: dict[float, list[float]] = {}
         dm: dict[float, list[float]] = {}

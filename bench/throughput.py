@@ -5,7 +5,9 @@ Slack interactivity URL → decision recorded → every message updated.
     .venv/bin/python bench/throughput.py [--events 300] [--rounds 2]
 
 The whole system on loopback (bench/common.py): dev server with a SQLite file in WAL mode, fake
-Slack, the real API, one in-process worker with default options. Baseline, interleaved in the
+Slack, the real API, one worker with default options as its own process (`python worker.py`;
+`--worker inprocess` runs it in this process's event loop, beside the API and fake Slack).
+Baseline, interleaved in the
 same run on the same server: Temporal's floor, workflows running one no-op activity. Printed:
 events/s for each phase and for the whole life, and the ratio to the floor (issue 16's target for
 the whole life: >= 0.5). `bench/worker_throughput.py` measures the same without HTTP (direct
@@ -62,9 +64,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--worker",
+        choices=["subprocess", "inprocess"],
+        default="subprocess",
+        help="python worker.py beside this process (default), or in this process's event loop",
+    )
     args = parser.parse_args()
     print(f"throughput, {args.events} events x {args.rounds} rounds; {machine()}")
-    async with stack(args.events * args.rounds) as system:
+    async with stack(args.events * args.rounds, worker=args.worker) as system:
         await floor_rate(system.client, 50)  # warm up
         floor: list[float] = []
         notify: list[float] = []
