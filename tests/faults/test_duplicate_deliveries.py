@@ -1,5 +1,6 @@
 """Duplicate deliveries: a log shipper retries, a load balancer sends the retry to another API
-replica, and both copies race. One event is one workflow and one DM, whatever the interleaving."""
+replica, and both copies race, with two workers sharing the work. One event is one workflow and
+one DM, whatever the interleaving."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import uuid
 from collections import Counter
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
@@ -25,6 +27,7 @@ from tests.harness import (
     papertrail_event,
     running_worker,
 )
+from tests.processes import WorkerProcess
 from workflows.approval import ApprovalWorkflow
 
 EVENTS = 30
@@ -34,7 +37,7 @@ REPLICAS = 2
 
 
 async def test_each_batch_three_times_across_two_replicas_is_one_workflow_and_one_dm_each(
-    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
 ) -> None:
     add_people(fake_slack, EVENTS)
     settings = make_settings(
@@ -48,9 +51,10 @@ async def test_each_batch_three_times_across_two_replicas_is_one_workflow_and_on
         replicas: list[httpx.AsyncClient] = [
             await stack.enter_async_context(api_client(settings)) for _ in range(REPLICAS)
         ]
-        await stack.enter_async_context(
-            running_worker(dev_env.client, settings, people_config(EVENTS))
-        )
+        # Two workers share the task queue: this process's and a `python worker.py`.
+        config = people_config(EVENTS, folder=tmp_path)
+        await stack.enter_async_context(running_worker(dev_env.client, settings, config))
+        await stack.enter_async_context(WorkerProcess(settings, tmp_path / "powertrip.yaml"))
         # Every copy of every batch in flight at once, copies alternating between replicas.
         deliveries = [
             replicas[(b + c) % REPLICAS].post(
@@ -84,6 +88,15 @@ async def test_each_batch_three_times_across_two_replicas_is_one_workflow_and_on
                 if approval_event(m) == handle.id and m.channel.startswith("D")
             )
             await decide(handle, Action.APPROVE, "U" + owner[1:])
+        # The work really was spread: activities ran on both workers.
+        histories = await asyncio.gather(*(h.fetch_history() for h in handles))
+        workers = {
+            e.activity_task_started_event_attributes.identity
+            for history in histories
+            for e in history.events
+            if e.HasField("activity_task_started_event_attributes")
+        }
+        assert len(workers) == 2, workers
         records = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 60)
 
     # Finished, so no DM can still come; the approved DMs lost their buttons (updated), so count
