@@ -251,10 +251,13 @@ async def stack(
     worker: str = "inprocess",
     config: dict[str, Any] | None = None,
     metrics_bind: str = "",
+    workers: int = 1,
 ) -> AsyncIterator[Stack]:
     """The system on loopback. `worker`: "inprocess", "subprocess" (`python worker.py`), or
     "none"; `config`: overrides of `bench_config(users)` (e.g. `renotify_after`); `metrics_bind`:
-    where a subprocess worker serves its Temporal metrics (host:port), if anywhere."""
+    where a subprocess worker serves its Temporal metrics (host:port), if anywhere; `workers`:
+    how many `python worker.py` processes share the task queue (subprocess only; the first is
+    `Stack.worker`); `apis`: how many API replicas (`Stack.api_urls`)."""
     slack = TimedSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
     for n in range(users):
         slack.users[user_id(n)] = FakeUser(id=user_id(n), name=f"user{n:07d}")
@@ -302,6 +305,8 @@ async def stack(
                     extra={"POWERTRIP_METRICS_BIND": metrics_bind} if metrics_bind else None,
                 )
             )
+            for _ in range(workers - 1):  # more workers on the same task queue
+                await stack.enter_async_context(WorkerProcess(settings, config_file))
         yield Stack(
             env.client, slack, served.url + "/api/", settings, loaded, config_file, api_urls,
             http, process,

@@ -37,13 +37,18 @@ SETTLE = 1.0
 async def lifecycle(system: Stack, count: int, first: int) -> tuple[float, float]:
     """(seconds from the first webhook to the last DM, seconds from the first click to the last
     message updated) for `count` new events."""
+    apis = len(system.api_urls)
     began = time.perf_counter()
     batches = [
         [system.login(n, n) for n in range(start, min(start + BATCH, first + count))]
         for start in range(first, first + count, BATCH)
     ]
     results = [
-        r for rs in await gather_bounded((system.deliver(b) for b in batches), 4) for r in rs
+        r
+        for rs in await gather_bounded(
+            (system.deliver(b, api=n % apis) for n, b in enumerate(batches)), 4
+        )
+        for r in rs
     ]
     ids = [r["event_id"] for r in results]
     assert all(r["status"] == "started" for r in results), {r["status"] for r in results}
@@ -52,7 +57,9 @@ async def lifecycle(system: Stack, count: int, first: int) -> tuple[float, float
     notified = max(system.slack.posted[e] for e in ids) - began
     await asyncio.sleep(SETTLE)
     clicking = time.perf_counter()
-    answers = await gather_bounded((system.click(e) for e in ids), CLICKS_IN_FLIGHT)
+    answers = await gather_bounded(
+        (system.click(e, api=n % apis) for n, e in enumerate(ids)), CLICKS_IN_FLIGHT
+    )
     assert all(a.status_code == 200 for a in answers)
     if not await until(lambda: all(e in system.slack.updated for e in ids), within=600):
         raise RuntimeError("not every decision updated its messages within 600 s")
@@ -70,9 +77,16 @@ async def main() -> None:
         default="subprocess",
         help="python worker.py beside this process (default), or in this process's event loop",
     )
+    parser.add_argument("--workers", type=int, default=1, help="python worker.py processes")
+    parser.add_argument("--apis", type=int, default=1, help="API replicas, used in turn")
     args = parser.parse_args()
-    print(f"throughput, {args.events} events x {args.rounds} rounds; {machine()}")
-    async with stack(args.events * args.rounds, worker=args.worker) as system:
+    print(
+        f"throughput, {args.events} events x {args.rounds} rounds, {args.workers} worker(s)"
+        f" ({args.worker}), {args.apis} API replica(s); {machine()}"
+    )
+    async with stack(
+        args.events * args.rounds, worker=args.worker, workers=args.workers, apis=args.apis
+    ) as system:
         await floor_rate(system.client, 50)  # warm up
         floor: list[float] = []
         notify: list[float] = []
