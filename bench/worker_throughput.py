@@ -19,18 +19,16 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import uvicorn
-from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import floor_rate, gather_bounded  # noqa: E402
 from powertrip.config import config_from_mapping  # noqa: E402
 from powertrip.contracts.approval import Action  # noqa: E402
 from powertrip.devserver import dev_server_on_disk  # noqa: E402
@@ -46,47 +44,6 @@ USERS = 200
 TOKEN = "xoxb-bench"
 DECISION_KEY = "bench-decision-key-" + "0" * 32
 CHANNEL = "C0SECURITY"
-START_CONCURRENCY = 64
-
-
-@activity.defn
-async def noop(n: int) -> int:
-    return n
-
-
-@workflow.defn(sandboxed=False)
-class Baseline:
-    @workflow.run
-    async def run(self, n: int) -> int:
-        return await workflow.execute_activity(
-            noop, n, start_to_close_timeout=timedelta(seconds=30)
-        )
-
-
-async def gather_bounded(coros: list[Any], limit: int = START_CONCURRENCY) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(coro: Any) -> Any:
-        async with gate:
-            return await coro
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
-async def baseline(client: Client, count: int) -> float:
-    task_queue = f"base-{uuid.uuid4().hex[:6]}"
-    async with Worker(client, task_queue=task_queue, workflows=[Baseline], activities=[noop]):
-        began = time.perf_counter()
-        handles = await gather_bounded(
-            [
-                client.start_workflow(
-                    Baseline.run, n, id=f"base-{uuid.uuid4().hex}", task_queue=task_queue
-                )
-                for n in range(count)
-            ]
-        )
-        await gather_bounded([h.result() for h in handles], 256)
-        return count / (time.perf_counter() - began)
 
 
 async def approvals(
@@ -171,13 +128,13 @@ async def main() -> None:
         await asyncio.sleep(0.01)
     slack_url = f"http://127.0.0.1:{slack.servers[0].sockets[0].getsockname()[1]}/api/"
     async with dev_server_on_disk() as env:
-        await baseline(env.client, 50)  # warm up
+        await floor_rate(env.client, 50)  # warm up
         base: list[float] = []
         notify: list[float] = []
         full: list[float] = []
         for _ in range(args.rounds):
             # Interleaved, so a growing database weighs on both sides alike.
-            base.append(await baseline(env.client, args.events))
+            base.append(await floor_rate(env.client, args.events))
             to_dm, to_done = await approvals(env.client, fake, slack_url, args.events)
             notify.append(to_dm)
             full.append(to_done)

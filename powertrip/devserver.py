@@ -21,10 +21,12 @@ SQLITE_WAL_ARGS = (
 
 
 async def start_dev_server(
-    database: Path | None = None, extra_args: tuple[str, ...] = ()
+    database: Path | None = None, extra_args: tuple[str, ...] = (), port: int | None = None
 ) -> WorkflowEnvironment:
-    """In memory unless `database` names a SQLite file."""
+    """In memory unless `database` names a SQLite file; on `port` (gRPC) when given, e.g. to
+    restart a server where its clients expect it, else on a free one."""
     return await WorkflowEnvironment.start_local(
+        port=port,
         dev_server_existing_path=temporal_cli(),
         dev_server_database_filename=str(database) if database else None,
         search_attributes=SEARCH_ATTRIBUTES,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -23,11 +22,9 @@ from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.services.starts import ResultStatus, start_approval
 from tests.harness import CONFIG_YAML, decide, make_event, make_settings, running_worker
+from tests.processes import worker_environment
 from tests.servers import (
-    CLI_DECISION_KEY,
-    DECISION_KEY,
     SECURITY_CHANNEL,
-    SIGNING_SECRET,
     SLACK_TOKEN,
     ServedApp,
     free_port,
@@ -62,20 +59,11 @@ async def test_sigterm_lets_the_slack_call_in_flight_finish(
         settings = make_settings(
             slack.url + "/api/", temporal_address=dev_env.client.service_client.config.target_host
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTRIP_")}
-        env.update(
-            POWERTRIP_TEMPORAL_ADDRESS=settings.temporal_address,
-            POWERTRIP_TASK_QUEUE=settings.task_queue,
-            POWERTRIP_SLACK_BOT_TOKEN=SLACK_TOKEN,
-            POWERTRIP_SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            POWERTRIP_DECISION_KEY=DECISION_KEY,
-            POWERTRIP_CLI_DECISION_KEY=CLI_DECISION_KEY,
-            POWERTRIP_SLACK_API_URL=settings.slack_api_url,
-            POWERTRIP_WEBHOOK_TOKEN="w",
-            POWERTRIP_API_TOKEN="a",
-            POWERTRIP_CONFIG=str(config),
+        env = worker_environment(
+            settings,
+            config,
             POWERTRIP_GRACEFUL_SHUTDOWN_SECONDS="20",
-            POWERTRIP_LOG_FORMAT="json",
+            POWERTRIP_LOG_LEVEL="INFO",
             POWERTRIP_METRICS_BIND=metrics,
         )
         worker = await asyncio.create_subprocess_exec(

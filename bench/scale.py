@@ -1,0 +1,184 @@
+"""N approvals pending at once: are they all asked, how fast, at what memory, and do their
+reminders come on time without flooding the security channel?
+
+    .venv/bin/python bench/scale.py [--events 500] [--renotify 20] [--duration 60]
+    .venv/bin/python bench/scale.py --events 10000 --renotify 600 --duration 600   # the real run
+
+The whole system on loopback (bench/common.py), the worker as its own process (`python worker.py`)
+so its resident memory is its own, with its Temporal metrics on an ephemeral port. Phases:
+  1. floor: Temporal's one-no-op-activity workflows/s, same server, before the load;
+  2. ingest: `--events` logins by different people, 500 per webhook request, 2 in flight;
+  3. notify: until every DM is posted: DMs/s and its ratio to the floor;
+  4. remind: every event's first reminder falls due `--renotify` s after its DM; wait until it
+     has passed for the last one plus up to `--duration` s, then ask 100 sampled events when
+     their reminder fired (lateness = reminded - (notified + renotify)) and count the
+     security-channel messages (Slack allows ~1 per second per channel).
+Worker RSS is sampled every 0.5 s (peak printed). "Where the time goes" is read from the
+worker's own metrics: mean schedule-to-start (waiting for a worker slot) and execution time of
+workflow tasks and of each activity type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    Stack,
+    floor_rate,
+    gather_bounded,
+    machine,
+    percentile,
+    ratio,
+    stack,
+    until,
+)
+from powertrip.contracts.approval import TimelineKind
+from tests.servers import free_port
+from workflows.approval import ApprovalWorkflow
+
+BATCH = 500
+SAMPLE = 100
+
+
+async def sample_rss(system: Stack, peaks: list[float], stop: asyncio.Event) -> None:
+    assert system.worker is not None
+    while not stop.is_set():
+        peaks.append(system.worker.rss_mb())
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except TimeoutError:
+            pass
+
+
+async def lateness(system: Stack, ids: list[str], renotify: float) -> tuple[list[float], int]:
+    """Seconds each sampled event's first reminder came after it was due; how many had none."""
+    late: list[float] = []
+    none = 0
+    for event_id in ids:
+        handle = system.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
+        record = await handle.query(ApprovalWorkflow.state)
+        notified = next((e.at for e in record.timeline if e.what is TimelineKind.NOTIFIED), None)
+        reminded = next((e.at for e in record.timeline if e.what is TimelineKind.REMINDED), None)
+        if notified is None or reminded is None:
+            none += 1
+            continue
+        late.append((reminded - notified - timedelta(seconds=renotify)).total_seconds())
+    return late, none
+
+
+async def where_time_goes(metrics: str) -> list[str]:
+    """Mean schedule-to-start and execution latencies from the worker's Prometheus endpoint."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://{metrics}/metrics")).text
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        if not family.name.endswith("latency_seconds") and not family.name.endswith("latency"):
+            continue
+        for sample in family.samples:
+            key = family.name.removeprefix("temporal_")
+            if "activity_type" in sample.labels:
+                key += f"[{sample.labels['activity_type']}]"
+            if sample.name.endswith("_sum"):
+                sums[key] += sample.value
+            elif sample.name.endswith("_count"):
+                counts[key] += sample.value
+    return [
+        f"    {key:70} mean {sums[key] / counts[key] * 1000:9.1f} ms  x{int(counts[key])}"
+        for key in sorted(sums)
+        if counts.get(key)
+    ]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500)
+    parser.add_argument("--renotify", type=float, default=20, help="seconds to the 1st reminder")
+    parser.add_argument("--duration", type=float, default=60, help="max wait for reminders, s")
+    args = parser.parse_args()
+    metrics = f"127.0.0.1:{free_port()}"
+    print(f"scale, {args.events} pending, first reminder after {args.renotify:g} s; {machine()}")
+    async with stack(
+        args.events,
+        worker="subprocess",
+        config={"renotify_after": f"{args.renotify:g}s"},
+        metrics_bind=metrics,
+    ) as system:
+        assert system.worker is not None
+        floor = await floor_rate(system.client, min(args.events, 500))
+        print(f"  floor: 1 no-op activity workflows        {floor:8.1f} /s")
+        rss: list[float] = []
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(sample_rss(system, rss, stop))
+        began = time.perf_counter()
+        batches = [
+            [system.login(n, n) for n in range(start, min(start + BATCH, args.events))]
+            for start in range(0, args.events, BATCH)
+        ]
+        results = [
+            r for rs in await gather_bounded((system.deliver(b) for b in batches), 2) for r in rs
+        ]
+        ingested = time.perf_counter() - began
+        ids = [r["event_id"] for r in results if r["status"] == "started"]
+        print(f"  ingest: {len(ids)} started in {ingested:6.1f} s    {len(ids) / ingested:8.1f} /s")
+        all_asked = await until(
+            lambda: len(system.slack.posted) >= len(ids),
+            within=max(120, args.events / 5),
+            every=0.5,
+        )
+        last_dm = max(system.slack.posted.values())
+        notify_rate = len(system.slack.posted) / (last_dm - began)
+        print(
+            f"  notify: {len(system.slack.posted)}/{len(ids)} DMs"
+            f"{'' if all_asked else ' (gave up)'}"
+            f", last {last_dm - began:6.1f} s after the first webhook  {notify_rate:8.1f} /s"
+            f"   ratio to floor {ratio(notify_rate, floor)}"
+        )
+        rss_notify = max(rss)
+        channel_before = len(system.slack.channel_posts)
+        # Every first reminder is due by last_dm + renotify; give them `duration` s more.
+        due = last_dm + args.renotify
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        sample = random.Random(16).sample(ids, min(SAMPLE, len(ids)))
+        deadline = time.perf_counter() + args.duration
+        while True:
+            late, missing = await lateness(system, sample, args.renotify)
+            if not missing or time.perf_counter() > deadline:
+                break
+            await asyncio.sleep(2)
+        waited = time.perf_counter() - due
+        stop.set()
+        await sampler
+        posts = system.slack.channel_posts[channel_before:]
+        per_second: dict[int, int] = defaultdict(int)
+        for at in posts:
+            per_second[int(at)] += 1
+        span = (posts[-1] - posts[0]) if len(posts) > 1 else 0.0
+        print(
+            f"  remind: {SAMPLE} sampled, {missing} without a reminder {waited:5.1f} s after the"
+            f" last was due; lateness p50 {percentile(late, 0.5):5.1f} s"
+            f" p99 {percentile(late, 0.99):5.1f} s max {max(late, default=float('nan')):5.1f} s"
+        )
+        print(
+            f"  security channel: {len(posts)} messages over {span:5.1f} s,"
+            f" busiest second {max(per_second.values(), default=0)}"
+        )
+        print(f"  worker RSS: peak {max(rss):6.0f} MiB (notify phase {rss_notify:6.0f} MiB)")
+        print("  where the time goes (worker metrics, whole run):")
+        print("\n".join(await where_time_goes(metrics)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
