@@ -5,6 +5,7 @@ channel). Requests and replies are in `powertrip.contracts`; messages in `powert
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -33,6 +34,11 @@ from powertrip.models import Routing, SecurityEvent
 from powertrip.origins import Origins
 from powertrip.pacing import ChannelPacer
 from powertrip.webui import WebUi
+
+log = logging.getLogger(__name__)
+POST_METADATA = "powertrip_post"
+"""Slack message metadata `event_type` of a notification: its `event_payload.post` names the
+activity that posted it, so a retried attempt can find what an interrupted one already posted."""
 
 # Errors that no retry can fix: wrong token, missing scope, unknown channel or user.
 PERMANENT_ERRORS = frozenset(
@@ -228,6 +234,15 @@ class SlackActivities:
             origin=await self.origins.describe(request.record.event.address),
         )
         channel = request.to_user or self.security_channel
+        in_channel = request.to_user is None
+        post = _post_key()
+        if activity.info().attempt > 1 and (found := await self._posted(channel, post, request)):
+            # An earlier attempt posted it and its answer was lost (Slack failing after the
+            # fact, a worker killed before Temporal recorded it): the same message, not a second.
+            metrics.count_slack_call("chat.postMessage", f"{request.kind.value}-found")
+            return PostedMessage(
+                kind=request.kind, channel=found[0], ts=found[1], in_security_channel=in_channel
+            )
         try:
             async with self.pacer.turn(channel):
                 response = await self.client.chat_postMessage(
@@ -237,6 +252,7 @@ class SlackActivities:
                     thread_ts=request.thread_ts,
                     reply_broadcast=request.broadcast or None,
                     unfurl_links=False,
+                    metadata={"event_type": POST_METADATA, "event_payload": {"post": post}},
                 )
         except SlackApiError as exc:
             metrics.count_slack_call("chat.postMessage", request.kind.value, exc)
@@ -246,8 +262,45 @@ class SlackActivities:
             kind=request.kind,
             channel=response["channel"],
             ts=response["ts"],
-            in_security_channel=request.to_user is None,
+            in_security_channel=in_channel,
         )
+
+    async def _posted(
+        self, channel: str, post: str, request: PostRequest
+    ) -> tuple[str, str] | None:
+        """`(channel id, ts)` of the message this activity's earlier attempt posted to `channel`
+        (a user id for a DM) or its thread, found by its metadata; None when there is none or
+        Slack will not say (without the `*:history` scopes a retry posts again, as before)."""
+        since = activity.info().scheduled_time - timedelta(minutes=1)
+        try:
+            if channel.startswith(("U", "W")):
+                opened = await self.client.conversations_open(users=channel)
+                channel = str(opened["channel"]["id"])
+            if request.thread_ts:
+                answer = await self.client.conversations_replies(
+                    channel=channel, ts=request.thread_ts, include_all_metadata=True, limit=200
+                )
+            else:
+                answer = await self.client.conversations_history(
+                    channel=channel,
+                    oldest=f"{since.timestamp():.6f}",
+                    include_all_metadata=True,
+                    limit=100,
+                )
+        except SlackApiError as exc:
+            log.warning(
+                "cannot look for an earlier attempt's %s in %s (%s): posting it again",
+                request.kind.value,
+                channel,
+                exc.response.get("error"),
+            )
+            return None
+        for message in answer.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == POST_METADATA and payload.get("post") == post:
+                return channel, str(message["ts"])
+        return None
 
     @activity.defn
     async def update_message(self, request: UpdateRequest) -> None:
@@ -289,3 +342,9 @@ class SlackActivities:
 def _who_approves(event: SecurityEvent) -> str:
     listed = " ".join(messages.mention(user) for user in event.extra_approvers)
     return f"{listed} or the security team" if listed else "the security team"
+
+
+def _post_key() -> str:
+    """The same for every attempt of one scheduled activity, different for every other."""
+    info = activity.info()
+    return f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"

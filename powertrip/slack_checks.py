@@ -19,6 +19,10 @@ SCOPES: dict[str, str] = {
     "groups:read": "check a private security channel exists (conversations.info)",
     "usergroups:read": "resolve `security_team_group` with usergroups.users.list",
     "commands": "the `/powertrip` slash command (`/powertrip passkey` registers a passkey)",
+    "im:write": "find the DM an interrupted post went to (conversations.open)",
+    "im:history": "find a DM an interrupted attempt already posted, so a retry never posts twice",
+    "channels:history": "the same for a public security channel",
+    "groups:history": "the same for a private security channel",
 }
 
 

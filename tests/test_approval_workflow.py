@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.contracts.approval import Action, EventRecord, TimelineKind
@@ -220,6 +221,32 @@ async def test_slack_outage_then_recovery_loses_nothing(
         await decide(handle, Action.APPROVE, "U0ALICE")
         record = await handle.result()
     assert record.status is EventStatus.APPROVED
+
+
+@pytest.mark.parametrize("history_scopes", [True, False])
+async def test_a_dm_whose_answer_was_lost_is_found_not_posted_twice(
+    time_skipping_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    history_scopes: bool,
+) -> None:
+    # Slack posts the DM and then fails (or the worker dies before Temporal records the answer):
+    # the retry finds the DM by its metadata instead of asking alice twice. Without the
+    # `*:history` scopes it cannot look, and posts again (the documented fallback).
+    settings = make_settings(slack_api_url)
+    if not history_scopes:
+        fake_slack.scopes = [s for s in fake_slack.scopes if not s.endswith(":history")]
+    fake_slack.failures["chat.postMessage"].append(
+        InjectedFailure(method="chat.postMessage", status=503, applied=True)
+    )
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        record = await state_eventually(handle, lambda r: bool(r.messages), within=30)
+        dms = posted_to(fake_slack, "D0ALICE")
+        assert len(dms) == (1 if history_scopes else 2)
+        assert record.messages[0].ts == dms[-1].ts  # the buttons the record knows are on it
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        assert (await handle.result()).status is EventStatus.APPROVED
 
 
 async def test_permanent_dm_failure_falls_back_to_the_security_channel(

@@ -29,6 +29,7 @@ METHOD_SCOPES: dict[str, str] = {
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
     "conversations.info": "channels:read",
+    "conversations.open": "im:write",
     "users.lookupByEmail": "users:read.email",
     "users.info": "users:read",
     "usergroups.users.list": "usergroups:read",
@@ -44,6 +45,9 @@ class InjectedFailure(BaseModel):
     error: str | None = None
     retry_after: int | None = None
     times: int = 1
+    applied: bool = False
+    """The call takes effect but its answer is lost (Slack failing after the fact, or a worker
+    killed between Slack's answer and Temporal recording it)."""
 
 
 class FakeUser(BaseModel):
@@ -61,6 +65,7 @@ class SlackMessage(BaseModel):
     thread_ts: str | None = None
     reply_broadcast: bool = False
     updates: int = 0
+    metadata: dict[str, Any] | None = None
 
 
 class SandboxClick(BaseModel):
@@ -181,6 +186,9 @@ class FakeSlack:
             failure.times -= 1
             if failure.times <= 0:
                 queued.pop(0)
+            handler = getattr(self, "_" + method.replace(".", "_"), None)
+            if failure.applied and handler is not None:
+                handler(args)
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
             if failure.status == 429:
                 return 429, {"ok": False, "error": "ratelimited"}, headers or {"Retry-After": "1"}
@@ -258,6 +266,7 @@ class FakeSlack:
             blocks=_blocks(args.get("blocks")),
             thread_ts=args.get("thread_ts"),
             reply_broadcast=bool(args.get("reply_broadcast")),
+            metadata=_object(args.get("metadata")),
         )
         self.messages[(channel, message.ts)] = message
         self.save()
@@ -267,6 +276,53 @@ class FakeSlack:
             "ts": message.ts,
             "message": {"text": message.text, "blocks": message.blocks},
         }
+
+    def _history_scope(self, channel: str) -> dict[str, Any] | None:
+        """Slack's `missing_scope` answer when the token may not read `channel`'s history."""
+        needed = {"D": "im:history", "G": "groups:history"}.get(channel[:1], "channels:history")
+        if needed in self.scopes:
+            return None
+        return {"ok": False, "error": "missing_scope", "needed": needed}
+
+    def _listed(self, message: SlackMessage, metadata: bool) -> dict[str, Any]:
+        listed: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text}
+        if message.thread_ts:
+            listed["thread_ts"] = message.thread_ts
+        if metadata and message.metadata is not None:
+            listed["metadata"] = message.metadata
+        return listed
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's top-level messages (and broadcast replies), newest first."""
+        channel = str(args.get("channel", ""))
+        if refused := self._history_scope(channel):
+            return refused
+        oldest = float(args.get("oldest") or 0)
+        listed = sorted(
+            (
+                m
+                for (c, ts), m in self.messages.items()
+                if c == channel and float(ts) >= oldest and (not m.thread_ts or m.reply_broadcast)
+            ),
+            key=lambda m: float(m.ts),
+            reverse=True,
+        )[: int(args.get("limit") or 100)]
+        metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        return {"ok": True, "messages": [self._listed(m, metadata) for m in listed]}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent, then its replies, oldest first."""
+        channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
+        if refused := self._history_scope(channel):
+            return refused
+        if (channel, ts) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        thread = sorted(
+            (m for (c, t), m in self.messages.items() if c == channel and ts in (t, m.thread_ts)),
+            key=lambda m: float(m.ts),
+        )
+        metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        return {"ok": True, "messages": [self._listed(m, metadata) for m in thread]}
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
@@ -281,6 +337,16 @@ class FakeSlack:
         message.updates += 1
         self.save()
         return {"ok": True, "channel": channel, "ts": ts, "text": message.text}
+
+
+def _object(value: Any) -> dict[str, Any] | None:
+    """A JSON object argument, sent as JSON or as a form field holding JSON."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
 
 
 def _blocks(value: Any) -> list[dict[str, Any]]:
