@@ -79,11 +79,16 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 async def served(
-    dev_env: WorkflowEnvironment, slack_api_url: str
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
-    """The real API against the dev server and the fake Slack, with the harness's tokens."""
+    """The real API against the dev server and the fake Slack, with the harness's tokens; the
+    default config but for groups (tests share the namespace and alice's logins)."""
+    config = tmp_path / "served-config.yaml"
+    config.write_text("group_window: off\n")
     settings = make_settings(
-        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+        slack_api_url,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        config=config,
     )
     async with api_client(settings) as http:
         yield http, settings

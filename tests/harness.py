@@ -88,6 +88,9 @@ users:
   ops: {{shared: true}}
 bots: [deploy, oswaldo]
 renotify_after: 15m
+# Tests share a Temporal namespace, and alice's logins on bastion: each asked on its own unless a
+# test of groups (tests/test_groups.py) asks for them.
+group_window: off
 """
 
 

@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities import metrics
     from activities.decisions import DecisionActivities
+    from activities.groups import GroupActivities
     from activities.slack import SlackActivities
     from powertrip import temporal as attributes
     from powertrip.contracts.approval import (
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyBatch,
         VerifyRequest,
     )
+    from powertrip.contracts.groups import JoinRequest
     from powertrip.contracts.reminders import (
         DUE_SIGNAL,
         SLOT_SIGNAL,
@@ -54,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.patches import (
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
+        GROUPED_QUESTIONS,
         NOT_ME_FIRST,
         PAGE_NOT_ME,
         PAGES_FOLLOW_DECISIONS,
@@ -67,6 +70,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 VERIFY_TIMEOUT = timedelta(seconds=10)
+JOIN_TIMEOUT = timedelta(seconds=30)
+"""One attempt to join a group (a few Temporal calls); retried until it succeeds."""
 VERIFY_BATCH = 100
 """Signed clicks verified by one local activity: its marker stays far below Temporal's payload
 limits (a verdict is a few hundred bytes)."""
@@ -198,11 +203,15 @@ class ApprovalWorkflow(Escalation):
         stale = input.stale and workflow.patched(STALE_NO_DM)
         if stale:
             self._note_stale()
-        elif not self._delivered(MessageKind.FIRST):
+        # GROUPS (issue 13 §1): a member of a burst's group is asked by the group.
+        elif not await self._joined_group() and not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
         while True:
-            # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
-            await self._wait_for_decision(renotify, stale)
+            if self.record.group is not None:  # GROUPS (issue 13 §1)
+                await self._wait_for_group(renotify)
+            else:
+                # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
+                await self._wait_for_decision(renotify, stale)
             # Only the contest-approval-on-behalf branch sets contest_until.
             if self.record.contest_until is None or not await self._contest(renotify):
                 break
@@ -210,6 +219,51 @@ class ApprovalWorkflow(Escalation):
         # ESCALATION (issue 14): PagerDuty's answers to the pages' last calls are in the record.
         await self._pages_settled()
         return self.record
+
+    # --- GROUPS (issue 13 §1): a member of a burst's one question ----------------------------
+
+    async def _joined_group(self) -> bool:
+        """Whether this event is a member of a group (`record.group`), joining its key's open
+        group first (patch `grouped-questions`) when its rule groups events and it was asked
+        nothing yet. Events recorded before groups have no window and record no marker."""
+        if self.record.group is not None:
+            return True
+        recipient = self.record.recipient
+        if (
+            not self.record.event.group_window_seconds
+            or recipient is None
+            or self.record.asked_at is not None
+            or self.record.messages
+            or not workflow.patched(GROUPED_QUESTIONS)
+        ):
+            return False
+        joined = await workflow.execute_activity_method(
+            GroupActivities.join_group,
+            JoinRequest(event=self.record.event, recipient=recipient),
+            start_to_close_timeout=JOIN_TIMEOUT,
+            summary=f"join the group of {visible(self.record.event.actor)}'s like events",
+        )
+        if joined.group_id is None:
+            return False
+        self.record.group = joined.group_id
+        self._note(TimelineKind.GROUPED, f"group: {joined.group_id}")
+        return True
+
+    async def _wait_for_group(self, renotify: timedelta) -> None:
+        """Until decided by the group's forwarded decision: no question, reminder or page of
+        its own (the group asks, reminds and pages once for all its members)."""
+        while not self.record.finished:
+            await workflow.wait_condition(lambda: bool(self.clicks))
+            await self._handle_clicks(renotify)
+            if not self.record.finished:
+                self._continue_before_signal_limit(None)
+
+    def _signed_for(self) -> str:
+        """The id a decision must be signed for: the group's for a member (its decision is
+        the group's, forwarded), else this workflow's own."""
+        return self.record.group or workflow.info().workflow_id
+
+    # --- end GROUPS ---------------------------------------------------------------------------
 
     async def _until_decided(self, renotify: timedelta, stale: bool) -> None:
         """Remind until someone with authority approves or acknowledges."""
@@ -482,6 +536,9 @@ class ApprovalWorkflow(Escalation):
             self.record.contest_until = received.at + authority.contest_window
         metrics.observe_decision(self.record)
         self._publish()
+        if self.record.group is not None:
+            # GROUPS (issue 13 §1): the group pages and alerts the channel once for all.
+            return
         # ESCALATION (issue 14): a Not me pages; decisions settle the pages (not awaited).
         self._pages_follow(click.action)
         if click.action is Action.REPORT:
@@ -509,7 +566,7 @@ class ApprovalWorkflow(Escalation):
         if signed:
             reply = await workflow.execute_local_activity_method(
                 DecisionActivities.verify_decisions,
-                VerifyBatch(event_id=workflow.info().workflow_id, clicks=signed),
+                VerifyBatch(event_id=self._signed_for(), clicks=signed),  # GROUPS
                 start_to_close_timeout=VERIFY_TIMEOUT,
                 summary=f"verify {len(signed)} decision{'s' if len(signed) > 1 else ''}",
             )
@@ -523,7 +580,7 @@ class ApprovalWorkflow(Escalation):
         if click.signature is not None:
             verdict = await workflow.execute_local_activity_method(
                 DecisionActivities.verify_decision,
-                VerifyRequest(event_id=workflow.info().workflow_id, click=click),
+                VerifyRequest(event_id=self._signed_for(), click=click),  # GROUPS
                 start_to_close_timeout=VERIFY_TIMEOUT,
                 summary=f"verify a {click.action.value} decision",
             )
