@@ -79,16 +79,11 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 async def served(
-    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+    dev_env: WorkflowEnvironment, slack_api_url: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
-    """The real API against the dev server and the fake Slack, with the harness's tokens; the
-    default config but for groups (tests share the namespace and alice's logins)."""
-    config = tmp_path / "served-config.yaml"
-    config.write_text("group_window: off\n")
+    """The real API against the dev server and the fake Slack, with the harness's tokens."""
     settings = make_settings(
-        slack_api_url,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        config=config,
+        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
     )
     async with api_client(settings) as http:
         yield http, settings

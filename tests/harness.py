@@ -290,6 +290,9 @@ async def fresh_namespace(env: Any) -> Client:
     )
 
 
+NO_GROUPS_CONFIG = Path(__file__).with_name("no_groups.yaml")
+
+
 def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         slack_bot_token=SLACK_TOKEN,
@@ -301,6 +304,9 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
         api_token="api-secret",
         security_channel=SECURITY_CHANNEL,
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        # The built-in defaults but groups (tests/no_groups.yaml): an API without a config of
+        # its own asks about each event, as tests of everything but groups expect.
+        config=NO_GROUPS_CONFIG,
     )
     values.update(overrides)
     return Settings(**values)
