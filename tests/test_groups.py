@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from powertrip.contracts.approval import Action, EventRecord, TimelineKind
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.services.starts import ResultStatus, start_approval
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from tests.harness import (
@@ -26,8 +28,11 @@ from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
     api_client,
+    decide,
     eventually,
     make_config,
+    make_event,
+    make_settings,
     papertrail_event,
     running_worker,
     settings_with_config,
@@ -215,3 +220,44 @@ async def test_a_worker_killed_mid_burst_neither_splits_nor_duplicates_the_group
         [dm] = await eventually(lambda: _dms(fake_slack) or None)
         await eventually(lambda: "12 events of" in dm.text, within=30)
         assert len(_dms(fake_slack)) == 1
+
+
+async def test_the_group_reminds_for_all_its_events_and_a_stale_event_is_never_grouped(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    client = time_skipping_env.client
+    live = [make_event("alice", group_window_seconds=600) for _ in range(3)]
+    found_late = make_event("alice", group_window_seconds=600)
+    async with running_worker(client, settings, make_config()):
+        for event in live:
+            assert await start_approval(client, event, settings.task_queue) is ResultStatus.STARTED
+        await start_approval(client, found_late, settings.task_queue, stale=True)
+        ids = [event.event_id for event in live]
+        records = await eventually(
+            lambda: _all(client, ids, lambda r: r.group is not None), within=30
+        )
+        [group_id] = {r.group for r in records}
+        assert group_id is not None
+        await eventually(lambda: _dms(fake_slack) or None)
+        await time_skipping_env.sleep(timedelta(minutes=20))
+
+        def channel() -> list[SlackMessage]:
+            return [m for m in fake_slack.messages.values() if m.channel == SECURITY_CHANNEL]
+
+        reminders = await eventually(lambda: channel() or None, within=30)
+        # The security channel hears of the group, not of each event; no event reminds alone.
+        assert all(_button_value(m) == group_id for m in reminders)
+        assert all("3 events of" in m.text for m in reminders)
+        records = [await _record(client, i) for i in ids]
+        assert not any(e.what is TimelineKind.REMINDED for r in records for e in r.timeline)
+        stale = await _record(client, found_late.event_id)
+        assert stale.group is None
+        assert any(e.what is TimelineKind.STALE for e in stale.timeline)
+
+        await decide(client.get_workflow_handle(group_id), Action.APPROVE, "U0SEC1")
+        records = await eventually(
+            lambda: _all(client, ids, lambda r: r.status is EventStatus.APPROVED), within=30
+        )
+        assert all(r.decision and r.decision.on_behalf for r in records)
+        assert (await _record(client, found_late.event_id)).status is EventStatus.PENDING
