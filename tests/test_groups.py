@@ -20,6 +20,7 @@ from powertrip.contracts.approval import Action, EventRecord, TimelineKind
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.services.decisions import Refused, approve_as_security
 from powertrip.services.starts import ResultStatus, start_approval
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
@@ -28,7 +29,6 @@ from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
     api_client,
-    decide,
     eventually,
     make_config,
     make_event,
@@ -37,9 +37,16 @@ from tests.harness import (
     running_worker,
     settings_with_config,
 )
-from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN
+from tests.servers import (
+    CLI_DECISION_KEY,
+    DECISION_KEY,
+    SECURITY_CHANNEL,
+    SIGNING_SECRET,
+    SLACK_TOKEN,
+)
 from workflows.approval import ApprovalWorkflow
 
+CLI = {"key": CLI_DECISION_KEY, "operator": "sec1@laptop"}
 GROUPING = CONFIG_YAML.replace("group_window: off", "group_window: 10m")
 
 
@@ -255,9 +262,12 @@ async def test_the_group_reminds_for_all_its_events_and_a_stale_event_is_never_g
         assert stale.group is None
         assert any(e.what is TimelineKind.STALE for e in stale.timeline)
 
-        await decide(client.get_workflow_handle(group_id), Action.APPROVE, "U0SEC1")
+        # The CLI's override: a member is decided through its group, which decides them all.
+        with pytest.raises(Refused, match=f"part of group {group_id}"):
+            await approve_as_security(client, ids[0], "U0SEC1", "change window", ["U0SEC1"], **CLI)
+        await approve_as_security(client, group_id, "U0SEC1", "change window", ["U0SEC1"], **CLI)
         records = await eventually(
             lambda: _all(client, ids, lambda r: r.status is EventStatus.APPROVED), within=30
         )
-        assert all(r.decision and r.decision.on_behalf for r in records)
+        assert all(r.decision and r.decision.on_behalf and r.decision.via == "cli" for r in records)
         assert (await _record(client, found_late.event_id)).status is EventStatus.PENDING
