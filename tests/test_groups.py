@@ -29,6 +29,7 @@ from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
     api_client,
+    decide,
     eventually,
     make_config,
     make_event,
@@ -271,3 +272,30 @@ async def test_the_group_reminds_for_all_its_events_and_a_stale_event_is_never_g
         )
         assert all(r.decision and r.decision.on_behalf and r.decision.via == "cli" for r in records)
         assert (await _record(client, found_late.event_id)).status is EventStatus.PENDING
+
+
+async def test_the_owners_not_me_after_the_teams_approval_of_a_group_reports_every_event(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    client = time_skipping_env.client
+    events = [make_event("alice", group_window_seconds=600) for _ in range(2)]
+    async with running_worker(client, settings, make_config()):
+        for event in events:
+            await start_approval(client, event, settings.task_queue)
+        ids = [event.event_id for event in events]
+        records = await eventually(
+            lambda: _all(client, ids, lambda r: r.group is not None), within=30
+        )
+        group = client.get_workflow_handle(str(records[0].group))
+        await eventually(lambda: _dms(fake_slack) or None)
+        await decide(group, Action.APPROVE, "U0SEC1")
+        await eventually(
+            lambda: _all(client, ids, lambda r: r.contest_until is not None), within=30
+        )
+        await decide(group, Action.REPORT, "U0ALICE")
+        records = await eventually(
+            lambda: _all(client, ids, lambda r: r.status is EventStatus.REPORTED), within=30
+        )
+        # The approval on alice's behalf no longer stands on any event's record.
+        assert all(r.contested and r.decision is None for r in records)

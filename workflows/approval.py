@@ -263,6 +263,18 @@ class ApprovalWorkflow(Escalation):
         the group's, forwarded), else this workflow's own."""
         return self.record.group or workflow.info().workflow_id
 
+    def _owner_asked_by_group(self) -> bool:
+        """A member of a group that asked the owner: an approval on their behalf stays open to
+        their *Not me* for the contest window, as the group's does, so a *Not me* the group
+        forwards later still reports this event."""
+        recipient = self.record.recipient
+        return (
+            self.record.group is not None
+            and recipient is not None
+            and recipient.slack_user is not None
+            and recipient.slack_user == recipient.authority.actor_slack_user
+        )
+
     # --- end GROUPS ---------------------------------------------------------------------------
 
     async def _until_decided(self, renotify: timedelta, stale: bool) -> None:
@@ -529,7 +541,7 @@ class ApprovalWorkflow(Escalation):
         decision = self.record.apply(click, received.at if verified else None)
         if (
             decision.on_behalf
-            and self._owner_has_dm()
+            and (self._owner_has_dm() or self._owner_asked_by_group())  # GROUPS
             and workflow.patched(CONTEST_APPROVAL)
             and authority.contest_window > timedelta(0)
         ):
