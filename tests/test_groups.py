@@ -25,6 +25,7 @@ from powertrip.services.starts import ResultStatus, start_approval
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from tests.harness import (
+    API_HEADERS,
     CONFIG_YAML,
     WEBHOOK_HEADERS,
     alert,
@@ -145,6 +146,10 @@ async def test_a_burst_of_20_is_one_message_and_one_click_decides_all(
                 True,
             )
         await eventually(lambda: "Approved" in dm.text)
+        # What a HIDS or an auditor reads, per event: approved, by alice, as part of the group.
+        view = (await http.get(f"/v1/events/{ids[0]}", headers=API_HEADERS)).json()
+        assert view["status"] == "approved" and view["group"] == group_id
+        assert (view["decision"]["by"], view["decision"]["group"]) == ("U0ALICE", group_id)
 
         # After the decision, alice's next login on the host is a new group, a new question.
         late = await _login(http, host)
