@@ -20,7 +20,7 @@ from powertrip.contracts.approval import Action, EventRecord, TimelineKind
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
-from powertrip.services.decisions import Refused, approve_as_security
+from powertrip.services.decisions import approve_as_security
 from powertrip.services.starts import ResultStatus, start_approval
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
@@ -175,12 +175,14 @@ async def test_not_me_on_a_group_reports_every_event_and_a_forged_forward_change
         )
         group_id = records[0].group
         assert group_id is not None
-        # Signed with the API's key, but for another group, or for the member itself: neither
-        # is the decision of the group it joined.
+        # Signed with the API's key but for another group; unsigned, as if from the group:
+        # neither is the decision of this event or of the group it joined.
         member = client.get_workflow_handle(ids[0])
-        for wrong in ("powertrip-group-0000-0", ids[0]):
-            forged = signed_click(DECISION_KEY, wrong, Action.APPROVE, "U0ALICE")
-            await member.signal(ApprovalWorkflow.decide, forged)
+        other_group = group_id.rsplit("-", 1)[0] + "-7"
+        forged = signed_click(DECISION_KEY, other_group, Action.APPROVE, "U0ALICE")
+        await member.signal(ApprovalWorkflow.decide, forged)
+        unsigned = forged.model_copy(update={"signature": None})
+        await member.signal(ApprovalWorkflow.decide, unsigned)
         rejected = await eventually(
             lambda: _all(
                 client,
@@ -268,14 +270,19 @@ async def test_the_group_reminds_for_all_its_events_and_a_stale_event_is_never_g
         assert stale.group is None
         assert any(e.what is TimelineKind.STALE for e in stale.timeline)
 
-        # The CLI's override: a member is decided through its group, which decides them all.
-        with pytest.raises(Refused, match=f"part of group {group_id}"):
-            await approve_as_security(client, ids[0], "U0SEC1", "change window", ["U0SEC1"], **CLI)
+        # The CLI's override: one event of the group on its own, then the group, which
+        # decides the rest; each decision says whether it was the group's.
+        await approve_as_security(client, ids[0], "U0SEC1", "this one", ["U0SEC1"], **CLI)
+        alone = await eventually(
+            lambda: _all(client, ids[:1], lambda r: r.status is EventStatus.APPROVED)
+        )
+        assert alone[0].decision and alone[0].decision.group is None
         await approve_as_security(client, group_id, "U0SEC1", "change window", ["U0SEC1"], **CLI)
         records = await eventually(
             lambda: _all(client, ids, lambda r: r.status is EventStatus.APPROVED), within=30
         )
         assert all(r.decision and r.decision.on_behalf and r.decision.via == "cli" for r in records)
+        assert [r.decision.group for r in records if r.decision] == [None, group_id, group_id]
         assert (await _record(client, found_late.event_id)).status is EventStatus.PENDING
 
 

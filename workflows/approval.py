@@ -165,6 +165,8 @@ class ApprovalWorkflow(Escalation):
         """Signals this run received: Temporal refuses them past its per-run limit."""
         self.traces = sum(entry.what in TRACES for entry in self.record.timeline)
         self.nonces = set(self.record.nonces)
+        self.forwarded: set[str] = set()
+        """GROUPS: nonces of decisions verified as signed for this member's group."""
 
     @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, click: Click) -> None:
@@ -258,10 +260,30 @@ class ApprovalWorkflow(Escalation):
             if not self.record.finished:
                 self._continue_before_signal_limit(None)
 
-    def _signed_for(self) -> str:
-        """The id a decision must be signed for: the group's for a member (its decision is
-        the group's, forwarded), else this workflow's own."""
-        return self.record.group or workflow.info().workflow_id
+    async def _verify_for_group(
+        self, clicks: list[Click], verdicts: list[Verdict]
+    ) -> list[Verdict]:
+        """A member's verdicts: a click not signed for this event may be its group's decision,
+        forwarded, which is signed for the group (`record.group`): verified for it by a second
+        local activity, and its nonce kept in `forwarded` (the decision names the group)."""
+        others = [c for c, v in zip(clicks, verdicts, strict=True) if not v.authentic]
+        if not others:
+            return verdicts
+        reply = await workflow.execute_local_activity_method(
+            DecisionActivities.verify_decisions,
+            VerifyBatch(event_id=self.record.group or "", clicks=others),
+            start_to_close_timeout=VERIFY_TIMEOUT,
+            summary=f"verify {len(others)} decision(s) of the group",
+        )
+        for_group = iter(reply.verdicts)
+        combined = []
+        for click, verdict in zip(clicks, verdicts, strict=True):
+            if not verdict.authentic:
+                verdict = next(for_group)
+                if verdict.authentic and click.nonce is not None:
+                    self.forwarded.add(click.nonce)
+            combined.append(verdict)
+        return combined
 
     def _owner_asked_by_group(self) -> bool:
         """A member of a group that asked the owner: an approval on their behalf stays open to
@@ -539,6 +561,8 @@ class ApprovalWorkflow(Escalation):
                 self._trace(TimelineKind.REFUSED, received, refused)
             return
         decision = self.record.apply(click, received.at if verified else None)
+        if verified and click.nonce in self.forwarded:  # GROUPS: the group's decision
+            decision.group = self.record.group
         if (
             decision.on_behalf
             and (self._owner_has_dm() or self._owner_asked_by_group())  # GROUPS
@@ -578,11 +602,13 @@ class ApprovalWorkflow(Escalation):
         if signed:
             reply = await workflow.execute_local_activity_method(
                 DecisionActivities.verify_decisions,
-                VerifyBatch(event_id=self._signed_for(), clicks=signed),  # GROUPS
+                VerifyBatch(event_id=workflow.info().workflow_id, clicks=signed),
                 start_to_close_timeout=VERIFY_TIMEOUT,
                 summary=f"verify {len(signed)} decision{'s' if len(signed) > 1 else ''}",
             )
             verdicts = iter(reply.verdicts)
+            if self.record.group is not None:  # GROUPS (issue 13 §1)
+                verdicts = iter(await self._verify_for_group(signed, list(verdicts)))
         return [next(verdicts) if r.click.signature is not None else None for r in batch]
 
     async def _authentic(self, received: _Received) -> bool:
@@ -592,7 +618,7 @@ class ApprovalWorkflow(Escalation):
         if click.signature is not None:
             verdict = await workflow.execute_local_activity_method(
                 DecisionActivities.verify_decision,
-                VerifyRequest(event_id=self._signed_for(), click=click),  # GROUPS
+                VerifyRequest(event_id=workflow.info().workflow_id, click=click),
                 start_to_close_timeout=VERIFY_TIMEOUT,
                 summary=f"verify a {click.action.value} decision",
             )

@@ -450,7 +450,6 @@ class EventRecord(BaseModel):
             authenticated=verified,
             step_up=click.step_up if verified else None,
             credential=click.credential if verified else None,
-            group=self.group,
         )
         self.status = EventStatus(kind.value)
         if click.action is Action.REPORT:

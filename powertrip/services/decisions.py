@@ -192,8 +192,7 @@ async def approve_as_security(
     published in its memo; `security_team` from the config stands in while the workflow has not
     resolved it yet. A refusal for lack of authority is also signalled, marked refused, so the
     event's timeline shows the attempt. Raises Refused with the reason (no reason given, no such
-    event, already decided, a member of a group (approve the group), workflow not running, not
-    on the team).
+    event, already decided, workflow not running, not on the team).
     """
     if not reason.strip():
         raise Refused("give a --reason: an override is recorded with why it was made")
@@ -220,13 +219,6 @@ async def approve_as_security(
         )
     if record.status is not EventStatus.PENDING:
         raise Refused(f"{event_id} is already {record.status.value}; nothing to approve")
-    if record.group is not None:
-        # A member takes only its group's decision (signed for the group): approve that.
-        raise Refused(
-            f"{event_id} was asked as part of group {record.group}: approve the group "
-            f"(`powertrip events approve {record.group} --as ... --reason ...`), which decides "
-            "every event in it"
-        )
     if description.status is not WorkflowExecutionStatus.RUNNING:
         raise Refused(f"{event_id}'s workflow is {description.status}; it cannot take decisions")
     names = record.authority.names if record.authority else {}
