@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities import metrics
 from activities.conflict import ConflictActivities
 from activities.decisions import DecisionActivities
+from activities.groups import GroupActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.passkeys import PasskeyNoticeActivities
 from activities.poll import PollActivities
@@ -34,6 +35,7 @@ from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.group import GroupWorkflow
 from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
@@ -54,6 +56,7 @@ WORKFLOWS: tuple[type, ...] = (
     ReviewPacerWorkflow,
     PasskeyWorkflow,
     PasskeyNoticeWorkflow,
+    GroupWorkflow,
 )
 
 
@@ -137,6 +140,7 @@ def build_worker(
             ConflictActivities(slack, security_channel(settings, config)).post_conflict,
             notices.post_passkey_notice,
             notices.update_passkey_notice,
+            GroupActivities(client, settings.task_queue).join_group,
             *reviews(client, settings, config, slack),
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.

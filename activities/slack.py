@@ -30,7 +30,7 @@ from powertrip.contracts.approval import (
 from powertrip.contracts.reminders import ReminderDigestRequest
 from powertrip.contracts.slack import SLACK_PERMANENT
 from powertrip.directory import Directory, Identity, SlackDirectory
-from powertrip.models import Routing, SecurityEvent
+from powertrip.models import EventStatus, Routing, SecurityEvent
 from powertrip.origins import Origins
 from powertrip.pacing import ChannelPacer
 from powertrip.webui import WebUi
@@ -305,14 +305,27 @@ class SlackActivities:
     @activity.defn
     async def update_message(self, request: UpdateRequest) -> None:
         """Show the record's outcome on a message it posted (no buttons left, except the owner's
-        *Not me* during a contest window)."""
-        text, blocks = messages.decided(
-            request.record,
-            request.message.kind,
-            self._ui_link(request.record.event),
-            in_channel=request.message.in_security_channel,
-            origin=await self.origins.describe(request.record.event.address),
-        )
+        *Not me* during a contest window); while it is pending (a group's question that more
+        events joined), the question as it stands now."""
+        record, message = request.record, request.message
+        origin = await self.origins.describe(record.event.address)
+        if record.status is EventStatus.PENDING:
+            # Still a question (a group's, with members joined since): buttons stay live.
+            text, blocks = messages.notification(
+                record,
+                message.kind,
+                ui_url=self._ui_link(record.event),
+                in_channel=message.in_security_channel,
+                origin=origin,
+            )
+        else:
+            text, blocks = messages.decided(
+                record,
+                message.kind,
+                self._ui_link(record.event),
+                in_channel=message.in_security_channel,
+                origin=origin,
+            )
         try:
             await self.client.chat_update(
                 channel=request.message.channel, ts=request.message.ts, text=text, blocks=blocks

@@ -20,10 +20,10 @@ from pydantic import (
 )
 
 from powertrip.business_hours import BusinessHours
-from powertrip.durations import Duration, parse_duration
+from powertrip.durations import Duration, DurationOrOff, parse_duration
 from powertrip.escalation import EscalationDefaults, EscalationPolicy, PagerDutyOptions
 from powertrip.models import StepUpMethod
-from powertrip.rules import Rule, RuleSet
+from powertrip.rules import DEFAULT_GROUP_WINDOW, Rule, RuleSet
 from powertrip.sources.log_search import SearchScope
 from powertrip.sources.shippers import FieldMap
 
@@ -90,6 +90,12 @@ class PowertripConfig(BaseModel):
     users: dict[str, UserEntry] = Field(default_factory=dict)
     bots: list[str] = Field(default_factory=list)
     renotify_after: Duration = timedelta(minutes=15)
+    group_window: DurationOrOff = Field(
+        default=DEFAULT_GROUP_WINDOW,
+        description="Like events (same actor, host, rule and who is asked) within this long of "
+        "the first, while it is undecided, are one question (issue 13); a rule's own "
+        "`group_window` overrides it. `off`: every event is asked on its own.",
+    )
     stale_after: Duration = Field(
         default=timedelta(days=7),
         description="Backfilled events older than this get no DM: one security-channel digest.",
@@ -208,7 +214,9 @@ class PowertripConfig(BaseModel):
         return cached
 
     def rule_set(self) -> RuleSet:
-        return RuleSet(self.rules, self.renotify_after, self.escalation_defaults())
+        return RuleSet(
+            self.rules, self.renotify_after, self.escalation_defaults(), self.group_window
+        )
 
     def source_options(self, source: str) -> SourceOptions:
         return self.sources.get(source, SourceOptions())

@@ -51,3 +51,17 @@ def _positive(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_positive)]
+
+
+def _or_off(value: object) -> timedelta:
+    """A duration, or `off` (YAML's `off` reads as false), `0`: none."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return timedelta(0)
+    duration = parse_duration(value)
+    if duration < timedelta(0):
+        raise ValueError(f"duration must not be negative, got {value!r}")
+    return duration
+
+
+DurationOrOff = Annotated[timedelta, BeforeValidator(_or_off)]
+"""A duration, or `off` / `0` for none (e.g. a rule's `group_window`)."""

@@ -198,6 +198,32 @@ def _what(event: SecurityEvent) -> str:
     return f"*{escape(event.action)}* as {name(event.actor)} on {_where(event)}"
 
 
+def _what_of(record: EventRecord) -> str:
+    """What a message is about: the event, or for a group's question its burst
+    ("alice on ops-1: *20 events of Sudo command* since 10:02")."""
+    burst, event = record.burst, record.event
+    if burst is None or burst.members < 2 or burst.since is None:
+        return _what(event)
+    return (
+        f"{name(event.actor)} on {_where(event)}: *{burst.members} events of "
+        f"{escape(event.rule_title)}* since {slack_date(burst.since)}"
+    )
+
+
+def _burst_list(record: EventRecord) -> SectionBlock | None:
+    """A group's latest events, oldest first, and how many more there are."""
+    burst = record.burst
+    if burst is None or burst.members < 2:
+        return None
+    lines = [
+        f"• {slack_date(m.occurred_at)} {code(m.detail or m.action, 120)}" for m in burst.latest
+    ]
+    if (more := burst.members - len(burst.latest)) > 0:
+        lines.insert(0, f"…and {more} earlier")
+    text = "*Latest*\n" + "\n".join(lines) + "\nOne answer decides every one of them."
+    return SectionBlock(block_id="burst", text=MarkdownTextObject(text=text))
+
+
 def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBlock:
     source = code(event.address) if event.address else "unknown"
     if event.address and event.port is not None:
@@ -311,7 +337,7 @@ def notification(
     """The text fallback and blocks for a first notification, reminder or incident alert."""
     event = record.event
     now = now or datetime.now(UTC)
-    what = _what(event)
+    what = _what_of(record)
     if kind is MessageKind.REPORT:
         assert record.report is not None
         team = " ".join(
@@ -346,7 +372,9 @@ def notification(
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
         _facts(event, now, origin),
     ]
-    if details := _details(event):
+    if listed := _burst_list(record):
+        blocks.append(listed)
+    elif details := _details(event):
         blocks.append(details)
     if note:
         blocks.append(ContextBlock(block_id="note", elements=[MarkdownTextObject(text=note)]))
@@ -369,7 +397,7 @@ def decided(
     """The same message after a decision: who decided and when. No buttons left, except the
     owner's *Not me* in their DM while they may still contest an approval on their behalf."""
     event = record.event
-    lines = [_what(event)]
+    lines = [_what_of(record)]
     for decision in (record.contested, record.report, record.decision):
         if decision is not None:
             lines.append(_outcome(decision))
@@ -383,7 +411,8 @@ def decided(
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
         _facts(event, now or datetime.now(UTC), origin),
-        *([details] if (details := _details(event)) else []),
+        *([listed] if (listed := _burst_list(record)) else []),
+        *([details] if (details := _details(event)) and not listed else []),
         _context(event, ui_url),
         *([_buttons(event, ids, in_channel)] if ids else []),
     ]

@@ -238,6 +238,13 @@ class SecurityEvent(BaseModel):
         description="`passkey`: an approval counts only with the approver's passkey (the rule's "
         "`step_up`, or the config's `step_up_rules`); None: a Slack click approves.",
     )
+    group_window_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Events like this one (same actor, host, kind and authority) within this "
+        "many seconds of a group's first, while it is undecided, join its one question (the "
+        "rule's `group_window`); 0: asked on its own (events recorded before groups).",
+    )
 
     def escalation_policy(self) -> EscalationPolicy:
         """The event's policy; for events recorded before policies, the one `renotify_after`
@@ -297,6 +304,11 @@ class Decision(BaseModel):
     )
     credential: CredentialRef | None = Field(
         default=None, description="The passkey the approver stepped up with."
+    )
+    group: str | None = Field(
+        default=None,
+        description="Decided as part of this group (its workflow id): one answer to the one "
+        "question a burst of events was asked as (issue 13).",
     )
 
     @property

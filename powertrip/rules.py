@@ -10,7 +10,7 @@ from typing import Any, Literal
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from powertrip.durations import Duration
+from powertrip.durations import Duration, DurationOrOff
 from powertrip.escalation import (
     EscalationDefaults,
     EscalationPolicy,
@@ -138,6 +138,10 @@ class EventTemplate(BaseModel):
     details: dict[str, str] = Field(default_factory=dict)
 
 
+DEFAULT_GROUP_WINDOW = timedelta(minutes=10)
+"""A rule's `group_window` unless it sets one."""
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -179,6 +183,13 @@ class Rule(BaseModel):
     )
     pagerduty: PagerDutyOptions | None = Field(
         default=None, description="`page_after` (and its `severity`) for this rule's events."
+    )
+    group_window: DurationOrOff | None = Field(
+        default=None,
+        description="Events of this rule by the same actor on the same host (asked of the same "
+        "people) within this long of the first, while it is undecided, are one question "
+        "updated in place (issue 13). `off` or `0`: each is asked on its own. None: the "
+        "config's `group_window`.",
     )
     step_up: StepUpMethod | None = Field(
         default=None,
@@ -347,7 +358,11 @@ class Rule(BaseModel):
         values: dict[str, str],
         default_renotify: timedelta,
         escalation: EscalationDefaults | None = None,
+        group_window: timedelta = DEFAULT_GROUP_WINDOW,
     ) -> SecurityEvent:
+        """The event this rule recognised in `raw` (`values`: what its match extracted);
+        `default_renotify`, `escalation` and `group_window`: the config's, for what the rule
+        does not set. ValueError when the rule builds no event or no actor."""
         event = self.event
         if event is None:
             raise ValueError(f"rule {self.id!r} recognises a non-event: it builds no event")
@@ -390,6 +405,9 @@ class Rule(BaseModel):
             escalation=self.escalation_policy(defaults),
             business_hours=defaults.business_hours,
             step_up=self.step_up,
+            group_window_seconds=(
+                group_window if self.group_window is None else self.group_window
+            ).total_seconds(),
         )
 
 
@@ -469,8 +487,10 @@ class RuleSet:
         rules: list[Rule],
         default_renotify: timedelta,
         escalation: EscalationDefaults | None = None,
+        group_window: timedelta = DEFAULT_GROUP_WINDOW,
     ) -> None:
         enabled = [rule for rule in rules if rule.enabled]
+        self.group_window = group_window
         self.rules = [rule for rule in enabled if not rule.non_event]
         self.non_event_rules = [rule for rule in enabled if rule.non_event]
         self.default_renotify = default_renotify
@@ -480,8 +500,13 @@ class RuleSet:
         for rule in self.rules:
             values = rule.apply(raw)
             if values is not None:
-                return rule.build(raw, values, self.default_renotify, self.escalation)
+                return rule.build(
+                    raw, values, self.default_renotify, self.escalation, self.group_window
+                )
         return None
+
+    def _build(self, rule: Rule, raw: RawEvent, values: dict[str, str]) -> SecurityEvent:
+        return rule.build(raw, values, self.default_renotify, self.escalation, self.group_window)
 
     def non_event(self, raw: RawEvent) -> Rule | None:
         """The non-event rule that knows this record (call after `recognise` found no event)."""
@@ -494,6 +519,8 @@ class RuleSet:
         for rule in self.rules:
             values = rule._evaluate(raw)
             if isinstance(values, dict):
-                return rule.build(raw, values, self.default_renotify, self.escalation), reasons
+                return rule.build(
+                    raw, values, self.default_renotify, self.escalation, self.group_window
+                ), reasons
             reasons[rule.id] = values
         return None, reasons

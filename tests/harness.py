@@ -88,6 +88,9 @@ users:
   ops: {{shared: true}}
 bots: [deploy, oswaldo]
 renotify_after: 15m
+# Tests share a Temporal namespace, and alice's logins on bastion: each asked on its own unless a
+# test of groups (tests/test_groups.py) asks for them.
+group_window: off
 """
 
 
@@ -287,6 +290,9 @@ async def fresh_namespace(env: Any) -> Client:
     )
 
 
+NO_GROUPS_CONFIG = Path(__file__).with_name("no_groups.yaml")
+
+
 def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         slack_bot_token=SLACK_TOKEN,
@@ -298,6 +304,9 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
         api_token="api-secret",
         security_channel=SECURITY_CHANNEL,
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        # The built-in defaults but groups (tests/no_groups.yaml): an API without a config of
+        # its own asks about each event, as tests of everything but groups expect.
+        config=NO_GROUPS_CONFIG,
     )
     values.update(overrides)
     return Settings(**values)

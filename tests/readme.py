@@ -302,14 +302,6 @@ def _click(sandbox: str, user: str, event_id: str, action: str, channel: str | N
     raise AssertionError(f"no {action} button for {event_id} in the sandbox")
 
 
-def _press(sandbox: str, user: str, event_id: str, action: str, channel: str | None = None) -> None:
-    """`_click` once the button is there (the message may still be on its way)."""
-    _wait(
-        lambda: _click(sandbox, user, event_id, action, channel),
-        f"{user} pressing {action} on {event_id}",
-    )
-
-
 def _wait(probe: Any, what: str, within: float = 30.0) -> Any:
     import time
 
@@ -347,16 +339,26 @@ def _sandbox_steps(clone: Path, posted: int) -> list[str]:
     def asked(event_id: str) -> Any:
         return lambda: _record(api, token, event_id).get("asked")
 
+    def press(user: str, event_id: str, action: str, channel: str | None = None) -> None:
+        """Press `action` on the question that asks about `event_id`: its group's (issue 13: a
+        burst is one question, and even a lone event is asked by its group), else its own."""
+
+        def once() -> bool:
+            value = _record(api, token, event_id).get("group") or event_id
+            return _click(sandbox, user, value, action, channel)
+
+        _wait(once, f"{user} pressing {action} on {event_id}")
+
     if posted == 1001:  # 1-2: the DM is there; alice approves it
         _wait(asked("papertrail-1001"), "alice asked about 1001")
-        _press(sandbox, "U0ALICE", "papertrail-1001", "approve")
+        press("U0ALICE", "papertrail-1001", "approve")
         _wait(lambda: status("papertrail-1001")() == "approved", "1001 approved")
         return ["alice approved papertrail-1001"]
     if posted == 1002:  # 3-5: mallory refused, alice says Not me, sec1 acknowledges
         import httpx
 
         _wait(asked("papertrail-1002"), "alice asked about 1002")
-        _press(sandbox, "U0MALLORY", "papertrail-1002", "approve")
+        press("U0MALLORY", "papertrail-1002", "approve")
         _wait(
             lambda: any(
                 r["key"].startswith("U0MALLORY.")
@@ -365,9 +367,9 @@ def _sandbox_steps(clone: Path, posted: int) -> list[str]:
             "mallory told she may not",
         )
         assert status("papertrail-1002")() == "pending"
-        _press(sandbox, "U0ALICE", "papertrail-1002", "not_me")
+        press("U0ALICE", "papertrail-1002", "not_me")
         _wait(lambda: status("papertrail-1002")() == "reported", "1002 reported")
-        _press(sandbox, "U0SEC1", "papertrail-1002", "acknowledge", "C0SECURITY")
+        press("U0SEC1", "papertrail-1002", "acknowledge", "C0SECURITY")
         _wait(lambda: status("papertrail-1002")() == "acknowledged", "1002 acknowledged")
         return ["mallory refused on papertrail-1002", "alice: not me", "sec1 acknowledged"]
     return []

@@ -50,6 +50,7 @@ from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.group import GroupWorkflow
 from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
@@ -68,6 +69,7 @@ WORKFLOWS: dict[str, type] = {
     "passkey_notice": PasskeyNoticeWorkflow,
     "review_pacer": ReviewPacerWorkflow,
     "conflict": ConflictWorkflow,
+    "group": GroupWorkflow,
 }
 GENERATIONS = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and p.name[:1].isdigit())
 NEWEST = GENERATIONS[-1]

@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities import metrics
     from activities.decisions import DecisionActivities
+    from activities.groups import GroupActivities
     from activities.slack import SlackActivities
     from powertrip import temporal as attributes
     from powertrip.contracts.approval import (
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyBatch,
         VerifyRequest,
     )
+    from powertrip.contracts.groups import JoinRequest
     from powertrip.contracts.reminders import (
         DUE_SIGNAL,
         SLOT_SIGNAL,
@@ -54,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.patches import (
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
+        GROUPED_QUESTIONS,
         NOT_ME_FIRST,
         PAGE_NOT_ME,
         PAGES_FOLLOW_DECISIONS,
@@ -67,6 +70,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 VERIFY_TIMEOUT = timedelta(seconds=10)
+JOIN_TIMEOUT = timedelta(seconds=30)
+"""One attempt to join a group (a few Temporal calls); retried until it succeeds."""
 VERIFY_BATCH = 100
 """Signed clicks verified by one local activity: its marker stays far below Temporal's payload
 limits (a verdict is a few hundred bytes)."""
@@ -160,6 +165,8 @@ class ApprovalWorkflow(Escalation):
         """Signals this run received: Temporal refuses them past its per-run limit."""
         self.traces = sum(entry.what in TRACES for entry in self.record.timeline)
         self.nonces = set(self.record.nonces)
+        self.forwarded: set[str] = set()
+        """GROUPS: nonces of decisions verified as signed for this member's group."""
 
     @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, click: Click) -> None:
@@ -198,11 +205,15 @@ class ApprovalWorkflow(Escalation):
         stale = input.stale and workflow.patched(STALE_NO_DM)
         if stale:
             self._note_stale()
-        elif not self._delivered(MessageKind.FIRST):
+        # GROUPS (issue 13 §1): a member of a burst's group is asked by the group.
+        elif not await self._joined_group() and not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
         while True:
-            # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
-            await self._wait_for_decision(renotify, stale)
+            if self.record.group is not None:  # GROUPS (issue 13 §1)
+                await self._wait_for_group(renotify)
+            else:
+                # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
+                await self._wait_for_decision(renotify, stale)
             # Only the contest-approval-on-behalf branch sets contest_until.
             if self.record.contest_until is None or not await self._contest(renotify):
                 break
@@ -210,6 +221,83 @@ class ApprovalWorkflow(Escalation):
         # ESCALATION (issue 14): PagerDuty's answers to the pages' last calls are in the record.
         await self._pages_settled()
         return self.record
+
+    # --- GROUPS (issue 13 §1): a member of a burst's one question ----------------------------
+
+    async def _joined_group(self) -> bool:
+        """Whether this event is a member of a group (`record.group`), joining its key's open
+        group first (patch `grouped-questions`) when its rule groups events and it was asked
+        nothing yet. Events recorded before groups have no window and record no marker."""
+        if self.record.group is not None:
+            return True
+        recipient = self.record.recipient
+        if (
+            not self.record.event.group_window_seconds
+            or recipient is None
+            or self.record.asked_at is not None
+            or self.record.messages
+            or not workflow.patched(GROUPED_QUESTIONS)
+        ):
+            return False
+        joined = await workflow.execute_activity_method(
+            GroupActivities.join_group,
+            JoinRequest(event=self.record.event, recipient=recipient),
+            start_to_close_timeout=JOIN_TIMEOUT,
+            summary=f"join the group of {visible(self.record.event.actor)}'s like events",
+        )
+        if joined.group_id is None:
+            return False
+        self.record.group = joined.group_id
+        self._note(TimelineKind.GROUPED, f"group: {joined.group_id}")
+        return True
+
+    async def _wait_for_group(self, renotify: timedelta) -> None:
+        """Until decided by the group's forwarded decision: no question, reminder or page of
+        its own (the group asks, reminds and pages once for all its members)."""
+        while not self.record.finished:
+            await workflow.wait_condition(lambda: bool(self.clicks))
+            await self._handle_clicks(renotify)
+            if not self.record.finished:
+                self._continue_before_signal_limit(None)
+
+    async def _verify_for_group(
+        self, clicks: list[Click], verdicts: list[Verdict]
+    ) -> list[Verdict]:
+        """A member's verdicts: a click not signed for this event may be its group's decision,
+        forwarded, which is signed for the group (`record.group`): verified for it by a second
+        local activity, and its nonce kept in `forwarded` (the decision names the group)."""
+        others = [c for c, v in zip(clicks, verdicts, strict=True) if not v.authentic]
+        if not others:
+            return verdicts
+        reply = await workflow.execute_local_activity_method(
+            DecisionActivities.verify_decisions,
+            VerifyBatch(event_id=self.record.group or "", clicks=others),
+            start_to_close_timeout=VERIFY_TIMEOUT,
+            summary=f"verify {len(others)} decision(s) of the group",
+        )
+        for_group = iter(reply.verdicts)
+        combined = []
+        for click, verdict in zip(clicks, verdicts, strict=True):
+            if not verdict.authentic:
+                verdict = next(for_group)
+                if verdict.authentic and click.nonce is not None:
+                    self.forwarded.add(click.nonce)
+            combined.append(verdict)
+        return combined
+
+    def _owner_asked_by_group(self) -> bool:
+        """A member of a group that asked the owner: an approval on their behalf stays open to
+        their *Not me* for the contest window, as the group's does, so a *Not me* the group
+        forwards later still reports this event."""
+        recipient = self.record.recipient
+        return (
+            self.record.group is not None
+            and recipient is not None
+            and recipient.slack_user is not None
+            and recipient.slack_user == recipient.authority.actor_slack_user
+        )
+
+    # --- end GROUPS ---------------------------------------------------------------------------
 
     async def _until_decided(self, renotify: timedelta, stale: bool) -> None:
         """Remind until someone with authority approves or acknowledges."""
@@ -473,15 +561,20 @@ class ApprovalWorkflow(Escalation):
                 self._trace(TimelineKind.REFUSED, received, refused)
             return
         decision = self.record.apply(click, received.at if verified else None)
+        if verified and click.nonce in self.forwarded:  # GROUPS: the group's decision
+            decision.group = self.record.group
         if (
             decision.on_behalf
-            and self._owner_has_dm()
+            and (self._owner_has_dm() or self._owner_asked_by_group())  # GROUPS
             and workflow.patched(CONTEST_APPROVAL)
             and authority.contest_window > timedelta(0)
         ):
             self.record.contest_until = received.at + authority.contest_window
         metrics.observe_decision(self.record)
         self._publish()
+        if self.record.group is not None:
+            # GROUPS (issue 13 §1): the group pages and alerts the channel once for all.
+            return
         # ESCALATION (issue 14): a Not me pages; decisions settle the pages (not awaited).
         self._pages_follow(click.action)
         if click.action is Action.REPORT:
@@ -514,6 +607,8 @@ class ApprovalWorkflow(Escalation):
                 summary=f"verify {len(signed)} decision{'s' if len(signed) > 1 else ''}",
             )
             verdicts = iter(reply.verdicts)
+            if self.record.group is not None:  # GROUPS (issue 13 §1)
+                verdicts = iter(await self._verify_for_group(signed, list(verdicts)))
         return [next(verdicts) if r.click.signature is not None else None for r in batch]
 
     async def _authentic(self, received: _Received) -> bool:

@@ -32,6 +32,7 @@ PAGES_FOLLOW_DECISIONS = "pages-follow-decisions"
 CONTINUE_BEFORE_SIGNAL_LIMIT = "continue-as-new-before-signal-limit"
 VERIFY_IN_BATCHES = "verify-decisions-in-batches"
 STEP_UP_APPROVALS = "step-up-approvals"
+GROUPED_QUESTIONS = "grouped-questions"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -181,6 +182,16 @@ LEDGER: tuple[Patch, ...] = (
         "An approval of a step-up event (`step_up: passkey`) counts only when the API signed it "
         "after checking the approver's passkey; a plain approval is refused and recorded.",
         "2026-11-30-decisions",
+    ),
+    _patch(
+        GROUPED_QUESTIONS,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "An event whose rule groups (`group_window`) joins its burst's `GroupWorkflow` (an "
+        "activity) and is asked by the group: no question or reminder of its own, the group's "
+        "decision verified as signed for the group. Events recorded before it carry no window "
+        "and ask no question about it.",
+        "2026-12-01",
     ),
     _patch(
         POLL_ANY_SOURCE,

@@ -80,6 +80,9 @@ class TimelineKind(StrEnum):
     """The security team acknowledged a *Not me* in Slack; PagerDuty's answer in `page`."""
     PAGE_RESOLVED = "page_resolved"
     """The event was decided; PagerDuty's answer in `page`."""
+    GROUPED = "grouped"
+    """The event joined a group's one question (`detail`: `group: <id>`); the group asks,
+    reminds and forwards its decision."""
 
 
 class Action(StrEnum):
@@ -267,6 +270,25 @@ def slack_mention(user: str) -> str:
     return f"<@{user}>"
 
 
+class Member(BaseModel):
+    """One event of a group, as the group's message lists it."""
+
+    event_id: str
+    action: str
+    detail: str | None = Field(
+        default=None, description="What it did beyond the action (a sudo command), if known."
+    )
+    occurred_at: datetime
+
+
+class Burst(BaseModel):
+    """The events that joined a group's question: how many, since when, the latest few."""
+
+    members: int = 0
+    since: datetime | None = Field(default=None, description="When the first one happened.")
+    latest: list[Member] = Field(default_factory=list, description="The latest few, oldest first.")
+
+
 class EventRecord(BaseModel):
     """Everything a reader needs about one event; the workflow's query answer, memo and result."""
 
@@ -300,6 +322,16 @@ class EventRecord(BaseModel):
     pages: list[Page] = Field(
         default_factory=list,
         description="Every page sent, or being sent, about the event, and where each stands.",
+    )
+    group: str | None = Field(
+        default=None,
+        description="The group (its workflow id) whose one question this event joined: the "
+        "group's decision, signed for the group, decides it. None: asked on its own.",
+    )
+    burst: Burst | None = Field(
+        default=None,
+        description="A group's own record: the events that joined its question (the message "
+        "shows them). None for an event's record.",
     )
 
     @property

@@ -11,7 +11,9 @@ workflow class), with the metadata the Temporal Web UI shows.
 - the reminder digest of a task queue: `ReminderDigestWorkflow` (USE_EXISTING);
 - polling a source: `PollWorkflow` on a Schedule `powertrip-poll-<source>`;
 - a user's passkey store: `PasskeyWorkflow` by update-with-start (USE_EXISTING);
-- a passkey the security channel must hear of: `PasskeyNoticeWorkflow`, one per notice id.
+- a passkey the security channel must hear of: `PasskeyNoticeWorkflow`, one per notice id;
+- a burst of like events: `GroupWorkflow` per key slot, joined by update-with-start
+  (USE_EXISTING), from the joining event's own workflow (an activity).
 
 A new workflow's start goes here too, with its name in `powertrip.contracts`.
 """
@@ -37,6 +39,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
     WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -45,6 +48,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip import temporal as attributes
 from powertrip.config import ConfigError, PollOptions, PowertripConfig
@@ -56,6 +60,16 @@ from powertrip.contracts.approval import (
     EventRecord,
 )
 from powertrip.contracts.conflict import CONFLICT_WORKFLOW, ConflictReport, conflict_workflow_id
+from powertrip.contracts.groups import (
+    GROUP_SLOTS,
+    GROUP_WORKFLOW,
+    JOIN_UPDATE,
+    GroupInput,
+    Joined,
+    JoinRequest,
+    group_key,
+    group_workflow_id,
+)
 from powertrip.contracts.passkeys import (
     PASSKEY_NOTICE_WORKFLOW,
     PASSKEY_WORKFLOW,
@@ -383,6 +397,69 @@ async def issue_link_with_start(
             await asyncio.wait_for(start.workflow_handle(), 0.1)
         raise
     return issued
+
+
+async def join_group(
+    client: Client, task_queue: str, request: JoinRequest, now: datetime | None = None
+) -> Joined:
+    """Join `request.event` to the open group of its key (`group_key`), starting one if none
+    runs. Group ids are never reused (REJECT_DUPLICATE), so a group's id names one group and a
+    decision signed for it decides its members only: `powertrip-group-<key>-<bucket>-<slot>`,
+    the bucket being `now` in units of the event's window. First the previous bucket's open
+    groups are asked (an update, no start: a burst that began just before the bucket turned
+    goes on), then the current bucket's slots by update-with-start (USE_EXISTING). A group
+    refuses (its `join` validator) once decided, full or past its window, a closed one cannot
+    be started again; the next slot is tried; past `GROUP_SLOTS`, `Joined(group_id=None)`: the
+    event is asked on its own. Temporal serialises the updates of one workflow, so concurrent
+    joiners never split or duplicate a group, and a retried join finds its member there.
+    Raises what Temporal raises otherwise (the activity retries)."""
+    event, recipient = request.event, request.recipient
+    key = group_key(event, recipient, task_queue)
+    bucket = int((now or datetime.now(UTC)).timestamp() // event.group_window_seconds)
+    for slot in range(GROUP_SLOTS):
+        try:
+            joined: Joined = await client.get_workflow_handle(
+                group_workflow_id(key, bucket - 1, slot)
+            ).execute_update(JOIN_UPDATE, request, result_type=Joined)
+        except WorkflowUpdateFailedError:
+            continue
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                break  # slots are started in order: none after this one either
+            raise
+        return joined
+    for slot in range(GROUP_SLOTS):
+        group_id = group_workflow_id(key, bucket, slot)
+        start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
+            GROUP_WORKFLOW,
+            GroupInput(
+                event=event.model_copy(update={"event_id": group_id}),
+                recipient=recipient,
+                window_seconds=event.group_window_seconds,
+            ),
+            id=group_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"group: {summary_for(event)}",
+        )
+        try:
+            joined = await client.execute_update_with_start_workflow(
+                JOIN_UPDATE, request, start_workflow_operation=start, result_type=Joined
+            )
+        except (WorkflowUpdateFailedError, WorkflowAlreadyStartedError):
+            # Decided, full or past its window; or closed: the next slot.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(start.workflow_handle(), 0.1)
+            continue
+        except BaseException:
+            # The start half holds the same failure in a future of its own: read it, so
+            # asyncio does not log it as "never retrieved".
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(start.workflow_handle(), 0.1)
+            raise
+        return joined
+    return Joined()
 
 
 async def announce_passkey(client: Client, task_queue: str, notice: PasskeyNotice) -> str:

@@ -51,6 +51,11 @@ class EventView(BaseModel):
     asked: str | None = Field(
         description="Who was asked first: `@name (Slack id)`, the id, or `the security channel`."
     )
+    group: str | None = Field(
+        default=None,
+        description="The group (its workflow id) whose one question this event joined: its "
+        "decision names the group too. Null: asked on its own.",
+    )
     decision: Decision | None = Field(description="Approval or acknowledgement; null until then.")
     report: Decision | None = Field(description="The *Not me* report, if any.")
     contested: Decision | None = Field(
@@ -108,6 +113,7 @@ async def _view(client: Client, info: WorkflowExecutionInfo, ui: WebUi) -> Event
         occurred_at=event.occurred_at,
         message=event.message,
         asked=record.recipient.asked_label if record.recipient else None,
+        group=record.group,
         decision=record.decision,
         report=record.report,
         contested=record.contested,

@@ -110,6 +110,7 @@ class Stack:
     slack: FakeSlack
     papertrail: FakePapertrail
     pagerduty: FakePagerDuty
+    out: Path
 
     @property
     def client(self) -> Client:
@@ -383,6 +384,33 @@ async def page_called_off(stack: Stack) -> WorkflowHandle:
     return handle
 
 
+GROUP_WINDOW = 600.0  # the config default: 10 minutes
+
+
+async def grouped(stack: Stack) -> WorkflowHandle:
+    """Two of alice's logins within the grouping window (grouped-questions): each joins the one
+    GroupWorkflow (an activity), which asks once and shows the second on its message (a
+    debounced update); alice approves the group and each member verifies the forwarded
+    decision as signed for its group. Returns the first member."""
+    first = await _start(stack, "grouped", group_window_seconds=GROUP_WINDOW)
+    second = await _start(stack, "grouped_second", group_window_seconds=GROUP_WINDOW)
+
+    async def group_of(handle: WorkflowHandle) -> str | None:
+        return (await handle.query(ApprovalWorkflow.state)).group
+
+    group_id = await eventually(lambda: group_of(first))
+    assert await eventually(lambda: group_of(second)) == group_id
+    await _dm_sent(stack)
+    await eventually(
+        lambda: any("2 events of" in m.text for m in stack.slack.messages.values()), within=30
+    )
+    group = stack.client.get_workflow_handle(group_id)
+    await decide(group, Action.APPROVE, "U0ALICE")
+    await save(group, stack.out / "group" / "approve.json")
+    await second.result()
+    return first
+
+
 APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "approve": approve,
     "not_me_acknowledge": not_me_acknowledge,
@@ -396,6 +424,7 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "not_me_paged": not_me_paged,
     "page_called_off": page_called_off,
     "step_up": step_up,
+    "grouped": grouped,
 }
 # reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
 CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
@@ -453,7 +482,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
             # A fresh server each: the digest workflow one path starts must not be in the next.
             server = start_dev_server() if name == "reminders_in_digest" else _server()
             async with await server as env:
-                stack = Stack(env, settings, slack, papertrail, pagerduty)
+                stack = Stack(env, settings, slack, papertrail, pagerduty, out)
                 slack.reset()
                 pagerduty.reset()
                 async with running_worker(env.client, settings, CONFIGS.get(name)):
@@ -466,7 +495,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
         async with await _server() as env:
-            stack = Stack(env, settings, slack, papertrail, pagerduty)
+            stack = Stack(env, settings, slack, papertrail, pagerduty, out)
             slack.reset()
             handle = await not_me_first(stack)
             async with running_worker(env.client, settings):
