@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities import metrics
 from activities.conflict import ConflictActivities
 from activities.decisions import DecisionActivities
+from activities.expectations import ExpectationActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.passkeys import PasskeyNoticeActivities
 from activities.poll import PollActivities
@@ -34,6 +35,7 @@ from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.expectation import ExpectationWorkflow
 from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
@@ -54,6 +56,7 @@ WORKFLOWS: tuple[type, ...] = (
     ReviewPacerWorkflow,
     PasskeyWorkflow,
     PasskeyNoticeWorkflow,
+    ExpectationWorkflow,
 )
 
 
@@ -110,6 +113,7 @@ def build_worker(
         settings.temporal_namespace,
     )
     decisions = DecisionActivities(verification_keys(settings))
+    expectations = ExpectationActivities(client, verification_keys(settings), config)
     polling = PollActivities.from_settings(
         client, settings, config, slack, security_channel(settings, config)
     )
@@ -127,6 +131,8 @@ def build_worker(
             activities.post_digest,
             decisions.verify_decision,
             decisions.verify_decisions,
+            expectations.find_expectation,
+            expectations.verify_revocation,
             polling.poll_source,
             polling.poll_papertrail,
             polling.post_poll_alert,

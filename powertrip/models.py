@@ -298,6 +298,11 @@ class Decision(BaseModel):
     credential: CredentialRef | None = Field(
         default=None, description="The passkey the approver stepped up with."
     )
+    expectation: str | None = Field(
+        default=None,
+        description="`via: expectation`: the id of the expectation that pre-approved the event "
+        "(`by`: who created it, `reason`: why).",
+    )
 
     @property
     def who(self) -> str:

@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities import metrics
     from activities.decisions import DecisionActivities
+    from activities.expectations import ExpectationActivities
     from activities.slack import SlackActivities
     from powertrip import temporal as attributes
     from powertrip.contracts.approval import (
@@ -49,11 +50,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from powertrip.contracts.slack import SLACK_PERMANENT, slack_call
     from powertrip.messages import visible
-    from powertrip.models import EventStatus
+    from powertrip.models import Decision, DecisionKind, EventStatus
     from workflows.escalation import Escalation
     from workflows.patches import (
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
+        EXPECTATION_APPROVALS,
         NOT_ME_FIRST,
         PAGE_NOT_ME,
         PAGES_FOLLOW_DECISIONS,
@@ -199,6 +201,10 @@ class ApprovalWorkflow(Escalation):
         if stale:
             self._note_stale()
         elif not self._delivered(MessageKind.FIRST):
+            # EXPECTATIONS (issue 13 §2): the one insertion point; expected work is approved
+            # before anyone is asked.
+            if await self._approved_by_expectation():
+                return self.record
             await self._notify_first(renotify)
         while True:
             # ESCALATION (issue 14): the policy's steps, or the old fixed reminder loop.
@@ -329,6 +335,59 @@ class ApprovalWorkflow(Escalation):
         cause = err.cause
         detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         self._note(TimelineKind.NOTIFY_FAILED, f"{what}: {detail}")
+
+    async def _approved_by_expectation(self) -> bool:
+        """EXPECTATIONS (issue 13 §2). An active expectation covers the event (the worker
+        checked its signature and limits, `find_expectation`): approve it now, `via:
+        expectation`, by the expectation's creator with its reason, and ask nobody. False (ask
+        as usual) when none does, when the lookup fails, and for workflows that began before
+        expectations existed. Stale (backfilled) events never get here: they are listed in the
+        stale digest, not pre-approved by an expectation made after them."""
+        if not workflow.patched(EXPECTATION_APPROVALS):
+            return False
+        try:
+            found = await workflow.execute_activity_method(
+                ExpectationActivities.find_expectation,
+                self.record.event,
+                start_to_close_timeout=timedelta(seconds=10),
+                # Visibility down or throttled: ask the human after half a minute, not never.
+                schedule_to_close_timeout=timedelta(seconds=30),
+                summary="is this expected work?",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("no expectation lookup, asking as usual: %s", err.cause)
+            return False
+        if found is None:
+            return False
+        expectation = found.expectation
+        names = self.record.authority.names if self.record.authority else {}
+        decision = Decision(
+            kind=DecisionKind.APPROVED,
+            by=expectation.created_by,
+            name=names.get(expectation.created_by),
+            at=workflow.now(),
+            via="expectation",
+            reason=expectation.reason,
+            requested_at=expectation.created_at,
+            authenticated=True,
+            operator=expectation.operator,
+            expectation=expectation.id,
+        )
+        self.record.decision = decision
+        self.record.status = EventStatus.APPROVED
+        self.record.timeline.append(
+            TimelineEntry(
+                what=TimelineKind.APPROVED,
+                at=decision.at,
+                by=expectation.created_by,
+                name=decision.name,
+                detail=f"expected: {expectation.id} by {expectation.created_by} until "
+                f"{expectation.until:%Y-%m-%d %H:%M} UTC: {expectation.reason}",
+            )
+        )
+        metrics.observe_decision(self.record)
+        self._publish()
+        return True
 
     async def _notify_first(self, renotify: timedelta) -> None:
         recipient = self.record.recipient

@@ -1,0 +1,297 @@
+"""Expectations (issue 13 §2): expected work is pre-approved, on the record. Through the API and
+the worker on the real dev server (matching needs visibility), expiry and revocation of the
+expectation's own workflow on the time-skipping server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.contracts.expectations import (
+    EXPECTATION_MEMO,
+    EXPECTATION_WORKFLOW,
+    Expectation,
+    ExpectationStatus,
+    Revocation,
+)
+from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.services.expectations import (
+    Limits,
+    create_expectation,
+    new_expectation,
+    revoke_expectation,
+)
+from powertrip.settings import Settings
+from tests.harness import (
+    API_HEADERS,
+    CONFIG_YAML,
+    WEBHOOK_HEADERS,
+    alert,
+    api_client,
+    eventually,
+    fresh_namespace,
+    make_config,
+    make_settings,
+    papertrail_event,
+    posted_to,
+    running_worker,
+    settings_with_config,
+)
+from tests.servers import DECISION_KEY
+
+
+@asynccontextmanager
+async def stack(
+    env: WorkflowEnvironment, slack_api_url: str, folder: Path, config_yaml: str = CONFIG_YAML
+) -> AsyncIterator[tuple[httpx.AsyncClient, Client, Settings]]:
+    """The API and the worker in a namespace of their own: an expectation for alice must not
+    pre-approve another test's alice."""
+    client = await fresh_namespace(env)
+    settings = settings_with_config(
+        env,
+        slack_api_url,
+        folder,
+        config_yaml,
+        temporal_namespace=client.namespace,
+        # Step-up rules need the confirmation page's address (unused here).
+        public_url="http://localhost:9",
+    )
+    async with (
+        api_client(settings) as http,
+        running_worker(client, settings, make_config(**_yaml_overrides(config_yaml))),
+    ):
+        yield http, client, settings
+
+
+def _yaml_overrides(config_yaml: str) -> dict[str, Any]:
+    extra = set(yaml.safe_load(config_yaml)) - set(yaml.safe_load(CONFIG_YAML))
+    return {k: v for k, v in yaml.safe_load(config_yaml).items() if k in extra}
+
+
+async def login(http: httpx.AsyncClient, user: str = "alice", host: str = "bastion") -> str:
+    event = papertrail_event(uuid.uuid4().hex[:16], user, host=host)
+    response = await http.post("/webhooks/papertrail", json=alert(event), headers=WEBHOOK_HEADERS)
+    [result] = response.json()["results"]
+    assert result["status"] == "started", result
+    return str(result["event_id"])
+
+
+async def view(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    response = await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def decided(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        body = await view(http, event_id)
+        return body if body["status"] != "pending" or body["asked"] else None
+
+    return await eventually(probe, within=30)
+
+
+def dms_about(fake: FakeSlack, event_id: str) -> list[str]:
+    return [m.text for m in posted_to(fake, "D0ALICE") if event_id in str(m.blocks)]
+
+
+async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, _):
+        created = await http.post(
+            "/v1/expectations",
+            json={
+                "actor": "alice",
+                "host": "bastion",
+                "for": "2h",
+                "reason": "nginx upgrade, CHG-42",
+                "created_by": "U0ALICE",
+            },
+            headers=API_HEADERS,
+        )
+        assert created.status_code == 201, created.text
+        expectation = created.json()
+        assert expectation["id"].startswith("powertrip-expect-alice-")
+        listed = await eventually(
+            lambda: _listed(http, expectation["id"]),
+        )
+        assert listed["reason"] == "nginx upgrade, CHG-42"
+
+        expected = await login(http)
+        record = await eventually(lambda: _approved(http, expected), within=30)
+        decision = record["decision"]
+        assert decision["via"] == "expectation"
+        assert decision["expectation"] == expectation["id"]
+        assert decision["by"] == "U0ALICE" and decision["reason"] == "nginx upgrade, CHG-42"
+        assert any(
+            entry["what"] == "approved" and expectation["id"] in (entry["detail"] or "")
+            for entry in record["timeline"]
+        )
+        # Another host is not covered: alice is asked about it.
+        elsewhere = await login(http, host="db-1")
+        await eventually(lambda: dms_about(fake_slack, elsewhere), within=30)
+        assert dms_about(fake_slack, expected) == []
+
+        # Revoked: the next login is asked again.
+        revoked = await http.delete(
+            f"/v1/expectations/{expectation['id']}", params={"by": "U0ALICE"}, headers=API_HEADERS
+        )
+        assert revoked.status_code == 200, revoked.text
+        ended = await ended_as(client, expectation["id"])
+        assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
+        after = await login(http)
+        await eventually(lambda: dms_about(fake_slack, after), within=30)
+        again = await http.delete(
+            f"/v1/expectations/{expectation['id']}", params={"by": "U0ALICE"}, headers=API_HEADERS
+        )
+        assert again.status_code == 403 and "already revoked" in again.json()["detail"]
+
+
+async def _listed(http: httpx.AsyncClient, expectation_id: str) -> dict[str, Any] | None:
+    response = await http.get("/v1/expectations", headers=API_HEADERS)
+    assert response.status_code == 200, response.text
+    return next((e for e in response.json() if e["id"] == expectation_id), None)
+
+
+async def _approved(http: httpx.AsyncClient, event_id: str) -> dict[str, Any] | None:
+    body = await view(http, event_id)
+    return body if body["status"] == "approved" else None
+
+
+async def test_an_expectation_started_straight_through_temporal_approves_nothing(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, settings):
+        forged = new_expectation(
+            actor="alice",
+            hosts=[],
+            rules=[],
+            until=datetime.now(UTC) + timedelta(hours=1),
+            reason="forged",
+            created_by="U0SEC1",
+            via="api",
+        )
+        # Signed with a key the worker does not hold, then started as the API would.
+        signed = await create_expectation(
+            client, "x" * 40, settings.task_queue, forged, Limits.from_config(make_config())
+        )
+        assert (await client.get_workflow_handle(signed.id).describe()).status is (
+            WorkflowExecutionStatus.RUNNING
+        )
+        event_id = await login(http)
+        await eventually(lambda: dms_about(fake_slack, event_id), within=30)
+        assert (await view(http, event_id))["status"] == "pending"
+
+
+STEP_UP_YAML = CONFIG_YAML + "step_up_rules: [sshd-accepted]\n"
+
+
+async def test_limits_refuse_an_owner_for_someone_else_a_step_up_rule_and_too_long(
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path, STEP_UP_YAML) as (http, _, _):
+
+        async def post(**fields: Any) -> httpx.Response:
+            body = {"actor": "alice", "for": "1h", "reason": "deploy", "created_by": "U0ALICE"}
+            return await http.post("/v1/expectations", json={**body, **fields}, headers=API_HEADERS)
+
+        for_bob = await post(actor="bob")
+        assert for_bob.status_code == 403
+        assert "only for their own accounts" in for_bob.json()["detail"]
+        step_up = await post(rule="sshd-accepted")
+        assert step_up.status_code == 403 and "needs a step-up" in step_up.json()["detail"]
+        too_long = await post(**{"for": "25h"})
+        assert too_long.status_code == 403 and "max_expectation" in too_long.json()["detail"]
+        no_end = await http.post(
+            "/v1/expectations",
+            json={"actor": "alice", "reason": "x", "created_by": "U0ALICE"},
+            headers=API_HEADERS,
+        )
+        assert no_end.status_code == 422 and "exactly one of" in no_end.text
+        # The security team may, for anyone and for step-up rules.
+        team = await post(actor="bob", rule="sshd-accepted", created_by="U0SEC1")
+        assert team.status_code == 201, team.text
+        # An owner's expectation without rules does not cover a step-up event: alice is asked.
+        mine = await post()
+        assert mine.status_code == 201, mine.text
+        event_id = await login(http)
+        record = await decided(http, event_id)
+        assert record["status"] == "pending" and record["asked"] == "@alice (U0ALICE)"
+        not_mine = await http.delete(
+            f"/v1/expectations/{team.json()['id']}", params={"by": "U0ALICE"}, headers=API_HEADERS
+        )
+        assert not_mine.status_code == 403
+        unknown = await http.delete(
+            "/v1/expectations/powertrip-expect-nobody-0",
+            params={"by": "U0SEC1"},
+            headers=API_HEADERS,
+        )
+        assert unknown.status_code == 404
+
+
+async def test_an_expectation_expires_and_is_revoked_only_by_a_signed_revocation(
+    time_skipping_env: WorkflowEnvironment, slack_api_url: str
+) -> None:
+    client = time_skipping_env.client
+    settings = make_settings(slack_api_url)
+    limits = Limits.from_config(make_config())
+    async with running_worker(client, settings):
+
+        async def expect(hours: int) -> Expectation:
+            return await create_expectation(
+                client,
+                DECISION_KEY,
+                settings.task_queue,
+                new_expectation(
+                    actor="alice",
+                    hosts=[],
+                    rules=[],
+                    until=datetime.now(UTC) + timedelta(hours=hours),
+                    reason="maintenance",
+                    created_by="U0ALICE",
+                    via="api",
+                ),
+                limits,
+            )
+
+        expiring = await expect(2)
+        revoked = await expect(3)
+        handle = client.get_workflow_handle(revoked.id)
+        # Anyone who reaches Temporal can signal; an unsigned revocation changes nothing.
+        await handle.signal("revoke", Revocation(by="U0MALLORY", at=datetime.now(UTC), via="api"))
+        await revoke_expectation(client, DECISION_KEY, revoked.id, "U0SEC1", "api", limits)
+        ended = await ended_as(client, revoked.id)
+        assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0SEC1"
+
+        # Still active after an hour; expired (its timer, skipped to) after two.
+        await time_skipping_env.sleep(timedelta(hours=1))
+        assert (await client.get_workflow_handle(expiring.id).describe()).status is (
+            WorkflowExecutionStatus.RUNNING
+        )
+        await time_skipping_env.sleep(timedelta(hours=1, minutes=1))
+        expired = await ended_as(client, expiring.id)
+        assert expired.status is ExpectationStatus.EXPIRED
+
+
+async def ended_as(client: Client, expectation_id: str) -> Expectation:
+    """The expectation as its closed workflow's memo says (the time-skipping server's long poll
+    for a result can end with no event: tests.harness.start)."""
+
+    async def probe() -> Expectation | None:
+        described = await client.get_workflow_handle(expectation_id).describe()
+        if described.status is WorkflowExecutionStatus.RUNNING:
+            return None
+        assert described.workflow_type == EXPECTATION_WORKFLOW
+        return await described.memo_value(EXPECTATION_MEMO, type_hint=Expectation)
+
+    return await eventually(probe, within=30)
