@@ -4,10 +4,15 @@ expectation's own workflow on the time-skipping server."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from powertrip.settings import Settings
 from tests.harness import (
     API_HEADERS,
     CONFIG_YAML,
+    POWERTRIP,
     WEBHOOK_HEADERS,
     alert,
     api_client,
@@ -46,7 +52,7 @@ from tests.harness import (
     running_worker,
     settings_with_config,
 )
-from tests.servers import DECISION_KEY
+from tests.servers import CLI_DECISION_KEY, DECISION_KEY
 
 
 @asynccontextmanager
@@ -295,3 +301,57 @@ async def ended_as(client: Client, expectation_id: str) -> Expectation:
         return await described.memo_value(EXPECTATION_MEMO, type_hint=Expectation)
 
     return await eventually(probe, within=30)
+
+
+def powertrip(settings: Settings, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `powertrip` command against `settings`' Temporal namespace."""
+    env = {
+        **os.environ,
+        "POWERTRIP_TEMPORAL_ADDRESS": settings.temporal_address,
+        "POWERTRIP_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "POWERTRIP_TASK_QUEUE": settings.task_queue,
+        "POWERTRIP_CLI_DECISION_KEY": CLI_DECISION_KEY,
+        "POWERTRIP_CONFIG": str(config),
+    }
+    return subprocess.run(
+        [str(POWERTRIP), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+async def test_the_cli_creates_lists_and_revokes_for_the_security_team_only(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, settings):
+        config = tmp_path / "config.yaml"
+        run = partial(asyncio.to_thread, powertrip, settings, config)
+        refused = await run(
+            "expectations", "create", "--actor", "alice", "--for", "1h",
+            "--reason", "x", "--as", "U0ALICE",
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "only the security team may create expectations from the CLI" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        created = await run(
+            "expectations", "create", "--actor", "alice", "--host", "bastion", "--for", "1h",
+            "--reason", "DB failover drill", "--as", "U0SEC1", "--json",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        expectation = json.loads(created.stdout)
+        assert expectation["via"] == "cli" and expectation["operator"]
+        listed = await eventually(
+            lambda: _listed(http, expectation["id"]),
+        )
+        assert listed["created_by"] == "U0SEC1"
+        shown = await run("expectations", "list", "--json")
+        assert expectation["id"] in shown.stdout
+
+        event_id = await login(http)
+        record = await eventually(lambda: _approved(http, event_id), within=30)
+        assert record["decision"]["expectation"] == expectation["id"]
+        assert record["decision"]["by"] == "U0SEC1"
+        assert record["decision"]["via"] == "expectation"
+
+        revoked = await run("expectations", "revoke", expectation["id"], "--as", "U0SEC1")
+        assert revoked.returncode == 0, revoked.stderr
+        ended = await ended_as(client, expectation["id"])
+        assert ended.status is ExpectationStatus.REVOKED
