@@ -113,7 +113,9 @@ def build_worker(
         settings.temporal_namespace,
     )
     decisions = DecisionActivities(verification_keys(settings))
-    expectations = ExpectationActivities(client, verification_keys(settings), config)
+    expectations = ExpectationActivities(
+        client, verification_keys(settings), config, slack, security_channel(settings, config)
+    )
     polling = PollActivities.from_settings(
         client, settings, config, slack, security_channel(settings, config)
     )
@@ -133,6 +135,8 @@ def build_worker(
             decisions.verify_decisions,
             expectations.find_expectation,
             expectations.verify_revocation,
+            expectations.post_expectation_notice,
+            expectations.update_expectation_notice,
             polling.poll_source,
             polling.poll_papertrail,
             polling.post_poll_alert,

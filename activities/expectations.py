@@ -8,13 +8,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.slack import SecurityChannel, classify
 from powertrip.config import PowertripConfig
 from powertrip.contracts.approval import Verdict
-from powertrip.contracts.expectations import ExpectedApproval, RevocationCheck
+from powertrip.contracts.expectations import (
+    ExpectationNotice,
+    ExpectedApproval,
+    NoticeMessage,
+    RevocationCheck,
+)
+from powertrip.messages import expectation_notice
 from powertrip.models import SecurityEvent
 from powertrip.services.expectations import Limits, list_expectations
 from powertrip.signing import Signer, verify_expectation, verify_revocation
@@ -23,15 +32,41 @@ log = logging.getLogger(__name__)
 
 
 class ExpectationActivities:
-    """`find_expectation` and `verify_revocation`, with the worker's Temporal client, its
-    decision keys (`powertrip.signing.verification_keys`) and the config's limits."""
+    """`find_expectation`, `verify_revocation` and the security channel's notice, with the
+    worker's Temporal client, its decision keys (`powertrip.signing.verification_keys`), the
+    config's limits, and Slack (`security_channel`: its id)."""
 
     def __init__(
-        self, client: Client, keys: Mapping[Signer, Sequence[str]], config: PowertripConfig
+        self,
+        client: Client,
+        keys: Mapping[Signer, Sequence[str]],
+        config: PowertripConfig,
+        slack: AsyncWebClient,
+        security_channel: str,
     ) -> None:
         self._client = client
         self._keys = keys
         self._limits = Limits.from_config(config)
+        self._slack = slack
+        self._channel = SecurityChannel(slack, security_channel)
+
+    @activity.defn(name="post_expectation_notice")
+    async def post_expectation_notice(self, notice: ExpectationNotice) -> NoticeMessage:
+        """Post the expectation's notice to the security channel; where Slack put it."""
+        channel, ts = await self._channel.post(*expectation_notice(notice))
+        return NoticeMessage(channel=channel, ts=ts)
+
+    @activity.defn(name="update_expectation_notice")
+    async def update_expectation_notice(self, notice: ExpectationNotice) -> None:
+        """Show the events approved so far, or how the expectation ended, in place."""
+        assert notice.message is not None
+        text, blocks = expectation_notice(notice)
+        try:
+            await self._slack.chat_update(
+                channel=notice.message.channel, ts=notice.message.ts, text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            raise classify(exc) from exc
 
     @activity.defn(name="find_expectation")
     async def find_expectation(self, event: SecurityEvent) -> ExpectedApproval | None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.contracts.approval import Action, EventRecord
+from powertrip.contracts.approval import Action, EventRecord, TimelineKind
 from powertrip.models import EventStatus, RawEvent
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
 from tests.harness import (
@@ -199,7 +199,7 @@ async def test_double_click_is_harmless(
         await decide(handle, Action.REPORT, "U0ALICE")
         record = await handle.result()
     assert record.status is EventStatus.APPROVED and record.report is None
-    assert [e.what for e in record.timeline].count("approved") == 1
+    assert [e.what for e in record.timeline].count(TimelineKind.APPROVED) == 1
     assert posted_to(fake_slack, SECURITY_CHANNEL) == []
 
 

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyBatch,
         VerifyRequest,
     )
+    from powertrip.contracts.expectations import APPROVED_SIGNAL, ExpectedEvent
     from powertrip.contracts.reminders import (
         DUE_SIGNAL,
         SLOT_SIGNAL,
@@ -387,6 +388,19 @@ class ApprovalWorkflow(Escalation):
         )
         metrics.observe_decision(self.record)
         self._publish()
+        # The security channel sees it on the expectation's notice: never silence.
+        try:
+            await workflow.get_external_workflow_handle(expectation.id).signal(
+                APPROVED_SIGNAL,
+                ExpectedEvent(
+                    event_id=workflow.info().workflow_id,
+                    action=self.record.event.action,
+                    host=self.record.event.host,
+                    at=self.record.event.occurred_at,
+                ),
+            )
+        except FailureError:
+            workflow.logger.warning("%s ended before it could list this event", expectation.id)
         return True
 
     async def _notify_first(self, renotify: timedelta) -> None:

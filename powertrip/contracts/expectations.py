@@ -102,3 +102,38 @@ class RevocationCheck(BaseModel):
 
     expectation_id: str
     revocation: Revocation
+
+
+APPROVED_SIGNAL = "approved"
+"""An `ExpectedEvent`: `ApprovalWorkflow` tells the expectation which event it approved (for the
+security channel's notice and the audit; the event's own record names the expectation too)."""
+NOTICE_LISTED = 20
+"""Approved events an expectation's notice lists; the rest are counted."""
+
+
+class ExpectedEvent(BaseModel):
+    """One event an expectation approved."""
+
+    event_id: str
+    action: str
+    host: str | None = None
+    at: datetime
+
+
+class NoticeMessage(BaseModel):
+    """Where the expectation's notice is in the security channel."""
+
+    channel: str
+    ts: str
+
+
+class ExpectationNotice(BaseModel):
+    """The security channel's one message about an expectation: posted when it starts, updated
+    in place (paced) as it approves events, and when it ends."""
+
+    expectation: Expectation
+    approved: list[ExpectedEvent] = Field(
+        default_factory=list, description=f"The latest {NOTICE_LISTED}."
+    )
+    total: int = 0
+    message: NoticeMessage | None = None

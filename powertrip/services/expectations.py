@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip import temporal as attributes
 from powertrip.config import PowertripConfig
+from powertrip.contracts.approval import APPROVAL_WORKFLOW, RECORD_MEMO, Action, EventRecord
 from powertrip.contracts.expectations import (
     EXPECTATION_MEMO,
     EXPECTATION_WORKFLOW,
@@ -31,6 +32,7 @@ from powertrip.contracts.expectations import (
     Revocation,
     expectation_id,
 )
+from powertrip.models import EventStatus
 from powertrip.signing import sign_expectation, sign_revocation
 from powertrip.visibility import RecordError, literal
 
@@ -234,3 +236,31 @@ async def revoke_expectation(
             raise ExpectationRefused(f"{expectation_id} has just ended") from exc
         raise
     return expectation
+
+
+# What waits for whom (the `/powertrip pending` command) ---------------------------------------
+
+MAX_WAITING_LISTED = 200
+
+
+async def waiting_for(client: Client, user: str, team: Collection[str]) -> list[EventRecord]:
+    """The events waiting for `user`'s decision (pending ones they may approve; for the
+    security team, every pending event and every unacknowledged *Not me*), newest first, at
+    most MAX_WAITING_LISTED. From visibility and the memos: no worker needed."""
+    query = (
+        f"WorkflowType = {literal(APPROVAL_WORKFLOW)} AND ExecutionStatus = 'Running' AND "
+        f"{attributes.STATUS.name} IN ('pending', 'reported')"
+    )
+    found: list[EventRecord] = []
+    async for execution in client.list_workflows(query, limit=MAX_WAITING_LISTED):
+        record = await execution.memo_value(RECORD_MEMO, None, type_hint=EventRecord)
+        if record is None or record.authority is None:
+            continue
+        on_team = user in team or user in record.authority.security_team
+        if record.status is EventStatus.REPORTED and on_team:
+            found.append(record)
+        elif record.status is EventStatus.PENDING and (
+            on_team or record.authority.may(Action.APPROVE, record.status, user)
+        ):
+            found.append(record)
+    return found

@@ -398,7 +398,7 @@ async def _expectation_expired(stack: Stack, out: Path) -> Path:
         stack.client,
         DECISION_KEY,
         stack.settings.task_queue,
-        _expectation("bob", 2, "history: expires"),
+        _expectation("alice", 2, "history: expires"),
         Limits.from_config(make_config()),
     )
     handle = stack.client.get_workflow_handle(expectation.id)
