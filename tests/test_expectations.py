@@ -8,16 +8,17 @@ import asyncio
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from slack_sdk.signature import SignatureVerifier
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,9 +27,12 @@ from powertrip.contracts.expectations import (
     EXPECTATION_WORKFLOW,
     Expectation,
     ExpectationStatus,
+    ExpectedEvent,
     Revocation,
 )
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.interactions import signed_request, slash_command_fields
+from powertrip.services.audit import DecisionRow, decisions
 from powertrip.services.expectations import (
     Limits,
     create_expectation,
@@ -36,6 +40,7 @@ from powertrip.services.expectations import (
     revoke_expectation,
 )
 from powertrip.settings import Settings
+from powertrip.webui import WebUi
 from tests.harness import (
     API_HEADERS,
     CONFIG_YAML,
@@ -51,8 +56,9 @@ from tests.harness import (
     posted_to,
     running_worker,
     settings_with_config,
+    slash_command,
 )
-from tests.servers import CLI_DECISION_KEY, DECISION_KEY
+from tests.servers import CLI_DECISION_KEY, DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET
 
 
 @asynccontextmanager
@@ -143,6 +149,12 @@ async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm
             entry["what"] == "approved" and expectation["id"] in (entry["detail"] or "")
             for entry in record["timeline"]
         )
+        # The audit export names the expectation beside the decision.
+        since = datetime.now(UTC) - timedelta(hours=1)
+        ui = WebUi(base_url="http://localhost:8233", namespace=client.namespace)
+        rows = await eventually(lambda: _rows_of(client, since, ui, expected), within=15)
+        [row] = rows
+        assert (row.via, row.expectation, row.by) == ("expectation", expectation["id"], "U0ALICE")
         # Another host is not covered: alice is asked about it.
         elsewhere = await login(http, host="db-1")
         await eventually(lambda: dms_about(fake_slack, elsewhere), within=30)
@@ -155,12 +167,31 @@ async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm
         assert revoked.status_code == 200, revoked.text
         ended = await ended_as(client, expectation["id"])
         assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
+        # Never silent: the security channel's one notice of it lists what it approved.
+        notice = await eventually(lambda: _notice(fake_slack, expectation["id"], "revoked by"))
+        assert expected in notice and "1 event approved by it" in notice
+        assert elsewhere not in notice
         after = await login(http)
         await eventually(lambda: dms_about(fake_slack, after), within=30)
         again = await http.delete(
             f"/v1/expectations/{expectation['id']}", params={"by": "U0ALICE"}, headers=API_HEADERS
         )
         assert again.status_code == 403 and "already revoked" in again.json()["detail"]
+
+
+async def _rows_of(
+    client: Client, since: datetime, ui: WebUi, event_id: str
+) -> list[DecisionRow] | None:
+    rows = [r for r in await decisions(client, since, None, ui) if r.event_id == event_id]
+    return rows or None
+
+
+def _notice(fake: FakeSlack, expectation_id: str, showing: str) -> str | None:
+    for message in posted_to(fake, SECURITY_CHANNEL):
+        text = json.dumps(message.blocks)
+        if expectation_id in text and showing in text:
+            return text
+    return None
 
 
 async def _listed(http: httpx.AsyncClient, expectation_id: str) -> dict[str, Any] | None:
@@ -246,7 +277,7 @@ async def test_limits_refuse_an_owner_for_someone_else_a_step_up_rule_and_too_lo
 
 
 async def test_an_expectation_expires_and_is_revoked_only_by_a_signed_revocation(
-    time_skipping_env: WorkflowEnvironment, slack_api_url: str
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
 ) -> None:
     client = time_skipping_env.client
     settings = make_settings(slack_api_url)
@@ -278,6 +309,23 @@ async def test_an_expectation_expires_and_is_revoked_only_by_a_signed_revocation
         await revoke_expectation(client, DECISION_KEY, revoked.id, "U0SEC1", "api", limits)
         ended = await ended_as(client, revoked.id)
         assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0SEC1"
+
+        # Approvals are shown on the notice in place, paced: a burst is one edit.
+        expiring_handle = client.get_workflow_handle(expiring.id)
+        for n in range(3):
+            await expiring_handle.signal(
+                "approved",
+                ExpectedEvent(
+                    event_id=f"burst-{n}", action="sudo", host="ops-1", at=datetime.now(UTC)
+                ),
+            )
+        await time_skipping_env.sleep(timedelta(minutes=2))
+        notice = await eventually(lambda: _notice(fake_slack, expiring.id, "3 events approved"))
+        assert all(f"burst-{n}" in notice for n in range(3))
+        [message] = [
+            m for m in posted_to(fake_slack, SECURITY_CHANNEL) if expiring.id in str(m.blocks)
+        ]
+        assert message.updates == 1
 
         # Still active after an hour; expired (its timer, skipped to) after two.
         await time_skipping_env.sleep(timedelta(hours=1))
@@ -323,7 +371,10 @@ async def test_the_cli_creates_lists_and_revokes_for_the_security_team_only(
 ) -> None:
     async with stack(dev_env, slack_api_url, tmp_path) as (http, client, settings):
         config = tmp_path / "config.yaml"
-        run = partial(asyncio.to_thread, powertrip, settings, config)
+
+        async def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(powertrip, settings, config, *args)
+
         refused = await run(
             "expectations", "create", "--actor", "alice", "--for", "1h",
             "--reason", "x", "--as", "U0ALICE",
@@ -355,3 +406,182 @@ async def test_the_cli_creates_lists_and_revokes_for_the_security_team_only(
         assert revoked.returncode == 0, revoked.stderr
         ended = await ended_as(client, expectation["id"])
         assert ended.status is ExpectationStatus.REVOKED
+
+
+def _submission(user: str, view: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """The `view_submission` payload Slack posts when `user` submits the modal `view`."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0FAKE", "domain": "powertrip-fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
+        "api_app_id": "A0POWERTRIP",
+        "token": "deprecated-verification-token",
+        "trigger_id": "1.trigger",
+        "view": {
+            **view,
+            "state": {
+                "values": {
+                    block: {"value": {"type": "plain_text_input", "value": value}}
+                    for block, value in values.items()
+                }
+            },
+        },
+    }
+
+
+async def test_slash_command_expect_opens_a_modal_whose_submission_pre_approves(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        fields = slash_command_fields("U0ALICE", "expect alice")
+        body, headers = signed_request(SIGNING_SECRET, {}, form=fields)
+        opened = await http.post("/slack/interactions", content=body, headers=headers)
+        assert opened.status_code == 200, opened.text
+        [modal] = fake_slack.views
+        assert modal["callback_id"] == "powertrip_expect"
+
+        async def submit(user: str, **values: str) -> httpx.Response:
+            payload = _submission(user, modal, values)
+            body, headers = signed_request(SIGNING_SECRET, payload)
+            return await http.post("/slack/interactions", content=body, headers=headers)
+
+        # Alice may not pre-approve bob's account: the modal says why, nothing is created.
+        refused = await submit("U0ALICE", actor="bob", reason="help", **{"for": "1h"})
+        assert refused.status_code == 200
+        assert refused.json()["response_action"] == "errors"
+        assert "only for their own accounts" in refused.json()["errors"]["actor"]
+        too_long = await submit("U0ALICE", actor="alice", reason="x", **{"for": "3d"})
+        assert "max_expectation" in too_long.json()["errors"]["actor"]
+        bad = await submit("U0ALICE", actor="alice", reason="x", **{"for": "soon"})
+        assert "not a duration" in bad.json()["errors"]["for"]
+
+        done = await submit(
+            "U0ALICE", actor="alice", hosts="bastion", reason="kernel patching", **{"for": "2h"}
+        )
+        assert done.status_code == 200 and not done.content, done.text
+        created = await eventually(lambda: _any_listed(http))
+        assert (created["via"], created["created_by"], created["hosts"]) == (
+            "slack",
+            "U0ALICE",
+            ["bastion"],
+        )
+        event_id = await login(http)
+        record = await eventually(lambda: _approved(http, event_id), within=30)
+        assert record["decision"]["expectation"] == created["id"]
+        assert dms_about(fake_slack, event_id) == []
+
+
+async def _any_listed(http: httpx.AsyncClient) -> dict[str, Any] | None:
+    response = await http.get("/v1/expectations", headers=API_HEADERS)
+    listed: list[dict[str, Any]] = response.json()
+    return listed[0] if listed else None
+
+
+async def test_slash_command_pending_lists_what_waits_for_me_and_for_the_team(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        mine = await login(http)
+        shared = await login(http, user="ops")
+        await eventually(lambda: dms_about(fake_slack, mine), within=30)
+        await decided(http, shared)
+
+        async def pending_for(user: str, expected: str) -> str | None:
+            answer = await slash_command(http, user, "pending")
+            return answer if expected in answer else None
+
+        alices = await eventually(lambda: pending_for("U0ALICE", mine), within=15)
+        assert shared not in alices
+        team = await eventually(lambda: pending_for("U0SEC1", shared), within=15)
+        assert mine in team and "2 events wait" in team
+        assert "Nothing waits" in await slash_command(http, "U0BOB", "pending")
+        assert "/powertrip expect" in await slash_command(http, "U0ALICE", "help")
+
+
+async def open_home(http: httpx.AsyncClient, user: str) -> None:
+    """`user` opens Powertrip's Home tab: the `app_home_opened` event Slack posts (JSON)."""
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T0FAKE",
+            "api_app_id": "A0POWERTRIP",
+            "event": {
+                "type": "app_home_opened",
+                "user": user,
+                "channel": "D" + user[1:],
+                "tab": "home",
+                "event_ts": f"{time.time():.6f}",
+            },
+            "event_id": f"Ev{uuid.uuid4().hex[:10]}",
+            "event_time": int(time.time()),
+        }
+    )
+    stamp = str(int(time.time()))
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
+    assert signature is not None
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+    }
+    response = await http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_app_home_shows_my_questions_and_expectations_and_revokes_them(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, _):
+        waiting = await login(http)
+        shared = await login(http, user="ops")
+        await eventually(lambda: dms_about(fake_slack, waiting), within=30)
+        await decided(http, shared)
+        body = {"for": "1h", "reason": "deploy window", "created_by": "U0SEC1"}
+        team = await http.post(
+            "/v1/expectations", json={**body, "actor": "deploy"}, headers=API_HEADERS
+        )
+        mine = await http.post(
+            "/v1/expectations",
+            json={**body, "actor": "alice", "host": "db-9", "created_by": "U0ALICE"},
+            headers=API_HEADERS,
+        )
+        assert team.status_code == mine.status_code == 201
+        await eventually(lambda: _listed(http, team.json()["id"]))
+        await eventually(lambda: _listed(http, mine.json()["id"]))
+
+        async def home_of(user: str, showing: str) -> str | None:
+            await open_home(http, user)
+            home = fake_slack.home.get(user)
+            text = json.dumps(home) if home else ""
+            return text if showing in text else None
+
+        alice = await eventually(lambda: home_of("U0ALICE", waiting), within=15)
+        assert mine.json()["id"] in alice and team.json()["id"] not in alice
+        assert shared not in alice
+        sec = await eventually(lambda: home_of("U0SEC1", shared), within=15)
+        assert waiting in sec and team.json()["id"] in sec and mine.json()["id"] in sec
+
+        # Alice revokes hers from the Home tab; the tab is published again without it.
+        payload = {
+            "type": "block_actions",
+            "user": {"id": "U0ALICE", "username": "alice", "team_id": "T0FAKE"},
+            "api_app_id": "A0POWERTRIP",
+            "team": {"id": "T0FAKE"},
+            "container": {"type": "view", "view_id": "VHU0ALICE"},
+            "trigger_id": "1.trigger",
+            "view": fake_slack.home["U0ALICE"],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": "revoke_expectation",
+                    "block_id": f"expectation-{mine.json()['id']}",
+                    "value": mine.json()["id"],
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body_, headers = signed_request(SIGNING_SECRET, payload)
+        clicked = await http.post("/slack/interactions", content=body_, headers=headers)
+        assert clicked.status_code == 200, clicked.text
+        ended = await ended_as(client, mine.json()["id"])
+        assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
