@@ -8,13 +8,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.slack import SecurityChannel, classify
+from activities.slack import SecurityChannel
 from powertrip.config import PowertripConfig
 from powertrip.contracts.approval import Verdict
 from powertrip.contracts.expectations import (
@@ -60,13 +59,7 @@ class ExpectationActivities:
     async def update_expectation_notice(self, notice: ExpectationNotice) -> None:
         """Show the events approved so far, or how the expectation ended, in place."""
         assert notice.message is not None
-        text, blocks = expectation_notice(notice)
-        try:
-            await self._slack.chat_update(
-                channel=notice.message.channel, ts=notice.message.ts, text=text, blocks=blocks
-            )
-        except SlackApiError as exc:
-            raise classify(exc) from exc
+        await self._channel.update(notice.message, *expectation_notice(notice))
 
     @activity.defn(name="find_expectation")
     async def find_expectation(self, event: SecurityEvent) -> ExpectedApproval | None:

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from powertrip.contracts.slack import NoticeMessage
 from powertrip.hosts import host_key
 from powertrip.models import SecurityEvent
 
@@ -118,13 +119,6 @@ class ExpectedEvent(BaseModel):
     action: str
     host: str | None = None
     at: datetime
-
-
-class NoticeMessage(BaseModel):
-    """Where the expectation's notice is in the security channel."""
-
-    channel: str
-    ts: str
 
 
 class ExpectationNotice(BaseModel):
