@@ -57,6 +57,7 @@ from powertrip.services.expectations import (
     Limits,
     NoSuchExpectation,
     create_expectation,
+    expect_the_same,
     list_expectations,
     new_expectation,
     revoke_expectation,
@@ -191,6 +192,7 @@ async def decision_button(
             message,
             respond,
             context.get(SETTINGS),
+            context.get(CONFIG) if action.get("action_id") == EXPECT_THE_SAME else None,
         )
     )
     try:
@@ -214,7 +216,11 @@ async def _deliver(
     message: tuple[str, str] | None,
     respond: AsyncRespond | None,
     settings: Settings | None = None,
+    expect_with: PowertripConfig | None = None,
 ) -> str:
+    """Deliver the click; with `expect_with` (the config: "Approve, and expect the same from me
+    here"), once the approval is delivered, also expect the same for an hour
+    (`expect_the_same`, the same limits as everywhere) and say what was done."""
     try:
         delivery: Delivery = await deliver_click(
             temporal, key, event_id, click, message, settings=settings
@@ -225,6 +231,24 @@ async def _deliver(
         return "failed"
     if delivery.reply is not None:
         await _reply(respond, delivery.reply)
+    if expect_with is not None and settings is not None and delivery.outcome == "delivered":
+        try:
+            expected = await expect_the_same(
+                temporal, key, settings.task_queue, event_id, click.user,
+                Limits.from_config(expect_with),
+            )  # fmt: skip
+        except (ExpectationRefused, NoSuchExpectation) as exc:
+            await _reply(respond, f":no_entry: Approved, but nothing is expected: {exc}")
+        except Exception:
+            log.exception("no expectation after %s by %s", event_id, click.user)
+            await _reply(respond, ":warning: Approved, but the expectation was not recorded.")
+        else:
+            until = expected.until.strftime("%H:%M UTC")
+            await _reply(
+                respond,
+                f":calendar: Approved. Until {until}, the same from you here is approved on "
+                f"the record without asking (revoke it in Powertrip's Home tab).",
+            )
     log.info("click %s by %s on %s: %s", click.action.value, click.user, event_id, delivery.outcome)
     return delivery.outcome
 
@@ -248,6 +272,8 @@ COMMAND_HELP = (
     "security key). Powertrip asks for it before approving sensitive events.\n"
     "*/powertrip help* — this list."
 )
+EXPECT_THE_SAME = "approve_expect"
+"""The *Approve, and expect the same from me here for 1 h* button's `action_id`."""
 EXPECT_VIEW = "powertrip_expect"
 """The `/powertrip expect` modal's `callback_id`."""
 

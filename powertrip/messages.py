@@ -43,6 +43,7 @@ from powertrip.webui import WebUi
 # like any other: the workflow decides who may approve from its own record, never from the button.
 BUTTON_ACTIONS: dict[str, Action] = {
     "approve": Action.APPROVE,
+    "approve_expect": Action.APPROVE,
     "approve_on_behalf": Action.APPROVE,
     "not_me": Action.REPORT,
     "acknowledge": Action.ACKNOWLEDGE,
@@ -261,6 +262,8 @@ _REJECT_PASSKEY_CONFIRM = ConfirmObject(
 )
 _BUTTONS: dict[str, tuple[str, str | None, ConfirmObject | None]] = {
     "approve": ("Approve — this was me", "primary", None),
+    # Also creates an expectation (services.expectations.expect_the_same): EXPECT_THE_SAME_FOR.
+    "approve_expect": ("Approve, and expect the same from me here for 1 h", None, None),
     "approve_on_behalf": ("Approve on behalf", "primary", None),
     "not_me": ("Not me", "danger", _NOT_ME_CONFIRM),
     "acknowledge": ("Acknowledge incident", "primary", None),
@@ -272,7 +275,8 @@ _CHANNEL_BUTTONS = {**_BUTTONS, "not_me": ("Report as suspicious", "danger", _SU
 def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list[str]:
     """Which buttons a message carries: what its readers may do.
 
-    A DM asks its owner (*Approve — this was me*, *Not me*). The security channel is read by the
+    A DM asks its owner (*Approve — this was me*, *Approve, and expect the same from me here
+    for 1 h* unless the event needs a step-up, *Not me*). The security channel is read by the
     security team: it offers *Approve on behalf* and a report, never the owner's own approval,
     whether the account has an owner (a reminder about bob's login) or not (a bot). After an
     approval on the owner's behalf, the owner's DM keeps *Not me* for the contest window.
@@ -283,6 +287,9 @@ def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list
         contest = record.contest_until is not None and kind is MessageKind.FIRST
         return ["not_me"] if contest and not in_channel else []
     if not in_channel:
+        # An owner may not pre-approve what needs a step-up: no "expect the same" there.
+        if record.event.step_up is None:
+            return ["approve", "approve_expect", "not_me"]
         return ["approve", "not_me"]
     return ["approve_on_behalf", "not_me"]
 

@@ -30,7 +30,7 @@ from powertrip.contracts.expectations import (
     ExpectedEvent,
     Revocation,
 )
-from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import signed_request, slash_command_fields
 from powertrip.services.audit import DecisionRow, decisions
 from powertrip.services.expectations import (
@@ -48,6 +48,7 @@ from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
     api_client,
+    buttons,
     eventually,
     fresh_namespace,
     make_config,
@@ -56,6 +57,7 @@ from tests.harness import (
     posted_to,
     running_worker,
     settings_with_config,
+    slack_click,
     slash_command,
 )
 from tests.servers import CLI_DECISION_KEY, DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET
@@ -585,3 +587,42 @@ async def test_app_home_shows_my_questions_and_expectations_and_revokes_them(
         assert clicked.status_code == 200, clicked.text
         ended = await ended_as(client, mine.json()["id"])
         assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
+
+
+async def test_approve_and_expect_the_same_pre_approves_the_next_hour_here(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        first = await login(http)
+        [dm] = await eventually(lambda: _dms(fake_slack, first), within=30)
+        assert buttons(dm) == ["approve", "approve_expect", "not_me"]
+        clicked = await slack_click(
+            http,
+            "U0ALICE",
+            "approve_expect",
+            first,
+            dm,
+            slack_api_url.replace("/api/", "/response/expect"),
+        )
+        assert clicked.status_code == 200
+        record = await eventually(lambda: _approved(http, first), within=30)
+        assert record["decision"]["via"] == "slack" and record["decision"]["by"] == "U0ALICE"
+        expectation = await eventually(lambda: _any_listed(http), within=15)
+        assert (expectation["actor"], expectation["hosts"], expectation["rules"]) == (
+            "alice",
+            ["bastion"],
+            ["sshd-accepted"],
+        )
+        assert expectation["via"] == "slack" and expectation["created_by"] == "U0ALICE"
+
+        again = await login(http)
+        approved = await eventually(lambda: _approved(http, again), within=30)
+        assert approved["decision"]["expectation"] == expectation["id"]
+        assert _dms(fake_slack, again) == []
+        # Another host is still asked.
+        elsewhere = await login(http, host="db-1")
+        await eventually(lambda: _dms(fake_slack, elsewhere), within=30)
+
+
+def _dms(fake: FakeSlack, event_id: str) -> list[SlackMessage]:
+    return [m for m in posted_to(fake, "D0ALICE") if event_id in str(m.blocks)]

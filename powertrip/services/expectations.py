@@ -264,3 +264,38 @@ async def waiting_for(client: Client, user: str, team: Collection[str]) -> list[
         ):
             found.append(record)
     return found
+
+
+EXPECT_THE_SAME_FOR = timedelta(hours=1)
+"""How long "Approve, and expect the same from me here for 1 h" expects the same."""
+
+
+async def expect_the_same(
+    client: Client, key: str, task_queue: str, event_id: str, user: str, limits: Limits
+) -> Expectation:
+    """After `user` approved `event_id` with "Approve, and expect the same from me here": an
+    expectation by them for the event's actor on its host and of its rule, for
+    EXPECT_THE_SAME_FOR, `via: slack`. Raises NoSuchExpectation for an unknown event,
+    ExpectationRefused when the limits forbid it (not their account, a step-up rule)."""
+    try:
+        description = await client.get_workflow_handle(event_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise NoSuchExpectation(f"no event {event_id!r}") from exc
+        raise
+    record = await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
+    event = record.event
+    now = datetime.now(UTC)
+    expectation = new_expectation(
+        actor=event.actor,
+        hosts=[event.host] if event.host else [],
+        rules=[event.rule_id],
+        until=now + EXPECT_THE_SAME_FOR,
+        reason=f"approved {event_id} and expected the same for {_human(EXPECT_THE_SAME_FOR)}",
+        created_by=user,
+        via="slack",
+        now=now,
+    )
+    if event.step_up is not None and user not in limits.team:
+        raise ExpectationRefused(f"{event.rule_id} needs a step-up: it cannot be pre-approved")
+    return await create_expectation(client, key, task_queue, expectation, limits)
