@@ -86,6 +86,7 @@ async def no_expectation(event: SecurityEvent) -> ExpectedApproval | None:
 # The webhook and API tokens make_settings() configures.
 WEBHOOK_HEADERS = {"Authorization": "Bearer hook-secret"}
 API_HEADERS = {"Authorization": "Bearer api-secret"}
+API_WRITE_HEADERS = {"Authorization": "Bearer api-write-secret"}
 
 CONFIG_YAML = f"""
 security_channel: {SECURITY_CHANNEL}
@@ -305,6 +306,7 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
         slack_api_url=slack_api_url,
         webhook_token="hook-secret",
         api_token="api-secret",
+        api_write_token="api-write-secret",
         security_channel=SECURITY_CHANNEL,
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
     )

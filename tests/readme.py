@@ -262,10 +262,13 @@ COMMANDS: list[tuple[str, Run | Skip]] = [
     ("powertrip events approve papertrail-1003", Run(says="(U0SEC1) via cli (run by ")),
     ("powertrip events export", Run(says="decisions made since 2026-11-01")),
     ("temporal operator namespace", Run()),
-    ("powertrip expectations create --actor deploy", Run(says='"via": "cli"')),
+    (
+        "POWERTRIP_CONFIG=.powertrip/config.yaml powertrip expectations create --actor deploy",
+        Run(says='"via": "cli"'),
+    ),
     ("powertrip expectations list", Run()),
     (
-        'curl -s -H "Authorization: Bearer $POWERTRIP_API_TOKEN" '
+        'curl -s -H "Authorization: Bearer $POWERTRIP_API_WRITE_TOKEN" '
         '-H "Content-Type: application/json" localhost:8000/v1/expectations',
         Run(says='"via":"api"'),
     ),

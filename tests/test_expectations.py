@@ -43,6 +43,7 @@ from powertrip.settings import Settings
 from powertrip.webui import WebUi
 from tests.harness import (
     API_HEADERS,
+    API_WRITE_HEADERS,
     CONFIG_YAML,
     POWERTRIP,
     WEBHOOK_HEADERS,
@@ -131,7 +132,7 @@ async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm
                 "reason": "nginx upgrade, CHG-42",
                 "created_by": "U0ALICE",
             },
-            headers=API_HEADERS,
+            headers=API_WRITE_HEADERS,
         )
         assert created.status_code == 201, created.text
         expectation = created.json()
@@ -164,7 +165,9 @@ async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm
 
         # Revoked: the next login is asked again.
         revoked = await http.delete(
-            f"/v1/expectations/{expectation['id']}", params={"by": "U0ALICE"}, headers=API_HEADERS
+            f"/v1/expectations/{expectation['id']}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
         )
         assert revoked.status_code == 200, revoked.text
         ended = await ended_as(client, expectation["id"])
@@ -176,7 +179,9 @@ async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm
         after = await login(http)
         await eventually(lambda: dms_about(fake_slack, after), within=30)
         again = await http.delete(
-            f"/v1/expectations/{expectation['id']}", params={"by": "U0ALICE"}, headers=API_HEADERS
+            f"/v1/expectations/{expectation['id']}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
         )
         assert again.status_code == 403 and "already revoked" in again.json()["detail"]
 
@@ -238,11 +243,22 @@ STEP_UP_YAML = CONFIG_YAML + "step_up_rules: [sshd-accepted]\n"
 async def test_limits_refuse_an_owner_for_someone_else_a_step_up_rule_and_too_long(
     dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
 ) -> None:
-    async with stack(dev_env, slack_api_url, tmp_path, STEP_UP_YAML) as (http, _, _):
+    async with stack(dev_env, slack_api_url, tmp_path, STEP_UP_YAML) as (http, _, settings):
+        # Creating takes the write token: a HIDS holding the read token pre-approves nothing,
+        # and an API without a write token takes no writes at all.
+        team_body = {"actor": "bob", "for": "1h", "reason": "deploy", "created_by": "U0SEC1"}
+        read_only = await http.post("/v1/expectations", json=team_body, headers=API_HEADERS)
+        assert read_only.status_code == 401, read_only.text
+        async with api_client(settings.model_copy(update={"api_write_token": None})) as off:
+            refused = await off.post("/v1/expectations", json=team_body, headers=API_WRITE_HEADERS)
+            assert refused.status_code == 403
+            assert "POWERTRIP_API_WRITE_TOKEN" in refused.json()["detail"]
 
         async def post(**fields: Any) -> httpx.Response:
             body = {"actor": "alice", "for": "1h", "reason": "deploy", "created_by": "U0ALICE"}
-            return await http.post("/v1/expectations", json={**body, **fields}, headers=API_HEADERS)
+            return await http.post(
+                "/v1/expectations", json={**body, **fields}, headers=API_WRITE_HEADERS
+            )
 
         for_bob = await post(actor="bob")
         assert for_bob.status_code == 403
@@ -254,7 +270,7 @@ async def test_limits_refuse_an_owner_for_someone_else_a_step_up_rule_and_too_lo
         no_end = await http.post(
             "/v1/expectations",
             json={"actor": "alice", "reason": "x", "created_by": "U0ALICE"},
-            headers=API_HEADERS,
+            headers=API_WRITE_HEADERS,
         )
         assert no_end.status_code == 422 and "exactly one of" in no_end.text
         # The security team may, for anyone and for step-up rules.
@@ -267,13 +283,15 @@ async def test_limits_refuse_an_owner_for_someone_else_a_step_up_rule_and_too_lo
         record = await decided(http, event_id)
         assert record["status"] == "pending" and record["asked"] == "@alice (U0ALICE)"
         not_mine = await http.delete(
-            f"/v1/expectations/{team.json()['id']}", params={"by": "U0ALICE"}, headers=API_HEADERS
+            f"/v1/expectations/{team.json()['id']}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
         )
         assert not_mine.status_code == 403
         unknown = await http.delete(
             "/v1/expectations/powertrip-expect-nobody-0",
             params={"by": "U0SEC1"},
-            headers=API_HEADERS,
+            headers=API_WRITE_HEADERS,
         )
         assert unknown.status_code == 404
 
@@ -540,12 +558,12 @@ async def test_app_home_shows_my_questions_and_expectations_and_revokes_them(
         await decided(http, shared)
         body = {"for": "1h", "reason": "deploy window", "created_by": "U0SEC1"}
         team = await http.post(
-            "/v1/expectations", json={**body, "actor": "deploy"}, headers=API_HEADERS
+            "/v1/expectations", json={**body, "actor": "deploy"}, headers=API_WRITE_HEADERS
         )
         mine = await http.post(
             "/v1/expectations",
             json={**body, "actor": "alice", "host": "db-9", "created_by": "U0ALICE"},
-            headers=API_HEADERS,
+            headers=API_WRITE_HEADERS,
         )
         assert team.status_code == mine.status_code == 201
         await eventually(lambda: _listed(http, team.json()["id"]))

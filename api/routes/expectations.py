@@ -1,7 +1,9 @@
 """Expectations over HTTP (issue 13 §2): expected work, pre-approved on the record.
 
-The API token vouches for `created_by` / `by` (whoever holds it is trusted as the tool of the
-person it names, as for every `/v1` route); the limits (`powertrip.services.expectations.Limits`)
+Listing takes the API token, like every read of the record; creating and revoking take the API
+write token (`POWERTRIP_API_WRITE_TOKEN`), which vouches for `created_by` / `by` (whoever holds it
+is trusted as the tool of the person it names), so a HIDS holding the read token cannot
+pre-approve work; the limits (`powertrip.services.expectations.Limits`)
 are checked here and again by the worker before an expectation approves anything.
 """
 
@@ -13,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.deps import ApiAuth, ConfigDep, DecisionKeyDep, SettingsDep, TemporalDep
+from api.deps import ApiAuth, ApiWriteAuth, ConfigDep, DecisionKeyDep, SettingsDep, TemporalDep
 from api.routes.events import AUTH_ERROR, UNAVAILABLE, Problem
 from powertrip.contracts.expectations import Expectation
 from powertrip.durations import parse_duration
@@ -25,14 +27,14 @@ from powertrip.services.expectations import (
     revoke_expectation,
 )
 
-router = APIRouter(prefix="/v1", tags=["expectations"], dependencies=[ApiAuth])
+router = APIRouter(prefix="/v1", tags=["expectations"])
 
 REFUSED: dict[int | str, dict[str, Any]] = {
     403: {
         "model": Problem,
         "description": "The limits forbid it: an owner for someone else's account, a step-up "
         "rule pre-approved by its owner, longer than `max_expectation`, a revocation by "
-        "someone else.",
+        "someone else; or the API has no `POWERTRIP_API_WRITE_TOKEN` (writes over HTTP off).",
     },
     422: {"description": "Invalid body: no reason, neither `for` nor `until`, a bad duration."},
 }
@@ -85,6 +87,7 @@ def _listed(value: str | list[str] | None) -> list[str]:
     response_model=Expectation,
     status_code=status.HTTP_201_CREATED,
     summary="Pre-approve expected work",
+    dependencies=[ApiWriteAuth],
     responses={**AUTH_ERROR, **REFUSED, **UNAVAILABLE},
 )
 async def post_expectation(
@@ -118,6 +121,7 @@ async def post_expectation(
     "/expectations",
     response_model=list[Expectation],
     summary="Active expectations",
+    dependencies=[ApiAuth],
     responses={**AUTH_ERROR, **UNAVAILABLE},
 )
 async def get_expectations(
@@ -132,6 +136,7 @@ async def get_expectations(
     "/expectations/{expectation_id}",
     response_model=Expectation,
     summary="Revoke an expectation",
+    dependencies=[ApiWriteAuth],
     responses={
         **AUTH_ERROR,
         **REFUSED,
