@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities import metrics
 from activities.conflict import ConflictActivities
 from activities.decisions import DecisionActivities
+from activities.expectations import ExpectationActivities
 from activities.groups import GroupActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.passkeys import PasskeyNoticeActivities
@@ -35,6 +36,7 @@ from powertrip.slack_checks import SlackSetupError, check_slack
 from powertrip.temporal import connect, ensure_search_attributes
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.expectation import ExpectationWorkflow
 from workflows.group import GroupWorkflow
 from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
@@ -57,6 +59,7 @@ WORKFLOWS: tuple[type, ...] = (
     PasskeyWorkflow,
     PasskeyNoticeWorkflow,
     GroupWorkflow,
+    ExpectationWorkflow,
 )
 
 
@@ -113,6 +116,9 @@ def build_worker(
         settings.temporal_namespace,
     )
     decisions = DecisionActivities(verification_keys(settings))
+    expectations = ExpectationActivities(
+        client, verification_keys(settings), config, slack, security_channel(settings, config)
+    )
     polling = PollActivities.from_settings(
         client, settings, config, slack, security_channel(settings, config)
     )
@@ -130,6 +136,10 @@ def build_worker(
             activities.post_digest,
             decisions.verify_decision,
             decisions.verify_decisions,
+            expectations.find_expectation,
+            expectations.verify_revocation,
+            expectations.post_expectation_notice,
+            expectations.update_expectation_notice,
             polling.poll_source,
             polling.poll_papertrail,
             polling.post_poll_alert,

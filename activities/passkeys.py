@@ -3,11 +3,10 @@ its update once a security-team member decided a pending one."""
 
 from __future__ import annotations
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 
-from activities.slack import SecurityChannel, classify
+from activities.slack import SecurityChannel
 from powertrip.contracts.passkeys import NoticeMessage, NoticeState
 from powertrip.messages import passkey_notice
 
@@ -30,10 +29,4 @@ class PasskeyNoticeActivities:
     async def update_passkey_notice(self, state: NoticeState) -> None:
         """Show who decided a pending passkey on its notice (its buttons go)."""
         assert state.message is not None
-        text, blocks = passkey_notice(state)
-        try:
-            await self.client.chat_update(
-                channel=state.message.channel, ts=state.message.ts, text=text, blocks=blocks
-            )
-        except SlackApiError as exc:
-            raise classify(exc) from exc
+        await self.channel.update(state.message, *passkey_notice(state))

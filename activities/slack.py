@@ -28,7 +28,7 @@ from powertrip.contracts.approval import (
     UpdateRequest,
 )
 from powertrip.contracts.reminders import ReminderDigestRequest
-from powertrip.contracts.slack import SLACK_PERMANENT
+from powertrip.contracts.slack import SLACK_PERMANENT, NoticeMessage
 from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import EventStatus, Routing, SecurityEvent
 from powertrip.origins import Origins
@@ -109,6 +109,17 @@ class SecurityChannel:
         except SlackApiError as exc:
             raise classify(exc) from exc
         return str(response["channel"]), str(response["ts"])
+
+    async def update(
+        self, message: NoticeMessage, text: str, blocks: Sequence[Block | dict[str, Any]]
+    ) -> None:
+        """Edit a message posted before (`message`: where it is) in place."""
+        try:
+            await self.client.chat_update(
+                channel=message.channel, ts=message.ts, text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            raise classify(exc) from exc
 
 
 class SlackActivities:

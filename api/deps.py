@@ -60,6 +60,12 @@ api_bearer = HTTPBearer(
     scheme_name="ApiToken",
     description="`Authorization: Bearer <POWERTRIP_API_TOKEN>` for the record (`/v1`).",
 )
+api_write_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiWriteToken",
+    description="`Authorization: Bearer <POWERTRIP_API_WRITE_TOKEN>` for what changes the "
+    "record (creating and revoking expectations).",
+)
 webhook_bearer = HTTPBearer(
     auto_error=False,
     scheme_name="WebhookToken",
@@ -134,3 +140,24 @@ def require_api_token(
 
 
 ApiAuth = Depends(require_api_token)
+
+
+def require_api_write_token(
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_write_bearer)],
+) -> None:
+    """`Authorization: Bearer <POWERTRIP_API_WRITE_TOKEN>`, else a 401; a 403 naming the
+    setting when the API has none (writes over HTTP are off)."""
+    if settings.api_write_token is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="changing the record over HTTP is off: set POWERTRIP_API_WRITE_TOKEN",
+        )
+    _check(
+        bearer.credentials.strip() if bearer else None,
+        settings.secret("api_write_token"),
+        "API write token",
+    )
+
+
+ApiWriteAuth = Depends(require_api_write_token)

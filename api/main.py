@@ -12,10 +12,11 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.routes import events, ops, passkeys, slack, webhooks
+from api.routes import events, expectations, ops, passkeys, slack, webhooks
 from api.slack_app import create_slack_app
 from powertrip.config import load_config
 from powertrip.logs import redact_access_logs
+from powertrip.services.expectations import ExpectationRefused, NoSuchExpectation
 from powertrip.services.stepup import check_step_up_setup
 from powertrip.settings import API_SECRETS, Settings, load_settings
 from powertrip.signing import decision_key
@@ -46,7 +47,15 @@ def add_exception_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "1"},
         )
 
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_403_FORBIDDEN)
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
     app.add_exception_handler(RecordError, record_error)
+    app.add_exception_handler(ExpectationRefused, refused)
+    app.add_exception_handler(NoSuchExpectation, not_found)
     app.add_exception_handler(PageTokenError, page_token_error)
     app.add_exception_handler(RPCError, temporal_error)
 
@@ -101,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(slack.router)
     app.include_router(events.router)
+    app.include_router(expectations.router)
     app.include_router(ops.router)
     app.include_router(passkeys.router)
     add_exception_handlers(app)

@@ -38,9 +38,31 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from powertrip.config import PowertripConfig
 from powertrip.contracts.approval import Click
-from powertrip.messages import BUTTON_ACTIONS, PASSKEY_BUTTONS, action_for
+from powertrip.messages import (
+    BUTTON_ACTIONS,
+    PASSKEY_BUTTONS,
+    REVOKE_EXPECTATION,
+    ModalError,
+    action_for,
+    app_home,
+    expect_fields,
+    expect_modal,
+    pending_list,
+)
 from powertrip.services.decisions import Delivery, deliver_click
+from powertrip.services.expectations import (
+    ExpectationRefused,
+    Limits,
+    NoSuchExpectation,
+    create_expectation,
+    expect_the_same,
+    list_expectations,
+    new_expectation,
+    revoke_expectation,
+    waiting_for,
+)
 from powertrip.services.stepup import answer_passkey_button, registration_reply_for
 from powertrip.settings import Settings
 
@@ -54,6 +76,7 @@ decide anything."""
 TEMPORAL = "temporal"
 DECISION_KEY = "decision_key"
 SETTINGS = "settings"
+CONFIG = "config"
 _background: set[asyncio.Task[str]] = set()
 
 
@@ -169,6 +192,7 @@ async def decision_button(
             message,
             respond,
             context.get(SETTINGS),
+            context.get(CONFIG) if action.get("action_id") == EXPECT_THE_SAME else None,
         )
     )
     try:
@@ -192,7 +216,11 @@ async def _deliver(
     message: tuple[str, str] | None,
     respond: AsyncRespond | None,
     settings: Settings | None = None,
+    expect_with: PowertripConfig | None = None,
 ) -> str:
+    """Deliver the click; with `expect_with` (the config: "Approve, and expect the same from me
+    here"), once the approval is delivered, also expect the same for an hour
+    (`expect_the_same`, the same limits as everywhere) and say what was done."""
     try:
         delivery: Delivery = await deliver_click(
             temporal, key, event_id, click, message, settings=settings
@@ -203,6 +231,24 @@ async def _deliver(
         return "failed"
     if delivery.reply is not None:
         await _reply(respond, delivery.reply)
+    if expect_with is not None and settings is not None and delivery.outcome == "delivered":
+        try:
+            expected = await expect_the_same(
+                temporal, key, settings.task_queue, event_id, click.user,
+                Limits.from_config(expect_with),
+            )  # fmt: skip
+        except (ExpectationRefused, NoSuchExpectation) as exc:
+            await _reply(respond, f":no_entry: Approved, but nothing is expected: {exc}")
+        except Exception:
+            log.exception("no expectation after %s by %s", event_id, click.user)
+            await _reply(respond, ":warning: Approved, but the expectation was not recorded.")
+        else:
+            until = expected.until.strftime("%H:%M UTC")
+            await _reply(
+                respond,
+                f":calendar: Approved. Until {until}, the same from you here is approved on "
+                f"the record without asking (revoke it in Powertrip's Home tab).",
+            )
     log.info("click %s by %s on %s: %s", click.action.value, click.user, event_id, delivery.outcome)
     return delivery.outcome
 
@@ -218,34 +264,103 @@ async def unknown_action(action: dict[str, Any]) -> BoltResponse:
 COMMAND_BUDGET_SECONDS = 2.5
 """A slash command answers within this long (Slack waits 3 s for the response)."""
 COMMAND_HELP = (
+    "*/powertrip pending* — what waits for your decision (the security team: everything "
+    "pending, and every unacknowledged *Not me*).\n"
+    "*/powertrip expect* — pre-approve work you are about to do (an account, hosts, how long, "
+    "why): matching events are approved on the record without asking you.\n"
     "*/powertrip passkey* — a one-time link to register a passkey (Touch ID, Windows Hello, a "
     "security key). Powertrip asks for it before approving sensitive events.\n"
     "*/powertrip help* — this list."
 )
+EXPECT_THE_SAME = "approve_expect"
+"""The *Approve, and expect the same from me here for 1 h* button's `action_id`."""
+EXPECT_VIEW = "powertrip_expect"
+"""The `/powertrip expect` modal's `callback_id`."""
 
 
 async def powertrip_command(
-    ack: AsyncAck, command: dict[str, Any], context: dict[str, Any]
+    ack: AsyncAck, command: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
 ) -> None:
-    """`/powertrip passkey`: a one-time registration link for whoever typed it (Slack's
-    signature proved who), shown only to them; `/powertrip help` or anything else: what the
-    command does. A new subcommand is one more branch here."""
+    """`/powertrip pending`, `/powertrip expect` (opens a modal), `/powertrip passkey` (a
+    one-time registration link), `/powertrip help` or anything else: what the command does. For
+    whoever typed it (Slack's signature proved who), shown only to them, within Slack's 3 s. A
+    new subcommand is one more branch here."""
     words = str(command.get("text") or "").split()
     subcommand = words[0].lower() if words else "help"
+    user, name = str(command["user_id"]), command.get("user_name")
     text = COMMAND_HELP
-    if subcommand == "passkey":
-        user, name = str(command["user_id"]), command.get("user_name")
-        try:
+    try:
+        if subcommand == "passkey":
             text = await asyncio.wait_for(
                 registration_reply_for(
                     context[TEMPORAL], context.get(SETTINGS), user, str(name) if name else None
                 ),
                 COMMAND_BUDGET_SECONDS,
             )
-        except (TimeoutError, RPCError):
-            log.warning("no registration link for %s in time", user, exc_info=True)
-            text = ":warning: Powertrip is busy: try `/powertrip passkey` again in a moment."
+        elif subcommand == "pending":
+            config: PowertripConfig = context[CONFIG]
+            records = await asyncio.wait_for(
+                waiting_for(context[TEMPORAL], user, config.security_team),
+                COMMAND_BUDGET_SECONDS,
+            )
+            text = pending_list(records, user)
+        elif subcommand == "expect":
+            await ack()  # the modal opens on its own; nothing to say in the channel
+            await client.views_open(
+                trigger_id=str(command["trigger_id"]),
+                view=expect_modal(words[1] if len(words) > 1 else None),
+            )
+            return
+    except (TimeoutError, RPCError):
+        log.warning("/powertrip %s for %s not answered in time", subcommand, user, exc_info=True)
+        text = f":warning: Powertrip is busy: try `/powertrip {subcommand}` again in a moment."
     await ack(response_type="ephemeral", text=text)
+
+
+async def expect_submitted(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
+) -> None:
+    """The `/powertrip expect` modal submitted: an expectation by whoever submitted it (Slack's
+    signature proved who), `via: slack`, under the same limits as the API
+    (`powertrip.services.expectations`). A refusal or a bad field is shown on the modal itself
+    (`response_action: errors`); success closes it."""
+    user = str(body["user"]["id"])
+    config: PowertripConfig = context[CONFIG]
+    settings: Settings = context[SETTINGS]
+    try:
+        fields = expect_fields(view.get("state", {}).get("values", {}))
+        now = datetime.now(UTC)
+        expectation = new_expectation(
+            actor=fields.actor,
+            hosts=fields.hosts,
+            rules=[],
+            until=now + fields.lasts,
+            reason=fields.reason,
+            created_by=user,
+            via="slack",
+            now=now,
+        )
+        await asyncio.wait_for(
+            create_expectation(
+                context[TEMPORAL],
+                context[DECISION_KEY],
+                settings.task_queue,
+                expectation,
+                Limits.from_config(config),
+            ),
+            COMMAND_BUDGET_SECONDS,
+        )
+    except ModalError as exc:
+        await ack(response_action="errors", errors={exc.block: str(exc)})
+        return
+    except ExpectationRefused as exc:
+        await ack(response_action="errors", errors={"actor": str(exc)[:150]})
+        return
+    except (TimeoutError, RPCError):
+        log.warning("expectation by %s not created in time", user, exc_info=True)
+        await ack(response_action="errors", errors={"reason": "Powertrip is busy: try again."})
+        return
+    await ack()
 
 
 async def passkey_button(
@@ -296,9 +411,61 @@ async def _answer_passkey_button(
     return reply
 
 
+async def home_opened(
+    event: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+) -> None:
+    """`app_home_opened` (the Home tab): publish what waits for this user, and their active
+    expectations (the security team: everything). Bolt acknowledges the event first."""
+    if event.get("tab", "home") != "home":
+        return
+    await publish_home(context, client, str(event["user"]))
+
+
+async def publish_home(context: dict[str, Any], client: AsyncWebClient, user: str) -> None:
+    """`views.publish` of `user`'s App Home, from visibility and the memos."""
+    config: PowertripConfig = context[CONFIG]
+    limits = Limits.from_config(config)
+    on_team = user in limits.team
+    waiting = await waiting_for(context[TEMPORAL], user, limits.team)
+    expectations = [
+        e
+        for e in await list_expectations(context[TEMPORAL])
+        if on_team or limits.may_revoke(e, user)
+    ]
+    await client.views_publish(user_id=user, view=app_home(waiting, expectations, on_team))
+
+
+async def revoke_button(
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    context: dict[str, Any],
+    client: AsyncWebClient,
+) -> None:
+    """*Revoke* on the App Home: revoked by whoever clicked (Slack's signature proved who) if
+    they may (`Limits.may_revoke`), signed with the API's key; the Home tab is published again."""
+    await ack()
+    user = str(body["user"]["id"])
+    try:
+        await revoke_expectation(
+            context[TEMPORAL],
+            context[DECISION_KEY],
+            str(action["value"]),
+            user,
+            "slack",
+            Limits.from_config(context[CONFIG]),
+        )
+    except (ExpectationRefused, NoSuchExpectation) as exc:
+        log.info("revocation by %s refused: %s", user, exc)
+    await publish_home(context, client, user)
+
+
 def register(app: AsyncApp) -> None:
     """Every listener of the app, in the order Bolt tries them (the first match answers)."""
     app.command("/powertrip")(powertrip_command)
+    app.view(EXPECT_VIEW)(expect_submitted)
+    app.event("app_home_opened")(home_opened)
+    app.action(REVOKE_EXPECTATION)(revoke_button)
     app.action(re.compile(f"^({'|'.join(map(re.escape, BUTTON_ACTIONS))})$"))(decision_button)
     app.action(re.compile(f"^({'|'.join(map(re.escape, PASSKEY_BUTTONS))})$"))(passkey_button)
     app.action(re.compile(".*"))(unknown_action)

@@ -159,6 +159,10 @@ class PowertripConfig(BaseModel):
         "`0`: an approval on behalf is final.",
     )
 
+    max_expectation: Duration = Field(
+        default=timedelta(hours=24),
+        description="The longest an expectation (expected work, pre-approved) may last.",
+    )
     step_up_rules: list[str] = Field(
         default_factory=list,
         description="Rule ids (yours, included ones or built-in packs') whose events need a "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,10 +30,12 @@ from slack_sdk.models.blocks import (
 
 from powertrip.contracts.approval import Action, EventRecord, MessageKind
 from powertrip.contracts.conflict import ConflictReport
+from powertrip.contracts.expectations import Expectation, ExpectationNotice, ExpectationStatus
 from powertrip.contracts.passkeys import NoticeKind, NoticeState, Refusal, passkey_notice_id
 from powertrip.contracts.polling import PollAlert, StaleReport
 from powertrip.contracts.reminders import DigestLine
 from powertrip.contracts.reviews import DIGEST_LISTED, ReviewDigest, UnrecognisedInput
+from powertrip.durations import parse_duration
 from powertrip.models import CredentialRef, Decision, DecisionKind, EventStatus, SecurityEvent
 from powertrip.webui import WebUi
 
@@ -40,6 +43,7 @@ from powertrip.webui import WebUi
 # like any other: the workflow decides who may approve from its own record, never from the button.
 BUTTON_ACTIONS: dict[str, Action] = {
     "approve": Action.APPROVE,
+    "approve_expect": Action.APPROVE,
     "approve_on_behalf": Action.APPROVE,
     "not_me": Action.REPORT,
     "acknowledge": Action.ACKNOWLEDGE,
@@ -284,6 +288,8 @@ _REJECT_PASSKEY_CONFIRM = ConfirmObject(
 )
 _BUTTONS: dict[str, tuple[str, str | None, ConfirmObject | None]] = {
     "approve": ("Approve — this was me", "primary", None),
+    # Also creates an expectation (services.expectations.expect_the_same): EXPECT_THE_SAME_FOR.
+    "approve_expect": ("Approve, and expect the same from me here for 1 h", None, None),
     "approve_on_behalf": ("Approve on behalf", "primary", None),
     "not_me": ("Not me", "danger", _NOT_ME_CONFIRM),
     "acknowledge": ("Acknowledge incident", "primary", None),
@@ -295,7 +301,8 @@ _CHANNEL_BUTTONS = {**_BUTTONS, "not_me": ("Report as suspicious", "danger", _SU
 def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list[str]:
     """Which buttons a message carries: what its readers may do.
 
-    A DM asks its owner (*Approve — this was me*, *Not me*). The security channel is read by the
+    A DM asks its owner (*Approve — this was me*, *Approve, and expect the same from me here
+    for 1 h* unless the event needs a step-up, *Not me*). The security channel is read by the
     security team: it offers *Approve on behalf* and a report, never the owner's own approval,
     whether the account has an owner (a reminder about bob's login) or not (a bot). After an
     approval on the owner's behalf, the owner's DM keeps *Not me* for the contest window.
@@ -306,6 +313,9 @@ def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list
         contest = record.contest_until is not None and kind is MessageKind.FIRST
         return ["not_me"] if contest and not in_channel else []
     if not in_channel:
+        # An owner may not pre-approve what needs a step-up: no "expect the same" there.
+        if record.event.step_up is None:
+            return ["approve", "approve_expect", "not_me"]
         return ["approve", "not_me"]
     return ["approve_on_behalf", "not_me"]
 
@@ -795,3 +805,216 @@ def registration_reply(url: str, expires_at: datetime, passkeys: int) -> str:
         f"link for you alone, valid until {until}. {rule} Powertrip asks for it before approving "
         "sensitive events, so a stolen laptop or Slack session cannot approve them."
     )
+
+
+def expectation_notice(notice: ExpectationNotice) -> tuple[str, list[Block]]:
+    """The security channel's one message about an expectation: who expects whom to act, where,
+    until when and why; the events it approved so far (the latest listed, the rest counted);
+    and, once it ended, whether it expired or was revoked. Approvals by an expectation are
+    never silent: this message is updated in place as they happen."""
+    e = notice.expectation
+    where = f" on {', '.join(map(code, e.hosts))}" if e.hosts else ""
+    rules = f" ({', '.join(map(code, e.rules))})" if e.rules else ""
+    state = {
+        ExpectationStatus.ACTIVE: f"until {slack_date(e.until)}",
+        ExpectationStatus.EXPIRED: f"expired {slack_date(e.until)}",
+        ExpectationStatus.REVOKED: f"revoked by {mention(e.revoked_by or '?')}",
+    }[e.status]
+    headline = (
+        f":calendar: *Expected work* {mention(e.created_by)} pre-approved {name(e.actor)}"
+        f"{where}{rules}, {state}: {escape(e.reason)}"
+    )
+    lines = [
+        f"• {escape(item.action)} on {code(item.host or 'no host')} at {slack_date(item.at)} · "
+        f"{code(item.event_id)}"
+        for item in notice.approved
+    ]
+    if notice.total > len(notice.approved):
+        lines.insert(0, f"…and {notice.total - len(notice.approved)} earlier.")
+    approved = (
+        f"*{notice.total} event{'s' if notice.total != 1 else ''} approved by it, nobody "
+        f"asked:*\n" + "\n".join(lines)
+        if notice.total
+        else "No event approved by it yet."
+    )
+    blocks: list[Block] = [
+        SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline[:2900])),
+        SectionBlock(block_id="approved", text=MarkdownTextObject(text=approved[:2900])),
+        ContextBlock(
+            block_id="context",
+            elements=[MarkdownTextObject(text=f"{code(e.id)} · via {escape(e.via)}")],
+        ),
+    ]
+    return _plain(headline), blocks
+
+
+# The /powertrip slash command ---------------------------------------------------------------
+
+EXPECT_FOR_DEFAULT = "1h"
+
+
+class ModalError(ValueError):
+    """A modal field Slack should mark (`block`: its block id) with the message."""
+
+    def __init__(self, block: str, message: str) -> None:
+        super().__init__(message)
+        self.block = block
+
+
+@dataclass(frozen=True)
+class ExpectFields:
+    """What the `/powertrip expect` modal asks."""
+
+    actor: str
+    hosts: list[str]
+    lasts: timedelta
+    reason: str
+
+
+def _input(
+    block_id: str, label: str, placeholder: str, initial: str | None = None
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": "value",
+        "placeholder": {"type": "plain_text", "text": placeholder},
+    }
+    if initial:
+        element["initial_value"] = initial
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": label},
+        "element": element,
+        "optional": block_id == "hosts",
+    }
+
+
+def expect_modal(actor: str | None = None) -> dict[str, Any]:
+    """The `/powertrip expect` modal (Block Kit view, `callback_id` `powertrip_expect`): the
+    account, optional hosts, how long, why; `actor` pre-fills the account."""
+    return {
+        "type": "modal",
+        "callback_id": "powertrip_expect",
+        "title": {"type": "plain_text", "text": "Expect my work"},
+        "submit": {"type": "plain_text", "text": "Pre-approve"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "Events of this account that match are approved *on the record* "
+                    "without asking you; the security channel sees each one.",
+                },
+            },
+            _input("actor", "Account", "alice (as the events name it)", actor),
+            _input("hosts", "Hosts (optional, comma-separated)", "ops-1, ops-2"),
+            _input("for", "For how long", "1h, 90m", EXPECT_FOR_DEFAULT),
+            _input("reason", "Why", "nginx upgrade, CHG-42"),
+        ],
+    }
+
+
+def expect_fields(values: dict[str, Any]) -> ExpectFields:
+    """The submitted modal's `view.state.values`; ModalError naming the field that is wrong."""
+
+    def value(block: str) -> str:
+        return str((values.get(block, {}).get("value") or {}).get("value") or "").strip()
+
+    actor, reason = value("actor"), value("reason")
+    if not actor:
+        raise ModalError("actor", "Name the account, as the events name it.")
+    if not reason:
+        raise ModalError("reason", "Say why: the expectation is recorded with it.")
+    try:
+        lasts = parse_duration(value("for") or EXPECT_FOR_DEFAULT)
+    except ValueError as exc:
+        raise ModalError("for", str(exc)[:150]) from exc
+    hosts = [h.strip() for h in value("hosts").split(",") if h.strip()]
+    return ExpectFields(actor=actor, hosts=hosts, lasts=lasts, reason=reason)
+
+
+def pending_list(records: list[EventRecord], user: str, listed: int = 20) -> str:
+    """`/powertrip pending`'s answer to `user`: the events waiting for them, newest first."""
+    if not records:
+        return ":white_check_mark: Nothing waits for your decision."
+    lines = [f"*{len(records)} event{'s' if len(records) != 1 else ''} wait for a decision:*"]
+    for record in records[:listed]:
+        event = record.event
+        state = (
+            ":rotating_light: *Not me*, unacknowledged"
+            if record.status is EventStatus.REPORTED
+            else f"asked {record.asked}"
+        )
+        lines.append(
+            f"• {escape(event.action)} as {name(event.actor)} on {_where(event)} — {state} · "
+            f"{code(event.event_id)}"
+        )
+    if len(records) > listed:
+        lines.append(f"…and {len(records) - listed} more.")
+    return "\n".join(lines)
+
+
+# The App Home ---------------------------------------------------------------------------------
+
+REVOKE_EXPECTATION = "revoke_expectation"
+"""`action_id` of an App Home's *Revoke* button (its value: the expectation id)."""
+
+
+def app_home(
+    waiting: list[EventRecord], expectations: list[Expectation], on_team: bool
+) -> dict[str, Any]:
+    """A user's App Home tab (`views.publish`): the questions waiting for them (for the security
+    team: every pending event and open *Not me* report), and the active expectations they may
+    revoke (for the team: everyone's), each with a *Revoke* button."""
+    mine = "Waiting for the security team" if on_team else "Waiting for you"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": mine}},
+        {
+            "type": "section",
+            "block_id": "waiting",
+            "text": {"type": "mrkdwn", "text": pending_list(waiting, "")[:2900]},
+        },
+        {"type": "divider"},
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": "Active expectations" if on_team else "Your active expectations",
+            },
+        },
+    ]
+    if not expectations:
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": "no_expectations",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "None. Type `/powertrip expect` to pre-approve work you are about "
+                    "to do.",
+                },
+            }
+        )
+    for e in expectations[:40]:
+        where = f" on {', '.join(map(code, e.hosts))}" if e.hosts else ""
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": f"expectation-{e.id}"[:255],
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"{name(e.actor)}{where} until {slack_date(e.until)}, by "
+                    f"{mention(e.created_by)}: {escape(e.reason)} · {code(e.id)}"[:2900],
+                },
+                "accessory": {
+                    "type": "button",
+                    "action_id": REVOKE_EXPECTATION,
+                    "value": e.id,
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Revoke"},
+                },
+            }
+        )
+    return {"type": "home", "blocks": blocks}

@@ -310,6 +310,11 @@ class Decision(BaseModel):
         description="Decided as part of this group (its workflow id): one answer to the one "
         "question a burst of events was asked as (issue 13).",
     )
+    expectation: str | None = Field(
+        default=None,
+        description="`via: expectation`: the id of the expectation that pre-approved the event "
+        "(`by`: who created it, `reason`: why).",
+    )
 
     @property
     def who(self) -> str:

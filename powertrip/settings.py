@@ -121,7 +121,15 @@ class Settings(BaseSettings):
         description="CloudWatch Logs groups a trail writes to: only their CloudTrail records are "
         "trusted as CloudTrail; in any other group such a line is ordinary JSON (comma-separated).",
     )
-    api_token: SecretStr | None = Field(default=None, description="API: bearer token for /v1.")
+    api_token: SecretStr | None = Field(
+        default=None, description="API: bearer token for reading the record (/v1)."
+    )
+    api_write_token: SecretStr | None = Field(
+        default=None,
+        description="API: bearer token for what changes the record over HTTP (creating and "
+        "revoking expectations); unset: those routes answer 403. Kept apart from the API "
+        "token so that a HIDS holding the read token cannot pre-approve work.",
+    )
     # Polling and `powertrip backfill --source papertrail` read Papertrail's search API.
     papertrail_api_token: SecretStr | None = None
     papertrail_api_url: str = "https://papertrailapp.com/api/v1/"

@@ -38,11 +38,12 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from powertrip.contracts.approval import Action, Click, Verdict
+from powertrip.contracts.expectations import Expectation, Revocation
 from powertrip.settings import Settings, SettingsError
 
 SIGNATURE_VERSION = "v1"
@@ -206,3 +207,89 @@ def operator() -> str:
     except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (minimal containers)
         user = f"uid {os.getuid()}"
     return f"{user}@{socket.gethostname()}"
+
+
+# Expectations (issue 13): created and revoked as decisions are, by whoever verified the human.
+
+_EXPECTATION_UNSIGNED = {"signature", "status", "revoked_by", "revoked_at"}
+
+
+def _document_signature(key: str, kind: str, subject: str, document: dict[str, object]) -> str:
+    message = json.dumps(
+        {"kind": kind, "subject": subject, **document},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    ).encode()
+    return f"{SIGNATURE_VERSION}={hmac.new(key.encode(), message, hashlib.sha256).hexdigest()}"
+
+
+def _expectation_fields(expectation: Expectation) -> dict[str, object]:
+    return expectation.model_dump(mode="json", exclude=_EXPECTATION_UNSIGNED, exclude_none=True)
+
+
+def _revocation_fields(revocation: Revocation) -> dict[str, object]:
+    return revocation.model_dump(mode="json", exclude={"signature"}, exclude_none=True)
+
+
+def sign_expectation(key: str, expectation: Expectation) -> Expectation:
+    """A copy of `expectation` with a fresh nonce and its signature (over every field the
+    creator set: actor, hosts, rules, until, reason, creator, via, operator, nonce)."""
+    unsigned = expectation.model_copy(
+        update={"nonce": secrets.token_urlsafe(16), "signature": None}
+    )
+    signature = _document_signature(key, "expectation", unsigned.id, _expectation_fields(unsigned))
+    return unsigned.model_copy(update={"signature": signature})
+
+
+def sign_revocation(key: str, expectation_id: str, revocation: Revocation) -> Revocation:
+    """A copy of `revocation` of `expectation_id`, with a fresh nonce and its signature."""
+    unsigned = revocation.model_copy(update={"nonce": secrets.token_urlsafe(16), "signature": None})
+    signature = _document_signature(key, "revocation", expectation_id, _revocation_fields(unsigned))
+    return unsigned.model_copy(update={"signature": signature})
+
+
+def _signer_of(
+    keys: Mapping[Signer, Sequence[str]], signature: str | None, sign_with: Callable[[str], str]
+) -> Signer | None:
+    if not signature or not signature.startswith(f"{SIGNATURE_VERSION}="):
+        return None
+    return next(
+        (
+            signer
+            for signer, signer_keys in keys.items()
+            if any(hmac.compare_digest(sign_with(k), signature) for k in signer_keys)
+        ),
+        None,
+    )
+
+
+def verify_expectation(keys: Mapping[Signer, Sequence[str]], expectation: Expectation) -> Verdict:
+    """Whether one of `keys` signed exactly this expectation. The CLI's key vouches only for
+    `via: cli` ones (the caller also requires their creator to be on the security team)."""
+    fields = _expectation_fields(expectation)
+    signer = _signer_of(
+        keys,
+        expectation.signature,
+        lambda k: _document_signature(k, "expectation", expectation.id, fields),
+    )
+    if signer is None:
+        return Verdict(authentic=False, reason="unsigned, forged or altered")
+    if signer is Signer.CLI and expectation.via != "cli":
+        return Verdict(authentic=False, reason=f"the CLI's key signed a via {expectation.via!r}")
+    return Verdict(authentic=True, signer=signer.value)
+
+
+def verify_revocation(
+    keys: Mapping[Signer, Sequence[str]], expectation_id: str, revocation: Revocation
+) -> Verdict:
+    """Whether one of `keys` signed exactly this revocation of `expectation_id`."""
+    fields = _revocation_fields(revocation)
+    signer = _signer_of(
+        keys,
+        revocation.signature,
+        lambda k: _document_signature(k, "revocation", expectation_id, fields),
+    )
+    if signer is None:
+        return Verdict(authentic=False, reason="unsigned, forged or altered")
+    return Verdict(authentic=True, signer=signer.value)

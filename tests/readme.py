@@ -262,6 +262,16 @@ COMMANDS: list[tuple[str, Run | Skip]] = [
     ("powertrip events approve papertrail-1003", Run(says="(U0SEC1) via cli (run by ")),
     ("powertrip events export", Run(says="decisions made since 2026-11-01")),
     ("temporal operator namespace", Run()),
+    (
+        "POWERTRIP_CONFIG=.powertrip/config.yaml powertrip expectations create --actor deploy",
+        Run(says='"via": "cli"'),
+    ),
+    ("powertrip expectations list", Run()),
+    (
+        'curl -s -H "Authorization: Bearer $POWERTRIP_API_WRITE_TOKEN" '
+        '-H "Content-Type: application/json" localhost:8000/v1/expectations',
+        Run(says='"via":"api"'),
+    ),
     ("cp .env.example .env", Skip("Docker does not run here (tests/test_deploy_static.py)")),
     ("$EDITOR deploy/powertrip.yaml", Skip("Docker does not run here")),
     ("docker compose", Skip("Docker does not run here (tests/test_deploy_static.py)")),

@@ -47,7 +47,7 @@ from powertrip.contracts.slack import SLACK_PERMANENT
 from powertrip.directory import Identity
 from powertrip.models import EventStatus, SecurityEvent
 from powertrip.services.starts import ResultStatus, start_approval
-from tests.harness import make_event
+from tests.harness import make_event, no_expectation
 from workflows.approval import ApprovalWorkflow
 
 CHANNEL = "C0SECURITY"
@@ -187,6 +187,7 @@ async def running(
             fakes.current_security_team,
             fakes.verify_decision,
             fakes.verify_decisions,
+            no_expectation,
             *fakes.paging,
         ],
     ):

@@ -38,7 +38,7 @@ async def test_mapped_user_gets_a_dm_with_buttons_and_approves(
         )
         dm = await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
         assert len(dm) == 1
-        assert buttons(dm[0]) == ["approve", "not_me"]
+        assert buttons(dm[0]) == ["approve", "approve_expect", "not_me"]
         text = text_of(dm[0])
         for fact in ("alice", "bastion", "203.0.113.7", "papertrail", "sshd-accepted"):
             assert fact in text

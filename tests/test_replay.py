@@ -42,6 +42,7 @@ from tests.harness import (
     make_event,
     make_settings,
     message_for,
+    no_expectation,
     running_worker,
     state_eventually,
 )
@@ -50,6 +51,7 @@ from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
 from workflows.approval import ApprovalWorkflow
 from workflows.conflict import ConflictWorkflow
+from workflows.expectation import ExpectationWorkflow
 from workflows.group import GroupWorkflow
 from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
@@ -70,6 +72,7 @@ WORKFLOWS: dict[str, type] = {
     "review_pacer": ReviewPacerWorkflow,
     "conflict": ConflictWorkflow,
     "group": GroupWorkflow,
+    "expectation": ExpectationWorkflow,
 }
 GENERATIONS = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and p.name[:1].isdigit())
 NEWEST = GENERATIONS[-1]
@@ -201,6 +204,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
             activities.update_message,
             DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decision,
             DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decisions,
+            no_expectation,
         ],
     ):
         assert await start_approval(time_skipping_env.client, event, settings.task_queue) is (

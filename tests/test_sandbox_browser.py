@@ -112,7 +112,9 @@ async def test_trying_it_locally_on_the_sandbox_page(
             await expect(card).to_contain_text("Was this you?")
             await expect(card).to_contain_text("203.0.113.7")
             await expect(page.get_by_text("Direct message · @alice")).to_be_visible()
-            await expect(card.locator("button")).to_have_count(2)
+            await expect(card.locator("button")).to_have_count(
+                3
+            )  # approve, approve and expect the same, not me
             await shot(page, "sandbox-dm")
 
             # 2. The owner approves: the message updates in place, no buttons left.
@@ -132,7 +134,7 @@ async def test_trying_it_locally_on_the_sandbox_page(
             await http.post("/webhooks/papertrail", json=second_login, headers=WEBHOOK_HEADERS)
             dm2 = await eventually(lambda: message_for(fake_slack, "papertrail-1002"))
             card2 = page.locator(f'[data-testid=message][data-ts="{dm2.ts}"]')
-            await expect(card2.locator("button")).to_have_count(2)
+            await expect(card2.locator("button")).to_have_count(3)
             await page.get_by_test_id("actor").select_option("U0MALLORY")
             await card2.get_by_role("button", name="Approve — this was me").click()
             reply = card2.get_by_test_id("ephemeral")
@@ -140,7 +142,7 @@ async def test_trying_it_locally_on_the_sandbox_page(
             await expect(status).to_have_attribute("data-state", "refused")
             await expect(status).to_contain_text("Not done")
             await expect(status).not_to_contain_text("<@")  # names, not raw Slack ids
-            await expect(card2.locator("button")).to_have_count(2)
+            await expect(card2.locator("button")).to_have_count(3)
             await shot(page, "sandbox-refused")
             state = await dev_env.client.get_workflow_handle_for(
                 ApprovalWorkflow.run, "papertrail-1002"

@@ -77,9 +77,10 @@ def test_dm_reads_at_a_glance_with_origin_label_and_relative_time() -> None:
     actions = next(b.to_dict() for b in blocks if b.type == "actions")["elements"]
     assert [(a["action_id"], a["text"]["text"], a.get("style")) for a in actions] == [
         ("approve", "Approve — this was me", "primary"),
+        ("approve_expect", "Approve, and expect the same from me here for 1 h", None),
         ("not_me", "Not me", "danger"),
     ]
-    assert actions[1]["confirm"]["confirm"]["text"] == "Yes, not me"
+    assert actions[2]["confirm"]["confirm"]["text"] == "Yes, not me"
     # The button value is only a reference to the event.
     assert {a["value"] for a in actions} == {record.event.event_id}
 
@@ -106,7 +107,7 @@ def test_channel_messages_offer_approve_on_behalf() -> None:
     assert "Asked: <@U0BOB>" in text_of(message)
     _, blocks = messages.notification(person, MessageKind.FIRST)
     dm = SlackMessage(channel="D0BOB", ts="1", blocks=[b.to_dict() for b in blocks])
-    assert buttons(dm) == ["approve", "not_me"]
+    assert buttons(dm) == ["approve", "approve_expect", "not_me"]
     assert messages.action_for("approve_on_behalf") is Action.APPROVE
     with pytest.raises(ValueError):
         messages.action_for("make_me_admin")

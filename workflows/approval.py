@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities import metrics
     from activities.decisions import DecisionActivities
+    from activities.expectations import ExpectationActivities
     from activities.groups import GroupActivities
     from activities.slack import SlackActivities
     from powertrip import temporal as attributes
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyBatch,
         VerifyRequest,
     )
+    from powertrip.contracts.expectations import APPROVED_SIGNAL, ExpectedEvent
     from powertrip.contracts.groups import JoinRequest
     from powertrip.contracts.reminders import (
         DUE_SIGNAL,
@@ -51,11 +53,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from powertrip.contracts.slack import SLACK_PERMANENT, slack_call
     from powertrip.messages import visible
-    from powertrip.models import EventStatus
+    from powertrip.models import Decision, DecisionKind, EventStatus
     from workflows.escalation import Escalation
     from workflows.patches import (
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
+        EXPECTATION_APPROVALS,
         GROUPED_QUESTIONS,
         NOT_ME_FIRST,
         PAGE_NOT_ME,
@@ -205,6 +208,13 @@ class ApprovalWorkflow(Escalation):
         stale = input.stale and workflow.patched(STALE_NO_DM)
         if stale:
             self._note_stale()
+        elif (
+            self.record.group is None
+            and not self._delivered(MessageKind.FIRST)
+            and await self._approved_by_expectation()
+        ):
+            # EXPECTATIONS (issue 13 §2): expected work is approved before anyone is asked.
+            return self.record
         # GROUPS (issue 13 §1): a member of a burst's group is asked by the group.
         elif not await self._joined_group() and not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
@@ -417,6 +427,72 @@ class ApprovalWorkflow(Escalation):
         cause = err.cause
         detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         self._note(TimelineKind.NOTIFY_FAILED, f"{what}: {detail}")
+
+    async def _approved_by_expectation(self) -> bool:
+        """EXPECTATIONS (issue 13 §2). An active expectation covers the event (the worker
+        checked its signature and limits, `find_expectation`): approve it now, `via:
+        expectation`, by the expectation's creator with its reason, and ask nobody. False (ask
+        as usual) when none does, when the lookup fails, and for workflows that began before
+        expectations existed. Stale (backfilled) events never get here: they are listed in the
+        stale digest, not pre-approved by an expectation made after them."""
+        if not workflow.patched(EXPECTATION_APPROVALS):
+            return False
+        try:
+            found = await workflow.execute_activity_method(
+                ExpectationActivities.find_expectation,
+                self.record.event,
+                start_to_close_timeout=timedelta(seconds=10),
+                # Visibility down or throttled: ask the human after half a minute, not never.
+                schedule_to_close_timeout=timedelta(seconds=30),
+                summary="is this expected work?",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("no expectation lookup, asking as usual: %s", err.cause)
+            return False
+        if found is None:
+            return False
+        expectation = found.expectation
+        names = self.record.authority.names if self.record.authority else {}
+        decision = Decision(
+            kind=DecisionKind.APPROVED,
+            by=expectation.created_by,
+            name=names.get(expectation.created_by),
+            at=workflow.now(),
+            via="expectation",
+            reason=expectation.reason,
+            requested_at=expectation.created_at,
+            authenticated=True,
+            operator=expectation.operator,
+            expectation=expectation.id,
+        )
+        self.record.decision = decision
+        self.record.status = EventStatus.APPROVED
+        self.record.timeline.append(
+            TimelineEntry(
+                what=TimelineKind.APPROVED,
+                at=decision.at,
+                by=expectation.created_by,
+                name=decision.name,
+                detail=f"expected: {expectation.id} by {expectation.created_by} until "
+                f"{expectation.until:%Y-%m-%d %H:%M} UTC: {expectation.reason}",
+            )
+        )
+        metrics.observe_decision(self.record)
+        self._publish()
+        # The security channel sees it on the expectation's notice: never silence.
+        try:
+            await workflow.get_external_workflow_handle(expectation.id).signal(
+                APPROVED_SIGNAL,
+                ExpectedEvent(
+                    event_id=workflow.info().workflow_id,
+                    action=self.record.event.action,
+                    host=self.record.event.host,
+                    at=self.record.event.occurred_at,
+                ),
+            )
+        except FailureError:
+            workflow.logger.warning("%s ended before it could list this event", expectation.id)
+        return True
 
     async def _notify_first(self, renotify: timedelta) -> None:
         recipient = self.record.recipient

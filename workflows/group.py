@@ -152,6 +152,10 @@ class GroupWorkflow(ApprovalWorkflow):
                 elif isinstance(result, BaseException):
                     raise result
 
+    async def _approved_by_expectation(self) -> bool:
+        """Never for the group itself: each member was checked before it joined."""
+        return False
+
     async def _joined_group(self) -> bool:
         """A group joins no group: it asks."""
         return False

@@ -33,6 +33,7 @@ CONTINUE_BEFORE_SIGNAL_LIMIT = "continue-as-new-before-signal-limit"
 VERIFY_IN_BATCHES = "verify-decisions-in-batches"
 STEP_UP_APPROVALS = "step-up-approvals"
 GROUPED_QUESTIONS = "grouped-questions"
+EXPECTATION_APPROVALS = "expectation-approvals"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -209,6 +210,14 @@ LEDGER: tuple[Patch, ...] = (
         "continue-as-new: a flood of forged `due` signals no longer makes the digest's activity "
         "input too large for Temporal, which failed the workflow's task for ever.",
         "2026-11-30",
+    ),
+    _patch(
+        EXPECTATION_APPROVALS,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "Before the first question, `find_expectation` asks for an active expectation that "
+        "covers the event; a match approves it at once (`via: expectation`), with no DM.",
+        "2026-12-01",
     ),
 )
 

@@ -11,8 +11,8 @@ from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to
 from slack_bolt.async_app import AsyncApp
 
 from api.body import read_capped
-from api.deps import DecisionKeyDep, SettingsDep, TemporalDep
-from api.slack_app import DECISION_KEY, SETTINGS, TEMPORAL
+from api.deps import ConfigDep, DecisionKeyDep, SettingsDep, TemporalDep
+from api.slack_app import CONFIG, DECISION_KEY, SETTINGS, TEMPORAL
 
 router = APIRouter(prefix="/slack", tags=["slack"])
 
@@ -53,13 +53,16 @@ async def interactions(
     temporal: TemporalDep,
     signing_key: DecisionKeyDep,
     slack: SlackAppDep,
+    config: ConfigDep,
 ) -> Response:
-    """Every interaction Slack sends (button clicks today; the slash command, App Home and
-    modals later), size-capped and handed to the Bolt app."""
+    """Every request Slack sends (button clicks, the `/powertrip` slash command, modal
+    submissions, the `app_home_opened` event), size-capped and handed to the Bolt app."""
     body = await read_capped(request, settings.max_body_bytes)
     try:
         bolt_request = to_async_bolt_request(
-            request, body, {TEMPORAL: temporal, DECISION_KEY: signing_key, SETTINGS: settings}
+            request,
+            body,
+            {TEMPORAL: temporal, DECISION_KEY: signing_key, SETTINGS: settings, CONFIG: config},
         )
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unsupported interaction: {exc}") from exc

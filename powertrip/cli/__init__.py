@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from powertrip.cli import backfill, dev, events, failures, rules
+from powertrip.cli import backfill, dev, events, expectations, failures, rules
 from powertrip.process import exit_now
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command(name="dev")(dev.dev)
 app.add_typer(rules.app, name="rules")
 app.add_typer(events.app, name="events")
+app.add_typer(expectations.app, name="expectations")
 app.command(name="backfill")(backfill.backfill)
 
 

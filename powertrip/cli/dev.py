@@ -44,6 +44,7 @@ def _local_secrets(path: Path) -> dict[str, str]:
     generators = {
         "POWERTRIP_WEBHOOK_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_API_TOKEN": lambda: secrets.token_urlsafe(18),
+        "POWERTRIP_API_WRITE_TOKEN": lambda: secrets.token_urlsafe(18),
         "POWERTRIP_SLACK_SIGNING_SECRET": lambda: secrets.token_hex(16),
         # A key per signer (powertrip.signing): the API's signs Slack clicks, the CLI's the
         # security team's overrides (`via: cli` only); the worker verifies both. One file holds

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from powertrip.contracts.slack import NoticeMessage
 from powertrip.models import CredentialRef, SecurityEvent, StepUpMethod
 
 PASSKEY_WORKFLOW = "PasskeyWorkflow"
@@ -461,13 +462,6 @@ class PasskeyDecided(BaseModel):
         default=None, description="The approver's own step-up, when they did one."
     )
     at: datetime
-
-
-class NoticeMessage(BaseModel):
-    """Where Slack put a notice (to update it once decided)."""
-
-    channel: str
-    ts: str
 
 
 class NoticeState(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import BaseModel
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityConfig
 
@@ -46,3 +47,10 @@ def security_channel_post(summary: str) -> ActivityConfig:
         retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
         summary=summary,
     )
+
+
+class NoticeMessage(BaseModel):
+    """Where Slack put a notice in the security channel (to update it in place later)."""
+
+    channel: str
+    ts: str

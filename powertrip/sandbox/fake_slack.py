@@ -126,6 +126,10 @@ class FakeSlack:
         self.calls: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []
         self.failures: dict[str, list[InjectedFailure]] = defaultdict(list)
+        self.views: list[dict[str, Any]] = []
+        """Modals opened (`views.open`), in order, as Slack returns them (with `id`)."""
+        self.home: dict[str, dict[str, Any]] = {}
+        """Each user's App Home tab as last published (`views.publish`)."""
         self._ts = itertools.count(1)
         self.state = state
         if state is not None and state.exists():
@@ -144,6 +148,8 @@ class FakeSlack:
         partial.replace(self.state)
 
     def reset(self) -> None:
+        self.views.clear()
+        self.home.clear()
         self.messages.clear()
         self.calls.clear()
         self.responses.clear()
@@ -324,6 +330,25 @@ class FakeSlack:
         metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
         return {"ok": True, "messages": [self._listed(m, metadata) for m in thread]}
 
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Slack's `views.open`: a modal for a fresh `trigger_id` (Slack's expire in 3 s)."""
+        if not args.get("trigger_id"):
+            return {"ok": False, "error": "invalid_arguments"}
+        view = _view(args.get("view"))
+        if view.get("type") != "modal":
+            return {"ok": False, "error": "invalid_arguments"}
+        opened = {**view, "id": f"V{len(self.views) + 1:08d}", "state": {"values": {}}}
+        self.views.append(opened)
+        return {"ok": True, "view": opened}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Slack's `views.publish`: `user_id`'s App Home tab."""
+        user, view = str(args.get("user_id", "")), _view(args.get("view"))
+        if not user or view.get("type") != "home":
+            return {"ok": False, "error": "invalid_arguments"}
+        self.home[user] = {**view, "id": f"VH{user}"}
+        return {"ok": True, "view": self.home[user]}
+
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
         if channel.startswith(("U", "W")):
@@ -347,6 +372,12 @@ def _object(value: Any) -> dict[str, Any] | None:
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
+
+
+def _view(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value or {})
 
 
 def _blocks(value: Any) -> list[dict[str, Any]]:

@@ -49,6 +49,8 @@ class DecisionRow(BaseModel):
     authenticated: bool = False
     step_up: BlankIsNone = None
     credential_id: BlankIsNone = None
+    expectation: BlankIsNone = None
+    """`via: expectation`: the id of the expectation that pre-approved the event."""
     actor: str
     host: BlankIsNone = None
     rule_id: str
@@ -77,6 +79,7 @@ class DecisionRow(BaseModel):
                 authenticated=d.authenticated,
                 step_up=d.step_up.value if d.step_up else None,
                 credential_id=d.credential.credential_id if d.credential else None,
+                expectation=d.expectation,
                 actor=view.actor,
                 host=view.host,
                 rule_id=view.rule_id,

@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.binaries import temporal_test_server
 from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput
 from powertrip.contracts.conflict import ConflictReport, conflict_workflow_id
+from powertrip.contracts.expectations import Expectation
 from powertrip.contracts.passkeys import (
     PASSKEY_DECIDED_SIGNAL,
     PASSKEY_WORKFLOW,
@@ -56,6 +57,13 @@ from powertrip.sandbox.fake_pagerduty import (
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.sandbox.tls import ensure_certificate
+from powertrip.services.expectations import (
+    Limits,
+    create_expectation,
+    list_expectations,
+    new_expectation,
+    revoke_expectation,
+)
 from powertrip.services.starts import (
     announce_passkey,
     ensure_reminder_digest,
@@ -349,6 +357,56 @@ async def _paged(stack: Stack, handle: WorkflowHandle, status: str = "open") -> 
     await eventually(page_is, within=90)
 
 
+def _expectation(actor: str, hours: float, reason: str) -> Expectation:
+    return new_expectation(
+        actor=actor,
+        hosts=[],
+        rules=[],
+        until=datetime.now(UTC) + timedelta(hours=hours),
+        reason=reason,
+        created_by="U0ALICE",
+        via="api",
+    )
+
+
+async def expected(stack: Stack) -> WorkflowHandle:
+    """Alice expected her login (expectation-approvals): approved at once, nobody asked. Needs
+    visibility, so it runs on the dev server; the expectation is revoked afterwards."""
+    limits = Limits.from_config(make_config())
+    await ensure_search_attributes(stack.client, stack.client.namespace)
+    expectation = await create_expectation(
+        stack.client,
+        DECISION_KEY,
+        stack.settings.task_queue,
+        _expectation("alice", 1, "history: expected work"),
+        limits,
+    )
+    await eventually(lambda: _listed(stack, expectation.id))
+    handle = await _start(stack, "expected")
+    await handle.result()
+    await revoke_expectation(stack.client, DECISION_KEY, expectation.id, "U0ALICE", "api", limits)
+    await stack.client.get_workflow_handle(expectation.id).result()
+    return handle
+
+
+async def _listed(stack: Stack, expectation_id: str) -> bool:
+    return any(e.id == expectation_id for e in await list_expectations(stack.client, "alice"))
+
+
+async def _expectation_expired(stack: Stack, out: Path) -> Path:
+    """An expectation whose timer ends it (time-skipping)."""
+    expectation = await create_expectation(
+        stack.client,
+        DECISION_KEY,
+        stack.settings.task_queue,
+        _expectation("alice", 2, "history: expires"),
+        Limits.from_config(make_config()),
+    )
+    handle = stack.client.get_workflow_handle(expectation.id)
+    await stack.env.sleep(timedelta(hours=2, minutes=1))
+    return await save(handle, out / "expectation" / "expired.json")
+
+
 async def page_then_approve(stack: Stack) -> WorkflowHandle:
     """Nobody decides for an hour: reminders (escalation-schedule), a page to the fake Events
     API; the owner approves and the page is resolved (pages-follow-decisions)."""
@@ -425,9 +483,12 @@ APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "page_called_off": page_called_off,
     "step_up": step_up,
     "grouped": grouped,
+    "expected": expected,
 }
 # reminders_in_digest runs in real time: the owner may contest the team's approvals for seconds.
 CONFIGS = {"reminders_in_digest": make_config(contest_window="2s")}
+# Paths that need the dev server: real time, or visibility (expectations are found by a list).
+DEV_SERVER = {"reminders_in_digest", "expected"}
 
 
 async def _poll(stack: Stack, name: str, down: bool, poll: PollInput) -> WorkflowHandle:
@@ -480,7 +541,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
         )
         for name, scenario in APPROVAL.items():
             # A fresh server each: the digest workflow one path starts must not be in the next.
-            server = start_dev_server() if name == "reminders_in_digest" else _server()
+            server = start_dev_server() if name in DEV_SERVER else _server()
             async with await server as env:
                 stack = Stack(env, settings, slack, papertrail, pagerduty, out)
                 slack.reset()
@@ -494,6 +555,19 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         )
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
+                    if name == "expected":
+                        [expectation] = [
+                            w.id
+                            async for w in env.client.list_workflows(
+                                "WorkflowType = 'ExpectationWorkflow'"
+                            )
+                        ]
+                        written.append(
+                            await save(
+                                env.client.get_workflow_handle(expectation),
+                                out / "expectation" / "revoked.json",
+                            )
+                        )
         async with await _server() as env:
             stack = Stack(env, settings, slack, papertrail, pagerduty, out)
             slack.reset()
@@ -516,6 +590,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 handle = await flooded(stack, "paged_flooded", PAGE_AFTER_AN_HOUR)
                 written += await _flooded(stack, out, "paged_flooded", handle, paged_flooded_then)
                 written.append(await _passkey_notice(stack, out))
+                written.append(await _expectation_expired(stack, out))
     return written
 
 

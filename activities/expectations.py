@@ -1,0 +1,103 @@
+"""The worker's half of expectations: find the one that pre-approves an event (checking its
+signature and its limits again: a workflow started straight through Temporal, or one the config
+no longer allows, approves nothing), and verify a revocation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.slack import SecurityChannel
+from powertrip.config import PowertripConfig
+from powertrip.contracts.approval import Verdict
+from powertrip.contracts.expectations import (
+    ExpectationNotice,
+    ExpectedApproval,
+    NoticeMessage,
+    RevocationCheck,
+)
+from powertrip.messages import expectation_notice
+from powertrip.models import SecurityEvent
+from powertrip.services.expectations import Limits, list_expectations
+from powertrip.signing import Signer, verify_expectation, verify_revocation
+
+log = logging.getLogger(__name__)
+
+
+class ExpectationActivities:
+    """`find_expectation`, `verify_revocation` and the security channel's notice, with the
+    worker's Temporal client, its decision keys (`powertrip.signing.verification_keys`), the
+    config's limits, and Slack (`security_channel`: its id)."""
+
+    def __init__(
+        self,
+        client: Client,
+        keys: Mapping[Signer, Sequence[str]],
+        config: PowertripConfig,
+        slack: AsyncWebClient,
+        security_channel: str,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._limits = Limits.from_config(config)
+        self._slack = slack
+        self._channel = SecurityChannel(slack, security_channel)
+
+    @activity.defn(name="post_expectation_notice")
+    async def post_expectation_notice(self, notice: ExpectationNotice) -> NoticeMessage:
+        """Post the expectation's notice to the security channel; where Slack put it."""
+        channel, ts = await self._channel.post(*expectation_notice(notice))
+        return NoticeMessage(channel=channel, ts=ts)
+
+    @activity.defn(name="update_expectation_notice")
+    async def update_expectation_notice(self, notice: ExpectationNotice) -> None:
+        """Show the events approved so far, or how the expectation ended, in place."""
+        assert notice.message is not None
+        await self._channel.update(notice.message, *expectation_notice(notice))
+
+    @activity.defn(name="find_expectation")
+    async def find_expectation(self, event: SecurityEvent) -> ExpectedApproval | None:
+        """The active expectation that covers `event` now (the earliest created), signed with
+        a key this worker holds and within today's limits; None if there is none. An owner's
+        expectation never covers an event that needs a step-up."""
+        now = datetime.now(UTC)
+        try:
+            listed = await list_expectations(self._client, event.actor)
+        except RPCError as exc:
+            # Temporal's time-skipping test server has no visibility: nothing can be expected.
+            if exc.status is not RPCStatusCode.UNIMPLEMENTED:
+                raise
+            log.warning("no visibility to find expectations in: %s", exc.message)
+            return None
+        candidates = sorted(listed, key=lambda e: e.created_at)
+        for expectation in candidates:
+            if not expectation.covers(event, now):
+                continue
+            verdict = verify_expectation(self._keys, expectation)
+            if not verdict.authentic or verdict.signer is None:
+                log.warning("expectation %s ignored: %s", expectation.id, verdict.reason)
+                continue
+            refused = self._limits.refusal(expectation)
+            if refused is None and Signer(verdict.signer) is Signer.CLI:
+                refused = (
+                    None if expectation.created_by in self._limits.team else "CLI, not the team"
+                )
+            if refused is None and event.step_up is not None:
+                if expectation.created_by not in self._limits.team:
+                    refused = "an owner's expectation does not cover a step-up event"
+            if refused is not None:
+                log.info("expectation %s does not approve %s: %s", expectation.id, event, refused)
+                continue
+            return ExpectedApproval(expectation=expectation, signer=verdict.signer)
+        return None
+
+    @activity.defn(name="verify_revocation")
+    async def verify_revocation(self, check: RevocationCheck) -> Verdict:
+        """Whether the revocation was signed by the API or the CLI for this expectation."""
+        return verify_revocation(self._keys, check.expectation_id, check.revocation)

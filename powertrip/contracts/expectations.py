@@ -1,0 +1,133 @@
+"""`ExpectationWorkflow`'s contract: an expectation (expected work, pre-approved on the record),
+its revocation, and what `ApprovalWorkflow` asks before it notifies anyone.
+
+An expectation says: this actor (optionally on these hosts, for these rules) is expected to act
+until a time, for a reason. It is a decision like a click: signed by the component that verified
+its creator (the API's key after Slack's signature or its API token, the CLI's key for the
+security team) and verified again by the worker before it approves anything, so a workflow
+started straight through Temporal pre-approves nothing. Readers (API, CLI) list active ones from
+visibility and the memo (`EXPECTATION_MEMO`), no worker needed.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from powertrip.contracts.slack import NoticeMessage
+from powertrip.hosts import host_key
+from powertrip.models import SecurityEvent
+
+EXPECTATION_WORKFLOW = "ExpectationWorkflow"
+REVOKE_SIGNAL = "revoke"
+"""A signed `Revocation`: ends the expectation once the worker verified it."""
+EXPECTATION_MEMO = "expectation"
+"""Memo key of the `Expectation`, published at start and on every change."""
+DEFAULT_MAX_EXPECTATION = timedelta(hours=24)
+ID_PREFIX = "powertrip-expect-"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ExpectationStatus(StrEnum):
+    """`PowertripStatus` of an expectation's workflow."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+def expectation_id(actor: str) -> str:
+    """A readable, unique workflow id: `powertrip-expect-<actor>-<8 hex>`."""
+    return f"{ID_PREFIX}{_UNSAFE.sub('_', actor)[:64]}-{secrets.token_hex(4)}"
+
+
+class Expectation(BaseModel):
+    """Expected work, pre-approved: events of `actor` (on one of `hosts`, of one of `rules`,
+    when given) that happen before `until` are approved without asking anyone."""
+
+    id: str = Field(description="The workflow id, `powertrip-expect-<actor>-<hex>`.")
+    actor: str = Field(description="The account as events name it (`alice`, `deploy`).")
+    hosts: list[str] = Field(default_factory=list, description="Empty: any host.")
+    rules: list[str] = Field(default_factory=list, description="Rule ids; empty: any rule.")
+    until: datetime = Field(description="When it expires (UTC).")
+    reason: str
+    created_by: str = Field(description="Slack user id of whoever created it.")
+    created_at: datetime
+    via: str = Field(description="`api`, `slack` or `cli`.")
+    operator: str | None = Field(default=None, description="CLI: `user@host` that ran it.")
+    nonce: str | None = None
+    signature: str | None = Field(default=None, description="`v1=<hex HMAC-SHA256>`.")
+    # Set by the workflow, outside the signature.
+    status: ExpectationStatus = ExpectationStatus.ACTIVE
+    revoked_by: str | None = None
+    revoked_at: datetime | None = None
+
+    def covers(self, event: SecurityEvent, at: datetime) -> bool:
+        """The event is this actor's, on one of the hosts and of one of the rules (when
+        given), and `at` (when it is asked about) is before `until`. Hosts match by their
+        normal form, case-insensitively (`powertrip.hosts.host_key`)."""
+        if self.status is not ExpectationStatus.ACTIVE or at >= self.until:
+            return False
+        if event.actor != self.actor:
+            return False
+        if self.hosts and (
+            event.host is None or host_key(event.host) not in {host_key(h) for h in self.hosts}
+        ):
+            return False
+        return not self.rules or event.rule_id in self.rules
+
+
+class Revocation(BaseModel):
+    """The `revoke` signal: who ends an expectation, signed like the expectation itself."""
+
+    by: str
+    at: datetime
+    via: str
+    nonce: str | None = None
+    signature: str | None = None
+
+
+class ExpectedApproval(BaseModel):
+    """The answer to "is this event expected?": the expectation that approves it."""
+
+    expectation: Expectation
+    signer: str = Field(description="Whose key signed it (`api` or `cli`).")
+
+
+class RevocationCheck(BaseModel):
+    """`verify_revocation`'s request."""
+
+    expectation_id: str
+    revocation: Revocation
+
+
+APPROVED_SIGNAL = "approved"
+"""An `ExpectedEvent`: `ApprovalWorkflow` tells the expectation which event it approved (for the
+security channel's notice and the audit; the event's own record names the expectation too)."""
+NOTICE_LISTED = 20
+"""Approved events an expectation's notice lists; the rest are counted."""
+
+
+class ExpectedEvent(BaseModel):
+    """One event an expectation approved."""
+
+    event_id: str
+    action: str
+    host: str | None = None
+    at: datetime
+
+
+class ExpectationNotice(BaseModel):
+    """The security channel's one message about an expectation: posted when it starts, updated
+    in place (paced) as it approves events, and when it ends."""
+
+    expectation: Expectation
+    approved: list[ExpectedEvent] = Field(
+        default_factory=list, description=f"The latest {NOTICE_LISTED}."
+    )
+    total: int = 0
+    message: NoticeMessage | None = None

@@ -1,0 +1,301 @@
+"""Expectations (issue 13 §2): expected work, pre-approved on the record.
+
+Creating one is a decision: whoever verified the human (the API after Slack's signature or its
+API token, the CLI with its key for the security team) checks the limits (`refusal`), signs it
+(`powertrip.signing.sign_expectation`) and starts its `ExpectationWorkflow`, which holds it until
+it expires (a Temporal timer) or a signed revocation ends it. The worker checks the signature and
+the same limits again before an expectation approves an event
+(`activities.expectations.ExpectationActivities.find_expectation`). Listing reads visibility and
+the memo: no worker needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from powertrip import temporal as attributes
+from powertrip.config import PowertripConfig
+from powertrip.contracts.approval import APPROVAL_WORKFLOW, RECORD_MEMO, Action, EventRecord
+from powertrip.contracts.expectations import (
+    EXPECTATION_MEMO,
+    EXPECTATION_WORKFLOW,
+    ID_PREFIX,
+    REVOKE_SIGNAL,
+    Expectation,
+    ExpectationStatus,
+    Revocation,
+    expectation_id,
+)
+from powertrip.models import EventStatus
+from powertrip.signing import sign_expectation, sign_revocation
+from powertrip.visibility import RecordError, literal
+
+MAX_REASON = 500
+MAX_LISTED = 500
+
+
+class ExpectationRefused(RecordError):
+    """An expectation (or its revocation) that the limits forbid: the message says why."""
+
+
+class NoSuchExpectation(RecordError):
+    """No expectation with that id."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What may be pre-approved, from the config: `team` (Slack user ids of the security team),
+    `owners` (actor -> the Slack user mapped to it), `step_up_rules` (rule ids whose events need
+    a passkey), `max_duration`."""
+
+    team: Collection[str]
+    owners: dict[str, str]
+    step_up_rules: Collection[str]
+    max_duration: timedelta
+
+    @classmethod
+    def from_config(cls, config: PowertripConfig, team: Sequence[str] | None = None) -> Limits:
+        """`team`: the team resolved now (Slack's user group); default the config's list."""
+        return cls(
+            team=set(team if team is not None else config.security_team),
+            owners={actor: u.slack for actor, u in config.users.items() if u.slack},
+            step_up_rules={r.id for r in config.rule_set().rules if r.step_up is not None},
+            max_duration=config.max_expectation,
+        )
+
+    def refusal(self, expectation: Expectation) -> str | None:
+        """Why `expectation` may not pre-approve anything, or None. The security team may
+        create one for anyone; the owner of an actor (the Slack user it is mapped to) only for
+        that actor and never for a step-up rule; nobody for longer than `max_duration`."""
+        span = expectation.until - expectation.created_at
+        if span <= timedelta(0):
+            return "it ends before it starts: give a `for` or an `until` in the future"
+        # A second of slack: the API computes `until` from `for` a moment before it signs.
+        if span > self.max_duration + timedelta(seconds=1):
+            return (
+                f"it lasts {_human(span)}, longer than the {_human(self.max_duration)} "
+                "an expectation may (the config's `max_expectation`)"
+            )
+        if expectation.created_by in self.team:
+            return None
+        if expectation.via == "cli":
+            return "only the security team may create expectations from the CLI"
+        if self.owners.get(expectation.actor) != expectation.created_by:
+            return (
+                f"{expectation.created_by} may create expectations only for their own accounts, "
+                f"not for {expectation.actor!r} (the security team may for anyone)"
+            )
+        step_up = sorted(set(expectation.rules) & set(self.step_up_rules))
+        if step_up:
+            return (
+                f"{', '.join(step_up)} need{'s' if len(step_up) == 1 else ''} a step-up: only "
+                "the security team may pre-approve it"
+            )
+        return None
+
+    def may_revoke(self, expectation: Expectation, user: str) -> bool:
+        """Its creator, the actor's owner, or the security team."""
+        return (
+            user in self.team
+            or user == expectation.created_by
+            or self.owners.get(expectation.actor) == user
+        )
+
+
+def _human(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def new_expectation(
+    *,
+    actor: str,
+    hosts: Sequence[str],
+    rules: Sequence[str],
+    until: datetime,
+    reason: str,
+    created_by: str,
+    via: str,
+    operator: str | None = None,
+    now: datetime | None = None,
+) -> Expectation:
+    """An unsigned expectation with a new id; `until` must be timezone-aware."""
+    if not reason.strip():
+        raise ExpectationRefused("give a reason: an expectation is recorded with why")
+    if len(reason) > MAX_REASON:
+        raise ExpectationRefused(f"the reason is over {MAX_REASON} characters")
+    if not actor.strip():
+        raise ExpectationRefused("give the actor (the account as events name it)")
+    if until.tzinfo is None:
+        raise ExpectationRefused("`until` needs a timezone (e.g. 2026-12-01T18:00:00Z)")
+    return Expectation(
+        id=expectation_id(actor),
+        actor=actor.strip(),
+        hosts=[h.strip() for h in hosts if h.strip()],
+        rules=[r.strip() for r in rules if r.strip()],
+        until=until.astimezone(UTC),
+        reason=reason.strip(),
+        created_by=created_by,
+        created_at=now or datetime.now(UTC),
+        via=via,
+        operator=operator,
+    )
+
+
+async def create_expectation(
+    client: Client, key: str, task_queue: str, expectation: Expectation, limits: Limits
+) -> Expectation:
+    """Check `expectation` against `limits`, sign it with `key` (the API's or the CLI's) and
+    start its workflow. Raises ExpectationRefused with the reason; RPCError when Temporal
+    fails."""
+    if (refused := limits.refusal(expectation)) is not None:
+        raise ExpectationRefused(refused)
+    signed = sign_expectation(key, expectation)
+    pairs = [
+        SearchAttributePair(attributes.STATUS, ExpectationStatus.ACTIVE.value),
+        SearchAttributePair(attributes.ACTOR, signed.actor[:1024]),
+    ]
+    await client.start_workflow(
+        EXPECTATION_WORKFLOW,
+        signed,
+        id=signed.id,
+        task_queue=task_queue,
+        memo={EXPECTATION_MEMO: signed},
+        search_attributes=TypedSearchAttributes(pairs),
+        static_summary=f"expect {signed.actor} until {signed.until:%Y-%m-%d %H:%M} UTC",
+    )
+    return signed
+
+
+def active_query(actor: str | None = None) -> str:
+    """The visibility query for running expectations (of `actor`)."""
+    query = f"WorkflowType = {literal(EXPECTATION_WORKFLOW)} AND ExecutionStatus = 'Running'"
+    if actor is not None:
+        query += f" AND {attributes.ACTOR.name} = {literal(actor[:1024])}"
+    return query
+
+
+async def list_expectations(client: Client, actor: str | None = None) -> list[Expectation]:
+    """Active expectations (of `actor`), from visibility and their memos, soonest ending
+    first (at most MAX_LISTED)."""
+    found: list[Expectation] = []
+    async for execution in client.list_workflows(active_query(actor), limit=MAX_LISTED):
+        expectation = await execution.memo_value(EXPECTATION_MEMO, None, type_hint=Expectation)
+        if expectation is not None and expectation.status is ExpectationStatus.ACTIVE:
+            found.append(expectation)
+    return sorted(found, key=lambda e: (e.until, e.id))
+
+
+async def get_expectation(client: Client, expectation_id: str) -> Expectation:
+    """One expectation as its memo says (active or ended). Raises NoSuchExpectation."""
+    if not expectation_id.startswith(ID_PREFIX):
+        raise NoSuchExpectation(f"no expectation {expectation_id!r}")
+    try:
+        description = await client.get_workflow_handle(expectation_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise NoSuchExpectation(f"no expectation {expectation_id!r}") from exc
+        raise
+    expectation = await description.memo_value(EXPECTATION_MEMO, None, type_hint=Expectation)
+    if expectation is None:
+        raise NoSuchExpectation(f"no expectation {expectation_id!r}")
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        if expectation.status is ExpectationStatus.ACTIVE:
+            expectation.status = ExpectationStatus.EXPIRED
+    return expectation
+
+
+async def revoke_expectation(
+    client: Client, key: str, expectation_id: str, by: str, via: str, limits: Limits
+) -> Expectation:
+    """Revoke: checked (`Limits.may_revoke`), signed with `key`, signalled (durable with no
+    worker running). Returns the expectation as it was. Raises NoSuchExpectation,
+    ExpectationRefused (not allowed, already ended)."""
+    expectation = await get_expectation(client, expectation_id)
+    if expectation.status is not ExpectationStatus.ACTIVE:
+        raise ExpectationRefused(f"{expectation_id} is already {expectation.status.value}")
+    if not limits.may_revoke(expectation, by):
+        raise ExpectationRefused(
+            f"{by} may not revoke {expectation_id}: only its creator, the owner of "
+            f"{expectation.actor!r} or the security team may"
+        )
+    revocation = sign_revocation(
+        key, expectation_id, Revocation(by=by, at=datetime.now(UTC), via=via)
+    )
+    try:
+        await client.get_workflow_handle(expectation_id).signal(REVOKE_SIGNAL, revocation)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise ExpectationRefused(f"{expectation_id} has just ended") from exc
+        raise
+    return expectation
+
+
+# What waits for whom (the `/powertrip pending` command) ---------------------------------------
+
+MAX_WAITING_LISTED = 200
+
+
+async def waiting_for(client: Client, user: str, team: Collection[str]) -> list[EventRecord]:
+    """The events waiting for `user`'s decision (pending ones they may approve; for the
+    security team, every pending event and every unacknowledged *Not me*), newest first, at
+    most MAX_WAITING_LISTED. From visibility and the memos: no worker needed."""
+    query = (
+        f"WorkflowType = {literal(APPROVAL_WORKFLOW)} AND ExecutionStatus = 'Running' AND "
+        f"{attributes.STATUS.name} IN ('pending', 'reported')"
+    )
+    found: list[EventRecord] = []
+    async for execution in client.list_workflows(query, limit=MAX_WAITING_LISTED):
+        record = await execution.memo_value(RECORD_MEMO, None, type_hint=EventRecord)
+        if record is None or record.authority is None:
+            continue
+        on_team = user in team or user in record.authority.security_team
+        if record.status is EventStatus.REPORTED and on_team:
+            found.append(record)
+        elif record.status is EventStatus.PENDING and (
+            on_team or record.authority.may(Action.APPROVE, record.status, user)
+        ):
+            found.append(record)
+    return found
+
+
+EXPECT_THE_SAME_FOR = timedelta(hours=1)
+"""How long "Approve, and expect the same from me here for 1 h" expects the same."""
+
+
+async def expect_the_same(
+    client: Client, key: str, task_queue: str, event_id: str, user: str, limits: Limits
+) -> Expectation:
+    """After `user` approved `event_id` with "Approve, and expect the same from me here": an
+    expectation by them for the event's actor on its host and of its rule, for
+    EXPECT_THE_SAME_FOR, `via: slack`. Raises NoSuchExpectation for an unknown event,
+    ExpectationRefused when the limits forbid it (not their account, a step-up rule)."""
+    try:
+        description = await client.get_workflow_handle(event_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise NoSuchExpectation(f"no event {event_id!r}") from exc
+        raise
+    record = await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
+    event = record.event
+    now = datetime.now(UTC)
+    expectation = new_expectation(
+        actor=event.actor,
+        hosts=[event.host] if event.host else [],
+        rules=[event.rule_id],
+        until=now + EXPECT_THE_SAME_FOR,
+        reason=f"approved {event_id} and expected the same for {_human(EXPECT_THE_SAME_FOR)}",
+        created_by=user,
+        via="slack",
+        now=now,
+    )
+    if event.step_up is not None and user not in limits.team:
+        raise ExpectationRefused(f"{event.rule_id} needs a step-up: it cannot be pre-approved")
+    return await create_expectation(client, key, task_queue, expectation, limits)

@@ -1,0 +1,646 @@
+"""Expectations (issue 13 §2): expected work is pre-approved, on the record. Through the API and
+the worker on the real dev server (matching needs visibility), expiry and revocation of the
+expectation's own workflow on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from slack_sdk.signature import SignatureVerifier
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from powertrip.contracts.expectations import (
+    EXPECTATION_MEMO,
+    EXPECTATION_WORKFLOW,
+    Expectation,
+    ExpectationStatus,
+    ExpectedEvent,
+    Revocation,
+)
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
+from powertrip.sandbox.interactions import signed_request, slash_command_fields
+from powertrip.services.audit import DecisionRow, decisions
+from powertrip.services.expectations import (
+    Limits,
+    create_expectation,
+    new_expectation,
+    revoke_expectation,
+)
+from powertrip.settings import Settings
+from powertrip.webui import WebUi
+from tests.harness import (
+    API_HEADERS,
+    API_WRITE_HEADERS,
+    CONFIG_YAML,
+    POWERTRIP,
+    WEBHOOK_HEADERS,
+    alert,
+    api_client,
+    buttons,
+    eventually,
+    fresh_namespace,
+    make_config,
+    make_settings,
+    papertrail_event,
+    posted_to,
+    running_worker,
+    settings_with_config,
+    slack_click,
+    slash_command,
+)
+from tests.servers import CLI_DECISION_KEY, DECISION_KEY, SECURITY_CHANNEL, SIGNING_SECRET
+
+
+@asynccontextmanager
+async def stack(
+    env: WorkflowEnvironment, slack_api_url: str, folder: Path, config_yaml: str = CONFIG_YAML
+) -> AsyncIterator[tuple[httpx.AsyncClient, Client, Settings]]:
+    """The API and the worker in a namespace of their own: an expectation for alice must not
+    pre-approve another test's alice."""
+    client = await fresh_namespace(env)
+    settings = settings_with_config(
+        env,
+        slack_api_url,
+        folder,
+        config_yaml,
+        temporal_namespace=client.namespace,
+        # Step-up rules need the confirmation page's address (unused here).
+        public_url="http://localhost:9",
+    )
+    async with (
+        api_client(settings) as http,
+        running_worker(client, settings, make_config(**_yaml_overrides(config_yaml))),
+    ):
+        yield http, client, settings
+
+
+def _yaml_overrides(config_yaml: str) -> dict[str, Any]:
+    extra = set(yaml.safe_load(config_yaml)) - set(yaml.safe_load(CONFIG_YAML))
+    return {k: v for k, v in yaml.safe_load(config_yaml).items() if k in extra}
+
+
+async def login(http: httpx.AsyncClient, user: str = "alice", host: str = "bastion") -> str:
+    event = papertrail_event(uuid.uuid4().hex[:16], user, host=host)
+    response = await http.post("/webhooks/papertrail", json=alert(event), headers=WEBHOOK_HEADERS)
+    [result] = response.json()["results"]
+    assert result["status"] == "started", result
+    return str(result["event_id"])
+
+
+async def view(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    response = await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def decided(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        body = await view(http, event_id)
+        return body if body["status"] != "pending" or body["asked"] else None
+
+    return await eventually(probe, within=30)
+
+
+def dms_about(fake: FakeSlack, event_id: str) -> list[str]:
+    return [m.text for m in posted_to(fake, "D0ALICE") if event_id in str(m.blocks)]
+
+
+async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, _):
+        created = await http.post(
+            "/v1/expectations",
+            json={
+                "actor": "alice",
+                "host": "bastion",
+                "for": "2h",
+                "reason": "nginx upgrade, CHG-42",
+                "created_by": "U0ALICE",
+            },
+            headers=API_WRITE_HEADERS,
+        )
+        assert created.status_code == 201, created.text
+        expectation = created.json()
+        assert expectation["id"].startswith("powertrip-expect-alice-")
+        listed = await eventually(
+            lambda: _listed(http, expectation["id"]),
+        )
+        assert listed["reason"] == "nginx upgrade, CHG-42"
+
+        expected = await login(http)
+        record = await eventually(lambda: _approved(http, expected), within=30)
+        decision = record["decision"]
+        assert decision["via"] == "expectation"
+        assert decision["expectation"] == expectation["id"]
+        assert decision["by"] == "U0ALICE" and decision["reason"] == "nginx upgrade, CHG-42"
+        assert any(
+            entry["what"] == "approved" and expectation["id"] in (entry["detail"] or "")
+            for entry in record["timeline"]
+        )
+        # The audit export names the expectation beside the decision.
+        since = datetime.now(UTC) - timedelta(hours=1)
+        ui = WebUi(base_url="http://localhost:8233", namespace=client.namespace)
+        rows = await eventually(lambda: _rows_of(client, since, ui, expected), within=15)
+        [row] = rows
+        assert (row.via, row.expectation, row.by) == ("expectation", expectation["id"], "U0ALICE")
+        # Another host is not covered: alice is asked about it.
+        elsewhere = await login(http, host="db-1")
+        await eventually(lambda: dms_about(fake_slack, elsewhere), within=30)
+        assert dms_about(fake_slack, expected) == []
+
+        # Revoked: the next login is asked again.
+        revoked = await http.delete(
+            f"/v1/expectations/{expectation['id']}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert revoked.status_code == 200, revoked.text
+        ended = await ended_as(client, expectation["id"])
+        assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
+        # Never silent: the security channel's one notice of it lists what it approved.
+        notice = await eventually(lambda: _notice(fake_slack, expectation["id"], "revoked by"))
+        assert expected in notice and "1 event approved by it" in notice
+        assert elsewhere not in notice
+        after = await login(http)
+        await eventually(lambda: dms_about(fake_slack, after), within=30)
+        again = await http.delete(
+            f"/v1/expectations/{expectation['id']}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert again.status_code == 403 and "already revoked" in again.json()["detail"]
+
+
+async def _rows_of(
+    client: Client, since: datetime, ui: WebUi, event_id: str
+) -> list[DecisionRow] | None:
+    rows = [r for r in await decisions(client, since, None, ui) if r.event_id == event_id]
+    return rows or None
+
+
+def _notice(fake: FakeSlack, expectation_id: str, showing: str) -> str | None:
+    for message in posted_to(fake, SECURITY_CHANNEL):
+        text = json.dumps(message.blocks)
+        if expectation_id in text and showing in text:
+            return text
+    return None
+
+
+async def _listed(http: httpx.AsyncClient, expectation_id: str) -> dict[str, Any] | None:
+    response = await http.get("/v1/expectations", headers=API_HEADERS)
+    assert response.status_code == 200, response.text
+    return next((e for e in response.json() if e["id"] == expectation_id), None)
+
+
+async def _approved(http: httpx.AsyncClient, event_id: str) -> dict[str, Any] | None:
+    body = await view(http, event_id)
+    return body if body["status"] == "approved" else None
+
+
+async def test_an_expectation_started_straight_through_temporal_approves_nothing(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, settings):
+        forged = new_expectation(
+            actor="alice",
+            hosts=[],
+            rules=[],
+            until=datetime.now(UTC) + timedelta(hours=1),
+            reason="forged",
+            created_by="U0SEC1",
+            via="api",
+        )
+        # Signed with a key the worker does not hold, then started as the API would.
+        signed = await create_expectation(
+            client, "x" * 40, settings.task_queue, forged, Limits.from_config(make_config())
+        )
+        assert (await client.get_workflow_handle(signed.id).describe()).status is (
+            WorkflowExecutionStatus.RUNNING
+        )
+        event_id = await login(http)
+        await eventually(lambda: dms_about(fake_slack, event_id), within=30)
+        assert (await view(http, event_id))["status"] == "pending"
+
+
+STEP_UP_YAML = CONFIG_YAML + "step_up_rules: [sshd-accepted]\n"
+
+
+async def test_limits_refuse_an_owner_for_someone_else_a_step_up_rule_and_too_long(
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path, STEP_UP_YAML) as (http, _, settings):
+        # Creating takes the write token: a HIDS holding the read token pre-approves nothing,
+        # and an API without a write token takes no writes at all.
+        team_body = {"actor": "bob", "for": "1h", "reason": "deploy", "created_by": "U0SEC1"}
+        read_only = await http.post("/v1/expectations", json=team_body, headers=API_HEADERS)
+        assert read_only.status_code == 401, read_only.text
+        async with api_client(settings.model_copy(update={"api_write_token": None})) as off:
+            refused = await off.post("/v1/expectations", json=team_body, headers=API_WRITE_HEADERS)
+            assert refused.status_code == 403
+            assert "POWERTRIP_API_WRITE_TOKEN" in refused.json()["detail"]
+
+        async def post(**fields: Any) -> httpx.Response:
+            body = {"actor": "alice", "for": "1h", "reason": "deploy", "created_by": "U0ALICE"}
+            return await http.post(
+                "/v1/expectations", json={**body, **fields}, headers=API_WRITE_HEADERS
+            )
+
+        for_bob = await post(actor="bob")
+        assert for_bob.status_code == 403
+        assert "only for their own accounts" in for_bob.json()["detail"]
+        step_up = await post(rule="sshd-accepted")
+        assert step_up.status_code == 403 and "needs a step-up" in step_up.json()["detail"]
+        too_long = await post(**{"for": "25h"})
+        assert too_long.status_code == 403 and "max_expectation" in too_long.json()["detail"]
+        no_end = await http.post(
+            "/v1/expectations",
+            json={"actor": "alice", "reason": "x", "created_by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert no_end.status_code == 422 and "exactly one of" in no_end.text
+        # The security team may, for anyone and for step-up rules.
+        team = await post(actor="bob", rule="sshd-accepted", created_by="U0SEC1")
+        assert team.status_code == 201, team.text
+        # An owner's expectation without rules does not cover a step-up event: alice is asked.
+        mine = await post()
+        assert mine.status_code == 201, mine.text
+        event_id = await login(http)
+        record = await decided(http, event_id)
+        assert record["status"] == "pending" and record["asked"] == "@alice (U0ALICE)"
+        not_mine = await http.delete(
+            f"/v1/expectations/{team.json()['id']}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert not_mine.status_code == 403
+        unknown = await http.delete(
+            "/v1/expectations/powertrip-expect-nobody-0",
+            params={"by": "U0SEC1"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert unknown.status_code == 404
+
+
+async def test_an_expectation_expires_and_is_revoked_only_by_a_signed_revocation(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    client = time_skipping_env.client
+    settings = make_settings(slack_api_url)
+    limits = Limits.from_config(make_config())
+    async with running_worker(client, settings):
+
+        async def expect(hours: int) -> Expectation:
+            return await create_expectation(
+                client,
+                DECISION_KEY,
+                settings.task_queue,
+                new_expectation(
+                    actor="alice",
+                    hosts=[],
+                    rules=[],
+                    until=datetime.now(UTC) + timedelta(hours=hours),
+                    reason="maintenance",
+                    created_by="U0ALICE",
+                    via="api",
+                ),
+                limits,
+            )
+
+        expiring = await expect(2)
+        revoked = await expect(3)
+        handle = client.get_workflow_handle(revoked.id)
+        # Anyone who reaches Temporal can signal; an unsigned revocation changes nothing.
+        await handle.signal("revoke", Revocation(by="U0MALLORY", at=datetime.now(UTC), via="api"))
+        await revoke_expectation(client, DECISION_KEY, revoked.id, "U0SEC1", "api", limits)
+        ended = await ended_as(client, revoked.id)
+        assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0SEC1"
+
+        # Approvals are shown on the notice in place, paced: a burst is one edit.
+        expiring_handle = client.get_workflow_handle(expiring.id)
+        for n in range(3):
+            await expiring_handle.signal(
+                "approved",
+                ExpectedEvent(
+                    event_id=f"burst-{n}", action="sudo", host="ops-1", at=datetime.now(UTC)
+                ),
+            )
+        await time_skipping_env.sleep(timedelta(minutes=2))
+        notice = await eventually(lambda: _notice(fake_slack, expiring.id, "3 events approved"))
+        assert all(f"burst-{n}" in notice for n in range(3))
+        [message] = [
+            m for m in posted_to(fake_slack, SECURITY_CHANNEL) if expiring.id in str(m.blocks)
+        ]
+        assert message.updates == 1
+
+        # Still active after an hour; expired (its timer, skipped to) after two.
+        await time_skipping_env.sleep(timedelta(hours=1))
+        assert (await client.get_workflow_handle(expiring.id).describe()).status is (
+            WorkflowExecutionStatus.RUNNING
+        )
+        await time_skipping_env.sleep(timedelta(hours=1, minutes=1))
+        expired = await ended_as(client, expiring.id)
+        assert expired.status is ExpectationStatus.EXPIRED
+
+
+async def ended_as(client: Client, expectation_id: str) -> Expectation:
+    """The expectation as its closed workflow's memo says (the time-skipping server's long poll
+    for a result can end with no event: tests.harness.start)."""
+
+    async def probe() -> Expectation | None:
+        described = await client.get_workflow_handle(expectation_id).describe()
+        if described.status is WorkflowExecutionStatus.RUNNING:
+            return None
+        assert described.workflow_type == EXPECTATION_WORKFLOW
+        return await described.memo_value(EXPECTATION_MEMO, type_hint=Expectation)
+
+    return await eventually(probe, within=30)
+
+
+def powertrip(settings: Settings, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `powertrip` command against `settings`' Temporal namespace."""
+    env = {
+        **os.environ,
+        "POWERTRIP_TEMPORAL_ADDRESS": settings.temporal_address,
+        "POWERTRIP_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "POWERTRIP_TASK_QUEUE": settings.task_queue,
+        "POWERTRIP_CLI_DECISION_KEY": CLI_DECISION_KEY,
+        "POWERTRIP_CONFIG": str(config),
+    }
+    return subprocess.run(
+        [str(POWERTRIP), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+async def test_the_cli_creates_lists_and_revokes_for_the_security_team_only(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, settings):
+        config = tmp_path / "config.yaml"
+
+        async def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(powertrip, settings, config, *args)
+
+        refused = await run(
+            "expectations", "create", "--actor", "alice", "--for", "1h",
+            "--reason", "x", "--as", "U0ALICE",
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "only the security team may create expectations from the CLI" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        created = await run(
+            "expectations", "create", "--actor", "alice", "--host", "bastion", "--for", "1h",
+            "--reason", "DB failover drill", "--as", "U0SEC1", "--json",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        expectation = json.loads(created.stdout)
+        assert expectation["via"] == "cli" and expectation["operator"]
+        listed = await eventually(
+            lambda: _listed(http, expectation["id"]),
+        )
+        assert listed["created_by"] == "U0SEC1"
+        shown = await run("expectations", "list", "--json")
+        assert expectation["id"] in shown.stdout
+
+        event_id = await login(http)
+        record = await eventually(lambda: _approved(http, event_id), within=30)
+        assert record["decision"]["expectation"] == expectation["id"]
+        assert record["decision"]["by"] == "U0SEC1"
+        assert record["decision"]["via"] == "expectation"
+
+        revoked = await run("expectations", "revoke", expectation["id"], "--as", "U0SEC1")
+        assert revoked.returncode == 0, revoked.stderr
+        ended = await ended_as(client, expectation["id"])
+        assert ended.status is ExpectationStatus.REVOKED
+
+
+def _submission(user: str, view: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """The `view_submission` payload Slack posts when `user` submits the modal `view`."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0FAKE", "domain": "powertrip-fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
+        "api_app_id": "A0POWERTRIP",
+        "token": "deprecated-verification-token",
+        "trigger_id": "1.trigger",
+        "view": {
+            **view,
+            "state": {
+                "values": {
+                    block: {"value": {"type": "plain_text_input", "value": value}}
+                    for block, value in values.items()
+                }
+            },
+        },
+    }
+
+
+async def test_slash_command_expect_opens_a_modal_whose_submission_pre_approves(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        fields = slash_command_fields("U0ALICE", "expect alice")
+        body, headers = signed_request(SIGNING_SECRET, {}, form=fields)
+        opened = await http.post("/slack/interactions", content=body, headers=headers)
+        assert opened.status_code == 200, opened.text
+        [modal] = fake_slack.views
+        assert modal["callback_id"] == "powertrip_expect"
+
+        async def submit(user: str, **values: str) -> httpx.Response:
+            payload = _submission(user, modal, values)
+            body, headers = signed_request(SIGNING_SECRET, payload)
+            return await http.post("/slack/interactions", content=body, headers=headers)
+
+        # Alice may not pre-approve bob's account: the modal says why, nothing is created.
+        refused = await submit("U0ALICE", actor="bob", reason="help", **{"for": "1h"})
+        assert refused.status_code == 200
+        assert refused.json()["response_action"] == "errors"
+        assert "only for their own accounts" in refused.json()["errors"]["actor"]
+        too_long = await submit("U0ALICE", actor="alice", reason="x", **{"for": "3d"})
+        assert "max_expectation" in too_long.json()["errors"]["actor"]
+        bad = await submit("U0ALICE", actor="alice", reason="x", **{"for": "soon"})
+        assert "not a duration" in bad.json()["errors"]["for"]
+
+        done = await submit(
+            "U0ALICE", actor="alice", hosts="bastion", reason="kernel patching", **{"for": "2h"}
+        )
+        assert done.status_code == 200 and not done.content, done.text
+        created = await eventually(lambda: _any_listed(http))
+        assert (created["via"], created["created_by"], created["hosts"]) == (
+            "slack",
+            "U0ALICE",
+            ["bastion"],
+        )
+        event_id = await login(http)
+        record = await eventually(lambda: _approved(http, event_id), within=30)
+        assert record["decision"]["expectation"] == created["id"]
+        assert dms_about(fake_slack, event_id) == []
+
+
+async def _any_listed(http: httpx.AsyncClient) -> dict[str, Any] | None:
+    response = await http.get("/v1/expectations", headers=API_HEADERS)
+    listed: list[dict[str, Any]] = response.json()
+    return listed[0] if listed else None
+
+
+async def test_slash_command_pending_lists_what_waits_for_me_and_for_the_team(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        mine = await login(http)
+        shared = await login(http, user="ops")
+        await eventually(lambda: dms_about(fake_slack, mine), within=30)
+        await decided(http, shared)
+
+        async def pending_for(user: str, expected: str) -> str | None:
+            answer = await slash_command(http, user, "pending")
+            return answer if expected in answer else None
+
+        alices = await eventually(lambda: pending_for("U0ALICE", mine), within=15)
+        assert shared not in alices
+        team = await eventually(lambda: pending_for("U0SEC1", shared), within=15)
+        assert mine in team and "2 events wait" in team
+        assert "Nothing waits" in await slash_command(http, "U0BOB", "pending")
+        assert "/powertrip expect" in await slash_command(http, "U0ALICE", "help")
+
+
+async def open_home(http: httpx.AsyncClient, user: str) -> None:
+    """`user` opens Powertrip's Home tab: the `app_home_opened` event Slack posts (JSON)."""
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T0FAKE",
+            "api_app_id": "A0POWERTRIP",
+            "event": {
+                "type": "app_home_opened",
+                "user": user,
+                "channel": "D" + user[1:],
+                "tab": "home",
+                "event_ts": f"{time.time():.6f}",
+            },
+            "event_id": f"Ev{uuid.uuid4().hex[:10]}",
+            "event_time": int(time.time()),
+        }
+    )
+    stamp = str(int(time.time()))
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
+    assert signature is not None
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+    }
+    response = await http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_app_home_shows_my_questions_and_expectations_and_revokes_them(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, _):
+        waiting = await login(http)
+        shared = await login(http, user="ops")
+        await eventually(lambda: dms_about(fake_slack, waiting), within=30)
+        await decided(http, shared)
+        body = {"for": "1h", "reason": "deploy window", "created_by": "U0SEC1"}
+        team = await http.post(
+            "/v1/expectations", json={**body, "actor": "deploy"}, headers=API_WRITE_HEADERS
+        )
+        mine = await http.post(
+            "/v1/expectations",
+            json={**body, "actor": "alice", "host": "db-9", "created_by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert team.status_code == mine.status_code == 201
+        await eventually(lambda: _listed(http, team.json()["id"]))
+        await eventually(lambda: _listed(http, mine.json()["id"]))
+
+        async def home_of(user: str, showing: str) -> str | None:
+            await open_home(http, user)
+            home = fake_slack.home.get(user)
+            text = json.dumps(home) if home else ""
+            return text if showing in text else None
+
+        alice = await eventually(lambda: home_of("U0ALICE", waiting), within=15)
+        assert mine.json()["id"] in alice and team.json()["id"] not in alice
+        assert shared not in alice
+        sec = await eventually(lambda: home_of("U0SEC1", shared), within=15)
+        assert waiting in sec and team.json()["id"] in sec and mine.json()["id"] in sec
+
+        # Alice revokes hers from the Home tab; the tab is published again without it.
+        payload = {
+            "type": "block_actions",
+            "user": {"id": "U0ALICE", "username": "alice", "team_id": "T0FAKE"},
+            "api_app_id": "A0POWERTRIP",
+            "team": {"id": "T0FAKE"},
+            "container": {"type": "view", "view_id": "VHU0ALICE"},
+            "trigger_id": "1.trigger",
+            "view": fake_slack.home["U0ALICE"],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": "revoke_expectation",
+                    "block_id": f"expectation-{mine.json()['id']}",
+                    "value": mine.json()["id"],
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body_, headers = signed_request(SIGNING_SECRET, payload)
+        clicked = await http.post("/slack/interactions", content=body_, headers=headers)
+        assert clicked.status_code == 200, clicked.text
+        ended = await ended_as(client, mine.json()["id"])
+        assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
+
+
+async def test_approve_and_expect_the_same_pre_approves_the_next_hour_here(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        first = await login(http)
+        [dm] = await eventually(lambda: _dms(fake_slack, first), within=30)
+        assert buttons(dm) == ["approve", "approve_expect", "not_me"]
+        clicked = await slack_click(
+            http,
+            "U0ALICE",
+            "approve_expect",
+            first,
+            dm,
+            slack_api_url.replace("/api/", "/response/expect"),
+        )
+        assert clicked.status_code == 200
+        record = await eventually(lambda: _approved(http, first), within=30)
+        assert record["decision"]["via"] == "slack" and record["decision"]["by"] == "U0ALICE"
+        expectation = await eventually(lambda: _any_listed(http), within=15)
+        assert (expectation["actor"], expectation["hosts"], expectation["rules"]) == (
+            "alice",
+            ["bastion"],
+            ["sshd-accepted"],
+        )
+        assert expectation["via"] == "slack" and expectation["created_by"] == "U0ALICE"
+
+        again = await login(http)
+        approved = await eventually(lambda: _approved(http, again), within=30)
+        assert approved["decision"]["expectation"] == expectation["id"]
+        assert _dms(fake_slack, again) == []
+        # Another host is still asked.
+        elsewhere = await login(http, host="db-1")
+        await eventually(lambda: _dms(fake_slack, elsewhere), within=30)
+
+
+def _dms(fake: FakeSlack, event_id: str) -> list[SlackMessage]:
+    return [m for m in posted_to(fake, "D0ALICE") if event_id in str(m.blocks)]
