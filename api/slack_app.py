@@ -421,8 +421,12 @@ async def home_opened(
     await publish_home(context, client, str(event["user"]))
 
 
-async def publish_home(context: dict[str, Any], client: AsyncWebClient, user: str) -> None:
-    """`views.publish` of `user`'s App Home, from visibility and the memos."""
+async def publish_home(
+    context: dict[str, Any], client: AsyncWebClient, user: str, revoked: str | None = None
+) -> None:
+    """`views.publish` of `user`'s App Home, from visibility and the memos; without `revoked`
+    (an expectation id just revoked: visibility lists it as active until its workflow has taken
+    the signal, and the tab would show it with *Revoke* still)."""
     config: PowertripConfig = context[CONFIG]
     limits = Limits.from_config(config)
     on_team = user in limits.team
@@ -430,7 +434,7 @@ async def publish_home(context: dict[str, Any], client: AsyncWebClient, user: st
     expectations = [
         e
         for e in await list_expectations(context[TEMPORAL])
-        if on_team or limits.may_revoke(e, user)
+        if (on_team or limits.may_revoke(e, user)) and e.id != revoked
     ]
     await client.views_publish(user_id=user, view=app_home(waiting, expectations, on_team))
 
@@ -445,19 +449,21 @@ async def revoke_button(
     """*Revoke* on the App Home: revoked by whoever clicked (Slack's signature proved who) if
     they may (`Limits.may_revoke`), signed with the API's key; the Home tab is published again."""
     await ack()
-    user = str(body["user"]["id"])
+    user, expectation_id = str(body["user"]["id"]), str(action["value"])
+    revoked: str | None = None
     try:
         await revoke_expectation(
             context[TEMPORAL],
             context[DECISION_KEY],
-            str(action["value"]),
+            expectation_id,
             user,
             "slack",
             Limits.from_config(context[CONFIG]),
         )
+        revoked = expectation_id
     except (ExpectationRefused, NoSuchExpectation) as exc:
         log.info("revocation by %s refused: %s", user, exc)
-    await publish_home(context, client, user)
+    await publish_home(context, client, user, revoked)
 
 
 def register(app: AsyncApp) -> None:

@@ -82,6 +82,12 @@ class SourceOptions(BaseModel):
     )
 
 
+DEFAULT_RULE_PACKS = ("sshd", "sudo", "su")
+"""The packs a config without `rule_packs` enables: host privileged access (logins, sudo, su).
+Bursts of them are one question (`group_window`), so covering sudo no longer means a DM per
+command (issue 13 §4)."""
+
+
 class PowertripConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -101,7 +107,9 @@ class PowertripConfig(BaseModel):
         description="Backfilled events older than this get no DM: one security-channel digest.",
     )
     rule_packs: list[str] = Field(
-        default_factory=lambda: ["sshd"], description="Built-in rule packs to enable, by name."
+        default_factory=lambda: list(DEFAULT_RULE_PACKS),
+        description="Built-in rule packs to enable, by name (default: host privileged access, "
+        "`sshd`, `sudo` and `su`).",
     )
     rules: list[Rule] = Field(default_factory=list, description="Your own rules, tried first.")
     include: list[str] = Field(
@@ -271,7 +279,7 @@ def config_from_mapping(data: dict[str, Any], base: Path, where: str) -> Powertr
     rules = list(data.get("rules") or [])
     for include in data.get("include") or []:
         rules.extend(_read_yaml(base / include).get("rules") or [])
-    for pack in data.get("rule_packs", ["sshd"]) or []:
+    for pack in data.get("rule_packs", DEFAULT_RULE_PACKS) or []:
         rules.extend(_pack_rules(pack))
     data["rules"] = rules
     try:

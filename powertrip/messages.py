@@ -886,7 +886,7 @@ def _input(
         "block_id": block_id,
         "label": {"type": "plain_text", "text": label},
         "element": element,
-        "optional": block_id == "hosts",
+        "optional": block_id == "hosts",  # Slack adds "(optional)" to the label itself
     }
 
 
@@ -909,7 +909,7 @@ def expect_modal(actor: str | None = None) -> dict[str, Any]:
                 },
             },
             _input("actor", "Account", "alice (as the events name it)", actor),
-            _input("hosts", "Hosts (optional, comma-separated)", "ops-1, ops-2"),
+            _input("hosts", "Hosts (comma-separated)", "ops-1, ops-2"),
             _input("for", "For how long", "1h, 90m", EXPECT_FOR_DEFAULT),
             _input("reason", "Why", "nginx upgrade, CHG-42"),
         ],

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import yaml
-from slack_sdk.signature import SignatureVerifier
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -31,7 +30,12 @@ from powertrip.contracts.expectations import (
     Revocation,
 )
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
-from powertrip.sandbox.interactions import signed_request, slash_command_fields
+from powertrip.sandbox.interactions import (
+    app_home_opened_event,
+    signed_request,
+    slash_command_fields,
+    view_submission_payload,
+)
 from powertrip.services.audit import DecisionRow, decisions
 from powertrip.services.expectations import (
     Limits,
@@ -428,27 +432,6 @@ async def test_the_cli_creates_lists_and_revokes_for_the_security_team_only(
         assert ended.status is ExpectationStatus.REVOKED
 
 
-def _submission(user: str, view: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
-    """The `view_submission` payload Slack posts when `user` submits the modal `view`."""
-    return {
-        "type": "view_submission",
-        "team": {"id": "T0FAKE", "domain": "powertrip-fake"},
-        "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
-        "api_app_id": "A0POWERTRIP",
-        "token": "deprecated-verification-token",
-        "trigger_id": "1.trigger",
-        "view": {
-            **view,
-            "state": {
-                "values": {
-                    block: {"value": {"type": "plain_text_input", "value": value}}
-                    for block, value in values.items()
-                }
-            },
-        },
-    }
-
-
 async def test_slash_command_expect_opens_a_modal_whose_submission_pre_approves(
     dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
 ) -> None:
@@ -461,7 +444,7 @@ async def test_slash_command_expect_opens_a_modal_whose_submission_pre_approves(
         assert modal["callback_id"] == "powertrip_expect"
 
         async def submit(user: str, **values: str) -> httpx.Response:
-            payload = _submission(user, modal, values)
+            payload = view_submission_payload(user, modal, values)
             body, headers = signed_request(SIGNING_SECRET, payload)
             return await http.post("/slack/interactions", content=body, headers=headers)
 
@@ -520,30 +503,7 @@ async def test_slash_command_pending_lists_what_waits_for_me_and_for_the_team(
 
 async def open_home(http: httpx.AsyncClient, user: str) -> None:
     """`user` opens Powertrip's Home tab: the `app_home_opened` event Slack posts (JSON)."""
-    body = json.dumps(
-        {
-            "type": "event_callback",
-            "team_id": "T0FAKE",
-            "api_app_id": "A0POWERTRIP",
-            "event": {
-                "type": "app_home_opened",
-                "user": user,
-                "channel": "D" + user[1:],
-                "tab": "home",
-                "event_ts": f"{time.time():.6f}",
-            },
-            "event_id": f"Ev{uuid.uuid4().hex[:10]}",
-            "event_time": int(time.time()),
-        }
-    )
-    stamp = str(int(time.time()))
-    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
-    assert signature is not None
-    headers = {
-        "Content-Type": "application/json",
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": signature,
-    }
+    body, headers = signed_request(SIGNING_SECRET, app_home_opened_event(user), as_json=True)
     response = await http.post("/slack/interactions", content=body, headers=headers)
     assert response.status_code == 200, response.text
 
@@ -603,6 +563,8 @@ async def test_app_home_shows_my_questions_and_expectations_and_revokes_them(
         body_, headers = signed_request(SIGNING_SECRET, payload)
         clicked = await http.post("/slack/interactions", content=body_, headers=headers)
         assert clicked.status_code == 200, clicked.text
+        # Published again at once, without it (visibility still lists it as active).
+        assert mine.json()["id"] not in json.dumps(fake_slack.home["U0ALICE"])
         ended = await ended_as(client, mine.json()["id"])
         assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
 

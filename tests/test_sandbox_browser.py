@@ -4,7 +4,14 @@ page, a stranger's click is refused, the owner approves, a second login is repor
 (confirm dialog), which pages on-call (the page shows what the fake PagerDuty received), and the
 security team acknowledges the incident, which resolves the page.
 
-The screenshots it takes are the README's (`docs/img/sandbox-*.png`): they are written to
+A second walk covers issue 13 on the page, with the sandbox's own config (`examples/config.yaml`
+as `powertrip dev` writes it, which groups bursts): a burst of logins is one question and one
+click approves every event; the security team types `/powertrip expect alice`, the page draws the
+modal, a missing reason is marked on its field, the submitted modal creates an expectation and the
+next matching login is approved with no DM; the team's App Home shows it with *Revoke*, which
+revokes it.
+
+The screenshots they take are the README's (`docs/img/sandbox-*.png`): they are written to
 `.powertrip/screenshots/`, and to `docs/img/` with `POWERTRIP_UPDATE_SCREENSHOTS=1`; the test
 fails if the README does not show each of them, or shows one that is not committed."""
 
@@ -12,15 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from powertrip.cli.dev import write_local_config
+from powertrip.config import load_config
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from tests.browser import assert_readme_shows, chromium, needs_chromium, screenshot
-from tests.harness import WEBHOOK_HEADERS, eventually, make_settings, message_for, running_worker
+from tests.harness import (
+    API_HEADERS,
+    WEBHOOK_HEADERS,
+    alert,
+    eventually,
+    fresh_namespace,
+    make_settings,
+    message_for,
+    papertrail_event,
+    posted_to,
+    running_worker,
+)
 from tests.readme import curl_json_bodies, section_blocks
 from tests.servers import (
     PAGERDUTY_ROUTING_KEY,
@@ -33,7 +57,16 @@ from workflows.approval import ApprovalWorkflow
 
 __all__ = ["chromium"]
 
-SHOTS = ["sandbox-dm", "sandbox-refused", "sandbox-approved", "sandbox-incident", "sandbox-done"]
+SHOTS = [
+    "sandbox-dm",
+    "sandbox-refused",
+    "sandbox-approved",
+    "sandbox-incident",
+    "sandbox-done",
+    "sandbox-group",
+    "sandbox-expect",
+    "sandbox-home",
+]
 
 pytestmark = needs_chromium
 
@@ -185,3 +218,163 @@ async def test_trying_it_locally_on_the_sandbox_page(
             fake_slack.signing_secret = fake_slack.interaction_url = None
             fake_slack.channel_names.pop(SECURITY_CHANNEL, None)
             fake_slack.pagerduty_url = fake_slack.pagerduty_ca_file = None
+
+
+async def test_a_group_an_expectation_and_the_app_home_on_the_sandbox_page(
+    chromium: object,
+    dev_env: WorkflowEnvironment,
+    fake_slack_server: tuple[FakeSlack, str],
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import Browser, expect
+
+    assert isinstance(chromium, Browser)
+    _, fake_url = fake_slack_server
+    config_file = tmp_path / "config.yaml"
+    write_local_config(config_file)  # what `powertrip dev` runs with
+    config = load_config(config_file)
+    assert config.group_window == timedelta(minutes=10)  # the sandbox groups bursts
+    # A namespace of its own: the expectation for alice must not approve another test's alice.
+    client = await fresh_namespace(dev_env)
+    settings = make_settings(
+        slack_api_url,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        temporal_namespace=client.namespace,
+        config=config_file,
+    )
+
+    async def record(event_id: str) -> Any:
+        handle = client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
+        return await handle.query(ApprovalWorkflow.state)
+
+    async with (
+        ServedApp(create_app(settings)) as api,
+        running_worker(client, settings, config),
+        httpx.AsyncClient(base_url=api.url, timeout=10) as http,
+    ):
+        fake_slack.signing_secret = SIGNING_SECRET
+        fake_slack.interaction_url = f"{api.url}/slack/interactions"
+        fake_slack.channel_names[SECURITY_CHANNEL] = "security"
+        try:
+            page = await chromium.new_page(viewport={"width": 820, "height": 700})
+            status = page.get_by_test_id("status")
+            await page.goto(fake_url)
+            await expect(status).to_contain_text("users")
+
+            # 1. A burst of five logins by alice on bastion: one DM, updated in place as they
+            # join; one Approve decides all five.
+            burst = [papertrail_event(uuid.uuid4().hex[:16]) for _ in range(5)]
+            answer = await http.post(
+                "/webhooks/papertrail", json=alert(*burst), headers=WEBHOOK_HEADERS
+            )
+            ids = [r["event_id"] for r in answer.json()["results"]]
+            assert [r["status"] for r in answer.json()["results"]] == ["started"] * 5
+
+            def grouped() -> Any:
+                dms = posted_to(fake_slack, "D0ALICE")
+                return dms[0] if len(dms) == 1 and "5 events" in str(dms[0].blocks) else None
+
+            dm = await eventually(grouped, within=30)
+            card = page.locator(f'[data-testid=message][data-ts="{dm.ts}"]')
+            await expect(card).to_contain_text("5 events of")
+            await expect(card).to_contain_text("One answer decides every one of them")
+            await page.get_by_test_id("actor").select_option("U0ALICE")
+            await screenshot(page, "sandbox-group")
+            await card.get_by_role("button", name="Approve — this was me").click()
+            await expect(card).to_contain_text("Approved by @alice", timeout=15_000)
+            await expect(status).to_have_attribute("data-state", "done")
+
+            async def all_approved() -> list[Any] | None:
+                records = [await record(i) for i in ids]
+                done = all(r.status is EventStatus.APPROVED for r in records)
+                return records if done else None
+
+            records = await eventually(all_approved, within=30)
+            assert {(r.decision.by, r.decision.group) for r in records} == {
+                ("U0ALICE", records[0].group)
+            }
+            assert records[0].group is not None
+            assert len(posted_to(fake_slack, "D0ALICE")) == 1
+
+            # 2. The security team types /powertrip expect alice: the page draws the modal.
+            await page.get_by_test_id("actor").select_option("U0SEC1")
+            await page.get_by_test_id("command").fill("/powertrip expect alice")
+            await page.get_by_test_id("run-command").click()
+            modal = page.get_by_test_id("modal")
+            await expect(modal).to_be_visible(timeout=15_000)
+            await expect(modal.locator("h2")).to_contain_text("Expect my work")
+            await expect(page.get_by_test_id("field-actor")).to_have_value("alice")
+            await expect(page.get_by_test_id("field-for")).to_have_value("1h")
+            await page.get_by_test_id("field-hosts").fill("bastion")
+            await page.get_by_test_id("field-for").fill("2h")
+            reason = "kernel patching & reboot, CHG-7"
+            await page.get_by_test_id("field-reason").fill(reason)
+            await screenshot(page, "sandbox-expect")
+            # Without a reason Powertrip refuses: the modal stays open, marked on that field,
+            # and what was typed is kept.
+            await page.get_by_test_id("field-reason").fill("")
+            await page.get_by_test_id("modal-submit").click()
+            error = modal.locator('[data-testid=field-error][data-block="reason"]')
+            await expect(error).to_contain_text("Say why", timeout=15_000)
+            await expect(status).to_have_attribute("data-state", "refused")
+            await expect(page.get_by_test_id("field-hosts")).to_have_value("bastion")
+            await page.get_by_test_id("field-reason").fill(reason)
+            await page.get_by_test_id("modal-submit").click()
+            await expect(modal).to_be_hidden(timeout=15_000)
+            await expect(status).to_have_attribute("data-state", "done")
+
+            async def listed() -> list[dict[str, Any]] | None:
+                answer = await http.get("/v1/expectations", headers=API_HEADERS)
+                body: list[dict[str, Any]] = answer.json()
+                return body or None
+
+            [expectation] = await eventually(listed, within=15)
+            assert (expectation["actor"], expectation["hosts"], expectation["created_by"]) == (
+                "alice",
+                ["bastion"],
+                "U0SEC1",
+            )
+            assert expectation["via"] == "slack"
+
+            # 3. alice's next login on bastion is approved by it, on the record, with no DM.
+            login = papertrail_event(uuid.uuid4().hex[:16])
+            answer = await http.post(
+                "/webhooks/papertrail", json=alert(login), headers=WEBHOOK_HEADERS
+            )
+            [started] = answer.json()["results"]
+
+            async def approved() -> Any:
+                state = await record(started["event_id"])
+                return state if state.status is EventStatus.APPROVED else None
+
+            state = await eventually(approved, within=30)
+            assert (state.decision.via, state.decision.expectation) == (
+                "expectation",
+                expectation["id"],
+            )
+            assert len(posted_to(fake_slack, "D0ALICE")) == 1
+
+            # 4. The security team's Home tab: the expectation, with Revoke.
+            await page.get_by_test_id("tab-home").click()
+            home = page.get_by_test_id("home-view")
+            await expect(home).to_contain_text(reason, timeout=15_000)  # & as typed
+            await expect(home).to_contain_text("Waiting for the security team")
+            row = home.locator(f'[data-block="expectation-{expectation["id"]}"]')
+            await expect(row.get_by_role("button", name="Revoke")).to_be_visible()
+            await expect(page.locator("#conversations")).to_be_hidden()
+            await screenshot(page, "sandbox-home")
+            await row.get_by_role("button", name="Revoke").click()
+            await expect(home).to_contain_text("None.", timeout=15_000)
+            await expect(home.get_by_role("button", name="Revoke")).to_have_count(0)
+            await expect(status).to_contain_text("Home tab updated")
+            assert await eventually(lambda: _none_listed(http), within=15)
+        finally:
+            fake_slack.signing_secret = fake_slack.interaction_url = None
+            fake_slack.channel_names.pop(SECURITY_CHANNEL, None)
+
+
+async def _none_listed(http: httpx.AsyncClient) -> bool | None:
+    answer = await http.get("/v1/expectations", headers=API_HEADERS)
+    return True if answer.json() == [] else None

@@ -17,9 +17,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from powertrip.sandbox.interactions import (
+    app_home_opened_event,
     block_action_payload,
+    new_trigger_id,
     signed_request,
     slash_command_fields,
+    view_submission_payload,
 )
 from powertrip.sandbox.page import PAGE
 from powertrip.slack_checks import SCOPES
@@ -69,13 +72,29 @@ class SlackMessage(BaseModel):
 
 
 class SandboxClick(BaseModel):
-    """A button pressed on the sandbox page, as the chosen Slack user."""
+    """A button pressed on the sandbox page, as the chosen Slack user: on a message (`channel`,
+    `ts`) or on one of that user's views (`view_id`: their App Home or open modal)."""
 
     user: str
-    channel: str
-    ts: str
+    channel: str | None = None
+    ts: str | None = None
+    view_id: str | None = None
+    block_id: str | None = None
     action_id: str
     value: str
+
+
+class SandboxUser(BaseModel):
+    """Who the sandbox page acts as (opening the Home tab, closing a modal)."""
+
+    user: str
+
+
+class SandboxSubmit(BaseModel):
+    """The chosen user's open modal submitted from the sandbox page: block id -> typed text."""
+
+    user: str
+    values: dict[str, str] = Field(default_factory=dict)
 
 
 class SandboxCommand(BaseModel):
@@ -130,6 +149,11 @@ class FakeSlack:
         """Modals opened (`views.open`), in order, as Slack returns them (with `id`)."""
         self.home: dict[str, dict[str, Any]] = {}
         """Each user's App Home tab as last published (`views.publish`)."""
+        self.modals: dict[str, dict[str, Any]] = {}
+        """The modal each user has open: opened (`views.open`) with a trigger the sandbox page
+        issued to them, until submitted without errors or closed."""
+        self.triggers: dict[str, str] = {}
+        """`trigger_id` -> the user whose action the sandbox page sent it with."""
         self._ts = itertools.count(1)
         self.state = state
         if state is not None and state.exists():
@@ -150,6 +174,8 @@ class FakeSlack:
     def reset(self) -> None:
         self.views.clear()
         self.home.clear()
+        self.modals.clear()
+        self.triggers.clear()
         self.messages.clear()
         self.calls.clear()
         self.responses.clear()
@@ -339,6 +365,9 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_arguments"}
         opened = {**view, "id": f"V{len(self.views) + 1:08d}", "state": {"values": {}}}
         self.views.append(opened)
+        user = self.triggers.pop(str(args["trigger_id"]), None)
+        if user is not None:
+            self.modals[user] = opened
         return {"ok": True, "view": opened}
 
     def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -453,13 +482,22 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
     @app.post("/_sandbox/click")
     async def sandbox_click(click: SandboxClick, request: Request) -> dict[str, Any]:
         """Press a button as `click.user`: a block_actions request signed like Slack signs it,
-        sent to Powertrip, with a response_url back here so ephemeral replies show on the page."""
-        if not (fake.signing_secret and fake.interaction_url):
-            raise HTTPException(409, "start the fake with --signing-secret and --interaction-url")
-        if (click.channel, click.ts) not in fake.messages:
-            raise HTTPException(404, "no such message")
+        sent to Powertrip, with a response_url back here so ephemeral replies show on the page.
+        A button on a message names it (`channel`, `ts`); one on the user's App Home or modal
+        names that view (`view_id`), which the payload carries whole, as Slack's does."""
+        _interactive(fake)
         base = str(request.base_url).rstrip("/")
-        key = f"{click.user}.{click.channel}.{click.ts}"
+        view: dict[str, Any] | None = None
+        if click.view_id is not None:
+            views = [fake.home.get(click.user), fake.modals.get(click.user)]
+            view = next((v for v in views if v and v.get("id") == click.view_id), None)
+            if view is None:
+                raise HTTPException(404, "no such view open for this user")
+            key = f"{click.user}.view.{click.view_id}"
+        elif click.channel and click.ts and (click.channel, click.ts) in fake.messages:
+            key = f"{click.user}.{click.channel}.{click.ts}"
+        else:
+            raise HTTPException(404, "no such message")
         payload = block_action_payload(
             click.user,
             click.action_id,
@@ -467,14 +505,66 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
             channel=click.channel,
             message_ts=click.ts,
             response_url=f"{base}/response/{key}",
+            view=view,
+            block_id=click.block_id or "decision",
         )
-        body, headers = signed_request(fake.signing_secret, payload)
-        async with httpx.AsyncClient(timeout=10) as http:
-            try:
-                answer = await http.post(fake.interaction_url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                return {"ok": False, "status": None, "error": f"Powertrip unreachable: {exc}"}
+        payload["trigger_id"] = _trigger_for(fake, click.user)
+        answer = await _post(fake, *signed_request(_secret(fake), payload))
+        if isinstance(answer, dict):
+            return answer
         return {"ok": answer.is_success, "status": answer.status_code}
+
+    @app.get("/_fake/views/{user}")
+    async def views_of(user: str) -> dict[str, Any]:
+        """`user`'s App Home as last published and the modal they have open (or null)."""
+        return {"home": fake.home.get(user), "modal": fake.modals.get(user)}
+
+    @app.post("/_sandbox/home")
+    async def sandbox_home(opened: SandboxUser) -> dict[str, Any]:
+        """Open the Home tab as `opened.user`: the `app_home_opened` event, signed like Slack
+        signs it; Powertrip answers by publishing the tab (`views.publish`)."""
+        _interactive(fake)
+        event = app_home_opened_event(opened.user)
+        answer = await _post(fake, *signed_request(_secret(fake), event, as_json=True))
+        if isinstance(answer, dict):
+            return answer
+        return {"ok": answer.is_success, "status": answer.status_code}
+
+    @app.post("/_sandbox/submit")
+    async def sandbox_submit(submit: SandboxSubmit) -> dict[str, Any]:
+        """Submit `submit.user`'s open modal: a `view_submission` signed like Slack signs it.
+        As in Slack, an empty answer (or `response_action: clear`) closes the modal, `errors`
+        keeps it open with each message under its field, `update` replaces it."""
+        _interactive(fake)
+        modal = fake.modals.get(submit.user)
+        if modal is None:
+            raise HTTPException(404, "no modal open for this user")
+        # What the page keeps beside the view (the last errors and values) is not Slack's.
+        view = {k: v for k, v in modal.items() if k not in ("errors", "values")}
+        payload = view_submission_payload(submit.user, view, submit.values)
+        answer = await _post(fake, *signed_request(_secret(fake), payload))
+        if isinstance(answer, dict):
+            return answer
+        reply: Any = None
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            reply = answer.json()
+        action = reply.get("response_action") if isinstance(reply, dict) else None
+        if not answer.is_success:
+            return {"ok": False, "status": answer.status_code}
+        if action == "errors" and isinstance(reply, dict):
+            errors = {str(k): str(v) for k, v in dict(reply.get("errors") or {}).items()}
+            fake.modals[submit.user] = {**view, "errors": errors, "values": submit.values}
+            return {"ok": True, "status": answer.status_code, "errors": errors}
+        if action == "update" and isinstance(reply, dict):
+            fake.modals[submit.user] = {**_view(reply.get("view")), "id": modal["id"]}
+            return {"ok": True, "status": answer.status_code, "updated": True}
+        fake.modals.pop(submit.user, None)
+        return {"ok": True, "status": answer.status_code, "closed": True}
+
+    @app.post("/_sandbox/close")
+    async def sandbox_close(closed: SandboxUser) -> dict[str, Any]:
+        """*Cancel* on the user's modal: closed (Powertrip's modals ask no `view_closed`)."""
+        return {"ok": fake.modals.pop(closed.user, None) is not None}
 
     @app.get("/_fake/pagerduty")
     async def pagerduty() -> dict[str, Any]:
@@ -496,9 +586,9 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
     @app.post("/_sandbox/command")
     async def sandbox_command(command: SandboxCommand, request: Request) -> dict[str, Any]:
         """Type `/powertrip ...` as `command.user`: a slash command signed like Slack signs it,
-        sent to Powertrip; its answer (shown only to that user) is kept with the replies."""
-        if not (fake.signing_secret and fake.interaction_url):
-            raise HTTPException(409, "start the fake with --signing-secret and --interaction-url")
+        sent to Powertrip; its answer (shown only to that user) is kept with the replies, and a
+        modal it opens (`views.open` with its trigger) is that user's open modal."""
+        _interactive(fake)
         base = str(request.base_url).rstrip("/")
         key = f"{command.user}.command.{time.time():.6f}"
         user = fake.users.get(command.user)
@@ -508,13 +598,11 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
             user_name=user.name if user else None,
             response_url=f"{base}/response/{key}",
             command=command.command,
+            trigger_id=_trigger_for(fake, command.user),
         )
-        body, headers = signed_request(fake.signing_secret, {}, form=fields)
-        async with httpx.AsyncClient(timeout=10) as http:
-            try:
-                answer = await http.post(fake.interaction_url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                return {"ok": False, "status": None, "error": f"Powertrip unreachable: {exc}"}
+        answer = await _post(fake, *signed_request(_secret(fake), {}, form=fields))
+        if isinstance(answer, dict):
+            return answer
         reply: Any = None
         if answer.headers.get("content-type", "").startswith("application/json"):
             reply = answer.json()
@@ -524,7 +612,11 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
             typed = f"{command.command} {command.text}".strip()
             fake.responses.append({"key": key, "command": typed, **reply})
             fake.save()
-        return {"ok": answer.is_success, "status": answer.status_code}
+        return {
+            "ok": answer.is_success,
+            "status": answer.status_code,
+            "modal": command.user in fake.modals,
+        }
 
     @app.post("/_fake/reset")
     async def reset() -> dict[str, Any]:
@@ -532,3 +624,35 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+def _interactive(fake: FakeSlack) -> None:
+    """409 unless the fake can sign requests and knows where Powertrip takes them."""
+    if not (fake.signing_secret and fake.interaction_url):
+        raise HTTPException(409, "start the fake with --signing-secret and --interaction-url")
+
+
+def _secret(fake: FakeSlack) -> str:
+    assert fake.signing_secret is not None  # checked by _interactive
+    return fake.signing_secret
+
+
+def _trigger_for(fake: FakeSlack, user: str) -> str:
+    """A fresh trigger for an action of `user`'s: a modal Powertrip opens with it is theirs."""
+    trigger = new_trigger_id()
+    fake.triggers[trigger] = user
+    while len(fake.triggers) > 1000:  # Slack's expire in 3 s; never let unused ones pile up
+        fake.triggers.pop(next(iter(fake.triggers)))
+    return trigger
+
+
+async def _post(
+    fake: FakeSlack, body: bytes, headers: dict[str, str]
+) -> httpx.Response | dict[str, Any]:
+    """POST a signed request to Powertrip's Slack URL; the page's failure answer if unreachable."""
+    assert fake.interaction_url is not None  # checked by _interactive
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            return await http.post(fake.interaction_url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return {"ok": False, "status": None, "error": f"Powertrip unreachable: {exc}"}

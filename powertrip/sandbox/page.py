@@ -1,7 +1,10 @@
 """The sandbox page served by the fake Slack at `/`: every DM and channel message rendered the way
 Slack renders its blocks (sections, fields, context, buttons, threads), and buttons that press as
 the Slack user chosen at the top; above them, what the fake PagerDuty received (its incidents).
-Plain HTML and JavaScript, no build step, no network."""
+For the chosen user, also their App Home tab (what Powertrip last published with `views.publish`
+when they opened it, its buttons pressing like a message's) and the modal they have open (from
+`views.open`: its inputs, *Submit* posting a signed `view_submission`, errors drawn under their
+fields). Plain HTML and JavaScript, no build step, no network."""
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -66,6 +69,28 @@ PAGE = """<!doctype html>
   .badge { color:#fff; border-radius:3px; padding:1px 6px; font-size:12px; font-weight:600; }
   .badge.triggered { background:var(--red); } .badge.acknowledged { background:#b27b00; }
   .badge.resolved { background:var(--green); }
+  nav.tabs { display:flex; gap:4px; }
+  nav.tabs button { font-size:14px; padding:3px 10px; border-radius:4px; cursor:pointer;
+                    border:1px solid rgba(255,255,255,.4); background:transparent; color:#fff; }
+  nav.tabs button[aria-selected=true] { background:#fff; color:#3f0e40; font-weight:700; }
+  .with-accessory { display:flex; gap:12px; align-items:flex-start; justify-content:space-between; }
+  #modal-backdrop { position:fixed; inset:0; z-index:5; background:rgba(0,0,0,.45);
+                    display:flex; align-items:flex-start; justify-content:center;
+                    padding:60px 12px; }
+  #modal-backdrop[hidden] { display:none; }
+  #modal { background:#fff; border-radius:8px; width:520px; max-width:100%;
+           box-shadow:0 12px 40px rgba(0,0,0,.35); }
+  #modal h2 { font-size:18px; margin:0; padding:14px 18px; border-bottom:1px solid var(--line); }
+  #modal h2 small { color:var(--muted); font-size:12px; font-weight:400; display:block; }
+  #modal .body { padding:10px 18px; }
+  #modal label { display:block; font-weight:700; margin:12px 0 4px; }
+  #modal label small { color:var(--muted); font-weight:400; }
+  #modal input { width:100%; font:inherit; padding:7px 9px; border:1px solid #bbb;
+                 border-radius:4px; }
+  #modal input[aria-invalid=true] { border-color:var(--red); }
+  #modal .field-error { color:var(--red); font-size:13px; margin-top:3px; }
+  #modal footer { display:flex; justify-content:flex-end; gap:8px; padding:12px 18px;
+                  border-top:1px solid var(--line); }
 </style>
 </head>
 <body>
@@ -79,10 +104,21 @@ PAGE = """<!doctype html>
       aria-label="Slash command">
     <button type="submit" data-testid="run-command">Send</button>
   </form>
+  <nav class="tabs" role="tablist" aria-label="What to show">
+    <button type="button" role="tab" data-tab="messages" data-testid="tab-messages"
+      aria-selected="true">Messages</button>
+    <button type="button" role="tab" data-tab="home" data-testid="tab-home"
+      aria-selected="false">Home</button>
+  </nav>
   <span id="status" data-testid="status">loading…</span>
 </header>
 <main><section id="pagerduty" class="pagerduty" data-testid="pagerduty" hidden></section>
-<div id="conversations"><p class="empty" data-testid="loading">Loading messages…</p></div></main>
+<div id="conversations"><p class="empty" data-testid="loading">Loading messages…</p></div>
+<section id="home" class="conv" data-testid="home" hidden></section></main>
+<div id="modal-backdrop" data-testid="modal-backdrop" hidden>
+  <form id="modal" data-testid="modal" role="dialog" aria-modal="true" aria-labelledby="modal-title"
+    novalidate></form>
+</div>
 <script>
 // Slack's emoji as small bundled drawings: a machine without an emoji font shows boxes instead.
 const GLYPH_PATHS = {
@@ -108,6 +144,8 @@ function glyph(name) {
     aria-label=":${name}:"><title>:${name}:</title>${GLYPH_PATHS[name]}</svg>` : null;
 }
 let users = {}, channelNames = {}, messages = [], responses = [], lastSeen = "", loaded = false;
+// The chosen user's App Home (as last published) and open modal; which tab is shown.
+let views = {home: null, modal: null}, lastViews = "", lastModal = "", tab = "messages";
 // The last button pressed here, until Powertrip answers it (an updated message or a reply).
 let pressed = null;
 
@@ -180,12 +218,25 @@ function text(obj) {
   if (!obj) return "";
   return obj.type === "plain_text" ? esc(obj.text) : mrkdwn(obj.text || "");
 }
+// A button on a message (`where` has its channel and ts) or on a view (`where.view`: its id).
+function button(e, where, blockId) {
+  const on = where.view
+    ? `data-view="${esc(where.view)}" data-block="${esc(blockId || "")}"`
+    : `data-channel="${esc(where.channel)}" data-ts="${esc(where.ts)}"`;
+  return `<button class="btn ${esc(e.style || "")}" data-action="${esc(e.action_id)}"
+    data-value="${esc(e.value || "")}" ${on}
+    data-confirm="${esc(e.confirm ? JSON.stringify(e.confirm) : "")}">${esc(e.text.text)}</button>`;
+}
 function block(b, msg) {
   switch (b.type) {
     case "section": {
       let html = b.text ? `<div class="section">${text(b.text)}</div>` : "";
       if (b.fields) html += `<div class="fields">${b.fields.map(f =>
         `<div>${text(f)}</div>`).join("")}</div>`;
+      if (b.accessory && b.accessory.type === "button")
+        html = `<div class="with-accessory" data-testid="block"
+          data-block="${esc(b.block_id || "")}"><div>${html}</div>${
+          button(b.accessory, msg, b.block_id)}</div>`;
       return html;
     }
     case "header": return `<div class="section"><b>${text(b.text)}</b></div>`;
@@ -193,11 +244,7 @@ function block(b, msg) {
     case "context": return `<div class="context">${(b.elements || []).map(e =>
         e.type === "image" ? "" : text(e)).join(" ")}</div>`;
     case "actions": return `<div class="actions">${(b.elements || []).map(e =>
-        e.type !== "button" ? "" :
-        `<button class="btn ${esc(e.style || "")}" data-action="${esc(e.action_id)}"
-          data-value="${esc(e.value || "")}" data-channel="${esc(msg.channel)}"
-          data-ts="${esc(msg.ts)}" data-confirm="${esc(e.confirm ? JSON.stringify(e.confirm) : "")}"
-          >${esc(e.text.text)}</button>`).join("")}</div>`;
+        e.type !== "button" ? "" : button(e, msg, b.block_id)).join("")}</div>`;
     default: return "";
   }
 }
@@ -270,6 +317,94 @@ function render() {
         message(m, m.thread_ts && m.thread_ts !== m.ts ? [] : replies(m.ts))).join("")}</section>`;
   }).join("");
 }
+function actor() { return document.getElementById("actor").value; }
+function nameOf(user) { return users[user] ? users[user].name : user; }
+// The chosen user's Home tab: what Powertrip published for them when they last opened it.
+function renderHome() {
+  const root = document.getElementById("home");
+  const home = views.home;
+  root.innerHTML = `<h2>Powertrip · Home <small>the App Home tab of @${esc(nameOf(actor()))}
+    </small></h2>` + (home
+    ? `<div class="msg" data-testid="home-view" data-view="${esc(home.id)}">${(home.blocks || [])
+        .map(b => block(b, {view: home.id})).join("")}</div>`
+    : '<p class="empty" data-testid="home-empty">Nothing published yet: opening the tab ' +
+      'asks Powertrip for it.</p>');
+}
+function typed() {
+  const values = {};
+  for (const input of document.querySelectorAll("#modal input[data-block]"))
+    values[input.dataset.block] = input.value;
+  return values;
+}
+// The chosen user's open modal, as Slack draws one: its blocks, an input per input block (what
+// was typed survives a redraw), an error under each field Powertrip marked, Cancel and Submit.
+function renderModal() {
+  const backdrop = document.getElementById("modal-backdrop");
+  const modal = views.modal;
+  const seen = modal ? JSON.stringify(modal) : "";
+  if (seen === lastModal) return;
+  const kept = lastModal && modal && JSON.parse(lastModal).id === modal.id ? typed() : {};
+  lastModal = seen;
+  if (!modal) { backdrop.hidden = true; document.getElementById("modal").innerHTML = ""; return; }
+  const errors = modal.errors || {}, sent = modal.values || {};
+  const fields = (modal.blocks || []).map(b => {
+    if (b.type !== "input") return block(b, {view: modal.id});
+    const id = String(b.block_id || ""), element = b.element || {};
+    const value = id in kept ? kept[id] : id in sent ? sent[id] : element.initial_value || "";
+    const error = errors[id] ? `<div class="field-error" data-testid="field-error"
+      data-block="${esc(id)}">${esc(errors[id])}</div>` : "";
+    return `<label for="field-${esc(id)}">${text(b.label)}${b.optional
+        ? " <small>(optional)</small>" : ""}</label>
+      <input id="field-${esc(id)}" data-block="${esc(id)}" data-testid="field-${esc(id)}"
+        value="${esc(value)}" placeholder="${esc(element.placeholder ? element.placeholder.text
+        : "")}" aria-invalid="${errors[id] ? "true" : "false"}">${error}`;
+  }).join("");
+  document.getElementById("modal").innerHTML = `<h2 id="modal-title">${text(modal.title)}
+      <small>a modal of Powertrip's, open for @${esc(nameOf(actor()))}</small></h2>
+    <div class="body">${fields}</div>
+    <footer><button type="button" class="btn" data-testid="modal-cancel" data-modal="close">${
+      text(modal.close || {type: "plain_text", text: "Cancel"})}</button>
+      <button type="submit" class="btn primary" data-testid="modal-submit">${
+      text(modal.submit || {type: "plain_text", text: "Submit"})}</button></footer>`;
+  backdrop.hidden = false;
+}
+async function refreshViews() {
+  const user = actor();
+  if (!user) return;
+  const answer = await fetch(`/_fake/views/${encodeURIComponent(user)}`);
+  if (!answer.ok) throw new Error("HTTP " + answer.status);
+  const fresh = await answer.json();
+  const seen = JSON.stringify([user, fresh]);
+  if (seen === lastViews) return;
+  lastViews = seen;
+  views = fresh;
+  renderHome();
+  renderModal();
+}
+function showTab(name) {
+  tab = name;
+  for (const t of document.querySelectorAll("nav.tabs button"))
+    t.setAttribute("aria-selected", String(t.dataset.tab === name));
+  document.getElementById("conversations").hidden = name !== "messages";
+  document.getElementById("home").hidden = name !== "home";
+  if (name === "home") openHome();
+}
+// Opening the Home tab is Slack's app_home_opened event: Powertrip publishes the tab anew.
+async function openHome() {
+  const user = actor();
+  setStatus("waiting", `@${nameOf(user)} opened the Home tab: waiting for Powertrip…`);
+  try {
+    const answer = await fetch("/_sandbox/home", {method: "POST",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify({user})});
+    const result = await answer.json();
+    setStatus(result.ok ? "done" : "failed", result.ok
+      ? `Powertrip published @${nameOf(user)}'s Home tab`
+      : `Home tab not opened: ${result.error || result.detail || "HTTP " + result.status}`);
+  } catch (err) {
+    setStatus("failed", `Home tab not opened: ${err}`);
+  }
+  refresh();
+}
 // What PagerDuty received: the fake Events API's incidents, newest first (pages fire from the
 // escalation policy and at once for a Not me).
 function renderPagerDuty(pd) {
@@ -299,6 +434,7 @@ async function refresh() {
     const [m, r] = await Promise.all([fetch("/_fake/messages"), fetch("/_fake/responses")]);
     if (!m.ok || !r.ok) throw new Error("HTTP " + (m.ok ? r.status : m.status));
     const fresh = [await m.json(), await r.json()];
+    await refreshViews();
     const seen = JSON.stringify(fresh);
     if (seen !== lastSeen || !loaded) {
       lastSeen = seen;
@@ -348,16 +484,20 @@ async function loadUsers() {
   select.innerHTML = list.map(u =>
     `<option value="${esc(u.id)}">@${esc(u.name)} (${esc(u.id)})</option>`).join("");
   if (chosen && users[chosen]) select.value = chosen;
-  select.onchange = () => localStorage.setItem("powertrip-actor", select.value);
+  select.onchange = () => {
+    localStorage.setItem("powertrip-actor", select.value);
+    if (tab === "home") openHome(); else refresh();
+  };
   setStatus("", `${list.length} users · watching`);
 }
 document.addEventListener("click", async ev => {
   const button = ev.target.closest("button.btn");
-  if (!button) return;
+  if (!button || !button.dataset.action) return;  // not a Block Kit button (a modal's own)
   const confirmSpec = button.dataset.confirm ? JSON.parse(button.dataset.confirm) : null;
   if (confirmSpec && !window.confirm(`${confirmSpec.title.text}\\n\\n${confirmSpec.text.text}`))
     return;
   const user = document.getElementById("actor").value;
+  if (button.dataset.view) return pressInView(button, user);
   button.disabled = true;
   const label = button.textContent.trim();
   const [channel, ts] = [button.dataset.channel, button.dataset.ts];
@@ -384,6 +524,62 @@ document.addEventListener("click", async ev => {
     refresh();
   }
 });
+// A button on the App Home (or a modal): Powertrip answers by publishing the view again.
+async function pressInView(button, user) {
+  const label = button.textContent.trim();
+  const before = JSON.stringify(views.home);
+  button.disabled = true;
+  setStatus("waiting", `@${nameOf(user)} pressed “${label}”: waiting for Powertrip…`);
+  try {
+    const answer = await fetch("/_sandbox/click", {method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({user, view_id: button.dataset.view, block_id: button.dataset.block,
+        action_id: button.dataset.action, value: button.dataset.value})});
+    const result = await answer.json();
+    if (!result.ok) {
+      setStatus("failed",
+        `Click not delivered: ${result.error || result.detail || "HTTP " + result.status}`);
+    } else {
+      await refresh();
+      setStatus("done", JSON.stringify(views.home) !== before
+        ? `Done: Powertrip took “${label}” from @${nameOf(user)}; Home tab updated`
+        : `Powertrip took “${label}” from @${nameOf(user)}; the Home tab did not change`);
+    }
+  } catch (err) {
+    setStatus("failed", `Click not delivered: ${err}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+document.getElementById("modal").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const user = actor(), values = typed();
+  const title = views.modal ? views.modal.title.text : "the modal";
+  setStatus("waiting", `@${nameOf(user)} submitted “${title}”: waiting for Powertrip…`);
+  try {
+    const answer = await fetch("/_sandbox/submit", {method: "POST",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify({user, values})});
+    const result = await answer.json();
+    if (!result.ok) setStatus("failed",
+      `Not submitted: ${result.error || result.detail || "HTTP " + result.status}`);
+    else if (result.errors) setStatus("refused",
+      `Not done: Powertrip marked the modal: ${Object.values(result.errors).join("; ")}`);
+    else setStatus("done", `Done: Powertrip took “${title}” from @${nameOf(user)}`);
+  } catch (err) {
+    setStatus("failed", `Not submitted: ${err}`);
+  }
+  refresh();
+});
+document.getElementById("modal").addEventListener("click", async ev => {
+  if (!ev.target.closest("[data-modal=close]")) return;
+  ev.stopPropagation();
+  await fetch("/_sandbox/close", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({user: actor()})});
+  setStatus("", `@${nameOf(actor())} closed the modal`);
+  refresh();
+});
+for (const t of document.querySelectorAll("nav.tabs button"))
+  t.addEventListener("click", () => showTab(t.dataset.tab));
 document.getElementById("command-form").addEventListener("submit", async ev => {
   ev.preventDefault();
   const user = document.getElementById("actor").value;
@@ -396,7 +592,8 @@ document.getElementById("command-form").addEventListener("submit", async ev => {
       body: JSON.stringify({user, command, text: words.join(" ")})});
     const result = await answer.json();
     setStatus(result.ok ? "done" : "failed", result.ok
-      ? `Powertrip answered @${users[user].name} (above the messages)`
+      ? (result.modal ? `Powertrip opened a modal for @${users[user].name}`
+        : `Powertrip answered @${users[user].name} (above the messages)`)
       : `Command not delivered: ${result.error || result.detail || "HTTP " + result.status}`);
   } catch (err) {
     setStatus("failed", `Command not delivered: ${err}`);
