@@ -15,6 +15,7 @@ from datetime import timedelta
 from types import CodeType, ModuleType
 from typing import Any, ClassVar
 
+import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
@@ -51,6 +52,9 @@ from workflows.stale import StaleReportWorkflow
 from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
 log = logging.getLogger("powertrip.worker")
+
+SLACK_CALL_TIMEOUT = 30
+"""Seconds one Slack Web API call may take in all (slack_sdk's own default)."""
 
 # Every workflow type the worker runs (tests/test_replay.py holds a recorded history of each).
 WORKFLOWS: tuple[type, ...] = (
@@ -133,15 +137,26 @@ def security_channel(settings: Settings, config: PowertripConfig) -> str:
     return channel
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
+def slack_client(
+    settings: Settings, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
     # A 429 waits Slack's Retry-After once in the activity; after that Temporal's retry takes
     # over (activities/slack.py classifies it with next_retry_delay = Retry-After).
-    """The Slack Web API client of the worker's activities."""
+    """The Slack Web API client of the worker's activities. With `session` (see
+    `slack_session`) every call reuses its pooled connections; without, slack_sdk opens a new
+    session, so a new TCP (and TLS) connection, for every call."""
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
+        session=session,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
     )
+
+
+def slack_session() -> aiohttp.ClientSession:
+    """The worker's one HTTP session for Slack (needs a running event loop; close it at exit):
+    each call's deadline stays slack_sdk's default, `SLACK_CALL_TIMEOUT` seconds in all."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_CALL_TIMEOUT))
 
 
 def reviews(
@@ -241,7 +256,17 @@ async def main() -> None:
         log.info("polling schedule %s is in place", schedule)
     # Bursts of due reminders are posted as one digest (workflows/reminders.py).
     await ensure_reminder_digest(client, settings.task_queue, config.digest_after)
-    slack = slack_client(settings)
+    session = slack_session()
+    try:
+        await serve(client, settings, config, slack_client(settings, session))
+    finally:
+        await session.close()
+
+
+async def serve(
+    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
+) -> None:
+    """Check Slack, then run the worker until SIGINT or SIGTERM."""
     if settings.uses_fake_slack:
         log.warning("no Slack credentials: talking to the fake Slack at %s", settings.slack_api_url)
     try:
