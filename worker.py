@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
+import importlib.machinery
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from types import CodeType, ModuleType
+from typing import Any, ClassVar
 
+import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
@@ -47,6 +53,9 @@ from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflo
 
 log = logging.getLogger("powertrip.worker")
 
+SLACK_CALL_TIMEOUT = 30
+"""Seconds one Slack Web API call may take in all (slack_sdk's own default)."""
+
 # Every workflow type the worker runs (tests/test_replay.py holds a recorded history of each).
 WORKFLOWS: tuple[type, ...] = (
     ApprovalWorkflow,
@@ -63,6 +72,59 @@ WORKFLOWS: tuple[type, ...] = (
 )
 
 
+class _CompiledOnceLoader(importlib.machinery.SourceFileLoader):
+    """A workflow module's loader that compiles its source once per process (per file version:
+    path, mtime, size) and hands the same code object to every later import."""
+
+    codes: ClassVar[dict[tuple[str, int, int], CodeType]] = {}
+
+    def get_code(self, fullname: str) -> CodeType:
+        found = os.stat(self.path)
+        key = (self.path, found.st_mtime_ns, found.st_size)
+        code = self.codes.get(key)
+        if code is None:
+            code = super().get_code(fullname)
+            if code is None:  # pragma: no cover - a source file always has code
+                raise ImportError(f"no code for {fullname}", name=fullname)
+            self.codes[key] = code
+        return code
+
+
+class WorkflowCodeCache(importlib.abc.MetaPathFinder):
+    """Temporal's sandbox imports a workflow's module afresh for every workflow run it starts,
+    and for every run evicted from the worker's cache and replayed: that isolates the module's
+    globals, but without bytecode on disk (`PYTHONDONTWRITEBYTECODE`, as the Dockerfile, this
+    repository's test machines and a read-only install have it) each import compiled
+    `workflows/approval.py` from source again, about a fifth of the worker's CPU under load
+    (bench/PROFILE.md). Modules of `packages` found here keep one code object per file version;
+    each import still executes it in a fresh module, so the sandbox isolates exactly as before.
+    Installed once per process by `install`."""
+
+    packages = frozenset({"workflows"})
+    _lock = threading.Lock()
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Any = None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.partition(".")[0] not in self.packages:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        loader = spec.loader if spec is not None else None
+        if spec is not None and type(loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _CompiledOnceLoader(loader.name, loader.path)
+        return spec
+
+    @classmethod
+    def install(cls) -> None:
+        """Put the finder first on `sys.meta_path`, once."""
+        with cls._lock:
+            if not any(isinstance(finder, cls) for finder in sys.meta_path):
+                sys.meta_path.insert(0, cls())
+
+
 def security_channel(settings: Settings, config: PowertripConfig) -> str:
     """The security channel's id (`POWERTRIP_SECURITY_CHANNEL`, else the config's
     `security_channel`); ConfigError when neither is set."""
@@ -75,15 +137,26 @@ def security_channel(settings: Settings, config: PowertripConfig) -> str:
     return channel
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
+def slack_client(
+    settings: Settings, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
     # A 429 waits Slack's Retry-After once in the activity; after that Temporal's retry takes
     # over (activities/slack.py classifies it with next_retry_delay = Retry-After).
-    """The Slack Web API client of the worker's activities."""
+    """The Slack Web API client of the worker's activities. With `session` (see
+    `slack_session`) every call reuses its pooled connections; without, slack_sdk opens a new
+    session, so a new TCP (and TLS) connection, for every call."""
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
+        session=session,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
     )
+
+
+def slack_session() -> aiohttp.ClientSession:
+    """The worker's one HTTP session for Slack (needs a running event loop; close it at exit):
+    each call's deadline stays slack_sdk's default, `SLACK_CALL_TIMEOUT` seconds in all."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_CALL_TIMEOUT))
 
 
 def reviews(
@@ -108,6 +181,7 @@ def build_worker(
 ) -> Worker:
     """The worker: every workflow in `WORKFLOWS` and every activity, on `settings.task_queue`.
     A new activity is registered here (its method, bound to its class's instance)."""
+    WorkflowCodeCache.install()
     activities = SlackActivities(
         slack,
         config,
@@ -182,7 +256,17 @@ async def main() -> None:
         log.info("polling schedule %s is in place", schedule)
     # Bursts of due reminders are posted as one digest (workflows/reminders.py).
     await ensure_reminder_digest(client, settings.task_queue, config.digest_after)
-    slack = slack_client(settings)
+    session = slack_session()
+    try:
+        await serve(client, settings, config, slack_client(settings, session))
+    finally:
+        await session.close()
+
+
+async def serve(
+    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
+) -> None:
+    """Check Slack, then run the worker until SIGINT or SIGTERM."""
     if settings.uses_fake_slack:
         log.warning("no Slack credentials: talking to the fake Slack at %s", settings.slack_api_url)
     try:

@@ -54,6 +54,7 @@ T = TypeVar("T")
 WEBHOOK_TOKEN = "bench-hook-token"
 API_TOKEN = "bench-api-token"
 DECISION_KEY = "bench-decision-key-" + "0" * 32
+CLI_DECISION_KEY = "bench-cli-decision-key-" + "0" * 28
 START_CONCURRENCY = 64
 
 
@@ -189,6 +190,10 @@ def bench_config(users: int, **overrides: Any) -> dict[str, Any]:
         "security_channel": SECURITY_CHANNEL,
         "security_team": ["U0SEC1"],
         "users": {f"user{n:07d}": {"slack": user_id(n)} for n in range(users)},
+        # One question per event, as the floor has one workflow per event: a burst of like
+        # logins would otherwise be asked as one group (README, "Groups"), whose messages carry
+        # the group's id, not the event's, and whose click decides every member at once.
+        "group_window": "off",
     }
     config.update(overrides)
     return config
@@ -281,6 +286,7 @@ async def stack(
             webhook_token=WEBHOOK_TOKEN,
             api_token=API_TOKEN,
             decision_key=DECISION_KEY,
+            cli_decision_key=CLI_DECISION_KEY,
             config=config_file,
         )
         loaded = config_from_mapping(

@@ -92,10 +92,14 @@ async def main() -> None:
         notify: list[float] = []
         decide: list[float] = []
         whole: list[float] = []
+        cpu: list[float] = []
         for round in range(args.rounds):
             # Interleaved, so a growing database weighs on both sides alike.
             floor.append(await floor_rate(system.client, args.events))
+            used = system.worker.cpu_seconds() if system.worker else 0.0
             notified, decided = await lifecycle(system, args.events, round * args.events)
+            if system.worker:
+                cpu.append((system.worker.cpu_seconds() - used) / args.events * 1000)
             notify.append(args.events / notified)
             decide.append(args.events / decided)
             whole.append(args.events / (notified + decided))
@@ -109,6 +113,9 @@ async def main() -> None:
     print(f"  {'(medians)':34} {'events/s':>9} {'ratio to floor':>15}")
     for name, rate in rows:
         print(f"  {name:34} {rate:9.1f} {ratio(rate, base):>15}")
+    if cpu:
+        # What one event costs the worker, whatever else the shared cores are doing.
+        print(f"  worker CPU per event (whole life, first worker): {statistics.median(cpu):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ async def approvals(
             "security_channel": CHANNEL,
             "security_team": ["U0SEC1"],
             "users": {f"user{n:03d}": {"slack": f"U{n:05d}"} for n in range(USERS)},
+            "group_window": "off",  # one question per event, as bench/common.bench_config
         },
         ROOT,
         "bench config",

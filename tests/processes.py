@@ -97,6 +97,13 @@ class WorkerProcess:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the worker process has used so far, in
+        seconds (Linux /proc/<pid>/stat, fields 14 and 15, in clock ticks)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat.rpartition(")")[2].split()  # the name in parentheses may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def kill(self) -> None:
         """SIGKILL: no graceful shutdown, activities in flight are abandoned mid-call."""
         assert self.process is not None

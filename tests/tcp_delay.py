@@ -1,5 +1,5 @@
 """A loopback TCP proxy that delays every chunk: a slow Temporal frontend, for the Slack-ack
-test and bench/slack_ack.py."""
+test and bench/slack_ack.py; with no delay, a counter of the connections a client opens."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ class DelayProxy:
         self.target = (target_host, target_port)
         self.delay = delay
         self.port = 0
+        self.connections = 0
+        """TCP connections accepted so far."""
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> DelayProxy:
@@ -36,6 +38,7 @@ class DelayProxy:
         writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         await asyncio.gather(
             self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
