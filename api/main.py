@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.routes import events, expectations, ops, passkeys, slack, webhooks
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.config = load_config(resolved.config)
         app.state.rules = app.state.config.rule_set()
         check_step_up_setup(app.state.config, resolved)
-        app.state.slack = create_slack_app(resolved)
+        app.state.slack = AsyncSlackRequestHandler(create_slack_app(resolved))
         app.state.temporal = await connect(resolved)
         log.info(
             "API ready: Temporal %s/%s, %d rules",

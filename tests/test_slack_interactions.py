@@ -4,6 +4,8 @@ quickly even when Temporal is slow."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import Any
 
@@ -14,6 +16,7 @@ from api.main import create_app
 from powertrip.contracts.approval import Action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.interactions import signed_request, slash_command_fields
 from powertrip.settings import Settings
 from tests.harness import (
     API_HEADERS,
@@ -215,3 +218,55 @@ async def test_slack_is_answered_quickly_while_temporal_is_slow(
             ).result()
             await fast_http.aclose()
     assert record.status is EventStatus.APPROVED
+
+
+async def test_an_unreadable_or_oversized_slack_request_is_refused_with_a_reason(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """Signed requests Bolt cannot read get a 4xx that says why; the door stays open after."""
+    http, settings = served
+    assert settings.slack_signing_secret is not None
+    secret = settings.slack_signing_secret.get_secret_value()
+
+    def signed(body: bytes) -> dict[str, str]:
+        # Slack's v0 signature by hand: slack_sdk's own signer cannot sign bytes that are not UTF-8.
+        stamp = str(int(time.time()))
+        digest = hmac.new(secret.encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256)
+        return {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": "v0=" + digest.hexdigest(),
+        }
+
+    for body in (b"payload=\xff\xfe", b"payload=%7Bnot+json"):
+        response = await http.post("/slack/interactions", content=body, headers=signed(body))
+        assert response.status_code == 400, (body, response.text)
+        assert "unsupported interaction" in response.json()["detail"]
+    huge = b"payload=" + b"x" * settings.max_body_bytes
+    response = await http.post("/slack/interactions", content=huge, headers=signed(huge))
+    assert response.status_code == 413
+    assert "body over" in response.json()["detail"]
+    # The next request, a slash command, is read and answered as usual.
+    fields = slash_command_fields("U0ALICE", "help")
+    body, headers = signed_request(secret, {}, form=fields)
+    response = await http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert "/powertrip" in response.json()["text"]
+
+
+async def test_the_events_request_url_answers_slacks_challenge(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """Saving the manifest's Events request URL: Slack posts a signed `url_verification` and
+    accepts the URL only if the challenge comes back; an unsigned one is refused."""
+    http, settings = served
+    assert settings.slack_signing_secret is not None
+    secret = settings.slack_signing_secret.get_secret_value()
+    challenge = {"type": "url_verification", "token": "legacy", "challenge": "3eZbrw1aBm2rZgRNFdxV"}
+    body, headers = signed_request(secret, challenge, as_json=True)
+    response = await http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV"}
+    headers["X-Slack-Signature"] = "v0=" + "0" * 64
+    response = await http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 401

@@ -1,5 +1,7 @@
-"""Slack's request URL: every interaction Slack sends, handed to the Bolt app (api/slack_app.py)
-with the Temporal client and the decision key; the listeners there answer within Slack's 3 s."""
+"""Slack's request URL: every request Slack sends (interactivity, the slash command, modals, the App
+Home's events), size-capped and handed to the Bolt app (api/slack_app.py) through Bolt's FastAPI
+adapter, with the Temporal client and the decision key in Bolt's `context`; the listeners there
+answer within Slack's 3 s."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import APIKeyHeader
-from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from starlette.types import Message
 
 from api.body import read_capped
 from api.deps import ConfigDep, DecisionKeyDep, SettingsDep, TemporalDep
@@ -28,13 +30,23 @@ slack_signature = APIKeyHeader(
 )
 
 
-def get_slack_app(request: Request) -> AsyncApp:
-    """The app's Bolt app (made at startup, api/slack_app.py)."""
-    slack: AsyncApp = request.app.state.slack
-    return slack
+def get_slack_handler(request: Request) -> AsyncSlackRequestHandler:
+    """Bolt's FastAPI adapter around the app's Bolt app (both made at startup, api/main.py)."""
+    handler: AsyncSlackRequestHandler = request.app.state.slack
+    return handler
 
 
-SlackAppDep = Annotated[AsyncApp, Depends(get_slack_app)]
+SlackHandlerDep = Annotated[AsyncSlackRequestHandler, Depends(get_slack_handler)]
+
+
+def with_body(request: Request, body: bytes) -> Request:
+    """The same request, its body replaced by `body` (already read, size-capped): the adapter
+    reads the body again, and the stream can be read only once."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
 
 
 @router.post(
@@ -52,18 +64,14 @@ async def interactions(
     settings: SettingsDep,
     temporal: TemporalDep,
     signing_key: DecisionKeyDep,
-    slack: SlackAppDep,
+    slack: SlackHandlerDep,
     config: ConfigDep,
 ) -> Response:
     """Every request Slack sends (button clicks, the `/powertrip` slash command, modal
     submissions, the `app_home_opened` event), size-capped and handed to the Bolt app."""
     body = await read_capped(request, settings.max_body_bytes)
+    context = {TEMPORAL: temporal, DECISION_KEY: signing_key, SETTINGS: settings, CONFIG: config}
     try:
-        bolt_request = to_async_bolt_request(
-            request,
-            body,
-            {TEMPORAL: temporal, DECISION_KEY: signing_key, SETTINGS: settings, CONFIG: config},
-        )
-    except (ValueError, UnicodeDecodeError) as exc:
+        return await slack.handle(with_body(request, body), context)
+    except (ValueError, UnicodeDecodeError) as exc:  # Bolt could not parse the body
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unsupported interaction: {exc}") from exc
-    return to_starlette_response(await slack.async_dispatch(bolt_request))
