@@ -279,6 +279,11 @@ class Member(BaseModel):
         default=None, description="What it did beyond the action (a sudo command), if known."
     )
     occurred_at: datetime
+    address: str | None = Field(
+        default=None,
+        description="Where it came from (the event's `address`), if known; None also for a "
+        "member recorded before members kept it.",
+    )
 
 
 class Burst(BaseModel):
