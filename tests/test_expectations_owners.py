@@ -24,6 +24,7 @@ from powertrip.sandbox.interactions import (
 )
 from powertrip.settings import Settings
 from tests.harness import (
+    API_HEADERS,
     API_WRITE_HEADERS,
     CONFIG_YAML,
     POWERTRIP,
@@ -198,3 +199,40 @@ async def test_slack_an_email_mapped_owner_and_a_user_group_member_of_the_team(
 
 def _dms(fake: FakeSlack, channel: str, event_id: str) -> list[SlackMessage]:
     return [m for m in posted_to(fake, channel) if event_id in str(m.blocks)]
+
+
+async def test_an_owner_never_pre_approves_a_step_up_rule_however_they_are_mapped(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    with_grace_in_the_team(fake_slack)
+    step_up_yaml = GROUP_YAML + "step_up_rules: [sshd-accepted]\n"
+    async with stack(dev_env, slack_api_url, tmp_path, step_up_yaml) as (http, _, _):
+        # Bob (mapped by email) for his own account: never for the step-up rule.
+        refused = await post_expectation(
+            http, actor="bob", rule="sshd-accepted", created_by="U0BOB"
+        )
+        assert refused.status_code == 403 and "needs a step-up" in refused.json()["detail"]
+        # Without rules it is his, but it does not cover his step-up login: he is asked.
+        bobs = await post_expectation(http, actor="bob", created_by="U0BOB")
+        assert bobs.status_code == 201, bobs.text
+        await eventually(lambda: _listed(http, bobs.json()["id"]))
+        event_id = await login(http, user="bob")
+        record = await decided(http, event_id)
+        assert record["status"] == "pending" and "U0BOB" in record["asked"]
+
+        # Alice's DM offers no "expect the same"; a forged click of it expects nothing.
+        mine = await login(http)
+        [dm] = await eventually(lambda: _dms(fake_slack, "D0ALICE", mine), within=30)
+        assert buttons(dm) == ["approve", "not_me"]
+        reply_to = slack_api_url.replace("/api/", "/response/forged-expect")
+        clicked = await slack_click(http, "U0ALICE", "approve_expect", mine, dm, reply_to)
+        assert clicked.status_code == 200
+        await eventually(lambda: fake_slack.responses, within=15)
+        listed = await http.get("/v1/expectations", headers=API_HEADERS)
+        assert [e["actor"] for e in listed.json()] == ["bob"]
+
+        # The security team may, through its user group too.
+        graces = await post_expectation(
+            http, actor="alice", rule="sshd-accepted", created_by="U0GRACE"
+        )
+        assert graces.status_code == 201, graces.text
