@@ -70,3 +70,15 @@ def test_members_recorded_without_addresses_say_whose_address_is_shown() -> None
     alone = make_event("alice", port=40022)
     source = from_field(messages.notification(EventRecord(event=alone), MessageKind.FIRST)[1])
     assert source == "*From*\n`203.0.113.7` port 40022"
+
+
+def test_a_member_keeps_what_the_message_shows_of_its_event() -> None:
+    event = make_event("alice", host="ops-1")
+    member = Member.of(event)
+    assert (member.event_id, member.action, member.occurred_at) == (
+        event.event_id,
+        event.action,
+        event.occurred_at,
+    )
+    assert member.address == "203.0.113.7"
+    assert member.detail == next(iter(event.details.values()), None)

@@ -285,6 +285,18 @@ class Member(BaseModel):
         "member recorded before members kept it.",
     )
 
+    @classmethod
+    def of(cls, event: SecurityEvent) -> Member:
+        """`event` as its group's message lists it: the action, the first detail the rule
+        extracted (a sudo command), when, and from where."""
+        return cls(
+            event_id=event.event_id,
+            action=event.action,
+            detail=next(iter(event.details.values()), None),
+            occurred_at=event.occurred_at,
+            address=event.address,
+        )
+
 
 class Burst(BaseModel):
     """The events that joined a group's question: how many, since when, the latest few."""
