@@ -338,7 +338,7 @@ async def expect_submitted(
         expectation = new_expectation(
             actor=fields.actor,
             hosts=fields.hosts,
-            rules=[],
+            rules=fields.rules,
             until=now + fields.lasts,
             reason=fields.reason,
             created_by=user,

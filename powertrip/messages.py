@@ -901,6 +901,7 @@ class ExpectFields:
 
     actor: str
     hosts: list[str]
+    rules: list[str]
     lasts: timedelta
     reason: str
 
@@ -920,13 +921,13 @@ def _input(
         "block_id": block_id,
         "label": {"type": "plain_text", "text": label},
         "element": element,
-        "optional": block_id == "hosts",  # Slack adds "(optional)" to the label itself
+        "optional": block_id in ("hosts", "rules"),  # Slack adds "(optional)" to the label
     }
 
 
 def expect_modal(actor: str | None = None) -> dict[str, Any]:
     """The `/powertrip expect` modal (Block Kit view, `callback_id` `powertrip_expect`): the
-    account, optional hosts, how long, why; `actor` pre-fills the account."""
+    account, optional hosts and rule ids, how long, why; `actor` pre-fills the account."""
     return {
         "type": "modal",
         "callback_id": "powertrip_expect",
@@ -944,6 +945,7 @@ def expect_modal(actor: str | None = None) -> dict[str, Any]:
             },
             _input("actor", "Account", "alice (as the events name it)", actor),
             _input("hosts", "Hosts (comma-separated)", "ops-1, ops-2"),
+            _input("rules", "Rule ids (comma-separated; none: any)", "sudo-command"),
             _input("for", "For how long", "1h, 90m", EXPECT_FOR_DEFAULT),
             _input("reason", "Why", "nginx upgrade, CHG-42"),
         ],
@@ -966,7 +968,8 @@ def expect_fields(values: dict[str, Any]) -> ExpectFields:
     except ValueError as exc:
         raise ModalError("for", str(exc)[:150]) from exc
     hosts = [h.strip() for h in value("hosts").split(",") if h.strip()]
-    return ExpectFields(actor=actor, hosts=hosts, lasts=lasts, reason=reason)
+    rules = [r.strip() for r in value("rules").split(",") if r.strip()]
+    return ExpectFields(actor=actor, hosts=hosts, rules=rules, lasts=lasts, reason=reason)
 
 
 def pending_list(records: list[EventRecord], user: str, listed: int = 20) -> str:

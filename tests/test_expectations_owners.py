@@ -175,8 +175,13 @@ async def test_slack_an_email_mapped_owner_and_a_user_group_member_of_the_team(
             body, headers = signed_request(SIGNING_SECRET, payload)
             return await http.post("/slack/interactions", content=body, headers=headers)
 
-        mine = await submit("U0BOB", actor="bob", hosts="db-1", reason="reindex", **{"for": "1h"})
+        mine = await submit(
+            "U0BOB", actor="bob", hosts="db-1", rules="sshd-accepted, sudo-command",
+            reason="reindex", **{"for": "1h"},
+        )  # fmt: skip
         assert mine.status_code == 200 and not mine.content, mine.text
+        reindex = await eventually(lambda: _with_reason(http, "reindex"), within=15)
+        assert (reindex["hosts"], reindex["rules"]) == (["db-1"], ["sshd-accepted", "sudo-command"])
         for_alice = await submit("U0GRACE", actor="alice", reason="on-call", **{"for": "1h"})
         assert for_alice.status_code == 200 and not for_alice.content, for_alice.text
         refused = await submit("U0BOB", actor="alice", reason="help", **{"for": "1h"})
@@ -195,6 +200,11 @@ async def test_slack_an_email_mapped_owner_and_a_user_group_member_of_the_team(
         await open_home(http, "U0GRACE")
         home = json.dumps(fake_slack.home["U0GRACE"])
         assert expected["id"] in home and shared in home
+
+
+async def _with_reason(http: httpx.AsyncClient, reason: str) -> dict[str, Any] | None:
+    listed = (await http.get("/v1/expectations", headers=API_HEADERS)).json()
+    return next((e for e in listed if e["reason"] == reason), None)
 
 
 def _dms(fake: FakeSlack, channel: str, event_id: str) -> list[SlackMessage]:
@@ -219,6 +229,20 @@ async def test_an_owner_never_pre_approves_a_step_up_rule_however_they_are_mappe
         event_id = await login(http, user="bob")
         record = await decided(http, event_id)
         assert record["status"] == "pending" and "U0BOB" in record["asked"]
+
+        # Nor from the modal, whose rules field names it.
+        body, headers = signed_request(
+            SIGNING_SECRET, {}, form=slash_command_fields("U0BOB", "expect bob")
+        )
+        assert (await http.post("/slack/interactions", content=body, headers=headers)).is_success
+        payload = view_submission_payload(
+            "U0BOB",
+            fake_slack.views[-1],
+            {"actor": "bob", "rules": "sshd-accepted", "reason": "patching", "for": "1h"},
+        )
+        body, headers = signed_request(SIGNING_SECRET, payload)
+        modal = await http.post("/slack/interactions", content=body, headers=headers)
+        assert "needs a step-up" in modal.json()["errors"]["actor"]
 
         # Alice's DM offers no "expect the same"; a forged click of it expects nothing.
         mine = await login(http)
