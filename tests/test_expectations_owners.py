@@ -109,6 +109,16 @@ async def test_api_and_cli_an_email_mapped_owner_and_a_user_group_member_of_the_
         )
         assert revoked.status_code == 200, revoked.text
 
+        # Bob, the owner by email, may revoke what the team expects of his account.
+        for_bob = await post_expectation(http, actor="bob", created_by="U0SEC1")
+        assert for_bob.status_code == 201, for_bob.text
+        by_bob = await http.delete(
+            f"/v1/expectations/{for_bob.json()['id']}",
+            params={"by": "U0BOB"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert by_bob.status_code == 200, by_bob.text
+
         # The CLI asks the same user group (with the bot token) for `--as`.
         config = tmp_path / "config.yaml"
 
