@@ -191,7 +191,12 @@ def build_worker(
     )
     decisions = DecisionActivities(verification_keys(settings))
     expectations = ExpectationActivities(
-        client, verification_keys(settings), config, slack, security_channel(settings, config)
+        client,
+        verification_keys(settings),
+        config,
+        slack,
+        security_channel(settings, config),
+        activities.slack_directory,
     )
     polling = PollActivities.from_settings(
         client, settings, config, slack, security_channel(settings, config)

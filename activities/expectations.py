@@ -17,14 +17,16 @@ from activities.slack import SecurityChannel
 from powertrip.config import PowertripConfig
 from powertrip.contracts.approval import Verdict
 from powertrip.contracts.expectations import (
+    Expectation,
     ExpectationNotice,
     ExpectedApproval,
     NoticeMessage,
     RevocationCheck,
 )
+from powertrip.directory import SlackDirectory
 from powertrip.messages import expectation_notice
 from powertrip.models import SecurityEvent
-from powertrip.services.expectations import Limits, list_expectations
+from powertrip.services.expectations import Limits, LimitsUnchecked, list_expectations
 from powertrip.signing import Signer, verify_expectation, verify_revocation
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 class ExpectationActivities:
     """`find_expectation`, `verify_revocation` and the security channel's notice, with the
     worker's Temporal client, its decision keys (`powertrip.signing.verification_keys`), the
-    config's limits, and Slack (`security_channel`: its id)."""
+    config's limits, and Slack (`security_channel`: its id; `directory`: the worker's Slack
+    directory, shared with `SlackActivities`, or a new one on `slack`)."""
 
     def __init__(
         self,
@@ -42,10 +45,13 @@ class ExpectationActivities:
         config: PowertripConfig,
         slack: AsyncWebClient,
         security_channel: str,
+        directory: SlackDirectory | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
-        self._limits = Limits.from_config(config)
+        # Who is on the team and who owns an account: the worker's one Slack directory (the
+        # one `resolve_recipient` uses), so a group member or an email-mapped owner counts.
+        self._limits = Limits.from_config(config, directory or SlackDirectory(slack, config))
         self._slack = slack
         self._channel = SecurityChannel(slack, security_channel)
 
@@ -83,19 +89,26 @@ class ExpectationActivities:
             if not verdict.authentic or verdict.signer is None:
                 log.warning("expectation %s ignored: %s", expectation.id, verdict.reason)
                 continue
-            refused = self._limits.refusal(expectation)
-            if refused is None and Signer(verdict.signer) is Signer.CLI:
-                refused = (
-                    None if expectation.created_by in self._limits.team else "CLI, not the team"
-                )
-            if refused is None and event.step_up is not None:
-                if expectation.created_by not in self._limits.team:
-                    refused = "an owner's expectation does not cover a step-up event"
+            try:
+                refused = await self._refusal(expectation, Signer(verdict.signer), event)
+            except LimitsUnchecked as exc:
+                refused = str(exc)
             if refused is not None:
                 log.info("expectation %s does not approve %s: %s", expectation.id, event, refused)
                 continue
             return ExpectedApproval(expectation=expectation, signer=verdict.signer)
         return None
+
+    async def _refusal(
+        self, expectation: Expectation, signer: Signer, event: SecurityEvent
+    ) -> str | None:
+        refused = await self._limits.refusal(expectation)
+        on_team = refused is None and await self._limits.on_team(expectation.created_by)
+        if refused is None and signer is Signer.CLI and not on_team:
+            refused = "CLI, not the team"
+        if refused is None and event.step_up is not None and not on_team:
+            refused = "an owner's expectation does not cover a step-up event"
+        return refused
 
     @activity.defn(name="verify_revocation")
     async def verify_revocation(self, check: RevocationCheck) -> Verdict:

@@ -148,12 +148,6 @@ class SlackActivities:
     def _ui_link(self, event: SecurityEvent) -> str | None:
         return self.ui.workflow_url(event.event_id) if self.ui else None
 
-    async def _user_by_email(self, email: str) -> str | None:
-        try:
-            return await self.slack_directory.user_by_email(email)
-        except SlackApiError as exc:
-            raise classify(exc) from exc
-
     async def _security_team(self) -> list[str]:
         try:
             return await self.slack_directory.security_team()
@@ -168,15 +162,16 @@ class SlackActivities:
         channel (`slack_user` None, with a `note` saying why) for bots, shared and unmapped accounts
         and channel-routed rules."""
         entry = self.directory.lookup(event.actor, event.source)
-        slack_user = entry.slack_user
+        try:
+            slack_user = await self.slack_directory.slack_user_of(entry)
+        except SlackApiError as exc:
+            raise classify(exc) from exc
         note = None
         if entry.identity is Identity.MAPPED and slack_user is None and entry.email:
-            slack_user = await self._user_by_email(entry.email)
-            if slack_user is None:
-                note = (
-                    f"{messages.name(event.actor)} maps to {messages.escape(entry.email)}, "
-                    "which has no Slack user."
-                )
+            note = (
+                f"{messages.name(event.actor)} maps to {messages.escape(entry.email)}, "
+                "which has no Slack user."
+            )
         if entry.identity is Identity.UNMAPPED:
             note = f"{messages.name(event.actor)} is not mapped to a Slack user."
         elif entry.identity in (Identity.BOT, Identity.SHARED):

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
 from powertrip.config import PowertripConfig
+from powertrip.directory import SlackDirectory
 from powertrip.rules import RuleSet
 from powertrip.settings import Settings
 
@@ -46,7 +47,14 @@ def get_decision_key(request: Request) -> str:
     return request.app.state.decision_key
 
 
+def get_directory(request: Request) -> SlackDirectory:
+    """The API's Slack directory (made at startup): who is on the security team, who owns an
+    account, cached, shared with the Bolt listeners."""
+    return request.app.state.directory
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DirectoryDep = Annotated[SlackDirectory, Depends(get_directory)]
 DecisionKeyDep = Annotated[str, Depends(get_decision_key)]
 ConfigDep = Annotated[PowertripConfig, Depends(get_config)]
 RulesDep = Annotated[RuleSet, Depends(get_rules)]

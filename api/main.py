@@ -14,10 +14,15 @@ from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.routes import events, expectations, ops, passkeys, slack, webhooks
-from api.slack_app import create_slack_app
+from api.slack_app import create_slack_app, slack_web_client
 from powertrip.config import load_config
+from powertrip.directory import SlackDirectory
 from powertrip.logs import redact_access_logs
-from powertrip.services.expectations import ExpectationRefused, NoSuchExpectation
+from powertrip.services.expectations import (
+    ExpectationRefused,
+    LimitsUnchecked,
+    NoSuchExpectation,
+)
 from powertrip.services.stepup import check_step_up_setup
 from powertrip.settings import API_SECRETS, Settings, load_settings
 from powertrip.signing import decision_key
@@ -31,7 +36,9 @@ def add_exception_handlers(app: FastAPI) -> None:
     """What the services raise, as HTTP answers, for every route: a question the record cannot
     answer as asked is a 422, a page token this API did not issue a 400, and Temporal
     throttling (visibility is rate limited per namespace, `frontend.namespaceRPS.visibility`) a
-    503 with `Retry-After`, never a 500. Bodies are FastAPI's `{"detail": ...}`."""
+    503 with `Retry-After`, never a 500; so is Slack not saying who is on the security team
+    when an expectation's limits need it (`LimitsUnchecked`). Bodies are FastAPI's
+    `{"detail": ...}`."""
 
     async def record_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
@@ -51,11 +58,19 @@ def add_exception_handlers(app: FastAPI) -> None:
     async def refused(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_403_FORBIDDEN)
 
+    async def unchecked(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc)},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
 
     app.add_exception_handler(RecordError, record_error)
     app.add_exception_handler(ExpectationRefused, refused)
+    app.add_exception_handler(LimitsUnchecked, unchecked)
     app.add_exception_handler(NoSuchExpectation, not_found)
     app.add_exception_handler(PageTokenError, page_token_error)
     app.add_exception_handler(RPCError, temporal_error)
@@ -86,7 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.config = load_config(resolved.config)
         app.state.rules = app.state.config.rule_set()
         check_step_up_setup(app.state.config, resolved)
-        app.state.slack = AsyncSlackRequestHandler(create_slack_app(resolved))
+        # One Slack directory (who is on the security team, who owns an account) for the
+        # routes and the Bolt listeners: one cache, one answer.
+        app.state.directory = SlackDirectory(slack_web_client(resolved), app.state.config)
+        app.state.slack = AsyncSlackRequestHandler(create_slack_app(resolved, app.state.directory))
         app.state.temporal = await connect(resolved)
         log.info(
             "API ready: Temporal %s/%s, %d rules",

@@ -38,8 +38,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from powertrip.config import PowertripConfig
-from powertrip.contracts.approval import Click
+from powertrip.contracts.approval import Click, EventRecord
+from powertrip.contracts.expectations import Expectation
+from powertrip.directory import SlackDirectory
 from powertrip.messages import (
     BUTTON_ACTIONS,
     PASSKEY_BUTTONS,
@@ -55,6 +56,7 @@ from powertrip.services.decisions import Delivery, deliver_click
 from powertrip.services.expectations import (
     ExpectationRefused,
     Limits,
+    LimitsUnchecked,
     NoSuchExpectation,
     create_expectation,
     expect_the_same,
@@ -77,6 +79,8 @@ TEMPORAL = "temporal"
 DECISION_KEY = "decision_key"
 SETTINGS = "settings"
 CONFIG = "config"
+DIRECTORY = "directory"
+"""The API's `SlackDirectory` in Bolt's `context` (added by `create_slack_app`'s middleware)."""
 _background: set[asyncio.Task[str]] = set()
 
 
@@ -104,6 +108,12 @@ class SlackSignature(AsyncMiddleware):
             return _refused("invalid Slack signature")
         response: BoltResponse = await next()
         return response
+
+
+def limits(context: dict[str, Any]) -> Limits:
+    """The expectation limits for a listener: the config's, asking Slack (the security team's
+    user group, an owner mapped by email) through the API's one `SlackDirectory`."""
+    return Limits.from_config(context[CONFIG], context.get(DIRECTORY))
 
 
 def _refused(detail: str) -> BoltResponse:
@@ -192,7 +202,7 @@ async def decision_button(
             message,
             respond,
             context.get(SETTINGS),
-            context.get(CONFIG) if action.get("action_id") == EXPECT_THE_SAME else None,
+            limits(context) if action.get("action_id") == EXPECT_THE_SAME else None,
         )
     )
     try:
@@ -216,9 +226,9 @@ async def _deliver(
     message: tuple[str, str] | None,
     respond: AsyncRespond | None,
     settings: Settings | None = None,
-    expect_with: PowertripConfig | None = None,
+    expect_with: Limits | None = None,
 ) -> str:
-    """Deliver the click; with `expect_with` (the config: "Approve, and expect the same from me
+    """Deliver the click; with `expect_with` (the limits: "Approve, and expect the same from me
     here"), once the approval is delivered, also expect the same for an hour
     (`expect_the_same`, the same limits as everywhere) and say what was done."""
     try:
@@ -234,9 +244,8 @@ async def _deliver(
     if expect_with is not None and settings is not None and delivery.outcome == "delivered":
         try:
             expected = await expect_the_same(
-                temporal, key, settings.task_queue, event_id, click.user,
-                Limits.from_config(expect_with),
-            )  # fmt: skip
+                temporal, key, settings.task_queue, event_id, click.user, expect_with
+            )
         except (ExpectationRefused, NoSuchExpectation) as exc:
             await _reply(respond, f":no_entry: Approved, but nothing is expected: {exc}")
         except Exception:
@@ -298,11 +307,7 @@ async def powertrip_command(
                 COMMAND_BUDGET_SECONDS,
             )
         elif subcommand == "pending":
-            config: PowertripConfig = context[CONFIG]
-            records = await asyncio.wait_for(
-                waiting_for(context[TEMPORAL], user, config.security_team),
-                COMMAND_BUDGET_SECONDS,
-            )
+            records = await asyncio.wait_for(_waiting_for(context, user), COMMAND_BUDGET_SECONDS)
             text = pending_list(records, user)
         elif subcommand == "expect":
             await ack()  # the modal opens on its own; nothing to say in the channel
@@ -311,7 +316,7 @@ async def powertrip_command(
                 view=expect_modal(words[1] if len(words) > 1 else None),
             )
             return
-    except (TimeoutError, RPCError):
+    except (TimeoutError, RPCError, LimitsUnchecked):
         log.warning("/powertrip %s for %s not answered in time", subcommand, user, exc_info=True)
         text = f":warning: Powertrip is busy: try `/powertrip {subcommand}` again in a moment."
     await ack(response_type="ephemeral", text=text)
@@ -325,7 +330,6 @@ async def expect_submitted(
     (`powertrip.services.expectations`). A refusal or a bad field is shown on the modal itself
     (`response_action: errors`); success closes it."""
     user = str(body["user"]["id"])
-    config: PowertripConfig = context[CONFIG]
     settings: Settings = context[SETTINGS]
     try:
         fields = expect_fields(view.get("state", {}).get("values", {}))
@@ -333,7 +337,7 @@ async def expect_submitted(
         expectation = new_expectation(
             actor=fields.actor,
             hosts=fields.hosts,
-            rules=[],
+            rules=fields.rules,
             until=now + fields.lasts,
             reason=fields.reason,
             created_by=user,
@@ -346,7 +350,7 @@ async def expect_submitted(
                 context[DECISION_KEY],
                 settings.task_queue,
                 expectation,
-                Limits.from_config(config),
+                limits(context),
             ),
             COMMAND_BUDGET_SECONDS,
         )
@@ -427,16 +431,31 @@ async def publish_home(
     """`views.publish` of `user`'s App Home, from visibility and the memos; without `revoked`
     (an expectation id just revoked: visibility lists it as active until its workflow has taken
     the signal, and the tab would show it with *Revoke* still)."""
-    config: PowertripConfig = context[CONFIG]
-    limits = Limits.from_config(config)
-    on_team = user in limits.team
-    waiting = await waiting_for(context[TEMPORAL], user, limits.team)
+    checks = limits(context)
+    try:
+        on_team = await checks.on_team(user)
+    except LimitsUnchecked:
+        log.warning("Home tab of %s shown as to an owner", user, exc_info=True)
+        on_team = False
+    waiting = await waiting_for(context[TEMPORAL], user, on_team)
     expectations = [
         e
         for e in await list_expectations(context[TEMPORAL])
-        if (on_team or limits.may_revoke(e, user)) and e.id != revoked
+        if e.id != revoked and (on_team or await _may_revoke(checks, e, user))
     ]
     await client.views_publish(user_id=user, view=app_home(waiting, expectations, on_team))
+
+
+async def _may_revoke(checks: Limits, expectation: Expectation, user: str) -> bool:
+    try:
+        return await checks.may_revoke(expectation, user)
+    except LimitsUnchecked:
+        return user == expectation.created_by
+
+
+async def _waiting_for(context: dict[str, Any], user: str) -> list[EventRecord]:
+    """What waits for `user` (`/powertrip pending`): as the security team if they are on it."""
+    return await waiting_for(context[TEMPORAL], user, await limits(context).on_team(user))
 
 
 async def revoke_button(
@@ -458,7 +477,7 @@ async def revoke_button(
             expectation_id,
             user,
             "slack",
-            Limits.from_config(context[CONFIG]),
+            limits(context),
         )
         revoked = expectation_id
     except (ExpectationRefused, NoSuchExpectation) as exc:
@@ -477,10 +496,19 @@ def register(app: AsyncApp) -> None:
     app.action(re.compile(".*"))(unknown_action)
 
 
-def create_slack_app(settings: Settings) -> AsyncApp:
+def slack_web_client(settings: Settings) -> AsyncWebClient:
+    """The API's Slack Web API client: the bot token at `POWERTRIP_SLACK_API_URL`."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+
+
+def create_slack_app(settings: Settings, directory: SlackDirectory | None = None) -> AsyncApp:
     """The Bolt app for `settings`: Slack's signing secret, and a Web API client with the bot
-    token at `POWERTRIP_SLACK_API_URL` for listeners that call Slack. Listeners run before the
-    response (`process_before_response`): each answers within Slack's 3 seconds itself."""
+    token at `POWERTRIP_SLACK_API_URL` for listeners that call Slack (`directory`'s client, so
+    its cached answers of who is who, which the route puts in `context[DIRECTORY]`, are one).
+    Listeners run before the response (`process_before_response`): each answers within
+    Slack's 3 seconds itself."""
     token = settings.slack_bot_token.get_secret_value()
 
     async def authorize(**_: Any) -> AuthorizeResult:
@@ -491,7 +519,7 @@ def create_slack_app(settings: Settings) -> AsyncApp:
     app = AsyncApp(
         name="powertrip",
         signing_secret=settings.secret("slack_signing_secret"),
-        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),
+        client=directory.client if directory is not None else slack_web_client(settings),
         authorize=authorize,
         before_authorize=SlackSignature(settings.secret("slack_signing_secret")),
         request_verification_enabled=False,

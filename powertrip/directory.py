@@ -77,9 +77,6 @@ class Directory:
             actor=actor, identity=Identity.MAPPED, slack_user=entry.slack, email=entry.email
         )
 
-    def is_security_team(self, slack_user: str) -> bool:
-        return slack_user in self._config.security_team
-
 
 class _Cached:
     """A value with its expiry; a failed refresh keeps serving the old value."""
@@ -154,6 +151,25 @@ class SlackDirectory:
         return await self._names.get(
             user, fetch, lambda found: FOUND_TTL_SECONDS if found else MISSING_TTL_SECONDS
         )
+
+    async def slack_user_of(self, entry: DirectoryEntry) -> str | None:
+        """The Slack user a mapped entry names: its `slack:` id, or its `email:` through
+        users.lookupByEmail (cached); None for a bot, shared or unmapped account, or an email
+        Slack has no user for. The one place an actor becomes a Slack user."""
+        if entry.identity is not Identity.MAPPED:
+            return None
+        if entry.slack_user:
+            return entry.slack_user
+        return await self.user_by_email(entry.email) if entry.email else None
+
+    async def is_security_team(self, user: str) -> bool:
+        """Whether `user` is on the security team: a configured id (no Slack call), or a member
+        of the configured user group (`security_team`, cached)."""
+        if user in self.config.security_team:
+            return True
+        if not self.config.security_team_group:
+            return False
+        return user in await self.security_team()
 
     async def security_team(self) -> list[str]:
         """The configured ids plus the members of the configured user group, if any."""

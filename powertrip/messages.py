@@ -228,12 +228,46 @@ def _burst_list(record: EventRecord) -> SectionBlock | None:
     return SectionBlock(block_id="burst", text=MarkdownTextObject(text=text))
 
 
-def _facts(event: SecurityEvent, now: datetime, origin: str | None) -> SectionBlock:
+FROM_LISTED = 3
+"""A group's question names at most this many of its members' addresses."""
+
+
+def _source(event: SecurityEvent, origin: str | None) -> str:
     source = code(event.address) if event.address else "unknown"
     if event.address and event.port is not None:
         source += f" port {event.port}"
     if event.address and origin:
         source += f"\n{escape(origin)}"
+    return source
+
+
+def _burst_sources(record: EventRecord, origin: str | None) -> str:
+    """Where a group's events came from: the one address they share (with `origin`, the first
+    event's label), or the distinct addresses of its latest events and its first, newest first,
+    at most FROM_LISTED, the rest counted. The first event's port is left out: each login of a
+    burst has its own."""
+    burst, event = record.burst, record.event
+    if burst is None or burst.members < 2:
+        return _source(event, origin)
+    known = [m.address for m in reversed(burst.latest) if m.address]
+    if not known:
+        # Members recorded without their addresses: say whose address this is.
+        return f"{_source(event, origin)}\n(the first event's)"
+    addresses = list(dict.fromkeys(known + ([event.address] if event.address else [])))
+    if len(addresses) == 1:
+        return _source(event.model_copy(update={"port": None}), origin)
+    lines = [code(a) for a in addresses[:FROM_LISTED]]
+    if (other := len(addresses) - FROM_LISTED) > 0:
+        lines.append(f"…and {other} other address{'es' if other > 1 else ''}")
+    if burst.members > len(burst.latest):
+        lines.append(f"_of the first and the latest {len(burst.latest)} events_")
+    return "\n".join(lines)
+
+
+def _facts(
+    event: SecurityEvent, now: datetime, origin: str | None, record: EventRecord | None = None
+) -> SectionBlock:
+    source = _burst_sources(record, origin) if record is not None else _source(event, origin)
     fields = [
         MarkdownTextObject(text=f"*Who*\n{name(event.actor)}"),
         MarkdownTextObject(text=f"*Host*\n{_where(event)}"),
@@ -380,7 +414,7 @@ def notification(
         headline = f":key: *Was this you?*\n{what}"
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
-        _facts(event, now, origin),
+        _facts(event, now, origin, record),
     ]
     if listed := _burst_list(record):
         blocks.append(listed)
@@ -420,7 +454,7 @@ def decided(
     headline = "\n".join(lines)
     blocks: list[Block] = [
         SectionBlock(block_id="headline", text=MarkdownTextObject(text=headline)),
-        _facts(event, now or datetime.now(UTC), origin),
+        _facts(event, now or datetime.now(UTC), origin, record),
         *([listed] if (listed := _burst_list(record)) else []),
         *([details] if (details := _details(event)) and not listed else []),
         _context(event, ui_url),
@@ -867,6 +901,7 @@ class ExpectFields:
 
     actor: str
     hosts: list[str]
+    rules: list[str]
     lasts: timedelta
     reason: str
 
@@ -886,13 +921,13 @@ def _input(
         "block_id": block_id,
         "label": {"type": "plain_text", "text": label},
         "element": element,
-        "optional": block_id == "hosts",  # Slack adds "(optional)" to the label itself
+        "optional": block_id in ("hosts", "rules"),  # Slack adds "(optional)" to the label
     }
 
 
 def expect_modal(actor: str | None = None) -> dict[str, Any]:
     """The `/powertrip expect` modal (Block Kit view, `callback_id` `powertrip_expect`): the
-    account, optional hosts, how long, why; `actor` pre-fills the account."""
+    account, optional hosts and rule ids, how long, why; `actor` pre-fills the account."""
     return {
         "type": "modal",
         "callback_id": "powertrip_expect",
@@ -910,6 +945,7 @@ def expect_modal(actor: str | None = None) -> dict[str, Any]:
             },
             _input("actor", "Account", "alice (as the events name it)", actor),
             _input("hosts", "Hosts (comma-separated)", "ops-1, ops-2"),
+            _input("rules", "Rule ids (comma-separated; none: any)", "sudo-command"),
             _input("for", "For how long", "1h, 90m", EXPECT_FOR_DEFAULT),
             _input("reason", "Why", "nginx upgrade, CHG-42"),
         ],
@@ -932,7 +968,8 @@ def expect_fields(values: dict[str, Any]) -> ExpectFields:
     except ValueError as exc:
         raise ModalError("for", str(exc)[:150]) from exc
     hosts = [h.strip() for h in value("hosts").split(",") if h.strip()]
-    return ExpectFields(actor=actor, hosts=hosts, lasts=lasts, reason=reason)
+    rules = [r.strip() for r in value("rules").split(",") if r.strip()]
+    return ExpectFields(actor=actor, hosts=hosts, rules=rules, lasts=lasts, reason=reason)
 
 
 def pending_list(records: list[EventRecord], user: str, listed: int = 20) -> str:

@@ -15,7 +15,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.deps import ApiAuth, ApiWriteAuth, ConfigDep, DecisionKeyDep, SettingsDep, TemporalDep
+from api.deps import (
+    ApiAuth,
+    ApiWriteAuth,
+    ConfigDep,
+    DecisionKeyDep,
+    DirectoryDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.routes.events import AUTH_ERROR, UNAVAILABLE, Problem
 from powertrip.contracts.expectations import Expectation
 from powertrip.durations import parse_duration
@@ -30,6 +38,12 @@ from powertrip.services.expectations import (
 router = APIRouter(prefix="/v1", tags=["expectations"])
 
 REFUSED: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": Problem,
+        "description": f"{UNAVAILABLE[503]['description']} Or Slack did not say who is on the "
+        "security team (`security_team_group`) or who owns the account (an `email:` mapping): "
+        "the limits could not be checked, nothing was changed.",
+    },
     403: {
         "model": Problem,
         "description": "The limits forbid it: an owner for someone else's account, a step-up "
@@ -88,13 +102,14 @@ def _listed(value: str | list[str] | None) -> list[str]:
     status_code=status.HTTP_201_CREATED,
     summary="Pre-approve expected work",
     dependencies=[ApiWriteAuth],
-    responses={**AUTH_ERROR, **REFUSED, **UNAVAILABLE},
+    responses={**AUTH_ERROR, **UNAVAILABLE, **REFUSED},
 )
 async def post_expectation(
     body: ExpectationCreate,
     temporal: TemporalDep,
     settings: SettingsDep,
     config: ConfigDep,
+    directory: DirectoryDep,
     key: DecisionKeyDep,
 ) -> Expectation:
     """Until it ends, events of `actor` (on `host`, of `rule`, when given) are approved at once
@@ -113,7 +128,7 @@ async def post_expectation(
         now=now,
     )
     return await create_expectation(
-        temporal, key, settings.task_queue, expectation, Limits.from_config(config)
+        temporal, key, settings.task_queue, expectation, Limits.from_config(config, directory)
     )
 
 
@@ -139,8 +154,8 @@ async def get_expectations(
     dependencies=[ApiWriteAuth],
     responses={
         **AUTH_ERROR,
-        **REFUSED,
         **UNAVAILABLE,
+        **REFUSED,
         404: {"model": Problem, "description": "No such expectation."},
     },
 )
@@ -148,6 +163,7 @@ async def delete_expectation(
     expectation_id: str,
     temporal: TemporalDep,
     config: ConfigDep,
+    directory: DirectoryDep,
     key: DecisionKeyDep,
     by: Annotated[
         str,
@@ -158,5 +174,5 @@ async def delete_expectation(
     asked as usual. Its creator, the account's owner or the security team may revoke it.
     Returns it as it was."""
     return await revoke_expectation(
-        temporal, key, expectation_id, by, "api", Limits.from_config(config)
+        temporal, key, expectation_id, by, "api", Limits.from_config(config, directory)
     )

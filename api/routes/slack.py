@@ -13,8 +13,8 @@ from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from starlette.types import Message
 
 from api.body import read_capped
-from api.deps import ConfigDep, DecisionKeyDep, SettingsDep, TemporalDep
-from api.slack_app import CONFIG, DECISION_KEY, SETTINGS, TEMPORAL
+from api.deps import ConfigDep, DecisionKeyDep, DirectoryDep, SettingsDep, TemporalDep
+from api.slack_app import CONFIG, DECISION_KEY, DIRECTORY, SETTINGS, TEMPORAL
 
 router = APIRouter(prefix="/slack", tags=["slack"])
 
@@ -66,11 +66,18 @@ async def interactions(
     signing_key: DecisionKeyDep,
     slack: SlackHandlerDep,
     config: ConfigDep,
+    directory: DirectoryDep,
 ) -> Response:
     """Every request Slack sends (button clicks, the `/powertrip` slash command, modal
     submissions, the `app_home_opened` event), size-capped and handed to the Bolt app."""
     body = await read_capped(request, settings.max_body_bytes)
-    context = {TEMPORAL: temporal, DECISION_KEY: signing_key, SETTINGS: settings, CONFIG: config}
+    context = {
+        TEMPORAL: temporal,
+        DECISION_KEY: signing_key,
+        SETTINGS: settings,
+        CONFIG: config,
+        DIRECTORY: directory,
+    }
     try:
         return await slack.handle(with_body(request, body), context)
     except (ValueError, UnicodeDecodeError) as exc:  # Bolt could not parse the body

@@ -2,6 +2,8 @@
 
 Signed with POWERTRIP_CLI_DECISION_KEY like `events approve`: only the security team may create
 or revoke expectations from the CLI (the worker checks that again before one approves anything).
+With `security_team_group` in the config, a `--as` user not listed in `security_team` is looked
+up in that Slack user group (POWERTRIP_SLACK_BOT_TOKEN, POWERTRIP_SLACK_API_URL).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 
 from powertrip.cli.events import (
@@ -25,6 +28,7 @@ from powertrip.cli.events import (
 )
 from powertrip.config import ConfigError, PowertripConfig, load_config
 from powertrip.contracts.expectations import Expectation
+from powertrip.directory import SlackDirectory
 from powertrip.durations import parse_duration
 from powertrip.services.expectations import (
     Limits,
@@ -33,7 +37,7 @@ from powertrip.services.expectations import (
     new_expectation,
     revoke_expectation,
 )
-from powertrip.settings import SettingsError
+from powertrip.settings import Settings, SettingsError
 from powertrip.signing import cli_decision_key, operator
 
 app = typer.Typer(help="Pre-approve expected work; list and revoke it.", no_args_is_help=True)
@@ -51,6 +55,15 @@ def _config_and_key() -> tuple[PowertripConfig, str]:
     except (ConfigError, SettingsError) as exc:
         typer.echo(f"powertrip: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def _limits(settings: Settings, config: PowertripConfig) -> Limits:
+    """The limits, asking Slack (the bot token at POWERTRIP_SLACK_API_URL) whether `--as` is in
+    the security team's user group when the config names one and does not list them."""
+    slack = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    return Limits.from_config(config, SlackDirectory(slack, config))
 
 
 def _until(for_: str | None, until: str | None, now: datetime) -> datetime:
@@ -115,7 +128,7 @@ def create(
 
     async def work(client: Client) -> Expectation:
         return await create_expectation(
-            client, key, settings.task_queue, expectation, Limits.from_config(config)
+            client, key, settings.task_queue, expectation, _limits(settings, config)
         )
 
     created = _run(settings, work)
@@ -153,7 +166,7 @@ def revoke(expectation_id: str, as_user: AsUser) -> None:
 
     async def work(client: Client) -> Expectation:
         return await revoke_expectation(
-            client, key, expectation_id, as_user, "cli", Limits.from_config(config)
+            client, key, expectation_id, as_user, "cli", _limits(settings, config)
         )
 
     _run(settings, work)

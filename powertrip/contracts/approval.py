@@ -279,6 +279,23 @@ class Member(BaseModel):
         default=None, description="What it did beyond the action (a sudo command), if known."
     )
     occurred_at: datetime
+    address: str | None = Field(
+        default=None,
+        description="Where it came from (the event's `address`), if known; None also for a "
+        "member recorded before members kept it.",
+    )
+
+    @classmethod
+    def of(cls, event: SecurityEvent) -> Member:
+        """`event` as its group's message lists it: the action, the first detail the rule
+        extracted (a sudo command), when, and from where."""
+        return cls(
+            event_id=event.event_id,
+            action=event.action,
+            detail=next(iter(event.details.values()), None),
+            occurred_at=event.occurred_at,
+            address=event.address,
+        )
 
 
 class Burst(BaseModel):

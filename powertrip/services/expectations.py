@@ -11,10 +11,11 @@ the memo: no worker needed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
@@ -32,6 +33,7 @@ from powertrip.contracts.expectations import (
     Revocation,
     expectation_id,
 )
+from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import EventStatus
 from powertrip.signing import sign_expectation, sign_revocation
 from powertrip.visibility import RecordError, literal
@@ -48,31 +50,67 @@ class NoSuchExpectation(RecordError):
     """No expectation with that id."""
 
 
-@dataclass(frozen=True)
 class Limits:
-    """What may be pre-approved, from the config: `team` (Slack user ids of the security team),
-    `owners` (actor -> the Slack user mapped to it), `step_up_rules` (rule ids whose events need
-    a passkey), `max_duration`."""
+    """What may be pre-approved, from the config: who is on the security team (the configured
+    ids and, with `slack`, the members of `security_team_group`), who owns an account (the
+    directory's `slack:` id or, with `slack`, its `email:` resolved in Slack), which rules need
+    a step-up, and the longest an expectation may last (`max_duration`).
 
-    team: Collection[str]
-    owners: dict[str, str]
-    step_up_rules: Collection[str]
-    max_duration: timedelta
+    Both Slack answers come from `powertrip.directory.SlackDirectory`, the same path (and
+    cache) that decides who may press an event's buttons. Without `slack` (a test, a tool with
+    no Slack) only the configured ids count. When Slack cannot answer, the checks raise
+    `LimitsUnchecked`: nothing is pre-approved on a guess."""
+
+    def __init__(self, config: PowertripConfig, slack: SlackDirectory | None = None) -> None:
+        self.directory = Directory(config)
+        self.slack = slack
+        self.configured_team = frozenset(config.security_team)
+        self.team_group = config.security_team_group
+        self.step_up_rules = frozenset(
+            r.id for r in config.rule_set().rules if r.step_up is not None
+        )
+        self.max_duration = config.max_expectation
 
     @classmethod
-    def from_config(cls, config: PowertripConfig, team: Sequence[str] | None = None) -> Limits:
-        """`team`: the team resolved now (Slack's user group); default the config's list."""
-        return cls(
-            team=set(team if team is not None else config.security_team),
-            owners={actor: u.slack for actor, u in config.users.items() if u.slack},
-            step_up_rules={r.id for r in config.rule_set().rules if r.step_up is not None},
-            max_duration=config.max_expectation,
-        )
+    def from_config(cls, config: PowertripConfig, slack: SlackDirectory | None = None) -> Limits:
+        """The limits of `config`, asking Slack through `slack` (see the class)."""
+        return cls(config, slack)
 
-    def refusal(self, expectation: Expectation) -> str | None:
+    async def on_team(self, user: str) -> bool:
+        """Whether `user` (a Slack user id) is on the security team. Raises LimitsUnchecked
+        when Slack cannot say whether they are in the team's user group."""
+        if user in self.configured_team:
+            return True
+        if not self.team_group or self.slack is None:
+            return False
+        try:
+            return await self.slack.is_security_team(user)
+        except SLACK_FAILURES as exc:
+            raise LimitsUnchecked(
+                f"Slack did not say whether {user} is in the security team's user group "
+                f"{self.team_group} ({_failure(exc)}): try again"
+            ) from exc
+
+    async def owner_of(self, actor: str) -> str | None:
+        """The Slack user the account `actor` is mapped to, or None (bot, shared, unmapped, an
+        email Slack does not know). Raises LimitsUnchecked when Slack cannot answer."""
+        entry = self.directory.lookup(actor)
+        if entry.identity is not Identity.MAPPED:
+            return None
+        if entry.slack_user or self.slack is None:
+            return entry.slack_user
+        try:
+            return await self.slack.slack_user_of(entry)
+        except SLACK_FAILURES as exc:
+            raise LimitsUnchecked(
+                f"Slack did not say who {actor!r} ({entry.email}) is ({_failure(exc)}): try again"
+            ) from exc
+
+    async def refusal(self, expectation: Expectation) -> str | None:
         """Why `expectation` may not pre-approve anything, or None. The security team may
         create one for anyone; the owner of an actor (the Slack user it is mapped to) only for
-        that actor and never for a step-up rule; nobody for longer than `max_duration`."""
+        that actor and never for a step-up rule; nobody for longer than `max_duration`.
+        Raises LimitsUnchecked when Slack cannot answer who is who."""
         span = expectation.until - expectation.created_at
         if span <= timedelta(0):
             return "it ends before it starts: give a `for` or an `until` in the future"
@@ -82,16 +120,16 @@ class Limits:
                 f"it lasts {_human(span)}, longer than the {_human(self.max_duration)} "
                 "an expectation may (the config's `max_expectation`)"
             )
-        if expectation.created_by in self.team:
+        if await self.on_team(expectation.created_by):
             return None
         if expectation.via == "cli":
             return "only the security team may create expectations from the CLI"
-        if self.owners.get(expectation.actor) != expectation.created_by:
+        if await self.owner_of(expectation.actor) != expectation.created_by:
             return (
                 f"{expectation.created_by} may create expectations only for their own accounts, "
                 f"not for {expectation.actor!r} (the security team may for anyone)"
             )
-        step_up = sorted(set(expectation.rules) & set(self.step_up_rules))
+        step_up = sorted(set(expectation.rules) & self.step_up_rules)
         if step_up:
             return (
                 f"{', '.join(step_up)} need{'s' if len(step_up) == 1 else ''} a step-up: only "
@@ -99,13 +137,28 @@ class Limits:
             )
         return None
 
-    def may_revoke(self, expectation: Expectation, user: str) -> bool:
+    async def may_revoke(self, expectation: Expectation, user: str) -> bool:
         """Its creator, the actor's owner, or the security team."""
         return (
-            user in self.team
-            or user == expectation.created_by
-            or self.owners.get(expectation.actor) == user
+            user == expectation.created_by
+            or await self.on_team(user)
+            or await self.owner_of(expectation.actor) == user
         )
+
+
+class LimitsUnchecked(ExpectationRefused):
+    """Slack did not answer who is on the security team or who owns an account, so the limits
+    could not be checked: refused for now (the API answers 503), never allowed on a guess."""
+
+
+SLACK_FAILURES = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
+"""What a Slack Web API call raises when Slack (or the way to it) fails."""
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        return f"Slack answered {exc.response.get('error')!r}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _human(span: timedelta) -> str:
@@ -155,7 +208,7 @@ async def create_expectation(
     """Check `expectation` against `limits`, sign it with `key` (the API's or the CLI's) and
     start its workflow. Raises ExpectationRefused with the reason; RPCError when Temporal
     fails."""
-    if (refused := limits.refusal(expectation)) is not None:
+    if (refused := await limits.refusal(expectation)) is not None:
         raise ExpectationRefused(refused)
     signed = sign_expectation(key, expectation)
     pairs = [
@@ -221,7 +274,7 @@ async def revoke_expectation(
     expectation = await get_expectation(client, expectation_id)
     if expectation.status is not ExpectationStatus.ACTIVE:
         raise ExpectationRefused(f"{expectation_id} is already {expectation.status.value}")
-    if not limits.may_revoke(expectation, by):
+    if not await limits.may_revoke(expectation, by):
         raise ExpectationRefused(
             f"{by} may not revoke {expectation_id}: only its creator, the owner of "
             f"{expectation.actor!r} or the security team may"
@@ -243,10 +296,11 @@ async def revoke_expectation(
 MAX_WAITING_LISTED = 200
 
 
-async def waiting_for(client: Client, user: str, team: Collection[str]) -> list[EventRecord]:
+async def waiting_for(client: Client, user: str, on_team: bool) -> list[EventRecord]:
     """The events waiting for `user`'s decision (pending ones they may approve; for the
-    security team, every pending event and every unacknowledged *Not me*), newest first, at
-    most MAX_WAITING_LISTED. From visibility and the memos: no worker needed."""
+    security team, `on_team` (`Limits.on_team`) or named so by an event's own record, every
+    pending event and every unacknowledged *Not me*), newest first, at most
+    MAX_WAITING_LISTED. From visibility and the memos: no worker needed."""
     query = (
         f"WorkflowType = {literal(APPROVAL_WORKFLOW)} AND ExecutionStatus = 'Running' AND "
         f"{attributes.STATUS.name} IN ('pending', 'reported')"
@@ -256,11 +310,11 @@ async def waiting_for(client: Client, user: str, team: Collection[str]) -> list[
         record = await execution.memo_value(RECORD_MEMO, None, type_hint=EventRecord)
         if record is None or record.authority is None:
             continue
-        on_team = user in team or user in record.authority.security_team
-        if record.status is EventStatus.REPORTED and on_team:
+        team = on_team or user in record.authority.security_team
+        if record.status is EventStatus.REPORTED and team:
             found.append(record)
         elif record.status is EventStatus.PENDING and (
-            on_team or record.authority.may(Action.APPROVE, record.status, user)
+            team or record.authority.may(Action.APPROVE, record.status, user)
         ):
             found.append(record)
     return found
@@ -296,6 +350,6 @@ async def expect_the_same(
         via="slack",
         now=now,
     )
-    if event.step_up is not None and user not in limits.team:
+    if event.step_up is not None and not await limits.on_team(user):
         raise ExpectationRefused(f"{event.rule_id} needs a step-up: it cannot be pre-approved")
     return await create_expectation(client, key, task_queue, expectation, limits)
