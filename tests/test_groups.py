@@ -5,6 +5,7 @@ place → one signed click through the API decides every event."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -62,9 +63,10 @@ async def grouping_api(
         yield http, settings
 
 
-async def _login(http: httpx.AsyncClient, host: str) -> str:
-    """One more login by alice on `host` (a new action: its own provider id and port)."""
-    event = papertrail_event(uuid.uuid4().hex[:16], "alice", host=host)
+async def _login(http: httpx.AsyncClient, host: str, address: str = "203.0.113.7") -> str:
+    """One more login by alice on `host` from `address` (a new action: its own provider id and
+    port)."""
+    event = papertrail_event(uuid.uuid4().hex[:16], "alice", host=host, address=address)
     response = await http.post("/webhooks/papertrail", json=alert(event), headers=WEBHOOK_HEADERS)
     [result] = response.json()["results"]
     assert result["status"] == "started", result
@@ -158,6 +160,27 @@ async def test_a_burst_of_20_is_one_message_and_one_click_decides_all(
         )
         assert late_record[0].group not in (None, group_id)
         await eventually(lambda: len(_dms(fake_slack)) == 2)
+
+
+async def test_a_group_from_several_addresses_shows_each_address(
+    grouping_api: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+) -> None:
+    """A burst whose logins come from two places says so: the owner judges "was that me?" on
+    where they came from, not only on the first one's address."""
+    http, settings = grouping_api
+    client = dev_env.client
+    host = f"ops-{uuid.uuid4().hex[:6]}"
+    async with running_worker(client, settings, make_config()):
+        first = await _login(http, host, "203.0.113.7")
+        await eventually(lambda: _all(client, [first], lambda r: r.group is not None), within=30)
+        ids = [first, await _login(http, host, "198.51.100.4"), await _login(http, host)]
+        await eventually(lambda: _all(client, ids, lambda r: r.group is not None), within=30)
+        [dm] = await eventually(lambda: _dms(fake_slack) or None)
+        await eventually(lambda: "3 events of" in dm.text, within=30)
+        shown = json.dumps(dm.blocks)
+        assert "203.0.113.7" in shown and "198.51.100.4" in shown, shown
 
 
 async def test_not_me_on_a_group_reports_every_event_and_a_forged_forward_changes_nothing(

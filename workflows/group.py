@@ -88,15 +88,7 @@ class GroupWorkflow(ApprovalWorkflow):
             burst.members += 1
             if burst.since is None or event.occurred_at < burst.since:
                 burst.since = event.occurred_at
-            detail = next(iter(event.details.values()), None)
-            burst.latest.append(
-                Member(
-                    event_id=event.event_id,
-                    action=event.action,
-                    detail=detail,
-                    occurred_at=event.occurred_at,
-                )
-            )
+            burst.latest.append(Member.of(event))
             burst.latest.sort(key=lambda m: m.occurred_at)
             del burst.latest[:-LISTED]
             self.changed = True
