@@ -20,6 +20,7 @@ from powertrip.config import PowertripConfig
 from powertrip.directory import SlackDirectory
 from powertrip.rules import RuleSet
 from powertrip.settings import Settings
+from powertrip.webui import WebUi
 
 
 def get_settings(request: Request) -> Settings:
@@ -54,6 +55,14 @@ def get_directory(request: Request) -> SlackDirectory:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def web_ui(settings: SettingsDep) -> WebUi:
+    """Links into the Temporal Web UI for the configured namespace (`POWERTRIP_TEMPORAL_UI_URL`)."""
+    return WebUi(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+
+
+WebUiDep = Annotated[WebUi, Depends(web_ui)]
 DirectoryDep = Annotated[SlackDirectory, Depends(get_directory)]
 DecisionKeyDep = Annotated[str, Depends(get_decision_key)]
 ConfigDep = Annotated[PowertripConfig, Depends(get_config)]

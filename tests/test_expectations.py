@@ -190,6 +190,61 @@ async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm
         assert again.status_code == 403 and "already revoked" in again.json()["detail"]
 
 
+async def test_the_api_lists_what_an_expectation_approved_and_not_what_a_signal_claims(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    """The audit's other direction over HTTP: which events did this expectation approve? An
+    event is listed only if its own record says so, active or ended."""
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, _):
+        created = await http.post(
+            "/v1/expectations",
+            json={
+                "actor": "alice",
+                "host": "web-1",
+                "for": "1h",
+                "reason": "deploy",
+                "created_by": "U0ALICE",
+            },
+            headers=API_WRITE_HEADERS,
+        )
+        assert created.status_code == 201, created.text
+        expectation_id = created.json()["id"]
+        await eventually(lambda: _listed(http, expectation_id))
+        covered = [await login(http, host="web-1") for _ in range(2)]
+        for event_id in covered:
+            await eventually(lambda event_id=event_id: _approved(http, event_id), within=30)
+        asked = await login(http, host="db-2")
+        await eventually(lambda: dms_about(fake_slack, asked), within=30)
+        # Anyone who can signal the workflow can claim it approved the asked event: no proof.
+        await client.get_workflow_handle(expectation_id).signal(
+            "approved", ExpectedEvent(event_id=asked, action="ssh login", at=datetime.now(UTC))
+        )
+
+        async def audit() -> dict[str, Any]:
+            response = await http.get(f"/v1/expectations/{expectation_id}", headers=API_HEADERS)
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body
+
+        listed = await audit()
+        assert listed["expectation"]["status"] == "active" and listed["truncated"] is False
+        assert [e["event_id"] for e in listed["approved"]] == covered
+        assert {e["decision"]["expectation"] for e in listed["approved"]} == {expectation_id}
+        revoked = await http.delete(
+            f"/v1/expectations/{expectation_id}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert revoked.status_code == 200, revoked.text
+        await ended_as(client, expectation_id)
+        ended = await audit()
+        assert ended["expectation"]["status"] == "revoked"
+        assert [e["event_id"] for e in ended["approved"]] == covered
+        missing = await http.get("/v1/expectations/powertrip-expect-bob-0", headers=API_HEADERS)
+        assert missing.status_code == 404
+        assert (await http.get(f"/v1/expectations/{expectation_id}")).status_code == 401
+
+
 async def _rows_of(
     client: Client, since: datetime, ui: WebUi, event_id: str
 ) -> list[DecisionRow] | None:

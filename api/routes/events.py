@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ApiAuth, SettingsDep, TemporalDep
+from api.deps import ApiAuth, SettingsDep, TemporalDep, web_ui
 from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
 from powertrip.models import EventKind, RecordTime
@@ -29,7 +29,6 @@ from powertrip.visibility import (
     aware,
     page_token_key,
 )
-from powertrip.webui import WebUi
 
 router = APIRouter(prefix="/v1", tags=["events"], dependencies=[ApiAuth])
 
@@ -54,10 +53,6 @@ BAD_INPUT: dict[int | str, dict[str, Any]] = {
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "Temporal throttled the lookup; retry after a second."}
 }
-
-
-def _ui(settings: Settings) -> WebUi:
-    return WebUi(base_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
 
 
 class EventQuery(EventFilter):
@@ -103,7 +98,7 @@ async def get_events(
     return await list_events(
         temporal,
         query.filters(settings),
-        _ui(settings),
+        web_ui(settings),
         query.page_size,
         query.page_token,
         key=page_token_key(settings.secret("api_token")),
@@ -122,7 +117,7 @@ async def get_events(
 )
 async def get_event(event_id: str, temporal: TemporalDep, settings: SettingsDep) -> EventView:
     """Readable while the event is pending and after it is decided (from the workflow's memo)."""
-    view = await show_event(temporal, event_id, _ui(settings))
+    view = await show_event(temporal, event_id, web_ui(settings))
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r}")
     return view
@@ -198,7 +193,7 @@ async def match_approval(
     and no event of this user on this host in the window was reported *Not me*. Send the log
     line's time, the source address and the port: without them, two logins close together are
     `ambiguous`, never approved."""
-    answer = await match(temporal, params.question(settings), _ui(settings))
+    answer = await match(temporal, params.question(settings), web_ui(settings))
     # Already a validated MatchAnswer: skip FastAPI's second validation pass (the HIDS's hot
     # path; `response_model` still documents it).
     return Response(answer.model_dump_json(), media_type="application/json")
@@ -253,7 +248,7 @@ async def match_approvals(
             f"{len(batch.questions)} questions; at most {MAX_QUESTIONS} per request",
         )
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
-    ui = _ui(settings)
+    ui = web_ui(settings)
 
     async def one(index: int, raw: dict[str, Any]) -> BatchAnswer:
         try:

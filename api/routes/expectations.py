@@ -23,12 +23,15 @@ from api.deps import (
     DirectoryDep,
     SettingsDep,
     TemporalDep,
+    WebUiDep,
 )
 from api.routes.events import AUTH_ERROR, UNAVAILABLE, Problem
 from powertrip.contracts.expectations import Expectation
 from powertrip.durations import parse_duration
 from powertrip.services.expectations import (
+    ExpectationAudit,
     Limits,
+    approved_by,
     create_expectation,
     list_expectations,
     new_expectation,
@@ -145,6 +148,25 @@ async def get_expectations(
 ) -> list[Expectation]:
     """The active ones, soonest ending first (from visibility: no worker needed)."""
     return await list_expectations(temporal, actor)
+
+
+@router.get(
+    "/expectations/{expectation_id}",
+    response_model=ExpectationAudit,
+    summary="An expectation and the events it approved",
+    dependencies=[ApiAuth],
+    responses={
+        **AUTH_ERROR,
+        **UNAVAILABLE,
+        404: {"model": Problem, "description": "No such expectation."},
+    },
+)
+async def get_expectation_audit(
+    expectation_id: str, temporal: TemporalDep, ui: WebUiDep
+) -> ExpectationAudit:
+    """Active or ended: the expectation, and each event it approved (as `GET /v1/events/{id}`
+    shows it), listed only if the event's own decision names this expectation."""
+    return await approved_by(temporal, expectation_id, ui)
 
 
 @router.delete(

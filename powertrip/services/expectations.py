@@ -11,10 +11,12 @@ the memo: no worker needed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+from pydantic import BaseModel, Field
 from slack_sdk.errors import SlackApiError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -24,19 +26,23 @@ from powertrip import temporal as attributes
 from powertrip.config import PowertripConfig
 from powertrip.contracts.approval import APPROVAL_WORKFLOW, RECORD_MEMO, Action, EventRecord
 from powertrip.contracts.expectations import (
+    APPROVED_SIGNAL,
     EXPECTATION_MEMO,
     EXPECTATION_WORKFLOW,
     ID_PREFIX,
     REVOKE_SIGNAL,
     Expectation,
     ExpectationStatus,
+    ExpectedEvent,
     Revocation,
     expectation_id,
 )
 from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import EventStatus
+from powertrip.services.views import EventView, show_event
 from powertrip.signing import sign_expectation, sign_revocation
 from powertrip.visibility import RecordError, literal
+from powertrip.webui import WebUi
 
 MAX_REASON = 500
 MAX_LISTED = 500
@@ -263,6 +269,62 @@ async def get_expectation(client: Client, expectation_id: str) -> Expectation:
         if expectation.status is ExpectationStatus.ACTIVE:
             expectation.status = ExpectationStatus.EXPIRED
     return expectation
+
+
+MAX_APPROVED_LISTED = 500
+"""`approved_by` shows at most this many events (`truncated` says there were more)."""
+
+
+class ExpectationAudit(BaseModel):
+    """An expectation and the events it approved: the audit's other direction (each event's
+    own decision names the expectation)."""
+
+    expectation: Expectation
+    approved: list[EventView] = Field(
+        description="The events it approved, in the order they were approved; each one's own "
+        "record says `via: expectation` with this expectation's id."
+    )
+    truncated: bool = Field(description=f"More than {MAX_APPROVED_LISTED}: the rest are left off.")
+
+
+async def approved_by(
+    client: Client, expectation_id: str, ui: WebUi, limit: int = MAX_APPROVED_LISTED
+) -> ExpectationAudit:
+    """The expectation (active or ended) and the events it approved, read from Temporal with no
+    worker running: the `approved` signals in the expectation's history name the candidates,
+    and an event is listed only if its own record says it was approved by this expectation (a
+    signal anyone could send is never the proof). Raises NoSuchExpectation."""
+    expectation = await get_expectation(client, expectation_id)
+    candidates: list[str] = []
+    async for event in client.get_workflow_handle(expectation_id).fetch_history_events():
+        if not event.HasField("workflow_execution_signaled_event_attributes"):
+            continue
+        signal = event.workflow_execution_signaled_event_attributes
+        if signal.signal_name != APPROVED_SIGNAL or not signal.input.payloads:
+            continue
+        try:
+            [item] = await client.data_converter.decode(signal.input.payloads[:1], [ExpectedEvent])
+        except Exception:  # a signal that is not an ExpectedEvent names no candidate
+            continue
+        if isinstance(item, ExpectedEvent) and item.event_id not in candidates:
+            candidates.append(item.event_id)
+    approved: list[EventView] = []
+    # Read in small batches; a history flooded with forged names costs at most a bounded read.
+    checked = candidates[: limit * 4]
+    for start in range(0, len(checked), 20):
+        views = await asyncio.gather(
+            *(show_event(client, i, ui) for i in checked[start : start + 20])
+        )
+        approved += [
+            view
+            for view in views
+            if view is not None
+            and view.decision is not None
+            and view.decision.via == "expectation"
+            and view.decision.expectation == expectation_id
+        ]
+    truncated = len(approved) > limit or len(candidates) > len(checked)
+    return ExpectationAudit(expectation=expectation, approved=approved[:limit], truncated=truncated)
 
 
 async def revoke_expectation(
