@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +213,7 @@ async def test_the_api_lists_what_an_expectation_approved_and_not_what_a_signal_
         await eventually(lambda: _listed(http, expectation_id))
         covered = [await login(http, host="web-1") for _ in range(2)]
         for event_id in covered:
-            await eventually(lambda event_id=event_id: _approved(http, event_id), within=30)
+            await eventually(partial(_approved, http, event_id), within=30)
         asked = await login(http, host="db-2")
         await eventually(lambda: dms_about(fake_slack, asked), within=30)
         # Anyone who can signal the workflow can claim it approved the asked event: no proof.
