@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -29,7 +27,7 @@ from powertrip.config import load_config
 from powertrip.contracts.approval import EventRecord, TimelineKind
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.faults import approval_event, people_config
+from tests.faults import approval_event, people_config, task_identities
 from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
@@ -95,19 +93,6 @@ def owner_dms(fake: FakeSlack) -> list[Any]:
     return [m for m in list(fake.messages.values()) if m.channel == OWNER_DM]
 
 
-async def task_identities(client: Client, workflow_ids: list[str]) -> Counter[str]:
-    """Workflow and activity tasks started, per worker identity (`<pid>@<host>`), across the
-    histories of `workflow_ids`."""
-    by: Counter[str] = Counter()
-    for workflow_id in workflow_ids:
-        async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                by[event.workflow_task_started_event_attributes.identity] += 1
-            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                by[event.activity_task_started_event_attributes.identity] += 1
-    return by
-
-
 async def test_worker_sigkilled_mid_group_burst_with_a_second_worker_keeps_one_group(
     dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
 ) -> None:
@@ -120,18 +105,19 @@ async def test_worker_sigkilled_mid_group_burst_with_a_second_worker_keeps_one_g
         config=config_file,
     )
     host = f"ops-{uuid.uuid4().hex[:6]}"
+    # The doomed worker polls first, so it has work in hand when it dies (asserted below).
     async with (
         api_client(settings) as http,
+        WorkerProcess(settings, config_file) as doomed,
         running_worker(client, settings, load_config(config_file)),  # the one that survives
     ):
-        async with WorkerProcess(settings, config_file) as doomed:
-            burst = asyncio.create_task(deliver(http, host, BURST, pause=PAUSE))
-            # Mid-burst: commands keep arriving before, during and after the kill.
-            await asyncio.sleep(KILL_AT * PAUSE)
-            await doomed.kill()
-            killed_at = time.monotonic()
-            killed = f"{doomed.pid}@"
-            asked_at_kill = len(owner_dms(fake_slack))
+        burst = asyncio.create_task(deliver(http, host, BURST, pause=PAUSE))
+        # Mid-burst: commands keep arriving before, during and after the kill.
+        await asyncio.sleep(KILL_AT * PAUSE)
+        await doomed.kill()
+        killed_at = time.monotonic()
+        killed = f"{doomed.pid}@"
+        asked_at_kill = len(owner_dms(fake_slack))
         ids = await burst
         async with WorkerProcess(settings, config_file) as restarted:
             # Abandoned Slack calls are retried after their 20 s start-to-close timeout. The
