@@ -33,9 +33,10 @@ FAULTS = Path(__file__).resolve().parent / "faults"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fault suite (tests/faults/, about a minute on 2 cores, most of it waiting out a killed
-    worker's 20 s Slack call timeout) runs only when named: `./scripts/test tests/faults`, which
-    .ci/run runs after the main suite. A plain `./scripts/test` leaves it out."""
+    """The fault suite (tests/faults/, two to three minutes on 2 cores, much of it waiting out
+    killed workers' 20 s Slack call timeouts) runs only when named: `./scripts/test
+    tests/faults`, which .ci/run runs after the main suite. A plain `./scripts/test` leaves it
+    out."""
     base = config.invocation_params.dir
     named = any((base / arg.split("::")[0]).resolve().is_relative_to(FAULTS) for arg in config.args)
     if named:

@@ -39,15 +39,39 @@ class Problem(BaseModel):
     detail: str = Field(description="What was wrong, in words.")
 
 
+class FieldError(BaseModel):
+    """One invalid part of a request, as FastAPI reports it (`loc`: where, e.g. `["query",
+    "since"]`; `msg`: why; `type`: pydantic's error type; more keys may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    """A 422's body: FastAPI's list of invalid parts when a parameter does not parse, or, for a
+    question that parses but cannot be asked (a value Temporal cannot search for, `until`
+    before `since`), what was wrong in words (the RecordError handler, api.main)."""
+
+    detail: str | list[FieldError]
+
+
+def invalid(description: str) -> dict[int | str, dict[str, Any]]:
+    """The 422 of a route that takes input, documented with both bodies it may carry. Without
+    it FastAPI documents only its own list, and the record's answers in words break clients
+    that generate code from the schema."""
+    return {422: {"model": Invalid, "description": description}}
+
+
 AUTH_ERROR: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No `Authorization: Bearer` token, or a wrong one."}
 }
-BAD_INPUT: dict[int | str, dict[str, Any]] = {
-    422: {
-        "description": "A parameter is invalid (bad status or date, a time without a zone, "
-        "a value Temporal cannot search for, `until` before `since`)."
-    }
-}
+BAD_INPUT = invalid(
+    "A parameter is invalid (bad status or date, a time without a zone, a value Temporal "
+    "cannot search for, `until` before `since`)."
+)
 
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {

@@ -25,7 +25,7 @@ from api.deps import (
     TemporalDep,
     WebUiDep,
 )
-from api.routes.events import AUTH_ERROR, UNAVAILABLE, Problem
+from api.routes.events import AUTH_ERROR, UNAVAILABLE, Problem, invalid
 from powertrip.contracts.expectations import Expectation
 from powertrip.durations import parse_duration
 from powertrip.services.expectations import (
@@ -53,7 +53,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
         "rule pre-approved by its owner, longer than `max_expectation`, a revocation by "
         "someone else; or the API has no `POWERTRIP_API_WRITE_TOKEN` (writes over HTTP off).",
     },
-    422: {"description": "Invalid body: no reason, neither `for` nor `until`, a bad duration."},
+    **invalid("Invalid body: no reason, neither `for` nor `until`, a bad duration."),
 }
 
 
@@ -140,7 +140,11 @@ async def post_expectation(
     response_model=list[Expectation],
     summary="Active expectations",
     dependencies=[ApiAuth],
-    responses={**AUTH_ERROR, **UNAVAILABLE},
+    responses={
+        **AUTH_ERROR,
+        **UNAVAILABLE,
+        **invalid("`actor` is longer than 256 or holds characters Temporal cannot search for."),
+    },
 )
 async def get_expectations(
     temporal: TemporalDep,

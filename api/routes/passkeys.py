@@ -20,12 +20,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from api.body import read_capped
 from api.deps import DecisionKeyDep, SettingsDep, TemporalDep
 from api.passkey_pages import (
+    EXPLANATIONS,
     HEADERS,
     explain,
     refusal_page,
     registration_page,
     step_up_page,
 )
+from api.routes.events import Problem
 from powertrip import jsontext
 from powertrip.contracts.passkeys import LinkPurpose, PasskeyRefused, Refusal, StepUpVerified
 from powertrip.relying_party import RelyingParty
@@ -43,7 +45,32 @@ from powertrip.services.stepup import (
 )
 from powertrip.settings import Settings, SettingsError
 
-router = APIRouter(tags=["step-up"])
+
+def _refusals() -> dict[int | str, dict[str, Any]]:
+    """The refusals these routes answer, by HTTP status (the page in HTML for a `GET`, JSON
+    `{"outcome": "refused", "refusal": ...}` for a `POST`), from the one table of them."""
+    statuses: dict[int, list[str]] = {}
+    for refusal, explanation in EXPLANATIONS.items():
+        statuses.setdefault(explanation.http_status, []).append(f"`{refusal.value}`")
+    answers: dict[int | str, dict[str, Any]] = {
+        code: {"description": "Refused: " + ", ".join(names)} for code, names in statuses.items()
+    }
+    bad = answers.setdefault(status.HTTP_400_BAD_REQUEST, {"description": "Refused"})
+    bad["description"] += "; or the browser's answer is not JSON, or not a WebAuthn answer"
+    return answers
+
+
+router = APIRouter(
+    tags=["step-up"],
+    responses={
+        **_refusals(),
+        503: {
+            "model": Problem,
+            "description": "Step-up is not set up on this API (POWERTRIP_PUBLIC_URL, the "
+            "https address people's browsers use, is missing or unusable).",
+        },
+    },
+)
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from powertrip.config import PowertripConfig
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser
@@ -53,3 +55,16 @@ def dms_per_event(fake: FakeSlack) -> Counter[str]:
         for message in list(fake.messages.values())
         if message.channel.startswith("D") and (event := approval_event(message))
     )
+
+
+async def task_identities(client: Client, workflow_ids: list[str]) -> Counter[str]:
+    """Workflow and activity tasks started, per worker identity (`<pid>@<host>`), across the
+    histories of `workflow_ids`."""
+    by: Counter[str] = Counter()
+    for workflow_id in workflow_ids:
+        async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                by[event.workflow_task_started_event_attributes.identity] += 1
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                by[event.activity_task_started_event_attributes.identity] += 1
+    return by

@@ -4,7 +4,7 @@ webhook answers a random body without a 5xx, and a hostile record in a batch cos
 Example counts are bounded (and derandomized, so CI sees the same examples every run) to keep the
 suite fast; raise HOSTILE_EXAMPLES locally for a longer hunt. The HTTP cases draw their examples
 first, then send them (hypothesis cannot drive the session's event loop): a failure names the
-body, unshrunk. schemathesis (fuzzing from the OpenAPI schema) is left for later."""
+body, unshrunk. test_openapi_fuzz.py fuzzes every endpoint from the OpenAPI schema."""
 
 from __future__ import annotations
 
