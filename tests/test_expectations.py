@@ -241,8 +241,9 @@ async def test_the_api_lists_what_an_expectation_approved_and_not_what_a_signal_
         ended = await audit()
         assert ended["expectation"]["status"] == "revoked"
         assert [e["event_id"] for e in ended["approved"]] == covered
-        missing = await http.get("/v1/expectations/powertrip-expect-bob-0", headers=API_HEADERS)
-        assert missing.status_code == 404
+        for missing in ("powertrip-expect-bob-0", "powertrip-expect-" + "x" * 2000, "other"):
+            response = await http.get(f"/v1/expectations/{missing}", headers=API_HEADERS)
+            assert response.status_code == 404, response.text
         assert (await http.get(f"/v1/expectations/{expectation_id}")).status_code == 401
 
 
