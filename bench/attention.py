@@ -6,12 +6,12 @@
 A synthetic day (seeded, deterministic: `make_day`) is replayed through the real stack
 (bench/common.py: dev server, the real API over HTTP webhooks, `python worker.py`, the fake Slack
 over loopback HTTP): people mapped in the directory (`users:`) log in over ssh, run sudo sessions
-of 5–40 commands on a host (a burst), now and then `su`; deploy bots (`bots:`, asked in the
+of 5-40 commands on a host (a burst), now and then `su`; deploy bots (`bots:`, asked in the
 security channel) log in and run a short sudo burst per deploy; one person has a planned
 maintenance window on the database hosts, covered by an expectation created through the API
 (`POST /v1/expectations`) before the window opens. Everyone answers: each person presses
 *Approve* on every question in their DM, the security team *Approve on behalf* on every question
-in the channel, a "think time" (20 s – 4 min of day time, seeded) after it appeared, always
+in the channel, a "think time" (20 s - 4 min of day time, seeded) after it appeared, always
 before the first reminder (`renotify_after` stays at its 15 min default and is not reached).
 
 Time: the product groups by *arrival* (a group's window is counted on the worker's clock from the
@@ -21,9 +21,10 @@ session every gap (between commands, think times) is divided by `--speed`, and s
 window (`group_window: 10m` becomes 600/speed seconds) and the expectation's duration; the hours
 between one person's sessions are skipped (the next session starts once the previous one's
 events are all decided, as they are hours apart on the day). People work in parallel. Events are
-delivered one per webhook request, stamped with their time on the day (a past date, another for each phase): that time is
-what the product keeps on the record and what it compares to tell a repeat of one action from
-a new one ("One event per action"), so repeats hours apart on the day stay apart.
+delivered one per webhook request, stamped with their time on the day (a past date, another
+for each phase): that time is what the product keeps on the record and what it compares to tell
+a repeat of one action from a new one ("One event per action"), so repeats hours apart on the
+day stay apart.
 
 Baseline, measured in the same run: the same day replayed the same way with `group_window: off`
 and no expectation created (the maintenance window's events are asked like any other): one
@@ -42,10 +43,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,7 +71,7 @@ from powertrip.sandbox.interactions import block_action_payload, signed_request
 
 SECURITY_USER = "U0SEC1"
 GROUP_WINDOW = 600.0  # the product's default grouping window, day seconds (README, "Groups")
-DAY_START = 8 * 3600  # people work 08:00–18:00 on the day
+DAY_START = 8 * 3600  # people work 08:00-18:00 on the day
 DAY_END = 18 * 3600
 HOSTS = [f"web-{n}" for n in range(1, 9)] + ["ops-1", "ops-2", "bastion"]
 DB_HOSTS = ["db-1", "db-2", "db-3"]
@@ -146,10 +149,10 @@ def person(n: int) -> str:
 
 
 def make_day(seed: int, people: int, bots: int, sessions: int = 3) -> Day:
-    """The day, deterministic for `seed`: for each person 1–2 ssh logins, 1–`sessions` sudo
-    sessions of 5–40 commands 5–90 s apart on one host, 1 in 5 an `su`; for each bot 2–4 deploys
-    (a login and 5–12 commands 1–5 s apart on a web host); person 0's maintenance window on the
-    database hosts (three sessions of 8–20 commands, 20:00–22:00)."""
+    """The day, deterministic for `seed`: for each person 1-2 ssh logins, 1-`sessions` sudo
+    sessions of 5-40 commands 5-90 s apart on one host, 1 in 5 an `su`; for each bot 2-4 deploys
+    (a login and 5-12 commands 1-5 s apart on a web host); person 0's maintenance window on the
+    database hosts (three sessions of 8-20 commands, 20:00-22:00)."""
     rng = random.Random(seed)
     day: list[Session] = []
 
@@ -158,8 +161,8 @@ def make_day(seed: int, people: int, bots: int, sessions: int = 3) -> Day:
         at, events = start, []
         for _ in range(count):
             command = rng.choice(commands).format(n=rng.randrange(1, 100000))
-            events.append(DayEvent(at, actor, host, "sudo", f"{actor} : TTY=pts/{rng.randrange(9)} "
-                                   f"; PWD=/home/{actor} ; USER=root ; COMMAND={command}", "sudo"))  # fmt: skip
+            line = f"{actor} : TTY=pts/{rng.randrange(9)} ; PWD=/home/{actor} ; USER=root ; "
+            events.append(DayEvent(at, actor, host, "sudo", f"{line}COMMAND={command}", "sudo"))
             at += rng.uniform(*gaps)
         return events
 
@@ -172,7 +175,8 @@ def make_day(seed: int, people: int, bots: int, sessions: int = 3) -> Day:
     for n in range(people):
         actor = person(n)
         for _ in range(rng.randint(1, 2)):
-            day.append(Session(actor, [login(actor, rng.choice(HOSTS), rng.uniform(DAY_START, DAY_END))]))
+            at = rng.uniform(DAY_START, DAY_END)
+            day.append(Session(actor, [login(actor, rng.choice(HOSTS), at)]))
         for _ in range(rng.randint(1, sessions)):
             start = rng.uniform(DAY_START, DAY_END - 3600)
             day.append(Session(actor, burst(actor, rng.choice(HOSTS), start, rng.randint(5, 40),
@@ -207,7 +211,7 @@ def make_day(seed: int, people: int, bots: int, sessions: int = 3) -> Day:
 
 
 def think(seed: int, question: str) -> float:
-    """How long (day seconds) whoever is asked takes to answer this question: 20 s – 4 min."""
+    """How long (day seconds) whoever is asked takes to answer this question: 20 s - 4 min."""
     return random.Random(f"{seed}/{question}").uniform(20, 240)
 
 
@@ -227,7 +231,6 @@ class Replay:
     retried: int = 0
     answering: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    midnight: datetime
     n: int = 0
 
     def headers(self, write: bool = False) -> dict[str, str]:
@@ -315,7 +318,7 @@ class Replay:
     async def click(self, channel: str, ts: str, action: str, value: str) -> None:
         await asyncio.sleep(think(self.seed, value) / self.speed)
         user = SECURITY_USER if channel == SECURITY_CHANNEL else "U" + channel[1:]
-        for attempt in range(5):
+        for _ in range(5):
             payload = block_action_payload(user, action, value, channel=channel, message_ts=ts)
             body, headers = signed_request(SIGNING_SECRET, payload)
             await self.system.http.post(
@@ -357,10 +360,19 @@ class Figures:
 
 
 def splits(day: Day, ids: dict[int, str], records: dict[str, dict[str, Any]]) -> Counter[str]:
-    """Why a burst was asked more than once: for each session, its questions (groups) in order;
-    a new group after the previous one was decided is "answered mid-burst", else "window"
-    (the previous group refused the join: past its window, or full); an event asked on its own
-    with grouping on is "alone". Also "sessions" and "sessions asked once"."""
+    """Why a session was asked more than once: its questions (groups) in the order they were
+    started; an event that joined a later group after the earlier one's answer was signed is
+    "answered mid-burst" (the owner approved while the burst went on, and a decided group takes
+    no one), else "window or full" (the earlier group refused it: past its window, or full);
+    an event asked on its own with grouping on is "alone". Counted per new question."""
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    def joined(member: dict[str, Any]) -> datetime:
+        entries = [t for t in member["timeline"] if t["what"] == "grouped"] or member["timeline"]
+        return at(entries[0]["at"])
+
     why: Counter[str] = Counter()
     for session in day.sessions:
         members = [records[ids[id(e)]] for e in session.events]
@@ -375,10 +387,10 @@ def splits(day: Day, ids: dict[int, str], records: dict[str, dict[str, Any]]) ->
         why["alone"] += len(alone)
         if len(groups) + len(alone) == 1:
             why["sessions asked once"] += 1
-        ordered = sorted(groups.values(), key=lambda g: min(m["timeline"][0]["at"] for m in g))
-        for before, after in zip(ordered, ordered[1:], strict=False):
-            decided = min(str((m.get("decision") or {}).get("at") or "~") for m in before)
-            if decided <= min(m["timeline"][0]["at"] for m in after):
+        ordered = sorted(groups.values(), key=lambda g: min(joined(m) for m in g))
+        for before, after in itertools.pairwise(ordered):
+            answers = [at(m["decision"]["at"]) for m in before if m.get("decision")]
+            if answers and min(answers) <= min(joined(m) for m in after):
                 why["answered mid-burst"] += 1
             else:
                 why["window or full"] += 1
@@ -450,37 +462,51 @@ def per(n: float, d: float) -> str:
 
 
 def report(runs: list[Figures]) -> None:
-    print(f"  {'':34}" + "".join(f"{f.name + ' ' + str(i // 2 + 1):>14}" for i, f in enumerate(runs)))
+    names = "".join(f"{f.name + ' ' + str(i // 2 + 1):>14}" for i, f in enumerate(runs))
+    print(f"  {'':38}{names}")
 
-    def row(label: str, values: list[str]) -> None:
-        print(f"  {label:34}" + "".join(f"{v:>14}" for v in values))
+    def row(label: str, value: Callable[[Figures], object]) -> None:
+        print(f"  {label:38}" + "".join(f"{value(f)!s:>14}" for f in runs))
 
-    row("replay (s)", [f"{f.seconds:.0f}" for f in runs])
-    row("questions answered (clicks)", [str(f.questions) for f in runs])
-    row("  clicks repeated (not taken yet)", [str(f.retried) for f in runs])
-    row("not approved (status: n)", [", ".join(f"{k}: {v}" for k, v in f.other.items()) or "0" for f in runs])
+    def sent(f: Figures, method: str, where: str) -> int:
+        return f.calls[(f"chat.{method}", where)]
+
+    row("replay (s)", lambda f: f"{f.seconds:.0f}")
+    row("questions answered", lambda f: f.questions)
+    row("  clicks repeated (not taken yet)", lambda f: f.retried)
+    row("not approved", lambda f: ", ".join(f"{k}: {v}" for k, v in f.other.items()) or 0)
     print("  mapped users (their DMs)")
-    row("  events", [str(f.events["person"]) for f in runs])
-    row("  approved (of them by expectation)", [f"{f.approved['person']} ({f.approved['expectation']})" for f in runs])
-    row("  new DMs (chat.postMessage)", [str(f.calls[("chat.postMessage", "dm")]) for f in runs])
-    row("  in-place edits (chat.update)", [str(f.calls[("chat.update", "dm")]) for f in runs])
-    row("  new DMs per event", [per(f.calls[("chat.postMessage", "dm")], f.events["person"]) for f in runs])
-    row("  new DMs per approved event", [per(f.calls[("chat.postMessage", "dm")], f.approved["person"]) for f in runs])
-    row("  ... per event asked (no expectation)", [per(f.calls[("chat.postMessage", "dm")], f.approved["person"] - f.approved["expectation"]) for f in runs])
-    row("  edits per approved event", [per(f.calls[("chat.update", "dm")], f.approved["person"]) for f in runs])
+    row("  events", lambda f: f.events["person"])
+    row("  approved (by an expectation)", lambda f: f"{f.approved['person']} "
+        f"({f.approved['expectation']})")  # fmt: skip
+    row("  new DMs (chat.postMessage)", lambda f: sent(f, "postMessage", "dm"))
+    row("  in-place edits (chat.update)", lambda f: sent(f, "update", "dm"))
+    row("  new DMs per event", lambda f: per(sent(f, "postMessage", "dm"), f.events["person"]))
+    row("  new DMs per approved event", lambda f: per(sent(f, "postMessage", "dm"),
+                                                      f.approved["person"]))  # fmt: skip
+    row("  new DMs per event asked", lambda f: per(sent(f, "postMessage", "dm"),
+        f.approved["person"] - f.approved["expectation"]))  # fmt: skip
+    row("  edits per approved event", lambda f: per(sent(f, "update", "dm"), f.approved["person"]))
     print("  security channel (bots' questions, expectation, reminders, digests)")
-    row("  bots' events", [str(f.events["bot"]) for f in runs])
-    row("  bots' events approved", [str(f.approved["bot"]) for f in runs])
-    row("  new posts (chat.postMessage)", [str(f.calls[("chat.postMessage", "channel")]) for f in runs])
-    row("  in-place edits (chat.update)", [str(f.calls[("chat.update", "channel")]) for f in runs])
-    row("  posts per bot event", [per(f.calls[("chat.postMessage", "channel")], f.events["bot"]) for f in runs])
-    row("  posts per approved event (all)", [per(f.calls[("chat.postMessage", "channel")], f.approved["person"] + f.approved["bot"]) for f in runs])  # fmt: skip
-    print("  why a session (login, su, burst) took more than one question")
+    row("  bots' events (approved)", lambda f: f"{f.events['bot']} ({f.approved['bot']})")
+    row("  new posts (chat.postMessage)", lambda f: sent(f, "postMessage", "channel"))
+    row("  in-place edits (chat.update)", lambda f: sent(f, "update", "channel"))
+    row("  new posts per bot event", lambda f: per(sent(f, "postMessage", "channel"),
+                                                   f.events["bot"]))  # fmt: skip
+    row("  new posts per approved event (all)", lambda f: per(sent(f, "postMessage", "channel"),
+        f.approved["person"] + f.approved["bot"]))  # fmt: skip
+    print("  why a session (login, su, burst) was asked more than once (grouped)")
     for key in ("sessions", "sessions asked once", "answered mid-burst", "window or full", "alone"):
-        row(f"  {key}", [str(f.splits[key]) if f.name == "grouped" else "-" for f in runs])
-    other = sorted({m for f in runs for (m, _) in f.calls} - {"chat.postMessage", "chat.update"})
+
+        def why(f: Figures, key: str = key) -> object:
+            return f.splits[key] if f.name == "grouped" else "-"
+
+        row(f"  {key}", why)
     for f in runs:
-        print(f"  other Web API calls ({f.name}): " + (", ".join(f"{m}: {sum(v for (k, _), v in f.calls.items() if k == m)}" for m in other) or "none"))  # fmt: skip
+        other = Counter({m: n for (m, _), n in f.calls.items() if not m.startswith("chat.")})
+        print(
+            f"  other Web API calls ({f.name}): {', '.join(f'{m}: {n}' for m, n in other.items())}"
+        )
 
 
 async def main() -> None:
