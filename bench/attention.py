@@ -1,7 +1,10 @@
 """How many Slack messages does a day of ordinary privileged work cost people? Issue 13 §4.
 
-    .venv/bin/python bench/attention.py                      # short: 10 people, 1 bot (~2 min)
-    .venv/bin/python bench/attention.py --people 50 --bots 3 --sessions 3 --speed 20   # the day
+    .venv/bin/python bench/attention.py                      # short: 10 people, 1 bot, x60
+    .venv/bin/python bench/attention.py --people 50 --bots 3 --sessions 3   # the issue's day
+
+(The short run replays ~390 events twice, ~1 min per phase on an idle 2-core machine; under a
+load of 12 it took 3 min each.)
 
 A synthetic day (seeded, deterministic: `make_day`) is replayed through the real stack
 (bench/common.py: dev server, the real API over HTTP webhooks, `python worker.py`, the fake Slack
@@ -24,7 +27,12 @@ events are all decided, as they are hours apart on the day). People work in para
 delivered one per webhook request, stamped with their time on the day (a past date, another
 for each phase): that time is what the product keeps on the record and what it compares to tell
 a repeat of one action from a new one ("One event per action"), so repeats hours apart on the
-day stay apart.
+day stay apart. Not scaled, because they are the product's or Slack's real-time constants: the
+3 s debounce of a group's in-place edits and the expectation message's one edit a minute (so
+the replay shows fewer `chat.update` than the day would: new posts are unaffected), Slack's DM
+pacing (~1 per second per person) and the stack's own latency, which at x60 is a minute of day
+time per second: a loaded machine makes the first DM of a burst later, and can make a join miss
+the scaled window ("window or full" below).
 
 Baseline, measured in the same run: the same day replayed the same way with `group_window: off`
 and no expectation created (the maintenance window's events are asked like any other): one
