@@ -16,6 +16,9 @@ maintenance window on the database hosts, covered by an expectation created thro
 *Approve* on every question in their DM, the security team *Approve on behalf* on every question
 in the channel, a "think time" (20 s - 4 min of day time, seeded) after it appeared, always
 before the first reminder (`renotify_after` stays at its 15 min default and is not reached).
+With `--expect-same 0.3`, 30 % of the DM questions (seeded) are answered with *Approve, and
+expect the same from me here for 1 h* instead (grouped phase only; that hour is scaled too: the
+bench revokes it through the API after 3600/speed seconds).
 
 Time: the product groups by *arrival* (a group's window is counted on the worker's clock from the
 group's first event, and an expectation covers events asked about before its end), not by the
@@ -234,6 +237,7 @@ class Replay:
     seed: int
     grouped: bool
     midnight: datetime
+    expect_same: float = 0.0
     event_ids: dict[int, str] = field(default_factory=dict)  # id(DayEvent) -> event id
     clicks: int = 0
     retried: int = 0
@@ -325,6 +329,10 @@ class Replay:
 
     async def click(self, channel: str, ts: str, action: str, value: str) -> None:
         await asyncio.sleep(think(self.seed, value) / self.speed)
+        if action == "approve" and random.Random(f"{self.seed}/same/{value}").random() < (
+            self.expect_same if self.grouped else 0.0
+        ):
+            action = "approve_expect"  # "Approve, and expect the same from me here for 1 h"
         user = SECURITY_USER if channel == SECURITY_CHANNEL else "U" + channel[1:]
         for _ in range(5):
             payload = block_action_payload(user, action, value, channel=channel, message_ts=ts)
@@ -340,6 +348,22 @@ class Replay:
                     return
             self.retried += 1
         print(f"  ! {value}: still open after 5 clicks")
+
+    async def expire(self) -> None:
+        """The hour of an "expect the same" button is an hour of the day: revoked (by its
+        creator, through the API) once 3600/speed seconds have passed."""
+        api, lasts = self.system.api_urls[0], timedelta(seconds=3600 / self.speed)
+        while True:
+            listed = await self.system.http.get(f"{api}/v1/expectations", headers=self.headers())
+            for e in listed.json() if listed.status_code == 200 else []:
+                created = datetime.fromisoformat(e["created_at"].replace("Z", "+00:00"))
+                if e["via"] == "slack" and datetime.now(UTC) - created > lasts:
+                    await self.system.http.delete(
+                        f"{api}/v1/expectations/{e['id']}",
+                        params={"by": e["created_by"]},
+                        headers=self.headers(write=True),
+                    )
+            await asyncio.sleep(1.0)
 
 
 def live_button(blocks: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -451,8 +475,12 @@ async def phase(day: Day, args: argparse.Namespace, grouped: bool, days: int) ->
         # as the API remembers recent starts per process and namespace (`recent_starts`), and
         # every phase's stack is served from this process.
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        replay = Replay(system, day, args.speed, args.seed, grouped, today - timedelta(days=days))
+        replay = Replay(
+            system, day, args.speed, args.seed, grouped, today - timedelta(days=days),
+            args.expect_same,
+        )  # fmt: skip
         answering = asyncio.create_task(replay.answer())
+        expiring = asyncio.create_task(replay.expire())
         began = time.perf_counter()
         try:
             await asyncio.gather(*(replay.play(a) for a in day.people + day.bots))
@@ -460,6 +488,7 @@ async def phase(day: Day, args: argparse.Namespace, grouped: bool, days: int) ->
             await asyncio.sleep(4)  # the last in-place updates (debounced 3 s) land
         finally:
             answering.cancel()
+            expiring.cancel()
             for task in list(replay.tasks):
                 task.cancel()
         return await count(replay, seconds)
@@ -526,6 +555,13 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--rounds", type=int, default=1, help="grouped/baseline pairs")
     parser.add_argument(
+        "--expect-same",
+        type=float,
+        default=0.0,
+        help="share of DM questions answered with *Approve, and expect the same from me here "
+        "for 1 h* (grouped phase; its hour scaled by --speed); the rest press *Approve*",
+    )
+    parser.add_argument(
         "--phases", default="grouped,baseline", help="which phases, in this order, each round"
     )
     parser.add_argument("--worker", choices=["subprocess", "inprocess"], default="subprocess")
@@ -539,6 +575,7 @@ async def main() -> None:
         f"{len(day.events)} events ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
         f"{len(bursts)} sudo sessions of {min(bursts)}-{max(bursts)}; {maint} in the maintenance "
         f"window); speed x{args.speed:g} (grouping window {GROUP_WINDOW / args.speed:g} s); "
+        f"expect-the-same on {args.expect_same:.0%} of DM questions; "
         f"{machine()}"
     )
     runs: list[Figures] = []
