@@ -335,7 +335,12 @@ class Replay:
             action = "approve_expect"  # "Approve, and expect the same from me here for 1 h"
         user = SECURITY_USER if channel == SECURITY_CHANNEL else "U" + channel[1:]
         for _ in range(5):
-            payload = block_action_payload(user, action, value, channel=channel, message_ts=ts)
+            # A response_url back to the fake Slack, as Slack gives: the API's ephemeral replies
+            # to the clicker (counted apart: only the clicker sees them, nothing notifies).
+            reply = self.system.slack_url.removesuffix("/api/") + f"/response/{channel}-{ts}"
+            payload = block_action_payload(
+                user, action, value, channel=channel, message_ts=ts, response_url=reply
+            )
             body, headers = signed_request(SIGNING_SECRET, payload)
             await self.system.http.post(
                 f"{self.system.api_urls[0]}/slack/interactions", content=body, headers=headers
@@ -389,6 +394,7 @@ class Figures:
     questions: int  # distinct questions answered (clicks minus retries)
     retried: int
     splits: Counter[str] = field(default_factory=Counter)  # why a session took > 1 question
+    replies: int = 0  # ephemeral replies to clicks (response_url)
 
 
 def splits(day: Day, ids: dict[int, str], records: dict[str, dict[str, Any]]) -> Counter[str]:
@@ -464,6 +470,7 @@ async def count(replay: Replay, seconds: float) -> Figures:
         replay.clicks - replay.retried,
         replay.retried,
         splits(day, replay.event_ids, records) if replay.grouped else Counter(),
+        len(system.slack.responses),
     )
 
 
@@ -511,6 +518,7 @@ def report(runs: list[Figures]) -> None:
     row("replay (s)", lambda f: f"{f.seconds:.0f}")
     row("questions answered", lambda f: f.questions)
     row("  clicks repeated (not taken yet)", lambda f: f.retried)
+    row("  ephemeral replies to clicks", lambda f: f.replies)
     row("not approved", lambda f: ", ".join(f"{k}: {v}" for k, v in f.other.items()) or 0)
     print("  mapped users (their DMs)")
     row("  events", lambda f: f.events["person"])
@@ -532,7 +540,8 @@ def report(runs: list[Figures]) -> None:
                                                    f.events["bot"]))  # fmt: skip
     row("  new posts per approved event (all)", lambda f: per(sent(f, "postMessage", "channel"),
         f.approved["person"] + f.approved["bot"]))  # fmt: skip
-    print("  why a session (login, su, burst) was asked more than once (grouped)")
+    print("  why a session (login, su, burst) was asked more than once (grouped; sessions with no")
+    print("  event approved by an expectation)")
     for key in ("sessions", "sessions asked once", "answered mid-burst", "window or full", "alone"):
 
         def why(f: Figures, key: str = key) -> object:
