@@ -59,11 +59,13 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -72,6 +74,7 @@ from bench.common import (
     API_WRITE_TOKEN,
     SECURITY_CHANNEL,
     SIGNING_SECRET,
+    WEBHOOK_TOKEN,
     Stack,
     gather_bounded,
     machine,
@@ -229,6 +232,19 @@ def think(seed: int, question: str) -> float:
 # --- the replay -------------------------------------------------------------------------------
 
 
+async def retried(send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    """`send()`, again after a dropped connection (a loaded machine: uvicorn closes an idle
+    keep-alive connection as the client reuses it), at most 5 times."""
+    for attempt in range(5):
+        try:
+            return await send()
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class Replay:
     system: Stack
@@ -257,8 +273,15 @@ class Replay:
             "program": event.program,
             "message": event.message,
         }
-        (result,) = await self.system.deliver([record])
-        if result["status"] != "started":
+        response = await retried(lambda: self.system.http.post(
+            f"{self.system.api_urls[0]}/webhooks/papertrail",
+            json={"events": [record], "saved_search": {"id": 1, "name": "attention"}},
+            headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+        ))  # fmt: skip
+        response.raise_for_status()
+        (result,) = response.json()["results"]
+        again = result["status"] == "duplicate" and result["event_id"].endswith(record["id"])
+        if result["status"] != "started" and not again:  # `again`: a retried delivery
             raise RuntimeError(f"{event.message!r} (#{self.n}, day {event.at:.0f} s): {result}")
         self.event_ids[id(event)] = result["event_id"]
         return str(result["event_id"])
@@ -287,7 +310,9 @@ class Replay:
         at the first still pending (one read per poll while waiting, not one per event)."""
         api = self.system.api_urls[0]
         while ids:
-            view = await self.system.http.get(f"{api}/v1/events/{ids[-1]}", headers=self.headers())
+            view = await retried(
+                lambda: self.system.http.get(f"{api}/v1/events/{ids[-1]}", headers=self.headers())
+            )
             if view.status_code != 200 or view.json()["status"] == "pending":
                 return False
             ids.pop()
@@ -353,9 +378,7 @@ class Replay:
                 user, action, value, channel=channel, message_ts=ts, response_url=reply
             )
             body, headers = signed_request(SIGNING_SECRET, payload)
-            await self.system.http.post(
-                f"{self.system.api_urls[0]}/slack/interactions", content=body, headers=headers
-            )
+            await self._post_click(body, headers)
             self.clicks += 1
             for _ in range(50):  # answered: the message no longer offers the button
                 await asyncio.sleep(0.2)
@@ -364,6 +387,10 @@ class Replay:
                     return
             self.retried += 1
         print(f"  ! {value}: still open after 5 clicks")
+
+    async def _post_click(self, body: bytes, headers: dict[str, str]) -> None:
+        url = f"{self.system.api_urls[0]}/slack/interactions"
+        await retried(lambda: self.system.http.post(url, content=body, headers=headers))
 
     async def expire(self) -> None:
         """The hour of an "expect the same" button is an hour of the day: revoked (by its
@@ -455,9 +482,12 @@ async def count(replay: Replay, seconds: float) -> Figures:
     bots = set(day.bots)
     api = system.api_urls[0]
     owner = {replay.event_ids[id(e)]: ("bot" if e.actor in bots else "person") for e in day.events}
-    views = await gather_bounded(
-        (system.http.get(f"{api}/v1/events/{e}", headers=replay.headers()) for e in owner), 16
-    )
+
+    def read(event_id: str) -> Awaitable[httpx.Response]:
+        url = f"{api}/v1/events/{event_id}"
+        return retried(lambda: system.http.get(url, headers=replay.headers()))
+
+    views = await gather_bounded((read(e) for e in owner), 16)
     records = {v.json()["event_id"]: v.json() for v in views}
     events: Counter[str] = Counter(owner.values())
     approved: Counter[str] = Counter()
