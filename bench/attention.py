@@ -3,8 +3,8 @@
     .venv/bin/python bench/attention.py                      # short: 10 people, 1 bot, x60
     .venv/bin/python bench/attention.py --people 50 --bots 3 --sessions 3   # the day
 
-(The short run replays ~390 events twice, ~1 min per phase on an idle 2-core machine; under a
-load of 12 it took 3 min each.)
+(The short run replays 385 events twice: 2-2.5 min per phase, plus a few seconds each to start
+a stack, measured under a load of 7-21 on 2 shared cores; not measured on a quiet machine.)
 
 A synthetic day (seeded, deterministic: `make_day`) is replayed through the real stack
 (bench/common.py: dev server, the real API over HTTP webhooks, `python worker.py`, the fake Slack
