@@ -53,6 +53,7 @@ T = TypeVar("T")
 
 WEBHOOK_TOKEN = "bench-hook-token"
 API_TOKEN = "bench-api-token"
+API_WRITE_TOKEN = "bench-api-write-token"  # POST /v1/expectations (bench/attention.py)
 DECISION_KEY = "bench-decision-key-" + "0" * 32
 CLI_DECISION_KEY = "bench-cli-decision-key-" + "0" * 28
 START_CONCURRENCY = 64
@@ -285,6 +286,7 @@ async def stack(
             security_channel=SECURITY_CHANNEL,
             webhook_token=WEBHOOK_TOKEN,
             api_token=API_TOKEN,
+            api_write_token=API_WRITE_TOKEN,
             decision_key=DECISION_KEY,
             cli_decision_key=CLI_DECISION_KEY,
             config=config_file,
