@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/, not the reposi
 
 from api.main import create_app  # noqa: E402
 from powertrip.config import PowertripConfig, config_from_mapping  # noqa: E402
+from powertrip.contracts.approval import RECORD_MEMO, EventRecord  # noqa: E402
 from powertrip.devserver import start_dev_server  # noqa: E402
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app  # noqa: E402
 from powertrip.sandbox.interactions import block_action_payload, signed_request  # noqa: E402
@@ -236,6 +237,27 @@ class Stack:
         response.raise_for_status()
         results: list[dict[str, Any]] = response.json()["results"]
         return results
+
+    async def recorded(self, event_ids: list[str], within: float = 120) -> bool:
+        """Whether every event's workflow has recorded its DM in the memo `record` (the API
+        checks a click against it) within `within` seconds. The DM reaches Slack one workflow
+        task before that task records it; under load that task waits seconds for a worker, and
+        a click in between is refused as "from a message this event never posted"."""
+        waiting = set(event_ids)
+
+        async def has_dm(event_id: str) -> bool:
+            description = await self.client.get_workflow_handle(event_id).describe()
+            record = await description.memo_value(RECORD_MEMO, None, type_hint=EventRecord)
+            return record is not None and bool(record.messages)
+
+        deadline = time.monotonic() + within
+        while waiting and time.monotonic() < deadline:
+            ordered = sorted(waiting)
+            found = await gather_bounded((has_dm(e) for e in ordered), 32)
+            waiting.difference_update(e for e, yes in zip(ordered, found, strict=True) if yes)
+            if waiting:
+                await asyncio.sleep(0.2)
+        return not waiting
 
     async def click(self, event_id: str, api: int = 0) -> httpx.Response:
         """The owner's signed Approve on the event's DM, as Slack posts it."""

@@ -29,8 +29,9 @@ from bench.common import Stack, floor_rate, gather_bounded, machine, ratio, stac
 
 BATCH = 100  # events per webhook request
 CLICKS_IN_FLIGHT = 32
-# The workflow records its DM (memo) just after posting it, and a click is checked against the
-# recorded messages: the click phase starts this long after the last DM (not counted).
+# The workflow records its DM (memo) one workflow task after posting it, and a click is checked
+# against the recorded messages: the click phase starts this long after the last DM, and once
+# every DM is recorded (neither counted).
 SETTLE = 1.0
 
 
@@ -56,6 +57,9 @@ async def lifecycle(system: Stack, count: int, first: int) -> tuple[float, float
         raise RuntimeError("not every event was notified within 600 s")
     notified = max(system.slack.posted[e] for e in ids) - began
     await asyncio.sleep(SETTLE)
+    # Not counted, like SETTLE: a click before its DM is recorded would be refused.
+    if not await system.recorded(ids):
+        raise RuntimeError("not every DM was recorded in its workflow's memo within 120 s")
     clicking = time.perf_counter()
     answers = await gather_bounded(
         (system.click(e, api=n % apis) for n, e in enumerate(ids)), CLICKS_IN_FLIGHT

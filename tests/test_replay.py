@@ -27,11 +27,13 @@ from activities.slack import SlackActivities
 from powertrip.contracts.approval import (
     Action,
     ApprovalInput,
+    Recipient,
     Verdict,
     Verdicts,
     VerifyBatch,
     VerifyRequest,
 )
+from powertrip.models import EventStatus, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
 from powertrip.signing import Signer
@@ -93,10 +95,23 @@ def recorded_patches(path: Path) -> set[str]:
     """The patch ids whose markers a history recorded."""
     found = set()
     for event in load(path).events:
-        if event.HasField("marker_recorded_event_attributes"):
+        if event.marker_recorded_event_attributes.marker_name == "core_patch":
             for payloads in event.marker_recorded_event_attributes.details.values():
                 found |= {json.loads(p.data).get("id") for p in payloads.payloads}
     return found
+
+
+def activity_calls(history: WorkflowHistory, name: str) -> int:
+    """How many times a history called activity `name`, as an activity task or a local
+    activity (its marker)."""
+    calls = 0
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            calls += event.activity_task_scheduled_event_attributes.activity_type.name == name
+        elif event.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            [data] = event.marker_recorded_event_attributes.details["data"].payloads
+            calls += json.loads(data.data).get("activity_type") == name
+    return calls
 
 
 def test_the_newest_generation_has_a_history_of_every_workflow_the_worker_runs() -> None:
@@ -220,13 +235,8 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
         await handle.result()
         history = await handle.fetch_history()
 
-    lookups = [
-        e
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_type.name == "resolve_recipient"
-    ]
-    assert len(lookups) == 2  # first notification, then again before the one reminder
+    # First notification (a local activity), then again before the one reminder (an activity).
+    assert activity_calls(history, "resolve_recipient") == 2
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
     assert markers, "workflow.patched records a marker in new executions"
     assert any(REFRESH_RECIPIENT in str(m.marker_recorded_event_attributes) for m in markers)
@@ -287,13 +297,75 @@ async def test_a_verification_that_outlives_its_workflow_task_still_replays(
     first_verdict = next(
         i
         for i, e in enumerate(history.events)
-        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        if i > first_signal
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     )
     # The situation this test is about: workflow tasks came and went while the verdict was due.
     completed = kinds[first_signal:first_verdict].count(
         EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     )
     assert completed >= 2
+    result = await replayer(ApprovalWorkflow).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    assert result.replay_failure is None, result.replay_failure
+
+
+class SlowLookups(SlackActivities):
+    """A worker too busy (or a Slack too slow) to look the recipient up within the workflow task
+    timeout."""
+
+    @activity.defn(name="resolve_recipient")
+    async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
+        await asyncio.sleep(2.5)  # longer than the task timeout the test starts with
+        return await super().resolve_recipient(event)
+
+
+async def test_the_first_question_needs_one_workflow_task_and_a_slow_lookup_still_replays(
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lookups before the first DM (`resolve_recipient`, `find_expectation`) are local
+    activities (patch `local-lookups`): no activity task of their own, so the DM is scheduled
+    from the workflow's first task (issue 16). A lookup that outlives its workflow task (the
+    SDK completes tasks while it runs and records it in a later one) still replays (the patches
+    the rest of the task may ask about are decided before it, as for a slow verification:
+    workflows.approval._patches_before_lookups)."""
+    monkeypatch.setattr(worker, "SlackActivities", SlowLookups)
+    settings = make_settings(slack_api_url)
+    event = make_event("alice")
+    async with running_worker(dev_env.client, settings):
+        handle = await dev_env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event),
+            id=event.event_id,
+            task_queue=settings.task_queue,
+            search_attributes=search_attributes_for(event),
+            task_timeout=timedelta(seconds=2),
+        )
+        await eventually(lambda: message_for(fake_slack, event.event_id), within=30)
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+        history = await handle.fetch_history()
+    assert record.status is EventStatus.APPROVED
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled == ["post_notification", "update_message"]
+    assert activity_calls(history, "resolve_recipient") == 1
+    assert activity_calls(history, "find_expectation") == 1
+    kinds = [e.event_type for e in history.events]
+    lookup = next(
+        i
+        for i, e in enumerate(history.events)
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+    # The situation this test is about: workflow tasks came and went while the lookup ran.
+    assert kinds[:lookup].count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) >= 1
     result = await replayer(ApprovalWorkflow).replay_workflow(
         history, raise_on_replay_failure=False
     )

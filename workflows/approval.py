@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         MessageKind,
         PostedMessage,
         PostRequest,
+        Recipient,
         TimelineEntry,
         TimelineKind,
         UpdateRequest,
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyBatch,
         VerifyRequest,
     )
-    from powertrip.contracts.expectations import APPROVED_SIGNAL, ExpectedEvent
+    from powertrip.contracts.expectations import APPROVED_SIGNAL, ExpectedApproval, ExpectedEvent
     from powertrip.contracts.groups import JoinRequest
     from powertrip.contracts.reminders import (
         DUE_SIGNAL,
@@ -51,15 +52,17 @@ with workflow.unsafe.imports_passed_through():
         ReminderSlot,
         reminder_digest_id,
     )
-    from powertrip.contracts.slack import SLACK_PERMANENT, slack_call
+    from powertrip.contracts.slack import SLACK_PERMANENT, slack_call, slack_lookup
     from powertrip.messages import visible
     from powertrip.models import Decision, DecisionKind, EventStatus
     from workflows.escalation import Escalation
     from workflows.patches import (
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
+        ESCALATION_SCHEDULE,
         EXPECTATION_APPROVALS,
         GROUPED_QUESTIONS,
+        LOCAL_LOOKUPS,
         NOT_ME_FIRST,
         PAGE_NOT_ME,
         PAGES_FOLLOW_DECISIONS,
@@ -198,11 +201,7 @@ class ApprovalWorkflow(Escalation):
             self.record.timeline.append(
                 TimelineEntry(what=TimelineKind.RECEIVED, at=workflow.now())
             )
-            self.record.recipient = await workflow.execute_activity_method(
-                SlackActivities.resolve_recipient,
-                event,
-                **slack_call(f"who to ask about {visible(event.actor)}"),
-            )
+            self.record.recipient = await self._resolve_recipient()
             self._publish()
         # `and` short-circuits: histories of events that were never stale record no marker.
         stale = input.stale and workflow.patched(STALE_NO_DM)
@@ -231,6 +230,20 @@ class ApprovalWorkflow(Escalation):
         # ESCALATION (issue 14): PagerDuty's answers to the pages' last calls are in the record.
         await self._pages_settled()
         return self.record
+
+    async def _resolve_recipient(self) -> Recipient:
+        """Whom to ask and who may decide: a local activity (patch `local-lookups`), else, for
+        runs that began before it, an activity of its own."""
+        event = self.record.event
+        summary = f"who to ask about {visible(event.actor)}"
+        if workflow.patched(LOCAL_LOOKUPS):
+            _patches_before_lookups()
+            return await workflow.execute_local_activity_method(
+                SlackActivities.resolve_recipient, event, **slack_lookup(summary)
+            )
+        return await workflow.execute_activity_method(
+            SlackActivities.resolve_recipient, event, **slack_call(summary)
+        )
 
     # --- GROUPS (issue 13 §1): a member of a burst's one question ----------------------------
 
@@ -438,14 +451,7 @@ class ApprovalWorkflow(Escalation):
         if not workflow.patched(EXPECTATION_APPROVALS):
             return False
         try:
-            found = await workflow.execute_activity_method(
-                ExpectationActivities.find_expectation,
-                self.record.event,
-                start_to_close_timeout=timedelta(seconds=10),
-                # Visibility down or throttled: ask the human after half a minute, not never.
-                schedule_to_close_timeout=timedelta(seconds=30),
-                summary="is this expected work?",
-            )
+            found = await self._find_expectation()
         except ActivityError as err:
             workflow.logger.warning("no expectation lookup, asking as usual: %s", err.cause)
             return False
@@ -493,6 +499,26 @@ class ApprovalWorkflow(Escalation):
         except FailureError:
             workflow.logger.warning("%s ended before it could list this event", expectation.id)
         return True
+
+    async def _find_expectation(self) -> ExpectedApproval | None:
+        """`find_expectation` (a visibility lookup): a local activity (patch `local-lookups`),
+        else, for runs that began before it, an activity of its own. Either gives up after half
+        a minute (visibility down or throttled: ask the human, not never)."""
+        if workflow.patched(LOCAL_LOOKUPS):
+            return await workflow.execute_local_activity_method(
+                ExpectationActivities.find_expectation,
+                self.record.event,
+                start_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=timedelta(seconds=30),
+                summary="is this expected work?",
+            )
+        return await workflow.execute_activity_method(
+            ExpectationActivities.find_expectation,
+            self.record.event,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=timedelta(seconds=30),
+            summary="is this expected work?",
+        )
 
     async def _notify_first(self, renotify: timedelta) -> None:
         recipient = self.record.recipient
@@ -789,10 +815,7 @@ class ApprovalWorkflow(Escalation):
         try:
             # Annotated: left to inference, mypy (2.4) loses ApprovalWorkflow's own type in
             # every module that imports it.
-            team: list[str] = await workflow.execute_activity_method(
-                SlackActivities.current_security_team,
-                **slack_call("who is on the security team now", timedelta(minutes=2)),
-            )
+            team: list[str] = await self._current_security_team()
         except ActivityError as err:
             # Slack's user group unreachable: keep the team known at the start.
             self._failed("security team check", err)
@@ -801,6 +824,21 @@ class ApprovalWorkflow(Escalation):
             authority.security_team = team
             self._publish()  # the API refuses the removed member's next click at once
         return click.user in team
+
+    async def _current_security_team(self) -> list[str]:
+        """The security team as Slack's user group has it now: a local activity (patch
+        `local-lookups`, decided with the click's other patches before its verification), else
+        an activity of its own. Either gives up after two minutes."""
+        summary = "who is on the security team now"
+        if workflow.patched(LOCAL_LOOKUPS):
+            return await workflow.execute_local_activity_method(
+                SlackActivities.current_security_team,
+                **slack_lookup(summary, timedelta(minutes=2)),
+            )
+        return await workflow.execute_activity_method(
+            SlackActivities.current_security_team,
+            **slack_call(summary, timedelta(minutes=2)),
+        )
 
     async def _update_messages(self) -> None:
         """Every copy of the message shows the outcome; none keeps live buttons."""
@@ -850,6 +888,18 @@ def _patches_before_verifying() -> None:
     workflow.patched(PAGE_NOT_ME)
     workflow.patched(PAGES_FOLLOW_DECISIONS)
     workflow.patched(STEP_UP_APPROVALS)
+    workflow.patched(LOCAL_LOOKUPS)
+
+
+def _patches_before_lookups() -> None:
+    """Decide, before the first lookup's local activity, every patch the rest of the first
+    workflow task may ask about before it waits on an activity or a timer (see
+    `_patches_before_verifying`: a slow local activity's result reaches replay earlier than it
+    reached the run)."""
+    workflow.patched(STALE_NO_DM)
+    workflow.patched(EXPECTATION_APPROVALS)
+    workflow.patched(GROUPED_QUESTIONS)
+    workflow.patched(ESCALATION_SCHEDULE)
 
 
 def _permanent(err: ActivityError) -> bool:

@@ -34,6 +34,7 @@ VERIFY_IN_BATCHES = "verify-decisions-in-batches"
 STEP_UP_APPROVALS = "step-up-approvals"
 GROUPED_QUESTIONS = "grouped-questions"
 EXPECTATION_APPROVALS = "expectation-approvals"
+LOCAL_LOOKUPS = "local-lookups"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -218,6 +219,16 @@ LEDGER: tuple[Patch, ...] = (
         "Before the first question, `find_expectation` asks for an active expectation that "
         "covers the event; a match approves it at once (`via: expectation`), with no DM.",
         "2026-12-01",
+    ),
+    _patch(
+        LOCAL_LOOKUPS,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "The short lookups (`resolve_recipient`, `find_expectation`, `current_security_team`) "
+        "run as local activities, in the workflow task that needs them: the first DM waits for "
+        "one workflow task instead of three, and each lookup is a marker instead of an activity "
+        "task and a workflow task more (issue 16).",
+        "2026-12-01-b",
     ),
 )
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio.common import RetryPolicy
-from temporalio.workflow import ActivityConfig
+from temporalio.workflow import ActivityConfig, LocalActivityConfig
 
 SLACK_PERMANENT = "SlackPermanentError"
 """The `ApplicationError` type of a Slack refusal no retry can fix (wrong token, missing scope,
@@ -33,6 +33,28 @@ def slack_call(summary: str, give_up_after: timedelta | None = None) -> Activity
     schedule-to-close timeout (None: retry until the workflow ends). Use as
     `workflow.execute_activity_method(fn, arg, **slack_call("ask alice", timedelta(hours=1)))`."""
     config = ActivityConfig(**SLACK_CALL, summary=summary)
+    if give_up_after is not None:
+        config["schedule_to_close_timeout"] = give_up_after
+    return config
+
+
+LOOKUP_RETRY_IN_TASK = timedelta(seconds=5)
+"""A lookup's retries that wait longer than this wait on a timer in the workflow's history, not
+inside a workflow task that heartbeats (and grows the history) every few seconds while Slack is
+down."""
+
+
+def slack_lookup(summary: str, give_up_after: timedelta | None = None) -> LocalActivityConfig:
+    """Options of a short lookup run as a local activity (in the workflow task that needs it, so
+    no activity task and no second workflow task): Slack's directory, mostly answered from the
+    worker's cache, retried as every Slack call is; `give_up_after` as in `slack_call`. Use as
+    `workflow.execute_local_activity_method(fn, arg, **slack_lookup("who is alice"))`."""
+    config = LocalActivityConfig(
+        start_to_close_timeout=SLACK_CALL_TIMEOUT,
+        retry_policy=SLACK_RETRY,
+        local_retry_threshold=LOOKUP_RETRY_IN_TASK,
+        summary=summary,
+    )
     if give_up_after is not None:
         config["schedule_to_close_timeout"] = give_up_after
     return config
