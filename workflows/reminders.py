@@ -3,7 +3,9 @@ ends), one message lists them instead of one message each, so the security chann
 and under Slack's ~1 message/second/channel.
 
 One long-lived `ReminderDigestWorkflow` per task queue (started idempotently by the worker,
-`services.starts.ensure_reminder_digest`). An `ApprovalWorkflow` whose reminder is due signals it
+`services.starts.ensure_reminder_digest`), run on a task queue of its own
+(`contracts.reminders.digest_task_queue`) by a worker of its own, so that its tasks are picked up
+at once however long the approvals' queue is. An `ApprovalWorkflow` whose reminder is due signals it
 and waits briefly for its slot: "post your own reminder" or "you are in the digest". If the
 digest workflow is not running or does not answer, the approval workflow posts its own reminder:
 the digest only ever saves messages, never loses one. (Not the stale report, `workflows/stale.py`.)
@@ -28,12 +30,26 @@ with workflow.unsafe.imports_passed_through():
         ReminderDigestInput,
         ReminderDigestRequest,
         ReminderSlot,
+        digest_task_queue,
     )
     from powertrip.contracts.slack import SLACK_CALL_TIMEOUT
-    from workflows.patches import BOUNDED_DIGEST
+    from workflows.patches import BOUNDED_DIGEST, DIGEST_DRAINS_BACKLOG
 
 # How long the digest waits after the first due reminder for others due "together".
 GATHER_WINDOW = timedelta(seconds=5)
+# With a full batch already waiting there is nothing to gather: the next digest goes after this
+# pause, which keeps the security channel at no more than one digest a second (Slack's pace for
+# a channel) whichever worker posts it.
+DRAIN_PAUSE = timedelta(seconds=1)
+# A run continues as new by this many history events even if Temporal has not suggested it yet,
+# once its backlog fits the carry-over: every due reminder adds three events (its signal, and the
+# answer's two), so a burst of thousands would grow one history past what a worker replays
+# cheaply after evicting the run from its cache.
+HISTORY_LIMIT = 3_000
+# Past this, a run continues as new even with a backlog it cannot carry; those left over are
+# told to post their own reminders (at Slack's pace), so none waits for an answer that never
+# comes. Temporal warns at 10,240 events and ends a run at 51,200.
+HISTORY_CEILING = 10_000
 # Reminders taken into one digest, and carried over continue-as-new, at most. Anyone who reaches
 # Temporal can send `due` signals: thousands in one batch made the activity's input larger than
 # Temporal takes (2 MB), and the workflow failed its task for ever. The rest wait for the next
@@ -68,7 +84,12 @@ class ReminderDigestWorkflow:
         """Batch, post, answer every slot; forever (continuing as new)."""
         while True:
             await workflow.wait_condition(lambda: bool(self.pending))
-            await workflow.sleep(GATHER_WINDOW)
+            drains = workflow.patched(DIGEST_DRAINS_BACKLOG)
+            # A backlog of a full batch or more is due together already: no gathering window.
+            # (Before, each batch of 200 waited 5 s, so from about 2,400 reminders due in a
+            # minute the queue outlasted SLOT_TIMEOUT and every later one posted on its own.)
+            backlog = drains and len(self.pending) >= MAX_BATCH
+            await workflow.sleep(DRAIN_PAUSE if backlog else GATHER_WINDOW)
             if workflow.patched(BOUNDED_DIGEST):
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             else:
@@ -88,17 +109,10 @@ class ReminderDigestWorkflow:
                     in_digest, digest_ts = True, posted.ts
                 except ActivityError:
                     workflow.logger.warning("digest not posted; events remind on their own")
-            await asyncio.gather(
-                *(
-                    workflow.get_external_workflow_handle(r.event_id).signal(
-                        SLOT_SIGNAL,
-                        ReminderSlot(cycle=r.cycle, in_digest=in_digest, digest_ts=digest_ts),
-                    )
-                    for r in batch
-                ),
-                return_exceptions=True,  # an event decided meanwhile has closed: nothing to tell
-            )
-            if workflow.info().is_continue_as_new_suggested():
+            await _answer(batch, in_digest, digest_ts)
+            if drains:
+                await self._continue_when_due()
+            elif workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 carried = self.pending
                 if workflow.patched(BOUNDED_DIGEST):
@@ -106,3 +120,37 @@ class ReminderDigestWorkflow:
                 workflow.continue_as_new(
                     ReminderDigestInput(digest_after=self.digest_after, carried=carried)
                 )
+
+    async def _continue_when_due(self) -> None:
+        """Continue as new once Temporal suggests it or the history reaches `HISTORY_LIMIT`,
+        and only when the backlog fits the carry-over (`MAX_BATCH`): a burst is drained first,
+        nobody dropped. At `HISTORY_CEILING` it continues anyway; those it cannot carry are
+        told to post their own reminders. A run started on the approvals' task queue (before
+        the digest had its own) continues on its own (`digest_task_queue`)."""
+        info = workflow.info()
+        length = info.get_current_history_length()
+        if not (info.is_continue_as_new_suggested() or length >= HISTORY_LIMIT):
+            return
+        if len(self.pending) > MAX_BATCH and length < HISTORY_CEILING:
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carried, left = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+        await _answer(left, in_digest=False, digest_ts=None)
+        workflow.continue_as_new(
+            ReminderDigestInput(digest_after=self.digest_after, carried=carried),
+            task_queue=digest_task_queue(info.task_queue),
+        )
+
+
+async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | None) -> None:
+    """Tell every approval workflow in `batch` its slot for its cycle."""
+    await asyncio.gather(
+        *(
+            workflow.get_external_workflow_handle(r.event_id).signal(
+                SLOT_SIGNAL,
+                ReminderSlot(cycle=r.cycle, in_digest=in_digest, digest_ts=digest_ts),
+            )
+            for r in batch
+        ),
+        return_exceptions=True,  # an event decided meanwhile has closed: nothing to tell
+    )

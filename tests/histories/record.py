@@ -45,6 +45,7 @@ from powertrip.contracts.passkeys import (
     passkey_workflow_id,
 )
 from powertrip.contracts.polling import PollInput, PollState, StaleEvent
+from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
 from powertrip.escalation import EscalationPolicy
@@ -469,6 +470,24 @@ async def grouped(stack: Stack) -> WorkflowHandle:
     return first
 
 
+async def digest_backlog(stack: Stack, digest: WorkflowHandle) -> None:
+    """A full batch and more due at once (reminder-digest-drains-backlog): the digest posts 200
+    after a one-second pause, not the gathering window, then the rest."""
+    line = DigestLine(event=make_event("alice", provider_id="history-backlog"), asked="<@U0ALICE>")
+
+    def digests() -> int:
+        return sum("events still need a decision" in m.text for m in stack.slack.messages.values())
+
+    before = digests()
+    for n in range(250):
+        await digest.signal(DUE_SIGNAL, DueReminder(event_id=f"backlog-{n}", cycle="c", line=line))
+
+    def both_posted() -> bool:
+        return digests() >= before + 2
+
+    await eventually(both_posted, within=120)
+
+
 APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "approve": approve,
     "not_me_acknowledge": not_me_acknowledge,
@@ -555,6 +574,9 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         )
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
+                        await digest_backlog(stack, digest)
+                        history = await digest.fetch_history()
+                        written.append(write_history(history, out / "reminder_digest/backlog.json"))
                     if name == "expected":
                         [expectation] = [
                             w.id
