@@ -339,3 +339,32 @@ def _digest_size(blocks: Any) -> int:
     """How many events a reminder digest lists ("*N events still need a decision*")."""
     found = re.search(r"\*(\d+) events? still need", json.dumps(blocks))
     return int(found.group(1)) if found else 0
+
+
+async def test_due_reminders_arriving_one_by_one_still_collapse_into_digests(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Under load the approvals' reminders, due together, reach the digest one by one and
+    late: each was alone in its 5 s gathering window, so each was told to post on its own, and
+    each own post held an activity slot while it waited for the channel's pace (the 2,000-
+    pending scale run: 232 own posts, 2 digests). Now once `digest_after` reminders have posted
+    their own within a minute, the next ones are listed in digests, however few arrive."""
+    env = time_skipping_env
+    settings = make_settings(slack_api_url)
+    async with running_worker(env.client, settings):
+        await ensure_reminder_digest(env.client, settings.task_queue, 2)
+        digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        line = DigestLine(event=make_event("alice"), asked="<@U0ALICE>")
+        for n in range(8):
+            await digest.signal(DUE_SIGNAL, DueReminder(event_id=f"late-{n}", cycle="c", line=line))
+            await env.sleep(timedelta(seconds=6))
+
+        def listed() -> list[int] | None:
+            found = [_digest_size(m.blocks) for m in posted_to(fake_slack, SECURITY_CHANNEL)]
+            return found if sum(found) >= 6 else None
+
+        sizes = await eventually(listed, within=30)
+        await digest.terminate("test over")
+    # Two posted their own (the events here are not running: nothing of theirs shows), the
+    # other six are in digests.
+    assert sum(sizes) == 6, sizes

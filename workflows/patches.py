@@ -218,9 +218,11 @@ LEDGER: tuple[Patch, ...] = (
         date(2026, 12, 1),
         "A backlog of a full batch (200) is posted after a 1 s pause instead of the 5 s "
         "gathering window, and the run continues as new only once its backlog fits the "
-        "carry-over (or at 10,000 history events, telling the rest to post their own): "
-        "thousands of reminders due together used to queue past the approvals' one-minute "
-        "wait, and each then posted on its own at one message a second.",
+        "carry-over (or at 10,000 history events, telling the rest to post their own); once "
+        "`digest_after` reminders posted their own within a minute, later ones go into "
+        "digests however few arrive together: thousands of reminders due together used to "
+        "queue past the approvals' one-minute wait, or reach the digest one by one under "
+        "load, and each then posted on its own at one message a second.",
         "2026-12-01-b",
     ),
     _patch(

@@ -14,7 +14,7 @@ the digest only ever saves messages, never loses one. (Not the stale report, `wo
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -56,18 +56,27 @@ HISTORY_CEILING = 10_000
 # batch; an event not answered within SLOT_TIMEOUT posts its own reminder, as when the digest
 # is down, and so does one dropped at continue-as-new.
 MAX_BATCH = 200
+# "Due together" over a longer span: once `digest_after` reminders have been told to post on
+# their own within this span, later ones go into digests however few arrive in one window.
+# Under load the approvals' reminders reach the digest one by one, late, long after they fell
+# due together: each then waited for the channel's pace in an activity slot of its own, and
+# the slots the DMs needed filled up.
+OWN_POST_SPAN = timedelta(minutes=1)
 
 
 @workflow.defn(name=REMINDER_DIGEST_WORKFLOW)
 class ReminderDigestWorkflow:
-    """Gathers due reminders for `GATHER_WINDOW`; more than `digest_after` of them are posted as
-    one digest, and every approval workflow in the batch is told its slot (`reminder_slot`).
-    Continues as new when Temporal suggests it, carrying what is pending."""
+    """Gathers due reminders for `GATHER_WINDOW`; more than `digest_after` of them (or any, once
+    `digest_after` have posted their own within `OWN_POST_SPAN`) are posted as one digest, and
+    every approval workflow in the batch is told its slot (`reminder_slot`). Continues as new
+    when Temporal suggests it, carrying what is pending."""
 
     @workflow.init
     def __init__(self, input: ReminderDigestInput) -> None:
         self.pending: list[DueReminder] = list(input.carried)
         self.digest_after = input.digest_after
+        # When reminders were told to post their own, one entry each (within OWN_POST_SPAN).
+        self.own_posts: list[datetime] = []
 
     @workflow.signal(name=DUE_SIGNAL)
     def due(self, reminder: DueReminder) -> None:
@@ -96,7 +105,7 @@ class ReminderDigestWorkflow:
                 batch, self.pending = self.pending, []
             in_digest = False
             digest_ts = None
-            if len(batch) > self.digest_after:
+            if len(batch) > self.digest_after or (drains and self._own_posts_spent(len(batch))):
                 try:
                     posted = await workflow.execute_activity_method(
                         SlackActivities.post_digest,
@@ -111,6 +120,8 @@ class ReminderDigestWorkflow:
                     workflow.logger.warning("digest not posted; events remind on their own")
             await _answer(batch, in_digest, digest_ts)
             if drains:
+                if not in_digest:
+                    self.own_posts += [workflow.now()] * len(batch)
                 await self._continue_when_due()
             elif workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -120,6 +131,12 @@ class ReminderDigestWorkflow:
                 workflow.continue_as_new(
                     ReminderDigestInput(digest_after=self.digest_after, carried=carried)
                 )
+
+    def _own_posts_spent(self, more: int) -> bool:
+        """Whether `more` own posts would make more than `digest_after` within OWN_POST_SPAN."""
+        since = workflow.now() - OWN_POST_SPAN
+        self.own_posts = [at for at in self.own_posts if at > since]
+        return len(self.own_posts) + more > self.digest_after
 
     async def _continue_when_due(self) -> None:
         """Continue as new once Temporal suggests it or the history reaches `HISTORY_LIMIT`,
