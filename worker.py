@@ -10,8 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from types import CodeType, ModuleType
 from typing import Any, ClassVar
@@ -34,7 +33,6 @@ from activities.review import ReviewActivities
 from activities.slack import SlackActivities
 from powertrip import logs
 from powertrip.config import ConfigError, PowertripConfig, load_config
-from powertrip.contracts.reminders import digest_task_queue
 from powertrip.contracts.reviews import ReviewPacing
 from powertrip.process import exit_now
 from powertrip.services.starts import ensure_poll_schedules, ensure_reminder_digest
@@ -178,32 +176,19 @@ def reviews(
     return [review.post_unrecognised, review.post_review, review.post_review_digest]
 
 
-def slack_activities(
-    settings: Settings, config: PowertripConfig, slack: AsyncWebClient
-) -> SlackActivities:
-    """The Slack activities, with the one per-channel pacer both workers share."""
-    return SlackActivities(
+def build_worker(
+    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
+) -> Worker:
+    """The worker: every workflow in `WORKFLOWS` and every activity, on `settings.task_queue`.
+    A new activity is registered here (its method, bound to its class's instance)."""
+    WorkflowCodeCache.install()
+    activities = SlackActivities(
         slack,
         config,
         security_channel(settings, config),
         settings.temporal_ui_url,
         settings.temporal_namespace,
     )
-
-
-def build_worker(
-    client: Client,
-    settings: Settings,
-    config: PowertripConfig,
-    slack: AsyncWebClient,
-    activities: SlackActivities | None = None,
-) -> Worker:
-    """The worker: every workflow in `WORKFLOWS` and every activity, on `settings.task_queue`.
-    A new activity is registered here (its method, bound to its class's instance). The reminder
-    digest runs on its own queue (`build_digest_worker`; `running_workers` runs both); it is
-    registered here too for a digest started on this queue before it had its own."""
-    WorkflowCodeCache.install()
-    activities = activities or slack_activities(settings, config, slack)
     decisions = DecisionActivities(verification_keys(settings))
     expectations = ExpectationActivities(
         client, verification_keys(settings), config, slack, security_channel(settings, config)
@@ -247,33 +232,6 @@ def build_worker(
         max_cached_workflows=settings.max_cached_workflows,
         interceptors=[logs.EventIdInterceptor()],
     )
-
-
-def build_digest_worker(client: Client, settings: Settings, activities: SlackActivities) -> Worker:
-    """The reminder digest's worker, on `digest_task_queue(settings.task_queue)`: its own pollers
-    and its own sticky queue, so a digest task never waits behind thousands of approval tasks
-    (workflows/reminders.py). Its Slack activity shares `activities`' channel pacer."""
-    WorkflowCodeCache.install()
-    return Worker(
-        client,
-        task_queue=digest_task_queue(settings.task_queue),
-        workflows=[ReminderDigestWorkflow],
-        activities=[activities.post_digest],
-        graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
-    )
-
-
-@asynccontextmanager
-async def running_workers(
-    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
-) -> AsyncIterator[Worker]:
-    """Run the worker and the reminder digest's worker until the block ends; yields the first."""
-    activities = slack_activities(settings, config, slack)
-    async with (
-        build_worker(client, settings, config, slack, activities) as worker,
-        build_digest_worker(client, settings, activities),
-    ):
-        yield worker
 
 
 async def main() -> None:
@@ -324,11 +282,12 @@ async def serve(
     if unset:
         log.warning(unset)
 
+    worker = build_worker(client, settings, config, slack)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with running_workers(client, settings, config, slack):
+    async with worker:
         log.info("worker polling task queue %r", settings.task_queue)
         await stop.wait()
         log.info("shutting down: letting in-flight activities finish")

@@ -71,7 +71,7 @@ from tests.servers import (
     ServedApp,
     free_port,
 )
-from worker import running_workers
+from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
 T = TypeVar("T")
@@ -355,7 +355,8 @@ async def running_worker(
     client: Client, settings: Settings, config: PowertripConfig | None = None
 ) -> AsyncIterator[Worker]:
     slack = AsyncWebClient(token=SLACK_TOKEN, base_url=settings.slack_api_url)
-    async with running_workers(client, settings, config or make_config(), slack) as worker:
+    worker = build_worker(client, settings, config or make_config(), slack)
+    async with worker:
         yield worker
 
 

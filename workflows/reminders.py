@@ -3,9 +3,7 @@ ends), one message lists them instead of one message each, so the security chann
 and under Slack's ~1 message/second/channel.
 
 One long-lived `ReminderDigestWorkflow` per task queue (started idempotently by the worker,
-`services.starts.ensure_reminder_digest`), run on a task queue of its own
-(`contracts.reminders.digest_task_queue`) by a worker of its own, so that its tasks are picked up
-at once however long the approvals' queue is. An `ApprovalWorkflow` whose reminder is due signals it
+`services.starts.ensure_reminder_digest`). An `ApprovalWorkflow` whose reminder is due signals it
 and waits briefly for its slot: "post your own reminder" or "you are in the digest". If the
 digest workflow is not running or does not answer, the approval workflow posts its own reminder:
 the digest only ever saves messages, never loses one. (Not the stale report, `workflows/stale.py`.)
@@ -30,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         ReminderDigestInput,
         ReminderDigestRequest,
         ReminderSlot,
-        digest_task_queue,
     )
     from powertrip.contracts.slack import SLACK_CALL_TIMEOUT
     from workflows.patches import BOUNDED_DIGEST, DIGEST_DRAINS_BACKLOG
@@ -142,8 +139,7 @@ class ReminderDigestWorkflow:
         """Continue as new once Temporal suggests it or the history reaches `HISTORY_LIMIT`,
         and only when the backlog fits the carry-over (`MAX_BATCH`): a burst is drained first,
         nobody dropped. At `HISTORY_CEILING` it continues anyway; those it cannot carry are
-        told to post their own reminders. A run started on the approvals' task queue (before
-        the digest had its own) continues on its own (`digest_task_queue`)."""
+        told to post their own reminders."""
         info = workflow.info()
         length = info.get_current_history_length()
         if not (info.is_continue_as_new_suggested() or length >= HISTORY_LIMIT):
@@ -154,8 +150,7 @@ class ReminderDigestWorkflow:
         carried, left = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
         await _answer(left, in_digest=False, digest_ts=None)
         workflow.continue_as_new(
-            ReminderDigestInput(digest_after=self.digest_after, carried=carried),
-            task_queue=digest_task_queue(info.task_queue),
+            ReminderDigestInput(digest_after=self.digest_after, carried=carried)
         )
 
 

@@ -24,21 +24,9 @@ SLOT_TIMEOUT = timedelta(minutes=1)
 """How long an approval workflow waits for its slot before posting its reminder on its own."""
 
 
-DIGEST_QUEUE_SUFFIX = "-reminder-digest"
-
-
 def reminder_digest_id(task_queue: str) -> str:
     """The one digest workflow of `task_queue` (started idempotently by the worker)."""
     return f"powertrip-reminder-digest-{task_queue}"
-
-
-def digest_task_queue(task_queue: str) -> str:
-    """The task queue the digest of `task_queue` runs on, polled by a worker of its own: its
-    few workflow tasks never wait behind the approvals' (a burst of thousands queued them for
-    a minute, past `SLOT_TIMEOUT`, and every reminder then posted on its own)."""
-    if task_queue.endswith(DIGEST_QUEUE_SUFFIX):
-        return task_queue
-    return task_queue + DIGEST_QUEUE_SUFFIX
 
 
 class DigestLine(BaseModel):

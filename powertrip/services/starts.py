@@ -93,7 +93,6 @@ from powertrip.contracts.polling import (
 from powertrip.contracts.reminders import (
     REMINDER_DIGEST_WORKFLOW,
     ReminderDigestInput,
-    digest_task_queue,
     reminder_digest_id,
 )
 from powertrip.contracts.reviews import (
@@ -354,14 +353,12 @@ async def report_stale(
 
 
 async def ensure_reminder_digest(client: Client, task_queue: str, digest_after: int) -> None:
-    """Start the task queue's `ReminderDigestWorkflow` unless it is already running, on its own
-    task queue (`digest_task_queue`). One started on `task_queue` itself, before the digest had
-    its own, moves there at its next continue-as-new."""
+    """Start the task queue's `ReminderDigestWorkflow` unless it is already running."""
     await client.start_workflow(
         REMINDER_DIGEST_WORKFLOW,
         ReminderDigestInput(digest_after=digest_after),
         id=reminder_digest_id(task_queue),
-        task_queue=digest_task_queue(task_queue),
+        task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="Powertrip reminder digest",
     )
