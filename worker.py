@@ -234,6 +234,7 @@ def build_worker(
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
+        max_cached_workflows=settings.max_cached_workflows,
         interceptors=[logs.EventIdInterceptor()],
     )
 

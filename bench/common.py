@@ -280,12 +280,14 @@ async def stack(
     config: dict[str, Any] | None = None,
     metrics_bind: str = "",
     workers: int = 1,
+    worker_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """The system on loopback. `worker`: "inprocess", "subprocess" (`python worker.py`), or
     "none"; `config`: overrides of `bench_config(users)` (e.g. `renotify_after`); `metrics_bind`:
     where a subprocess worker serves its Temporal metrics (host:port), if anywhere; `workers`:
     how many `python worker.py` processes share the task queue (subprocess only; the first is
-    `Stack.worker`); `apis`: how many API replicas (`Stack.api_urls`)."""
+    `Stack.worker`); `apis`: how many API replicas (`Stack.api_urls`); `worker_env`: more
+    environment for every subprocess worker (e.g. `POWERTRIP_MAX_CACHED_WORKFLOWS`)."""
     slack = TimedSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
     for n in range(users):
         slack.users[user_id(n)] = FakeUser(id=user_id(n), name=f"user{n:07d}")
@@ -328,15 +330,18 @@ async def stack(
                 build_worker(env.client, settings, loaded, slack_client(settings))
             )
         elif worker == "subprocess":
+            extra = dict(worker_env or {})
             process = await stack.enter_async_context(
                 WorkerProcess(
                     settings,
                     config_file,
-                    extra={"POWERTRIP_METRICS_BIND": metrics_bind} if metrics_bind else None,
+                    extra={**extra, "POWERTRIP_METRICS_BIND": metrics_bind}
+                    if metrics_bind
+                    else extra,
                 )
             )
             for _ in range(workers - 1):  # more workers on the same task queue
-                await stack.enter_async_context(WorkerProcess(settings, config_file))
+                await stack.enter_async_context(WorkerProcess(settings, config_file, extra=extra))
         yield Stack(
             env.client, slack, served.url + "/api/", settings, loaded, config_file, api_urls,
             http, process,

@@ -15,7 +15,10 @@ so its resident memory is its own, with its Temporal metrics on an ephemeral por
      security-channel messages (Slack allows ~1 per second per channel).
 Worker RSS is sampled every 0.5 s (peak printed). "Where the time goes" is read from the
 worker's own metrics: mean schedule-to-start (waiting for a worker slot) and execution time of
-workflow tasks and of each activity type.
+workflow tasks and of each activity type; the workflow cache (peak `sticky_cache_size`, sampled
+every 2 s with the slots in use; hits, misses, forced evictions: a miss replays the run's whole
+history); replays; and the reminder digest workflow (its runs and the current run's history).
+`--worker-env KEY=VALUE` passes settings to the worker (e.g. `POWERTRIP_MAX_CACHED_WORKFLOWS`).
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ from bench.common import (
     stack,
     until,
 )
-from powertrip.contracts.approval import TimelineKind
+from powertrip.contracts.approval import RECORD_MEMO, EventRecord, TimelineKind
+from powertrip.contracts.reminders import reminder_digest_id
 from tests.servers import free_port
-from workflows.approval import ApprovalWorkflow
 
 BATCH = 500
 SAMPLE = 100
@@ -62,18 +65,73 @@ async def sample_rss(system: Stack, peaks: list[float], stop: asyncio.Event) -> 
             pass
 
 
-async def lateness(system: Stack, ids: list[str], renotify: float) -> tuple[list[float], int]:
-    """Seconds each sampled event's first reminder came after it was due; how many had none."""
+async def metric_values(metrics: str) -> dict[str, float]:
+    """The worker's counters and gauges (summed over labels), by name without `temporal_`."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://{metrics}/metrics")).text
+    values: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        if family.type not in ("counter", "gauge"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            key = sample.name.removeprefix("temporal_")
+            if "worker_type" in sample.labels:
+                key += f"[{sample.labels['worker_type']}]"
+            values[key] += sample.value
+    return values
+
+
+async def sample_gauges(metrics: str, peaks: dict[str, float], stop: asyncio.Event) -> None:
+    """Peak workflow cache size and task slots in use, every 2 s."""
+    while not stop.is_set():
+        try:
+            for key, value in (await metric_values(metrics)).items():
+                if key.startswith(("sticky_cache_size", "worker_task_slots_used")):
+                    peaks[key] = max(peaks.get(key, 0.0), value)
+        except httpx.HTTPError:
+            pass
+        try:
+            await asyncio.wait_for(stop.wait(), 2)
+        except TimeoutError:
+            pass
+
+
+async def digest_runs(system: Stack) -> str:
+    """The reminder digest workflow: how many runs (continue-as-new), the current history."""
+    digest_id = reminder_digest_id(system.settings.task_queue)
+    runs = [w async for w in system.client.list_workflows(f"WorkflowId = '{digest_id}'")]
+    described = await system.client.get_workflow_handle(digest_id).describe()
+    info = described.raw_description.workflow_execution_info
+    return (
+        f"{len(runs)} runs; current run {info.history_length} history events"
+        f" ({info.history_size_bytes / 1e6:.1f} MB)"
+    )
+
+
+async def lateness(
+    system: Stack, ids: list[str], renotify: float, how: dict[str, int] | None = None
+) -> tuple[list[float], int]:
+    """Seconds each sampled event's first reminder came after it was due; how many had none.
+    `how` counts the reminders by how they went: in a digest, or posted on their own."""
     late: list[float] = []
     none = 0
+    if how is not None:
+        how.clear()
     for event_id in ids:
-        handle = system.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
-        record = await handle.query(ApprovalWorkflow.state)
+        # From the memo, as the API reads it: a query would wait in the worker's queue.
+        described = await system.client.get_workflow_handle(event_id).describe()
+        record = await described.memo_value(RECORD_MEMO, type_hint=EventRecord)
         notified = next((e.at for e in record.timeline if e.what is TimelineKind.NOTIFIED), None)
-        reminded = next((e.at for e in record.timeline if e.what is TimelineKind.REMINDED), None)
+        entry = next((e for e in record.timeline if e.what is TimelineKind.REMINDED), None)
+        reminded = entry.at if entry else None
         if notified is None or reminded is None:
             none += 1
             continue
+        if how is not None:
+            digested = "in the digest" in (entry.detail or "") if entry else False
+            how["in a digest" if digested else "own post"] += 1
         late.append((reminded - notified - timedelta(seconds=renotify)).total_seconds())
     return late, none
 
@@ -107,14 +165,21 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--renotify", type=float, default=20, help="seconds to the 1st reminder")
     parser.add_argument("--duration", type=float, default=60, help="max wait for reminders, s")
+    parser.add_argument(
+        "--worker-env", action="append", default=[], metavar="KEY=VALUE", help="worker setting"
+    )
     args = parser.parse_args()
+    worker_env = dict(item.split("=", 1) for item in args.worker_env)
     metrics = f"127.0.0.1:{free_port()}"
     print(f"scale, {args.events} pending, first reminder after {args.renotify:g} s; {machine()}")
+    if worker_env:
+        print(f"  worker environment: {worker_env}")
     async with stack(
         args.events,
         worker="subprocess",
         config={"renotify_after": f"{args.renotify:g}s"},
         metrics_bind=metrics,
+        worker_env=worker_env,
     ) as system:
         assert system.worker is not None
         floor = await floor_rate(system.client, min(args.events, 500))
@@ -122,6 +187,8 @@ async def main() -> None:
         rss: list[float] = []
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample_rss(system, rss, stop))
+        gauges: dict[str, float] = {}
+        gauge_sampler = asyncio.create_task(sample_gauges(metrics, gauges, stop))
         began = time.perf_counter()
         batches = [
             [system.login(n, n) for n in range(start, min(start + BATCH, args.events))]
@@ -153,14 +220,16 @@ async def main() -> None:
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         sample = random.Random(16).sample(ids, min(SAMPLE, len(ids)))
         deadline = time.perf_counter() + args.duration
+        how: dict[str, int] = defaultdict(int)
         while True:
-            late, missing = await lateness(system, sample, args.renotify)
+            late, missing = await lateness(system, sample, args.renotify, how)
             if not missing or time.perf_counter() > deadline:
                 break
             await asyncio.sleep(2)
         waited = time.perf_counter() - due
         stop.set()
         await sampler
+        await gauge_sampler
         posts = system.slack.channel_posts[channel_before:]
         per_second: dict[int, int] = defaultdict(int)
         for at in posts:
@@ -170,14 +239,25 @@ async def main() -> None:
             f"  remind: {SAMPLE} sampled, {missing} without a reminder {waited:5.1f} s after the"
             f" last was due; lateness p50 {percentile(late, 0.5):5.1f} s"
             f" p99 {percentile(late, 0.99):5.1f} s max {max(late, default=float('nan')):5.1f} s"
+            f" ({', '.join(f'{n} {k}' for k, n in sorted(how.items()))})"
         )
         print(
             f"  security channel: {len(posts)} messages over {span:5.1f} s,"
             f" busiest second {max(per_second.values(), default=0)}"
         )
         print(f"  worker RSS: peak {max(rss):6.0f} MiB (notify phase {rss_notify:6.0f} MiB)")
+        print(f"  reminder digest workflow: {await digest_runs(system)}")
         print("  where the time goes (worker metrics, whole run):")
         print("\n".join(await where_time_goes(metrics)))
+        counters = await metric_values(metrics)
+        print("  workflow cache and tasks (worker metrics):")
+        peaks = {f"peak {k}": v for k, v in gauges.items()}
+        for key, value in sorted({**counters, **peaks}.items()):
+            if any(
+                word in key
+                for word in ("sticky_cache", "slots_used", "failed", "timeout", "poll_succeed")
+            ):
+                print(f"    {key:70} {value:12.0f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from powertrip.hosts import HostMatch
 
 FAKE_SLACK_TOKEN = "xoxb-powertrip-local-fake"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com"
+MAX_CACHED_WORKFLOWS = 1000
 
 
 class SettingsError(ValueError):
@@ -173,6 +174,14 @@ class Settings(BaseSettings):
     )
     graceful_shutdown_seconds: float = Field(
         default=30.0, ge=0, description="Worker: how long in-flight activities get on SIGTERM."
+    )
+    max_cached_workflows: int = Field(
+        default=MAX_CACHED_WORKFLOWS,
+        ge=0,
+        description="Worker: workflow runs kept in memory between their tasks (Temporal's sticky "
+        "cache). A run evicted from it is rebuilt by replaying its whole history when its next "
+        "task (a reminder, a click) comes. Size it to the approvals pending at once; each costs "
+        "memory (bench/README.md).",
     )
 
     @field_validator("slack_api_url")

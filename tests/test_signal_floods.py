@@ -7,7 +7,9 @@ worker, the fake Slack over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -290,3 +292,79 @@ async def test_forged_due_reminders_neither_wedge_the_digest_nor_speak_in_the_ch
 
 def _at_least(found: list[Any], count: int) -> list[Any] | None:
     return found if len(found) >= count else None
+
+
+async def test_a_backlog_of_due_reminders_is_drained_into_digests_none_dropped(
+    scaled_server: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Thousands of reminders due at once (issue 16's scale run) reach the digest faster than
+    one batch of 200 per 5 s gathering window: the queue outlasted the approvals' one-minute
+    wait for their slot, and each of them then posted its own reminder at Slack's pace of one
+    a second. Scaled: 1,000 due reminders queued while no worker runs, on a server that
+    suggests continuing as new at 400 history events. Every one is listed in a digest (a run
+    used to carry only 200 of its backlog over continue-as-new: the rest were told nothing and
+    posted on their own), the digests follow each other about a second apart, never faster."""
+    env = scaled_server
+    settings = make_settings(slack_api_url)
+    await ensure_reminder_digest(env.client, settings.task_queue, 5)
+    digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+    line = DigestLine(event=make_event("alice"), asked="<@U0ALICE>")
+    gate = asyncio.Semaphore(64)
+
+    async def due(n: int) -> None:
+        async with gate:
+            await digest.signal(DUE_SIGNAL, DueReminder(event_id=f"due-{n}", cycle="c", line=line))
+
+    count = 1_000
+    await asyncio.gather(*(due(n) for n in range(count)))
+    async with running_worker(env.client, settings):
+
+        def listed() -> list[int] | None:
+            found = [_digest_size(m.blocks) for m in posted_to(fake_slack, SECURITY_CHANNEL)]
+            return found if sum(found) >= count else None
+
+        sizes = await eventually(listed, within=90)
+        digest_runs = await runs(env.client, digest.id)
+        await digest.terminate("test over")
+    assert sizes == [200] * 5
+    posts = sorted(float(m.ts) for m in posted_to(fake_slack, SECURITY_CHANNEL))
+    gaps = [b - a for a, b in itertools.pairwise(posts)]
+    # One second's pause between full batches (Slack's pace for a channel), not the 5 s
+    # gathering window each: 4 s of pauses where there were 20.
+    assert all(gap >= 0.9 for gap in gaps), gaps
+    assert digest_runs[0][0] is WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+
+def _digest_size(blocks: Any) -> int:
+    """How many events a reminder digest lists ("*N events still need a decision*")."""
+    found = re.search(r"\*(\d+) events? still need", json.dumps(blocks))
+    return int(found.group(1)) if found else 0
+
+
+async def test_due_reminders_arriving_one_by_one_still_collapse_into_digests(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Under load the approvals' reminders, due together, reach the digest one by one and
+    late: each was alone in its 5 s gathering window, so each was told to post on its own, and
+    each own post held an activity slot while it waited for the channel's pace (the 2,000-
+    pending scale run: 232 own posts, 2 digests). Now once `digest_after` reminders have posted
+    their own within a minute, the next ones are listed in digests, however few arrive."""
+    env = time_skipping_env
+    settings = make_settings(slack_api_url)
+    async with running_worker(env.client, settings):
+        await ensure_reminder_digest(env.client, settings.task_queue, 2)
+        digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        line = DigestLine(event=make_event("alice"), asked="<@U0ALICE>")
+        for n in range(8):
+            await digest.signal(DUE_SIGNAL, DueReminder(event_id=f"late-{n}", cycle="c", line=line))
+            await env.sleep(timedelta(seconds=6))
+
+        def listed() -> list[int] | None:
+            found = [_digest_size(m.blocks) for m in posted_to(fake_slack, SECURITY_CHANNEL)]
+            return found if sum(found) >= 6 else None
+
+        sizes = await eventually(listed, within=30)
+        await digest.terminate("test over")
+    # Two posted their own (the events here are not running: nothing of theirs shows), the
+    # other six are in digests.
+    assert sum(sizes) == 6, sizes

@@ -39,6 +39,7 @@ LOCAL_LOOKUPS = "local-lookups"
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
 BOUNDED_DIGEST = "bounded-reminder-digest"
+DIGEST_DRAINS_BACKLOG = "reminder-digest-drains-backlog"
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,19 @@ LEDGER: tuple[Patch, ...] = (
         "continue-as-new: a flood of forged `due` signals no longer makes the digest's activity "
         "input too large for Temporal, which failed the workflow's task for ever.",
         "2026-11-30",
+    ),
+    _patch(
+        DIGEST_DRAINS_BACKLOG,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 1),
+        "A backlog of a full batch (200) is posted after a 1 s pause instead of the 5 s "
+        "gathering window, and the run continues as new only once its backlog fits the "
+        "carry-over (or at 10,000 history events, telling the rest to post their own); once "
+        "`digest_after` reminders posted their own within a minute, later ones go into "
+        "digests however few arrive together: thousands of reminders due together used to "
+        "queue past the approvals' one-minute wait, or reach the digest one by one under "
+        "load, and each then posted on its own at one message a second.",
+        "2026-12-01-b",
     ),
     _patch(
         EXPECTATION_APPROVALS,

@@ -12,7 +12,7 @@ the digest only ever saves messages, never loses one. (Not the stale report, `wo
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -30,28 +30,50 @@ with workflow.unsafe.imports_passed_through():
         ReminderSlot,
     )
     from powertrip.contracts.slack import SLACK_CALL_TIMEOUT
-    from workflows.patches import BOUNDED_DIGEST
+    from workflows.patches import BOUNDED_DIGEST, DIGEST_DRAINS_BACKLOG
 
 # How long the digest waits after the first due reminder for others due "together".
 GATHER_WINDOW = timedelta(seconds=5)
+# With a full batch already waiting there is nothing to gather: the next digest goes after this
+# pause, which keeps the security channel at no more than one digest a second (Slack's pace for
+# a channel) whichever worker posts it.
+DRAIN_PAUSE = timedelta(seconds=1)
+# A run continues as new by this many history events even if Temporal has not suggested it yet,
+# once its backlog fits the carry-over: every due reminder adds three events (its signal, and the
+# answer's two), so a burst of thousands would grow one history past what a worker replays
+# cheaply after evicting the run from its cache.
+HISTORY_LIMIT = 3_000
+# Past this, a run continues as new even with a backlog it cannot carry; those left over are
+# told to post their own reminders (at Slack's pace), so none waits for an answer that never
+# comes. Temporal warns at 10,240 events and ends a run at 51,200.
+HISTORY_CEILING = 10_000
 # Reminders taken into one digest, and carried over continue-as-new, at most. Anyone who reaches
 # Temporal can send `due` signals: thousands in one batch made the activity's input larger than
 # Temporal takes (2 MB), and the workflow failed its task for ever. The rest wait for the next
 # batch; an event not answered within SLOT_TIMEOUT posts its own reminder, as when the digest
 # is down, and so does one dropped at continue-as-new.
 MAX_BATCH = 200
+# "Due together" over a longer span: once `digest_after` reminders have been told to post on
+# their own within this span, later ones go into digests however few arrive in one window.
+# Under load the approvals' reminders reach the digest one by one, late, long after they fell
+# due together: each then waited for the channel's pace in an activity slot of its own, and
+# the slots the DMs needed filled up.
+OWN_POST_SPAN = timedelta(minutes=1)
 
 
 @workflow.defn(name=REMINDER_DIGEST_WORKFLOW)
 class ReminderDigestWorkflow:
-    """Gathers due reminders for `GATHER_WINDOW`; more than `digest_after` of them are posted as
-    one digest, and every approval workflow in the batch is told its slot (`reminder_slot`).
-    Continues as new when Temporal suggests it, carrying what is pending."""
+    """Gathers due reminders for `GATHER_WINDOW`; more than `digest_after` of them (or any, once
+    `digest_after` have posted their own within `OWN_POST_SPAN`) are posted as one digest, and
+    every approval workflow in the batch is told its slot (`reminder_slot`). Continues as new
+    when Temporal suggests it, carrying what is pending."""
 
     @workflow.init
     def __init__(self, input: ReminderDigestInput) -> None:
         self.pending: list[DueReminder] = list(input.carried)
         self.digest_after = input.digest_after
+        # When reminders were told to post their own, one entry each (within OWN_POST_SPAN).
+        self.own_posts: list[datetime] = []
 
     @workflow.signal(name=DUE_SIGNAL)
     def due(self, reminder: DueReminder) -> None:
@@ -68,14 +90,19 @@ class ReminderDigestWorkflow:
         """Batch, post, answer every slot; forever (continuing as new)."""
         while True:
             await workflow.wait_condition(lambda: bool(self.pending))
-            await workflow.sleep(GATHER_WINDOW)
+            drains = workflow.patched(DIGEST_DRAINS_BACKLOG)
+            # A backlog of a full batch or more is due together already: no gathering window.
+            # (Before, each batch of 200 waited 5 s, so from about 2,400 reminders due in a
+            # minute the queue outlasted SLOT_TIMEOUT and every later one posted on its own.)
+            backlog = drains and len(self.pending) >= MAX_BATCH
+            await workflow.sleep(DRAIN_PAUSE if backlog else GATHER_WINDOW)
             if workflow.patched(BOUNDED_DIGEST):
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             else:
                 batch, self.pending = self.pending, []
             in_digest = False
             digest_ts = None
-            if len(batch) > self.digest_after:
+            if len(batch) > self.digest_after or (drains and self._own_posts_spent(len(batch))):
                 try:
                     posted = await workflow.execute_activity_method(
                         SlackActivities.post_digest,
@@ -88,17 +115,12 @@ class ReminderDigestWorkflow:
                     in_digest, digest_ts = True, posted.ts
                 except ActivityError:
                     workflow.logger.warning("digest not posted; events remind on their own")
-            await asyncio.gather(
-                *(
-                    workflow.get_external_workflow_handle(r.event_id).signal(
-                        SLOT_SIGNAL,
-                        ReminderSlot(cycle=r.cycle, in_digest=in_digest, digest_ts=digest_ts),
-                    )
-                    for r in batch
-                ),
-                return_exceptions=True,  # an event decided meanwhile has closed: nothing to tell
-            )
-            if workflow.info().is_continue_as_new_suggested():
+            await _answer(batch, in_digest, digest_ts)
+            if drains:
+                if not in_digest:
+                    self.own_posts += [workflow.now()] * len(batch)
+                await self._continue_when_due()
+            elif workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 carried = self.pending
                 if workflow.patched(BOUNDED_DIGEST):
@@ -106,3 +128,41 @@ class ReminderDigestWorkflow:
                 workflow.continue_as_new(
                     ReminderDigestInput(digest_after=self.digest_after, carried=carried)
                 )
+
+    def _own_posts_spent(self, more: int) -> bool:
+        """Whether `more` own posts would make more than `digest_after` within OWN_POST_SPAN."""
+        since = workflow.now() - OWN_POST_SPAN
+        self.own_posts = [at for at in self.own_posts if at > since]
+        return len(self.own_posts) + more > self.digest_after
+
+    async def _continue_when_due(self) -> None:
+        """Continue as new once Temporal suggests it or the history reaches `HISTORY_LIMIT`,
+        and only when the backlog fits the carry-over (`MAX_BATCH`): a burst is drained first,
+        nobody dropped. At `HISTORY_CEILING` it continues anyway; those it cannot carry are
+        told to post their own reminders."""
+        info = workflow.info()
+        length = info.get_current_history_length()
+        if not (info.is_continue_as_new_suggested() or length >= HISTORY_LIMIT):
+            return
+        if len(self.pending) > MAX_BATCH and length < HISTORY_CEILING:
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carried, left = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+        await _answer(left, in_digest=False, digest_ts=None)
+        workflow.continue_as_new(
+            ReminderDigestInput(digest_after=self.digest_after, carried=carried)
+        )
+
+
+async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | None) -> None:
+    """Tell every approval workflow in `batch` its slot for its cycle."""
+    await asyncio.gather(
+        *(
+            workflow.get_external_workflow_handle(r.event_id).signal(
+                SLOT_SIGNAL,
+                ReminderSlot(cycle=r.cycle, in_digest=in_digest, digest_ts=digest_ts),
+            )
+            for r in batch
+        ),
+        return_exceptions=True,  # an event decided meanwhile has closed: nothing to tell
+    )

@@ -45,6 +45,7 @@ from powertrip.contracts.passkeys import (
     passkey_workflow_id,
 )
 from powertrip.contracts.polling import PollInput, PollState, StaleEvent
+from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
 from powertrip.escalation import EscalationPolicy
@@ -198,8 +199,10 @@ async def reminders_in_digest(stack: Stack) -> WorkflowHandle:
     team then approves on the owner's behalf (recheck-security-team).
 
     On the dev server in real time: the time-skipping server jumps to the digest's gathering
-    timer between two workflows' tasks, so reminders due together never gather there."""
-    await ensure_reminder_digest(stack.client, stack.settings.task_queue, DIGEST_AFTER)
+    timer between two workflows' tasks, so reminders due together never gather there. The
+    digest is made for more than one reminder: on a loaded machine the six reminders spread
+    over more than its 5 s gathering window, and none made a digest of more than five."""
+    await ensure_reminder_digest(stack.client, stack.settings.task_queue, 1)
     handles = await asyncio.gather(
         *(
             _start(stack, f"reminders_in_digest{'' if i == 0 else f'_{i}'}", renotify_seconds=4)
@@ -469,6 +472,29 @@ async def grouped(stack: Stack) -> WorkflowHandle:
     return first
 
 
+async def digest_backlog(stack: Stack, digest: WorkflowHandle) -> None:
+    """More than two full batches due at once (reminder-digest-drains-backlog): after the
+    first 200, a full batch still waits, so the next 200 go after a one-second pause, not the
+    gathering window; then the rest."""
+    line = DigestLine(event=make_event("alice", provider_id="history-backlog"), asked="<@U0ALICE>")
+
+    def digests() -> int:
+        return sum("events still need a decision" in m.text for m in stack.slack.messages.values())
+
+    before = digests()
+    await asyncio.gather(
+        *(
+            digest.signal(DUE_SIGNAL, DueReminder(event_id=f"backlog-{n}", cycle="c", line=line))
+            for n in range(450)
+        )
+    )
+
+    def all_posted() -> bool:
+        return digests() >= before + 3
+
+    await eventually(all_posted, within=120)
+
+
 APPROVAL: dict[str, Callable[[Stack], Awaitable[WorkflowHandle]]] = {
     "approve": approve,
     "not_me_acknowledge": not_me_acknowledge,
@@ -555,6 +581,9 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         )
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
+                        await digest_backlog(stack, digest)
+                        history = await digest.fetch_history()
+                        written.append(write_history(history, out / "reminder_digest/backlog.json"))
                     if name == "expected":
                         [expectation] = [
                             w.id
