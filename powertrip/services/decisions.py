@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 # A message is posted a moment before the workflow records it in its memo: a very quick click on
 # a brand-new message looks again before concluding the message is not the event's.
 MESSAGE_GRACE_SECONDS = 1.5
+# Slack shows a question as soon as it is posted; the workflow records the message one workflow
+# task later, which a busy worker starts seconds to a minute late. A click from a channel where
+# the record has no message yet waits this long for it (in the background: Slack has its 200),
+# so a quick answer under load is not refused as a forgery.
+FIRST_MESSAGE_GRACE_SECONDS = 90.0
 # How long a decision refused for the run's signal limit is tried again: the workflow continues
 # as new once it has handled what it holds (thousands of signals take it tens of seconds on a
 # busy worker). A Slack click has long been answered by then; its clicker hears if it failed.
@@ -118,9 +123,15 @@ async def _on_its_message(
     if message is None:
         # Every button Powertrip posts is on a message; Slack names it in `container`.
         return record, "not from one of this event's messages (the click names no message)"
-    deadline = time.monotonic() + MESSAGE_GRACE_SECONDS
-    while not _posted_by_event(record, message) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+    started = time.monotonic()
+    pause = 0.2
+    while not _posted_by_event(record, message):
+        first_here = all(m.channel != message[0] for m in record.messages)
+        grace = FIRST_MESSAGE_GRACE_SECONDS if first_here else MESSAGE_GRACE_SECONDS
+        if time.monotonic() - started >= grace:
+            break
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 2.0)
         record = await _record(client, event_id) or record
     if _posted_by_event(record, message):
         return record, None
