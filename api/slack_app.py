@@ -80,7 +80,7 @@ DECISION_KEY = "decision_key"
 SETTINGS = "settings"
 CONFIG = "config"
 DIRECTORY = "directory"
-"""The API's `SlackDirectory` in Bolt's `context` (added by `create_slack_app`'s middleware)."""
+"""The API's `SlackDirectory` in Bolt's `context` (put there by the route, api/routes/slack.py)."""
 _background: set[asyncio.Task[str]] = set()
 
 

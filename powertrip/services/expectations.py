@@ -295,7 +295,7 @@ async def approved_by(
     and an event is listed only if its own record says it was approved by this expectation (a
     signal anyone could send is never the proof). Raises NoSuchExpectation."""
     expectation = await get_expectation(client, expectation_id)
-    candidates: list[str] = []
+    candidates: dict[str, None] = {}  # event ids, first-signalled first, each once
     async for event in client.get_workflow_handle(expectation_id).fetch_history_events():
         if not event.HasField("workflow_execution_signaled_event_attributes"):
             continue
@@ -306,11 +306,11 @@ async def approved_by(
             [item] = await client.data_converter.decode(signal.input.payloads[:1], [ExpectedEvent])
         except Exception:  # a signal that is not an ExpectedEvent names no candidate
             continue
-        if isinstance(item, ExpectedEvent) and item.event_id not in candidates:
-            candidates.append(item.event_id)
+        if isinstance(item, ExpectedEvent):
+            candidates.setdefault(item.event_id)
     approved: list[EventView] = []
     # Read in small batches; a history flooded with forged names costs at most a bounded read.
-    checked = candidates[: limit * 4]
+    checked = list(candidates)[: limit * 4]
     for start in range(0, len(checked), 20):
         views = await asyncio.gather(
             *(show_event(client, i, ui) for i in checked[start : start + 20])
