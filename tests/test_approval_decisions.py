@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
@@ -91,6 +92,14 @@ class FakeActivities:
         self.pages: list[tuple[PageAction, str]] = []
         """PagerDuty calls that succeeded: (action, dedup_key), in order."""
         self.page_attempts = 0
+        self.refused: set[str] = set()
+        """Activities (by name) that Slack refuses for good, as a missing scope is refused."""
+
+    def _refuse(self, name: str) -> None:
+        if name in self.refused:
+            raise ApplicationError(
+                "Slack refused: missing_scope", type=SLACK_PERMANENT, non_retryable=True
+            )
 
     @activity.defn(name="resolve_recipient")
     async def resolve_recipient(self, event: SecurityEvent) -> Recipient:
@@ -113,10 +122,12 @@ class FakeActivities:
 
     @activity.defn(name="update_message")
     async def update_message(self, request: UpdateRequest) -> None:
+        self._refuse("update_message")
         self.updates.append(request)
 
     @activity.defn(name="current_security_team")
     async def current_security_team(self) -> list[str]:
+        self._refuse("current_security_team")
         return TEAM
 
     @activity.defn(name="verify_decision")
@@ -249,6 +260,26 @@ async def test_an_account_without_an_owner_is_asked_in_the_security_channel(
     assert fakes.posts[0].note and "bot account" in fakes.posts[0].note
     assert record.decision is not None and record.decision.by == "U0SEC1"
     assert [e.what for e in record.timeline].count(TimelineKind.REFUSED) == 1
+
+
+@pytest.mark.parametrize("refused", ["current_security_team", "update_message"])
+async def test_a_local_slack_call_refused_for_good_is_noted_and_the_event_still_decided(
+    time_skipping_env: WorkflowEnvironment, refused: str
+) -> None:
+    """The security team's recheck at an on-behalf click and the outcome's message update run
+    as local activities, whose permanent failure the SDK raises as a bare `ApplicationError`
+    (which fails a workflow that lets it through), not the `ActivityError` an activity's is:
+    both are noted on the record and the decision stands, as for an activity."""
+    fakes = FakeActivities(no_owner(Identity.BOT))
+    fakes.refused.add(refused)
+    async with running(time_skipping_env, fakes) as task_queue:
+        handle = await ask(time_skipping_env, make_event("deploy"), task_queue)
+        await decide_as(handle, Action.APPROVE, "U0SEC1")
+        record = await record_of(handle)
+    assert record.status is EventStatus.APPROVED
+    assert record.decision is not None and record.decision.by == "U0SEC1"
+    failed = [e.detail or "" for e in record.timeline if e.what is TimelineKind.NOTIFY_FAILED]
+    assert len(failed) == 1 and "missing_scope" in failed[0], record.timeline
 
 
 async def test_a_dm_slack_refuses_for_good_falls_back_to_the_channel(

@@ -321,3 +321,42 @@ async def test_a_rule_the_owner_may_not_approve_asks_its_approvers_not_the_owner
         await decide(handle, Action.APPROVE, "U0BOB")
         record = await handle.result()
     assert record.decision is not None and record.decision.by == "U0BOB"
+
+
+async def test_a_message_update_during_a_slack_outage_is_shown_once_slack_recovers(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """The outcome's update retries as every Slack call does (a 503, then a 429's Retry-After):
+    the message shows it once Slack is back, and nothing is noted as failed."""
+    settings = make_settings(slack_api_url)
+    fake_slack.failures["chat.update"] += [
+        InjectedFailure(method="chat.update", status=503, times=1),
+        InjectedFailure(method="chat.update", status=429, retry_after=30, times=2),
+    ]
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        dm = await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+    assert record.status is EventStatus.APPROVED
+    assert not [t for t in record.timeline if t.what is TimelineKind.NOTIFY_FAILED], record.timeline
+    assert dm[0].updates == 1 and "Approved" in text_of(dm[0])
+    updates = [c for c in fake_slack.calls if c["method"] == "chat.update"]
+    assert len(updates) == 4
+
+
+async def test_a_message_that_cannot_be_updated_is_recorded_and_the_event_still_decided(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    settings = make_settings(slack_api_url)
+    fake_slack.failures["chat.update"].append(
+        InjectedFailure(method="chat.update", error="message_not_found")
+    )
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+    assert record.status is EventStatus.APPROVED
+    failed = [t for t in record.timeline if t.what is TimelineKind.NOTIFY_FAILED]
+    assert len(failed) == 1 and "message update" in failed[0].detail, record.timeline

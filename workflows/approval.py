@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities import metrics
@@ -74,6 +74,8 @@ with workflow.unsafe.imports_passed_through():
         VERIFY_DECISIONS,
         VERIFY_IN_BATCHES,
     )
+
+_Result = TypeVar("_Result")
 
 VERIFY_TIMEOUT = timedelta(seconds=10)
 JOIN_TIMEOUT = timedelta(seconds=30)
@@ -238,8 +240,11 @@ class ApprovalWorkflow(Escalation):
         summary = f"who to ask about {visible(event.actor)}"
         if workflow.patched(LOCAL_LOOKUPS):
             _patches_before_lookups()
-            return await workflow.execute_local_activity_method(
-                SlackActivities.resolve_recipient, event, **slack_lookup(summary)
+            return await _as_activity(
+                workflow.execute_local_activity_method(
+                    SlackActivities.resolve_recipient, event, **slack_lookup(summary)
+                ),
+                "resolve_recipient",
             )
         return await workflow.execute_activity_method(
             SlackActivities.resolve_recipient, event, **slack_call(summary)
@@ -505,12 +510,15 @@ class ApprovalWorkflow(Escalation):
         else, for runs that began before it, an activity of its own. Either gives up after half
         a minute (visibility down or throttled: ask the human, not never)."""
         if workflow.patched(LOCAL_LOOKUPS):
-            return await workflow.execute_local_activity_method(
-                ExpectationActivities.find_expectation,
-                self.record.event,
-                start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=timedelta(seconds=30),
-                summary="is this expected work?",
+            return await _as_activity(
+                workflow.execute_local_activity_method(
+                    ExpectationActivities.find_expectation,
+                    self.record.event,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    schedule_to_close_timeout=timedelta(seconds=30),
+                    summary="is this expected work?",
+                ),
+                "find_expectation",
             )
         return await workflow.execute_activity_method(
             ExpectationActivities.find_expectation,
@@ -831,9 +839,12 @@ class ApprovalWorkflow(Escalation):
         an activity of its own. Either gives up after two minutes."""
         summary = "who is on the security team now"
         if workflow.patched(LOCAL_LOOKUPS):
-            return await workflow.execute_local_activity_method(
-                SlackActivities.current_security_team,
-                **slack_lookup(summary, timedelta(minutes=2)),
+            return await _as_activity(
+                workflow.execute_local_activity_method(
+                    SlackActivities.current_security_team,
+                    **slack_lookup(summary, timedelta(minutes=2)),
+                ),
+                "current_security_team",
             )
         return await workflow.execute_activity_method(
             SlackActivities.current_security_team,
@@ -866,6 +877,27 @@ class ApprovalWorkflow(Escalation):
                 self._failed("message update", result)
             elif isinstance(result, BaseException):
                 raise result
+
+
+async def _as_activity(call: Awaitable[_Result], activity: str) -> _Result:
+    """Await a local activity `call`, failing as an activity does. The SDK raises a local
+    activity's non-retryable failure as the bare `ApplicationError` (a `FailureError`: left
+    uncaught, it fails the workflow), where an activity's is an `ActivityError` with it as the
+    cause; callers catch `ActivityError` for both. `activity`: its name, for the error."""
+    try:
+        return await call
+    except ActivityError:
+        raise
+    except ApplicationError as err:
+        raise ActivityError(
+            err.message,
+            scheduled_event_id=0,
+            started_event_id=0,
+            identity="",
+            activity_type=activity,
+            activity_id="",
+            retry_state=RetryState.NON_RETRYABLE_FAILURE,
+        ) from err
 
 
 def _not_me_first() -> bool:
