@@ -35,9 +35,12 @@ def slack_error(exc: SlackApiError) -> str:
     return str(error or f"http_{exc.response.status_code}")
 
 
-def count_slack_call(method: str, kind: str, error: SlackApiError | None = None) -> None:
+def count_slack_call(
+    method: str, kind: str, error: SlackApiError | None = None, *, deferred: bool = False
+) -> None:
     """From a Slack activity: one call of `method` sent, or failed with Slack's error name
-    (each failed attempt counts, so an outage shows while Temporal retries)."""
+    (each failed attempt counts, so an outage shows while Temporal retries), or `deferred`: not
+    sent yet, left to Temporal until its channel's turn (`powertrip.pacing`)."""
     activity.metric_meter().create_counter(
         NOTIFICATIONS, "Slack calls by method, message kind, result and Slack error."
     ).add(
@@ -45,7 +48,7 @@ def count_slack_call(method: str, kind: str, error: SlackApiError | None = None)
         {
             "method": method,
             "kind": kind,
-            "result": "failed" if error is not None else "sent",
+            "result": "failed" if error is not None else "deferred" if deferred else "sent",
             "error": slack_error(error) if error is not None else "",
         },
     )

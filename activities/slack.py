@@ -6,15 +6,16 @@ channel). Requests and replies are in `powertrip.contracts`; messages in `powert
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import metrics
 from powertrip import messages
@@ -28,11 +29,11 @@ from powertrip.contracts.approval import (
     UpdateRequest,
 )
 from powertrip.contracts.reminders import ReminderDigestRequest
-from powertrip.contracts.slack import SLACK_PERMANENT, NoticeMessage
+from powertrip.contracts.slack import SLACK_CALL_TIMEOUT, SLACK_PERMANENT, NoticeMessage
 from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import EventStatus, Routing, SecurityEvent
 from powertrip.origins import Origins
-from powertrip.pacing import ChannelPacer
+from powertrip.pacing import ChannelPacer, Deferred
 from powertrip.webui import WebUi
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,22 @@ def classify(exc: SlackApiError) -> ApplicationError:
             f"Slack refused: {error}", error, type=SLACK_PERMANENT, non_retryable=True
         )
     return ApplicationError(f"Slack error: {error or status}", type="SlackError")
+
+
+CHANNEL_PACED = "ChannelPaced"
+"""The `ApplicationError` type of a post deferred to its channel's turn: Temporal retries it after
+its `next_retry_delay`, when the turn the pacer reserved for it comes."""
+
+
+def deferred(wait: Deferred) -> ApplicationError:
+    """A post whose turn is `wait.delay` seconds away, as the retry Temporal should hold for it
+    (benign: logged at debug level, not counted as a failed activity by the SDK)."""
+    return ApplicationError(
+        str(wait),
+        type=CHANNEL_PACED,
+        next_retry_delay=timedelta(seconds=wait.delay),
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 class SecurityChannel:
@@ -242,7 +259,8 @@ class SlackActivities:
         channel = request.to_user or self.security_channel
         in_channel = request.to_user is None
         post = _post_key()
-        if activity.info().attempt > 1 and (found := await self._posted(channel, post, request)):
+        retried = activity.info().attempt > 1 and not self.pacer.reserved(channel, post)
+        if retried and (found := await self._posted(channel, post, request)):
             # An earlier attempt posted it and its answer was lost (Slack failing after the
             # fact, a worker killed before Temporal recorded it): the same message, not a second.
             metrics.count_slack_call("chat.postMessage", f"{request.kind.value}-found")
@@ -250,7 +268,7 @@ class SlackActivities:
                 kind=request.kind, channel=found[0], ts=found[1], in_security_channel=in_channel
             )
         try:
-            async with self.pacer.turn(channel):
+            async with self._turn(channel, post, request.kind):
                 response = await self.client.chat_postMessage(
                     channel=channel,
                     text=text,
@@ -270,6 +288,18 @@ class SlackActivities:
             ts=response["ts"],
             in_security_channel=in_channel,
         )
+
+    @asynccontextmanager
+    async def _turn(self, channel: str, post: str, kind: MessageKind) -> AsyncIterator[None]:
+        """`channel`'s turn for this activity's `post`; a turn more than a moment away is left
+        to Temporal (`deferred`), but never past the activity's schedule-to-close timeout less
+        one call's time: a reminder waiting for its turn is late, not given up."""
+        try:
+            async with self.pacer.turn(channel, post, deadline=_deadline(self.pacer.clock())):
+                yield
+        except Deferred as wait:
+            metrics.count_slack_call("chat.postMessage", kind.value, deferred=True)
+            raise deferred(wait) from None
 
     async def _posted(
         self, channel: str, post: str, request: PostRequest
@@ -349,7 +379,9 @@ class SlackActivities:
             line.model_copy(update={"ui_url": self._ui_link(line.event)}) for line in request.lines
         ]
         text, blocks = messages.reminder_digest(lines)
-        async with self.pacer.turn(self.security_channel):
+        # The next turn, ahead of the per-event posts waiting for theirs: one digest saves many
+        # of them (it used to wait behind them, past its 45 s, and failed: issue 16).
+        async with self.pacer.turn(self.security_channel, first=True):
             channel, ts = await SecurityChannel(self.client, self.security_channel).post(
                 text, blocks
             )
@@ -361,6 +393,16 @@ class SlackActivities:
 def _who_approves(event: SecurityEvent) -> str:
     listed = " ".join(messages.mention(user) for user in event.extra_approvers)
     return f"{listed} or the security team" if listed else "the security team"
+
+
+def _deadline(now: float) -> float | None:
+    """When (on the clock that says `now`) this activity's post must be made at the latest: its
+    schedule-to-close timeout less one attempt's start-to-close; None without one."""
+    info = activity.info()
+    if info.schedule_to_close_timeout is None:
+        return None
+    ends = info.scheduled_time + info.schedule_to_close_timeout - SLACK_CALL_TIMEOUT
+    return now + (ends - datetime.now(UTC)).total_seconds()
 
 
 def _post_key() -> str:

@@ -22,10 +22,16 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput, EventRecord
-from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder, reminder_digest_id
+from powertrip.contracts.reminders import (
+    DUE_SIGNAL,
+    SLOT_TIMEOUT,
+    DigestLine,
+    DueReminder,
+    reminder_digest_id,
+)
 from powertrip.devserver import start_dev_server
 from powertrip.models import EventStatus
-from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
 from powertrip.services.starts import ensure_reminder_digest, search_attributes_for
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
@@ -35,13 +41,16 @@ from tests.harness import (
     decide,
     deliver_login,
     eventually,
+    make_config,
     make_event,
     make_settings,
     message_for,
     posted_to,
     running_worker,
     slack_click,
+    start,
     state_eventually,
+    text_of,
 )
 from tests.servers import SECURITY_CHANNEL
 from workflows.approval import ApprovalWorkflow
@@ -368,3 +377,99 @@ async def test_due_reminders_arriving_one_by_one_still_collapse_into_digests(
     # Two posted their own (the events here are not running: nothing of theirs shows), the
     # other six are in digests.
     assert sum(sizes) == 6, sizes
+
+
+async def _digest_posts_ended(digest: WorkflowHandle[Any, Any]) -> list[str]:
+    """How each `post_digest` the digest workflow scheduled ended so far ("completed",
+    "failed", "timed_out"), in order."""
+    ends = {
+        EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "completed",
+        EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "failed",
+        EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "timed_out",
+    }
+    history = await digest.fetch_history()
+    return [ends[e.event_type] for e in history.events if e.event_type in ends]
+
+
+async def _until_a_digest_post_gave_up(
+    env: WorkflowEnvironment, digest: WorkflowHandle[Any, Any]
+) -> None:
+    """Skip time a few seconds at a time (the activity's retries back off on server timers)
+    until the digest's first `post_digest` has run out of its schedule-to-close."""
+
+    async def gave_up() -> bool:
+        if await _digest_posts_ended(digest):
+            return True
+        await env.sleep(timedelta(seconds=3))
+        return False
+
+    await eventually(gave_up, within=60)
+
+
+async def test_a_failed_digest_is_retried_not_posted_event_by_event(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Issue 16 (5,000 pending): a digest's post that ran past its 45 s told its whole batch to
+    post their own reminders, up to 200 per-event posts at one a second, behind which the next
+    digest failed too. Now Slack fails every post from before the reminders fall due until the
+    digest's post has given up, then recovers: the digest retries its batch, one message lists
+    the four events, none posts its own, each records that it is in the digest."""
+    env = time_skipping_env
+    settings = make_settings(slack_api_url)
+    async with running_worker(env.client, settings, make_config(digest_after=2)):
+        await ensure_reminder_digest(env.client, settings.task_queue, 2)
+        digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        handles = [await start(env, make_event("alice"), settings.task_queue) for _ in range(4)]
+        await eventually(lambda: len(posted_to(fake_slack, "D0ALICE")) == 4)
+        fake_slack.failures["chat.postMessage"].append(
+            InjectedFailure(method="chat.postMessage", status=503, times=100_000)
+        )
+        await env.sleep(timedelta(minutes=15, seconds=5))  # the reminders fall due at 15 min
+        await _until_a_digest_post_gave_up(env, digest)
+        fake_slack.failures.clear()  # Slack is back, within the approvals' one-minute wait
+        records = [
+            await state_eventually(h, lambda r: any(e.what == "reminded" for e in r.timeline))
+            for h in handles
+        ]
+        ended = await _digest_posts_ended(digest)
+        await digest.terminate("test over")
+    assert ended[0] != "completed" and ended[1:] == ["completed"], ended
+    [posted] = posted_to(fake_slack, SECURITY_CHANNEL)
+    assert _digest_size(posted.blocks) == 4
+    assert all(r.event.event_id in text_of(posted) for r in records)
+    assert all("in the digest" in (r.timeline[-1].detail or "") for r in records)
+
+
+async def test_a_retried_digest_leaves_out_reminders_no_longer_waiting(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """An approval waits `SLOT_TIMEOUT` (one minute) from when its reminder fell due (`cycle`),
+    then posts its own: a retried digest leaves out those that will have stopped waiting, and
+    those whose `cycle` gives no time (a forged signal), so no reminder is posted twice."""
+    env = time_skipping_env
+    settings = make_settings(slack_api_url)
+    now = await env.get_current_time()
+    async with running_worker(env.client, settings):
+        await ensure_reminder_digest(env.client, settings.task_queue, 2)
+        digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        line = DigestLine(event=make_event("alice"), asked="<@U0ALICE>")
+        fake_slack.failures["chat.postMessage"].append(
+            InjectedFailure(method="chat.postMessage", status=503, times=100_000)
+        )
+        cycles = {
+            "fresh-0": now.isoformat(),
+            "fresh-1": now.isoformat(),
+            "fresh-2": now.isoformat(),
+            "gave-up": (now - SLOT_TIMEOUT).isoformat(),
+            "no-time": "c",
+            "naive": now.replace(tzinfo=None).isoformat(),
+        }
+        for event_id, cycle in cycles.items():
+            await digest.signal(DUE_SIGNAL, DueReminder(event_id=event_id, cycle=cycle, line=line))
+        await _until_a_digest_post_gave_up(env, digest)
+        fake_slack.failures.clear()
+        [posted] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL), within=30)
+        waiting = await digest.query("waiting")
+        await digest.terminate("test over")
+    assert _digest_size(posted.blocks) == 3
+    assert waiting == []

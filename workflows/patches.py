@@ -40,6 +40,7 @@ POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
 BOUNDED_DIGEST = "bounded-reminder-digest"
 DIGEST_DRAINS_BACKLOG = "reminder-digest-drains-backlog"
+DIGEST_RETRIES_BATCH = "reminder-digest-retries-failed-batch"
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,17 @@ LEDGER: tuple[Patch, ...] = (
         "queue past the approvals' one-minute wait, or reach the digest one by one under "
         "load, and each then posted on its own at one message a second.",
         "2026-12-01-b",
+    ),
+    _patch(
+        DIGEST_RETRIES_BATCH,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 1),
+        "A digest whose post fails (not refused for good) keeps its batch and retries it, "
+        "leaving out the reminders whose approvals stop waiting (one minute) before the retry; "
+        "those, unanswered, post their own. It used to tell the whole batch (up to 200) to post "
+        "their own: more per-event posts queued at one a second, and the next digest's post "
+        "waited behind them and failed too (issue 16).",
+        "2026-11-30",
     ),
     _patch(
         EXPECTATION_APPROVALS,

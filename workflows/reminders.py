@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.slack import SlackActivities
@@ -24,13 +24,14 @@ with workflow.unsafe.imports_passed_through():
         DUE_SIGNAL,
         REMINDER_DIGEST_WORKFLOW,
         SLOT_SIGNAL,
+        SLOT_TIMEOUT,
         DueReminder,
         ReminderDigestInput,
         ReminderDigestRequest,
         ReminderSlot,
     )
     from powertrip.contracts.slack import SLACK_CALL_TIMEOUT
-    from workflows.patches import BOUNDED_DIGEST, DIGEST_DRAINS_BACKLOG
+    from workflows.patches import BOUNDED_DIGEST, DIGEST_DRAINS_BACKLOG, DIGEST_RETRIES_BATCH
 
 # How long the digest waits after the first due reminder for others due "together".
 GATHER_WINDOW = timedelta(seconds=5)
@@ -65,7 +66,8 @@ OWN_POST_SPAN = timedelta(minutes=1)
 class ReminderDigestWorkflow:
     """Gathers due reminders for `GATHER_WINDOW`; more than `digest_after` of them (or any, once
     `digest_after` have posted their own within `OWN_POST_SPAN`) are posted as one digest, and
-    every approval workflow in the batch is told its slot (`reminder_slot`). Continues as new
+    every approval workflow in the batch is told its slot (`reminder_slot`); a digest whose post
+    fails is retried with those of its batch still waiting (`_still_waiting`). Continues as new
     when Temporal suggests it, carrying what is pending."""
 
     @workflow.init
@@ -100,7 +102,7 @@ class ReminderDigestWorkflow:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             else:
                 batch, self.pending = self.pending, []
-            in_digest = False
+            in_digest = retried = False
             digest_ts = None
             if len(batch) > self.digest_after or (drains and self._own_posts_spent(len(batch))):
                 try:
@@ -113,11 +115,26 @@ class ReminderDigestWorkflow:
                         summary=f"digest of {len(batch)} reminders",
                     )
                     in_digest, digest_ts = True, posted.ts
-                except ActivityError:
-                    workflow.logger.warning("digest not posted; events remind on their own")
-            await _answer(batch, in_digest, digest_ts)
+                except ActivityError as err:
+                    if workflow.patched(DIGEST_RETRIES_BATCH) and not _refused(err):
+                        # Telling a whole batch "post your own" made up to 200 per-event posts
+                        # at Slack's pace: the pacer's queue grew, the next digest's post waited
+                        # behind it and failed too (issue 16). The batch is retried instead;
+                        # those whose approvals will have stopped waiting are left out, unanswered.
+                        kept = _still_waiting(batch, workflow.now())
+                        workflow.logger.warning(
+                            "digest not posted; retrying %d of its %d reminders",
+                            len(kept),
+                            len(batch),
+                        )
+                        self.pending = kept + self.pending
+                        retried = True
+                    else:
+                        workflow.logger.warning("digest not posted; events remind on their own")
+            if not retried:
+                await _answer(batch, in_digest, digest_ts)
             if drains:
-                if not in_digest:
+                if not in_digest and not retried:
                     self.own_posts += [workflow.now()] * len(batch)
                 await self._continue_when_due()
             elif workflow.info().is_continue_as_new_suggested():
@@ -152,6 +169,33 @@ class ReminderDigestWorkflow:
         workflow.continue_as_new(
             ReminderDigestInput(digest_after=self.digest_after, carried=carried)
         )
+
+
+def _refused(err: ActivityError) -> bool:
+    """Whether Slack refused the digest for good (wrong token, unknown channel): retrying the
+    batch cannot help, and each event's own post records the failure in its timeline."""
+    return err.retry_state == RetryState.NON_RETRYABLE_FAILURE
+
+
+def _still_waiting(batch: list[DueReminder], now: datetime) -> list[DueReminder]:
+    """The reminders of a failed digest's `batch` whose approval workflows will still wait for
+    their slot when the batch is retried (after at most `GATHER_WINDOW`): each waits
+    `SLOT_TIMEOUT` from its `cycle` (when it fell due), then posts its own reminder, so one
+    listed in a later digest too would be posted twice. A `cycle` that is not an aware ISO 8601
+    time (a forged `due` signal, a test's) has no age to go by: left out as well. One whose
+    wait ends while the retried digest is being posted is both listed and posted on its own: a
+    message twice, never none."""
+    kept = []
+    for reminder in batch:
+        try:
+            fell_due = datetime.fromisoformat(reminder.cycle)
+        except ValueError:
+            continue
+        if fell_due.tzinfo is None:
+            continue
+        if -SLOT_TIMEOUT < now - fell_due < SLOT_TIMEOUT - GATHER_WINDOW:
+            kept.append(reminder)
+    return kept
 
 
 async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | None) -> None:

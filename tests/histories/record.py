@@ -56,7 +56,12 @@ from powertrip.sandbox.fake_pagerduty import (
     create_fake_pagerduty_app,
 )
 from powertrip.sandbox.fake_papertrail import FakePapertrail, create_fake_papertrail_app
-from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.sandbox.fake_slack import (
+    FakeSlack,
+    FakeUser,
+    create_fake_slack_app,
+)
+from powertrip.sandbox.fake_slack import InjectedFailure as SlackFailure
 from powertrip.sandbox.tls import ensure_certificate
 from powertrip.services.expectations import (
     Limits,
@@ -620,6 +625,8 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                 written += await _flooded(stack, out, "paged_flooded", handle, paged_flooded_then)
                 written.append(await _passkey_notice(stack, out))
                 written.append(await _expectation_expired(stack, out))
+                # Last: the digest workflow it starts would take the reminders of later paths.
+                written.append(await _digest_retried(stack, out))
     return written
 
 
@@ -684,6 +691,43 @@ async def _conflict(stack: Stack, out: Path) -> Path:
         task_queue=stack.settings.task_queue,
     )
     return await save(handle, out / "conflict" / "report.json")
+
+
+async def _digest_retried(stack: Stack, out: Path) -> Path:
+    """Slack fails the digest's post until it gives up (reminder-digest-retries-failed-batch):
+    the digest keeps its batch, leaves out a reminder whose approval has stopped waiting, and
+    posts the rest when Slack is back."""
+    await ensure_reminder_digest(stack.client, stack.settings.task_queue, 1)
+    digest = stack.client.get_workflow_handle(
+        f"powertrip-reminder-digest-{stack.settings.task_queue}"
+    )
+    line = DigestLine(event=make_event("alice", provider_id="history-retried"), asked="<@U0ALICE>")
+    now = await stack.env.get_current_time()
+    before = len([m for m in stack.slack.messages.values() if m.channel == SECURITY_CHANNEL])
+    stack.slack.failures["chat.postMessage"].append(
+        SlackFailure(method="chat.postMessage", status=503, times=100_000)
+    )
+    for n, cycle in enumerate([now, now, now - timedelta(minutes=2)]):
+        reminder = DueReminder(event_id=f"retried-{n}", cycle=cycle.isoformat(), line=line)
+        await digest.signal(DUE_SIGNAL, reminder)
+
+    async def gave_up() -> bool:
+        history = await digest.fetch_history()
+        if any(
+            e.HasField("activity_task_failed_event_attributes")
+            or e.HasField("activity_task_timed_out_event_attributes")
+            for e in history.events
+        ):
+            return True
+        await stack.env.sleep(timedelta(seconds=3))  # the activity's retries, on timers
+        return False
+
+    await eventually(gave_up, within=60)
+    stack.slack.failures.clear()
+    await eventually(lambda: _posted(stack.slack, SECURITY_CHANNEL, before + 1), within=30)
+    path = write_history(await digest.fetch_history(), out / "reminder_digest" / "retried.json")
+    await digest.terminate("recorded")
+    return path
 
 
 async def _stale_digest(stack: Stack, out: Path) -> Path:
