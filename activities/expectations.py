@@ -19,6 +19,7 @@ from powertrip.contracts.approval import Verdict
 from powertrip.contracts.expectations import (
     Expectation,
     ExpectationNotice,
+    ExpectationStatus,
     ExpectedApproval,
     NoticeMessage,
     RevocationCheck,
@@ -26,7 +27,13 @@ from powertrip.contracts.expectations import (
 from powertrip.directory import SlackDirectory
 from powertrip.messages import expectation_notice
 from powertrip.models import SecurityEvent
-from powertrip.services.expectations import Limits, LimitsUnchecked, list_expectations
+from powertrip.services.expectations import (
+    ActiveExpectations,
+    Limits,
+    LimitsUnchecked,
+    NoSuchExpectation,
+    get_expectation,
+)
 from powertrip.signing import Signer, verify_expectation, verify_revocation
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,8 @@ class ExpectationActivities:
         directory: SlackDirectory | None = None,
     ) -> None:
         self._client = client
+        # One visibility call a second for every lookup, not one per event (issue 16).
+        self._active = ActiveExpectations(client)
         self._keys = keys
         # Who is on the team and who owns an account: the worker's one Slack directory (the
         # one `resolve_recipient` uses), so a group member or an email-mapped owner counts.
@@ -57,7 +66,9 @@ class ExpectationActivities:
 
     @activity.defn(name="post_expectation_notice")
     async def post_expectation_notice(self, notice: ExpectationNotice) -> NoticeMessage:
-        """Post the expectation's notice to the security channel; where Slack put it."""
+        """Post the expectation's notice to the security channel; where Slack put it. The
+        expectation is new: this worker's next lookup lists again instead of from its cache."""
+        self._active.forget()
         channel, ts = await self._channel.post(*expectation_notice(notice))
         return NoticeMessage(channel=channel, ts=ts)
 
@@ -71,10 +82,12 @@ class ExpectationActivities:
     async def find_expectation(self, event: SecurityEvent) -> ExpectedApproval | None:
         """The active expectation that covers `event` now (the earliest created), signed with
         a key this worker holds and within today's limits; None if there is none. An owner's
-        expectation never covers an event that needs a step-up."""
+        expectation never covers an event that needs a step-up. Candidates come from the
+        worker's listing (`ActiveExpectations`, up to a second old); the one that approves is
+        read again from its own workflow first, so a revoked or ended one approves nothing."""
         now = datetime.now(UTC)
         try:
-            listed = await list_expectations(self._client, event.actor)
+            listed = await self._active.of(event.actor)
         except RPCError as exc:
             # Temporal's time-skipping test server has no visibility: nothing can be expected.
             if exc.status is not RPCStatusCode.UNIMPLEMENTED:
@@ -96,8 +109,22 @@ class ExpectationActivities:
             if refused is not None:
                 log.info("expectation %s does not approve %s: %s", expectation.id, event, refused)
                 continue
+            if not await self._still_active(expectation.id):
+                continue
             return ExpectedApproval(expectation=expectation, signer=verdict.signer)
         return None
+
+    async def _still_active(self, expectation_id: str) -> bool:
+        """Whether the expectation's own workflow says it is active now (a point read, not
+        visibility, which may be a second behind a revocation)."""
+        try:
+            current = await get_expectation(self._client, expectation_id)
+        except NoSuchExpectation:
+            return False
+        if current.status is not ExpectationStatus.ACTIVE:
+            log.info("expectation %s is %s: approves nothing", expectation_id, current.status)
+            return False
+        return True
 
     async def _refusal(
         self, expectation: Expectation, signer: Signer, event: SecurityEvent

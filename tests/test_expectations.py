@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
@@ -39,6 +40,8 @@ from powertrip.sandbox.interactions import (
 )
 from powertrip.services.audit import DecisionRow, decisions
 from powertrip.services.expectations import (
+    MAX_LISTED,
+    ActiveExpectations,
     Limits,
     create_expectation,
     new_expectation,
@@ -664,3 +667,105 @@ async def test_approve_and_expect_the_same_pre_approves_the_next_hour_here(
 
 def _dms(fake: FakeSlack, event_id: str) -> list[SlackMessage]:
     return [m for m in posted_to(fake, "D0ALICE") if event_id in str(m.blocks)]
+
+
+async def test_a_revoked_expectation_approves_nothing_while_the_workers_listing_still_has_it(
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16: the worker lists active expectations once a second for every lookup, not once
+    per event. The listing is only candidates: here it is kept for an hour, and the revoked
+    expectation in it still approves nothing (the match is read again from its workflow)."""
+    kept = ActiveExpectations.__init__
+
+    def for_an_hour(self: ActiveExpectations, client: Client, **_: Any) -> None:
+        kept(self, client, ttl=3600)
+
+    monkeypatch.setattr(ActiveExpectations, "__init__", for_an_hour)
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, client, _):
+        created = await http.post(
+            "/v1/expectations",
+            json={"actor": "alice", "for": "2h", "reason": "CHG-7", "created_by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert created.status_code == 201, created.text
+        expectation_id = created.json()["id"]
+        await eventually(lambda: _listed(http, expectation_id))
+        first = await login(http)
+        await eventually(lambda: _approved(http, first), within=30)
+        revoked = await http.delete(
+            f"/v1/expectations/{expectation_id}",
+            params={"by": "U0ALICE"},
+            headers=API_WRITE_HEADERS,
+        )
+        assert revoked.status_code == 200, revoked.text
+        await ended_as(client, expectation_id)
+        after = await login(http)
+        await eventually(lambda: dms_about(fake_slack, after), within=30)
+        assert (await view(http, after))["status"] == "pending"
+
+
+class _Listing:
+    """What `Client.list_workflows` gives `ActiveExpectations`: `rows` executions whose memo
+    holds an active expectation of `actor`, counting the calls (the Temporal side is the
+    dev-server test above)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.queries: list[str] = []
+
+    def list_workflows(self, query: str, limit: int) -> AsyncIterator[Any]:
+        self.queries.append(query)
+        rows = self.rows
+
+        async def listing() -> AsyncIterator[Any]:
+            for n in range(min(rows, limit)):
+                yield _Execution(n)
+
+        return listing()
+
+
+class _Execution:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def memo_value(self, key: str, default: Any, type_hint: Any) -> Expectation:
+        assert key == EXPECTATION_MEMO
+        return Expectation(
+            id=f"powertrip-expect-u{self.n}-0",
+            actor=f"u{self.n % 3}",
+            reason="test",
+            via="api",
+            created_by="U0SEC1",
+            created_at=datetime(2026, 12, 1, tzinfo=UTC),
+            until=datetime(2026, 12, 1, 2, tzinfo=UTC),
+        )
+
+
+async def test_the_workers_expectation_listing_is_one_visibility_call_a_second() -> None:
+    now = [0.0]
+    listing = _Listing(rows=6)
+    active = ActiveExpectations(listing, ttl=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    found = await asyncio.gather(*(active.of(f"u{n % 3}") for n in range(200)))
+    assert len(listing.queries) == 1  # 200 lookups at once: one call
+    assert [len(f) for f in found[:3]] == [2, 2, 2]
+    assert all(e.actor == "u1" for e in found[1])
+    now[0] = 0.9
+    await active.of("u0")
+    assert len(listing.queries) == 1
+    now[0] = 1.2
+    await active.of("u0")
+    assert len(listing.queries) == 2
+    active.forget()  # this worker posted a new expectation's notice
+    await active.of("u0")
+    assert len(listing.queries) == 3
+
+
+async def test_more_active_expectations_than_one_listing_holds_are_looked_up_per_actor() -> None:
+    listing = _Listing(rows=MAX_LISTED + 1)
+    active = ActiveExpectations(listing)  # type: ignore[arg-type]
+    await active.of("u2")
+    assert len(listing.queries) == 2 and "u2" in listing.queries[1]
