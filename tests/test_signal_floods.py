@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput, EventRecord
 from powertrip.contracts.reminders import (
+    DIGEST_TASK_TIMEOUT,
     DUE_SIGNAL,
     SLOT_TIMEOUT,
     DigestLine,
@@ -334,7 +335,11 @@ async def test_a_backlog_of_due_reminders_is_drained_into_digests_none_dropped(
 
         sizes = await eventually(listed, within=90)
         digest_runs = await runs(env.client, digest.id)
+        # A long history replayed by a busy worker takes more than Temporal's default 10 s:
+        # every run, the continued ones too, gets a minute (10,000 pending wedged it before).
+        config = (await digest.describe()).raw_description.execution_config
         await digest.terminate("test over")
+    assert config.default_workflow_task_timeout.ToTimedelta() == DIGEST_TASK_TIMEOUT
     assert sizes == [200] * 5
     posts = sorted(float(m.ts) for m in posted_to(fake_slack, SECURITY_CHANNEL))
     gaps = [b - a for a, b in itertools.pairwise(posts)]

@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, RetryState
 with workflow.unsafe.imports_passed_through():
     from activities.slack import SlackActivities
     from powertrip.contracts.reminders import (
+        DIGEST_TASK_TIMEOUT,
         DUE_SIGNAL,
         REMINDER_DIGEST_WORKFLOW,
         SLOT_SIGNAL,
@@ -143,7 +144,8 @@ class ReminderDigestWorkflow:
                 if workflow.patched(BOUNDED_DIGEST):
                     carried = carried[:MAX_BATCH]
                 workflow.continue_as_new(
-                    ReminderDigestInput(digest_after=self.digest_after, carried=carried)
+                    ReminderDigestInput(digest_after=self.digest_after, carried=carried),
+                    task_timeout=DIGEST_TASK_TIMEOUT,
                 )
 
     def _own_posts_spent(self, more: int) -> bool:
@@ -167,7 +169,8 @@ class ReminderDigestWorkflow:
         carried, left = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
         await _answer(left, in_digest=False, digest_ts=None)
         workflow.continue_as_new(
-            ReminderDigestInput(digest_after=self.digest_after, carried=carried)
+            ReminderDigestInput(digest_after=self.digest_after, carried=carried),
+            task_timeout=DIGEST_TASK_TIMEOUT,
         )
 
 

@@ -23,6 +23,13 @@ SLOT_SIGNAL = "reminder_slot"
 SLOT_TIMEOUT = timedelta(minutes=1)
 """How long an approval workflow waits for its slot before posting its reminder on its own."""
 
+DIGEST_TASK_TIMEOUT = timedelta(minutes=1)
+"""The digest workflow's workflow-task timeout (Temporal's default: 10 s). A burst of thousands
+of due reminders grows its history to 10,000 events and more before it may continue as new;
+once a busy worker evicts it from its cache, the next task replays all of it, and at 10,000
+pending that took over 10 s: the task timed out, was retried, replayed again, timed out again,
+and the digest answered nobody (issue 16, `bench/scale.py --events 10000`)."""
+
 
 def reminder_digest_id(task_queue: str) -> str:
     """The one digest workflow of `task_queue` (started idempotently by the worker)."""

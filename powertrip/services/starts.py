@@ -91,6 +91,7 @@ from powertrip.contracts.polling import (
     stale_report_id,
 )
 from powertrip.contracts.reminders import (
+    DIGEST_TASK_TIMEOUT,
     REMINDER_DIGEST_WORKFLOW,
     ReminderDigestInput,
     reminder_digest_id,
@@ -361,6 +362,7 @@ async def ensure_reminder_digest(client: Client, task_queue: str, digest_after: 
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="Powertrip reminder digest",
+        task_timeout=DIGEST_TASK_TIMEOUT,
     )
 
 
