@@ -359,4 +359,4 @@ async def test_a_message_that_cannot_be_updated_is_recorded_and_the_event_still_
         record = await handle.result()
     assert record.status is EventStatus.APPROVED
     failed = [t for t in record.timeline if t.what is TimelineKind.NOTIFY_FAILED]
-    assert len(failed) == 1 and "message update" in failed[0].detail, record.timeline
+    assert len(failed) == 1 and "message update" in (failed[0].detail or ""), record.timeline
