@@ -285,11 +285,10 @@ class ActiveExpectations:
         self._ttl = ttl
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._listing: list[Expectation] | None = None
+        self._listing: list[Expectation] = []
         self._complete = False
         self._at = float("-inf")
-        self.calls = 0
-        """Visibility calls made for the shared listing (what the cache saves is the rest)."""
+        """When the listing was asked for (`clock()`); -inf: never, or forgotten."""
 
     def forget(self) -> None:
         """The next lookup lists again (an expectation was just created)."""
@@ -299,9 +298,8 @@ class ActiveExpectations:
         """`actor`'s active expectations, soonest ending first: from the shared listing when it
         is at most `ttl` seconds old and complete."""
         async with self._lock:
-            if self._listing is None or self._clock() - self._at > self._ttl:
+            if self._clock() - self._at > self._ttl:
                 began = self._clock()
-                self.calls += 1
                 self._listing, self._complete = await _listed(
                     self._client, active_query(), MAX_LISTED
                 )
