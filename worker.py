@@ -29,6 +29,7 @@ from activities.groups import GroupActivities
 from activities.pagerduty import PagerDutyActivities, paging_unset_warning
 from activities.passkeys import PasskeyNoticeActivities
 from activities.poll import PollActivities
+from activities.reminders import ReminderActivities
 from activities.review import ReviewActivities
 from activities.slack import SlackActivities
 from powertrip import logs
@@ -47,7 +48,7 @@ from workflows.group import GroupWorkflow
 from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
-from workflows.reminders import ReminderDigestWorkflow
+from workflows.reminders import ReminderCollectorWorkflow, ReminderDigestWorkflow
 from workflows.stale import StaleReportWorkflow
 from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
@@ -63,6 +64,7 @@ WORKFLOWS: tuple[type, ...] = (
     PollWorkflow,
     StaleReportWorkflow,
     ReminderDigestWorkflow,
+    ReminderCollectorWorkflow,
     ConflictWorkflow,
     ReviewPacerWorkflow,
     PasskeyWorkflow,
@@ -230,6 +232,7 @@ def build_worker(
             notices.post_passkey_notice,
             notices.update_passkey_notice,
             GroupActivities(client, settings.task_queue).join_group,
+            ReminderActivities(client).answer_slots,
             *reviews(client, settings, config, slack),
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.

@@ -58,7 +58,7 @@ from workflows.group import GroupWorkflow
 from workflows.passkey_notice import PasskeyNoticeWorkflow
 from workflows.passkeys import PasskeyWorkflow
 from workflows.poll import PollWorkflow
-from workflows.reminders import ReminderDigestWorkflow
+from workflows.reminders import ReminderCollectorWorkflow, ReminderDigestWorkflow
 from workflows.stale import StaleReportWorkflow
 from workflows.unrecognised import ReviewPacerWorkflow, UnrecognisedEventWorkflow
 
@@ -67,6 +67,7 @@ WORKFLOWS: dict[str, type] = {
     "approval": ApprovalWorkflow,
     "poll": PollWorkflow,
     "reminder_digest": ReminderDigestWorkflow,
+    "reminder_collector": ReminderCollectorWorkflow,
     "unrecognised": UnrecognisedEventWorkflow,
     "stale_digest": StaleReportWorkflow,
     "passkeys": PasskeyWorkflow,

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from powertrip.contracts.reminders import (
     SLOT_TIMEOUT,
     DigestLine,
     DueReminder,
+    reminder_collector_id,
+    reminder_collector_ids,
     reminder_digest_id,
 )
 from powertrip.devserver import start_dev_server
@@ -300,6 +303,98 @@ async def test_forged_due_reminders_neither_wedge_the_digest_nor_speak_in_the_ch
     assert set(failures) <= {WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND}
 
 
+async def test_reminders_falling_due_fast_reach_the_digest_in_few_signals(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Issue 16 at 10,000 pending: reminders fell due at 25-28 a second, each one a signal to
+    the one digest workflow, and each digest answered its batch with a signal command per
+    reminder, whose up to 200 results came back at once. Temporal fails a workflow task when
+    more than 100 events arrive while it runs (`history.maximumBufferedEventsBatch`): the
+    digest's tasks were failed over and over, each retry replaying a longer history, and the
+    reminders waited out their minute and posted on their own. Now 2,000 due reminders are
+    signalled as fast as 64 senders can, each to its event's collector: every one is listed in
+    a digest, the digest took one signal per collector's batch (not one per reminder) and sent
+    no signal itself, and no workflow task of the digest or a collector failed."""
+    env = dev_env
+    settings = make_settings(slack_api_url)
+    count = 2_000
+    async with running_worker(env.client, settings):
+        await ensure_reminder_digest(env.client, settings.task_queue, 5)
+        digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        line = DigestLine(event=make_event("alice"), asked="<@U0ALICE>")
+        gate = asyncio.Semaphore(64)
+
+        async def due(n: int) -> None:
+            event_id = f"fast-{n}"
+            collector = reminder_collector_id(settings.task_queue, event_id)
+            async with gate:
+                await env.client.get_workflow_handle(collector).signal(
+                    DUE_SIGNAL, DueReminder(event_id=event_id, cycle="c", line=line)
+                )
+
+        await asyncio.gather(*(due(n) for n in range(count)))
+
+        def listed() -> list[int] | None:
+            found = [_digest_size(m.blocks) for m in posted_to(fake_slack, SECURITY_CHANNEL)]
+            return found if sum(found) >= count else None
+
+        await eventually(listed, within=120)
+        digest_events = await _all_runs_events(env.client, digest.id)
+        collector_events = [
+            e
+            for collector in reminder_collector_ids(settings.task_queue)
+            for e in await _all_runs_events(env.client, collector)
+        ]
+        for workflow_id in [digest.id, *reminder_collector_ids(settings.task_queue)]:
+            await env.client.get_workflow_handle(workflow_id).terminate("test over")
+    kinds = Counter(e.event_type for e in digest_events)
+    assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED] <= count // 20, kinds
+    assert kinds[EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED] == 0
+    failed = [
+        e.workflow_task_failed_event_attributes.cause
+        for e in digest_events + collector_events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    assert failed == []
+
+
+async def test_with_no_digest_running_a_collector_tells_the_approval_to_remind_at_once(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """A collector that cannot hand a reminder on (the digest workflow terminated by someone)
+    tells its approval to post its own reminder at once, not after the approval's one-minute
+    wait for its slot."""
+    env = dev_env
+    settings = make_settings(slack_api_url)
+    async with running_worker(env.client, settings):
+        await ensure_reminder_digest(env.client, settings.task_queue, 5)
+        await env.client.get_workflow_handle(reminder_digest_id(settings.task_queue)).terminate(
+            "gone"
+        )
+        handle = await start(
+            env, make_event("alice", renotify_after_seconds=2), settings.task_queue
+        )
+        reminded = await state_eventually(
+            handle,
+            lambda r: any(e.what == "reminded" for e in r.timeline),
+            within=SLOT_TIMEOUT.total_seconds() / 3,
+        )
+        for collector in reminder_collector_ids(settings.task_queue):
+            await env.client.get_workflow_handle(collector).terminate("test over")
+        await handle.terminate("test over")
+    assert not any("in the digest" in (e.detail or "") for e in reminded.timeline)
+    assert [m for m in posted_to(fake_slack, SECURITY_CHANNEL) if handle.id in text_of(m)]
+
+
+async def _all_runs_events(client: Client, workflow_id: str) -> list[Any]:
+    """Every history event of every run of `workflow_id`."""
+    events: list[Any] = []
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        events += (await handle.fetch_history()).events
+    return events
+
+
 def _at_least(found: list[Any], count: int) -> list[Any] | None:
     return found if len(found) >= count else None
 
@@ -393,7 +488,25 @@ async def _digest_posts_ended(digest: WorkflowHandle[Any, Any]) -> list[str]:
         EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "timed_out",
     }
     history = await digest.fetch_history()
-    return [ends[e.event_type] for e in history.events if e.event_type in ends]
+    digest_posts = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "post_digest"
+    }
+    found = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            scheduled = e.activity_task_completed_event_attributes.scheduled_event_id
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            scheduled = e.activity_task_failed_event_attributes.scheduled_event_id
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            scheduled = e.activity_task_timed_out_event_attributes.scheduled_event_id
+        else:
+            continue
+        if scheduled in digest_posts:
+            found.append(ends[e.event_type])
+    return found
 
 
 async def _until_a_digest_post_gave_up(

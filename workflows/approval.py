@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         DigestLine,
         DueReminder,
         ReminderSlot,
+        reminder_collector_id,
         reminder_digest_id,
     )
     from powertrip.contracts.slack import SLACK_PERMANENT, slack_call, slack_lookup
@@ -69,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         PUBLISH_INCIDENT_MESSAGE,
         RECHECK_TEAM,
         REMINDER_DIGEST,
+        REMINDERS_VIA_COLLECTORS,
         STALE_NO_DM,
         STEP_UP_APPROVALS,
         VERIFY_DECISIONS,
@@ -593,13 +595,23 @@ class ApprovalWorkflow(Escalation):
                 waited_seconds=self._waited(),
             ),
         )
-        digest = workflow.get_external_workflow_handle(
-            reminder_digest_id(workflow.info().task_queue)
-        )
-        try:
-            await digest.signal(DUE_SIGNAL, due)
-        except FailureError:
-            return False  # no digest workflow running: remind on our own
+        task_queue = workflow.info().task_queue
+        collected = False
+        if workflow.patched(REMINDERS_VIA_COLLECTORS):
+            collector = workflow.get_external_workflow_handle(
+                reminder_collector_id(task_queue, due.event_id)
+            )
+            try:
+                await collector.signal(DUE_SIGNAL, due)
+                collected = True
+            except FailureError:
+                pass  # no collectors running (a worker from before them): the digest itself
+        if not collected:
+            digest = workflow.get_external_workflow_handle(reminder_digest_id(task_queue))
+            try:
+                await digest.signal(DUE_SIGNAL, due)
+            except FailureError:
+                return False  # no digest workflow running: remind on our own
         try:
             await workflow.wait_condition(
                 lambda: self.slot is not None and self.slot.cycle == cycle, timeout=SLOT_TIMEOUT

@@ -35,12 +35,14 @@ STEP_UP_APPROVALS = "step-up-approvals"
 GROUPED_QUESTIONS = "grouped-questions"
 EXPECTATION_APPROVALS = "expectation-approvals"
 LOCAL_LOOKUPS = "local-lookups"
+REMINDERS_VIA_COLLECTORS = "reminders-via-collectors"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
 BOUNDED_DIGEST = "bounded-reminder-digest"
 DIGEST_DRAINS_BACKLOG = "reminder-digest-drains-backlog"
 DIGEST_RETRIES_BATCH = "reminder-digest-retries-failed-batch"
+DIGEST_ANSWERS_BY_ACTIVITY = "reminder-digest-answers-by-activity"
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,27 @@ LEDGER: tuple[Patch, ...] = (
         "one workflow task instead of three, and each lookup is a marker instead of an activity "
         "task and a workflow task more (issue 16).",
         "2026-12-01-b",
+    ),
+    _patch(
+        REMINDERS_VIA_COLLECTORS,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "A due reminder is signalled to one of the task queue's four ReminderCollectorWorkflows "
+        "(by the event id), which hand reminders on to the digest in one signal a second, "
+        "instead of to the digest itself (still the fallback): at 10,000 pending, reminders "
+        "due at 25-28 a second made Temporal fail the one digest's workflow tasks over and "
+        "over (more than 100 events arriving while one ran; issue 16).",
+        "2026-12-01-f",
+    ),
+    _patch(
+        DIGEST_ANSWERS_BY_ACTIVITY,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 1),
+        "The digest tells a batch's approvals their slots through one activity "
+        "(`answer_slots`, the worker's client signals each) instead of a signal command each: "
+        "two history events per reminder fewer, and no 200 results coming back at once while "
+        "a workflow task runs (Temporal fails the task past 100).",
+        "2026-12-01-f",
     ),
 )
 

@@ -2,37 +2,57 @@
 ends), one message lists them instead of one message each, so the security channel stays readable
 and under Slack's ~1 message/second/channel.
 
-One long-lived `ReminderDigestWorkflow` per task queue (started idempotently by the worker,
-`services.starts.ensure_reminder_digest`). An `ApprovalWorkflow` whose reminder is due signals it
-and waits briefly for its slot: "post your own reminder" or "you are in the digest". If the
-digest workflow is not running or does not answer, the approval workflow posts its own reminder:
-the digest only ever saves messages, never loses one. (Not the stale report, `workflows/stale.py`.)
+One long-lived `ReminderDigestWorkflow` per task queue, fed by `COLLECTORS` long-lived
+`ReminderCollectorWorkflow`s (all started idempotently by the worker,
+`services.starts.ensure_reminder_digest`). An `ApprovalWorkflow` whose reminder is due signals
+its collector and waits briefly for its slot: "post your own reminder" or "you are in the
+digest". Each collector hands what it took on to the digest once a second, in one signal, so the
+digest's history takes a few signals a second however many reminders fall due; the digest tells
+each approval its slot through an activity (`answer_slots`). If the collectors or the digest are
+not running or do not answer, the approval workflow posts its own reminder: the digest only ever
+saves messages, never loses one. (Not the stale report, `workflows/stale.py`.)
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, RetryState
+from temporalio.exceptions import ActivityError, FailureError, RetryState
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from activities.reminders import ReminderActivities
     from activities.slack import SlackActivities
     from powertrip.contracts.reminders import (
         DIGEST_TASK_TIMEOUT,
+        DUE_BATCH_SIGNAL,
         DUE_SIGNAL,
+        REMINDER_COLLECTOR_WORKFLOW,
         REMINDER_DIGEST_WORKFLOW,
         SLOT_SIGNAL,
         SLOT_TIMEOUT,
+        DueBatch,
         DueReminder,
+        ReminderCollectorInput,
         ReminderDigestInput,
         ReminderDigestRequest,
         ReminderSlot,
+        SlotAnswer,
+        SlotAnswers,
+        reminder_digest_id,
     )
     from powertrip.contracts.slack import SLACK_CALL_TIMEOUT
-    from workflows.patches import BOUNDED_DIGEST, DIGEST_DRAINS_BACKLOG, DIGEST_RETRIES_BATCH
+    from workflows.patches import (
+        BOUNDED_DIGEST,
+        DIGEST_ANSWERS_BY_ACTIVITY,
+        DIGEST_DRAINS_BACKLOG,
+        DIGEST_RETRIES_BATCH,
+    )
 
 # How long the digest waits after the first due reminder for others due "together".
 GATHER_WINDOW = timedelta(seconds=5)
@@ -61,6 +81,12 @@ MAX_BATCH = 200
 # due together: each then waited for the channel's pace in an activity slot of its own, and
 # the slots the DMs needed filled up.
 OWN_POST_SPAN = timedelta(minutes=1)
+# A collector hands on what it took this often, at most this many at a time: with
+# `COLLECTORS` of them the digest takes a few signals a second (Temporal fails a workflow task
+# once more than 100 events arrive while it runs) and up to 200 reminders a second, the pace
+# of its drained batches; 50 lines stay far under Temporal's 2 MB for one signal.
+FORWARD_EVERY = timedelta(seconds=1)
+FORWARD_BATCH = 50
 
 
 @workflow.defn(name=REMINDER_DIGEST_WORKFLOW)
@@ -80,8 +106,14 @@ class ReminderDigestWorkflow:
 
     @workflow.signal(name=DUE_SIGNAL)
     def due(self, reminder: DueReminder) -> None:
-        """An approval workflow's reminder is due."""
+        """An approval workflow's reminder is due (approvals from before the collectors, or
+        with none running)."""
         self.pending.append(reminder)
+
+    @workflow.signal(name=DUE_BATCH_SIGNAL)
+    def due_batch(self, batch: DueBatch) -> None:
+        """A collector hands on the due reminders it took."""
+        self.pending.extend(batch.reminders)
 
     @workflow.query
     def waiting(self) -> list[str]:
@@ -137,7 +169,13 @@ class ReminderDigestWorkflow:
             if drains:
                 if not in_digest and not retried:
                     self.own_posts += [workflow.now()] * len(batch)
-                await self._continue_when_due()
+                await _continue_when_due(
+                    self.pending,
+                    lambda carried: ReminderDigestInput(
+                        digest_after=self.digest_after, carried=carried
+                    ),
+                    _answer,
+                )
             elif workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 carried = self.pending
@@ -154,24 +192,69 @@ class ReminderDigestWorkflow:
         self.own_posts = [at for at in self.own_posts if at > since]
         return len(self.own_posts) + more > self.digest_after
 
-    async def _continue_when_due(self) -> None:
-        """Continue as new once Temporal suggests it or the history reaches `HISTORY_LIMIT`,
-        and only when the backlog fits the carry-over (`MAX_BATCH`): a burst is drained first,
-        nobody dropped. At `HISTORY_CEILING` it continues anyway; those it cannot carry are
-        told to post their own reminders."""
-        info = workflow.info()
-        length = info.get_current_history_length()
-        if not (info.is_continue_as_new_suggested() or length >= HISTORY_LIMIT):
-            return
-        if len(self.pending) > MAX_BATCH and length < HISTORY_CEILING:
-            return
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        carried, left = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-        await _answer(left, in_digest=False, digest_ts=None)
-        workflow.continue_as_new(
-            ReminderDigestInput(digest_after=self.digest_after, carried=carried),
-            task_timeout=DIGEST_TASK_TIMEOUT,
+
+@workflow.defn(name=REMINDER_COLLECTOR_WORKFLOW)
+class ReminderCollectorWorkflow:
+    """Takes `due` signals from approval workflows and hands them on to the task queue's digest,
+    at most `FORWARD_BATCH` in one `due_batch` signal every `FORWARD_EVERY`. With no digest
+    running, tells them to post their own. Continues as new like the digest, carrying what it
+    has not handed on."""
+
+    @workflow.init
+    def __init__(self, input: ReminderCollectorInput) -> None:
+        self.pending: list[DueReminder] = list(input.carried)
+
+    @workflow.signal(name=DUE_SIGNAL)
+    def due(self, reminder: DueReminder) -> None:
+        """An approval workflow's reminder is due."""
+        self.pending.append(reminder)
+
+    @workflow.query
+    def waiting(self) -> list[str]:
+        """The events whose reminders are not yet handed on."""
+        return [r.event_id for r in self.pending]
+
+    @workflow.run
+    async def run(self, input: ReminderCollectorInput) -> None:
+        """Hand on, forever (continuing as new)."""
+        digest = workflow.get_external_workflow_handle(
+            reminder_digest_id(workflow.info().task_queue)
         )
+        while True:
+            await workflow.wait_condition(lambda: bool(self.pending))
+            await workflow.sleep(FORWARD_EVERY)
+            batch, self.pending = self.pending[:FORWARD_BATCH], self.pending[FORWARD_BATCH:]
+            try:
+                await digest.signal(DUE_BATCH_SIGNAL, DueBatch(reminders=batch))
+            except FailureError:
+                workflow.logger.warning("no reminder digest running; events remind on their own")
+                await _answer_by_activity(batch, in_digest=False, digest_ts=None)
+            await _continue_when_due(
+                self.pending,
+                lambda carried: ReminderCollectorInput(carried=carried),
+                _answer_by_activity,
+            )
+
+
+async def _continue_when_due(
+    pending: list[DueReminder],
+    carry: Callable[[list[DueReminder]], BaseModel],
+    answer: Callable[[list[DueReminder], bool, str | None], Awaitable[None]],
+) -> None:
+    """Continue as new with input `carry(carried)` once Temporal suggests it or the history
+    reaches `HISTORY_LIMIT`, and only when the backlog `pending` fits the carry-over
+    (`MAX_BATCH`): a burst is drained first, nobody dropped. At `HISTORY_CEILING` it continues
+    anyway; those it cannot carry are told (`answer`) to post their own reminders."""
+    info = workflow.info()
+    length = info.get_current_history_length()
+    if not (info.is_continue_as_new_suggested() or length >= HISTORY_LIMIT):
+        return
+    if len(pending) > MAX_BATCH and length < HISTORY_CEILING:
+        return
+    await workflow.wait_condition(workflow.all_handlers_finished)
+    carried, left = pending[:MAX_BATCH], pending[MAX_BATCH:]
+    await answer(left, False, None)
+    workflow.continue_as_new(carry(carried), task_timeout=DIGEST_TASK_TIMEOUT)
 
 
 def _refused(err: ActivityError) -> bool:
@@ -202,7 +285,13 @@ def _still_waiting(batch: list[DueReminder], now: datetime) -> list[DueReminder]
 
 
 async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | None) -> None:
-    """Tell every approval workflow in `batch` its slot for its cycle."""
+    """Tell every approval workflow in `batch` its slot for its cycle: through the activity
+    `answer_slots`, or (runs from before it) one signal command each."""
+    if not batch:
+        return
+    if workflow.patched(DIGEST_ANSWERS_BY_ACTIVITY):
+        await _answer_by_activity(batch, in_digest, digest_ts)
+        return
     await asyncio.gather(
         *(
             workflow.get_external_workflow_handle(r.event_id).signal(
@@ -213,3 +302,34 @@ async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | No
         ),
         return_exceptions=True,  # an event decided meanwhile has closed: nothing to tell
     )
+
+
+async def _answer_by_activity(
+    batch: list[DueReminder], in_digest: bool, digest_ts: str | None
+) -> None:
+    """Tell every approval workflow in `batch` its slot through the activity `answer_slots`:
+    three history events for the batch where a signal command each made two per reminder, and
+    up to 200 of them came back at once, past the 100 events Temporal buffers behind a running
+    workflow task (it then fails the task). Not told (the activity gave up), they post their own
+    reminders once their wait ends."""
+    if not batch:
+        return
+    answers = [
+        SlotAnswer(
+            event_id=r.event_id,
+            slot=ReminderSlot(cycle=r.cycle, in_digest=in_digest, digest_ts=digest_ts),
+        )
+        for r in batch
+    ]
+    try:
+        await workflow.execute_activity_method(
+            ReminderActivities.answer_slots,
+            SlotAnswers(answers=answers),
+            start_to_close_timeout=timedelta(seconds=20),
+            # Past the approvals' wait for their slot an answer is of no use.
+            schedule_to_close_timeout=SLOT_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+            summary=f"slots of {len(answers)} reminders",
+        )
+    except ActivityError:
+        workflow.logger.warning("%d reminders not told their slot", len(answers))

@@ -8,6 +8,7 @@ about old events a backfill or poll found.
 
 from __future__ import annotations
 
+import zlib
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -15,8 +16,11 @@ from pydantic import BaseModel
 from powertrip.models import SecurityEvent
 
 REMINDER_DIGEST_WORKFLOW = "ReminderDigestWorkflow"
+REMINDER_COLLECTOR_WORKFLOW = "ReminderCollectorWorkflow"
 DUE_SIGNAL = "due"
-"""Digest workflow signal: a `DueReminder`."""
+"""Collector (and digest) workflow signal: a `DueReminder`."""
+DUE_BATCH_SIGNAL = "due_batch"
+"""Digest workflow signal: a `DueBatch`, from a collector."""
 SLOT_SIGNAL = "reminder_slot"
 """`ApprovalWorkflow` signal: the digest's answer, a `ReminderSlot`."""
 
@@ -31,9 +35,28 @@ pending that took over 10 s: the task timed out, was retried, replayed again, ti
 and the digest answered nobody (issue 16, `bench/scale.py --events 10000`)."""
 
 
+COLLECTORS = 4
+"""Reminder collectors per task queue. Temporal fails a workflow task once more than 100 events
+(`history.maximumBufferedEventsBatch`) arrive while it runs: at 10,000 pending, reminders fell
+due at 25-28 a second, the one digest's tasks took seconds on a busy worker, and the server
+failed them over and over (`WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND`, issue 16). Each
+collector takes a quarter of the `due` signals and hands them on in one signal a second."""
+
+
 def reminder_digest_id(task_queue: str) -> str:
     """The one digest workflow of `task_queue` (started idempotently by the worker)."""
     return f"powertrip-reminder-digest-{task_queue}"
+
+
+def reminder_collector_ids(task_queue: str) -> list[str]:
+    """The `COLLECTORS` collector workflows of `task_queue` (started with its digest)."""
+    return [f"powertrip-reminder-collector-{task_queue}-{n}" for n in range(COLLECTORS)]
+
+
+def reminder_collector_id(task_queue: str, event_id: str) -> str:
+    """The collector that takes `event_id`'s due reminders: the same one every time (CRC-32 of
+    the id, not Python's `hash`, which differs between processes and so between replays)."""
+    return reminder_collector_ids(task_queue)[zlib.crc32(event_id.encode()) % COLLECTORS]
 
 
 class DigestLine(BaseModel):
@@ -62,6 +85,34 @@ class ReminderSlot(BaseModel):
     cycle: str
     in_digest: bool = False
     digest_ts: str | None = None
+
+
+class DueBatch(BaseModel):
+    """Due reminders a collector hands on to the digest (at most
+    `workflows.reminders.FORWARD_BATCH`)."""
+
+    reminders: list[DueReminder]
+
+
+class ReminderCollectorInput(BaseModel):
+    """A collector's input, carried over `continue_as_new`: the reminders not yet handed on."""
+
+    carried: list[DueReminder] = []
+
+
+class SlotAnswer(BaseModel):
+    """Tell approval workflow `event_id` its `slot`."""
+
+    event_id: str
+    slot: ReminderSlot
+
+
+class SlotAnswers(BaseModel):
+    """The activity `answer_slots`: one `reminder_slot` signal each, from the worker's client
+    instead of the digest's history (two history events each, and up to 200 of them coming
+    back at once, past what Temporal buffers behind a running workflow task)."""
+
+    answers: list[SlotAnswer]
 
 
 class ReminderDigestInput(BaseModel):

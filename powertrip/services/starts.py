@@ -91,9 +91,13 @@ from powertrip.contracts.polling import (
     stale_report_id,
 )
 from powertrip.contracts.reminders import (
+    COLLECTORS,
     DIGEST_TASK_TIMEOUT,
+    REMINDER_COLLECTOR_WORKFLOW,
     REMINDER_DIGEST_WORKFLOW,
+    ReminderCollectorInput,
     ReminderDigestInput,
+    reminder_collector_ids,
     reminder_digest_id,
 )
 from powertrip.contracts.reviews import (
@@ -354,7 +358,8 @@ async def report_stale(
 
 
 async def ensure_reminder_digest(client: Client, task_queue: str, digest_after: int) -> None:
-    """Start the task queue's `ReminderDigestWorkflow` unless it is already running."""
+    """Start the task queue's `ReminderDigestWorkflow` and its `ReminderCollectorWorkflow`s,
+    each unless it is already running."""
     await client.start_workflow(
         REMINDER_DIGEST_WORKFLOW,
         ReminderDigestInput(digest_after=digest_after),
@@ -364,6 +369,16 @@ async def ensure_reminder_digest(client: Client, task_queue: str, digest_after: 
         static_summary="Powertrip reminder digest",
         task_timeout=DIGEST_TASK_TIMEOUT,
     )
+    for n, collector in enumerate(reminder_collector_ids(task_queue)):
+        await client.start_workflow(
+            REMINDER_COLLECTOR_WORKFLOW,
+            ReminderCollectorInput(),
+            id=collector,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"Powertrip reminder collector {n + 1} of {COLLECTORS}",
+            task_timeout=DIGEST_TASK_TIMEOUT,
+        )
 
 
 async def issue_link_with_start(

@@ -45,7 +45,12 @@ from powertrip.contracts.passkeys import (
     passkey_workflow_id,
 )
 from powertrip.contracts.polling import PollInput, PollState, StaleEvent
-from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder
+from powertrip.contracts.reminders import (
+    DUE_SIGNAL,
+    DigestLine,
+    DueReminder,
+    reminder_collector_ids,
+)
 from powertrip.contracts.reviews import ReviewPacing, pacer_id
 from powertrip.devserver import start_dev_server
 from powertrip.escalation import EscalationPolicy
@@ -586,6 +591,7 @@ async def record(generation: str, root: Path = HERE) -> list[Path]:
                         )
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/burst.json"))
+                        written.append(await _busiest_collector(stack, out))
                         await digest_backlog(stack, digest)
                         history = await digest.fetch_history()
                         written.append(write_history(history, out / "reminder_digest/backlog.json"))
@@ -691,6 +697,18 @@ async def _conflict(stack: Stack, out: Path) -> Path:
         task_queue=stack.settings.task_queue,
     )
     return await save(handle, out / "conflict" / "report.json")
+
+
+async def _busiest_collector(stack: Stack, out: Path) -> Path:
+    """The history of the reminder collector that handed on the most of the burst's reminders
+    (reminders-via-collectors: which one takes an event depends on its id)."""
+    longest: WorkflowHistory | None = None
+    for collector in reminder_collector_ids(stack.settings.task_queue):
+        history = await stack.client.get_workflow_handle(collector).fetch_history()
+        if longest is None or len(history.events) > len(longest.events):
+            longest = history
+    assert longest is not None
+    return write_history(longest, out / "reminder_collector" / "burst.json")
 
 
 async def _digest_retried(stack: Stack, out: Path) -> Path:
