@@ -8,7 +8,8 @@ class), and the activity option bundles (`ActivityConfig`) workflow code passes 
 
 - `approval`: `ApprovalWorkflow` (the event record, decisions, Slack posts, decision
   verification).
-- `reminders`: `ReminderDigestWorkflow` (reminders that fall due together, posted as one).
+- `reminders`: `ReminderDigestWorkflow` and its collectors (reminders that fall due together,
+  posted as one).
 - `polling`: `PollWorkflow` and `StaleReportWorkflow`, ingest counts.
 - `reviews`: `UnrecognisedEventWorkflow` and `ReviewPacerWorkflow`.
 - `conflict`: `ConflictWorkflow`.

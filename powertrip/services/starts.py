@@ -8,7 +8,8 @@ workflow class), with the metadata the Temporal Web UI shows.
   for the hour (signal-with-start);
 - old events a backfill or poll found: `StaleReportWorkflow` (type `StaleDigestWorkflow`), id
   derived from the events;
-- the reminder digest of a task queue: `ReminderDigestWorkflow` (USE_EXISTING);
+- the reminder digest of a task queue: `ReminderDigestWorkflow` and its
+  `ReminderCollectorWorkflow`s (USE_EXISTING);
 - polling a source: `PollWorkflow` on a Schedule `powertrip-poll-<source>`;
 - a user's passkey store: `PasskeyWorkflow` by update-with-start (USE_EXISTING);
 - a passkey the security channel must hear of: `PasskeyNoticeWorkflow`, one per notice id;
