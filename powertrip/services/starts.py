@@ -100,6 +100,7 @@ from powertrip.contracts.reminders import (
     ReminderDigestInput,
     reminder_collector_ids,
     reminder_digest_id,
+    reminder_task_queue,
 )
 from powertrip.contracts.reviews import (
     ADD_SIGNAL,
@@ -360,12 +361,14 @@ async def report_stale(
 
 async def ensure_reminder_digest(client: Client, task_queue: str, digest_after: int) -> None:
     """Start the task queue's `ReminderDigestWorkflow` and its `ReminderCollectorWorkflow`s,
-    each unless it is already running."""
+    each unless it is already running, on `reminder_task_queue(task_queue)`. One started on
+    `task_queue` itself (before they had a queue of their own) keeps running there: the main
+    worker still runs them."""
     await client.start_workflow(
         REMINDER_DIGEST_WORKFLOW,
         ReminderDigestInput(digest_after=digest_after),
         id=reminder_digest_id(task_queue),
-        task_queue=task_queue,
+        task_queue=reminder_task_queue(task_queue),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="Powertrip reminder digest",
         task_timeout=DIGEST_TASK_TIMEOUT,
@@ -373,9 +376,9 @@ async def ensure_reminder_digest(client: Client, task_queue: str, digest_after: 
     for n, collector in enumerate(reminder_collector_ids(task_queue)):
         await client.start_workflow(
             REMINDER_COLLECTOR_WORKFLOW,
-            ReminderCollectorInput(),
+            ReminderCollectorInput(digest_id=reminder_digest_id(task_queue)),
             id=collector,
-            task_queue=task_queue,
+            task_queue=reminder_task_queue(task_queue),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"Powertrip reminder collector {n + 1} of {COLLECTORS}",
             task_timeout=DIGEST_TASK_TIMEOUT,
