@@ -44,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         ReminderSlot,
         SlotAnswer,
         SlotAnswers,
-        reminder_digest_id,
     )
     from powertrip.contracts.slack import SLACK_CALL_TIMEOUT
     from workflows.patches import (
@@ -217,8 +216,7 @@ class ReminderCollectorWorkflow:
     @workflow.run
     async def run(self, input: ReminderCollectorInput) -> None:
         """Hand on, forever (continuing as new)."""
-        digest_id = input.digest_id or reminder_digest_id(workflow.info().task_queue)
-        digest = workflow.get_external_workflow_handle(digest_id)
+        digest = workflow.get_external_workflow_handle(input.digest_id)
         while True:
             await workflow.wait_condition(lambda: bool(self.pending))
             await workflow.sleep(FORWARD_EVERY)
@@ -230,7 +228,7 @@ class ReminderCollectorWorkflow:
                 await _answer_by_activity(batch, in_digest=False, digest_ts=None)
             await _continue_when_due(
                 self.pending,
-                lambda carried: ReminderCollectorInput(digest_id=digest_id, carried=carried),
+                lambda carried: ReminderCollectorInput(digest_id=input.digest_id, carried=carried),
                 _answer_by_activity,
             )
 

@@ -106,10 +106,10 @@ class DueBatch(BaseModel):
 
 class ReminderCollectorInput(BaseModel):
     """A collector's input, carried over `continue_as_new`: the digest it hands reminders to
-    (`digest_id`; empty: the digest of the task queue it runs on), and the reminders not yet
-    handed on."""
+    (`digest_id`: the collectors run on `reminder_task_queue`, the digest is named after the
+    approvals' task queue), and the reminders not yet handed on."""
 
-    digest_id: str = ""
+    digest_id: str
     carried: list[DueReminder] = []
 
 
