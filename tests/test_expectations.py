@@ -172,13 +172,7 @@ async def test_an_expectation_from_the_api_approves_matching_events_without_a_dm
         assert dms_about(fake_slack, expected) == []
 
         # Revoked: the next login is asked again.
-        revoked = await http.delete(
-            f"/v1/expectations/{expectation['id']}",
-            params={"by": "U0ALICE"},
-            headers=API_WRITE_HEADERS,
-        )
-        assert revoked.status_code == 200, revoked.text
-        ended = await ended_as(client, expectation["id"])
+        ended = await revoked_over_http(http, client, expectation["id"])
         assert ended.status is ExpectationStatus.REVOKED and ended.revoked_by == "U0ALICE"
         # Never silent: the security channel's one notice of it lists what it approved.
         notice = await eventually(lambda: _notice(fake_slack, expectation["id"], "revoked by"))
@@ -235,13 +229,7 @@ async def test_the_api_lists_what_an_expectation_approved_and_not_what_a_signal_
         assert listed["expectation"]["status"] == "active" and listed["truncated"] is False
         assert [e["event_id"] for e in listed["approved"]] == covered
         assert {e["decision"]["expectation"] for e in listed["approved"]} == {expectation_id}
-        revoked = await http.delete(
-            f"/v1/expectations/{expectation_id}",
-            params={"by": "U0ALICE"},
-            headers=API_WRITE_HEADERS,
-        )
-        assert revoked.status_code == 200, revoked.text
-        await ended_as(client, expectation_id)
+        await revoked_over_http(http, client, expectation_id)
         ended = await eventually(audit)
         assert ended["expectation"]["status"] == "revoked"
         assert [e["event_id"] for e in ended["approved"]] == covered
@@ -420,6 +408,20 @@ async def test_an_expectation_expires_and_is_revoked_only_by_a_signed_revocation
         await time_skipping_env.sleep(timedelta(hours=1, minutes=1))
         expired = await ended_as(client, expiring.id)
         assert expired.status is ExpectationStatus.EXPIRED
+
+
+async def revoked_over_http(
+    http: httpx.AsyncClient, client: Client, expectation_id: str
+) -> Expectation:
+    """`DELETE /v1/expectations/{id}` by alice, answered 200; the expectation once its workflow
+    has ended (`ended_as`)."""
+    revoked = await http.delete(
+        f"/v1/expectations/{expectation_id}",
+        params={"by": "U0ALICE"},
+        headers=API_WRITE_HEADERS,
+    )
+    assert revoked.status_code == 200, revoked.text
+    return await ended_as(client, expectation_id)
 
 
 async def ended_as(client: Client, expectation_id: str) -> Expectation:
@@ -696,13 +698,7 @@ async def test_a_revoked_expectation_approves_nothing_while_the_workers_listing_
         await eventually(lambda: _listed(http, expectation_id))
         first = await login(http)
         await eventually(lambda: _approved(http, first), within=30)
-        revoked = await http.delete(
-            f"/v1/expectations/{expectation_id}",
-            params={"by": "U0ALICE"},
-            headers=API_WRITE_HEADERS,
-        )
-        assert revoked.status_code == 200, revoked.text
-        await ended_as(client, expectation_id)
+        await revoked_over_http(http, client, expectation_id)
         after = await login(http)
         await eventually(lambda: dms_about(fake_slack, after), within=30)
         assert (await view(http, after))["status"] == "pending"
