@@ -258,9 +258,13 @@ class SlackActivities:
         )
         channel = request.to_user or self.security_channel
         in_channel = request.to_user is None
-        post = _post_key()
-        retried = activity.info().attempt > 1 and not self.pacer.reserved(channel, post)
-        if retried and (found := await self._posted(channel, post, request)):
+        post = _post_key(request.key)
+        retried = activity.info().attempt > 1 or request.posted_since is not None
+        if (
+            retried
+            and not self.pacer.reserved(channel, post)
+            and (found := await self._posted(channel, post, request))
+        ):
             # An earlier attempt posted it and its answer was lost (Slack failing after the
             # fact, a worker killed before Temporal recorded it): the same message, not a second.
             metrics.count_slack_call("chat.postMessage", f"{request.kind.value}-found")
@@ -308,6 +312,8 @@ class SlackActivities:
         (a user id for a DM) or its thread, found by its metadata; None when there is none or
         Slack will not say (without the `*:history` scopes a retry posts again, as before)."""
         since = activity.info().scheduled_time - timedelta(minutes=1)
+        if request.posted_since is not None:
+            since = min(since, request.posted_since)
         try:
             if channel.startswith(("U", "W")):
                 opened = await self.client.conversations_open(users=channel)
@@ -405,7 +411,8 @@ def _deadline(now: float) -> float | None:
     return now + (ends - datetime.now(UTC)).total_seconds()
 
 
-def _post_key() -> str:
-    """The same for every attempt of one scheduled activity, different for every other."""
+def _post_key(name: str | None = None) -> str:
+    """The same for every attempt of one scheduled activity, different for every other; `name`
+    (`PostRequest.key`) in place of the activity's id."""
     info = activity.info()
-    return f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+    return f"{info.workflow_id}/{info.workflow_run_id}/{name or info.activity_id}"

@@ -26,6 +26,7 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import (
     Client,
     WorkflowHandle,
+    WorkflowHistory,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -492,6 +493,35 @@ async def start(
         first_execution_run_id=run_id,
         result_type=EventRecord,
     )
+
+
+def activity_calls(history: WorkflowHistory, name: str) -> int:
+    """How many times a history called activity `name`, as an activity task or a local
+    activity (its marker)."""
+    return len(activity_attempts(history, name))
+
+
+def activity_attempts(history: WorkflowHistory, name: str) -> list[int]:
+    """The attempt that ended each call of activity `name` in a history, in order: an activity
+    task's last start, or a local activity's marker (a marker of an attempt whose retry waits
+    on a timer ends no call)."""
+    scheduled: set[int] = set()
+    attempts: dict[int, int] = {}
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            if event.activity_task_scheduled_event_attributes.activity_type.name == name:
+                scheduled.add(event.event_id)
+                attempts[event.event_id] = 0
+        elif event.HasField("activity_task_started_event_attributes"):
+            started = event.activity_task_started_event_attributes
+            if started.scheduled_event_id in scheduled:
+                attempts[started.scheduled_event_id] = started.attempt
+        elif event.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            [data] = event.marker_recorded_event_attributes.details["data"].payloads
+            marker = json.loads(data.data)
+            if marker.get("activity_type") == name and not marker.get("backoff"):
+                attempts[event.event_id] = marker["attempt"]
+    return list(attempts.values())
 
 
 def posted_to(fake: FakeSlack, channel: str) -> list[SlackMessage]:

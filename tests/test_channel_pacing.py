@@ -30,6 +30,7 @@ from powertrip.directory import Identity
 from powertrip.pacing import ChannelPacer, Deferred
 from powertrip.sandbox.fake_slack import FakeSlack
 from tests.harness import (
+    activity_attempts,
     eventually,
     make_config,
     make_event,
@@ -243,15 +244,4 @@ async def test_a_burst_of_channel_posts_waits_in_temporal_and_is_posted_a_second
 
 async def _post_attempts(handle: WorkflowHandle[Any, Any]) -> list[int]:
     """The attempt that completed each `post_notification` of `handle`'s run."""
-    events = (await handle.fetch_history()).events
-    scheduled = {
-        e.event_id
-        for e in events
-        if e.activity_task_scheduled_event_attributes.activity_type.name == "post_notification"
-    }
-    return [
-        e.activity_task_started_event_attributes.attempt
-        for e in events
-        if e.HasField("activity_task_started_event_attributes")
-        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
-    ]
+    return activity_attempts(await handle.fetch_history(), "post_notification")

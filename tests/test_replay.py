@@ -27,6 +27,8 @@ from activities.slack import SlackActivities
 from powertrip.contracts.approval import (
     Action,
     ApprovalInput,
+    PostedMessage,
+    PostRequest,
     Recipient,
     Verdict,
     Verdicts,
@@ -38,6 +40,7 @@ from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
 from powertrip.signing import Signer
 from tests.harness import (
+    activity_calls,
     decide,
     eventually,
     make_config,
@@ -45,6 +48,7 @@ from tests.harness import (
     make_settings,
     message_for,
     no_expectation,
+    posted_to,
     running_worker,
     state_eventually,
 )
@@ -100,19 +104,6 @@ def recorded_patches(path: Path) -> set[str]:
             for payloads in event.marker_recorded_event_attributes.details.values():
                 found |= {json.loads(p.data).get("id") for p in payloads.payloads}
     return found
-
-
-def activity_calls(history: WorkflowHistory, name: str) -> int:
-    """How many times a history called activity `name`, as an activity task or a local
-    activity (its marker)."""
-    calls = 0
-    for event in history.events:
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            calls += event.activity_task_scheduled_event_attributes.activity_type.name == name
-        elif event.marker_recorded_event_attributes.marker_name == "core_local_activity":
-            [data] = event.marker_recorded_event_attributes.details["data"].payloads
-            calls += json.loads(data.data).get("activity_type") == name
-    return calls
 
 
 def test_the_newest_generation_has_a_history_of_every_workflow_the_worker_runs() -> None:
@@ -322,19 +313,30 @@ class SlowLookups(SlackActivities):
         return await super().resolve_recipient(event)
 
 
-async def test_the_first_question_needs_one_workflow_task_and_a_slow_lookup_still_replays(
+class SlowFirstQuestion(SlackActivities):
+    """A Slack too slow to answer the first question's post within the workflow task timeout."""
+
+    @activity.defn(name="post_notification")
+    async def post_notification(self, request: PostRequest) -> PostedMessage:
+        await asyncio.sleep(2.5)  # longer than the task timeout the test starts with
+        return await super().post_notification(request)
+
+
+@pytest.mark.parametrize("slow", [SlowLookups, SlowFirstQuestion], ids=lambda c: c.__name__)
+async def test_the_first_question_needs_one_workflow_task_and_a_slow_local_activity_replays(
     dev_env: WorkflowEnvironment,
     fake_slack: FakeSlack,
     slack_api_url: str,
     monkeypatch: pytest.MonkeyPatch,
+    slow: type[SlackActivities],
 ) -> None:
-    """The lookups before the first DM (`resolve_recipient`, `find_expectation`) are local
-    activities (patch `local-lookups`): no activity task of their own, so the DM is scheduled
-    from the workflow's first task (issue 16). A lookup that outlives its workflow task (the
-    SDK completes tasks while it runs and records it in a later one) still replays (the patches
-    the rest of the task may ask about are decided before it, as for a slow verification:
-    workflows.approval._patches_before_lookups)."""
-    monkeypatch.setattr(worker, "SlackActivities", SlowLookups)
+    """The lookups before the first DM (`resolve_recipient`, `find_expectation`, patch
+    `local-lookups`) and the DM itself (patch `local-first-question`) are local activities: the
+    first question is asked by the workflow's first task, with no activity task (issue 16). One
+    that outlives its workflow task (the SDK completes tasks while it runs and records it in a
+    later one) still replays: the patches the rest of the task may ask about are decided before
+    it (workflows.approval._patches_before_lookups, _patches_after_first_question)."""
+    monkeypatch.setattr(worker, "SlackActivities", slow)
     settings = make_settings(slack_api_url)
     event = make_event("alice")
     async with running_worker(dev_env.client, settings):
@@ -351,22 +353,60 @@ async def test_the_first_question_needs_one_workflow_task_and_a_slow_lookup_stil
         record = await handle.result()
         history = await handle.fetch_history()
     assert record.status is EventStatus.APPROVED
+    assert len(posted_to(fake_slack, fake_slack.dm_channel("U0ALICE"))) == 1
     scheduled = [
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
-    assert scheduled == ["post_notification", "update_message"]
+    assert scheduled == ["update_message"]
     assert activity_calls(history, "resolve_recipient") == 1
     assert activity_calls(history, "find_expectation") == 1
+    assert activity_calls(history, "post_notification") == 1
     kinds = [e.event_type for e in history.events]
-    lookup = next(
+    slow_call = "resolve_recipient" if slow is SlowLookups else "post_notification"
+    marker = next(
         i
         for i, e in enumerate(history.events)
         if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        and slow_call.encode()
+        in e.marker_recorded_event_attributes.details["data"].payloads[0].data
     )
-    # The situation this test is about: workflow tasks came and went while the lookup ran.
-    assert kinds[:lookup].count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) >= 1
+    # The situation this test is about: workflow tasks came and went while it ran.
+    assert kinds[:marker].count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) >= 1
+    result = await replayer(ApprovalWorkflow).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    assert result.replay_failure is None, result.replay_failure
+
+
+async def test_a_decision_that_comes_while_a_slow_first_question_is_posted_replays(
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decision that comes while the first question's local activity is still waiting for a
+    slow Slack (the security team approving from the CLI before the DM is out): approved, the
+    DM posted once, and the history replays."""
+    monkeypatch.setattr(worker, "SlackActivities", SlowFirstQuestion)
+    settings = make_settings(slack_api_url)
+    event = make_event("alice")
+    async with running_worker(dev_env.client, settings):
+        handle = await dev_env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event),
+            id=event.event_id,
+            task_queue=settings.task_queue,
+            search_attributes=search_attributes_for(event),
+            task_timeout=timedelta(seconds=2),
+        )
+        await asyncio.sleep(0.5)  # the post is under way (it takes 2.5 s)
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+        history = await handle.fetch_history()
+    assert record.status is EventStatus.APPROVED
+    assert activity_calls(history, "post_notification") == 1
     result = await replayer(ApprovalWorkflow).replay_workflow(
         history, raise_on_replay_failure=False
     )

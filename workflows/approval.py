@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         reminder_collector_id,
         reminder_digest_id,
     )
-    from powertrip.contracts.slack import SLACK_PERMANENT, slack_call, slack_lookup
+    from powertrip.contracts.slack import SLACK_PERMANENT, slack_call, slack_in_task
     from powertrip.messages import visible
     from powertrip.models import Decision, DecisionKind, EventStatus
     from workflows.escalation import Escalation
@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         ESCALATION_SCHEDULE,
         EXPECTATION_APPROVALS,
         GROUPED_QUESTIONS,
+        LOCAL_FIRST_QUESTION,
         LOCAL_LOOKUPS,
         NOT_ME_FIRST,
         PAGE_NOT_ME,
@@ -79,6 +80,10 @@ with workflow.unsafe.imports_passed_through():
 
 _Result = TypeVar("_Result")
 
+FIRST_TASK_HISTORY = 3
+"""A run's history as its first workflow task starts, the first time: WorkflowExecutionStarted,
+WorkflowTaskScheduled, WorkflowTaskStarted. A task tried again (its worker killed, its deadline
+passed) starts with its failure and a new schedule and start in history: longer."""
 VERIFY_TIMEOUT = timedelta(seconds=10)
 JOIN_TIMEOUT = timedelta(seconds=30)
 """One attempt to join a group (a few Temporal calls); retried until it succeeds."""
@@ -244,7 +249,7 @@ class ApprovalWorkflow(Escalation):
             _patches_before_lookups()
             return await _as_activity(
                 workflow.execute_local_activity_method(
-                    SlackActivities.resolve_recipient, event, **slack_lookup(summary)
+                    SlackActivities.resolve_recipient, event, **slack_in_task(summary)
                 ),
                 "resolve_recipient",
             )
@@ -435,10 +440,39 @@ class ApprovalWorkflow(Escalation):
     async def _post(
         self, request: PostRequest, give_up_after: timedelta, summary: str
     ) -> PostedMessage:
+        """Post `request` with an activity of its own, retried until `give_up_after` (at least a
+        minute); the message is recorded. Raises ActivityError when Slack refused or time ran
+        out; the first question is posted by `_post_first`."""
         posted = await workflow.execute_activity_method(
             SlackActivities.post_notification,
             request,
             **slack_call(summary, max(give_up_after, timedelta(minutes=1))),
+        )
+        self.record.messages.append(posted)
+        return posted
+
+    async def _post_first(
+        self, request: PostRequest, give_up_after: timedelta, summary: str, key: str
+    ) -> PostedMessage:
+        """The first question (patch `local-first-question`): a local activity in the workflow
+        task that decided to ask, so asking costs no activity task and no second workflow task,
+        else `_post`. A local activity leaves no trace in history until its task completes: a
+        task lost after it posted (a killed worker) is run again, and the second run must not ask
+        twice. So only the first attempt of the first task (`FIRST_TASK_HISTORY`) posts without
+        looking; any other looks first for a post named `key` since the run began."""
+        if not workflow.patched(LOCAL_FIRST_QUESTION):
+            return await self._post(request, give_up_after, summary)
+        _patches_after_first_question()
+        request.key = key
+        if workflow.info().get_current_history_length() > FIRST_TASK_HISTORY:
+            request.posted_since = workflow.info().start_time
+        posted = await _as_activity(
+            workflow.execute_local_activity_method(
+                SlackActivities.post_notification,
+                request,
+                **slack_in_task(summary, max(give_up_after, timedelta(minutes=1))),
+            ),
+            "post_notification",
         )
         self.record.messages.append(posted)
         return posted
@@ -540,7 +574,7 @@ class ApprovalWorkflow(Escalation):
             note=recipient.note,
         )
         try:
-            await self._post(request, renotify, f"ask {recipient.asked}")
+            await self._post_first(request, renotify, f"ask {recipient.asked}", "first-question")
         except ActivityError as err:
             if recipient.slack_user is None or not _permanent(err):
                 self._failed("first notification", err)
@@ -549,7 +583,12 @@ class ApprovalWorkflow(Escalation):
             request.to_user = None
             request.note = f"Could not DM <@{recipient.slack_user}>: {err.cause}."
             try:
-                await self._post(request, renotify, "ask the security channel (DM failed)")
+                await self._post_first(
+                    request,
+                    renotify,
+                    "ask the security channel (DM failed)",
+                    "first-question-in-channel",
+                )
             except ActivityError as channel_err:
                 self._failed("first notification", channel_err)
                 return
@@ -854,7 +893,7 @@ class ApprovalWorkflow(Escalation):
             return await _as_activity(
                 workflow.execute_local_activity_method(
                     SlackActivities.current_security_team,
-                    **slack_lookup(summary, timedelta(minutes=2)),
+                    **slack_in_task(summary, timedelta(minutes=2)),
                 ),
                 "current_security_team",
             )
@@ -944,6 +983,20 @@ def _patches_before_lookups() -> None:
     workflow.patched(EXPECTATION_APPROVALS)
     workflow.patched(GROUPED_QUESTIONS)
     workflow.patched(ESCALATION_SCHEDULE)
+    if workflow.patched(LOCAL_FIRST_QUESTION):
+        _patches_after_first_question()
+
+
+def _patches_after_first_question() -> None:
+    """Decide, before the first question's local activity, every patch the rest of its workflow
+    task may ask about: a click handled at once, an escalation step already due (see
+    `_patches_before_verifying`). Only runs that post the first question locally ask here:
+    older histories record these markers where the patch was first asked, later."""
+    workflow.patched(VERIFY_IN_BATCHES)
+    workflow.patched(VERIFY_DECISIONS)
+    _patches_before_verifying()
+    workflow.patched(REMINDER_DIGEST)
+    workflow.patched(REMINDERS_VIA_COLLECTORS)
 
 
 def _permanent(err: ActivityError) -> bool:

@@ -36,6 +36,7 @@ GROUPED_QUESTIONS = "grouped-questions"
 EXPECTATION_APPROVALS = "expectation-approvals"
 LOCAL_LOOKUPS = "local-lookups"
 REMINDERS_VIA_COLLECTORS = "reminders-via-collectors"
+LOCAL_FIRST_QUESTION = "local-first-question"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -268,6 +269,17 @@ LEDGER: tuple[Patch, ...] = (
         "due at 25-28 a second made Temporal fail the one digest's workflow tasks over and "
         "over (more than 100 events arriving while one ran; issue 16).",
         "2026-12-01-f",
+    ),
+    _patch(
+        LOCAL_FIRST_QUESTION,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "The first question is posted by a local activity in the workflow task that decides to "
+        "ask, instead of an activity of its own: one activity task and one workflow task fewer "
+        "per event (issue 16's notification rate). Outside the first attempt of the first task "
+        "it looks for its own earlier post before posting (a lost task leaves no trace), and the "
+        "patches the rest of that task may ask about are decided before it.",
+        "2026-12-01-g",
     ),
     _patch(
         DIGEST_ANSWERS_BY_ACTIVITY,

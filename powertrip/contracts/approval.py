@@ -529,6 +529,18 @@ class PostRequest(BaseModel):
     thread_ts: str | None = None
     broadcast: bool = False
     note: str | None = None
+    key: str | None = Field(
+        default=None,
+        description="Names this post in its message's metadata, the same in every attempt "
+        "(None: the scheduled activity's own id). A local activity's id changes when its "
+        "retry waits on a timer, so a post made as one names itself.",
+    )
+    posted_since: datetime | None = Field(
+        default=None,
+        description="An attempt that left no trace in the workflow's history may have posted "
+        "it since then (a local activity in a workflow task that was lost, e.g. to a killed "
+        "worker): look for it before posting, on the first attempt too.",
+    )
 
 
 class UpdateRequest(BaseModel):

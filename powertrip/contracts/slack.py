@@ -38,21 +38,22 @@ def slack_call(summary: str, give_up_after: timedelta | None = None) -> Activity
     return config
 
 
-LOOKUP_RETRY_IN_TASK = timedelta(seconds=5)
-"""A lookup's retries that wait longer than this wait on a timer in the workflow's history, not
-inside a workflow task that heartbeats (and grows the history) every few seconds while Slack is
-down."""
+RETRY_IN_TASK = timedelta(seconds=5)
+"""A local Slack call's retries that wait longer than this wait on a timer in the workflow's
+history, not inside a workflow task that heartbeats (and grows the history) every few seconds
+while Slack is down."""
 
 
-def slack_lookup(summary: str, give_up_after: timedelta | None = None) -> LocalActivityConfig:
-    """Options of a short lookup run as a local activity (in the workflow task that needs it, so
-    no activity task and no second workflow task): Slack's directory, mostly answered from the
-    worker's cache, retried as every Slack call is; `give_up_after` as in `slack_call`. Use as
-    `workflow.execute_local_activity_method(fn, arg, **slack_lookup("who is alice"))`."""
+def slack_in_task(summary: str, give_up_after: timedelta | None = None) -> LocalActivityConfig:
+    """Options of a Slack call run as a local activity, in the workflow task that needs it (no
+    activity task and no second workflow task): a directory lookup, mostly answered from the
+    worker's cache, or the first question of an event that nothing can have posted yet; retried
+    as every Slack call is; `give_up_after` as in `slack_call`. Use as
+    `workflow.execute_local_activity_method(fn, arg, **slack_in_task("who is alice"))`."""
     config = LocalActivityConfig(
         start_to_close_timeout=SLACK_CALL_TIMEOUT,
         retry_policy=SLACK_RETRY,
-        local_retry_threshold=LOOKUP_RETRY_IN_TASK,
+        local_retry_threshold=RETRY_IN_TASK,
         summary=summary,
     )
     if give_up_after is not None:

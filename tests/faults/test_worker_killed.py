@@ -11,24 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from starlette.requests import Request
+from starlette.responses import Response
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.contracts.approval import Action
 from powertrip.models import EventStatus
-from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
+from powertrip.services.starts import ResultStatus, start_approval
 from tests.faults import add_people, dms_per_event, people_config, person
 from tests.harness import (
+    CONFIG_YAML,
     WEBHOOK_HEADERS,
+    activity_calls,
     alert,
     api_client,
     decide,
     eventually,
+    make_event,
     make_settings,
     papertrail_event,
 )
 from tests.processes import WorkerProcess
+from tests.servers import SECURITY_CHANNEL, SLACK_TOKEN, ServedApp
 from workflows.approval import ApprovalWorkflow
 
 EVENTS = 60
@@ -82,3 +91,57 @@ async def test_worker_sigkilled_mid_burst_then_restarted_completes_every_event(
     twice = sum(count - 1 for count in asked.values())
     print(f"FIGURES killed after {asked_at_kill}/{EVENTS} DMs; asked twice: {twice}")
     assert twice == 0, asked
+
+
+async def test_a_worker_killed_after_slack_took_the_first_question_asks_once(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The first question is a local activity (patch `local-first-question`): it leaves no trace
+    in history until its workflow task completes. Slack took the DM, the worker died before its
+    answer came, so the task is tried again by the next worker, from the start: that attempt
+    looks for the DM the lost one posted (the task's history says it is not the first attempt)
+    and records it instead of asking again."""
+    fake = FakeSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
+    fake.users["U0ALICE"] = FakeUser(id="U0ALICE", name="alice", email="alice@example.com")
+    slack_app = create_fake_slack_app(fake)
+    posted, release = asyncio.Event(), asyncio.Event()
+
+    @slack_app.middleware("http")
+    async def answer_lost(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if request.url.path.endswith("/chat.postMessage") and not posted.is_set():
+            posted.set()  # posted; the answer is held until the worker that asked is gone
+            await asyncio.wait_for(release.wait(), 120)
+        return response
+
+    config = tmp_path / "powertrip.yaml"
+    config.write_text(CONFIG_YAML)
+    event = make_event("alice")
+    async with ServedApp(slack_app) as slack:
+        settings = make_settings(
+            slack.url + "/api/", temporal_address=dev_env.client.service_client.config.target_host
+        )
+        try:
+            async with WorkerProcess(settings, config) as first:
+                assert await start_approval(dev_env.client, event, settings.task_queue) is (
+                    ResultStatus.STARTED
+                )
+                await asyncio.wait_for(posted.wait(), 30)
+                await first.kill()
+        finally:
+            release.set()
+        handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event.event_id)
+        async with WorkerProcess(settings, config):
+            # The lost task is tried again once its timeout (10 s) has passed.
+            await decide(handle, Action.APPROVE, "U0ALICE")
+            record = await asyncio.wait_for(handle.result(), 60)
+        history = await handle.fetch_history()
+    dms = [m for m in fake.messages.values() if m.channel == fake.dm_channel("U0ALICE")]
+    assert len(dms) == 1, dms
+    assert record.status is EventStatus.APPROVED
+    assert [m.ts for m in record.messages] == [dms[0].ts]
+    # What this test is about: the first task was lost after the post, and tried again.
+    assert any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events)
+    assert activity_calls(history, "post_notification") == 1
