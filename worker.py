@@ -20,7 +20,8 @@ import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import metrics
 from activities.conflict import ConflictActivities
@@ -206,7 +207,6 @@ def build_worker(
     digest and its collectors run on a queue of their own (`build_reminder_worker`;
     `running_workers` runs both); they are registered here too, for those started on this queue
     before they had their own."""
-    WorkflowCodeCache.install()
     activities = activities or slack_activities(settings, config, slack)
     decisions = DecisionActivities(verification_keys(settings))
     expectations = ExpectationActivities(
@@ -256,6 +256,7 @@ def build_worker(
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
         max_cached_workflows=settings.max_cached_workflows,
         interceptors=[logs.EventIdInterceptor()],
+        workflow_runner=workflow_runner(settings),
     )
 
 
@@ -266,7 +267,6 @@ def build_reminder_worker(
     its own pollers, slots and workflow cache, so their tasks never wait behind the approvals'
     (which waited up to a minute at 10,000 pending). Its Slack activity shares `activities`'
     channel pacer."""
-    WorkflowCodeCache.install()
     return Worker(
         client,
         task_queue=reminder_task_queue(settings.task_queue),
@@ -274,7 +274,20 @@ def build_reminder_worker(
         activities=[activities.post_digest, ReminderActivities(client).answer_slots],
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
         interceptors=[logs.EventIdInterceptor()],
+        workflow_runner=workflow_runner(settings),
     )
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The SDK's sandbox when `settings.workflow_sandbox` (tests, development), else none: the
+    sandbox re-runs a workflow's module and asks it for every payload's serialization context,
+    for every run and every replay of an evicted run, which `bench/throughput.py` measured at a
+    third of the worker's CPU per event. Workflow modules keep no module-level state that a run
+    could leak to the next (tests/test_workflow_code_cache.py checks)."""
+    if settings.workflow_sandbox:
+        WorkflowCodeCache.install()
+        return SandboxedWorkflowRunner()
+    return UnsandboxedWorkflowRunner()
 
 
 @asynccontextmanager

@@ -183,6 +183,14 @@ class Settings(BaseSettings):
         "task (a reminder, a click) comes. Size it to the approvals pending at once; each costs "
         "memory (bench/README.md).",
     )
+    workflow_sandbox: bool = Field(
+        default=False,
+        description="Worker: run workflow code in the Temporal SDK's sandbox, which fails a "
+        "workflow task that reads the clock, randomness or files, at the cost of re-running "
+        "each workflow's module for every run it starts (a third of the worker's CPU: "
+        "bench/README.md). Off in production, where the code is the code the tests ran "
+        "sandboxed (tests/harness.py turns it on); on while changing workflow code.",
+    )
 
     @field_validator("slack_api_url")
     @classmethod

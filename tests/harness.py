@@ -319,6 +319,9 @@ def make_settings(slack_api_url: str, **overrides: Any) -> Settings:
         # The built-in defaults but groups (tests/no_groups.yaml): an API without a config of
         # its own asks about each event, as tests of everything but groups expect.
         config=NO_GROUPS_CONFIG,
+        # Production runs workflows unsandboxed (powertrip.settings): the tests run them in the
+        # SDK's sandbox, so workflow code that reads the clock, randomness or files fails here.
+        workflow_sandbox=True,
     )
     values.update(overrides)
     return Settings(**values)

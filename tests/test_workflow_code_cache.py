@@ -1,21 +1,29 @@
-"""The worker compiles each workflow module once (bench/PROFILE.md): Temporal's sandbox imports a
+"""Workflow modules and the SDK's sandbox. Sandboxed (the tests, `POWERTRIP_WORKFLOW_SANDBOX`),
+the worker compiles each workflow module once (bench/PROFILE.md): the sandbox imports a
 workflow's module afresh for every run it starts or replays, and without bytecode on disk each of
-those imports compiled the source again. The sandbox must still give every run its own module."""
+those imports compiled the source again; every run still gets its own module. Unsandboxed (the
+worker's default), runs share the module, so it must keep no state."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib.machinery
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import temporalio.workflow
-from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from worker import WorkflowCodeCache
+from powertrip.settings import Settings
+from tests.harness import make_settings
+from worker import WorkflowCodeCache, workflow_runner
 from workflows.approval import ApprovalWorkflow
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Recording(SandboxedWorkflowRunner):
@@ -73,3 +81,48 @@ def test_each_sandboxed_run_still_executes_the_module_afresh() -> None:
     assert first is not second
     assert ApprovalWorkflow not in (first, second)
     assert first.__qualname__ == second.__qualname__ == "ApprovalWorkflow"
+
+
+MUTABLE_CALLS = {"list", "dict", "set", "bytearray", "deque", "defaultdict", "Counter"}
+
+
+def _shared_state(tree: ast.Module) -> list[str]:
+    """Module- and class-level names bound to a mutable container, and `global` statements:
+    state one workflow run could leave for the next when runs share a module (no sandbox)."""
+    found = [f"line {n.lineno}: global" for n in ast.walk(tree) if isinstance(n, ast.Global)]
+    bodies = [tree.body] + [n.body for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    for body in bodies:
+        for stmt in body:
+            value = stmt.value if isinstance(stmt, (ast.Assign, ast.AnnAssign)) else None
+            mutable = isinstance(
+                value, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+            ) or (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Name)
+                and value.func.id in MUTABLE_CALLS
+            )
+            if mutable:
+                found.append(f"line {stmt.lineno}: {ast.unparse(stmt)[:60]}")
+    return found
+
+
+def test_workflow_modules_keep_no_state_a_run_could_leave_for_the_next() -> None:
+    """The worker runs workflows without the sandbox (`worker.workflow_runner`), so every run of
+    a workflow shares its module: a module- or class-level container would carry one run's
+    state into another's, and differ on replay."""
+    modules = sorted((ROOT / "workflows").glob("*.py"))
+    assert len(modules) > 5
+    found = {m.name: _shared_state(ast.parse(m.read_text())) for m in modules}
+    assert not any(found.values()), found
+    # The check finds what it looks for.
+    assert len(_shared_state(ast.parse("A = []\nclass B:\n    c = dict()\nglobal d\n"))) == 3
+
+
+def test_the_worker_runs_workflows_in_the_sandbox_only_when_asked() -> None:
+    production = make_settings("http://127.0.0.1:1/api/", workflow_sandbox=False)
+    assert isinstance(workflow_runner(production), UnsandboxedWorkflowRunner)
+    assert Settings.model_fields["workflow_sandbox"].default is False
+    # Every test's worker runs them sandboxed (tests/harness.make_settings).
+    assert isinstance(
+        workflow_runner(make_settings("http://127.0.0.1:1/api/")), SandboxedWorkflowRunner
+    )
