@@ -259,9 +259,8 @@ class SlackActivities:
         channel = request.to_user or self.security_channel
         in_channel = request.to_user is None
         post = _post_key(request.key)
-        retried = activity.info().attempt > 1 or request.posted_since is not None
         if (
-            retried
+            _may_have_posted(request)
             and not self.pacer.reserved(channel, post)
             and (found := await self._posted(channel, post, request))
         ):
@@ -311,9 +310,7 @@ class SlackActivities:
         """`(channel id, ts)` of the message this activity's earlier attempt posted to `channel`
         (a user id for a DM) or its thread, found by its metadata; None when there is none or
         Slack will not say (without the `*:history` scopes a retry posts again, as before)."""
-        since = activity.info().scheduled_time - timedelta(minutes=1)
-        if request.posted_since is not None:
-            since = min(since, request.posted_since)
+        since = (request.scheduled_at or activity.info().scheduled_time) - timedelta(minutes=1)
         try:
             if channel.startswith(("U", "W")):
                 opened = await self.client.conversations_open(users=channel)
@@ -409,6 +406,26 @@ def _deadline(now: float) -> float | None:
         return None
     ends = info.scheduled_time + info.schedule_to_close_timeout - SLACK_CALL_TIMEOUT
     return now + (ends - datetime.now(UTC)).total_seconds()
+
+
+LOST_TASK_AFTER = timedelta(seconds=5)
+"""A local activity's post that starts this long after the workflow task that scheduled it may
+be a rerun of that task, lost after an earlier run posted (a worker killed after the SDK had
+already completed the task once while the post ran long: the rerun replays that task from its
+start, with its time, at attempt 1). A rerun comes at least the task's timeout (10 s) after the
+lost run started. A first run that starts this late (an overloaded worker) looks too: a lookup,
+never a second DM."""
+
+
+def _may_have_posted(request: PostRequest) -> bool:
+    """Whether an earlier attempt or a lost run may already have posted `request`: look first."""
+    info = activity.info()
+    late = (
+        info.is_local
+        and request.scheduled_at is not None
+        and datetime.now(UTC) - request.scheduled_at > LOST_TASK_AFTER
+    )
+    return info.attempt > 1 or request.look_first or late
 
 
 def _post_key(name: str | None = None) -> str:

@@ -188,8 +188,9 @@ class Settings(BaseSettings):
         description="Worker: run workflow code in the Temporal SDK's sandbox, which fails a "
         "workflow task that reads the clock, randomness or files, at the cost of re-running "
         "each workflow's module for every run it starts (a third of the worker's CPU: "
-        "bench/README.md). Off in production, where the code is the code the tests ran "
-        "sandboxed (tests/harness.py turns it on); on while changing workflow code.",
+        "bench/README.md). Off by default: the in-process tests run every workflow sandboxed "
+        "(tests/harness.py) and the replay tests replay every recorded history both ways; turn "
+        "it on while changing workflow code.",
     )
 
     @field_validator("slack_api_url")

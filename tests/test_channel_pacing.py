@@ -17,7 +17,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.slack import CHANNEL_PACED, SlackActivities
+from activities.slack import CHANNEL_PACED, POST_METADATA, SlackActivities
 from powertrip.contracts.approval import (
     Authority,
     EventRecord,
@@ -28,7 +28,7 @@ from powertrip.contracts.approval import (
 from powertrip.contracts.reminders import DigestLine, ReminderDigestRequest
 from powertrip.directory import Identity
 from powertrip.pacing import ChannelPacer, Deferred
-from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from tests.harness import (
     activity_attempts,
     eventually,
@@ -245,3 +245,32 @@ async def test_a_burst_of_channel_posts_waits_in_temporal_and_is_posted_a_second
 async def _post_attempts(handle: WorkflowHandle[Any, Any]) -> list[int]:
     """The attempt that completed each `post_notification` of `handle`'s run."""
     return activity_attempts(await handle.fetch_history(), "post_notification")
+
+
+@pytest.mark.parametrize("attempt, is_local", [(4, True), (1, True), (1, False)])
+async def test_a_first_question_run_again_long_after_its_task_finds_its_earlier_post(
+    activities: SlackActivities, fake_slack: FakeSlack, attempt: int, is_local: bool
+) -> None:
+    """The first question is a local activity: its retry after a wait on a timer is scheduled
+    anew (a later scheduled time), and a rerun of a lost task starts at attempt 1, both long
+    after the task that asked. Either looks for the post as far back as that task's time
+    (`PostRequest.scheduled_at`), so a DM posted minutes before is found, not posted again. An
+    activity of its own, at attempt 1, has no earlier attempt to find and posts at once."""
+    asked = datetime.now(UTC) - timedelta(minutes=5)
+    earlier = SlackMessage(
+        channel="D0ALICE",
+        ts=f"{(asked + timedelta(seconds=1)).timestamp():.6f}",
+        metadata={"event_type": POST_METADATA, "event_payload": {"post": "event-1/run-1/first"}},
+    )
+    fake_slack.messages[(earlier.channel, earlier.ts)] = earlier
+    request = channel_post(MessageKind.FIRST)
+    request.to_user, request.key, request.scheduled_at = "U0ALICE", "first", asked
+    env = activity_env(attempt)
+    env.info = dataclasses.replace(env.info, is_local=is_local)
+    posted = await env.run(activities.post_notification, request)
+    dms = posted_to(fake_slack, "D0ALICE")
+    if is_local:
+        assert (posted.channel, posted.ts) == ("D0ALICE", earlier.ts)
+        assert dms == [earlier]
+    else:
+        assert len(dms) == 2 and posted.ts != earlier.ts

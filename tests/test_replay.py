@@ -18,7 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 from temporalio.workflow import NondeterminismError
 
 import worker
@@ -126,6 +126,24 @@ async def test_current_code_replays_recorded_history(path: Path) -> None:
         "with workflow.patched(...) (README: 'Changing a workflow safely').\n"
         f"{result.replay_failure}"
     )
+
+
+async def test_every_recorded_history_replays_as_the_worker_runs_workflows_unsandboxed() -> None:
+    """The worker runs workflows outside the SDK's sandbox (`worker.workflow_runner`), the test
+    above inside it: both must replay every generation."""
+    failed = {}
+    for path in ALL:
+        workflow = WORKFLOWS[path.parent.name]
+        unsandboxed = Replayer(
+            workflows=[workflow],
+            data_converter=pydantic_data_converter,
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        )
+        result = await unsandboxed.replay_workflow(load(path), raise_on_replay_failure=False)
+        if result.replay_failure is not None:
+            failed[str(path.relative_to(ROOT))] = result.replay_failure
+    assert len(ALL) > 100
+    assert not failed, failed
 
 
 def _patched_in_code() -> dict[str, set[str]]:

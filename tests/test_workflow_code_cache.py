@@ -84,25 +84,39 @@ def test_each_sandboxed_run_still_executes_the_module_afresh() -> None:
 
 
 MUTABLE_CALLS = {"list", "dict", "set", "bytearray", "deque", "defaultdict", "Counter"}
+CACHES = {"cache", "lru_cache"}
+MUTABLE_VALUES = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+
+
+def _mutable(value: ast.expr | None) -> bool:
+    return isinstance(value, MUTABLE_VALUES) or (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id in MUTABLE_CALLS
+    )
 
 
 def _shared_state(tree: ast.Module) -> list[str]:
-    """Module- and class-level names bound to a mutable container, and `global` statements:
-    state one workflow run could leave for the next when runs share a module (no sandbox)."""
+    """What one workflow run could leave for the next when runs share a module (no sandbox):
+    module- and class-level names bound to a mutable container, `global` statements, caches
+    (`functools.cache`, `lru_cache`) and mutable default arguments."""
     found = [f"line {n.lineno}: global" for n in ast.walk(tree) if isinstance(n, ast.Global)]
     bodies = [tree.body] + [n.body for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
     for body in bodies:
         for stmt in body:
             value = stmt.value if isinstance(stmt, (ast.Assign, ast.AnnAssign)) else None
-            mutable = isinstance(
-                value, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
-            ) or (
-                isinstance(value, ast.Call)
-                and isinstance(value.func, ast.Name)
-                and value.func.id in MUTABLE_CALLS
-            )
-            if mutable:
+            if _mutable(value):
                 found.append(f"line {stmt.lineno}: {ast.unparse(stmt)[:60]}")
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for decorator in node.decorator_list:
+            target = decorator.func if isinstance(decorator, ast.Call) else decorator
+            name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+            if name in CACHES:
+                found.append(f"line {node.lineno}: @{name} {node.name}")
+        defaults = [*node.args.defaults, *node.args.kw_defaults]
+        found += [f"line {node.lineno}: {node.name}'s default" for d in defaults if _mutable(d)]
     return found
 
 
@@ -115,7 +129,8 @@ def test_workflow_modules_keep_no_state_a_run_could_leave_for_the_next() -> None
     found = {m.name: _shared_state(ast.parse(m.read_text())) for m in modules}
     assert not any(found.values()), found
     # The check finds what it looks for.
-    assert len(_shared_state(ast.parse("A = []\nclass B:\n    c = dict()\nglobal d\n"))) == 3
+    caught = "A = []\nclass B:\n    c = dict()\nglobal d\n@functools.cache\ndef e(f=[]): ...\n"
+    assert len(_shared_state(ast.parse(caught))) == 5
 
 
 def test_the_worker_runs_workflows_in_the_sandbox_only_when_asked() -> None:

@@ -82,8 +82,10 @@ _Result = TypeVar("_Result")
 
 FIRST_TASK_HISTORY = 3
 """A run's history as its first workflow task starts, the first time: WorkflowExecutionStarted,
-WorkflowTaskScheduled, WorkflowTaskStarted. A task tried again (its worker killed, its deadline
-passed) starts with its failure and a new schedule and start in history: longer."""
+WorkflowTaskScheduled, WorkflowTaskStarted. A first task tried again (its worker killed, its
+deadline passed) starts with its failure and a new schedule and start: longer. (Not so a task the
+SDK completed once while a local activity ran long, rerun after that: the rerun replays the
+first batch, at this length; `_post_first` covers it by time.)"""
 VERIFY_TIMEOUT = timedelta(seconds=10)
 JOIN_TIMEOUT = timedelta(seconds=30)
 """One attempt to join a group (a few Temporal calls); retried until it succeeds."""
@@ -212,6 +214,10 @@ class ApprovalWorkflow(Escalation):
             )
             self.record.recipient = await self._resolve_recipient()
             self._publish()
+        elif not self._delivered(MessageKind.FIRST) and workflow.patched(LOCAL_FIRST_QUESTION):
+            # A run continued as new before its first question went out looks up expectations
+            # and asks as a first run does: the same patches decided before its local activities.
+            _patches_before_lookups()
         # `and` short-circuits: histories of events that were never stale record no marker.
         stale = input.stale and workflow.patched(STALE_NO_DM)
         if stale:
@@ -457,15 +463,17 @@ class ApprovalWorkflow(Escalation):
         """The first question (patch `local-first-question`): a local activity in the workflow
         task that decided to ask, so asking costs no activity task and no second workflow task,
         else `_post`. A local activity leaves no trace in history until its task completes: a
-        task lost after it posted (a killed worker) is run again, and the second run must not ask
-        twice. So only the first attempt of the first task (`FIRST_TASK_HISTORY`) posts without
-        looking; any other looks first for a post named `key` since the run began."""
+        task lost after it posted (a killed worker) is run again, and the rerun must not ask
+        twice. So the post is named (`key`, in its metadata) and carries this task's time: the
+        activity looks for it first when this task is a retry (`FIRST_TASK_HISTORY`), and when it
+        starts long after this task did (`activities.slack.LOST_TASK_AFTER`: a rerun of a task the
+        SDK had completed once while the post ran, which replays with this task's history)."""
         if not workflow.patched(LOCAL_FIRST_QUESTION):
             return await self._post(request, give_up_after, summary)
         _patches_after_first_question()
         request.key = key
-        if workflow.info().get_current_history_length() > FIRST_TASK_HISTORY:
-            request.posted_since = workflow.info().start_time
+        request.scheduled_at = workflow.now()
+        request.look_first = workflow.info().get_current_history_length() > FIRST_TASK_HISTORY
         posted = await _as_activity(
             workflow.execute_local_activity_method(
                 SlackActivities.post_notification,

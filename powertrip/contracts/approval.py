@@ -535,11 +535,16 @@ class PostRequest(BaseModel):
         "(None: the scheduled activity's own id). A local activity's id changes when its "
         "retry waits on a timer, so a post made as one names itself.",
     )
-    posted_since: datetime | None = Field(
+    scheduled_at: datetime | None = Field(
         default=None,
-        description="An attempt that left no trace in the workflow's history may have posted "
-        "it since then (a local activity in a workflow task that was lost, e.g. to a killed "
-        "worker): look for it before posting, on the first attempt too.",
+        description="The workflow's time in the task that scheduled this post: the same in "
+        "every attempt, and in a rerun of that task. None: the activity's own scheduled time "
+        "(a local activity's changes when its retry waits on a timer).",
+    )
+    look_first: bool = Field(
+        default=False,
+        description="The task that scheduled it is being tried again, and a lost run of it may "
+        "have posted it: look for it before posting, on the first attempt too.",
     )
 
 

@@ -47,8 +47,9 @@ while Slack is down."""
 def slack_in_task(summary: str, give_up_after: timedelta | None = None) -> LocalActivityConfig:
     """Options of a Slack call run as a local activity, in the workflow task that needs it (no
     activity task and no second workflow task): a directory lookup, mostly answered from the
-    worker's cache, or the first question of an event that nothing can have posted yet; retried
-    as every Slack call is; `give_up_after` as in `slack_call`. Use as
+    worker's cache, or an event's first question (which looks for its own earlier post where a
+    lost run of its task may have made it: `PostRequest.look_first`); retried as every Slack call
+    is; `give_up_after` as in `slack_call`. Use as
     `workflow.execute_local_activity_method(fn, arg, **slack_in_task("who is alice"))`."""
     config = LocalActivityConfig(
         start_to_close_timeout=SLACK_CALL_TIMEOUT,

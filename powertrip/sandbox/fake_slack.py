@@ -180,6 +180,7 @@ class FakeSlack:
         self.calls.clear()
         self.responses.clear()
         self.failures.clear()
+        self.scopes = list(ALL_SCOPES)
         self.save()
 
     def next_ts(self) -> str:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 from temporalio.api.enums.v1 import EventType
@@ -93,14 +94,17 @@ async def test_worker_sigkilled_mid_burst_then_restarted_completes_every_event(
     assert twice == 0, asked
 
 
+@pytest.mark.parametrize("held", [0.0, 9.0], ids=["at-once", "after-a-task-heartbeat"])
 async def test_a_worker_killed_after_slack_took_the_first_question_asks_once(
-    dev_env: WorkflowEnvironment, tmp_path: Path
+    dev_env: WorkflowEnvironment, tmp_path: Path, held: float
 ) -> None:
     """The first question is a local activity (patch `local-first-question`): it leaves no trace
-    in history until its workflow task completes. Slack took the DM, the worker died before its
-    answer came, so the task is tried again by the next worker, from the start: that attempt
-    looks for the DM the lost one posted (the task's history says it is not the first attempt)
-    and records it instead of asking again."""
+    in history until its workflow task completes. Slack took the DM and held its answer `held`
+    seconds, then the worker died: the next worker runs the task again from its start, and that
+    run looks for the DM the lost one posted instead of asking again. `at-once`: the first task
+    is retried (its history says so). `after-a-task-heartbeat`: past 8 s the SDK completed the
+    first task while the post still ran, so the rerun replays it with the history of a first
+    attempt; the post, starting long after the task's time, looks first all the same."""
     fake = FakeSlack(token=SLACK_TOKEN, channels=[SECURITY_CHANNEL])
     fake.users["U0ALICE"] = FakeUser(id="U0ALICE", name="alice", email="alice@example.com")
     slack_app = create_fake_slack_app(fake)
@@ -129,6 +133,7 @@ async def test_a_worker_killed_after_slack_took_the_first_question_asks_once(
                     ResultStatus.STARTED
                 )
                 await asyncio.wait_for(posted.wait(), 30)
+                await asyncio.sleep(held)
                 await first.kill()
         finally:
             release.set()
@@ -142,6 +147,10 @@ async def test_a_worker_killed_after_slack_took_the_first_question_asks_once(
     assert len(dms) == 1, dms
     assert record.status is EventStatus.APPROVED
     assert [m.ts for m in record.messages] == [dms[0].ts]
-    # What this test is about: the first task was lost after the post, and tried again.
-    assert any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events)
+    # What this test is about: a workflow task was lost after the post, and tried again...
+    kinds = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in kinds
     assert activity_calls(history, "post_notification") == 1
+    # ...the first one itself, or (held past the heartbeat) one after it had been completed.
+    lost = kinds.index(EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
+    assert kinds[:lost].count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == (held > 8)
