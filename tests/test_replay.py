@@ -15,7 +15,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
@@ -27,6 +27,7 @@ from activities.slack import SlackActivities
 from powertrip.contracts.approval import (
     Action,
     ApprovalInput,
+    EventRecord,
     PostedMessage,
     PostRequest,
     Recipient,
@@ -38,6 +39,7 @@ from powertrip.contracts.approval import (
 from powertrip.models import EventStatus, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
+from powertrip.settings import Settings
 from powertrip.signing import Signer
 from tests.harness import (
     activity_calls,
@@ -257,6 +259,21 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
     assert isinstance(rollback.replay_failure, NondeterminismError)
 
 
+async def start_with_short_tasks(
+    env: WorkflowEnvironment, event: SecurityEvent, settings: Settings
+) -> WorkflowHandle[ApprovalWorkflow, EventRecord]:
+    """`event`'s ApprovalWorkflow with a 2 s workflow-task timeout, so that a local activity of
+    2.5 s outlives its task (the SDK completes the task while it runs)."""
+    return await env.client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(event=event),
+        id=event.event_id,
+        task_queue=settings.task_queue,
+        search_attributes=search_attributes_for(event),
+        task_timeout=timedelta(seconds=2),
+    )
+
+
 class SlowDecisions(DecisionActivities):
     """A worker too busy to verify within the workflow task timeout."""
 
@@ -286,14 +303,7 @@ async def test_a_verification_that_outlives_its_workflow_task_still_replays(
     settings = make_settings(slack_api_url)
     event = make_event("alice")
     async with running_worker(dev_env.client, settings):
-        handle = await dev_env.client.start_workflow(
-            ApprovalWorkflow.run,
-            ApprovalInput(event=event),
-            id=event.event_id,
-            task_queue=settings.task_queue,
-            search_attributes=search_attributes_for(event),
-            task_timeout=timedelta(seconds=2),
-        )
+        handle = await start_with_short_tasks(dev_env, event, settings)
         await eventually(lambda: message_for(fake_slack, event.event_id))
         await decide(handle, Action.APPROVE, "U0SEC1")  # the team on alice's behalf
         record = await state_eventually(handle, lambda r: r.contest_until is not None, within=30)
@@ -358,14 +368,7 @@ async def test_the_first_question_needs_one_workflow_task_and_a_slow_local_activ
     settings = make_settings(slack_api_url)
     event = make_event("alice")
     async with running_worker(dev_env.client, settings):
-        handle = await dev_env.client.start_workflow(
-            ApprovalWorkflow.run,
-            ApprovalInput(event=event),
-            id=event.event_id,
-            task_queue=settings.task_queue,
-            search_attributes=search_attributes_for(event),
-            task_timeout=timedelta(seconds=2),
-        )
+        handle = await start_with_short_tasks(dev_env, event, settings)
         await eventually(lambda: message_for(fake_slack, event.event_id), within=30)
         await decide(handle, Action.APPROVE, "U0ALICE")
         record = await handle.result()
@@ -411,14 +414,7 @@ async def test_a_decision_that_comes_while_a_slow_first_question_is_posted_repla
     settings = make_settings(slack_api_url)
     event = make_event("alice")
     async with running_worker(dev_env.client, settings):
-        handle = await dev_env.client.start_workflow(
-            ApprovalWorkflow.run,
-            ApprovalInput(event=event),
-            id=event.event_id,
-            task_queue=settings.task_queue,
-            search_attributes=search_attributes_for(event),
-            task_timeout=timedelta(seconds=2),
-        )
+        handle = await start_with_short_tasks(dev_env, event, settings)
         await asyncio.sleep(0.5)  # the post is under way (it takes 2.5 s)
         await decide(handle, Action.APPROVE, "U0ALICE")
         record = await handle.result()

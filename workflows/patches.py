@@ -276,9 +276,10 @@ LEDGER: tuple[Patch, ...] = (
         date(2026, 12, 1),
         "The first question is posted by a local activity in the workflow task that decides to "
         "ask, instead of an activity of its own: one activity task and one workflow task fewer "
-        "per event (issue 16's notification rate). Outside the first attempt of the first task "
-        "it looks for its own earlier post before posting (a lost task leaves no trace), and the "
-        "patches the rest of that task may ask about are decided before it.",
+        "per event (issue 16's notification rate). A lost task leaves no trace of it, so it "
+        "looks for its own earlier post before posting when its task is a retry or when it "
+        "starts more than 5 s after its task (the rerun of a task the SDK completed once while "
+        "the post ran); the patches the rest of that task may ask about are decided before it.",
         "2026-12-01-g",
     ),
     _patch(
