@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -63,7 +64,14 @@ async def test_webhook_to_dm_to_signed_click_to_approved_record(
                 lambda: [m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]
             )
         )[0]
-        pending = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
+
+        # The DM goes out from the workflow's first task; the record shows it once that task
+        # completes (a moment later).
+        async def asked() -> dict[str, Any] | None:
+            view = (await http.get(f"/v1/events/{event_id}", headers=API_HEADERS)).json()
+            return view if view["asked"] is not None else None
+
+        pending = await eventually(asked)
         assert (pending["status"], pending["actor"], pending["host"]) == (
             "pending",
             "alice",

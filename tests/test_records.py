@@ -121,7 +121,10 @@ async def world(
         async def settled() -> bool | None:
             views = [await show_event(client, ids[key], ui) for key, *_ in SEED]
             return all(
-                v is not None and v.status is final and (v.timeline[-1].what != "received")
+                v is not None
+                and v.status is final
+                and bool(v.timeline)
+                and v.timeline[-1].what != "received"
                 for v, (*_, final) in zip(views, SEED, strict=True)
             )
 
