@@ -85,7 +85,7 @@ FIRST_TASK_HISTORY = 3
 WorkflowTaskScheduled, WorkflowTaskStarted. A first task tried again (its worker killed, its
 deadline passed) starts with its failure and a new schedule and start: longer. (Not so a task the
 SDK completed once while a local activity ran long, rerun after that: the rerun replays the
-first batch, at this length; `_post_first` covers it by time.)"""
+first batch, at this length; `_post` covers it by time.)"""
 VERIFY_TIMEOUT = timedelta(seconds=10)
 JOIN_TIMEOUT = timedelta(seconds=30)
 """One attempt to join a group (a few Temporal calls); retried until it succeeds."""
@@ -444,44 +444,40 @@ class ApprovalWorkflow(Escalation):
         workflow.upsert_search_attributes([attributes.STATUS.value_set(self.record.status.value)])
 
     async def _post(
-        self, request: PostRequest, give_up_after: timedelta, summary: str
+        self,
+        request: PostRequest,
+        give_up_after: timedelta,
+        summary: str,
+        first_question: str | None = None,
     ) -> PostedMessage:
-        """Post `request` with an activity of its own, retried until `give_up_after` (at least a
-        minute); the message is recorded. Raises ActivityError when Slack refused or time ran
-        out; the first question is posted by `_post_first`."""
-        posted = await workflow.execute_activity_method(
-            SlackActivities.post_notification,
-            request,
-            **slack_call(summary, max(give_up_after, timedelta(minutes=1))),
-        )
-        self.record.messages.append(posted)
-        return posted
+        """Post `request`, retried until `give_up_after` (at least a minute), and record the
+        message. Raises ActivityError when Slack refused or time ran out.
 
-    async def _post_first(
-        self, request: PostRequest, give_up_after: timedelta, summary: str, key: str
-    ) -> PostedMessage:
-        """The first question (patch `local-first-question`): a local activity in the workflow
-        task that decided to ask, so asking costs no activity task and no second workflow task,
-        else `_post`. A local activity leaves no trace in history until its task completes: a
-        task lost after it posted (a killed worker) is run again, and the rerun must not ask
-        twice. So the post is named (`key`, in its metadata) and carries this task's time: the
-        activity looks for it first when this task is a retry (`FIRST_TASK_HISTORY`), and when it
-        starts long after this task did (`activities.slack.LOST_TASK_AFTER`: a rerun of a task the
-        SDK had completed once while the post ran, which replays with this task's history)."""
-        if not workflow.patched(LOCAL_FIRST_QUESTION):
-            return await self._post(request, give_up_after, summary)
-        _patches_after_first_question()
-        request.key = key
-        request.scheduled_at = workflow.now()
-        request.look_first = workflow.info().get_current_history_length() > FIRST_TASK_HISTORY
-        posted = await _as_activity(
-            workflow.execute_local_activity_method(
-                SlackActivities.post_notification,
-                request,
-                **slack_in_task(summary, max(give_up_after, timedelta(minutes=1))),
-            ),
-            "post_notification",
-        )
+        An activity of its own, except the first question (`first_question`: its name, in its
+        message's metadata; patch `local-first-question`): a local activity in the workflow task
+        that decided to ask, so asking costs no activity task and no second workflow task. A
+        local activity leaves no trace in history until its task completes: a task lost after
+        it posted (a killed worker) is run again, and the rerun must not ask twice. So the post
+        carries this task's time, and the activity looks for it first when this task is a retry
+        (`FIRST_TASK_HISTORY`) or when it starts long after this task did
+        (`activities.slack.LOST_TASK_AFTER`: a rerun of a task the SDK had completed once while
+        the post ran, which replays with this task's history)."""
+        give_up = max(give_up_after, timedelta(minutes=1))
+        if first_question is not None and workflow.patched(LOCAL_FIRST_QUESTION):
+            _patches_after_first_question()
+            request.key = first_question
+            request.scheduled_at = workflow.now()
+            request.look_first = workflow.info().get_current_history_length() > FIRST_TASK_HISTORY
+            posted = await _as_activity(
+                workflow.execute_local_activity_method(
+                    SlackActivities.post_notification, request, **slack_in_task(summary, give_up)
+                ),
+                "post_notification",
+            )
+        else:
+            posted = await workflow.execute_activity_method(
+                SlackActivities.post_notification, request, **slack_call(summary, give_up)
+            )
         self.record.messages.append(posted)
         return posted
 
@@ -582,7 +578,7 @@ class ApprovalWorkflow(Escalation):
             note=recipient.note,
         )
         try:
-            await self._post_first(request, renotify, f"ask {recipient.asked}", "first-question")
+            await self._post(request, renotify, f"ask {recipient.asked}", "first-question")
         except ActivityError as err:
             if recipient.slack_user is None or not _permanent(err):
                 self._failed("first notification", err)
@@ -591,7 +587,7 @@ class ApprovalWorkflow(Escalation):
             request.to_user = None
             request.note = f"Could not DM <@{recipient.slack_user}>: {err.cause}."
             try:
-                await self._post_first(
+                await self._post(
                     request,
                     renotify,
                     "ask the security channel (DM failed)",
