@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -191,13 +192,16 @@ async def test_not_me_alerts_at_once_and_waits_for_acknowledgement(
 async def test_double_click_is_harmless(
     time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
 ) -> None:
+    """Approve pressed twice: one approval. (A *Not me* pressed with them used to be here,
+    asserting it was ignored; but whether it reaches the workflow before the approval is
+    committed is a race, and when it does it goes first (patch `not-me-before-queued-approval`):
+    the report is never lost to the order of arrival. That race was this test's occasional
+    hang, a reported event waiting for its acknowledgement.)"""
     settings = make_settings(slack_api_url)
     async with running_worker(time_skipping_env.client, settings):
         handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
         await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
-        await decide(handle, Action.APPROVE, "U0ALICE")
-        await decide(handle, Action.APPROVE, "U0ALICE")
-        await decide(handle, Action.REPORT, "U0ALICE")
+        await asyncio.gather(*(decide(handle, Action.APPROVE, "U0ALICE") for _ in range(2)))
         record = await handle.result()
     assert record.status is EventStatus.APPROVED and record.report is None
     assert [e.what for e in record.timeline].count(TimelineKind.APPROVED) == 1

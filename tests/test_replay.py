@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -31,18 +31,20 @@ from powertrip.contracts.approval import (
     PostedMessage,
     PostRequest,
     Recipient,
+    UpdateRequest,
     Verdict,
     Verdicts,
     VerifyBatch,
     VerifyRequest,
 )
 from powertrip.models import EventStatus, SecurityEvent
-from powertrip.sandbox.fake_slack import FakeSlack
+from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.services.starts import ResultStatus, search_attributes_for, start_approval
 from powertrip.settings import Settings
 from powertrip.signing import Signer
 from tests.harness import (
     activity_calls,
+    buttons,
     decide,
     eventually,
     make_config,
@@ -52,7 +54,9 @@ from tests.harness import (
     no_expectation,
     posted_to,
     running_worker,
+    start,
     state_eventually,
+    text_of,
 )
 from tests.histories.variants import REFRESH_RECIPIENT, PatchedRefresh, UnguardedRefresh
 from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
@@ -380,7 +384,8 @@ async def test_the_first_question_needs_one_workflow_task_and_a_slow_local_activ
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
-    assert scheduled == ["update_message"]
+    assert scheduled == []  # the update too is local (patch `local-message-updates`)
+    assert activity_calls(history, "update_message") == 1
     assert activity_calls(history, "resolve_recipient") == 1
     assert activity_calls(history, "find_expectation") == 1
     assert activity_calls(history, "post_notification") == 1
@@ -421,6 +426,88 @@ async def test_a_decision_that_comes_while_a_slow_first_question_is_posted_repla
         history = await handle.fetch_history()
     assert record.status is EventStatus.APPROVED
     assert activity_calls(history, "post_notification") == 1
+    result = await replayer(ApprovalWorkflow).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    assert result.replay_failure is None, result.replay_failure
+
+
+class SlowUpdates(SlackActivities):
+    """A Slack slow to take `chat.update`: long enough for a click to come in while the task
+    that decided waits for the messages' updates."""
+
+    @activity.defn(name="update_message")
+    async def update_message(self, request: UpdateRequest) -> None:
+        await asyncio.sleep(1.0)
+        await super().update_message(request)
+
+
+@pytest.mark.parametrize(
+    ("second", "outcome"),
+    [
+        ((Action.REPORT, "U0ALICE"), EventStatus.REPORTED),
+        ((Action.APPROVE, "U0STRANGER"), EventStatus.APPROVED),
+    ],
+    ids=["owner-not-me", "refused-click"],
+)
+async def test_a_click_while_the_decision_updates_its_messages_is_decided_with_it(
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    second: tuple[Action, str],
+    outcome: EventStatus,
+) -> None:
+    """The messages' updates are local activities in the task that decided, which also completes
+    the workflow (patch `local-message-updates`). A click that comes while they run makes
+    Temporal refuse that completion (`UNHANDLED_COMMAND`); the task runs again with both clicks:
+    the owner's *Not me* goes first (the event is reported, although Slack showed the approval
+    for a moment), a refused click changes nothing. Either way the record is the last thing
+    every message shows, the workflow ran no activity task for it, and the history replays."""
+    monkeypatch.setattr(worker, "SlackActivities", SlowUpdates)
+    settings = make_settings(slack_api_url)
+    event = make_event("alice")
+    shows = "Reported as not me" if outcome is EventStatus.REPORTED else "Approved by"
+
+    def dm() -> SlackMessage | None:
+        message = fake_slack.messages[asked.channel, asked.ts]
+        return message if shows in text_of(message) else None
+
+    async with running_worker(dev_env.client, settings):
+        handle = await start(dev_env, event, settings.task_queue)
+        asked = await eventually(
+            lambda: message_for(fake_slack, event.event_id, fake_slack.dm_channel("U0ALICE"))
+        )
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        await asyncio.sleep(0.5)  # the first update is under way (it takes 1 s)
+        await decide(handle, *second)
+        record = await state_eventually(handle, lambda r: r.status is outcome, within=30)
+        shown = await eventually(dm, within=30)
+        if outcome is EventStatus.REPORTED:
+            await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL) or None)
+            history = await handle.fetch_history()
+            await handle.terminate("the incident needs no acknowledgement here")
+        else:
+            record = await handle.result()
+            history = await handle.fetch_history()
+    refused = [
+        e.workflow_task_failed_event_attributes.cause
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    # The situation this test is about.
+    assert refused == [WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND]
+    assert record.status is outcome
+    if outcome is EventStatus.REPORTED:
+        assert record.decision is None and "Approved" not in text_of(shown)
+    else:
+        assert record.report is None and "Reported" not in text_of(shown)
+    assert buttons(shown) == []
+    assert "update_message" not in [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
     result = await replayer(ApprovalWorkflow).replay_workflow(
         history, raise_on_replay_failure=False
     )

@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         GROUPED_QUESTIONS,
         LOCAL_FIRST_QUESTION,
         LOCAL_LOOKUPS,
+        LOCAL_MESSAGE_UPDATES,
         NOT_ME_FIRST,
         PAGE_NOT_ME,
         PAGES_FOLLOW_DECISIONS,
@@ -907,31 +908,49 @@ class ApprovalWorkflow(Escalation):
         )
 
     async def _update_messages(self) -> None:
-        """Every copy of the message shows the outcome; none keeps live buttons."""
+        """Every copy of the message shows the outcome; none keeps live buttons.
+
+        Each `chat.update` is a local activity in the workflow task that decided (patch
+        `local-message-updates`), so an approval's click costs one workflow task that also
+        completes the workflow: no activity task and no second workflow task. Temporal refuses
+        that completion when a signal came in while the task ran (`UNHANDLED_COMMAND`); the
+        task runs again with the new click beside the first, and may decide otherwise (a
+        *Not me* goes first). Each update shows the whole record, so running them again is
+        harmless and the last one shows what the record says."""
         stale = [
             m
             for m in self.record.messages
             if not (m.kind is MessageKind.REPORT and self.record.status is EventStatus.REPORTED)
         ]
+        local = workflow.patched(LOCAL_MESSAGE_UPDATES)
         results = await asyncio.gather(
-            *(
-                workflow.execute_activity_method(
-                    SlackActivities.update_message,
-                    UpdateRequest(record=self.record, message=m),
-                    **slack_call(
-                        f"mark {m.kind.value} message {self.record.status.value}",
-                        timedelta(hours=24),
-                    ),
-                )
-                for m in stale
-            ),
-            return_exceptions=True,
+            *(self._update_message(m, local) for m in stale), return_exceptions=True
         )
         for result in results:
             if isinstance(result, ActivityError):
                 self._failed("message update", result)
             elif isinstance(result, BaseException):
                 raise result
+
+    def _update_message(self, message: PostedMessage, local: bool) -> Awaitable[None]:
+        """One message's `chat.update`, retried for a day: a local activity (`local`), else an
+        activity of its own. Raises ActivityError when Slack refused or time ran out."""
+        request = UpdateRequest(record=self.record, message=message)
+        summary = f"mark {message.kind.value} message {self.record.status.value}"
+        if local:
+            return _as_activity(
+                workflow.execute_local_activity_method(
+                    SlackActivities.update_message,
+                    request,
+                    **slack_in_task(summary, timedelta(hours=24)),
+                ),
+                "update_message",
+            )
+        return workflow.execute_activity_method(
+            SlackActivities.update_message,
+            request,
+            **slack_call(summary, timedelta(hours=24)),
+        )
 
 
 async def _as_activity(call: Awaitable[_Result], activity: str) -> _Result:
@@ -976,6 +995,7 @@ def _patches_before_verifying() -> None:
     workflow.patched(PAGES_FOLLOW_DECISIONS)
     workflow.patched(STEP_UP_APPROVALS)
     workflow.patched(LOCAL_LOOKUPS)
+    workflow.patched(LOCAL_MESSAGE_UPDATES)
 
 
 def _patches_before_lookups() -> None:

@@ -37,6 +37,7 @@ EXPECTATION_APPROVALS = "expectation-approvals"
 LOCAL_LOOKUPS = "local-lookups"
 REMINDERS_VIA_COLLECTORS = "reminders-via-collectors"
 LOCAL_FIRST_QUESTION = "local-first-question"
+LOCAL_MESSAGE_UPDATES = "local-message-updates"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -281,6 +282,17 @@ LEDGER: tuple[Patch, ...] = (
         "starts more than 5 s after its task (the rerun of a task the SDK completed once while "
         "the post ran); the patches the rest of that task may ask about are decided before it.",
         "2026-12-01-g",
+    ),
+    _patch(
+        LOCAL_MESSAGE_UPDATES,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "Each message's update to show the outcome is a local activity in the workflow task that "
+        "decided, instead of an activity of its own: an approval's click costs one workflow "
+        "task, which also completes the workflow (issue 16's whole-life rate). Temporal refuses "
+        "that completion when a signal came in meanwhile; the task's rerun updates the messages "
+        "again with what it decided (an update shows the whole record: harmless twice).",
+        "2026-12-01-h",
     ),
     _patch(
         DIGEST_ANSWERS_BY_ACTIVITY,
