@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.models import Decision, DecisionKind, EventStatus
     from workflows.escalation import Escalation
     from workflows.patches import (
+        APPROVAL_BASELINE,
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
         ESCALATION_SCHEDULE,
@@ -77,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
         STEP_UP_APPROVALS,
         VERIFY_DECISIONS,
         VERIFY_IN_BATCHES,
+        patched,
     )
 
 _Result = TypeVar("_Result")
@@ -170,7 +172,8 @@ class ApprovalWorkflow(Escalation):
     Temporal suggests it after a reminder, and, once every decision waiting is handled, after
     `signals_per_run` signals: a flood of forged signals never reaches Temporal's per-run signal
     limit through which the owner's *Not me* must pass. Every change to the commands is a patch
-    (`workflows/patches.py`).
+    (`workflows/patches.py`); a run of today's code records the patches up to the baseline as one
+    marker (`APPROVAL_BASELINE`, asked first in `run`) and asks later ones on their own.
     """
 
     @workflow.init
@@ -185,6 +188,9 @@ class ApprovalWorkflow(Escalation):
         self.nonces = set(self.record.nonces)
         self.forwarded: set[str] = set()
         """GROUPS: nonces of decisions verified as signed for this member's group."""
+        self.baseline = False
+        """The run began with the `APPROVAL_BASELINE` marker: it takes every patch of
+        `workflows.patches.APPROVAL_PATCHES` without asking (`workflows.patches.patched`)."""
 
     @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, click: Click) -> None:
@@ -207,6 +213,9 @@ class ApprovalWorkflow(Escalation):
     @workflow.run
     async def run(self, input: ApprovalInput) -> EventRecord:
         """Ask, remind until decided, keep the contest window, then update every message."""
+        # First thing in the run, before any patch is asked: a run of older code replays
+        # without the marker and asks each patch as it did.
+        self.baseline = workflow.patched(APPROVAL_BASELINE)
         event = self.record.event
         renotify = timedelta(seconds=event.renotify_after_seconds)
         if self.record.recipient is None:
@@ -215,12 +224,12 @@ class ApprovalWorkflow(Escalation):
             )
             self.record.recipient = await self._resolve_recipient()
             self._publish()
-        elif not self._delivered(MessageKind.FIRST) and workflow.patched(LOCAL_FIRST_QUESTION):
+        elif not self._delivered(MessageKind.FIRST) and patched(LOCAL_FIRST_QUESTION):
             # A run continued as new before its first question went out looks up expectations
             # and asks as a first run does: the same patches decided before its local activities.
             _patches_before_lookups()
         # `and` short-circuits: histories of events that were never stale record no marker.
-        stale = input.stale and workflow.patched(STALE_NO_DM)
+        stale = input.stale and patched(STALE_NO_DM)
         if stale:
             self._note_stale()
         elif (
@@ -252,7 +261,7 @@ class ApprovalWorkflow(Escalation):
         runs that began before it, an activity of its own."""
         event = self.record.event
         summary = f"who to ask about {visible(event.actor)}"
-        if workflow.patched(LOCAL_LOOKUPS):
+        if patched(LOCAL_LOOKUPS):
             _patches_before_lookups()
             return await _as_activity(
                 workflow.execute_local_activity_method(
@@ -278,7 +287,7 @@ class ApprovalWorkflow(Escalation):
             or recipient is None
             or self.record.asked_at is not None
             or self.record.messages
-            or not workflow.patched(GROUPED_QUESTIONS)
+            or not patched(GROUPED_QUESTIONS)
         ):
             return False
         joined = await workflow.execute_activity_method(
@@ -415,7 +424,7 @@ class ApprovalWorkflow(Escalation):
             )
         ):
             return
-        if workflow.patched(CONTINUE_BEFORE_SIGNAL_LIMIT):
+        if patched(CONTINUE_BEFORE_SIGNAL_LIMIT):
             workflow.logger.info("continuing as new after %d signals in this run", self.signals)
             self._continue_as_new(next_reminder)
 
@@ -464,7 +473,7 @@ class ApprovalWorkflow(Escalation):
         (`activities.slack.LOST_TASK_AFTER`: a rerun of a task the SDK had completed once while
         the post ran, which replays with this task's history)."""
         give_up = max(give_up_after, timedelta(minutes=1))
-        if first_question is not None and workflow.patched(LOCAL_FIRST_QUESTION):
+        if first_question is not None and patched(LOCAL_FIRST_QUESTION):
             _patches_after_first_question()
             request.key = first_question
             request.scheduled_at = workflow.now()
@@ -494,7 +503,7 @@ class ApprovalWorkflow(Escalation):
         as usual) when none does, when the lookup fails, and for workflows that began before
         expectations existed. Stale (backfilled) events never get here: they are listed in the
         stale digest, not pre-approved by an expectation made after them."""
-        if not workflow.patched(EXPECTATION_APPROVALS):
+        if not patched(EXPECTATION_APPROVALS):
             return False
         try:
             found = await self._find_expectation()
@@ -550,7 +559,7 @@ class ApprovalWorkflow(Escalation):
         """`find_expectation` (a visibility lookup): a local activity (patch `local-lookups`),
         else, for runs that began before it, an activity of its own. Either gives up after half
         a minute (visibility down or throttled: ask the human, not never)."""
-        if workflow.patched(LOCAL_LOOKUPS):
+        if patched(LOCAL_LOOKUPS):
             return await _as_activity(
                 workflow.execute_local_activity_method(
                     ExpectationActivities.find_expectation,
@@ -606,7 +615,7 @@ class ApprovalWorkflow(Escalation):
         # channel sees it once, the rest stay in the thread.
         root = next((m for m in self.record.messages if m.in_security_channel), None)
         reminders = sum(1 for m in self.record.messages if m.kind is MessageKind.REMINDER)
-        if workflow.patched(REMINDER_DIGEST) and await self._in_digest():
+        if patched(REMINDER_DIGEST) and await self._in_digest():
             self._note(TimelineKind.REMINDED, f"in the digest, waited {int(self._waited())}s")
             return
         request = PostRequest(
@@ -641,7 +650,7 @@ class ApprovalWorkflow(Escalation):
         )
         task_queue = workflow.info().task_queue
         collected = False
-        if workflow.patched(REMINDERS_VIA_COLLECTORS):
+        if patched(REMINDERS_VIA_COLLECTORS):
             collector = workflow.get_external_workflow_handle(
                 reminder_collector_id(task_queue, due.event_id)
             )
@@ -669,10 +678,10 @@ class ApprovalWorkflow(Escalation):
         marker in history) for up to `VERIFY_BATCH` signed clicks, so a flood of forged
         signals costs a few steps, not one each; then each is counted in the queue's order."""
         while self.clicks:
-            if not workflow.patched(VERIFY_IN_BATCHES):
+            if not patched(VERIFY_IN_BATCHES):
                 await self._handle_one(renotify)  # a run that verified one click at a time
                 continue
-            workflow.patched(VERIFY_DECISIONS)
+            patched(VERIFY_DECISIONS)
             _patches_before_verifying()
             batch = self.clicks.take_many(VERIFY_BATCH, _not_me_first)
             for received, verdict in zip(batch, await self._verify(batch), strict=True):
@@ -681,7 +690,7 @@ class ApprovalWorkflow(Escalation):
 
     async def _handle_one(self, renotify: timedelta) -> None:
         received = self.clicks.take(_not_me_first)
-        verified = workflow.patched(VERIFY_DECISIONS)
+        verified = patched(VERIFY_DECISIONS)
         if verified:
             _patches_before_verifying()
         if verified and not await self._authentic(received):
@@ -732,7 +741,7 @@ class ApprovalWorkflow(Escalation):
         if (
             decision.on_behalf
             and (self._owner_has_dm() or self._owner_asked_by_group())  # GROUPS
-            and workflow.patched(CONTEST_APPROVAL)
+            and patched(CONTEST_APPROVAL)
             and authority.contest_window > timedelta(0)
         ):
             self.record.contest_until = received.at + authority.contest_window
@@ -756,7 +765,7 @@ class ApprovalWorkflow(Escalation):
             else:
                 # The API checks a click against the messages in the memo: the alert's
                 # Acknowledge button must be there at once, not after the next reminder.
-                if workflow.patched(PUBLISH_INCIDENT_MESSAGE):
+                if patched(PUBLISH_INCIDENT_MESSAGE):
                     self._publish()
 
     async def _verify(self, batch: list[_Received]) -> list[Verdict | None]:
@@ -812,7 +821,7 @@ class ApprovalWorkflow(Escalation):
         None when it counts, or for workflows that began before step-up existed."""
         if not (verified and self.record.needs_step_up(click)):
             return None
-        if not workflow.patched(STEP_UP_APPROVALS):
+        if not patched(STEP_UP_APPROVALS):
             return None
         return (
             f"needs a step-up ({self.record.event.step_up}): only an approval confirmed with "
@@ -874,7 +883,7 @@ class ApprovalWorkflow(Escalation):
             click.action, self.record.status, click.user
         ) or self.record.contestable_by(click.user):
             return True  # the owner or a listed approver: the team does not matter
-        if not workflow.patched(RECHECK_TEAM):
+        if not patched(RECHECK_TEAM):
             return True
         try:
             # Annotated: left to inference, mypy (2.4) loses ApprovalWorkflow's own type in
@@ -894,7 +903,7 @@ class ApprovalWorkflow(Escalation):
         `local-lookups`, decided with the click's other patches before its verification), else
         an activity of its own. Either gives up after two minutes."""
         summary = "who is on the security team now"
-        if workflow.patched(LOCAL_LOOKUPS):
+        if patched(LOCAL_LOOKUPS):
             return await _as_activity(
                 workflow.execute_local_activity_method(
                     SlackActivities.current_security_team,
@@ -922,7 +931,7 @@ class ApprovalWorkflow(Escalation):
             for m in self.record.messages
             if not (m.kind is MessageKind.REPORT and self.record.status is EventStatus.REPORTED)
         ]
-        local = workflow.patched(LOCAL_MESSAGE_UPDATES)
+        local = patched(LOCAL_MESSAGE_UPDATES)
         results = await asyncio.gather(
             *(self._update_message(m, local) for m in stale), return_exceptions=True
         )
@@ -977,7 +986,7 @@ async def _as_activity(call: Awaitable[_Result], activity: str) -> _Result:
 def _not_me_first() -> bool:
     """The owner saying *Not me* outweighs an approval queued just before it (e.g. the team
     approving on their behalf): the report must never be lost to the order of arrival."""
-    return workflow.patched(NOT_ME_FIRST)
+    return patched(NOT_ME_FIRST)
 
 
 def _patches_before_verifying() -> None:
@@ -985,17 +994,18 @@ def _patches_before_verifying() -> None:
     may ask about. A slow local activity's result can reach the workflow in a later workflow task
     than its marker; on replay it comes at once, before that task's patch markers are known, so a
     first `workflow.patched` after it would answer differently and fail the replay. Asked here,
-    each is memoized and its marker recorded beside the local activity."""
-    workflow.patched(RECHECK_TEAM)
-    workflow.patched(CONTEST_APPROVAL)
-    workflow.patched(NOT_ME_FIRST)
-    workflow.patched(PUBLISH_INCIDENT_MESSAGE)
-    workflow.patched(CONTINUE_BEFORE_SIGNAL_LIMIT)
-    workflow.patched(PAGE_NOT_ME)
-    workflow.patched(PAGES_FOLLOW_DECISIONS)
-    workflow.patched(STEP_UP_APPROVALS)
-    workflow.patched(LOCAL_LOOKUPS)
-    workflow.patched(LOCAL_MESSAGE_UPDATES)
+    each is memoized and its marker recorded beside the local activity. (A run that began with
+    the baseline marker asks none of them: `workflows.patches.patched`.)"""
+    patched(RECHECK_TEAM)
+    patched(CONTEST_APPROVAL)
+    patched(NOT_ME_FIRST)
+    patched(PUBLISH_INCIDENT_MESSAGE)
+    patched(CONTINUE_BEFORE_SIGNAL_LIMIT)
+    patched(PAGE_NOT_ME)
+    patched(PAGES_FOLLOW_DECISIONS)
+    patched(STEP_UP_APPROVALS)
+    patched(LOCAL_LOOKUPS)
+    patched(LOCAL_MESSAGE_UPDATES)
 
 
 def _patches_before_lookups() -> None:
@@ -1003,11 +1013,11 @@ def _patches_before_lookups() -> None:
     workflow task may ask about before it waits on an activity or a timer (see
     `_patches_before_verifying`: a slow local activity's result reaches replay earlier than it
     reached the run)."""
-    workflow.patched(STALE_NO_DM)
-    workflow.patched(EXPECTATION_APPROVALS)
-    workflow.patched(GROUPED_QUESTIONS)
-    workflow.patched(ESCALATION_SCHEDULE)
-    if workflow.patched(LOCAL_FIRST_QUESTION):
+    patched(STALE_NO_DM)
+    patched(EXPECTATION_APPROVALS)
+    patched(GROUPED_QUESTIONS)
+    patched(ESCALATION_SCHEDULE)
+    if patched(LOCAL_FIRST_QUESTION):
         _patches_after_first_question()
 
 
@@ -1016,11 +1026,11 @@ def _patches_after_first_question() -> None:
     task may ask about: a click handled at once, an escalation step already due (see
     `_patches_before_verifying`). Only runs that post the first question locally ask here:
     older histories record these markers where the patch was first asked, later."""
-    workflow.patched(VERIFY_IN_BATCHES)
-    workflow.patched(VERIFY_DECISIONS)
+    patched(VERIFY_IN_BATCHES)
+    patched(VERIFY_DECISIONS)
     _patches_before_verifying()
-    workflow.patched(REMINDER_DIGEST)
-    workflow.patched(REMINDERS_VIA_COLLECTORS)
+    patched(REMINDER_DIGEST)
+    patched(REMINDERS_VIA_COLLECTORS)
 
 
 def _permanent(err: ActivityError) -> bool:

@@ -63,7 +63,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from powertrip.escalation import DueStep, EscalationPolicy, StepKind, TakenStep, next_step
     from powertrip.models import Decision, EventStatus
-    from workflows.patches import ESCALATION_SCHEDULE, PAGE_NOT_ME, PAGES_FOLLOW_DECISIONS
+    from workflows.patches import (
+        ESCALATION_SCHEDULE,
+        PAGE_NOT_ME,
+        PAGES_FOLLOW_DECISIONS,
+        patched,
+    )
 
 
 class Escalation:
@@ -90,7 +95,7 @@ class Escalation:
     async def _wait_for_decision(self, renotify: timedelta, stale: bool) -> None:
         """Until someone with authority approves or acknowledges: the event's escalation policy;
         workflows started before policies drove them keep a reminder every `renotify_after`."""
-        if workflow.patched(ESCALATION_SCHEDULE):
+        if patched(ESCALATION_SCHEDULE):
             await self._escalate(renotify, stale)
         else:
             await self._until_decided(renotify, stale)
@@ -189,11 +194,11 @@ class Escalation:
         """After a decision was applied to the record: page for a *Not me*, settle the pages
         the decision answers (module docstring)."""
         record = self.record
-        if action is Action.REPORT and workflow.patched(PAGE_NOT_ME):
+        if action is Action.REPORT and patched(PAGE_NOT_ME):
             report = record.report
             assert report is not None
             self._start_page(not_me_trigger(record.event, report.who, report.reason))
-        if not workflow.patched(PAGES_FOLLOW_DECISIONS):
+        if not patched(PAGES_FOLLOW_DECISIONS):
             return
         decision = record.report if action is Action.REPORT else record.decision
         for page in record.pages:

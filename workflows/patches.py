@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from temporalio import workflow
+
 # ApprovalWorkflow
 STALE_NO_DM = "backfill-stale-no-dm"
 PUBLISH_INCIDENT_MESSAGE = "publish-incident-message"
@@ -38,6 +40,7 @@ LOCAL_LOOKUPS = "local-lookups"
 REMINDERS_VIA_COLLECTORS = "reminders-via-collectors"
 LOCAL_FIRST_QUESTION = "local-first-question"
 LOCAL_MESSAGE_UPDATES = "local-message-updates"
+APPROVAL_BASELINE = "approval-baseline-2026-12-01"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -45,6 +48,47 @@ BOUNDED_DIGEST = "bounded-reminder-digest"
 DIGEST_DRAINS_BACKLOG = "reminder-digest-drains-backlog"
 DIGEST_RETRIES_BATCH = "reminder-digest-retries-failed-batch"
 DIGEST_ANSWERS_BY_ACTIVITY = "reminder-digest-answers-by-activity"
+
+APPROVAL_PATCHES = frozenset(
+    {
+        STALE_NO_DM,
+        PUBLISH_INCIDENT_MESSAGE,
+        REMINDER_DIGEST,
+        NOT_ME_FIRST,
+        RECHECK_TEAM,
+        VERIFY_DECISIONS,
+        CONTEST_APPROVAL,
+        ESCALATION_SCHEDULE,
+        PAGE_NOT_ME,
+        PAGES_FOLLOW_DECISIONS,
+        CONTINUE_BEFORE_SIGNAL_LIMIT,
+        VERIFY_IN_BATCHES,
+        STEP_UP_APPROVALS,
+        GROUPED_QUESTIONS,
+        EXPECTATION_APPROVALS,
+        LOCAL_LOOKUPS,
+        REMINDERS_VIA_COLLECTORS,
+        LOCAL_FIRST_QUESTION,
+        LOCAL_MESSAGE_UPDATES,
+    }
+)
+"""The ApprovalWorkflow patches a run that begins with the `APPROVAL_BASELINE` marker takes
+without asking: never extend it (a patch added later is asked on its own)."""
+
+
+def patched(patch_id: str) -> bool:
+    """`workflow.patched(patch_id)`, except for a run of an ApprovalWorkflow (or a workflow
+    built on it) that began with the `APPROVAL_BASELINE` marker (its `baseline` attribute,
+    decided first thing in its first workflow task): then every patch of `APPROVAL_PATCHES` is
+    taken without a marker of its own.
+
+    Why: the SDK records each patch's marker with an upsert of the `TemporalChangeVersion`
+    search attribute, so 19 patches made 38 of the 60 history events of an approved event, and
+    as many visibility writes on the server, in its first workflow task. Runs that began
+    without the baseline marker (older code) ask each patch, as they always did."""
+    if patch_id in APPROVAL_PATCHES and getattr(workflow.instance(), "baseline", False):
+        return True
+    return workflow.patched(patch_id)
 
 
 @dataclass(frozen=True)
@@ -293,6 +337,19 @@ LEDGER: tuple[Patch, ...] = (
         "that completion when a signal came in meanwhile; the task's rerun updates the messages "
         "again with what it decided (an update shows the whole record: harmless twice).",
         "2026-12-01-h",
+    ),
+    _patch(
+        APPROVAL_BASELINE,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "One marker, first thing in a run, stands for every ApprovalWorkflow patch before it "
+        "(`APPROVAL_PATCHES`): a run that has it takes them all without a marker each. The SDK "
+        "records each patch's marker with an upsert of the `TemporalChangeVersion` search "
+        "attribute, so the 19 patches made 38 of an approved event's 60 history events, and as "
+        "many visibility writes, in its first workflow task (issue 16's rates). Runs without it "
+        "(older code) ask each patch as before. New runs are found with "
+        "`TemporalChangeVersion = 'approval-baseline-2026-12-01'`.",
+        "2026-12-01-i",
     ),
     _patch(
         DIGEST_ANSWERS_BY_ACTIVITY,
