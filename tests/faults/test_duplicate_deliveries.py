@@ -88,13 +88,14 @@ async def test_each_batch_three_times_across_two_replicas_is_one_workflow_and_on
                 if approval_event(m) == handle.id and m.channel.startswith("D")
             )
             await decide(handle, Action.APPROVE, "U" + owner[1:])
-        # The work really was spread: activities ran on both workers.
+        # The work really was spread: workflow tasks (whose local activities asked and
+        # posted) ran on both workers.
         histories = await asyncio.gather(*(h.fetch_history() for h in handles))
         workers = {
-            e.activity_task_started_event_attributes.identity
+            e.workflow_task_completed_event_attributes.identity
             for history in histories
             for e in history.events
-            if e.HasField("activity_task_started_event_attributes")
+            if e.HasField("workflow_task_completed_event_attributes")
         }
         assert len(workers) == 2, workers
         records = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 60)
