@@ -125,8 +125,15 @@ def test_every_history_belongs_to_a_known_workflow() -> None:
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(ROOT)))
 async def test_current_code_replays_recorded_history(path: Path) -> None:
+    """Replayed as the worker runs workflows: outside the SDK's sandbox
+    (`worker.workflow_runner`)."""
     workflow = WORKFLOWS[path.parent.name]
-    result = await replayer(workflow).replay_workflow(load(path), raise_on_replay_failure=False)
+    unsandboxed = Replayer(
+        workflows=[workflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    result = await unsandboxed.replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, (
         f"{workflow.__name__} no longer replays {path.relative_to(ROOT)}: guard the change "
         "with workflow.patched(...) (README: 'Changing a workflow safely').\n"
@@ -134,21 +141,19 @@ async def test_current_code_replays_recorded_history(path: Path) -> None:
     )
 
 
-async def test_every_recorded_history_replays_as_the_worker_runs_workflows_unsandboxed() -> None:
-    """The worker runs workflows outside the SDK's sandbox (`worker.workflow_runner`), the test
-    above inside it: both must replay every generation."""
+async def test_the_newest_generation_replays_in_the_sandbox() -> None:
+    """The tests' workers, and a worker with `POWERTRIP_WORKFLOW_SANDBOX`, run workflows in the
+    SDK's sandbox. What the sandbox refuses (an import, state a module keeps) is in today's code,
+    which the newest generation's histories walk through; each older generation's own branches
+    were recorded in the sandbox and replay outside it above."""
+    newest = sorted((ROOT / NEWEST).glob("*/*.json"))
     failed = {}
-    for path in ALL:
+    for path in newest:
         workflow = WORKFLOWS[path.parent.name]
-        unsandboxed = Replayer(
-            workflows=[workflow],
-            data_converter=pydantic_data_converter,
-            workflow_runner=UnsandboxedWorkflowRunner(),
-        )
-        result = await unsandboxed.replay_workflow(load(path), raise_on_replay_failure=False)
+        result = await replayer(workflow).replay_workflow(load(path), raise_on_replay_failure=False)
         if result.replay_failure is not None:
             failed[str(path.relative_to(ROOT))] = result.replay_failure
-    assert len(ALL) > 100
+    assert len(newest) > 30
     assert not failed, failed
 
 
