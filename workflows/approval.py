@@ -90,6 +90,9 @@ deadline passed) starts with its failure and a new schedule and start: longer. (
 SDK completed once while a local activity ran long, rerun after that: the rerun replays the
 first batch, at this length; `_post` covers it by time.)"""
 VERIFY_TIMEOUT = timedelta(seconds=10)
+UPDATE_GIVE_UP = timedelta(hours=24)
+"""A message's update to show the outcome is retried this long (either way it runs), then
+recorded as failed."""
 JOIN_TIMEOUT = timedelta(seconds=30)
 """One attempt to join a group (a few Temporal calls); retried until it succeeds."""
 VERIFY_BATCH = 100
@@ -951,14 +954,14 @@ class ApprovalWorkflow(Escalation):
                 workflow.execute_local_activity_method(
                     SlackActivities.update_message,
                     request,
-                    **slack_in_task(summary, timedelta(hours=24)),
+                    **slack_in_task(summary, UPDATE_GIVE_UP),
                 ),
                 "update_message",
             )
         return workflow.execute_activity_method(
             SlackActivities.update_message,
             request,
-            **slack_call(summary, timedelta(hours=24)),
+            **slack_call(summary, UPDATE_GIVE_UP),
         )
 
 
