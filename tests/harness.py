@@ -111,10 +111,15 @@ def make_config(**overrides: Any) -> PowertripConfig:
     return config_from_mapping(data, Path.cwd(), "test config")
 
 
+_EPHEMERAL_PORTS = iter(random.sample(range(32768, 61000), 61000 - 32768))
+
+
 def ssh_line(user: str, address: str = "203.0.113.7", port: int | None = None) -> str:
-    """sshd's line for a login. Each ssh connection has its own source port, so without one a
-    random ephemeral port makes each line another login (natural identity, powertrip.identity)."""
-    port = random.randint(32768, 60999) if port is None else port
+    """sshd's line for a login. Each ssh connection has its own source port, so without one an
+    ephemeral port no other line of this session had makes each line another login (natural
+    identity, powertrip.identity). Drawn without repeats: the session shares one namespace, and
+    a port drawn at random twice within two minutes made a test's login a `duplicate`."""
+    port = next(_EPHEMERAL_PORTS) if port is None else port
     return f"Accepted publickey for {user} from {address} port {port} ssh2: ED25519 SHA256:abc"
 
 
