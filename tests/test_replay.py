@@ -8,15 +8,18 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.common import RetryPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ActivityError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 from temporalio.workflow import NondeterminismError
@@ -61,7 +64,7 @@ from tests.harness import (
 from tests.histories.variants import REFRESH_RECIPIENT, PatchedRefresh, UnguardedRefresh
 from tests.servers import DECISION_KEY, SECURITY_CHANNEL, SLACK_TOKEN
 from workflows import patches
-from workflows.approval import ApprovalWorkflow
+from workflows.approval import ApprovalWorkflow, _as_activity
 from workflows.conflict import ConflictWorkflow
 from workflows.expectation import ExpectationWorkflow
 from workflows.group import GroupWorkflow
@@ -574,3 +577,64 @@ async def _change_version(client: Client, workflow_id: str) -> list[str] | None:
     description = await client.get_workflow_handle(workflow_id).describe()
     found = description.search_attributes.get("TemporalChangeVersion")
     return list(found) if found else None  # type: ignore[arg-type]
+
+
+@activity.defn(name="slow_lookup")
+async def slow_lookup() -> str:
+    await asyncio.sleep(5)
+    return "too late"
+
+
+@activity.defn(name="ask_as_usual")
+async def ask_as_usual() -> str:
+    return "asked as usual"
+
+
+@workflow.defn(name="LocalTimeoutWorkflow", sandboxed=False)
+class LocalTimeoutWorkflow:
+    """A local activity that times out, caught as `ApprovalWorkflow` catches a lookup's failure
+    (`_find_expectation`: ask as usual), then an activity."""
+
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            return await _as_activity(
+                workflow.execute_local_activity(
+                    slow_lookup,
+                    start_to_close_timeout=timedelta(milliseconds=300),
+                    retry_policy=RetryPolicy(maximum_attempts=2),
+                ),
+                "slow_lookup",
+            )
+        except ActivityError:
+            return await workflow.execute_activity(
+                ask_as_usual, start_to_close_timeout=timedelta(seconds=5)
+            )
+
+
+async def test_a_local_activity_that_timed_out_replays_as_it_ran(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """As it runs, a local activity's timeout reaches the workflow as an `ActivityError`; on
+    replay (a worker restarted, a run evicted from the cache) as the bare `TimeoutError`, which
+    went past `except ActivityError` and failed the workflow there: a nondeterminism error, the
+    run stuck. `_as_activity` makes both an `ActivityError`."""
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        dev_env.client,
+        task_queue=task_queue,
+        workflows=[LocalTimeoutWorkflow],
+        activities=[slow_lookup, ask_as_usual],
+    ):
+        handle = await dev_env.client.start_workflow(
+            "LocalTimeoutWorkflow",
+            id=f"local-timeout-{uuid.uuid4().hex}",
+            task_queue=task_queue,
+            result_type=str,
+        )
+        assert await handle.result() == "asked as usual"
+        history = await handle.fetch_history()
+    result = await replayer(LocalTimeoutWorkflow).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    assert result.replay_failure is None, result.replay_failure

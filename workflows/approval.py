@@ -12,6 +12,7 @@ from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
+from temporalio.exceptions import TimeoutError as FailureTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities import metrics
@@ -969,12 +970,16 @@ async def _as_activity(call: Awaitable[_Result], activity: str) -> _Result:
     """Await a local activity `call`, failing as an activity does. The SDK raises a local
     activity's non-retryable failure as the bare `ApplicationError` (a `FailureError`: left
     uncaught, it fails the workflow), where an activity's is an `ActivityError` with it as the
-    cause; callers catch `ActivityError` for both. `activity`: its name, for the error."""
+    cause; callers catch `ActivityError` for both. So too a local activity's timeout or last
+    attempt when its history is replayed: an `ActivityError` as it ran, the bare `TimeoutError`
+    or `ApplicationError` on replay, which failed the workflow there (a nondeterminism error:
+    the history went on as it had).
+    `activity`: its name, for the error."""
     try:
         return await call
     except ActivityError:
         raise
-    except ApplicationError as err:
+    except (ApplicationError, FailureTimeout) as err:
         raise ActivityError(
             err.message,
             scheduled_event_id=0,
@@ -982,7 +987,13 @@ async def _as_activity(call: Awaitable[_Result], activity: str) -> _Result:
             identity="",
             activity_type=activity,
             activity_id="",
-            retry_state=RetryState.NON_RETRYABLE_FAILURE,
+            retry_state=(
+                RetryState.TIMEOUT
+                if isinstance(err, FailureTimeout)
+                else RetryState.NON_RETRYABLE_FAILURE
+                if err.non_retryable
+                else RetryState.MAXIMUM_ATTEMPTS_REACHED
+            ),
         ) from err
 
 
