@@ -271,7 +271,7 @@ class SlackActivities:
                 kind=request.kind, channel=found[0], ts=found[1], in_security_channel=in_channel
             )
         try:
-            async with self._turn(channel, post, request.kind):
+            async with self._turn(channel, post, request.kind, request.give_up_at):
                 response = await self.client.chat_postMessage(
                     channel=channel,
                     text=text,
@@ -293,12 +293,15 @@ class SlackActivities:
         )
 
     @asynccontextmanager
-    async def _turn(self, channel: str, post: str, kind: MessageKind) -> AsyncIterator[None]:
+    async def _turn(
+        self, channel: str, post: str, kind: MessageKind, give_up_at: datetime | None
+    ) -> AsyncIterator[None]:
         """`channel`'s turn for this activity's `post`; a turn more than a moment away is left
-        to Temporal (`deferred`), but never past the activity's schedule-to-close timeout less
+        to Temporal (`deferred`), but never past when the post gives up (`_deadline`) less
         one call's time: a reminder waiting for its turn is late, not given up."""
+        deadline = _deadline(self.pacer.clock(), give_up_at)
         try:
-            async with self.pacer.turn(channel, post, deadline=_deadline(self.pacer.clock())):
+            async with self.pacer.turn(channel, post, deadline=deadline):
                 yield
         except Deferred as wait:
             metrics.count_slack_call("chat.postMessage", kind.value, deferred=True)
@@ -398,13 +401,17 @@ def _who_approves(event: SecurityEvent) -> str:
     return f"{listed} or the security team" if listed else "the security team"
 
 
-def _deadline(now: float) -> float | None:
-    """When (on the clock that says `now`) this activity's post must be made at the latest: its
-    schedule-to-close timeout less one attempt's start-to-close; None without one."""
+def _deadline(now: float, give_up_at: datetime | None) -> float | None:
+    """When (on the clock that says `now`) this activity's post must be made at the latest: when
+    the post gives up (`give_up_at`, else this activity's schedule-to-close timeout) less one
+    attempt's start-to-close; None without either."""
     info = activity.info()
-    if info.schedule_to_close_timeout is None:
+    if give_up_at is not None:
+        ends = give_up_at - SLACK_CALL_TIMEOUT
+    elif info.schedule_to_close_timeout is not None:
+        ends = info.scheduled_time + info.schedule_to_close_timeout - SLACK_CALL_TIMEOUT
+    else:
         return None
-    ends = info.scheduled_time + info.schedule_to_close_timeout - SLACK_CALL_TIMEOUT
     return now + (ends - datetime.now(UTC)).total_seconds()
 
 

@@ -7,10 +7,19 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from temporalio import activity
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
+import worker
+from activities.expectations import ExpectationActivities
 from powertrip.contracts.approval import Action, EventRecord, TimelineKind
-from powertrip.models import EventStatus, RawEvent
+from powertrip.contracts.expectations import ExpectedApproval
+from powertrip.contracts.slack import LOCAL_GIVE_UP, SLACK_RETRY_IN_TASK
+from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
 from tests.harness import (
     buttons,
@@ -365,3 +374,126 @@ async def test_a_message_that_cannot_be_updated_is_recorded_and_the_event_still_
     assert record.status is EventStatus.APPROVED
     failed = [t for t in record.timeline if t.what is TimelineKind.NOTIFY_FAILED]
     assert len(failed) == 1 and "message update" in (failed[0].detail or ""), record.timeline
+
+
+def local_attempts() -> int:
+    """How many times a local Slack call is tried in its workflow task (`SLACK_RETRY_IN_TASK`,
+    all within `LOCAL_GIVE_UP`)."""
+    policy = SLACK_RETRY_IN_TASK
+    assert policy.maximum_interval is not None
+    at, interval, attempts = 0.0, policy.initial_interval.total_seconds(), 0
+    while at < LOCAL_GIVE_UP.total_seconds() and attempts < policy.maximum_attempts:
+        attempts += 1
+        at += interval
+        interval = min(interval * policy.backoff_coefficient, policy.maximum_interval.seconds)
+    return attempts
+
+
+def scheduled(history: WorkflowHistory) -> list[str]:
+    """The activity tasks a run scheduled (local activities are markers, not these)."""
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def test_an_update_slack_keeps_failing_goes_on_as_an_activity(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """The messages' updates are local activities in the task that decided; past its first
+    seconds a local retry waited on a timer in history (a marker, a timer and a workflow task a
+    minute): a day of a Slack outage would be thousands of events per message. After
+    `LOCAL_GIVE_UP` the update goes on as an activity, whose retries add nothing, and shows the
+    outcome once Slack is back (patch `bounded-local-slack-calls`)."""
+    settings = make_settings(slack_api_url)
+    in_task = local_attempts()
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        [dm] = await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        # Every local attempt fails, then the activity's first.
+        fake_slack.failures["chat.update"].append(
+            InjectedFailure(method="chat.update", status=503, times=in_task + 1)
+        )
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+        history = await handle.fetch_history()
+    assert record.status is EventStatus.APPROVED
+    assert not [t for t in record.timeline if t.what is TimelineKind.NOTIFY_FAILED], record.timeline
+    assert dm.updates == 1 and "Approved by" in text_of(dm) and buttons(dm) == []
+    calls = [c for c in fake_slack.calls if c["method"] == "chat.update"]
+    assert len(calls) == in_task + 2
+    assert scheduled(history) == ["update_message"]
+    assert len(history.events) < 60, len(history.events)
+    await Replayer(
+        workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
+
+
+async def test_a_first_question_slack_keeps_failing_is_asked_once_by_an_activity(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """The first question is a local activity too: after `LOCAL_GIVE_UP` of a Slack outage it
+    goes on as an activity. The last local attempt's post went through with its answer lost:
+    the activity looks for that post first, and the owner gets one DM, not two."""
+    settings = make_settings(slack_api_url)
+    in_task = local_attempts()
+    fake_slack.failures["chat.postMessage"] += [
+        InjectedFailure(method="chat.postMessage", status=503, times=in_task - 1),
+        InjectedFailure(method="chat.postMessage", status=503, applied=True),
+    ]
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        record = await state_eventually(handle, lambda r: bool(r.messages), within=30)
+        [dm] = posted_to(fake_slack, "D0ALICE")
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+        history = await handle.fetch_history()
+    assert record.status is EventStatus.APPROVED and [m.ts for m in record.messages] == [dm.ts]
+    assert "Approved by" in text_of(dm) and buttons(dm) == []
+    posts = [c for c in fake_slack.calls if c["method"] == "chat.postMessage"]
+    assert len(posts) == in_task
+    assert scheduled(history) == ["post_notification"]
+    assert len(history.events) < 60, len(history.events)
+    await Replayer(
+        workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
+
+
+class VisibilityDown(ExpectationActivities):
+    """Temporal's visibility does not answer the expectation lookup."""
+
+    calls = 0
+
+    @activity.defn(name="find_expectation")
+    async def find_expectation(self, event: SecurityEvent) -> ExpectedApproval | None:
+        VisibilityDown.calls += 1
+        raise RPCError("visibility unavailable", RPCStatusCode.UNAVAILABLE, b"")
+
+
+async def test_the_owner_is_asked_half_a_minute_at_most_after_expectations_cannot_be_read(
+    time_skipping_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+    slack_api_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The expectation lookup before the first question gives up after half a minute (three
+    attempts) and the owner is asked as usual. Its local activity's schedule-to-close timeout
+    did not end it while its retries waited within the task: the first DM waited for two
+    minutes and more (patch `bounded-local-slack-calls`)."""
+    monkeypatch.setattr(worker, "ExpectationActivities", VisibilityDown)
+    VisibilityDown.calls = 0
+    settings = make_settings(slack_api_url)
+    async with running_worker(time_skipping_env.client, settings):
+        began = asyncio.get_running_loop().time()
+        handle = await start(time_skipping_env, make_event("alice"), settings.task_queue)
+        [dm] = await eventually(lambda: posted_to(fake_slack, "D0ALICE"), within=30)
+        asked_after = asyncio.get_running_loop().time() - began
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+        history = await handle.fetch_history()
+    assert VisibilityDown.calls == 3 and asked_after < 10, (VisibilityDown.calls, asked_after)
+    assert record.status is EventStatus.APPROVED and "Approved by" in text_of(dm)
+    await Replayer(
+        workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)

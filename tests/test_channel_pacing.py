@@ -203,6 +203,34 @@ async def test_a_deferred_post_comes_back_before_its_schedule_to_close(
     assert delay is not None and timedelta(seconds=38) < delay <= timedelta(seconds=40)
 
 
+async def test_a_local_first_question_waits_for_its_turn_past_its_own_short_timeout(
+    activities: SlackActivities, fake_slack: FakeSlack
+) -> None:
+    """A first question runs as a local activity that gives up within seconds and then goes on
+    as an activity (patch `bounded-local-slack-calls`); the post gives up only at `give_up_at`.
+    Counted from its own 15 s it would be posted at once, ahead of its turn: it is deferred to
+    its turn instead."""
+    clock = Clock()
+    activities.pacer = ChannelPacer(1.0, defer_after=0.5, clock=clock)
+    for n in range(30):
+        await post(activities.pacer, SECURITY_CHANNEL, f"other-{n}")
+    request = channel_post(MessageKind.FIRST)
+    request.give_up_at = datetime.now(UTC) + timedelta(minutes=30)
+    env = activity_env(give_up_after=timedelta(seconds=15))
+    env.info = dataclasses.replace(env.info, is_local=True)
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(activities.post_notification, request)
+    delay = raised.value.next_retry_delay
+    assert delay is not None and timedelta(seconds=25) < delay <= timedelta(seconds=31)
+    assert posted_to(fake_slack, SECURITY_CHANNEL) == []
+    # Another post, counted from its own 15 s: squeezed in at once, ahead of its turn.
+    request.give_up_at, request.key = None, "another"
+    posted = await activity_env(give_up_after=timedelta(seconds=15)).run(
+        activities.post_notification, request
+    )
+    assert [m.ts for m in posted_to(fake_slack, SECURITY_CHANNEL)] == [posted.ts]
+
+
 async def test_the_digest_is_posted_at_once_however_long_the_queue(
     activities: SlackActivities, fake_slack: FakeSlack
 ) -> None:

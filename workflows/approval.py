@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    RetryState,
+)
 from temporalio.exceptions import TimeoutError as FailureTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -54,12 +60,18 @@ with workflow.unsafe.imports_passed_through():
         reminder_collector_id,
         reminder_digest_id,
     )
-    from powertrip.contracts.slack import SLACK_PERMANENT, slack_call, slack_in_task
+    from powertrip.contracts.slack import (
+        LOCAL_GIVE_UP,
+        SLACK_PERMANENT,
+        slack_call,
+        slack_in_task,
+    )
     from powertrip.messages import visible
     from powertrip.models import Decision, DecisionKind, EventStatus
     from workflows.escalation import Escalation
     from workflows.patches import (
         APPROVAL_BASELINE,
+        BOUNDED_LOCAL_SLACK,
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
         ESCALATION_SCHEDULE,
@@ -94,6 +106,14 @@ VERIFY_TIMEOUT = timedelta(seconds=10)
 UPDATE_GIVE_UP = timedelta(hours=24)
 """A message's update to show the outcome is retried this long (either way it runs), then
 recorded as failed."""
+EXPECTATION_LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=3,
+)
+"""The expectation lookup's local activity: three 10 s attempts at most, about half a minute
+(patch `bounded-local-slack-calls`; before it, with the default policy, a visibility that did
+not answer held the first question back for two minutes and more)."""
 JOIN_TIMEOUT = timedelta(seconds=30)
 """One attempt to join a group (a few Temporal calls); retried until it succeeds."""
 VERIFY_BATCH = 100
@@ -195,6 +215,12 @@ class ApprovalWorkflow(Escalation):
         self.baseline = False
         """The run began with the `APPROVAL_BASELINE` marker: it takes every patch of
         `workflows.patches.APPROVAL_PATCHES` without asking (`workflows.patches.patched`)."""
+        self.bounded = False
+        """Patch `bounded-local-slack-calls`, decided first thing in the run (`_slack`)."""
+        self.crowded = False
+        """The last batch of clicks handled held more than one: the workflow task that decided
+        may be the rerun of one Temporal refused to complete because a click came in while it
+        ran (`_update_messages`)."""
 
     @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, click: Click) -> None:
@@ -220,6 +246,8 @@ class ApprovalWorkflow(Escalation):
         # First thing in the run, before any patch is asked: a run of older code replays
         # without the marker and asks each patch as it did.
         self.baseline = workflow.patched(APPROVAL_BASELINE)
+        # Asked here, before any local activity, so no later task's order can change its answer.
+        self.bounded = patched(BOUNDED_LOCAL_SLACK)
         event = self.record.event
         renotify = timedelta(seconds=event.renotify_after_seconds)
         if self.record.recipient is None:
@@ -264,17 +292,15 @@ class ApprovalWorkflow(Escalation):
         """Whom to ask and who may decide: a local activity (patch `local-lookups`), else, for
         runs that began before it, an activity of its own."""
         event = self.record.event
-        summary = f"who to ask about {visible(event.actor)}"
-        if patched(LOCAL_LOOKUPS):
+        local = patched(LOCAL_LOOKUPS)
+        if local:
             _patches_before_lookups()
-            return await _as_activity(
-                workflow.execute_local_activity_method(
-                    SlackActivities.resolve_recipient, event, **slack_in_task(summary)
-                ),
-                "resolve_recipient",
-            )
-        return await workflow.execute_activity_method(
-            SlackActivities.resolve_recipient, event, **slack_call(summary)
+        return await self._slack(
+            SlackActivities.resolve_recipient,
+            [event],
+            f"who to ask about {visible(event.actor)}",
+            None,
+            local,
         )
 
     # --- GROUPS (issue 13 §1): a member of a burst's one question ----------------------------
@@ -477,21 +503,24 @@ class ApprovalWorkflow(Escalation):
         (`activities.slack.LOST_TASK_AFTER`: a rerun of a task the SDK had completed once while
         the post ran, which replays with this task's history)."""
         give_up = max(give_up_after, timedelta(minutes=1))
-        if first_question is not None and patched(LOCAL_FIRST_QUESTION):
+        local = first_question is not None and patched(LOCAL_FIRST_QUESTION)
+        if local:
             _patches_after_first_question()
             request.key = first_question
             request.scheduled_at = workflow.now()
             request.look_first = workflow.info().get_current_history_length() > FIRST_TASK_HISTORY
-            posted = await _as_activity(
-                workflow.execute_local_activity_method(
-                    SlackActivities.post_notification, request, **slack_in_task(summary, give_up)
-                ),
-                "post_notification",
-            )
-        else:
-            posted = await workflow.execute_activity_method(
-                SlackActivities.post_notification, request, **slack_call(summary, give_up)
-            )
+            if self.bounded:
+                # Its local activity gives up within seconds, the post only after `give_up`.
+                request.give_up_at = workflow.now() + give_up
+        posted = await self._slack(
+            SlackActivities.post_notification,
+            [request],
+            summary,
+            give_up,
+            local,
+            # A local attempt may have posted with its answer lost: the activity looks first.
+            continued=[request.model_copy(update={"look_first": True})],
+        )
         self.record.messages.append(posted)
         return posted
 
@@ -570,6 +599,9 @@ class ApprovalWorkflow(Escalation):
                     self.record.event,
                     start_to_close_timeout=timedelta(seconds=10),
                     schedule_to_close_timeout=timedelta(seconds=30),
+                    # The SDK did not end a local activity at its schedule-to-close timeout
+                    # while its retries waited within the task: attempts bound it.
+                    retry_policy=EXPECTATION_LOOKUP_RETRY if self.bounded else None,
                     summary="is this expected work?",
                 ),
                 "find_expectation",
@@ -688,6 +720,7 @@ class ApprovalWorkflow(Escalation):
             patched(VERIFY_DECISIONS)
             _patches_before_verifying()
             batch = self.clicks.take_many(VERIFY_BATCH, _not_me_first)
+            self.crowded = len(batch) > 1
             for received, verdict in zip(batch, await self._verify(batch), strict=True):
                 if self._take_nonce(received, verdict):
                     await self._count(received, renotify, verified=True, cli_team_only=True)
@@ -906,18 +939,12 @@ class ApprovalWorkflow(Escalation):
         """The security team as Slack's user group has it now: a local activity (patch
         `local-lookups`, decided with the click's other patches before its verification), else
         an activity of its own. Either gives up after two minutes."""
-        summary = "who is on the security team now"
-        if patched(LOCAL_LOOKUPS):
-            return await _as_activity(
-                workflow.execute_local_activity_method(
-                    SlackActivities.current_security_team,
-                    **slack_in_task(summary, timedelta(minutes=2)),
-                ),
-                "current_security_team",
-            )
-        return await workflow.execute_activity_method(
+        return await self._slack(
             SlackActivities.current_security_team,
-            **slack_call(summary, timedelta(minutes=2)),
+            [],
+            "who is on the security team now",
+            timedelta(minutes=2),
+            patched(LOCAL_LOOKUPS),
         )
 
     async def _update_messages(self) -> None:
@@ -935,35 +962,117 @@ class ApprovalWorkflow(Escalation):
             for m in self.record.messages
             if not (m.kind is MessageKind.REPORT and self.record.status is EventStatus.REPORTED)
         ]
-        local = patched(LOCAL_MESSAGE_UPDATES)
-        results = await asyncio.gather(
-            *(self._update_message(m, local) for m in stale), return_exceptions=True
+        # A crowded batch may be the rerun of a task refused for a click that came in while
+        # the local updates ran: updated by activity, its completion takes milliseconds, so a
+        # stream of clicks cannot keep the run open, each refusing the last slow completion.
+        local = patched(LOCAL_MESSAGE_UPDATES) and not (self.bounded and self.crowded)
+        calls = [self._update_message(m, local) for m in stale]
+        results: list[object] = list(await asyncio.gather(*calls, return_exceptions=True))
+        # The updates Slack kept failing go on as activities, started in the messages' order
+        # once every local one is done: the SDK resumes a local activity's waiter in the order
+        # they finished, but on replay in the order they began (sdk-python#1578).
+        going_on: list[tuple[int, timedelta | None]] = []
+        for n, result in enumerate(results):
+            if local and isinstance(result, ActivityError):
+                try:
+                    going_on.append((n, self._goes_on(result, UPDATE_GIVE_UP)))
+                except ActivityError:
+                    pass
+        later = await asyncio.gather(
+            *(self._update_message(stale[n], False, rest) for n, rest in going_on),
+            return_exceptions=True,
         )
+        for (n, _), result in zip(going_on, later, strict=True):
+            results[n] = result
         for result in results:
             if isinstance(result, ActivityError):
                 self._failed("message update", result)
             elif isinstance(result, BaseException):
                 raise result
 
-    def _update_message(self, message: PostedMessage, local: bool) -> Awaitable[None]:
-        """One message's `chat.update`, retried for a day: a local activity (`local`), else an
-        activity of its own. Raises ActivityError when Slack refused or time ran out."""
-        request = UpdateRequest(record=self.record, message=message)
+    def _update_message(
+        self, message: PostedMessage, local: bool, give_up_after: timedelta | None = UPDATE_GIVE_UP
+    ) -> Awaitable[None]:
+        """One message's `chat.update`: a local activity (`local`: `_in_task`), else an activity
+        retried until `give_up_after`. Raises ActivityError when Slack refused or time ran
+        out."""
+        args = [UpdateRequest(record=self.record, message=message)]
         summary = f"mark {message.kind.value} message {self.record.status.value}"
         if local:
-            return _as_activity(
-                workflow.execute_local_activity_method(
-                    SlackActivities.update_message,
-                    request,
-                    **slack_in_task(summary, UPDATE_GIVE_UP),
-                ),
-                "update_message",
-            )
+            return self._in_task(SlackActivities.update_message, args, summary, give_up_after)
+        return self._by_activity(SlackActivities.update_message, args, summary, give_up_after)
+
+    async def _slack(
+        self,
+        activity: Callable[..., Awaitable[_Result]],
+        args: Sequence[object],
+        summary: str,
+        give_up_after: timedelta | None,
+        local: bool,
+        continued: Sequence[object] | None = None,
+    ) -> _Result:
+        """One Slack call (a `SlackActivities` method and its `args`), shown in the Web UI as
+        `summary`, retried until `give_up_after` (None: until the workflow ends): a local
+        activity in this workflow task (`local`), else an activity of its own. Raises
+        ActivityError when Slack refused for good or time ran out, either way.
+
+        Patch `bounded-local-slack-calls`: a local call that Slack still fails after
+        `LOCAL_GIVE_UP` (15 s) goes on as an activity for the rest of its time
+        (`_goes_on`), with `continued` as its arguments when given (a post that must look for
+        its own earlier copy first). Before it, a local call's retries past its first seconds
+        each waited on a timer in history, a minute apart for as long as Slack was down."""
+        if not local:
+            return await self._by_activity(activity, args, summary, give_up_after)
+        try:
+            return await self._in_task(activity, args, summary, give_up_after)
+        except ActivityError as err:
+            rest = self._goes_on(err, give_up_after)
+        return await self._by_activity(activity, continued or args, summary, rest)
+
+    def _by_activity(
+        self,
+        activity: Callable[..., Awaitable[_Result]],
+        args: Sequence[object],
+        summary: str,
+        give_up_after: timedelta | None,
+    ) -> Awaitable[_Result]:
+        """`_slack`'s call as an activity of its own."""
         return workflow.execute_activity_method(
-            SlackActivities.update_message,
-            request,
-            **slack_call(summary, UPDATE_GIVE_UP),
+            activity, args=args, **slack_call(summary, give_up_after)
         )
+
+    def _in_task(
+        self,
+        activity: Callable[..., Awaitable[_Result]],
+        args: Sequence[object],
+        summary: str,
+        give_up_after: timedelta | None,
+    ) -> Awaitable[_Result]:
+        """`_slack`'s call as a local activity, for `LOCAL_GIVE_UP` at most in a bounded run,
+        its retries then all within the task (none waits on a timer in history)."""
+        if self.bounded and (give_up_after is None or give_up_after > LOCAL_GIVE_UP):
+            config = slack_in_task(summary, LOCAL_GIVE_UP, within_task=True)
+        else:
+            config = slack_in_task(summary, give_up_after, within_task=self.bounded)
+        return _as_activity(
+            workflow.execute_local_activity_method(activity, args=args, **config),
+            activity.__name__,
+        )
+
+    def _goes_on(self, err: ActivityError, give_up_after: timedelta | None) -> timedelta | None:
+        """After `_in_task` failed with `err`: how much longer the call is worth as an activity
+        (None: until the workflow ends). Raises `err` when it is not: Slack refused for good,
+        the failure was not Slack's to retry, the run is not bounded, or its time is up."""
+        # Decided by the cause, which is the same as the task ran and on replay (the error
+        # around it is not: `_as_activity`).
+        cause = err.cause
+        if (
+            not self.bounded
+            or (isinstance(cause, ApplicationError) and cause.non_retryable)
+            or (give_up_after is not None and give_up_after <= LOCAL_GIVE_UP)
+        ):
+            raise err
+        return None if give_up_after is None else give_up_after - LOCAL_GIVE_UP
 
 
 async def _as_activity(call: Awaitable[_Result], activity: str) -> _Result:

@@ -41,6 +41,7 @@ REMINDERS_VIA_COLLECTORS = "reminders-via-collectors"
 LOCAL_FIRST_QUESTION = "local-first-question"
 LOCAL_MESSAGE_UPDATES = "local-message-updates"
 APPROVAL_BASELINE = "approval-baseline-2026-12-01"
+BOUNDED_LOCAL_SLACK = "bounded-local-slack-calls"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -350,6 +351,21 @@ LEDGER: tuple[Patch, ...] = (
         "(older code) ask each patch as before. New runs are found with "
         "`TemporalChangeVersion = 'approval-baseline-2026-12-01'`.",
         "2026-12-01-i",
+    ),
+    _patch(
+        BOUNDED_LOCAL_SLACK,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "A local Slack call (a lookup, the first question, a message's update) is tried in its "
+        "workflow task for 15 s at most (five attempts), then goes on as an activity for the "
+        "rest of its time: a local call's retries a minute apart each added a marker, a timer "
+        "and a workflow task, about 8,600 events a day per call in a Slack outage, towards the "
+        "51,200 a run may have; the expectation lookup gives up after three attempts (the SDK "
+        "did not end it at its 30 s). And the messages' updates are local only when the "
+        "deciding workflow task handled one click: its rerun after a click came in "
+        "meanwhile (`UNHANDLED_COMMAND`) updates them by activity, so a flood of clicks cannot "
+        "keep a decided run open by refusing one slow local completion after another.",
+        "2026-12-01-j",
     ),
     _patch(
         DIGEST_ANSWERS_BY_ACTIVITY,

@@ -546,6 +546,13 @@ class PostRequest(BaseModel):
         description="The task that scheduled it is being tried again, and a lost run of it may "
         "have posted it: look for it before posting, on the first attempt too.",
     )
+    give_up_at: datetime | None = Field(
+        default=None,
+        description="When the post as a whole gives up: a local activity's, which goes on as "
+        "an activity when its own short schedule-to-close runs out. A post waiting for its "
+        "channel's turn is made late rather than given up, counting from this. None: from "
+        "this activity's own schedule-to-close timeout.",
+    )
 
 
 class UpdateRequest(BaseModel):

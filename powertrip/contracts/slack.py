@@ -44,16 +44,38 @@ history, not inside a workflow task that heartbeats (and grows the history) ever
 while Slack is down."""
 
 
-def slack_in_task(summary: str, give_up_after: timedelta | None = None) -> LocalActivityConfig:
+LOCAL_GIVE_UP = timedelta(seconds=15)
+"""A local Slack call is tried in its workflow task for at most this long (five attempts over
+7.5 s, `SLACK_RETRY_IN_TASK`); a call worth retrying longer then goes on as an activity of its
+own, whose retries add nothing to history (`workflows.approval.ApprovalWorkflow._slack`). A
+local call's retries a minute apart, through a day of a Slack outage, would each be a marker, a
+timer and a workflow task: thousands of events per call, towards Temporal's 51,200 per run."""
+
+
+SLACK_RETRY_IN_TASK = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=5,
+)
+"""A local Slack call's retries: five attempts in all, at 0, 0.5, 1.5, 3.5 and 7.5 s, each wait
+under `RETRY_IN_TASK`, so none is a timer in history (a 429's Retry-After past it still is, once
+or so). The attempts bound it, not only its schedule-to-close timeout (`LOCAL_GIVE_UP`), which the
+SDK did not enforce on retries that wait within the task (seen on the time-skipping server)."""
+
+
+def slack_in_task(
+    summary: str, give_up_after: timedelta | None = None, within_task: bool = False
+) -> LocalActivityConfig:
     """Options of a Slack call run as a local activity, in the workflow task that needs it (no
     activity task and no second workflow task): a directory lookup, mostly answered from the
     worker's cache, or an event's first question (which looks for its own earlier post where a
     lost run of its task may have made it: `PostRequest.look_first`); retried as every Slack call
-    is; `give_up_after` as in `slack_call`. Use as
+    is (`within_task`: with `SLACK_RETRY_IN_TASK`); `give_up_after` as in `slack_call`. Use as
     `workflow.execute_local_activity_method(fn, arg, **slack_in_task("who is alice"))`."""
     config = LocalActivityConfig(
         start_to_close_timeout=SLACK_CALL_TIMEOUT,
-        retry_policy=SLACK_RETRY,
+        retry_policy=SLACK_RETRY_IN_TASK if within_task else SLACK_RETRY,
         local_retry_threshold=RETRY_IN_TASK,
         summary=summary,
     )
