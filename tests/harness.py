@@ -31,7 +31,7 @@ from temporalio.client import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from api.main import create_app
 from powertrip.config import PowertripConfig, config_from_mapping
@@ -597,3 +597,13 @@ async def exists(env: WorkflowEnvironment, workflow_id: str) -> bool:
         assert exc.status is RPCStatusCode.NOT_FOUND
         return False
     return True
+
+
+async def assert_replays(history: WorkflowHistory, workflow: type | None = None) -> None:
+    """`history` replays through today's code of `workflow` (default `ApprovalWorkflow`), in the
+    SDK's sandbox as the tests' workers run it; fails with the replay's error."""
+    replayer = Replayer(
+        workflows=[workflow or ApprovalWorkflow], data_converter=pydantic_data_converter
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure

@@ -9,10 +9,8 @@ from datetime import timedelta
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 import worker
 from activities.expectations import ExpectationActivities
@@ -22,6 +20,7 @@ from powertrip.contracts.slack import LOCAL_GIVE_UP, SLACK_RETRY_IN_TASK
 from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
 from tests.harness import (
+    assert_replays,
     buttons,
     decide,
     eventually,
@@ -425,9 +424,7 @@ async def test_an_update_slack_keeps_failing_goes_on_as_an_activity(
     assert len(calls) == in_task + 2
     assert scheduled(history) == ["update_message"]
     assert len(history.events) < 60, len(history.events)
-    await Replayer(
-        workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter
-    ).replay_workflow(history)
+    await assert_replays(history)
 
 
 async def test_a_first_question_slack_keeps_failing_is_asked_once_by_an_activity(
@@ -455,9 +452,7 @@ async def test_a_first_question_slack_keeps_failing_is_asked_once_by_an_activity
     assert len(posts) == in_task
     assert scheduled(history) == ["post_notification"]
     assert len(history.events) < 60, len(history.events)
-    await Replayer(
-        workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter
-    ).replay_workflow(history)
+    await assert_replays(history)
 
 
 class VisibilityDown(ExpectationActivities):
@@ -494,6 +489,4 @@ async def test_the_owner_is_asked_half_a_minute_at_most_after_expectations_canno
         history = await handle.fetch_history()
     assert VisibilityDown.calls == 3 and asked_after < 10, (VisibilityDown.calls, asked_after)
     assert record.status is EventStatus.APPROVED and "Approved by" in text_of(dm)
-    await Replayer(
-        workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter
-    ).replay_workflow(history)
+    await assert_replays(history)

@@ -49,6 +49,7 @@ from powertrip.settings import Settings
 from powertrip.signing import Signer
 from tests.harness import (
     activity_calls,
+    assert_replays,
     buttons,
     decide,
     eventually,
@@ -364,10 +365,7 @@ async def test_a_verification_that_outlives_its_workflow_task_still_replays(
         EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     )
     assert completed >= 2
-    result = await replayer(ApprovalWorkflow).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
-    assert result.replay_failure is None, result.replay_failure
+    await assert_replays(history)
 
 
 class SlowLookups(SlackActivities):
@@ -435,10 +433,7 @@ async def test_the_first_question_needs_one_workflow_task_and_a_slow_local_activ
     )
     # The situation this test is about: workflow tasks came and went while it ran.
     assert kinds[:marker].count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) >= 1
-    result = await replayer(ApprovalWorkflow).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
-    assert result.replay_failure is None, result.replay_failure
+    await assert_replays(history)
 
 
 async def test_a_decision_that_comes_while_a_slow_first_question_is_posted_replays(
@@ -461,10 +456,7 @@ async def test_a_decision_that_comes_while_a_slow_first_question_is_posted_repla
         history = await handle.fetch_history()
     assert record.status is EventStatus.APPROVED
     assert activity_calls(history, "post_notification") == 1
-    result = await replayer(ApprovalWorkflow).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
-    assert result.replay_failure is None, result.replay_failure
+    await assert_replays(history)
 
 
 class SlowUpdates(SlackActivities):
@@ -540,10 +532,7 @@ async def test_a_click_while_the_decision_updates_its_messages_is_decided_with_i
     assert buttons(shown) == []
     # The rerun handled two clicks: it updated by activity (patch `bounded-local-slack-calls`).
     assert activity_calls(history, "update_message") == 1
-    result = await replayer(ApprovalWorkflow).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
-    assert result.replay_failure is None, result.replay_failure
+    await assert_replays(history)
 
 
 async def test_a_stream_of_clicks_cannot_keep_a_decided_event_open(
@@ -593,10 +582,7 @@ async def test_a_stream_of_clicks_cannot_keep_a_decided_event_open(
     assert sent > 50  # the clicks were still coming when the event closed
     updates = [c for c in fake_slack.calls if c["method"] == "chat.update"]
     assert len(updates) <= 3, len(updates)
-    result = await replayer(ApprovalWorkflow).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
-    assert result.replay_failure is None, result.replay_failure
+    await assert_replays(history)
 
 
 async def test_a_new_event_records_one_patch_marker_for_every_approval_patch(
@@ -699,7 +685,4 @@ async def test_a_local_activity_that_timed_out_replays_as_it_ran(
         )
         assert await handle.result() == "asked as usual"
         history = await handle.fetch_history()
-    result = await replayer(LocalTimeoutWorkflow).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
-    assert result.replay_failure is None, result.replay_failure
+    await assert_replays(history, LocalTimeoutWorkflow)

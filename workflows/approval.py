@@ -993,14 +993,16 @@ class ApprovalWorkflow(Escalation):
     def _update_message(
         self, message: PostedMessage, local: bool, give_up_after: timedelta | None = UPDATE_GIVE_UP
     ) -> Awaitable[None]:
-        """One message's `chat.update`: a local activity (`local`: `_in_task`), else an activity
+        """One message's `chat.update`: a local activity (`local`, `_call`), else an activity
         retried until `give_up_after`. Raises ActivityError when Slack refused or time ran
         out."""
-        args = [UpdateRequest(record=self.record, message=message)]
-        summary = f"mark {message.kind.value} message {self.record.status.value}"
-        if local:
-            return self._in_task(SlackActivities.update_message, args, summary, give_up_after)
-        return self._by_activity(SlackActivities.update_message, args, summary, give_up_after)
+        return self._call(
+            SlackActivities.update_message,
+            [UpdateRequest(record=self.record, message=message)],
+            f"mark {message.kind.value} message {self.record.status.value}",
+            give_up_after,
+            local,
+        )
 
     async def _slack(
         self,
@@ -1022,34 +1024,28 @@ class ApprovalWorkflow(Escalation):
         its own earlier copy first). Before it, a local call's retries past its first seconds
         each waited on a timer in history, a minute apart for as long as Slack was down."""
         if not local:
-            return await self._by_activity(activity, args, summary, give_up_after)
+            return await self._call(activity, args, summary, give_up_after, local=False)
         try:
-            return await self._in_task(activity, args, summary, give_up_after)
+            return await self._call(activity, args, summary, give_up_after, local=True)
         except ActivityError as err:
             rest = self._goes_on(err, give_up_after)
-        return await self._by_activity(activity, continued or args, summary, rest)
+        return await self._call(activity, continued or args, summary, rest, local=False)
 
-    def _by_activity(
+    def _call(
         self,
         activity: Callable[..., Awaitable[_Result]],
         args: Sequence[object],
         summary: str,
         give_up_after: timedelta | None,
+        local: bool,
     ) -> Awaitable[_Result]:
-        """`_slack`'s call as an activity of its own."""
-        return workflow.execute_activity_method(
-            activity, args=args, **slack_call(summary, give_up_after)
-        )
-
-    def _in_task(
-        self,
-        activity: Callable[..., Awaitable[_Result]],
-        args: Sequence[object],
-        summary: str,
-        give_up_after: timedelta | None,
-    ) -> Awaitable[_Result]:
-        """`_slack`'s call as a local activity, for `LOCAL_GIVE_UP` at most in a bounded run,
-        its retries then all within the task (none waits on a timer in history)."""
+        """`_slack`'s call once: an activity of its own, or (`local`) a local activity, in a
+        bounded run for `LOCAL_GIVE_UP` at most with its retries all within the task (none
+        waits on a timer in history)."""
+        if not local:
+            return workflow.execute_activity_method(
+                activity, args=args, **slack_call(summary, give_up_after)
+            )
         if self.bounded and (give_up_after is None or give_up_after > LOCAL_GIVE_UP):
             config = slack_in_task(summary, LOCAL_GIVE_UP, within_task=True)
         else:
@@ -1060,7 +1056,7 @@ class ApprovalWorkflow(Escalation):
         )
 
     def _goes_on(self, err: ActivityError, give_up_after: timedelta | None) -> timedelta | None:
-        """After `_in_task` failed with `err`: how much longer the call is worth as an activity
+        """After a local `_call` failed with `err`: how much longer the call is worth as an activity
         (None: until the workflow ends). Raises `err` when it is not: Slack refused for good,
         the failure was not Slack's to retry, the run is not bounded, or its time is up."""
         # Decided by the cause, which is the same as the task ran and on replay (the error
