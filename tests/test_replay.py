@@ -198,6 +198,7 @@ def _patched_in_code() -> dict[str, set[str]]:
 
 def test_the_ledger_lists_every_patch_the_workflows_use() -> None:
     in_code = set().union(*_patched_in_code().values())
+    in_code |= {marker for marker, _ in patches.APPROVAL_BASELINES}  # asked by patches.py
     assert in_code == {p.id for p in patches.LEDGER}
 
 
@@ -210,18 +211,25 @@ def test_the_newest_generation_passes_through_every_patch(patch: patches.Patch) 
         "PollWorkflow": "poll",
         "ReminderDigestWorkflow": "reminder_digest",
     }[patch.workflow]
-    generation = NEWEST
-    if patch.id in patches.APPROVAL_PATCHES:
-        # Today's runs take it with the baseline marker; the generation recorded before the
-        # baseline existed records its own marker, and replays its branch.
-        [baseline] = [p for p in patches.LEDGER if p.id == patches.APPROVAL_BASELINE]
+    generations = [NEWEST]
+    newest_baseline, covered = patches.APPROVAL_BASELINES[0]
+    older_baselines = [marker for marker, _ in patches.APPROVAL_BASELINES[1:]]
+    if patch.id in covered:
+        # Today's runs take it with the newest baseline's marker, which the newest generation
+        # records; its branch is the one they run.
         newest = (ROOT / NEWEST / folder).glob("*.json")
-        assert any(baseline.id in recorded_patches(p) for p in newest)
-        generation = baseline.needed_by
-    recorded = (ROOT / generation / folder).glob("*.json")
+        assert any(newest_baseline in recorded_patches(p) for p in newest)
+        if patch.id not in patches.APPROVAL_PATCHES:
+            return
+        # The generation recorded before the first baseline records its own marker.
+        [baseline] = [p for p in patches.LEDGER if p.id == patches.APPROVAL_BASELINE]
+        generations = [baseline.needed_by]
+    elif patch.id in older_baselines:
+        generations = GENERATIONS  # the generations recorded while it was the newest
+    recorded = [p for g in generations for p in (ROOT / g / folder).glob("*.json")]
     assert any(patch.id in recorded_patches(p) for p in recorded), (
-        f"no history in tests/histories/{generation}/{folder} records {patch.id!r}: add a path "
-        "to tests/histories/record.py and record a new generation"
+        f"no history in tests/histories/{generations[-1]}/{folder} records {patch.id!r}: add a "
+        "path to tests/histories/record.py and record a new generation"
     )
     needed = ROOT / patch.needed_by / folder
     assert needed.is_dir() and not any(patch.id in recorded_patches(p) for p in needed.glob("*"))
@@ -590,9 +598,8 @@ async def test_a_new_event_records_one_patch_marker_for_every_approval_patch(
 ) -> None:
     """The SDK records each patch's marker with an upsert of the `TemporalChangeVersion` search
     attribute: 19 patches were 38 of an approved event's 60 history events, in its first
-    workflow task. A run of today's code records one marker for all of them (patch
-    `approval-baseline-2026-12-01`), which is also how the Web UI finds such runs, and one for
-    each patch added after it (`bounded-local-slack-calls`)."""
+    workflow task. A run of today's code records one marker for all of them (the newest of
+    `APPROVAL_BASELINES`), which is also how the Web UI finds such runs."""
     settings = make_settings(slack_api_url)
     event = make_event("alice")
     async with running_worker(dev_env.client, settings):
@@ -609,7 +616,7 @@ async def test_a_new_event_records_one_patch_marker_for_every_approval_patch(
         for payloads in e.marker_recorded_event_attributes.details.values()
         for p in payloads.payloads
     ]
-    assert markers == [patches.APPROVAL_BASELINE, patches.BOUNDED_LOCAL_SLACK]
+    assert markers == [patches.APPROVAL_BASELINES[0][0]]
     upserts = sum(
         e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
         for e in history.events

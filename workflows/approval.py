@@ -70,7 +70,6 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.models import Decision, DecisionKind, EventStatus
     from workflows.escalation import Escalation
     from workflows.patches import (
-        APPROVAL_BASELINE,
         BOUNDED_LOCAL_SLACK,
         CONTEST_APPROVAL,
         CONTINUE_BEFORE_SIGNAL_LIMIT,
@@ -91,6 +90,7 @@ with workflow.unsafe.imports_passed_through():
         STEP_UP_APPROVALS,
         VERIFY_DECISIONS,
         VERIFY_IN_BATCHES,
+        approval_baseline,
         patched,
     )
 
@@ -196,8 +196,8 @@ class ApprovalWorkflow(Escalation):
     Temporal suggests it after a reminder, and, once every decision waiting is handled, after
     `signals_per_run` signals: a flood of forged signals never reaches Temporal's per-run signal
     limit through which the owner's *Not me* must pass. Every change to the commands is a patch
-    (`workflows/patches.py`); a run of today's code records the patches up to the baseline as one
-    marker (`APPROVAL_BASELINE`, asked first in `run`) and asks later ones on their own.
+    (`workflows/patches.py`); a run of today's code records them all as one baseline marker
+    (`APPROVAL_BASELINES`, asked first in `run`).
     """
 
     @workflow.init
@@ -212,9 +212,9 @@ class ApprovalWorkflow(Escalation):
         self.nonces = set(self.record.nonces)
         self.forwarded: set[str] = set()
         """GROUPS: nonces of decisions verified as signed for this member's group."""
-        self.baseline = False
-        """The run began with the `APPROVAL_BASELINE` marker: it takes every patch of
-        `workflows.patches.APPROVAL_PATCHES` without asking (`workflows.patches.patched`)."""
+        self.baseline: frozenset[str] = frozenset()
+        """The patches the run's baseline marker stands for: it takes them without asking
+        (`workflows.patches.approval_baseline`, `workflows.patches.patched`)."""
         self.bounded = False
         """Patch `bounded-local-slack-calls`, decided first thing in the run (`_slack`)."""
         self.crowded = False
@@ -245,7 +245,7 @@ class ApprovalWorkflow(Escalation):
         """Ask, remind until decided, keep the contest window, then update every message."""
         # First thing in the run, before any patch is asked: a run of older code replays
         # without the marker and asks each patch as it did.
-        self.baseline = workflow.patched(APPROVAL_BASELINE)
+        self.baseline = approval_baseline()
         # Asked here, before any local activity, so no later task's order can change its answer.
         self.bounded = patched(BOUNDED_LOCAL_SLACK)
         event = self.record.event

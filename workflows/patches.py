@@ -42,6 +42,7 @@ LOCAL_FIRST_QUESTION = "local-first-question"
 LOCAL_MESSAGE_UPDATES = "local-message-updates"
 APPROVAL_BASELINE = "approval-baseline-2026-12-01"
 BOUNDED_LOCAL_SLACK = "bounded-local-slack-calls"
+APPROVAL_BASELINE_K = "approval-baseline-2026-12-01-k"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -74,20 +75,37 @@ APPROVAL_PATCHES = frozenset(
     }
 )
 """The ApprovalWorkflow patches a run that begins with the `APPROVAL_BASELINE` marker takes
-without asking: never extend it (a patch added later is asked on its own)."""
+without asking. Never change it: runs are recorded with it."""
+
+APPROVAL_BASELINES: tuple[tuple[str, frozenset[str]], ...] = (
+    (APPROVAL_BASELINE_K, APPROVAL_PATCHES | {BOUNDED_LOCAL_SLACK}),
+    (APPROVAL_BASELINE, APPROVAL_PATCHES),
+)
+"""Each baseline marker and the ApprovalWorkflow patches it stands for, newest first. Never
+change a line (runs are recorded with it); a deploy that adds an ApprovalWorkflow patch adds a
+line at the top: a new baseline for every patch so far (README, "Changing a workflow safely")."""
+
+
+def approval_baseline() -> frozenset[str]:
+    """Asked first thing in an ApprovalWorkflow run (before any other command): the patches its
+    baseline stands for. A new run records the newest baseline's marker; a run that began with an
+    older one replays it and gets that one's patches; a run of code from before baselines gets
+    none, and asks each patch as it did."""
+    for marker, covered in APPROVAL_BASELINES:
+        if workflow.patched(marker):
+            return covered
+    return frozenset()
 
 
 def patched(patch_id: str) -> bool:
-    """`workflow.patched(patch_id)`, except for a run of an ApprovalWorkflow (or a workflow
-    built on it) that began with the `APPROVAL_BASELINE` marker (its `baseline` attribute,
-    decided first thing in its first workflow task): then every patch of `APPROVAL_PATCHES` is
-    taken without a marker of its own.
+    """`workflow.patched(patch_id)`, except for a patch that the run's baseline stands for (an
+    ApprovalWorkflow's, or a workflow's built on it: its `baseline` attribute, decided first
+    thing by `approval_baseline`): that is taken without a marker of its own.
 
     Why: the SDK records each patch's marker with an upsert of the `TemporalChangeVersion`
     search attribute, so 19 patches made 38 of the 60 history events of an approved event, and
-    as many visibility writes on the server, in its first workflow task. Runs that began
-    without the baseline marker (older code) ask each patch, as they always did."""
-    if patch_id in APPROVAL_PATCHES and getattr(workflow.instance(), "baseline", False):
+    as many visibility writes on the server, in its first workflow task."""
+    if patch_id in getattr(workflow.instance(), "baseline", ()):
         return True
     return workflow.patched(patch_id)
 
@@ -348,9 +366,19 @@ LEDGER: tuple[Patch, ...] = (
         "records each patch's marker with an upsert of the `TemporalChangeVersion` search "
         "attribute, so the 19 patches made 38 of an approved event's 60 history events, and as "
         "many visibility writes, in its first workflow task (issue 16's rates). Runs without it "
-        "(older code) ask each patch as before. New runs are found with "
+        "(older code) ask each patch as before. That deploy's runs are found with "
         "`TemporalChangeVersion = 'approval-baseline-2026-12-01'`.",
         "2026-12-01-i",
+    ),
+    _patch(
+        APPROVAL_BASELINE_K,
+        "ApprovalWorkflow",
+        date(2026, 12, 1),
+        "The baseline of this deploy: one marker, first thing in a new run, stands for every "
+        "ApprovalWorkflow patch so far, `bounded-local-slack-calls` included "
+        "(`APPROVAL_BASELINES`). Runs that began with `approval-baseline-2026-12-01` replay "
+        "with it and ask `bounded-local-slack-calls` on their own.",
+        "2026-12-01-j",
     ),
     _patch(
         BOUNDED_LOCAL_SLACK,
