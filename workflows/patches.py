@@ -385,7 +385,7 @@ LEDGER: tuple[Patch, ...] = (
         "ApprovalWorkflow",
         date(2026, 12, 1),
         "A local Slack call (a lookup, the first question, a message's update) is tried in its "
-        "workflow task for 15 s at most (five attempts), then goes on as an activity for the "
+        "workflow task for 15 s at most (four attempts), then goes on as an activity for the "
         "rest of its time: a local call's retries a minute apart each added a marker, a timer "
         "and a workflow task, about 8,600 events a day per call in a Slack outage, towards the "
         "51,200 a run may have; the expectation lookup gives up after three attempts (the SDK "

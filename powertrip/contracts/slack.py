@@ -45,8 +45,8 @@ while Slack is down."""
 
 
 LOCAL_GIVE_UP = timedelta(seconds=15)
-"""A local Slack call is tried in its workflow task for at most this long (five attempts over
-7.5 s, `SLACK_RETRY_IN_TASK`); a call worth retrying longer then goes on as an activity of its
+"""A local Slack call is tried in its workflow task for at most this long (four attempts over
+3.5 s, `SLACK_RETRY_IN_TASK`); a call worth retrying longer then goes on as an activity of its
 own, whose retries add nothing to history (`workflows.approval.ApprovalWorkflow._slack`). A
 local call's retries a minute apart, through a day of a Slack outage, would each be a marker, a
 timer and a workflow task: thousands of events per call, towards Temporal's 51,200 per run."""
@@ -56,9 +56,9 @@ SLACK_RETRY_IN_TASK = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=4),
-    maximum_attempts=5,
+    maximum_attempts=4,
 )
-"""A local Slack call's retries: five attempts in all, at 0, 0.5, 1.5, 3.5 and 7.5 s, each wait
+"""A local Slack call's retries: four attempts in all, at 0, 0.5, 1.5 and 3.5 s, each wait
 under `RETRY_IN_TASK`, so none is a timer in history (a 429's Retry-After past it still is, once
 or so). The attempts bound it, not only its schedule-to-close timeout (`LOCAL_GIVE_UP`), which the
 SDK did not enforce on retries that wait within the task (seen on the time-skipping server)."""
