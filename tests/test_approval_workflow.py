@@ -490,3 +490,33 @@ async def test_the_owner_is_asked_half_a_minute_at_most_after_expectations_canno
     assert VisibilityDown.calls == 3 and asked_after < 10, (VisibilityDown.calls, asked_after)
     assert record.status is EventStatus.APPROVED and "Approved by" in text_of(dm)
     await assert_replays(history)
+
+
+async def test_messages_rate_limited_as_they_are_updated_are_updated_in_order_and_replay(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """An event with a DM and a reminder in the channel is approved while Slack answers each
+    message's first `chat.update` with a 429 and a Retry-After past the in-task threshold: each
+    local update backs off on a timer. They run one after another, so the timers and retries
+    come in the messages' order both as the task runs and on replay (concurrent local
+    activities resume in finishing order as they run, starting order on replay:
+    sdk-python#1578)."""
+    settings = make_settings(slack_api_url)
+    event = make_event("alice", renotify_after_seconds=15 * 60)
+    async with running_worker(time_skipping_env.client, settings):
+        handle = await start(time_skipping_env, event, settings.task_queue)
+        await eventually(lambda: posted_to(fake_slack, "D0ALICE"))
+        await time_skipping_env.sleep(timedelta(minutes=16))
+        await state_eventually(handle, lambda r: len(r.messages) == 2)
+        fake_slack.failures["chat.update"].append(
+            InjectedFailure(method="chat.update", status=429, retry_after=6, times=1)
+        )
+        await decide(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+        history = await handle.fetch_history()
+    assert record.status is EventStatus.APPROVED
+    assert not [t for t in record.timeline if t.what is TimelineKind.NOTIFY_FAILED], record.timeline
+    assert all("Approved" in text_of(m) and buttons(m) == [] for m in fake_slack.messages.values())
+    updated = [c["args"]["channel"] for c in fake_slack.calls if c["method"] == "chat.update"]
+    assert updated[0] == updated[1] != updated[2], updated  # the DM twice, then the reminder
+    await assert_replays(history)

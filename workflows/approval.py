@@ -966,16 +966,28 @@ class ApprovalWorkflow(Escalation):
         # the local updates ran: updated by activity, its completion takes milliseconds, so a
         # stream of clicks cannot keep the run open, each refusing the last slow completion.
         local = patched(LOCAL_MESSAGE_UPDATES) and not (self.bounded and self.crowded)
-        calls = [self._update_message(m, local) for m in stale]
-        results: list[object] = list(await asyncio.gather(*calls, return_exceptions=True))
-        # The updates Slack kept failing go on as activities, started in the messages' order
-        # once every local one is done: the SDK resumes a local activity's waiter in the order
-        # they finished, but on replay in the order they began (sdk-python#1578).
+        started = workflow.now()
+        results: list[object] = []
+        if local and self.bounded:
+            # One after another: the SDK resumes concurrent local activities (and starts the
+            # timer of one that backs off, a 429's long Retry-After) in the order they finish
+            # as the task runs, but in the order they began on replay (sdk-python#1578).
+            for message in stale:
+                try:
+                    await self._update_message(message, local)
+                except ActivityError as err:
+                    results.append(err)
+                else:
+                    results.append(None)
+        else:
+            calls = [self._update_message(m, local) for m in stale]
+            results = list(await asyncio.gather(*calls, return_exceptions=True))
+        # The updates Slack kept failing go on as activities, started in the messages' order.
         going_on: list[tuple[int, timedelta | None]] = []
         for n, result in enumerate(results):
             if local and isinstance(result, ActivityError):
                 try:
-                    going_on.append((n, self._goes_on(result, UPDATE_GIVE_UP)))
+                    going_on.append((n, self._goes_on(result, UPDATE_GIVE_UP, started)))
                 except ActivityError:
                     pass
         later = await asyncio.gather(
@@ -1025,10 +1037,11 @@ class ApprovalWorkflow(Escalation):
         each waited on a timer in history, a minute apart for as long as Slack was down."""
         if not local:
             return await self._call(activity, args, summary, give_up_after, local=False)
+        started = workflow.now()
         try:
             return await self._call(activity, args, summary, give_up_after, local=True)
         except ActivityError as err:
-            rest = self._goes_on(err, give_up_after)
+            rest = self._goes_on(err, give_up_after, started)
         return await self._call(activity, continued or args, summary, rest, local=False)
 
     def _call(
@@ -1055,10 +1068,13 @@ class ApprovalWorkflow(Escalation):
             activity.__name__,
         )
 
-    def _goes_on(self, err: ActivityError, give_up_after: timedelta | None) -> timedelta | None:
-        """After a local `_call` failed with `err`: how much longer the call is worth as an activity
-        (None: until the workflow ends). Raises `err` when it is not: Slack refused for good,
-        the failure was not Slack's to retry, the run is not bounded, or its time is up."""
+    def _goes_on(
+        self, err: ActivityError, give_up_after: timedelta | None, started: datetime
+    ) -> timedelta | None:
+        """After a local `_call` begun at `started` (workflow time) failed with `err`: how much
+        longer the call is worth as an activity, the rest of `give_up_after` (None: until the
+        workflow ends). Raises `err` when it is not: Slack refused for good, the failure was
+        not Slack's to retry, the run is not bounded, or its time is up."""
         # Decided by the cause, which is the same as the task ran and on replay (the error
         # around it is not: `_as_activity`).
         cause = err.cause
@@ -1068,7 +1084,10 @@ class ApprovalWorkflow(Escalation):
             or (give_up_after is not None and give_up_after <= LOCAL_GIVE_UP)
         ):
             raise err
-        return None if give_up_after is None else give_up_after - LOCAL_GIVE_UP
+        # Workflow time moves only between tasks: a call that failed within its task has the
+        # whole of `give_up_after` left, so its post's deadline (`give_up_at`) still holds.
+        spent = workflow.now() - started
+        return None if give_up_after is None else max(give_up_after - spent, LOCAL_GIVE_UP)
 
 
 async def _as_activity(call: Awaitable[_Result], activity: str) -> _Result:
