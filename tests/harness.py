@@ -509,6 +509,16 @@ def activity_calls(history: WorkflowHistory, name: str) -> int:
     return len(activity_attempts(history, name))
 
 
+def scheduled_activities(history: WorkflowHistory) -> list[str]:
+    """The activity types a history scheduled as activity tasks, in order (local activities are
+    markers, not these: `activity_calls` counts both)."""
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
 def activity_attempts(history: WorkflowHistory, name: str) -> list[int]:
     """The attempt that ended each call of activity `name` in a history, in order: an activity
     task's last start, or a local activity's marker (a marker of an attempt whose retry waits

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -29,6 +28,7 @@ from tests.harness import (
     make_settings,
     posted_to,
     running_worker,
+    scheduled_activities,
     start,
     state_eventually,
     text_of,
@@ -388,15 +388,6 @@ def local_attempts() -> int:
     return attempts
 
 
-def scheduled(history: WorkflowHistory) -> list[str]:
-    """The activity tasks a run scheduled (local activities are markers, not these)."""
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
-
-
 async def test_an_update_slack_keeps_failing_goes_on_as_an_activity(
     time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
 ) -> None:
@@ -422,7 +413,7 @@ async def test_an_update_slack_keeps_failing_goes_on_as_an_activity(
     assert dm.updates == 1 and "Approved by" in text_of(dm) and buttons(dm) == []
     calls = [c for c in fake_slack.calls if c["method"] == "chat.update"]
     assert len(calls) == in_task + 2
-    assert scheduled(history) == ["update_message"]
+    assert scheduled_activities(history) == ["update_message"]
     assert len(history.events) < 60, len(history.events)
     await assert_replays(history)
 
@@ -450,7 +441,7 @@ async def test_a_first_question_slack_keeps_failing_is_asked_once_by_an_activity
     assert "Approved by" in text_of(dm) and buttons(dm) == []
     posts = [c for c in fake_slack.calls if c["method"] == "chat.postMessage"]
     assert len(posts) == in_task
-    assert scheduled(history) == ["post_notification"]
+    assert scheduled_activities(history) == ["post_notification"]
     assert len(history.events) < 60, len(history.events)
     await assert_replays(history)
 
@@ -495,10 +486,10 @@ async def test_the_owner_is_asked_half_a_minute_at_most_after_expectations_canno
 async def test_messages_rate_limited_as_they_are_updated_are_updated_in_order_and_replay(
     time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
 ) -> None:
-    """An event with a DM and a reminder in the channel is approved while Slack answers each
-    message's first `chat.update` with a 429 and a Retry-After past the in-task threshold: each
-    local update backs off on a timer. They run one after another, so the timers and retries
-    come in the messages' order both as the task runs and on replay (concurrent local
+    """An event with a DM and a reminder in the channel is approved while Slack answers the
+    first `chat.update` (the DM's) with a 429 and a Retry-After past the in-task threshold: that
+    local update backs off on a timer. The updates run one after another, so the timer and the
+    retries come in the messages' order both as the task runs and on replay (concurrent local
     activities resume in finishing order as they run, starting order on replay:
     sdk-python#1578)."""
     settings = make_settings(slack_api_url)
