@@ -519,7 +519,7 @@ class ApprovalWorkflow(Escalation):
             give_up,
             local,
             # A local attempt may have posted with its answer lost: the activity looks first.
-            continued=[request.model_copy(update={"look_first": True})],
+            continued=[request.model_copy(update={"look_first": True})] if local else None,
         )
         self.record.messages.append(posted)
         return posted
@@ -1059,10 +1059,9 @@ class ApprovalWorkflow(Escalation):
             return workflow.execute_activity_method(
                 activity, args=args, **slack_call(summary, give_up_after)
             )
-        if self.bounded and (give_up_after is None or give_up_after > LOCAL_GIVE_UP):
-            config = slack_in_task(summary, LOCAL_GIVE_UP, within_task=True)
-        else:
-            config = slack_in_task(summary, give_up_after, within_task=self.bounded)
+        if self.bounded:
+            give_up_after = min(give_up_after or LOCAL_GIVE_UP, LOCAL_GIVE_UP)
+        config = slack_in_task(summary, give_up_after, within_task=self.bounded)
         return _as_activity(
             workflow.execute_local_activity_method(activity, args=args, **config),
             activity.__name__,
