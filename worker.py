@@ -222,6 +222,7 @@ def build_worker(
     )
     paging = PagerDutyActivities.from_settings(settings)
     notices = PasskeyNoticeActivities(slack, security_channel(settings, config))
+    reminders = ReminderActivities(client)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -249,7 +250,8 @@ def build_worker(
             notices.post_passkey_notice,
             notices.update_passkey_notice,
             GroupActivities(client, settings.task_queue).join_group,
-            ReminderActivities(client).answer_slots,
+            reminders.hand_off,
+            reminders.answer_slots,
             *reviews(client, settings, config, slack),
         ],
         # SIGTERM: in-flight activities get this long to finish before they are cancelled.

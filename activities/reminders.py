@@ -1,5 +1,6 @@
-"""The reminder digest's answers (workflows/reminders.py): each approval workflow in a batch is
-told its slot by the worker's Temporal client, not by the digest's own commands."""
+"""The reminder digest's signals (workflows/reminders.py), sent by the worker's Temporal client,
+not by workflows' own commands: a due reminder handed to its collector, and each approval
+workflow in a batch told its slot."""
 
 from __future__ import annotations
 
@@ -9,17 +10,48 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from powertrip.contracts.reminders import SLOT_SIGNAL, SlotAnswer, SlotAnswers
+from powertrip.contracts.reminders import (
+    DUE_SIGNAL,
+    SLOT_SIGNAL,
+    HandOff,
+    SlotAnswer,
+    SlotAnswers,
+    reminder_collector_id,
+    reminder_digest_id,
+)
 
 # Signals in flight at once: a batch is at most 200, and the server also serves the DMs.
 IN_FLIGHT = 20
 
 
 class ReminderActivities:
-    """`answer_slots`, with the worker's Temporal client."""
+    """`hand_off` and `answer_slots`, with the worker's Temporal client."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
+
+    @activity.defn
+    async def hand_off(self, request: HandOff) -> bool:
+        """Signal `due` with `request.reminder` to its collector
+        (`reminder_collector_id(request.task_queue, event_id)`), or, with that one not running,
+        to the task queue's digest. Returns False when neither runs: the approval posts its own
+        reminder. Run as a local activity in the workflow task whose timer made the reminder
+        due, so a reminder costs that one task, not a signal command's completion and an
+        answer's too. Raises `RPCError` for any other refusal (the server unreachable): retried;
+        a reminder handed off twice is listed twice, never lost."""
+        reminder = request.reminder
+        for workflow_id in (
+            reminder_collector_id(request.task_queue, reminder.event_id),
+            reminder_digest_id(request.task_queue),
+        ):
+            try:
+                await self._client.get_workflow_handle(workflow_id).signal(DUE_SIGNAL, reminder)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    continue
+                raise
+            return True
+        return False
 
     @activity.defn
     async def answer_slots(self, request: SlotAnswers) -> int:

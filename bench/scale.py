@@ -11,8 +11,10 @@ so its resident memory is its own, with its Temporal metrics on an ephemeral por
   3. notify: until every DM is posted: DMs/s and its ratio to the floor;
   4. remind: every event's first reminder falls due `--renotify` s after its DM; wait until it
      has passed for the last one plus up to `--duration` s, then ask 100 sampled events when
-     their reminder fired (lateness = reminded - (notified + renotify)) and count the
-     security-channel messages (Slack allows ~1 per second per channel).
+     their reminder reached Slack (lateness = reminded - (notified + renotify); a reminder
+     handed to the digest reached it when the digest listing it was posted, read from the
+     digest workflow's histories) and count the security-channel messages (Slack allows ~1 per
+     second per channel). The hand-off's own lateness (the timer's) is printed beside it.
 Worker RSS is sampled every 0.5 s (peak printed). "Where the time goes" is read from the
 worker's own metrics: mean schedule-to-start (waiting for a worker slot) and execution time of
 workflow tasks and of each activity type; the workflow cache (peak `sticky_cache_size`, sampled
@@ -25,15 +27,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio.api.enums.v1 import EventType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,7 +52,7 @@ from bench.common import (
     until,
 )
 from powertrip.contracts.approval import RECORD_MEMO, EventRecord, TimelineKind
-from powertrip.contracts.reminders import reminder_digest_id
+from powertrip.contracts.reminders import HANDED_OFF, reminder_digest_id
 from tests.servers import free_port
 
 BATCH = 500
@@ -110,29 +114,71 @@ async def digest_runs(system: Stack) -> str:
     )
 
 
+async def digest_posts(system: Stack) -> dict[str, datetime]:
+    """When each event was first listed in a posted digest: the completion of the digest
+    workflow's `post_digest` activity whose input lists it, over every run of the digest."""
+    digest_id = reminder_digest_id(system.settings.task_queue)
+    listed: dict[str, datetime] = {}
+    async for execution in system.client.list_workflows(f"WorkflowId = '{digest_id}'"):
+        handle = system.client.get_workflow_handle(digest_id, run_id=execution.run_id)
+        lines: dict[int, list[str]] = {}
+        for event in (await handle.fetch_history()).events:
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                scheduled = event.activity_task_scheduled_event_attributes
+                if scheduled.activity_type.name == "post_digest":
+                    request = json.loads(scheduled.input.payloads[0].data)
+                    lines[event.event_id] = [n["event"]["event_id"] for n in request["lines"]]
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                done = event.activity_task_completed_event_attributes
+                at = event.event_time.ToDatetime(tzinfo=UTC)
+                for event_id in lines.get(done.scheduled_event_id, []):
+                    listed[event_id] = min(at, listed.get(event_id, at))
+    return listed
+
+
 async def lateness(
-    system: Stack, ids: list[str], renotify: float, how: dict[str, int] | None = None
+    system: Stack,
+    ids: list[str],
+    renotify: float,
+    how: dict[str, int] | None = None,
+    handed: list[float] | None = None,
 ) -> tuple[list[float], int]:
-    """Seconds each sampled event's first reminder came after it was due; how many had none.
-    `how` counts the reminders by how they went: in a digest, or posted on their own."""
+    """Seconds each sampled event's first reminder reached Slack after it was due; how many had
+    none. `how` counts the reminders by how they went: in a digest, or posted on their own;
+    `handed` gets how late each hand-off to the digest was (its timer's lateness)."""
     late: list[float] = []
     none = 0
     if how is not None:
         how.clear()
+    if handed is not None:
+        handed.clear()
+    listed = await digest_posts(system)
     for event_id in ids:
         # From the memo, as the API reads it: a query would wait in the worker's queue.
         described = await system.client.get_workflow_handle(event_id).describe()
         record = await described.memo_value(RECORD_MEMO, type_hint=EventRecord)
         notified = next((e.at for e in record.timeline if e.what is TimelineKind.NOTIFIED), None)
-        entry = next((e for e in record.timeline if e.what is TimelineKind.REMINDED), None)
-        reminded = entry.at if entry else None
-        if notified is None or reminded is None:
+        reminded_entries = [e for e in record.timeline if e.what is TimelineKind.REMINDED]
+        if notified is None or not reminded_entries:
+            none += 1
+            continue
+        due = notified + timedelta(seconds=renotify)
+        first = reminded_entries[0]
+        detail = first.detail or ""
+        reminded: datetime | None = first.at
+        digested = "in the digest" in detail
+        if detail.startswith(HANDED_OFF):
+            if handed is not None:
+                handed.append((first.at - due).total_seconds())
+            own = next((e.at for e in reminded_entries[1:]), None)
+            digested = event_id in listed
+            reminded = listed.get(event_id, own)
+        if reminded is None:
             none += 1
             continue
         if how is not None:
-            digested = "in the digest" in (entry.detail or "") if entry else False
             how["in a digest" if digested else "own post"] += 1
-        late.append((reminded - notified - timedelta(seconds=renotify)).total_seconds())
+        late.append((reminded - due).total_seconds())
     return late, none
 
 
@@ -221,11 +267,12 @@ async def main() -> None:
         sample = random.Random(16).sample(ids, min(SAMPLE, len(ids)))
         deadline = time.perf_counter() + args.duration
         how: dict[str, int] = defaultdict(int)
+        handed: list[float] = []
         while True:
-            late, missing = await lateness(system, sample, args.renotify, how)
+            late, missing = await lateness(system, sample, args.renotify, how, handed)
             if not missing or time.perf_counter() > deadline:
                 break
-            await asyncio.sleep(2)
+            await asyncio.sleep(5)
         waited = time.perf_counter() - due
         stop.set()
         await sampler
@@ -241,6 +288,11 @@ async def main() -> None:
             f" p99 {percentile(late, 0.99):5.1f} s max {max(late, default=float('nan')):5.1f} s"
             f" ({', '.join(f'{n} {k}' for k, n in sorted(how.items()))})"
         )
+        if handed:
+            print(
+                f"  handed to the digest: {len(handed)}; the hand-off's lateness"
+                f" p50 {percentile(handed, 0.5):5.1f} s p99 {percentile(handed, 0.99):5.1f} s"
+            )
         print(
             f"  security channel: {len(posts)} messages over {span:5.1f} s,"
             f" busiest second {max(per_second.values(), default=0)}"

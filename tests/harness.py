@@ -35,7 +35,7 @@ from temporalio.worker import Replayer, Worker
 
 from api.main import create_app
 from powertrip.config import PowertripConfig, config_from_mapping
-from powertrip.contracts.approval import Action, Click, EventRecord
+from powertrip.contracts.approval import Action, Click, EventRecord, TimelineKind
 from powertrip.contracts.expectations import ExpectedApproval
 from powertrip.contracts.passkeys import (
     AddCredential,
@@ -48,6 +48,7 @@ from powertrip.contracts.passkeys import (
     PasskeyUpdate,
     passkey_workflow_id,
 )
+from powertrip.contracts.reminders import HANDED_OFF
 from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import (
@@ -386,6 +387,14 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(0.05)
+
+
+def reminders_posted(record: EventRecord) -> int:
+    """Reminders the event's own run posted (not those it handed to the digest)."""
+    return sum(
+        e.what is TimelineKind.REMINDED and not (e.detail or "").startswith(HANDED_OFF)
+        for e in record.timeline
+    )
 
 
 async def state_eventually(

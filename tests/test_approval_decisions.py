@@ -44,6 +44,7 @@ from powertrip.contracts.approval import (
     VerifyRequest,
 )
 from powertrip.contracts.paging import PageAction, PageResult, PageTrigger, PageUpdate
+from powertrip.contracts.reminders import HandOff
 from powertrip.contracts.slack import SLACK_PERMANENT
 from powertrip.directory import Identity
 from powertrip.models import EventStatus, SecurityEvent
@@ -77,11 +78,17 @@ def no_owner(identity: Identity = Identity.BOT) -> Recipient:
 class FakeActivities:
     """The activities ApprovalWorkflow calls, registered under their real names, recording what
     the workflow asked. `dm_refused`: Slack refuses every DM for good (user gone);
-    `pagerduty_down`: so many PagerDuty calls fail (retryably) before they succeed."""
+    `pagerduty_down`: so many PagerDuty calls fail (retryably) before they succeed;
+    `digest_running`: a reminder digest takes the reminders handed to it (else none runs)."""
 
     def __init__(
-        self, recipient: Recipient, dm_refused: bool = False, pagerduty_down: int = 0
+        self,
+        recipient: Recipient,
+        dm_refused: bool = False,
+        pagerduty_down: int = 0,
+        digest_running: bool = False,
     ) -> None:
+        self.digest_running = digest_running
         self.recipient = recipient
         self.dm_refused = dm_refused
         self.pagerduty_down = pagerduty_down
@@ -93,6 +100,7 @@ class FakeActivities:
         """PagerDuty calls that succeeded: (action, dedup_key), in order."""
         self.page_attempts = 0
         self.refused: set[str] = set()
+        self.handed_off: list[HandOff] = []
         """Activities (by name) that Slack refuses for good, as a missing scope is refused."""
 
     def _refuse(self, name: str) -> None:
@@ -129,6 +137,13 @@ class FakeActivities:
     async def current_security_team(self) -> list[str]:
         self._refuse("current_security_team")
         return TEAM
+
+    @activity.defn(name="hand_off")
+    async def hand_off(self, request: HandOff) -> bool:
+        """Taken by the digest (`digest_running`), or, as when none runs, not: the approval
+        posts its own reminder."""
+        self.handed_off.append(request)
+        return self.digest_running
 
     @activity.defn(name="verify_decision")
     async def verify_decision(self, request: VerifyRequest) -> Verdict:
@@ -198,6 +213,7 @@ async def running(
             fakes.current_security_team,
             fakes.verify_decision,
             fakes.verify_decisions,
+            fakes.hand_off,
             no_expectation,
             *fakes.paging,
         ],

@@ -27,6 +27,7 @@ from powertrip.contracts.approval import (
     TimelineKind,
 )
 from powertrip.contracts.paging import Page, PageAction, PageStatus
+from powertrip.contracts.reminders import HANDED_OFF, SLOT_SIGNAL, ReminderSlot
 from powertrip.escalation import EscalationPolicy, Severity, TakenStep, Urgency
 from powertrip.models import EventStatus
 from tests.harness import eventually, make_event, state_eventually
@@ -456,3 +457,46 @@ async def test_a_fixed_loop_run_continued_into_the_policy_keeps_its_reminder_due
     reminded = [t.at for t in record.taken if t.step == 0]
     assert record.asked_at is not None and abs(record.asked_at - began) < TICK
     assert len(reminded) >= 2 and abs(reminded[0] - due) < timedelta(minutes=1), reminded
+
+
+async def test_a_reminder_the_digest_did_not_take_is_posted_even_by_the_next_run(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """A reminder handed to the digest (patch `reminders-handed-off`) costs no post of its own;
+    when the digest answers that it did not take it, the event posts it, also when the run
+    continued as new in between (a flood of forged signals). The same answer again, or one for
+    another cycle, posts nothing more."""
+    env, fakes = time_skipping_env, FakeActivities(owner(), digest_running=True)
+    event = make_event("alice")
+    async with running(env, fakes) as task_queue:
+        handle = await env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event, signals_per_run=5),
+            id=event.event_id,
+            task_queue=task_queue,
+        )
+        first_run = (await handle.describe()).run_id
+        await env.sleep(timedelta(minutes=16))
+        [handed] = await eventually(lambda: fakes.handed_off or None)
+        for _ in range(5):
+            forged = Click(action=Action.APPROVE, user="U0MALLORY", at=datetime.now(UTC))
+            await handle.signal(DECIDE_SIGNAL, forged)
+
+        async def continued() -> bool:
+            return (await handle.describe()).run_id != first_run
+
+        await eventually(continued)
+        assert fakes.asked(MessageKind.REMINDER) == []
+        not_taken = ReminderSlot(cycle=handed.reminder.cycle, in_digest=False)
+        await handle.signal(SLOT_SIGNAL, ReminderSlot(cycle="another", in_digest=False))
+        await handle.signal(SLOT_SIGNAL, not_taken)
+        await eventually(lambda: fakes.asked(MessageKind.REMINDER) == [None])
+        await handle.signal(SLOT_SIGNAL, not_taken)
+        await decide_as(handle, Action.APPROVE, "U0ALICE")
+        record = await handle.result()
+    assert fakes.asked(MessageKind.REMINDER) == [None]
+    handed_note, posted_note = [
+        e.detail or "" for e in record.timeline if e.what is TimelineKind.REMINDED
+    ]
+    assert handed_note == f"{HANDED_OFF}, waited 900s"
+    assert posted_note.endswith(", not taken into a digest")

@@ -28,6 +28,7 @@ from temporalio.workflow import NondeterminismError
 
 import worker
 from activities.decisions import DecisionActivities
+from activities.reminders import ReminderActivities
 from activities.slack import SlackActivities
 from powertrip.contracts.approval import (
     Action,
@@ -280,6 +281,7 @@ async def test_patched_change_runs_the_new_branch_for_new_workflows(
             activities.update_message,
             DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decision,
             DecisionActivities({Signer.API: [DECISION_KEY]}).verify_decisions,
+            ReminderActivities(time_skipping_env.client).hand_off,  # no digest: posts its own
             no_expectation,
         ],
     ):

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,6 +26,7 @@ from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput,
 from powertrip.contracts.reminders import (
     DIGEST_TASK_TIMEOUT,
     DUE_SIGNAL,
+    HANDED_OFF,
     SLOT_TIMEOUT,
     DigestLine,
     DueReminder,
@@ -50,6 +51,7 @@ from tests.harness import (
     make_settings,
     message_for,
     posted_to,
+    reminders_posted,
     running_worker,
     slack_click,
     start,
@@ -375,9 +377,7 @@ async def test_with_no_digest_running_a_collector_tells_the_approval_to_remind_a
             env, make_event("alice", renotify_after_seconds=2), settings.task_queue
         )
         reminded = await state_eventually(
-            handle,
-            lambda r: any(e.what == "reminded" for e in r.timeline),
-            within=SLOT_TIMEOUT.total_seconds() / 3,
+            handle, lambda r: reminders_posted(r) == 1, within=SLOT_TIMEOUT.total_seconds() / 3
         )
         for collector in reminder_collector_ids(settings.task_queue):
             await env.client.get_workflow_handle(collector).terminate("test over")
@@ -393,6 +393,18 @@ async def _all_runs_events(client: Client, workflow_id: str) -> list[Any]:
         handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
         events += (await handle.fetch_history()).events
     return events
+
+
+def _answered(history: WorkflowHistory) -> list[tuple[str, bool]]:
+    """Whom the digest told their slot (`answer_slots`), in order: (event id, in the digest)."""
+    told = []
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled = event.activity_task_scheduled_event_attributes
+            if scheduled.activity_type.name == "answer_slots":
+                answers = json.loads(scheduled.input.payloads[0].data)["answers"]
+                told += [(a["event_id"], a["slot"]["in_digest"]) for a in answers]
+    return told
 
 
 def _at_least(found: list[Any], count: int) -> list[Any] | None:
@@ -531,7 +543,8 @@ async def test_a_failed_digest_is_retried_not_posted_event_by_event(
     post their own reminders, up to 200 per-event posts at one a second, behind which the next
     digest failed too. Now Slack fails every post from before the reminders fall due until the
     digest's post has given up, then recovers: the digest retries its batch, one message lists
-    the four events, none posts its own, each records that it is in the digest."""
+    the four events, none posts its own (not even a minute later), each records that it handed
+    its reminder to the digest."""
     env = time_skipping_env
     settings = make_settings(slack_api_url)
     async with running_worker(env.client, settings, make_config(digest_after=2)):
@@ -545,17 +558,17 @@ async def test_a_failed_digest_is_retried_not_posted_event_by_event(
         await env.sleep(timedelta(minutes=15, seconds=5))  # the reminders fall due at 15 min
         await _until_a_digest_post_gave_up(env, digest)
         fake_slack.failures.clear()  # Slack is back, within the approvals' one-minute wait
-        records = [
-            await state_eventually(h, lambda r: any(e.what == "reminded" for e in r.timeline))
-            for h in handles
-        ]
+        await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL), within=30)
+        await env.sleep(SLOT_TIMEOUT)  # no own reminder comes later either
+        records = [await h.query(ApprovalWorkflow.state) for h in handles]
         ended = await _digest_posts_ended(digest)
         await digest.terminate("test over")
     assert ended[0] != "completed" and ended[1:] == ["completed"], ended
     [posted] = posted_to(fake_slack, SECURITY_CHANNEL)
     assert _digest_size(posted.blocks) == 4
     assert all(r.event.event_id in text_of(posted) for r in records)
-    assert all("in the digest" in (r.timeline[-1].detail or "") for r in records)
+    assert all((r.timeline[-1].detail or "").startswith(HANDED_OFF) for r in records)
+    assert [reminders_posted(r) for r in records] == [0, 0, 0, 0]
 
 
 async def test_a_retried_digest_leaves_out_reminders_no_longer_waiting(
@@ -563,7 +576,9 @@ async def test_a_retried_digest_leaves_out_reminders_no_longer_waiting(
 ) -> None:
     """An approval waits `SLOT_TIMEOUT` (one minute) from when its reminder fell due (`cycle`),
     then posts its own: a retried digest leaves out those that will have stopped waiting, and
-    those whose `cycle` gives no time (a forged signal), so no reminder is posted twice."""
+    those whose `cycle` gives no time (a forged signal), so no reminder is posted twice. One
+    handed off (patch `reminders-handed-off`) waits for nothing: left out, it is told to post
+    its own; retried and posted, it is told nothing."""
     env = time_skipping_env
     settings = make_settings(slack_api_url)
     now = await env.get_current_time()
@@ -582,12 +597,23 @@ async def test_a_retried_digest_leaves_out_reminders_no_longer_waiting(
             "no-time": "c",
             "naive": now.replace(tzinfo=None).isoformat(),
         }
-        for event_id, cycle in cycles.items():
-            await digest.signal(DUE_SIGNAL, DueReminder(event_id=event_id, cycle=cycle, line=line))
+        handed = {"handed-fresh": now.isoformat(), "handed-gave-up": cycles["gave-up"]}
+        for event_id, cycle in {**cycles, **handed}.items():
+            await digest.signal(
+                DUE_SIGNAL,
+                DueReminder(
+                    event_id=event_id,
+                    cycle=cycle,
+                    line=line,
+                    answer_in_digest=event_id not in handed,
+                ),
+            )
         await _until_a_digest_post_gave_up(env, digest)
         fake_slack.failures.clear()
         [posted] = await eventually(lambda: posted_to(fake_slack, SECURITY_CHANNEL), within=30)
         waiting = await digest.query("waiting")
         await digest.terminate("test over")
-    assert _digest_size(posted.blocks) == 3
+        told = _answered(await digest.fetch_history())
+    assert _digest_size(posted.blocks) == 4
     assert waiting == []
+    assert told == [("handed-gave-up", False)] + [(f"fresh-{n}", True) for n in range(3)]

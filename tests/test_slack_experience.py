@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip import messages
@@ -31,6 +33,7 @@ from tests.harness import (
     make_event,
     make_settings,
     posted_to,
+    reminders_posted,
     running_worker,
     start,
     state_eventually,
@@ -179,21 +182,31 @@ async def test_many_due_reminders_become_one_digest(
         assert all(e.event_id in digest for e in events)
         assert buttons(channel[0]) == []
         record = await handles[0].query(ApprovalWorkflow.state)
-        assert "in the digest" in (record.timeline[-1].detail or "")
+        assert "handed to the reminder digest" in (record.timeline[-1].detail or "")
+        # Each event's reminder cost it one workflow task: no signal out, no answer back.
+        for handle in handles:
+            after = _after_first_reminder(await handle.fetch_history())
+            assert after.count("WorkflowTaskCompleted") == 1, after
+            assert not [e for e in after if "Signal" in e], after
 
         # Three decided; the one left is reminded on its own, in its own message.
         for handle in handles[1:]:
             await decide(handle, Action.APPROVE, "U0ALICE")
             await handle.result()
         await time_skipping_env.sleep(timedelta(minutes=15))
-        await state_eventually(
-            handles[0], lambda r: sum(e.what == "reminded" for e in r.timeline) == 2
-        )
+        await state_eventually(handles[0], lambda r: reminders_posted(r) == 1)
         channel = posted_to(fake_slack, SECURITY_CHANNEL)
         assert len(channel) == 2
         assert buttons(channel[1]) == ["approve_on_behalf", "not_me"]
         await decide(handles[0], Action.APPROVE, "U0ALICE")
         await handles[0].result()
+
+
+def _after_first_reminder(history: WorkflowHistory) -> list[str]:
+    """The history's event types from the first timer that fired on, without the prefix."""
+    types = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
+    fired = types.index("TIMER_FIRED")
+    return ["".join(w.title() for w in t.split("_")) for t in types[fired + 1 :]]
 
 
 async def test_security_team_from_a_slack_user_group_and_cached_email_lookups(

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.decisions import DecisionActivities
     from activities.expectations import ExpectationActivities
     from activities.groups import GroupActivities
+    from activities.reminders import ReminderActivities
     from activities.slack import SlackActivities
     from powertrip import temporal as attributes
     from powertrip.contracts.approval import (
@@ -52,10 +53,12 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.contracts.groups import JoinRequest
     from powertrip.contracts.reminders import (
         DUE_SIGNAL,
+        HANDED_OFF,
         SLOT_SIGNAL,
         SLOT_TIMEOUT,
         DigestLine,
         DueReminder,
+        HandOff,
         ReminderSlot,
         reminder_collector_id,
         reminder_digest_id,
@@ -85,6 +88,7 @@ with workflow.unsafe.imports_passed_through():
         PUBLISH_INCIDENT_MESSAGE,
         RECHECK_TEAM,
         REMINDER_DIGEST,
+        REMINDERS_HANDED_OFF,
         REMINDERS_VIA_COLLECTORS,
         STALE_NO_DM,
         STEP_UP_APPROVALS,
@@ -114,6 +118,13 @@ EXPECTATION_LOOKUP_RETRY = RetryPolicy(
 """The expectation lookup's local activity: three 10 s attempts at most, about half a minute
 (patch `bounded-local-slack-calls`; before it, with the default policy, a visibility that did
 not answer held the first question back for two minutes and more)."""
+HAND_OFF_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=3,
+)
+"""Handing a due reminder to the digest (one signal): three attempts within its workflow task,
+then the reminder is posted on its own (patch `reminders-handed-off`)."""
 JOIN_TIMEOUT = timedelta(seconds=30)
 """One attempt to join a group (a few Temporal calls); retried until it succeeds."""
 VERIFY_BATCH = 100
@@ -206,6 +217,9 @@ class ApprovalWorkflow(Escalation):
         self.record = input.carried or EventRecord(event=input.event)
         self.clicks = _Queue()
         self.slot: ReminderSlot | None = None
+        self.handed_off: str | None = input.handed_off
+        """The cycle of the reminder handed to the digest last (`_hand_off`): its answer, if
+        it comes, says to post it after all."""
         self.signals = 0
         """Signals this run received: Temporal refuses them past its per-run limit."""
         self.traces = sum(entry.what in TRACES for entry in self.record.timeline)
@@ -388,7 +402,7 @@ class ApprovalWorkflow(Escalation):
         while not self.record.finished:
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self.clicks),
+                    lambda: bool(self.clicks) or self._owed_reminder(),
                     timeout=None if stale else max(next_reminder - workflow.now(), timedelta(0)),
                 )
             except TimeoutError:
@@ -397,11 +411,14 @@ class ApprovalWorkflow(Escalation):
                 if (
                     workflow.info().is_continue_as_new_suggested()
                     and not self.clicks
+                    and not self._owed_reminder()
                     and self._pages_idle()
                 ):
                     self._continue_as_new(next_reminder)
                 continue
             await self._handle_clicks(renotify)
+            if not self.record.finished:
+                await self._pay_owed_reminder(renotify)
             if not self.record.finished:
                 self._continue_before_signal_limit(next_reminder)
 
@@ -436,7 +453,11 @@ class ApprovalWorkflow(Escalation):
         (every decision received was verified and counted, or rejected, first) and no PagerDuty
         call in flight (its answer would be lost with this run)."""
         carried = self.input.model_copy(
-            update={"carried": self.record, "next_reminder_at": next_reminder}
+            update={
+                "carried": self.record,
+                "next_reminder_at": next_reminder,
+                "handed_off": self.handed_off,
+            }
         )
         workflow.continue_as_new(carried, memo={**workflow.memo(), RECORD_MEMO: self.record})
 
@@ -447,6 +468,7 @@ class ApprovalWorkflow(Escalation):
         PagerDuty call answered (a page's trigger or resolve in flight belongs to this run)."""
         if (
             self.clicks
+            or self._owed_reminder()
             or not self._pages_idle()
             or (
                 self.signals < self.input.signals_per_run
@@ -647,13 +669,15 @@ class ApprovalWorkflow(Escalation):
     async def _remind(self, renotify: timedelta) -> None:
         if not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
-        # One thread per event in the security channel; its first reply is broadcast so the
-        # channel sees it once, the rest stay in the thread.
+        if patched(REMINDER_DIGEST) and await self._in_digest():
+            return
+        await self._post_reminder(renotify)
+
+    async def _post_reminder(self, renotify: timedelta, why: str = "") -> None:
+        """The reminder's own post in the security channel. One thread per event there; its
+        first reply is broadcast so the channel sees it once, the rest stay in the thread."""
         root = next((m for m in self.record.messages if m.in_security_channel), None)
         reminders = sum(1 for m in self.record.messages if m.kind is MessageKind.REMINDER)
-        if patched(REMINDER_DIGEST) and await self._in_digest():
-            self._note(TimelineKind.REMINDED, f"in the digest, waited {int(self._waited())}s")
-            return
         request = PostRequest(
             record=self.record,
             kind=MessageKind.REMINDER,
@@ -668,10 +692,29 @@ class ApprovalWorkflow(Escalation):
         except ActivityError as err:
             self._failed("reminder", err)
             return
-        self._note(TimelineKind.REMINDED, f"waited {int(self._waited())}s")
+        self._note(TimelineKind.REMINDED, f"waited {int(self._waited())}s{why}")
+
+    def _owed_reminder(self) -> bool:
+        """The digest answered a reminder this run handed off (`_hand_off`): not in a digest,
+        post your own."""
+        return (
+            self.handed_off is not None
+            and self.slot is not None
+            and self.slot.cycle == self.handed_off
+            and not self.slot.in_digest
+        )
+
+    async def _pay_owed_reminder(self, renotify: timedelta) -> None:
+        """Post the reminder the digest did not take, if it did not (`_owed_reminder`)."""
+        if not self._owed_reminder():
+            return
+        self.handed_off = None
+        await self._post_reminder(renotify, ", not taken into a digest")
 
     async def _in_digest(self) -> bool:
-        """Ask the task queue's digest workflow whether this reminder goes into a digest."""
+        """Whether this reminder goes into a digest (noted in the timeline) rather than its own
+        post: handed off to the task queue's digest (patch `reminders-handed-off`), or, for runs
+        that began before it, asked of the digest, waiting for its answer."""
         cycle = workflow.now().isoformat()
         self.slot = None
         due = DueReminder(
@@ -684,6 +727,52 @@ class ApprovalWorkflow(Escalation):
                 waited_seconds=self._waited(),
             ),
         )
+        if patched(REMINDERS_HANDED_OFF):
+            return await self._hand_off(due)
+        if await self._asked_digest(due):
+            self._note(TimelineKind.REMINDED, f"in the digest, waited {int(self._waited())}s")
+            return True
+        return False
+
+    async def _hand_off(self, due: DueReminder) -> bool:
+        """Hand the due reminder to its collector by a local activity, in the workflow task
+        whose timer made it due, and do not wait: one workflow task per reminder, where asking
+        and waiting took three (the signal command's completion, the answer). At 10,000 pending
+        those three, for reminders falling due as fast as the DMs went out, filled the worker's
+        queue: reminders came minutes late (issue 16). The digest answers only a reminder it
+        did not post (`DueReminder.answer_in_digest`); the wait for a decision takes that
+        answer and posts it (`_pay_owed_reminder`). False, and the caller posts at once, when
+        no collector or digest runs, or the hand-off failed."""
+        due.answer_in_digest = False
+        # Every patch the rest of this task may ask, asked before its local activity (a run of
+        # older code that asks them first here records their markers here).
+        _patches_after_first_question()
+        try:
+            handed = await _as_activity(
+                workflow.execute_local_activity_method(
+                    ReminderActivities.hand_off,
+                    HandOff(task_queue=workflow.info().task_queue, reminder=due),
+                    start_to_close_timeout=timedelta(seconds=5),
+                    retry_policy=HAND_OFF_RETRY,
+                    summary="hand the reminder to the digest",
+                ),
+                "hand_off",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("reminder not handed to the digest: %s", err.cause)
+            return False
+        if handed:
+            self.handed_off = due.cycle
+            self._note(
+                TimelineKind.REMINDED,
+                f"{HANDED_OFF}, waited {int(self._waited())}s",
+            )
+        return handed
+
+    async def _asked_digest(self, due: DueReminder) -> bool:
+        """Signal the due reminder to the collector (or digest) and wait up to `SLOT_TIMEOUT`
+        for its answer: True if it is in the digest."""
+        cycle = due.cycle
         task_queue = workflow.info().task_queue
         collected = False
         if patched(REMINDERS_VIA_COLLECTORS):

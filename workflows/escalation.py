@@ -82,6 +82,8 @@ class Escalation:
 
         def _publish(self) -> None: ...
         async def _remind(self, renotify: timedelta) -> None: ...
+        def _owed_reminder(self) -> bool: ...
+        async def _pay_owed_reminder(self, renotify: timedelta) -> None: ...
         async def _handle_clicks(self, renotify: timedelta) -> None: ...
         async def _until_decided(self, renotify: timedelta, stale: bool) -> None: ...
         def _continue_as_new(self, next_reminder: datetime | None) -> NoReturn: ...
@@ -117,10 +119,14 @@ class Escalation:
                 # without looking at the clicks.
                 await self._handle_decisions(renotify)
                 continue
+            if self._owed_reminder():
+                # The digest did not take the reminder handed to it: post it now.
+                await self._pay_owed_reminder(renotify)
+                continue
             due = None if stale else self._next_step(policy)
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self.clicks),
+                    lambda: bool(self.clicks) or self._owed_reminder(),
                     timeout=None if due is None else max(due.due - workflow.now(), timedelta(0)),
                 )
             except TimeoutError:
@@ -129,6 +135,7 @@ class Escalation:
                 if (
                     workflow.info().is_continue_as_new_suggested()
                     and not self.clicks
+                    and not self._owed_reminder()
                     and self._pages_idle()
                 ):
                     # The schedule (asked_at, taken) and the pages travel in the record.

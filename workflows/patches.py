@@ -43,6 +43,8 @@ LOCAL_MESSAGE_UPDATES = "local-message-updates"
 APPROVAL_BASELINE = "approval-baseline-2026-12-01"
 BOUNDED_LOCAL_SLACK = "bounded-local-slack-calls"
 APPROVAL_BASELINE_K = "approval-baseline-2026-12-01-k"
+REMINDERS_HANDED_OFF = "reminders-handed-off"
+APPROVAL_BASELINE_2 = "approval-baseline-2026-12-02"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -78,6 +80,7 @@ APPROVAL_PATCHES = frozenset(
 without asking. Never change it: runs are recorded with it."""
 
 APPROVAL_BASELINES: tuple[tuple[str, frozenset[str]], ...] = (
+    (APPROVAL_BASELINE_2, APPROVAL_PATCHES | {BOUNDED_LOCAL_SLACK, REMINDERS_HANDED_OFF}),
     (APPROVAL_BASELINE_K, APPROVAL_PATCHES | {BOUNDED_LOCAL_SLACK}),
     (APPROVAL_BASELINE, APPROVAL_PATCHES),
 )
@@ -404,6 +407,27 @@ LEDGER: tuple[Patch, ...] = (
         "two history events per reminder fewer, and no 200 results coming back at once while "
         "a workflow task runs (Temporal fails the task past 100).",
         "2026-12-01-f",
+    ),
+    _patch(
+        REMINDERS_HANDED_OFF,
+        "ApprovalWorkflow",
+        date(2026, 12, 2),
+        "A due reminder is handed to its collector by a local activity in the workflow task "
+        "whose timer made it due, and the run does not wait for the digest's answer: one "
+        "workflow task per reminder instead of three (the signal command's completion, the "
+        "slot's answer). The digest answers such a reminder only when it did not post it, and "
+        "the run then posts its own. At 10,000 pending the three tasks per reminder filled the "
+        "worker's queue and reminders came minutes late.",
+        "2026-12-01-k",
+    ),
+    _patch(
+        APPROVAL_BASELINE_2,
+        "ApprovalWorkflow",
+        date(2026, 12, 2),
+        "The baseline of this deploy: one marker for every ApprovalWorkflow patch so far, "
+        "`reminders-handed-off` included. Runs that began with an older baseline replay with "
+        "it and ask the patches it lacks on their own.",
+        "2026-12-01-k",
     ),
 )
 

@@ -4,13 +4,16 @@ and under Slack's ~1 message/second/channel.
 
 One long-lived `ReminderDigestWorkflow` per task queue, fed by `COLLECTORS` long-lived
 `ReminderCollectorWorkflow`s (all started idempotently by the worker,
-`services.starts.ensure_reminder_digest`). An `ApprovalWorkflow` whose reminder is due signals
-its collector and waits briefly for its slot: "post your own reminder" or "you are in the
-digest". Each collector hands what it took on to the digest once a second, in one signal, so the
-digest's history takes a few signals a second however many reminders fall due; the digest tells
-each approval its slot through an activity (`answer_slots`). If the collectors or the digest are
-not running or do not answer, the approval workflow posts its own reminder: the digest only ever
-saves messages, never loses one. (Not the stale report, `workflows/stale.py`.)
+`services.starts.ensure_reminder_digest`). An `ApprovalWorkflow` whose reminder is due hands it
+to its collector by a local activity and goes on waiting for a decision (patch
+`reminders-handed-off`; runs from before it signal the collector and wait briefly for their
+slot). Each collector hands what it took on to the digest once a second, in one signal, so the
+digest's history takes a few signals a second however many reminders fall due. The digest tells
+an approval its slot through an activity (`answer_slots`) when it must post its own reminder
+(too few due together for a digest, a digest Slack would not take), and, for runs from before
+the patch, when it is in the digest. If the collectors or the digest are not running, the
+approval workflow posts its own reminder: the digest only ever saves messages, never loses one.
+(Not the stale report, `workflows/stale.py`.)
 """
 
 from __future__ import annotations
@@ -161,6 +164,13 @@ class ReminderDigestWorkflow:
                         )
                         self.pending = kept + self.pending
                         retried = True
+                        # Those handed off wait for no answer: left out, they post their own.
+                        kept_ids = {id(r) for r in kept}
+                        await _answer(
+                            [r for r in batch if id(r) not in kept_ids and not r.answer_in_digest],
+                            False,
+                            None,
+                        )
                     else:
                         workflow.logger.warning("digest not posted; events remind on their own")
             if not retried:
@@ -283,7 +293,11 @@ def _still_waiting(batch: list[DueReminder], now: datetime) -> list[DueReminder]
 
 async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | None) -> None:
     """Tell every approval workflow in `batch` its slot for its cycle: through the activity
-    `answer_slots`, or (runs from before it) one signal command each."""
+    `answer_slots`, or (runs from before it) one signal command each. In a digest, only those
+    that wait for the answer (`DueReminder.answer_in_digest`): one handed off takes silence for
+    it, and an answer would cost its run a workflow task."""
+    if in_digest:
+        batch = [r for r in batch if r.answer_in_digest]
     if not batch:
         return
     if workflow.patched(DIGEST_ANSWERS_BY_ACTIVITY):

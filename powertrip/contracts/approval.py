@@ -516,6 +516,11 @@ class ApprovalInput(BaseModel):
         "`renotify_after` from the start of the run), so a run continued early by a flood of "
         "signals does not put the reminder off.",
     )
+    handed_off: str | None = Field(
+        default=None,
+        description="Handed over by continue-as-new: the cycle of the reminder last handed to "
+        "the digest, so the digest's answer to post it after all still counts.",
+    )
 
 
 class PostRequest(BaseModel):

@@ -24,6 +24,10 @@ DUE_BATCH_SIGNAL = "due_batch"
 SLOT_SIGNAL = "reminder_slot"
 """`ApprovalWorkflow` signal: the digest's answer, a `ReminderSlot`."""
 
+HANDED_OFF = "handed to the reminder digest"
+"""The timeline's note of a reminder handed to the digest (patch `reminders-handed-off`): a
+reminder it does not take is posted on its own later, with a note of its own."""
+
 SLOT_TIMEOUT = timedelta(minutes=1)
 """How long an approval workflow waits for its slot before posting its reminder on its own."""
 
@@ -81,11 +85,22 @@ class DigestLine(BaseModel):
 
 class DueReminder(BaseModel):
     """An approval workflow's reminder is due (`cycle`: its time, ISO 8601, so a late answer to
-    an earlier cycle is not taken for this one)."""
+    an earlier cycle is not taken for this one). `answer_in_digest` false: the approval handed
+    the reminder off and did not wait (patch `reminders-handed-off`), so it is told only when
+    it must post its own; true: it waits for its slot either way."""
 
     event_id: str
     cycle: str = ""
     line: DigestLine
+    answer_in_digest: bool = True
+
+
+class HandOff(BaseModel):
+    """The local activity `hand_off`: give `reminder` to its collector on the approvals'
+    `task_queue` (or, with no collectors running, to the digest)."""
+
+    task_queue: str
+    reminder: DueReminder
 
 
 class ReminderSlot(BaseModel):
