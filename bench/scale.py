@@ -170,7 +170,10 @@ async def lateness(
         if detail.startswith(HANDED_OFF):
             if handed is not None:
                 handed.append((first.at - due).total_seconds())
-            own = next((e.at for e in reminded_entries[1:]), None)
+            own = next(
+                (e.at for e in reminded_entries if not (e.detail or "").startswith(HANDED_OFF)),
+                None,
+            )
             digested = event_id in listed
             reminded = listed.get(event_id, own)
         if reminded is None:

@@ -500,3 +500,36 @@ async def test_a_reminder_the_digest_did_not_take_is_posted_even_by_the_next_run
     ]
     assert handed_note == f"{HANDED_OFF}, waited 900s"
     assert posted_note.endswith(", not taken into a digest")
+
+
+async def test_a_decision_supersedes_the_reminder_handed_off_before_it(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """The team approves on the owner's behalf after the reminder was handed to the digest; the
+    digest's late "not taken" answer then posts nothing, and does not keep the run (open for
+    the owner's *Not me*) from continuing as new before Temporal's signal limit."""
+    env, fakes = time_skipping_env, FakeActivities(owner(), digest_running=True)
+    event = make_event("alice")
+    async with running(env, fakes) as task_queue:
+        handle = await env.client.start_workflow(
+            ApprovalWorkflow.run,
+            ApprovalInput(event=event, signals_per_run=5),
+            id=event.event_id,
+            task_queue=task_queue,
+        )
+        first_run = (await handle.describe()).run_id
+        await env.sleep(timedelta(minutes=16))
+        [handed] = await eventually(lambda: fakes.handed_off or None)
+        await decide_as(handle, Action.APPROVE, "U0SEC1")
+        await state_eventually(handle, lambda r: r.contest_until is not None)
+        await handle.signal(SLOT_SIGNAL, ReminderSlot(cycle=handed.reminder.cycle))
+        for _ in range(3):
+            forged = Click(action=Action.APPROVE, user="U0MALLORY", at=datetime.now(UTC))
+            await handle.signal(DECIDE_SIGNAL, forged)
+
+        async def continued() -> bool:
+            return (await handle.describe()).run_id != first_run
+
+        await eventually(continued)
+        await handle.terminate("test over")
+    assert fakes.asked(MessageKind.REMINDER) == []

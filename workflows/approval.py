@@ -123,8 +123,9 @@ HAND_OFF_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=3,
 )
-"""Handing a due reminder to the digest (one signal): three attempts within its workflow task,
-then the reminder is posted on its own (patch `reminders-handed-off`)."""
+"""Handing a due reminder to the digest (one signal, 5 s at most an attempt): three attempts,
+then the reminder is posted on its own (patch `reminders-handed-off`). The workflow task is
+kept alive meanwhile by the SDK's heartbeat."""
 JOIN_TIMEOUT = timedelta(seconds=30)
 """One attempt to join a group (a few Temporal calls); retried until it succeeds."""
 VERIFY_BATCH = 100
@@ -695,8 +696,9 @@ class ApprovalWorkflow(Escalation):
         self._note(TimelineKind.REMINDED, f"waited {int(self._waited())}s{why}")
 
     def _owed_reminder(self) -> bool:
-        """The digest answered a reminder this run handed off (`_hand_off`): not in a digest,
-        post your own."""
+        """The digest answered the reminder this run handed off last (`_hand_off`): not in a
+        digest, post your own. An answer for an earlier cycle, or one after a decision, is
+        superseded: the later reminder, or the decision, stands for it."""
         return (
             self.handed_off is not None
             and self.slot is not None
@@ -862,6 +864,9 @@ class ApprovalWorkflow(Escalation):
                 self._trace(TimelineKind.REFUSED, received, refused)
             return
         decision = self.record.apply(click, received.at if verified else None)
+        # A reminder handed off before the decision is not posted after it, if the digest
+        # answers that it did not take it (`_owed_reminder`).
+        self.handed_off = None
         if verified and click.nonce in self.forwarded:  # GROUPS: the group's decision
             decision.group = self.record.group
         if (
@@ -1257,6 +1262,7 @@ def _patches_after_first_question() -> None:
     _patches_before_verifying()
     patched(REMINDER_DIGEST)
     patched(REMINDERS_VIA_COLLECTORS)
+    patched(REMINDERS_HANDED_OFF)
 
 
 def _permanent(err: ActivityError) -> bool:

@@ -170,8 +170,8 @@ class Escalation:
         )
 
     async def _take(self, policy: EscalationPolicy, due: DueStep, renotify: timedelta) -> None:
-        """A reminder in the security channel (awaited, and taken once posted: the next comes
-        `every` after it, as reminders always did, however long the digest held it), or a page
+        """A reminder in the security channel (awaited, and taken once posted or handed to the
+        digest: the next comes `every` after it, as reminders always did), or a page
         (taken when due and started: the wait for a decision goes on while PagerDuty answers)."""
         record = self.record
         if due.do is StepKind.REMIND:
