@@ -31,7 +31,6 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from powertrip.config import ConfigError
 from powertrip.contracts.polling import PollInput, PollOutcome
-from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ensure_poll_schedules
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
@@ -39,13 +38,9 @@ from powertrip.sources.cloudwatch_api import CloudWatchCursor, CloudWatchSearch
 from powertrip.sources.log_search import SearchError, SearchScope
 from tests.harness import (
     CONFIG_YAML,
-    channel_texts,
-    eventually,
     make_config,
     make_settings,
     run_async,
-    running_worker,
-    stop,
     summary,
 )
 from tests.servers import ServedApp, free_port
@@ -292,91 +287,6 @@ async def started(client: Client, event_id: str) -> bool:
 
 async def all_started(client: Client, ids: list[str]) -> bool:
     return all([await started(client, i) for i in ids])
-
-
-async def test_polling_across_a_worker_restart_neither_skips_nor_repeats(
-    time_skipping_env: WorkflowEnvironment,
-    fake_slack: FakeSlack,
-    slack_api_url: str,
-    aws: Any,
-    moto_url: str,
-) -> None:
-    env = time_skipping_env
-    settings = make_settings(slack_api_url, aws_endpoint_url=moto_url)
-    group = LogGroup(aws)
-    now = ms(datetime.now(UTC))
-    group.put("bastion", (now - 2, sshd("alice", "bastion")), (now, sshd("alice", "bastion")))
-    group.put("web", (now, sshd("alice", "web")))
-    first = [e["eventId"] for e in group.events()]
-    async with running_worker(env.client, settings):
-        handle = await start_cron_poll(env.client, settings, group.name)
-        await env.sleep(FIVE_MINUTES + timedelta(seconds=30))
-        await eventually(lambda: all_started(env.client, first))
-    # The worker is gone; logins keep happening, one in the cursor's own millisecond.
-    group.put("db", (now, sshd("bob", "db")), (now + 7, sshd("bob", "db")))
-    later = [e["eventId"] for e in group.events() if e["eventId"] not in first]
-    async with running_worker(env.client, settings):
-        await env.sleep(FIVE_MINUTES)
-        await eventually(lambda: all_started(env.client, later))
-        await env.sleep(FIVE_MINUTES)
-
-        async def three_polls() -> list[PollOutcome] | None:
-            outcomes = await poll_outcomes(env.client, handle)
-            return outcomes if len(outcomes) >= 3 else None
-
-        outcomes = await eventually(three_polls)
-        await stop(env.client, [handle.id] + [f"cloudwatch-{i}" for i in first + later])
-
-    # Every event read exactly once over all the polls: none skipped, none fetched again.
-    assert sum(o.read for o in outcomes) == 5
-    assert sum(o.started for o in outcomes) == 5
-    assert sum(o.already_known for o in outcomes) == 0
-    final = next(o.cursor for o in reversed(outcomes) if o.cursor)
-    assert final is not None
-    assert CloudWatchCursor.model_validate_json(final).timestamp == now + 7
-
-
-async def test_api_down_alerts_the_security_channel_once_then_says_it_recovered(
-    time_skipping_env: WorkflowEnvironment,
-    fake_slack: FakeSlack,
-    slack_api_url: str,
-    aws: Any,
-) -> None:
-    env = time_skipping_env
-    group = LogGroup(aws)  # on the running moto server; the poll's endpoint is down
-    port = free_port()
-    settings = make_settings(slack_api_url, aws_endpoint_url=f"http://127.0.0.1:{port}")
-    restored: ThreadedMotoServer | None = None
-    try:
-        async with running_worker(env.client, settings):
-            handle = await start_cron_poll(
-                env.client, settings, group.name, alert_after_seconds=900
-            )
-            await env.sleep(timedelta(minutes=10))
-            assert not any("has failed" in t for t in channel_texts(fake_slack))  # not yet 15m
-            for _ in range(4):
-                await env.sleep(timedelta(minutes=10))
-            failures = [
-                t for t in channel_texts(fake_slack) if "Polling cloudwatch has failed" in t
-            ]
-            assert len(failures) == 1, failures
-            assert "unreachable" in failures[0]
-
-            # CloudWatch is back (moto keeps its data per process, so the group is there).
-            restored = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            restored.start()
-            group.put("bastion", (ms(datetime.now(UTC)), sshd("alice", "bastion")))
-            [missed] = [e["eventId"] for e in group.events()]
-            await env.sleep(FIVE_MINUTES + timedelta(seconds=30))
-            await eventually(lambda: started(env.client, missed))
-            await env.sleep(timedelta(minutes=30))
-            texts = channel_texts(fake_slack)
-            await stop(env.client, [handle.id, f"cloudwatch-{missed}"])
-    finally:
-        if restored is not None:
-            restored.stop()
-    assert len([t for t in texts if "Polling cloudwatch has failed" in t]) == 1
-    assert len([t for t in texts if "Polling cloudwatch works again" in t]) == 1
 
 
 async def test_a_cloudwatch_poll_without_a_log_group_fails_configuration() -> None:

@@ -27,12 +27,9 @@ from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.services.starts import ensure_poll_schedules, schedule_id
 from powertrip.settings import Settings
 from tests.harness import (
-    channel_texts,
-    eventually,
     make_config,
     make_settings,
     running_worker,
-    stop,
 )
 from tests.servers import PAPERTRAIL_TOKEN
 from workflows.poll import PollWorkflow
@@ -79,75 +76,6 @@ async def started(client: Client, provider_id: str) -> bool:
 
 async def all_started(client: Client, ids: list[str]) -> bool:
     return all([await started(client, i) for i in ids])
-
-
-async def test_polling_across_a_worker_restart_neither_skips_nor_repeats(
-    time_skipping_env: WorkflowEnvironment,
-    fake_papertrail: FakePapertrail,
-    papertrail_url: str,
-    fake_slack: FakeSlack,
-    slack_api_url: str,
-) -> None:
-    env = time_skipping_env
-    settings = poll_settings(slack_api_url, papertrail_url)
-    first = [login(fake_papertrail, "alice") for _ in range(3)]
-    async with running_worker(env.client, settings):
-        handle = await start_cron_poll(env.client, settings)
-        await env.sleep(FIVE_MINUTES + timedelta(seconds=30))
-        await eventually(lambda: all_started(env.client, first))
-    # The worker is gone; logins keep happening.
-    later = [login(fake_papertrail, "bob") for _ in range(2)]
-    async with running_worker(env.client, settings):
-        await env.sleep(FIVE_MINUTES)
-        await eventually(lambda: all_started(env.client, later))
-        newest = max(later, key=int)
-        for _ in range(3):  # a poll retried under load asks again from the same cursor
-            await env.sleep(FIVE_MINUTES)
-            if any(r.get("min_id") == newest for r in fake_papertrail.requests):
-                break
-        await stop(env.client, [handle.id] + [f"papertrail-{i}" for i in first + later])
-
-    requests = fake_papertrail.requests
-    # First poll: a bounded look back. Every later poll continues after the newest id already
-    # processed: nothing skipped (the cursor never passes an unprocessed id), nothing fetched
-    # again once processed (the cursor only moves forward).
-    assert "min_time" in requests[0] and "min_id" not in requests[0]
-    cursors = [int(r["min_id"]) for r in requests[1:]]
-    assert cursors == sorted(cursors)
-    assert set(cursors) == {int(max(first, key=int)), int(newest)}
-    assert all(r["tail"] == "false" for r in requests)
-
-
-async def test_api_down_alerts_the_security_channel_once_then_says_it_recovered(
-    time_skipping_env: WorkflowEnvironment,
-    fake_papertrail: FakePapertrail,
-    papertrail_url: str,
-    fake_slack: FakeSlack,
-    slack_api_url: str,
-) -> None:
-    env = time_skipping_env
-    settings = poll_settings(slack_api_url, papertrail_url)
-    fake_papertrail.down = True
-    async with running_worker(env.client, settings):
-        handle = await start_cron_poll(env.client, settings)
-        await env.sleep(timedelta(minutes=20))
-        assert not any("has failed" in t for t in channel_texts(fake_slack))  # not yet 30 min
-        for _ in range(12):  # two hours, in steps the test server answers promptly
-            await env.sleep(timedelta(minutes=10))
-        failures = [t for t in channel_texts(fake_slack) if "Polling papertrail has failed" in t]
-        assert len(failures) == 1, failures
-        assert "HTTP 503" in failures[0]
-        assert len(fake_papertrail.requests) > 24  # it kept trying every poll
-
-        fake_papertrail.down = False
-        missed = login(fake_papertrail, "alice")
-        await env.sleep(FIVE_MINUTES + timedelta(seconds=30))
-        await eventually(lambda: started(env.client, missed))
-        await env.sleep(timedelta(minutes=30))
-        texts = channel_texts(fake_slack)
-        await stop(env.client, [handle.id, f"papertrail-{missed}"])
-    assert len([t for t in texts if "Polling papertrail has failed" in t]) == 1
-    assert len([t for t in texts if "works again" in t]) == 1
 
 
 async def test_schedule_is_created_updated_without_losing_its_cursor_and_pausable(

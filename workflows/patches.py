@@ -52,6 +52,7 @@ BOUNDED_DIGEST = "bounded-reminder-digest"
 DIGEST_DRAINS_BACKLOG = "reminder-digest-drains-backlog"
 DIGEST_RETRIES_BATCH = "reminder-digest-retries-failed-batch"
 DIGEST_ANSWERS_BY_ACTIVITY = "reminder-digest-answers-by-activity"
+DIGEST_ANSWERS_HANDED_OFF = "reminder-digest-answers-handed-off"
 
 APPROVAL_PATCHES = frozenset(
     {
@@ -418,6 +419,17 @@ LEDGER: tuple[Patch, ...] = (
         "slot's answer). The digest answers such a reminder only when it did not post it, and "
         "the run then posts its own. At 10,000 pending the three tasks per reminder filled the "
         "worker's queue and reminders came minutes late.",
+        "2026-12-01-k",
+    ),
+    _patch(
+        DIGEST_ANSWERS_HANDED_OFF,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 2),
+        "Reminders handed off (`reminders-handed-off`) are not told they are in a digest (an "
+        "answer would cost each approval a workflow task), and those a retried digest leaves "
+        "out are told to post their own (they wait for nothing else). Asked only for a batch "
+        "that holds such reminders, so a digest history from a worker that did not know them "
+        "replays as it ran.",
         "2026-12-01-k",
     ),
     _patch(

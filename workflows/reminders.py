@@ -55,16 +55,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.patches import (
         BOUNDED_DIGEST,
         DIGEST_ANSWERS_BY_ACTIVITY,
+        DIGEST_ANSWERS_HANDED_OFF,
         DIGEST_DRAINS_BACKLOG,
         DIGEST_RETRIES_BATCH,
     )
 
-# How long the digest waits after the first due reminder for others due "together". A
-# reminder's way to Slack is its hand-off (2-3 s at 10,000 pending), its collector's forwarding
-# (up to `FORWARD_EVERY`), this window and the post: 3 s keeps it within the issue's 10 s (5 s
-# made p99 12 s at 10,000 pending, issue 16). A timer's duration is not part of what replay
-# checks, so runs recorded with 5 s replay.
-GATHER_WINDOW = timedelta(seconds=3)
+# How long the digest waits after the first due reminder for others due "together". Most of a
+# digested reminder's lateness at 10,000 pending (p50 7.4 s, p99 12.2 s, issue 16): 3 s was
+# tried and split four reminders due together into two messages in a test on a busy machine.
+GATHER_WINDOW = timedelta(seconds=5)
 # With a full batch already waiting there is nothing to gather: the next digest goes after this
 # pause, which keeps the security channel at no more than one digest a second (Slack's pace for
 # a channel) whichever worker posts it.
@@ -178,11 +177,11 @@ class ReminderDigestWorkflow:
                         retried = True
                         # Those handed off wait for no answer: left out, they post their own.
                         kept_ids = {id(r) for r in kept}
-                        await _answer(
-                            [r for r in batch if id(r) not in kept_ids and not r.answer_in_digest],
-                            False,
-                            None,
-                        )
+                        left_out = [
+                            r for r in batch if id(r) not in kept_ids and not r.answer_in_digest
+                        ]
+                        if left_out and workflow.patched(DIGEST_ANSWERS_HANDED_OFF):
+                            await _answer(left_out, False, None)
                     else:
                         workflow.logger.warning("digest not posted; events remind on their own")
             if not retried:
@@ -308,7 +307,12 @@ async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | No
     `answer_slots`, or (runs from before it) one signal command each. In a digest, only those
     that wait for the answer (`DueReminder.answer_in_digest`): one handed off takes silence for
     it, and an answer would cost its run a workflow task."""
-    if in_digest:
+    # Asked only for a batch with such reminders: a history recorded before them asks nothing.
+    if (
+        in_digest
+        and any(not r.answer_in_digest for r in batch)
+        and workflow.patched(DIGEST_ANSWERS_HANDED_OFF)
+    ):
         batch = [r for r in batch if r.answer_in_digest]
     if not batch:
         return
