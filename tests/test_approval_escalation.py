@@ -9,6 +9,7 @@ holding up a decision. What the workflow asks PagerDuty is the assertion
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ from powertrip.contracts.approval import (
     TimelineKind,
 )
 from powertrip.contracts.paging import Page, PageAction, PageStatus
-from powertrip.contracts.reminders import HANDED_OFF, SLOT_SIGNAL, ReminderSlot
+from powertrip.contracts.reminders import HANDED_OFF, SLOT_SIGNAL, HandOff, ReminderSlot
 from powertrip.escalation import EscalationPolicy, Severity, TakenStep, Urgency
 from powertrip.models import EventStatus
 from tests.harness import eventually, make_event, state_eventually
@@ -459,6 +460,34 @@ async def test_a_fixed_loop_run_continued_into_the_policy_keeps_its_reminder_due
     assert len(reminded) >= 2 and abs(reminded[0] - due) < timedelta(minutes=1), reminded
 
 
+async def _handed_off(
+    env: WorkflowEnvironment, fakes: FakeActivities, task_queue: str
+) -> tuple[Handle, HandOff, Callable[[], Awaitable[bool]]]:
+    """An approval (continuing as new after 5 signals) past its first reminder, handed to the
+    digest: its handle, the hand-off, and a check that the run has continued as new since."""
+    event = make_event("alice")
+    handle = await env.client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(event=event, signals_per_run=5),
+        id=event.event_id,
+        task_queue=task_queue,
+    )
+    first_run = (await handle.describe()).run_id
+    await env.sleep(timedelta(minutes=16))
+    [handed] = await eventually(lambda: fakes.handed_off or None)
+
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != first_run
+
+    return handle, handed, continued
+
+
+async def _forge(handle: Handle, count: int) -> None:
+    for _ in range(count):
+        forged = Click(action=Action.APPROVE, user="U0MALLORY", at=datetime.now(UTC))
+        await handle.signal(DECIDE_SIGNAL, forged)
+
+
 async def test_a_reminder_the_digest_did_not_take_is_posted_even_by_the_next_run(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
@@ -467,24 +496,9 @@ async def test_a_reminder_the_digest_did_not_take_is_posted_even_by_the_next_run
     continued as new in between (a flood of forged signals). The same answer again, or one for
     another cycle, posts nothing more."""
     env, fakes = time_skipping_env, FakeActivities(owner(), digest_running=True)
-    event = make_event("alice")
     async with running(env, fakes) as task_queue:
-        handle = await env.client.start_workflow(
-            ApprovalWorkflow.run,
-            ApprovalInput(event=event, signals_per_run=5),
-            id=event.event_id,
-            task_queue=task_queue,
-        )
-        first_run = (await handle.describe()).run_id
-        await env.sleep(timedelta(minutes=16))
-        [handed] = await eventually(lambda: fakes.handed_off or None)
-        for _ in range(5):
-            forged = Click(action=Action.APPROVE, user="U0MALLORY", at=datetime.now(UTC))
-            await handle.signal(DECIDE_SIGNAL, forged)
-
-        async def continued() -> bool:
-            return (await handle.describe()).run_id != first_run
-
+        handle, handed, continued = await _handed_off(env, fakes, task_queue)
+        await _forge(handle, 5)
         await eventually(continued)
         assert fakes.asked(MessageKind.REMINDER) == []
         not_taken = ReminderSlot(cycle=handed.reminder.cycle, in_digest=False)
@@ -509,27 +523,12 @@ async def test_a_decision_supersedes_the_reminder_handed_off_before_it(
     digest's late "not taken" answer then posts nothing, and does not keep the run (open for
     the owner's *Not me*) from continuing as new before Temporal's signal limit."""
     env, fakes = time_skipping_env, FakeActivities(owner(), digest_running=True)
-    event = make_event("alice")
     async with running(env, fakes) as task_queue:
-        handle = await env.client.start_workflow(
-            ApprovalWorkflow.run,
-            ApprovalInput(event=event, signals_per_run=5),
-            id=event.event_id,
-            task_queue=task_queue,
-        )
-        first_run = (await handle.describe()).run_id
-        await env.sleep(timedelta(minutes=16))
-        [handed] = await eventually(lambda: fakes.handed_off or None)
+        handle, handed, continued = await _handed_off(env, fakes, task_queue)
         await decide_as(handle, Action.APPROVE, "U0SEC1")
         await state_eventually(handle, lambda r: r.contest_until is not None)
         await handle.signal(SLOT_SIGNAL, ReminderSlot(cycle=handed.reminder.cycle))
-        for _ in range(3):
-            forged = Click(action=Action.APPROVE, user="U0MALLORY", at=datetime.now(UTC))
-            await handle.signal(DECIDE_SIGNAL, forged)
-
-        async def continued() -> bool:
-            return (await handle.describe()).run_id != first_run
-
+        await _forge(handle, 3)
         await eventually(continued)
         await handle.terminate("test over")
     assert fakes.asked(MessageKind.REMINDER) == []
