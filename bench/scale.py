@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sys
 import time
@@ -53,6 +52,7 @@ from bench.common import (
 )
 from powertrip.contracts.approval import RECORD_MEMO, EventRecord, TimelineKind
 from powertrip.contracts.reminders import HANDED_OFF, reminder_digest_id
+from tests.harness import activity_inputs
 from tests.servers import free_port
 
 BATCH = 500
@@ -121,14 +121,13 @@ async def digest_posts(system: Stack) -> dict[str, datetime]:
     listed: dict[str, datetime] = {}
     async for execution in system.client.list_workflows(f"WorkflowId = '{digest_id}'"):
         handle = system.client.get_workflow_handle(digest_id, run_id=execution.run_id)
-        lines: dict[int, list[str]] = {}
-        for event in (await handle.fetch_history()).events:
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                scheduled = event.activity_task_scheduled_event_attributes
-                if scheduled.activity_type.name == "post_digest":
-                    request = json.loads(scheduled.input.payloads[0].data)
-                    lines[event.event_id] = [n["event"]["event_id"] for n in request["lines"]]
-            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+        history = await handle.fetch_history()
+        lines = {
+            scheduled: [n["event"]["event_id"] for n in request["lines"]]
+            for scheduled, request in activity_inputs(history, "post_digest")
+        }
+        for event in history.events:
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 done = event.activity_task_completed_event_attributes
                 at = event.event_time.ToDatetime(tzinfo=UTC)
                 for event_id in lines.get(done.scheduled_event_id, []):

@@ -528,6 +528,17 @@ def scheduled_activities(history: WorkflowHistory) -> list[str]:
     ]
 
 
+def activity_inputs(history: WorkflowHistory, name: str) -> list[tuple[int, Any]]:
+    """Each activity task `name` a history scheduled, in order: its scheduled event's id (which
+    its completion names) and its input, decoded from JSON."""
+    return [
+        (e.event_id, json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data))
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == name
+    ]
+
+
 def activity_attempts(history: WorkflowHistory, name: str) -> list[int]:
     """The attempt that ended each call of activity `name` in a history, in order: an activity
     task's last start, or a local activity's marker (a marker of an attempt whose retry waits

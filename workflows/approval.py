@@ -420,7 +420,6 @@ class ApprovalWorkflow(Escalation):
             await self._handle_clicks(renotify)
             if not self.record.finished:
                 await self._pay_owed_reminder(renotify)
-            if not self.record.finished:
                 self._continue_before_signal_limit(next_reminder)
 
     async def _contest(self, renotify: timedelta) -> bool:

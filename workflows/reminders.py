@@ -94,10 +94,10 @@ OWN_POST_SPAN = timedelta(minutes=1)
 # once more than 100 events arrive while it runs) and up to 200 reminders a second, the pace
 # of its drained batches; 50 lines stay far under Temporal's 2 MB for one signal.
 FORWARD_EVERY = timedelta(seconds=1)
+FORWARD_BATCH = 50
 # How long "post your own" is retried for reminders handed off (patch `reminders-handed-off`):
 # their approvals wait for nothing else, and the digest's loop waits for it meanwhile.
 HANDED_OFF_ANSWER_GIVE_UP = timedelta(minutes=5)
-FORWARD_BATCH = 50
 
 
 @workflow.defn(name=REMINDER_DIGEST_WORKFLOW)

@@ -41,6 +41,7 @@ from powertrip.services.starts import ensure_reminder_digest, search_attributes_
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
 from tests.harness import (
+    activity_inputs,
     api_client,
     click,
     decide,
@@ -397,14 +398,11 @@ async def _all_runs_events(client: Client, workflow_id: str) -> list[Any]:
 
 def _answered(history: WorkflowHistory) -> list[tuple[str, bool]]:
     """Whom the digest told their slot (`answer_slots`), in order: (event id, in the digest)."""
-    told = []
-    for event in history.events:
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            scheduled = event.activity_task_scheduled_event_attributes
-            if scheduled.activity_type.name == "answer_slots":
-                answers = json.loads(scheduled.input.payloads[0].data)["answers"]
-                told += [(a["event_id"], a["slot"]["in_digest"]) for a in answers]
-    return told
+    return [
+        (a["event_id"], a["slot"]["in_digest"])
+        for _, request in activity_inputs(history, "answer_slots")
+        for a in request["answers"]
+    ]
 
 
 def _at_least(found: list[Any], count: int) -> list[Any] | None:
