@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip import messages
 from powertrip.contracts.approval import Action, Authority, EventRecord, MessageKind, Recipient
+from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder, reminder_digest_id
 from powertrip.directory import Identity
 from powertrip.models import EventStatus
 from powertrip.origins import Origins
@@ -41,6 +42,7 @@ from tests.harness import (
 )
 from tests.servers import SECURITY_CHANNEL, SLACK_TOKEN
 from workflows.approval import ApprovalWorkflow
+from workflows.reminders import DRAIN_PAUSE, GATHER_WINDOW
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,6 +202,59 @@ async def test_many_due_reminders_become_one_digest(
         assert buttons(channel[1]) == ["approve_on_behalf", "not_me"]
         await decide(handles[0], Action.APPROVE, "U0ALICE")
         await handles[0].result()
+
+
+async def test_the_digest_gathers_from_when_reminders_fell_due(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """Reminders due together reach the digest seconds late under load. It gathered for 5 s
+    after the first one arrived, and at 10,000 pending a digested reminder reached Slack 12 s
+    after it fell due (issue 16). Now it gathers until 5 s after the oldest waiting one fell
+    due: one 4 s late is posted after a second (the channel's pace), one on time still waits
+    the whole window for others, and a forged one with a time to come, or none, cannot make
+    the window longer or shorter."""
+    env = time_skipping_env
+    settings = make_settings(slack_api_url)
+    line = DigestLine(event=make_event("alice"), asked="<@U0ALICE>")
+    async with running_worker(env.client, settings):
+        await ensure_reminder_digest(env.client, settings.task_queue, 2)
+        digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+        now = await env.get_current_time()
+        batches = {
+            "late": (now - timedelta(seconds=4)).isoformat(),
+            "on-time": "now",
+            "to-come": (now + timedelta(hours=1)).isoformat(),
+            "forged": "not a time",
+        }
+        for n, (name, due_at) in enumerate(batches.items(), 1):
+            if due_at == "now":
+                due_at = (await env.get_current_time()).isoformat()
+            for i in range(3):
+                reminder = DueReminder(
+                    event_id=f"{name}-{i}",
+                    cycle=due_at,
+                    due_at=due_at,
+                    line=line,
+                    answer_in_digest=False,
+                )
+                await digest.signal(DUE_SIGNAL, reminder)
+            await env.sleep(GATHER_WINDOW)
+
+            def posted(count: int = n) -> bool:
+                return len(posted_to(fake_slack, SECURITY_CHANNEL)) == count
+
+            await eventually(posted)
+        history = await digest.fetch_history()
+        await digest.terminate("test over")
+    gathered = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        for e in history.events
+        if e.HasField("timer_started_event_attributes")
+    ]
+    assert gathered[0] == DRAIN_PAUSE, gathered
+    assert GATHER_WINDOW - timedelta(seconds=1) < gathered[1] <= GATHER_WINDOW, gathered
+    assert gathered[2:] == [GATHER_WINDOW] * 2, gathered
+    assert all("3 events still need" in text_of(m) for m in posted_to(fake_slack, SECURITY_CHANNEL))
 
 
 def _after_first_reminder(history: WorkflowHistory) -> list[str]:

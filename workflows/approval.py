@@ -407,7 +407,7 @@ class ApprovalWorkflow(Escalation):
                     timeout=None if stale else max(next_reminder - workflow.now(), timedelta(0)),
                 )
             except TimeoutError:
-                await self._remind(renotify)
+                await self._remind(renotify, next_reminder)
                 next_reminder = workflow.now() + renotify
                 if (
                     workflow.info().is_continue_as_new_suggested()
@@ -666,10 +666,11 @@ class ApprovalWorkflow(Escalation):
                 return
         self._note(TimelineKind.NOTIFIED, recipient.asked_label)
 
-    async def _remind(self, renotify: timedelta) -> None:
+    async def _remind(self, renotify: timedelta, due_at: datetime | None = None) -> None:
+        """The reminder scheduled for `due_at`: in a digest, or posted on its own."""
         if not self._delivered(MessageKind.FIRST):
             await self._notify_first(renotify)
-        if patched(REMINDER_DIGEST) and await self._in_digest():
+        if patched(REMINDER_DIGEST) and await self._in_digest(due_at):
             return
         await self._post_reminder(renotify)
 
@@ -712,7 +713,7 @@ class ApprovalWorkflow(Escalation):
         self.handed_off = None
         await self._post_reminder(renotify, ", not taken into a digest")
 
-    async def _in_digest(self) -> bool:
+    async def _in_digest(self, due_at: datetime | None) -> bool:
         """Whether this reminder goes into a digest (noted in the timeline) rather than its own
         post: handed off to the task queue's digest (patch `reminders-handed-off`), or, for runs
         that began before it, asked of the digest, waiting for its answer."""
@@ -721,6 +722,7 @@ class ApprovalWorkflow(Escalation):
         due = DueReminder(
             event_id=workflow.info().workflow_id,
             cycle=cycle,
+            due_at=due_at.isoformat() if due_at else "",
             line=DigestLine(
                 event=self.record.event,
                 asked=self.record.asked,

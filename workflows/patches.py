@@ -53,6 +53,7 @@ DIGEST_DRAINS_BACKLOG = "reminder-digest-drains-backlog"
 DIGEST_RETRIES_BATCH = "reminder-digest-retries-failed-batch"
 DIGEST_ANSWERS_BY_ACTIVITY = "reminder-digest-answers-by-activity"
 DIGEST_ANSWERS_HANDED_OFF = "reminder-digest-answers-handed-off"
+DIGEST_GATHERS_FROM_DUE = "reminder-digest-gathers-from-due"
 
 APPROVAL_PATCHES = frozenset(
     {
@@ -431,6 +432,15 @@ LEDGER: tuple[Patch, ...] = (
         "that holds such reminders, so a digest history from a worker that did not know them "
         "replays as it ran.",
         "2026-12-01-k",
+    ),
+    _patch(
+        DIGEST_GATHERS_FROM_DUE,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 2),
+        "The gathering window ends `GATHER_WINDOW` after the oldest waiting reminder fell due, "
+        "not after it reached the digest (at least a second on, at most the window): a reminder "
+        "that took 3 s to arrive waited 5 s more, most of its 12 s lateness at 10,000 pending.",
+        "2026-12-02",
     ),
     _patch(
         APPROVAL_BASELINE_2,

@@ -57,12 +57,15 @@ with workflow.unsafe.imports_passed_through():
         DIGEST_ANSWERS_BY_ACTIVITY,
         DIGEST_ANSWERS_HANDED_OFF,
         DIGEST_DRAINS_BACKLOG,
+        DIGEST_GATHERS_FROM_DUE,
         DIGEST_RETRIES_BATCH,
     )
 
-# How long the digest waits after the first due reminder for others due "together". Most of a
-# digested reminder's lateness at 10,000 pending (p50 7.4 s, p99 12.2 s, issue 16): 3 s was
-# tried and split four reminders due together into two messages in a test on a busy machine.
+# Reminders that fell due within this of the oldest waiting one are "due together": the digest
+# gathers until then (patch `reminder-digest-gathers-from-due`; before, for this long after
+# the first one reached it, which at 10,000 pending added the ~3 s each took to arrive to
+# every digested reminder's lateness: p50 7.4 s, p99 12.2 s, issue 16). 3 s was tried and split
+# four reminders due together into two messages in a test on a busy machine.
 GATHER_WINDOW = timedelta(seconds=5)
 # With a full batch already waiting there is nothing to gather: the next digest goes after this
 # pause, which keeps the security channel at no more than one digest a second (Slack's pace for
@@ -102,7 +105,8 @@ HANDED_OFF_ANSWER_GIVE_UP = timedelta(minutes=5)
 
 @workflow.defn(name=REMINDER_DIGEST_WORKFLOW)
 class ReminderDigestWorkflow:
-    """Gathers due reminders for `GATHER_WINDOW`; more than `digest_after` of them (or any, once
+    """Gathers due reminders until `GATHER_WINDOW` after the oldest fell due (`_gathering`);
+    more than `digest_after` of them (or any, once
     `digest_after` have posted their own within `OWN_POST_SPAN`) are posted as one digest, and
     every approval workflow in the batch that waits for it is told its slot (`reminder_slot`;
     one that handed its reminder off is told only to post its own); a digest whose post fails
@@ -143,7 +147,12 @@ class ReminderDigestWorkflow:
             # (Before, each batch of 200 waited 5 s, so from about 2,400 reminders due in a
             # minute the queue outlasted SLOT_TIMEOUT and every later one posted on its own.)
             backlog = drains and len(self.pending) >= MAX_BATCH
-            await workflow.sleep(DRAIN_PAUSE if backlog else GATHER_WINDOW)
+            if backlog:
+                await workflow.sleep(DRAIN_PAUSE)
+            elif workflow.patched(DIGEST_GATHERS_FROM_DUE):
+                await workflow.sleep(_gathering(self.pending, workflow.now()))
+            else:
+                await workflow.sleep(GATHER_WINDOW)
             if workflow.patched(BOUNDED_DIGEST):
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             else:
@@ -281,6 +290,28 @@ def _refused(err: ActivityError) -> bool:
     return err.retry_state == RetryState.NON_RETRYABLE_FAILURE
 
 
+def _time(text: str) -> datetime | None:
+    """`text` as an aware ISO 8601 time, or None when it is not one (a forged `due` signal's
+    `cycle`, a test's)."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def _gathering(pending: list[DueReminder], now: datetime) -> timedelta:
+    """How long to go on gathering: until `GATHER_WINDOW` after the oldest of `pending` fell
+    due (`DueReminder.due_at`, else `cycle`), but at least `DRAIN_PAUSE` (the channel's pace)
+    and at most `GATHER_WINDOW` (a time in the future, or none that is a time, gathers the
+    whole window)."""
+    times = [t for r in pending if (t := _time(r.due_at or r.cycle)) is not None]
+    if not times:
+        return GATHER_WINDOW
+    left = min(times) + GATHER_WINDOW - now
+    return min(max(left, DRAIN_PAUSE), GATHER_WINDOW)
+
+
 def _still_waiting(batch: list[DueReminder], now: datetime) -> list[DueReminder]:
     """The reminders of a failed digest's `batch` whose approval workflows will still wait for
     their slot when the batch is retried (after at most `GATHER_WINDOW`): each waits
@@ -289,17 +320,12 @@ def _still_waiting(batch: list[DueReminder], now: datetime) -> list[DueReminder]
     time (a forged `due` signal, a test's) has no age to go by: left out as well. One whose
     wait ends while the retried digest is being posted is both listed and posted on its own: a
     message twice, never none."""
-    kept = []
-    for reminder in batch:
-        try:
-            fell_due = datetime.fromisoformat(reminder.cycle)
-        except ValueError:
-            continue
-        if fell_due.tzinfo is None:
-            continue
-        if -SLOT_TIMEOUT < now - fell_due < SLOT_TIMEOUT - GATHER_WINDOW:
-            kept.append(reminder)
-    return kept
+    return [
+        reminder
+        for reminder in batch
+        if (fell_due := _time(reminder.cycle)) is not None
+        and -SLOT_TIMEOUT < now - fell_due < SLOT_TIMEOUT - GATHER_WINDOW
+    ]
 
 
 async def _answer(batch: list[DueReminder], in_digest: bool, digest_ts: str | None) -> None:

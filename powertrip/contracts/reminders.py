@@ -93,6 +93,9 @@ class DueReminder(BaseModel):
     cycle: str = ""
     line: DigestLine
     answer_in_digest: bool = True
+    due_at: str = ""
+    """When the reminder was scheduled to fall due (ISO 8601; the digest gathers from it). Empty
+    from runs before it: `cycle`, when the run took its timer, stands for it."""
 
 
 class HandOff(BaseModel):

@@ -8,7 +8,7 @@ workflow that already reminded under the old code has no such call in its histor
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -38,9 +38,9 @@ class UnguardedRefresh(_RefreshRecipient):
     async def run(self, input: ApprovalInput) -> EventRecord:
         return await super().run(input)
 
-    async def _remind(self, renotify: timedelta) -> None:
+    async def _remind(self, renotify: timedelta, due_at: datetime | None = None) -> None:
         await self._refresh_recipient()
-        await super()._remind(renotify)
+        await super()._remind(renotify, due_at)
 
 
 @workflow.defn(name="ApprovalWorkflow")
@@ -51,7 +51,7 @@ class PatchedRefresh(_RefreshRecipient):
     async def run(self, input: ApprovalInput) -> EventRecord:
         return await super().run(input)
 
-    async def _remind(self, renotify: timedelta) -> None:
+    async def _remind(self, renotify: timedelta, due_at: datetime | None = None) -> None:
         if workflow.patched(REFRESH_RECIPIENT):
             await self._refresh_recipient()
-        await super()._remind(renotify)
+        await super()._remind(renotify, due_at)
