@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import activity
+from temporalio.api.common.v1 import Payloads, WorkflowExecution
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -37,15 +39,29 @@ class ReminderActivities:
         to the task queue's digest. Returns False when neither runs: the approval posts its own
         reminder. Run as a local activity in the workflow task whose timer made the reminder
         due, so a reminder costs that one task, not a signal command's completion and an
-        answer's too. Raises `RPCError` for any other refusal (the server unreachable): retried;
-        a reminder handed off twice is listed twice, never lost."""
+        answer's too. Raises `RPCError` for any other refusal (the server unreachable): retried.
+
+        The signal's request id is the reminder's own (`hand-off/<event id>/<cycle>`), so
+        Temporal takes an attempt retried after a timeout whose signal had landed as the same
+        signal, not a second one. The SDK's `signal()` draws a new id each call: at 10,000
+        pending 45 and 83 attempts timed out in two runs, and each whose signal had landed
+        listed its reminder twice (issue 16)."""
         reminder = request.reminder
+        payloads = await self._client.data_converter.encode([reminder])
         for workflow_id in (
             reminder_collector_id(request.task_queue, reminder.event_id),
             reminder_digest_id(request.task_queue),
         ):
+            signal = SignalWorkflowExecutionRequest(
+                namespace=self._client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+                signal_name=DUE_SIGNAL,
+                input=Payloads(payloads=payloads),
+                identity=self._client.identity,
+                request_id=f"hand-off/{reminder.event_id}/{reminder.cycle}",
+            )
             try:
-                await self._client.get_workflow_handle(workflow_id).signal(DUE_SIGNAL, reminder)
+                await self._client.workflow_service.signal_workflow_execution(signal, retry=True)
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
                     continue

@@ -16,9 +16,18 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
+from activities.reminders import ReminderActivities
 from powertrip import messages
 from powertrip.contracts.approval import Action, Authority, EventRecord, MessageKind, Recipient
-from powertrip.contracts.reminders import DUE_SIGNAL, DigestLine, DueReminder, reminder_digest_id
+from powertrip.contracts.reminders import (
+    DUE_SIGNAL,
+    DigestLine,
+    DueReminder,
+    HandOff,
+    reminder_collector_id,
+    reminder_collector_ids,
+    reminder_digest_id,
+)
 from powertrip.directory import Identity
 from powertrip.models import EventStatus
 from powertrip.origins import Origins
@@ -255,6 +264,35 @@ async def test_the_digest_gathers_from_when_reminders_fell_due(
     assert GATHER_WINDOW - timedelta(seconds=1) < gathered[1] <= GATHER_WINDOW, gathered
     assert gathered[2:] == [GATHER_WINDOW] * 2, gathered
     assert all("3 events still need" in text_of(m) for m in posted_to(fake_slack, SECURITY_CHANNEL))
+
+
+async def test_a_hand_off_retried_after_its_signal_landed_is_one_reminder(
+    dev_env: WorkflowEnvironment, slack_api_url: str
+) -> None:
+    """A hand-off attempt that times out after its signal landed is retried, and the retry's
+    signal used to be a second one: the reminder listed twice (45 and 83 such attempts in two
+    runs at 10,000 pending, issue 16). Temporal now takes the retries as the same signal (the
+    request id is the reminder's), while the next cycle's reminder is a new one."""
+    task_queue = make_settings(slack_api_url).task_queue
+    await ensure_reminder_digest(dev_env.client, task_queue, 2)  # no worker: they only hold
+    event = make_event("alice")
+    line = DigestLine(event=event, asked="<@U0ALICE>")
+    hand_off = ReminderActivities(dev_env.client).hand_off
+    try:
+        for cycle in ("cycle-1", "cycle-1", "cycle-1", "cycle-2"):
+            due = DueReminder(event_id=event.event_id, cycle=cycle, line=line)
+            assert await hand_off(HandOff(task_queue=task_queue, reminder=due))
+        collector = dev_env.client.get_workflow_handle(
+            reminder_collector_id(task_queue, event.event_id)
+        )
+        history = await collector.fetch_history()
+    finally:
+        for workflow_id in [*reminder_collector_ids(task_queue), reminder_digest_id(task_queue)]:
+            await dev_env.client.get_workflow_handle(workflow_id).terminate("test over")
+    signalled = [
+        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert len(signalled) == 2
 
 
 def _after_first_reminder(history: WorkflowHistory) -> list[str]:
