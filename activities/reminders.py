@@ -45,7 +45,12 @@ class ReminderActivities:
         Temporal takes an attempt retried after a timeout whose signal had landed as the same
         signal, not a second one. The SDK's `signal()` draws a new id each call: at 10,000
         pending 45 and 83 attempts timed out in two runs, and each whose signal had landed
-        listed its reminder twice (issue 16)."""
+        listed its reminder twice (issue 16). Temporal keeps a run's signal request ids until
+        it closes or continues as new, so a retry that lands in the collector's next run, or in
+        a collector started after the first attempt found none and went to the digest, is
+        still a second signal; so is a hand-off from a workflow task run again after its worker
+        died (a new `cycle`). The raw request carries no headers and no serialization context:
+        the worker's client has no interceptors or payload codec."""
         reminder = request.reminder
         payloads = await self._client.data_converter.encode([reminder])
         for workflow_id in (

@@ -20,8 +20,9 @@ from activities.reminders import ReminderActivities
 from powertrip import messages
 from powertrip.contracts.approval import Action, Authority, EventRecord, MessageKind, Recipient
 from powertrip.contracts.reminders import (
-    DUE_SIGNAL,
+    DUE_BATCH_SIGNAL,
     DigestLine,
+    DueBatch,
     DueReminder,
     HandOff,
     reminder_collector_id,
@@ -221,7 +222,8 @@ async def test_the_digest_gathers_from_when_reminders_fell_due(
     after it fell due (issue 16). Now it gathers until 5 s after the oldest waiting one fell
     due: one 4 s late is posted after a second (the channel's pace), one on time still waits
     the whole window for others, and a forged one with a time to come, or none, cannot make
-    the window longer or shorter."""
+    the window longer; nor can the latest time there is fail the digest's task (an overflow
+    would fail it on every attempt, and no reminder would be posted again)."""
     env = time_skipping_env
     settings = make_settings(slack_api_url)
     line = DigestLine(event=make_event("alice"), asked="<@U0ALICE>")
@@ -234,19 +236,25 @@ async def test_the_digest_gathers_from_when_reminders_fell_due(
             "on-time": "now",
             "to-come": (now + timedelta(hours=1)).isoformat(),
             "forged": "not a time",
+            # The latest and earliest times there are: neither may fail the digest's task.
+            "year-9999": "9999-12-31T23:59:59.999999+00:00",
+            "year-1": "0001-01-01T00:00:00+00:00",
         }
         for n, (name, due_at) in enumerate(batches.items(), 1):
             if due_at == "now":
                 due_at = (await env.get_current_time()).isoformat()
-            for i in range(3):
-                reminder = DueReminder(
+            # One signal, as a collector hands them on: three would split a 1 s gathering.
+            batch = [
+                DueReminder(
                     event_id=f"{name}-{i}",
                     cycle=due_at,
                     due_at=due_at,
                     line=line,
                     answer_in_digest=False,
                 )
-                await digest.signal(DUE_SIGNAL, reminder)
+                for i in range(3)
+            ]
+            await digest.signal(DUE_BATCH_SIGNAL, DueBatch(reminders=batch))
             await env.sleep(GATHER_WINDOW)
 
             def posted(count: int = n) -> bool:
@@ -261,8 +269,8 @@ async def test_the_digest_gathers_from_when_reminders_fell_due(
         if e.HasField("timer_started_event_attributes")
     ]
     assert gathered[0] == DRAIN_PAUSE, gathered
-    assert GATHER_WINDOW - timedelta(seconds=1) < gathered[1] <= GATHER_WINDOW, gathered
-    assert gathered[2:] == [GATHER_WINDOW] * 2, gathered
+    assert DRAIN_PAUSE < gathered[1] <= GATHER_WINDOW, gathered
+    assert gathered[2:] == [GATHER_WINDOW, GATHER_WINDOW, GATHER_WINDOW, DRAIN_PAUSE], gathered
     assert all("3 events still need" in text_of(m) for m in posted_to(fake_slack, SECURITY_CHANNEL))
 
 

@@ -305,10 +305,12 @@ def _gathering(pending: list[DueReminder], now: datetime) -> timedelta:
     due (`DueReminder.due_at`, else `cycle`), but at least `DRAIN_PAUSE` (the channel's pace)
     and at most `GATHER_WINDOW` (a time in the future, or none that is a time, gathers the
     whole window)."""
-    times = [t for r in pending if (t := _time(r.due_at or r.cycle)) is not None]
+    times = [t for r in pending if (t := _time(r.due_at) or _time(r.cycle)) is not None]
     if not times:
         return GATHER_WINDOW
-    left = min(times) + GATHER_WINDOW - now
+    # Subtracted, never added: a forged year 9999 plus 5 s overflows, and the task would fail
+    # on every attempt, wedging the digest.
+    left = GATHER_WINDOW - (now - min(times))
     return min(max(left, DRAIN_PAUSE), GATHER_WINDOW)
 
 

@@ -329,6 +329,8 @@ async def get_expectation(client: Client, expectation_id: str) -> Expectation:
     return expectation
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 MAX_APPROVED_LISTED = 500
 """`approved_by` shows at most this many events (`truncated` says there were more)."""
 
@@ -339,7 +341,8 @@ class ExpectationAudit(BaseModel):
 
     expectation: Expectation
     approved: list[EventView] = Field(
-        description="The events it approved, in the order they were approved; each one's own "
+        description="The events it approved, in the order they were approved (each one's "
+        "decision time, then event id); each one's own "
         "record says `via: expectation` with this expectation's id."
     )
     truncated: bool = Field(description=f"More than {MAX_APPROVED_LISTED}: the rest are left off.")
@@ -381,6 +384,9 @@ async def approved_by(
             and view.decision.via == "expectation"
             and view.decision.expectation == expectation_id
         ]
+    # The signals' order is the order the events told the expectation, which two events
+    # approved together can do either way round: their own records say when.
+    approved.sort(key=lambda view: (view.decision.at if view.decision else _EPOCH, view.event_id))
     truncated = len(approved) > limit or len(candidates) > len(checked)
     return ExpectationAudit(expectation=expectation, approved=approved[:limit], truncated=truncated)
 
