@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import gather_bounded, machine, stack, until
+from tests.processes import rss_mb
 
 BATCH = 500  # logins per webhook request, as bench/scale.py
 
@@ -42,14 +43,6 @@ class Waiting:
     @workflow.run
     async def run(self) -> None:
         await workflow.sleep(timedelta(hours=1))
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of process `pid` now, in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def serve_baseline(address: str, task_queue: str, cache: int) -> None:
@@ -124,13 +117,7 @@ async def main() -> None:
         assert system.worker is not None
         await asyncio.sleep(SETTLE)
         before = system.worker.rss_mb()
-        batches = [
-            [system.login(n, n) for n in range(start, min(start + BATCH, args.events))]
-            for start in range(0, args.events, BATCH)
-        ]
-        results = [
-            r for rs in await gather_bounded((system.deliver(b) for b in batches), 2) for r in rs
-        ]
+        results = await system.deliver_logins(0, args.events, BATCH, 2)
         started = sum(1 for r in results if r["status"] == "started")
         asked = await until(lambda: len(system.slack.posted) >= started, within=900)
         await asyncio.sleep(SETTLE)

@@ -238,6 +238,22 @@ class Stack:
         results: list[dict[str, Any]] = response.json()["results"]
         return results
 
+    async def deliver_logins(
+        self, first: int, count: int, batch: int, in_flight: int
+    ) -> list[dict[str, Any]]:
+        """Logins `first` to `first + count - 1` (`login(n, n)`: each by its own person),
+        `batch` per webhook request, `in_flight` requests at once, the requests spread over the
+        API replicas in turn; every result, in login order."""
+        batches = [
+            [self.login(n, n) for n in range(start, min(start + batch, first + count))]
+            for start in range(first, first + count, batch)
+        ]
+        apis = len(self.api_urls)
+        delivered = await gather_bounded(
+            (self.deliver(b, api=n % apis) for n, b in enumerate(batches)), in_flight
+        )
+        return [r for results in delivered for r in results]
+
     async def recorded(self, event_ids: list[str], within: float = 120) -> bool:
         """Whether every event's workflow has recorded its DM in the memo `record` (the API
         checks a click against it) within `within` seconds. The DM reaches Slack one workflow

@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     Stack,
     floor_rate,
-    gather_bounded,
     machine,
     percentile,
     ratio,
@@ -241,13 +240,7 @@ async def main() -> None:
         gauges: dict[str, float] = {}
         gauge_sampler = asyncio.create_task(sample_gauges(metrics, gauges, stop))
         began = time.perf_counter()
-        batches = [
-            [system.login(n, n) for n in range(start, min(start + BATCH, args.events))]
-            for start in range(0, args.events, BATCH)
-        ]
-        results = [
-            r for rs in await gather_bounded((system.deliver(b) for b in batches), 2) for r in rs
-        ]
+        results = await system.deliver_logins(0, args.events, BATCH, 2)
         ingested = time.perf_counter() - began
         ids = [r["event_id"] for r in results if r["status"] == "started"]
         print(f"  ingest: {len(ids)} started in {ingested:6.1f} s    {len(ids) / ingested:8.1f} /s")

@@ -40,17 +40,7 @@ async def lifecycle(system: Stack, count: int, first: int) -> tuple[float, float
     message updated) for `count` new events."""
     apis = len(system.api_urls)
     began = time.perf_counter()
-    batches = [
-        [system.login(n, n) for n in range(start, min(start + BATCH, first + count))]
-        for start in range(first, first + count, BATCH)
-    ]
-    results = [
-        r
-        for rs in await gather_bounded(
-            (system.deliver(b, api=n % apis) for n, b in enumerate(batches)), 4
-        )
-        for r in rs
-    ]
+    results = await system.deliver_logins(first, count, BATCH, 4)
     ids = [r["event_id"] for r in results]
     assert all(r["status"] == "started" for r in results), {r["status"] for r in results}
     if not await until(lambda: all(e in system.slack.posted for e in ids), within=600):

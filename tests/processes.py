@@ -45,6 +45,14 @@ def worker_environment(settings: Settings, config: Path, **extra: str) -> dict[s
     return env
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of process `pid` now, in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class WorkerProcess:
     """`python worker.py` for `settings` and `config`, started by `async with` (returns once the
     worker polls its task queue, at most `ready_within` seconds) and stopped at exit: SIGTERM,
@@ -92,10 +100,7 @@ class WorkerProcess:
 
     def rss_mb(self) -> float:
         """Resident memory of the worker process now, in MiB (Linux /proc)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.pid)
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system, every thread) the worker process has used so far, in
