@@ -329,8 +329,6 @@ async def get_expectation(client: Client, expectation_id: str) -> Expectation:
     return expectation
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 MAX_APPROVED_LISTED = 500
 """`approved_by` shows at most this many events (`truncated` says there were more)."""
 
@@ -386,9 +384,15 @@ async def approved_by(
         ]
     # The signals' order is the order the events told the expectation, which two events
     # approved together can do either way round: their own records say when.
-    approved.sort(key=lambda view: (view.decision.at if view.decision else _EPOCH, view.event_id))
+    approved.sort(key=_approval_order)
     truncated = len(approved) > limit or len(candidates) > len(checked)
     return ExpectationAudit(expectation=expectation, approved=approved[:limit], truncated=truncated)
+
+
+def _approval_order(view: EventView) -> tuple[datetime, str]:
+    """When `view` was approved, then its event id (only approved events are listed)."""
+    assert view.decision is not None
+    return view.decision.at, view.event_id
 
 
 async def revoke_expectation(
