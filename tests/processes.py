@@ -120,6 +120,11 @@ class WorkerProcess:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """SIGTERM (a graceful shutdown), then SIGKILL if it has not exited in 30 s; nothing if
+        it has exited already. `async with` calls it at exit."""
         if self.process is None or self.process.returncode is not None:
             return
         self.process.send_signal(signal.SIGTERM)

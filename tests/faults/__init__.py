@@ -3,6 +3,7 @@ checked afterwards. tests/faults/README.md has the table of faults and figures."
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,25 @@ def dms_per_event(fake: FakeSlack) -> Counter[str]:
         for message in list(fake.messages.values())
         if message.channel.startswith("D") and (event := approval_event(message))
     )
+
+
+async def second_client(client: Client, identity: str = "second-worker") -> Client:
+    """Another connection to `client`'s server and namespace, as `identity`: a worker built on
+    it in this process is a second worker on the task queue, its tasks carry that identity in
+    the histories (`task_identities`), and its metrics go where `client`'s go (same runtime)."""
+    config = client.service_client.config
+    return await Client.connect(
+        config.target_host,
+        namespace=client.namespace,
+        data_converter=client.data_converter,
+        identity=identity,
+        runtime=config.runtime,
+    )
+
+
+def worker_identity(pid: int) -> str:
+    """The identity Temporal records for a worker process `pid` with the SDK's default."""
+    return f"{pid}@{socket.gethostname()}"
 
 
 async def task_identities(client: Client, workflow_ids: list[str]) -> Counter[str]:

@@ -1,11 +1,13 @@
 """The API down while Slack delivers a click: Slack gets no answer and retries the same request
 (`X-Slack-Retry-Num`); once an API replica answers, the click is applied, once, however many
-copies then arrive."""
+copies then arrive. Two API replicas take the retries; the worker that was up with the API
+goes away with it, and the click is applied by a second worker, a `python worker.py`."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from powertrip.contracts.approval import TimelineKind
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
+from tests.faults import people_config, task_identities, worker_identity
 from tests.harness import (
     api_client,
     click_request,
@@ -25,6 +28,7 @@ from tests.harness import (
     running_worker,
     state_eventually,
 )
+from tests.processes import WorkerProcess
 from workflows.approval import ApprovalWorkflow
 
 
@@ -34,13 +38,18 @@ def retried(n: int) -> dict[str, str]:
 
 
 async def test_a_click_retried_by_slack_while_the_api_was_down_is_applied_once(
-    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
 ) -> None:
+    config = people_config(0, folder=tmp_path)
     settings = make_settings(
-        slack_api_url, temporal_address=dev_env.client.service_client.config.target_host
+        slack_api_url,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        config=tmp_path / "powertrip.yaml",
     )
-    async with running_worker(dev_env.client, settings):
-        async with api_client(settings) as http:
+    # Two workers on the task queue: a `python worker.py`, and this process's, which goes away
+    # with the API replica.
+    async with WorkerProcess(settings, tmp_path / "powertrip.yaml") as survivor:
+        async with running_worker(dev_env.client, settings, config), api_client(settings) as http:
             event_id = await deliver_login(http, provider_id=f"apidown-{uuid.uuid4().hex[:10]}")
             dm = await eventually(lambda: message_for(fake_slack, event_id))
             handle = dev_env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
@@ -60,18 +69,18 @@ async def test_a_click_retried_by_slack_while_the_api_was_down_is_applied_once(
                     api.post(
                         "/slack/interactions",
                         content=body,
-                        headers={
-                            **headers,
-                            "X-Slack-Retry-Num": str(n),
-                            "X-Slack-Retry-Reason": "http_error",
-                        },
+                        headers={**headers, **retried(n)},
                     )
                     for n, api in ((1, first), (2, second))
                 )
             )
             assert [r.status_code for r in retries] == [200, 200]
             record = await asyncio.wait_for(handle.result(), 30)
+        tasks = await task_identities(dev_env.client, [event_id])
     assert record.status is EventStatus.APPROVED
     assert record.decision is not None and record.decision.by == "U0ALICE"
     assert [e.what for e in record.timeline].count(TimelineKind.APPROVED) == 1
     assert len([m for m in fake_slack.messages.values() if m.channel == "D0ALICE"]) == 1
+    # The click was applied by the worker that stayed: the only one up when it came.
+    assert tasks[worker_identity(survivor.pid)] >= 1, tasks
+    print(f"FIGURES tasks per worker: {dict(tasks)}")

@@ -28,7 +28,7 @@ from powertrip.config import load_config
 from powertrip.contracts.approval import EventRecord, TimelineKind
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.faults import approval_event, people_config, task_identities
+from tests.faults import approval_event, people_config, task_identities, worker_identity
 from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
@@ -127,7 +127,7 @@ async def test_worker_sigkilled_mid_group_burst_with_a_second_worker_keeps_one_g
         await asyncio.sleep(KILL_AT * PAUSE)
         await doomed.kill()
         killed_at = time.monotonic()
-        killed = f"{doomed.pid}@"
+        killed = worker_identity(doomed.pid)
         asked_at_kill = len(owner_dms(fake_slack))
         ids = await burst
         async with WorkerProcess(settings, config_file) as restarted:
@@ -147,7 +147,7 @@ async def test_worker_sigkilled_mid_group_burst_with_a_second_worker_keeps_one_g
             group: EventRecord = await client.get_workflow_handle_for(
                 ApprovalWorkflow.run, group_id
             ).result()
-            restarted_as = f"{restarted.pid}@"
+            restarted_as = worker_identity(restarted.pid)
             await asyncio.sleep(1)  # a late duplicate post would show by now
             dms = owner_dms(fake_slack)
 
@@ -168,8 +168,7 @@ async def test_worker_sigkilled_mid_group_burst_with_a_second_worker_keeps_one_g
         if c["method"] == "chat.postMessage" and str(c["args"].get("channel", "")).endswith("ALICE")
     ]
     tasks = await task_identities(client, [*ids, group_id])
-    by_killed = sum(n for who, n in tasks.items() if who.startswith(killed))
-    by_restarted = sum(n for who, n in tasks.items() if who.startswith(restarted_as))
+    by_killed, by_restarted = tasks[killed], tasks[restarted_as]
     by_survivor = sum(tasks.values()) - by_killed - by_restarted
     print(
         f"FIGURES {BURST} events, killed after ~{KILL_AT} (DM posted then: {asked_at_kill}); "

@@ -1,6 +1,7 @@
 """PagerDuty down while a *Not me* comes in: its Events API first refuses connections (nothing
 listens on its port), then answers 503 and 429 for a while, then recovers. On-call is paged once
-it is back: one trigger accepted, one incident, one `dedup_key`, and the event's record says so.
+it is back: one trigger accepted, one incident, one `dedup_key`, and the event's record says so,
+with two workers and two API replicas sharing the work.
 
 tests/test_paging_end_to_end.py::test_pagerduty_failing_for_a_while_pages_once_not_zero_or_two_times
 covers HTTP refusals alone; this adds the outage a network sees (connection refused), on the
@@ -26,6 +27,7 @@ from powertrip.sandbox.fake_pagerduty import (
 )
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.temporal import ensure_search_attributes
+from tests.faults import second_client, task_identities
 from tests.harness import (
     CONFIG_YAML,
     api_client,
@@ -79,7 +81,17 @@ async def test_not_me_while_pagerduty_is_down_pages_once_when_it_is_back(
         pagerduty_ca_file=pagerduty_tls[0],
     )
     config = load_config(settings.config)
-    async with running_worker(env.client, settings, config), api_client(settings) as http:
+    # Two workers (the second on a client of its own, whose tasks carry its identity) and two
+    # API replicas: the report comes through one, the acknowledgement through the other. (Not
+    # one worker stopped mid-outage: on the time-skipping server a run whose sticky worker is
+    # gone holds time still, and `env.sleep` times out.)
+    second = await second_client(env.client)
+    async with (
+        running_worker(env.client, settings, config),
+        running_worker(second, settings, config),
+        api_client(settings) as http,
+        api_client(settings) as other_replica,
+    ):
         event_id = await deliver_login(http)
         handle = env.client.get_workflow_handle_for(ApprovalWorkflow.run, event_id)
         dm = await eventually(lambda: message_for(fake_slack, event_id))
@@ -107,9 +119,12 @@ async def test_not_me_while_pagerduty_is_down_pages_once_when_it_is_back(
             # Nothing more is sent however long it waits: the page is taken, once.
             await env.sleep(timedelta(hours=2))
             assert len(fake.received) == sum(f.times for f in REFUSED_AFTER) + 1  # and the trigger
-            said = await slack_click(http, "U0SEC1", "acknowledge", event_id, alert, name="sec1")
+            said = await slack_click(
+                other_replica, "U0SEC1", "acknowledge", event_id, alert, name="sec1"
+            )
             assert said.status_code == 200
             final: EventRecord = await handle.result()
+        tasks = await task_identities(env.client, [event_id])
 
     drain(buffer, attempts)
     dedup_key = f"powertrip/{event_id}/not-me"
@@ -131,5 +146,6 @@ async def test_not_me_while_pagerduty_is_down_pages_once_when_it_is_back(
     assert attempts[("trigger", "rate_limited")] == 1
     print(
         f"FIGURES refused connections {attempts[('trigger', 'unreachable')]}, "
-        f"HTTP refusals 3, triggers accepted 1, incidents {len(fake.incidents)}"
+        f"HTTP refusals 3, triggers accepted 1, incidents {len(fake.incidents)}; "
+        f"tasks per worker {dict(tasks)}"
     )

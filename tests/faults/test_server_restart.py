@@ -1,11 +1,14 @@
 """The Temporal dev server stopped and started again on the same SQLite file, with approvals
 pending: they survive, their reminder timers still fire, and a Slack click after the restart,
-through the API that stayed up across it, still approves."""
+through an API replica that stayed up across it, still approves. Two workers share the work: a
+`python worker.py` that stays up across the restart, and one stopped and started with the
+server."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +18,15 @@ from powertrip.contracts.approval import Action, TimelineKind
 from powertrip.devserver import start_dev_server
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
-from tests.faults import add_people, approval_event, people_config, person
+from tests.faults import (
+    add_people,
+    approval_event,
+    dms_per_event,
+    people_config,
+    person,
+    task_identities,
+    worker_identity,
+)
 from tests.harness import (
     WEBHOOK_HEADERS,
     alert,
@@ -27,6 +38,7 @@ from tests.harness import (
     slack_click,
     state_eventually,
 )
+from tests.processes import WorkerProcess
 from tests.servers import free_port
 from workflows.approval import ApprovalWorkflow
 
@@ -51,7 +63,14 @@ async def test_pending_approvals_survive_a_server_restart_and_still_remind_and_a
     )
     before = await start_dev_server(database, port=port)
     try:
-        async with api_client(settings) as http:  # up across the restart
+        # Up across the restart: two API replicas, and a `python worker.py` that has to find
+        # the server again by itself. This process's worker stops with the server, and a new
+        # one starts once the survivor has fired the reminders.
+        async with (
+            api_client(settings) as http,
+            api_client(settings) as other_replica,
+            WorkerProcess(settings, tmp_path / "powertrip.yaml") as survivor,
+        ):
             async with running_worker(before.client, settings, config):
                 response = await http.post(
                     "/webhooks/papertrail", json=alert(*events), headers=WEBHOOK_HEADERS
@@ -65,38 +84,44 @@ async def test_pending_approvals_survive_a_server_restart_and_still_remind_and_a
                     await state_eventually(handle, lambda record: bool(record.messages))
             down_at = datetime.now(UTC)
             await before.shutdown()
-            # Server and worker are gone; every first reminder falls due meanwhile.
+            # Every first reminder falls due while the server is down.
             async with await start_dev_server(database, port=port) as after:
                 handles = [
                     after.client.get_workflow_handle_for(ApprovalWorkflow.run, e) for e in ids
                 ]
                 for handle in handles:  # still there, still waiting
                     assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
-                async with running_worker(after.client, settings, config):
-                    # The timers survived: each event reminds, after the restart.
-                    for handle in handles:
-                        await state_eventually(
-                            handle,
-                            lambda r: any(
-                                e.what is TimelineKind.REMINDED and e.at > down_at
-                                for e in r.timeline
-                            ),
-                            within=30,
-                        )
-                    # A click through the API that stayed up across the restart approves.
+                # Only the survivor is up: it finds the server again and fires every timer.
+                for handle in handles:
+                    await state_eventually(
+                        handle,
+                        lambda r: any(
+                            e.what is TimelineKind.REMINDED and e.at > down_at for e in r.timeline
+                        ),
+                        within=60,
+                    )
+                asked = dms_per_event(fake_slack)
+                async with running_worker(after.client, settings, config):  # two workers again
+                    # A click through the other replica, up across the restart, approves.
                     dm = next(
                         m
                         for m in fake_slack.messages.values()
                         if approval_event(m) == ids[0] and m.channel.startswith("D")
                     )
-                    click = await slack_click(http, person(0)[1], "approve", ids[0], dm)
+                    click = await slack_click(other_replica, person(0)[1], "approve", ids[0], dm)
                     assert click.status_code == 200
                     for n, handle in enumerate(handles[1:], start=1):
                         await decide(handle, Action.APPROVE, person(n)[1])
                     records = await asyncio.wait_for(
                         asyncio.gather(*(h.result() for h in handles)), 60
                     )
+                await survivor.stop()  # while its server is still there to drain to
+                tasks = await task_identities(after.client, ids)
     finally:
         await before.shutdown()  # a no-op once shut down
     assert all(r.status is EventStatus.APPROVED for r in records)
     assert records[0].decision is not None and records[0].decision.by == person(0)[1]
+    assert asked == Counter({e: 1 for e in ids})  # nobody asked twice
+    # Every reminder was the survivor's: it was the only worker up when they fired.
+    assert tasks[worker_identity(survivor.pid)] >= EVENTS, tasks
+    print(f"FIGURES tasks per worker: {dict(tasks)}")

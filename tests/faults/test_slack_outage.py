@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.contracts.approval import Action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, InjectedFailure
-from tests.faults import add_people, dms_per_event, people_config, person, task_identities
+from tests.faults import (
+    add_people,
+    dms_per_event,
+    people_config,
+    person,
+    second_client,
+    task_identities,
+)
 from tests.harness import decide, eventually, make_event, make_settings, running_worker, start
 
 EVENTS = 20
@@ -40,12 +45,7 @@ async def test_burst_through_503_then_429_outage_is_asked_once_each_after_recove
     env = time_skipping_env
     # Two workers on the task queue (a second client, so its tasks carry its own identity): a
     # refused call retried on the other worker is still one DM.
-    second = await Client.connect(
-        env.client.service_client.config.target_host,
-        namespace=env.client.namespace,
-        data_converter=pydantic_data_converter,
-        identity="second-worker",
-    )
+    second = await second_client(env.client)
     config = people_config(EVENTS)
     async with (
         running_worker(env.client, settings, config),
