@@ -25,6 +25,7 @@ from powertrip.contracts.reminders import (
     DueBatch,
     DueReminder,
     HandOff,
+    ReminderDigestInput,
     reminder_collector_id,
     reminder_collector_ids,
     reminder_digest_id,
@@ -52,7 +53,12 @@ from tests.harness import (
 )
 from tests.servers import SECURITY_CHANNEL, SLACK_TOKEN
 from workflows.approval import ApprovalWorkflow
-from workflows.reminders import DRAIN_PAUSE, GATHER_WINDOW
+from workflows.reminders import (
+    DRAIN_PAUSE,
+    GATHER_WINDOW,
+    LISTED_CARRIED,
+    ReminderDigestWorkflow,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -272,6 +278,76 @@ async def test_the_digest_gathers_from_when_reminders_fell_due(
     assert DRAIN_PAUSE < gathered[1] <= GATHER_WINDOW, gathered
     assert gathered[2:] == [GATHER_WINDOW, GATHER_WINDOW, GATHER_WINDOW, DRAIN_PAUSE], gathered
     assert all("3 events still need" in text_of(m) for m in posted_to(fake_slack, SECURITY_CHANNEL))
+
+
+async def test_a_reminder_handed_on_twice_is_listed_once_and_its_next_cycle_again(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """A reminder can reach the digest twice: a hand-off retried into a collector's next run
+    (Temporal's request-id dedup ends with a run), or into a collector after the first attempt
+    went to the digest, or the approval's task run again after its worker died (a new `cycle`,
+    the same due time). Each copy was listed: one event twice in a digest, or in two. Now a copy
+    of a reminder pending or listed lately is dropped; the event's next reminder is listed."""
+    env = time_skipping_env
+    settings = make_settings(slack_api_url)
+    events = [make_event("alice", provider_id=f"twice-{n}") for n in range(6)]
+    lines = {e.event_id: DigestLine(event=e, asked="<@U0ALICE>") for e in events}
+    first, fresh = [e.event_id for e in events[:3]], [e.event_id for e in events[3:]]
+
+    def due(event_id: str, due_at: str, cycle: str = "") -> DueReminder:
+        return DueReminder(
+            event_id=event_id,
+            cycle=cycle or due_at,
+            due_at=due_at,
+            line=lines[event_id],
+            answer_in_digest=False,
+        )
+
+    def listed(message: SlackMessage) -> list[str]:
+        return [e for e in lines if e in text_of(message)]
+
+    async with running_worker(env.client, settings):
+        await ensure_reminder_digest(env.client, settings.task_queue, 2)
+        digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
+
+        async def digests(reminders: list[DueReminder]) -> list[SlackMessage]:
+            before = len(posted_to(fake_slack, SECURITY_CHANNEL))
+            await digest.signal(DUE_BATCH_SIGNAL, DueBatch(reminders=reminders))
+            await env.sleep(GATHER_WINDOW)
+            await eventually(lambda: len(posted_to(fake_slack, SECURITY_CHANNEL)) > before)
+            await env.sleep(GATHER_WINDOW * 2)  # a second digest would be posted by now
+            return posted_to(fake_slack, SECURITY_CHANNEL)[before:]
+
+        at = (await env.get_current_time()).isoformat()
+        # Copies in one batch: the first attempt's and its retry's, handed on together.
+        [one] = await digests([due(e, at) for e in [first[0], *first, first[2]]])
+        # Copies a minute later, one from a task run again (its own cycle), with new reminders.
+        later = (await env.get_current_time()).isoformat()
+        copies = [due(first[0], at), due(first[1], at, cycle=later), due(first[2], at)]
+        [two] = await digests([*copies, *(due(e, later) for e in fresh)])
+        # Each first event's next reminder falls due at another time: a reminder of its own.
+        nxt = (await env.get_current_time()).isoformat()
+        [three] = await digests([due(e, nxt) for e in first])
+        await digest.terminate("test over")
+    assert sorted(listed(one)) == sorted(first) and "3 events still need" in text_of(one)
+    assert sorted(listed(two)) == sorted(fresh) and "3 events still need" in text_of(two)
+    assert sorted(listed(three)) == sorted(first)
+
+
+def test_the_digest_carries_the_reminders_it_listed_lately_over_continue_as_new() -> None:
+    """What the digest listed is carried to its next run, the newest `LISTED_CARRIED` of it:
+    a copy that arrives after continue-as-new is still known, and the input stays small."""
+    start = datetime(2026, 12, 2, tzinfo=UTC)
+    listed = {
+        f"event-{n} {start.isoformat()}": (start + timedelta(seconds=n)).isoformat()
+        for n in range(LISTED_CARRIED + 50)
+    }
+    run = ReminderDigestWorkflow(ReminderDigestInput(listed={**listed, "forged": "not a time"}))
+    carried = run._carried_listing()
+    assert len(carried) == LISTED_CARRIED
+    assert carried == dict(list(listed.items())[50:])  # the newest, with their times
+    again = ReminderDigestWorkflow(ReminderDigestInput(listed=carried))
+    assert again._carried_listing() == carried
 
 
 async def test_a_hand_off_retried_after_its_signal_landed_is_one_reminder(

@@ -54,6 +54,7 @@ DIGEST_RETRIES_BATCH = "reminder-digest-retries-failed-batch"
 DIGEST_ANSWERS_BY_ACTIVITY = "reminder-digest-answers-by-activity"
 DIGEST_ANSWERS_HANDED_OFF = "reminder-digest-answers-handed-off"
 DIGEST_GATHERS_FROM_DUE = "reminder-digest-gathers-from-due"
+DIGEST_LISTS_ONCE = "reminder-digest-lists-once"
 
 APPROVAL_PATCHES = frozenset(
     {
@@ -441,6 +442,15 @@ LEDGER: tuple[Patch, ...] = (
         "not after it reached the digest (at least a second on, at most the window): a reminder "
         "that took 3 s to arrive waited 5 s more, most of its 12 s lateness at 10,000 pending.",
         "2026-12-02",
+    ),
+    _patch(
+        DIGEST_LISTS_ONCE,
+        "ReminderDigestWorkflow",
+        date(2026, 12, 2),
+        "A second copy of a reminder (the same event and due time) is dropped, not listed "
+        "again: a hand-off retried into a collector's next run, or into a collector after it "
+        "went to the digest, or an approval's task run again after its worker died.",
+        "2026-12-02-b",
     ),
     _patch(
         APPROVAL_BASELINE_2,

@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         DIGEST_ANSWERS_HANDED_OFF,
         DIGEST_DRAINS_BACKLOG,
         DIGEST_GATHERS_FROM_DUE,
+        DIGEST_LISTS_ONCE,
         DIGEST_RETRIES_BATCH,
     )
 
@@ -98,6 +99,14 @@ OWN_POST_SPAN = timedelta(minutes=1)
 # of its drained batches; 50 lines stay far under Temporal's 2 MB for one signal.
 FORWARD_EVERY = timedelta(seconds=1)
 FORWARD_BATCH = 50
+# How long the digest remembers a reminder it listed or told to post its own, to drop a later
+# copy of it (patch `reminder-digest-lists-once`): a retried hand-off comes within its local
+# activity's retries, a task run again after its worker died within minutes. A reminder's next
+# cycle falls due at another time, so it is a reminder of its own and is listed.
+LISTED_MEMORY = timedelta(minutes=10)
+# The newest remembered reminders carried over continue-as-new, at most: ~100 bytes each, far
+# under Temporal's 2 MB for the new run's input.
+LISTED_CARRIED = 2_000
 # How long "post your own" is retried for reminders handed off (patch `reminders-handed-off`):
 # their approvals wait for nothing else, and the digest's loop waits for it meanwhile.
 HANDED_OFF_ANSWER_GIVE_UP = timedelta(minutes=5)
@@ -111,8 +120,9 @@ class ReminderDigestWorkflow:
     every approval workflow in the batch that waits for it is told its slot (`reminder_slot`;
     one that handed its reminder off is told only to post its own); a digest whose post fails
     is retried with those of its batch still waiting (`_still_waiting`; those handed off that
-    it leaves out are told to post their own). Continues as new when Temporal suggests it,
-    carrying what is pending."""
+    it leaves out are told to post their own). A second copy of a reminder listed, told or
+    pending lately is dropped (`_not_listed`). Continues as new when Temporal suggests it,
+    carrying what is pending and what it listed lately."""
 
     @workflow.init
     def __init__(self, input: ReminderDigestInput) -> None:
@@ -120,6 +130,12 @@ class ReminderDigestWorkflow:
         self.digest_after = input.digest_after
         # When reminders were told to post their own, one entry each (within OWN_POST_SPAN).
         self.own_posts: list[datetime] = []
+        # Reminders listed or told to post their own (`DueReminder.key` -> when), within
+        # LISTED_MEMORY: a later copy is dropped.
+        self.listed: dict[str, datetime] = {
+            key: at for key, text in input.listed.items() if (at := _time(text)) is not None
+        }
+        self.lists_once = False  # patch `reminder-digest-lists-once`, asked for every batch
 
     @workflow.signal(name=DUE_SIGNAL)
     def due(self, reminder: DueReminder) -> None:
@@ -153,6 +169,9 @@ class ReminderDigestWorkflow:
                 await workflow.sleep(_gathering(self.pending, workflow.now()))
             else:
                 await workflow.sleep(GATHER_WINDOW)
+            self.lists_once = workflow.patched(DIGEST_LISTS_ONCE)
+            if self.lists_once:
+                self.pending = self._not_listed(self.pending)
             if workflow.patched(BOUNDED_DIGEST):
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             else:
@@ -191,20 +210,16 @@ class ReminderDigestWorkflow:
                         ]
                         if left_out and workflow.patched(DIGEST_ANSWERS_HANDED_OFF):
                             await _answer(left_out, False, None)
+                            self._remember(left_out)
                     else:
                         workflow.logger.warning("digest not posted; events remind on their own")
             if not retried:
                 await _answer(batch, in_digest, digest_ts)
+                self._remember(batch)
             if drains:
                 if not in_digest and not retried:
                     self.own_posts += [workflow.now()] * len(batch)
-                await _continue_when_due(
-                    self.pending,
-                    lambda carried: ReminderDigestInput(
-                        digest_after=self.digest_after, carried=carried
-                    ),
-                    _answer,
-                )
+                await _continue_when_due(self.pending, self._next_run, _answer)
             elif workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 carried = self.pending
@@ -214,6 +229,44 @@ class ReminderDigestWorkflow:
                     ReminderDigestInput(digest_after=self.digest_after, carried=carried),
                     task_timeout=DIGEST_TASK_TIMEOUT,
                 )
+
+    def _not_listed(self, pending: list[DueReminder]) -> list[DueReminder]:
+        """`pending` without a copy of a reminder (`DueReminder.key`) listed or told to post its
+        own within LISTED_MEMORY, or pending before it: a hand-off retried into a collector's
+        next run, or into a collector after it went to the digest, or an approval's task run
+        again, hands the same reminder on twice. A copy whose approval waits for its slot
+        (`answer_in_digest`, runs from before `reminders-handed-off`) is kept: it is told."""
+        since = workflow.now() - LISTED_MEMORY
+        self.listed = {key: at for key, at in self.listed.items() if at > since}
+        seen = set(self.listed)
+        kept = []
+        for reminder in pending:
+            if not reminder.answer_in_digest:
+                if (key := reminder.key()) in seen:
+                    continue
+                seen.add(key)
+            kept.append(reminder)
+        if dropped := len(pending) - len(kept):
+            workflow.logger.info("%d reminders already listed or pending, dropped", dropped)
+        return kept
+
+    def _remember(self, reminders: list[DueReminder]) -> None:
+        """Note `reminders` as listed or told, now."""
+        now = workflow.now()
+        self.listed.update((r.key(), now) for r in reminders)
+
+    def _next_run(self, carried: list[DueReminder]) -> ReminderDigestInput:
+        """The input of the run it continues as: `carried`, and what it listed lately."""
+        return ReminderDigestInput(
+            digest_after=self.digest_after,
+            carried=carried,
+            listed=self._carried_listing() if self.lists_once else {},
+        )
+
+    def _carried_listing(self) -> dict[str, str]:
+        """The newest LISTED_CARRIED of `listed`, for the next run's input."""
+        newest = sorted(self.listed.items(), key=lambda item: item[1])[-LISTED_CARRIED:]
+        return {key: at.isoformat() for key, at in newest}
 
     def _own_posts_spent(self, more: int) -> bool:
         """Whether `more` own posts would make more than `digest_after` within OWN_POST_SPAN."""

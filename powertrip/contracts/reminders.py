@@ -97,6 +97,12 @@ class DueReminder(BaseModel):
     """When the reminder was scheduled to fall due (ISO 8601; the digest gathers from it). Empty
     from runs before it: `cycle`, when the run took its timer, stands for it."""
 
+    def key(self) -> str:
+        """Which reminder this is, the same for every copy of it: its event and when it fell
+        due (`due_at`, else `cycle`). A retried hand-off, or the approval's task run again
+        after its worker died (a new `cycle`, the same `due_at`), hands on the same key."""
+        return f"{self.event_id} {self.due_at or self.cycle}"
+
 
 class HandOff(BaseModel):
     """The local activity `hand_off`: give `reminder` to its collector on the approvals'
@@ -152,6 +158,9 @@ class ReminderDigestInput(BaseModel):
 
     digest_after: int = 5
     carried: list[DueReminder] = []
+    listed: dict[str, str] = {}
+    """The reminders it listed or told to post their own lately (`DueReminder.key` -> when, ISO
+    8601), so a copy that arrives after continue-as-new is not listed again."""
 
 
 class ReminderDigestRequest(BaseModel):
