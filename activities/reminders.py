@@ -49,9 +49,10 @@ class ReminderActivities:
         it closes or continues as new, so a retry that lands in the collector's next run, or in
         a collector started after the first attempt found none and went to the digest, is
         still a second signal; so is a hand-off from a workflow task run again after its worker
-        died (a new `cycle`). The digest drops those copies (`DueReminder.key`, patch
-        `reminder-digest-lists-once`). The raw request carries no headers and no serialization
-        context: the worker's client has no interceptors or payload codec."""
+        died (a new `cycle`). The digest drops the first two kinds of copy (`DueReminder.key`,
+        patch `reminder-digest-lists-once`); the third waits on its own cycle's answer and is
+        a reminder of its own. The raw request carries no headers and no serialization context:
+        the worker's client has no interceptors or payload codec."""
         reminder = request.reminder
         payloads = await self._client.data_converter.encode([reminder])
         for workflow_id in (

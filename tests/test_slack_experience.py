@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,17 @@ from powertrip.contracts.reminders import (
     reminder_collector_id,
     reminder_collector_ids,
     reminder_digest_id,
+    reminder_task_queue,
 )
 from powertrip.directory import Identity
-from powertrip.models import EventStatus
+from powertrip.models import EventStatus, SecurityEvent
 from powertrip.origins import Origins
 from powertrip.pacing import ChannelPacer
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.services.starts import ensure_reminder_digest
 from powertrip.slack_checks import SCOPES, SlackSetupError, check_slack
 from tests.harness import (
+    activity_inputs,
     buttons,
     decide,
     eventually,
@@ -280,74 +283,117 @@ async def test_the_digest_gathers_from_when_reminders_fell_due(
     assert all("3 events still need" in text_of(m) for m in posted_to(fake_slack, SECURITY_CHANNEL))
 
 
+def _handed_off(event: SecurityEvent, cycle: str) -> DueReminder:
+    """`event`'s reminder of `cycle` as its approval hands it off."""
+    return DueReminder(
+        event_id=event.event_id,
+        cycle=cycle,
+        due_at=cycle,
+        line=DigestLine(event=event, asked="<@U0ALICE>"),
+        answer_in_digest=False,
+    )
+
+
+def _told(history: WorkflowHistory) -> list[list[tuple[str, str]]]:
+    """Each `answer_slots` the digest scheduled: (event id, cycle) of every answer in it."""
+    return [
+        [(a["event_id"], a["slot"]["cycle"]) for a in answers["answers"]]
+        for _, answers in activity_inputs(history, "answer_slots")
+    ]
+
+
 async def test_a_reminder_handed_on_twice_is_listed_once_and_its_next_cycle_again(
     time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
 ) -> None:
-    """A reminder can reach the digest twice: a hand-off retried into a collector's next run
-    (Temporal's request-id dedup ends with a run), or into a collector after the first attempt
-    went to the digest, or the approval's task run again after its worker died (a new `cycle`,
-    the same due time). Each copy was listed: one event twice in a digest, or in two. Now a copy
-    of a reminder pending or listed lately is dropped; the event's next reminder is listed."""
+    """A hand-off retried into a collector's next run (Temporal's request-id dedup ends with
+    a run), or into a collector after its first attempt went to the digest, hands a reminder on
+    twice, and it was listed twice: one event twice in a digest, or in two. Now a copy of a
+    reminder (same event, same cycle) pending, listed or told lately is dropped. The event's
+    next reminder is listed; a copy from the approval's task run again after its worker died
+    (a new cycle, which the run then waits on) is told on its own cycle, not dropped."""
     env = time_skipping_env
     settings = make_settings(slack_api_url)
-    events = [make_event("alice", provider_id=f"twice-{n}") for n in range(6)]
-    lines = {e.event_id: DigestLine(event=e, asked="<@U0ALICE>") for e in events}
-    first, fresh = [e.event_id for e in events[:3]], [e.event_id for e in events[3:]]
-
-    def due(event_id: str, due_at: str, cycle: str = "") -> DueReminder:
-        return DueReminder(
-            event_id=event_id,
-            cycle=cycle or due_at,
-            due_at=due_at,
-            line=lines[event_id],
-            answer_in_digest=False,
-        )
+    events = [make_event("alice", provider_id=f"twice-{n}") for n in range(7)]
+    first, fresh, alone = events[:3], events[3:6], events[6]
 
     def listed(message: SlackMessage) -> list[str]:
-        return [e for e in lines if e in text_of(message)]
+        return sorted(e.event_id for e in events if e.event_id in text_of(message))
 
     async with running_worker(env.client, settings):
         await ensure_reminder_digest(env.client, settings.task_queue, 2)
         digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
 
-        async def digests(reminders: list[DueReminder]) -> list[SlackMessage]:
+        async def hand_on(reminders: list[DueReminder]) -> list[SlackMessage]:
+            """The digests posted for `reminders` handed on in one batch."""
             before = len(posted_to(fake_slack, SECURITY_CHANNEL))
             await digest.signal(DUE_BATCH_SIGNAL, DueBatch(reminders=reminders))
-            await env.sleep(GATHER_WINDOW)
-            await eventually(lambda: len(posted_to(fake_slack, SECURITY_CHANNEL)) > before)
-            await env.sleep(GATHER_WINDOW * 2)  # a second digest would be posted by now
+            await env.sleep(GATHER_WINDOW * 3)  # a second digest would be posted by now
             return posted_to(fake_slack, SECURITY_CHANNEL)[before:]
 
         at = (await env.get_current_time()).isoformat()
         # Copies in one batch: the first attempt's and its retry's, handed on together.
-        [one] = await digests([due(e, at) for e in [first[0], *first, first[2]]])
-        # Copies a minute later, one from a task run again (its own cycle), with new reminders.
+        [one] = await hand_on([_handed_off(e, at) for e in [first[0], *first, first[2]]])
+        # Copies that come later (a retry through a collector's next run), with new reminders.
         later = (await env.get_current_time()).isoformat()
-        copies = [due(first[0], at), due(first[1], at, cycle=later), due(first[2], at)]
-        [two] = await digests([*copies, *(due(e, later) for e in fresh)])
-        # Each first event's next reminder falls due at another time: a reminder of its own.
+        [two] = await hand_on(
+            [*(_handed_off(e, at) for e in first), *(_handed_off(e, later) for e in fresh)]
+        )
+        # Each first event's next reminder, a cycle of its own.
         nxt = (await env.get_current_time()).isoformat()
-        [three] = await digests([due(e, nxt) for e in first])
+        [three] = await hand_on([_handed_off(e, nxt) for e in first])
+        # Too few for a digest: told to post its own, once; then the copy its task run again
+        # hands on (a new cycle, the same due time) is told on that cycle.
+        rerun = (await env.get_current_time()).isoformat()
+        assert await hand_on([_handed_off(alone, at), _handed_off(alone, at)]) == []
+        again = _handed_off(alone, rerun).model_copy(update={"due_at": at})
+        assert await hand_on([again]) == []
+        history = await digest.fetch_history()
         await digest.terminate("test over")
-    assert sorted(listed(one)) == sorted(first) and "3 events still need" in text_of(one)
-    assert sorted(listed(two)) == sorted(fresh) and "3 events still need" in text_of(two)
-    assert sorted(listed(three)) == sorted(first)
+    assert listed(one) == sorted(e.event_id for e in first)
+    assert "3 events still need" in text_of(one)
+    assert listed(two) == sorted(e.event_id for e in fresh)
+    assert "3 events still need" in text_of(two)
+    assert listed(three) == sorted(e.event_id for e in first)
+    assert _told(history) == [[(alone.event_id, at)], [(alone.event_id, rerun)]]
 
 
-def test_the_digest_carries_the_reminders_it_listed_lately_over_continue_as_new() -> None:
-    """What the digest listed is carried to its next run, the newest `LISTED_CARRIED` of it:
-    a copy that arrives after continue-as-new is still known, and the input stays small."""
+async def test_the_digest_carries_the_reminders_it_listed_lately_over_continue_as_new(
+    time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
+) -> None:
+    """What the digest listed lately goes to its next run, the newest `LISTED_CARRIED` of it
+    (the input stays small): a copy that arrives after continue-as-new is still dropped."""
     start = datetime(2026, 12, 2, tzinfo=UTC)
-    listed = {
-        f"event-{n} {start.isoformat()}": (start + timedelta(seconds=n)).isoformat()
-        for n in range(LISTED_CARRIED + 50)
-    }
+    listed = {f"{n:032x}": (start + timedelta(seconds=n)).isoformat() for n in range(2050)}
     run = ReminderDigestWorkflow(ReminderDigestInput(listed={**listed, "forged": "not a time"}))
-    carried = run._carried_listing()
-    assert len(carried) == LISTED_CARRIED
-    assert carried == dict(list(listed.items())[50:])  # the newest, with their times
-    again = ReminderDigestWorkflow(ReminderDigestInput(listed=carried))
-    assert again._carried_listing() == carried
+    run.lists_once = True
+    carried = run._next_run([]).listed
+    assert carried == dict(list(listed.items())[-LISTED_CARRIED:])  # the newest, with times
+    assert ReminderDigestWorkflow(ReminderDigestInput(listed=carried))._carried_listing() == carried
+    # Forged `due` signals choose their event ids: 2,000 of 5 kB would be 10 MB carried, over
+    # Temporal's 2 MB, and the run could never continue. A key is 32 characters whatever.
+    huge = make_event("alice").model_copy(update={"event_id": "x" * 5_000})
+    forged = {_handed_off(huge, str(n)).key(): start.isoformat() for n in range(LISTED_CARRIED)}
+    size = len(ReminderDigestInput(listed=forged).model_dump_json())
+    assert len(forged) == LISTED_CARRIED and size < 200_000, size
+
+    env = time_skipping_env
+    settings = make_settings(slack_api_url)
+    known, new = make_event("alice", provider_id="carried"), make_event("alice")
+    at = (await env.get_current_time()).isoformat()
+    async with running_worker(env.client, settings):
+        # A digest's next run, as its last run carried what it had listed.
+        digest = await env.client.start_workflow(
+            ReminderDigestWorkflow.run,
+            ReminderDigestInput(digest_after=2, listed={_handed_off(known, at).key(): at}),
+            id=f"digest-carried-{uuid.uuid4().hex[:8]}",
+            task_queue=reminder_task_queue(settings.task_queue),
+        )
+        reminders = [_handed_off(known, at), _handed_off(new, at)]
+        await digest.signal(ReminderDigestWorkflow.due_batch, DueBatch(reminders=reminders))
+        await env.sleep(GATHER_WINDOW * 3)
+        history = await digest.fetch_history()
+        await digest.terminate("test over")
+    assert _told(history) == [[(new.event_id, at)]]
 
 
 async def test_a_hand_off_retried_after_its_signal_landed_is_one_reminder(

@@ -447,9 +447,9 @@ LEDGER: tuple[Patch, ...] = (
         DIGEST_LISTS_ONCE,
         "ReminderDigestWorkflow",
         date(2026, 12, 2),
-        "A second copy of a reminder (the same event and due time) is dropped, not listed "
-        "again: a hand-off retried into a collector's next run, or into a collector after it "
-        "went to the digest, or an approval's task run again after its worker died.",
+        "A second copy of a handed-off reminder (the same event and cycle) is dropped, not "
+        "listed or told again: a hand-off retried into a collector's next run, or into a "
+        "collector after its first attempt went to the digest.",
         "2026-12-02-b",
     ),
     _patch(

@@ -100,12 +100,14 @@ OWN_POST_SPAN = timedelta(minutes=1)
 FORWARD_EVERY = timedelta(seconds=1)
 FORWARD_BATCH = 50
 # How long the digest remembers a reminder it listed or told to post its own, to drop a later
-# copy of it (patch `reminder-digest-lists-once`): a retried hand-off comes within its local
-# activity's retries, a task run again after its worker died within minutes. A reminder's next
-# cycle falls due at another time, so it is a reminder of its own and is listed.
+# copy of it (patch `reminder-digest-lists-once`): a hand-off retried into a collector's next
+# run comes within its local activity's retries, seconds to a minute after the first.
 LISTED_MEMORY = timedelta(minutes=10)
-# The newest remembered reminders carried over continue-as-new, at most: ~100 bytes each, far
-# under Temporal's 2 MB for the new run's input.
+# Remembered at most, the newest kept: one forged `due_batch` can carry thousands of reminders,
+# and the digest takes up to 200 a second. Keys are 32 characters (`DueReminder.key`).
+LISTED_KEPT = 20_000
+# The newest remembered reminders carried over continue-as-new, at most: under 100 bytes each,
+# far under Temporal's 2 MB for the new run's input.
 LISTED_CARRIED = 2_000
 # How long "post your own" is retried for reminders handed off (patch `reminders-handed-off`):
 # their approvals wait for nothing else, and the digest's loop waits for it meanwhile.
@@ -231,17 +233,19 @@ class ReminderDigestWorkflow:
                 )
 
     def _not_listed(self, pending: list[DueReminder]) -> list[DueReminder]:
-        """`pending` without a copy of a reminder (`DueReminder.key`) listed or told to post its
-        own within LISTED_MEMORY, or pending before it: a hand-off retried into a collector's
-        next run, or into a collector after it went to the digest, or an approval's task run
-        again, hands the same reminder on twice. A copy whose approval waits for its slot
-        (`answer_in_digest`, runs from before `reminders-handed-off`) is kept: it is told."""
+        """`pending` without a copy of a handed-off reminder (`DueReminder.key`: its event and
+        cycle) listed or told to post its own within LISTED_MEMORY, or pending before it: a
+        hand-off retried into a collector's next run, or into a collector after its first
+        attempt went to the digest, hands the same reminder on twice. Kept: a copy whose
+        approval waits for its slot (`answer_in_digest`, runs from before
+        `reminders-handed-off`: each is told), and one with no cycle (nothing says it is the
+        same reminder)."""
         since = workflow.now() - LISTED_MEMORY
         self.listed = {key: at for key, at in self.listed.items() if at > since}
         seen = set(self.listed)
         kept = []
         for reminder in pending:
-            if not reminder.answer_in_digest:
+            if not reminder.answer_in_digest and reminder.cycle:
                 if (key := reminder.key()) in seen:
                     continue
                 seen.add(key)
@@ -251,9 +255,11 @@ class ReminderDigestWorkflow:
         return kept
 
     def _remember(self, reminders: list[DueReminder]) -> None:
-        """Note `reminders` as listed or told, now."""
+        """Note `reminders` as listed or told, now; the newest LISTED_KEPT are kept."""
         now = workflow.now()
         self.listed.update((r.key(), now) for r in reminders)
+        if len(self.listed) > LISTED_KEPT:
+            self.listed = dict(self._newest(LISTED_KEPT))
 
     def _next_run(self, carried: list[DueReminder]) -> ReminderDigestInput:
         """The input of the run it continues as: `carried`, and what it listed lately."""
@@ -265,8 +271,11 @@ class ReminderDigestWorkflow:
 
     def _carried_listing(self) -> dict[str, str]:
         """The newest LISTED_CARRIED of `listed`, for the next run's input."""
-        newest = sorted(self.listed.items(), key=lambda item: item[1])[-LISTED_CARRIED:]
-        return {key: at.isoformat() for key, at in newest}
+        return {key: at.isoformat() for key, at in self._newest(LISTED_CARRIED)}
+
+    def _newest(self, count: int) -> list[tuple[str, datetime]]:
+        """The `count` most recently remembered of `listed`, oldest first."""
+        return sorted(self.listed.items(), key=lambda item: item[1])[-count:]
 
     def _own_posts_spent(self, more: int) -> bool:
         """Whether `more` own posts would make more than `digest_after` within OWN_POST_SPAN."""

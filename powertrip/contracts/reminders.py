@@ -8,6 +8,7 @@ about old events a backfill or poll found.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from datetime import timedelta
 
@@ -98,10 +99,12 @@ class DueReminder(BaseModel):
     from runs before it: `cycle`, when the run took its timer, stands for it."""
 
     def key(self) -> str:
-        """Which reminder this is, the same for every copy of it: its event and when it fell
-        due (`due_at`, else `cycle`). A retried hand-off, or the approval's task run again
-        after its worker died (a new `cycle`, the same `due_at`), hands on the same key."""
-        return f"{self.event_id} {self.due_at or self.cycle}"
+        """Which reminder this is, the same for every copy of it: a digest (32 hex characters,
+        whatever the fields' lengths) of its event and its `cycle`. A hand-off retried into a
+        collector's next run hands on the same key. A workflow task run again after its
+        worker died hands on a new `cycle` (the same `due_at`), which its run then waits on:
+        a reminder of its own, or the run would wait for an answer that never comes."""
+        return hashlib.sha256(f"{self.event_id}\0{self.cycle}".encode()).hexdigest()[:32]
 
 
 class HandOff(BaseModel):
