@@ -1,5 +1,6 @@
 """A worker SIGKILLed in the middle of a burst (no graceful shutdown: activities in flight are
-abandoned mid-call), then started again: every event is asked and completes.
+abandoned mid-call), with a second worker up throughout, then started again: every event is
+asked once and completes.
 
 The worker is a real `python worker.py` process. A Slack call the killed worker made but never
 reported is retried once its attempt times out (SLACK_CALL_TIMEOUT, 20 s). chat.postMessage has
@@ -24,7 +25,14 @@ from powertrip.contracts.approval import Action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
 from powertrip.services.starts import ResultStatus, start_approval
-from tests.faults import add_people, dms_per_event, people_config, person
+from tests.faults import (
+    add_people,
+    dms_per_event,
+    people_config,
+    person,
+    task_identities,
+    worker_identity,
+)
 from tests.harness import (
     CONFIG_YAML,
     WEBHOOK_HEADERS,
@@ -56,8 +64,11 @@ async def test_worker_sigkilled_mid_burst_then_restarted_completes_every_event(
     )
     run = uuid.uuid4().hex[:8]
     events = [papertrail_event(f"{run}-{n}", user=person(n)[0]) for n in range(EVENTS)]
-    async with api_client(settings) as http:
-        async with WorkerProcess(settings, tmp_path / "powertrip.yaml") as first:
+    config = tmp_path / "powertrip.yaml"
+    # A second `python worker.py` runs throughout: the killed one's work moves to it while the
+    # killed one is away, and a third starts in its place.
+    async with api_client(settings) as http, WorkerProcess(settings, config) as survivor:
+        async with WorkerProcess(settings, config) as first:
             responses = await asyncio.gather(
                 *(
                     http.post(
@@ -75,7 +86,7 @@ async def test_worker_sigkilled_mid_burst_then_restarted_completes_every_event(
             asked_at_kill = len(dms_per_event(fake_slack))
         assert asked_at_kill < EVENTS, "the burst was over before the kill: nothing was tested"
 
-        async with WorkerProcess(settings, tmp_path / "powertrip.yaml"):
+        async with WorkerProcess(settings, config) as restarted:
             # Abandoned attempts are retried after their 20 s start-to-close timeout.
             await eventually(lambda: set(dms_per_event(fake_slack)) == set(ids), within=90)
             asked = dms_per_event(fake_slack)
@@ -87,11 +98,17 @@ async def test_worker_sigkilled_mid_burst_then_restarted_completes_every_event(
                 await decide(handle, Action.APPROVE, person(n)[1])
             records = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 90)
             asked = dms_per_event(fake_slack)  # every abandoned attempt has been retried by now
+        tasks = await task_identities(dev_env.client, ids)
 
     assert all(r.status is EventStatus.APPROVED for r in records)
     twice = sum(count - 1 for count in asked.values())
-    print(f"FIGURES killed after {asked_at_kill}/{EVENTS} DMs; asked twice: {twice}")
+    by = {
+        name: tasks[worker_identity(w.pid)]
+        for name, w in (("killed", first), ("survivor", survivor), ("restarted", restarted))
+    }
+    print(f"FIGURES killed after {asked_at_kill}/{EVENTS} DMs; asked twice: {twice}; tasks {by}")
     assert twice == 0, asked
+    assert by["killed"] > 0, "the killed worker had done nothing: nothing was tested"
 
 
 @pytest.mark.parametrize("held", [0.0, 9.0], ids=["at-once", "after-a-task-heartbeat"])
