@@ -323,12 +323,18 @@ async def test_a_reminder_handed_on_twice_is_listed_once_and_its_next_cycle_agai
         await ensure_reminder_digest(env.client, settings.task_queue, 2)
         digest = env.client.get_workflow_handle(reminder_digest_id(settings.task_queue))
 
-        async def hand_on(reminders: list[DueReminder]) -> list[SlackMessage]:
-            """The digests posted for `reminders` handed on in one batch."""
+        async def hand_on(reminders: list[DueReminder], posts: int = 1) -> list[SlackMessage]:
+            """The digests posted for `reminders` handed on in one batch (`posts` awaited)."""
             before = len(posted_to(fake_slack, SECURITY_CHANNEL))
             await digest.signal(DUE_BATCH_SIGNAL, DueBatch(reminders=reminders))
-            await env.sleep(GATHER_WINDOW * 3)  # a second digest would be posted by now
+            await env.sleep(GATHER_WINDOW)
+            await eventually(lambda: len(posted_to(fake_slack, SECURITY_CHANNEL)) >= before + posts)
+            await env.sleep(GATHER_WINDOW * 2)  # a second digest would be posted by now
             return posted_to(fake_slack, SECURITY_CHANNEL)[before:]
+
+        async def told(count: int) -> WorkflowHistory | None:
+            history = await digest.fetch_history()
+            return history if len(_told(history)) >= count else None
 
         at = (await env.get_current_time()).isoformat()
         # Copies in one batch: the first attempt's and its retry's, handed on together.
@@ -344,9 +350,12 @@ async def test_a_reminder_handed_on_twice_is_listed_once_and_its_next_cycle_agai
         # Too few for a digest: told to post its own, once; then the copy its task run again
         # hands on (a new cycle, the same due time) is told on that cycle.
         rerun = (await env.get_current_time()).isoformat()
-        assert await hand_on([_handed_off(alone, at), _handed_off(alone, at)]) == []
+        assert await hand_on([_handed_off(alone, at), _handed_off(alone, at)], posts=0) == []
+        await eventually(lambda: told(1))
         again = _handed_off(alone, rerun).model_copy(update={"due_at": at})
-        assert await hand_on([again]) == []
+        assert await hand_on([again], posts=0) == []
+        history = await eventually(lambda: told(2))
+        await env.sleep(GATHER_WINDOW * 2)  # a third answer would be scheduled by now
         history = await digest.fetch_history()
         await digest.terminate("test over")
     assert listed(one) == sorted(e.event_id for e in first)
@@ -390,7 +399,14 @@ async def test_the_digest_carries_the_reminders_it_listed_lately_over_continue_a
         )
         reminders = [_handed_off(known, at), _handed_off(new, at)]
         await digest.signal(ReminderDigestWorkflow.due_batch, DueBatch(reminders=reminders))
-        await env.sleep(GATHER_WINDOW * 3)
+        await env.sleep(GATHER_WINDOW)
+
+        async def told() -> WorkflowHistory | None:
+            history = await digest.fetch_history()
+            return history if _told(history) else None
+
+        await eventually(told)
+        await env.sleep(GATHER_WINDOW * 2)  # a second answer would be scheduled by now
         history = await digest.fetch_history()
         await digest.terminate("test over")
     assert _told(history) == [[(new.event_id, at)]]
