@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -110,14 +111,16 @@ def replayer(workflow: type) -> Replayer:
     return Replayer(workflows=[workflow], data_converter=pydantic_data_converter)
 
 
-def recorded_patches(path: Path) -> set[str]:
-    """The patch ids whose markers a history recorded."""
-    found = set()
+@functools.cache
+def recorded_patches(path: Path) -> frozenset[str]:
+    """The patch ids whose markers a history recorded (read once per run: the ledger's test
+    asks for every patch across every generation)."""
+    found: set[str] = set()
     for event in load(path).events:
         if event.marker_recorded_event_attributes.marker_name == "core_patch":
             for payloads in event.marker_recorded_event_attributes.details.values():
                 found |= {json.loads(p.data).get("id") for p in payloads.payloads}
-    return found
+    return frozenset(found)
 
 
 def test_the_newest_generation_has_a_history_of_every_workflow_the_worker_runs() -> None:
