@@ -143,17 +143,21 @@ async def lateness(
     renotify: float,
     how: dict[str, int] | None = None,
     handed: list[float] | None = None,
+    times: Counter[str] | None = None,
 ) -> tuple[list[float], int]:
     """Seconds each sampled event's first reminder reached Slack after it was due; how many had
     none. `how` counts the reminders by how they went: in a digest, or posted on their own;
-    `handed` gets how late each hand-off to the digest was (its timer's lateness)."""
+    `handed` gets how late each hand-off to the digest was (its timer's lateness); `times` how
+    many posted digests listed each event, every event, not only those sampled."""
     late: list[float] = []
     none = 0
     if how is not None:
         how.clear()
     if handed is not None:
         handed.clear()
-    listed = await digest_posts(system)
+    if times is not None:
+        times.clear()
+    listed = await digest_posts(system, times)
     for event_id in ids:
         # From the memo, as the API reads it: a query would wait in the worker's queue.
         described = await system.client.get_workflow_handle(event_id).describe()
@@ -266,8 +270,9 @@ async def main() -> None:
         deadline = time.perf_counter() + args.duration
         how: dict[str, int] = defaultdict(int)
         handed: list[float] = []
+        times: Counter[str] = Counter()
         while True:
-            late, missing = await lateness(system, sample, args.renotify, how, handed)
+            late, missing = await lateness(system, sample, args.renotify, how, handed, times)
             if not missing or time.perf_counter() > deadline:
                 break
             await asyncio.sleep(5)
@@ -292,8 +297,6 @@ async def main() -> None:
                 f" p50 {percentile(handed, 0.5):5.1f} s p99 {percentile(handed, 0.99):5.1f} s"
             )
         # Each event's first reminder only, as long as the run ends before a second is due.
-        times: Counter[str] = Counter()
-        await digest_posts(system, times)
         twice = sum(1 for n in times.values() if n > 1)
         print(f"  digests so far list {len(times)} events, {twice} of them more than once")
         print(

@@ -1,13 +1,11 @@
 """Reviews are paced per source (issue 10, section 6): records that cannot be read are reviewed
 like unrecognised ones (issue 11), paced the same way; failed logins are counted, not reviewed
 (issue 17). The flood of 300 shapes in one request is in the fault suite
-(tests/faults/test_record_flood.py), which uses this module's `stack`."""
+(tests/faults/test_record_flood.py), which uses this module's `stack` and `posts`."""
 
 from __future__ import annotations
 
 import json
-import random
-import string
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,10 +41,6 @@ async def stack(
     config = config_from_mapping(data, tmp_path, "paced")
     async with api_client(settings) as http, running_worker(dev_env.client, settings, config):
         yield http, settings
-
-
-def word(rng: random.Random) -> str:
-    return "".join(rng.choice(string.ascii_lowercase) for _ in range(12))
 
 
 def posts(fake: FakeSlack, marker: str) -> list[SlackMessage]:

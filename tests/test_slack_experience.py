@@ -14,7 +14,7 @@ import pytest
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.reminders import ReminderActivities
@@ -302,6 +302,12 @@ def _told(history: WorkflowHistory) -> list[list[tuple[str, str]]]:
     ]
 
 
+async def _told_at_least(digest: WorkflowHandle[Any, Any], count: int) -> WorkflowHistory | None:
+    """The digest's history once it has scheduled `count` `answer_slots` or more, else None."""
+    history = await digest.fetch_history()
+    return history if len(_told(history)) >= count else None
+
+
 async def test_a_reminder_handed_on_twice_is_listed_once_and_its_next_cycle_again(
     time_skipping_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str
 ) -> None:
@@ -332,10 +338,6 @@ async def test_a_reminder_handed_on_twice_is_listed_once_and_its_next_cycle_agai
             await env.sleep(GATHER_WINDOW * 2)  # a second digest would be posted by now
             return posted_to(fake_slack, SECURITY_CHANNEL)[before:]
 
-        async def told(count: int) -> WorkflowHistory | None:
-            history = await digest.fetch_history()
-            return history if len(_told(history)) >= count else None
-
         at = (await env.get_current_time()).isoformat()
         # Copies in one batch: the first attempt's and its retry's, handed on together.
         [one] = await hand_on([_handed_off(e, at) for e in [first[0], *first, first[2]]])
@@ -351,10 +353,10 @@ async def test_a_reminder_handed_on_twice_is_listed_once_and_its_next_cycle_agai
         # hands on (a new cycle, the same due time) is told on that cycle.
         rerun = (await env.get_current_time()).isoformat()
         assert await hand_on([_handed_off(alone, at), _handed_off(alone, at)], posts=0) == []
-        await eventually(lambda: told(1))
+        await eventually(lambda: _told_at_least(digest, 1))
         again = _handed_off(alone, rerun).model_copy(update={"due_at": at})
         assert await hand_on([again], posts=0) == []
-        history = await eventually(lambda: told(2))
+        await eventually(lambda: _told_at_least(digest, 2))
         await env.sleep(GATHER_WINDOW * 2)  # a third answer would be scheduled by now
         history = await digest.fetch_history()
         await digest.terminate("test over")
@@ -400,12 +402,7 @@ async def test_the_digest_carries_the_reminders_it_listed_lately_over_continue_a
         reminders = [_handed_off(known, at), _handed_off(new, at)]
         await digest.signal(ReminderDigestWorkflow.due_batch, DueBatch(reminders=reminders))
         await env.sleep(GATHER_WINDOW)
-
-        async def told() -> WorkflowHistory | None:
-            history = await digest.fetch_history()
-            return history if _told(history) else None
-
-        await eventually(told)
+        await eventually(lambda: _told_at_least(digest, 1))
         await env.sleep(GATHER_WINDOW * 2)  # a second answer would be scheduled by now
         history = await digest.fetch_history()
         await digest.terminate("test over")

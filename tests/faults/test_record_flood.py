@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import string
 import uuid
 
 import httpx
@@ -14,7 +15,11 @@ import httpx
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.settings import Settings
 from tests.harness import WEBHOOK_HEADERS, eventually
-from tests.test_review_pacing import posts, stack, word  # noqa: F401  (stack: a fixture)
+from tests.test_review_pacing import posts, stack  # noqa: F401  (stack: a fixture)
+
+
+def word(rng: random.Random) -> str:
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(12))
 
 
 async def test_three_hundred_shapes_are_a_few_posts_and_one_digest(
