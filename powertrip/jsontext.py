@@ -12,19 +12,39 @@ Python's `json` on its own turns three inputs into surprises a sender controls:
 
 `loads` decodes each of them as an `Unreadable` marker in its place instead, and `unreadable`
 finds the first marker in a record (`RawEvent` refuses fields holding one), so that record is
-`invalid` with the reason and the rest of the batch proceeds. A document that is no JSON at
-all (syntax, encoding, nesting beyond the interpreter's stack) is a `JsonError`.
+`invalid` with the reason and the rest of the batch proceeds. Two more inputs are valid JSON
+that one record of a batch can hold:
+- a value nested beyond the interpreter's stack (about 1,000 levels) made the whole document
+  unreadable; such a value is an `Unreadable` marker in its place too (`_flatten_deep`);
+- a `\\ud800` escape without its pair (RFC 8259 section 8.2 allows it; UTF-8 cannot encode
+  it) became a Python string that every later `encode()` and Temporal's converter refuse. An
+  unpaired surrogate, in a key or a value, reads as U+FFFD, as undecodable bytes do in the
+  text bodies (`errors="replace"`).
+A document that is no JSON at all (syntax, encoding) is a `JsonError`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 MAX_INTEGER_DIGITS = 4300  # CPython's default `sys.int_info.default_max_str_digits`
 _SHOWN = 40  # characters of an unreadable number kept for the reason
+# Values nested deeper than this are markers once a document overflows the decoder's stack:
+# far under the ~1,000 levels the C decoder reaches, far over any record's `MAX_FIELD_DEPTH`.
+FLATTENED_DEPTH = 256
+# A whole JSON string, or one bracket: what `_flatten_deep` steps through (strings whole, so a
+# bracket inside one is text).
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Where a decoded string can hold an unpaired surrogate: an escape of one, or one passed
+# through from bytes (`surrogatepass`, as `json.loads` decodes bytes).
+_SURROGATE_SOURCE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 class JsonError(ValueError):
@@ -69,31 +89,122 @@ _DECODER = json.JSONDecoder(parse_int=_integer, parse_float=_float, parse_consta
 
 def loads(text: str | bytes | bytearray) -> Any:
     """The JSON value of `text` (bytes as UTF-8, UTF-16 or UTF-32, as `json.loads` reads them),
-    with `Unreadable` in place of each number Python cannot hold; `JsonError` when `text` is
-    no single JSON value."""
+    with `Unreadable` in place of each number Python cannot hold and of each value nested too
+    deeply to decode, and U+FFFD for each unpaired surrogate; `JsonError` when `text` is no
+    single JSON value."""
     if isinstance(text, bytes | bytearray):
         try:
             text = text.decode(json.detect_encoding(text), "surrogatepass")
         except UnicodeDecodeError as exc:
             raise JsonError(str(exc)) from exc
     try:
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise JsonError(str(exc), extra_data=exc.msg == "Extra data") from exc
-    except RecursionError as exc:  # `[[[[...` well under any size cap
-        raise JsonError("nested too deeply") from exc
+    except RecursionError:  # `[[[[...` well under any size cap: mark the deep values instead
+        value = _decode_flattened(text)
+    return _without_surrogates(value) if _SURROGATE_SOURCE.search(text) else value
 
 
 def raw_decode(text: str, position: int) -> tuple[Any, int]:
     """The JSON value starting at `position` of `text` and where the rest begins (values one
-    after another); `JsonError` when none starts there."""
+    after another), read as `loads` reads a document; `JsonError` when none starts there."""
     try:
         value, end = _DECODER.raw_decode(text, position)
     except json.JSONDecodeError as exc:
         raise JsonError(str(exc)) from exc
-    except RecursionError as exc:
-        raise JsonError("nested too deeply") from exc
+    except RecursionError:
+        # The value's own extent, without decoding it: the values after it are still read.
+        closed = _value_end(text, position)
+        if closed is None:
+            raise JsonError("nested too deeply, and never closed") from None
+        return Unreadable(f"a value nested deeper than {FLATTENED_DEPTH} levels"), closed
+    if _SURROGATE_SOURCE.search(text, position, end):
+        value = _without_surrogates(value)
     return value, end
+
+
+def _decode_flattened(text: str) -> Any:
+    """`text` decoded with every value deeper than `FLATTENED_DEPTH` levels an `Unreadable`."""
+    sentinel = f"\x00powertrip-too-deep-{secrets.token_hex(8)}"  # no sender can write it
+    flattened = _flatten_deep(text, json.dumps(sentinel))
+    try:
+        value = _DECODER.decode(flattened)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise JsonError(f"nested too deeply: {exc}") from exc
+    marker = Unreadable(f"a value nested deeper than {FLATTENED_DEPTH} levels")
+    return _map_strings(value, lambda s: marker if s == sentinel else s)
+
+
+def _flatten_deep(text: str, replacement: str) -> str:
+    """`text` with each value that opens at depth `FLATTENED_DEPTH` + 1 replaced by
+    `replacement`; iterative, in linear time. Malformed text comes out malformed."""
+    pieces: list[str] = []
+    depth = 0
+    kept_to = 0  # text[:kept_to] is in `pieces`
+    opened_at = -1  # where the value being replaced began, or -1
+    for token in _TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            if depth == FLATTENED_DEPTH + 1:
+                opened_at = token.start()
+        elif bracket in "]}":
+            if depth == FLATTENED_DEPTH + 1 and opened_at >= 0:
+                pieces += [text[kept_to:opened_at], replacement]
+                kept_to, opened_at = token.end(), -1
+            depth -= 1
+    pieces.append(text[kept_to:])
+    return "".join(pieces)
+
+
+def _value_end(text: str, position: int) -> int | None:
+    """Where the array or object opening at or after `position` (after whitespace) closes, one
+    past it; None when it never does. Iterative."""
+    depth = 0
+    for token in _TOKEN.finditer(text, position):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+        elif bracket in "]}":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+    return None
+
+
+def _without_surrogates(value: Any) -> Any:
+    """`value` with every unpaired surrogate in its strings and keys replaced by U+FFFD (a
+    paired escape decodes to its one character, so any surrogate left is unpaired)."""
+    return _map_strings(value, lambda s: _SURROGATE.sub("\ufffd", s))
+
+
+def _map_strings(value: Any, change: Callable[[str], Any]) -> Any:
+    """`value` (as decoded: dicts, lists, scalars) with `change` applied to every string in it,
+    keys included (a key must stay a string); the containers are changed in place. Iterative,
+    so a deep value cannot exhaust the stack."""
+    if isinstance(value, str):
+        return change(value)
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            entries = list(item.items())
+            item.clear()
+            for key, child in entries:
+                new_key = change(key)
+                item[new_key if isinstance(new_key, str) else key] = (
+                    change(child) if isinstance(child, str) else child
+                )
+                if isinstance(child, dict | list):
+                    stack.append(child)
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                if isinstance(child, str):
+                    item[index] = change(child)
+                elif isinstance(child, dict | list):
+                    stack.append(child)
+    return value
 
 
 def unreadable(value: Any) -> str | None:

@@ -102,15 +102,28 @@ def test_papertrail_archive_lines_in_the_documented_format_are_read() -> None:
 
 
 @pytest.mark.parametrize("path", ["/webhooks/json", "/webhooks/papertrail"])
-async def test_json_nested_deeper_than_the_parser_goes_is_a_400(
+async def test_json_nested_deeper_than_the_parser_goes_fails_its_record_not_the_body(
     http: httpx.AsyncClient, path: str
 ) -> None:
-    body = b'{"events": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    # 200,000 levels, far past the decoder's stack: once a 400 for the whole body, which lost
+    # the login beside it.
+    good = {"id": uuid.uuid4().hex, "hostname": "web1", "program": "sshd"}
+    good["message"] = ssh_line(f"u{uuid.uuid4().hex[:8]}")
+    body = (
+        b'{"events": ['
+        + json.dumps(good).encode()
+        + b', {"id": "deep", "message": "x", "a": '
+        + b"[" * 200_000
+        + b"]" * 200_000
+        + b"}]}"
+    )
     response = await http.post(
         path, content=body, headers={**WEBHOOK_HEADERS, "Content-Type": "application/json"}
     )
-    assert response.status_code == 400
-    assert "nested" in response.json()["detail"]
+    assert response.status_code == 202, response.text
+    started, deep = response.json()["results"]
+    assert started["status"] == "started", started
+    assert deep["status"] == "invalid" and "nested" in deep["reason"], deep
 
 
 def test_a_deeply_nested_record_fails_alone_in_ndjson_cloudwatch_and_backfill() -> None:
@@ -119,11 +132,11 @@ def test_a_deeply_nested_record_fails_alone_in_ndjson_cloudwatch_and_backfill() 
     items = parse_ndjson(f"{deep}\n{good}\n".encode())
     assert items[0].error is not None and "nested" in items[0].error
     assert items[1].raw is not None
-    # A CloudWatch log line that looks like JSON but nests too deeply is matched as text.
+    # A CloudWatch JSON log line nested too deeply is its own invalid, as at 100 levels.
     [item] = parse_subscription(
         {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "timestamp": 0, "message": deep}]}
     )
-    assert item.raw is not None and item.raw.message == deep
+    assert item.error is not None and "nested deeper" in item.error
     located = list(records([deep + "\n", good + "\n"], InputFormat.NDJSON))
     assert located[0].item.error and located[0].line == 1
     assert located[1].item.raw is not None
@@ -416,3 +429,26 @@ async def test_hostile_numbers_leave_the_rest_of_each_batch_to_proceed(
         )
         assert response.status_code == 400 and response.json()["detail"], body
     assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_a_huge_unmatched_record_is_reviewed_clipped_and_the_batch_proceeds(
+    http: httpx.AsyncClient, dev_env: WorkflowEnvironment
+) -> None:
+    # Its review's input once held the whole record: over Temporal's 2 MB, a 500 for the batch.
+    login = {"id": uuid.uuid4().hex, "program": "sshd", "message": ssh_line("alice")}
+    blob = {"id": uuid.uuid4().hex, "message": "", "blob": "A" * 2_300_000, "tag": "kept"}
+    host = {"id": uuid.uuid4().hex, "host": "h" * 2_300_000, "message": "hello from a host"}
+    response = await http.post("/webhooks/json", json=[login, blob, host], headers=WEBHOOK_HEADERS)
+    assert response.status_code == 202, response.text
+    started, *unmatched = response.json()["results"]
+    assert started["status"] == "started", started
+    for result in unmatched:
+        assert result["status"] == "unmatched" and result["review"] == "requested", result
+    review = dev_env.client.get_workflow_handle(unmatched[0]["review_id"])
+    [request] = (
+        (await review.fetch_history())
+        .events[0]
+        .workflow_execution_started_event_attributes.input.payloads
+    )
+    sample = json.loads(request.data)["sample"]
+    assert sample["fields"]["tag"] == "kept" and len(sample["fields"]["blob"]) <= 2000
