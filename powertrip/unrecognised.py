@@ -14,6 +14,7 @@ their own and lists every later one in a digest, at most one every `digest_every
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -22,6 +23,10 @@ from powertrip.sources.cloudtrail import ID_NAMESPACE as CLOUDTRAIL_NAMESPACE
 from powertrip.sources.cloudtrail import is_cloudtrail_record, outcome_of
 
 SAMPLE_CHARS = 2000
+# A review's sample keeps a record's fields whole up to this much JSON, and at most this many
+# of their keys beyond it (`review_sample`).
+SAMPLE_FIELDS_CHARS = 16_000
+SAMPLE_KEYS = 50
 _NAME = r"[^\s;,()\"':][^\s;,():]*"
 # A user name is part of what varies, not of the shape: `Failed password for invalid user <name>`
 # from a brute-force run is one shape, not one per guessed name, and a review shows no names it
@@ -90,6 +95,30 @@ def message_shape(raw: RawEvent) -> str:
     else:
         text = "{" + ",".join(sorted(raw.fields)) + "}"
     return f"{raw.program or '-'}: {text}"[:500]
+
+
+def review_sample(raw: RawEvent) -> RawEvent:
+    """`raw` as its review shows it and Temporal keeps it: the message, host and program at most
+    `SAMPLE_CHARS` characters each; the fields whole while their JSON fits `SAMPLE_FIELDS_CHARS`,
+    otherwise the first `SAMPLE_KEYS` keys, each value whose JSON is longer than `SAMPLE_CHARS`
+    clipped to that much of its JSON text (ending in "…"). A record of any size matched a rule
+    fine, but its review's input grew with it past Temporal's 2 MB and failed the batch."""
+    clip: dict[str, Any] = {
+        name: value[:SAMPLE_CHARS]
+        for name in ("message", "host", "program")
+        if isinstance(value := getattr(raw, name), str) and len(value) > SAMPLE_CHARS
+    }
+    if len(json.dumps(raw.fields, default=str)) > SAMPLE_FIELDS_CHARS:
+        clip["fields"] = {
+            key[:SAMPLE_CHARS]: _clipped(value)
+            for key, value in list(raw.fields.items())[:SAMPLE_KEYS]
+        }
+    return raw.model_copy(update=clip) if clip else raw
+
+
+def _clipped(value: Any) -> Any:
+    text = json.dumps(value, default=str)
+    return value if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
 
 
 def invalid_sample(source: str, reason: str, sample: str | None) -> RawEvent:

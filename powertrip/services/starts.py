@@ -117,7 +117,7 @@ from powertrip.identity import content_digest, identity_of
 from powertrip.messages import markdown_block, markdown_code, markdown_text
 from powertrip.models import EventStatus, RawEvent, SecurityEvent
 from powertrip.sources.searches import scope_problem
-from powertrip.unrecognised import SAMPLE_CHARS, invalid_shape, message_shape
+from powertrip.unrecognised import invalid_shape, message_shape, review_sample
 
 
 class ResultStatus(StrEnum):
@@ -291,9 +291,8 @@ async def request_review(
     hour = (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     shape = invalid_shape(reason) if reason else message_shape(raw)
     workflow_id = review_id(raw.source, shape, hour)
-    sample = raw.model_copy(update={"message": raw.message[:SAMPLE_CHARS]})
     request = UnrecognisedInput(
-        source=raw.source, shape=shape, hour=hour, sample=sample, reason=reason
+        source=raw.source, shape=shape, hour=hour, sample=review_sample(raw), reason=reason
     )
     started = await start_once(
         client,
