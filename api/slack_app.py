@@ -38,7 +38,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from powertrip.contracts.approval import Click, EventRecord
+from powertrip.contracts.approval import Click, EventRecord, shown_in
 from powertrip.contracts.expectations import Expectation
 from powertrip.directory import SlackDirectory
 from powertrip.messages import (
@@ -178,6 +178,7 @@ async def decision_button(
         at=datetime.now(UTC),
         via="slack",
         response_url=body.get("response_url"),
+        shown=shown_in(action.get("block_id")),
     )
     event_id = str(action["value"])
     container = body.get("container") or {}

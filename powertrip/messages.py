@@ -28,7 +28,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from powertrip.contracts.approval import Action, EventRecord, MessageKind
+from powertrip.contracts.approval import Action, EventRecord, MessageKind, decision_block_id
 from powertrip.contracts.conflict import ConflictReport
 from powertrip.contracts.expectations import Expectation, ExpectationNotice, ExpectationStatus
 from powertrip.contracts.passkeys import NoticeKind, NoticeState, Refusal, passkey_notice_id
@@ -354,7 +354,8 @@ def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list
     return ["approve_on_behalf", "not_me"]
 
 
-def _buttons(event: SecurityEvent, ids: list[str], in_channel: bool) -> ActionsBlock:
+def _buttons(record: EventRecord, ids: list[str], in_channel: bool) -> ActionsBlock:
+    event = record.event
     elements = []
     for action_id in ids:
         text, style, confirm = (_CHANNEL_BUTTONS if in_channel else _BUTTONS)[action_id]
@@ -364,7 +365,10 @@ def _buttons(event: SecurityEvent, ids: list[str], in_channel: bool) -> ActionsB
                 text=text, action_id=action_id, value=event.event_id, style=style, confirm=confirm
             )
         )
-    return ActionsBlock(block_id="decision", elements=elements)
+    # A group's question says how many events it lists: an approval of fewer than have joined
+    # is refused (`EventRecord.unseen`).
+    shown = record.burst.members if record.burst is not None else None
+    return ActionsBlock(block_id=decision_block_id(shown), elements=elements)
 
 
 def notification(
@@ -425,7 +429,7 @@ def notification(
     blocks.append(_context(event, ui_url))
     ids = button_ids(record, kind, in_channel)
     if ids:
-        blocks.append(_buttons(event, ids, in_channel))
+        blocks.append(_buttons(record, ids, in_channel))
     return _plain(headline), blocks
 
 
@@ -458,7 +462,7 @@ def decided(
         *([listed] if (listed := _burst_list(record)) else []),
         *([details] if (details := _details(event)) and not listed else []),
         _context(event, ui_url),
-        *([_buttons(event, ids, in_channel)] if ids else []),
+        *([_buttons(record, ids, in_channel)] if ids else []),
     ]
     return _plain(headline), blocks
 

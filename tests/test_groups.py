@@ -89,14 +89,30 @@ def _dms(fake: FakeSlack) -> list[SlackMessage]:
 
 
 async def _click(
-    http: httpx.AsyncClient, message: SlackMessage, user: str, action: str, value: str
+    http: httpx.AsyncClient,
+    message: SlackMessage,
+    user: str,
+    action: str,
+    value: str,
+    block_id: str | None = None,
 ) -> None:
-    body, headers = signed_request(
-        SIGNING_SECRET,
-        block_action_payload(user, action, value, channel=message.channel, message_ts=message.ts),
+    """Press a button of `message` as Slack sends it: with its decision block's id as the
+    message shows it now, or `block_id` (as an earlier drawing showed it)."""
+    payload = block_action_payload(
+        user,
+        action,
+        value,
+        channel=message.channel,
+        message_ts=message.ts,
+        block_id=block_id or _decision_block(message),
     )
+    body, headers = signed_request(SIGNING_SECRET, payload)
     response = await http.post("/slack/interactions", content=body, headers=headers)
     assert response.status_code == 200
+
+
+def _decision_block(message: SlackMessage) -> str:
+    return next(str(b["block_id"]) for b in message.blocks if b.get("type") == "actions")
 
 
 def _button_value(message: SlackMessage) -> str:
@@ -160,6 +176,54 @@ async def test_a_burst_of_20_is_one_message_and_one_click_decides_all(
         )
         assert late_record[0].group not in (None, group_id)
         await eventually(lambda: len(_dms(fake_slack)) == 2)
+
+
+async def test_an_approval_pressed_before_a_login_joined_the_message_decides_nothing(
+    grouping_api: tuple[httpx.AsyncClient, Settings],
+    dev_env: WorkflowEnvironment,
+    fake_slack: FakeSlack,
+) -> None:
+    """A login that joins the group a second before alice presses Approve is not on the message
+    she pressed: her click must not approve it (it once did, for an attacker's login from
+    another address). The approval is refused, the message is drawn again with both, and the
+    approval pressed on that one decides both."""
+    http, settings = grouping_api
+    client = dev_env.client
+    host = f"ops-{uuid.uuid4().hex[:6]}"
+    async with running_worker(client, settings, make_config()):
+        first = await _login(http, host)
+        [record] = await eventually(lambda: _all(client, [first], lambda r: r.group is not None))
+        group_id = record.group
+        assert group_id is not None
+        [dm] = await eventually(lambda: _dms(fake_slack) or None)
+        drawn_with_one = _decision_block(dm)
+        assert drawn_with_one == "decision-1"
+
+        second = await _login(http, host, address="198.51.100.66")
+        await eventually(lambda: _all(client, [second], lambda r: r.group == group_id))
+        group = client.get_workflow_handle_for(ApprovalWorkflow.run, group_id)
+        # The workflow refuses it even before its memo or message shows the second login.
+        await decide(group, Action.APPROVE, "U0ALICE", shown=1)
+        # And through Slack, pressed on the message as it was drawn with one.
+        await _click(http, dm, "U0ALICE", "approve", group_id, block_id=drawn_with_one)
+
+        def refusals(r: EventRecord) -> list[str]:
+            return [e.detail or "" for e in r.timeline if e.what is TimelineKind.REFUSED]
+
+        refused = await eventually(
+            lambda: _all(client, [group_id], lambda r: len(refusals(r)) == 2), within=30
+        )
+        assert all("1 more event joined" in text for text in refusals(refused[0]))
+        for r in await _all(client, [group_id, first, second], lambda r: True) or []:
+            assert r.status is EventStatus.PENDING, r.event.event_id
+
+        await eventually(lambda: _decision_block(dm) == "decision-2", within=30)
+        assert "198.51.100.66" in json.dumps(dm.blocks)
+        await _click(http, dm, "U0ALICE", "approve", group_id)
+        await eventually(
+            lambda: _all(client, [first, second], lambda r: r.status is EventStatus.APPROVED),
+            within=30,
+        )
 
 
 async def test_a_group_from_several_addresses_shows_each_address(

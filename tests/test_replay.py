@@ -213,6 +213,7 @@ def test_the_newest_generation_passes_through_every_patch(patch: patches.Patch) 
     the first histories were recorded."""
     folder = {
         "ApprovalWorkflow": "approval",
+        "GroupWorkflow": "group",
         "PollWorkflow": "poll",
         "ReminderDigestWorkflow": "reminder_digest",
     }[patch.workflow]

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TimelineKind,
         UpdateRequest,
+        unseen_refusal,
     )
     from powertrip.contracts.groups import (
         GROUP_WORKFLOW,
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from powertrip.contracts.slack import slack_call
     from powertrip.models import EventStatus
     from workflows.approval import ApprovalWorkflow, _Received
+    from workflows.patches import GROUP_APPROVES_WHAT_IT_SHOWED, patched
 
 
 @workflow.defn(name=GROUP_WORKFLOW)
@@ -164,7 +166,14 @@ class GroupWorkflow(ApprovalWorkflow):
         cli_team_only: bool = False,
     ) -> None:
         """Count the decision as an event does, and forward every decision that counted, as
-        it was signed (for the group), to each member."""
+        it was signed (for the group), to each member. An approval pressed on a message that
+        listed fewer events than have joined is refused (patch `group-approves-what-it-showed`):
+        the message is drawn again, and the approver decides on what it lists."""
+        unseen = self.record.unseen(received.click) if verified else 0
+        if unseen and received.click.refused is None and patched(GROUP_APPROVES_WHAT_IT_SHOWED):
+            self._trace(TimelineKind.REFUSED, received, unseen_refusal(unseen, received.click))
+            self.changed = True
+            return
         before = self.record.status
         await super()._count(received, renotify, verified, cli_team_only)
         if verified and self.record.status is not before:

@@ -45,6 +45,8 @@ BOUNDED_LOCAL_SLACK = "bounded-local-slack-calls"
 APPROVAL_BASELINE_K = "approval-baseline-2026-12-01-k"
 REMINDERS_HANDED_OFF = "reminders-handed-off"
 APPROVAL_BASELINE_2 = "approval-baseline-2026-12-02"
+# GroupWorkflow
+GROUP_APPROVES_WHAT_IT_SHOWED = "group-approves-what-it-showed"
 # PollWorkflow
 POLL_ANY_SOURCE = "poll-any-source"
 # ReminderDigestWorkflow
@@ -451,6 +453,15 @@ LEDGER: tuple[Patch, ...] = (
         "listed or told again: a hand-off retried into a collector's next run, or into a "
         "collector after its first attempt went to the digest.",
         "2026-12-02-b",
+    ),
+    _patch(
+        GROUP_APPROVES_WHAT_IT_SHOWED,
+        "GroupWorkflow",
+        date(2026, 12, 2),
+        "An approval of a group's question pressed on a message that listed fewer events than "
+        "had joined is refused, traced, and the message drawn again: a login that joined a "
+        "second before the click was approved by it unseen. Asked only for such a click.",
+        "2026-12-02-c",
     ),
     _patch(
         APPROVAL_BASELINE_2,

@@ -190,6 +190,12 @@ class Click(BaseModel):
     credential: CredentialRef | None = Field(
         default=None, description="The passkey the approver stepped up with."
     )
+    shown: int | None = Field(
+        default=None,
+        description="A group's question: how many events the clicked message listed (its "
+        "decision block's id, `decision_block_id`). An approval is refused while more have "
+        "joined: nobody approves a login they were not shown.",
+    )
 
     @property
     def stepped_up(self) -> str:
@@ -202,6 +208,37 @@ class Click(BaseModel):
             f"with {self.step_up.value} {self.credential.label!r} "
             f"({self.credential.credential_id[:16]})"
         )
+
+
+DECISION_BLOCK = "decision"
+
+
+def decision_block_id(shown: int | None) -> str:
+    """The block id of a message's decision buttons: `decision`, or on a group's question
+    `decision-<n>`, `n` the events the message lists. Slack sends it back with each click
+    (`block_actions`' `actions[].block_id`), so the click says what its message showed."""
+    return DECISION_BLOCK if shown is None else f"{DECISION_BLOCK}-{shown}"
+
+
+def shown_in(block_id: object) -> int | None:
+    """The events a clicked group question listed, from its decision block's id; None for any
+    other block id (an event's own question, a message from before the count was kept)."""
+    prefix = f"{DECISION_BLOCK}-"
+    if isinstance(block_id, str) and block_id.startswith(prefix):
+        count = block_id.removeprefix(prefix)
+        if count.isascii() and count.isdigit() and len(count) <= 6:
+            return int(count)
+    return None
+
+
+def unseen_refusal(unseen: int, click: Click) -> str:
+    """Why an approval of a group's question is refused: `unseen` events joined after the
+    message it was pressed on was drawn (`EventRecord.unseen`)."""
+    events = "event" if unseen == 1 else "events"
+    return (
+        f"{unseen} more {events} joined this question after the message you pressed listed "
+        f"{click.shown}"
+    )
 
 
 class MessageKind(StrEnum):
@@ -395,6 +432,14 @@ class EventRecord(BaseModel):
         if authority.may(action, self.status, user):
             return True
         return action is Action.REPORT and self.contestable_by(user)
+
+    def unseen(self, click: Click) -> int:
+        """How many of a group's events the approval `click` was not shown: members that joined
+        after its message was drawn (0 for a click on an event's own question, or any click
+        other than an approval)."""
+        if click.shown is None or self.burst is None or click.action is not Action.APPROVE:
+            return 0
+        return max(0, self.burst.members - click.shown)
 
     def refusal(self, action: Action, user: str) -> Refusal | None:
         """None if `user` may take `action` now; otherwise what to tell them, naming who may."""

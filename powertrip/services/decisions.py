@@ -27,7 +27,14 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from powertrip import temporal as attributes
-from powertrip.contracts.approval import DECIDE_SIGNAL, RECORD_MEMO, Action, Click, EventRecord
+from powertrip.contracts.approval import (
+    DECIDE_SIGNAL,
+    RECORD_MEMO,
+    Action,
+    Click,
+    EventRecord,
+    unseen_refusal,
+)
 from powertrip.contracts.passkeys import PasskeyRefused, StepUpOutcome, StepUpRefused
 from powertrip.models import EventStatus
 from powertrip.services.stepup import issue_step_up_link, passkeys_of
@@ -164,6 +171,10 @@ async def deliver_click(
         if refusal.stale:  # already decided: nothing to trace
             return Delivery("stale", refusal.text)
         outcome, reply, refused = "refused", f":no_entry: {refusal.text}", refusal.plain
+    elif unseen := record.unseen(click):
+        # The group workflow refuses it too, for members that joined since its memo.
+        outcome, refused = "refused", unseen_refusal(unseen, click)
+        reply = f":warning: {refused}: look at the updated message and decide again."
     else:
         outcome, reply, refused = "delivered", None, None
     # Step-up (issue 15), the one insertion point: an approval the event wants confirmed with a

@@ -29,7 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import temporal_test_server
-from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput
+from powertrip.contracts.approval import SIGNALS_PER_RUN, Action, ApprovalInput, TimelineKind
 from powertrip.contracts.conflict import ConflictReport, conflict_workflow_id
 from powertrip.contracts.expectations import Expectation
 from powertrip.contracts.passkeys import (
@@ -461,8 +461,10 @@ GROUP_WINDOW = 600.0  # the config default: 10 minutes
 async def grouped(stack: Stack) -> WorkflowHandle:
     """Two of alice's logins within the grouping window (grouped-questions): each joins the one
     GroupWorkflow (an activity), which asks once and shows the second on its message (a
-    debounced update); alice approves the group and each member verifies the forwarded
-    decision as signed for its group. Returns the first member."""
+    debounced update); alice's approval pressed on a message that listed only the first is
+    refused (group-approves-what-it-showed), then she approves the message listing both and
+    each member verifies the forwarded decision as signed for its group. Returns the first
+    member."""
     first = await _start(stack, "grouped", group_window_seconds=GROUP_WINDOW)
     second = await _start(stack, "grouped_second", group_window_seconds=GROUP_WINDOW)
 
@@ -476,10 +478,17 @@ async def grouped(stack: Stack) -> WorkflowHandle:
         lambda: any("2 events of" in m.text for m in stack.slack.messages.values()), within=30
     )
     group = stack.client.get_workflow_handle(group_id)
-    await decide(group, Action.APPROVE, "U0ALICE")
+    await decide(group, Action.APPROVE, "U0ALICE", shown=1)
+    await eventually(lambda: _refused_on(group))
+    await decide(group, Action.APPROVE, "U0ALICE", shown=2)
     await save(group, stack.out / "group" / "approve.json")
     await second.result()
     return first
+
+
+async def _refused_on(handle: WorkflowHandle) -> bool:
+    record = await handle.query(ApprovalWorkflow.state)
+    return any(entry.what is TimelineKind.REFUSED for entry in record.timeline)
 
 
 async def digest_backlog(stack: Stack, digest: WorkflowHandle) -> None:
