@@ -6,6 +6,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import (
     APIKeyQuery,
     HTTPAuthorizationCredentials,
@@ -21,6 +22,27 @@ from powertrip.directory import SlackDirectory
 from powertrip.rules import RuleSet
 from powertrip.settings import Settings
 from powertrip.webui import WebUi
+
+
+def one_value_each(request: HTTPConnection) -> None:
+    """Refuse a query parameter given more than once (422, naming it): FastAPI reads the last
+    `host=` of `?host=bastion&host=evil` while a proxy, a WAF or a log reader may read the
+    first, so a question would be answered about another host than the one checked. No route
+    takes a list in its query."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "repeated",
+                        "loc": ("query", name),
+                        "msg": "given more than once; give each parameter once",
+                        "input": request.query_params.getlist(name),
+                    }
+                ]
+            )
+        seen.add(name)
 
 
 def get_settings(request: Request) -> Settings:

@@ -320,6 +320,22 @@ async def test_bad_match_questions_are_422_with_a_reason(
     assert reason in response.text
 
 
+@pytest.mark.parametrize("repeated", ["host", "at", "port"])
+async def test_a_parameter_given_twice_is_422_not_the_last_one(world: World, repeated: str) -> None:
+    # FastAPI answered about the last `host=` while a proxy or a log reader sees the first.
+    first = {"host": "bastion", "user": "root", "at": "2026-11-20T10:00:00Z", "port": "22"}
+    other = {"host": "evil", "at": "2026-11-21T10:00:00Z", "port": "2222"}
+    query = [*first.items(), (repeated, other[repeated])]
+    response = await world.http.get("/v1/approvals/match", params=query, headers=API)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", repeated] and "more than once" in error["msg"]
+    listing = await world.http.get(
+        "/v1/events", params=[("actor", "a"), ("actor", "b")], headers=API
+    )
+    assert listing.status_code == 422 and "more than once" in listing.text
+
+
 # -- listing ----------------------------------------------------------------------------------
 
 
