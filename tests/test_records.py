@@ -325,7 +325,8 @@ async def test_a_parameter_given_twice_is_422_not_the_last_one(world: World, rep
     # FastAPI answered about the last `host=` while a proxy or a log reader sees the first.
     first = {"host": "bastion", "user": "root", "at": "2026-11-20T10:00:00Z", "port": "22"}
     other = {"host": "evil", "at": "2026-11-21T10:00:00Z", "port": "2222"}
-    query = [*first.items(), (repeated, other[repeated])]
+    query: list[tuple[str, str | int | float | bool | None]] = [*first.items()]
+    query.append((repeated, other[repeated]))
     response = await world.http.get("/v1/approvals/match", params=query, headers=API)
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
