@@ -395,6 +395,7 @@ class Rule(BaseModel):
             occurred_at=occurred or datetime.now(UTC),
             time_without_zone=occurred is not None and zoneless,
             message=clip(raw.message, MAX_MESSAGE_CHARS),
+            addendum_id=raw.addendum_id,
             identity_text=(render(event.identity) or None) if event.identity else None,
             details=details,
             routing=self.routing,
