@@ -94,11 +94,12 @@ def identity_of(event: SecurityEvent) -> str | None:
 
 
 def content_digest(event: SecurityEvent) -> str:
-    """What a record said, for telling a retry (same) from a conflict (same id, other content):
-    the facts read from it (actor, host, source address and port, the message), not how it
-    travelled: the same record by two routes that share its id (CloudTrail's eventID by
-    EventBridge and CloudWatch, a Papertrail event by webhook and by the search API) carries
-    other transport fields but says the same. Not its time: a record without a time of its own
+    """What a record said, for telling a retry (same) from a conflict (same record id, other
+    content; a CloudTrail addendum is another record of its event: `services.starts`): the facts
+    read from it (actor, host, source address and port, the message), not how it travelled: the
+    same record by two routes that share its id (CloudTrail's eventID by EventBridge and
+    CloudWatch, a Papertrail event by webhook and by the search API) carries other transport
+    fields but says the same. Not its time: a record without a time of its own
     takes its arrival time, which a retry changes."""
     facts = [
         event.actor,

@@ -83,6 +83,12 @@ class RawEvent(BaseModel):
         description="Whose id `provider_id` is when it is not the source's own: `cloudtrail` "
         "for CloudTrail's eventID, whichever route delivered it.",
     )
+    addendum_id: str | None = Field(
+        default=None,
+        description="A CloudTrail addendum's own eventID: this record re-delivers, with fields "
+        "updated, the record `provider_id` names (`powertrip.sources.cloudtrail`). None: the "
+        "record is its own.",
+    )
 
     @property
     def event_id(self) -> str:
@@ -207,6 +213,10 @@ class SecurityEvent(BaseModel):
         "`RawEvent.time_without_zone`).",
     )
     message: str = Field(default="", description="The original log line.")
+    addendum_id: str | None = Field(
+        default=None,
+        description="Delivered by a CloudTrail addendum: its own eventID (`RawEvent.addendum_id`).",
+    )
     identity_text: str | None = Field(
         default=None,
         description="What stands in for the source port in the natural identity (the rule's "
@@ -245,6 +255,12 @@ class SecurityEvent(BaseModel):
         "many seconds of a group's first, while it is undecided, join its one question (the "
         "rule's `group_window`); 0: asked on its own (events recorded before groups).",
     )
+
+    @property
+    def record_id(self) -> str:
+        """The delivered record's own id: an addendum's eventID, else `provider_id`. Records of
+        one event with different ids may say different things; one id says one thing."""
+        return self.addendum_id or self.provider_id
 
     def escalation_policy(self) -> EscalationPolicy:
         """The event's policy; for events recorded before policies, the one `renotify_after`

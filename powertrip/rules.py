@@ -395,6 +395,7 @@ class Rule(BaseModel):
             occurred_at=occurred or datetime.now(UTC),
             time_without_zone=occurred is not None and zoneless,
             message=clip(raw.message, MAX_MESSAGE_CHARS),
+            addendum_id=raw.addendum_id,
             identity_text=(render(event.identity) or None) if event.identity else None,
             details=details,
             routing=self.routing,
@@ -424,8 +425,11 @@ def default_urgency(kind: EventKind, actor: str) -> Urgency:
 
 
 def _port(text: str) -> int | None:
-    """A rendered port: a number from 0 to 65535, else none (a template whose group is empty)."""
-    return int(text) if text.isdigit() and int(text) <= 65535 else None
+    """A rendered port: a number from 0 to 65535 in ASCII digits, else none (a template whose
+    group is empty, a JSON field holding something else)."""
+    # `isdigit` alone passes `²`, which `int` refuses (the record became `invalid`), and other
+    # scripts' digits, which no log writes a port in.
+    return int(text) if text.isascii() and text.isdigit() and int(text) <= 65535 else None
 
 
 def clip(text: str, limit: int) -> str:

@@ -238,6 +238,64 @@ async def test_an_addendum_re_delivery_is_its_originals_event(http: httpx.AsyncC
     assert (late["status"], late["event_id"]) == ("duplicate", name), late
 
 
+async def test_an_addendum_that_updates_the_record_is_no_conflict(http: httpx.AsyncClient) -> None:
+    """C3: an UPDATED_DATA addendum says something else than its original by design (here the
+    user's ARN, missing at first): in either order it is the original's event, a duplicate that
+    says it is an addendum, never a conflict reported to the security channel as a record
+    planted under the id. A record reusing an eventID without re-delivering another record
+    still is one."""
+
+    def login() -> tuple[dict[str, Any], dict[str, Any]]:
+        without_arn = {"type": "IAMUser", "accountId": ACCOUNT, "userName": "alice"}
+        original = sign_in(
+            "ConsoleLogin", without_arn, responseElements={"ConsoleLogin": "Success"}
+        )
+        addendum = {
+            **original,
+            "eventID": str(uuid.uuid4()),
+            "userIdentity": user("alice"),
+            "addendum": {
+                "reason": "UPDATED_DATA",
+                "updatedFields": "userIdentity",
+                "originalRequestID": "",
+                "originalEventID": original["eventID"],
+            },
+        }
+        return original, addendum
+
+    original, addendum = login()
+    name = f"cloudtrail-{original['eventID']}"
+    [first] = await post(http, original)
+    assert (first["status"], first["event_id"]) == ("started", name), first
+    [second] = await post(http, addendum)
+    assert (second["status"], second["event_id"]) == ("duplicate", name), second
+    assert f"an addendum of {name}" in second["reason"], second
+    assert addendum["eventID"] in second["reason"], second
+    # A record naming itself re-delivers nothing: under the original's eventID with another
+    # user, it is the planted record the conflict check is for.
+    planted = {**original, "userIdentity": user("mallory")}
+    naming_itself = {**addendum, "eventID": original["eventID"]}
+    conflicts = await post(http, planted, naming_itself)
+    assert [(r["status"], r["event_id"]) for r in conflicts] == [("conflict", name)] * 2
+    # The addendum first, then the original (and the addendum again): one event.
+    original, addendum = login()
+    name = f"cloudtrail-{original['eventID']}"
+    early, late, again = (
+        await post(http, addendum),
+        await post(http, original),
+        await post(http, addendum),
+    )
+    assert [(r[0]["status"], r[0]["event_id"]) for r in (early, late, again)] == [
+        ("started", name),
+        ("duplicate", name),
+        ("duplicate", name),
+    ]
+    # Another user under the addendum's own eventID, again naming the original: a record
+    # planted under the addendum's id.
+    [planted] = await post(http, {**addendum, "userIdentity": user("mallory")})
+    assert (planted["status"], planted["event_id"]) == ("conflict", name), planted
+
+
 async def test_an_identity_center_portal_sign_in_is_a_login(http: httpx.AsyncClient) -> None:
     """C5: the AWS access portal's sign-in (`UserAuthentication`) was only reviewed."""
     portal = sign_in(

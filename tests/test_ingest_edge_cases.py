@@ -14,12 +14,14 @@ import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from powertrip.config import config_from_mapping
 from powertrip.models import RawEvent
 from powertrip.sources import PayloadError
 from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse_subscription
@@ -355,6 +357,23 @@ def test_a_number_python_cannot_hold_is_its_own_records_invalid_in_every_reader(
     # A CEE message (`@cee:{...}`) holding one is matched as text, as any JSON that is none.
     raw = event_from_text("@cee:" + '{"n":' + BIG + "}", "json", "x", program="sudo")
     assert raw.fields == {}
+
+
+@pytest.mark.parametrize("port", ["²", "٣", "99999", "-1", "0x16"])
+def test_a_port_that_is_no_port_leaves_the_event_without_one(port: str) -> None:
+    """A JSON record's port field is the sender's text: anything but a port (a superscript
+    digit `int` refuses, another script's digit, out of range) is no port; the event is still
+    recognised, never made `invalid` by it."""
+    rule = {
+        "id": "json-login",
+        "title": "JSON login",
+        "match": {"fields": {"event": "login"}},
+        "event": {"actor": "{user}", "action": "login", "port": "{source.port}"},
+    }
+    rules = config_from_mapping({"rule_packs": [], "rules": [rule]}, Path.cwd(), "test").rule_set()
+    fields = {"event": "login", "user": "alice", "source": {"port": port}}
+    event = rules.recognise(RawEvent(source="json", provider_id="1", fields=fields))
+    assert event is not None and (event.actor, event.port) == ("alice", None)
 
 
 async def test_hostile_numbers_leave_the_rest_of_each_batch_to_proceed(

@@ -211,30 +211,77 @@ async def test_sns_certificate_cache_is_bounded(served: Served) -> None:
     assert 0 < verifier.cached_certificates <= CERTIFICATES_CACHED
 
 
-async def test_sns_subscription_confirmed_only_for_configured_topics(served: Served) -> None:
-    def confirmation(topic: str, url: str = SUBSCRIBE_URL) -> dict[str, Any]:
-        return served.aws.sign(
-            {
-                **notification("You have chosen to subscribe", topic=topic),
-                "Type": "SubscriptionConfirmation",
-                "Token": "abc",
-                "SubscribeURL": url,
-            }
-        )
+def confirmation(served: Served, topic: str = TOPIC, url: str = SUBSCRIBE_URL) -> dict[str, Any]:
+    """A signed SubscriptionConfirmation for `topic`, confirmed by GET `url`."""
+    return served.aws.sign(
+        {
+            **notification("You have chosen to subscribe", topic=topic),
+            "Type": "SubscriptionConfirmation",
+            "Token": "abc",
+            "SubscribeURL": url,
+        }
+    )
 
+
+async def test_sns_subscription_confirmed_only_for_configured_topics(served: Served) -> None:
     served.aws.fetched.clear()
-    response = await post_sns(served, confirmation("arn:aws:sns:eu-west-1:666:evil"))
+    response = await post_sns(served, confirmation(served, "arn:aws:sns:eu-west-1:666:evil"))
     assert response.status_code == 403
     assert SUBSCRIBE_URL not in served.aws.fetched
 
-    response = await post_sns(served, confirmation(TOPIC, "https://evil.example/confirm"))
+    response = await post_sns(served, confirmation(served, url="https://evil.example/confirm"))
     assert response.status_code == 403 and "SubscribeURL" in response.json()["detail"]
     assert "https://evil.example/confirm" not in served.aws.fetched
 
-    response = await post_sns(served, confirmation(TOPIC))
+    response = await post_sns(served, confirmation(served))
     assert response.status_code == 200
     assert response.json()["confirmed"] is True
     assert SUBSCRIBE_URL in served.aws.fetched
+
+
+# Not SNS's URL (TOPIC is in eu-west-1), each a way a URL parser bends: `{path}` is the
+# certificate's file or the confirmation's query.
+NOT_SNS_URLS = (
+    "https://sns.eu-west-1.amazonaws.com:abc/{path}",  # a port that is no number
+    "https://sns.eu-west-1.amazonaws.com:99999/{path}",  # beyond 65535
+    "https://sns.eu-west-1.amazonaws.com:0/{path}",
+    "https://sns.eu-west-1.amazonaws.com:8443/{path}",
+    "https://[sns.eu-west-1.amazonaws.com/{path}",  # an IPv6 bracket never closed
+    "https://user@sns.eu-west-1.amazonaws.com/{path}",
+    "https://sns.eu-west-1.amazonaws.com\\@evil.example/{path}",  # a backslash is `/` to a browser
+    "https://sns.eu-west-1.amazonaws.com\t/{path}",  # a tab urlsplit drops
+    " https://sns.eu-west-1.amazonaws.com/{path}",
+    "https://sns.eu-west-1.amazonaws.com./{path}",
+    "https://sns.us-east-1.amazonaws.com/{path}",  # another region than the topic's
+)
+
+
+async def test_sns_refuses_a_url_not_exactly_sns_with_403_before_fetching(served: Served) -> None:
+    """A signing-certificate or subscription URL that is not exactly SNS's endpoint for the
+    topic's region is refused with 403 naming the field, never a 500, and never fetched; the
+    default port spelt out is SNS's."""
+    served.aws.fetched.clear()
+    for url in NOT_SNS_URLS:
+        cert_url = url.format(path="SimpleNotificationService-0000.pem")
+        response = await post_sns(
+            served, served.aws.sign({**notification("hello"), "SigningCertURL": cert_url})
+        )
+        assert response.status_code == 403, (cert_url, response.text)
+        assert (
+            "SigningCertURL must be an https://sns.eu-west-1.amazonaws.com/ URL"
+            in (response.json()["detail"])
+        )
+        subscribe_url = url.format(path="?Action=ConfirmSubscription&Token=abc")
+        response = await post_sns(served, confirmation(served, url=subscribe_url))
+        assert response.status_code == 403, (subscribe_url, response.text)
+        assert "SubscribeURL must be" in response.json()["detail"]
+    assert set(served.aws.fetched) == {CERT_URL}  # the valid messages' own certificate only
+
+    default_port = CERT_URL.replace(".com/", ".com:443/")
+    response = await post_sns(
+        served, served.aws.sign({**notification("hello"), "SigningCertURL": default_port})
+    )
+    assert response.status_code == 200, response.text
 
 
 async def test_eventbridge_cloudtrail_keyed_by_event_id_and_ignored_unmatched(

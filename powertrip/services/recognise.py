@@ -347,7 +347,7 @@ def duplicate_of(
     """`event` was already received as `existing`: by its id, or as the same action by another
     route."""
     reason = (
-        _REASONS[ResultStatus.DUPLICATE]
+        _duplicate_reason(event)
         if existing == event.event_id
         else f"already received as {existing}: the same action by another route "
         "(same natural identity within its time tolerance)"
@@ -363,15 +363,26 @@ def duplicate_of(
     )
 
 
+def _duplicate_reason(event: SecurityEvent) -> str:
+    """Why `event` is a duplicate of its own id: received already, or an addendum of it."""
+    if event.addendum_id is None:
+        return _REASONS[ResultStatus.DUPLICATE]
+    return (
+        f"an addendum of {event.event_id} (CloudTrail re-delivered that record as eventID "
+        f"{event.addendum_id}, with fields updated): already received"
+    )
+
+
 def _started(
     item: ParsedItem, event: SecurityEvent, status: ResultStatus, stale: bool
 ) -> ItemResult:
+    duplicate = status is ResultStatus.DUPLICATE
     return ItemResult(
         index=item.index,
         status=status,
         event_id=event.event_id,
         rule_id=event.rule_id,
-        reason=_REASONS.get(status),
+        reason=_duplicate_reason(event) if duplicate else _REASONS.get(status),
         stale=stale,
         event=event,
     )

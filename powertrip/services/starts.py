@@ -225,9 +225,12 @@ async def start_approval(
     existed, running or closed (REJECT_DUPLICATE): `STARTED` or `DUPLICATE`.
 
     The event's content digest is kept with it (memo `content`), and an id that exists with
-    another digest is a `CONFLICT`: not started, reported to the security channel once
-    (`ConflictWorkflow`). `stale`: found by a backfill long after it happened (no DM). Raises
-    RPCError when Temporal refuses the start (INVALID_ARGUMENT: this event alone) or is down.
+    another digest from a record of the same id is a `CONFLICT`: not started, reported to the
+    security channel once (`ConflictWorkflow`). Another record of the event (a CloudTrail
+    addendum and its original, `SecurityEvent.record_id`) is a `DUPLICATE` whatever it says: it
+    re-delivers the event with fields updated. `stale`: found by a backfill long after it
+    happened (no DM). Raises RPCError when Temporal refuses the start (INVALID_ARGUMENT: this
+    event alone) or is down.
     """
     content = content_digest(event)
     memo: dict[str, object] = {RECORD_MEMO: EventRecord(event=event), CONTENT_MEMO: content}
@@ -251,13 +254,20 @@ async def _duplicate_or_conflict(
     client: Client, event: SecurityEvent, content: str, task_queue: str
 ) -> ResultStatus:
     """Same id again: a retry when the content is the same (or was recorded without a digest,
-    before digests were kept); otherwise a conflict, told to the security channel once."""
+    before digests were kept), or another record of the event; otherwise a conflict, told to
+    the security channel once."""
     description = await client.get_workflow_handle(event.event_id).describe()
     memo = await description.memo()
     recorded = memo.get(CONTENT_MEMO)
     if recorded is None or recorded == content:
         return ResultStatus.DUPLICATE
     first = await description.memo_value(RECORD_MEMO, None, type_hint=EventRecord)
+    # An addendum updates what its original said, so the two differ by design, in either order;
+    # what conflicts is another content under one record's own id. Recorded without its record,
+    # the event is taken for its original's.
+    recorded_id = first.event.record_id if isinstance(first, EventRecord) else event.provider_id
+    if recorded_id != event.record_id:
+        return ResultStatus.DUPLICATE
     report = ConflictReport(
         event_id=event.event_id,
         recorded=first.event if isinstance(first, EventRecord) else None,

@@ -42,7 +42,9 @@ about one.
 A CloudTrail `addendum` (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-
 event-reference-record-contents.html: a delayed or updated re-delivery of a record, under a new
 `eventID`) names the record it re-delivers (`addendum.originalEventID`): it is that record's
-event, `cloudtrail-<originalEventID>`, so the person is not asked twice.
+event, `cloudtrail-<originalEventID>`, so the person is not asked twice. Its own `eventID` is
+kept (`addendum_id`): an addendum says something else than its original by design (the fields it
+updates), which is no conflict, while another content under one record's own `eventID` is.
 """
 
 from __future__ import annotations
@@ -129,12 +131,20 @@ def outcome_of(record: dict[str, Any]) -> tuple[str, str | None]:
     return "success", None
 
 
+def original_event_id(record: dict[str, Any]) -> str | None:
+    """The `eventID` of the record an addendum re-delivers (`addendum.originalEventID`, which
+    CloudTrail gives with reason `UPDATED_DATA`); None for a record that re-delivers none: no
+    addendum, a `DELIVERY_DELAY` or `SERVICE_OUTAGE` one (the late record itself), or one naming
+    its own `eventID`."""
+    original = lookup(record, "addendum.originalEventID")
+    if not isinstance(original, str) or not original.strip():
+        return None
+    return original.strip() if original.strip() != str(record["eventID"]) else None
+
+
 def provider_id_of(record: dict[str, Any]) -> str:
     """The record's own `eventID`, or for an addendum the `eventID` it re-delivers."""
-    original = lookup(record, "addendum.originalEventID")
-    if isinstance(original, str) and original.strip():
-        return original.strip()
-    return str(record["eventID"])
+    return original_event_id(record) or str(record["eventID"])
 
 
 def cloudtrail_raw(
@@ -155,6 +165,7 @@ def cloudtrail_raw(
         source=source,
         id_namespace=ID_NAMESPACE,
         provider_id=provider_id_of(record),
+        addendum_id=str(record["eventID"]) if original_event_id(record) else None,
         received_at=record.get("eventTime") or received_at,
         host=record.get("recipientAccountId") or account,
         program=record.get("eventSource"),

@@ -1,11 +1,11 @@
 """Amazon SNS HTTP(S) subscriptions: CloudWatch Logs data (or any text) relayed by a topic.
 
 Every message is checked before anything in it is believed: the topic must be one we were told
-to trust, the signing certificate must come from `https://sns.<region>.amazonaws.com/` (checked
-before it is fetched, so a forged URL never makes us call out), and the signature (version 1:
-SHA1, version 2: SHA256, RSA PKCS#1 v1.5) must verify over the canonical string SNS signs.
-A `SubscriptionConfirmation` is confirmed (GET `SubscribeURL`, host-checked the same way) only for
-a trusted topic. A message whose signed `Timestamp` is older than `max_age` (or in the future
+to trust, the signing certificate must come from `https://sns.<the topic's region>.amazonaws.com/`
+(checked before it is fetched, so a forged URL never makes us call out), and the signature
+(version 1: SHA1, version 2: SHA256, RSA PKCS#1 v1.5) must verify over the canonical string SNS
+signs. A `SubscriptionConfirmation` is confirmed (GET `SubscribeURL`, checked the same way) only
+for a trusted topic. A message whose signed `Timestamp` is older than `max_age` (or in the future
 beyond clock skew) is refused: a captured message cannot be replayed later. Signing
 certificates are cached, a bounded number for a bounded time.
 """
@@ -18,7 +18,6 @@ import re
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from cachetools import TTLCache
@@ -36,7 +35,11 @@ from powertrip.sources.syslog import event_from_text
 
 SOURCE = "sns"
 MESSAGE_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
-_AWS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
+# arn:<partition>:sns:<region>:<account>:<topic> (AWS General Reference, "Amazon Resource Names").
+_TOPIC_REGION = re.compile(r"arn:aws(?:-[a-z]+)*:sns:([a-z]{2}(?:-[a-z]+)+-[0-9]+):[0-9]{12}:[^:]+")
+# What may follow the host: the default port spelt out at most, then a path or query of visible
+# ASCII without a backslash (which some URL parsers read as `/`, ending the host early).
+_AFTER_HOST = r"(?::443)?[/?][!-\[\]-~]*"
 _SIGNED_KEYS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
     "SubscriptionConfirmation": (
@@ -99,11 +102,29 @@ def parse_sns_message(payload: Any, header_type: str | None) -> SnsMessage:
         raise PayloadError(f"malformed SNS message: {describe_validation_error(exc)}") from exc
 
 
-def check_aws_url(url: str, what: str) -> None:
-    """Only `https://sns.<region>.amazonaws.com/...` is SNS; anything else is refused unfetched."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not _AWS_HOST.match(parts.hostname or "") or parts.port:
-        raise SnsRejected(f"{what} must be an https://sns.<region>.amazonaws.com/ URL, got {url!r}")
+def sns_host(topic_arn: str) -> str | None:
+    """The SNS endpoint of a topic's region: `sns.<region>.amazonaws.com`, in China
+    `sns.<region>.amazonaws.com.cn` (AWS General Reference, "Amazon SNS endpoints"); None for an
+    ARN that names no SNS topic."""
+    found = _TOPIC_REGION.fullmatch(topic_arn)
+    if found is None:
+        return None
+    region = found.group(1)
+    return f"sns.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
+
+
+def check_aws_url(url: str, what: str, topic_arn: str) -> None:
+    """Only `https://sns.<region>.amazonaws.com/...` of the topic's region is SNS (the form SNS
+    sends `SigningCertURL` and `SubscribeURL` in: https://docs.aws.amazon.com/sns/latest/dg/
+    sns-message-and-json-formats.html); anything else is refused unfetched (SnsRejected).
+
+    Matched as text, not parsed: a parser's leniency (a port `:abc`, `:0` or `:99999`, a `user@`,
+    a backslash, a tab or line break it drops, a `[` it reads as IPv6) is where what we check and
+    what the HTTP client fetches could part, and where a parser raises instead of answering."""
+    host = sns_host(topic_arn)
+    if host is None or not re.fullmatch(f"https://{re.escape(host)}{_AFTER_HOST}", url):
+        expected = f"https://{host or 'sns.<region>.amazonaws.com'}/"
+        raise SnsRejected(f"{what} must be an {expected} URL (the topic's region), got {url!r}")
 
 
 def string_to_sign(message: SnsMessage) -> bytes:
@@ -151,7 +172,7 @@ class SnsVerifier:
             raise SnsRejected(
                 f"topic {message.TopicArn!r} is not configured (POWERTRIP_SNS_TOPIC_ARNS)"
             )
-        check_aws_url(message.SigningCertURL, "SigningCertURL")
+        check_aws_url(message.SigningCertURL, "SigningCertURL", message.TopicArn)
         certificate = await self._certificate(message.SigningCertURL)
         now = self.clock()
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
@@ -190,7 +211,7 @@ class SnsVerifier:
     async def confirm(self, message: SnsMessage) -> None:
         if not message.SubscribeURL:
             raise PayloadError("SubscriptionConfirmation without a SubscribeURL")
-        check_aws_url(message.SubscribeURL, "SubscribeURL")
+        check_aws_url(message.SubscribeURL, "SubscribeURL", message.TopicArn)
         try:
             await self.http_get(message.SubscribeURL)
         except httpx.HTTPError as exc:
