@@ -6,10 +6,12 @@ whose line carries sshd's pid and no id; CloudWatch and a journald shipper). Eve
 the same `SecurityEvent` from it, so the identity is computed from the event:
 
 - **the key**: kind, host (`powertrip.hosts.host_key`: case and trailing dot ignored), actor
-  (exactly), source address (normalised) and source port; for an event without a source port
-  (sudo, su, a break-glass line) the message text (whitespace collapsed) stands in for the port,
-  or what its rule says tells its actions apart (`identity`: the su pack's `su to root`, so the
-  two lines one su writes are one action).
+  (exactly), source address (normalised) and source port, and what the action is: what its rule
+  says tells its actions apart (`identity`: the su pack's `su to root`, so the two lines one su
+  writes are one action), else, for an event with a source port, the action its rule built from
+  the line (`ssh login (publickey)`: two logins from one address and port with two auth methods
+  are two connections), and for one without (sudo, su, a break-glass line) the message text
+  (whitespace collapsed). Not a login's message: its formatting is the route's.
   An event with neither a port nor a message (a JSON-only record) has no natural identity: only
   its provider id names it. So does a CloudTrail record, whose `eventID` already names it on every
   route.
@@ -31,8 +33,10 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
 
 The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
 query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity
-within the tolerance, and `RecentStarts` covers what visibility does not show yet (it lags a
-start by about a second) for concurrent deliveries and members of one batch in this process.
+within the tolerance (and of its `legacy_identity`, the hash events recorded before a login's
+key named its action carry, compared by the key their memo gives now), and `RecentStarts` covers
+what visibility does not show yet (it lags a start by about a second) for concurrent deliveries
+and members of one batch in this process.
 Across API replicas, two copies of one action arriving within that lag can both start
 (documented in the README).
 """
@@ -73,23 +77,51 @@ def _address(address: str | None) -> str:
 
 def identity_key(event: SecurityEvent) -> str | None:
     """The documented key (see the module), as canonical JSON; None: no natural identity."""
-    message = " ".join((event.identity_text or event.message).split())
-    if event.port is None and not message:
-        return None
+    if event.port is None:
+        what = _collapse(event.identity_text or event.message)
+        if not what:
+            return None
+    else:
+        # What the rule read from the line (the auth method), not the line: a route may frame
+        # or trim a message, never change what sshd said it was.
+        what = _collapse(event.identity_text or event.action)
+    return _key(event, what)
+
+
+def legacy_identity_key(event: SecurityEvent) -> str | None:
+    """The key an event with a source port had before it named its action (None: the event
+    has no port, and its key never changed): what events recorded before carry."""
+    return None if event.port is None else _key(event, "")
+
+
+def _key(event: SecurityEvent, what: str) -> str:
     parts = [
         event.kind.value,
         host_key(event.host or ""),
         event.actor,
         _address(event.address),
         "" if event.port is None else str(event.port),
-        message if event.port is None else "",
+        what,
     ]
     return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
 
 
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
 def identity_of(event: SecurityEvent) -> str | None:
     """`PowertripIdentity`: `n` + 32 hex digits of the key's SHA-256; None without one."""
-    key = identity_key(event)
+    return _hashed(identity_key(event))
+
+
+def legacy_identity_of(event: SecurityEvent) -> str | None:
+    """The `PowertripIdentity` an event with a source port was recorded under before its key
+    named its action; None for an event without a port (its identity is unchanged)."""
+    return _hashed(legacy_identity_key(event))
+
+
+def _hashed(key: str | None) -> str | None:
     return None if key is None else "n" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -122,6 +154,9 @@ class Occurrence:
     has_port: bool
     arrived: datetime | None = None
     """When Powertrip received this copy (a workflow's start time), if known."""
+    legacy_identity: str | None = None
+    """The identity events recorded before a login's key named its action carry (to look
+    them up by); None where it never changed."""
 
     @classmethod
     def of(cls, event: SecurityEvent, arrived: datetime | None = None) -> Occurrence | None:
@@ -137,6 +172,7 @@ class Occurrence:
             zoneless=event.time_without_zone,
             has_port=event.port is not None,
             arrived=arrived,
+            legacy_identity=legacy_identity_of(event),
         )
 
     @property
