@@ -28,8 +28,12 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
   zone, so two zone-less logins an hour apart are two logins. Nor does a zoned copy whose time
   is after the zone-less copy arrived (`Occurrence.arrived`, beyond the tolerance): no line is
   received before it is written, so a zone-less `05:00` line received at 05:00Z is no copy of a
-  login at 08:00Z, though UTC-3 is a real offset. Keys without a port get no allowance either: a
-  command repeated every 15 minutes by cron would otherwise be taken for one action.
+  login at 08:00Z, though UTC-3 is a real offset. Nor does any zoned copy an offset away from a
+  zone-less copy whose stamp, read as UTC, is its own arrival time (within the tolerance): that
+  line was written in UTC and delivered at once, so a zone-less `10:00` line received at 10:00Z
+  is no copy of a login at 08:00Z; a line of a UTC+2 host would have to have been delivered
+  exactly two hours late. Keys without a port get no allowance either: a command repeated every
+  15 minutes by cron would otherwise be taken for one action.
 
 The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
 query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity
@@ -194,9 +198,15 @@ class Occurrence:
         if not self.has_port or self.zoneless == other.zoneless:
             return False
         zoneless, zoned = (self, other) if self.zoneless else (other, self)
-        # Written at the zoned copy's time, the zone-less copy cannot have arrived before it.
-        if zoneless.arrived is not None and zoned.at > zoneless.arrived + self.tolerance:
-            return False
+        if zoneless.arrived is not None:
+            # Written at the zoned copy's time, the zone-less copy cannot have arrived before it.
+            if zoned.at > zoneless.arrived + self.tolerance:
+                return False
+            # Stamped (as UTC) when it arrived: written in UTC and delivered at once. Another
+            # zone would need a delivery exactly its offset late; a second login is likelier,
+            # and a second question costs less than a login nobody is asked about.
+            if abs(zoneless.at - zoneless.arrived) <= self.tolerance:
+                return False
         # The zone-less stamp is the local wall clock: the true (zoned) time plus the offset.
         offset = zoneless.at - zoned.at
         return any(abs(offset - zone) <= self.tolerance for zone in UTC_OFFSETS)

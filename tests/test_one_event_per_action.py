@@ -671,6 +671,53 @@ async def test_two_auth_methods_from_one_port_are_two_logins_and_the_second_is_a
     assert {e["event_id"] for e in answer["events"]} == {approved["event_id"], asked["event_id"]}
 
 
+@pytest.mark.parametrize(
+    "zoneless_wall, zoned_at, zoned_first, same",
+    [
+        # Tester's case (b): the zone-less time is when it arrived, so it was written in UTC
+        # (on a UTC+2 host it would have been delivered exactly 2 hours late): another login.
+        (timedelta(0), -timedelta(hours=2), True, False),
+        (timedelta(0), -timedelta(hours=2), False, False),
+        # A relay dropping the zone of a UTC+2 host's line, delivered at once: one login.
+        (timedelta(hours=2), timedelta(0), True, True),
+        (timedelta(hours=2), timedelta(0), False, True),
+    ],
+)
+async def test_a_zoneless_time_that_is_its_arrival_is_no_copy_of_a_login_an_offset_away(
+    served: tuple[httpx.AsyncClient, Settings],
+    zoneless_wall: timedelta,
+    zoned_at: timedelta,
+    zoned_first: bool,
+    same: bool,
+) -> None:
+    """A zoned Papertrail login 2 hours ago swallowed a JSON login stamped now without a zone:
+    that login had no record and the HIDS found nothing for it."""
+    http, _ = served
+    now = datetime.now(UTC).replace(microsecond=0)
+    host = f"zl-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "10.0.0.6", 40100)
+    stamp = (now + zoned_at).isoformat().replace("+00:00", "Z")
+    zoned = (
+        "/webhooks/papertrail",
+        alert(papertrail_event(uuid.uuid4().int % 10**12, host, stamp, line)),
+    )
+    wall = (now + zoneless_wall).replace(tzinfo=None).isoformat()
+    record = {
+        "id": uuid.uuid4().hex,
+        "host": host,
+        "program": "sshd",
+        "time": wall,
+        "message": line,
+    }
+    zoneless = ("/webhooks/json", record)
+    results = []
+    for path, body in (zoned, zoneless) if zoned_first else (zoneless, zoned):
+        response = await http.post(path, json=body, headers=WEBHOOK_HEADERS)
+        results += response.json()["results"]
+    assert results[0]["status"] == "started", results
+    assert results[1]["status"] == ("duplicate" if same else "started"), results
+
+
 async def test_a_login_recorded_before_its_key_named_the_method_is_still_found(
     served: tuple[httpx.AsyncClient, Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -723,3 +770,13 @@ def test_a_login_is_named_by_its_method_not_by_its_line() -> None:
     sudo = login.model_copy(update={"port": None, "address": None, "message": "COMMAND=/bin/id"})
     assert legacy_identity_of(sudo) is None
     assert identity_of(sudo) == "n47190384cabd037a077a54e999e10217"  # unchanged
+    # Received live, a zone-less stamp that reads as its arrival was written in UTC: no zoned
+    # login an offset away is its copy; stamped two hours ahead of its arrival (UTC+2), it is.
+    zoned = Occurrence.of(copy(occurred_at=at - timedelta(hours=2)), arrived=at)
+    live = Occurrence.of(copy(occurred_at=at, time_without_zone=True), arrived=at)
+    ahead = Occurrence.of(
+        copy(occurred_at=at, time_without_zone=True), arrived=at - timedelta(hours=2)
+    )
+    assert zoned is not None and live is not None and ahead is not None
+    assert not live.same_action(zoned) and not zoned.same_action(live)
+    assert ahead.same_action(zoned) and zoned.same_action(ahead)
