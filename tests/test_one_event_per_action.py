@@ -671,6 +671,28 @@ async def test_two_auth_methods_from_one_port_are_two_logins_and_the_second_is_a
     assert {e["event_id"] for e in answer["events"]} == {approved["event_id"], asked["event_id"]}
 
 
+async def test_a_copy_under_another_id_of_the_same_route_says_so(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """A host forwarding one line to Papertrail twice gives it two ids: one login, and the
+    answer says it came again by Papertrail, not "by another route"."""
+    http, _ = served
+    host = f"fw-{uuid.uuid4().hex[:6]}"
+    line = password_line("alice", "10.0.0.5", 40000)
+    answers = []
+    for received in ("2026-11-27T09:02:03Z", "2026-11-27T09:02:04Z"):
+        record = papertrail_event(uuid.uuid4().int % 10**12, host, received, line)
+        response = await http.post(
+            "/webhooks/papertrail", json=alert(record), headers=WEBHOOK_HEADERS
+        )
+        answers += response.json()["results"]
+    started, again = answers
+    assert (started["status"], again["status"]) == ("started", "duplicate"), answers
+    assert again["event_id"] == started["event_id"]
+    assert "delivered again by papertrail under another id" in again["reason"], again
+    assert "another route" not in again["reason"]
+
+
 @pytest.mark.parametrize(
     "zoneless_wall, zoned_at, zoned_first, same",
     [
