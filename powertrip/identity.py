@@ -6,12 +6,12 @@ whose line carries sshd's pid and no id; CloudWatch and a journald shipper). Eve
 the same `SecurityEvent` from it, so the identity is computed from the event:
 
 - **the key**: kind, host (`powertrip.hosts.host_key`: case and trailing dot ignored), actor
-  (exactly), source address (normalised) and source port, and what the action is: what its rule
-  says tells its actions apart (`identity`: the su pack's `su to root`, so the two lines one su
-  writes are one action), else, for an event with a source port, the action its rule built from
-  the line (`ssh login (publickey)`: two logins from one address and port with two auth methods
-  are two connections), and for one without (sudo, su, a break-glass line) the message text
-  (whitespace collapsed). Not a login's message: its formatting is the route's.
+  (exactly), source address (normalised) and source port, and what the action is: for an event
+  with a source port, the action its rule built from the line (`ssh login (publickey)`: two
+  logins from one address and port with two auth methods are two connections), not the line,
+  whose formatting is the route's; for one without (sudo, su, a break-glass line) the message
+  text (whitespace collapsed), or what its rule says tells its actions apart (`identity`: the su
+  pack's `su to root`, so the two lines one su writes are one action).
   An event with neither a port nor a message (a JSON-only record) has no natural identity: only
   its provider id names it. So does a CloudTrail record, whose `eventID` already names it on every
   route.
@@ -88,7 +88,7 @@ def identity_key(event: SecurityEvent) -> str | None:
     else:
         # What the rule read from the line (the auth method), not the line: a route may frame
         # or trim a message, never change what sshd said it was.
-        what = _collapse(event.identity_text or event.action)
+        what = _collapse(event.action)
     return _key(event, what)
 
 
