@@ -6,10 +6,12 @@ whose line carries sshd's pid and no id; CloudWatch and a journald shipper). Eve
 the same `SecurityEvent` from it, so the identity is computed from the event:
 
 - **the key**: kind, host (`powertrip.hosts.host_key`: case and trailing dot ignored), actor
-  (exactly), source address (normalised) and source port; for an event without a source port
-  (sudo, su, a break-glass line) the message text (whitespace collapsed) stands in for the port,
-  or what its rule says tells its actions apart (`identity`: the su pack's `su to root`, so the
-  two lines one su writes are one action).
+  (exactly), source address (normalised) and source port, and what the action is: for an event
+  with a source port, the action its rule built from the line (`ssh login (publickey)`: two
+  logins from one address and port with two auth methods are two connections), not the line,
+  whose formatting is the route's; for one without (sudo, su, a break-glass line) the message
+  text (whitespace collapsed), or what its rule says tells its actions apart (`identity`: the su
+  pack's `su to root`, so the two lines one su writes are one action).
   An event with neither a port nor a message (a JSON-only record) has no natural identity: only
   its provider id names it. So does a CloudTrail record, whose `eventID` already names it on every
   route.
@@ -26,13 +28,19 @@ the same `SecurityEvent` from it, so the identity is computed from the event:
   zone, so two zone-less logins an hour apart are two logins. Nor does a zoned copy whose time
   is after the zone-less copy arrived (`Occurrence.arrived`, beyond the tolerance): no line is
   received before it is written, so a zone-less `05:00` line received at 05:00Z is no copy of a
-  login at 08:00Z, though UTC-3 is a real offset. Keys without a port get no allowance either: a
-  command repeated every 15 minutes by cron would otherwise be taken for one action.
+  login at 08:00Z, though UTC-3 is a real offset. Nor does any zoned copy an offset away from a
+  zone-less copy whose stamp, read as UTC, is its own arrival time (within the tolerance): that
+  line was written in UTC and delivered at once, so a zone-less `10:00` line received at 10:00Z
+  is no copy of a login at 08:00Z; a line of a UTC+2 host would have to have been delivered
+  exactly two hours late. Keys without a port get no allowance either: a command repeated every
+  15 minutes by cron would otherwise be taken for one action.
 
 The hash of the key is the search attribute `PowertripIdentity`; before a start, one visibility
 query per 100 events (`powertrip.known.find_known`) looks for an event of the same identity
-within the tolerance, and `RecentStarts` covers what visibility does not show yet (it lags a
-start by about a second) for concurrent deliveries and members of one batch in this process.
+within the tolerance (and of its `legacy_identity`, the hash events recorded before a login's
+key named its action carry, compared by the key their memo gives now), and `RecentStarts` covers
+what visibility does not show yet (it lags a start by about a second) for concurrent deliveries
+and members of one batch in this process.
 Across API replicas, two copies of one action arriving within that lag can both start
 (documented in the README).
 """
@@ -73,23 +81,51 @@ def _address(address: str | None) -> str:
 
 def identity_key(event: SecurityEvent) -> str | None:
     """The documented key (see the module), as canonical JSON; None: no natural identity."""
-    message = " ".join((event.identity_text or event.message).split())
-    if event.port is None and not message:
-        return None
+    if event.port is None:
+        what = _collapse(event.identity_text or event.message)
+        if not what:
+            return None
+    else:
+        # What the rule read from the line (the auth method), not the line: a route may frame
+        # or trim a message, never change what sshd said it was.
+        what = _collapse(event.action)
+    return _key(event, what)
+
+
+def legacy_identity_key(event: SecurityEvent) -> str | None:
+    """The key an event with a source port had before it named its action (None: the event
+    has no port, and its key never changed): what events recorded before carry."""
+    return None if event.port is None else _key(event, "")
+
+
+def _key(event: SecurityEvent, what: str) -> str:
     parts = [
         event.kind.value,
         host_key(event.host or ""),
         event.actor,
         _address(event.address),
         "" if event.port is None else str(event.port),
-        message if event.port is None else "",
+        what,
     ]
     return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
 
 
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
 def identity_of(event: SecurityEvent) -> str | None:
     """`PowertripIdentity`: `n` + 32 hex digits of the key's SHA-256; None without one."""
-    key = identity_key(event)
+    return _hashed(identity_key(event))
+
+
+def legacy_identity_of(event: SecurityEvent) -> str | None:
+    """The `PowertripIdentity` an event with a source port was recorded under before its key
+    named its action; None for an event without a port (its identity is unchanged)."""
+    return _hashed(legacy_identity_key(event))
+
+
+def _hashed(key: str | None) -> str | None:
     return None if key is None else "n" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -123,6 +159,9 @@ class Occurrence:
     has_port: bool
     arrived: datetime | None = None
     """When Powertrip received this copy (a workflow's start time), if known."""
+    legacy_identity: str | None = None
+    """The identity events recorded before a login's key named its action carry (to look
+    them up by); None where it never changed."""
 
     @classmethod
     def of(cls, event: SecurityEvent, arrived: datetime | None = None) -> Occurrence | None:
@@ -138,6 +177,7 @@ class Occurrence:
             zoneless=event.time_without_zone,
             has_port=event.port is not None,
             arrived=arrived,
+            legacy_identity=legacy_identity_of(event),
         )
 
     @property
@@ -159,9 +199,15 @@ class Occurrence:
         if not self.has_port or self.zoneless == other.zoneless:
             return False
         zoneless, zoned = (self, other) if self.zoneless else (other, self)
-        # Written at the zoned copy's time, the zone-less copy cannot have arrived before it.
-        if zoneless.arrived is not None and zoned.at > zoneless.arrived + self.tolerance:
-            return False
+        if zoneless.arrived is not None:
+            # Written at the zoned copy's time, the zone-less copy cannot have arrived before it.
+            if zoned.at > zoneless.arrived + self.tolerance:
+                return False
+            # Stamped (as UTC) when it arrived: written in UTC and delivered at once. Another
+            # zone would need a delivery exactly its offset late; a second login is likelier,
+            # and a second question costs less than a login nobody is asked about.
+            if abs(zoneless.at - zoneless.arrived) <= self.tolerance:
+                return False
         # The zone-less stamp is the local wall clock: the true (zoned) time plus the offset.
         offset = zoneless.at - zoned.at
         return any(abs(offset - zone) <= self.tolerance for zone in UTC_OFFSETS)

@@ -23,11 +23,11 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.identity import Occurrence, same_action
+from powertrip.identity import Occurrence, identity_of, legacy_identity_of, same_action
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack
 from powertrip.sandbox.interactions import block_action_payload, signed_request
-from powertrip.services import recognise
+from powertrip.services import recognise, starts
 from powertrip.services.hids import MatchQuestion
 from powertrip.settings import Settings
 from tests.harness import (
@@ -626,3 +626,179 @@ async def test_a_retried_record_without_a_time_of_its_own_is_a_duplicate_not_a_c
     retry = await http.post("/webhooks/json", json=body, headers=WEBHOOK_HEADERS)
     [result] = retry.json()["results"]
     assert result["status"] == "duplicate", result
+
+
+def password_line(user: str, address: str, port: int) -> str:
+    return f"Accepted password for {user} from {address} port {port} ssh2"
+
+
+async def test_two_auth_methods_from_one_port_are_two_logins_and_the_second_is_asked(
+    served: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment, fake_slack: FakeSlack
+) -> None:
+    """Tester's case (a): Papertrail's `Accepted publickey` (approved) and, 100 s later, its
+    `Accepted password` for the same user, host, address and port were taken for one login:
+    nobody was asked about the second, and the HIDS answered `approved` for it. sshd writes one
+    `Accepted` line per connection: two methods are two connections."""
+    http, settings = served
+    host = f"jump-{uuid.uuid4().hex[:6]}"
+    first = papertrail_event(
+        uuid.uuid4().int % 10**12,
+        host,
+        "2026-11-27T09:00:23Z",
+        login_line("alice", "10.0.0.5", 40000),
+    )
+    second = papertrail_event(
+        uuid.uuid4().int % 10**12,
+        host,
+        "2026-11-27T09:02:03Z",
+        password_line("alice", "10.0.0.5", 40000),
+    )
+    async with running_worker(dev_env.client, settings):
+        response = await http.post(
+            "/webhooks/papertrail", json=alert(first), headers=WEBHOOK_HEADERS
+        )
+        [approved] = response.json()["results"]
+        assert approved["status"] == "started", approved
+        await approve_as_owner(http, fake_slack, approved["event_id"])
+        response = await http.post(
+            "/webhooks/papertrail", json=alert(second), headers=WEBHOOK_HEADERS
+        )
+        [asked] = response.json()["results"]
+        assert asked["status"] == "started", asked
+        assert await eventually(lambda: message_for(fake_slack, asked["event_id"], "D0ALICE"))
+    answer = await match(http, host, "alice", address="10.0.0.5", port="40000")
+    assert (answer["approved"], answer["answer"]) != (True, "approved"), answer
+    assert {e["event_id"] for e in answer["events"]} == {approved["event_id"], asked["event_id"]}
+
+
+async def test_a_copy_under_another_id_of_the_same_route_says_so(
+    served: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    """A host forwarding one line to Papertrail twice gives it two ids: one login, and the
+    answer says it came again by Papertrail, not "by another route"."""
+    http, _ = served
+    host = f"fw-{uuid.uuid4().hex[:6]}"
+    line = password_line("alice", "10.0.0.5", 40000)
+    answers = []
+    for received in ("2026-11-27T09:02:03Z", "2026-11-27T09:02:04Z"):
+        record = papertrail_event(uuid.uuid4().int % 10**12, host, received, line)
+        response = await http.post(
+            "/webhooks/papertrail", json=alert(record), headers=WEBHOOK_HEADERS
+        )
+        answers += response.json()["results"]
+    started, again = answers
+    assert (started["status"], again["status"]) == ("started", "duplicate"), answers
+    assert again["event_id"] == started["event_id"]
+    assert "delivered again by papertrail under another id" in again["reason"], again
+    assert "another route" not in again["reason"]
+
+
+@pytest.mark.parametrize(
+    "zoneless_wall, zoned_at, zoned_first, same",
+    [
+        # Tester's case (b): the zone-less time is when it arrived, so it was written in UTC
+        # (on a UTC+2 host it would have been delivered exactly 2 hours late): another login.
+        (timedelta(0), -timedelta(hours=2), True, False),
+        (timedelta(0), -timedelta(hours=2), False, False),
+        # A relay dropping the zone of a UTC+2 host's line, delivered at once: one login.
+        (timedelta(hours=2), timedelta(0), True, True),
+        (timedelta(hours=2), timedelta(0), False, True),
+    ],
+)
+async def test_a_zoneless_time_that_is_its_arrival_is_no_copy_of_a_login_an_offset_away(
+    served: tuple[httpx.AsyncClient, Settings],
+    zoneless_wall: timedelta,
+    zoned_at: timedelta,
+    zoned_first: bool,
+    same: bool,
+) -> None:
+    """A zoned Papertrail login 2 hours ago swallowed a JSON login stamped now without a zone:
+    that login had no record and the HIDS found nothing for it."""
+    http, _ = served
+    now = datetime.now(UTC).replace(microsecond=0)
+    host = f"zl-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "10.0.0.6", 40100)
+    stamp = (now + zoned_at).isoformat().replace("+00:00", "Z")
+    zoned = (
+        "/webhooks/papertrail",
+        alert(papertrail_event(uuid.uuid4().int % 10**12, host, stamp, line)),
+    )
+    wall = (now + zoneless_wall).replace(tzinfo=None).isoformat()
+    record = {
+        "id": uuid.uuid4().hex,
+        "host": host,
+        "program": "sshd",
+        "time": wall,
+        "message": line,
+    }
+    zoneless = ("/webhooks/json", record)
+    results = []
+    for path, body in (zoned, zoneless) if zoned_first else (zoneless, zoned):
+        response = await http.post(path, json=body, headers=WEBHOOK_HEADERS)
+        results += response.json()["results"]
+    assert results[0]["status"] == "started", results
+    assert results[1]["status"] == ("duplicate" if same else "started"), results
+
+
+async def test_a_login_recorded_before_its_key_named_the_method_is_still_found(
+    served: tuple[httpx.AsyncClient, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events recorded before carry the identity without the method: another route's copy of
+    such a login is still a duplicate (found by visibility alone), and another method's login
+    from that port is still a new one."""
+    http, _ = served
+    host = f"old-{uuid.uuid4().hex[:6]}"
+    line = login_line("alice", "198.51.100.9", 48000)
+    monkeypatch.setattr(starts, "identity_of", legacy_identity_of)
+    record = papertrail_event(uuid.uuid4().int % 10**12, host, "2026-11-27T09:02:03Z", line)
+    response = await http.post("/webhooks/papertrail", json=alert(record), headers=WEBHOOK_HEADERS)
+    [recorded] = response.json()["results"]
+    assert recorded["status"] == "started", recorded
+    monkeypatch.setattr(starts, "identity_of", identity_of)
+    await eventually(partial(listed, http, host), within=15)
+    monkeypatch.setattr(recognise, "_RECENT_STARTS", {})
+    text = {**WEBHOOK_HEADERS, "Content-Type": "text/plain"}
+    body = (
+        f"2026-11-27T09:02:04Z {host} sshd[4242]: {line}\n"
+        f"2026-11-27T09:02:05Z {host} sshd[4243]: {password_line('alice', '198.51.100.9', 48000)}\n"
+    )
+    response = await http.post("/webhooks/json", content=body, headers=text)
+    copy, other = response.json()["results"]
+    assert (copy["status"], copy["event_id"]) == ("duplicate", recorded["event_id"]), copy
+    assert other["status"] == "started", other
+
+
+def test_a_login_is_named_by_its_method_not_by_its_line() -> None:
+    """Two methods from one address and port are two actions; one method's line framed or
+    trimmed otherwise by another route is one. The identity events with a port were recorded
+    under before stays what it was (pinned: stored search attributes carry it)."""
+    at = datetime(2026, 11, 27, 9, 2, 3, tzinfo=UTC)
+    login = make_event("alice", occurred_at=at).model_copy(
+        update={"address": "203.0.113.7", "port": 40000}
+    )
+
+    def copy(**changes: Any) -> Any:
+        return login.model_copy(update={"event_id": f"other-{uuid.uuid4().hex}", **changes})
+
+    password = copy(
+        action="ssh login (password)", message=password_line("alice", "203.0.113.7", 40000)
+    )
+    assert not same_action(login, password)
+    assert not same_action(login, copy(action="ssh login (keyboard-interactive/pam)"))
+    trimmed = "Accepted publickey for alice from 203.0.113.7 port 40000 ssh2"
+    assert same_action(login, copy(message=trimmed, details={"method": "publickey"}))
+    assert legacy_identity_of(login) == "n58eb397a5a2c47cb8f15a274af08eaf0"
+    assert legacy_identity_of(password) == legacy_identity_of(login) != identity_of(login)
+    sudo = login.model_copy(update={"port": None, "address": None, "message": "COMMAND=/bin/id"})
+    assert legacy_identity_of(sudo) is None
+    assert identity_of(sudo) == "n47190384cabd037a077a54e999e10217"  # unchanged
+    # Received live, a zone-less stamp that reads as its arrival was written in UTC: no zoned
+    # login an offset away is its copy; stamped two hours ahead of its arrival (UTC+2), it is.
+    zoned = Occurrence.of(copy(occurred_at=at - timedelta(hours=2)), arrived=at)
+    live = Occurrence.of(copy(occurred_at=at, time_without_zone=True), arrived=at)
+    ahead = Occurrence.of(
+        copy(occurred_at=at, time_without_zone=True), arrived=at - timedelta(hours=2)
+    )
+    assert zoned is not None and live is not None and ahead is not None
+    assert not live.same_action(zoned) and not zoned.same_action(live)
+    assert ahead.same_action(zoned) and zoned.same_action(ahead)

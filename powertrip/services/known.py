@@ -19,7 +19,8 @@ LOOKUP_GROUP = 100  # identities per visibility query
 
 
 async def _recorded(client: Client, query: str) -> list[Occurrence]:
-    """The occurrences of the events `query` finds, each arrived when its workflow started."""
+    """The occurrences of the events `query` finds, each arrived when its workflow started, by
+    the identity their memo's event has now (whatever attribute they were recorded under)."""
     found = []
     try:
         async for execution in client.list_workflows(query, page_size=1000):
@@ -45,7 +46,11 @@ def _queries(group: Sequence[Occurrence], actors: Iterable[str]) -> list[str]:
         f"AND {attributes.EVENT_TIME.name} >= {since} AND {attributes.EVENT_TIME.name} <= {until}"
     )
     name = attributes.IDENTITY.name
-    identities = ", ".join(literal(i) for i in sorted({o.identity for o in group}))
+    # Events recorded before a login's key named its action carry its legacy identity: found by
+    # it, then compared by the key their memo gives now (`_recorded`), so another auth method's
+    # login recorded then is still no copy.
+    wanted = {o.identity for o in group} | {o.legacy_identity for o in group if o.legacy_identity}
+    identities = ", ".join(literal(i) for i in sorted(wanted))
     queries = [f"{base} AND {name} IN ({identities})"]
     # Events recorded before the attribute existed: found by actor and time, compared here.
     safe = []

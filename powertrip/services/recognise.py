@@ -344,14 +344,21 @@ _REASONS = {
 def duplicate_of(
     item: ParsedItem, event: SecurityEvent, existing: str, stale: bool = False
 ) -> ItemResult:
-    """`event` was already received as `existing`: by its id, or as the same action by another
-    route."""
-    reason = (
-        _duplicate_reason(event)
-        if existing == event.event_id
-        else f"already received as {existing}: the same action by another route "
-        "(same natural identity within its time tolerance)"
-    )
+    """`event` was already received as `existing`: by its id, or as the same action under
+    another id (by another route, or by the same one again: a host forwarding to it twice)."""
+    if existing == event.event_id:
+        reason = _duplicate_reason(event)
+    else:
+        # An event id is `<source>-<provider id>` (powertrip.models.event_id_for).
+        how = (
+            f"delivered again by {event.source} under another id"
+            if existing.startswith(f"{event.source}-")
+            else "by another route"
+        )
+        reason = (
+            f"already received as {existing}: the same action {how} "
+            "(same natural identity within its time tolerance)"
+        )
     return ItemResult(
         index=item.index,
         status=ResultStatus.DUPLICATE,
