@@ -23,14 +23,17 @@ import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from api.routes.expectations import ExpectationCreate
 from powertrip.contracts.expectations import (
     EXPECTATION_MEMO,
     EXPECTATION_WORKFLOW,
     Expectation,
+    ExpectationNotice,
     ExpectationStatus,
     ExpectedEvent,
     Revocation,
 )
+from powertrip.messages import ModalError, app_home, expect_fields, expectation_notice
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import (
     app_home_opened_event,
@@ -42,6 +45,7 @@ from powertrip.services.audit import DecisionRow, decisions
 from powertrip.services.expectations import (
     MAX_LISTED,
     ActiveExpectations,
+    ExpectationRefused,
     Limits,
     create_expectation,
     new_expectation,
@@ -472,6 +476,13 @@ async def test_the_cli_creates_lists_and_revokes_for_the_security_team_only(
         assert refused.returncode == 1
         assert "only the security team may create expectations from the CLI" in refused.stderr
         assert "Traceback" not in refused.stderr
+        # An empty shell variable is no host: refused, not taken for any host.
+        blank = await run(
+            "expectations", "create", "--actor", "alice", "--host", "", "--for", "1h",
+            "--reason", "x", "--as", "U0SEC1",
+        )  # fmt: skip
+        assert blank.returncode == 1 and "a host is blank" in blank.stderr, blank.stderr
+        assert "Traceback" not in blank.stderr
         created = await run(
             "expectations", "create", "--actor", "alice", "--host", "bastion", "--for", "1h",
             "--reason", "DB failover drill", "--as", "U0SEC1", "--json",
@@ -768,3 +779,109 @@ async def test_more_active_expectations_than_one_listing_holds_are_looked_up_per
     active = ActiveExpectations(listing)  # type: ignore[arg-type]
     await active.of("u2")
     assert len(listing.queries) == 2 and "u2" in listing.queries[1]
+
+
+async def test_expect_the_same_here_is_neither_offered_nor_taken_for_an_event_without_a_host(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    """ "Here" cannot mean "everywhere": a login that names no host gets no *expect the same*
+    button, and a click on it anyway (an older message) approves that login only: no
+    expectation, so alice is still asked about her login on any host."""
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        record = {
+            "id": f"nohost-{uuid.uuid4().hex[:8]}",
+            "program": "sshd",
+            "time": datetime.now(UTC).isoformat(),
+            "message": "Accepted publickey for alice from 203.0.113.50 port 1234 ssh2",
+        }
+        posted = await http.post("/webhooks/json", json=record, headers=WEBHOOK_HEADERS)
+        [result] = posted.json()["results"]
+        assert result["status"] == "started", result
+        nowhere = str(result["event_id"])
+        [dm] = await eventually(lambda: _dms(fake_slack, nowhere), within=30)
+        assert "unknown host" in json.dumps(dm.blocks)
+        assert buttons(dm) == ["approve", "not_me"]
+
+        reply_to = slack_api_url.replace("/api/", "/response/nohost")
+        clicked = await slack_click(http, "U0ALICE", "approve_expect", nowhere, dm, reply_to)
+        assert clicked.status_code == 200
+        approved = await eventually(lambda: _approved(http, nowhere), within=30)
+        assert approved["decision"]["via"] == "slack"
+        replies = await eventually(
+            lambda: [r["text"] for r in fake_slack.responses if r["key"] == "nohost"] or None,
+            within=15,
+        )
+        assert any("nothing is expected" in r and "no host" in r for r in replies), replies
+        assert (await http.get("/v1/expectations", headers=API_HEADERS)).json() == []
+        elsewhere = await login(http, host="prod-db-7")
+        await eventually(lambda: dms_about(fake_slack, elsewhere), within=30)
+        assert (await view(http, elsewhere))["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"host": ""}, "a host is blank"),
+        ({"host": ["bastion", " "]}, "a host is blank"),
+        ({"host": "."}, "a host is blank"),
+        ({"host": []}, "leave `host` out"),
+        ({"rule": ""}, "a rule id is blank"),
+        ({"rule": []}, "leave `rule` out"),
+    ],
+)
+def test_a_blank_host_or_rule_is_refused_never_read_as_any(
+    fields: dict[str, Any], says: str
+) -> None:
+    """What comes to nothing (a script's empty variable or list) must not widen an expectation
+    to every host or rule: the API answers 422, the service (every path) refuses, and the
+    `/powertrip expect` modal marks the field. Only leaving it out means "any"."""
+    body = {"actor": "alice", "for": "1h", "reason": "r", "created_by": "U0ALICE", **fields}
+    with pytest.raises(ValueError, match=says):
+        ExpectationCreate.model_validate(body)
+    given = [
+        [v] if isinstance(v, str) else v for v in (fields.get("host", []), fields.get("rule", []))
+    ]
+    hosts, rules = given
+    if hosts or rules:  # an empty list is what leaving it out gives the service: any
+        with pytest.raises(ExpectationRefused, match=says):
+            new_expectation(
+                actor="alice",
+                hosts=hosts,
+                rules=rules,
+                until=datetime.now(UTC) + timedelta(hours=1),
+                reason="r",
+                created_by="U0ALICE",
+                via="cli",
+            )
+
+    block = "hosts" if "host" in fields else "rules"
+
+    def modal(text: str) -> dict[str, Any]:
+        typed = {block: text, "actor": "alice", "reason": "r"}
+        return {b: {"value": {"value": v}} for b, v in typed.items()}
+
+    with pytest.raises(ModalError, match="leave it empty for any") as marked:
+        expect_fields(modal(" , "))
+    assert marked.value.block == block
+    assert getattr(expect_fields(modal("ops-1, ")), block) == ["ops-1"]  # a stray comma
+
+
+def test_an_expectation_for_any_host_and_rule_says_so_to_the_team() -> None:
+    """The security channel's notice and the App Home name a scope left open, so "alice on any
+    host, any rule" cannot pass for something narrower."""
+    wide, narrow = (
+        new_expectation(
+            actor="alice",
+            hosts=hosts,
+            rules=rules,
+            until=datetime.now(UTC) + timedelta(hours=1),
+            reason="patching",
+            created_by="U0SEC1",
+            via="api",
+        )
+        for hosts, rules in (([], []), (["ops-1"], ["sudo-command"]))
+    )
+    for expectation, says, not_said in ((wide, "any host", "ops-1"), (narrow, "ops-1", "any")):
+        text, _ = expectation_notice(ExpectationNotice(expectation=expectation))
+        home = json.dumps(app_home([], [expectation], on_team=True))
+        assert says in text and says in home and not_said not in text

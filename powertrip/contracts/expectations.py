@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -79,6 +80,31 @@ class Expectation(BaseModel):
         ):
             return False
         return not self.rules or event.rule_id in self.rules
+
+
+def scope_refusal(hosts: Sequence[str], rules: Sequence[str]) -> str | None:
+    """Why these `hosts` and `rules` (as given, before any are dropped) would widen an
+    expectation by accident, or None. An empty list means any host (any rule): a creator says
+    so by giving none, never by giving names that come to nothing, so a blank name (or one whose
+    normal form, `powertrip.hosts.host_key`, is empty, like `.`) is refused, not dropped."""
+    if any(not host_key(h) for h in hosts):
+        return "a host is blank: give host names, or none at all for any host"
+    if any(not r.strip() for r in rules):
+        return "a rule id is blank: give rule ids, or none at all for any rule"
+    return None
+
+
+def same_here_refusal(event: SecurityEvent) -> str | None:
+    """Why "Approve, and expect the same from me here" cannot be offered for `event`, or None.
+    "Here" is the event's host: an event that names none (or only a blank one) has no "here",
+    and its expectation would cover every host. The DM leaves the button off such an event and
+    `services.expectations.expect_the_same` refuses a click on an older message with this."""
+    if event.host is None or not host_key(event.host):
+        return (
+            'the event names no host, so there is no "here" to expect the same on (it would '
+            "cover every host): use `/powertrip expect` and name the hosts"
+        )
+    return scope_refusal([event.host], [event.rule_id])
 
 
 class Revocation(BaseModel):
