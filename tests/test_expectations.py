@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ from tests.harness import (
     eventually,
     fresh_namespace,
     make_config,
+    make_event,
     make_settings,
     papertrail_event,
     posted_to,
@@ -104,8 +105,14 @@ def _yaml_overrides(config_yaml: str) -> dict[str, Any]:
     return {k: v for k, v in yaml.safe_load(config_yaml).items() if k in extra}
 
 
-async def login(http: httpx.AsyncClient, user: str = "alice", host: str = "bastion") -> str:
-    event = papertrail_event(uuid.uuid4().hex[:16], user, host=host)
+async def login(
+    http: httpx.AsyncClient,
+    user: str = "alice",
+    host: str = "bastion",
+    at: datetime | None = None,
+) -> str:
+    """A login posted now (Papertrail's webhook) that happened `at` (default: now)."""
+    event = papertrail_event(uuid.uuid4().hex[:16], user, host=host, at=at or datetime.now(UTC))
     response = await http.post("/webhooks/papertrail", json=alert(event), headers=WEBHOOK_HEADERS)
     [result] = response.json()["results"]
     assert result["status"] == "started", result
@@ -864,6 +871,96 @@ def test_a_blank_host_or_rule_is_refused_never_read_as_any(
         expect_fields(modal(" , "))
     assert marked.value.block == block
     assert getattr(expect_fields(modal("ops-1, ")), block) == ["ops-1"]  # a stray comma
+
+
+async def test_an_expectation_approves_only_what_happens_while_it_lasts(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    """Work expected from now on: a login three days old, or one dated after the expectation
+    ends, posted while it is active, is asked about, not pre-approved; so is one stamped
+    without a zone (it could be from 14 h earlier). One stamped now in another zone is now."""
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        created = await http.post(
+            "/v1/expectations",
+            json={
+                "actor": "alice",
+                "host": "retro-h",
+                "for": "1h",
+                "reason": "maintenance now",
+                "created_by": "U0ALICE",
+            },
+            headers=API_WRITE_HEADERS,
+        )
+        assert created.status_code == 201, created.text
+        expectation = created.json()
+        until = datetime.fromisoformat(expectation["until"])
+        await eventually(lambda: _listed(http, expectation["id"]))
+        # Listed, and covering what happens now (also written in UTC-8): the worker sees it.
+        pacific = timezone(timedelta(hours=-8))
+        for at in (datetime.now(UTC), datetime.now(pacific)):
+            now = await login(http, host="retro-h", at=at)
+            record = await eventually(partial(_approved, http, now), within=30)
+            assert record["decision"]["expectation"] == expectation["id"]
+
+        zoneless = datetime.now(UTC).replace(tzinfo=None)
+        outside = [
+            await login(http, host="retro-h", at=at)
+            for at in (datetime.now(UTC) - timedelta(days=3), until + timedelta(hours=5), zoneless)
+        ]
+        for event_id in outside:
+            await eventually(partial(dms_about, fake_slack, event_id), within=30)
+            assert (await view(http, event_id))["status"] == "pending"
+
+
+CREATED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+"""A 24 h expectation's creation, for `covers` at the edges of its span."""
+
+
+@pytest.mark.parametrize(
+    ("occurred", "zoneless", "asked_at", "covered"),
+    [
+        (timedelta(hours=1), False, timedelta(hours=1), True),
+        # The sender's clock may be CLOCK_SKEW (5 minutes) off ours, either way.
+        (-timedelta(minutes=4), False, timedelta(minutes=1), True),
+        (-timedelta(minutes=6), False, timedelta(minutes=1), False),
+        (-timedelta(days=3), False, timedelta(hours=1), False),
+        (timedelta(hours=1, minutes=4), False, timedelta(hours=1), True),
+        # Stamped later than it was asked about: no event arrives before it happens.
+        (timedelta(hours=1, minutes=6), False, timedelta(hours=1), False),
+        (timedelta(hours=29), False, timedelta(hours=23), False),
+        # Happened in the span, asked about after it ended (a late delivery, a poll catching
+        # up): the expectation is no longer in force, the owner is asked.
+        (timedelta(hours=23), False, timedelta(hours=24, minutes=1), False),
+        # Without a zone, the stamp may be 14 h early (UTC+14) or 12 h late (UTC-12): covered
+        # only when every reading is in the span.
+        (timedelta(hours=1), True, timedelta(hours=1), False),
+        (timedelta(hours=13, minutes=50), True, timedelta(hours=20), False),
+        (timedelta(hours=14), True, timedelta(hours=20), True),
+        (timedelta(hours=23), True, timedelta(hours=23, minutes=30), True),
+        (timedelta(hours=23, minutes=50), True, timedelta(hours=23), True),  # UTC+1
+        (timedelta(hours=37, minutes=10), True, timedelta(hours=23), False),  # future anywhere
+    ],
+)
+def test_an_expectation_covers_what_happens_within_its_span_while_in_force(
+    occurred: timedelta, zoneless: bool, asked_at: timedelta, covered: bool
+) -> None:
+    expectation = new_expectation(
+        actor="alice",
+        hosts=["bastion"],
+        rules=[],
+        until=CREATED + timedelta(hours=24),
+        reason="r",
+        created_by="U0ALICE",
+        via="api",
+        now=CREATED,
+    )
+    event = make_event().model_copy(
+        update={"occurred_at": CREATED + occurred, "time_without_zone": zoneless}
+    )
+    assert expectation.covers(event, CREATED + asked_at) is covered
+    # Revoked, it covers nothing, whenever it happened.
+    revoked = expectation.model_copy(update={"status": ExpectationStatus.REVOKED})
+    assert not revoked.covers(event, CREATED + asked_at)
 
 
 def test_an_expectation_for_any_host_and_rule_says_so_to_the_team() -> None:
