@@ -30,7 +30,12 @@ from slack_sdk.models.blocks import (
 
 from powertrip.contracts.approval import Action, EventRecord, MessageKind, decision_block_id
 from powertrip.contracts.conflict import ConflictReport
-from powertrip.contracts.expectations import Expectation, ExpectationNotice, ExpectationStatus
+from powertrip.contracts.expectations import (
+    Expectation,
+    ExpectationNotice,
+    ExpectationStatus,
+    same_here_refusal,
+)
 from powertrip.contracts.passkeys import NoticeKind, NoticeState, Refusal, passkey_notice_id
 from powertrip.contracts.polling import PollAlert, StaleReport
 from powertrip.contracts.reminders import DigestLine
@@ -336,7 +341,8 @@ def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list
     """Which buttons a message carries: what its readers may do.
 
     A DM asks its owner (*Approve — this was me*, *Approve, and expect the same from me here
-    for 1 h* unless the event needs a step-up, *Not me*). The security channel is read by the
+    for 1 h* unless the event needs a step-up or names no host to be "here"
+    (`same_here_refusal`), *Not me*). The security channel is read by the
     security team: it offers *Approve on behalf* and a report, never the owner's own approval,
     whether the account has an owner (a reminder about bob's login) or not (a bot). After an
     approval on the owner's behalf, the owner's DM keeps *Not me* for the contest window.
@@ -347,8 +353,9 @@ def button_ids(record: EventRecord, kind: MessageKind, in_channel: bool) -> list
         contest = record.contest_until is not None and kind is MessageKind.FIRST
         return ["not_me"] if contest and not in_channel else []
     if not in_channel:
-        # An owner may not pre-approve what needs a step-up: no "expect the same" there.
-        if record.event.step_up is None:
+        # An owner may not pre-approve what needs a step-up, and "here" cannot mean every
+        # host: no "expect the same" on either.
+        if record.event.step_up is None and same_here_refusal(record.event) is None:
             return ["approve", "approve_expect", "not_me"]
         return ["approve", "not_me"]
     return ["approve_on_behalf", "not_me"]
@@ -845,14 +852,19 @@ def registration_reply(url: str, expires_at: datetime, passkeys: int) -> str:
     )
 
 
+def _scope(e: Expectation) -> str:
+    """Where and for which rules `e` pre-approves, e.g. ` on `ci-1` (`sudo-command`)`. A scope
+    left open is said, not left out: "any host" is what the team must notice."""
+    where = f" on {', '.join(map(code, e.hosts))}" if e.hosts else " on *any host*"
+    return where + (f" ({', '.join(map(code, e.rules))})" if e.rules else " (*any rule*)")
+
+
 def expectation_notice(notice: ExpectationNotice) -> tuple[str, list[Block]]:
     """The security channel's one message about an expectation: who expects whom to act, where,
     until when and why; the events it approved so far (the latest listed, the rest counted);
     and, once it ended, whether it expired or was revoked. Approvals by an expectation are
     never silent: this message is updated in place as they happen."""
     e = notice.expectation
-    where = f" on {', '.join(map(code, e.hosts))}" if e.hosts else ""
-    rules = f" ({', '.join(map(code, e.rules))})" if e.rules else ""
     state = {
         ExpectationStatus.ACTIVE: f"until {slack_date(e.until)}",
         ExpectationStatus.EXPIRED: f"expired {slack_date(e.until)}",
@@ -860,7 +872,7 @@ def expectation_notice(notice: ExpectationNotice) -> tuple[str, list[Block]]:
     }[e.status]
     headline = (
         f":calendar: *Expected work* {mention(e.created_by)} pre-approved {name(e.actor)}"
-        f"{where}{rules}, {state}: {escape(e.reason)}"
+        f"{_scope(e)}, {state}: {escape(e.reason)}"
     )
     lines = [
         f"• {escape(item.action)} on {code(item.host or 'no host')} at {slack_date(item.at)} · "
@@ -948,8 +960,8 @@ def expect_modal(actor: str | None = None) -> dict[str, Any]:
                 },
             },
             _input("actor", "Account", "alice (as the events name it)", actor),
-            _input("hosts", "Hosts (comma-separated)", "ops-1, ops-2"),
-            _input("rules", "Rule ids (comma-separated; none: any)", "sudo-command"),
+            _input("hosts", "Hosts (comma-separated; none: any host)", "ops-1, ops-2"),
+            _input("rules", "Rule ids (comma-separated; none: any rule)", "sudo-command"),
             _input("for", "For how long", "1h, 90m", EXPECT_FOR_DEFAULT),
             _input("reason", "Why", "nginx upgrade, CHG-42"),
         ],
@@ -971,9 +983,17 @@ def expect_fields(values: dict[str, Any]) -> ExpectFields:
         lasts = parse_duration(value("for") or EXPECT_FOR_DEFAULT)
     except ValueError as exc:
         raise ModalError("for", str(exc)[:150]) from exc
-    hosts = [h.strip() for h in value("hosts").split(",") if h.strip()]
-    rules = [r.strip() for r in value("rules").split(",") if r.strip()]
+    hosts, rules = _names(value("hosts"), "hosts"), _names(value("rules"), "rules")
     return ExpectFields(actor=actor, hosts=hosts, rules=rules, lasts=lasts, reason=reason)
+
+
+def _names(text: str, block: str) -> list[str]:
+    """A comma-separated field's names (a stray comma is no name). Left empty it means "any";
+    typed into but naming nothing (`,`) it is refused (ModalError), not taken for "any"."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if text and not names:
+        raise ModalError(block, "Give names separated by commas, or leave it empty for any.")
+    return names
 
 
 def pending_list(records: list[EventRecord], user: str, listed: int = 20) -> str:
@@ -1039,14 +1059,13 @@ def app_home(
             }
         )
     for e in expectations[:40]:
-        where = f" on {', '.join(map(code, e.hosts))}" if e.hosts else ""
         blocks.append(
             {
                 "type": "section",
                 "block_id": f"expectation-{e.id}"[:255],
                 "text": {
                     "type": "mrkdwn",
-                    "text": f"{name(e.actor)}{where} until {slack_date(e.until)}, by "
+                    "text": f"{name(e.actor)}{_scope(e)} until {slack_date(e.until)}, by "
                     f"{mention(e.created_by)}: {escape(e.reason)} · {code(e.id)}"[:2900],
                 },
                 "accessory": {

@@ -1,15 +1,22 @@
-"""UTC offsets, for stamps written without a zone (an RFC 3164 line, a naive JSON time).
+"""How far a sender's stamp may be from the true time: its clock's skew (`CLOCK_SKEW`), and for
+stamps written without a zone (an RFC 3164 line, a naive JSON time) the UTC offsets.
 
-Such a stamp is the writer's local wall clock, `UTC + offset`, for an offset some zone uses.
-`UTC_OFFSETS` lists every offset (standard and daylight saving) the IANA tz database has had a
-zone use since 2015, so identity (`powertrip.identity`) allows only those between a zone-less
-copy and a zoned one, and a record that carries a zoned time beside a zone-less line (a Wazuh
-alert's `timestamp` beside its `full_log`) can say which offset the line was written in.
+A stamp without a zone is the writer's local wall clock, `UTC + offset`, for an offset some zone
+uses. `UTC_OFFSETS` lists every offset (standard and daylight saving) the IANA tz database has
+had a zone use since 2015, so identity (`powertrip.identity`) allows only those between a
+zone-less copy and a zoned one, a record that carries a zoned time beside a zone-less line (a
+Wazuh alert's `timestamp` beside its `full_log`) can say which offset the line was written in,
+and an expectation covers a zone-less stamp only if it would in every zone.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a sender's clock may be from ours: an SNS message's signed `Timestamp` may be this far
+in the future (`powertrip.sources.sns`), an event this far outside an expectation's span
+(`powertrip.contracts.expectations.Expectation.covers`)."""
 
 UTC_OFFSETS: tuple[timedelta, ...] = tuple(
     timedelta(minutes=minutes)

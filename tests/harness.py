@@ -140,12 +140,17 @@ def port_for(provider_id: object) -> int:
 
 
 def papertrail_event(
-    provider_id: int | str, user: str = "alice", host: str = "bastion", address: str = "203.0.113.7"
+    provider_id: int | str,
+    user: str = "alice",
+    host: str = "bastion",
+    address: str = "203.0.113.7",
+    at: datetime | None = None,
 ) -> dict[str, Any]:
-    """One event of a Papertrail search alert, as Papertrail sends it."""
+    """One event of a Papertrail search alert, as Papertrail sends it; received `at` (default:
+    a fixed time in the past; an expectation covers only what happens while it lasts)."""
     return {
         "id": provider_id,
-        "received_at": "2026-11-27T01:02:03-08:00",
+        "received_at": at.isoformat() if at else "2026-11-27T01:02:03-08:00",
         "source_name": host,
         "source_ip": "10.0.0.5",
         "hostname": host,

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,17 @@ import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from api.routes.expectations import ExpectationCreate
 from powertrip.contracts.expectations import (
     EXPECTATION_MEMO,
     EXPECTATION_WORKFLOW,
     Expectation,
+    ExpectationNotice,
     ExpectationStatus,
     ExpectedEvent,
     Revocation,
 )
+from powertrip.messages import ModalError, app_home, expect_fields, expectation_notice
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import (
     app_home_opened_event,
@@ -42,6 +45,7 @@ from powertrip.services.audit import DecisionRow, decisions
 from powertrip.services.expectations import (
     MAX_LISTED,
     ActiveExpectations,
+    ExpectationRefused,
     Limits,
     create_expectation,
     new_expectation,
@@ -61,6 +65,7 @@ from tests.harness import (
     eventually,
     fresh_namespace,
     make_config,
+    make_event,
     make_settings,
     papertrail_event,
     posted_to,
@@ -100,8 +105,14 @@ def _yaml_overrides(config_yaml: str) -> dict[str, Any]:
     return {k: v for k, v in yaml.safe_load(config_yaml).items() if k in extra}
 
 
-async def login(http: httpx.AsyncClient, user: str = "alice", host: str = "bastion") -> str:
-    event = papertrail_event(uuid.uuid4().hex[:16], user, host=host)
+async def login(
+    http: httpx.AsyncClient,
+    user: str = "alice",
+    host: str = "bastion",
+    at: datetime | None = None,
+) -> str:
+    """A login posted now (Papertrail's webhook) that happened `at` (default: now)."""
+    event = papertrail_event(uuid.uuid4().hex[:16], user, host=host, at=at or datetime.now(UTC))
     response = await http.post("/webhooks/papertrail", json=alert(event), headers=WEBHOOK_HEADERS)
     [result] = response.json()["results"]
     assert result["status"] == "started", result
@@ -472,6 +483,13 @@ async def test_the_cli_creates_lists_and_revokes_for_the_security_team_only(
         assert refused.returncode == 1
         assert "only the security team may create expectations from the CLI" in refused.stderr
         assert "Traceback" not in refused.stderr
+        # An empty shell variable is no host: refused, not taken for any host.
+        blank = await run(
+            "expectations", "create", "--actor", "alice", "--host", "", "--for", "1h",
+            "--reason", "x", "--as", "U0SEC1",
+        )  # fmt: skip
+        assert blank.returncode == 1 and "a host is blank" in blank.stderr, blank.stderr
+        assert "Traceback" not in blank.stderr
         created = await run(
             "expectations", "create", "--actor", "alice", "--host", "bastion", "--for", "1h",
             "--reason", "DB failover drill", "--as", "U0SEC1", "--json",
@@ -768,3 +786,199 @@ async def test_more_active_expectations_than_one_listing_holds_are_looked_up_per
     active = ActiveExpectations(listing)  # type: ignore[arg-type]
     await active.of("u2")
     assert len(listing.queries) == 2 and "u2" in listing.queries[1]
+
+
+async def test_expect_the_same_here_is_neither_offered_nor_taken_for_an_event_without_a_host(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    """ "Here" cannot mean "everywhere": a login that names no host gets no *expect the same*
+    button, and a click on it anyway (an older message) approves that login only: no
+    expectation, so alice is still asked about her login on any host."""
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        record = {
+            "id": f"nohost-{uuid.uuid4().hex[:8]}",
+            "program": "sshd",
+            "time": datetime.now(UTC).isoformat(),
+            "message": "Accepted publickey for alice from 203.0.113.50 port 1234 ssh2",
+        }
+        posted = await http.post("/webhooks/json", json=record, headers=WEBHOOK_HEADERS)
+        [result] = posted.json()["results"]
+        assert result["status"] == "started", result
+        nowhere = str(result["event_id"])
+        [dm] = await eventually(lambda: _dms(fake_slack, nowhere), within=30)
+        assert "unknown host" in json.dumps(dm.blocks)
+        assert buttons(dm) == ["approve", "not_me"]
+
+        reply_to = slack_api_url.replace("/api/", "/response/nohost")
+        clicked = await slack_click(http, "U0ALICE", "approve_expect", nowhere, dm, reply_to)
+        assert clicked.status_code == 200
+        approved = await eventually(lambda: _approved(http, nowhere), within=30)
+        assert approved["decision"]["via"] == "slack"
+        replies = await eventually(
+            lambda: [r["text"] for r in fake_slack.responses if r["key"] == "nohost"] or None,
+            within=15,
+        )
+        assert any("nothing is expected" in r and "no host" in r for r in replies), replies
+        assert (await http.get("/v1/expectations", headers=API_HEADERS)).json() == []
+        elsewhere = await login(http, host="prod-db-7")
+        await eventually(lambda: dms_about(fake_slack, elsewhere), within=30)
+        assert (await view(http, elsewhere))["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"host": ""}, "a host is blank"),
+        ({"host": ["bastion", " "]}, "a host is blank"),
+        ({"host": "."}, "a host is blank"),
+        ({"host": []}, "leave `host` out"),
+        ({"rule": ""}, "a rule id is blank"),
+        ({"rule": []}, "leave `rule` out"),
+    ],
+)
+def test_a_blank_host_or_rule_is_refused_never_read_as_any(
+    fields: dict[str, Any], says: str
+) -> None:
+    """What comes to nothing (a script's empty variable or list) must not widen an expectation
+    to every host or rule: the API answers 422, the service (every path) refuses, and the
+    `/powertrip expect` modal marks the field. Only leaving it out means "any"."""
+    body = {"actor": "alice", "for": "1h", "reason": "r", "created_by": "U0ALICE", **fields}
+    with pytest.raises(ValueError, match=says):
+        ExpectationCreate.model_validate(body)
+    given = [
+        [v] if isinstance(v, str) else v for v in (fields.get("host", []), fields.get("rule", []))
+    ]
+    hosts, rules = given
+    if hosts or rules:  # an empty list is what leaving it out gives the service: any
+        with pytest.raises(ExpectationRefused, match=says):
+            new_expectation(
+                actor="alice",
+                hosts=hosts,
+                rules=rules,
+                until=datetime.now(UTC) + timedelta(hours=1),
+                reason="r",
+                created_by="U0ALICE",
+                via="cli",
+            )
+
+    block = "hosts" if "host" in fields else "rules"
+
+    def modal(text: str) -> dict[str, Any]:
+        typed = {block: text, "actor": "alice", "reason": "r"}
+        return {b: {"value": {"value": v}} for b, v in typed.items()}
+
+    with pytest.raises(ModalError, match="leave it empty for any") as marked:
+        expect_fields(modal(" , "))
+    assert marked.value.block == block
+    assert getattr(expect_fields(modal("ops-1, ")), block) == ["ops-1"]  # a stray comma
+
+
+async def test_an_expectation_approves_only_what_happens_while_it_lasts(
+    dev_env: WorkflowEnvironment, fake_slack: FakeSlack, slack_api_url: str, tmp_path: Path
+) -> None:
+    """Work expected from now on: a login three days old, or one dated after the expectation
+    ends, posted while it is active, is asked about, not pre-approved; so is one stamped
+    without a zone (it could be from 14 h earlier). One stamped now in another zone is now."""
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        created = await http.post(
+            "/v1/expectations",
+            json={
+                "actor": "alice",
+                "host": "retro-h",
+                "for": "1h",
+                "reason": "maintenance now",
+                "created_by": "U0ALICE",
+            },
+            headers=API_WRITE_HEADERS,
+        )
+        assert created.status_code == 201, created.text
+        expectation = created.json()
+        until = datetime.fromisoformat(expectation["until"])
+        await eventually(lambda: _listed(http, expectation["id"]))
+        # Listed, and covering what happens now (also written in UTC-8): the worker sees it.
+        pacific = timezone(timedelta(hours=-8))
+        for at in (datetime.now(UTC), datetime.now(pacific)):
+            now = await login(http, host="retro-h", at=at)
+            record = await eventually(partial(_approved, http, now), within=30)
+            assert record["decision"]["expectation"] == expectation["id"]
+
+        zoneless = datetime.now(UTC).replace(tzinfo=None)
+        outside = [
+            await login(http, host="retro-h", at=at)
+            for at in (datetime.now(UTC) - timedelta(days=3), until + timedelta(hours=5), zoneless)
+        ]
+        for event_id in outside:
+            await eventually(partial(dms_about, fake_slack, event_id), within=30)
+            assert (await view(http, event_id))["status"] == "pending"
+
+
+CREATED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+"""A 24 h expectation's creation, for `covers` at the edges of its span."""
+
+
+@pytest.mark.parametrize(
+    ("occurred", "zoneless", "asked_at", "covered"),
+    [
+        (timedelta(hours=1), False, timedelta(hours=1), True),
+        # The sender's clock may be CLOCK_SKEW (5 minutes) off ours, either way.
+        (-timedelta(minutes=4), False, timedelta(minutes=1), True),
+        (-timedelta(minutes=6), False, timedelta(minutes=1), False),
+        (-timedelta(days=3), False, timedelta(hours=1), False),
+        (timedelta(hours=1, minutes=4), False, timedelta(hours=1), True),
+        # Stamped later than it was asked about: no event arrives before it happens.
+        (timedelta(hours=1, minutes=6), False, timedelta(hours=1), False),
+        (timedelta(hours=29), False, timedelta(hours=23), False),
+        # Happened in the span, asked about after it ended (a late delivery, a poll catching
+        # up): the expectation is no longer in force, the owner is asked.
+        (timedelta(hours=23), False, timedelta(hours=24, minutes=1), False),
+        # Without a zone, the stamp may be 14 h early (UTC+14) or 12 h late (UTC-12): covered
+        # only when every reading is in the span.
+        (timedelta(hours=1), True, timedelta(hours=1), False),
+        (timedelta(hours=13, minutes=50), True, timedelta(hours=20), False),
+        (timedelta(hours=14), True, timedelta(hours=20), True),
+        (timedelta(hours=23), True, timedelta(hours=23, minutes=30), True),
+        (timedelta(hours=23, minutes=50), True, timedelta(hours=23), True),  # UTC+1
+        (timedelta(hours=37, minutes=10), True, timedelta(hours=23), False),  # future anywhere
+    ],
+)
+def test_an_expectation_covers_what_happens_within_its_span_while_in_force(
+    occurred: timedelta, zoneless: bool, asked_at: timedelta, covered: bool
+) -> None:
+    expectation = new_expectation(
+        actor="alice",
+        hosts=["bastion"],
+        rules=[],
+        until=CREATED + timedelta(hours=24),
+        reason="r",
+        created_by="U0ALICE",
+        via="api",
+        now=CREATED,
+    )
+    event = make_event().model_copy(
+        update={"occurred_at": CREATED + occurred, "time_without_zone": zoneless}
+    )
+    assert expectation.covers(event, CREATED + asked_at) is covered
+    # Revoked, it covers nothing, whenever it happened.
+    revoked = expectation.model_copy(update={"status": ExpectationStatus.REVOKED})
+    assert not revoked.covers(event, CREATED + asked_at)
+
+
+def test_an_expectation_for_any_host_and_rule_says_so_to_the_team() -> None:
+    """The security channel's notice and the App Home name a scope left open, so "alice on any
+    host, any rule" cannot pass for something narrower."""
+    wide, narrow = (
+        new_expectation(
+            actor="alice",
+            hosts=hosts,
+            rules=rules,
+            until=datetime.now(UTC) + timedelta(hours=1),
+            reason="patching",
+            created_by="U0SEC1",
+            via="api",
+        )
+        for hosts, rules in (([], []), (["ops-1"], ["sudo-command"]))
+    )
+    for expectation, says, not_said in ((wide, "any host", "ops-1"), (narrow, "ops-1", "any")):
+        text, _ = expectation_notice(ExpectationNotice(expectation=expectation))
+        home = json.dumps(app_home([], [expectation], on_team=True))
+        assert says in text and says in home and not_said not in text

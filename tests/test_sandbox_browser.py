@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -339,7 +339,7 @@ async def test_a_group_an_expectation_and_the_app_home_on_the_sandbox_page(
             assert expectation["via"] == "slack"
 
             # 3. alice's next login on bastion is approved by it, on the record, with no DM.
-            login = papertrail_event(uuid.uuid4().hex[:16])
+            login = papertrail_event(uuid.uuid4().hex[:16], at=datetime.now(UTC))
             answer = await http.post(
                 "/webhooks/papertrail", json=alert(login), headers=WEBHOOK_HEADERS
             )

@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from api.deps import (
     ApiAuth,
@@ -26,7 +33,7 @@ from api.deps import (
     WebUiDep,
 )
 from api.routes.events import AUTH_ERROR, UNAVAILABLE, Problem, invalid
-from powertrip.contracts.expectations import Expectation
+from powertrip.contracts.expectations import Expectation, scope_refusal
 from powertrip.durations import parse_duration
 from powertrip.services.expectations import (
     ExpectationAudit,
@@ -53,7 +60,10 @@ REFUSED: dict[int | str, dict[str, Any]] = {
         "rule pre-approved by its owner, longer than `max_expectation`, a revocation by "
         "someone else; or the API has no `POWERTRIP_API_WRITE_TOKEN` (writes over HTTP off).",
     },
-    **invalid("Invalid body: no reason, neither `for` nor `until`, a bad duration."),
+    **invalid(
+        "Invalid body: no reason, neither `for` nor `until`, a bad duration, a blank `host` or "
+        "`rule` or an empty list of them."
+    ),
 }
 
 
@@ -64,10 +74,14 @@ class ExpectationCreate(BaseModel):
 
     actor: str = Field(min_length=1, max_length=256, description="The account (`alice`).")
     host: str | list[str] | None = Field(
-        default=None, description="A host or hosts; none: any host."
+        default=None,
+        description="A host or hosts; left out (or null): any host. A blank name or an empty "
+        "list is refused (422), never taken for any host.",
     )
     rule: str | list[str] | None = Field(
-        default=None, description="A rule id or ids; none: any rule."
+        default=None,
+        description="A rule id or ids; left out (or null): any rule. A blank id or an empty "
+        "list is refused (422), never taken for any rule.",
     )
     for_: timedelta | None = Field(
         default=None, alias="for", description="How long, e.g. `2h`, `90m` (or give `until`)."
@@ -82,6 +96,21 @@ class ExpectationCreate(BaseModel):
     @classmethod
     def _duration(cls, value: object) -> object:
         return None if value is None else parse_duration(value)
+
+    @field_validator("host", "rule")
+    @classmethod
+    def _named(cls, value: str | list[str] | None, info: ValidationInfo) -> object:
+        # `[]` or `""` is what a script sends when its list came out empty: refused, so that
+        # only leaving the field out means "any" (the same check as every path: scope_refusal).
+        if value is None:
+            return value
+        names = _listed(value)
+        if not names:
+            raise ValueError(f"an empty list: leave `{info.field_name}` out for any")
+        hosts, rules = (names, []) if info.field_name == "host" else ([], names)
+        if (widened := scope_refusal(hosts, rules)) is not None:
+            raise ValueError(widened)
+        return value
 
     @model_validator(mode="after")
     def _one_end(self) -> ExpectationCreate:

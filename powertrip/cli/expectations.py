@@ -31,6 +31,7 @@ from powertrip.contracts.expectations import Expectation
 from powertrip.directory import SlackDirectory
 from powertrip.durations import parse_duration
 from powertrip.services.expectations import (
+    ExpectationRefused,
     Limits,
     create_expectation,
     list_expectations,
@@ -114,17 +115,21 @@ def create(
     settings = _settings()
     config, key = _config_and_key()
     now = datetime.now(UTC)
-    expectation = new_expectation(
-        actor=actor,
-        hosts=host or [],
-        rules=rule or [],
-        until=_until(for_, until, now),
-        reason=reason,
-        created_by=as_user,
-        via="cli",
-        operator=operator(),
-        now=now,
-    )
+    try:
+        expectation = new_expectation(
+            actor=actor,
+            hosts=host or [],
+            rules=rule or [],
+            until=_until(for_, until, now),
+            reason=reason,
+            created_by=as_user,
+            via="cli",
+            operator=operator(),
+            now=now,
+        )
+    except ExpectationRefused as exc:  # a blank --host or --reason: said, not a traceback
+        typer.echo(f"powertrip: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
     async def work(client: Client) -> Expectation:
         return await create_expectation(

@@ -37,6 +37,8 @@ from powertrip.contracts.expectations import (
     ExpectedEvent,
     Revocation,
     expectation_id,
+    same_here_refusal,
+    scope_refusal,
 )
 from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import EventStatus
@@ -186,7 +188,12 @@ def new_expectation(
     operator: str | None = None,
     now: datetime | None = None,
 ) -> Expectation:
-    """An unsigned expectation with a new id; `until` must be timezone-aware."""
+    """An unsigned expectation with a new id; `until` must be timezone-aware. Empty `hosts`
+    (`rules`) means any host (rule); a blank name among them is refused, never dropped
+    (`scope_refusal`): what comes to nothing must not widen it to everything. Raises
+    ExpectationRefused."""
+    if (widened := scope_refusal(hosts, rules)) is not None:
+        raise ExpectationRefused(widened)
     if not reason.strip():
         raise ExpectationRefused("give a reason: an expectation is recorded with why")
     if len(reason) > MAX_REASON:
@@ -198,8 +205,8 @@ def new_expectation(
     return Expectation(
         id=expectation_id(actor),
         actor=actor.strip(),
-        hosts=[h.strip() for h in hosts if h.strip()],
-        rules=[r.strip() for r in rules if r.strip()],
+        hosts=[h.strip() for h in hosts],
+        rules=[r.strip() for r in rules],
         until=until.astimezone(UTC),
         reason=reason.strip(),
         created_by=created_by,
@@ -460,7 +467,9 @@ async def expect_the_same(
     """After `user` approved `event_id` with "Approve, and expect the same from me here": an
     expectation by them for the event's actor on its host and of its rule, for
     EXPECT_THE_SAME_FOR, `via: slack`. Raises NoSuchExpectation for an unknown event,
-    ExpectationRefused when the limits forbid it (not their account, a step-up rule)."""
+    ExpectationRefused when the limits forbid it (not their account, a step-up rule) or the
+    event has no host to be "here" (`same_here_refusal`: a click on a message from before the
+    button was left off such events)."""
     try:
         description = await client.get_workflow_handle(event_id).describe()
     except RPCError as exc:
@@ -469,10 +478,13 @@ async def expect_the_same(
         raise
     record = await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
     event = record.event
+    if (nowhere := same_here_refusal(event)) is not None:
+        raise ExpectationRefused(nowhere)
+    assert event.host is not None  # same_here_refusal refuses an event without one
     now = datetime.now(UTC)
     expectation = new_expectation(
         actor=event.actor,
-        hosts=[event.host] if event.host else [],
+        hosts=[event.host],
         rules=[event.rule_id],
         until=now + EXPECT_THE_SAME_FOR,
         reason=f"approved {event_id} and expected the same for {_human(EXPECT_THE_SAME_FOR)}",

@@ -32,6 +32,7 @@ from powertrip.sources import ParsedItem, PayloadError, describe_validation_erro
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.syslog import event_from_text
+from powertrip.zones import CLOCK_SKEW
 
 SOURCE = "sns"
 MESSAGE_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
@@ -59,7 +60,6 @@ HttpGet = Callable[[str], Awaitable[bytes]]
 # SNS's default HTTP(S) delivery policy retries for about a minute; a topic with a custom policy
 # that retries for longer needs POWERTRIP_SNS_MAX_AGE raised to match.
 DEFAULT_MAX_AGE = timedelta(hours=1)
-CLOCK_SKEW = timedelta(minutes=5)
 # One certificate per region and key rotation: a handful. The cap bounds memory whatever URLs
 # (all on sns.<region>.amazonaws.com) signed-looking messages name.
 CERTIFICATES_CACHED = 32
