@@ -24,10 +24,11 @@ from powertrip.models import RawEvent
 from powertrip.sources import PayloadError
 from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse_subscription
 from powertrip.sources.files import InputFormat, records
-from powertrip.sources.generic import parse_concatenated, parse_ndjson
+from powertrip.sources.generic import Reading, parse_concatenated, parse_ndjson, parse_text_lines
 from powertrip.sources.shippers import FieldError, parse_time
 from powertrip.sources.sns import SnsMessage, parse_notification
-from powertrip.sources.syslog import event_from_text
+from powertrip.sources.syslog import event_from_text, parse_bsd_stamp, parse_syslog
+from powertrip.sources.wazuh import wazuh_raw
 from powertrip.temporal import HOST
 from powertrip.unrecognised import message_shape
 from tests.harness import (
@@ -416,3 +417,74 @@ async def test_hostile_numbers_leave_the_rest_of_each_batch_to_proceed(
         )
         assert response.status_code == 400 and response.json()["detail"], body
     assert (await http.get("/healthz")).status_code == 200
+
+
+NEW_YEARS_EVE = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+NEW_YEARS_DAY = datetime(2027, 1, 1, 0, 0, 5, tzinfo=UTC)
+
+
+def _yearless_times(stamp: str, now: datetime) -> dict[str, datetime | None]:
+    """The time every reader of a year-less RFC 3164 stamp gives a record stamped `stamp`
+    (`Jan  1 00:00:01`) that arrived at `now`."""
+    line = f"{stamp} bastion sshd[1]: {ssh_line('alice')}"
+    [located] = records([line + "\n"], InputFormat.SYSLOG, now=now)
+    assert located.item.raw is not None
+    [text] = parse_text_lines(line.encode(), Reading(received=now))
+    [shipped] = parse_ndjson(json.dumps({"message": line}).encode(), Reading(received=now))
+    repeat = parse_syslog(f"{stamp} bastion last message repeated 2 times", now=now)
+    sudo_log = parse_syslog(f"{stamp} : alice : TTY=pts/0 ; USER=root ; COMMAND=/bin/id", now=now)
+    assert text.raw is not None and shipped.raw is not None
+    assert repeat is not None and sudo_log is not None
+    return {
+        "syslog line": located.item.raw.received_at,
+        "text/plain body": text.raw.received_at,
+        "shipper's bare line": shipped.raw.received_at,
+        "untagged repeat": repeat.time,
+        "sudo log file": sudo_log.time,
+        "JSON stamp": parse_bsd_stamp(stamp, now=now),
+    }
+
+
+def test_a_yearless_stamp_read_around_new_year_keeps_the_year_it_was_written() -> None:
+    """A line stamped just after midnight on 1 January, read a moment before midnight by a
+    reader behind the writer's clock, is next year's; a line from 31 December read on 1 January
+    is last year's. Before: every reader dated the first a year back (2026-01-01)."""
+    next_year = _yearless_times("Jan  1 00:00:01", NEW_YEARS_EVE)
+    assert set(next_year.values()) == {datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC)}, next_year
+    last_year = _yearless_times("Dec 31 23:59:58", NEW_YEARS_DAY)
+    assert set(last_year.values()) == {datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)}, last_year
+    # More than a day ahead of its arrival: written last year, as before.
+    assert parse_bsd_stamp("Jan  3 00:00:01", now=NEW_YEARS_EVE) == datetime(
+        2026, 1, 3, 0, 0, 1, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("now", "year"),
+    [
+        (datetime(2027, 3, 1, tzinfo=UTC), 2024),  # read in a common year: the last leap year's
+        (datetime(2028, 2, 28, 12, tzinfo=UTC), 2028),  # within a day of it
+        (datetime(2028, 3, 1, tzinfo=UTC), 2028),
+    ],
+)
+def test_a_leap_day_stamp_is_dated_in_a_leap_year(now: datetime, year: int) -> None:
+    """`Feb 29` is a day only in leap years. Before: read in a common year it became 28
+    February of a common year, a day no line was written on."""
+    when = _yearless_times("Feb 29 12:00:00", now)
+    assert set(when.values()) == {datetime(year, 2, 29, 12, tzinfo=UTC)}, when
+
+
+def test_a_wazuh_alert_on_a_line_written_after_midnight_ahead_of_utc_keeps_its_zone() -> None:
+    """The end-to-end report: a host an hour ahead of UTC writes `Jan  1 00:30:00` and the
+    manager alerts at 23:30:05Z on 31 December. The line is next year's, at the alert's instant
+    (its zone told from the alert's time). Before: 2026-01-01T00:30, a year early and zone-less."""
+    alert = {
+        "id": "1767223805.1",
+        "timestamp": "2026-12-31T23:30:05.000+0000",
+        "rule": {"id": "5715", "description": "sshd: authentication success."},
+        "agent": {"id": "001", "name": "bastion"},
+        "full_log": f"Jan  1 00:30:00 bastion sshd[1]: {ssh_line('alice')}",
+    }
+    raw = wazuh_raw(alert)
+    assert raw.received_at == datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    assert raw.time_without_zone is False

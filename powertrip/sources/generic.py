@@ -169,7 +169,7 @@ def parse_text_lines(
     items = []
     for index, line in lines:
         try:
-            raw = event_from_text(line, source, "pending")
+            raw = event_from_text(line, source, "pending", now=reading.received)
         except ValidationError as exc:
             items.append(invalid(index, describe_validation_error(exc), line))
             continue
@@ -219,6 +219,7 @@ def generic_raw(
         program=found.program,
         fields=member,
         framing=syslog_line or not (found.host or found.container),
+        now=received,
     )
     if syslog_line and raw.host is None:
         raw = raw.model_copy(update={"host": found.host})

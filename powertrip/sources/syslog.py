@@ -260,8 +260,9 @@ def parse_syslog(
     """Split a syslog line into its parts; None when the line has no syslog framing.
 
     RFC 3164 timestamps have no year and no zone: they are taken as UTC in `year`, or (without
-    one) in the year that puts them closest before `now`, since logs arrive after they are
-    written. Stamps with a zone keep it; stamps without one are UTC.
+    one) in the year that puts them nearest `now`, at most a day after it (`_parse_3164_time`),
+    since logs arrive after they are written. Stamps with a zone keep it; stamps without one are
+    UTC.
     """
     return _parse(line, year, now, relayed=True)
 
@@ -541,9 +542,26 @@ def _microseconds(fraction: str | None) -> int:
     return int((fraction or ".0")[1:7].ljust(6, "0"))
 
 
+# How far ahead of `now` a year-less stamp may be and still be this year's (or next year's, on
+# New Year's Eve): a writer's clock or zone ahead of the reader's. A later stamp was written
+# a year before.
+YEARLESS_SLACK = timedelta(days=1)
+# Years between two leap years are at most 8 (1896 to 1904, 2096 to 2104): so far back, at most,
+# the year of a `Feb 29` stamp.
+_LEAP_GAP = 8
+
+
 def _parse_3164_time(
     found: re.Match[str], year: int | None, now: datetime | None
 ) -> datetime | None:
+    """The UTC time of a matched RFC 3164 stamp (groups `mon`, `day`, `hms`, optional `frac` and
+    a written year), None when it is no time (`Nov 31`, `25:00:00`, the year 0).
+
+    RFC 3164 (section 4.1.2) writes no year: a written one wins, then `year`, else the year that
+    puts the stamp nearest `now` (default: the clock) without being more than `YEARLESS_SLACK`
+    after it: `Jan  1 00:00:01` read on 31 December is next year's, `Dec 31 23:59:59` read on
+    1 January last year's, and `Feb 29` the latest leap year's.
+    """
     parts = found.groupdict()
     month = _MONTHS[parts["mon"]]
     hour, minute, second = (int(p) for p in parts["hms"].split(":"))
@@ -559,15 +577,16 @@ def _parse_3164_time(
     if year is not None:
         return _in_range(datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC))
     now = now or datetime.now(UTC)
-    for candidate in (now.year, now.year - 1):
+    latest = now + YEARLESS_SLACK
+    # From the year after `latest`'s own: `now` may be in a zone behind UTC's calendar.
+    for candidate in range(latest.year + 1, latest.year - _LEAP_GAP - 2, -1):
         try:
             when = datetime(candidate, month, day, hour, minute, second, micro, tzinfo=UTC)
-        except ValueError:  # 29 February in a non-leap year
+        except ValueError:  # 29 February in a common year, or a year no datetime holds
             continue
-        # A day of slack for clocks and zones: later than that, it was written last year.
-        if when <= now + timedelta(days=1):
-            return when
-    return datetime(now.year - 1, month, min(day, 28), hour, minute, second, micro, tzinfo=UTC)
+        if when <= latest:
+            return _in_range(when)
+    return None
 
 
 def _journal_full_time(found: re.Match[str]) -> tuple[datetime | None, bool]:
@@ -642,6 +661,7 @@ def event_from_text(
     program: str | None = None,
     fields: dict[str, Any] | None = None,
     framing: bool = True,
+    now: datetime | None = None,
 ) -> RawEvent:
     """A provider's text record, with what the provider said about it winning over the text.
 
@@ -651,7 +671,9 @@ def event_from_text(
     shipper carries it), the line's framing fills in the program and whatever else the provider
     left empty: the provider's host and time (which has a year and a zone) still win.
     `framing=False`: the provider says the text is an application's own (it named the host or
-    container it came from), so framing is never read from it either.
+    container it came from), so framing is never read from it either. `now`: when the text
+    arrived, which tells a year-less stamp's year when the provider gave no time (default: the
+    clock).
 
     Raises pydantic's `ValidationError` for a record `RawEvent` refuses (e.g. fields nested too
     deeply).
@@ -659,7 +681,7 @@ def event_from_text(
     if received_at is not None and received_at.tzinfo is None:
         received_at = received_at.replace(tzinfo=UTC)  # as `RawEvent` takes it
     text = text.rstrip("\r\n")
-    record = None if program or not framing else parse_syslog(text, now=received_at)
+    record = None if program or not framing else parse_syslog(text, now=received_at or now)
     if record is None:
         message = _message(text)
         return raw_event(source, provider_id, received_at, host, program, message, fields or {})
@@ -684,7 +706,7 @@ _BSD_STAMP = re.compile(
 def parse_bsd_stamp(text: str, now: datetime | None = None) -> datetime | None:
     """An RFC 3164 stamp on its own (`Nov 27 01:02:03`, as syslog-ng's `DATE`, Logstash's
     `timestamp` and Fluent Bit's `Time_Keep` leave it in JSON): UTC in its own year or, without
-    one, the year that puts it closest before `now`, as `parse_syslog` reads it; it has no zone.
+    one, the year nearest `now`, as `parse_syslog` reads it; it has no zone.
     None when `text` is not one."""
     found = _BSD_STAMP.fullmatch(text.strip())
     if found is None or found["mon"] not in _MONTHS:
