@@ -25,6 +25,7 @@ from powertrip.sources import PayloadError
 from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse_subscription
 from powertrip.sources.files import InputFormat, records
 from powertrip.sources.generic import Reading, parse_concatenated, parse_ndjson, parse_text_lines
+from powertrip.sources.papertrail import parse_papertrail
 from powertrip.sources.shippers import FieldError, parse_time
 from powertrip.sources.sns import SnsMessage, parse_notification
 from powertrip.sources.syslog import event_from_text, parse_bsd_stamp, parse_syslog
@@ -488,3 +489,54 @@ def test_a_wazuh_alert_on_a_line_written_after_midnight_ahead_of_utc_keeps_its_z
     raw = wazuh_raw(alert)
     assert raw.received_at == datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
     assert raw.time_without_zone is False
+
+
+async def test_a_trailing_blank_or_line_ending_does_not_unmatch_a_login_or_make_it_new(
+    http: httpx.AsyncClient,
+) -> None:
+    """The report: Papertrail's `message` ending in a blank or `\\r` left `sshd-accepted`
+    (anchored at `ssh2$`) unmatched. Now it starts; the retry without the `\\r` is the same
+    event, and the record as received stays in its fields."""
+    event_id = uuid.uuid4().hex
+    line = ssh_line("alice", address="203.0.113.50")
+    for message, status in ((line + "\r", "started"), (line, "duplicate")):
+        event = {"id": event_id, "hostname": "bastion", "program": "sshd", "message": message}
+        response = await http.post(
+            "/webhooks/papertrail", json={"events": [event]}, headers=WEBHOOK_HEADERS
+        )
+        assert response.status_code == 202, response.text
+        [result] = response.json()["results"]
+        assert result["status"] == status, result
+    view = (await http.get(f"/v1/events/papertrail-{event_id}", headers=API_HEADERS)).json()
+    assert view["message"] == line
+
+
+@pytest.mark.parametrize("noise", [" ", "\r", "\t", "\r\n", " \r\n", "\x00", "\u00a0"])
+def test_trailing_noise_changes_no_route_s_match_or_name(noise: str) -> None:
+    """Every adapter's record goes through `RawEvent`: Papertrail's message, a framed line (in
+    a text body, a backfill, a shipper's JSON) and a repeated line's `[ ... ]`."""
+    rules = make_config().rule_set()
+    line = f"Nov 27 01:02:03 bastion sshd[1]: {ssh_line('alice', port=43000)}"
+    event = {
+        "id": 1,
+        "hostname": "bastion",
+        "program": "sshd",
+        "message": ssh_line("alice") + noise,
+    }
+    [papertrail] = parse_papertrail({"events": [event]})
+    assert papertrail.raw is not None and papertrail.raw.fields["message"].endswith(noise)
+    now = datetime(2026, 11, 27, 2, tzinfo=UTC)
+    [backfill, noisy_backfill] = records([line + "\n", line + noise + "\n"], now=now)
+    [text, noisy_text] = parse_text_lines(f"{line}\n{line}{noise}\n".encode(), Reading())
+    [shipped] = parse_ndjson(json.dumps({"message": line + noise}).encode(), Reading())
+    for raw in (papertrail.raw, noisy_backfill.item.raw, noisy_text.raw, shipped.raw):
+        assert raw is not None
+        found = rules.recognise(raw)
+        assert found is not None and found.rule_id == "sshd-accepted", (raw.message, found)
+    assert noisy_backfill.item.raw and backfill.item.raw
+    assert noisy_backfill.item.raw.provider_id == backfill.item.raw.provider_id
+    assert noisy_text.raw and text.raw and noisy_text.raw.provider_id == text.raw.provider_id
+    failed = "Failed password for alice from 203.0.113.5 port 4000 ssh2"
+    repeated = f"Nov 27 01:02:03 bastion sshd[1]: message repeated 2 times: [ {failed}]{noise}"
+    known = rules.non_event(event_from_text(repeated, "json", "x"))
+    assert known is not None and known.id == "sshd-failed-login"

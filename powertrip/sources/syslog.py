@@ -63,7 +63,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from powertrip import jsontext
-from powertrip.models import RawEvent, out_of_range
+from powertrip.models import RawEvent, out_of_range, without_trailing_noise
 from powertrip.sources import content_id
 
 _MONTHS = {
@@ -269,7 +269,8 @@ def parse_syslog(
 
 def _parse(line: str, year: int | None, now: datetime | None, relayed: bool) -> SyslogRecord | None:
     """`parse_syslog`; `relayed`: a socklog line's inner line is read too (once, not nested)."""
-    line = _OCTET_COUNT.sub("", line.rstrip("\r\n"), count=1)
+    # Without a transport's trailing noise: the dialects anchor at the line's end.
+    line = _OCTET_COUNT.sub("", without_trailing_noise(line), count=1)
     if "MSWinEventLog\t" in line and (found := _SNARE.match(line)):
         return _from_snare(found)
     if line.startswith("<") and (found := _RFC5424.match(line)):
@@ -453,8 +454,9 @@ def _from_snare(found: re.Match[str]) -> SyslogRecord | None:
 def _message(text: str) -> str:
     """MSG without the blanks some templates put before it (rsyslog's RFC 5424 template, sudo's
     padded user), without RFC 5424's UTF-8 byte order mark, and without rsyslog's `message
-    repeated N times: [ ... ]` around it: rules anchor at its start."""
-    text = text.lstrip(" ").removeprefix("\ufeff").lstrip(" ")
+    repeated N times: [ ... ]` around it: rules anchor at its start. Without trailing noise
+    (`models.without_trailing_noise`), which would hide the `]`."""
+    text = without_trailing_noise(text.lstrip(" ").removeprefix("\ufeff").lstrip(" "))
     if text.startswith("message repeated ") and (found := _REPEATED.match(text)):
         return found["msg"].lstrip(" ")
     return text
