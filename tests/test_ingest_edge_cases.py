@@ -13,19 +13,28 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from powertrip.models import RawEvent
-from powertrip.sources import PayloadError
+from powertrip.models import RawEvent, SecurityEvent
+from powertrip.rules import Rule, RuleSet
+from powertrip.services.recognise import recognise
+from powertrip.sources import ParsedItem, PayloadError
 from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse_subscription
 from powertrip.sources.files import InputFormat, records
-from powertrip.sources.generic import Reading, parse_concatenated, parse_ndjson, parse_text_lines
+from powertrip.sources.generic import (
+    Reading,
+    parse_concatenated,
+    parse_generic,
+    parse_ndjson,
+    parse_text_lines,
+)
 from powertrip.sources.papertrail import parse_papertrail
+from powertrip.sources.papertrail_api import newer
 from powertrip.sources.shippers import FieldError, parse_time
 from powertrip.sources.sns import SnsMessage, parse_notification
 from powertrip.sources.syslog import event_from_text, parse_bsd_stamp, parse_syslog
@@ -540,3 +549,62 @@ def test_trailing_noise_changes_no_route_s_match_or_name(noise: str) -> None:
     repeated = f"Nov 27 01:02:03 bastion sshd[1]: message repeated 2 times: [ {failed}]{noise}"
     known = rules.non_event(event_from_text(repeated, "json", "x"))
     assert known is not None and known.id == "sshd-failed-login"
+
+
+@pytest.mark.parametrize(
+    ("written", "port"),
+    [("99999", None), ("9" * 5000, None), ("000000000022", 22), ("65535", 65535)],
+)
+def test_a_port_no_connection_has_is_no_port_never_pythons_error(
+    written: str, port: int | None
+) -> None:
+    """The report: 5000 digits in sshd's `port` made the login `invalid` with CPython's
+    int-conversion message as its reason (`Exceeds the limit (4300 digits) ...`), where 99999
+    already gave a login without a port. Both are now that login, without a port."""
+    line = "Nov 27 01:02:03 bastion sshd[1]: Accepted publickey for alice from 203.0.113.5 port "
+    raw = event_from_text(line + f"{written} ssh2", "json", "x")
+    found = finishes(lambda: recognise(make_config().rule_set(), ParsedItem(0, raw=raw)))
+    assert isinstance(found, SecurityEvent), found
+    assert (found.rule_id, found.actor, found.port) == ("sshd-accepted", "alice", port)
+
+
+@pytest.mark.parametrize("written", ["²", "٤٣", "+22", "2_2", "-1", ""])
+def test_a_port_from_a_field_is_ascii_decimal_or_none(written: str) -> None:
+    """A rule's port may come from a JSON field: digits `str.isdigit` accepts but `int` refuses
+    (`²`: before, a `ValueError` text as the reason) or reads otherwise (Arabic-Indic digits,
+    `2_2`) are no port."""
+    rule = Rule.model_validate(
+        {
+            "id": "vpn-login",
+            "title": "VPN login",
+            "match": {"fields": {"event": "login"}},
+            "event": {"actor": "{user}", "action": "VPN login", "port": "{client_port}"},
+        }
+    )
+    fields = {"event": "login", "user": "alice", "client_port": written}
+    raw = RawEvent(source="json", provider_id="x", message="", fields=fields)
+    event = RuleSet([rule], timedelta(hours=1)).recognise(raw)
+    assert event is not None and event.port is None
+
+
+def test_an_otlp_int_value_int_refuses_fails_no_batch() -> None:
+    """OTLP/JSON sends `intValue` as text. `²` (a digit to `str.isdigit`, not to `int`) made
+    the whole export a 500; it is now kept as the text it was, beside a record's good ints."""
+    attributes = [
+        {"key": "odd", "value": {"intValue": "²"}},
+        {"key": "pid", "value": {"intValue": "-42"}},
+    ]
+    record = {"timeUnixNano": "1796014800000000000", "body": {"stringValue": "x"}}
+    export = {
+        "resourceLogs": [{"scopeLogs": [{"logRecords": [{**record, "attributes": attributes}]}]}]
+    }
+    [item] = parse_generic(export, Reading())
+    assert item.raw is not None and item.raw.fields["attributes"] == {"odd": "²", "pid": -42}
+
+
+def test_papertrail_ids_compare_as_numbers_without_int() -> None:
+    """A search page's ids are compared as numbers; one no `int` reads (5000 digits, `²`)
+    stopped the poll with CPython's error."""
+    assert newer("99", "100") == "100"
+    assert newer("9" * 5000, "1" + "0" * 5000) == "1" + "0" * 5000
+    assert newer("²", "1") == "1" and newer("0", "²") == "²"
