@@ -35,12 +35,15 @@ class PayloadError(ValueError):
 @dataclass(frozen=True)
 class ParsedItem:
     """One record of a payload: its `RawEvent`, or the reason it has none (`error`) with what
-    the security channel's review shows of it (`sample`, the record as received, clipped)."""
+    the security channel's review shows of it (`sample`, the record as received, clipped). A
+    line of a text body that is known to be no record (a saved journalctl header) has neither:
+    `annotation` says what it is, and it is answered a non-event, so no line goes unanswered."""
 
     index: int
     raw: RawEvent | None = None
     error: str | None = None
     sample: str | None = None
+    annotation: str | None = None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -40,8 +40,9 @@ Dialects read (each line is tried against them in this order):
 - Windows OpenSSH (provider `OpenSSH`, every route: NXLog, Snare, Winlogbeat, Wazuh) writes
   `sshd: msg`: the program is the name before the colon (`raw_event`).
 
-Not records (`is_annotation`): journalctl's `-- Boot <id> --`, `-- Logs begin at ... --`, `-- No
-entries --` lines and `log show`'s header and summary lines, as saved with their output.
+Not records (`is_annotation`): journalctl's `-- Boot <id> --`, `-- Reboot --`, `-- Logs begin at
+... --`, `-- Journal begins at ... --` and `-- No entries --` lines and `log show`'s header and
+summary lines, as saved with their output, each exactly as the tool writes it.
 `logical_lines` joins a record's continuation lines (sudo's own log file wraps at 80 columns
 with a 4-space indent; journalctl indents the rest of a multi-line message).
 
@@ -167,11 +168,34 @@ _INNER_TAG = re.compile(r"(?P<prog>[^\s\[\]:]+)(?:\[(?P<pid>[^\]\s]*)\])?: ?(?P<
 # (`sshd: Accepted ...`): the program is the one named there, on every route.
 _TAGGING_PROVIDERS = frozenset({"OpenSSH"})
 _PROVIDER_TAG = re.compile(r"(?P<prog>[\w.-]+): (?P<msg>.*)$", re.DOTALL)
-# Lines saved with journalctl's and `log show`'s output that are no record.
-_ANNOTATION = re.compile(
-    r"^(?:-- .* --|Filtering the log data using .*|Skipping (?:info and debug|debug) messages.*"
-    r"|Timestamp {2,}.*|-{20,}|(?:Log|Activity) +- \w+: .*)$"
+# Lines saved with journalctl's and `log show`'s output that are no record, each exactly as the
+# tool writes it: a line merely shaped like one (`-- BREAKGLASS user=x --`) is a record.
+# journalctl (systemd's journalctl.c and logs-show.c): `-- Logs begin at <t>, end at <t>. --`
+# (`-- Logs begin at <t>. --` with --follow; systemd 246 to 249 `-- Journal begins at <t>, ends at
+# <t>. --`), `-- No entries --`, and between boots `-- Boot <boot id> --` (older: `-- Reboot --`);
+# each <t> is `format_timestamp`'s `%a %Y-%m-%d %H:%M:%S %Z`.
+_JOURNAL_STAMP = rf"{_WEEKDAY} \d{{4}}-\d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}} [\w+-]+"
+_JOURNAL_MARKER = (
+    rf"-- (?:Logs begin at {_JOURNAL_STAMP}(?:, end at {_JOURNAL_STAMP})?\."
+    rf"|Journal begins at {_JOURNAL_STAMP}(?:, ends at {_JOURNAL_STAMP})?\."
+    r"|No entries|Reboot|Boot [0-9a-f]{32}) --"
 )
+# macOS `log show` (log(1)): its header (`Filtering the log data using "<predicate>"`, `Skipping
+# info and debug messages, pass --info and/or --debug to include.`, the column headings of the
+# default, compact and syslog styles) and its closing summary (a rule of dashes, the `Log` and
+# `Activity` counts).
+_LOG_SHOW_LINE = (
+    r'Filtering the log data using ".*"'
+    r"|Skipping (?:info and debug messages, pass --info and/or --debug"
+    r"|debug messages, pass --debug) to include\."
+    r"|Timestamp +(?:Thread +Type +Activity +PID +TTL|Ty +Process\[PID:TID\]|\(process\)\[PID\])"
+    r"|-{20,}"
+    r"|Log +- Default: +\d+, Info: +\d+, Debug: +\d+, Error: +\d+, Fault: +\d+"
+    r"|Activity +- Create: +\d+, Transition: +\d+, Actions: +\d+"
+)
+_ANNOTATION = re.compile(rf"(?:{_JOURNAL_MARKER}|{_LOG_SHOW_LINE})")
+ANNOTATION = "a header or marker of saved journalctl or log show output: no record"
+"""The reason a text body's annotation line (`is_annotation`) is answered a non-event."""
 # journalctl -o short-unix: seconds since the epoch with microseconds.
 _JOURNAL_UNIX = re.compile(r"(?P<epoch>\d{9,11}(?:\.\d{1,9})?)" + _REST)
 # journalctl -o short-monotonic / short-delta: time since boot, no wall clock.
@@ -318,9 +342,10 @@ def _parse(line: str, year: int | None, now: datetime | None, relayed: bool) -> 
 
 
 def is_annotation(line: str) -> bool:
-    """Whether a line of saved log output is no record: journalctl's `-- Boot <id> --` and `--
-    Logs begin at ... --` lines, `log show`'s header and summary."""
-    return bool(_ANNOTATION.match(line.strip()))
+    """Whether a line of saved log output is no record: exactly one of journalctl's markers
+    (`-- Boot <id> --`, `-- Logs begin at ... --`, `-- No entries --`) or `log show`'s header and
+    summary lines (`_ANNOTATION`)."""
+    return bool(_ANNOTATION.fullmatch(line.strip()))
 
 
 def is_continuation(line: str) -> bool:
@@ -330,10 +355,13 @@ def is_continuation(line: str) -> bool:
     return line[:1] in (" ", "\t") and bool(line.strip()) and parse_syslog(line.strip()) is None
 
 
-def logical_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+def logical_lines(
+    lines: Iterable[tuple[int, str]], annotations: bool = False
+) -> Iterator[tuple[int, str]]:
     """Numbered text lines as records: each with its continuation lines joined by a blank (as
-    sudo wrapped it), numbered by its first line; annotations (`is_annotation`) left out. Blank
-    lines and anything else are passed on as they are. Linear in the input."""
+    sudo wrapped it), numbered by its first line; annotations (`is_annotation`) left out, or
+    passed on as they are with `annotations`. Blank lines and anything else are passed on as they
+    are. Linear in the input."""
     first: int | None = None
     parts: list[str] = []
     for number, line in lines:
@@ -344,6 +372,8 @@ def logical_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]
             yield first, " ".join(parts)
             first, parts = None, []
         if is_annotation(line):
+            if annotations:
+                yield number, line
             continue
         if line.strip():
             first, parts = number, [line.rstrip("\r\n")]
