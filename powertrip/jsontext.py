@@ -67,6 +67,18 @@ class Unreadable:
         return f"<{self.what}>"
 
 
+def decimal(text: str, max_digits: int) -> int | None:
+    """The integer `text` writes in ASCII decimal (`0`-`9`, an optional leading `-`), with at
+    most `max_digits` digits after leading zeros; None for anything else. Unlike `int(text)` it
+    never raises on text from outside: not on digits `str.isdigit` accepts and `int` refuses
+    (`²`), nor on a numeral over CPython's conversion limit (`MAX_INTEGER_DIGITS`); nor does it
+    take what `int` also reads (`+1`, `1_000`, blanks, Arabic-Indic digits)."""
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits.lstrip("0")) > max_digits:
+        return None
+    return int(text)
+
+
 def _integer(text: str) -> int | Unreadable:
     if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
         return Unreadable(f"an integer of {len(text.lstrip('-'))} digits")

@@ -22,6 +22,20 @@ EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
 
 
+# What a transport leaves after a record and no writer meant as content: a line ending
+# (Papertrail, CRLF files and TCP syslog keep `\r`), blanks a template pads with, and the NUL
+# some syslog senders end a TCP frame with (RFC 6587 section 3.4.2). Every character Python
+# counts as whitespace (all below U+3001), and NUL.
+_TRAILING_NOISE = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + "\x00"
+
+
+def without_trailing_noise(text: str) -> str:
+    """`text` without `_TRAILING_NOISE` at its end: what rules match and events show of a
+    record's message, and what names a text record (`sources.content_id`), so a copy with or
+    without it is the same record."""
+    return text.rstrip(_TRAILING_NOISE)
+
+
 def out_of_range(when: datetime) -> str | None:
     """Why `when` (naive: UTC) cannot be a record's time, or None when it can."""
     aware = when if when.tzinfo else when.replace(tzinfo=UTC)
@@ -107,6 +121,15 @@ class RawEvent(BaseModel):
             if isinstance(value, datetime) and value.tzinfo is None:
                 return {**data, "time_without_zone": True}
         return data
+
+    @field_validator("message")
+    @classmethod
+    def _without_trailing_noise(cls, value: str) -> str:
+        # Every adapter builds its records here: a `\r` or blank a transport left after the
+        # message must not make a rule anchored at its end (`ssh2$`) miss, nor a copy without it
+        # another shape or identity. The record as received stays in `fields` where the
+        # provider gave one.
+        return without_trailing_noise(value)
 
     @field_validator("fields")
     @classmethod

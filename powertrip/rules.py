@@ -18,6 +18,7 @@ from powertrip.escalation import (
     Severity,
     Urgency,
 )
+from powertrip.jsontext import decimal
 from powertrip.models import (
     EventKind,
     RawEvent,
@@ -425,11 +426,10 @@ def default_urgency(kind: EventKind, actor: str) -> Urgency:
 
 
 def _port(text: str) -> int | None:
-    """A rendered port: a number from 0 to 65535 in ASCII digits, else none (a template whose
-    group is empty, a JSON field holding something else)."""
-    # `isdigit` alone passes `²`, which `int` refuses (the record became `invalid`), and other
-    # scripts' digits, which no log writes a port in.
-    return int(text) if text.isascii() and text.isdigit() and int(text) <= 65535 else None
+    """A rendered port: a number from 0 to 65535, else none (a template whose group is empty, a
+    number no port has: `99999`, 5000 digits, `²`)."""
+    port = decimal(text, 5)
+    return port if port is not None and 0 <= port <= 65535 else None
 
 
 def clip(text: str, limit: int) -> str:

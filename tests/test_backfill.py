@@ -441,3 +441,21 @@ async def test_cloudtrail_is_trusted_only_from_a_whole_cloudtrail_file_or_format
         "\n".join(json.dumps(v) for v in [in_envelope, in_list["detail"], {"Records": []}]) + "\n"
     )
     assert sorted(await would_start(saved, "--format", "cloudtrail")) == sorted([relayed, listed])
+
+
+def test_a_backfill_skips_only_the_markers_its_tools_write() -> None:
+    """Saved journalctl and `log show` output's own lines are no records; a line merely shaped
+    like one is. Before: any `-- ... --` line, and `Log - x: ...`, was skipped unread."""
+    lines = [
+        "-- Logs begin at Mon 2024-11-25 00:00:00 UTC, end at Wed 2024-11-27 02:00:00 UTC. --",
+        "-- Journal begins at Mon 2024-11-25 00:00:00 CET, ends at Wed 2024-11-27 02:00:00 CET. --",
+        "-- Boot 3f2b1c0e9d8a4b7c8e6f5a4b3c2d1e0f --",
+        "-- Reboot --",
+        "-- No entries --",
+        "Skipping info and debug messages, pass --info and/or --debug to include.",
+        "-- BREAKGLASS user=mallory --",
+        "Log - x: Accepted publickey for carol",
+        "Activity - Create: 0, Transition: 0, Actions: 0 and more",
+    ]
+    read = [located.line for located in records([line + "\n" for line in lines])]
+    assert read == [7, 8, 9]

@@ -33,6 +33,7 @@ from powertrip.rules import RuleSet
 from powertrip.sources.cloudtrail import actor_of, cloudtrail_records
 from powertrip.sources.files import InputFormat, open_input, records
 from powertrip.sources.generic import iter_json_values
+from powertrip.sources.syslog import ANNOTATION
 from powertrip.sources.wazuh import parse_wazuh
 from tests.harness import WEBHOOK_HEADERS, api_client, fresh_namespace, settings_with_config
 
@@ -227,6 +228,9 @@ async def via_webhook(
                 description = await client.get_workflow_handle(result["event_id"]).describe()
                 memo = await description.memo_value("record")
                 outcomes.append(Outcome(event=facts(memo["event"])))
+            elif status == "non_event" and result["rule_id"] is None:
+                # A saved header or marker (`-- Boot <id> --`): answered, and no record.
+                assert result["reason"] == ANNOTATION, result
             elif status == "non_event":
                 outcomes.append(Outcome(non_event=result["rule_id"]))
             elif status == "invalid":

@@ -13,7 +13,7 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,14 +22,25 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from powertrip.config import config_from_mapping
-from powertrip.models import RawEvent
-from powertrip.sources import PayloadError
+from powertrip.models import RawEvent, SecurityEvent
+from powertrip.rules import Rule, RuleSet
+from powertrip.services.recognise import recognise
+from powertrip.sources import ParsedItem, PayloadError
 from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse_subscription
 from powertrip.sources.files import InputFormat, records
-from powertrip.sources.generic import parse_concatenated, parse_ndjson
+from powertrip.sources.generic import (
+    Reading,
+    parse_concatenated,
+    parse_generic,
+    parse_ndjson,
+    parse_text_lines,
+)
+from powertrip.sources.papertrail import parse_papertrail
+from powertrip.sources.papertrail_api import newer
 from powertrip.sources.shippers import FieldError, parse_time
 from powertrip.sources.sns import SnsMessage, parse_notification
-from powertrip.sources.syslog import event_from_text
+from powertrip.sources.syslog import event_from_text, parse_bsd_stamp, parse_syslog
+from powertrip.sources.wazuh import wazuh_raw
 from powertrip.temporal import HOST
 from powertrip.unrecognised import message_shape
 from tests.harness import (
@@ -471,3 +482,184 @@ async def test_a_huge_unmatched_record_is_reviewed_clipped_and_the_batch_proceed
     )
     sample = json.loads(request.data)["sample"]
     assert sample["fields"]["tag"] == "kept" and len(sample["fields"]["blob"]) <= 2000
+
+
+NEW_YEARS_EVE = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+NEW_YEARS_DAY = datetime(2027, 1, 1, 0, 0, 5, tzinfo=UTC)
+
+
+def _yearless_times(stamp: str, now: datetime) -> dict[str, datetime | None]:
+    """The time every reader of a year-less RFC 3164 stamp gives a record stamped `stamp`
+    (`Jan  1 00:00:01`) that arrived at `now`."""
+    line = f"{stamp} bastion sshd[1]: {ssh_line('alice')}"
+    [located] = records([line + "\n"], InputFormat.SYSLOG, now=now)
+    assert located.item.raw is not None
+    [text] = parse_text_lines(line.encode(), Reading(received=now))
+    [shipped] = parse_ndjson(json.dumps({"message": line}).encode(), Reading(received=now))
+    repeat = parse_syslog(f"{stamp} bastion last message repeated 2 times", now=now)
+    sudo_log = parse_syslog(f"{stamp} : alice : TTY=pts/0 ; USER=root ; COMMAND=/bin/id", now=now)
+    assert text.raw is not None and shipped.raw is not None
+    assert repeat is not None and sudo_log is not None
+    return {
+        "syslog line": located.item.raw.received_at,
+        "text/plain body": text.raw.received_at,
+        "shipper's bare line": shipped.raw.received_at,
+        "untagged repeat": repeat.time,
+        "sudo log file": sudo_log.time,
+        "JSON stamp": parse_bsd_stamp(stamp, now=now),
+    }
+
+
+def test_a_yearless_stamp_read_around_new_year_keeps_the_year_it_was_written() -> None:
+    """A line stamped just after midnight on 1 January, read a moment before midnight by a
+    reader behind the writer's clock, is next year's; a line from 31 December read on 1 January
+    is last year's. Before: every reader dated the first a year back (2026-01-01)."""
+    next_year = _yearless_times("Jan  1 00:00:01", NEW_YEARS_EVE)
+    assert set(next_year.values()) == {datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC)}, next_year
+    last_year = _yearless_times("Dec 31 23:59:58", NEW_YEARS_DAY)
+    assert set(last_year.values()) == {datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)}, last_year
+    # More than a day ahead of its arrival: written last year, as before.
+    assert parse_bsd_stamp("Jan  3 00:00:01", now=NEW_YEARS_EVE) == datetime(
+        2026, 1, 3, 0, 0, 1, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("now", "year"),
+    [
+        (datetime(2027, 3, 1, tzinfo=UTC), 2024),  # read in a common year: the last leap year's
+        (datetime(2028, 2, 28, 12, tzinfo=UTC), 2028),  # within a day of it
+        (datetime(2028, 3, 1, tzinfo=UTC), 2028),
+    ],
+)
+def test_a_leap_day_stamp_is_dated_in_a_leap_year(now: datetime, year: int) -> None:
+    """`Feb 29` is a day only in leap years. Before: read in a common year it became 28
+    February of a common year, a day no line was written on."""
+    when = _yearless_times("Feb 29 12:00:00", now)
+    assert set(when.values()) == {datetime(year, 2, 29, 12, tzinfo=UTC)}, when
+
+
+def test_a_wazuh_alert_on_a_line_written_after_midnight_ahead_of_utc_keeps_its_zone() -> None:
+    """The end-to-end report: a host an hour ahead of UTC writes `Jan  1 00:30:00` and the
+    manager alerts at 23:30:05Z on 31 December. The line is next year's, at the alert's instant
+    (its zone told from the alert's time). Before: 2026-01-01T00:30, a year early and zone-less."""
+    alert = {
+        "id": "1767223805.1",
+        "timestamp": "2026-12-31T23:30:05.000+0000",
+        "rule": {"id": "5715", "description": "sshd: authentication success."},
+        "agent": {"id": "001", "name": "bastion"},
+        "full_log": f"Jan  1 00:30:00 bastion sshd[1]: {ssh_line('alice')}",
+    }
+    raw = wazuh_raw(alert)
+    assert raw.received_at == datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    assert raw.time_without_zone is False
+
+
+async def test_a_trailing_blank_or_line_ending_does_not_unmatch_a_login_or_make_it_new(
+    http: httpx.AsyncClient,
+) -> None:
+    """The report: Papertrail's `message` ending in a blank or `\\r` left `sshd-accepted`
+    (anchored at `ssh2$`) unmatched. Now it starts; the retry without the `\\r` is the same
+    event, and the record as received stays in its fields."""
+    event_id = uuid.uuid4().hex
+    line = ssh_line("alice", address="203.0.113.50")
+    for message, status in ((line + "\r", "started"), (line, "duplicate")):
+        event = {"id": event_id, "hostname": "bastion", "program": "sshd", "message": message}
+        response = await http.post(
+            "/webhooks/papertrail", json={"events": [event]}, headers=WEBHOOK_HEADERS
+        )
+        assert response.status_code == 202, response.text
+        [result] = response.json()["results"]
+        assert result["status"] == status, result
+    view = (await http.get(f"/v1/events/papertrail-{event_id}", headers=API_HEADERS)).json()
+    assert view["message"] == line
+
+
+@pytest.mark.parametrize("noise", [" ", "\r", "\t", "\r\n", " \r\n", "\x00", "\u00a0"])
+def test_trailing_noise_changes_no_route_s_match_or_name(noise: str) -> None:
+    """Every adapter's record goes through `RawEvent`: Papertrail's message, a framed line (in
+    a text body, a backfill, a shipper's JSON) and a repeated line's `[ ... ]`."""
+    rules = make_config().rule_set()
+    line = f"Nov 27 01:02:03 bastion sshd[1]: {ssh_line('alice', port=43000)}"
+    event = {
+        "id": 1,
+        "hostname": "bastion",
+        "program": "sshd",
+        "message": ssh_line("alice") + noise,
+    }
+    [papertrail] = parse_papertrail({"events": [event]})
+    assert papertrail.raw is not None and papertrail.raw.fields["message"].endswith(noise)
+    now = datetime(2026, 11, 27, 2, tzinfo=UTC)
+    [backfill, noisy_backfill] = records([line + "\n", line + noise + "\n"], now=now)
+    [text, noisy_text] = parse_text_lines(f"{line}\n{line}{noise}\n".encode(), Reading())
+    [shipped] = parse_ndjson(json.dumps({"message": line + noise}).encode(), Reading())
+    for raw in (papertrail.raw, noisy_backfill.item.raw, noisy_text.raw, shipped.raw):
+        assert raw is not None
+        found = rules.recognise(raw)
+        assert found is not None and found.rule_id == "sshd-accepted", (raw.message, found)
+    assert noisy_backfill.item.raw and backfill.item.raw
+    assert noisy_backfill.item.raw.provider_id == backfill.item.raw.provider_id
+    assert noisy_text.raw and text.raw and noisy_text.raw.provider_id == text.raw.provider_id
+    failed = "Failed password for alice from 203.0.113.5 port 4000 ssh2"
+    repeated = f"Nov 27 01:02:03 bastion sshd[1]: message repeated 2 times: [ {failed}]{noise}"
+    known = rules.non_event(event_from_text(repeated, "json", "x"))
+    assert known is not None and known.id == "sshd-failed-login"
+
+
+@pytest.mark.parametrize(
+    ("written", "port"),
+    [("99999", None), ("9" * 5000, None), ("000000000022", 22), ("65535", 65535)],
+)
+def test_a_port_no_connection_has_is_no_port_never_pythons_error(
+    written: str, port: int | None
+) -> None:
+    """The report: 5000 digits in sshd's `port` made the login `invalid` with CPython's
+    int-conversion message as its reason (`Exceeds the limit (4300 digits) ...`), where 99999
+    already gave a login without a port. Both are now that login, without a port."""
+    line = "Nov 27 01:02:03 bastion sshd[1]: Accepted publickey for alice from 203.0.113.5 port "
+    raw = event_from_text(line + f"{written} ssh2", "json", "x")
+    found = finishes(lambda: recognise(make_config().rule_set(), ParsedItem(0, raw=raw)))
+    assert isinstance(found, SecurityEvent), found
+    assert (found.rule_id, found.actor, found.port) == ("sshd-accepted", "alice", port)
+
+
+@pytest.mark.parametrize("written", ["²", "٤٣", "+22", "2_2", "-1", ""])
+def test_a_port_from_a_field_is_ascii_decimal_or_none(written: str) -> None:
+    """A rule's port may come from a JSON field: digits `str.isdigit` accepts but `int` refuses
+    (`²`: before, a `ValueError` text as the reason) or reads otherwise (Arabic-Indic digits,
+    `2_2`) are no port."""
+    rule = Rule.model_validate(
+        {
+            "id": "vpn-login",
+            "title": "VPN login",
+            "match": {"fields": {"event": "login"}},
+            "event": {"actor": "{user}", "action": "VPN login", "port": "{client_port}"},
+        }
+    )
+    fields = {"event": "login", "user": "alice", "client_port": written}
+    raw = RawEvent(source="json", provider_id="x", message="", fields=fields)
+    event = RuleSet([rule], timedelta(hours=1)).recognise(raw)
+    assert event is not None and event.port is None
+
+
+def test_an_otlp_int_value_int_refuses_fails_no_batch() -> None:
+    """OTLP/JSON sends `intValue` as text. `²` (a digit to `str.isdigit`, not to `int`) made
+    the whole export a 500; it is now kept as the text it was, beside a record's good ints."""
+    attributes = [
+        {"key": "odd", "value": {"intValue": "²"}},
+        {"key": "pid", "value": {"intValue": "-42"}},
+    ]
+    record = {"timeUnixNano": "1796014800000000000", "body": {"stringValue": "x"}}
+    export = {
+        "resourceLogs": [{"scopeLogs": [{"logRecords": [{**record, "attributes": attributes}]}]}]
+    }
+    [item] = parse_generic(export, Reading())
+    assert item.raw is not None and item.raw.fields["attributes"] == {"odd": "²", "pid": -42}
+
+
+def test_papertrail_ids_compare_as_numbers_without_int() -> None:
+    """A search page's ids are compared as numbers; one no `int` reads (5000 digits, `²`)
+    stopped the poll with CPython's error."""
+    assert newer("99", "100") == "100"
+    assert newer("9" * 5000, "1" + "0" * 5000) == "1" + "0" * 5000
+    assert newer("²", "1") == "1" and newer("0", "²") == "²"

@@ -232,3 +232,36 @@ async def test_a_url_an_http_client_logs_keeps_no_query_secret(
     [line] = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert "2336412f37" not in line and "Token=[redacted]" in line, line
     assert line.startswith("HTTP Request: GET https://sns.us-east-1.amazonaws.com/?Action=")
+
+
+async def test_every_line_of_a_text_body_is_answered_and_only_real_markers_skipped(
+    http: httpx.AsyncClient,
+) -> None:
+    """The report: lines merely shaped like a saved journalctl or `log show` header (`-- ...
+    --`, `Log - x: ...`) were skipped without a result, 1 result for 4 lines, so a line could
+    hide behind the shape. They are records now; a real marker is answered `non_event`."""
+    lines = [
+        f"Nov 27 01:02:03 bastion sshd[{uuid.uuid4().int % 10**6}]: {ssh_line('alice')}",
+        "-- BREAKGLASS user=mallory --",
+        "-" * 60,  # `log show`'s rule above its summary
+        "Log - x: Accepted publickey for carol",
+        "-- Boot 3f2b1c0e9d8a4b7c8e6f5a4b3c2d1e0f --",
+        "-- Boot not-a-boot-id --",
+    ]
+    response = await http.post(
+        "/webhooks/json",
+        content="\n".join(lines) + "\n",
+        headers={**WEBHOOK_HEADERS, "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == list(range(len(lines)))
+    assert [(r["status"], r["rule_id"]) for r in results] == [
+        ("started", "sshd-accepted"),
+        ("unmatched", None),
+        ("non_event", None),
+        ("unmatched", None),
+        ("non_event", None),
+        ("unmatched", None),
+    ]
+    assert "journalctl" in results[4]["reason"]

@@ -71,7 +71,10 @@ class ItemResult(BaseModel):
 
 
 def recognise(rules: RuleSet, item: ParsedItem) -> ItemResult | SecurityEvent | None:
-    """The record's event, None (no rule recognises it), or its `invalid` result."""
+    """The record's event, None (no rule recognises it), its `invalid` result, or for a line
+    known to be no record (`ParsedItem.annotation`) its `non_event` result."""
+    if item.annotation is not None:
+        return ItemResult(index=item.index, status=ResultStatus.NON_EVENT, reason=item.annotation)
     if item.raw is None:
         return ItemResult(index=item.index, status=ResultStatus.INVALID, reason=item.error)
     try:
@@ -113,7 +116,9 @@ def plan(rules: RuleSet, items: Sequence[ParsedItem], source: str) -> list[Plan]
     plans = []
     for item in items:
         found = recognise(rules, item)
-        if isinstance(found, ItemResult):
+        if isinstance(found, ItemResult) and found.status is ResultStatus.NON_EVENT:
+            plans.append(Plan(found))  # an annotation: answered as it is, never reviewed
+        elif isinstance(found, ItemResult):
             reason = found.reason or "invalid"
             sample = item.raw.message if item.raw is not None else item.sample
             review = invalid_sample(source, reason, sample)
@@ -267,6 +272,8 @@ async def process(
     async def one(position: int, item: ParsedItem) -> ItemResult:
         planned = plans[position]
         found = planned.found
+        if isinstance(found, ItemResult) and found.status is ResultStatus.NON_EVENT:
+            return found
         if isinstance(found, ItemResult):
             return await invalid(item.index, planned, found.reason or "invalid")
         if found is None:

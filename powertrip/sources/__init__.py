@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from powertrip.models import RawEvent
+from powertrip.models import RawEvent, without_trailing_noise
 
 # A record without its own time is a new event once this much time has passed: a retry within
 # the bucket is a duplicate, the same text in a later bucket is a new event.
@@ -35,12 +35,15 @@ class PayloadError(ValueError):
 @dataclass(frozen=True)
 class ParsedItem:
     """One record of a payload: its `RawEvent`, or the reason it has none (`error`) with what
-    the security channel's review shows of it (`sample`, the record as received, clipped)."""
+    the security channel's review shows of it (`sample`, the record as received, clipped). A
+    line of a text body that is known to be no record (a saved journalctl header) has neither:
+    `annotation` says what it is, and it is answered a non-event, so no line goes unanswered."""
 
     index: int
     raw: RawEvent | None = None
     error: str | None = None
     sample: str | None = None
+    annotation: str | None = None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -73,8 +76,12 @@ def content_id(content: Any, own_time: datetime | None, received: datetime | Non
     the canonical JSON of `{"time": <own time>, "record": content}`, or, for a record without a
     time of its own, `{"received": <start of its RECEIVE_BUCKET>, "record": content}`.
 
-    `content` is the record as received (a line, a JSON object); times are compared in UTC.
+    `content` is the record as received (a line, a JSON object); times are compared in UTC. A
+    line is named without its trailing noise (`models.without_trailing_noise`): a retry that
+    adds or drops a `\r` or a blank is the same record.
     """
+    if isinstance(content, str):
+        content = without_trailing_noise(content)
     if own_time is not None:
         basis: dict[str, Any] = {"time": _utc(own_time).isoformat(), "record": content}
     else:

@@ -43,7 +43,7 @@ from powertrip.sources.shippers import (
     batch_records,
     extract,
 )
-from powertrip.sources.syslog import event_from_text, logical_lines
+from powertrip.sources.syslog import ANNOTATION, event_from_text, is_annotation, logical_lines
 
 SOURCE = "json"
 _RECORD_SEPARATOR = "\x1e"  # RFC 7464 JSON text sequences (`journalctl -o json-seq`)
@@ -156,24 +156,30 @@ def parse_text_lines(
     """Raw log lines (`Content-Type: text/plain`, e.g. Vector's `text` codec or `curl
     --data-binary @auth.log`): each line with its syslog framing, which the transport did not
     give; a line without framing is a message with no host or program. Continuation lines join
-    their record and saved output's annotations are left out (`syslog.logical_lines`); a
-    result's index is its first line's number - 1."""
+    their record (`syslog.logical_lines`); a result's index is its first line's number - 1. A
+    line of saved output that is no record (`syslog.is_annotation`: journalctl's `-- Boot <id>
+    --`) is answered a non-event (`ParsedItem.annotation`): no line with content is left
+    unanswered."""
     text = body.decode("utf-8", errors="replace")
     lines = [
-        (number - 1, line)
-        for number, line in logical_lines(enumerate(text.splitlines(), start=1))
+        (number - 1, line, is_annotation(line))
+        for number, line in logical_lines(enumerate(text.splitlines(), start=1), annotations=True)
         if line.strip()
     ]
     if not lines:
         raise PayloadError("no events in the body")
+    records = sum(not annotation for _, _, annotation in lines)  # what an Idempotency-Key names
     items = []
-    for index, line in lines:
+    for index, line, annotation in lines:
+        if annotation:
+            items.append(ParsedItem(index=index, annotation=ANNOTATION, sample=line))
+            continue
         try:
-            raw = event_from_text(line, source, "pending")
+            raw = event_from_text(line, source, "pending", now=reading.received)
         except ValidationError as exc:
             items.append(invalid(index, describe_validation_error(exc), line))
             continue
-        provider_id = _key(reading.idempotency_key, index, len(lines)) or content_id(
+        provider_id = _key(reading.idempotency_key, index, records) or content_id(
             line, raw.received_at, reading.received
         )
         received_at = raw.received_at or reading.received
@@ -219,6 +225,7 @@ def generic_raw(
         program=found.program,
         fields=member,
         framing=syslog_line or not (found.host or found.container),
+        now=received,
     )
     if syslog_line and raw.host is None:
         raw = raw.model_copy(update={"host": found.host})

@@ -75,9 +75,11 @@ class Batch:
     next_max_id: str | None  # continue with this `max_id`; None: the window is done
 
 
-def _id_key(value: str) -> tuple[int, str]:
-    # Papertrail ids are 64-bit integers sent as strings; compare them as numbers.
-    return (int(value), "") if value.isdigit() else (0, value)
+def _id_key(value: str) -> tuple[int, str, str]:
+    # Papertrail ids are 64-bit integers sent as strings; compare them as numbers, by length
+    # then digits: no `int()` of whatever a page holds (5000 digits, `²`), and no limit.
+    digits = value.lstrip("0")
+    return (len(digits), digits, "") if value.isascii() and value.isdigit() else (0, "", value)
 
 
 def newer(a: str | None, b: str | None) -> str | None:

@@ -73,7 +73,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from powertrip.jsontext import Unreadable
+from powertrip.jsontext import Unreadable, decimal
 from powertrip.models import out_of_range
 from powertrip.sources import sample_of
 from powertrip.sources.syslog import parse_bsd_stamp
@@ -869,7 +869,8 @@ def _any_value(value: Any) -> Any:
     if "intValue" in value:
         number = value["intValue"]
         text = str(number)
-        return int(text) if text.lstrip("-").isdigit() and len(text) <= 20 else number
+        parsed = decimal(text, 20)  # an int64 has 19 digits
+        return number if parsed is None else parsed
     if "arrayValue" in value:
         return [_any_value(v) for v in _list(_get(value["arrayValue"], "values"))]
     if "kvlistValue" in value:

@@ -40,8 +40,9 @@ Dialects read (each line is tried against them in this order):
 - Windows OpenSSH (provider `OpenSSH`, every route: NXLog, Snare, Winlogbeat, Wazuh) writes
   `sshd: msg`: the program is the name before the colon (`raw_event`).
 
-Not records (`is_annotation`): journalctl's `-- Boot <id> --`, `-- Logs begin at ... --`, `-- No
-entries --` lines and `log show`'s header and summary lines, as saved with their output.
+Not records (`is_annotation`): journalctl's `-- Boot <id> --`, `-- Reboot --`, `-- Logs begin at
+... --`, `-- Journal begins at ... --` and `-- No entries --` lines and `log show`'s header and
+summary lines, as saved with their output, each exactly as the tool writes it.
 `logical_lines` joins a record's continuation lines (sudo's own log file wraps at 80 columns
 with a 4-space indent; journalctl indents the rest of a multi-line message).
 
@@ -63,7 +64,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from powertrip import jsontext
-from powertrip.models import RawEvent, out_of_range
+from powertrip.models import RawEvent, out_of_range, without_trailing_noise
 from powertrip.sources import content_id
 
 _MONTHS = {
@@ -167,11 +168,34 @@ _INNER_TAG = re.compile(r"(?P<prog>[^\s\[\]:]+)(?:\[(?P<pid>[^\]\s]*)\])?: ?(?P<
 # (`sshd: Accepted ...`): the program is the one named there, on every route.
 _TAGGING_PROVIDERS = frozenset({"OpenSSH"})
 _PROVIDER_TAG = re.compile(r"(?P<prog>[\w.-]+): (?P<msg>.*)$", re.DOTALL)
-# Lines saved with journalctl's and `log show`'s output that are no record.
-_ANNOTATION = re.compile(
-    r"^(?:-- .* --|Filtering the log data using .*|Skipping (?:info and debug|debug) messages.*"
-    r"|Timestamp {2,}.*|-{20,}|(?:Log|Activity) +- \w+: .*)$"
+# Lines saved with journalctl's and `log show`'s output that are no record, each exactly as the
+# tool writes it: a line merely shaped like one (`-- BREAKGLASS user=x --`) is a record.
+# journalctl (systemd's journalctl.c and logs-show.c): `-- Logs begin at <t>, end at <t>. --`
+# (`-- Logs begin at <t>. --` with --follow; systemd 246 to 249 `-- Journal begins at <t>, ends at
+# <t>. --`), `-- No entries --`, and between boots `-- Boot <boot id> --` (older: `-- Reboot --`);
+# each <t> is `format_timestamp`'s `%a %Y-%m-%d %H:%M:%S %Z`.
+_JOURNAL_STAMP = rf"{_WEEKDAY} \d{{4}}-\d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}} [\w+-]+"
+_JOURNAL_MARKER = (
+    rf"-- (?:Logs begin at {_JOURNAL_STAMP}(?:, end at {_JOURNAL_STAMP})?\."
+    rf"|Journal begins at {_JOURNAL_STAMP}(?:, ends at {_JOURNAL_STAMP})?\."
+    r"|No entries|Reboot|Boot [0-9a-f]{32}) --"
 )
+# macOS `log show` (log(1)): its header (`Filtering the log data using "<predicate>"`, `Skipping
+# info and debug messages, pass --info and/or --debug to include.`, the column headings of the
+# default, compact and syslog styles) and its closing summary (a rule of dashes, the `Log` and
+# `Activity` counts).
+_LOG_SHOW_LINE = (
+    r'Filtering the log data using ".*"'
+    r"|Skipping (?:info and debug messages, pass --info and/or --debug"
+    r"|debug messages, pass --debug) to include\."
+    r"|Timestamp +(?:Thread +Type +Activity +PID +TTL|Ty +Process\[PID:TID\]|\(process\)\[PID\])"
+    r"|-{20,}"
+    r"|Log +- Default: +\d+, Info: +\d+, Debug: +\d+, Error: +\d+, Fault: +\d+"
+    r"|Activity +- Create: +\d+, Transition: +\d+, Actions: +\d+"
+)
+_ANNOTATION = re.compile(rf"(?:{_JOURNAL_MARKER}|{_LOG_SHOW_LINE})")
+ANNOTATION = "a header or marker of saved journalctl or log show output: no record"
+"""The reason a text body's annotation line (`is_annotation`) is answered a non-event."""
 # journalctl -o short-unix: seconds since the epoch with microseconds.
 _JOURNAL_UNIX = re.compile(r"(?P<epoch>\d{9,11}(?:\.\d{1,9})?)" + _REST)
 # journalctl -o short-monotonic / short-delta: time since boot, no wall clock.
@@ -260,15 +284,17 @@ def parse_syslog(
     """Split a syslog line into its parts; None when the line has no syslog framing.
 
     RFC 3164 timestamps have no year and no zone: they are taken as UTC in `year`, or (without
-    one) in the year that puts them closest before `now`, since logs arrive after they are
-    written. Stamps with a zone keep it; stamps without one are UTC.
+    one) in the year that puts them nearest `now`, at most a day after it (`_parse_3164_time`),
+    since logs arrive after they are written. Stamps with a zone keep it; stamps without one are
+    UTC.
     """
     return _parse(line, year, now, relayed=True)
 
 
 def _parse(line: str, year: int | None, now: datetime | None, relayed: bool) -> SyslogRecord | None:
     """`parse_syslog`; `relayed`: a socklog line's inner line is read too (once, not nested)."""
-    line = _OCTET_COUNT.sub("", line.rstrip("\r\n"), count=1)
+    # Without a transport's trailing noise: the dialects anchor at the line's end.
+    line = _OCTET_COUNT.sub("", without_trailing_noise(line), count=1)
     if "MSWinEventLog\t" in line and (found := _SNARE.match(line)):
         return _from_snare(found)
     if line.startswith("<") and (found := _RFC5424.match(line)):
@@ -316,9 +342,10 @@ def _parse(line: str, year: int | None, now: datetime | None, relayed: bool) -> 
 
 
 def is_annotation(line: str) -> bool:
-    """Whether a line of saved log output is no record: journalctl's `-- Boot <id> --` and `--
-    Logs begin at ... --` lines, `log show`'s header and summary."""
-    return bool(_ANNOTATION.match(line.strip()))
+    """Whether a line of saved log output is no record: exactly one of journalctl's markers
+    (`-- Boot <id> --`, `-- Logs begin at ... --`, `-- No entries --`) or `log show`'s header and
+    summary lines (`_ANNOTATION`)."""
+    return bool(_ANNOTATION.fullmatch(line.strip()))
 
 
 def is_continuation(line: str) -> bool:
@@ -328,10 +355,13 @@ def is_continuation(line: str) -> bool:
     return line[:1] in (" ", "\t") and bool(line.strip()) and parse_syslog(line.strip()) is None
 
 
-def logical_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+def logical_lines(
+    lines: Iterable[tuple[int, str]], annotations: bool = False
+) -> Iterator[tuple[int, str]]:
     """Numbered text lines as records: each with its continuation lines joined by a blank (as
-    sudo wrapped it), numbered by its first line; annotations (`is_annotation`) left out. Blank
-    lines and anything else are passed on as they are. Linear in the input."""
+    sudo wrapped it), numbered by its first line; annotations (`is_annotation`) left out, or
+    passed on as they are with `annotations`. Blank lines and anything else are passed on as they
+    are. Linear in the input."""
     first: int | None = None
     parts: list[str] = []
     for number, line in lines:
@@ -342,6 +372,8 @@ def logical_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]
             yield first, " ".join(parts)
             first, parts = None, []
         if is_annotation(line):
+            if annotations:
+                yield number, line
             continue
         if line.strip():
             first, parts = number, [line.rstrip("\r\n")]
@@ -452,8 +484,9 @@ def _from_snare(found: re.Match[str]) -> SyslogRecord | None:
 def _message(text: str) -> str:
     """MSG without the blanks some templates put before it (rsyslog's RFC 5424 template, sudo's
     padded user), without RFC 5424's UTF-8 byte order mark, and without rsyslog's `message
-    repeated N times: [ ... ]` around it: rules anchor at its start."""
-    text = text.lstrip(" ").removeprefix("\ufeff").lstrip(" ")
+    repeated N times: [ ... ]` around it: rules anchor at its start. Without trailing noise
+    (`models.without_trailing_noise`), which would hide the `]`."""
+    text = without_trailing_noise(text.lstrip(" ").removeprefix("\ufeff").lstrip(" "))
     if text.startswith("message repeated ") and (found := _REPEATED.match(text)):
         return found["msg"].lstrip(" ")
     return text
@@ -541,9 +574,26 @@ def _microseconds(fraction: str | None) -> int:
     return int((fraction or ".0")[1:7].ljust(6, "0"))
 
 
+# How far ahead of `now` a year-less stamp may be and still be this year's (or next year's, on
+# New Year's Eve): a writer's clock or zone ahead of the reader's. A later stamp was written
+# a year before.
+YEARLESS_SLACK = timedelta(days=1)
+# Years between two leap years are at most 8 (1896 to 1904, 2096 to 2104): so far back, at most,
+# the year of a `Feb 29` stamp.
+_LEAP_GAP = 8
+
+
 def _parse_3164_time(
     found: re.Match[str], year: int | None, now: datetime | None
 ) -> datetime | None:
+    """The UTC time of a matched RFC 3164 stamp (groups `mon`, `day`, `hms`, optional `frac` and
+    a written year), None when it is no time (`Nov 31`, `25:00:00`, the year 0).
+
+    RFC 3164 (section 4.1.2) writes no year: a written one wins, then `year`, else the year that
+    puts the stamp nearest `now` (default: the clock) without being more than `YEARLESS_SLACK`
+    after it: `Jan  1 00:00:01` read on 31 December is next year's, `Dec 31 23:59:59` read on
+    1 January last year's, and `Feb 29` the latest leap year's.
+    """
     parts = found.groupdict()
     month = _MONTHS[parts["mon"]]
     hour, minute, second = (int(p) for p in parts["hms"].split(":"))
@@ -559,15 +609,16 @@ def _parse_3164_time(
     if year is not None:
         return _in_range(datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC))
     now = now or datetime.now(UTC)
-    for candidate in (now.year, now.year - 1):
+    latest = now + YEARLESS_SLACK
+    # From the year after `latest`'s own: `now` may be in a zone behind UTC's calendar.
+    for candidate in range(latest.year + 1, latest.year - _LEAP_GAP - 2, -1):
         try:
             when = datetime(candidate, month, day, hour, minute, second, micro, tzinfo=UTC)
-        except ValueError:  # 29 February in a non-leap year
+        except ValueError:  # 29 February in a common year, or a year no datetime holds
             continue
-        # A day of slack for clocks and zones: later than that, it was written last year.
-        if when <= now + timedelta(days=1):
-            return when
-    return datetime(now.year - 1, month, min(day, 28), hour, minute, second, micro, tzinfo=UTC)
+        if when <= latest:
+            return _in_range(when)
+    return None
 
 
 def _journal_full_time(found: re.Match[str]) -> tuple[datetime | None, bool]:
@@ -642,6 +693,7 @@ def event_from_text(
     program: str | None = None,
     fields: dict[str, Any] | None = None,
     framing: bool = True,
+    now: datetime | None = None,
 ) -> RawEvent:
     """A provider's text record, with what the provider said about it winning over the text.
 
@@ -651,7 +703,9 @@ def event_from_text(
     shipper carries it), the line's framing fills in the program and whatever else the provider
     left empty: the provider's host and time (which has a year and a zone) still win.
     `framing=False`: the provider says the text is an application's own (it named the host or
-    container it came from), so framing is never read from it either.
+    container it came from), so framing is never read from it either. `now`: when the text
+    arrived, which tells a year-less stamp's year when the provider gave no time (default: the
+    clock).
 
     Raises pydantic's `ValidationError` for a record `RawEvent` refuses (e.g. fields nested too
     deeply).
@@ -659,7 +713,7 @@ def event_from_text(
     if received_at is not None and received_at.tzinfo is None:
         received_at = received_at.replace(tzinfo=UTC)  # as `RawEvent` takes it
     text = text.rstrip("\r\n")
-    record = None if program or not framing else parse_syslog(text, now=received_at)
+    record = None if program or not framing else parse_syslog(text, now=received_at or now)
     if record is None:
         message = _message(text)
         return raw_event(source, provider_id, received_at, host, program, message, fields or {})
@@ -684,7 +738,7 @@ _BSD_STAMP = re.compile(
 def parse_bsd_stamp(text: str, now: datetime | None = None) -> datetime | None:
     """An RFC 3164 stamp on its own (`Nov 27 01:02:03`, as syslog-ng's `DATE`, Logstash's
     `timestamp` and Fluent Bit's `Time_Keep` leave it in JSON): UTC in its own year or, without
-    one, the year that puts it closest before `now`, as `parse_syslog` reads it; it has no zone.
+    one, the year nearest `now`, as `parse_syslog` reads it; it has no zone.
     None when `text` is not one."""
     found = _BSD_STAMP.fullmatch(text.strip())
     if found is None or found["mon"] not in _MONTHS:
