@@ -24,7 +24,7 @@ from powertrip.models import RawEvent
 from powertrip.sources import PayloadError
 from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse_subscription
 from powertrip.sources.files import InputFormat, records
-from powertrip.sources.generic import parse_concatenated, parse_ndjson
+from powertrip.sources.generic import parse_json_values
 from powertrip.sources.shippers import FieldError, parse_time
 from powertrip.sources.sns import SnsMessage, parse_notification
 from powertrip.sources.syslog import event_from_text
@@ -116,7 +116,7 @@ async def test_json_nested_deeper_than_the_parser_goes_is_a_400(
 def test_a_deeply_nested_record_fails_alone_in_ndjson_cloudwatch_and_backfill() -> None:
     deep = '{"a": ' + "[" * 200_000 + "]" * 200_000 + "}"
     good = json.dumps({"id": "ok", "program": "sshd", "message": ssh_line("alice")})
-    items = parse_ndjson(f"{deep}\n{good}\n".encode())
+    items = parse_json_values(f"{deep}\n{good}\n".encode())
     assert items[0].error is not None and "nested" in items[0].error
     assert items[1].raw is not None
     # A CloudWatch log line that looks like JSON but nests too deeply is matched as text.
@@ -305,8 +305,8 @@ def test_a_number_python_cannot_hold_is_its_own_records_invalid_in_every_reader(
     ]
     lines = [line for line, _ in bad] + [good]
     for items in (
-        parse_ndjson("\n".join(lines).encode()),
-        parse_concatenated("".join(lines).encode()),
+        parse_json_values("\n".join(lines).encode()),
+        parse_json_values("".join(lines).encode()),
         [located.item for located in records([line + "\n" for line in lines])],
     ):
         assert [item.error is None for item in items] == [False] * len(bad) + [True]
