@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 from fastapi import HTTPException, Request, status
 
 from powertrip import jsontext
+from powertrip.sources import json_text
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -26,7 +27,8 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 def _json(text: str | bytes, what: str) -> Any:
     try:
-        return jsontext.loads(text)
+        # Bytes that are no character cost the string holding them, not the batch its records.
+        return jsontext.loads(json_text(text) if isinstance(text, bytes) else text)
     except jsontext.JsonError as exc:  # a number Python cannot hold is its record's, not here
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, f"{what} is not valid JSON: {exc}"

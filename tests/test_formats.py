@@ -200,8 +200,9 @@ def requests_for(path: Path, how: str) -> list[tuple[str, dict[str, str], bytes]
         return [("/webhooks/wazuh", {"Content-Type": "application/json"}, line) for line in lines]
     assert how == "eventbridge"
     events = []
-    for value, error in iter_json_values(body.decode()):
-        assert error is None
+    for read in iter_json_values(body.decode()):
+        assert read.error is None
+        value = read.value
         if "detail-type" in value:
             events.append(value)
             continue

@@ -30,9 +30,8 @@ from powertrip.sources.cloudwatch import encode_awslogs, parse_cloudwatch, parse
 from powertrip.sources.files import InputFormat, records
 from powertrip.sources.generic import (
     Reading,
-    parse_concatenated,
     parse_generic,
-    parse_ndjson,
+    parse_json_values,
     parse_text_lines,
 )
 from powertrip.sources.papertrail import parse_papertrail
@@ -142,7 +141,7 @@ async def test_json_nested_deeper_than_the_parser_goes_fails_its_record_not_the_
 def test_a_deeply_nested_record_fails_alone_in_ndjson_cloudwatch_and_backfill() -> None:
     deep = '{"a": ' + "[" * 200_000 + "]" * 200_000 + "}"
     good = json.dumps({"id": "ok", "program": "sshd", "message": ssh_line("alice")})
-    items = parse_ndjson(f"{deep}\n{good}\n".encode())
+    items = parse_json_values(f"{deep}\n{good}\n".encode())
     assert items[0].error is not None and "nested" in items[0].error
     assert items[1].raw is not None
     # A CloudWatch JSON log line nested too deeply is its own invalid, as at 100 levels.
@@ -331,8 +330,8 @@ def test_a_number_python_cannot_hold_is_its_own_records_invalid_in_every_reader(
     ]
     lines = [line for line, _ in bad] + [good]
     for items in (
-        parse_ndjson("\n".join(lines).encode()),
-        parse_concatenated("".join(lines).encode()),
+        parse_json_values("\n".join(lines).encode()),
+        parse_json_values("".join(lines).encode()),
         [located.item for located in records([line + "\n" for line in lines])],
     ):
         assert [item.error is None for item in items] == [False] * len(bad) + [True]
@@ -495,7 +494,7 @@ def _yearless_times(stamp: str, now: datetime) -> dict[str, datetime | None]:
     [located] = records([line + "\n"], InputFormat.SYSLOG, now=now)
     assert located.item.raw is not None
     [text] = parse_text_lines(line.encode(), Reading(received=now))
-    [shipped] = parse_ndjson(json.dumps({"message": line}).encode(), Reading(received=now))
+    [shipped] = parse_json_values(json.dumps({"message": line}).encode(), Reading(received=now))
     repeat = parse_syslog(f"{stamp} bastion last message repeated 2 times", now=now)
     sudo_log = parse_syslog(f"{stamp} : alice : TTY=pts/0 ; USER=root ; COMMAND=/bin/id", now=now)
     assert text.raw is not None and shipped.raw is not None
@@ -592,7 +591,7 @@ def test_trailing_noise_changes_no_route_s_match_or_name(noise: str) -> None:
     now = datetime(2026, 11, 27, 2, tzinfo=UTC)
     [backfill, noisy_backfill] = records([line + "\n", line + noise + "\n"], now=now)
     [text, noisy_text] = parse_text_lines(f"{line}\n{line}{noise}\n".encode(), Reading())
-    [shipped] = parse_ndjson(json.dumps({"message": line + noise}).encode(), Reading())
+    [shipped] = parse_json_values(json.dumps({"message": line + noise}).encode(), Reading())
     for raw in (papertrail.raw, noisy_backfill.item.raw, noisy_text.raw, shipped.raw):
         assert raw is not None
         found = rules.recognise(raw)

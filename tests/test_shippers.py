@@ -15,7 +15,7 @@ import pytest
 from powertrip.config import config_from_mapping
 from powertrip.sources import PayloadError
 from powertrip.sources.files import records
-from powertrip.sources.generic import Reading, parse_generic, parse_ndjson
+from powertrip.sources.generic import Reading, parse_generic, parse_json_values
 from powertrip.sources.shippers import FieldMap, extract, program_of
 
 LOGIN = "Accepted publickey for alice from 203.0.113.7 port 48274 ssh2"
@@ -208,7 +208,7 @@ def test_an_envelope_is_one_record_a_line_and_the_indices_stay_unique() -> None:
             json.dumps({"host": "h", "program": "p", "message": "after"}),
         ]
     ).encode()
-    items = parse_ndjson(body, Reading(idempotency_key="k"))
+    items = parse_json_values(body, Reading(idempotency_key="k"))
     assert [item.index for item in items] == [0, 1, 2, 3, 4]
     assert [item.raw.message for item in items if item.raw] == [
         "before",

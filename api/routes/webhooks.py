@@ -19,15 +19,15 @@ from api.metrics import count_ingest
 from powertrip import jsontext
 from powertrip.offload import off_loop
 from powertrip.services.recognise import ItemResult, process
-from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key
+from powertrip.sources import ParsedItem, PayloadError, check_idempotency_key, json_text
 from powertrip.sources.cloudwatch import parse_cloudwatch
 from powertrip.sources.eventbridge import parse_eventbridge
 from powertrip.sources.generic import (
     Reading,
-    parse_concatenated,
+    iter_json_values,
+    json_value_items,
     parse_generic,
     parse_journal_export,
-    parse_ndjson,
     parse_text_lines,
 )
 from powertrip.sources.journal import CONTENT_TYPE as JOURNAL_EXPORT_TYPE
@@ -40,7 +40,6 @@ from powertrip.sources.sns import (
     parse_notification,
     parse_sns_message,
 )
-from powertrip.sources.syslog import parse_syslog
 from powertrip.sources.wazuh import parse_wazuh
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -293,43 +292,33 @@ async def generic_json(
 
 def _generic_items(request: Request, body: bytes, reading: Reading) -> list[ParsedItem]:
     """The records of a `/webhooks/json` body, whichever of its shapes it is (CPU-bound: run
-    off the event loop)."""
+    off the event loop).
+
+    Only the body as a whole decides between one JSON document and records one after another:
+    a body that is one JSON value is that document, anything else is read record by record
+    (`iter_json_values`; `text/plain` line by line), so no record's shape, first or not, decides
+    how the others are read."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     text = body.lstrip()
     if content_type == JOURNAL_EXPORT_TYPE or looks_like_export(text[:64].decode(errors="replace")):
         return parsed_or_4xx(lambda: parse_journal_export(body, reading))
-    if content_type in NDJSON_TYPES or _looks_like_ndjson(body):
-        return parsed_or_4xx(lambda: parse_ndjson(body, reading))
-    if content_type == "text/plain" and _raw_lines(text):
+    ndjson = content_type in NDJSON_TYPES
+    if not ndjson and _one_document(body, records_only=content_type == "text/plain"):
+        return parsed_or_4xx(lambda: parse_generic(decode_payload(request, body), reading))
+    if content_type == "text/plain":
         return parsed_or_4xx(lambda: parse_text_lines(body, reading))
-    if text.startswith((b"{", b"[")) and _several_json_values(body):
-        return parsed_or_4xx(lambda: parse_concatenated(body, reading))
-    payload = decode_payload(request, body)
-    return parsed_or_4xx(lambda: parse_generic(payload, reading))
+    values = list(iter_json_values(json_text(body)))
+    if ndjson or any(value.error is None for value in values):
+        return parsed_or_4xx(lambda: json_value_items(values, reading))
+    # Not one JSON value in it: a form's `payload=<json>`, or the 4xx saying why it is no JSON.
+    return parsed_or_4xx(lambda: parse_generic(decode_payload(request, body), reading))
 
 
-def _looks_like_ndjson(body: bytes) -> bool:
-    """Several lines whose first is a complete JSON object (pretty-printed JSON's is not)."""
-    lines = [line for line in body.splitlines() if line.strip()]
-    if len(lines) < 2:
-        return False
+def _one_document(body: bytes, records_only: bool) -> bool:
+    """Whether the whole body is one JSON value (`records_only`: an object or a list, as a
+    `text/plain` body of JSON is, which SNS for one labels so; a lone `42` there is a line)."""
     try:
-        return isinstance(jsontext.loads(lines[0]), dict)
+        value = jsontext.loads(json_text(body))
     except jsontext.JsonError:
         return False
-
-
-def _raw_lines(text: bytes) -> bool:
-    """A `text/plain` body of log lines rather than JSON (which SNS, for one, labels so)."""
-    first = text.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    return not first.startswith(("{", "[")) or parse_syslog(first) is not None
-
-
-def _several_json_values(body: bytes) -> bool:
-    """JSON values one after another (`curl -d @file.ndjson` joins the lines): one JSON value
-    followed by more text."""
-    try:
-        jsontext.loads(body)
-    except jsontext.JsonError as exc:
-        return exc.extra_data
-    return False
+    return isinstance(value, dict | list) or not records_only

@@ -67,6 +67,14 @@ def sample_of(value: Any) -> str:
     return text[:SAMPLE_CHARS]
 
 
+def json_text(data: bytes) -> str:
+    """Bytes of JSON (or log) text as a string: UTF-8, UTF-16 or UTF-32 as RFC 8259 (section
+    8.1) and `json.loads` tell them apart, a UTF-8 byte order mark skipped. Bytes that are no
+    character become U+FFFD: in a string they cost that string its bytes, not the batch holding
+    it its records (outside a string they leave the value unreadable)."""
+    return data.decode(json.detect_encoding(data), errors="replace")
+
+
 def invalid(index: int, reason: str, record: Any) -> ParsedItem:
     return ParsedItem(index=index, error=reason, sample=sample_of(record))
 

@@ -25,7 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from powertrip import jsontext
 from powertrip.models import LATEST_TIME
-from powertrip.sources import ParsedItem, PayloadError, describe_validation_error, invalid
+from powertrip.sources import (
+    ParsedItem,
+    PayloadError,
+    describe_validation_error,
+    invalid,
+    json_text,
+)
 from powertrip.sources.cloudtrail import cloudtrail_raw, is_cloudtrail_record
 from powertrip.sources.syslog import event_from_text
 
@@ -56,7 +62,7 @@ def decode_awslogs(payload: Any) -> dict[str, Any]:
         compressed = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PayloadError(f"awslogs.data is not valid base64: {exc}") from exc
-    text = _gunzip(compressed)
+    text = json_text(_gunzip(compressed))  # a log line's bad bytes are that line's
     try:
         decoded = jsontext.loads(text)
     except jsontext.JsonError as exc:

@@ -191,19 +191,20 @@ def _records(
             return
         values = iter_json_values(text)
         first = next(values, None)
-        if first is not None and first[1] is None and is_cloudtrail_document(first[0]):
+        if first is not None and first.error is None and is_cloudtrail_document(first.value):
             second = next(values, None)
             if second is None:  # the whole file is CloudTrail's own document
-                yield from replace(reader, cloudtrail=True).located(first[0], line=None)
+                yield from replace(reader, cloudtrail=True).located(first.value, line=None)
                 return
             values = _chain([first, second], values)
         elif first is not None:
             values = _chain([first], values)
-        for member, (value, error) in enumerate(values):
-            if error:
-                yield Located(invalid(0, f"not a JSON document: {error}", value), line=1)
-                return
-            yield from reader.located(value, line=None, member=member if member else None)
+        for member, value in enumerate(values):
+            if value.error:  # that value alone: reading goes on at the next one
+                item = invalid(0, f"not a JSON document: {value.error}", value.value)
+                yield Located(item, line=value.line)
+                continue
+            yield from reader.located(value.value, line=None, member=member if member else None)
         return
     if fmt is InputFormat.NDJSON:
         numbered, whole = _whole_cloudtrail_line(numbered)
