@@ -126,11 +126,12 @@ def raw_decode(text: str, position: int) -> tuple[Any, int]:
     except json.JSONDecodeError as exc:
         raise JsonError(str(exc)) from exc
     except RecursionError:
-        # The value's own extent, without decoding it: the values after it are still read.
+        # The value's own extent, without decoding it: its deep parts are markers, as in
+        # `loads`, and the values after it are still read.
         closed = _value_end(text, position)
         if closed is None:
             raise JsonError("nested too deeply, and never closed") from None
-        return Unreadable(f"a value nested deeper than {FLATTENED_DEPTH} levels"), closed
+        value, end = _decode_flattened(text[position:closed]), closed
     if _SURROGATE_SOURCE.search(text, position, end):
         value = _without_surrogates(value)
     return value, end
