@@ -3,8 +3,8 @@
     .venv/bin/python bench/attention.py                      # short: 10 people, 1 bot, x60
     .venv/bin/python bench/attention.py --people 50 --bots 3 --sessions 3   # the issue's day
 
-(The short run replays 385 events twice: 2-2.5 min per phase, plus a few seconds each to start
-a stack, measured under a load of 7-21 on 2 shared cores; not measured on a quiet machine.)
+(The short run replays 385 events twice: 1-2.5 min per phase, plus a few seconds each to start
+a stack, measured under loads of 1-21 on 2 shared cores.)
 
 A synthetic day (seeded, deterministic: `make_day`) is replayed through the real stack
 (bench/common.py: dev server, the real API over HTTP webhooks, `python worker.py`, the fake Slack
@@ -21,21 +21,31 @@ expect the same from me here for 1 h* instead (grouped phase only; that hour is 
 bench revokes it through the API after 3600/speed seconds).
 
 Time: the product groups by *arrival* (a group's window is counted on the worker's clock from the
-group's first event, and an expectation covers events asked about before its end), not by the
-events' own timestamps. So the day is compressed consistently on that clock: within a person's
-session every gap (between commands, think times) is divided by `--speed`, and so is the grouping
-window (`group_window: 10m` becomes 600/speed seconds) and the expectation's duration; the hours
-between one person's sessions are skipped (the next session starts once the previous one's
-events are all decided, as they are hours apart on the day). People work in parallel. Events are
-delivered one per webhook request, stamped with their time on the day (a past date, another
-for each phase): that time is what the product keeps on the record and what it compares to tell
-a repeat of one action from a new one ("One event per action"), so repeats hours apart on the
-day stay apart. Not scaled, because they are the product's or Slack's real-time constants: the
-3 s debounce of a group's in-place edits and the expectation message's one edit a minute (so
+group's first event), and an expectation covers the events that *happened* within its span (from
+its creation, less a 5-minute clock-skew allowance, until its end) and are asked about before its
+end. So the replay dates events as a live source would: each is stamped with the real time at
+which the replay delivers it (the day's own date and time of day are not sent), and the day is
+compressed consistently on that one clock: within a person's session every gap (between
+commands, think times) is divided by `--speed`, and so is the grouping window (`group_window:
+10m` becomes 600/speed seconds) and the expectation's duration; the hours between one person's
+sessions are skipped (the next session starts once the previous one's events are all decided, as
+they are hours apart on the day). People work in parallel. The maintenance window's expectation
+is created before its first event is delivered, and an "expect the same" one when its button is
+pressed, so each covers what comes after it, as live; neither covers what happened before it.
+(Until expectations bound to when an event happened, the bench stamped events with their time
+on a past day; with that binding, no expectation covered any of them.) Events are delivered one
+per webhook request. Not scaled, because they are the product's or Slack's real-time constants:
+the 3 s debounce of a group's in-place edits and the expectation message's one edit a minute (so
 the replay shows fewer `chat.update` than the day would: new posts are unaffected), Slack's DM
-pacing (~1 per second per person) and the stack's own latency, which at x60 is a minute of day
-time per second: a loaded machine makes the first DM of a burst later, and can make a join miss
-the scaled window ("window or full" below).
+pacing (~1 per second per person), the stack's own latency, which at x60 is a minute of day time
+per second: a loaded machine makes the first DM of a burst later, and can make a join miss the
+scaled window ("window or full" below); the 5-minute clock skew (5 hours of day time at x60: it
+would let an expectation cover events from before it, but those were asked about already, and
+the product looks for an expectation before the first question only); and the tolerance within
+which the product takes two lines for one action ("One event per action": 5 s for a line with
+no source port, a sudo command or an `su`; 2 min for a login, which names its port), hence every
+command line names something of its own and every login its own port (`make_day`; the tests
+check that no two lines of a day are one action, whatever their times).
 
 Baseline, measured in the same run: the same day replayed the same way with `group_window: off`
 and no expectation created (the maintenance window's events are asked like any other): one
@@ -56,6 +66,7 @@ import argparse
 import asyncio
 import itertools
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -81,6 +92,7 @@ from bench.common import (
     stack,
     user_id,
 )
+from powertrip.identity import TOLERANCE_WITHOUT_PORT
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 
 SECURITY_USER = "U0SEC1"
@@ -252,7 +264,7 @@ class Replay:
     speed: float
     seed: int
     grouped: bool
-    midnight: datetime
+    phase: int  # 1, 2, ...: this phase's number in the run (`phased`)
     expect_same: float = 0.0
     event_ids: dict[int, str] = field(default_factory=dict)  # id(DayEvent) -> event id
     clicks: int = 0
@@ -265,13 +277,15 @@ class Replay:
         return {"Authorization": f"Bearer {API_WRITE_TOKEN if write else API_TOKEN}"}
 
     async def deliver(self, event: DayEvent) -> str:
+        """`event`, as a source sends it the moment it happens: stamped now (the module's
+        "Time"), its line as this phase sends it (`phased`)."""
         self.n += 1
         record = {
             "id": f"{self.system.run}-{self.n}",
-            "received_at": (self.midnight + timedelta(seconds=event.at)).isoformat(),
+            "received_at": datetime.now(UTC).isoformat(),
             "hostname": event.host,
             "program": event.program,
-            "message": event.message,
+            "message": phased(event.message, self.phase),
         }
         response = await retried(lambda: self.system.http.post(
             f"{self.system.api_urls[0]}/webhooks/papertrail",
@@ -409,6 +423,28 @@ class Replay:
             await asyncio.sleep(1.0)
 
 
+_PORT = re.compile(r"( port )(\d+)( )")
+PHASE_GAP = TOLERANCE_WITHOUT_PORT.total_seconds() + 1.0
+
+
+def phased(message: str, phase: int) -> str:
+    """The line as phase `phase` sends it: a login's source port moved by the phase's number
+    (within 1024-65535), anything else as it is.
+
+    Why: every phase's API is served from this process, and the API remembers for 10 minutes
+    what it started, per process and Temporal namespace (`recent_starts`; each phase's fresh dev
+    server has the same `default` namespace), to take a second copy of an action for a duplicate
+    ("One event per action"). Events are stamped with the real time (the module's "Time"), so
+    the same line in two phases is only minutes apart: a login (2-minute tolerance) could be
+    taken for the previous phase's, and the replay would stop. Its port is part of its identity,
+    so each phase sends its own. A line without a port (sudo, `su`) is one action only within
+    5 s (`TOLERANCE_WITHOUT_PORT`), and `main` waits `PHASE_GAP` between phases, each of which
+    delivers everything before it returns: no two phases' copies are that close."""
+    return _PORT.sub(
+        lambda m: f"{m[1]}{1024 + (int(m[2]) - 1024 + 7919 * phase) % 64512}{m[3]}", message
+    )
+
+
 def live_button(blocks: list[dict[str, Any]]) -> tuple[str, str] | None:
     """(action, value) of the message's approve button while it offers one."""
     for block in blocks:
@@ -515,18 +551,13 @@ async def count(replay: Replay, seconds: float) -> Figures:
     )
 
 
-async def phase(day: Day, args: argparse.Namespace, grouped: bool, days: int) -> Figures:
+async def phase(day: Day, args: argparse.Namespace, grouped: bool, number: int) -> Figures:
     window = f"{GROUP_WINDOW / args.speed:g}s" if grouped else "off"
     config = {"bots": day.bots, "group_window": window}
     async with stack(len(day.people), worker=args.worker, config=config) as system:
-        # The day replayed: a past one, so no event is in the future; each phase its own date,
-        # as the API remembers recent starts per process and namespace (`recent_starts`), and
-        # every phase's stack is served from this process.
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        replay = Replay(
-            system, day, args.speed, args.seed, grouped, today - timedelta(days=days),
-            args.expect_same,
-        )  # fmt: skip
+        # Stamped with the real time of delivery (the module's "Time"); each phase its own
+        # login ports (`phased`: the API remembers recent starts across this process's phases).
+        replay = Replay(system, day, args.speed, args.seed, grouped, number, args.expect_same)
         answering = asyncio.create_task(replay.answer())
         expiring = asyncio.create_task(replay.expire())
         began = time.perf_counter()
@@ -631,6 +662,8 @@ async def main() -> None:
     runs: list[Figures] = []
     for _ in range(args.rounds):
         for grouped in (p == "grouped" for p in args.phases.split(",")):
+            if runs:  # no line of this phase within a portless line's tolerance of the last's
+                await asyncio.sleep(PHASE_GAP)
             runs.append(await phase(day, args, grouped, len(runs) + 1))
             print(f"  ... {runs[-1].name} done in {runs[-1].seconds:.0f} s; {machine()}")
     report(runs)

@@ -7,8 +7,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.attention import DB_HOSTS, make_day
+from bench.attention import DB_HOSTS, make_day, phased
 from powertrip.config import config_from_mapping
+from powertrip.identity import identity_of
 from powertrip.models import RawEvent
 
 
@@ -48,3 +49,28 @@ def test_every_line_is_recognised_by_the_default_packs_as_its_kind(tmp_path: Pat
         assert recognised is not None, event.message
         assert recognised.actor == event.actor, event.message
         assert recognised.rule_id.startswith(rule_of[event.kind]), (recognised.rule_id, event)
+
+
+def test_no_two_lines_are_one_action_in_a_phase_nor_a_login_across_phases(tmp_path: Path) -> None:
+    """The replay stamps each line with the real time it delivers it, so the day's hours become
+    minutes: no two lines of one phase may have one natural identity, whatever their times; and
+    a login (the identity whose tolerance is minutes) differs in every phase (`phased`), while
+    every other line is the same and each is recognised as it was."""
+    rules = config_from_mapping({"bots": ["deploybot1"]}, tmp_path, "test").rule_set()
+    day = make_day(13, people=10, bots=1, sessions=2)
+
+    def identities(phase: int) -> list[str | None]:
+        found = []
+        for n, event in enumerate(day.events):
+            raw = RawEvent(source="papertrail", provider_id=str(n), received_at=datetime.now(UTC),
+                           host=event.host, program=event.program,
+                           message=phased(event.message, phase))  # fmt: skip
+            recognised = rules.recognise(raw)
+            assert recognised is not None and recognised.actor == event.actor, event.message
+            found.append(identity_of(recognised))
+        return found
+
+    first, second = identities(1), identities(2)
+    assert None not in first and len(set(first)) == len(first) == len(day.events)
+    for event, one, two in zip(day.events, first, second, strict=True):
+        assert (one != two) if event.kind == "sshd" else (one == two), event.message
