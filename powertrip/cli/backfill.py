@@ -5,7 +5,9 @@ The API form reads the same `LogSearch` as polling."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -54,6 +56,10 @@ class LineTooLong(Exception):
 
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+# After Ctrl-C: how long the starts in flight (and then the stale digest) may take before the
+# backfill leaves without them. Each is one RPC; only a Temporal that stopped answering is slower.
+INTERRUPT_GRACE_SECONDS = 30.0
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a process Ctrl-C ended
 err = Console(stderr=True)
 out = Console()
 
@@ -189,6 +195,15 @@ def backfill(
     else:
         print_summary(report, dry_run)
     code = 1 if report.invalid else 0
+    if report.interrupted:
+        err.print(
+            f"[red]powertrip backfill:[/] interrupted after {report.read:,} records "
+            f"({report.started:,} {'would start' if dry_run else 'started'}); the rest was not "
+            "done. Run the same command again to resume: what was done is already known "
+            "(counted as duplicates).",
+            highlight=False,
+        )
+        code = INTERRUPTED
     if sys.stdout is not None and sys.stdout is sys.__stdout__:
         for console in (out, err):
             console.file.flush()
@@ -288,9 +303,9 @@ async def _run(
         on_chunk=advance,
         source=source or SYSLOG_SOURCE,
     )
-    with progress:
+    with progress, _stop_on_interrupt(runner):
         try:
-            report = await runner.run(chunks)
+            report = await _until_stopped(runner, chunks)
         except SearchError as exc:
             err.print(f"[red]powertrip backfill:[/] {exc}")
             raise typer.Exit(1) from exc
@@ -300,8 +315,70 @@ async def _run(
             if search is not None:
                 await search.aclose()
     if not dry_run and client is not None:
-        await report_stale(client, report.stale_events, found_by, stale_age, settings.task_queue)
+        # Interrupted or not: the stale events started are announced, or nobody hears of them.
+        stale = report_stale(client, report.stale_events, found_by, stale_age, settings.task_queue)
+        if report.interrupted:
+            try:
+                await asyncio.wait_for(stale, INTERRUPT_GRACE_SECONDS)
+            except TimeoutError:
+                err.print(
+                    f"[red]powertrip backfill:[/] the digest of {len(report.stale_events)} stale "
+                    "events was not sent in time: rerunning sends it",
+                    highlight=False,
+                )
+        else:
+            await stale
     return report
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(runner: Backfill) -> Iterator[None]:
+    """Ctrl-C (SIGINT) stops the backfill starting anything new (`runner.stop`); a second one
+    leaves at once. Without this KeyboardInterrupt unwinds through the Temporal client and the
+    process can hang in interpreter teardown (`powertrip.process.exit_now`), reporting nothing."""
+    loop = asyncio.get_running_loop()
+    runner.stop = stop = asyncio.Event()
+
+    def interrupt() -> None:
+        if stop.is_set():
+            err.print("[red]powertrip backfill:[/] interrupted again: leaving now")
+            exit_now(INTERRUPTED)
+        stop.set()
+        err.print(
+            "[yellow]powertrip backfill:[/] interrupted: starting nothing more, finishing the "
+            f"starts in flight (at most {INTERRUPT_GRACE_SECONDS:.0f}s; Ctrl-C again to leave now)"
+        )
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _until_stopped(runner: Backfill, chunks: AsyncIterator[list[Located]]) -> Report:
+    """`runner.run(chunks)`; once stopped, what it did within `INTERRUPT_GRACE_SECONDS`."""
+    run = asyncio.create_task(runner.run(chunks))
+    if runner.stop is None:
+        return await run
+    stopping = asyncio.create_task(runner.stop.wait())
+    try:
+        await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            await asyncio.wait({run}, timeout=INTERRUPT_GRACE_SECONDS)
+    finally:
+        stopping.cancel()
+    if run.done():
+        return run.result()
+    run.cancel()  # Temporal stopped answering: the chunks not finished are not counted
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    runner.report.interrupted = True
+    return runner.report
 
 
 async def _connect(settings: Settings, dry_run: bool) -> tuple[Client | None, str | None]:
