@@ -255,3 +255,45 @@ def test_a_gzip_bomb_without_line_breaks_is_one_line_naming_the_line(
     assert code == 2, err
     assert "Traceback" not in err
     assert "auth.log.gz line 2 is longer than 64 MiB" in " ".join(err.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # A year no record can be in: every stamp would have become "now" (asked live).
+        (["backfill", "{auth_log}", "--year", "226"], "'--year': 226 is no year"),
+        (["backfill", "{auth_log}", "--year", "0"], "'--year': 0 is no year"),
+        (["backfill", "{auth_log}", "--year", "-5"], "'--year': -5 is no year"),
+        (["backfill", "{auth_log}", "--year", "1"], "'--year': 1 is no year"),
+        (["backfill", "{auth_log}", "--year", "99999"], "'--year': 99999 is no year"),
+        (["backfill", "{auth_log}", "--stale-after", "5x"], "'--stale-after': '5x'"),
+        (["backfill", "{auth_log}", "--stale-after", "-1d"], "'--stale-after': '-1d'"),
+        (["backfill", "{auth_log}", "--stale-after", "0"], "'--stale-after': '0'"),
+        (["backfill", "{auth_log}", "--concurrency", "-3"], "'--concurrency'"),
+        (["backfill", "{auth_log}", "--concurrency", "0"], "'--concurrency'"),
+        (["backfill", "--source", "papertrail", "--since", "9999999d"], "--since: '9999999d'"),
+        (["events", "list", "--since", "9999999d"], "--since: '9999999d'"),
+        (["events", "export", "--since", "-1d"], "--since: '-1d'"),
+        (["events", "list", "--limit", "0"], "'--limit'"),
+        (
+            ["expectations", "create", "--actor", "a", "--reason", "r", "--as", "U0SEC1"]
+            + ["--for", "9999999d"],
+            "--for: '9999999d'",
+        ),
+        (["dev", "--ui-port", "99999"], "'--ui-port'"),
+        (["dev", "--api-port", "0"], "'--api-port'"),
+    ],
+)
+def test_bad_option_values_are_refused_by_name(
+    argv: list[str],
+    expected: str,
+    clean_env: pytest.MonkeyPatch,
+    auth_log: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    code, out, err = run([a.format(auth_log=auth_log) for a in argv], capsys)
+    assert code == 2, err
+    assert "Traceback" not in err and "Error" in err
+    assert expected in " ".join(err.split()), err
+    assert "cannot reach Temporal" not in err

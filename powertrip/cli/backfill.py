@@ -21,9 +21,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from temporalio.client import Client
 
+from powertrip.cli import options
 from powertrip.cli.failures import TemporalUnreachable, connect_cli
+from powertrip.cli.options import FIRST_YEAR, LAST_YEAR, positive_duration, record_year
 from powertrip.config import ConfigError, PowertripConfig, load_config
-from powertrip.durations import parse_duration
 from powertrip.process import exit_now
 from powertrip.services.backfill import Backfill, Report, aiter_chunks, search_chunks
 from powertrip.services.starts import report_stale
@@ -64,19 +65,9 @@ err = Console(stderr=True)
 out = Console()
 
 
-def parse_when(value: str | None, now: datetime) -> datetime | None:
+def parse_when(value: str | None, now: datetime, option: str) -> datetime | None:
     """ISO 8601 (`2026-11-20`, `2026-11-20T10:00:00Z`) or a duration ago (`2h`, `7d`)."""
-    if value is None:
-        return None
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise typer.BadParameter(f"{value!r}: use ISO 8601 or a duration ago like 2h") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None if value is None else options.parse_when(value, now, option=option)
 
 
 class _Counted:
@@ -129,17 +120,26 @@ def backfill(
             "that is one delivery or lookup-events document).",
         ),
     ] = InputFormat.AUTO,
-    year: int | None = typer.Option(None, help="Year of RFC 3164 timestamps (they have none)."),
+    year: int | None = typer.Option(
+        None,
+        callback=record_year,
+        help=f"Year of RFC 3164 timestamps (they have none), {FIRST_YEAR} to {LAST_YEAR}.",
+    ),
     host: str | None = typer.Option(
         None,
         help="Host of records that name none (macOS `log show`, OpenWrt `logread`, "
         "`journalctl --no-hostname`).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would start; start nothing."),
-    stale_after: str | None = typer.Option(
-        None, help="Older events get no DM, only one digest (default: config `stale_after`, 7d)."
-    ),
-    concurrency: int | None = typer.Option(None, help="Workflow starts in flight."),
+    stale_after: Annotated[
+        timedelta | None,
+        typer.Option(
+            parser=positive_duration,
+            metavar="DURATION",
+            help="Older events get no DM, only one digest (default: config `stale_after`, 7d).",
+        ),
+    ] = None,
+    concurrency: int | None = typer.Option(None, min=1, help="Workflow starts in flight."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Process what the webhooks missed; anything already received is a duplicate."""
@@ -156,7 +156,7 @@ def backfill(
         err.print(f"[red]powertrip backfill:[/] {exc}")
         raise typer.Exit(2) from exc
     now = datetime.now(UTC)
-    stale_age = parse_duration(stale_after) if stale_after else config.stale_after
+    stale_age = stale_after or config.stale_after
     stream: _Counted | None = None
     if file == "-":
         stream = _Counted(sys.stdin.buffer, "stdin")
@@ -176,7 +176,7 @@ def backfill(
                 config,
                 stream=stream,
                 source=source,
-                window=(parse_when(since, now), parse_when(until, now)),
+                window=(parse_when(since, now, "--since"), parse_when(until, now, "--until")),
                 scope=_scope(config, source, query, log_group, log_stream_prefix),
                 fmt=fmt,
                 year=year,

@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from powertrip.binaries import temporal_cli
+from powertrip.cli.options import MAX_PORT
 from powertrip.config import load_config
 from powertrip.devserver import SQLITE_WAL_ARGS
 from powertrip.sandbox.fake_pagerduty import FAKE_ROUTING_KEY
@@ -129,16 +131,34 @@ def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], withi
 
 
 def dev(
-    api_port: int = typer.Option(8000, help="Port of the Powertrip API."),
-    temporal_port: int = typer.Option(7233, help="Port of the Temporal dev server."),
-    ui_port: int = typer.Option(8233, help="Port of the Temporal Web UI."),
-    slack_port: int = typer.Option(8765, help="Port of the fake Slack (without Slack creds)."),
-    pagerduty_port: int = typer.Option(
-        8766, help="Port of the fake PagerDuty Events API, https (without a routing key)."
-    ),
-    pagerduty_page_port: int = typer.Option(
-        8767, help="Port of the fake PagerDuty's page: what PagerDuty would have received."
-    ),
+    api_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the Powertrip API.")
+    ] = 8000,
+    temporal_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the Temporal dev server.")
+    ] = 7233,
+    ui_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the Temporal Web UI.")
+    ] = 8233,
+    slack_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the fake Slack (without Slack creds).")
+    ] = 8765,
+    pagerduty_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_PORT,
+            help="Port of the fake PagerDuty Events API, https (without a routing key).",
+        ),
+    ] = 8766,
+    pagerduty_page_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_PORT,
+            help="Port of the fake PagerDuty's page: what PagerDuty would have received.",
+        ),
+    ] = 8767,
 ) -> None:
     """Run everything locally on the embedded Temporal dev server (SQLite under .powertrip/)."""
     STATE_DIR.mkdir(exist_ok=True)

@@ -18,9 +18,9 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+from powertrip.cli import options
 from powertrip.cli.failures import connect_cli
 from powertrip.config import ConfigError, load_config
-from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
 from powertrip.messages import visible
 from powertrip.models import EventStatus
@@ -40,17 +40,9 @@ P = ParamSpec("P")
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON output (the default when piped).")]
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime:
+def parse_when(text: str, option: str) -> datetime:
     """`2026-11-27T01:00:00Z`, `2026-11-27` (UTC), or a duration ago: `90m`, `7d`."""
-    try:
-        return (now or datetime.now(UTC)) - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{text!r}: give an ISO time (UTC if no zone) or 7d, 90m") from exc
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return options.parse_when(text, datetime.now(UTC), option=option)
 
 
 def _settings() -> Settings:
@@ -186,8 +178,8 @@ def list_(
         actor=actor,
         rule=rule,
         source=source,
-        since=parse_when(since) if since else None,
-        until=parse_when(until) if until else None,
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until") if until else None,
         host_match=host_match or settings.host_match,
     )
 
@@ -309,8 +301,8 @@ def export(
     and the event it was about.
     """
     settings = _settings()
-    start = parse_when(since)
-    end = parse_when(until) if until else None
+    start = parse_when(since, "--since")
+    end = parse_when(until, "--until") if until else None
     if output is not None and not output.parent.is_dir():
         raise typer.BadParameter(
             f"cannot write {output}: no folder {output.parent}", param_hint="-o"

@@ -17,6 +17,7 @@ from rich.table import Table
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 
+from powertrip.cli import options
 from powertrip.cli.events import (
     JsonOption,
     _as_json,
@@ -29,7 +30,6 @@ from powertrip.cli.events import (
 from powertrip.config import ConfigError, PowertripConfig, load_config
 from powertrip.contracts.expectations import Expectation
 from powertrip.directory import SlackDirectory
-from powertrip.durations import parse_duration
 from powertrip.services.expectations import (
     ExpectationRefused,
     Limits,
@@ -71,16 +71,9 @@ def _until(for_: str | None, until: str | None, now: datetime) -> datetime:
     if (for_ is None) == (until is None):
         raise typer.BadParameter("give exactly one of --for (e.g. 2h) and --until (ISO time)")
     if for_ is not None:
-        try:
-            return now + parse_duration(for_)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        return options.parse_when(for_, now, ahead=True, option="--for")
     assert until is not None
-    try:
-        at = datetime.fromisoformat(until)
-    except ValueError as exc:
-        raise typer.BadParameter(f"--until {until!r}: give an ISO time (UTC if no zone)") from exc
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return options.parse_when(until, now, durations=False, option="--until")
 
 
 def _table(expectations: list[Expectation]) -> Table:
