@@ -193,6 +193,23 @@ class Settings(BaseSettings):
         "it on while changing workflow code.",
     )
 
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        # The SDK refuses anything else only when a command first connects, as a ValueError
+        # ("invalid target URL") that names no setting.
+        text = value.strip()
+        host, _, port = text.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2  # [::1]
+        plain = bool(host) and not any(c in host for c in ":/[]@ \t")
+        if not (
+            (bracketed or plain) and port.isascii() and port.isdigit() and 0 < int(port) < 65536
+        ):
+            raise ValueError(
+                f"{value!r} is no Temporal frontend address: give host:port, e.g. localhost:7233"
+            )
+        return text
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:

@@ -17,9 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import executable
 from powertrip.cli import main
-from powertrip.cli.backfill import MAX_LINE_BYTES
 from powertrip.cli.dev import REPO_ROOT, write_local_config
 from powertrip.config import load_config
+from powertrip.sources.files import MAX_LINE_BYTES
 from tests.servers import free_port
 
 POWERTRIP = Path(sys.executable).parent / "powertrip"
@@ -257,6 +257,9 @@ def test_a_gzip_bomb_without_line_breaks_is_one_line_naming_the_line(
     assert "auth.log.gz line 2 is longer than 64 MiB" in " ".join(err.split())
 
 
+CREATE = ["expectations", "create", "--actor", "a", "--reason", "r", "--as", "U0SEC1"]
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -275,11 +278,7 @@ def test_a_gzip_bomb_without_line_breaks_is_one_line_naming_the_line(
         (["events", "list", "--since", "9999999d"], "--since: '9999999d'"),
         (["events", "export", "--since", "-1d"], "--since: '-1d'"),
         (["events", "list", "--limit", "0"], "'--limit'"),
-        (
-            ["expectations", "create", "--actor", "a", "--reason", "r", "--as", "U0SEC1"]
-            + ["--for", "9999999d"],
-            "--for: '9999999d'",
-        ),
+        ([*CREATE, "--for", "9999999d"], "--for: '9999999d'"),
         (["dev", "--ui-port", "99999"], "'--ui-port'"),
         (["dev", "--api-port", "0"], "'--api-port'"),
     ],
@@ -292,8 +291,83 @@ def test_bad_option_values_are_refused_by_name(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
-    code, out, err = run([a.format(auth_log=auth_log) for a in argv], capsys)
+    clean_env.setenv("POWERTRIP_CONFIG", str(EXAMPLE_CONFIG))  # a security team: expectations
+    code, _, err = run([a.format(auth_log=auth_log) for a in argv], capsys)
     assert code == 2, err
     assert "Traceback" not in err and "Error" in err
     assert expected in " ".join(err.split()), err
     assert "cannot reach Temporal" not in err
+
+
+ADDRESS_COMMANDS = [
+    ["events", "list"],
+    ["events", "show", "papertrail-1001"],
+    ["expectations", "list"],
+    ["backfill", "{auth_log}"],
+]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1:abc", "", ":17299", "localhost"])
+@pytest.mark.parametrize("argv", ADDRESS_COMMANDS, ids=" ".join)
+def test_a_temporal_address_that_is_no_host_and_port_is_refused_by_name(
+    argv: list[str],
+    address: str,
+    clean_env: pytest.MonkeyPatch,
+    auth_log: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The SDK said `ValueError: invalid target URL` (a traceback) only once connecting."""
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", address)
+    code, _, err = run([a.format(auth_log=auth_log) for a in argv], capsys)
+    assert code == 2, err
+    assert_one_line(
+        " ".join(err.split()), "POWERTRIP_TEMPORAL_ADDRESS", f"{address!r}", "host:port"
+    )
+
+
+def test_rules_packs_with_a_binary_config_is_one_line(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    for argv in (["rules", "packs", "-c", str(binary)], ["backfill", "-", "--dry-run"]):
+        clean_env.setenv("POWERTRIP_CONFIG", str(binary))
+        code, _, err = run(argv, capsys)
+        assert code == 2, err
+        assert_one_line(" ".join(err.split()), "binary.bin: not a YAML config")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--actor", "", "--reason", "r"], "give the actor"),
+        (["--actor", "alice", "--reason", ""], "give a reason"),
+        (["--actor", "alice", "--reason", "x" * 501], "the reason is over 500 characters"),
+        (["--actor", "alice", "--reason", "r", "--host", ""], "a host is blank"),
+    ],
+)
+def test_an_expectation_refused_before_temporal_is_one_line(
+    argv: list[str],
+    expected: str,
+    clean_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    clean_env.setenv("POWERTRIP_CONFIG", str(EXAMPLE_CONFIG))
+    code, _, err = run(["expectations", "create", *argv, "--for", "2h", "--as", "U0SEC1"], capsys)
+    assert code == 1, err
+    assert_one_line(err, expected)
+
+
+def test_a_cut_gzip_file_is_one_line_naming_it(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gzip file cut short (a copy still being written) was an EOFError traceback."""
+    line = b"Nov 27 01:02:03 bastion sshd[4242]: Accepted publickey for alice from 203.0.113.7\n"
+    cut = tmp_path / "auth.log.gz"
+    cut.write_bytes(gzip.compress(line * 100)[:60])
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    code, _, err = run(["backfill", "--dry-run", str(cut)], capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "auth.log.gz is no complete gzip file" in " ".join(err.split())

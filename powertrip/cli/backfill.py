@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,7 +32,9 @@ from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.sources.files import (
     SYSLOG_SOURCE,
     InputFormat,
+    InputLines,
     Located,
+    UnreadableInput,
     chunked,
     open_input,
     records,
@@ -41,20 +43,6 @@ from powertrip.sources.log_search import LogSearch, SearchError, SearchScope
 from powertrip.sources.searches import POLLABLE, open_search
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
-# Far above any log line or CloudTrail file (written as one line); a gzip bomb without line
-# breaks would otherwise be read into memory whole.
-MAX_LINE_BYTES = 64 * 1024 * 1024
-
-
-class LineTooLong(Exception):
-    """A line of the input is longer than `MAX_LINE_BYTES`: no log this reads."""
-
-    def __init__(self, label: str, number: int) -> None:
-        super().__init__(
-            f"{label} line {number} is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB: "
-            "not a log file this reads (nothing after it was read)"
-        )
-
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 # After Ctrl-C: how long the starts in flight (and then the stale digest) may take before the
@@ -68,25 +56,6 @@ out = Console()
 def parse_when(value: str | None, now: datetime, option: str) -> datetime | None:
     """ISO 8601 (`2026-11-20`, `2026-11-20T10:00:00Z`) or a duration ago (`2h`, `7d`)."""
     return None if value is None else options.parse_when(value, now, option=option)
-
-
-class _Counted:
-    """Lines of a binary stream, counting the bytes read (for the progress bar)."""
-
-    def __init__(self, stream: BinaryIO, label: str, size: float | None = None) -> None:
-        self.stream = stream
-        self.label = label
-        self.size = size
-        self.bytes = 0
-
-    def __iter__(self) -> Iterator[str]:
-        number = 0
-        while raw := self.stream.readline(MAX_LINE_BYTES + 1):
-            number += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise LineTooLong(self.label, number)
-            self.bytes += len(raw)
-            yield raw.decode("utf-8", errors="replace")
 
 
 def backfill(
@@ -157,9 +126,9 @@ def backfill(
         raise typer.Exit(2) from exc
     now = datetime.now(UTC)
     stale_age = stale_after or config.stale_after
-    stream: _Counted | None = None
+    stream: InputLines | None = None
     if file == "-":
-        stream = _Counted(sys.stdin.buffer, "stdin")
+        stream = InputLines(sys.stdin.buffer, "stdin")
     elif file is not None:
         path = Path(file)
         if not path.is_file():
@@ -168,7 +137,7 @@ def backfill(
         opened = open_input(path)
         # A gzipped file's size says nothing about how much text it holds.
         size = None if isinstance(opened, gzip.GzipFile) else float(path.stat().st_size)
-        stream = _Counted(opened, path.name, size)
+        stream = InputLines(opened, path.name, size)
     try:
         report = asyncio.run(
             _run(
@@ -187,7 +156,7 @@ def backfill(
                 now=now,
             )
         )
-    except LineTooLong as exc:
+    except UnreadableInput as exc:
         err.print(f"[red]powertrip backfill:[/] {exc}", highlight=False)
         raise typer.Exit(2) from exc
     if as_json:
@@ -216,7 +185,7 @@ async def _run(
     settings: Settings,
     config: PowertripConfig,
     *,
-    stream: _Counted | None,
+    stream: InputLines | None,
     source: str | None,
     window: tuple[datetime | None, datetime | None],
     scope: SearchScope,
