@@ -254,6 +254,24 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"POWERTRIP_{name.upper()}: no such file: {path}")
+        # Said by name here: at connect the SDK says only `PrivateKeyParseError` or
+        # `NoCertificatesPresented`, which read as Temporal being unreachable.
+        for name, marker, what in (
+            ("temporal_tls_cert", b"-----BEGIN CERTIFICATE-----", "PEM certificate"),
+            ("temporal_tls_key", b"PRIVATE KEY-----", "PEM private key"),
+            ("temporal_tls_ca", b"-----BEGIN CERTIFICATE-----", "PEM certificate"),
+        ):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            try:
+                pem = path.read_bytes()
+            except OSError as exc:
+                raise ValueError(
+                    f"POWERTRIP_{name.upper()}: cannot read {path}: {exc.strerror}"
+                ) from exc
+            if marker not in pem:
+                raise ValueError(f"POWERTRIP_{name.upper()}: {path} holds no {what}")
         return self
 
     @field_validator(

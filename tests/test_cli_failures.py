@@ -371,3 +371,97 @@ def test_a_cut_gzip_file_is_one_line_naming_it(
     assert code == 2, err
     assert "Traceback" not in err
     assert "auth.log.gz is no complete gzip file" in " ".join(err.split())
+
+
+def test_expectations_without_a_security_team_in_the_config_say_so(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without POWERTRIP_CONFIG it said only "only the security team may create expectations
+    from the CLI", as if the user were not on a team that is in fact configured nowhere."""
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    argv = [*CREATE, "--for", "2h"]
+    code, _, err = run(argv, capsys)
+    assert code == 2, err
+    assert_one_line(err, "POWERTRIP_CONFIG is not set", "names no security team")
+    (tmp_path / "teamless.yaml").write_text("users: {}\n")
+    clean_env.setenv("POWERTRIP_CONFIG", str(tmp_path / "teamless.yaml"))
+    code, _, err = run(argv, capsys)
+    assert code == 2, err
+    assert_one_line(err, "teamless.yaml names no security team", "security_team_group")
+
+
+PEM_KEY = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"CERT": "notes", "KEY": PEM_KEY},
+            "POWERTRIP_TEMPORAL_TLS_CERT: {CERT} holds no PEM cert",
+        ),
+        (
+            {"CERT": PEM_CERT, "KEY": "notes"},
+            "POWERTRIP_TEMPORAL_TLS_KEY: {KEY} holds no PEM private",
+        ),
+        ({"CA": "notes"}, "POWERTRIP_TEMPORAL_TLS_CA: {CA} holds no PEM certificate"),
+        # PEM in shape, no key inside: what only the SDK finds, at connect.
+        ({"CERT": PEM_CERT, "KEY": PEM_KEY}, "POWERTRIP_TEMPORAL_TLS_KEY: {KEY} cannot be read"),
+    ],
+)
+def test_tls_files_that_are_no_certificate_or_key_are_named(
+    files: dict[str, str],
+    expected: str,
+    clean_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It said "cannot reach Temporal ... PrivateKeyParseError": the file is the problem."""
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    paths = {}
+    for name, text in files.items():
+        paths[name] = tmp_path / f"{name.lower()}.pem"
+        paths[name].write_text(text)
+        clean_env.setenv(f"POWERTRIP_TEMPORAL_TLS_{name}", str(paths[name]))
+    code, _, err = run(["events", "list"], capsys)
+    assert code == 2, err
+    assert_one_line(" ".join(err.split()), expected.format(**paths))
+    assert "cannot reach Temporal" not in err
+
+
+def test_tls_against_a_plain_server_says_it_does_not_speak_tls(
+    dev_env: WorkflowEnvironment, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = dev_env.client.service_client.config.target_host
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", address)
+    clean_env.setenv("POWERTRIP_TEMPORAL_TLS", "true")
+    code, _, err = run(["events", "list"], capsys)
+    assert code == 2, err
+    assert_one_line(err, f"Temporal at {address} does not speak TLS", "POWERTRIP_TEMPORAL_TLS")
+    assert "InvalidContentType" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["events", "show", ""], "is empty"),
+        (["events", "approve", " ", "--as", "U0SEC1", "--reason", "r"], "is empty"),
+        (["events", "approve", "e1", "--as", "", "--reason", "r"], "'--as': is empty"),
+        (["expectations", "revoke", "", "--as", "U0SEC1"], "is empty"),
+        (["backfill", "{tmp_path}"], "is a directory"),
+    ],
+)
+def test_an_empty_id_or_a_directory_is_refused_before_temporal(
+    argv: list[str],
+    expected: str,
+    clean_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`events show ''` was Temporal's INVALID_ARGUMENT; `backfill somedir` "no such file"."""
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    code, _, err = run([a.format(tmp_path=tmp_path) for a in argv], capsys)
+    assert code == 2, err
+    assert expected in " ".join(err.split())
+    assert "Traceback" not in err and "cannot reach Temporal" not in err

@@ -199,3 +199,15 @@ def test_rules_test_on_a_cut_gzip_or_a_directory_is_one_line(tmp_path: Path) -> 
     assert result.exception is None or isinstance(result.exception, SystemExit)
     folder = runner.invoke(app, ["rules", "test", str(tmp_path)])
     assert folder.exit_code == 2 and "it is a directory" in folder.output
+
+
+def test_expect_an_unknown_rule_is_refused_naming_the_known_ones() -> None:
+    """It listed every line as not matching a rule that does not exist."""
+    result = runner.invoke(
+        app,
+        ["rules", "test", "-", "--pack", "sshd", "--expect", "--rule", "sshd-acepted"],
+        input=ACCEPTED.decode(),
+    )
+    assert result.exit_code == 2
+    assert "--rule sshd-acepted: no such rule" in result.output
+    assert "sshd-accepted" in result.output and "line 1" not in result.output

@@ -132,7 +132,8 @@ def backfill(
     elif file is not None:
         path = Path(file)
         if not path.is_file():
-            err.print(f"[red]powertrip backfill:[/] no such file: {file}")
+            what = "is a directory: give a file in it" if path.is_dir() else "no such file"
+            err.print(f"[red]powertrip backfill:[/] {file}: {what}", highlight=False)
             raise typer.Exit(2)
         opened = open_input(path)
         # A gzipped file's size says nothing about how much text it holds.

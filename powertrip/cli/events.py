@@ -38,6 +38,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON output (the default when piped).")]
+EventId = Annotated[str, typer.Argument(callback=options.an_id, help="The event's id.")]
 
 
 def parse_when(text: str, option: str) -> datetime:
@@ -195,7 +196,7 @@ def list_(
 
 @app.command()
 @_exit_hard_after_temporal
-def show(event_id: str, as_json: JsonOption = False) -> None:
+def show(event_id: EventId, as_json: JsonOption = False) -> None:
     """One event: who was asked, its decision, its timeline and where to look in Temporal."""
     settings = _settings()
     view = _run(settings, lambda client: show_event(client, event_id, _ui(settings)))
@@ -233,11 +234,12 @@ def show(event_id: str, as_json: JsonOption = False) -> None:
 @app.command()
 @_exit_hard_after_temporal
 def approve(
-    event_id: str,
+    event_id: EventId,
     as_user: Annotated[
         str,
         typer.Option(
             "--as",
+            callback=options.an_id,
             help="Your Slack user id; must be security team. Recorded beside the operating-"
             "system user and host that ran this command.",
         ),

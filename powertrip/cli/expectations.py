@@ -45,7 +45,11 @@ app = typer.Typer(help="Pre-approve expected work; list and revoke it.", no_args
 
 AsUser = Annotated[
     str,
-    typer.Option("--as", help="Your Slack user id; must be on the security team (recorded)."),
+    typer.Option(
+        "--as",
+        callback=options.an_id,
+        help="Your Slack user id; must be on the security team (recorded).",
+    ),
 ]
 
 
@@ -107,6 +111,20 @@ def create(
     record (via=expectation), and nobody is asked."""
     settings = _settings()
     config, key = _config_and_key()
+    if not config.security_team and not config.security_team_group:
+        # Said here, naming the config: the limits would only say "only the security team".
+        where = (
+            f"the config {settings.config}"
+            if settings.config
+            else "no config (POWERTRIP_CONFIG is not set)"
+        )
+        typer.echo(
+            f"powertrip: {where} names no security team (`security_team` or "
+            "`security_team_group`), and only the security team may create expectations "
+            "from the CLI",
+            err=True,
+        )
+        raise typer.Exit(2)
     now = datetime.now(UTC)
     try:
         expectation = new_expectation(
@@ -157,7 +175,9 @@ def list_(
 
 @app.command()
 @_exit_hard_after_temporal
-def revoke(expectation_id: str, as_user: AsUser) -> None:
+def revoke(
+    expectation_id: Annotated[str, typer.Argument(callback=options.an_id)], as_user: AsUser
+) -> None:
     """End an expectation now: later events are asked as usual."""
     settings = _settings()
     config, key = _config_and_key()

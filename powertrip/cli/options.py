@@ -75,3 +75,11 @@ def parse_when(
     if why := out_of_range(at):
         raise typer.BadParameter(f"{text!r}: {why}", param_hint=option)
     return at
+
+
+def an_id(value: str) -> str:
+    """An event, expectation or Slack user id: never empty (an unset shell variable), which
+    Temporal would only answer with INVALID_ARGUMENT."""
+    if not value.strip():
+        raise typer.BadParameter("is empty: give the id (an unset shell variable?)")
+    return value.strip()

@@ -148,6 +148,14 @@ def test(
     """
     loaded = _config(config, pack or [])
     rules = loaded.rule_set()
+    if rule is not None and rule not in {r.id for r in loaded.rules}:
+        # Else every line would be listed as not matching a rule that cannot match anything.
+        ids = ", ".join(sorted(r.id for r in loaded.rules)) or "none"
+        errors.print(
+            f"[red]--rule {escape(rule)}: no such rule in the rules tried; they are:[/red] "
+            f"{escape(ids)}"
+        )
+        raise typer.Exit(2)
     lines = _read(file)
     failures = []
     counts: Counter[str] = Counter()
