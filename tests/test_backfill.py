@@ -5,6 +5,7 @@ number, and stale events get one security-channel digest instead of DMs."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from powertrip.cli.backfill import InputPosition
 from powertrip.contracts.polling import STALE_REPORT_WORKFLOW, StaleReport
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_papertrail import FakePapertrail
@@ -28,7 +30,7 @@ from powertrip.services.backfill import Backfill, Report, aiter_chunks
 from powertrip.services.starts import report_stale
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
-from powertrip.sources.files import chunked, records
+from powertrip.sources.files import InputLines, chunked, records
 from powertrip.temporal import ACTOR
 from tests.aws import cloudtrail_login
 from tests.harness import (
@@ -515,17 +517,21 @@ async def test_ctrl_c_stops_starting_sends_the_stale_digest_and_says_how_to_resu
     assert f"interrupted after {report['read']:,} records ({report['started']:,} started)" in said
     assert "Run the same command again to resume" in said
 
-    # The digest of exactly what was started, under this run's name.
-    query = f"WorkflowType = '{STALE_REPORT_WORKFLOW}'"
-    digests = [w async for w in dev_env.client.list_workflows(query)]
-    totals = []
-    for digest in digests:
-        history = await dev_env.client.get_workflow_handle(digest.id).fetch_history()
-        started = history.events[0].workflow_execution_started_event_attributes
-        [sent] = await dev_env.client.data_converter.decode(started.input.payloads, [StaleReport])
-        if sent.found_by == f"backfill of {log.name}":
-            totals.append(sent.total)
-    assert totals == [report["stale"]]
+    # The digest of exactly what was started, under this run's name (visibility lags a start).
+    async def digest_totals() -> list[int]:
+        query = f"WorkflowType = '{STALE_REPORT_WORKFLOW}'"
+        totals = []
+        async for digest in dev_env.client.list_workflows(query):
+            history = await dev_env.client.get_workflow_handle(digest.id).fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            [sent] = await dev_env.client.data_converter.decode(
+                started.input.payloads, [StaleReport]
+            )
+            if sent.found_by == f"backfill of {log.name}":
+                totals.append(sent.total)
+        return totals
+
+    assert await eventually(digest_totals) == [report["stale"]]
 
     # Resumed: only the rest starts.
     again = await asyncio.to_thread(
@@ -536,3 +542,27 @@ async def test_ctrl_c_stops_starting_sends_the_stale_digest_and_says_how_to_resu
     assert rest["interrupted"] is False
     assert rest["already_known"] >= report["started"]
     assert rest["started"] + rest["already_known"] == len(lines)
+
+
+async def test_progress_moves_as_records_finish_not_per_chunk() -> None:
+    """The bar sat at 0 until a whole 5,000-record chunk finished: records are now counted
+    (`Backfill.done`, `on_record`) as each is done, and the bytes they took are interpolated
+    within their chunk (`InputPosition`), not taken from the reading, which runs ahead."""
+    lines = [syslog(f"user{n}", "progress-host", 30000 + n) for n in range(300)]
+    seen: list[int] = []
+    at_first_chunk: list[int] = []
+    runner = Backfill(None, make_config().rule_set(), "q", dry_run=True)
+    runner.on_record = lambda _result: seen.append(runner.done.read)
+    runner.on_chunk = lambda _part, _ordinal: at_first_chunk.append(runner.done.read)
+    await runner.run(aiter_chunks(chunked(records(lines), size=200)))
+    assert seen == list(range(1, 301))
+    assert at_first_chunk[0] >= 200  # every record of the chunk was counted before it was done
+
+    position = InputPosition()
+    stream = InputLines(io.BytesIO(("\n".join(lines) + "\n").encode()), "auth.log")
+    chunks = list(position.marked(chunked(records(stream), size=200), stream))
+    assert [len(c) for c in chunks] == [200, 100]
+    assert position.bytes_at(0) == 0
+    assert position.bytes_at(100) == pytest.approx(position.bytes[1] / 2)
+    assert position.bytes_at(300) == stream.bytes
+    assert position.bytes_at(400) == stream.bytes

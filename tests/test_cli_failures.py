@@ -5,11 +5,13 @@ script's entry point, in process; one case runs the real console script."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from powertrip.binaries import executable
 from powertrip.cli import main
-from powertrip.cli.dev import REPO_ROOT, write_local_config
+from powertrip.cli.dev import REPO_ROOT, _local_secrets, write_local_config
 from powertrip.config import load_config
+from powertrip.services.audit import EXPORT_FIELDS, DecisionRow
 from powertrip.sources.files import MAX_LINE_BYTES
 from tests.servers import free_port
 
@@ -465,3 +468,54 @@ def test_an_empty_id_or_a_directory_is_refused_before_temporal(
     assert code == 2, err
     assert expected in " ".join(err.split())
     assert "Traceback" not in err and "cannot reach Temporal" not in err
+
+
+def test_export_says_one_decision_in_the_singular(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = DecisionRow(
+        event_id="papertrail-1001",
+        decision="approved",
+        by="U0ALICE",
+        at=datetime(2026, 11, 27, tzinfo=UTC),
+        via="slack",
+        actor="alice",
+        rule_id="sshd-accepted",
+        source="papertrail",
+        occurred_at=datetime(2026, 11, 27, tzinfo=UTC),
+    )
+    for rows, said in (([row], "1 decision made since"), ([row, row], "2 decisions made since")):
+        clean_env.setattr("powertrip.cli.events._run", lambda *_, rows=rows: rows)
+        code, _, err = run(["events", "export", "--since", "2026-11-01"], capsys)
+        assert code == 0, err
+        assert err.startswith(said), err
+
+
+def test_backfill_dry_run_json_says_would_start_count(
+    clean_env: pytest.MonkeyPatch, auth_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("POWERTRIP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    code, out, err = run(["backfill", str(auth_log), "--dry-run", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["would_start_count"] == report["started"] == 1  # `started` kept for scripts
+    assert len(report["would_start"]) == 1
+
+
+def test_dev_writes_the_ports_it_chose_where_the_cli_reads_them(tmp_path: Path) -> None:
+    """`powertrip dev --ui-port 18233`: CLI links (which source .powertrip/secrets.env) pointed
+    at 8233. The file holds each run's ports; its secrets stay."""
+    secrets_env = tmp_path / "secrets.env"
+    first = _local_secrets(secrets_env, {"POWERTRIP_TEMPORAL_UI_URL": "http://localhost:18233"})
+    again = _local_secrets(secrets_env, {"POWERTRIP_TEMPORAL_UI_URL": "http://localhost:8233"})
+    assert first["POWERTRIP_TEMPORAL_UI_URL"] == "http://localhost:18233"
+    assert again["POWERTRIP_TEMPORAL_UI_URL"] == "http://localhost:8233"
+    assert again["POWERTRIP_WEBHOOK_TOKEN"] == first["POWERTRIP_WEBHOOK_TOKEN"]
+    assert "POWERTRIP_TEMPORAL_UI_URL=http://localhost:8233\n" in secrets_env.read_text()
+
+
+def test_the_readme_lists_every_export_column_in_order() -> None:
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    listed = re.search(r"oldest first, with `(event_id[^`]*)`", readme)
+    assert listed is not None
+    assert listed.group(1).split(", ") == EXPORT_FIELDS

@@ -5,12 +5,13 @@ The API form reads the same `LogSearch` as polling."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import gzip
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -45,6 +46,7 @@ from powertrip.sources.searches import POLLABLE, open_search
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+PROGRESS_EVERY_SECONDS = 0.1  # the bar moves as records finish, redrawn at most this often
 # After Ctrl-C: how long the starts in flight (and then the stale digest) may take before the
 # backfill leaves without them. Each is one RPC; only a Temporal that stopped answering is slower.
 INTERRUPT_GRACE_SECONDS = 30.0
@@ -161,7 +163,11 @@ def backfill(
         err.print(f"[red]powertrip backfill:[/] {exc}", highlight=False)
         raise typer.Exit(2) from exc
     if as_json:
-        out.print_json(report.model_dump_json(exclude={"stale_events"}))
+        summary = report.model_dump(mode="json", exclude={"stale_events"})
+        if dry_run:
+            # `started` counts what would start (kept: scripts read it); said plainly too.
+            summary["would_start_count"] = report.started
+        out.print_json(data=summary)
     else:
         print_summary(report, dry_run)
     code = 1 if report.invalid else 0
@@ -180,6 +186,35 @@ def backfill(
         exit_now(code)  # in-process runners (tests) replace sys.stdout and get typer.Exit
     if code:
         raise typer.Exit(code)
+
+
+class InputPosition:
+    """How far into the input the records done so far are, in bytes read: the reading runs up
+    to two chunks ahead of the starts, so its own count would fill the bar too early. Each
+    chunk is marked with the bytes read when it was cut; within one, records are taken as
+    equally long."""
+
+    def __init__(self) -> None:
+        self.records = [0]  # records in the chunks marked so far, cumulative
+        self.bytes = [0]  # bytes read when each was cut
+
+    def marked(self, chunks: Iterable[list[Located]], lines: InputLines) -> Iterator[list[Located]]:
+        """`chunks`, each marked as it is read from `lines`."""
+        for chunk in chunks:
+            self.records.append(self.records[-1] + len(chunk))
+            self.bytes.append(lines.bytes)
+            yield chunk
+
+    def bytes_at(self, done: int) -> float:
+        """The bytes the first `done` records took (0 before any chunk is marked)."""
+        index = bisect.bisect_left(self.records, done)
+        if index >= len(self.records):
+            return float(self.bytes[-1])
+        if index == 0:
+            return 0.0
+        start, end = self.records[index - 1], self.records[index]
+        share = (done - start) / (end - start)
+        return self.bytes[index - 1] + share * (self.bytes[index] - self.bytes[index - 1])
 
 
 async def _run(
@@ -213,20 +248,24 @@ async def _run(
     search: LogSearch | None = None
     total: float | None = None
 
+    position = InputPosition()
     if stream is not None:
         label, total = stream.label, stream.size
         fields = config.source_options("json").fields
         chunks: AsyncIterator[list[Located]] = aiter_chunks(
-            chunked(
-                records(
-                    stream,
-                    fmt,
-                    source or SYSLOG_SOURCE,
-                    year=year,
-                    now=now,
-                    fields=fields,
-                    host=host,
-                )
+            position.marked(
+                chunked(
+                    records(
+                        stream,
+                        fmt,
+                        source or SYSLOG_SOURCE,
+                        year=year,
+                        now=now,
+                        fields=fields,
+                        host=host,
+                    )
+                ),
+                stream,
             )
         )
         found_by = f"backfill of {label}"
@@ -246,14 +285,21 @@ async def _run(
 
     task = progress.add_task(label, total=total, records=0, rate="0", started=0)
 
-    def advance(part: Report, _ordinal: int) -> None:
-        done = runner.report
-        elapsed = max(time.monotonic() - began, 1e-6)
+    shown = 0.0
+
+    def advance(force: bool = False) -> None:
+        # As records finish (a chunk is 5,000 of them: per chunk the bar sat at 0 for long).
+        nonlocal shown
+        at = time.monotonic()
+        if not force and at - shown < PROGRESS_EVERY_SECONDS:
+            return
+        shown = at
+        done = runner.done
         progress.update(
             task,
-            completed=stream.bytes if stream else done.read,
+            completed=position.bytes_at(done.read) if stream else done.read,
             records=done.read,
-            rate=f"{done.read / elapsed:,.0f}",
+            rate=f"{done.read / max(at - began, 1e-6):,.0f}",
             started=done.started,
         )
 
@@ -270,7 +316,8 @@ async def _run(
         ignore_unmatched=frozenset(
             name for name, options in config.sources.items() if options.ignore_unmatched
         ),
-        on_chunk=advance,
+        on_chunk=lambda _part, _ordinal: advance(force=True),
+        on_record=lambda _result: advance(),
         source=source or SYSLOG_SOURCE,
     )
     with progress, _stop_on_interrupt(runner):

@@ -36,9 +36,11 @@ FAKE_SLACK_USERS = [
 ]
 
 
-def _local_secrets(path: Path) -> dict[str, str]:
+def _local_secrets(path: Path, run: dict[str, str] | None = None) -> dict[str, str]:
     """Generated once per checkout so curl examples keep working across restarts; a secret a
-    newer Powertrip needs is added to an existing file, the others are kept."""
+    newer Powertrip needs is added to an existing file, the others are kept. `run`: settings of
+    this run (the ports chosen), written over the last run's: the CLI in another shell sources
+    this file, and would otherwise connect and link to the default ports."""
     values: dict[str, str] = {}
     if path.exists():
         pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -55,8 +57,9 @@ def _local_secrets(path: Path) -> dict[str, str]:
         "POWERTRIP_CLI_DECISION_KEY": lambda: secrets.token_hex(32),
     }
     missing = {k: make() for k, make in generators.items() if k not in values}
-    if missing:
-        values.update(missing)
+    changed = {k: v for k, v in (run or {}).items() if values.get(k) != v}
+    if missing or changed:
+        values.update(missing | changed)
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         path.chmod(0o600)
     return values
@@ -162,9 +165,18 @@ def dev(
 ) -> None:
     """Run everything locally on the embedded Temporal dev server (SQLite under .powertrip/)."""
     STATE_DIR.mkdir(exist_ok=True)
-    env = {**_local_secrets(STATE_DIR / "secrets.env"), **os.environ}
-    env.setdefault("POWERTRIP_TEMPORAL_ADDRESS", f"localhost:{temporal_port}")
-    env.setdefault("POWERTRIP_TEMPORAL_UI_URL", f"http://localhost:{ui_port}")
+    ports = {
+        "POWERTRIP_TEMPORAL_ADDRESS": f"localhost:{temporal_port}",
+        "POWERTRIP_TEMPORAL_UI_URL": f"http://localhost:{ui_port}",
+    }
+    # The file's values are this run's ports; one set by hand in the environment still wins,
+    # unless it is just the file sourced before this run chose other ports.
+    secrets_file = STATE_DIR / "secrets.env"
+    before = _local_secrets(secrets_file)
+    env = {**_local_secrets(secrets_file, ports), **os.environ}
+    for name, value in ports.items():
+        if os.environ.get(name) in (None, before.get(name)):
+            env[name] = value
     # Passkey pages need a secure context: http://localhost is one (127.0.0.1 is not an RP id).
     env.setdefault("POWERTRIP_PUBLIC_URL", f"http://localhost:{api_port}")
     if "POWERTRIP_CONFIG" not in env:

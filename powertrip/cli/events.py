@@ -318,4 +318,5 @@ def export(
     period = f"made since {_when(start)} UTC"
     if since == EXPORT_DEFAULT_SINCE:
         period += " (the last 30 days: --since chooses another start)"
-    typer.echo(f"{count} decisions {period} written to {output or 'stdout'}", err=True)
+    counted = "1 decision" if count == 1 else f"{count} decisions"
+    typer.echo(f"{counted} {period} written to {output or 'stdout'}", err=True)
