@@ -8,9 +8,11 @@ import gzip
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -519,3 +521,22 @@ def test_the_readme_lists_every_export_column_in_order() -> None:
     listed = re.search(r"oldest first, with `(event_id[^`]*)`", readme)
     assert listed is not None
     assert listed.group(1).split(", ") == EXPORT_FIELDS
+
+
+def test_ctrl_c_while_the_console_script_starts_is_no_traceback(auth_log: Path) -> None:
+    """Ctrl-C while the modules load (over a second) was a KeyboardInterrupt traceback from
+    whichever import it landed in, and the process died of the signal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTRIP_")}
+    env["POWERTRIP_TEMPORAL_ADDRESS"] = f"127.0.0.1:{free_port()}"
+    started = subprocess.Popen(
+        [str(POWERTRIP), "backfill", "--dry-run", str(auth_log)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.3)
+    started.send_signal(signal.SIGINT)
+    _, err = started.communicate(timeout=60)
+    assert started.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
