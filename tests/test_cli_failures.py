@@ -283,6 +283,10 @@ CREATE = ["expectations", "create", "--actor", "a", "--reason", "r", "--as", "U0
         (["events", "list", "--since", "9999999d"], "--since: '9999999d'"),
         (["events", "export", "--since", "-1d"], "--since: '-1d'"),
         (["events", "list", "--limit", "0"], "'--limit'"),
+        (
+            ["events", "approve", "e1", "--as", "U0SEC1", "--reason", "r", "--wait", "-5"],
+            "'--wait'",
+        ),
         ([*CREATE, "--for", "9999999d"], "--for: '9999999d'"),
         (["dev", "--ui-port", "99999"], "'--ui-port'"),
         (["dev", "--api-port", "0"], "'--api-port'"),

@@ -246,7 +246,7 @@ def approve(
     ],
     reason: Annotated[str, typer.Option(help="Why you approve for someone else (recorded).")],
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for the worker to record it.")
+        float, typer.Option(min=0, help="Seconds to wait for the worker to record it.")
     ] = 10.0,
 ) -> None:
     """Security-team override: approve a pending event, recorded as via=cli with the reason and
