@@ -50,6 +50,10 @@ class Stopped(Exception):
         self.results = results
 
 
+class _NotBegun(Exception):
+    """Within `process`: `stop` was set before this record's start or lookup was sent."""
+
+
 def recent_starts(namespace: str) -> RecentStarts:
     """This process's recent starts in `namespace` (visibility lags a start by a moment)."""
     return _RECENT_STARTS.setdefault(namespace, RecentStarts())
@@ -242,6 +246,7 @@ async def process(
         assert client is not None
         if occurrence is None:
             async with gate:
+                unless_stopped()
                 status = await start_approval(client, event, task_queue, stale)
             return _started(item, event, status, stale)
         recent = recent_starts(client.namespace)
@@ -250,6 +255,7 @@ async def process(
             if existing is not None:
                 return duplicate_of(item, event, existing, stale)
             async with gate:
+                unless_stopped()
                 status = await start_approval(client, event, task_queue, stale)
             if status is ResultStatus.STARTED:
                 recent.remember(occurrence)
@@ -266,6 +272,7 @@ async def process(
         existing: str | None = None
         if client is not None:
             async with gate:
+                unless_stopped()
                 existing = event.event_id if await _exists(client, event.event_id) else None
             existing = existing or known_as
         if existing is None and occurrence is not None:
@@ -284,10 +291,17 @@ async def process(
             event=event,
         )
 
-    async def one(position: int, item: ParsedItem) -> ItemResult | None:
+    def unless_stopped() -> None:
+        # Checked where a record waited its turn (the gate): those already sent finish.
         if stop is not None and stop.is_set():
+            raise _NotBegun
+
+    async def one(position: int, item: ParsedItem) -> ItemResult | None:
+        try:
+            unless_stopped()
+            result = await decide(position, item)
+        except _NotBegun:
             return None  # not begun: a rerun does it
-        result = await decide(position, item)
         if on_result is not None:
             on_result(result)
         return result
