@@ -193,6 +193,23 @@ class Settings(BaseSettings):
         "it on while changing workflow code.",
     )
 
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        # The SDK refuses anything else only when a command first connects, as a ValueError
+        # ("invalid target URL") that names no setting.
+        text = value.strip()
+        host, _, port = text.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2  # [::1]
+        plain = bool(host) and not any(c in host for c in ":/[]@ \t")
+        if not (
+            (bracketed or plain) and port.isascii() and port.isdigit() and 0 < int(port) < 65536
+        ):
+            raise ValueError(
+                f"{value!r} is no Temporal frontend address: give host:port, e.g. localhost:7233"
+            )
+        return text
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
@@ -237,6 +254,24 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"POWERTRIP_{name.upper()}: no such file: {path}")
+        # Said by name here: at connect the SDK says only `PrivateKeyParseError` or
+        # `NoCertificatesPresented`, which read as Temporal being unreachable.
+        for name, marker, what in (
+            ("temporal_tls_cert", b"-----BEGIN CERTIFICATE-----", "PEM certificate"),
+            ("temporal_tls_key", b"PRIVATE KEY-----", "PEM private key"),
+            ("temporal_tls_ca", b"-----BEGIN CERTIFICATE-----", "PEM certificate"),
+        ):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            try:
+                pem = path.read_bytes()
+            except OSError as exc:
+                raise ValueError(
+                    f"POWERTRIP_{name.upper()}: cannot read {path}: {exc.strerror}"
+                ) from exc
+            if marker not in pem:
+                raise ValueError(f"POWERTRIP_{name.upper()}: {path} holds no {what}")
         return self
 
     @field_validator(

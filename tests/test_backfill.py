@@ -4,7 +4,12 @@ number, and stale events get one security-channel digest instead of DMs."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import os
+import signal
+import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +21,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from powertrip.cli.backfill import InputPosition
+from powertrip.contracts.polling import STALE_REPORT_WORKFLOW, StaleReport
 from powertrip.models import EventStatus
 from powertrip.sandbox.fake_papertrail import FakePapertrail
 from powertrip.sandbox.fake_slack import FakeSlack
@@ -23,12 +30,14 @@ from powertrip.services.backfill import Backfill, Report, aiter_chunks
 from powertrip.services.starts import report_stale
 from powertrip.settings import Settings
 from powertrip.sources.cloudwatch import encode_awslogs
-from powertrip.sources.files import chunked, records
+from powertrip.sources.files import InputLines, chunked, records
 from powertrip.temporal import ACTOR
 from tests.aws import cloudtrail_login
 from tests.harness import (
     CONFIG_YAML,
+    POWERTRIP,
     eventually,
+    exists,
     make_config,
     make_settings,
     port_for,
@@ -184,9 +193,11 @@ async def test_interrupted_backfill_resumed_starts_only_the_rest(
         await dev_env.client.get_workflow_handle(event_id).describe()
 
 
-async def _event_ids(client: Client, rules: Any, lines: list[str]) -> list[str]:
+async def _event_ids(
+    client: Client, rules: Any, lines: list[str], year: int | None = None
+) -> list[str]:
     ids = []
-    for located in records(lines):
+    for located in records(lines, year=year):
         assert located.item.raw is not None
         event = rules.recognise(located.item.raw)
         if event:
@@ -459,3 +470,99 @@ def test_a_backfill_skips_only_the_markers_its_tools_write() -> None:
     ]
     read = [located.line for located in records([line + "\n" for line in lines])]
     assert read == [7, 8, 9]
+
+
+async def test_ctrl_c_stops_starting_sends_the_stale_digest_and_says_how_to_resume(
+    dev_env: WorkflowEnvironment, settings: Settings, config_file: Path, tmp_path: Path
+) -> None:
+    """SIGINT to a real `powertrip backfill`: no hang and no silent exit 0. It starts nothing
+    more, finishes what is in flight, sends the stale digest for what it did start (those
+    events get no DM: the digest is all anybody hears of them), says how far it got and that
+    rerunning resumes, and exits 130."""
+    host = f"old-{uuid.uuid4().hex[:6]}"
+    lines = [
+        f"Nov 27 01:{n // 60 % 60:02d}:{n % 60:02d} {host} sshd[{n}]: Accepted publickey for "
+        f"user{n % 7} from 203.0.113.7 port {20000 + n} ssh2"
+        for n in range(1500)
+    ]
+    log = tmp_path / f"long-{host}.log"
+    log.write_text("\n".join(lines) + "\n")
+    rules = make_config().rule_set()
+    [first_id] = await _event_ids(dev_env.client, rules, lines[:1], year=2020)
+    env = {
+        **os.environ,
+        "POWERTRIP_TEMPORAL_ADDRESS": settings.temporal_address,
+        "POWERTRIP_TASK_QUEUE": settings.task_queue,
+        "POWERTRIP_CONFIG": str(config_file),
+    }
+    args = [str(POWERTRIP), "backfill", str(log), "--year", "2020", "--json"]
+    proc = await asyncio.create_subprocess_exec(
+        *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        await eventually(lambda: exists(dev_env, first_id), within=60)
+        proc.send_signal(signal.SIGINT)
+        output, errors = await asyncio.wait_for(proc.communicate(), 90)  # never a hang
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    out, err = output.decode(), errors.decode()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    assert 0 < report["started"] < len(lines)
+    assert report["stale"] == report["started"]  # 2020: every one older than 7 days
+    said = " ".join(err.split())
+    assert f"interrupted after {report['read']:,} records ({report['started']:,} started)" in said
+    assert "Run the same command again to resume" in said
+
+    # The digest of exactly what was started, under this run's name (visibility lags a start).
+    async def digest_totals() -> list[int]:
+        query = f"WorkflowType = '{STALE_REPORT_WORKFLOW}'"
+        totals = []
+        async for digest in dev_env.client.list_workflows(query):
+            history = await dev_env.client.get_workflow_handle(digest.id).fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            [sent] = await dev_env.client.data_converter.decode(
+                started.input.payloads, [StaleReport]
+            )
+            if sent.found_by == f"backfill of {log.name}":
+                totals.append(sent.total)
+        return totals
+
+    assert await eventually(digest_totals) == [report["stale"]]
+
+    # Resumed: only the rest starts.
+    again = await asyncio.to_thread(
+        subprocess.run, args, env=env, capture_output=True, text=True, timeout=300
+    )
+    rest = summary(again)
+    assert again.returncode == 0, again.stderr
+    assert rest["interrupted"] is False
+    assert rest["already_known"] >= report["started"]
+    assert rest["started"] + rest["already_known"] == len(lines)
+
+
+async def test_progress_moves_as_records_finish_not_per_chunk() -> None:
+    """The bar sat at 0 until a whole 5,000-record chunk finished: records are now counted
+    (`Backfill.done`, `on_record`) as each is done, and the bytes they took are interpolated
+    within their chunk (`InputPosition`), not taken from the reading, which runs ahead."""
+    lines = [syslog(f"user{n}", "progress-host", 30000 + n) for n in range(300)]
+    seen: list[int] = []
+    at_first_chunk: list[int] = []
+    runner = Backfill(None, make_config().rule_set(), "q", dry_run=True)
+    runner.on_record = lambda _result: seen.append(runner.done.read)
+    runner.on_chunk = lambda _part, _ordinal: at_first_chunk.append(runner.done.read)
+    await runner.run(aiter_chunks(chunked(records(lines), size=200)))
+    assert seen == list(range(1, 301))
+    assert at_first_chunk[0] >= 200  # every record of the chunk was counted before it was done
+
+    position = InputPosition()
+    stream = InputLines(io.BytesIO(("\n".join(lines) + "\n").encode()), "auth.log")
+    chunks = list(position.marked(chunked(records(stream), size=200), stream))
+    assert [len(c) for c in chunks] == [200, 100]
+    assert position.bytes_at(0) == 0
+    assert position.bytes_at(100) == pytest.approx(position.bytes[1] / 2)
+    assert position.bytes_at(300) == stream.bytes
+    assert position.bytes_at(400) == stream.bytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -156,3 +157,57 @@ def test_hostile_numbers_are_each_lines_reason_not_a_hang_or_a_traceback() -> No
     assert not any("no rule matched" in line for line in lines[:4])
     assert "line 5: sshd-accepted" in lines[4]  # the stamp is no time; the login still is one
     assert "1 event(s), 0 known non-event(s), 0 unmatched (sent for review), 4 invalid" in lines
+
+
+ACCEPTED = (
+    b"Nov 27 01:02:03 bastion sshd[1]: Accepted publickey for %s from 203.0.113.7 port %d ssh2\n"
+)
+
+
+def test_rules_test_reads_what_the_backfill_reads_a_bad_byte_costs_only_itself(
+    tmp_path: Path,
+) -> None:
+    """A latin-1 byte, a gzipped file, a binary file: each was a UnicodeDecodeError traceback
+    that lost the whole file. Now read as the backfill reads them (sources.files.InputLines)."""
+    latin1 = ACCEPTED % (b"jos\xe9", 1) + ACCEPTED % (b"bob", 2)
+    plain = tmp_path / "auth.log"
+    plain.write_bytes(latin1)
+    zipped = tmp_path / "auth.log.gz"
+    zipped.write_bytes(gzip.compress(latin1))
+    for path in (plain, zipped):
+        result = runner.invoke(app, ["rules", "test", "--pack", "sshd", str(path)])
+        assert result.exit_code == 0, result.output
+        assert "line 1: sshd-accepted" in result.output and "actor=jos\ufffd" in result.output
+        assert "line 2: sshd-accepted" in result.output and "actor=bob" in result.output
+    stdin = runner.invoke(app, ["rules", "test", "--pack", "sshd", "-"], input=latin1)
+    assert stdin.exit_code == 0 and "2 event(s)" in stdin.output, stdin.output
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(
+        b"\x7fELF\x02\x01\x01\x00\n" + bytes(range(256)) + b"\n" + ACCEPTED % (b"al", 3)
+    )
+    result = runner.invoke(app, ["rules", "test", "--pack", "sshd", str(binary)])
+    assert result.exit_code == 0, result.output
+    assert "line 4: sshd-accepted" in result.output  # 256 bytes hold one newline
+
+
+def test_rules_test_on_a_cut_gzip_or_a_directory_is_one_line(tmp_path: Path) -> None:
+    cut = tmp_path / "auth.log.gz"
+    cut.write_bytes(gzip.compress(ACCEPTED % (b"al", 1) * 50)[:40])
+    result = runner.invoke(app, ["rules", "test", str(cut)])
+    assert result.exit_code == 2
+    assert "auth.log.gz is no complete gzip file" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    folder = runner.invoke(app, ["rules", "test", str(tmp_path)])
+    assert folder.exit_code == 2 and "it is a directory" in folder.output
+
+
+def test_expect_an_unknown_rule_is_refused_naming_the_known_ones() -> None:
+    """It listed every line as not matching a rule that does not exist."""
+    result = runner.invoke(
+        app,
+        ["rules", "test", "-", "--pack", "sshd", "--expect", "--rule", "sshd-acepted"],
+        input=ACCEPTED.decode(),
+    )
+    assert result.exit_code == 2
+    assert "--rule sshd-acepted: no such rule" in result.output
+    assert "sshd-accepted" in result.output and "line 1" not in result.output

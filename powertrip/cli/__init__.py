@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from types import FrameType
 
-import typer
 
-from powertrip.cli import backfill, dev, events, expectations, failures, rules
-from powertrip.process import exit_now
+def _interrupted_while_starting(_signum: int, _frame: FrameType | None) -> None:
+    # Ctrl-C while the modules below load (a second or more) was a KeyboardInterrupt traceback
+    # from whichever import it landed in. Nothing has started yet: leave as a shell would say.
+    sys.stderr.write("powertrip: interrupted\n")
+    os._exit(130)
+
+
+# Only as the console script: a process importing this (tests, a tool) keeps its own handler.
+if (
+    os.path.basename(sys.argv[0]) == "powertrip"
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+):
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import typer  # noqa: E402
+
+from powertrip.cli import backfill, dev, events, expectations, failures, rules  # noqa: E402
+from powertrip.process import exit_now  # noqa: E402
 
 app = typer.Typer(
     name="powertrip",
@@ -26,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run one command (`argv`, default `sys.argv[1:]`). An expected failure (Temporal
     unreachable, bad settings or config, a file that cannot be read) ends it with one line on
     stderr naming what to check, never a traceback."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        # From here Ctrl-C is each command's (KeyboardInterrupt; backfill stops in order).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app(args=argv, prog_name="powertrip")
     except Exception as exc:

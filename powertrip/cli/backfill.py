@@ -5,13 +5,16 @@ The API form reads the same `LogSearch` as polling."""
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import gzip
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,9 +22,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from temporalio.client import Client
 
+from powertrip.cli import options
 from powertrip.cli.failures import TemporalUnreachable, connect_cli
+from powertrip.cli.options import FIRST_YEAR, LAST_YEAR, positive_duration, record_year
 from powertrip.config import ConfigError, PowertripConfig, load_config
-from powertrip.durations import parse_duration
 from powertrip.process import exit_now
 from powertrip.services.backfill import Backfill, Report, aiter_chunks, search_chunks
 from powertrip.services.starts import report_stale
@@ -29,7 +33,9 @@ from powertrip.settings import Settings, SettingsError, load_settings
 from powertrip.sources.files import (
     SYSLOG_SOURCE,
     InputFormat,
+    InputLines,
     Located,
+    UnreadableInput,
     chunked,
     open_input,
     records,
@@ -38,58 +44,20 @@ from powertrip.sources.log_search import LogSearch, SearchError, SearchScope
 from powertrip.sources.searches import POLLABLE, open_search
 
 SHOWN = 50  # invalid records and would-start ids listed before "... and N more"
-# Far above any log line or CloudTrail file (written as one line); a gzip bomb without line
-# breaks would otherwise be read into memory whole.
-MAX_LINE_BYTES = 64 * 1024 * 1024
-
-
-class LineTooLong(Exception):
-    """A line of the input is longer than `MAX_LINE_BYTES`: no log this reads."""
-
-    def __init__(self, label: str, number: int) -> None:
-        super().__init__(
-            f"{label} line {number} is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB: "
-            "not a log file this reads (nothing after it was read)"
-        )
-
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+PROGRESS_EVERY_SECONDS = 0.1  # the bar moves as records finish, redrawn at most this often
+# After Ctrl-C: how long the starts in flight (and then the stale digest) may take before the
+# backfill leaves without them. Each is one RPC; only a Temporal that stopped answering is slower.
+INTERRUPT_GRACE_SECONDS = 30.0
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a process Ctrl-C ended
 err = Console(stderr=True)
 out = Console()
 
 
-def parse_when(value: str | None, now: datetime) -> datetime | None:
+def parse_when(value: str | None, now: datetime, option: str) -> datetime | None:
     """ISO 8601 (`2026-11-20`, `2026-11-20T10:00:00Z`) or a duration ago (`2h`, `7d`)."""
-    if value is None:
-        return None
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise typer.BadParameter(f"{value!r}: use ISO 8601 or a duration ago like 2h") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-class _Counted:
-    """Lines of a binary stream, counting the bytes read (for the progress bar)."""
-
-    def __init__(self, stream: BinaryIO, label: str, size: float | None = None) -> None:
-        self.stream = stream
-        self.label = label
-        self.size = size
-        self.bytes = 0
-
-    def __iter__(self) -> Iterator[str]:
-        number = 0
-        while raw := self.stream.readline(MAX_LINE_BYTES + 1):
-            number += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise LineTooLong(self.label, number)
-            self.bytes += len(raw)
-            yield raw.decode("utf-8", errors="replace")
+    return None if value is None else options.parse_when(value, now, option=option)
 
 
 def backfill(
@@ -123,17 +91,26 @@ def backfill(
             "that is one delivery or lookup-events document).",
         ),
     ] = InputFormat.AUTO,
-    year: int | None = typer.Option(None, help="Year of RFC 3164 timestamps (they have none)."),
+    year: int | None = typer.Option(
+        None,
+        callback=record_year,
+        help=f"Year of RFC 3164 timestamps (they have none), {FIRST_YEAR} to {LAST_YEAR}.",
+    ),
     host: str | None = typer.Option(
         None,
         help="Host of records that name none (macOS `log show`, OpenWrt `logread`, "
         "`journalctl --no-hostname`).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would start; start nothing."),
-    stale_after: str | None = typer.Option(
-        None, help="Older events get no DM, only one digest (default: config `stale_after`, 7d)."
-    ),
-    concurrency: int | None = typer.Option(None, help="Workflow starts in flight."),
+    stale_after: Annotated[
+        timedelta | None,
+        typer.Option(
+            parser=positive_duration,
+            metavar="DURATION",
+            help="Older events get no DM, only one digest (default: config `stale_after`, 7d).",
+        ),
+    ] = None,
+    concurrency: int | None = typer.Option(None, min=1, help="Workflow starts in flight."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Process what the webhooks missed; anything already received is a duplicate."""
@@ -150,19 +127,20 @@ def backfill(
         err.print(f"[red]powertrip backfill:[/] {exc}")
         raise typer.Exit(2) from exc
     now = datetime.now(UTC)
-    stale_age = parse_duration(stale_after) if stale_after else config.stale_after
-    stream: _Counted | None = None
+    stale_age = stale_after or config.stale_after
+    stream: InputLines | None = None
     if file == "-":
-        stream = _Counted(sys.stdin.buffer, "stdin")
+        stream = InputLines(sys.stdin.buffer, "stdin")
     elif file is not None:
         path = Path(file)
         if not path.is_file():
-            err.print(f"[red]powertrip backfill:[/] no such file: {file}")
+            what = "is a directory: give a file in it" if path.is_dir() else "no such file"
+            err.print(f"[red]powertrip backfill:[/] {file}: {what}", highlight=False)
             raise typer.Exit(2)
         opened = open_input(path)
         # A gzipped file's size says nothing about how much text it holds.
         size = None if isinstance(opened, gzip.GzipFile) else float(path.stat().st_size)
-        stream = _Counted(opened, path.name, size)
+        stream = InputLines(opened, path.name, size)
     try:
         report = asyncio.run(
             _run(
@@ -170,7 +148,7 @@ def backfill(
                 config,
                 stream=stream,
                 source=source,
-                window=(parse_when(since, now), parse_when(until, now)),
+                window=(parse_when(since, now, "--since"), parse_when(until, now, "--until")),
                 scope=_scope(config, source, query, log_group, log_stream_prefix),
                 fmt=fmt,
                 year=year,
@@ -181,14 +159,27 @@ def backfill(
                 now=now,
             )
         )
-    except LineTooLong as exc:
+    except UnreadableInput as exc:
         err.print(f"[red]powertrip backfill:[/] {exc}", highlight=False)
         raise typer.Exit(2) from exc
     if as_json:
-        out.print_json(report.model_dump_json(exclude={"stale_events"}))
+        summary = report.model_dump(mode="json", exclude={"stale_events"})
+        if dry_run:
+            # `started` counts what would start (kept: scripts read it); said plainly too.
+            summary["would_start_count"] = report.started
+        out.print_json(data=summary)
     else:
         print_summary(report, dry_run)
     code = 1 if report.invalid else 0
+    if report.interrupted:
+        err.print(
+            f"[red]powertrip backfill:[/] interrupted after {report.read:,} records "
+            f"({report.started:,} {'would start' if dry_run else 'started'}); the rest was not "
+            "done. Run the same command again to resume: what was done is already known "
+            "(counted as duplicates).",
+            highlight=False,
+        )
+        code = INTERRUPTED
     if sys.stdout is not None and sys.stdout is sys.__stdout__:
         for console in (out, err):
             console.file.flush()
@@ -197,11 +188,40 @@ def backfill(
         raise typer.Exit(code)
 
 
+class InputPosition:
+    """How far into the input the records done so far are, in bytes read: the reading runs up
+    to two chunks ahead of the starts, so its own count would fill the bar too early. Each
+    chunk is marked with the bytes read when it was cut; within one, records are taken as
+    equally long."""
+
+    def __init__(self) -> None:
+        self.records = [0]  # records in the chunks marked so far, cumulative
+        self.bytes = [0]  # bytes read when each was cut
+
+    def marked(self, chunks: Iterable[list[Located]], lines: InputLines) -> Iterator[list[Located]]:
+        """`chunks`, each marked as it is read from `lines`."""
+        for chunk in chunks:
+            self.records.append(self.records[-1] + len(chunk))
+            self.bytes.append(lines.bytes)
+            yield chunk
+
+    def bytes_at(self, done: int) -> float:
+        """The bytes the first `done` records took (0 before any chunk is marked)."""
+        index = bisect.bisect_left(self.records, done)
+        if index >= len(self.records):
+            return float(self.bytes[-1])
+        if index == 0:
+            return 0.0
+        start, end = self.records[index - 1], self.records[index]
+        share = (done - start) / (end - start)
+        return self.bytes[index - 1] + share * (self.bytes[index] - self.bytes[index - 1])
+
+
 async def _run(
     settings: Settings,
     config: PowertripConfig,
     *,
-    stream: _Counted | None,
+    stream: InputLines | None,
     source: str | None,
     window: tuple[datetime | None, datetime | None],
     scope: SearchScope,
@@ -228,20 +248,24 @@ async def _run(
     search: LogSearch | None = None
     total: float | None = None
 
+    position = InputPosition()
     if stream is not None:
         label, total = stream.label, stream.size
         fields = config.source_options("json").fields
         chunks: AsyncIterator[list[Located]] = aiter_chunks(
-            chunked(
-                records(
-                    stream,
-                    fmt,
-                    source or SYSLOG_SOURCE,
-                    year=year,
-                    now=now,
-                    fields=fields,
-                    host=host,
-                )
+            position.marked(
+                chunked(
+                    records(
+                        stream,
+                        fmt,
+                        source or SYSLOG_SOURCE,
+                        year=year,
+                        now=now,
+                        fields=fields,
+                        host=host,
+                    )
+                ),
+                stream,
             )
         )
         found_by = f"backfill of {label}"
@@ -261,14 +285,21 @@ async def _run(
 
     task = progress.add_task(label, total=total, records=0, rate="0", started=0)
 
-    def advance(part: Report, _ordinal: int) -> None:
-        done = runner.report
-        elapsed = max(time.monotonic() - began, 1e-6)
+    shown = 0.0
+
+    def advance(force: bool = False) -> None:
+        # As records finish (a chunk is 5,000 of them: per chunk the bar sat at 0 for long).
+        nonlocal shown
+        at = time.monotonic()
+        if not force and at - shown < PROGRESS_EVERY_SECONDS:
+            return
+        shown = at
+        done = runner.done
         progress.update(
             task,
-            completed=stream.bytes if stream else done.read,
+            completed=position.bytes_at(done.read) if stream else done.read,
             records=done.read,
-            rate=f"{done.read / elapsed:,.0f}",
+            rate=f"{done.read / max(at - began, 1e-6):,.0f}",
             started=done.started,
         )
 
@@ -285,12 +316,13 @@ async def _run(
         ignore_unmatched=frozenset(
             name for name, options in config.sources.items() if options.ignore_unmatched
         ),
-        on_chunk=advance,
+        on_chunk=lambda _part, _ordinal: advance(force=True),
+        on_record=lambda _result: advance(),
         source=source or SYSLOG_SOURCE,
     )
-    with progress:
+    with progress, _stop_on_interrupt(runner):
         try:
-            report = await runner.run(chunks)
+            report = await _until_stopped(runner, chunks)
         except SearchError as exc:
             err.print(f"[red]powertrip backfill:[/] {exc}")
             raise typer.Exit(1) from exc
@@ -300,8 +332,70 @@ async def _run(
             if search is not None:
                 await search.aclose()
     if not dry_run and client is not None:
-        await report_stale(client, report.stale_events, found_by, stale_age, settings.task_queue)
+        # Interrupted or not: the stale events started are announced, or nobody hears of them.
+        stale = report_stale(client, report.stale_events, found_by, stale_age, settings.task_queue)
+        if report.interrupted:
+            try:
+                await asyncio.wait_for(stale, INTERRUPT_GRACE_SECONDS)
+            except TimeoutError:
+                err.print(
+                    f"[red]powertrip backfill:[/] the digest of {len(report.stale_events)} stale "
+                    "events was not sent in time: rerunning sends it",
+                    highlight=False,
+                )
+        else:
+            await stale
     return report
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(runner: Backfill) -> Iterator[None]:
+    """Ctrl-C (SIGINT) stops the backfill starting anything new (`runner.stop`); a second one
+    leaves at once. Without this KeyboardInterrupt unwinds through the Temporal client and the
+    process can hang in interpreter teardown (`powertrip.process.exit_now`), reporting nothing."""
+    loop = asyncio.get_running_loop()
+    runner.stop = stop = asyncio.Event()
+
+    def interrupt() -> None:
+        if stop.is_set():
+            err.print("[red]powertrip backfill:[/] interrupted again: leaving now")
+            exit_now(INTERRUPTED)
+        stop.set()
+        err.print(
+            "[yellow]powertrip backfill:[/] interrupted: starting nothing more, finishing the "
+            f"starts in flight (at most {INTERRUPT_GRACE_SECONDS:.0f}s; Ctrl-C again to leave now)"
+        )
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _until_stopped(runner: Backfill, chunks: AsyncIterator[list[Located]]) -> Report:
+    """`runner.run(chunks)`; once stopped, what it did within `INTERRUPT_GRACE_SECONDS`."""
+    run = asyncio.create_task(runner.run(chunks))
+    if runner.stop is None:
+        return await run
+    stopping = asyncio.create_task(runner.stop.wait())
+    try:
+        await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            await asyncio.wait({run}, timeout=INTERRUPT_GRACE_SECONDS)
+    finally:
+        stopping.cancel()
+    if run.done():
+        return run.result()
+    run.cancel()  # Temporal stopped answering: the chunks not finished are not counted
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    runner.report.interrupted = True
+    return runner.report
 
 
 async def _connect(settings: Settings, dry_run: bool) -> tuple[Client | None, str | None]:

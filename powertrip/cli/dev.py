@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from powertrip.binaries import temporal_cli
+from powertrip.cli.options import MAX_PORT
 from powertrip.config import load_config
 from powertrip.devserver import SQLITE_WAL_ARGS
 from powertrip.sandbox.fake_pagerduty import FAKE_ROUTING_KEY
@@ -34,9 +36,11 @@ FAKE_SLACK_USERS = [
 ]
 
 
-def _local_secrets(path: Path) -> dict[str, str]:
+def _local_secrets(path: Path, run: dict[str, str] | None = None) -> dict[str, str]:
     """Generated once per checkout so curl examples keep working across restarts; a secret a
-    newer Powertrip needs is added to an existing file, the others are kept."""
+    newer Powertrip needs is added to an existing file, the others are kept. `run`: settings of
+    this run (the ports chosen), written over the last run's: the CLI in another shell sources
+    this file, and would otherwise connect and link to the default ports."""
     values: dict[str, str] = {}
     if path.exists():
         pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -53,8 +57,9 @@ def _local_secrets(path: Path) -> dict[str, str]:
         "POWERTRIP_CLI_DECISION_KEY": lambda: secrets.token_hex(32),
     }
     missing = {k: make() for k, make in generators.items() if k not in values}
-    if missing:
-        values.update(missing)
+    changed = {k: v for k, v in (run or {}).items() if values.get(k) != v}
+    if missing or changed:
+        values.update(missing | changed)
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         path.chmod(0o600)
     return values
@@ -129,22 +134,49 @@ def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], withi
 
 
 def dev(
-    api_port: int = typer.Option(8000, help="Port of the Powertrip API."),
-    temporal_port: int = typer.Option(7233, help="Port of the Temporal dev server."),
-    ui_port: int = typer.Option(8233, help="Port of the Temporal Web UI."),
-    slack_port: int = typer.Option(8765, help="Port of the fake Slack (without Slack creds)."),
-    pagerduty_port: int = typer.Option(
-        8766, help="Port of the fake PagerDuty Events API, https (without a routing key)."
-    ),
-    pagerduty_page_port: int = typer.Option(
-        8767, help="Port of the fake PagerDuty's page: what PagerDuty would have received."
-    ),
+    api_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the Powertrip API.")
+    ] = 8000,
+    temporal_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the Temporal dev server.")
+    ] = 7233,
+    ui_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the Temporal Web UI.")
+    ] = 8233,
+    slack_port: Annotated[
+        int, typer.Option(min=1, max=MAX_PORT, help="Port of the fake Slack (without Slack creds).")
+    ] = 8765,
+    pagerduty_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_PORT,
+            help="Port of the fake PagerDuty Events API, https (without a routing key).",
+        ),
+    ] = 8766,
+    pagerduty_page_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_PORT,
+            help="Port of the fake PagerDuty's page: what PagerDuty would have received.",
+        ),
+    ] = 8767,
 ) -> None:
     """Run everything locally on the embedded Temporal dev server (SQLite under .powertrip/)."""
     STATE_DIR.mkdir(exist_ok=True)
-    env = {**_local_secrets(STATE_DIR / "secrets.env"), **os.environ}
-    env.setdefault("POWERTRIP_TEMPORAL_ADDRESS", f"localhost:{temporal_port}")
-    env.setdefault("POWERTRIP_TEMPORAL_UI_URL", f"http://localhost:{ui_port}")
+    ports = {
+        "POWERTRIP_TEMPORAL_ADDRESS": f"localhost:{temporal_port}",
+        "POWERTRIP_TEMPORAL_UI_URL": f"http://localhost:{ui_port}",
+    }
+    # The file's values are this run's ports; one set by hand in the environment still wins,
+    # unless it is just the file sourced before this run chose other ports.
+    secrets_file = STATE_DIR / "secrets.env"
+    before = _local_secrets(secrets_file)
+    env = {**_local_secrets(secrets_file, ports), **os.environ}
+    for name, value in ports.items():
+        if os.environ.get(name) in (None, before.get(name)):
+            env[name] = value
     # Passkey pages need a secure context: http://localhost is one (127.0.0.1 is not an RP id).
     env.setdefault("POWERTRIP_PUBLIC_URL", f"http://localhost:{api_port}")
     if "POWERTRIP_CONFIG" not in env:

@@ -18,9 +18,9 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+from powertrip.cli import options
 from powertrip.cli.failures import connect_cli
 from powertrip.config import ConfigError, load_config
-from powertrip.durations import parse_duration
 from powertrip.hosts import HostMatch
 from powertrip.messages import visible
 from powertrip.models import EventStatus
@@ -38,19 +38,12 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON output (the default when piped).")]
+EventId = Annotated[str, typer.Argument(callback=options.an_id, help="The event's id.")]
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime:
+def parse_when(text: str, option: str) -> datetime:
     """`2026-11-27T01:00:00Z`, `2026-11-27` (UTC), or a duration ago: `90m`, `7d`."""
-    try:
-        return (now or datetime.now(UTC)) - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{text!r}: give an ISO time (UTC if no zone) or 7d, 90m") from exc
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return options.parse_when(text, datetime.now(UTC), option=option)
 
 
 def _settings() -> Settings:
@@ -186,8 +179,8 @@ def list_(
         actor=actor,
         rule=rule,
         source=source,
-        since=parse_when(since) if since else None,
-        until=parse_when(until) if until else None,
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until") if until else None,
         host_match=host_match or settings.host_match,
     )
 
@@ -203,7 +196,7 @@ def list_(
 
 @app.command()
 @_exit_hard_after_temporal
-def show(event_id: str, as_json: JsonOption = False) -> None:
+def show(event_id: EventId, as_json: JsonOption = False) -> None:
     """One event: who was asked, its decision, its timeline and where to look in Temporal."""
     settings = _settings()
     view = _run(settings, lambda client: show_event(client, event_id, _ui(settings)))
@@ -241,18 +234,19 @@ def show(event_id: str, as_json: JsonOption = False) -> None:
 @app.command()
 @_exit_hard_after_temporal
 def approve(
-    event_id: str,
+    event_id: EventId,
     as_user: Annotated[
         str,
         typer.Option(
             "--as",
+            callback=options.an_id,
             help="Your Slack user id; must be security team. Recorded beside the operating-"
             "system user and host that ran this command.",
         ),
     ],
     reason: Annotated[str, typer.Option(help="Why you approve for someone else (recorded).")],
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for the worker to record it.")
+        float, typer.Option(min=0, help="Seconds to wait for the worker to record it.")
     ] = 10.0,
 ) -> None:
     """Security-team override: approve a pending event, recorded as via=cli with the reason and
@@ -309,8 +303,8 @@ def export(
     and the event it was about.
     """
     settings = _settings()
-    start = parse_when(since)
-    end = parse_when(until) if until else None
+    start = parse_when(since, "--since")
+    end = parse_when(until, "--until") if until else None
     if output is not None and not output.parent.is_dir():
         raise typer.BadParameter(
             f"cannot write {output}: no folder {output.parent}", param_hint="-o"
@@ -324,4 +318,5 @@ def export(
     period = f"made since {_when(start)} UTC"
     if since == EXPORT_DEFAULT_SINCE:
         period += " (the last 30 days: --since chooses another start)"
-    typer.echo(f"{count} decisions {period} written to {output or 'stdout'}", err=True)
+    counted = "1 decision" if count == 1 else f"{count} decisions"
+    typer.echo(f"{counted} {period} written to {output or 'stdout'}", err=True)

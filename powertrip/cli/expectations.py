@@ -17,6 +17,7 @@ from rich.table import Table
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 
+from powertrip.cli import options
 from powertrip.cli.events import (
     JsonOption,
     _as_json,
@@ -29,7 +30,6 @@ from powertrip.cli.events import (
 from powertrip.config import ConfigError, PowertripConfig, load_config
 from powertrip.contracts.expectations import Expectation
 from powertrip.directory import SlackDirectory
-from powertrip.durations import parse_duration
 from powertrip.services.expectations import (
     ExpectationRefused,
     Limits,
@@ -45,7 +45,11 @@ app = typer.Typer(help="Pre-approve expected work; list and revoke it.", no_args
 
 AsUser = Annotated[
     str,
-    typer.Option("--as", help="Your Slack user id; must be on the security team (recorded)."),
+    typer.Option(
+        "--as",
+        callback=options.an_id,
+        help="Your Slack user id; must be on the security team (recorded).",
+    ),
 ]
 
 
@@ -71,16 +75,9 @@ def _until(for_: str | None, until: str | None, now: datetime) -> datetime:
     if (for_ is None) == (until is None):
         raise typer.BadParameter("give exactly one of --for (e.g. 2h) and --until (ISO time)")
     if for_ is not None:
-        try:
-            return now + parse_duration(for_)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        return options.parse_when(for_, now, ahead=True, option="--for")
     assert until is not None
-    try:
-        at = datetime.fromisoformat(until)
-    except ValueError as exc:
-        raise typer.BadParameter(f"--until {until!r}: give an ISO time (UTC if no zone)") from exc
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return options.parse_when(until, now, durations=False, option="--until")
 
 
 def _table(expectations: list[Expectation]) -> Table:
@@ -114,6 +111,20 @@ def create(
     record (via=expectation), and nobody is asked."""
     settings = _settings()
     config, key = _config_and_key()
+    if not config.security_team and not config.security_team_group:
+        # Said here, naming the config: the limits would only say "only the security team".
+        where = (
+            f"the config {settings.config}"
+            if settings.config
+            else "no config (POWERTRIP_CONFIG is not set)"
+        )
+        typer.echo(
+            f"powertrip: {where} names no security team (`security_team` or "
+            "`security_team_group`), and only the security team may create expectations "
+            "from the CLI",
+            err=True,
+        )
+        raise typer.Exit(2)
     now = datetime.now(UTC)
     try:
         expectation = new_expectation(
@@ -164,7 +175,9 @@ def list_(
 
 @app.command()
 @_exit_hard_after_temporal
-def revoke(expectation_id: str, as_user: AsUser) -> None:
+def revoke(
+    expectation_id: Annotated[str, typer.Argument(callback=options.an_id)], as_user: AsUser
+) -> None:
     """End an expectation now: later events are asked as usual."""
     settings = _settings()
     config, key = _config_and_key()

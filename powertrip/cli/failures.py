@@ -49,7 +49,26 @@ async def connect_cli(settings: Settings) -> Client:
     try:
         return await connect(settings)
     except RuntimeError as exc:
-        raise TemporalUnreachable(settings.temporal_address, _transport_reason(str(exc))) from exc
+        text = str(exc)
+        if "InvalidContentType" in text:  # the answer to our TLS hello was no TLS record
+            raise SettingsError(
+                f"Temporal at {settings.temporal_address} does not speak TLS, but TLS is on "
+                "(POWERTRIP_TEMPORAL_TLS, _TLS_CERT, _TLS_CA or an API key): "
+                "for a plain server set none of them"
+            ) from exc
+        for marker, setting in _UNREADABLE_TLS_FILES.items():
+            if marker in text:  # settings check the files are PEM; this is what is left
+                path = getattr(settings, setting.removeprefix("POWERTRIP_").lower())
+                raise SettingsError(f"{setting}: {path} cannot be read ({marker})") from exc
+        raise TemporalUnreachable(settings.temporal_address, _transport_reason(text)) from exc
+
+
+# The SDK's words for a TLS file it cannot use, and the setting that names the file.
+_UNREADABLE_TLS_FILES = {
+    "PrivateKeyParseError": "POWERTRIP_TEMPORAL_TLS_KEY",
+    "failed to parse private key": "POWERTRIP_TEMPORAL_TLS_KEY",
+    "NoCertificatesPresented": "POWERTRIP_TEMPORAL_TLS_CERT",
+}
 
 
 def _transport_reason(text: str) -> str:

@@ -30,8 +30,11 @@ from powertrip.sources.cloudtrail import is_cloudtrail_document, is_cloudtrail_r
 from powertrip.sources.eventbridge import is_eventbridge_event, parse_eventbridge
 from powertrip.sources.files import (
     InputFormat,
+    InputLines,
+    UnreadableInput,
     detect_format,
     json_items,
+    open_input,
     records,
     sse_bookkeeping,
     sse_data,
@@ -91,15 +94,15 @@ def _json_records(payload: Any) -> list[RawEvent | str]:
     return [item.raw or item.error or "invalid" for item in items]
 
 
-def _document(text: str) -> list[tuple[int, RawEvent | str]] | None:
+def _document(lines: list[str]) -> list[tuple[int, RawEvent | str]] | None:
     """A document of records over many lines (`aws cloudtrail lookup-events` output, a pretty
     printed export, sudo's JSON log file, the journal's export format): every record in it, at
     the line it starts on (a JSON document's all at line 1); None for line-by-line input."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    first = next((line for line in lines if line.strip()), "")
     fmt = detect_format(first)
     if fmt not in (InputFormat.JSON, InputFormat.JOURNAL_EXPORT):
         return None
-    located = records(text.splitlines(keepends=True), fmt)
+    located = records(lines, fmt)
     return [(item.line or 1, item.item.raw or item.item.error or "invalid") for item in located]
 
 
@@ -145,12 +148,23 @@ def test(
     """
     loaded = _config(config, pack or [])
     rules = loaded.rule_set()
-    text = sys.stdin.read() if file == "-" else _read(file)
+    if rule is not None and rule not in {r.id for r in loaded.rules}:
+        # Else every line would be listed as not matching a rule that cannot match anything.
+        ids = ", ".join(sorted(r.id for r in loaded.rules)) or "none"
+        errors.print(
+            f"[red]--rule {escape(rule)}: no such rule in the rules tried; they are:[/red] "
+            f"{escape(ids)}"
+        )
+        raise typer.Exit(2)
+    lines = _read(file)
     failures = []
     counts: Counter[str] = Counter()
-    found = _document(text) or [
+    # Lines end at \n only, as the backfill's do (str.splitlines would also end one at \x0c).
+    found = _document(lines) or [
         (number, raw)
-        for number, line in logical_lines(enumerate(text.splitlines(), start=1))
+        for number, line in logical_lines(
+            enumerate((line.rstrip("\r\n") for line in lines), start=1)
+        )
         if line.strip() and not line.lstrip().startswith("#") and not sse_bookkeeping(line)
         for raw in _records(line, number, source, host, program)
     ]
@@ -236,11 +250,22 @@ def _rules_used(config: PowertripConfig, explicit: bool) -> str:
     return line
 
 
-def _read(file: str) -> str:
+def _read(file: str) -> list[str]:
+    """The file (gzipped or not) or stdin (`-`) as the backfill reads it
+    (`sources.files.InputLines`): a byte that is no UTF-8 costs only its character."""
     try:
-        return Path(file).read_text()
+        if file == "-":
+            return list(InputLines(sys.stdin.buffer, "stdin"))
+        if Path(file).is_dir():
+            errors.print(f"[red]cannot read {escape(file)}: it is a directory[/red]")
+            raise typer.Exit(2)
+        with open_input(Path(file)) as stream:
+            return list(InputLines(stream, file))
     except OSError as exc:
-        errors.print(f"[red]cannot read {escape(file)}: {exc.strerror}[/red]")
+        errors.print(f"[red]cannot read {escape(file)}: {escape(str(exc.strerror or exc))}[/red]")
+        raise typer.Exit(2) from exc
+    except UnreadableInput as exc:
+        errors.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
 
 

@@ -18,7 +18,14 @@ from powertrip.contracts.polling import IngestCounts, StaleEvent
 from powertrip.identity import identity_of
 from powertrip.models import SecurityEvent
 from powertrip.rules import RuleSet
-from powertrip.services.recognise import DRY_RUN, DRY_RUN_UNCHECKED, DryRun, ItemResult, process
+from powertrip.services.recognise import (
+    DRY_RUN,
+    DRY_RUN_UNCHECKED,
+    DryRun,
+    ItemResult,
+    Stopped,
+    process,
+)
 from powertrip.services.starts import ResultStatus
 from powertrip.sources.files import SYSLOG_SOURCE, Located
 from powertrip.sources.log_search import LogSearch
@@ -57,6 +64,11 @@ class Report(IngestCounts):
     invalid_records: list[Problem] = Field(default_factory=list)
     would_start: list[str] = Field(default_factory=list, description="Dry run: event ids.")
     stale_events: list[StaleEvent] = Field(default_factory=list)
+    interrupted: bool = Field(
+        default=False,
+        description="Stopped before the end (Ctrl-C): the counts are of what was done; running "
+        "the same backfill again does the rest (what was done is then already known).",
+    )
 
     def count(self, located: Located, result: ItemResult) -> None:
         """Count one record's result (`located`: where it was read)."""
@@ -94,6 +106,7 @@ class Report(IngestCounts):
         for name in ("matched", "non_events", "without_identity", "unchecked"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.unchecked_reason = self.unchecked_reason or other.unchecked_reason
+        self.interrupted = self.interrupted or other.interrupted
         self.invalid_records += other.invalid_records
         self.would_start += other.would_start
         self.stale_events += other.stale_events
@@ -141,7 +154,9 @@ class Backfill:
 
     A dry run may have no `client` (Temporal unreachable): it then says so in the report and
     counts every recognised event as one that would start unless already known. `on_chunk`
-    hears of each chunk's part of the report, in order, with its ordinal."""
+    hears of each chunk's part of the report, in order, with its ordinal; `on_record` of each
+    record as it is done (`done` counts them). Once `stop` is set nothing more is started: the
+    starts in flight finish and the report (`interrupted`) counts what was done."""
 
     client: Client | None
     rules: RuleSet
@@ -153,6 +168,9 @@ class Backfill:
     on_chunk: Callable[[Report, int], Awaitable[None] | None] | None = None
     unchecked_reason: str | None = None  # dry run without a client: why
     report: Report = field(default_factory=Report)
+    on_record: Callable[[ItemResult], None] | None = None
+    stop: asyncio.Event | None = None
+    done: IngestCounts = field(default_factory=IngestCounts)  # so far, as records finish
     source: str = SYSLOG_SOURCE  # what invalid records are counted and reviewed under
     # Dry run: what this run would have started, so two forms of one line count once.
     _dry: DryRun | None = None
@@ -177,8 +195,14 @@ class Backfill:
                     await outcome
             done += 1
 
+        stream = aiter(chunks)
+        exhausted = False
         try:
-            async for chunk in chunks:
+            while not self._stopped():
+                chunk = await anext(stream, None)
+                if chunk is None:
+                    exhausted = True
+                    break
                 pending.append(asyncio.create_task(self._chunk(chunk)))
                 while len(pending) >= IN_FLIGHT:
                     await finish_oldest()
@@ -187,23 +211,43 @@ class Backfill:
         finally:
             for task in pending:
                 task.cancel()
+        if not exhausted:  # stopped before reading all: what was not read is not done
+            self.report.interrupted = True
         return self.report
+
+    def _stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _record_done(self, result: ItemResult) -> None:
+        self.done.read += 1
+        if result.status is ResultStatus.STARTED:
+            self.done.started += 1
+        if self.on_record is not None:
+            self.on_record(result)
 
     async def _chunk(self, chunk: list[Located]) -> Report:
         # Renumbered within the chunk; the sample of an unreadable record goes along to review.
         items = [replace(located.item, index=i) for i, located in enumerate(chunk)]
-        results = await process(
-            self.client,
-            self.rules,
-            items,
-            self.task_queue,
-            self.concurrency,
-            stale_before=self.stale_before,
-            ignore_unmatched=self.ignore_unmatched,
-            source=self.source,
-            dry_run=self._dry,
+        interrupted = False
+        try:
+            results = await process(
+                self.client,
+                self.rules,
+                items,
+                self.task_queue,
+                self.concurrency,
+                stale_before=self.stale_before,
+                ignore_unmatched=self.ignore_unmatched,
+                source=self.source,
+                dry_run=self._dry,
+                on_result=self._record_done,
+                stop=self.stop,
+            )
+        except Stopped as stopped:
+            results, interrupted = stopped.results, True
+        part = Report(
+            read=len(results), unchecked_reason=self.unchecked_reason, interrupted=interrupted
         )
-        part = Report(read=len(chunk), unchecked_reason=self.unchecked_reason)
         for result in results:
             part.count(chunk[result.index], result)
         return part

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -39,6 +39,19 @@ DRY_RUN_UNCHECKED = "dry run: would start unless already known (Temporal not rea
 # Per process and namespace (identity is namespace-wide): what visibility does not show yet
 # (powertrip.identity.RecentStarts).
 _RECENT_STARTS: dict[str, RecentStarts] = {}
+
+
+class Stopped(Exception):
+    """`process` was told to stop (`stop` set): `results` are the records it finished, in order
+    of their index; the rest were not started (nor looked up, nor reviewed)."""
+
+    def __init__(self, results: list[ItemResult]) -> None:
+        super().__init__(f"stopped after {len(results)} records")
+        self.results = results
+
+
+class _NotBegun(Exception):
+    """Within `process`: `stop` was set before this record's start or lookup was sent."""
 
 
 def recent_starts(namespace: str) -> RecentStarts:
@@ -151,6 +164,8 @@ async def process(
     ignore_unmatched: Collection[str] = frozenset(),
     source: str = "unknown",
     dry_run: DryRun | None = None,
+    on_result: Callable[[ItemResult], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[ItemResult]:
     """Recognise each record and start its workflow; bounded concurrency (`concurrency` starts
     or lookups in flight), one result per item, in order.
@@ -165,6 +180,10 @@ async def process(
     would start, asking Temporal which events exist already by id and by natural identity. A
     dry run may have no `client` (Temporal unreachable): every recognised event would then
     start unless known (`DRY_RUN_UNCHECKED`). Without a dry run `client` is required.
+
+    `on_result` hears of each record's result as it is known (progress); once `stop` is set no
+    further record is started, looked up or reviewed: those in flight finish, then `Stopped`
+    carries the results there are.
 
     Raises RPCError when Temporal fails the batch (unavailable); a record Temporal refuses alone
     (INVALID_ARGUMENT, e.g. a host over the search attribute size limit) is its own `invalid`.
@@ -227,6 +246,7 @@ async def process(
         assert client is not None
         if occurrence is None:
             async with gate:
+                unless_stopped()
                 status = await start_approval(client, event, task_queue, stale)
             return _started(item, event, status, stale)
         recent = recent_starts(client.namespace)
@@ -235,6 +255,7 @@ async def process(
             if existing is not None:
                 return duplicate_of(item, event, existing, stale)
             async with gate:
+                unless_stopped()
                 status = await start_approval(client, event, task_queue, stale)
             if status is ResultStatus.STARTED:
                 recent.remember(occurrence)
@@ -251,6 +272,7 @@ async def process(
         existing: str | None = None
         if client is not None:
             async with gate:
+                unless_stopped()
                 existing = event.event_id if await _exists(client, event.event_id) else None
             existing = existing or known_as
         if existing is None and occurrence is not None:
@@ -269,7 +291,22 @@ async def process(
             event=event,
         )
 
-    async def one(position: int, item: ParsedItem) -> ItemResult:
+    def unless_stopped() -> None:
+        # Checked where a record waited its turn (the gate): those already sent finish.
+        if stop is not None and stop.is_set():
+            raise _NotBegun
+
+    async def one(position: int, item: ParsedItem) -> ItemResult | None:
+        try:
+            unless_stopped()
+            result = await decide(position, item)
+        except _NotBegun:
+            return None  # not begun: a rerun does it
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    async def decide(position: int, item: ParsedItem) -> ItemResult:
         planned = plans[position]
         found = planned.found
         if isinstance(found, ItemResult) and found.status is ResultStatus.NON_EVENT:
@@ -301,14 +338,20 @@ async def process(
                 reason=f"Temporal refused the event: {exc.message}",
             )
 
-    results: list[ItemResult] = []
+    finished: list[tuple[ParsedItem, ItemResult]] = []
     # In slices: each record's first step runs in the loop iteration that schedules it, and
     # 10,000 of them at once would hold the loop for a second.
     for first in range(0, len(items), _SLICE):
         positions = range(first, min(first + _SLICE, len(items)))
-        results += await asyncio.gather(*(one(p, items[p]) for p in positions))
+        answered = await asyncio.gather(*(one(p, items[p]) for p in positions))
+        finished += [(items[p], r) for p, r in zip(positions, answered, strict=True) if r]
+        if stop is not None and stop.is_set():
+            break
+    results = [result for _, result in finished]
     if dry_run is None:
-        await off_loop(_log, items, results, source)
+        await off_loop(_log, [item for item, _ in finished], results, source)
+    if len(results) < len(items):
+        raise Stopped(results)
     return results
 
 

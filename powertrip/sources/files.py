@@ -25,6 +25,7 @@ unless a format is given, gzipped or not:
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -77,6 +78,55 @@ class InputFormat(StrEnum):
 
 
 GZIP_MAGIC = b"\x1f\x8b"
+# Far above any log line or CloudTrail file (written as one line); a gzip bomb without line
+# breaks would otherwise be read into memory whole.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+class UnreadableInput(Exception):
+    """The input cannot be read on from some line: what was read before it stands."""
+
+
+class LineTooLong(UnreadableInput):
+    """A line of the input is longer than `MAX_LINE_BYTES`: no log this reads."""
+
+    def __init__(self, label: str, number: int) -> None:
+        super().__init__(
+            f"{label} line {number} is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB: "
+            "not a log file this reads (nothing after it was read)"
+        )
+
+
+class InputLines:
+    """The text lines of a file or stdin (`open_input`) as the backfill and `powertrip rules
+    test` read them, counting the bytes read (for a progress bar). Bytes that are no UTF-8 cost
+    only the characters they are (U+FFFD), never the line or the file; a line over
+    `MAX_LINE_BYTES` (LineTooLong) or a gzip file cut short or corrupt ends the reading with
+    `UnreadableInput` naming the line."""
+
+    def __init__(self, stream: BinaryIO, label: str, size: float | None = None) -> None:
+        self.stream = stream
+        self.label = label
+        self.size = size
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[str]:
+        number = 0
+        while raw := self._readline(number):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise LineTooLong(self.label, number)
+            self.bytes += len(raw)
+            yield raw.decode("utf-8", errors="replace")
+
+    def _readline(self, read: int) -> bytes:
+        try:
+            return self.stream.readline(MAX_LINE_BYTES + 1)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise UnreadableInput(
+                f"{self.label} is no complete gzip file after line {read} ({exc}): "
+                "nothing after it was read"
+            ) from exc
 
 
 def open_input(path: Path) -> BinaryIO:
