@@ -245,10 +245,11 @@ async def _deliver(
     if expect_with is not None and settings is not None and delivery.outcome == "delivered":
         try:
             expected = await expect_the_same(
-                temporal, key, settings.task_queue, event_id, click.user, expect_with
+                temporal, key, settings.task_queue, event_id, click.user, expect_with, click.shown
             )
         except (ExpectationRefused, NoSuchExpectation) as exc:
-            await _reply(respond, f":no_entry: Approved, but nothing is expected: {exc}")
+            # Not "Approved": a group refuses an approval of a message that did not list all.
+            await _reply(respond, f":no_entry: No expectation made, nothing is expected: {exc}")
         except Exception:
             log.exception("no expectation after %s by %s", event_id, click.user)
             await _reply(respond, ":warning: Approved, but the expectation was not recorded.")

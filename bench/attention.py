@@ -93,7 +93,7 @@ from bench.common import (
     user_id,
 )
 from powertrip.identity import TOLERANCE_WITHOUT_PORT
-from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.interactions import block_action_payload, block_of, signed_request
 
 SECURITY_USER = "U0SEC1"
 GROUP_WINDOW = 600.0  # the product's default grouping window, day seconds (README, "Groups")
@@ -388,8 +388,15 @@ class Replay:
             # A response_url back to the fake Slack, as Slack gives: the API's ephemeral replies
             # to the clicker (counted apart: only the clicker sees them, nothing notifies).
             reply = self.system.slack_url.removesuffix("/api/") + f"/response/{channel}-{ts}"
+            shown = self.system.slack.messages.get((channel, ts))
             payload = block_action_payload(
-                user, action, value, channel=channel, message_ts=ts, response_url=reply
+                user,
+                action,
+                value,
+                channel=channel,
+                message_ts=ts,
+                response_url=reply,
+                block_id=block_of(shown.blocks, action, value) if shown else "decision",
             )
             body, headers = signed_request(SIGNING_SECRET, payload)
             await self._post_click(body, headers)

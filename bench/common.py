@@ -43,7 +43,11 @@ from powertrip.config import PowertripConfig, config_from_mapping  # noqa: E402
 from powertrip.contracts.approval import RECORD_MEMO, EventRecord  # noqa: E402
 from powertrip.devserver import start_dev_server  # noqa: E402
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app  # noqa: E402
-from powertrip.sandbox.interactions import block_action_payload, signed_request  # noqa: E402
+from powertrip.sandbox.interactions import (  # noqa: E402
+    block_action_payload,
+    block_of,
+    signed_request,
+)
 from powertrip.services.starts import ensure_reminder_digest  # noqa: E402
 from powertrip.settings import Settings  # noqa: E402
 from tests.processes import WorkerProcess  # noqa: E402
@@ -279,7 +283,12 @@ class Stack:
         """The owner's signed Approve on the event's DM, as Slack posts it."""
         dm = next(m for m in list(self.slack.messages.values()) if event_of(m.blocks) == event_id)
         payload = block_action_payload(
-            "U" + dm.channel[1:], "approve", event_id, channel=dm.channel, message_ts=dm.ts
+            "U" + dm.channel[1:],
+            "approve",
+            event_id,
+            channel=dm.channel,
+            message_ts=dm.ts,
+            block_id=block_of(dm.blocks, "approve", event_id),
         )
         body, headers = signed_request(SIGNING_SECRET, payload)
         return await self.http.post(

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.main import create_app
 from powertrip.binaries import temporal_cli
 from powertrip.sandbox.fake_slack import FakeSlack, FakeUser, create_fake_slack_app
-from powertrip.sandbox.interactions import block_action_payload, signed_request
+from powertrip.sandbox.interactions import block_action_payload, block_of, signed_request
 from powertrip.temporal import SEARCH_ATTRIBUTES
 from tests.harness import make_config, make_settings, running_worker, ssh_line
 from tests.servers import SECURITY_CHANNEL, SIGNING_SECRET, SLACK_TOKEN, ServedApp
@@ -128,6 +128,7 @@ async def main(events: int, slow_delay: float) -> None:
                     channel=dm.channel,
                     message_ts=dm.ts,
                     response_url=reply_to,
+                    block_id=block_of(dm.blocks, "approve", event_id),
                 )
 
                 async def send() -> httpx.Response:

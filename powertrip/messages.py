@@ -373,7 +373,7 @@ def _buttons(record: EventRecord, ids: list[str], in_channel: bool) -> ActionsBl
             )
         )
     # A group's question says how many events it lists: an approval of fewer than have joined
-    # is refused (`EventRecord.unseen`).
+    # is refused (`EventRecord.shown_refusal`).
     shown = record.burst.members if record.burst is not None else None
     return ActionsBlock(block_id=decision_block_id(shown), elements=elements)
 

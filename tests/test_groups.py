@@ -22,6 +22,7 @@ from powertrip.models import EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
 from powertrip.services.decisions import approve_as_security
+from powertrip.services.expectations import ExpectationRefused, Limits, expect_the_same
 from powertrip.services.starts import ResultStatus, start_approval
 from powertrip.settings import Settings
 from powertrip.signing import signed_click
@@ -204,16 +205,24 @@ async def test_an_approval_pressed_before_a_login_joined_the_message_decides_not
         group = client.get_workflow_handle_for(ApprovalWorkflow.run, group_id)
         # The workflow refuses it even before its memo or message shows the second login.
         await decide(group, Action.APPROVE, "U0ALICE", shown=1)
-        # And through Slack, pressed on the message as it was drawn with one.
+        # And through Slack, pressed on the message as it was drawn with one; "expect the same"
+        # from it makes no expectation either (the approval did not count).
         await _click(http, dm, "U0ALICE", "approve", group_id, block_id=drawn_with_one)
+        await _click(http, dm, "U0ALICE", "approve_expect", group_id, block_id=drawn_with_one)
+        # A click that does not say what it listed, or lists more than ever joined, fails closed.
+        for forged in ("decision", "decision-999999", "decision--1"):
+            await _click(http, dm, "U0ALICE", "approve", group_id, block_id=forged)
 
         def refusals(r: EventRecord) -> list[str]:
             return [e.detail or "" for e in r.timeline if e.what is TimelineKind.REFUSED]
 
         refused = await eventually(
-            lambda: _all(client, [group_id], lambda r: len(refusals(r)) == 2), within=30
+            lambda: _all(client, [group_id], lambda r: len(refusals(r)) == 6), within=30
         )
-        assert all("1 more event joined" in text for text in refusals(refused[0]))
+        texts = refusals(refused[0])
+        assert sum("1 more event joined" in text for text in texts) == 3, texts
+        assert sum("does not say how many" in text for text in texts) == 2, texts
+        assert sum("cannot have listed 999999" in text for text in texts) == 1, texts
         for r in await _all(client, [group_id, first, second], lambda r: True) or []:
             assert r.status is EventStatus.PENDING, r.event.event_id
 
@@ -224,6 +233,18 @@ async def test_an_approval_pressed_before_a_login_joined_the_message_decides_not
             lambda: _all(client, [first, second], lambda r: r.status is EventStatus.APPROVED),
             within=30,
         )
+        # The refused "expect the same" waited for its approval to count: this one is not it.
+        await asyncio.sleep(2)
+        expectations = await http.get("/v1/expectations", headers=API_HEADERS)
+        assert expectations.json() == [], expectations.text
+        # Even when the API let it through (its memo a join behind) and another click's
+        # approval counted after, an "expect the same" pressed on one event's worth expects
+        # nothing; pressed on the message that listed both, it does.
+        limits = Limits.from_config(make_config(group_window="10m"))
+        same = (client, DECISION_KEY, settings.task_queue, group_id, "U0ALICE", limits)
+        with pytest.raises(ExpectationRefused, match="listed 1 of the 2 events"):
+            await expect_the_same(*same, 1)
+        assert (await expect_the_same(*same, 2)).hosts == [host]
 
 
 async def test_a_group_from_several_addresses_shows_each_address(
@@ -388,7 +409,7 @@ async def test_the_owners_not_me_after_the_teams_approval_of_a_group_reports_eve
         )
         group = client.get_workflow_handle(str(records[0].group))
         await eventually(lambda: _dms(fake_slack) or None)
-        await decide(group, Action.APPROVE, "U0SEC1")
+        await decide(group, Action.APPROVE, "U0SEC1", shown=2)  # the message lists both
         await eventually(
             lambda: _all(client, ids, lambda r: r.contest_until is not None), within=30
         )

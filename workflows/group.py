@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TimelineKind,
         UpdateRequest,
-        unseen_refusal,
     )
     from powertrip.contracts.groups import (
         GROUP_WORKFLOW,
@@ -169,9 +168,9 @@ class GroupWorkflow(ApprovalWorkflow):
         it was signed (for the group), to each member. An approval pressed on a message that
         listed fewer events than have joined is refused (patch `group-approves-what-it-showed`):
         the message is drawn again, and the approver decides on what it lists."""
-        unseen = self.record.unseen(received.click) if verified else 0
-        if unseen and received.click.refused is None and patched(GROUP_APPROVES_WHAT_IT_SHOWED):
-            self._trace(TimelineKind.REFUSED, received, unseen_refusal(unseen, received.click))
+        refused = self.record.shown_refusal(received.click) if verified else None
+        if refused and received.click.refused is None and patched(GROUP_APPROVES_WHAT_IT_SHOWED):
+            self._trace(TimelineKind.REFUSED, received, refused)
             self.changed = True
             return
         before = self.record.status

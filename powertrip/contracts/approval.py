@@ -233,7 +233,7 @@ def shown_in(block_id: object) -> int | None:
 
 def unseen_refusal(unseen: int, click: Click) -> str:
     """Why an approval of a group's question is refused: `unseen` events joined after the
-    message it was pressed on was drawn (`EventRecord.unseen`)."""
+    message it was pressed on was drawn (`EventRecord.shown_refusal`)."""
     events = "event" if unseen == 1 else "events"
     return (
         f"{unseen} more {events} joined this question after the message you pressed listed "
@@ -433,13 +433,28 @@ class EventRecord(BaseModel):
             return True
         return action is Action.REPORT and self.contestable_by(user)
 
-    def unseen(self, click: Click) -> int:
-        """How many of a group's events the approval `click` was not shown: members that joined
-        after its message was drawn (0 for a click on an event's own question, or any click
-        other than an approval)."""
-        if click.shown is None or self.burst is None or click.action is not Action.APPROVE:
-            return 0
-        return max(0, self.burst.members - click.shown)
+    def shown_refusal(self, click: Click) -> str | None:
+        """Why the Slack approval `click` of this group's question is refused for what its
+        message listed, or None: the message must say how many events it listed
+        (`Click.shown`, from `decision_block_id`), and that must be every event that has joined.
+        A click on a message drawn before the count was kept, or naming more events than ever
+        joined, approves nothing it cannot show. Not a group's question, not an approval, or the
+        security team's CLI override (which approves the group as it is): None."""
+        if self.burst is None or click.action is not Action.APPROVE or click.via != "slack":
+            return None
+        members = self.burst.members
+        if click.shown is None:
+            return (
+                "the message you pressed does not say how many events it listed (it was drawn "
+                "before Powertrip counted them)"
+            )
+        if click.shown > members:
+            return (
+                f"the message you pressed cannot have listed {click.shown} events: {members} joined"
+            )
+        if click.shown < members:
+            return unseen_refusal(members - click.shown, click)
+        return None
 
     def refusal(self, action: Action, user: str) -> Refusal | None:
         """None if `user` may take `action` now; otherwise what to tell them, naming who may."""

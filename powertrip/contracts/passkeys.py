@@ -131,6 +131,11 @@ class EventSummary(BaseModel):
     address: str | None = None
     port: int | None = None
     occurred_at: datetime
+    shown: int | None = Field(
+        default=None,
+        description="A group's question: how many events its message listed when *Approve* "
+        "was pressed (`Click.shown`).",
+    )
 
     @classmethod
     def of(cls, event: SecurityEvent) -> EventSummary:
@@ -366,6 +371,9 @@ class StepUpVerified(BaseModel):
 
     outcome: Literal["verified"] = "verified"
     event_id: str | None = Field(default=None, description="The event approved, if one is.")
+    shown: int | None = Field(
+        default=None, description="A group's question: how many events the link approves."
+    )
     passkey: PasskeyToApprove | None = Field(
         default=None, description="The pending passkey a security-team member approves, if one is."
     )

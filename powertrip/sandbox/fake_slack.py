@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from powertrip.sandbox.interactions import (
     app_home_opened_event,
     block_action_payload,
+    block_of,
     new_trigger_id,
     signed_request,
     slash_command_fields,
@@ -507,7 +508,15 @@ def create_fake_slack_app(fake: FakeSlack) -> FastAPI:
             message_ts=click.ts,
             response_url=f"{base}/response/{key}",
             view=view,
-            block_id=click.block_id or "decision",
+            # Slack sends the pressed button's block id; the page sends it, a script may not.
+            block_id=click.block_id
+            or (
+                block_of(
+                    fake.messages[(click.channel, click.ts)].blocks, click.action_id, click.value
+                )
+                if view is None and click.channel and click.ts
+                else "decision"
+            ),
         )
         payload["trigger_id"] = _trigger_for(fake, click.user)
         answer = await _post(fake, *signed_request(_secret(fake), payload))
@@ -636,6 +645,14 @@ def _interactive(fake: FakeSlack) -> None:
 def _secret(fake: FakeSlack) -> str:
     assert fake.signing_secret is not None  # checked by _interactive
     return fake.signing_secret
+
+
+def _pressed_block(fake: FakeSlack, click: SandboxClick, view: dict[str, Any] | None) -> str:
+    """The block id Slack would send for the button `click` names on its message."""
+    message = fake.messages.get((click.channel or "", click.ts or ""))
+    if view is not None or message is None:
+        return "decision"
+    return block_of(message.blocks, click.action_id, click.value)
 
 
 def _trigger_for(fake: FakeSlack, user: str) -> str:

@@ -56,6 +56,17 @@ def block_action_payload(
     return payload
 
 
+def block_of(blocks: list[dict[str, Any]], action_id: str, value: str) -> str:
+    """The id of the block in `blocks` holding the button `action_id` with `value`, as Slack
+    sends it with a click (`actions[].block_id`: a group's question counts what it lists in
+    it); `decision` when no such button is there."""
+    for block in blocks:
+        for element in block.get("elements") or [block.get("accessory") or {}]:
+            if element.get("action_id") == action_id and element.get("value") == value:
+                return str(block.get("block_id") or "decision")
+    return "decision"
+
+
 def view_submission_payload(
     user: str, view: dict[str, Any], values: dict[str, str]
 ) -> dict[str, Any]:

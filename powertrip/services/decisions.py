@@ -33,9 +33,13 @@ from powertrip.contracts.approval import (
     Action,
     Click,
     EventRecord,
-    unseen_refusal,
 )
-from powertrip.contracts.passkeys import PasskeyRefused, StepUpOutcome, StepUpRefused
+from powertrip.contracts.passkeys import (
+    PasskeyRefused,
+    StepUpOutcome,
+    StepUpRefused,
+    StepUpVerified,
+)
 from powertrip.models import EventStatus
 from powertrip.services.stepup import issue_step_up_link, passkeys_of
 from powertrip.settings import Settings
@@ -171,16 +175,16 @@ async def deliver_click(
         if refusal.stale:  # already decided: nothing to trace
             return Delivery("stale", refusal.text)
         outcome, reply, refused = "refused", f":no_entry: {refusal.text}", refusal.plain
-    elif unseen := record.unseen(click):
+    elif shown := record.shown_refusal(click):
         # The group workflow refuses it too, for members that joined since its memo.
-        outcome, refused = "refused", unseen_refusal(unseen, click)
+        outcome, refused = "refused", shown
         reply = f":warning: {refused}: look at the updated message and decide again."
     else:
         outcome, reply, refused = "delivered", None, None
     # Step-up (issue 15), the one insertion point: an approval the event wants confirmed with a
     # passkey is answered with a one-time link; nothing is signalled until the passkey checks.
     if refused is None and record.needs_step_up(click):
-        return await answer_with_step_up_link(client, settings, record, click.user)
+        return await answer_with_step_up_link(client, settings, record, click.user, click.shown)
     try:
         await _signal(client, key, event_id, click.model_copy(update={"refused": refused}))
     except RPCError as exc:
@@ -269,7 +273,11 @@ HOW_TO_REGISTER = (
 
 
 async def answer_with_step_up_link(
-    client: Client, settings: Settings | None, record: EventRecord, user: str
+    client: Client,
+    settings: Settings | None,
+    record: EventRecord,
+    user: str,
+    shown: int | None = None,
 ) -> Delivery:
     """The reply to *Approve* on a step-up event by `user`, who may approve it: a one-time link
     to Powertrip's confirmation page for them alone (Slack shows it only to them), or, without a
@@ -296,7 +304,7 @@ async def answer_with_step_up_link(
             f"yet. {HOW_TO_REGISTER}{behalf}",
         )
     try:
-        link = await issue_step_up_link(client, settings, user=user, event=event)
+        link = await issue_step_up_link(client, settings, user=user, event=event, shown=shown)
     except PasskeyRefused as exc:
         return Delivery(
             "step_up_failed",
@@ -331,6 +339,7 @@ async def deliver_step_up(client: Client, key: str, outcome: StepUpOutcome) -> D
         name=names.get(outcome.user),
         at=datetime.now(UTC),
         via="slack",
+        shown=outcome.shown if isinstance(outcome, StepUpVerified) else None,
     )
     refused: str | None
     reply: str | None
@@ -346,7 +355,9 @@ async def deliver_step_up(client: Client, key: str, outcome: StepUpOutcome) -> D
         refusal = record.refusal(Action.APPROVE, outcome.user)
         if refusal is not None and refusal.stale:
             return Delivery("stale", refusal.plain)
-        refused = refusal.plain if refusal else None
+        # A group's question: the link carries how many events its message listed when
+        # *Approve* was pressed; those that joined since are not approved unseen.
+        refused = refusal.plain if refusal else record.shown_refusal(click)
         outcome_name = "refused" if refused else "delivered"
         reply = refused or f"Approved with your passkey “{outcome.credential.label}”."
     try:

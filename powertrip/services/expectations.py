@@ -461,22 +461,61 @@ EXPECT_THE_SAME_FOR = timedelta(hours=1)
 """How long "Approve, and expect the same from me here for 1 h" expects the same."""
 
 
+# How long "expect the same" waits for the click's approval to be recorded: the workflow takes a
+# delivered signal in well under a second while a worker runs.
+APPROVAL_RECORDED_WITHIN = 10.0
+
+
+async def _approved_by(client: Client, event_id: str, user: str) -> EventRecord:
+    """The event's record once it shows the approval by `user` (its memo). A click delivered is
+    not yet an approval that counted: a group refuses one pressed on a message that did not list
+    every event. Raises NoSuchExpectation for an unknown event, ExpectationRefused when the
+    approval was not recorded within APPROVAL_RECORDED_WITHIN s or the event was decided
+    otherwise."""
+    deadline = asyncio.get_running_loop().time() + APPROVAL_RECORDED_WITHIN
+    while True:
+        try:
+            description = await client.get_workflow_handle(event_id).describe()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise NoSuchExpectation(f"no event {event_id!r}") from exc
+            raise
+        record = await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
+        decision = record.decision
+        if record.status is EventStatus.APPROVED and decision is not None and decision.by == user:
+            return record
+        if record.status is not EventStatus.PENDING:
+            raise ExpectationRefused(f"the event is {record.status.value}, not approved by you")
+        if asyncio.get_running_loop().time() > deadline:
+            raise ExpectationRefused("your approval is not recorded (yet), so nothing is expected")
+        await asyncio.sleep(0.25)
+
+
 async def expect_the_same(
-    client: Client, key: str, task_queue: str, event_id: str, user: str, limits: Limits
+    client: Client,
+    key: str,
+    task_queue: str,
+    event_id: str,
+    user: str,
+    limits: Limits,
+    shown: int | None = None,
 ) -> Expectation:
     """After `user` approved `event_id` with "Approve, and expect the same from me here": an
     expectation by them for the event's actor on its host and of its rule, for
-    EXPECT_THE_SAME_FOR, `via: slack`. Raises NoSuchExpectation for an unknown event,
+    EXPECT_THE_SAME_FOR, `via: slack`, once the event's record shows that approval (a click
+    delivered is not yet one that counted; for a group's question, `shown`, the clicked
+    message's count, must be every event). Raises NoSuchExpectation for an unknown event,
     ExpectationRefused when the limits forbid it (not their account, a step-up rule) or the
     event has no host to be "here" (`same_here_refusal`: a click on a message from before the
     button was left off such events)."""
-    try:
-        description = await client.get_workflow_handle(event_id).describe()
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise NoSuchExpectation(f"no event {event_id!r}") from exc
-        raise
-    record = await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
+    record = await _approved_by(client, event_id, user)
+    # A group's question: the approval that counted listed every event (`shown`, the clicked
+    # message's count), and none joins after the decision. Another click's approval of the
+    # group, after this one was refused, is not this one.
+    if record.burst is not None and record.burst.members != shown:
+        raise ExpectationRefused(
+            f"the message you pressed listed {shown} of the {record.burst.members} events"
+        )
     event = record.event
     if (nowhere := same_here_refusal(event)) is not None:
         raise ExpectationRefused(nowhere)

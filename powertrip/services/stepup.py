@@ -235,17 +235,24 @@ def _new_token(user: str) -> str:
 
 
 async def issue_step_up_link(
-    client: Client, settings: Settings, *, user: str, event: SecurityEvent
+    client: Client,
+    settings: Settings,
+    *,
+    user: str,
+    event: SecurityEvent,
+    shown: int | None = None,
 ) -> IssuedLink:
     """A link for `user` (Slack id) to approve `event` with a passkey, valid for
-    `POWERTRIP_STEP_UP_LINK_SECONDS`. The caller has checked that `user` may approve it.
-    Raises PasskeyRefused (TOO_MANY_LINKS, TEMPORARILY_UNAVAILABLE), SettingsError."""
+    `POWERTRIP_STEP_UP_LINK_SECONDS`; `shown`: for a group's question, how many events the
+    message listed when *Approve* was pressed (bound into the link, so the approval covers no
+    more). The caller has checked that `user` may approve it. Raises PasskeyRefused
+    (TOO_MANY_LINKS, TEMPORARILY_UNAVAILABLE), SettingsError."""
     return await _issue(
         client,
         settings,
         user=user,
         purpose=LinkPurpose.STEP_UP,
-        event=EventSummary.of(event),
+        event=EventSummary.of(event).model_copy(update={"shown": shown}),
         action="approve",
     )
 
@@ -398,6 +405,7 @@ async def _step_up(
         )
     return StepUpVerified(
         event_id=event.event_id if event else None,
+        shown=event.shown if event else None,
         passkey=passkey,
         user=link.user,
         credential=recorded.credential,
