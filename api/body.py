@@ -48,6 +48,11 @@ def decode_payload(request: Request, body: bytes) -> Any:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed form body: {exc}") from exc
         if "payload" not in form:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "form body has no `payload` field")
+        if len(form["payload"]) > 1:
+            # Which one a proxy or a log reader takes is not which one would be read here.
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, "form body has more than one `payload` field"
+            )
         return _json(form["payload"][0], "the `payload` field")
     if content_type in ("application/json", "application/x-ndjson", "text/plain", ""):
         if not body.strip():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Annotated, Any
 
@@ -24,25 +25,70 @@ from powertrip.settings import Settings
 from powertrip.webui import WebUi
 
 
-def one_value_each(request: HTTPConnection) -> None:
-    """Refuse a query parameter given more than once (422, naming it): FastAPI reads the last
-    `host=` of `?host=bastion&host=evil` while a proxy, a WAF or a log reader may read the
-    first, so a question would be answered about another host than the one checked. No route
-    takes a list in its query."""
+async def unambiguous_request(request: Request) -> None:
+    """Refuse (422, naming it) what one reader would take one way and another reader another:
+    a query parameter given more than once (FastAPI reads the last `host=` of
+    `?host=bastion&host=evil` while a proxy, a WAF or a log reader may read the first, so a
+    question would be answered about another host than the one checked; no route takes a list
+    in its query), and in the JSON body of the API's own routes (`/v1/...`) a key given twice in
+    one object (`{"host": "bastion", "host": null}`: Python keeps the last) or an unpaired
+    `\\ud800` escape, which no UTF-8 text (a log, Temporal's payloads) can hold."""
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
         if name in seen:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "repeated",
-                        "loc": ("query", name),
-                        "msg": "given more than once; give each parameter once",
-                        "input": request.query_params.getlist(name),
-                    }
-                ]
-            )
+            raise _invalid("repeated", ("query", name), "given more than once; give it once")
         seen.add(name)
+    if not request.url.path.startswith("/v1/") or request.method not in ("POST", "PUT", "PATCH"):
+        return
+    try:
+        body = json.loads(await request.body(), object_pairs_hook=_one_of_each)
+    except _RepeatedKey as repeated:
+        raise _invalid(
+            "repeated", ("body", repeated.key), "a key given twice in one object"
+        ) from None
+    except ValueError:
+        return  # not JSON: the route's own validation says so
+    if _holds_surrogate(body):
+        raise _invalid(
+            "unencodable",
+            ("body",),
+            "holds an unpaired UTF-16 surrogate (a lone \\ud800 escape): no UTF-8 text can",
+        )
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key.encode("utf-8", "backslashreplace").decode()
+
+
+def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKey(key)
+        found[key] = value
+    return found
+
+
+def _holds_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= char <= "\udfff" for char in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _invalid(kind: str, where: tuple[str, ...], why: str) -> RequestValidationError:
+    # No `input`: echoing an unencodable one made the 422 itself a 500.
+    return RequestValidationError([{"type": kind, "loc": where, "msg": why, "input": None}])
 
 
 def get_settings(request: Request) -> Settings:

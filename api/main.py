@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import one_value_each
+from api.deps import unambiguous_request
 from api.routes import events, expectations, ops, passkeys, slack, webhooks
 from api.slack_app import create_slack_app, slack_web_client
 from powertrip.config import load_config
@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Did a human who owns it say 'yes, that was me'?",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(one_value_each)],
+        dependencies=[Depends(unambiguous_request)],
     )
     app.include_router(webhooks.router)
     app.include_router(slack.router)

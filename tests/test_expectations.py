@@ -982,3 +982,29 @@ def test_an_expectation_for_any_host_and_rule_says_so_to_the_team() -> None:
         text, _ = expectation_notice(ExpectationNotice(expectation=expectation))
         home = json.dumps(app_home([], [expectation], on_team=True))
         assert says in text and says in home and not_said not in text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The last `host` (null: any host) won over the first a reviewer reads.
+        '{"actor": "alice", "host": "bastion", "host": null, "for": "3m", "reason": "r", '
+        '"created_by": "U0ALICE"}',
+        '{"actor": "alice", "host": "bastion", "until": "9999-12-31T23:59:59-12:00", '
+        '"reason": "r", "created_by": "U0ALICE"}',
+        '{"actor": "alice", "host": "\\ud800", "for": "3m", "reason": "r", '
+        '"created_by": "U0ALICE"}',
+    ],
+)
+async def test_an_expectation_body_that_reads_two_ways_or_overflows_is_422(
+    dev_env: WorkflowEnvironment, slack_api_url: str, tmp_path: Path, body: str
+) -> None:
+    async with stack(dev_env, slack_api_url, tmp_path) as (http, _, _):
+        response = await http.post(
+            "/v1/expectations",
+            content=body,
+            headers={**API_WRITE_HEADERS, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        listed = await http.get("/v1/expectations", headers=API_HEADERS)
+        assert listed.json() == [], listed.text

@@ -337,6 +337,30 @@ async def test_a_parameter_given_twice_is_422_not_the_last_one(world: World, rep
     assert listing.status_code == 422 and "more than once" in listing.text
 
 
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (
+            '{"host": "evil", "host": "bastion", "user": "root", "at": "2026-11-20T10:00:00Z"}',
+            "host",
+        ),
+        ('{"questions": [], "questions": []}', "questions"),
+        ('{"questions": "\\ud800"}', "body"),
+    ],
+)
+async def test_an_ambiguous_or_unencodable_json_body_is_422_not_the_last_key_or_a_500(
+    world: World, body: str, where: str
+) -> None:
+    # Python keeps the last of two keys, a reviewer or a proxy may read the first; an unpaired
+    # surrogate made the 422 that echoed it a 500.
+    response = await world.http.post(
+        "/v1/approvals/match", content=body, headers={**API, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert where in error["loc"]
+
+
 # -- listing ----------------------------------------------------------------------------------
 
 

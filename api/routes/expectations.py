@@ -35,6 +35,7 @@ from api.deps import (
 from api.routes.events import AUTH_ERROR, UNAVAILABLE, Problem, invalid
 from powertrip.contracts.expectations import Expectation, scope_refusal
 from powertrip.durations import parse_duration
+from powertrip.models import RecordTime
 from powertrip.services.expectations import (
     ExpectationAudit,
     Limits,
@@ -86,7 +87,9 @@ class ExpectationCreate(BaseModel):
     for_: timedelta | None = Field(
         default=None, alias="for", description="How long, e.g. `2h`, `90m` (or give `until`)."
     )
-    until: datetime | None = Field(default=None, description="When it ends (with a timezone).")
+    until: RecordTime | None = Field(
+        default=None, description="When it ends (with a timezone; 1970 to 2999)."
+    )
     reason: str = Field(min_length=1, max_length=500)
     created_by: str = Field(
         pattern=r"^[UW][A-Z0-9]+$", description="The Slack user id of whoever asks for it."
