@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,10 +18,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from powertrip.contracts.approval import Action, EventRecord, TimelineKind
-from powertrip.models import EventStatus
+from powertrip.contracts.passkeys import StepUpVerified
+from powertrip.models import CredentialRef, EventStatus
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import block_action_payload, signed_request
-from powertrip.services.decisions import approve_as_security
+from powertrip.services.decisions import approve_as_security, deliver_step_up
 from powertrip.services.expectations import ExpectationRefused, Limits, expect_the_same
 from powertrip.services.starts import ResultStatus, start_approval
 from powertrip.settings import Settings
@@ -216,11 +217,19 @@ async def test_an_approval_pressed_before_a_login_joined_the_message_decides_not
         def refusals(r: EventRecord) -> list[str]:
             return [e.detail or "" for e in r.timeline if e.what is TimelineKind.REFUSED]
 
+        # A passkey's approval carries the count its link bound when *Approve* was pressed.
+        passkey = CredentialRef(credential_id="cred-1", label="laptop")
+        verified = StepUpVerified(
+            event_id=group_id, shown=1, user="U0ALICE", credential=passkey, at=datetime.now(UTC)
+        )
+        delivery = await deliver_step_up(client, DECISION_KEY, verified)
+        assert delivery.outcome == "refused" and "1 more event joined" in (delivery.reply or "")
+
         refused = await eventually(
-            lambda: _all(client, [group_id], lambda r: len(refusals(r)) == 6), within=30
+            lambda: _all(client, [group_id], lambda r: len(refusals(r)) == 7), within=30
         )
         texts = refusals(refused[0])
-        assert sum("1 more event joined" in text for text in texts) == 3, texts
+        assert sum("1 more event joined" in text for text in texts) == 4, texts
         assert sum("does not say how many" in text for text in texts) == 2, texts
         assert sum("cannot have listed 999999" in text for text in texts) == 1, texts
         for r in await _all(client, [group_id, first, second], lambda r: True) or []:
