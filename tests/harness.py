@@ -53,6 +53,7 @@ from powertrip.models import RawEvent, SecurityEvent
 from powertrip.sandbox.fake_slack import FakeSlack, SlackMessage
 from powertrip.sandbox.interactions import (
     block_action_payload,
+    block_of,
     signed_request,
     slash_command_fields,
 )
@@ -218,7 +219,9 @@ def click_request(
     timestamp: int | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers Slack sends when `user` presses a button on `message` (no message:
-    a payload whose container names none); `name` is the clicker's Slack user name."""
+    a payload whose container names none); `name` is the clicker's Slack user name. The
+    action's block id is the pressed button's on `message`, as Slack sends it (a group's
+    question counts what it lists there)."""
     payload = block_action_payload(
         user,
         action_id,
@@ -226,6 +229,7 @@ def click_request(
         channel=message.channel if message else None,
         message_ts=message.ts if message else None,
         response_url=reply_to,
+        block_id=block_of(message.blocks, action_id, value) if message else "decision",
     )
     if name:
         payload["user"]["username"] = name
