@@ -18,6 +18,7 @@ from fastapi.security import (
 from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
+from powertrip import jsontext
 from powertrip.config import PowertripConfig
 from powertrip.directory import SlackDirectory
 from powertrip.rules import RuleSet
@@ -48,7 +49,7 @@ async def unambiguous_request(request: Request) -> None:
         ) from None
     except ValueError:
         return  # not JSON: the route's own validation says so
-    if _holds_surrogate(body):
+    if jsontext.holds_surrogate(body):
         raise _invalid(
             "unencodable",
             ("body",),
@@ -69,21 +70,6 @@ def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _RepeatedKey(key)
         found[key] = value
     return found
-
-
-def _holds_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if any("\ud800" <= char <= "\udfff" for char in item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def _invalid(kind: str, where: tuple[str, ...], why: str) -> RequestValidationError:

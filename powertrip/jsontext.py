@@ -186,6 +186,23 @@ def _value_end(text: str, position: int) -> int | None:
     return None
 
 
+def holds_surrogate(value: Any) -> bool:
+    """Whether `value` (as decoded: dicts, lists, scalars) holds an unpaired surrogate in a
+    string or a key, text no UTF-8 can hold. Iterative."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _without_surrogates(value: Any) -> Any:
     """`value` with every unpaired surrogate in its strings and keys replaced by U+FFFD (a
     paired escape decodes to its one character, so any surrogate left is unpaired)."""

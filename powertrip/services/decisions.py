@@ -111,7 +111,7 @@ async def _signal(client: Client, key: str, event_id: str, click: Click) -> None
         pause = min(pause * 2, 5.0)
 
 
-async def _record(client: Client, event_id: str) -> EventRecord | None:
+async def event_record(client: Client, event_id: str) -> EventRecord | None:
     """The event's record from its memo (no worker needed); None for an unknown event."""
     try:
         description = await client.get_workflow_handle(event_id).describe()
@@ -143,7 +143,7 @@ async def _on_its_message(
             break
         await asyncio.sleep(pause)
         pause = min(pause * 1.5, 2.0)
-        record = await _record(client, event_id) or record
+        record = await event_record(client, event_id) or record
     if _posted_by_event(record, message):
         return record, None
     log.warning("click on %s from a message it never posted: %s", event_id, message)
@@ -164,7 +164,7 @@ async def deliver_click(
     `key`, signal it. An approval of a step-up event is answered with a one-time link instead
     (`answer_with_step_up_link`; `settings`: where the links point, None: step-up off). Raises
     RPCError when Temporal fails (the caller answers Slack 503)."""
-    record = await _record(client, event_id)
+    record = await event_record(client, event_id)
     if record is None:
         return Delivery("unknown", "Powertrip does not know this event.")
     record, mismatch = await _on_its_message(client, event_id, record, message)
@@ -329,7 +329,7 @@ async def deliver_step_up(client: Client, key: str, outcome: StepUpOutcome) -> D
     when Temporal fails."""
     if outcome.event_id is None or outcome.user is None:
         return Delivery("unknown", "Powertrip does not know this link.")
-    record = await _record(client, outcome.event_id)
+    record = await event_record(client, outcome.event_id)
     if record is None:
         return Delivery("unknown", "Powertrip does not know this event.")
     names = record.authority.names if record.authority else {}

@@ -42,6 +42,7 @@ from powertrip.contracts.expectations import (
 )
 from powertrip.directory import Directory, Identity, SlackDirectory
 from powertrip.models import EventStatus
+from powertrip.services.decisions import event_record
 from powertrip.services.views import EventView, show_event
 from powertrip.signing import sign_expectation, sign_revocation
 from powertrip.visibility import RecordError, literal
@@ -474,13 +475,9 @@ async def _approved_by(client: Client, event_id: str, user: str) -> EventRecord:
     otherwise."""
     deadline = asyncio.get_running_loop().time() + APPROVAL_RECORDED_WITHIN
     while True:
-        try:
-            description = await client.get_workflow_handle(event_id).describe()
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise NoSuchExpectation(f"no event {event_id!r}") from exc
-            raise
-        record = await description.memo_value(RECORD_MEMO, type_hint=EventRecord)
+        record = await event_record(client, event_id)
+        if record is None:
+            raise NoSuchExpectation(f"no event {event_id!r}")
         decision = record.decision
         if record.status is EventStatus.APPROVED and decision is not None and decision.by == user:
             return record
