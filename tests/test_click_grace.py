@@ -26,7 +26,7 @@ def _recording_late(
             return record.model_copy(update={"messages": [*record.messages, message]})
         return record
 
-    monkeypatch.setattr(decisions, "_record", late_record)
+    monkeypatch.setattr(decisions, "event_record", late_record)
     monkeypatch.setattr(decisions, "FIRST_MESSAGE_GRACE_SECONDS", 8.0)
 
 
